@@ -1,0 +1,36 @@
+"""fashn-async: the asyncio SDK for the FASHN virtual try-on API.
+
+Strict client-side limits, retries only where they cannot charge twice, adaptive status
+polling, and streaming batches that cancel what they started when you leave.
+"""
+
+from __future__ import annotations
+
+from fashn_async import errors
+from fashn_async._batch import Batch, BatchProgress
+from fashn_async._client import AsyncFashn
+from fashn_async._limits import Limits, Rate
+from fashn_async._models import Credits, ModelRequest, Prediction, PredictionStatus, TryOnRequest
+from fashn_async._polling import Polling
+from fashn_async._results import BatchResult, TryOnResult
+from fashn_async._retry import RetryPolicy
+from fashn_async._version import __version__
+
+__all__ = [
+    "AsyncFashn",
+    "Batch",
+    "BatchProgress",
+    "BatchResult",
+    "Credits",
+    "Limits",
+    "ModelRequest",
+    "Polling",
+    "Prediction",
+    "PredictionStatus",
+    "Rate",
+    "RetryPolicy",
+    "TryOnRequest",
+    "TryOnResult",
+    "__version__",
+    "errors",
+]

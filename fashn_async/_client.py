@@ -1,0 +1,266 @@
+"""AsyncFashn: the client. Composes transport, engine, batch; the only module knowing all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+
+from fashn_async._batch import Batch, BatchInput, BatchProgress
+from fashn_async._engine import Engine
+from fashn_async._http import Transport
+from fashn_async._limits import Limits
+from fashn_async._models import (
+    Credits,
+    ModelRequest,
+    Prediction,
+    PredictionStatus,
+    Request,
+    TryOnRequest,
+)
+from fashn_async._polling import Polling
+from fashn_async._results import TryOnResult
+from fashn_async._retry import RetryPolicy
+from fashn_async._version import __version__
+from fashn_async.errors import (
+    APIError,
+    ConfigurationError,
+    DeadlineExceededError,
+    InvalidRequestError,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["AsyncFashn"]
+
+DEFAULT_BASE_URL = "https://api.fashn.ai"
+
+
+def _request_from(request: Request | None, fields: dict[str, Any]) -> Request:
+    if request is not None:
+        if fields:
+            raise InvalidRequestError("pass either a request object or keyword fields, not both")
+        if not isinstance(request, TryOnRequest | ModelRequest):
+            raise InvalidRequestError(
+                f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
+            )
+        return request
+    try:
+        return TryOnRequest(**fields)
+    except TypeError as exc:
+        raise InvalidRequestError(str(exc).replace("__init__()", "TryOnRequest")) from None
+
+
+def _check_base_url(base_url: str) -> str:
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    return base_url.rstrip("/")
+
+
+class AsyncFashn:
+    """The FASHN API client. Use it as ``async with AsyncFashn() as client:``.
+
+    Args:
+        api_key: The API key; ``None`` reads ``FASHN_API_KEY``.
+        base_url: The API's address (an emulator's, in tests).
+        limits: The key's limits, respected by every call of this client together.
+        polling: How status polls are planned.
+        retry: Retries of GETs and of submissions that cannot have landed.
+        timeout: Seconds one HTTP request may take in all.
+        connect_timeout: Seconds to establish a connection.
+        max_connections: Size of the connection pool.
+
+    Raises:
+        ConfigurationError: no API key, or a bad option.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        limits: Limits | None = None,
+        *,
+        polling: Polling | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 100,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
+        if not key or not isinstance(key, str) or not key.strip():
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
+            )
+        limits = limits if limits is not None else Limits()
+        if not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
+        self.base_url = _check_base_url(base_url)
+        self.limits = limits
+        self._transport = Transport(
+            base_url=self.base_url,
+            api_key=key.strip(),
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
+            connections=max_connections,
+            user_agent=f"fashn-async/{__version__}",
+        )
+        self._engine = Engine(
+            self._transport,
+            limits=limits,
+            polling=polling or Polling(),
+            retry=retry or RetryPolicy(),
+        )
+
+    def __repr__(self) -> str:
+        engine = self._engine
+        return (
+            f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.slots.in_use}/"
+            f"{self.limits.in_flight} transport={self._transport!r}>"
+        )
+
+    async def __aenter__(self) -> AsyncFashn:
+        await self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel open batches (remotely too), then close the HTTP session."""
+        batches = list(self._engine.batches)
+        for task in batches:
+            task.cancel()
+        if batches:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(batches)
+        await self._transport.close()
+
+    # -- one prediction ----------------------------------------------------------------
+
+    async def submit(
+        self, request: Request | None = None, /, *, webhook_url: str | None = None, **fields: Any
+    ) -> Prediction:
+        """Submit one prediction and return at once with its id.
+
+        The prediction counts against ``limits.in_flight`` until this client sees it
+        finished (``status()`` or ``cancel()``), as the server counts it in progress.
+        """
+        req = _request_from(request, fields)
+        self._transport.session  # noqa: B018 - fail fast when closed, before encoding
+        prepared = await self._engine.prepare(req, webhook_url=webhook_url)
+        return Prediction(await self._engine.submit_holding(prepared))
+
+    async def status(self, prediction_id: str) -> PredictionStatus:
+        """The prediction's current status (one call, through the shared status budget)."""
+        return await self._engine.status(_check_id(prediction_id))
+
+    async def cancel(self, prediction_id: str) -> PredictionStatus:
+        """Cancel a prediction; best effort on the API's side."""
+        return await self._engine.cancel(_check_id(prediction_id))
+
+    async def credits(self) -> Credits:
+        """The account's credit balance."""
+        response = await self._engine.get("/v1/credits", limiter=None)
+        data = response.data.get("credits") if isinstance(response.data, dict) else None
+        if not isinstance(data, dict):
+            raise APIError("the credits answer is not a credits object")
+        try:
+            return Credits(
+                total=data["total"], subscription=data["subscription"], on_demand=data["on_demand"]
+            )
+        except (TypeError, KeyError) as exc:
+            raise APIError("the credits answer is not a credits object") from exc
+
+    async def run(
+        self,
+        request: Request | None = None,
+        /,
+        *,
+        deadline: float | None = None,
+        **fields: Any,
+    ) -> TryOnResult:
+        """Submit, wait for the end, return the result or raise its typed error.
+
+        Cancelling the awaiting task cancels the prediction on the server (shielded,
+        best effort) and leaves nothing running.
+
+        Args:
+            request: A TryOnRequest or ModelRequest; or pass TryOnRequest's fields.
+            deadline: Seconds to wait in all; then the prediction is cancelled remotely
+                and DeadlineExceededError raised.
+
+        Raises:
+            PredictionError: the prediction failed (its subclass names the reason).
+            PredictionCanceledError: it was canceled.
+            DeadlineExceededError: the deadline ran out.
+        """
+        req = _request_from(request, fields)
+        if deadline is not None and not deadline > 0:
+            raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
+        self._transport.session  # noqa: B018 - fail fast when closed
+        prepared = await self._engine.prepare(req)
+        with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
+            status = await self._engine.submit_and_wait(prepared)
+        if scope.cancelled_caught:
+            raise DeadlineExceededError(f"no result within the deadline of {deadline:g} s")
+        status.raise_for_status()
+        return TryOnResult(
+            id=status.id, output=status.output or (), request=req, transport=self._transport
+        )
+
+    # -- many --------------------------------------------------------------------------
+
+    def batch(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        raise_on_error: bool = False,
+        on_progress: Callable[[BatchProgress], None] | None = None,
+        max_pending: int | None = None,
+    ) -> Batch:
+        """Run many requests; ``async for result in client.batch(...)`` yields each as done.
+
+        Args:
+            requests: Any iterable or async iterable of TryOnRequest, ModelRequest, dicts
+                of their fields, or ``(model_image, garment_image, category)`` tuples;
+                pulled lazily.
+            raise_on_error: Raise the first failure in the loop instead of yielding it.
+            on_progress: Called with :class:`BatchProgress` whenever a count changes.
+            max_pending: Items read ahead and results held for the consumer, at most
+                (default: twice the in-flight limit).
+        """
+        self._transport.session  # noqa: B018 - fail fast when closed
+        pending = max_pending or 2 * (self.limits.in_flight or 32)
+        if pending < 1:
+            raise InvalidRequestError(f"max_pending must be >= 1, got {max_pending!r}")
+        return Batch(
+            self._engine,
+            requests,
+            raise_on_error=raise_on_error,
+            on_progress=on_progress,
+            max_pending=pending,
+        )
+
+    async def save(self, result: TryOnResult, directory: str | Path) -> list[Path]:
+        """Download a result's outputs into ``directory``; same as ``result.save()``."""
+        return await result.save(directory)
+
+
+def _check_id(prediction_id: str) -> str:
+    if not isinstance(prediction_id, str) or not prediction_id.strip():
+        raise InvalidRequestError(
+            f"a prediction id must be a non-empty string, got {prediction_id!r}"
+        )
+    return prediction_id

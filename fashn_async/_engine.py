@@ -1,0 +1,325 @@
+"""The engine every request goes through: limits, safe retries, polling, cancellation.
+
+``run()``, ``batch()`` and the low-level calls of one client share a single engine, so
+many concurrent ``run()`` calls of a web service get the same limits, status budget and
+fairness as one batch. Data flows one way: request -> limiter -> http -> poller -> caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import aiolimiter
+import anyio
+
+from fashn_async._http import Response, Transport
+from fashn_async._images import encode_image
+from fashn_async._limits import Limits, Slots, WindowLimiter
+from fashn_async._models import PredictionStatus, Request, converter
+from fashn_async._polling import CompletionModel, Polling, done_probability, next_poll_delay
+from fashn_async._retry import RetryPolicy
+from fashn_async.errors import (
+    APIError,
+    ConcurrencyLimitExceededError,
+    ConnectError,
+    FashnError,
+    OutOfCreditsError,
+    RateLimitError,
+    ServerError,
+    SubmissionUncertainError,
+    TransportError,
+)
+
+__all__ = ["Engine", "Prepared"]
+
+T = TypeVar("T")
+
+#: Priority of a status call a person asked for: ahead of every poller.
+USER_PRIORITY = math.inf
+#: Longest a best-effort remote cancel may take.
+CANCEL_TIMEOUT = 15.0
+
+
+class Prepared:
+    """A request with its images encoded: the exact JSON body and its weight."""
+
+    __slots__ = ("body", "generations", "params", "request")
+
+    def __init__(
+        self, request: Request, body: dict[str, Any], params: Mapping[str, str] | None
+    ) -> None:
+        self.request = request
+        self.body = body
+        self.generations = request.generations
+        self.params = params
+
+
+class Engine:
+    """Limits, retries and polling for one client."""
+
+    def __init__(
+        self, transport: Transport, *, limits: Limits, polling: Polling, retry: RetryPolicy
+    ) -> None:
+        self.transport = transport
+        self.limits = limits
+        self.retry = retry
+        margin = limits.margin
+        self.submit_limiter = WindowLimiter(limits.submit, margin=margin) if limits.submit else None
+        self.status_budget = WindowLimiter(limits.status, margin=margin) if limits.status else None
+        self.credits_limiter = (
+            aiolimiter.AsyncLimiter(limits.credits.limit, limits.credits.period)
+            if limits.credits
+            else None
+        )
+        self.slots = Slots(limits.in_flight)
+        self.model = CompletionModel(polling)
+        self._rng = random.Random()  # noqa: S311 - jitter only
+        # Predictions submitted through the bare submit() hold a slot until seen done.
+        self._held: set[str] = set()
+        #: Supervisor tasks of open batches; the client's exit cancels and awaits them.
+        self.batches: set[asyncio.Future[None]] = set()
+
+    # -- preparing ---------------------------------------------------------------------
+
+    @staticmethod
+    async def prepare(request: Request, *, webhook_url: str | None = None) -> Prepared:
+        """Encode every image of ``request``; fails locally before anything is sent."""
+        images = {}
+        for field, value in request.image_fields().items():
+            images[field] = await encode_image(field, value)
+        params = {"webhook_url": webhook_url} if webhook_url else None
+        return Prepared(request, request.body(images), params)
+
+    # -- submitting --------------------------------------------------------------------
+
+    async def post_run(self, prepared: Prepared) -> str:
+        """POST /v1/run through the submit limiter; re-send only where no prediction exists.
+
+        Raises:
+            SubmissionUncertainError: the request went out and no answer came back.
+            OutOfCreditsError: final; nothing more can be submitted.
+        """
+        failures = 0
+        while True:
+            if self.submit_limiter is not None:
+                await self.submit_limiter.acquire(prepared.generations)
+            try:
+                response = await self._send_run(prepared)
+            except ConnectError:
+                failures += 1  # never sent: safe to send again
+                if failures >= self.retry.attempts:
+                    raise
+                await anyio.sleep(self.retry.delay(failures, rng=self._rng))
+                continue
+            except TransportError as exc:
+                raise SubmissionUncertainError(
+                    "POST /v1/run was sent but no answer came back; the prediction may "
+                    f"exist and be charged, so it is not re-sent ({exc.message})"
+                ) from exc
+            if response.status == 200:
+                return _prediction_id(response)
+            error = response.error()
+            if isinstance(error, OutOfCreditsError):
+                raise error
+            if isinstance(error, RateLimitError):
+                # Not counted by the server: wait as told, then send the same body again.
+                delay = self.retry.delay(max(failures, 1), error.retry_after, rng=self._rng)
+                if isinstance(error, ConcurrencyLimitExceededError):
+                    await anyio.sleep(delay)
+                elif self.submit_limiter is not None:
+                    self.submit_limiter.pause(delay)
+                else:
+                    await anyio.sleep(delay)
+                failures = min(failures + 1, 8)
+                continue
+            if isinstance(error, ServerError):
+                failures += 1
+                if failures < self.retry.attempts:
+                    await anyio.sleep(self.retry.delay(failures, error.retry_after, rng=self._rng))
+                    continue
+            raise error
+
+    async def submit_holding(self, prepared: Prepared) -> str:
+        """Take an in-flight slot, submit, and keep the slot until the id is seen done."""
+        await self.slots.acquire()
+        try:
+            prediction_id = await self.post_run(prepared)
+        except BaseException:
+            self.slots.release()
+            raise
+        self._held.add(prediction_id)
+        return prediction_id
+
+    def seen_done(self, prediction_id: str) -> None:
+        """A held prediction was seen terminal: give its slot back."""
+        if prediction_id in self._held:
+            self._held.discard(prediction_id)
+            self.slots.release()
+
+    # -- GETs --------------------------------------------------------------------------
+
+    async def get(
+        self,
+        path: str,
+        *,
+        limiter: WindowLimiter | None,
+        priority: float = USER_PRIORITY,
+    ) -> Response:
+        """GET with retries on connection errors, timeouts, 5xx and 429s."""
+        failures = 0
+        while True:
+            if limiter is not None:
+                await limiter.acquire(priority=priority)
+            elif path == "/v1/credits" and self.credits_limiter is not None:
+                await self.credits_limiter.acquire()
+            error: FashnError
+            try:
+                response = await self.transport.request("GET", path)
+            except TransportError as exc:
+                error = exc
+            else:
+                if response.status == 200:
+                    return response
+                error = response.error()
+                if isinstance(error, RateLimitError) and limiter is not None:
+                    limiter.pause(self.retry.delay(failures + 1, error.retry_after, rng=self._rng))
+                elif not isinstance(error, RateLimitError | ServerError):
+                    raise error
+            failures += 1
+            if failures >= self.retry.attempts:
+                raise error
+            if not (isinstance(error, RateLimitError) and limiter is not None):
+                await anyio.sleep(self.retry.delay(failures, error.retry_after, rng=self._rng))
+
+    async def status(
+        self, prediction_id: str, *, priority: float = USER_PRIORITY
+    ) -> PredictionStatus:
+        """One status call through the shared budget."""
+        response = await self.get(
+            f"/v1/status/{_quote(prediction_id)}", limiter=self.status_budget, priority=priority
+        )
+        status = _structure_status(response, prediction_id)
+        if status.done:
+            self.seen_done(prediction_id)
+        return status
+
+    async def cancel(self, prediction_id: str) -> PredictionStatus:
+        """GET /v1/cancel/:id (cancel calls have no budget of their own)."""
+        response = await self.get(f"/v1/cancel/{_quote(prediction_id)}", limiter=None)
+        status = _structure_status(response, prediction_id)
+        self.seen_done(prediction_id)
+        return status
+
+    async def cancel_quietly(self, prediction_id: str) -> None:
+        """Best-effort remote cancel, shielded, bounded in time; never raises."""
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(CANCEL_TIMEOUT),
+            contextlib.suppress(FashnError),
+        ):
+            await self.cancel(prediction_id)
+
+    # -- polling -----------------------------------------------------------------------
+
+    async def wait(self, prediction_id: str, submitted_at: float) -> PredictionStatus:
+        """Poll until the prediction is terminal, spending the budget where it helps most."""
+        loop = asyncio.get_running_loop()
+        last_seen_running = submitted_at
+        since_last: float | None = None
+        while True:
+            elapsed = loop.time() - submitted_at
+            await anyio.sleep(next_poll_delay(self.model, elapsed, since_last))
+            priority = done_probability(
+                self.model, loop.time() - submitted_at, last_seen_running - submitted_at
+            )
+            status = await self.status(prediction_id, priority=priority)
+            now = loop.time()
+            if status.done:
+                if status.status == "completed":
+                    self.model.observe(last_seen_running - submitted_at, now - submitted_at)
+                return status
+            since_last = now - last_seen_running
+            last_seen_running = now
+
+    async def submit_and_wait(
+        self, prepared: Prepared, *, on_submitted: Callable[[str], None] | None = None
+    ) -> PredictionStatus:
+        """Slot, submit, poll to the end; whatever was started is cancelled if we are."""
+        await self.slots.acquire()
+        try:
+            prediction_id = await self.post_run(prepared)
+            submitted_at = asyncio.get_running_loop().time()
+            if on_submitted is not None:
+                on_submitted(prediction_id)
+            try:
+                return await self.wait(prediction_id, submitted_at)
+            except BaseException:
+                await self.cancel_quietly(prediction_id)
+                raise
+        finally:
+            self.slots.release()
+
+    async def _send_run(self, prepared: Prepared) -> Response:
+        """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.
+
+        Once sent, the request is let finish (shielded); if it created a prediction while
+        we were being cancelled, that prediction is cancelled on the server.
+        """
+        task = asyncio.ensure_future(
+            self.transport.request("POST", "/v1/run", body=prepared.body, params=prepared.params)
+        )
+        with anyio.CancelScope(shield=True):
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                try:
+                    response = await asyncio.shield(task)
+                except BaseException:
+                    task.cancel()
+                    raise asyncio.CancelledError from None
+                if response.status == 200:
+                    with contextlib.suppress(FashnError):
+                        await self.cancel_quietly(_prediction_id(response))
+                raise
+        raise AssertionError("unreachable: a shield scope swallows nothing")  # for mypy
+
+
+def _quote(prediction_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(prediction_id, safe="")
+
+
+def _prediction_id(response: Response) -> str:
+    data = response.data
+    if isinstance(data, dict):
+        prediction_id = data.get("id")
+        if isinstance(prediction_id, str) and prediction_id:
+            return prediction_id
+        if data.get("error"):
+            raise response.error()
+    raise APIError("POST /v1/run answered 200 without a prediction id", status_code=response.status)
+
+
+def _structure_status(response: Response, prediction_id: str) -> PredictionStatus:
+    data = response.data
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        raise APIError(
+            "the status answer is not a status object",
+            status_code=response.status,
+            prediction_id=prediction_id,
+        )
+    data = {"id": prediction_id, **data}
+    try:
+        return converter.structure(data, PredictionStatus)
+    except Exception as exc:  # cattrs' errors never reach callers
+        raise APIError(
+            f"the status answer could not be read: {exc}",
+            status_code=response.status,
+            prediction_id=prediction_id,
+        ) from None

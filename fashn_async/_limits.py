@@ -1,0 +1,229 @@
+"""Client-side limits: a strict rolling-window limiter, in-flight slots, and their config.
+
+Why not ``aiolimiter.AsyncLimiter`` for submissions: it is a leaky bucket. With
+``AsyncLimiter(25, 60)`` a burst of 25 goes at once and the bucket then drains at 25/60
+per second, so 49 submissions can land inside one rolling 60 s window; a strict server
+answers 429 to the 26th. ``AsyncLimiter(1, 2.4)`` keeps the average but gives up the burst.
+The API's limit is "at most R in ANY W-second window", so :class:`WindowLimiter` keeps a
+log of what it granted (a sliding log): the first R go at once and the next R exactly one
+window (plus ``margin``) later. aiolimiter is the right tool where a bucket's semantics
+are the right ones; the client uses it for GET /v1/credits, whose limit is soft.
+
+Waiters are served in order of priority, then arrival (plain FIFO when every priority
+is equal, as for submissions); a waiter cancelled before it could use its grant gives
+the capacity back. A 429 pauses the whole limiter until Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from typing import Any
+
+import attrs
+
+__all__ = ["Limits", "Rate", "Slots", "WindowLimiter"]
+
+# Times closer than this count as equal: loop time is a float, and a grant scheduled for
+# the instant an old event leaves the window must not spin on rounding residue.
+_EPSILON = 1e-6
+
+
+def _check_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+@attrs.frozen
+class Rate:
+    """At most ``limit`` units in any window of ``period`` seconds."""
+
+    limit: int = attrs.field(validator=_check_positive)
+    period: float = attrs.field(validator=_check_positive)
+
+    @limit.validator
+    def _check_integer(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int):
+            raise ValueError(f"limit must be an integer, got {value!r}")  # noqa: TRY004 - one error type for bad config
+
+
+def _check_in_flight(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"in_flight must be an integer >= 1 or None, got {value!r}")
+
+
+def _check_margin(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"margin must be a number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """The API key's limits, as the client should respect them. ``None`` turns one off.
+
+    Args:
+        submit: Generations per rolling window for POST /v1/run (``num_samples`` counts).
+        status: Status calls per rolling window, shared by every poller of the client.
+        in_flight: Predictions submitted and not yet seen finished.
+        credits: GET /v1/credits calls (a leaky bucket is enough here).
+        margin: Seconds added to every window, so network jitter between two requests
+            can never make a strict server see R+1 in one window.
+    """
+
+    submit: Rate | None = Rate(25, 60.0)
+    status: Rate | None = Rate(50, 10.0)
+    in_flight: int | None = attrs.field(default=6, validator=_check_in_flight)
+    credits: Rate | None = Rate(30, 10.0)
+    margin: float = attrs.field(default=0.25, validator=_check_margin)
+
+    @classmethod
+    def unlimited(cls) -> Limits:
+        """No client-side limits at all (for a server without them)."""
+        return cls(submit=None, status=None, in_flight=None, credits=None, margin=0.0)
+
+
+class WindowLimiter:
+    """Never more than ``rate.limit`` units granted in any ``rate.period + margin`` window.
+
+    Args:
+        rate: The limit and its window.
+        margin: Seconds added to the window.
+    """
+
+    def __init__(self, rate: Rate, *, margin: float = 0.0) -> None:
+        self.rate = rate
+        self._window = rate.period + margin
+        self._granted: deque[tuple[float, int]] = deque()  # (time, amount), oldest first
+        self._in_window = 0
+        self._waiters: list[tuple[float, int, int, asyncio.Future[float]]] = []
+        self._order = itertools.count()
+        self._paused_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<WindowLimiter {self.rate.limit}/{self.rate.period:g}s "
+            f"in_window={self._in_window} waiting={len(self._waiters)}>"
+        )
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are waiting for capacity."""
+        return len(self._waiters)
+
+    def in_window(self) -> int:
+        """Units granted in the window that ends now."""
+        self._expire(asyncio.get_running_loop().time())
+        return self._in_window
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds`` (a 429 was seen); extends, never shortens."""
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + max(seconds, 0.0))
+        self._reschedule(loop)
+
+    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> None:
+        """Wait until ``amount`` units fit in the window, then take them.
+
+        Higher ``priority`` goes first; equal priorities go in arrival order.
+
+        Raises:
+            ValueError: ``amount`` can never fit.
+        """
+        if not 1 <= amount <= self.rate.limit:
+            raise ValueError(f"amount must be from 1 to {self.rate.limit}, got {amount}")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not self._waiters and self._admissible(amount, now):
+            self._record(amount, now)
+            return
+        future: asyncio.Future[float] = loop.create_future()
+        entry = (-priority, next(self._order), amount, future)
+        heapq.heappush(self._waiters, entry)
+        self._reschedule(loop)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._refund(amount, future.result())  # granted, never used
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            self._reschedule(loop)
+            raise
+
+    def _expire(self, now: float) -> None:
+        while self._granted and self._granted[0][0] + self._window <= now + _EPSILON:
+            self._in_window -= self._granted.popleft()[1]
+
+    def _admissible(self, amount: int, now: float) -> bool:
+        if now + _EPSILON < self._paused_until:
+            return False
+        self._expire(now)
+        return self._in_window + amount <= self.rate.limit
+
+    def _record(self, amount: int, now: float) -> None:
+        self._granted.append((now, amount))
+        self._in_window += amount
+
+    def _refund(self, amount: int, granted_at: float) -> None:
+        for i, (when, size) in enumerate(self._granted):
+            if when == granted_at and size == amount:
+                del self._granted[i]
+                self._in_window -= amount
+                return
+
+    def _ready_at(self, amount: int, now: float) -> float:
+        """The earliest time ``amount`` more units fit, ignoring waiters behind."""
+        self._expire(now)
+        excess = self._in_window + amount - self.rate.limit
+        ready = now
+        for when, size in self._granted:
+            if excess <= 0:
+                break
+            excess -= size
+            ready = when + self._window
+        return max(ready, self._paused_until)
+
+    def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = loop.time()
+        while self._waiters:
+            _, _, amount, future = self._waiters[0]
+            if future.done():  # cancelled while queued; its task removes it
+                heapq.heappop(self._waiters)
+                continue
+            if not self._admissible(amount, now):
+                self._timer = loop.call_at(self._ready_at(amount, now), self._reschedule, loop)
+                return
+            heapq.heappop(self._waiters)
+            self._record(amount, now)
+            future.set_result(now)
+
+
+class Slots:
+    """A fair counting gate: at most ``capacity`` holders, served in arrival order."""
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity
+        self._semaphore = asyncio.Semaphore(capacity) if capacity is not None else None
+        self.in_use = 0
+
+    def __repr__(self) -> str:
+        return f"<Slots {self.in_use}/{self.capacity if self.capacity is not None else 'inf'}>"
+
+    async def acquire(self) -> None:
+        """Wait for a free slot and take it."""
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+        self.in_use += 1
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.in_use -= 1
+        if self._semaphore is not None:
+            self._semaphore.release()

@@ -1,0 +1,112 @@
+"""Finished try-ons: their outputs, and saving them to disk."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import anyio
+import attrs
+
+from fashn_async._images import save_output
+from fashn_async._models import Request
+from fashn_async.errors import FashnError
+
+if TYPE_CHECKING:
+    from fashn_async._http import Transport
+
+__all__ = ["BatchResult", "TryOnResult"]
+
+
+def _safe_stem(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._") or "output"
+
+
+async def save_outputs(
+    transport: Transport | None,
+    outputs: Sequence[str],
+    directory: str | Path,
+    stem: str,
+) -> list[Path]:
+    """Write every output into ``directory`` concurrently; return the paths in order."""
+    directory = Path(directory)
+    paths: list[Path | None] = [None] * len(outputs)
+
+    async def one(session: aiohttp.ClientSession, index: int, source: str) -> None:
+        paths[index] = await save_output(session, source, directory, _safe_stem(stem), index)
+
+    async def all_of(session: aiohttp.ClientSession) -> None:
+        async with anyio.create_task_group() as tg:
+            for index, source in enumerate(outputs):
+                tg.start_soon(one, session, index, source)
+
+    session = None
+    if transport is not None:
+        try:
+            session = transport.session
+        except FashnError:
+            session = None
+    try:
+        if session is not None:
+            await all_of(session)
+        else:  # the client is closed: a short-lived session of our own
+            async with aiohttp.ClientSession() as own:
+                await all_of(own)
+    except BaseExceptionGroup as group:  # one failed download: raise it, not a group
+        raise group.exceptions[0] from None
+    return [path for path in paths if path is not None]
+
+
+@attrs.frozen(kw_only=True)
+class TryOnResult:
+    """A completed prediction: its id and outputs (URLs, or data URIs with return_base64)."""
+
+    id: str
+    output: tuple[str, ...]
+    request: Request | None = attrs.field(default=None, repr=False)
+    _transport: Any = attrs.field(default=None, repr=False, eq=False, alias="transport")
+
+    async def save(self, directory: str | Path, *, stem: str | None = None) -> list[Path]:
+        """Download every output into ``directory`` (created if needed), concurrently.
+
+        Files are named ``<stem>_<n>.<ext>`` (stem defaults to the prediction id) and
+        written whole or not at all.
+
+        Raises:
+            DownloadError: an output could not be fetched or written.
+        """
+        return await save_outputs(self._transport, self.output, directory, stem or self.id)
+
+
+@attrs.frozen(kw_only=True)
+class BatchResult:
+    """One input of a batch, finished: ``output`` on success, else ``error``.
+
+    Attributes:
+        index: Position of the request in the batch's input.
+        request: The request as given.
+        prediction_id: The prediction's id, once one was created.
+        output: Output URLs or data URIs (empty on failure).
+        error: The typed exception of a failure, or None.
+    """
+
+    index: int
+    request: Request
+    prediction_id: str | None = None
+    output: tuple[str, ...] = ()
+    error: FashnError | None = None
+    _transport: Any = attrs.field(default=None, repr=False, eq=False, alias="transport")
+
+    @property
+    def ok(self) -> bool:
+        """True when the try-on completed."""
+        return self.error is None
+
+    async def save(self, directory: str | Path, *, stem: str | None = None) -> list[Path]:
+        """Download the outputs like :meth:`TryOnResult.save` (stem defaults to the index)."""
+        return await save_outputs(
+            self._transport, self.output, directory, stem or f"{self.index:06d}"
+        )

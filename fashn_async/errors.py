@@ -1,0 +1,386 @@
+"""Every exception fashn-async raises.
+
+One tree, rooted at :class:`FashnError`, so ``except FashnError`` catches all of them and
+nothing from aiohttp or cattrs ever reaches the caller::
+
+    FashnError
+    ├── ConfigurationError            bad client options, no API key (ValueError)
+    ├── InvalidRequestError           a request that fails validation locally (ValueError)
+    │   └── ImageInputError           missing file, not an image, bad URL or data URI
+    ├── ClientClosedError             the client is not open (RuntimeError)
+    ├── TransportError                the network failed us
+    │   ├── ConnectError              no connection: the request was never sent
+    │   ├── NetworkTimeoutError       no answer in time (TimeoutError)
+    │   ├── ConnectionDroppedError    the connection broke after the request went out
+    │   └── SubmissionUncertainError  POST /v1/run may have created a prediction; not re-sent
+    ├── APIError                      an HTTP error answer: no prediction was created
+    │   ├── BadRequestError           400 BadRequest (and v1 InputValidationError bodies)
+    │   ├── AuthenticationError       401 UnauthorizedAccess
+    │   ├── NotFoundError             404 NotFound
+    │   ├── RateLimitError            429, with .retry_after
+    │   │   ├── RateLimitExceededError        RateLimitExceeded
+    │   │   ├── ConcurrencyLimitExceededError ConcurrencyLimitExceeded
+    │   │   └── OutOfCreditsError             OutOfCredits (final)
+    │   └── ServerError               5xx, InternalServerError
+    ├── PredictionError               a prediction ended with status "failed"
+    │   ├── PipelineError, RequestError, ImageLoadError, NSFWError, PoseError,
+    │   │   InputValidationError, PhotoTypeError                     (v1 names)
+    │   ├── ContentModerationError, LoRALoadError, ThirdPartyError,
+    │   │   ThirdPartyProviderError ("3rdPartyProviderError"),
+    │   │   PredictionInternalError ("InternalServerError")          (current names)
+    │   └── UnknownPredictionError    any other name, kept in .name
+    ├── PredictionCanceledError       the prediction ended with status "canceled"
+    ├── DeadlineExceededError         run(deadline=...) ran out (TimeoutError)
+    └── DownloadError                 an output could not be fetched or written
+
+Every error has ``.name`` (the API's error name where there is one), ``.message``,
+``.prediction_id`` and ``.status_code`` when known, and ``.retry_after`` (seconds) for 429s.
+No error ever carries the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConcurrencyLimitExceededError",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectionDroppedError",
+    "ContentModerationError",
+    "DeadlineExceededError",
+    "DownloadError",
+    "FashnError",
+    "ImageInputError",
+    "ImageLoadError",
+    "InputValidationError",
+    "InvalidRequestError",
+    "LoRALoadError",
+    "NSFWError",
+    "NetworkTimeoutError",
+    "NotFoundError",
+    "OutOfCreditsError",
+    "PhotoTypeError",
+    "PipelineError",
+    "PoseError",
+    "PredictionCanceledError",
+    "PredictionError",
+    "PredictionInternalError",
+    "RateLimitError",
+    "RateLimitExceededError",
+    "RequestError",
+    "ServerError",
+    "SubmissionUncertainError",
+    "ThirdPartyError",
+    "ThirdPartyProviderError",
+    "TransportError",
+    "UnknownPredictionError",
+    "api_error_from_response",
+    "prediction_error_from_payload",
+]
+
+
+class FashnError(Exception):
+    """Base class of every error raised by fashn-async."""
+
+    #: The API's error name, when the error comes from the API.
+    name: str | None
+    message: str
+    prediction_id: str | None
+    status_code: int | None
+    retry_after: float | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        prediction_id: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name if name is not None else type(self).default_name
+        self.prediction_id = prediction_id
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+    #: The name an instance gets when none is given.
+    default_name: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.name:
+            parts.append(self.name)
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.prediction_id:
+            parts.append(f"prediction {self.prediction_id}")
+        prefix = f"[{', '.join(parts)}] " if parts else ""
+        return f"{prefix}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, name={self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only attributes survive pickling (multiprocessing, journals).
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[FashnError], message: str, state: dict[str, Any]) -> FashnError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(FashnError, ValueError):
+    """The client was configured wrongly, e.g. no API key anywhere."""
+
+
+class InvalidRequestError(FashnError, ValueError):
+    """A request failed validation locally; nothing was sent."""
+
+
+class ImageInputError(InvalidRequestError):
+    """An input image is unusable: missing file, not an image, bad URL or data URI."""
+
+
+class ClientClosedError(FashnError, RuntimeError):
+    """The client was used outside ``async with`` or after it was closed."""
+
+
+class TransportError(FashnError):
+    """The network failed: no usable HTTP answer arrived."""
+
+
+class ConnectError(TransportError):
+    """No connection could be made; the request was never sent."""
+
+
+class NetworkTimeoutError(TransportError, TimeoutError):
+    """The server did not answer in time."""
+
+
+class ConnectionDroppedError(TransportError):
+    """The connection broke after the request was sent."""
+
+
+class SubmissionUncertainError(TransportError):
+    """POST /v1/run was sent but no answer came back: the prediction may exist.
+
+    It is not re-sent automatically, because a blind retry is charged twice. Check your
+    account or re-submit knowingly.
+    """
+
+    default_name = "SubmissionUncertain"
+
+
+class APIError(FashnError):
+    """The API answered with an HTTP error; no prediction was created."""
+
+
+class BadRequestError(APIError):
+    """400: the API refused the request body."""
+
+    default_name = "BadRequest"
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or wrong."""
+
+    default_name = "UnauthorizedAccess"
+
+
+class NotFoundError(APIError):
+    """404: no such prediction (or it is no longer tracked)."""
+
+    default_name = "NotFound"
+
+
+class RateLimitError(APIError):
+    """429: a limit of the API key was hit; ``retry_after`` says when to try again."""
+
+
+class RateLimitExceededError(RateLimitError):
+    """429 RateLimitExceeded: too many requests in the window."""
+
+    default_name = "RateLimitExceeded"
+
+
+class ConcurrencyLimitExceededError(RateLimitError):
+    """429 ConcurrencyLimitExceeded: too many predictions in progress; wait for a slot."""
+
+    default_name = "ConcurrencyLimitExceeded"
+
+
+class OutOfCreditsError(RateLimitError):
+    """429 OutOfCredits: the account has no credits left. Final: retrying cannot help."""
+
+    default_name = "OutOfCredits"
+
+
+class ServerError(APIError):
+    """5xx: the API failed before a prediction existed."""
+
+    default_name = "InternalServerError"
+
+
+class PredictionError(FashnError):
+    """A prediction ended with status ``failed``; ``name`` is the API's error name."""
+
+
+class PipelineError(PredictionError):
+    """The generation pipeline failed."""
+
+
+class RequestError(PredictionError):
+    """The API could not process the request."""
+
+
+class ImageLoadError(PredictionError):
+    """The API could not load an input image."""
+
+
+class NSFWError(PredictionError):
+    """An input was flagged by the NSFW filter."""
+
+
+class PoseError(PredictionError):
+    """The model's pose could not be detected or used."""
+
+
+class InputValidationError(PredictionError):
+    """The API found the inputs invalid."""
+
+
+class PhotoTypeError(PredictionError):
+    """The garment photo type could not be handled."""
+
+
+class ContentModerationError(PredictionError):
+    """Content moderation rejected an input."""
+
+
+class LoRALoadError(PredictionError):
+    """A LoRA could not be loaded."""
+
+
+class ThirdPartyError(PredictionError):
+    """A third-party service failed."""
+
+
+class ThirdPartyProviderError(PredictionError):
+    """A third-party provider failed (API name ``3rdPartyProviderError``)."""
+
+
+class PredictionInternalError(PredictionError):
+    """The API failed internally while running the prediction (``InternalServerError``)."""
+
+
+class UnknownPredictionError(PredictionError):
+    """A failure whose name this version does not know; ``name`` keeps it."""
+
+
+class PredictionCanceledError(FashnError):
+    """The prediction ended with status ``canceled``."""
+
+    default_name = "Canceled"
+
+
+class DeadlineExceededError(FashnError, TimeoutError):
+    """``run(..., deadline=...)`` ran out; the prediction was cancelled on the server."""
+
+    default_name = "DeadlineExceeded"
+
+
+class DownloadError(FashnError):
+    """An output could not be downloaded or written to disk."""
+
+
+_PREDICTION_ERRORS: dict[str, type[PredictionError]] = {
+    "PipelineError": PipelineError,
+    "RequestError": RequestError,
+    "ImageLoadError": ImageLoadError,
+    "NSFWError": NSFWError,
+    "PoseError": PoseError,
+    "InputValidationError": InputValidationError,
+    "PhotoTypeError": PhotoTypeError,
+    "ContentModerationError": ContentModerationError,
+    "LoRALoadError": LoRALoadError,
+    "ThirdPartyError": ThirdPartyError,
+    "3rdPartyProviderError": ThirdPartyProviderError,
+    "InternalServerError": PredictionInternalError,
+}
+assert set(_PREDICTION_ERRORS) == set(V1_PREDICTION_ERRORS + CURRENT_PREDICTION_ERRORS)
+
+_API_ERRORS_BY_NAME: dict[str, type[APIError]] = {
+    "BadRequest": BadRequestError,
+    "UnauthorizedAccess": AuthenticationError,
+    "NotFound": NotFoundError,
+    "RateLimitExceeded": RateLimitExceededError,
+    "ConcurrencyLimitExceeded": ConcurrencyLimitExceededError,
+    "OutOfCredits": OutOfCreditsError,
+    "InternalServerError": ServerError,
+}
+
+_API_ERRORS_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def prediction_error_from_payload(
+    name: str | None, message: str | None, *, prediction_id: str | None
+) -> PredictionError:
+    """Build the error of a failed prediction from its ``{name, message}``."""
+    name = name or "UnknownError"
+    cls = _PREDICTION_ERRORS.get(name, UnknownPredictionError)
+    return cls(message or "the prediction failed", name=name, prediction_id=prediction_id)
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None]:
+    """Name and message from either error body shape, or ``(None, None)``."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    message = body.get("message")
+    if isinstance(error, dict):  # v1: {"error": {"name": ..., "message": ...}}
+        name, message = error.get("name"), error.get("message", message)
+    else:  # current: {"error": "<Code>", "message": ...}
+        name = error
+    return (
+        name if isinstance(name, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def api_error_from_response(
+    status_code: int, body: Any, *, retry_after: float | None = None
+) -> APIError:
+    """Build the error for an HTTP error answer, from either body shape."""
+    name, message = _error_fields(body)
+    cls = _API_ERRORS_BY_NAME.get(name or "")
+    if cls is None or (cls is ServerError and status_code < 500):
+        if status_code >= 500:
+            cls = ServerError
+        else:
+            cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
+    if not issubclass(cls, RateLimitError):
+        retry_after = retry_after if status_code == 503 else None
+    return cls(
+        message or f"the API answered HTTP {status_code}",
+        name=name,
+        status_code=status_code,
+        retry_after=retry_after,
+    )
