@@ -1,0 +1,96 @@
+"""Every API error and prediction failure maps to its own class, from both body shapes."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from fashn_async import errors
+from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
+from fashn_async.errors import api_error_from_response, prediction_error_from_payload
+
+HTTP_CASES = [
+    (400, "BadRequest", errors.BadRequestError),
+    (401, "UnauthorizedAccess", errors.AuthenticationError),
+    (404, "NotFound", errors.NotFoundError),
+    (429, "RateLimitExceeded", errors.RateLimitExceededError),
+    (429, "ConcurrencyLimitExceeded", errors.ConcurrencyLimitExceededError),
+    (429, "OutOfCredits", errors.OutOfCreditsError),
+    (500, "InternalServerError", errors.ServerError),
+]
+
+
+@pytest.mark.parametrize(("status", "name", "cls"), HTTP_CASES)
+@pytest.mark.parametrize("shape", ["current", "v1"])
+def test_http_errors_both_shapes(status: int, name: str, cls: type, shape: str) -> None:
+    """Both error body shapes give the same class, name, message and status."""
+    body = (
+        {"error": name, "message": "why"}
+        if shape == "current"
+        else {"id": None, "error": {"name": name, "message": "why"}}
+    )
+    error = api_error_from_response(status, body, retry_after=7.0)
+    assert type(error) is cls
+    assert (error.name, error.message, error.status_code) == (name, "why", status)
+    assert error.retry_after == (7.0 if status == 429 else None)
+    assert isinstance(error, errors.APIError)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(400, errors.BadRequestError), (401, errors.AuthenticationError), (404, errors.NotFoundError),
+     (429, errors.RateLimitError), (502, errors.ServerError), (503, errors.ServerError),
+     (418, errors.APIError)],
+)
+def test_http_errors_without_a_body(status: int, cls: type) -> None:
+    """A body that is not JSON (a proxy's HTML page) still maps by HTTP status."""
+    error = api_error_from_response(status, "<html>Bad Gateway</html>")
+    assert type(error) is cls
+    assert error.status_code == status
+    assert str(status) in str(error)
+
+
+def test_v1_validation_body_keeps_its_name() -> None:
+    """A v1 400 body named InputValidationError is a BadRequestError keeping that name."""
+    error = api_error_from_response(
+        400, {"id": None, "error": {"name": "InputValidationError", "message": "bad seed"}}
+    )
+    assert isinstance(error, errors.BadRequestError)
+    assert error.name == "InputValidationError"
+
+
+@pytest.mark.parametrize("name", V1_PREDICTION_ERRORS + CURRENT_PREDICTION_ERRORS)
+def test_every_prediction_error_name_has_a_class(name: str) -> None:
+    """Each v1 and current failure name has its own PredictionError subclass."""
+    error = prediction_error_from_payload(name, "msg", prediction_id="p1")
+    assert type(error) is not errors.UnknownPredictionError
+    assert isinstance(error, errors.PredictionError)
+    assert (error.name, error.message, error.prediction_id) == (name, "msg", "p1")
+
+
+def test_unknown_prediction_error_keeps_its_name() -> None:
+    """A failure name from the future is kept, not crashed on."""
+    error = prediction_error_from_payload("QuantumFoamError", None, prediction_id="p")
+    assert type(error) is errors.UnknownPredictionError
+    assert error.name == "QuantumFoamError"
+    assert "QuantumFoamError" in str(error)
+
+
+def test_errors_pickle() -> None:
+    """Errors survive pickling with their attributes (for processes and journals)."""
+    error = errors.RateLimitExceededError("slow down", status_code=429, retry_after=3.0)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.name, copy.retry_after, copy.status_code) == (
+        errors.RateLimitExceededError, "RateLimitExceeded", 3.0, 429
+    )
+
+
+def test_tree_is_documented() -> None:
+    """Every public error class appears in the tree drawn in the module docstring."""
+    doc = errors.__doc__ or ""
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        if isinstance(obj, type):
+            assert name in doc, name
+            assert issubclass(obj, errors.FashnError)

@@ -1,0 +1,215 @@
+"""The strict rolling-window limiter and the in-flight slots, on fast-forwarded loop time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiolimiter
+import pytest
+
+from fashn_async import Limits, Rate
+from fashn_async._limits import Slots, WindowLimiter
+
+
+def max_in_any_window(events: list[tuple[float, int]], window: float) -> int:
+    """Most units in any half-open window [t, t + window) of the recorded grants."""
+    events = sorted(events)
+    best = 0
+    for i, (start, _) in enumerate(events):
+        total = sum(w for t, w in events[i:] if t < start + window - 1e-9)
+        best = max(best, total)
+    return best
+
+
+async def test_first_r_at_once_next_r_one_window_later() -> None:
+    """R grants go at once; the next R go exactly one window later, not earlier."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(25, 60.0))
+    start = loop.time()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(loop.time() - start)
+
+    await asyncio.gather(*(one() for _ in range(75)))
+    assert times[:25] == [0.0] * 25
+    assert times[25:50] == pytest.approx([60.0] * 25)
+    assert times[50:] == pytest.approx([120.0] * 25)
+
+
+async def test_margin_widens_the_window() -> None:
+    """A margin delays the second window by exactly the margin."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(2, 10.0), margin=0.5)
+    start = loop.time()
+    for _ in range(3):
+        await limiter.acquire()
+    assert loop.time() - start == pytest.approx(10.5)
+
+
+async def test_rolling_window_under_random_cancellation() -> None:
+    """Hundreds of callers, some cancelled at random: never more than R in any window."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(7)
+    limiter = WindowLimiter(Rate(10, 5.0))
+    granted: list[tuple[float, int]] = []
+
+    async def caller(delay: float, amount: int) -> None:
+        await asyncio.sleep(delay)
+        await limiter.acquire(amount)
+        granted.append((loop.time(), amount))
+
+    tasks = [
+        asyncio.ensure_future(caller(rng.uniform(0, 30), rng.choice([1, 1, 1, 2, 4])))
+        for _ in range(300)
+    ]
+    for task in rng.sample(tasks, 80):
+        loop.call_later(rng.uniform(0, 60), task.cancel)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert granted, "nothing was granted"
+    assert max_in_any_window(granted, 5.0) <= 10
+    done = sum(1 for t in tasks if not t.cancelled())
+    assert len(granted) == done
+
+
+async def test_throughput_at_the_bound() -> None:
+    """Under constant pressure the limiter admits exactly R per window, no less."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(25, 60.0))
+    start = loop.time()
+    for _ in range(251):
+        await limiter.acquire()
+    # 251 = 10 full windows + 1: the last grant is at exactly 10 windows.
+    assert loop.time() - start == pytest.approx(600.0)
+
+
+async def test_fifo_fairness() -> None:
+    """Waiters are served in arrival order, whatever their amounts."""
+    limiter = WindowLimiter(Rate(4, 1.0))
+    order: list[int] = []
+    await limiter.acquire(4)
+
+    async def waiter(i: int, amount: int) -> None:
+        await limiter.acquire(amount)
+        order.append(i)
+
+    tasks = []
+    for i, amount in enumerate([3, 1, 2, 4, 1, 1]):
+        tasks.append(asyncio.ensure_future(waiter(i, amount)))
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4, 5]
+
+
+async def test_priority_goes_first() -> None:
+    """A higher priority waiter is granted before earlier, lower-priority ones."""
+    limiter = WindowLimiter(Rate(1, 1.0))
+    order: list[str] = []
+    await limiter.acquire()
+
+    async def waiter(name: str, priority: float) -> None:
+        await limiter.acquire(priority=priority)
+        order.append(name)
+
+    low = asyncio.ensure_future(waiter("low", 0.1))
+    await asyncio.sleep(0)
+    high = asyncio.ensure_future(waiter("high", 0.9))
+    await asyncio.gather(low, high)
+    assert order == ["high", "low"]
+
+
+async def test_cancelled_waiter_loses_no_capacity() -> None:
+    """Cancelling a queued waiter lets the next one have its place at once."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 10.0))
+    await limiter.acquire()
+    first = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(1)
+    first.cancel()
+    start = loop.time()
+    await limiter.acquire()
+    assert loop.time() - start == pytest.approx(9.0)
+    assert limiter.in_window() == 1
+
+
+async def test_grant_cancelled_before_use_is_refunded() -> None:
+    """A waiter granted capacity but cancelled before resuming gives it back."""
+    limiter = WindowLimiter(Rate(1, 10.0))
+    await limiter.acquire()
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(10)  # granted at t=10 ...
+    waiter.cancel()  # ... and cancelled before it ran
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limiter.in_window() == 0
+
+
+async def test_pause_holds_every_waiter() -> None:
+    """pause() stops all grants until it ends, even with capacity free."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(10, 1.0))
+    limiter.pause(30.0)
+    start = loop.time()
+    await asyncio.gather(*(limiter.acquire() for _ in range(3)))
+    assert loop.time() - start == pytest.approx(30.0)
+
+
+async def test_amount_over_limit_is_refused() -> None:
+    """Asking for more than the whole limit fails instead of waiting forever."""
+    limiter = WindowLimiter(Rate(4, 1.0))
+    with pytest.raises(ValueError, match="amount"):
+        await limiter.acquire(5)
+
+
+async def test_aiolimiter_alone_breaks_the_rolling_window() -> None:
+    """The reason for WindowLimiter: AsyncLimiter(25, 60) admits 49 in one 60 s window."""
+    loop = asyncio.get_running_loop()
+    limiter = aiolimiter.AsyncLimiter(25, 60)
+    granted: list[tuple[float, int]] = []
+    start = loop.time()
+    while loop.time() - start < 59:
+        async with limiter:
+            granted.append((loop.time(), 1))
+    assert max_in_any_window(granted, 60.0) >= 49
+
+
+async def test_slots_cap_and_fifo() -> None:
+    """Slots admit at most `capacity` holders, in arrival order."""
+    slots = Slots(2)
+    order: list[int] = []
+    peak = 0
+
+    async def holder(i: int) -> None:
+        nonlocal peak
+        await slots.acquire()
+        peak = max(peak, slots.in_use)
+        order.append(i)
+        await asyncio.sleep(1)
+        slots.release()
+
+    await asyncio.gather(*(holder(i) for i in range(6)))
+    assert peak == 2
+    assert order == list(range(6))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"in_flight": 0}, "in_flight"),
+        ({"in_flight": True}, "in_flight"),
+        ({"margin": -1}, "margin"),
+    ],
+)
+def test_limits_validation(kwargs: dict[str, object], match: str) -> None:
+    """Bad limits fail at construction with the field named."""
+    with pytest.raises(ValueError, match=match):
+        Limits(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("limit", "period"), [(0, 1.0), (1, 0), (1.5, 1.0), (1, -2)])
+def test_rate_validation(limit: object, period: object) -> None:
+    """A Rate needs a positive integer limit and a positive period."""
+    with pytest.raises(ValueError, match="limit|period"):
+        Rate(limit, period)  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+"""Backoff and Retry-After parsing: pure policy, checked exhaustively."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fashn_async import RetryPolicy
+from fashn_async._retry import compute_backoff, parse_retry_after
+
+
+@given(
+    attempt=st.integers(1, 200),
+    initial=st.floats(0.01, 10),
+    maximum=st.floats(0.01, 100),
+    jitter=st.floats(0, 1),
+    seed=st.integers(0, 2**32),
+)
+def test_backoff_is_bounded(
+    attempt: int, initial: float, maximum: float, jitter: float, seed: int
+) -> None:
+    """A backoff is never negative and never above the cap."""
+    delay = compute_backoff(
+        attempt, initial=initial, maximum=maximum, jitter=jitter, rng=random.Random(seed)
+    )
+    assert 0 <= delay <= maximum
+
+
+def test_backoff_grows_exponentially_without_jitter() -> None:
+    """Without jitter the backoff doubles until the cap."""
+    delays = [compute_backoff(a, initial=0.5, maximum=5, jitter=0) for a in range(1, 7)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_retry_after_wins_and_is_capped() -> None:
+    """A server's Retry-After replaces the backoff, up to max_retry_after."""
+    policy = RetryPolicy(max_retry_after=30)
+    assert policy.delay(1, 12.5) == 12.5
+    assert policy.delay(1, 3600) == 30
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("7", 7.0), ("0.35", 0.35), (" 3 ", 3.0), ("-1", None), ("soon", None), ("nan", None), (None, None)],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    """Delay-seconds parse; nonsense is ignored rather than trusted."""
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    """An HTTP-date is turned into seconds from now; a past date is zero."""
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    future = format_datetime(now + timedelta(seconds=90), usegmt=True)
+    past = format_datetime(now - timedelta(seconds=90), usegmt=True)
+    assert parse_retry_after(future, now=now) == 90.0
+    assert parse_retry_after(past, now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"attempts": 0}, {"initial": 0}, {"maximum": -1}, {"jitter": 2}]
+)
+def test_policy_validation(kwargs: dict[str, float]) -> None:
+    """A retry policy with a nonsensical value fails at construction."""
+    with pytest.raises(ValueError):  # noqa: PT011 - the message names the field
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
