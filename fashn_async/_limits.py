@@ -26,9 +26,10 @@ import attrs
 
 __all__ = ["Limits", "Rate", "Slots", "WindowLimiter"]
 
-# Times closer than this count as equal: loop time is a float, and a grant scheduled for
-# the instant an old event leaves the window must not spin on rounding residue.
-_EPSILON = 1e-6
+# A timer that fires a hair before an event leaves the window (float residue in loop
+# time) is re-armed at least this far ahead, so it can never spin in place. Admission
+# itself is exact: never early, so a strict server never sees R+1 in one window.
+_MIN_STEP = 1e-6
 
 
 def _check_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -77,6 +78,23 @@ class Limits:
     in_flight: int | None = attrs.field(default=6, validator=_check_in_flight)
     credits: Rate | None = Rate(30, 10.0)
     margin: float = attrs.field(default=0.25, validator=_check_margin)
+
+    def scaled(self, factor: float) -> Limits:
+        """These limits with every window (and the margin) multiplied by ``factor``.
+
+        For an emulator whose time runs ``1/factor`` times faster.
+        """
+
+        def rate(value: Rate | None) -> Rate | None:
+            return Rate(value.limit, value.period * factor) if value is not None else None
+
+        return attrs.evolve(
+            self,
+            submit=rate(self.submit),
+            status=rate(self.status),
+            credits=rate(self.credits),
+            margin=self.margin * factor,
+        )
 
     @classmethod
     def unlimited(cls) -> Limits:
@@ -155,11 +173,11 @@ class WindowLimiter:
             raise
 
     def _expire(self, now: float) -> None:
-        while self._granted and self._granted[0][0] + self._window <= now + _EPSILON:
+        while self._granted and now - self._granted[0][0] >= self._window:
             self._in_window -= self._granted.popleft()[1]
 
     def _admissible(self, amount: int, now: float) -> bool:
-        if now + _EPSILON < self._paused_until:
+        if now < self._paused_until:
             return False
         self._expire(now)
         return self._in_window + amount <= self.rate.limit
@@ -198,7 +216,8 @@ class WindowLimiter:
                 heapq.heappop(self._waiters)
                 continue
             if not self._admissible(amount, now):
-                self._timer = loop.call_at(self._ready_at(amount, now), self._reschedule, loop)
+                ready = max(self._ready_at(amount, now), now + _MIN_STEP)
+                self._timer = loop.call_at(ready, self._reschedule, loop)
                 return
             heapq.heappop(self._waiters)
             self._record(amount, now)

@@ -57,6 +57,16 @@ class Polling:
     backoff: float = attrs.field(default=1.5, validator=_check_positive)
     memory: int = attrs.field(default=200)
 
+    def scaled(self, factor: float) -> Polling:
+        """This policy with every duration multiplied by ``factor`` (for a fast emulator)."""
+        low, high = self.prior
+        return attrs.evolve(
+            self,
+            prior=(low * factor, high * factor),
+            target_lag=self.target_lag * factor,
+            max_interval=self.max_interval * factor,
+        )
+
 
 class CompletionModel:
     """The distribution of completion times, learned from finished predictions."""

@@ -1,0 +1,300 @@
+"""AsyncFashn against the emulator over real loopback HTTP: calls, errors, images, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from helpers import PNG
+
+from fashn_async import AsyncFashn, Credits, Limits, ModelRequest, TryOnRequest, errors
+from fashn_async.testing import Emulator, PredictionFault, sample_image
+
+KEY_IN_TESTS = "fashn-test-key"
+
+
+def request_for(emulator: Emulator, **fields: object) -> TryOnRequest:
+    """A valid try-on of the emulator's own sample images."""
+    base = {
+        "model_image": emulator.sample_image_url("model"),
+        "garment_image": emulator.sample_image_url("garment"),
+        "category": "tops",
+    }
+    return TryOnRequest(**{**base, **fields})  # type: ignore[arg-type]
+
+
+# -- construction and lifecycle --------------------------------------------------------
+
+
+def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """api_key=None reads FASHN_API_KEY."""
+    monkeypatch.setenv("FASHN_API_KEY", "from-env-secret")
+    client = AsyncFashn()
+    assert "from-env-secret" not in repr(client)
+
+
+def test_no_key_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No api_key and no FASHN_API_KEY is a clear error at construction."""
+    monkeypatch.delenv("FASHN_API_KEY", raising=False)
+    with pytest.raises(errors.ConfigurationError, match="FASHN_API_KEY"):
+        AsyncFashn()
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "api.fashn.ai", "", "http://"])
+def test_bad_base_url(url: str) -> None:
+    """A base URL that is not http(s) fails at construction."""
+    with pytest.raises(errors.ConfigurationError, match="base_url"):
+        AsyncFashn(api_key="k", base_url=url)
+
+
+async def test_closed_client_is_a_clear_error(emulator: Emulator) -> None:
+    """Calls before `async with` or after it raise ClientClosedError, sending nothing."""
+    client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
+    with pytest.raises(errors.ClientClosedError, match="not open"):
+        await client.status("x")
+    async with client:
+        pass
+    with pytest.raises(errors.ClientClosedError, match="closed"):
+        await client.run(request_for(emulator))
+    with pytest.raises(errors.ClientClosedError):
+        async with client:
+            pass
+    assert emulator.report().status_calls_total == 0
+
+
+async def test_round_trip(client: AsyncFashn, emulator: Emulator, tmp_path: Path) -> None:
+    """submit, status, run and save work end to end; outputs are real images on disk."""
+    prediction = await client.submit(request_for(emulator))
+    status = await client.status(prediction.id)
+    assert status.id == prediction.id
+    assert status.status in {"starting", "in_queue", "processing"}
+    result = await client.run(request_for(emulator, num_samples=2))
+    assert len(result.output) == 2
+    paths = await result.save(tmp_path)
+    assert [p.name for p in paths] == [f"{result.id}_0.png", f"{result.id}_1.png"]
+    for path in paths:
+        assert path.read_bytes().startswith(b"\x89PNG")
+    assert not list(tmp_path.glob(".*.part"))
+
+
+async def test_run_with_keyword_fields(client: AsyncFashn, emulator: Emulator) -> None:
+    """run() takes TryOnRequest's fields as keywords."""
+    result = await client.run(
+        model_image=emulator.sample_image_url("model"),
+        garment_image=sample_image("garment"),
+        category="bottoms",
+        timesteps=20,
+    )
+    assert result.output
+
+
+async def test_run_rejects_request_and_fields(client: AsyncFashn, emulator: Emulator) -> None:
+    """Passing a request and keyword fields together is refused before sending."""
+    with pytest.raises(errors.InvalidRequestError, match="not both"):
+        await client.run(request_for(emulator), category="tops")
+    with pytest.raises(errors.InvalidRequestError, match="category"):
+        await client.run(model_image=PNG, garment_image=PNG, category="hats")
+    assert emulator.report().accepted == []
+
+
+async def test_model_request_with_base64_outputs(
+    client: AsyncFashn, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The current {model_name, inputs} shape works; data-URI outputs are saved too."""
+    result = await client.run(
+        ModelRequest(
+            model_name="tryon-v1.6",
+            inputs={
+                "model_image": sample_image("model"),
+                "garment_image": sample_image("garment"),
+                "category": "auto",
+                "return_base64": True,
+            },
+        )
+    )
+    assert result.output[0].startswith("data:image/png;base64,")
+    (path,) = await result.save(tmp_path, stem="b64")
+    assert path.name == "b64_0.png"
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+async def test_image_forms(client: AsyncFashn, emulator: Emulator, tmp_path: Path) -> None:
+    """Paths, bytes, file objects and URLs all reach the API as usable images."""
+    model = tmp_path / "model.jpeg"
+    model.write_bytes(sample_image("model"))
+    garment = io.BytesIO(sample_image("garment"))
+    result = await client.run(model_image=model, garment_image=garment, category="tops")
+    assert result.output
+
+
+async def test_local_image_errors_send_nothing(
+    client: AsyncFashn, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A missing file or a non-image fails locally; the emulator sees nothing."""
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(errors.ImageInputError, match="no such file"):
+        await client.submit(model_image=tmp_path / "nope.png", garment_image=PNG, category="tops")
+    with pytest.raises(errors.ImageInputError, match="not an image"):
+        await client.run(model_image=text, garment_image=PNG, category="tops")
+    assert emulator.report().accepted == []
+
+
+async def test_credits(client: AsyncFashn) -> None:
+    """credits() reads the balance."""
+    credits = await client.credits()
+    assert isinstance(credits, Credits)
+
+
+async def test_cancel(client: AsyncFashn, emulator: Emulator) -> None:
+    """cancel() ends a running prediction as canceled."""
+    prediction = await client.submit(request_for(emulator))
+    status = await client.cancel(prediction.id)
+    assert status.status == "canceled"
+    assert prediction.id in emulator.report().cancels
+    with pytest.raises(errors.PredictionCanceledError):
+        (await client.status(prediction.id)).raise_for_status()
+
+
+# -- API errors ------------------------------------------------------------------------
+
+
+async def test_wrong_key(emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong key is AuthenticationError; the key is in no error, repr or log line."""
+    secret = "sk-this-must-never-leak"
+    caplog.set_level(logging.DEBUG)
+    async with AsyncFashn(api_key=secret, base_url=emulator.url) as client:
+        with pytest.raises(errors.AuthenticationError) as info:
+            await client.run(request_for(emulator))
+        assert info.value.status_code == 401
+        assert info.value.name == "UnauthorizedAccess"
+        for text in (str(info.value), repr(info.value), repr(client), caplog.text):
+            assert secret not in text
+        cause = info.value.__cause__
+        assert cause is None or secret not in repr(cause)
+
+
+async def test_unknown_id(client: AsyncFashn) -> None:
+    """An unknown prediction id is NotFoundError, not retried."""
+    with pytest.raises(errors.NotFoundError) as info:
+        await client.status("no-such-id")
+    assert info.value.status_code == 404
+
+
+async def test_server_validation_both_shapes(client: AsyncFashn) -> None:
+    """Server-side 400s map to BadRequestError from either body shape."""
+    with pytest.raises(errors.BadRequestError) as info:
+        await client.run(
+            ModelRequest(model_name="tryon-v1.6", inputs={"model_image": PNG, "mode": "warp"})
+        )
+    assert info.value.status_code == 400
+    transport = client._engine.transport
+    response = await transport.request("POST", "/v1/run", body={"category": "tops"})
+    v1_error = response.error()
+    assert isinstance(v1_error, errors.BadRequestError)
+    assert v1_error.name == "InputValidationError"
+
+
+ALL_FAILURES = [
+    "PipelineError", "RequestError", "ImageLoadError", "NSFWError", "PoseError",
+    "InputValidationError", "PhotoTypeError", "ContentModerationError", "LoRALoadError",
+    "ThirdPartyError", "3rdPartyProviderError", "InternalServerError", "BrandNewError",
+]
+
+
+@pytest.mark.parametrize("name", ALL_FAILURES)
+async def test_prediction_failures_are_typed(emulator: Emulator, client: AsyncFashn, name: str) -> None:
+    """Each failure name raises its own class (unknown names keep theirs)."""
+    emulator.inject(PredictionFault(name=name, message=f"boom {name}"))
+    with pytest.raises(errors.PredictionError) as info:
+        await client.run(request_for(emulator))
+    error = info.value
+    assert error.name == name
+    assert error.message == f"boom {name}"
+    assert error.prediction_id
+    assert (type(error) is errors.UnknownPredictionError) == (name == "BrandNewError")
+
+
+async def test_image_load_error_from_the_api(client: AsyncFashn, emulator: Emulator) -> None:
+    """A URL the API cannot load ends the prediction with ImageLoadError."""
+    with pytest.raises(errors.ImageLoadError) as info:
+        await client.run(
+            model_image=f"{emulator.url}/no/such/image.png", garment_image=PNG, category="tops"
+        )
+    assert info.value.prediction_id
+
+
+@pytest.mark.emulator(credits=2)
+async def test_out_of_credits(client: AsyncFashn, emulator: Emulator) -> None:
+    """OutOfCredits is final: raised at once, not retried."""
+    await client.run(request_for(emulator, num_samples=2))
+    with pytest.raises(errors.OutOfCreditsError) as info:
+        await client.run(request_for(emulator))
+    assert info.value.status_code == 429
+    assert emulator.report().rejected.get("OutOfCredits") == 1
+
+
+# -- lifecycle of run(): cancellation and deadline --------------------------------------
+
+
+async def test_cancelling_run_cancels_remotely(client: AsyncFashn, emulator: Emulator) -> None:
+    """Cancelling the task awaiting run() cancels the prediction on the server."""
+    task = asyncio.ensure_future(client.run(request_for(emulator)))
+    while not emulator.report().accepted:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = emulator.report()
+    assert report.cancels == [report.accepted[0].id]
+    assert client._engine.slots.in_use == 0
+
+
+async def test_cancel_while_post_in_flight(client: AsyncFashn, emulator: Emulator) -> None:
+    """A cancel landing while the POST is on the wire still cancels what it created."""
+    from fashn_async.testing import HttpFault
+
+    emulator.inject(HttpFault(kind="slow", route="run", delay=2.0, times=1))
+    task = asyncio.ensure_future(client.run(request_for(emulator)))
+    await asyncio.sleep(1.0)  # the POST is being answered slowly
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = emulator.report()
+    assert len(report.accepted) == 1
+    assert report.cancels == [report.accepted[0].id]
+
+
+@pytest.mark.emulator(latency=(20.0, 20.0))
+async def test_deadline(client: AsyncFashn, emulator: Emulator) -> None:
+    """A deadline ends the wait, cancels remotely and raises DeadlineExceededError."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(errors.DeadlineExceededError):
+        await client.run(request_for(emulator), deadline=5.0)
+    assert loop.time() - start == pytest.approx(5.0, abs=0.5)
+    report = emulator.report()
+    assert report.cancels == [report.accepted[0].id]
+
+
+async def test_bad_deadline(client: AsyncFashn, emulator: Emulator) -> None:
+    """A non-positive deadline is refused before sending."""
+    with pytest.raises(errors.InvalidRequestError, match="deadline"):
+        await client.run(request_for(emulator), deadline=0)
+
+
+async def test_submit_holds_a_slot_until_seen_done(emulator: Emulator) -> None:
+    """A bare submit() counts in flight until status() sees it finished."""
+    async with AsyncFashn(
+        api_key=emulator.api_key, base_url=emulator.url, limits=Limits(in_flight=1)
+    ) as client:
+        first = await client.submit(request_for(emulator))
+        second = asyncio.ensure_future(client.submit(request_for(emulator)))
+        await asyncio.sleep(30)
+        assert not second.done()
+        assert (await client.status(first.id)).done
+        await second

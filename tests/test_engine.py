@@ -1,0 +1,222 @@
+"""The concurrency engine under the emulator's strict limits: limits, budget, batch."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Iterator
+
+import attrs
+import pytest
+
+from fashn_async import AsyncFashn, BatchProgress, Limits, TryOnRequest, errors
+from fashn_async.testing import Emulator, PredictionFault
+
+
+def requests_for(emulator: Emulator, n: int, **fields: object) -> list[TryOnRequest]:
+    """n valid try-ons of the emulator's samples, each with its own seed."""
+    return [
+        TryOnRequest(
+            model_image=emulator.sample_image_url("model"),
+            garment_image=emulator.sample_image_url("garment"),
+            category="tops",
+            seed=i,
+            **fields,  # type: ignore[arg-type]
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.emulator(in_flight_limit=None)
+@pytest.mark.client(limits=Limits(in_flight=None, margin=0.0))
+async def test_batch_at_the_bound(client: AsyncFashn, emulator: Emulator) -> None:
+    """N=60 at 25/60 s: zero 429s, <=25 in any window, done in floor((N-1)/R)*W + latency."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    results = [r async for r in client.batch(requests_for(emulator, 60))]
+    elapsed = loop.time() - start
+    report = emulator.report()
+    assert sorted(r.index for r in results) == list(range(60))
+    assert all(r.ok for r in results)
+    assert report.rejected == {}
+    assert report.max_submissions_in_window == 25
+    assert len(report.accepted) == 60
+    # floor(59/25) * 60 = 120 s, plus one prediction's latency (<= 11 s) and detection.
+    assert 120 <= elapsed <= 120 + 11 + 1.5
+
+
+async def test_batch_respects_every_default_limit(client: AsyncFashn, emulator: Emulator) -> None:
+    """With default limits on both sides: no 429 of any kind, in flight never above 6."""
+    results = [r async for r in client.batch(requests_for(emulator, 40))]
+    report = emulator.report()
+    assert all(r.ok for r in results)
+    assert report.rejected == {}
+    assert report.max_in_progress <= 6
+    assert report.max_submissions_in_window <= 25
+    assert report.max_status_in_window <= 50
+
+
+async def test_polling_cost_and_lag(client: AsyncFashn, emulator: Emulator) -> None:
+    """At 5-11 s latencies: <= 4 status calls per prediction, p95 detection lag <= 1 s."""
+    results = [r async for r in client.batch(requests_for(emulator, 60))]
+    report = emulator.report()
+    assert all(r.ok for r in results)
+    calls = [report.status_calls[r.prediction_id] for r in results]  # type: ignore[index]
+    lags = sorted(
+        report.first_seen_terminal[i] - report.terminal_at[i] for i in report.terminal_at
+    )
+    assert statistics.mean(calls) <= 4.0
+    assert lags[int(0.95 * (len(lags) - 1))] <= 1.0
+    assert report.rejected == {}
+
+
+@pytest.mark.emulator(in_flight_limit=None, submit_limit=None, latency=(5.0, 11.0))
+@pytest.mark.client(limits=Limits(in_flight=None, submit=None))
+async def test_status_budget_with_many_in_flight(client: AsyncFashn, emulator: Emulator) -> None:
+    """150 predictions in flight share 50 status calls per 10 s and never exceed them."""
+    results = [r async for r in client.batch(requests_for(emulator, 150))]
+    report = emulator.report()
+    assert all(r.ok for r in results)
+    assert report.max_status_in_window <= 50
+    assert report.rejected == {}
+    assert report.max_in_progress > 100
+
+
+@pytest.mark.client(limits=Limits(in_flight=3))
+@pytest.mark.emulator(in_flight_limit=None)
+async def test_in_flight_cap(client: AsyncFashn, emulator: Emulator) -> None:
+    """Never more predictions running than Limits.in_flight, runs and batches together."""
+    batch = client.batch(requests_for(emulator, 10))
+    runs = [client.run(r) for r in requests_for(emulator, 4)]
+    collected = asyncio.gather(*runs)
+    results = [r async for r in batch]
+    await collected
+    assert len(results) == 10
+    assert emulator.report().max_in_progress <= 3
+
+
+async def test_failures_are_values(client: AsyncFashn, emulator: Emulator) -> None:
+    """A failing pair yields an error result; the others complete; indexes match input."""
+    emulator.inject(PredictionFault(name="PoseError", match="pose-bad"))
+    good = requests_for(emulator, 4)
+    bad = TryOnRequest(
+        model_image=emulator.sample_image_url("model") + "?pose-bad",
+        garment_image=emulator.sample_image_url("garment"),
+        category="tops",
+    )
+    items = [good[0], bad, good[1], {"category": "hats"}, good[2], ("x", "y", "tops")]
+    results = {r.index: r async for r in client.batch(items)}
+    assert sorted(results) == list(range(6))
+    assert isinstance(results[1].error, errors.PoseError)
+    assert results[1].prediction_id
+    assert isinstance(results[3].error, errors.InvalidRequestError)
+    assert isinstance(results[5].error, errors.ImageInputError)
+    assert [results[i].ok for i in (0, 2, 4)] == [True, True, True]
+    assert results[0].request is good[0]
+
+
+async def test_raise_on_error(client: AsyncFashn, emulator: Emulator) -> None:
+    """raise_on_error=True raises the first failure and cancels the rest remotely."""
+    emulator.inject(PredictionFault(name="NSFWError", match="nsfw"))
+    items = requests_for(emulator, 3)
+    items.insert(
+        0,
+        TryOnRequest(
+            model_image=emulator.sample_image_url("model") + "?nsfw",
+            garment_image=emulator.sample_image_url("garment"),
+            category="tops",
+        ),
+    )
+    with pytest.raises(errors.PredictionError):
+        async for _ in client.batch(items, raise_on_error=True):
+            pass
+    assert client._engine.slots.in_use == 0
+
+
+@pytest.mark.parametrize("how", ["break", "aclose", "body_raises", "consumer_cancelled"])
+async def test_early_exit_cancels_remotely(client: AsyncFashn, emulator: Emulator, how: str) -> None:
+    """Leaving a batch early cancels every in-flight prediction and leaves no task."""
+    batch = client.batch(requests_for(emulator, 30))
+
+    async def consume() -> None:
+        async for _ in batch:
+            if how == "break":
+                break
+            if how == "body_raises":
+                raise RuntimeError("boom")
+            if how == "aclose":
+                await batch.aclose()
+                return
+            await asyncio.sleep(3600)  # consumer_cancelled: cancelled while in the body
+
+    task = asyncio.ensure_future(consume())
+    if how == "consumer_cancelled":
+        await asyncio.sleep(15)
+        task.cancel()
+    try:
+        await task
+    except (RuntimeError, asyncio.CancelledError):
+        pass
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    report = emulator.report()
+    unfinished = {s.id for s in report.accepted} - set(report.terminal_at) - set(report.cancels)
+    assert not unfinished, f"left running on the server: {unfinished}"
+    assert report.cancels, "nothing was cancelled"
+    assert client._engine.slots.in_use == 0
+    assert not client._engine.batches
+
+
+async def test_lazy_input(client: AsyncFashn, emulator: Emulator) -> None:
+    """A generator is pulled only as far as in-flight room allows, not to the end."""
+    pulled = 0
+    template = requests_for(emulator, 1)[0]
+
+    def endless() -> Iterator[TryOnRequest]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield template
+
+    seen = 0
+    async for _ in client.batch(endless(), max_pending=8):
+        seen += 1
+        if seen == 5:
+            break
+    assert pulled <= 5 + 8 + 1
+
+
+async def test_async_iterable_input_and_progress(client: AsyncFashn, emulator: Emulator) -> None:
+    """Async iterables work; progress counts end consistent."""
+    snapshots: list[BatchProgress] = []
+
+    async def gen():  # type: ignore[no-untyped-def]
+        for r in requests_for(emulator, 5):
+            yield r
+
+    batch = client.batch(gen(), on_progress=lambda p: snapshots.append(attrs.evolve(p)))
+    results = [r async for r in batch]
+    assert len(results) == 5
+    assert batch.progress == BatchProgress(read=5, submitted=5, running=0, done=5, failed=0)
+    assert snapshots[0].read == 1
+    assert max(s.running for s in snapshots) >= 1
+
+
+@pytest.mark.emulator(credits=3)
+async def test_out_of_credits_stops_the_batch(client: AsyncFashn, emulator: Emulator) -> None:
+    """OutOfCredits stops submitting and is raised clearly after the started ones finish."""
+    seen = []
+    with pytest.raises(errors.OutOfCreditsError, match="stopped submitting"):
+        async for result in client.batch(requests_for(emulator, 20)):
+            seen.append(result)
+    assert sum(r.ok for r in seen) == 3
+    assert len(emulator.report().accepted) == 3
+
+
+async def test_concurrent_runs_share_one_engine(client: AsyncFashn, emulator: Emulator) -> None:
+    """Many concurrent run() calls (a web service) get the same limits: no 429s."""
+    results = await asyncio.gather(*(client.run(r) for r in requests_for(emulator, 30)))
+    report = emulator.report()
+    assert len(results) == 30
+    assert report.rejected == {}
+    assert report.max_in_progress <= 6
