@@ -1,0 +1,197 @@
+"""How an emulator behaves: limits, timing, and the faults it injects."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+__all__ = ["EmulatorConfig", "HttpFault", "PredictionFault", "WindowLimit"]
+
+HttpFaultKind = Literal["error_5xx", "drop_before", "drop_after", "slow"]
+HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
+
+_HTTP_FAULT_KINDS: tuple[str, ...] = ("error_5xx", "drop_before", "drop_after", "slow")
+_HTTP_ROUTES: tuple[str, ...] = ("run", "status", "cancel", "credits", "any")
+
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _probability(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
+
+
+def _number(low: float, *, above: bool = False) -> Validator:
+    """Accept finite numbers >= ``low`` (or > ``low`` when ``above``)."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if not math.isfinite(value) or value < low or (above and value == low):
+            bound = ">" if above else ">="
+            raise ValueError(f"{attribute.name} must be finite and {bound} {low}, "
+                             f"got {value!r}")
+
+    return check
+
+
+def _integer(low: int, high: int | None = None, *, optional: bool = False) -> Validator:
+    """Accept ints (not bools) within ``[low, high]``; also ``None`` when ``optional``."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"{attribute.name} must be within [{low}, {high}], got {value}")
+
+    return check
+
+
+def _text(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{attribute.name} must be a non-empty str, got {value!r}")
+
+
+def _optional_limit(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, WindowLimit):
+        raise TypeError(f"{attribute.name} must be a WindowLimit or None, got {value!r}")
+
+
+@attrs.frozen
+class WindowLimit:
+    """At most ``limit`` units in *any* window of ``period`` API seconds.
+
+    The window rolls: it is checked against a log of the admitted events, never against
+    calendar buckets, so a burst that straddles a minute boundary is still refused.
+
+    Args:
+        limit: Units (requests, or generations for submissions) admitted per window.
+        period: Length of the window in API seconds (multiplied by ``time_scale``).
+    """
+
+    limit: int = attrs.field(validator=_integer(1))
+    period: float = attrs.field(converter=float, validator=_number(0.0, above=True))
+
+
+@attrs.frozen
+class PredictionFault:
+    """Make matching predictions end ``failed`` with the error ``name``.
+
+    The prediction is created and answered with an id as usual; it fails when its latency
+    has elapsed, exactly as a pipeline error would surface in the real API.
+
+    Args:
+        name: Error name to report: a v1 name, a current one, or any future name.
+        message: Error message to report.
+        match: Substring of ``model_image`` or ``garment_image`` selecting the submissions
+            this applies to; ``None`` applies to every submission.
+        probability: Chance that a matching submission fails (drawn from the seeded RNG).
+    """
+
+    name: str = attrs.field(validator=_text)
+    message: str = attrs.field(default="The emulator injected this error.",
+                               validator=v.instance_of(str))
+    match: str | None = attrs.field(default=None,
+                                    validator=v.optional(v.instance_of(str)))
+    probability: float = attrs.field(default=1.0, converter=float, validator=_probability)
+
+
+@attrs.frozen
+class HttpFault:
+    """Disturb HTTP exchanges on an API route.
+
+    Kinds:
+        ``error_5xx``: answer ``{"error": "InternalServerError", ...}`` with ``status``;
+            nothing is created.
+        ``drop_before``: close the connection without an answer; nothing is created.
+        ``drop_after``: handle the request (a submission is created and counted), then
+            close the connection without an answer.
+        ``slow``: wait ``delay`` API seconds, then handle the request normally.
+
+    Args:
+        kind: One of the kinds above.
+        route: ``run``, ``status``, ``cancel``, ``credits`` or ``any`` of them.
+        probability: Chance that a matching request is disturbed (seeded RNG).
+        times: Disturb only this many requests, then stop; ``None`` for no end.
+        status: HTTP status of ``error_5xx`` answers (500-599).
+        delay: API seconds a ``slow`` request waits.
+    """
+
+    kind: HttpFaultKind = attrs.field(validator=v.in_(_HTTP_FAULT_KINDS))
+    route: HttpRoute = attrs.field(default="any", validator=v.in_(_HTTP_ROUTES))
+    probability: float = attrs.field(default=1.0, converter=float, validator=_probability)
+    times: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
+    status: int = attrs.field(default=500, validator=_integer(500, 599))
+    delay: float = attrs.field(default=30.0, converter=float, validator=_number(0.0))
+
+
+Fault = PredictionFault | HttpFault
+
+
+def _latency(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    return (float(low), float(high))
+
+
+def _check_latency(_inst: object, _attr: attrs.Attribute[Any],
+                   value: tuple[float, float]) -> None:
+    low, high = value
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
+        raise ValueError(f"latency must be (low, high) with 0 <= low <= high, got {value!r}")
+
+
+def _faults(value: Iterable[Fault]) -> tuple[Fault, ...]:
+    faults = tuple(value)
+    for fault in faults:
+        if not isinstance(fault, PredictionFault | HttpFault):
+            raise TypeError(f"faults must be PredictionFault or HttpFault, got {fault!r}")
+    return faults
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorConfig:
+    """Everything an emulator does differently from the defaults.
+
+    The defaults follow the real API: tryon-v1.6 latency, 25 generations a minute, 50
+    status calls per 10 s, 30 credit checks per 10 s, 6 predictions in progress.
+
+    Args:
+        api_key: The bearer token accepted; any other is refused with 401.
+        time_scale: Multiplies every duration (latency, windows, Retry-After, delays):
+            0.01 runs an API minute in 0.6 s.
+        latency: Seconds from submission to the terminal status, drawn uniformly.
+        seed: Seed of every random draw (ids, latencies, faults): runs repeat exactly.
+        submit_limit: Generations (sum of ``num_samples``) per rolling window.
+        status_limit: ``GET /v1/status`` calls per rolling window.
+        credits_limit: ``GET /v1/credits`` calls per rolling window.
+        in_flight_limit: Predictions submitted and not yet terminal.
+        credits: Budget of generations; ``None`` is unlimited.
+        retry_after: Whether 429 answers carry ``Retry-After``.
+        max_body_bytes: Larger request bodies are refused with 413.
+        faults: Fault rules active from the start.
+    """
+
+    api_key: str = attrs.field(default="fashn-test-key",
+                               validator=_text,
+                               repr=False)
+    time_scale: float = attrs.field(default=1.0, converter=float,
+                                    validator=_number(0.0, above=True))
+    latency: tuple[float, float] = attrs.field(default=(5.0, 11.0), converter=_latency,
+                                               validator=_check_latency)
+    seed: int = attrs.field(default=0, validator=_integer(-(2**63), 2**63 - 1))
+    submit_limit: WindowLimit | None = attrs.field(
+        default=WindowLimit(25, 60.0), validator=_optional_limit)
+    status_limit: WindowLimit | None = attrs.field(
+        default=WindowLimit(50, 10.0), validator=_optional_limit)
+    credits_limit: WindowLimit | None = attrs.field(
+        default=WindowLimit(30, 10.0), validator=_optional_limit)
+    in_flight_limit: int | None = attrs.field(default=6, validator=_integer(1, optional=True))
+    credits: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
+    retry_after: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_integer(1))
+    faults: tuple[Fault, ...] = attrs.field(default=(), converter=_faults)
