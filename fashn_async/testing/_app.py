@@ -34,17 +34,17 @@ _AUTH_PREFIXES = ("/v1/", "/_emulator/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     """Return an error in the current shape: ``{"error": code, "message": message}``."""
-    return web.json_response({"error": code, "message": message}, status=status,
-                             headers=headers)
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
 
 
 def _v1_error(message: str) -> web.Response:
     return web.json_response(
-        {"id": None, "error": {"name": "InputValidationError", "message": message}},
-        status=400)
+        {"id": None, "error": {"name": "InputValidationError", "message": message}}, status=400
+    )
 
 
 def _state(request: web.Request) -> EmulatorState:
@@ -68,6 +68,7 @@ def _drop(request: web.Request) -> None:
 
 # -- middlewares ---------------------------------------------------------------------
 
+
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer routing errors (404, 405, ...) with JSON bodies, like the API."""
@@ -79,8 +80,9 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         if exc.status == 404:
             return error_response(404, "NotFound", f"No such route: {request.path}")
         if exc.status == 405:
-            return error_response(405, "MethodNotAllowed",
-                                  f"{request.method} is not allowed on {request.path}")
+            return error_response(
+                405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}"
+            )
         code = "BadRequest" if exc.status < 500 else "InternalServerError"
         return error_response(exc.status, code, exc.reason)
 
@@ -93,8 +95,11 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         expected = _state(request).config.api_key.encode("utf-8")
         given = token.strip().encode("utf-8", "replace")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
-            return error_response(401, "UnauthorizedAccess",
-                                  "Missing or invalid API key: send Authorization: Bearer <key>.")
+            return error_response(
+                401,
+                "UnauthorizedAccess",
+                "Missing or invalid API key: send Authorization: Bearer <key>.",
+            )
     return await handler(request)
 
 
@@ -113,8 +118,11 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     if fault.kind == "error_5xx":
         state.ledger.errors_5xx += 1
-        return error_response(fault.status, "InternalServerError",
-                              "The emulator injected a server error; nothing was created.")
+        return error_response(
+            fault.status,
+            "InternalServerError",
+            "The emulator injected a server error; nothing was created.",
+        )
     if fault.kind == "drop_before":
         state.ledger.dropped += 1
         _drop(request)
@@ -127,10 +135,12 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
 
 # -- API routes ----------------------------------------------------------------------
 
+
 async def _read_body(request: web.Request) -> bytes | web.Response:
     limit = _state(request).config.max_body_bytes
-    too_large = error_response(413, "PayloadTooLarge",
-                               f"The request body is larger than {limit} bytes.")
+    too_large = error_response(
+        413, "PayloadTooLarge", f"The request body is larger than {limit} bytes."
+    )
     if request.content_length is not None and request.content_length > limit:
         return too_large
     try:
@@ -145,9 +155,11 @@ def _webhook(value: str, *, legacy: bool) -> str:
     except (ValueError, TypeError):
         url = None
     if url is None or url.scheme not in ("http", "https") or not is_loopback_host(url.host):
-        raise InvalidRequest("webhook_url: must be an http(s) URL on a loopback host "
-                             "(localhost, 127.0.0.0/8, ::1): the emulator posts nowhere else",
-                             legacy=legacy)
+        raise InvalidRequest(
+            "webhook_url: must be an http(s) URL on a loopback host "
+            "(localhost, 127.0.0.0/8, ::1): the emulator posts nowhere else",
+            legacy=legacy,
+        )
     return value
 
 
@@ -164,22 +176,30 @@ async def _run(request: web.Request) -> web.Response:
         prediction = state.submit(submission, body, webhook_url)
     except InvalidRequest as exc:
         state.ledger.bad_requests += 1
-        return _v1_error(exc.message) if exc.legacy else error_response(400, "BadRequest",
-                                                                        exc.message)
+        return (
+            _v1_error(exc.message) if exc.legacy else error_response(400, "BadRequest", exc.message)
+        )
     except Rejected as exc:
         return _rejected(state, "run", exc)
     return web.json_response({"id": prediction.id, "error": None})
 
 
-def _window_check(state: EmulatorState, window: RollingWindow, route: str,
-                  what: str) -> web.Response | None:
+def _window_check(
+    state: EmulatorState, window: RollingWindow, route: str, what: str
+) -> web.Response | None:
     now = state.clock.now()
     wait = window.wait(now)
     if wait > 0:
         period = window.period / state.scale
-        return _rejected(state, route, Rejected(
-            "RateLimitExceeded", f"Rate limit exceeded: {window.limit} {what} per {period:g} s.",
-            wait))
+        return _rejected(
+            state,
+            route,
+            Rejected(
+                "RateLimitExceeded",
+                f"Rate limit exceeded: {window.limit} {what} per {period:g} s.",
+                wait,
+            ),
+        )
     window.add(now)
     return None
 
@@ -231,6 +251,7 @@ async def _credits(request: web.Request) -> web.Response:
 
 # -- files: the CDN and the sample images --------------------------------------------
 
+
 async def _cdn(request: web.Request) -> web.Response:
     found = _state(request).output(request.match_info["id"], request.match_info["name"])
     if found is None:
@@ -250,6 +271,7 @@ async def _sample(request: web.Request) -> web.Response:
 
 
 # -- control routes ------------------------------------------------------------------
+
 
 async def _report(request: web.Request) -> web.Response:
     return web.json_response(_state(request).report().to_json())
@@ -283,8 +305,9 @@ async def _reset(request: web.Request) -> web.Response:
 
 def build_app(state: EmulatorState) -> web.Application:
     """Return the emulator's application, serving ``state``."""
-    app = web.Application(middlewares=[_json_errors, _auth, _http_faults],
-                          client_max_size=state.config.max_body_bytes)
+    app = web.Application(
+        middlewares=[_json_errors, _auth, _http_faults], client_max_size=state.config.max_body_bytes
+    )
     app[STATE_KEY] = state
     app[_SAMPLES_KEY] = {}
     app.router.add_post("/v1/run", _run, name="run")

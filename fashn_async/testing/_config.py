@@ -32,8 +32,7 @@ def _number(low: float, *, above: bool = False) -> Validator:
     def check(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
         if not math.isfinite(value) or value < low or (above and value == low):
             bound = ">" if above else ">="
-            raise ValueError(f"{attribute.name} must be finite and {bound} {low}, "
-                             f"got {value!r}")
+            raise ValueError(f"{attribute.name} must be finite and {bound} {low}, got {value!r}")
 
     return check
 
@@ -94,10 +93,10 @@ class PredictionFault:
     """
 
     name: str = attrs.field(validator=_text)
-    message: str = attrs.field(default="The emulator injected this error.",
-                               validator=v.instance_of(str))
-    match: str | None = attrs.field(default=None,
-                                    validator=v.optional(v.instance_of(str)))
+    message: str = attrs.field(
+        default="The emulator injected this error.", validator=v.instance_of(str)
+    )
+    match: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     probability: float = attrs.field(default=1.0, converter=float, validator=_probability)
 
 
@@ -138,8 +137,7 @@ def _latency(value: tuple[float, float]) -> tuple[float, float]:
     return (float(low), float(high))
 
 
-def _check_latency(_inst: object, _attr: attrs.Attribute[Any],
-                   value: tuple[float, float]) -> None:
+def _check_latency(_inst: object, _attr: attrs.Attribute[Any], value: tuple[float, float]) -> None:
     low, high = value
     if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
         raise ValueError(f"latency must be (low, high) with 0 <= low <= high, got {value!r}")
@@ -176,20 +174,23 @@ class EmulatorConfig:
         faults: Fault rules active from the start.
     """
 
-    api_key: str = attrs.field(default="fashn-test-key",
-                               validator=_text,
-                               repr=False)
-    time_scale: float = attrs.field(default=1.0, converter=float,
-                                    validator=_number(0.0, above=True))
-    latency: tuple[float, float] = attrs.field(default=(5.0, 11.0), converter=_latency,
-                                               validator=_check_latency)
+    api_key: str = attrs.field(default="fashn-test-key", validator=_text, repr=False)
+    time_scale: float = attrs.field(
+        default=1.0, converter=float, validator=_number(0.0, above=True)
+    )
+    latency: tuple[float, float] = attrs.field(
+        default=(5.0, 11.0), converter=_latency, validator=_check_latency
+    )
     seed: int = attrs.field(default=0, validator=_integer(-(2**63), 2**63 - 1))
     submit_limit: WindowLimit | None = attrs.field(
-        default=WindowLimit(25, 60.0), validator=_optional_limit)
+        default=WindowLimit(25, 60.0), validator=_optional_limit
+    )
     status_limit: WindowLimit | None = attrs.field(
-        default=WindowLimit(50, 10.0), validator=_optional_limit)
+        default=WindowLimit(50, 10.0), validator=_optional_limit
+    )
     credits_limit: WindowLimit | None = attrs.field(
-        default=WindowLimit(30, 10.0), validator=_optional_limit)
+        default=WindowLimit(30, 10.0), validator=_optional_limit
+    )
     in_flight_limit: int | None = attrs.field(default=6, validator=_integer(1, optional=True))
     credits: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
     retry_after: bool = attrs.field(default=True, validator=v.instance_of(bool))

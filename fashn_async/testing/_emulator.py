@@ -38,8 +38,9 @@ class Emulator:
 
     __slots__ = ("_config", "_host", "_port", "_runner", "_session", "_state", "_url")
 
-    def __init__(self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._config = config if config is not None else EmulatorConfig()
         self._host = host
         self._port = port
@@ -51,8 +52,10 @@ class Emulator:
     def __repr__(self) -> str:
         if self._state is None:
             return f"<Emulator stopped host={self._host!r} port={self._port}>"
-        return (f"<Emulator url={self._url!r} predictions={len(self._state.predictions)} "
-                f"time_scale={self._config.time_scale}>")
+        return (
+            f"<Emulator url={self._url!r} predictions={len(self._state.predictions)} "
+            f"time_scale={self._config.time_scale}>"
+        )
 
     @property
     def config(self) -> EmulatorConfig:
@@ -102,8 +105,7 @@ class Emulator:
             raise RuntimeError("the emulator is already running")
         session = aiohttp.ClientSession(trust_env=False)
         state = EmulatorState(self._config, session)
-        runner = web.AppRunner(build_app(state), access_log=None,
-                               shutdown_timeout=SHUTDOWN_GRACE)
+        runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         try:
             await runner.setup()
             site = web.TCPSite(runner, self._host, self._port)
@@ -137,8 +139,12 @@ class Emulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
 
@@ -152,8 +158,11 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
             # The key printed is the emulator's own test key, never a real one.
             print(f"FASHN API emulator listening on {emulator.url}", flush=True)
             print(f"API key (emulator test key): {emulator.api_key}", flush=True)
-            print(f"Sample images: {emulator.sample_image_url('model')} "
-                  f"{emulator.sample_image_url('garment')}", flush=True)
+            print(
+                f"Sample images: {emulator.sample_image_url('model')} "
+                f"{emulator.sample_image_url('garment')}",
+                flush=True,
+            )
             await stop.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -161,8 +170,7 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     print("FASHN API emulator stopped", file=sys.stderr, flush=True)
 
 
-def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1",
-          port: int = 8000) -> None:
+def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run an emulator until SIGINT or SIGTERM; blocks.
 
     Prints its URL and (test) API key on start. Its report is at ``GET /_emulator/report``;
@@ -174,4 +182,3 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1",
         port: Port to listen on; 0 picks a free one.
     """
     asyncio.run(_serve(config if config is not None else EmulatorConfig(), host, port))
-

@@ -174,26 +174,40 @@ def _draw_model(draw: ImageDraw.ImageDraw, rng: random.Random, w: int, h: int) -
         draw.rectangle((x0, h * 0.54, x0 + w * 0.13, h * 0.92), fill=trousers)
         draw.ellipse((x0 - w * 0.02, h * 0.9, x0 + w * 0.15, h * 0.95), fill=(30, 30, 30))
     # Arms, torso, neck, head, hair.
-    draw.rounded_rectangle((cx - w * 0.27, h * 0.25, cx - w * 0.18, h * 0.58),
-                           radius=int(w * 0.04), fill=skin)
-    draw.rounded_rectangle((cx + w * 0.18, h * 0.25, cx + w * 0.27, h * 0.58),
-                           radius=int(w * 0.04), fill=skin)
-    draw.rounded_rectangle((cx - w * 0.19, h * 0.23, cx + w * 0.19, h * 0.57),
-                           radius=int(w * 0.05), fill=shirt)
+    draw.rounded_rectangle(
+        (cx - w * 0.27, h * 0.25, cx - w * 0.18, h * 0.58), radius=int(w * 0.04), fill=skin
+    )
+    draw.rounded_rectangle(
+        (cx + w * 0.18, h * 0.25, cx + w * 0.27, h * 0.58), radius=int(w * 0.04), fill=skin
+    )
+    draw.rounded_rectangle(
+        (cx - w * 0.19, h * 0.23, cx + w * 0.19, h * 0.57), radius=int(w * 0.05), fill=shirt
+    )
     draw.rectangle((cx - w * 0.04, h * 0.18, cx + w * 0.04, h * 0.24), fill=skin)
     draw.ellipse((cx - w * 0.09, h * 0.06, cx + w * 0.09, h * 0.2), fill=skin)
-    draw.chord((cx - w * 0.095, h * 0.05, cx + w * 0.095, h * 0.16), 180, 360,
-               fill=_colour(rng, 10, 90))
+    draw.chord(
+        (cx - w * 0.095, h * 0.05, cx + w * 0.095, h * 0.16), 180, 360, fill=_colour(rng, 10, 90)
+    )
 
 
 def _draw_garment(draw: ImageDraw.ImageDraw, rng: random.Random, w: int, h: int) -> None:
     colour = _colour(rng, 30, 220)
     # A T-shirt seen flat: body, sleeves, neckline.
-    draw.polygon([
-        (w * 0.30, h * 0.18), (w * 0.08, h * 0.32), (w * 0.16, h * 0.45), (w * 0.27, h * 0.39),
-        (w * 0.27, h * 0.85), (w * 0.73, h * 0.85), (w * 0.73, h * 0.39), (w * 0.84, h * 0.45),
-        (w * 0.92, h * 0.32), (w * 0.70, h * 0.18),
-    ], fill=colour)
+    draw.polygon(
+        [
+            (w * 0.30, h * 0.18),
+            (w * 0.08, h * 0.32),
+            (w * 0.16, h * 0.45),
+            (w * 0.27, h * 0.39),
+            (w * 0.27, h * 0.85),
+            (w * 0.73, h * 0.85),
+            (w * 0.73, h * 0.39),
+            (w * 0.84, h * 0.45),
+            (w * 0.92, h * 0.32),
+            (w * 0.70, h * 0.18),
+        ],
+        fill=colour,
+    )
     draw.ellipse((w * 0.40, h * 0.13, w * 0.60, h * 0.24), fill=(255, 255, 255))
     stripe = tuple(min(c + 60, 255) for c in colour)
     draw.rectangle((w * 0.27, h * 0.55, w * 0.73, h * 0.6), fill=stripe)

@@ -65,8 +65,10 @@ class RollingWindow:
         self.history: list[tuple[float, int]] = []
 
     def __repr__(self) -> str:
-        return (f"<RollingWindow limit={self.limit} period={self.period} "
-                f"in_window={self._active_total}>")
+        return (
+            f"<RollingWindow limit={self.limit} period={self.period} "
+            f"in_window={self._active_total}>"
+        )
 
     def _expire(self, now: float) -> None:
         while self._active and now - self._active[0][0] >= self.period - EPSILON:

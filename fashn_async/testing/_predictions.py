@@ -15,6 +15,7 @@ import attrs
 
 from ._config import PredictionFault
 from ._images import data_uri
+from ._limits import EPSILON
 from ._validate import Submission
 
 __all__ = ["LoadFailed", "Outcome", "Prediction", "Rendered"]
@@ -22,6 +23,11 @@ __all__ = ["LoadFailed", "Outcome", "Prediction", "Rendered"]
 #: Fractions of the latency at which ``starting`` and ``in_queue`` end.
 CHECKED_AT = 0.1
 QUEUED_UNTIL = 0.25
+
+
+def reached(now: float, when: float) -> bool:
+    """Return whether ``now`` is at or past ``when``, forgiving float residue."""
+    return now >= when - EPSILON
 
 
 @attrs.frozen
@@ -94,7 +100,7 @@ class Prediction:
 
     def next_change(self, now: float) -> float:
         """Return the next moment its terminal time may become known or arrive."""
-        return self.checked_at if now < self.checked_at else self.ends_at()
+        return self.ends_at() if reached(now, self.checked_at) else self.checked_at
 
     def charged(self) -> int:
         """Return the generations it costs: failed and canceled ones cost nothing."""
@@ -110,22 +116,27 @@ class Prediction:
         ``asyncio.wait`` neither cancels the job when the caller is cancelled nor raises
         the job's own error here; the status reads it afterwards.
         """
-        if self.canceled_at is None and now >= self.checked_at and self.job is not None \
-                and not self.job.done():
+        if (
+            self.canceled_at is None
+            and reached(now, self.checked_at)
+            and self.job is not None
+            and not self.job.done()
+        ):
             await asyncio.wait([self.job])
 
     def status(self, now: float) -> str:
         """Return the status at ``now``; call :meth:`settle` first."""
-        if self.canceled_at is not None and now >= self.canceled_at:
+        if self.canceled_at is not None and reached(now, self.canceled_at):
             return "canceled"
-        if now < self.checked_at:
+        if not reached(now, self.checked_at):
             return "starting"
         if isinstance(self.outcome(), LoadFailed):
-            if now >= self.ends_at():
+            if reached(now, self.ends_at()):
                 return "failed"
-        elif now >= self.completes_at:
+        elif reached(now, self.completes_at):
             return "failed" if self.fault is not None else "completed"
-        return "in_queue" if now < self.created + QUEUED_UNTIL * self.latency else "processing"
+        queued = not reached(now, self.created + QUEUED_UNTIL * self.latency)
+        return "in_queue" if queued else "processing"
 
     def output_name(self, index: int) -> str:
         """Return the CDN file name of output ``index``."""
@@ -143,8 +154,10 @@ class Prediction:
                 output_format = self.submission.output_format
                 body["output"] = [data_uri(data, output_format) for data in outcome.outputs]
             else:
-                body["output"] = [f"{base_url}/cdn/{self.id}/{self.output_name(index)}"
-                                  for index in range(len(outcome.outputs))]
+                body["output"] = [
+                    f"{base_url}/cdn/{self.id}/{self.output_name(index)}"
+                    for index in range(len(outcome.outputs))
+                ]
         elif status == "failed":
             outcome = self.outcome()
             if isinstance(outcome, LoadFailed):
@@ -157,4 +170,4 @@ class Prediction:
 
     def is_running(self, now: float) -> bool:
         """Return whether it is still in progress at ``now``, as far as known."""
-        return now < self.ends_at()
+        return not reached(now, self.ends_at())

@@ -123,8 +123,7 @@ class EmulatorReport:
             if isinstance(value, Mapping):
                 value = dict(value)
             elif isinstance(value, tuple):
-                value = [attrs.asdict(item) if attrs.has(type(item)) else item
-                         for item in value]
+                value = [attrs.asdict(item) if attrs.has(type(item)) else item for item in value]
             result[field.name] = value
         return result
 
@@ -149,8 +148,7 @@ class Ledger:
         self.webhooks: list[tuple[str, str, int, float, int | None, str | None]] = []
 
     def __repr__(self) -> str:
-        return (f"<Ledger accepted={len(self.accepted)} "
-                f"rejected={sum(self.rejected.values())}>")
+        return f"<Ledger accepted={len(self.accepted)} rejected={sum(self.rejected.values())}>"
 
     def accept(self, now: float, pid: str, generations: int, digest: str, model: str) -> None:
         """Record an accepted submission, noting a repeated payload."""

@@ -21,7 +21,7 @@ from ._config import EmulatorConfig
 from ._faults import FaultBook
 from ._images import UnreadableImage, is_loopback_host, render_outputs
 from ._limits import Clock, RollingWindow
-from ._predictions import LoadFailed, Outcome, Prediction, Rendered
+from ._predictions import LoadFailed, Outcome, Prediction, Rendered, reached
 from ._report import AcceptedSubmission, EmulatorReport, Ledger, WebhookAttempt, max_overlap
 from ._validate import ImageInput, InvalidRequest, Submission
 from ._webhooks import deliver_webhook
@@ -94,8 +94,7 @@ class EmulatorState:
         self.credits_window = window(config.credits_limit, 10.0)
 
     def __repr__(self) -> str:
-        return (f"<EmulatorState predictions={len(self.predictions)} "
-                f"tasks={len(self._tasks)}>")
+        return f"<EmulatorState predictions={len(self.predictions)} tasks={len(self._tasks)}>"
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -122,26 +121,35 @@ class EmulatorState:
         """Raise Rejected if a submission of ``weight`` generations must wait."""
         budget = self.config.credits
         if budget is not None and self.committed_credits() + weight > budget:
-            raise Rejected("OutOfCredits",
-                           f"Out of credits: {budget - self.committed_credits()} left, "
-                           f"{weight} needed.", None)
+            raise Rejected(
+                "OutOfCredits",
+                f"Out of credits: {budget - self.committed_credits()} left, {weight} needed.",
+                None,
+            )
         limit = self.config.submit_limit
         if limit is not None and weight > limit.limit:
-            raise InvalidRequest(f"num_samples: {weight} generations exceed the submit limit "
-                                 f"of {limit.limit} per {limit.period:g} s", legacy=False)
+            raise InvalidRequest(
+                f"num_samples: {weight} generations exceed the submit limit "
+                f"of {limit.limit} per {limit.period:g} s",
+                legacy=False,
+            )
         wait = self.submit_window.wait(now, weight)
         if wait > 0:
             assert limit is not None
-            raise Rejected("RateLimitExceeded",
-                           f"Rate limit exceeded: {limit.limit} generations per "
-                           f"{limit.period:g} s.", wait)
+            raise Rejected(
+                "RateLimitExceeded",
+                f"Rate limit exceeded: {limit.limit} generations per {limit.period:g} s.",
+                wait,
+            )
         cap = self.config.in_flight_limit
         if cap is not None:
             running = [p.ends_at() for p in self.predictions.values() if p.is_running(now)]
             if len(running) >= cap:
-                raise Rejected("ConcurrencyLimitExceeded",
-                               f"Too many predictions in progress: at most {cap}.",
-                               max(min(running) - now, 0.0))
+                raise Rejected(
+                    "ConcurrencyLimitExceeded",
+                    f"Too many predictions in progress: at most {cap}.",
+                    max(min(running) - now, 0.0),
+                )
 
     def submit(self, submission: Submission, body: Any, webhook_url: str | None) -> Prediction:
         """Admit and create a prediction, or raise Rejected / InvalidRequest."""
@@ -157,14 +165,22 @@ class EmulatorState:
             fault=self.faults.for_prediction(submission.image_texts()),
         )
         self.predictions[prediction.id] = prediction
-        self.ledger.accept(now, prediction.id, submission.num_samples, payload_digest(body),
-                           submission.model_name)
+        self.ledger.accept(
+            now, prediction.id, submission.num_samples, payload_digest(body), submission.model_name
+        )
         prediction.job = self._spawn(self._run_job(prediction))
         if webhook_url is not None:
-            self._spawn(deliver_webhook(
-                prediction=prediction, url=webhook_url, session=self.session,
-                clock=self.clock, scale=self.scale, ledger=self.ledger,
-                final_body=self.final_body))
+            self._spawn(
+                deliver_webhook(
+                    prediction=prediction,
+                    url=webhook_url,
+                    session=self.session,
+                    clock=self.clock,
+                    scale=self.scale,
+                    ledger=self.ledger,
+                    final_body=self.final_body,
+                )
+            )
         return prediction
 
     # -- jobs: read the inputs, draw the outputs ---------------------------------------
@@ -175,12 +191,15 @@ class EmulatorState:
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT * self.scale)
         for _hop in range(5):
             if not is_loopback_host(url.host):
-                raise _FetchFailed(f"the emulator fetches loopback URLs only (localhost, "
-                                   f"127.0.0.0/8, ::1), not host {url.host!r}")
+                raise _FetchFailed(
+                    f"the emulator fetches loopback URLs only (localhost, "
+                    f"127.0.0.0/8, ::1), not host {url.host!r}"
+                )
             self.ledger.image_fetches.append(str(url))
             try:
-                async with self.session.get(url, allow_redirects=False,
-                                            timeout=timeout) as response:
+                async with self.session.get(
+                    url, allow_redirects=False, timeout=timeout
+                ) as response:
                     location = response.headers.get("Location")
                     if response.status in _REDIRECTS and location:
                         url = url.join(yarl.URL(location))
@@ -189,12 +208,15 @@ class EmulatorState:
                         raise _FetchFailed(f"the URL answered HTTP {response.status}")
                     content_type = response.headers.get("Content-Type", "")
                     if not content_type.lower().startswith("image/"):
-                        raise _FetchFailed("The URL's Content-Type is not an image. "
-                                           f"Content-Type: {content_type or 'none'}")
+                        raise _FetchFailed(
+                            "The URL's Content-Type is not an image. "
+                            f"Content-Type: {content_type or 'none'}"
+                        )
                     data = await response.content.read(self.config.max_body_bytes + 1)
                     if len(data) > self.config.max_body_bytes:
-                        raise _FetchFailed("the image is larger than "
-                                           f"{self.config.max_body_bytes} bytes")
+                        raise _FetchFailed(
+                            f"the image is larger than {self.config.max_body_bytes} bytes"
+                        )
                     return data
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 raise _FetchFailed(f"could not fetch the URL ({type(exc).__name__})") from None
@@ -212,9 +234,14 @@ class EmulatorState:
             except _FetchFailed as exc:
                 return LoadFailed(f"Error loading {image.role} image: {exc}", self.clock.now())
         draw = functools.partial(
-            render_outputs, tuple(inputs), category=submission.category,
-            num_samples=submission.num_samples, seed=submission.seed,
-            output_format=submission.output_format, render=prediction.fault is None)
+            render_outputs,
+            tuple(inputs),
+            category=submission.category,
+            num_samples=submission.num_samples,
+            seed=submission.seed,
+            output_format=submission.output_format,
+            render=prediction.fault is None,
+        )
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(None, draw)
         except UnreadableImage as exc:
@@ -253,7 +280,7 @@ class EmulatorState:
         now = self.clock.now()
         if not isinstance(outcome, Rendered) or prediction.status(now) != "completed":
             return None
-        if now - prediction.completes_at >= CDN_LIFETIME * self.scale:
+        if reached(now, prediction.completes_at + CDN_LIFETIME * self.scale):
             return None
         for index, data in enumerate(outcome.outputs):
             if prediction.output_name(index) == name:
@@ -274,15 +301,22 @@ class EmulatorState:
         terminal = {p.id: api(p.ends_at()) for p in predictions if not p.is_running(now)}
         statuses: dict[str, str] = {}
         for prediction in predictions:
-            pending = (prediction.canceled_at is None and prediction.outcome() is None
-                       and now >= prediction.checked_at)  # its job is still running
+            pending = (
+                prediction.canceled_at is None
+                and prediction.outcome() is None
+                and reached(now, prediction.checked_at)
+            )  # its job is still running
             statuses[prediction.id] = "processing" if pending else prediction.status(now)
-        spans = [(p.created, min(p.ends_at(), now) if not p.is_running(now) else float("inf"))
-                 for p in predictions]
+        spans = [
+            (p.created, min(p.ends_at(), now) if not p.is_running(now) else float("inf"))
+            for p in predictions
+        ]
         return EmulatorReport(
             now=api(now),
-            accepted=tuple(AcceptedSubmission(pid, api(when), weight, digest, model)
-                           for when, pid, weight, digest, model in ledger.accepted),
+            accepted=tuple(
+                AcceptedSubmission(pid, api(when), weight, digest, model)
+                for when, pid, weight, digest, model in ledger.accepted
+            ),
             rejected=ledger.rejected,
             rejected_by_route=ledger.rejected_by_route,
             bad_requests=ledger.bad_requests,
@@ -291,8 +325,9 @@ class EmulatorState:
             status_calls=ledger.status_calls,
             status_calls_total=ledger.status_calls_total,
             terminal_at=terminal,
-            first_seen_terminal={pid: api(when)
-                                 for pid, when in ledger.first_seen_terminal.items()},
+            first_seen_terminal={
+                pid: api(when) for pid, when in ledger.first_seen_terminal.items()
+            },
             statuses=statuses,
             cancels=tuple(ledger.cancels),
             duplicates=ledger.duplicates,
@@ -304,5 +339,6 @@ class EmulatorState:
             image_fetches=tuple(ledger.image_fetches),
             webhook_deliveries=tuple(
                 WebhookAttempt(pid, url, attempt, api(when), status, error)
-                for pid, url, attempt, when, status, error in ledger.webhooks),
+                for pid, url, attempt, when, status, error in ledger.webhooks
+            ),
         )

@@ -19,11 +19,22 @@ import yarl
 __all__ = ["MODEL_NAMES", "ImageInput", "InvalidRequest", "Submission", "parse_submission"]
 
 #: Models of the current API (NOTES.md). A flat v1 body runs on the legacy model.
-MODEL_NAMES: frozenset[str] = frozenset({
-    "tryon-v1.6", "tryon-max", "product-to-model", "face-to-model", "model-create",
-    "model-variation", "model-swap", "edit", "reframe", "background-change",
-    "background-remove", "image-to-video",
-})
+MODEL_NAMES: frozenset[str] = frozenset(
+    {
+        "tryon-v1.6",
+        "tryon-max",
+        "product-to-model",
+        "face-to-model",
+        "model-create",
+        "model-variation",
+        "model-swap",
+        "edit",
+        "reframe",
+        "background-change",
+        "background-remove",
+        "image-to-video",
+    }
+)
 LEGACY_MODEL = "tryon-v1"
 
 _DATA_URI = re.compile(r"data:image/([A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
@@ -80,8 +91,9 @@ class Submission:
 
     def image_texts(self) -> tuple[str, ...]:
         """Return the values sent for ``model_image`` and ``garment_image``."""
-        return tuple(image.source for image in self.images
-                     if image.field in ("model_image", "garment_image"))
+        return tuple(
+            image.source for image in self.images if image.field in ("model_image", "garment_image")
+        )
 
 
 def _show(value: object) -> str:
@@ -149,8 +161,9 @@ class _Fields:
             try:
                 data = base64.b64decode(payload, validate=True)
             except (binascii.Error, ValueError):
-                raise self.fail(key, "is not valid base64 after the data:image/...;base64, "
-                                     "prefix") from None
+                raise self.fail(
+                    key, "is not valid base64 after the data:image/...;base64, prefix"
+                ) from None
             if not data:
                 raise self.fail(key, "holds an empty base64 image")
             return ImageInput(key, value, data)
@@ -161,8 +174,11 @@ class _Fields:
         except (ValueError, TypeError):
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise self.fail(key, "must be an http(s) URL or a base64 data URI with its "
-                                 f"prefix (data:image/<type>;base64,...), got {_show(value)}")
+            raise self.fail(
+                key,
+                "must be an http(s) URL or a base64 data URI with its "
+                f"prefix (data:image/<type>;base64,...), got {_show(value)}",
+            )
         return ImageInput(key, value)
 
 
@@ -172,9 +188,14 @@ def _flat(body: dict[str, Any]) -> Submission:
     model = fields.image("model_image", required=True)
     garment = fields.image("garment_image", required=True)
     category = fields.choice("category", None, ("tops", "bottoms", "one-pieces"))
-    for flag, default in (("nsfw_filter", True), ("cover_feet", False), ("adjust_hands", False),
-                          ("restore_background", False), ("restore_clothes", False),
-                          ("long_top", False)):
+    for flag, default in (
+        ("nsfw_filter", True),
+        ("cover_feet", False),
+        ("adjust_hands", False),
+        ("restore_background", False),
+        ("restore_clothes", False),
+        ("long_top", False),
+    ):
         fields.boolean(flag, default)
     fields.choice("garment_photo_type", "auto", ("auto", "flat-lay", "model"))
     fields.number("guidance_scale", 2.0, 1.5, 3.0)
@@ -218,8 +239,10 @@ def _current(body: dict[str, Any]) -> Submission:
     if name is None:
         raise top.fail("model_name", "is required")
     if not isinstance(name, str) or name not in MODEL_NAMES:
-        raise top.fail("model_name", f"unknown model {_show(name)}; known models: "
-                                     + ", ".join(sorted(MODEL_NAMES)))
+        raise top.fail(
+            "model_name",
+            f"unknown model {_show(name)}; known models: " + ", ".join(sorted(MODEL_NAMES)),
+        )
     inputs = body.get("inputs")
     if not isinstance(inputs, dict):
         raise top.fail("inputs", f"must be an object, got {_show(inputs)}")
@@ -232,8 +255,9 @@ def _current(body: dict[str, Any]) -> Submission:
     num_samples = fields.integer("num_samples", 1, 1, 4)
     output_format = fields.choice("output_format", "png", ("png", "jpeg"))
     return_base64 = fields.boolean("return_base64", False)
-    return Submission(name, False, images, category, num_samples, seed, output_format,
-                      return_base64)
+    return Submission(
+        name, False, images, category, num_samples, seed, output_format, return_base64
+    )
 
 
 def _reject_constant(name: str) -> None:
@@ -254,8 +278,9 @@ def parse_submission(raw: bytes) -> tuple[Submission, Any]:
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"body: malformed JSON ({exc})", legacy=False) from None
     if not isinstance(body, dict):
-        raise InvalidRequest(f"body: must be a JSON object, got {type(body).__name__}",
-                             legacy=False)
+        raise InvalidRequest(
+            f"body: must be a JSON object, got {type(body).__name__}", legacy=False
+        )
     if "model_name" in body or "inputs" in body:
         return _current(body), body
     return _flat(body), body

@@ -31,8 +31,9 @@ async def _wait_until_terminal(prediction: Prediction, clock: Clock) -> float:
             return now
         prediction.changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(prediction.changed.wait(),
-                                   timeout=max(prediction.next_change(now) - now, 0.0))
+            await asyncio.wait_for(
+                prediction.changed.wait(), timeout=max(prediction.next_change(now) - now, 1e-6)
+            )
 
 
 async def deliver_webhook(
@@ -57,8 +58,9 @@ async def deliver_webhook(
         status: int | None = None
         error: str | None = None
         try:
-            async with session.post(url, json=payload, timeout=timeout,
-                                    allow_redirects=False) as response:
+            async with session.post(
+                url, json=payload, timeout=timeout, allow_redirects=False
+            ) as response:
                 status = response.status
                 await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -67,6 +67,7 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
         """An ``AsyncFashn`` client talking to ``fashn_emulator``."""
         from fashn_async import AsyncFashn
 
-        async with AsyncFashn(api_key=fashn_emulator.api_key,
-                              base_url=fashn_emulator.url) as client:
+        async with AsyncFashn(
+            api_key=fashn_emulator.api_key, base_url=fashn_emulator.url
+        ) as client:
             yield client

@@ -133,7 +133,9 @@ async def running(
     connector = aiohttp.TCPConnector(force_close=force_close)
     async with (
         Emulator(config) as emu,
-        aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http,
+        aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+        ) as http,
     ):
         yield Api(emu, http)
 

@@ -218,10 +218,23 @@ async def test_failed_predictions_are_not_charged() -> None:
 
 # -- the window arithmetic on its own -----------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("seconds", "header"),
-    [(60.0, "60"), (59.00001, "60"), (59.0000001, "59"), (1.0, "1"), (1.2, "2"), (0.999, "1"), (0.5, "0.5"),
-     (0.35, "0.35"), (0.341, "0.35"), (0.001, "0.01"), (0.0, "0.01"), (60.0000000001, "60")],
+    [
+        (60.0, "60"),
+        (59.00001, "60"),
+        (59.0000001, "59"),
+        (1.0, "1"),
+        (1.2, "2"),
+        (0.999, "1"),
+        (0.5, "0.5"),
+        (0.35, "0.35"),
+        (0.341, "0.35"),
+        (0.001, "0.01"),
+        (0.0, "0.01"),
+        (60.0000000001, "60"),
+    ],
 )
 def test_format_retry_after(seconds: float, header: str) -> None:
     """Retry-After is whole seconds from 1 s, else hundredths, always rounded up."""

@@ -121,7 +121,9 @@ async def test_latency_drawn_within_range_and_seeded() -> None:
             ids = [await api.submit() for _ in range(5)]
             await asyncio.sleep(12)
             report = api.emu.report()
-            return [report.terminal_at[pid] - entry.time for pid, entry in zip(ids, report.accepted)]
+            return [
+                report.terminal_at[pid] - entry.time for pid, entry in zip(ids, report.accepted)
+            ]
 
     first, again, other = await terminal_times(1), await terminal_times(1), await terminal_times(2)
     assert all(5.0 <= value <= 11.0 for value in first)
@@ -161,7 +163,9 @@ async def test_outputs_show_the_garment_and_vary_by_sample() -> None:
     async with running() as api:
         pid = await api.submit(flat_body(num_samples=2))
         final = await api.until_terminal(pid)
-        images = [open_png((await api.request("GET", url, auth=False)).raw) for url in final["output"]]
+        images = [
+            open_png((await api.request("GET", url, auth=False)).raw) for url in final["output"]
+        ]
         model = Image.open(io.BytesIO(base64.b64decode(MODEL.split(",", 1)[1]))).convert("RGB")
         assert images[0].convert("RGB").tobytes() != model.tobytes()
         assert images[0].tobytes() != images[1].tobytes()
@@ -172,7 +176,10 @@ async def test_jpeg_output_format() -> None:
     async with running() as api:
         pid = await api.submit(current_body(output_format="jpeg", num_samples=2))
         final = await api.until_terminal(pid)
-        assert [url.rsplit("/", 1)[1] for url in final["output"]] == ["output_0.jpeg", "output_1.jpeg"]
+        assert [url.rsplit("/", 1)[1] for url in final["output"]] == [
+            "output_0.jpeg",
+            "output_1.jpeg",
+        ]
         reply = await api.request("GET", final["output"][0], auth=False)
         assert reply.headers["Content-Type"] == "image/jpeg"
         assert Image.open(io.BytesIO(reply.raw)).format == "JPEG"
@@ -264,7 +271,14 @@ async def test_credits_body() -> None:
         current_body("background-remove", model_image=None, garment_image=None, image=GARMENT),
         {"model_name": "model-create", "inputs": {"prompt": "a person"}},
     ],
-    ids=["flat", "tryon-v1.6", "tryon-max", "product-to-model", "background-remove", "model-create"],
+    ids=[
+        "flat",
+        "tryon-v1.6",
+        "tryon-max",
+        "product-to-model",
+        "background-remove",
+        "model-create",
+    ],
 )
 async def test_both_body_shapes_complete(body: dict[str, object]) -> None:
     """Flat v1 bodies and current bodies of every known model run to completion."""

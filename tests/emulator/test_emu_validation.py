@@ -65,7 +65,11 @@ FLAT_CASES: list[tuple[str, Any, str]] = [
         )
         for value in ("true", 1, 0, None)
     ],
-    *[(field, value, problem) for field in ("model_image", "garment_image") for value, problem in BAD_IMAGES],
+    *[
+        (field, value, problem)
+        for field in ("model_image", "garment_image")
+        for value, problem in BAD_IMAGES
+    ],
 ]
 CURRENT_CASES: list[tuple[str, Any, str]] = [
     ("model_image", MISSING, "is required"),
@@ -80,7 +84,11 @@ CURRENT_CASES: list[tuple[str, Any, str]] = [
     ("num_samples", 5, "must be between 1 and 4"),
     ("num_samples", 0, "must be between 1 and 4"),
     ("seed", "x", "must be an integer"),
-    *[(field, value, problem) for field in ("model_image", "garment_image") for value, problem in BAD_IMAGES],
+    *[
+        (field, value, problem)
+        for field in ("model_image", "garment_image")
+        for value, problem in BAD_IMAGES
+    ],
 ]
 
 
@@ -101,7 +109,9 @@ async def api() -> AsyncIterator[Any]:
 
 
 @pytest.mark.parametrize(("field", "value", "problem"), FLAT_CASES)
-async def test_bad_flat_body_answers_v1_shape(api: Any, field: str, value: Any, problem: str) -> None:
+async def test_bad_flat_body_answers_v1_shape(
+    api: Any, field: str, value: Any, problem: str
+) -> None:
     """A bad flat v1 body is a 400 InputValidationError in the v1 shape, naming the field."""
     reply = await api.run(_with(flat_body(), field, value))
     assert reply.status == 400, reply
@@ -142,7 +152,10 @@ async def test_bad_current_inputs_answer_current_shape(
         ({"model_name": "tryon-v1.6", "inputs": "x"}, "inputs: must be an object"),
         ({"model_name": "tryon-v1.6", "inputs": []}, "inputs: must be an object"),
         ({"model_name": "edit", "inputs": {"image": 5}}, "inputs.image: must be a string"),
-        ({"model_name": "edit", "inputs": {"image": MODEL, "num_samples": 9}}, "inputs.num_samples"),
+        (
+            {"model_name": "edit", "inputs": {"image": MODEL, "num_samples": 9}},
+            "inputs.num_samples",
+        ),
         ({"model_name": "model-swap", "inputs": {"face_image": "nope"}}, "inputs.face_image"),
     ],
 )
@@ -180,7 +193,17 @@ async def test_malformed_json_is_bad_request(api: Any, raw: bytes) -> None:
         {"model_image": "data:image/jpg;base64, " + PAYLOAD},
         {"garment_image": "data:image/png;base64," + "\n".join(textwrap.wrap(PAYLOAD, 76))},
     ],
-    ids=["low-bounds", "high-bounds", "integral-float", "bottoms", "one-pieces", "flags", "extra", "space", "wrapped"],
+    ids=[
+        "low-bounds",
+        "high-bounds",
+        "integral-float",
+        "bottoms",
+        "one-pieces",
+        "flags",
+        "extra",
+        "space",
+        "wrapped",
+    ],
 )
 async def test_valid_flat_edges_accepted(api: Any, fields: dict[str, Any]) -> None:
     """Boundary values, every enum and lenient base64 whitespace are accepted."""
@@ -207,7 +230,9 @@ async def test_valid_current_inputs_accepted(api: Any, inputs: dict[str, Any]) -
 async def test_body_over_cap_is_413() -> None:
     """A body larger than max_body_bytes is refused with 413 in the current shape."""
     async with running(max_body_bytes=2000) as api:
-        big = flat_body(model_image="data:image/png;base64," + base64.b64encode(b"x" * 3000).decode())
+        big = flat_body(
+            model_image="data:image/png;base64," + base64.b64encode(b"x" * 3000).decode()
+        )
         reply = await api.run(big)
         assert reply.status == 413
         assert reply.json["error"] == "PayloadTooLarge"
