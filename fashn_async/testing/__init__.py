@@ -13,22 +13,20 @@ Example::
         ...  # send requests to emu.url with "Authorization: Bearer " + emu.api_key
         assert emu.report().max_submissions_in_window <= 25
 
-Needs Pillow: ``pip install 'fashn-async[emulator]'``.
+Needs Pillow: ``pip install 'fashn-async[emulator]'``. The names below are imported on
+first use, so the pytest plugin (``fashn_async.testing.plugin``) loads without Pillow.
 """
 
 from __future__ import annotations
 
-try:
-    import PIL  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "fashn_async.testing needs Pillow: pip install 'fashn-async[emulator]'"
-    ) from exc
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._config import EmulatorConfig, HttpFault, PredictionFault, WindowLimit
-from ._emulator import Emulator, serve
-from ._images import sample_image
-from ._report import AcceptedSubmission, EmulatorReport, WebhookAttempt
+if TYPE_CHECKING:
+    from ._config import EmulatorConfig, HttpFault, PredictionFault, WindowLimit
+    from ._emulator import Emulator, serve
+    from ._images import sample_image
+    from ._report import AcceptedSubmission, EmulatorReport, WebhookAttempt
 
 __all__ = [
     "AcceptedSubmission",
@@ -42,3 +40,37 @@ __all__ = [
     "sample_image",
     "serve",
 ]
+
+_HOMES = {
+    "AcceptedSubmission": "._report",
+    "Emulator": "._emulator",
+    "EmulatorConfig": "._config",
+    "EmulatorReport": "._report",
+    "HttpFault": "._config",
+    "PredictionFault": "._config",
+    "WebhookAttempt": "._report",
+    "WindowLimit": "._config",
+    "sample_image": "._images",
+    "serve": "._emulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        module = importlib.import_module(home, __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != "PIL":
+            raise
+        raise ImportError(
+            "fashn_async.testing needs Pillow: pip install 'fashn-async[emulator]'"
+        ) from exc
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

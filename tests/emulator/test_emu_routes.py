@@ -122,7 +122,8 @@ async def test_latency_drawn_within_range_and_seeded() -> None:
             await asyncio.sleep(12)
             report = api.emu.report()
             return [
-                report.terminal_at[pid] - entry.time for pid, entry in zip(ids, report.accepted)
+                report.terminal_at[pid] - entry.time
+                for pid, entry in zip(ids, report.accepted, strict=True)
             ]
 
     first, again, other = await terminal_times(1), await terminal_times(1), await terminal_times(2)
