@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 __all__ = ["AcceptedSubmission", "EmulatorReport", "Ledger", "WebhookAttempt", "max_overlap"]
-
-
-def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
 
 
 @attrs.frozen
@@ -67,7 +62,8 @@ class WebhookAttempt:
 class EmulatorReport:
     """A snapshot of everything the emulator observed, for asserting on in tests.
 
-    Times are API seconds since the emulator started (loop seconds / ``time_scale``).
+    Times are API seconds since the emulator started (loop seconds / ``time_scale``). The
+    lists and dicts are copies made for the snapshot: changing them changes nothing else.
 
     Attributes:
         now: When the snapshot was taken.
@@ -94,35 +90,35 @@ class EmulatorReport:
     """
 
     now: float
-    accepted: tuple[AcceptedSubmission, ...]
-    rejected: Mapping[str, int] = attrs.field(converter=_frozen_map)
-    rejected_by_route: Mapping[str, int] = attrs.field(converter=_frozen_map)
+    accepted: list[AcceptedSubmission]
+    rejected: dict[str, int]
+    rejected_by_route: dict[str, int]
     bad_requests: int
     errors_5xx: int
     dropped: int
-    status_calls: Mapping[str, int] = attrs.field(converter=_frozen_map)
+    status_calls: dict[str, int]
     status_calls_total: int
-    terminal_at: Mapping[str, float] = attrs.field(converter=_frozen_map)
-    first_seen_terminal: Mapping[str, float] = attrs.field(converter=_frozen_map)
-    statuses: Mapping[str, str] = attrs.field(converter=_frozen_map)
-    cancels: tuple[str, ...]
+    terminal_at: dict[str, float]
+    first_seen_terminal: dict[str, float]
+    statuses: dict[str, str]
+    cancels: list[str]
     duplicates: int
     max_submissions_in_window: int
     max_status_in_window: int
     max_in_progress: int
     in_progress: int
     credits_used: int
-    image_fetches: tuple[str, ...]
-    webhook_deliveries: tuple[WebhookAttempt, ...]
+    image_fetches: list[str]
+    webhook_deliveries: list[WebhookAttempt]
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready builtins (dicts, lists, numbers, strings)."""
         result: dict[str, Any] = {}
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
-            if isinstance(value, Mapping):
+            if isinstance(value, dict):
                 value = dict(value)
-            elif isinstance(value, tuple):
+            elif isinstance(value, list):
                 value = [attrs.asdict(item) if attrs.has(type(item)) else item for item in value]
             result[field.name] = value
         return result

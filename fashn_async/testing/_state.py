@@ -313,32 +313,32 @@ class EmulatorState:
         ]
         return EmulatorReport(
             now=api(now),
-            accepted=tuple(
+            accepted=[
                 AcceptedSubmission(pid, api(when), weight, digest, model)
                 for when, pid, weight, digest, model in ledger.accepted
-            ),
-            rejected=ledger.rejected,
-            rejected_by_route=ledger.rejected_by_route,
+            ],
+            rejected=dict(ledger.rejected),
+            rejected_by_route=dict(ledger.rejected_by_route),
             bad_requests=ledger.bad_requests,
             errors_5xx=ledger.errors_5xx,
             dropped=ledger.dropped,
-            status_calls=ledger.status_calls,
+            status_calls=dict(ledger.status_calls),
             status_calls_total=ledger.status_calls_total,
             terminal_at=terminal,
             first_seen_terminal={
                 pid: api(when) for pid, when in ledger.first_seen_terminal.items()
             },
             statuses=statuses,
-            cancels=tuple(ledger.cancels),
+            cancels=list(ledger.cancels),
             duplicates=ledger.duplicates,
             max_submissions_in_window=self.submit_window.max_in_window(),
             max_status_in_window=self.status_window.max_in_window(),
             max_in_progress=max_overlap(spans),
             in_progress=sum(1 for p in predictions if p.is_running(now)),
             credits_used=sum(p.charged() for p in predictions if not p.is_running(now)),
-            image_fetches=tuple(ledger.image_fetches),
-            webhook_deliveries=tuple(
+            image_fetches=list(ledger.image_fetches),
+            webhook_deliveries=[
                 WebhookAttempt(pid, url, attempt, api(when), status, error)
                 for pid, url, attempt, when, status, error in ledger.webhooks
-            ),
+            ],
         )

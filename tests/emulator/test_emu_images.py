@@ -50,7 +50,7 @@ async def test_url_images_fetched_from_own_samples() -> None:
         assert final["status"] == "completed"
         reply = await api.request("GET", final["output"][0], auth=False)
         assert Image.open(io.BytesIO(reply.raw)).size == (384, 512)
-        assert api.emu.report().image_fetches == (model, garment)
+        assert api.emu.report().image_fetches == [model, garment]
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ async def test_non_loopback_url_fails_without_request(url: str) -> None:
         assert error["name"] == "ImageLoadError"
         assert error["message"].startswith("Error loading model image: ")
         assert "loopback" in error["message"]
-        assert api.emu.report().image_fetches == ()
+        assert api.emu.report().image_fetches == []
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ async def test_unusable_loopback_urls_fail(path: str, expected: str) -> None:
         assert final["error"]["name"] == "ImageLoadError"
         assert final["error"]["message"].startswith("Error loading model image: ")
         assert expected in final["error"]["message"]
-        assert api.emu.report().image_fetches == (base + path,)
+        assert api.emu.report().image_fetches == [base + path]
 
 
 async def test_loopback_redirect_is_followed() -> None:
@@ -131,10 +131,10 @@ async def test_loopback_redirect_is_followed() -> None:
         async with serving(routes) as base:
             pid = await api.submit(flat_body(garment_image=base + "/img"))
             assert (await api.until_terminal(pid))["status"] == "completed"
-            assert api.emu.report().image_fetches == (
+            assert api.emu.report().image_fetches == [
                 base + "/img",
                 api.emu.sample_image_url("garment"),
-            )
+            ]
 
 
 async def test_refused_connection_fails_the_image() -> None:

@@ -36,7 +36,7 @@ async def test_auth_refused(method: str, path: str, authorization: str | None) -
         assert reply.json["error"] == "UnauthorizedAccess"
         assert HTTP_ERROR_CODES[reply.json["error"]] == 401
         assert reply.json["message"]
-        assert api.emu.report().accepted == ()
+        assert api.emu.report().accepted == []
 
 
 async def test_auth_scheme_case_insensitive() -> None:
@@ -237,7 +237,7 @@ async def test_cancel_running_prediction() -> None:
         await asyncio.sleep(20)
         assert (await api.status(pid)).json == {"id": pid, "status": "canceled", "error": None}
         report = api.emu.report()
-        assert report.cancels == (pid,)
+        assert report.cancels == [pid]
         assert report.terminal_at[pid] == pytest.approx(3.0)
         assert report.credits_used == 0
 

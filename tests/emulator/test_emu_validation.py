@@ -122,7 +122,7 @@ async def test_bad_flat_body_answers_v1_shape(
     assert message.startswith(f"{field}: ")
     assert problem in message
     report = api.emu.report()
-    assert report.accepted == ()
+    assert report.accepted == []
     assert report.bad_requests == 1
 
 
@@ -139,7 +139,7 @@ async def test_bad_current_inputs_answer_current_shape(
     assert reply.json["error"] == "BadRequest"
     assert reply.json["message"].startswith(f"inputs.{field}: ")
     assert problem in reply.json["message"]
-    assert api.emu.report().accepted == ()
+    assert api.emu.report().accepted == []
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ async def test_body_over_cap_is_413() -> None:
 
         chunked = await api.request("POST", "/v1/run", data=chunks())  # type: ignore[arg-type]
         assert chunked.status == 413
-        assert api.emu.report().accepted == ()
+        assert api.emu.report().accepted == []
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,7 @@ async def test_non_loopback_webhook_refused(api: Any, webhook: str) -> None:
     current = await api.run(current_body(), params={"webhook_url": webhook})
     assert current.status == 400
     assert current.json["error"] == "BadRequest"
-    assert api.emu.report().accepted == ()
+    assert api.emu.report().accepted == []
 
 
 async def test_generations_above_window_limit_refused() -> None:
