@@ -244,8 +244,7 @@ async def _credits(request: web.Request) -> web.Response:
     refused = _window_check(state, state.credits_window, "credits", "credit checks")
     if refused is not None:
         return refused
-    budget = state.config.credits
-    left = (budget if budget is not None else 1_000_000) - state.committed_credits()
+    left = state.balance()
     return web.json_response({"credits": {"total": left, "subscription": left, "on_demand": 0}})
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import yarl
 
-from ._config import EmulatorConfig
+from ._config import EmulatorConfig, WindowLimit
 from ._faults import FaultBook
 from ._images import UnreadableImage, is_loopback_host, render_outputs
 from ._limits import Clock, RollingWindow
@@ -30,7 +30,8 @@ __all__ = ["EmulatorState", "Rejected"]
 
 #: Nominal balance shown by ``GET /v1/credits`` when the budget is unlimited.
 UNLIMITED_BALANCE = 1_000_000
-#: API seconds an input image fetch may take.
+#: API seconds an input image fetch may take (never under 1 real second: networks do not
+#: speed up with ``time_scale``).
 FETCH_TIMEOUT = 30.0
 #: API seconds outputs stay on the CDN (72 hours).
 CDN_LIFETIME = 72 * 3600.0
@@ -85,9 +86,10 @@ class EmulatorState:
         self._latency = random.Random(f"{config.seed}:latency")  # noqa: S311
         self._tasks: set[asyncio.Task[Any]] = set()
 
-        def window(limit: Any, default_period: float) -> RollingWindow:
-            period = limit.period if limit is not None else default_period
-            return RollingWindow(limit.limit if limit else None, period * self.scale)
+        def window(limit: WindowLimit | None, default_period: float) -> RollingWindow:
+            if limit is None:  # unlimited, but logged for the report's maxima
+                return RollingWindow(None, default_period * self.scale)
+            return RollingWindow(limit.limit, limit.period * self.scale)
 
         self.submit_window = window(config.submit_limit, 60.0)
         self.status_window = window(config.status_limit, 10.0)
@@ -114,11 +116,24 @@ class EmulatorState:
     # -- submissions -------------------------------------------------------------------
 
     def committed_credits(self) -> int:
-        """Return generations charged or reserved by predictions that may complete."""
+        """Return generations charged or reserved by predictions that may complete.
+
+        A submission reserves its generations; a prediction that fails or is canceled
+        gives them back.
+        """
         return sum(prediction.charged() for prediction in self.predictions.values())
 
-    def _admit(self, now: float, weight: int) -> None:
-        """Raise Rejected if a submission of ``weight`` generations must wait."""
+    def balance(self) -> int:
+        """Return the credits left, as ``GET /v1/credits`` shows them."""
+        budget = self.config.credits if self.config.credits is not None else UNLIMITED_BALANCE
+        return budget - self.committed_credits()
+
+    def _admit(self, now: float, submission: Submission) -> None:
+        """Raise Rejected if ``submission`` must wait (or InvalidRequest if it never fits).
+
+        Checked in order: credits (final), the submit window, the in-flight cap.
+        """
+        weight = submission.num_samples
         budget = self.config.credits
         if budget is not None and self.committed_credits() + weight > budget:
             raise Rejected(
@@ -131,7 +146,7 @@ class EmulatorState:
             raise InvalidRequest(
                 f"num_samples: {weight} generations exceed the submit limit "
                 f"of {limit.limit} per {limit.period:g} s",
-                legacy=False,
+                legacy=submission.legacy,
             )
         wait = self.submit_window.wait(now, weight)
         if wait > 0:
@@ -154,7 +169,7 @@ class EmulatorState:
     def submit(self, submission: Submission, body: Any, webhook_url: str | None) -> Prediction:
         """Admit and create a prediction, or raise Rejected / InvalidRequest."""
         now = self.clock.now()
-        self._admit(now, submission.num_samples)
+        self._admit(now, submission)
         self.submit_window.add(now, submission.num_samples)
         low, high = self.config.latency
         prediction = Prediction(
@@ -188,7 +203,7 @@ class EmulatorState:
     async def _fetch(self, image: ImageInput) -> bytes:
         """Download an input image, from a loopback host only."""
         url = yarl.URL(image.source)
-        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT * self.scale)
+        timeout = aiohttp.ClientTimeout(total=max(FETCH_TIMEOUT * self.scale, 1.0))
         for _hop in range(5):
             if not is_loopback_host(url.host):
                 raise _FetchFailed(

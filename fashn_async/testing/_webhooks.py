@@ -17,7 +17,7 @@ __all__ = ["RETRY_DELAYS", "deliver_webhook"]
 
 #: API seconds before each retry: five retries over about five minutes, as documented.
 RETRY_DELAYS: tuple[float, ...] = (10.0, 20.0, 40.0, 80.0, 150.0)
-#: API seconds a receiver has to answer one POST.
+#: API seconds a receiver has to answer one POST (never under 1 real second).
 ATTEMPT_TIMEOUT = 10.0
 
 
@@ -53,7 +53,7 @@ async def deliver_webhook(
     """
     await _wait_until_terminal(prediction, clock)
     payload = final_body(prediction)
-    timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT * scale)
+    timeout = aiohttp.ClientTimeout(total=max(ATTEMPT_TIMEOUT * scale, 1.0))
     for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
         status: int | None = None
         error: str | None = None
