@@ -8,6 +8,7 @@ in the v1 shape ``{"id": null, "error": {"name": "InputValidationError", ...}}``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -112,6 +113,12 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
     state = _state(request)
     plan = state.faults.for_request(route, state.scale)
     if plan.delay > 0:
+        # A slow server has the request in hand and is slow to act on it: read the body
+        # first, so a client that gives up meanwhile still leaves its submission behind.
+        length = request.content_length
+        if length is not None and length <= state.config.max_body_bytes:
+            with contextlib.suppress(ConnectionError):
+                await request.read()
         await asyncio.sleep(plan.delay)
     fault = plan.action
     if fault is None:
@@ -137,6 +144,7 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def _read_body(request: web.Request) -> bytes | web.Response:
+    """Return the body, or the 413 answer when it is over the cap."""
     limit = _state(request).config.max_body_bytes
     too_large = error_response(
         413, "PayloadTooLarge", f"The request body is larger than {limit} bytes."
@@ -144,9 +152,11 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     if request.content_length is not None and request.content_length > limit:
         return too_large
     try:
-        return await request.read()
+        return await request.read()  # aiohttp keeps it: a second read() is free
     except web.HTTPRequestEntityTooLarge:
         return too_large
+    except ConnectionError:  # the client left mid-body; this answer reaches nobody
+        return error_response(400, "BadRequest", "The request body was cut off.")
 
 
 def _webhook(value: str, *, legacy: bool) -> str:
@@ -313,8 +323,8 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get("/v1/status/{id}", _status, name="status", allow_head=False)
     app.router.add_get("/v1/cancel/{id}", _cancel, name="cancel", allow_head=False)
     app.router.add_get("/v1/credits", _credits, name="credits", allow_head=False)
-    app.router.add_get("/cdn/{id}/{name}", _cdn, allow_head=False)
-    app.router.add_get("/samples/{kind}.png", _sample, allow_head=False)
+    app.router.add_get("/cdn/{id}/{name}", _cdn)  # like a CDN, HEAD works too
+    app.router.add_get("/samples/{kind}.png", _sample)
     app.router.add_get("/_emulator/report", _report, allow_head=False)
     app.router.add_post("/_emulator/faults", _inject)
     app.router.add_post("/_emulator/reset", _reset)

@@ -176,6 +176,21 @@ async def test_slow_answers_after_the_delay() -> None:
         assert now() - start == pytest.approx(0.0)
 
 
+async def test_slow_run_creates_the_prediction_after_client_gives_up() -> None:
+    """A client timing out on a slow submission still gets a prediction created (charged)."""
+    async with running() as api:
+        api.emu.inject(HttpFault("slow", route="run", delay=30.0, times=1))
+        start = now()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(5):
+                await api.run(flat_body())
+        assert api.emu.report().accepted == []
+        await asyncio.sleep(start + 30 - now())
+        await asyncio.sleep(0.1)
+        (entry,) = api.emu.report().accepted
+        assert entry.time == pytest.approx(30.0, abs=0.01)
+
+
 async def test_configured_faults_are_active_from_start() -> None:
     """Faults given in the config apply from the first request."""
     async with running(faults=(HttpFault("error_5xx", route="any", times=1),)) as api:
