@@ -239,7 +239,11 @@ async def _status(request: web.Request) -> web.Response:
 
 
 async def _cancel(request: web.Request) -> web.Response:
-    """Cancel a running prediction; one already ended is answered with its status."""
+    """Cancel a running prediction.
+
+    A prediction that has already ended (completed, failed or canceled) is left unchanged
+    and answered with its status, exactly as GET /v1/status would answer it.
+    """
     state = _state(request)
     pid = request.match_info["id"]
     prediction = state.predictions.get(pid)

@@ -18,7 +18,7 @@ from ._images import data_uri
 from ._limits import EPSILON
 from ._validate import Submission
 
-__all__ = ["LoadFailed", "Outcome", "Prediction", "Rendered"]
+__all__ = ["LoadFailed", "Outcome", "Prediction", "Rendered", "reached"]
 
 #: Fractions of the latency at which ``starting`` and ``in_queue`` end.
 CHECKED_AT = 0.1

@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
+import attrs
 import yarl
 
 from ._config import EmulatorConfig, WindowLimit
@@ -238,6 +239,14 @@ class EmulatorState:
         raise _FetchFailed("too many redirects")
 
     async def _run_job(self, prediction: Prediction) -> Outcome:
+        """Read the inputs and draw the outputs; then let go of the inputs."""
+        try:
+            return await self._read_and_draw(prediction)
+        finally:
+            # Data URIs can be megabytes; like the API, keep nothing of the inputs.
+            prediction.submission = attrs.evolve(prediction.submission, images=())
+
+    async def _read_and_draw(self, prediction: Prediction) -> Outcome:
         submission = prediction.submission
         inputs: list[bytes] = []
         for image in submission.images:

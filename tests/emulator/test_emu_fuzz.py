@@ -74,6 +74,12 @@ REQUESTS = st.tuples(
     st.sampled_from(["good", "bad", "none"]),
     st.dictionaries(st.sampled_from(["webhook_url", "x", "seed"]), SAFE_TEXT, max_size=2),
     st.sampled_from([None, "application/json", "text/plain", "multipart/form-data"]),
+    st.dictionaries(
+        st.sampled_from(["X-Junk", "Accept", "Content-Encoding", "Range", "Authorization"])
+        | st.text(alphabet=string.ascii_letters + "-", min_size=1, max_size=12),
+        SAFE_TEXT,
+        max_size=3,
+    ),
 )
 
 
@@ -87,9 +93,11 @@ async def test_random_requests_never_5xx(requests: list[Any]) -> None:
     """Random methods, paths, headers and bodies get answers below 500, in time."""
     injected = False  # a fault posted to /_emulator/faults may rightly cause a 5xx
     async with running(latency=(0.0, 2.0)) as api:
-        for method, path, body, auth, params, content_type in requests:
+        for method, path, body, auth, params, content_type, extra in requests:
             raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            headers = {} if content_type is None else {"Content-Type": content_type}
+            headers = dict(extra)
+            if content_type is not None:
+                headers["Content-Type"] = content_type
             if auth == "bad":
                 headers["Authorization"] = "Bearer nope"
             async with asyncio.timeout(60):
