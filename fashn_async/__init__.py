@@ -4,7 +4,6 @@ Strict client-side limits, retries only where they cannot charge twice, adaptive
 polling, and streaming batches that cancel what they started when you leave.
 """
 
-
 from fashn_async import errors
 from fashn_async._batch import Batch, BatchProgress
 from fashn_async._client import AsyncFashn

@@ -10,6 +10,7 @@ every prediction still running on the server and leaves no task behind.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -94,15 +95,19 @@ class Batch:
         self._on_progress = on_progress
         self._max_pending = max_pending
         self.progress = BatchProgress()
-        self._iterator: AsyncIterator[BatchResult] | None = None
+        # Weak, so that a plain `break` lets the generator be finalized (asyncio then
+        # closes it, which cancels what is running); aclose()/`async with` do it at once.
+        self._iterator: weakref.ref[AsyncIterator[BatchResult]] | None = None
 
     def __repr__(self) -> str:
         return f"<Batch {self.progress}>"
 
     def __aiter__(self) -> AsyncIterator[BatchResult]:
-        if self._iterator is None:
-            self._iterator = self._stream()
-        return self._iterator
+        iterator = self._iterator() if self._iterator is not None else None
+        if iterator is None:
+            iterator = self._stream()
+            self._iterator = weakref.ref(iterator)
+        return iterator
 
     async def __anext__(self) -> BatchResult:
         return await self.__aiter__().__anext__()
@@ -120,8 +125,9 @@ class Batch:
 
     async def aclose(self) -> None:
         """Stop: cancel what is running on the server, wait for our tasks to end."""
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
+        iterator = self._iterator() if self._iterator is not None else None
+        if iterator is not None:
+            await iterator.aclose()  # type: ignore[attr-defined]
 
     def _changed(self) -> None:
         if self._on_progress is not None:

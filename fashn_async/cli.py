@@ -72,7 +72,11 @@ async def _demo(out: Path, count: int, scale: float, emulator_cls: Any, config_c
     from fashn_async.testing import sample_image
 
     inputs = Path(tempfile.mkdtemp(prefix="fashn-demo-"))
-    categories: tuple[Literal["tops", "bottoms", "one-pieces"], ...] = ("tops", "bottoms", "one-pieces")
+    categories: tuple[Literal["tops", "bottoms", "one-pieces"], ...] = (
+        "tops",
+        "bottoms",
+        "one-pieces",
+    )
     requests = []
     for i in range(count):
         model, garment = inputs / f"model_{i}.png", inputs / f"garment_{i}.png"

@@ -199,14 +199,26 @@ async def test_server_validation_both_shapes(client: AsyncFashn) -> None:
 
 
 ALL_FAILURES = [
-    "PipelineError", "RequestError", "ImageLoadError", "NSFWError", "PoseError",
-    "InputValidationError", "PhotoTypeError", "ContentModerationError", "LoRALoadError",
-    "ThirdPartyError", "3rdPartyProviderError", "InternalServerError", "BrandNewError",
+    "PipelineError",
+    "RequestError",
+    "ImageLoadError",
+    "NSFWError",
+    "PoseError",
+    "InputValidationError",
+    "PhotoTypeError",
+    "ContentModerationError",
+    "LoRALoadError",
+    "ThirdPartyError",
+    "3rdPartyProviderError",
+    "InternalServerError",
+    "BrandNewError",
 ]
 
 
 @pytest.mark.parametrize("name", ALL_FAILURES)
-async def test_prediction_failures_are_typed(emulator: Emulator, client: AsyncFashn, name: str) -> None:
+async def test_prediction_failures_are_typed(
+    emulator: Emulator, client: AsyncFashn, name: str
+) -> None:
     """Each failure name raises its own class (unknown names keep theirs)."""
     emulator.inject(PredictionFault(name=name, message=f"boom {name}"))
     with pytest.raises(errors.PredictionError) as info:

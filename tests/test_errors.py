@@ -39,9 +39,15 @@ def test_http_errors_both_shapes(status: int, name: str, cls: type, shape: str) 
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(400, errors.BadRequestError), (401, errors.AuthenticationError), (404, errors.NotFoundError),
-     (429, errors.RateLimitError), (502, errors.ServerError), (503, errors.ServerError),
-     (418, errors.APIError)],
+    [
+        (400, errors.BadRequestError),
+        (401, errors.AuthenticationError),
+        (404, errors.NotFoundError),
+        (429, errors.RateLimitError),
+        (502, errors.ServerError),
+        (503, errors.ServerError),
+        (418, errors.APIError),
+    ],
 )
 def test_http_errors_without_a_body(status: int, cls: type) -> None:
     """A body that is not JSON (a proxy's HTML page) still maps by HTTP status."""
@@ -82,7 +88,10 @@ def test_errors_pickle() -> None:
     error = errors.RateLimitExceededError("slow down", status_code=429, retry_after=3.0)
     copy = pickle.loads(pickle.dumps(error))
     assert (type(copy), copy.name, copy.retry_after, copy.status_code) == (
-        errors.RateLimitExceededError, "RateLimitExceeded", 3.0, 429
+        errors.RateLimitExceededError,
+        "RateLimitExceeded",
+        3.0,
+        429,
     )
 
 

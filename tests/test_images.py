@@ -7,13 +7,12 @@ import io
 from pathlib import Path
 
 import pytest
+from helpers import PNG
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fashn_async._images import encode_image, output_filename, sniff_mime
 from fashn_async.errors import ImageInputError
-
-from helpers import PNG
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 WEBP_HEAD = b"RIFF\x00\x00\x00\x00WEBPVP8 "
@@ -39,7 +38,9 @@ def test_sniff(data: bytes, mime: str | None) -> None:
 
 async def test_url_passes_through() -> None:
     """An http(s) URL is sent as given."""
-    assert await encode_image("f", "https://example.invalid/a.png") == "https://example.invalid/a.png"
+    assert (
+        await encode_image("f", "https://example.invalid/a.png") == "https://example.invalid/a.png"
+    )
 
 
 async def test_path_bytes_and_file_become_data_uris(tmp_path: Path) -> None:
@@ -81,7 +82,10 @@ async def test_text_file_object_refused() -> None:
 @given(st.binary(max_size=64))
 def test_sniff_never_crashes(data: bytes) -> None:
     """Any bytes get an answer, never an exception."""
-    assert sniff_mime(data) in {None, *{"image/" + t for t in "png jpeg gif bmp tiff webp avif heic".split()}}
+    assert sniff_mime(data) in {
+        None,
+        *{"image/" + t for t in ["png", "jpeg", "gif", "bmp", "tiff", "webp", "avif", "heic"]},
+    }
 
 
 def test_output_filenames() -> None:

@@ -131,15 +131,15 @@ async def test_submit_429_pauses_and_resends(emulator: Emulator) -> None:
     """A RateLimitExceeded on POST pauses the submit limiter, then the same body is re-sent."""
     from fashn_async.testing import EmulatorConfig, WindowLimit
 
-    async with Emulator(EmulatorConfig(submit_limit=WindowLimit(2, 60.0), in_flight_limit=None)) as strict:
+    async with Emulator(
+        EmulatorConfig(submit_limit=WindowLimit(2, 60.0), in_flight_limit=None)
+    ) as strict:
         async with AsyncFashn(
             api_key=strict.api_key, base_url=strict.url, limits=Limits(submit=Rate(10, 60.0))
         ) as client:
             loop = asyncio.get_running_loop()
             start = loop.time()
-            ids = [
-                (await client.submit(request_for(strict))).id for _ in range(3)
-            ]
+            ids = [(await client.submit(request_for(strict))).id for _ in range(3)]
             assert loop.time() - start >= 59.9
         report = strict.report()
         assert [s.id for s in report.accepted] == ids

@@ -46,7 +46,15 @@ def test_retry_after_wins_and_is_capped() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("7", 7.0), ("0.35", 0.35), (" 3 ", 3.0), ("-1", None), ("soon", None), ("nan", None), (None, None)],
+    [
+        ("7", 7.0),
+        ("0.35", 0.35),
+        (" 3 ", 3.0),
+        ("-1", None),
+        ("soon", None),
+        ("nan", None),
+        (None, None),
+    ],
 )
 def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
     """Delay-seconds parse; nonsense is ignored rather than trusted."""
