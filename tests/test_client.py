@@ -11,6 +11,7 @@ import pytest
 from helpers import PNG
 
 from fashn_async import AsyncFashn, Credits, Limits, ModelRequest, TryOnRequest, errors
+from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
 from fashn_async.testing import Emulator, PredictionFault, sample_image
 
 KEY_IN_TESTS = "fashn-test-key"
@@ -198,21 +199,7 @@ async def test_server_validation_both_shapes(client: AsyncFashn) -> None:
     assert v1_error.name == "InputValidationError"
 
 
-ALL_FAILURES = [
-    "PipelineError",
-    "RequestError",
-    "ImageLoadError",
-    "NSFWError",
-    "PoseError",
-    "InputValidationError",
-    "PhotoTypeError",
-    "ContentModerationError",
-    "LoRALoadError",
-    "ThirdPartyError",
-    "3rdPartyProviderError",
-    "InternalServerError",
-    "BrandNewError",
-]
+ALL_FAILURES = [*V1_PREDICTION_ERRORS, *CURRENT_PREDICTION_ERRORS, "BrandNewError"]
 
 
 @pytest.mark.parametrize("name", ALL_FAILURES)
