@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiolimiter
 import anyio
@@ -290,8 +291,6 @@ class Engine:
 
 
 def _quote(prediction_id: str) -> str:
-    from urllib.parse import quote
-
     return quote(prediction_id, safe="")
 
 

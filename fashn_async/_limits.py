@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from fashn_async._validators import positive
+
 __all__ = ["Limits", "Rate", "Slots", "WindowLimiter"]
 
 # A timer that fires a hair before an event leaves the window (float residue in loop
@@ -32,17 +34,12 @@ __all__ = ["Limits", "Rate", "Slots", "WindowLimiter"]
 _MIN_STEP = 1e-6
 
 
-def _check_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
 @attrs.frozen
 class Rate:
     """At most ``limit`` units in any window of ``period`` seconds."""
 
-    limit: int = attrs.field(validator=_check_positive)
-    period: float = attrs.field(validator=_check_positive)
+    limit: int = attrs.field(validator=positive)
+    period: float = attrs.field(validator=positive)
 
     @limit.validator
     def _check_integer(self, attribute: attrs.Attribute[int], value: int) -> None:

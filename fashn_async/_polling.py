@@ -18,6 +18,8 @@ from collections import deque
 
 import attrs
 
+from fashn_async._validators import positive
+
 __all__ = ["CompletionModel", "Polling", "done_probability", "next_poll_delay"]
 
 
@@ -31,11 +33,6 @@ def _check_prior(
         or not 0 < value[0] <= value[1]
     ):
         raise ValueError(f"prior must be (low, high) seconds with 0 < low <= high, got {value!r}")
-
-
-def _check_positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -52,9 +49,9 @@ class Polling:
     """
 
     prior: tuple[float, float] = attrs.field(default=(5.0, 11.0), validator=_check_prior)
-    target_lag: float = attrs.field(default=0.95, validator=_check_positive)
-    max_interval: float = attrs.field(default=10.0, validator=_check_positive)
-    backoff: float = attrs.field(default=1.5, validator=_check_positive)
+    target_lag: float = attrs.field(default=0.95, validator=positive)
+    max_interval: float = attrs.field(default=10.0, validator=positive)
+    backoff: float = attrs.field(default=1.5, validator=positive)
     memory: int = attrs.field(default=200)
 
     def scaled(self, factor: float) -> Polling:

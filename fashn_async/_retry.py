@@ -14,12 +14,9 @@ from datetime import UTC, datetime
 
 import attrs
 
+from fashn_async._validators import positive
+
 __all__ = ["RetryPolicy", "compute_backoff", "parse_retry_after"]
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -35,10 +32,10 @@ class RetryPolicy:
     """
 
     attempts: int = attrs.field(default=5)
-    initial: float = attrs.field(default=0.5, validator=_positive)
-    maximum: float = attrs.field(default=30.0, validator=_positive)
+    initial: float = attrs.field(default=0.5, validator=positive)
+    maximum: float = attrs.field(default=30.0, validator=positive)
     jitter: float = attrs.field(default=0.25)
-    max_retry_after: float = attrs.field(default=120.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=120.0, validator=positive)
 
     @attempts.validator
     def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
