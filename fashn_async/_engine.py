@@ -231,6 +231,7 @@ class Engine:
         """Poll until the prediction is terminal, spending the budget where it helps most."""
         loop = asyncio.get_running_loop()
         last_seen_running = submitted_at
+        seen_running = False
         since_last: float | None = None
         while True:
             elapsed = loop.time() - submitted_at
@@ -242,10 +243,14 @@ class Engine:
             now = loop.time()
             if status.done:
                 if status.status == "completed":
-                    self.model.observe(last_seen_running - submitted_at, now - submitted_at)
+                    self.model.observe(
+                        last_seen_running - submitted_at if seen_running else None,
+                        now - submitted_at,
+                    )
                 return status
             since_last = now - last_seen_running
             last_seen_running = now
+            seen_running = True
 
     async def submit_and_wait(
         self, prepared: Prepared, *, on_submitted: Callable[[str], None] | None = None

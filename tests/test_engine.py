@@ -56,9 +56,6 @@ async def test_batch_respects_every_default_limit(client: AsyncFashn, emulator: 
     assert report.max_status_in_window <= 50
 
 
-@pytest.mark.xfail(
-    strict=True, reason="p95 lag is 1.42 s, goal 1.0 s: the adaptive poller needs tuning (issue 4)"
-)
 async def test_polling_cost_and_lag(client: AsyncFashn, emulator: Emulator) -> None:
     """At 5-11 s latencies: <= 4 status calls per prediction, p95 detection lag <= 1 s."""
     results = [r async for r in client.batch(requests_for(emulator, 60))]
