@@ -18,7 +18,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
-from fashn_async._models import ModelRequest, Request, TryOnRequest
+from fashn_async._models import ModelRequest, Prediction, Request, TryOnRequest
 from fashn_async._results import BatchResult
 from fashn_async.errors import FashnError, InvalidRequestError, OutOfCreditsError
 
@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["Batch", "BatchProgress", "BatchInput", "coerce_request"]
 
 #: What one batch item may be: a request, a dict of TryOnRequest fields (or of
-#: ``model_name``/``inputs``), or a ``(model_image, garment_image, category)`` tuple.
-BatchInput = Request | Mapping[str, Any] | tuple[Any, ...]
+#: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
+#: :class:`Prediction` submitted earlier, which is polled and never submitted again.
+BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
 
 
 def coerce_request(item: Any) -> Request:
@@ -88,8 +89,14 @@ class Batch:
         raise_on_error: bool,
         on_progress: Callable[[BatchProgress], None] | None,
         max_pending: int,
+        on_sending: Callable[[int], None] | None = None,
+        on_submitted: Callable[[int, str], None] | None = None,
+        cancel_on_exit: bool = True,
     ) -> None:
         self._engine = engine
+        self._on_sending = on_sending
+        self._on_submitted = on_submitted
+        self._cancel_on_exit = cancel_on_exit
         self._requests = requests
         self._raise_on_error = raise_on_error
         self._on_progress = on_progress
@@ -179,18 +186,33 @@ class Batch:
         request: Any = item
         prediction_id: str | None = None
 
+        def sending() -> None:
+            if self._on_sending is not None:
+                self._on_sending(index)
+
         def submitted(pid: str) -> None:
             nonlocal prediction_id
             prediction_id = pid
             progress.submitted += 1
             progress.running += 1
+            if self._on_submitted is not None:
+                self._on_submitted(index, pid)
             self._changed()
 
         async with send:
             try:
-                request = coerce_request(item)
-                prepared = await self._engine.prepare(request)
-                status = await self._engine.submit_and_wait(prepared, on_submitted=submitted)
+                if isinstance(item, Prediction):
+                    submitted(item.id)
+                    status = await self._engine.wait_existing(item.id, cancel=self._cancel_on_exit)
+                else:
+                    request = coerce_request(item)
+                    prepared = await self._engine.prepare(request)
+                    status = await self._engine.submit_and_wait(
+                        prepared,
+                        on_sending=sending,
+                        on_submitted=submitted,
+                        cancel=self._cancel_on_exit,
+                    )
                 status.raise_for_status()
                 result = BatchResult(
                     index=index,

@@ -170,6 +170,20 @@ class AsyncFashn:
         """Cancel a prediction; best effort on the API's side."""
         return await self._engine.cancel(_check_id(prediction_id))
 
+    async def wait(self, prediction_id: str, *, cancel_on_exit: bool = True) -> PredictionStatus:
+        """Poll a submitted prediction until it is terminal; return its final status.
+
+        For predictions submitted earlier, by ``submit()`` or by another process (a
+        resumed job, say). It counts against ``limits.in_flight`` while polled. The final
+        status is returned whatever it is; ``status.raise_for_status()`` turns a failure
+        into its typed error.
+
+        Args:
+            prediction_id: The prediction's id.
+            cancel_on_exit: Cancel the prediction on the server if this call is cancelled.
+        """
+        return await self._engine.wait_existing(_check_id(prediction_id), cancel=cancel_on_exit)
+
     async def credits(self) -> Credits:
         """The account's credit balance."""
         response = await self._engine.get("/v1/credits", limiter=None)
@@ -229,6 +243,9 @@ class AsyncFashn:
         raise_on_error: bool = False,
         on_progress: Callable[[BatchProgress], None] | None = None,
         max_pending: int | None = None,
+        on_sending: Callable[[int], None] | None = None,
+        on_submitted: Callable[[int, str], None] | None = None,
+        cancel_on_exit: bool = True,
     ) -> Batch:
         """Run many requests; ``async for result in client.batch(...)`` yields each as done.
 
@@ -240,6 +257,15 @@ class AsyncFashn:
             on_progress: Called with :class:`BatchProgress` whenever a count changes.
             max_pending: Items read ahead and results held for the consumer, at most
                 (default: twice the in-flight limit).
+            on_sending: Called with an item's index when its POST is about to go out
+                (from then on it may exist on the server; a journal writes this down).
+            on_submitted: Called with the index and prediction id once it was created.
+            cancel_on_exit: Leaving early cancels running predictions on the server; with
+                False they are left running (resume them by passing ``Prediction(id)``
+                items to a later batch).
+
+        An item that is a :class:`Prediction` was submitted earlier: it is polled to its
+        end, never submitted again.
         """
         self._transport.session  # noqa: B018 - fail fast when closed
         pending = max_pending or 2 * (self.limits.in_flight or 32)
@@ -251,6 +277,9 @@ class AsyncFashn:
             raise_on_error=raise_on_error,
             on_progress=on_progress,
             max_pending=pending,
+            on_sending=on_sending,
+            on_submitted=on_submitted,
+            cancel_on_exit=cancel_on_exit,
         )
 
     async def save(self, result: TryOnResult, directory: str | Path) -> list[Path]:

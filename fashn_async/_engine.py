@@ -98,8 +98,13 @@ class Engine:
 
     # -- submitting --------------------------------------------------------------------
 
-    async def post_run(self, prepared: Prepared) -> str:
+    async def post_run(
+        self, prepared: Prepared, *, on_sending: Callable[[], None] | None = None
+    ) -> str:
         """POST /v1/run through the submit limiter; re-send only where no prediction exists.
+
+        ``on_sending`` is called once the limiter admits the request, right before each
+        send (a journal marks the request "submitting" there: from now on it may land).
 
         Raises:
             SubmissionUncertainError: the request went out and no answer came back.
@@ -109,6 +114,8 @@ class Engine:
         while True:
             if self.submit_limiter is not None:
                 await self.submit_limiter.acquire(prepared.generations)
+            if on_sending is not None:
+                on_sending()
             try:
                 response = await self._send_run(prepared)
             except ConnectError:
@@ -227,8 +234,14 @@ class Engine:
 
     # -- polling -----------------------------------------------------------------------
 
-    async def wait(self, prediction_id: str, submitted_at: float) -> PredictionStatus:
-        """Poll until the prediction is terminal, spending the budget where it helps most."""
+    async def wait(
+        self, prediction_id: str, submitted_at: float, *, learn: bool = True
+    ) -> PredictionStatus:
+        """Poll until the prediction is terminal, spending the budget where it helps most.
+
+        With ``learn``, its completion time teaches the model (only when the submission
+        time is really known).
+        """
         loop = asyncio.get_running_loop()
         last_seen_running = submitted_at
         seen_running = False
@@ -242,7 +255,7 @@ class Engine:
             status = await self.status(prediction_id, priority=priority)
             now = loop.time()
             if status.done:
-                if status.status == "completed":
+                if learn and status.status == "completed":
                     self.model.observe(
                         last_seen_running - submitted_at if seen_running else None,
                         now - submitted_at,
@@ -253,19 +266,54 @@ class Engine:
             seen_running = True
 
     async def submit_and_wait(
-        self, prepared: Prepared, *, on_submitted: Callable[[str], None] | None = None
+        self,
+        prepared: Prepared,
+        *,
+        on_sending: Callable[[], None] | None = None,
+        on_submitted: Callable[[str], None] | None = None,
+        cancel: bool = True,
     ) -> PredictionStatus:
-        """Slot, submit, poll to the end; whatever was started is cancelled if we are."""
+        """Slot, submit, poll to the end; if we are cancelled, so is what was started.
+
+        With ``cancel=False`` a prediction already created is left running on the server
+        (a resumable job collects it later); one whose POST is still on the wire is
+        cancelled all the same, as nobody could learn its id.
+        """
         await self.slots.acquire()
         try:
-            prediction_id = await self.post_run(prepared)
+            prediction_id = await self.post_run(prepared, on_sending=on_sending)
             submitted_at = asyncio.get_running_loop().time()
             if on_submitted is not None:
                 on_submitted(prediction_id)
             try:
                 return await self.wait(prediction_id, submitted_at)
             except BaseException:
-                await self.cancel_quietly(prediction_id)
+                if cancel:
+                    await self.cancel_quietly(prediction_id)
+                raise
+        finally:
+            self.slots.release()
+
+    async def wait_existing(self, prediction_id: str, *, cancel: bool = True) -> PredictionStatus:
+        """Poll a prediction submitted earlier (by another run, say) to its end.
+
+        It holds an in-flight slot while polled, as the server counts it in progress. If
+        we are cancelled, the prediction is cancelled remotely unless ``cancel`` is False.
+        """
+        if prediction_id in self._held:  # submitted by this client's submit(): its slot
+            self._held.discard(prediction_id)
+        else:
+            await self.slots.acquire()
+        try:
+            try:
+                # Its age is unknown: assume it is at least as old as the earliest likely
+                # completion, so polling starts within one step; learn nothing from it.
+                age = self.model.likely_range()[0]
+                now = asyncio.get_running_loop().time()
+                return await self.wait(prediction_id, now - age, learn=False)
+            except BaseException:
+                if cancel:
+                    await self.cancel_quietly(prediction_id)
                 raise
         finally:
             self.slots.release()

@@ -90,12 +90,11 @@ class CompletionModel:
                 or None when the first poll already found it done.
             seen_done: Seconds after submission it was first seen done.
         """
-        step = self.polling.target_lag
+        # Found done at the first poll, planned one step after the earliest likely
+        # completion: credit it to the start of that step. Crediting it to the poll
+        # itself would push the first poll later with every batch.
         if seen_running is None:
-            # Found done at the first poll, which is planned one step after the earliest
-            # likely completion: credit it to the start of that step. Crediting it to the
-            # poll itself would push the first poll later with every batch.
-            value = seen_done - step
+            value = seen_done - self.polling.target_lag
         else:
             value = (seen_running + seen_done) / 2.0
         value = max(value, 0.0)

@@ -12,7 +12,7 @@ import anyio
 import attrs
 
 from fashn_async._images import save_output
-from fashn_async._models import Request
+from fashn_async._models import Prediction, Request
 from fashn_async.errors import FashnError
 
 if TYPE_CHECKING:
@@ -87,14 +87,14 @@ class BatchResult:
 
     Attributes:
         index: Position of the request in the batch's input.
-        request: The request as given.
+        request: The request as given (a :class:`Prediction` for one submitted earlier).
         prediction_id: The prediction's id, once one was created.
         output: Output URLs or data URIs (empty on failure).
         error: The typed exception of a failure, or None.
     """
 
     index: int
-    request: Request
+    request: Request | Prediction
     prediction_id: str | None = None
     output: tuple[str, ...] = ()
     error: FashnError | None = None

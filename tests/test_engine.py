@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import attrs
 import pytest
 
-from fashn_async import AsyncFashn, BatchProgress, Limits, TryOnRequest, errors
+from fashn_async import AsyncFashn, BatchProgress, Limits, Prediction, TryOnRequest, errors
 from fashn_async.testing import Emulator, PredictionFault
 
 
@@ -223,3 +223,79 @@ async def test_concurrent_runs_share_one_engine(client: AsyncFashn, emulator: Em
     assert len(results) == 30
     assert report.rejected == {}
     assert report.max_in_progress <= 6
+
+
+async def test_journal_hooks_come_in_order(client: AsyncFashn, emulator: Emulator) -> None:
+    """on_sending fires before the POST, on_submitted after it with the server's id."""
+    events: list[tuple[str, int, str | None]] = []
+
+    def sending(index: int) -> None:
+        # Nothing of this item has reached the server yet.
+        events.append(("sending", index, None))
+
+    def submitted(index: int, prediction_id: str) -> None:
+        events.append(("submitted", index, prediction_id))
+
+    batch = client.batch(requests_for(emulator, 5), on_sending=sending, on_submitted=submitted)
+    results = {r.index: r async for r in batch}
+    for index in range(5):
+        mine = [e for e in events if e[1] == index]
+        assert [kind for kind, _, _ in mine] == ["sending", "submitted"]
+        assert mine[1][2] == results[index].prediction_id
+    assert sorted(a.id for a in emulator.report().accepted) == sorted(
+        r.prediction_id
+        for r in results.values()  # type: ignore[misc]
+    )
+
+
+async def test_resumed_predictions_are_polled_not_resubmitted(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """Prediction(id) items are waited for; the server sees no new submission for them."""
+    earlier = [await client.submit(r) for r in requests_for(emulator, 3)]
+    fresh = requests_for(emulator, 2)
+    items = [*earlier, *fresh]
+    results = {r.index: r async for r in client.batch(items)}
+    report = emulator.report()
+    assert len(report.accepted) == 5
+    assert [results[i].prediction_id for i in range(3)] == [p.id for p in earlier]
+    assert all(r.ok and r.output for r in results.values())
+    assert results[0].request is earlier[0]
+
+
+async def test_leaving_early_can_leave_predictions_running(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """cancel_on_exit=False: leaving early cancels nothing; a later batch collects them."""
+    ids: dict[int, str] = {}
+    batch = client.batch(
+        requests_for(emulator, 6),
+        on_submitted=lambda index, pid: ids.__setitem__(index, pid),
+        cancel_on_exit=False,
+    )
+    async with batch:
+        async for _ in batch:
+            break
+    assert not emulator.report().cancels
+    assert len(ids) >= 2
+    async for result in client.batch([Prediction(pid) for pid in ids.values()]):
+        assert result.ok
+
+
+async def test_wait_for_an_existing_prediction(client: AsyncFashn, emulator: Emulator) -> None:
+    """client.wait() polls an id to its end and returns the final status, failed or not."""
+    emulator.inject(PredictionFault(name="PoseError", match="pose-bad"))
+    good = await client.submit(requests_for(emulator, 1)[0])
+    bad = await client.submit(
+        model_image=emulator.sample_image_url("model") + "?pose-bad",
+        garment_image=emulator.sample_image_url("garment"),
+        category="tops",
+    )
+    done, failed = await asyncio.gather(client.wait(good.id), client.wait(bad.id))
+    assert done.status == "completed"
+    assert done.output
+    assert failed.status == "failed"
+    with pytest.raises(errors.PoseError):
+        failed.raise_for_status()
+    with pytest.raises(errors.InvalidRequestError):
+        await client.wait("  ")
