@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import statistics
 from collections.abc import Iterator
 
@@ -43,6 +44,51 @@ async def test_batch_at_the_bound(client: AsyncFashn, emulator: Emulator) -> Non
     assert len(report.accepted) == 60
     # floor(59/25) * 60 = 120 s, plus one prediction's latency (<= 11 s) and detection.
     assert 120 <= elapsed <= 120 + 11 + 1.5
+
+
+def best_makespan(latencies: list[float], rate: int, window: float, slots: int) -> float:
+    """The earliest a batch can end: submissions in the given order and latencies, no more
+    than ``rate`` in any ``window`` and no more than ``slots`` running at once."""
+    starts: list[float] = []
+    free = [0.0] * slots
+    end = 0.0
+    for i, latency in enumerate(latencies):
+        start = heapq.heappop(free)
+        if i >= rate:
+            start = max(start, starts[i - rate] + window)
+        starts.append(start)
+        heapq.heappush(free, start + latency)
+        end = max(end, start + latency)
+    return end
+
+
+def test_best_makespan() -> None:
+    assert best_makespan([10.0] * 4, rate=2, window=60.0, slots=9) == 70.0
+    assert best_makespan([10.0] * 4, rate=9, window=60.0, slots=2) == 20.0
+    assert best_makespan([5.0, 1.0, 1.0], rate=9, window=60.0, slots=2) == 5.0
+
+
+@pytest.mark.client(limits=Limits(margin=0.0))
+async def test_batch_at_the_bound_with_the_in_flight_cap(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """Default limits on both sides (in flight 6): within 2 % of the best schedule possible.
+
+    floor((N-1)/R)*W + latency assumes the first R run at once, which 6 slots forbid; the
+    yardstick here is the best schedule under both caps, given the latencies the server
+    drew (in the order it accepted the submissions).
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    results = [r async for r in client.batch(requests_for(emulator, 60))]
+    elapsed = loop.time() - start
+    report = emulator.report()
+    assert all(r.ok for r in results)
+    assert report.rejected == {}
+    accepted = sorted(report.accepted, key=lambda a: a.time)
+    latencies = [report.terminal_at[a.id] - a.time for a in accepted]
+    best = best_makespan(latencies, rate=25, window=60.0, slots=6)
+    assert best <= elapsed <= best * 1.02
 
 
 async def test_batch_respects_every_default_limit(client: AsyncFashn, emulator: Emulator) -> None:
