@@ -1,30 +1,71 @@
-"""The ``fashn-async`` command line: demo, emulator, run.
+"""The ``fashn-async`` command line: batch, run, emulator, demo.
 
-click parses the arguments and rich draws tables and progress; both come with the
-``cli`` extra.
+click parses the arguments and rich draws the progress display; both come with the
+``cli`` extra. Exit codes: 0 all done, 1 some failed (or are uncertain, or still to do),
+2 could not start, 130 stopped by Ctrl-C (``batch``: run it again to resume).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 try:
     import click
     from rich.console import Console
-    from rich.table import Table
 except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
-from fashn_async import AsyncFashn, Limits, Polling, TryOnRequest
-from fashn_async.errors import FashnError
+from fashn_async import AsyncFashn, Limits, Polling, Rate
+from fashn_async.bulk._command import (
+    EXIT_CANNOT_START,
+    BatchSettings,
+    fresh_start,
+    run_batch,
+)
+from fashn_async.bulk._command import dry_run as check_catalog
+from fashn_async.bulk._job import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, JobOptions
+from fashn_async.errors import FashnError, PredictionError, SubmissionUncertainError
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_START = 0, 1, 2
+console = Console(stderr=True, soft_wrap=True)
+DEFAULT_BASE_URL = "https://api.fashn.ai"
 
-console = Console(stderr=True)
+
+class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """``N/SECONDS`` (e.g. ``25/60``), or ``off``."""
+
+    name = "N/SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, Rate):
+            return value
+        if str(value).strip().lower() == "off":
+            return None
+        try:
+            limit, _, period = str(value).partition("/")
+            return Rate(int(limit), float(period))
+        except (ValueError, TypeError, FashnError):
+            self.fail(f"expected N/SECONDS such as 25/60, or off; got {value!r}", param, ctx)
+
+
+def _api_options(function: Any) -> Any:
+    function = click.option(
+        "--base-url",
+        envvar="FASHN_BASE_URL",
+        show_envvar=True,
+        default=DEFAULT_BASE_URL,
+        show_default=True,
+        help="The API's address (an emulator's, for tests).",
+    )(function)
+    return click.option(
+        "--api-key",
+        envvar="FASHN_API_KEY",
+        show_envvar=True,
+        default=None,
+        help="The API key (never printed).",
+    )(function)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,19 +75,141 @@ def main() -> None:
 
 
 @main.command()
+@click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for outputs, manifest.jsonl, report.html and the job's journal.",
+)
+@_api_options
+@click.option("--dry-run", is_flag=True, help="Check every row, list the bad ones; send nothing.")
+@click.option("--in-flight", type=click.IntRange(1, 10_000), default=6, show_default=True)
+@click.option(
+    "--submit-rate", type=RateType(), default="25/60", show_default=True,
+    help="Generations submitted per window of SECONDS, or off.",
+)  # fmt: skip
+@click.option(
+    "--status-rate", type=RateType(), default="50/10", show_default=True,
+    help="Status calls per window of SECONDS, or off.",
+)  # fmt: skip
+@click.option(
+    "--model-name",
+    default=None,
+    help="Send {model_name, inputs} for this model (e.g. tryon-v1.6), the row's columns as "
+    "inputs, instead of the flat v1 body.",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(["png", "jpeg"]),
+    default=None,
+    help="Output image format of rows that set none (needs --model-name).",
+)
+@click.option("--downloads", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Send uncertain rows again (their first POST may have landed: may be charged twice).",
+)
+@click.option("--retry-failed", is_flag=True, help="Send failed rows again.")
+@click.option(
+    "--leave-running",
+    is_flag=True,
+    help="On Ctrl-C, leave running predictions running (a re-run collects them) "
+    "instead of cancelling them.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "bar", "lines", "quiet"]),
+    default="auto",
+    show_default=True,
+    help="A live bar, log lines, or nothing; auto: a bar on a terminal, else lines.",
+)
+@click.option(
+    "--log-interval",
+    type=click.FloatRange(0.0, 3600.0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between two progress lines (log-line display).",
+)
+@click.option("--no-report", is_flag=True, help="Do not write report.html.")
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.0001, 1.0),
+    default=1.0,
+    show_default=True,
+    help="For an emulator started with this --time-scale: scales limits and polling.",
+)
+def batch(
+    catalog: Path,
+    out: Path,
+    api_key: str | None,
+    base_url: str,
+    dry_run: bool,
+    in_flight: int,
+    submit_rate: Rate | None,
+    status_rate: Rate | None,
+    model_name: str | None,
+    output_format: str | None,
+    downloads: int,
+    resend_uncertain: bool,
+    retry_failed: bool,
+    leave_running: bool,
+    progress: Any,
+    log_interval: float,
+    no_report: bool,
+    time_scale: float,
+) -> None:
+    """Run every try-on of CATALOG (CSV, TSV or JSONL), resumably, into --out.
+
+    Columns: model_image, garment_image, category, any option of the v1 request, and an
+    optional id. Image paths are relative to the catalog. Re-running the same command
+    resumes: done rows are skipped, submitted ones collected, never paid twice.
+    """
+    if output_format is not None and model_name is None:
+        raise click.UsageError(
+            "--output-format needs --model-name (e.g. tryon-v1.6): the v1 body has no "
+            "output_format field"
+        )
+    limits = Limits(submit=submit_rate, status=status_rate, in_flight=in_flight)
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(
+            out=out,
+            resend_uncertain=resend_uncertain,
+            retry_failed=retry_failed,
+            leave_running=leave_running,
+            downloads=downloads,
+        ),
+        api_key=api_key,
+        base_url=base_url,
+        limits=limits.scaled(time_scale) if time_scale != 1.0 else limits,
+        polling=Polling().scaled(time_scale) if time_scale != 1.0 else Polling(),
+        model_name=model_name,
+        output_format=output_format,
+        display=progress,
+        log_interval=log_interval,
+        report=not no_report,
+    )
+    if dry_run:  # the bad rows on stdout, one per line
+        sys.exit(check_catalog(settings, click.echo))
+    sys.exit(asyncio.run(run_batch(settings, console)))
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
     default=Path("demo-output"),
     show_default=True,
-    help="Folder the try-on images are written to.",
+    help="Folder for the sample catalog, the outputs, manifest.jsonl and report.html.",
 )
 @click.option(
     "--count",
     type=click.IntRange(1, 200),
-    default=8,
+    default=12,
     show_default=True,
-    help="How many try-ons to run.",
+    help="Rows in the sample catalog.",
 )
 @click.option(
     "--time-scale",
@@ -55,85 +218,65 @@ def main() -> None:
     show_default=True,
     help="Emulator time factor: 0.02 runs an API minute in 1.2 s.",
 )
-def demo(out: Path, count: int, time_scale: float) -> None:
-    """Run a batch of try-ons against the embedded emulator; no key, no network."""
+@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "quiet"]), default="auto")
+def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
+    """A sample catalog through the whole bulk path, on the embedded emulator.
+
+    No key, no network: the emulator runs on 127.0.0.1 inside this process.
+    """
     try:
+        from fashn_async.bulk._sample import write_sample_catalog
         from fashn_async.testing import Emulator, EmulatorConfig
     except ImportError as exc:
-        console.print(
-            f"[red]the demo needs the emulator extra: pip install 'fashn-async[cli]' ({exc})"
-        )
+        console.print(f"[red]the demo needs the cli extra: pip install 'fashn-async[cli]' ({exc})")
         sys.exit(EXIT_CANNOT_START)
-    code = asyncio.run(_demo(out, count, time_scale, Emulator, EmulatorConfig))
-    sys.exit(code)
 
+    async def go() -> int:
+        fresh_start(out)  # the emulator is new each time: so is the job
+        catalog = write_sample_catalog(out / "inputs", count)
+        async with Emulator(EmulatorConfig(time_scale=time_scale)) as emu:
+            console.print(
+                f"emulator at {emu.url} (time x{1 / time_scale:g}); {count} try-ons from "
+                f"{catalog} -> {out}/"
+            )
+            code = await run_batch(
+                BatchSettings(
+                    catalog=catalog,
+                    options=JobOptions(out=out),
+                    api_key=emu.api_key,
+                    base_url=emu.url,
+                    limits=Limits().scaled(time_scale),
+                    polling=Polling().scaled(time_scale),
+                    display=progress,
+                ),
+                console,
+            )
+            report = emu.report()
+            console.print(
+                f"the emulator saw {len(report.accepted)} submissions, "
+                f"{sum(report.rejected.values())} 429s, {report.duplicates} duplicates"
+            )
+        return code
 
-async def _demo(out: Path, count: int, scale: float, emulator_cls: Any, config_cls: Any) -> int:
-    from fashn_async.testing import sample_image
-
-    inputs = Path(tempfile.mkdtemp(prefix="fashn-demo-"))
-    categories: tuple[Literal["tops", "bottoms", "one-pieces"], ...] = (
-        "tops",
-        "bottoms",
-        "one-pieces",
-    )
-    requests = []
-    for i in range(count):
-        model, garment = inputs / f"model_{i}.png", inputs / f"garment_{i}.png"
-        model.write_bytes(sample_image("model", seed=i))
-        garment.write_bytes(sample_image("garment", seed=100 + i))
-        requests.append(
-            TryOnRequest(model_image=model, garment_image=garment, category=categories[i % 3])
-        )
-    async with (
-        emulator_cls(config_cls(time_scale=scale)) as emu,
-        AsyncFashn(
-            api_key=emu.api_key,
-            base_url=emu.url,
-            limits=Limits().scaled(scale),
-            polling=Polling().scaled(scale),
-        ) as client,
-    ):
-        console.print(f"emulator at {emu.url} (time x{1 / scale:g}); {count} try-ons -> {out}/")
-        table = Table("#", "prediction", "status", "files")
-        failed = 0
-        batch = client.batch(requests)
-        async for result in batch:
-            if result.ok:
-                paths = await result.save(out, stem=f"tryon_{result.index:03d}")
-                table.add_row(
-                    str(result.index),
-                    result.prediction_id,
-                    "completed",
-                    ", ".join(p.name for p in paths),
-                )
-            else:
-                failed += 1
-                table.add_row(
-                    str(result.index), result.prediction_id or "-", f"[red]{result.error}", ""
-                )
-        console.print(table)
-        report = emu.report()
-        console.print(
-            f"{batch.progress.done} done, {batch.progress.failed} failed; the emulator saw "
-            f"{len(report.accepted)} submissions, {sum(report.rejected.values())} 429s; "
-            f"outputs in {out}/"
-        )
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    sys.exit(asyncio.run(go()))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
 @click.option(
-    "--api-key", default="fashn-test-key", show_default=True, help="The key the emulator accepts."
+    "--api-key",
+    "key",
+    default="fashn-test-key",
+    show_default=True,
+    help="The key the emulator accepts.",
 )
 @click.option("--time-scale", type=click.FloatRange(0.0001, 100.0), default=1.0, show_default=True)
 @click.option("--latency", default="5,11", show_default=True, help="Prediction latency range, s.")
 @click.option("--no-limits", is_flag=True, help="Switch every rate and concurrency limit off.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def emulator(
-    host: str, port: int, api_key: str, time_scale: float, latency: str, no_limits: bool, seed: int
+    host: str, port: int, key: str, time_scale: float, latency: str, no_limits: bool, seed: int
 ) -> None:
     """Serve the FASHN API emulator (for tests, benchmarks and demos)."""
     from fashn_async.testing import EmulatorConfig, serve
@@ -143,7 +286,7 @@ def emulator(
     except ValueError:
         raise click.BadParameter("expected LOW,HIGH seconds", param_hint="--latency") from None
     kwargs: dict[str, Any] = {
-        "api_key": api_key,
+        "api_key": key,
         "time_scale": time_scale,
         "latency": (low, high),
         "seed": seed,
@@ -160,9 +303,7 @@ def emulator(
 @click.option("--garment", "garment_image", required=True, help="Garment image: path or URL.")
 @click.option("--category", type=click.Choice(["tops", "bottoms", "one-pieces"]), required=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True)
-@click.option(
-    "--base-url", envvar="FASHN_BASE_URL", default="https://api.fashn.ai", show_default=True
-)
+@_api_options
 @click.option(
     "--deadline", type=float, default=None, help="Give up (and cancel) after this many s."
 )
@@ -171,16 +312,17 @@ def run(
     garment_image: str,
     category: str,
     out: Path,
+    api_key: str | None,
     base_url: str,
     deadline: float | None,
 ) -> None:
-    """Run one try-on and save its outputs (key from FASHN_API_KEY)."""
+    """Run one try-on and save its outputs; their paths are printed on stdout."""
 
     def image(value: str) -> Any:
         return value if value.startswith(("http://", "https://", "data:")) else Path(value)
 
     async def go() -> int:
-        async with AsyncFashn(base_url=base_url) as client:
+        async with AsyncFashn(api_key=api_key, base_url=base_url) as client:
             result = await client.run(
                 model_image=image(model_image),
                 garment_image=image(garment_image),
@@ -192,10 +334,16 @@ def run(
         return EXIT_OK
 
     try:
-        sys.exit(asyncio.run(go()))
+        code = asyncio.run(go())
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
     except FashnError as error:
-        console.print(f"[red]{type(error).__name__}: {error}")
-        sys.exit(EXIT_SOME_FAILED if error.prediction_id else EXIT_CANNOT_START)
+        console.print(f"{type(error).__name__}: {error}", markup=False, highlight=False)
+        failed = error.prediction_id or isinstance(
+            error, PredictionError | SubmissionUncertainError
+        )
+        code = EXIT_SOME_FAILED if failed else EXIT_CANNOT_START
+    sys.exit(code)
 
 
 __all__ = ["main"]

@@ -1,0 +1,332 @@
+"""A catalog of try-ons: CSV or JSONL rows, validated one by one, with line numbers.
+
+Every row is checked before anything is sent: image paths (relative to the catalog
+file) must exist and hold an image, every option must parse and be in range. A bad row
+is kept with its line number and what is wrong; it never stops the others. Only a file
+that cannot be read as a catalog at all raises :class:`CatalogError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from fashn_async._images import check_image_input, sniff_mime
+from fashn_async._models import ModelRequest, Request, TryOnRequest
+from fashn_async.errors import ConfigurationError, InvalidRequestError
+
+__all__ = ["Catalog", "CatalogError", "CatalogRow", "load_catalog"]
+
+IMAGE_COLUMNS: Final = ("model_image", "garment_image")
+#: A free-text column naming the row in the manifest and the report; never sent.
+LABEL_COLUMN: Final = "id"
+_V1_TYPES: Final = {field.name: field.type for field in attrs.fields(TryOnRequest)}
+_V1_REQUIRED: Final = ("model_image", "garment_image", "category")
+_TRUE, _FALSE = frozenset({"true", "yes", "1", "on"}), frozenset({"false", "no", "0", "off"})
+_KNOWN: Final = (
+    f"the columns are {', '.join(_V1_TYPES)} and {LABEL_COLUMN}; "
+    "--model-name sends any columns as model inputs"
+)
+_FORMATS: Final = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class CatalogError(ConfigurationError):
+    """The file cannot be read as a catalog at all (missing, unknown format, bad header)."""
+
+
+@attrs.frozen(kw_only=True)
+class CatalogRow:
+    """One row of the catalog.
+
+    Attributes:
+        row: Its number among the data rows, from 1.
+        line: The line of the file it starts on.
+        inputs: The values as written in the file (the manifest repeats them).
+        key: A stable name derived from the row: ``row00042_<hash of its inputs>``.
+        label: The ``id`` column, if any.
+        request: The validated request; None when the row is bad.
+        error: What is wrong with the row, naming the column; None when it is good.
+        images: Each image column's resolved source: a Path, or a URL / data URI.
+    """
+
+    row: int
+    line: int
+    inputs: Mapping[str, Any]
+    key: str
+    label: str | None = None
+    request: Request | None = None
+    error: str | None = None
+    images: Mapping[str, Path | str] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the row can be sent."""
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class Catalog:
+    """A loaded catalog: its rows in file order and the SHA-256 of the file's bytes."""
+
+    path: Path
+    sha256: str
+    rows: tuple[CatalogRow, ...]
+
+    @property
+    def bad(self) -> list[CatalogRow]:
+        """The rows that cannot be sent."""
+        return [row for row in self.rows if not row.ok]
+
+
+def load_catalog(
+    path: str | Path, *, model_name: str | None = None, output_format: str | None = None
+) -> Catalog:
+    """Read and validate every row of a CSV, TSV or JSONL catalog.
+
+    Args:
+        path: The catalog; image paths in it are relative to its folder.
+        model_name: None sends the flat v1 body (``TryOnRequest``, every option checked
+            here); a model name (``tryon-v1.6``) sends ``{model_name, inputs}`` with the
+            row's columns as inputs.
+        output_format: Default ``output_format`` input of rows that do not set one
+            (only with ``model_name``).
+
+    Raises:
+        CatalogError: the file is missing, unreadable, of an unknown format, or its
+            columns are wrong.
+    """
+    path = Path(path)
+    kind = _FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise CatalogError(
+            f"{path}: unknown catalog format {path.suffix or '(no suffix)'!r}; "
+            "use .csv, .tsv or .jsonl"
+        )
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read it: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    records = _jsonl(text) if kind == "jsonl" else _delimited(path, text, kind, model_name)
+    reader = _RowReader(path.resolve().parent, model_name, output_format)
+    rows = tuple(
+        reader.row(number, line, values) for number, (line, values) in enumerate(records, start=1)
+    )
+    if not rows:
+        raise CatalogError(f"{path}: the catalog has no rows")
+    return Catalog(path=path, sha256=hashlib.sha256(data).hexdigest(), rows=rows)
+
+
+# -- reading records ---------------------------------------------------------------
+
+
+def _delimited(
+    path: Path, text: str, kind: str, model_name: str | None
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise CatalogError(f"{path}: the file is empty") from None
+    except csv.Error as exc:
+        raise CatalogError(f"{path}: line 1: {exc}") from None
+    _check_header(path, header, model_name)
+    start = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, f"unreadable {kind.upper()}: {exc}"
+            start = reader.line_num + 1
+            continue
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in record):
+            continue  # a blank line
+        if len(record) != len(header):
+            yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
+            continue
+        yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
+
+
+def _check_header(path: Path, header: list[str], model_name: str | None) -> None:
+    if len(set(header)) != len(header):
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        raise CatalogError(f"{path}: line 1: repeated column {', '.join(repeated)}")
+    missing = [name for name in IMAGE_COLUMNS if name not in header]
+    if missing:
+        raise CatalogError(
+            f"{path}: line 1: missing column {', '.join(missing)} "
+            f"(the header has: {', '.join(header)})"
+        )
+    unknown = [n for n in header if n not in _V1_TYPES and n != LABEL_COLUMN]
+    if model_name is None and unknown:
+        raise CatalogError(f"{path}: line 1: unknown column {', '.join(unknown)} ({_KNOWN})")
+
+
+def _jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    # Split on \n only: JSON strings may hold U+2028 and friends, str.splitlines splits those.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            yield number, f"not valid JSON: {exc}"
+            continue
+        if not isinstance(value, dict):
+            yield number, f"expected a JSON object, got {type(value).__name__}"
+            continue
+        yield number, value
+
+
+# -- validating rows ---------------------------------------------------------------
+
+
+class _RowReader:
+    def __init__(self, base: Path, model_name: str | None, output_format: str | None) -> None:
+        self.base = base
+        self.model_name = model_name
+        self.output_format = output_format
+        self._checked: dict[Path, str | None] = {}  # one read per distinct file
+
+    def row(self, number: int, line: int, values: dict[str, Any] | str) -> CatalogRow:
+        if isinstance(values, str):  # unreadable as a record at all
+            return CatalogRow(row=number, line=line, inputs={}, key=_key(number, {}), error=values)
+        inputs = dict(values)
+        label = inputs.pop(LABEL_COLUMN, None)
+        key = _key(number, values)
+        label = None if label is None else str(label)
+        problems: list[str] = []
+        fields: dict[str, Any] = {}
+        images: dict[str, Path | str] = {}
+        for column, value in inputs.items():
+            if column in IMAGE_COLUMNS:
+                source, problem = self._image(column, value)
+                if problem is None:
+                    images[column] = source
+                    fields[column] = source
+                else:
+                    problems.append(problem)
+                continue
+            try:
+                fields[column] = self._option(column, value)
+            except ValueError as exc:
+                problems.append(f"{column}: {exc}")
+        required = _V1_REQUIRED if self.model_name is None else IMAGE_COLUMNS
+        problems += [f"{name}: is required" for name in required if name not in inputs]
+        request = None
+        if not problems:
+            try:
+                request = self._request(fields)
+            except InvalidRequestError as exc:
+                problems.append(exc.message)
+        return CatalogRow(
+            row=number,
+            line=line,
+            inputs=values,
+            key=key,
+            label=label,
+            request=request,
+            error="; ".join(problems) or None,
+            images=images,
+        )
+
+    def _request(self, fields: dict[str, Any]) -> Request:
+        if self.model_name is None:
+            return TryOnRequest(**fields)
+        if self.output_format is not None:
+            fields.setdefault("output_format", self.output_format)
+        return ModelRequest(model_name=self.model_name, inputs=fields)
+
+    def _option(self, column: str, value: Any) -> Any:
+        if self.model_name is None:
+            kind = _V1_TYPES.get(column)
+            if kind is None:
+                raise ValueError(f"unknown column ({_KNOWN})")
+            return _parse(value, str(kind))
+        return _guess(value)
+
+    def _image(self, column: str, value: Any) -> tuple[Path | str, str | None]:
+        if not isinstance(value, str) or not value.strip():
+            return "", f"{column}: expected a file path, URL or data URI, got {value!r:.60}"
+        text = value.strip()
+        if text.startswith(("http://", "https://", "data:")):
+            try:
+                check_image_input(column, text)
+            except InvalidRequestError as exc:
+                return "", exc.message
+            return text, None
+        path = self.base / Path(text).expanduser()
+        if path not in self._checked:
+            self._checked[path] = _check_file(path)
+        problem = self._checked[path]
+        return path, None if problem is None else f"{column}: {problem}"
+
+
+def _check_file(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(32)
+    except FileNotFoundError:
+        return f"no such file: {path}"
+    except IsADirectoryError:
+        return f"is a folder, not an image file: {path}"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if sniff_mime(head) is None:
+        return f"not an image (no known image signature): {path}"
+    return None
+
+
+def _parse(value: Any, kind: str) -> Any:
+    """A CSV cell (a string) as the option's type; JSON values pass as they are."""
+    if not isinstance(value, str) or kind not in ("bool", "int", "float"):
+        return value
+    text = value.strip()
+    if kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, got {value!r:.60}")
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise ValueError(
+            f"expected {'an integer' if kind == 'int' else 'a number'}, got {value!r:.60}"
+        ) from None
+
+
+def _guess(value: Any) -> Any:
+    """A CSV cell of a model input: true/false, an integer, a number, or the text."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return value
+
+
+def _key(number: int, values: Mapping[str, Any] | str) -> str:
+    canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return f"row{number:05d}_{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"

@@ -1,0 +1,209 @@
+"""``fashn-async batch``: a catalog, its journal, the client and the job, put together.
+
+Exit codes: 0 every row done; 1 some rows failed, are uncertain or still to do (a dry
+run: some rows are bad); 2 the job could not start (bad catalog or options, no key, a
+journal of another job, the API unreachable or refusing the key); 130 stopped by Ctrl-C
+or SIGTERM (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import attrs
+
+from fashn_async._client import AsyncFashn
+from fashn_async._limits import Limits
+from fashn_async._polling import Polling
+from fashn_async.bulk._catalog import Catalog, CatalogError, load_catalog
+from fashn_async.bulk._job import EXIT_OK, EXIT_SOME_FAILED, BulkJob, JobOptions, JobSummary
+from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
+from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
+from fashn_async.bulk._progress import DisplayMode, make_display
+from fashn_async.bulk._report import REPORT_NAME, write_report
+from fashn_async.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FashnError,
+    RateLimitError,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["EXIT_CANNOT_START", "BatchSettings", "dry_run", "fresh_start", "run_batch"]
+
+EXIT_CANNOT_START = 2
+#: Bad rows listed when a job starts (a dry run lists them all; the manifest has all).
+LISTED_BAD_ROWS = 50
+
+
+@attrs.frozen(kw_only=True)
+class BatchSettings:
+    """Everything ``fashn-async batch`` was asked to do."""
+
+    catalog: Path
+    options: JobOptions
+    api_key: str | None = attrs.field(default=None, repr=False)
+    base_url: str = "https://api.fashn.ai"
+    limits: Limits = attrs.field(factory=Limits)
+    polling: Polling = attrs.field(factory=Polling)
+    model_name: str | None = None
+    output_format: str | None = None
+    display: DisplayMode = "auto"
+    log_interval: float = 10.0
+    report: bool = True
+
+
+def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
+    """Validate every row, list each bad one with its line; send and write nothing."""
+    try:
+        catalog = _load(settings)
+    except CatalogError as error:
+        say(f"cannot read the catalog: {error.message}")
+        return EXIT_CANNOT_START
+    for row in catalog.bad:
+        say(f"{catalog.path}: line {row.line}: {row.error}")
+    good = len(catalog.rows) - len(catalog.bad)
+    say(f"dry run: {len(catalog.rows)} rows, {good} valid, {len(catalog.bad)} bad; nothing sent")
+    return EXIT_SOME_FAILED if catalog.bad else EXIT_OK
+
+
+async def run_batch(settings: BatchSettings, console: Console) -> int:
+    """Run (or resume) the job; return the exit code."""
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    out = settings.options.out
+    try:
+        catalog = _load(settings)
+        client = AsyncFashn(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            limits=settings.limits,
+            polling=settings.polling,
+        )
+        journal = Journal.open(
+            out,
+            meta={
+                "catalog": str(catalog.path),
+                "catalog_sha256": catalog.sha256,
+                "base_url": client.base_url,
+                "model_name": settings.model_name,
+                "output_format": settings.output_format,
+            },
+            rows=catalog.rows,
+        )
+    except ConfigurationError as error:
+        say(f"cannot start: {error.message}")
+        return EXIT_CANNOT_START
+    with journal:
+        for row in catalog.bad[:LISTED_BAD_ROWS]:
+            say(f"{catalog.path}: line {row.line}: {row.error}")
+        if len(catalog.bad) > LISTED_BAD_ROWS:
+            say(f"... and {len(catalog.bad) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
+        async with client:
+            if _work_left(journal, catalog, settings.options):
+                problem = await _preflight(client)
+                if problem is not None:
+                    say(f"cannot start: {problem}")
+                    return EXIT_CANNOT_START
+            with make_display(settings.display, console, settings.log_interval) as display:
+                job = BulkJob(client, catalog, journal, settings.options, display)
+                with _stop_on_signals(job.interrupt):
+                    summary = await job.run()
+        records = journal.records()
+        runs = journal.runs()
+    write_manifest(out, records)
+    if settings.report:
+        await anyio.to_thread.run_sync(
+            lambda: write_report(out, records, catalog.rows, title=str(catalog.path), runs=runs)
+        )
+    _summarize(summary, out, settings.report, say)
+    return summary.exit_code
+
+
+def fresh_start(out: Path) -> None:
+    """Forget a previous job in ``out`` (the demo starts over every time)."""
+    for name in (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", MANIFEST_NAME):
+        (out / name).unlink(missing_ok=True)
+
+
+def _load(settings: BatchSettings) -> Catalog:
+    return load_catalog(
+        settings.catalog, model_name=settings.model_name, output_format=settings.output_format
+    )
+
+
+def _work_left(journal: Journal, catalog: Catalog, options: JobOptions) -> bool:
+    """Whether this run will talk to the API (else an unreachable API is no reason to stop)."""
+    counts = journal.counts()
+    return (
+        any(counts[state] for state in State.ALL if state not in State.FINAL)
+        or counts[State.INVALID] > len(catalog.bad)  # rows fixed since: to be sent
+        or bool(options.resend_uncertain and counts[State.UNCERTAIN])
+        or bool(options.retry_failed and counts[State.FAILED])
+    )
+
+
+async def _preflight(client: AsyncFashn) -> str | None:
+    """One cheap call (the credit balance) to know the API is there and takes the key."""
+    try:
+        await client.credits()
+    except AuthenticationError as error:
+        return f"the API at {client.base_url} refused the API key ({error.message})"
+    except TransportError as error:
+        return f"cannot reach the API at {client.base_url} ({error.message})"
+    except RateLimitError:
+        return None  # there, and taking the key
+    except FashnError as error:
+        return f"the API at {client.base_url} answered the credits check with {error}"
+    return None
+
+
+class _stop_on_signals:  # used like a function, as contextlib's helpers are
+    """Call ``stop`` on the first SIGINT/SIGTERM; a second one ends the process at once."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        self._signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _first(self) -> None:
+        assert self._loop is not None
+        for signum in self._signals:  # default handlers again: a second one is final
+            self._loop.remove_signal_handler(signum)
+        self._stop()
+
+    def __enter__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            for signum in self._signals:
+                self._loop.add_signal_handler(signum, self._first)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+            self._loop = None
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None:
+            for signum in self._signals:
+                self._loop.remove_signal_handler(signum)
+
+
+def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:
+    counts = {state: n for state, n in summary.counts.items() if n}
+    listed = ", ".join(f"{n} {state}" for state, n in counts.items())
+    say(f"{summary.total} rows: {listed}")
+    say(f"manifest: {out / MANIFEST_NAME}")
+    if report:
+        say(f"report: {out / REPORT_NAME}")
+    if summary.interrupted:
+        say("stopped before the end: run the same command again to resume")
+    elif summary.exit_code != EXIT_OK and counts.get(State.PENDING):
+        say(f"{counts[State.PENDING]} rows not sent yet: run the same command again to resume")

@@ -1,0 +1,52 @@
+"""``manifest.jsonl``: one line per input row, rewritten whole from the journal."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fashn_async.bulk._journal import RowRecord
+
+__all__ = ["MANIFEST_NAME", "manifest_line", "write_atomically", "write_manifest"]
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+def manifest_line(record: RowRecord) -> dict[str, Any]:
+    """The manifest entry of one row."""
+    return {
+        "row": record.row,
+        "line": record.line,
+        "id": record.label,
+        "inputs": record.inputs,
+        "prediction_id": record.prediction_id,
+        "status": record.state,
+        "files": record.files,
+        "error_name": record.error_name,
+        "error_message": record.error_message,
+    }
+
+
+def write_manifest(directory: Path, records: Sequence[RowRecord]) -> Path:
+    """Write ``manifest.jsonl`` (rows in order) atomically; return its path."""
+    text = "".join(
+        json.dumps(manifest_line(record), ensure_ascii=False) + "\n" for record in records
+    )
+    return write_atomically(directory / MANIFEST_NAME, text)
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """Replace ``path`` with ``text``: readers see the old file or the new, never half."""
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        with partial.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,210 @@
+"""Showing a job's progress: a live rich display on a terminal, plain log lines elsewhere.
+
+Both show the same figures: rows submitted, running, done and failed, the rate of done
+rows per minute in this run, and the time left at that rate.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from fashn_async.bulk._journal import State
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["DisplayMode", "Figures", "LineDisplay", "QuietDisplay", "RichDisplay", "make_display"]
+
+DisplayMode = Literal["auto", "bar", "lines", "quiet"]
+
+
+@attrs.frozen
+class Figures:
+    """What a progress display shows, from the row counts per state."""
+
+    total: int
+    submitted: int
+    running: int
+    done: int
+    failed: int
+    pending: int
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int], total: int) -> Figures:
+        """The figures for ``counts`` (rows per journal state)."""
+        pending, invalid = counts.get(State.PENDING, 0), counts.get(State.INVALID, 0)
+        running = sum(counts.get(s, 0) for s in (State.SUBMITTING, State.SUBMITTED))
+        failed = sum(counts.get(s, 0) for s in (State.FAILED, State.INVALID, State.UNCERTAIN))
+        return cls(
+            total=total,
+            submitted=total - pending - invalid,
+            running=running + counts.get(State.COMPLETED, 0),
+            done=counts.get(State.DONE, 0),
+            failed=failed,
+            pending=pending,
+        )
+
+    @property
+    def finished(self) -> int:
+        """Rows with nothing left to do in this run."""
+        return self.done + self.failed
+
+    def text(self) -> str:
+        """``submitted 130 · running 6 · done 118 · failed 2``."""
+        return (
+            f"submitted {self.submitted} · running {self.running} · done {self.done} · "
+            f"failed {self.failed}"
+        )
+
+
+class _Pace:
+    """Done rows per minute in this run, and the time the rest will take at that pace."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._start: tuple[float, int] | None = None
+
+    def text(self, figures: Figures) -> str:
+        now = self._clock()
+        if self._start is None:
+            self._start = (now, figures.done)
+        started, done_before = self._start
+        elapsed, done = now - started, figures.done - done_before
+        if elapsed <= 0 or done <= 0:
+            return "rate -, ETA -"
+        per_second = done / elapsed
+        left = figures.total - figures.finished
+        return f"{per_second * 60:.1f}/min, ETA {_duration(left / per_second)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class LineDisplay:
+    """Timestamped lines on stderr, at most one progress line per ``interval`` seconds."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None] | None = None,
+        *,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write or _stderr
+        self._interval = interval
+        self._clock = clock
+        self._pace = _Pace(clock)
+        self._last: float | None = None
+        self._figures: Figures | None = None
+
+    def __repr__(self) -> str:
+        return f"<LineDisplay {self._figures}>"
+
+    def __enter__(self) -> LineDisplay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._figures is not None:
+            self._line(self._figures)
+
+    def update(self, counts: Mapping[str, int], total: int) -> None:
+        """Print a progress line if the last one is ``interval`` seconds old."""
+        self._figures = figures = Figures.of(counts, total)
+        now = self._clock()
+        if self._last is None or now - self._last >= self._interval:
+            self._last = now
+            self._line(figures)
+
+    def note(self, text: str) -> None:
+        """Print a line at once."""
+        self._write(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def _line(self, figures: Figures) -> None:
+        self.note(
+            f"progress {figures.finished}/{figures.total}: {figures.text()}; "
+            f"{self._pace.text(figures)}"
+        )
+
+
+class RichDisplay:
+    """A live progress bar on the terminal (rich), notes printed above it."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]try-ons"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[figures]}"),
+            TextColumn("[cyan]{task.fields[pace]}"),
+            console=console,
+        )
+        self._task = self._progress.add_task("try-ons", total=None, figures="", pace="")
+        self._pace = _Pace(time.monotonic)
+
+    def __repr__(self) -> str:
+        return f"<RichDisplay {self._progress.tasks[0].completed}>"
+
+    def __enter__(self) -> RichDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def update(self, counts: Mapping[str, int], total: int) -> None:
+        """Redraw the figures."""
+        figures = Figures.of(counts, total)
+        self._progress.update(
+            self._task,
+            total=total,
+            completed=figures.finished,
+            figures=figures.text(),
+            pace=self._pace.text(figures),
+        )
+
+    def note(self, text: str) -> None:
+        """Print a line above the live display."""
+        self._progress.console.print(text, markup=False, highlight=False)
+
+
+class QuietDisplay:
+    """Shows nothing."""
+
+    def __enter__(self) -> QuietDisplay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def update(self, counts: Mapping[str, int], total: int) -> None:
+        """Nothing."""
+
+    def note(self, text: str) -> None:
+        """Nothing."""
+
+
+def make_display(
+    mode: DisplayMode, console: Console, interval: float = 10.0
+) -> RichDisplay | LineDisplay | QuietDisplay:
+    """The display for ``mode``; ``auto`` is a live bar on a terminal, else log lines
+    (one per ``interval`` seconds at most)."""
+    if mode == "quiet":
+        return QuietDisplay()
+    if mode == "bar" or (mode == "auto" and console.is_terminal):
+        return RichDisplay(console)
+    return LineDisplay(interval=interval)
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

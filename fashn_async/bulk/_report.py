@@ -1,0 +1,264 @@
+"""``report.html``: one self-contained page with every row, its images and its outcome.
+
+Thumbnails are small JPEGs embedded as data URIs, each distinct image once (as a CSS
+class), so the page needs nothing but itself; full-size outputs are linked relatively.
+Everything that comes from the input (values, paths, labels, error messages) is
+HTML-escaped, and a Content-Security-Policy forbids scripts and remote loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import io
+import statistics
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._journal import RowRecord, State
+from fashn_async.bulk._manifest import write_atomically
+
+__all__ = ["REPORT_NAME", "render_report", "write_report"]
+
+REPORT_NAME = "report.html"
+THUMB_SIZE = (176, 220)
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_ORDER = (
+    State.DONE, State.FAILED, State.INVALID, State.UNCERTAIN, State.COMPLETED,
+    State.SUBMITTED, State.SUBMITTING, State.PENDING,
+)  # fmt: skip
+_STYLE = """
+:root{--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--bg:#f6f7f9;--done:#12805c;
+--failed:#c4320a;--invalid:#b54708;--uncertain:#6941c6;--other:#475467}
+*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",
+Roboto,sans-serif;color:var(--ink);background:var(--bg)}
+header{background:#fff;border-bottom:1px solid var(--line);padding:24px 32px}
+h1{margin:0 0 4px;font-size:22px}h2{font-size:16px;margin:28px 32px 10px}
+.sub{color:var(--muted);margin:0 0 16px;word-break:break-all}
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid var(--line);
+border-radius:10px;padding:10px 16px;min-width:112px;background:#fff}
+.card b{display:block;font-size:24px}.card.done b{color:var(--done)}
+.card.failed b{color:var(--failed)}.card.invalid b{color:var(--invalid)}
+.card.uncertain b{color:var(--uncertain)}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:16px 0 0;
+color:var(--muted)}dt{font-weight:600;color:var(--ink)}dd{margin:0}
+table{border-collapse:collapse;margin:0 32px 32px;background:#fff;border:1px solid
+var(--line);border-radius:10px;width:calc(100% - 64px)}
+th,td{padding:10px 12px;border-bottom:1px solid var(--line);text-align:left;
+vertical-align:top}th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;
+color:var(--muted);background:#fafbfc}
+.num{white-space:nowrap;color:var(--muted)}.num b{color:var(--ink);font-size:15px}
+.imgs{display:flex;gap:6px;flex-wrap:wrap}.th{width:132px;height:165px;border-radius:8px;
+border:1px solid var(--line);background:#eef0f3 center/contain no-repeat}
+.none{display:flex;align-items:center;justify-content:center;text-align:center;
+color:var(--muted);font-size:12px;padding:8px;word-break:break-all}
+.cap{display:block;max-width:132px;color:var(--muted);font-size:12px;overflow:hidden;
+text-overflow:ellipsis;white-space:nowrap}
+.badge{display:inline-block;border-radius:99px;padding:1px 10px;font-size:12px;
+font-weight:600;color:#fff;background:var(--other)}.badge.done{background:var(--done)}
+.badge.failed{background:var(--failed)}.badge.invalid{background:var(--invalid)}
+.badge.uncertain{background:var(--uncertain)}
+.err{margin-top:6px;max-width:420px;word-break:break-word}.err b{color:var(--failed)}
+.pid{font:12px ui-monospace,monospace;color:var(--muted);word-break:break-all;margin-top:4px}
+.cat{display:inline-block;margin-top:6px;border:1px solid var(--line);border-radius:6px;
+padding:0 6px;color:var(--ink);font-size:12px}.opt{font-size:12px;max-width:160px;
+overflow-wrap:anywhere}
+"""
+
+
+def write_report(
+    directory: Path,
+    records: Sequence[RowRecord],
+    rows: Sequence[CatalogRow],
+    *,
+    title: str,
+    runs: Sequence[tuple[float, float | None, str | None]],
+    workers: int = 4,
+) -> Path:
+    """Render the report of ``records`` into ``directory/report.html`` (atomically)."""
+    page = render_report(directory, records, rows, title=title, runs=runs, workers=workers)
+    return write_atomically(directory / REPORT_NAME, page)
+
+
+def render_report(
+    directory: Path,
+    records: Sequence[RowRecord],
+    rows: Sequence[CatalogRow],
+    *,
+    title: str,
+    runs: Sequence[tuple[float, float | None, str | None]],
+    workers: int = 4,
+) -> str:
+    """The report page as a string (see the module docstring)."""
+    sources: dict[Path | str, int] = {}
+    for record, row in zip(records, rows, strict=True):
+        for column in ("model_image", "garment_image"):
+            source = row.images.get(column)
+            if isinstance(source, Path) or (isinstance(source, str) and source[:5] == "data:"):
+                sources.setdefault(source, len(sources))
+        for name in record.files:
+            sources.setdefault(directory / name, len(sources))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        thumbs = dict(zip(sources, pool.map(_thumbnail, sources), strict=True))
+    css = "".join(
+        f'.i{index}{{background-image:url("{thumbs[source]}")}}\n'
+        for source, index in sources.items()
+        if thumbs[source] is not None
+    )
+    counts = Counter(record.state for record in records)
+    failures = [r for r in records if r.state in (State.FAILED, State.INVALID, State.UNCERTAIN)]
+    parts = [
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        '<meta name=viewport content="width=device-width,initial-scale=1">',
+        f"<title>Try-on report: {_e(title)}</title><style>{_STYLE}{css}</style></head><body>",
+        _header(title, records, counts, runs),
+    ]
+    if failures:
+        parts.append(f"<h2>Not done ({len(failures)})</h2>")
+        parts.append("<table><tr><th>row</th><th>status</th><th>error</th></tr>")
+        parts += [
+            f"<tr><td class=num><b>{r.row}</b> line {r.line}</td><td>{_badge(r.state)}</td>"
+            f"<td>{_error(r)}</td></tr>"
+            for r in failures
+        ]
+        parts.append("</table>")
+    parts.append(f"<h2>All rows ({len(records)})</h2><table>")
+    parts.append(
+        "<tr><th>row</th><th>model</th><th>garment</th><th>result</th><th>status</th></tr>"
+    )
+    for record, row in zip(records, rows, strict=True):
+        parts.append(_row(record, row, directory, sources, thumbs))
+    parts.append("</table></body></html>\n")
+    return "\n".join(parts)
+
+
+def _header(
+    title: str,
+    records: Sequence[RowRecord],
+    counts: Mapping[str, int],
+    runs: Sequence[tuple[float, float | None, str | None]],
+) -> str:
+    cards = f"<div class='card'><b>{len(records)}</b>rows</div>" + "".join(
+        f"<div class='card {state}'><b>{counts[state]}</b>{state}</div>"
+        for state in _ORDER
+        if counts.get(state) or state in (State.DONE, State.FAILED)
+    )
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    facts: list[tuple[str, str]] = []
+    if runs:
+        facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(runs[0][0]))))
+        spent = sum((end or start) - start for start, end, _ in runs)
+        killed = sum(1 for _, end, _ in runs if end is None)
+        note = f" ({killed} killed: their time is not counted)" if killed else ""
+        facts.append(("runs", f"{len(runs)}{note}"))
+        facts.append(("time spent", _seconds(spent)))
+        if spent > 0 and counts.get(State.DONE):
+            facts.append(("throughput", f"{counts[State.DONE] / spent * 60:.1f} done per minute"))
+    latencies = [
+        r.finished_at - r.submitted_at
+        for r in records
+        if r.state == State.DONE and r.finished_at and r.submitted_at
+    ]
+    if latencies:
+        p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else latencies[0]
+        facts.append(
+            ("submitted to finished", f"median {_seconds(statistics.median(latencies))}, "
+             f"p95 {_seconds(p95)}")
+        )  # fmt: skip
+    listing = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
+    return (
+        f"<header><h1>Try-on report</h1><p class=sub>{_e(title)} · generated {generated}</p>"
+        f"<div class=cards>{cards}</div><dl>{listing}</dl></header>"
+    )
+
+
+def _row(
+    record: RowRecord,
+    row: CatalogRow,
+    directory: Path,
+    sources: Mapping[Path | str, int],
+    thumbs: Mapping[Path | str, str | None],
+) -> str:
+    def image(source: Path | str | None, caption: str, link: str | None = None) -> str:
+        if source is None:
+            return "<div class='th none'>—</div>"
+        if source in sources and thumbs[source] is not None:
+            box = f"<div class='th i{sources[source]}' role=img aria-label='{_e(caption)}'></div>"
+        else:
+            box = f"<div class='th none'>{_e(caption)}<br>(no preview)</div>"
+        if link is not None:
+            box = f"<a href='{_e(quote(link))}'>{box}</a>"
+        return f"<div>{box}<span class=cap title='{_e(caption)}'>{_e(caption)}</span></div>"
+
+    def given(column: str) -> str:
+        value = str(record.inputs.get(column, ""))
+        if value.startswith("data:"):
+            return value[:24] + "..."
+        return value if value.startswith(("http://", "https://")) else value.rsplit("/", 1)[-1]
+
+    label = f"<br>{_e(record.label)}" if record.label else ""
+    options = "".join(
+        f"<div class=opt>{_e(name)}: {_e(value)}</div>" if name != "category" else
+        f"<div class=cat>{_e(value)}</div>"
+        for name, value in record.inputs.items()
+        if name not in ("model_image", "garment_image", "id")
+    )  # fmt: skip
+    outputs = [image(directory / name, name, link=name) for name in record.files]
+    pid = f"<div class=pid>{_e(record.prediction_id)}</div>" if record.prediction_id else ""
+    error = f"<div class=err>{_error(record)}</div>" if record.error_name else ""
+    return (
+        f"<tr><td class=num><b>{record.row}</b><br>line {record.line}{label}{options}</td>"
+        f"<td>{image(row.images.get('model_image'), given('model_image'))}</td>"
+        f"<td>{image(row.images.get('garment_image'), given('garment_image'))}</td>"
+        f"<td><div class=imgs>{''.join(outputs) or image(None, '')}</div></td>"
+        f"<td>{_badge(record.state)}{pid}{error}</td></tr>"
+    )
+
+
+def _error(record: RowRecord) -> str:
+    return f"<b>{_e(record.error_name or '')}</b> {_e(record.error_message or '')}"
+
+
+def _badge(state: str) -> str:
+    return f"<span class='badge {_e(state)}'>{_e(state)}</span>"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _seconds(value: float) -> str:
+    if value < 120:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(round(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+
+
+def _thumbnail(source: Path | str) -> str | None:
+    """A small JPEG of the image as a data URI, or None when it cannot be read."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with the cli extra
+        return None
+    try:
+        if isinstance(source, Path):
+            image = Image.open(source)
+        else:
+            data = base64.b64decode(source.partition(",")[2], validate=True)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            image.draft("RGB", THUMB_SIZE)
+            image.thumbnail(THUMB_SIZE)
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=80)
+    except (OSError, ValueError, binascii.Error, Image.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,180 @@
+"""Catalogs: CSV/TSV/JSONL rows validated one by one, bad rows kept with line numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fashn_async import ModelRequest, TryOnRequest
+from fashn_async.bulk import CatalogError, load_catalog
+from tests.bulk_support import write_images
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A folder with images/model_0.png, images/garment_0.png and a text file."""
+    write_images(tmp_path, 1, 1)
+    (tmp_path / "images" / "notes.png").write_text("not an image")
+    return tmp_path
+
+
+def _csv(folder: Path, text: str, name: str = "catalog.csv") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_rows_become_requests_with_paths_relative_to_the_catalog(folder: Path) -> None:
+    """Options are typed from text; image paths are resolved against the catalog's folder."""
+    path = _csv(
+        folder,
+        "model_image,garment_image,category,num_samples,long_top,guidance_scale\n"
+        "images/model_0.png,images/garment_0.png,tops,2,yes,2.5\n"
+        "images/model_0.png,https://cdn.example.com/g.png,bottoms,,,\n",
+    )
+    catalog = load_catalog(path)
+    first, second = catalog.rows
+    assert first.request == TryOnRequest(
+        model_image=folder / "images/model_0.png",
+        garment_image=folder / "images/garment_0.png",
+        category="tops",
+        num_samples=2,
+        long_top=True,
+        guidance_scale=2.5,
+    )
+    assert (first.row, first.line, second.row, second.line) == (1, 2, 2, 3)
+    assert second.ok
+    assert second.request.garment_image == "https://cdn.example.com/g.png"  # type: ignore[union-attr]
+    assert second.inputs == {
+        "model_image": "images/model_0.png",
+        "garment_image": "https://cdn.example.com/g.png",
+        "category": "bottoms",
+    }
+    assert catalog.bad == []
+
+
+def test_bad_rows_are_kept_with_their_line_and_the_problem(folder: Path) -> None:
+    """Missing file, non-image, bad category, bad option: each row names line and column."""
+    path = _csv(
+        folder,
+        "model_image,garment_image,category,seed\n"
+        "images/model_0.png,images/missing.png,tops,1\n"
+        "\n"  # a blank line is skipped, but counted
+        "images/notes.png,images/garment_0.png,tops,1\n"
+        "images/model_0.png,images/garment_0.png,hats,1\n"
+        "images/model_0.png,images/garment_0.png,tops,many\n"
+        "images/model_0.png,images/garment_0.png,tops,7\n"
+        "images/model_0.png,images/garment_0.png\n",
+    )
+    catalog = load_catalog(path)
+    problems = {row.line: row.error for row in catalog.bad}
+    assert set(problems) == {2, 4, 5, 6, 8}
+    assert "garment_image: no such file" in str(problems[2])
+    assert "missing.png" in str(problems[2])
+    assert "model_image: not an image" in str(problems[4])
+    assert "category: must be one of tops, bottoms, one-pieces" in str(problems[5])
+    assert "seed: expected an integer, got 'many'" in str(problems[6])
+    assert "expected 4 values" in str(problems[8])
+    assert [row.line for row in catalog.rows if row.ok] == [7]
+
+
+def test_a_quoted_multiline_value_keeps_later_line_numbers_right(folder: Path) -> None:
+    """A CSV record spanning two lines starts where it starts; the next row's line follows."""
+    path = _csv(
+        folder,
+        'id,model_image,garment_image,category\n"two\nlines",images/model_0.png,'
+        "images/garment_0.png,tops\nx,images/model_0.png,images/garment_0.png,socks\n",
+    )
+    first, second = load_catalog(path).rows
+    assert (first.line, first.label, first.ok) == (2, "two\nlines", True)
+    assert second.line == 4
+    assert not second.ok
+
+
+def test_jsonl_rows_and_broken_lines(folder: Path) -> None:
+    """JSONL: typed values pass as they are; broken JSON or a non-object is a bad row."""
+    good = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
+    lines = [
+        json.dumps({**good, "category": "one-pieces", "num_samples": 3}),
+        "{not json",
+        "[1, 2]",
+        "",
+        json.dumps({**good, "category": "tops", "cover_feet": 3}),
+        json.dumps({**good, "category": "tops", "colour": "red"}),
+    ]
+    catalog = load_catalog(_csv(folder, "\n".join(lines) + "\n", "catalog.jsonl"))
+    assert catalog.rows[0].ok
+    assert catalog.rows[0].request.num_samples == 3  # type: ignore[union-attr]
+    errors = {row.line: row.error for row in catalog.bad}
+    assert "not valid JSON" in str(errors[2])
+    assert "expected a JSON object" in str(errors[3])
+    assert "cover_feet: must be True or False" in str(errors[5])
+    assert "colour: unknown column" in str(errors[6])
+
+
+def test_model_name_sends_columns_as_inputs(folder: Path) -> None:
+    """With a model name, a row is a ModelRequest: text cells typed, output_format added."""
+    path = _csv(
+        folder,
+        "model_image\tgarment_image\tcategory\tmode\tseed\n"
+        "images/model_0.png\timages/garment_0.png\tauto\tquality\t5\n",
+        "catalog.tsv",
+    )
+    (row,) = load_catalog(path, model_name="tryon-v1.6", output_format="jpeg").rows
+    assert row.request == ModelRequest(
+        model_name="tryon-v1.6",
+        inputs={
+            "model_image": folder / "images/model_0.png",
+            "garment_image": folder / "images/garment_0.png",
+            "category": "auto",
+            "mode": "quality",
+            "seed": 5,
+            "output_format": "jpeg",
+        },
+    )
+
+
+def test_keys_are_stable_and_differ_by_row(folder: Path) -> None:
+    """The output name of a row comes from its number and inputs: the same on every load."""
+    text = "model_image,garment_image,category\n" + (
+        "images/model_0.png,images/garment_0.png,tops\n" * 2
+    )
+    path = _csv(folder, text)
+    first, again = load_catalog(path), load_catalog(path)
+    assert [r.key for r in first.rows] == [r.key for r in again.rows]
+    assert first.rows[0].key.startswith("row00001_")
+    assert first.rows[1].key.startswith("row00002_")
+    assert first.sha256 == again.sha256
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("catalog.xlsx", "", "unknown catalog format '.xlsx'"),
+        ("missing.csv", None, "no such file"),
+        ("catalog.csv", "", "the file is empty"),
+        ("catalog.csv", "model_image,category\n", "missing column garment_image"),
+        ("catalog.csv", "model_image,garment_image,category,model_image\n", "repeated column"),
+        ("catalog.csv", "model_image,garment_image,category\n", "has no rows"),
+        ("catalog.csv", "model_image,garment_image,category,colour\n", "unknown column colour"),
+    ],
+)
+def test_a_file_that_is_no_catalog_raises(
+    folder: Path, name: str, text: str | None, problem: str
+) -> None:
+    """A file unreadable as a catalog, or a bad header, raises CatalogError naming it."""
+    path = folder / name
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(CatalogError, match=problem):
+        load_catalog(path)
+
+
+def test_non_utf8_is_refused(folder: Path) -> None:
+    """A catalog that is not UTF-8 text says so, with the byte."""
+    path = folder / "catalog.csv"
+    path.write_bytes(b"model_image,garment_image,category\n\xff\n")
+    with pytest.raises(CatalogError, match="not UTF-8 text"):
+        load_catalog(path)

@@ -1,0 +1,149 @@
+"""The bulk CLI killed and interrupted for real: SIGKILL at random moments, then SIGINT.
+
+A standalone emulator (its own process, limits on, time x100) outlives every CLI run,
+so what it saw is the truth about what was submitted and paid.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.bulk_support import (
+    KEY,
+    cli,
+    cli_env,
+    control,
+    journal_counts,
+    read_manifest,
+    row_digests,
+    run_cli,
+    standalone_emulator,
+    write_catalog,
+)
+
+pytestmark = pytest.mark.looptime(False)  # real processes, real time
+
+SCALE = "0.01"
+
+
+def _batch_args(catalog: Path, out: Path, url: str, *more: str) -> list[str]:
+    return [
+        "batch", str(catalog), "--out", str(out), "--base-url", url, "--time-scale", SCALE,
+        "--progress", "lines", "--log-interval", "0.05", "--no-report", *more,
+    ]  # fmt: skip
+
+
+def test_sigkill_at_five_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -> None:
+    """200 rows, SIGKILL 5 times mid-job: every row once in the manifest, one accepted
+    submission per row (uncertain rows at most one, re-sent only with the flag), every
+    output a valid image."""
+    catalog = write_catalog(tmp_path, 200)
+    out = tmp_path / "results"
+    rng = random.Random(20240611)
+    with standalone_emulator("--time-scale", SCALE) as url:
+        args = _batch_args(catalog, out, url)
+        progress = []
+        for _ in range(5):
+            with subprocess.Popen(  # noqa: S603 - our own interpreter and code
+                cli(*args),
+                env=cli_env(FASHN_API_KEY=KEY),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ) as process:
+                time.sleep(rng.uniform(0.7, 1.6))
+                process.send_signal(signal.SIGKILL)
+                assert process.wait(timeout=30) == -signal.SIGKILL
+            progress.append(journal_counts(out))
+        final = run_cli(*args, FASHN_API_KEY=KEY)
+        report = control(url, "GET", "/_emulator/report")
+
+        done_after_kills = [counts.get("done", 0) for counts in progress]
+        assert done_after_kills == sorted(done_after_kills)  # progress is never undone
+        assert done_after_kills[-1] < 200, "the kills came too late to interrupt anything"
+        assert any(counts.get("submitted") for counts in progress), "no kill caught a row running"
+
+        manifest = read_manifest(out)
+        assert [entry["row"] for entry in manifest] == list(range(1, 201))
+        uncertain = {e["row"] for e in manifest if e["status"] == "uncertain"}
+        assert {e["status"] for e in manifest} <= {"done", "uncertain"}, final.stderr
+        assert final.returncode == (1 if uncertain else 0), final.stderr
+
+        digests = row_digests(catalog)
+        per_row = collections.Counter(digests[a["payload_digest"]] for a in report["accepted"])
+        for entry in manifest:
+            if entry["status"] == "done":
+                assert per_row[entry["row"]] == 1, entry
+            else:  # killed with its POST on the wire: it may or may not have landed
+                assert per_row[entry["row"]] <= 1, entry
+        assert report["duplicates"] == 0
+        accepted_ids = {a["id"] for a in report["accepted"]}
+        assert {e["prediction_id"] for e in manifest if e["status"] == "done"} <= accepted_ids
+
+        if uncertain:  # only the explicit flag sends them again
+            again = run_cli(*args, "--resend-uncertain", FASHN_API_KEY=KEY)
+            assert again.returncode == 0, again.stderr
+            manifest = read_manifest(out)
+            report = control(url, "GET", "/_emulator/report")
+            assert report["duplicates"] == sum(per_row[row] for row in uncertain)
+
+    assert all(entry["status"] == "done" for entry in manifest)
+    for entry in manifest:
+        assert len(entry["files"]) == 1
+        with Image.open(out / entry["files"][0]) as image:
+            image.verify()
+
+
+@pytest.mark.parametrize("leave_running", [False, True])
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, leave_running: bool) -> None:
+    """SIGINT mid-job: exit 130, running predictions cancelled on the server (or left
+    running with --leave-running), manifest written; the same command then finishes."""
+    catalog = write_catalog(tmp_path, 60)
+    out = tmp_path / "results"
+    with standalone_emulator("--time-scale", SCALE) as url:
+        args = _batch_args(catalog, out, url, *(["--leave-running"] if leave_running else []))
+        with subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            cli(*args),
+            env=cli_env(FASHN_API_KEY=KEY),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            assert process.stderr is not None
+            for line in process.stderr:  # wait until rows are running
+                if "progress" in line and "running 0 " not in line:
+                    break
+            time.sleep(0.3)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert "run the same command again to resume" in stderr
+        manifest = read_manifest(out)
+        assert len(manifest) == 60
+        statuses = collections.Counter(e["status"] for e in manifest)
+        assert statuses["done"] < 60
+        running = [e for e in manifest if e["status"] == "submitted"]
+        cancels = control(url, "GET", "/_emulator/report")["cancels"]
+        if leave_running:
+            assert cancels == []
+        else:
+            assert {e["prediction_id"] for e in running} <= set(cancels)
+
+        final = run_cli(*args, FASHN_API_KEY=KEY)
+        report = control(url, "GET", "/_emulator/report")
+    manifest = read_manifest(out)
+    uncertain = [e for e in manifest if e["status"] == "uncertain"]
+    assert final.returncode == (1 if uncertain else 0), final.stderr
+    assert all(e["status"] in ("done", "uncertain") for e in manifest)
+    # Charged once per done row: cancelled predictions are not charged, and a row whose
+    # prediction was left running was collected, not sent again.
+    assert report["credits_used"] == sum(e["status"] == "done" for e in manifest)
+    if leave_running:
+        assert report["duplicates"] == 0
