@@ -1,0 +1,208 @@
+"""Benchmark 1: throughput at the limit, and the 429s it costs.
+
+A batch of N try-ons against an emulator with the API's limits, on a compressed clock
+(``--scale``, 0.01 by default: an API minute in 0.6 s). Three clients, each in its own
+process, each against a fresh emulator with the same seeded latencies:
+
+* ours: ``asyncio.gather`` of ``client.run()``, with the client's own limits;
+* naive: ``asyncio.gather`` of ``run()`` with the client's submit limiter and in-flight
+  cap off, each call gated by ``aiolimiter.AsyncLimiter(R, W)`` (the status budget stays
+  on, so the naive client's 429s are its submissions');
+* official: ``asyncio.gather`` of the official SDK's ``predictions.subscribe()``, its
+  1 s poll interval scaled like everything else.
+
+Scenario ``window``: submit and status limits on, the in-flight cap off on both sides
+(ours runs ``Limits(in_flight=None)``). The wall time is compared with the issue's bound
+floor((N-1)/R)*W + latency, where latency is the longest of the last window's predictions
+(read from the report).
+
+Scenario ``all-limits``: the emulator's defaults, in-flight cap 6 included. The bound
+above is out of reach (25 predictions of 5 to 11 s cannot all run at once), so the wall
+time is compared with the best schedule possible under the window *and* the cap, given the
+same latencies: a clairvoyant client that submits each prediction the moment both allow
+(``_analysis.optimal_schedule``).
+
+    python benchmarks/bench_throughput.py [--quick] [--n 100 1000] [--scale 0.01]
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import _analysis as an
+import _harness as h
+
+NAME = "throughput"
+GOAL_RATIO = 1.02
+
+
+def _spec(client: str, scenario: str, url: str, n: int, scale: float) -> dict[str, Any]:
+    image = h.tiny_data_uri()
+    spec: dict[str, Any] = {
+        "client": client,
+        "url": url,
+        "n": n,
+        "scale": scale,
+        "model_image": image,
+        "garment_image": image,
+    }
+    if client == "ours":
+        spec["limits"] = "default" if scenario == "all-limits" else "no_in_flight"
+    elif client == "naive":
+        spec["limits"] = "naive"
+        spec["aiolimiter"] = list(h.SUBMIT)
+    else:
+        spec["poll_ms"] = max(round(1000 * scale), 1)
+    return spec
+
+
+def _ideal(scenario: str, latencies: list[float], n: int) -> dict[str, float]:
+    limit, period = h.SUBMIT
+    formula = an.formula_time(n, limit, period, an.last_group_latency(latencies, limit))
+    best = an.makespan(
+        an.optimal_schedule(
+            latencies,
+            limit=limit,
+            period=period,
+            in_flight=h.IN_FLIGHT if scenario == "all-limits" else None,
+        ),
+        latencies,
+    )
+    return {"formula_s": formula, "optimal_s": best}
+
+
+def measure(ns: list[int], scale: float, profile: bool) -> list[dict[str, Any]]:
+    """Every (scenario, N, client) run, in that order."""
+    runs: list[dict[str, Any]] = []
+    for scenario in ("window", "all-limits"):
+        in_flight = h.IN_FLIGHT if scenario == "all-limits" else None
+        config = h.emulator_config(scale=scale, in_flight=in_flight)
+        for n in ns:
+            latencies: list[float] = []
+            group: list[dict[str, Any]] = []
+            for client in ("ours", "naive", "official"):
+                with h.emulator(config) as emu:
+                    spec = _spec(client, scenario, emu.url, n, scale)
+                    if profile and client == "ours":
+                        spec["profile"] = str(h.RESULTS / f"profile_{NAME}_{scenario}_{n}.txt")
+                    result = h.run_client(spec)
+                    report = emu.report()
+                drawn = an.accepted_latencies(report)
+                if len(drawn) > len(latencies):
+                    latencies = drawn  # the same seeded sequence for every client
+                rejected = an.rejected_by_route(report)
+                group.append(
+                    {
+                        "scenario": scenario,
+                        "n": n,
+                        "client": client,
+                        "completed": result["completed"],
+                        "outcomes": result["outcomes"],
+                        "wall_api_s": result["wall_s"] / scale,
+                        "wall_real_s": result["wall_s"],
+                        "client_cpu_s": result["cpu_s"],
+                        "rejected_429": rejected,
+                        "max_submissions_in_window": report["max_submissions_in_window"],
+                        "max_status_in_window": report["max_status_in_window"],
+                        "max_in_progress": report["max_in_progress"],
+                        "accepted": len(report["accepted"]),
+                    }
+                )
+            ideal = _ideal(scenario, latencies[:n], n) if len(latencies) >= n else {}
+            bound = ideal.get("optimal_s" if scenario == "all-limits" else "formula_s", 0.0)
+            for run in group:
+                run.update(ideal)
+                run["bound_s"] = bound
+                run["ratio"] = an.ratio(run["wall_api_s"], bound)
+            runs.extend(group)
+    return runs
+
+
+def render(runs: list[dict[str, Any]], scale: float) -> str:
+    """The table of every run."""
+    rows = [
+        [
+            run["scenario"],
+            run["n"],
+            run["client"],
+            f"{run['completed']}/{run['n']}",
+            run["wall_api_s"],
+            run["bound_s"],
+            run["ratio"],
+            run["rejected_429"].get("run", 0),
+            run["rejected_429"].get("status", 0),
+            run["max_submissions_in_window"],
+            run["max_in_progress"],
+        ]
+        for run in runs
+    ]
+    headers = [
+        "scenario",
+        "N",
+        "client",
+        "done",
+        "wall (API s)",
+        "bound (API s)",
+        "wall/bound",
+        "429 run",
+        "429 status",
+        "max subs/60 s",
+        "max running",
+    ]
+    return (
+        f"Throughput at the limit (R=25/60 s, status 50/10 s, latency 5-11 s; "
+        f"time scale {scale:g}: 1 API s = {scale * 1000:g} ms)\n"
+        "bound = floor((N-1)/R)*W + last window's latency (window); best schedule under "
+        "window + in-flight cap 6, same latencies (all-limits)\n" + h.table(headers, rows)
+    )
+
+
+def goals(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per goal: met or missed, with the figures."""
+    lines = []
+    for run in runs:
+        if run["client"] != "ours":
+            continue
+        errors = run["rejected_429"]["total"]
+        met = run["ratio"] <= GOAL_RATIO and errors == 0 and run["completed"] == run["n"]
+        lines.append(
+            f"{'MET   ' if met else 'MISSED'} {run['scenario']} N={run['n']}: "
+            f"wall/bound {run['ratio']:.4f} (goal <= {GOAL_RATIO}), 429s {errors} (goal 0)"
+        )
+    return lines
+
+
+def main() -> None:
+    args_parser = h.parser(__doc__.splitlines()[0])
+    args_parser.add_argument("--n", type=int, nargs="+", help="batch sizes (default 100 1000)")
+    args_parser.add_argument("--scale", type=float, default=0.01, help="emulator time scale")
+    args = args_parser.parse_args()
+    ns = args.n or ([50, 200] if args.quick else [100, 1000])
+    started = time.monotonic()
+    info = h.machine()
+    runs = measure(ns, args.scale, args.profile)
+    text = render(runs, args.scale)
+    verdicts = goals(runs)
+    print(h.describe(info))
+    print(text)
+    print("\n".join(verdicts))
+    path, elapsed = h.save(
+        args.results,
+        NAME,
+        {
+            "command": h.command_line(),
+            "machine": info,
+            "time_scale": args.scale,
+            "goal": f"ours: wall/bound <= {GOAL_RATIO} and zero 429s",
+            "runs": runs,
+            "goals": verdicts,
+            "table": text,
+        },
+        started,
+    )
+    print(f"wrote {path} ({elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

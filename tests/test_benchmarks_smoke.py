@@ -1,0 +1,151 @@
+"""The benchmarks' pure helpers, on small hand-made inputs, so they cannot silently rot.
+
+The scripts in benchmarks/ import each other as top-level modules (they run as
+``python benchmarks/bench_x.py``), so the modules are loaded here from their files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import random
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from PIL import Image
+
+from fashn_async.testing import EmulatorConfig, WindowLimit
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_bench{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+an = _load("_analysis")
+harness = _load("_harness")
+launcher = _load("_emulator_proc")
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    """Percentiles interpolate linearly; the ends are the min and max; empty is NaN."""
+    assert an.percentile([4, 1, 3, 2], 50) == 2.5
+    assert an.percentile([4, 1, 3, 2], 0) == 1
+    assert an.percentile([4, 1, 3, 2], 100) == 4
+    assert an.percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 95) == pytest.approx(10.5)
+    assert an.percentile([7.0], 95) == 7.0
+    assert math.isnan(an.percentile([], 50))
+    with pytest.raises(ValueError, match="q must be"):
+        an.percentile([1], 101)
+
+
+def test_formula_time_counts_whole_windows_before_the_last_group() -> None:
+    """floor((N-1)/R)*W + latency: N=R is one window, N=R+1 two, N=1000 at 25/60 is 39."""
+    assert an.formula_time(1, 25, 60, 9.0) == 9.0
+    assert an.formula_time(25, 25, 60, 9.0) == 9.0
+    assert an.formula_time(26, 25, 60, 9.0) == 69.0
+    assert an.formula_time(1000, 25, 60, 10.0) == 39 * 60 + 10.0
+    assert an.last_group_latency([1, 9, 2, 3, 4], 2) == 4
+    assert an.last_group_latency([1, 9, 2, 3], 2) == 3
+
+
+def test_optimal_schedule_window_only_sends_groups_one_window_apart() -> None:
+    """Without a cap, groups of R go at 0, W, 2W... and the end is the last group's max."""
+    latencies = [5.0, 11.0, 7.0, 6.0, 8.0]
+    starts = an.optimal_schedule(latencies, limit=2, period=60.0, in_flight=None)
+    assert starts == [0.0, 0.0, 60.0, 60.0, 120.0]
+    assert an.makespan(starts, latencies) == 128.0
+    assert an.makespan(starts, latencies) == an.formula_time(
+        5, 2, 60.0, an.last_group_latency(latencies, 2)
+    )
+
+
+def test_optimal_schedule_waits_for_a_free_slot() -> None:
+    """With a cap, the next one goes when the earliest running one ends (slot free at t)."""
+    latencies = [5.0, 3.0, 4.0, 1.0]
+    starts = an.optimal_schedule(latencies, limit=10, period=60.0, in_flight=2)
+    assert starts == [0.0, 0.0, 3.0, 5.0]
+    assert an.makespan(starts, latencies) == 7.0
+    both = an.optimal_schedule([1.0, 1.0, 1.0], limit=2, period=10.0, in_flight=1)
+    assert both == [0.0, 1.0, 10.0]
+
+
+def test_optimal_schedule_never_breaks_its_constraints() -> None:
+    """On random latencies the schedule is ordered, within the window and within the cap."""
+    rng = random.Random(5)
+    for _ in range(50):
+        latencies = [rng.uniform(5, 11) for _ in range(rng.randint(1, 80))]
+        limit, cap = rng.randint(1, 25), rng.choice([None, 1, 3, 6])
+        starts = an.optimal_schedule(latencies, limit=limit, period=60.0, in_flight=cap)
+        assert starts == sorted(starts)
+        assert an.max_in_window(starts, 60.0) <= limit
+        if cap is not None:
+            spans = list(zip(starts, latencies, strict=True))
+            for t in starts:
+                assert sum(1 for s, lat in spans if s <= t < s + lat) <= cap
+
+
+def test_max_in_window_is_half_open() -> None:
+    """An event at t and one at t + W never share a window."""
+    assert an.max_in_window([0.0, 59.9, 60.0], 60.0) == 2
+    assert an.max_in_window([0.0, 0.0, 30.0, 59.0], 60.0) == 4
+    assert an.max_in_window([], 60.0) == 0
+
+
+def test_report_readers() -> None:
+    """Latencies in acceptance order (canceled left out), detection lags, 429s by route."""
+    report = {
+        "accepted": [{"id": "a", "time": 1.0}, {"id": "b", "time": 2.0}, {"id": "c", "time": 3.0}],
+        "terminal_at": {"a": 9.0, "b": 7.5, "c": 4.0},
+        "first_seen_terminal": {"a": 9.25, "b": 8.5},
+        "statuses": {"a": "completed", "b": "failed", "c": "canceled"},
+        "rejected": {"RateLimitExceeded": 3, "ConcurrencyLimitExceeded": 1},
+        "rejected_by_route": {"run": 4},
+    }
+    assert an.accepted_latencies(report) == [8.0, 5.5]
+    assert sorted(an.detection_lags(report)) == [0.25, 1.0]
+    assert an.rejected_by_route(report) == {"run": 4, "total": 4}
+    assert an.ratio(3.0, 2.0) == 1.5
+    assert math.isnan(an.ratio(1.0, 0.0))
+
+
+def test_tiny_png_is_an_image() -> None:
+    """The benchmarks' input image is a real 16x16 PNG, sent as a data URI."""
+    with Image.open(io.BytesIO(harness.tiny_png())) as image:
+        assert image.size == (16, 16)
+    assert harness.tiny_data_uri().startswith("data:image/png;base64,")
+
+
+def test_table_aligns_numbers_right_and_text_left() -> None:
+    """Markdown table: text columns left-aligned, numbers right-aligned and formatted."""
+    text = harness.table(["name", "value"], [["ours", 1.23456], ["official", 1234567]])
+    assert text.splitlines() == [
+        "| name     | value     |",
+        "|----------|-----------|",
+        "| ours     |      1.23 |",
+        "| official | 1,234,567 |",
+    ]
+    assert harness.fmt(float("nan")) == "-"
+
+
+def test_emulator_config_from_json() -> None:
+    """The launcher turns [limit, period] pairs into WindowLimits and keeps the key."""
+    config = launcher.config_from_json(
+        {"time_scale": 0.01, "latency": [0, 0], "submit_limit": [25, 60], "status_limit": None},
+        "k",
+    )
+    assert isinstance(config, EmulatorConfig)
+    assert config.submit_limit == WindowLimit(25, 60.0)
+    assert config.status_limit is None
+    assert config.latency == (0.0, 0.0)
+    assert config.api_key == "k"
