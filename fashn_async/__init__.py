@@ -7,6 +7,7 @@ polling, and streaming batches that cancel what they started when you leave.
 from fashn_async import errors
 from fashn_async._batch import Batch, BatchProgress
 from fashn_async._client import AsyncFashn
+from fashn_async._coordination import RedisCoordination
 from fashn_async._limits import Limits, Rate
 from fashn_async._models import Credits, ModelRequest, Prediction, PredictionStatus, TryOnRequest
 from fashn_async._polling import Polling
@@ -26,6 +27,7 @@ __all__ = [
     "Prediction",
     "PredictionStatus",
     "Rate",
+    "RedisCoordination",
     "RetryPolicy",
     "TryOnRequest",
     "TryOnResult",

@@ -13,6 +13,7 @@ import aiohttp
 import anyio
 
 from fashn_async._batch import Batch, BatchInput, BatchProgress
+from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
 from fashn_async._http import Transport
 from fashn_async._limits import Limits
@@ -38,6 +39,8 @@ from fashn_async.errors import (
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from fashn_async._coordination._coordinator import Coordinator
+
 __all__ = ["AsyncFashn"]
 
 DEFAULT_BASE_URL = "https://api.fashn.ai"
@@ -56,6 +59,17 @@ def _request_from(request: Request | None, fields: dict[str, Any]) -> Request:
         return TryOnRequest(**fields)
     except TypeError as exc:
         raise InvalidRequestError(str(exc).replace("__init__()", "TryOnRequest")) from None
+
+
+def _check_coordination(value: object) -> RedisCoordination | None:
+    if value is None or isinstance(value, RedisCoordination):
+        return value
+    if isinstance(value, str):
+        return RedisCoordination(value)
+    raise ConfigurationError(
+        "coordination must be a redis:// URL, a RedisCoordination or None, "
+        f"got {type(value).__name__}"
+    )
 
 
 def _check_base_url(base_url: str) -> str:
@@ -77,9 +91,19 @@ class AsyncFashn:
         timeout: Seconds one HTTP request may take in all.
         connect_timeout: Seconds to establish a connection.
         max_connections: Size of the connection pool.
+        coordination: Share the key's limits (submissions, status budget, in-flight cap)
+            with every process using the same Redis server: a ``redis://`` URL or a
+            :class:`RedisCoordination`. ``None`` keeps them in this process.
 
     Raises:
         ConfigurationError: no API key, or a bad option.
+        CoordinationError: (on ``async with``) the Redis server cannot be reached.
+
+    With ``coordination``, any number of processes on any number of hosts using one key
+    stay within its limits together: the rolling windows are kept on the Redis server's
+    clock, a 429 seen by one process pauses all of them, and the in-flight slots of a
+    process that dies come back after ``lease_ttl``. If Redis goes away mid-run, each
+    process keeps to its share of the limits until it is back (``RedisCoordination``).
     """
 
     def __init__(
@@ -93,6 +117,7 @@ class AsyncFashn:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         max_connections: int = 100,
+        coordination: str | RedisCoordination | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
         if not key or not isinstance(key, str) or not key.strip():
@@ -104,6 +129,10 @@ class AsyncFashn:
             raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
         self.base_url = _check_base_url(base_url)
         self.limits = limits
+        self.coordination = _check_coordination(coordination)
+        self._coordinator: Coordinator | None = (
+            self.coordination.coordinator(api_key=key.strip()) if self.coordination else None
+        )
         self._transport = Transport(
             base_url=self.base_url,
             api_key=key.strip(),
@@ -116,17 +145,26 @@ class AsyncFashn:
             limits=limits,
             polling=polling or Polling(),
             retry=retry or RetryPolicy(),
+            backend=self._coordinator,
         )
 
     def __repr__(self) -> str:
         engine = self._engine
+        shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
         return (
             f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.slots.in_use}/"
-            f"{self.limits.in_flight} transport={self._transport!r}>"
+            f"{self.limits.in_flight}{shared} transport={self._transport!r}>"
         )
 
     async def __aenter__(self) -> AsyncFashn:
-        await self._transport.open()
+        if self._coordinator is not None:
+            await self._coordinator.start()
+        try:
+            await self._transport.open()
+        except BaseException:
+            if self._coordinator is not None:
+                await self._coordinator.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -138,14 +176,18 @@ class AsyncFashn:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel open batches (remotely too), then close the HTTP session."""
+        """Cancel open batches (remotely too), close the HTTP session, leave Redis."""
         batches = list(self._engine.batches)
         for task in batches:
             task.cancel()
         if batches:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(batches)
-        await self._transport.close()
+        try:
+            await self._transport.close()
+        finally:
+            if self._coordinator is not None:
+                await self._coordinator.aclose()
 
     # -- one prediction ----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import anyio
 
 from fashn_async._http import Response, Transport
 from fashn_async._images import encode_image
-from fashn_async._limits import Limits, Slots, WindowLimiter
+from fashn_async._limits import Lease, LimiterBackend, Limits, LocalBackend, RateLimiter
 from fashn_async._models import PredictionStatus, Request, converter
 from fashn_async._polling import CompletionModel, Polling, done_probability, next_poll_delay
 from fashn_async._retry import RetryPolicy
@@ -61,27 +61,42 @@ class Prepared:
 
 
 class Engine:
-    """Limits, retries and polling for one client."""
+    """Limits, retries and polling for one client.
+
+    Its submit limiter, status budget and in-flight slots come from ``backend``: this
+    process's own (the default), or ones shared with other processes through Redis.
+    """
 
     def __init__(
-        self, transport: Transport, *, limits: Limits, polling: Polling, retry: RetryPolicy
+        self,
+        transport: Transport,
+        *,
+        limits: Limits,
+        polling: Polling,
+        retry: RetryPolicy,
+        backend: LimiterBackend | None = None,
     ) -> None:
         self.transport = transport
         self.limits = limits
         self.retry = retry
+        backend = backend if backend is not None else LocalBackend()
         margin = limits.margin
-        self.submit_limiter = WindowLimiter(limits.submit, margin=margin) if limits.submit else None
-        self.status_budget = WindowLimiter(limits.status, margin=margin) if limits.status else None
+        self.submit_limiter: RateLimiter | None = (
+            backend.window("submit", limits.submit, margin=margin) if limits.submit else None
+        )
+        self.status_budget: RateLimiter | None = (
+            backend.window("status", limits.status, margin=margin) if limits.status else None
+        )
         self.credits_limiter = (
             aiolimiter.AsyncLimiter(limits.credits.limit, limits.credits.period)
             if limits.credits
             else None
         )
-        self.slots = Slots(limits.in_flight)
+        self.slots = backend.slots(limits.in_flight)
         self.model = CompletionModel(polling)
         self._rng = random.Random()  # noqa: S311 - jitter only
         # Predictions submitted through the bare submit() hold a slot until seen done.
-        self._held: set[str] = set()
+        self._held: dict[str, Lease] = {}
         #: Supervisor tasks of open batches; the client's exit cancels and awaits them.
         self.batches: set[asyncio.Future[None]] = set()
 
@@ -154,20 +169,20 @@ class Engine:
 
     async def submit_holding(self, prepared: Prepared) -> str:
         """Take an in-flight slot, submit, and keep the slot until the id is seen done."""
-        await self.slots.acquire()
+        lease = await self.slots.acquire()
         try:
             prediction_id = await self.post_run(prepared)
         except BaseException:
-            self.slots.release()
+            self.slots.release(lease)
             raise
-        self._held.add(prediction_id)
+        self._held[prediction_id] = lease
         return prediction_id
 
     def seen_done(self, prediction_id: str) -> None:
         """A held prediction was seen terminal: give its slot back."""
-        if prediction_id in self._held:
-            self._held.discard(prediction_id)
-            self.slots.release()
+        lease = self._held.pop(prediction_id, None)
+        if lease is not None:
+            self.slots.release(lease)
 
     # -- GETs --------------------------------------------------------------------------
 
@@ -175,7 +190,7 @@ class Engine:
         self,
         path: str,
         *,
-        limiter: WindowLimiter | None,
+        limiter: RateLimiter | None,
         priority: float = USER_PRIORITY,
     ) -> Response:
         """GET with retries on connection errors, timeouts, 5xx and 429s."""
@@ -279,7 +294,7 @@ class Engine:
         (a resumable job collects it later); one whose POST is still on the wire is
         cancelled all the same, as nobody could learn its id.
         """
-        await self.slots.acquire()
+        lease = await self.slots.acquire()
         try:
             prediction_id = await self.post_run(prepared, on_sending=on_sending)
             submitted_at = asyncio.get_running_loop().time()
@@ -292,7 +307,7 @@ class Engine:
                     await self.cancel_quietly(prediction_id)
                 raise
         finally:
-            self.slots.release()
+            self.slots.release(lease)
 
     async def wait_existing(self, prediction_id: str, *, cancel: bool = True) -> PredictionStatus:
         """Poll a prediction submitted earlier (by another run, say) to its end.
@@ -300,10 +315,9 @@ class Engine:
         It holds an in-flight slot while polled, as the server counts it in progress. If
         we are cancelled, the prediction is cancelled remotely unless ``cancel`` is False.
         """
-        if prediction_id in self._held:  # submitted by this client's submit(): its slot
-            self._held.discard(prediction_id)
-        else:
-            await self.slots.acquire()
+        # Submitted by this client's submit(): it holds its slot already.
+        held = self._held.pop(prediction_id, None)
+        lease = held if held is not None else await self.slots.acquire()
         try:
             try:
                 # Its age is unknown: assume it is at least as old as the earliest likely
@@ -316,7 +330,7 @@ class Engine:
                     await self.cancel_quietly(prediction_id)
                 raise
         finally:
-            self.slots.release()
+            self.slots.release(lease)
 
     async def _send_run(self, prepared: Prepared) -> Response:
         """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.

@@ -12,6 +12,13 @@ are the right ones; the client uses it for GET /v1/credits, whose limit is soft.
 Waiters are served in order of priority, then arrival (plain FIFO when every priority
 is equal, as for submissions); a waiter cancelled before it could use its grant gives
 the capacity back. A 429 pauses the whole limiter until Retry-After.
+
+The engine knows its limiters only through the protocols :class:`RateLimiter` and
+:class:`SlotGate`, made by a :class:`LimiterBackend`: :class:`LocalBackend` gives the
+in-process ones here, ``fashn_async._coordination`` gives ones shared by many processes
+through Redis. ``pause()`` and ``release()`` are synchronous on purpose: they are called
+from ``finally`` blocks and error paths, where awaiting I/O could itself be cancelled; a
+shared backend applies them locally at once and forwards them from its own task.
 """
 
 from __future__ import annotations
@@ -20,13 +27,24 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
 
 from fashn_async._validators import positive
 
-__all__ = ["Limits", "Rate", "Slots", "WindowLimiter"]
+__all__ = [
+    "Lease",
+    "LimiterBackend",
+    "Limits",
+    "LocalBackend",
+    "Rate",
+    "RateLimiter",
+    "SlotGate",
+    "Slots",
+    "WindowLimiter",
+]
 
 # A timer that fires a hair before an event leaves the window (float residue in loop
 # time) is re-armed at least this far ahead, so it can never spin in place. Admission
@@ -97,6 +115,75 @@ class Limits:
     def unlimited(cls) -> Limits:
         """No client-side limits at all (for a server without them)."""
         return cls(submit=None, status=None, in_flight=None, credits=None, margin=0.0)
+
+
+#: What a slot gate hands out and takes back; opaque to its holder.
+Lease: TypeAlias = Hashable
+
+
+class RateLimiter(Protocol):
+    """Grants units of a rolling-window limit, in order of priority then arrival."""
+
+    @property
+    def rate(self) -> Rate:
+        """The limit and its window."""
+        ...
+
+    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> None:
+        """Wait until ``amount`` units fit, then take them; ValueError if they never can."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds`` (a 429 was seen); extends, never shortens."""
+        ...
+
+
+class SlotGate(Protocol):
+    """At most ``capacity`` holders of a slot at once, served in arrival order."""
+
+    @property
+    def in_use(self) -> int:
+        """Slots held now (by this process)."""
+        ...
+
+    async def acquire(self) -> Lease:
+        """Wait for a free slot; the lease returned is what :meth:`release` takes."""
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give the slot of ``lease`` back."""
+        ...
+
+
+class LimiterBackend(Protocol):
+    """Makes the limiters of one client: in-process, or shared through a server."""
+
+    def window(
+        self, name: Literal["submit", "status"], rate: Rate, *, margin: float
+    ) -> RateLimiter:
+        """A rolling-window limiter; ``name`` tells apart the limits of one key."""
+        ...
+
+    def slots(self, capacity: int | None) -> SlotGate:
+        """An in-flight gate; ``None`` means no cap."""
+        ...
+
+
+class LocalBackend:
+    """Limiters for this process alone: :class:`WindowLimiter` and :class:`Slots`."""
+
+    def __repr__(self) -> str:
+        return "<LocalBackend>"
+
+    def window(
+        self, name: Literal["submit", "status"], rate: Rate, *, margin: float
+    ) -> WindowLimiter:
+        """A strict sliding-log limiter in this process."""
+        return WindowLimiter(rate, margin=margin)
+
+    def slots(self, capacity: int | None) -> Slots:
+        """A FIFO in-flight gate in this process."""
+        return Slots(capacity)
 
 
 class WindowLimiter:
@@ -228,18 +315,20 @@ class Slots:
         self.capacity = capacity
         self._semaphore = asyncio.Semaphore(capacity) if capacity is not None else None
         self.in_use = 0
+        self._leases = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"<Slots {self.in_use}/{self.capacity if self.capacity is not None else 'inf'}>"
 
-    async def acquire(self) -> None:
-        """Wait for a free slot and take it."""
+    async def acquire(self) -> int:
+        """Wait for a free slot and take it; returns a lease number."""
         if self._semaphore is not None:
             await self._semaphore.acquire()
         self.in_use += 1
+        return next(self._leases)
 
-    def release(self) -> None:
-        """Give a slot back."""
+    def release(self, lease: Lease | None = None) -> None:
+        """Give a slot back (any holder's: local slots are interchangeable)."""
         self.in_use -= 1
         if self._semaphore is not None:
             self._semaphore.release()

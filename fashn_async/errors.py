@@ -8,6 +8,7 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── InvalidRequestError           a request that fails validation locally (ValueError)
     │   └── ImageInputError           missing file, not an image, bad URL or data URI
     ├── ClientClosedError             the client is not open (RuntimeError)
+    ├── CoordinationError             the Redis server sharing the limits is unreachable
     ├── TransportError                the network failed us
     │   ├── ConnectError              no connection: the request was never sent
     │   ├── NetworkTimeoutError       no answer in time (TimeoutError)
@@ -50,6 +51,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConcurrencyLimitExceededError",
+    "CoordinationError",
     "ConfigurationError",
     "ConnectError",
     "ConnectionDroppedError",
@@ -155,6 +157,14 @@ class ImageInputError(InvalidRequestError):
 
 class ClientClosedError(FashnError, RuntimeError):
     """The client was used outside ``async with`` or after it was closed."""
+
+
+class CoordinationError(FashnError):
+    """The Redis server that shares the key's limits could not be reached at start.
+
+    The message names the server's URL with any password masked. Once running, losing
+    Redis is not an error: each process keeps to its share of the limits until it is back.
+    """
 
 
 class TransportError(FashnError):

@@ -1,0 +1,93 @@
+"""RedisCoordination: the one option that shares a key's limits through Redis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
+
+import attrs
+
+from fashn_async._validators import positive
+from fashn_async.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fashn_async._coordination._coordinator import Coordinator
+
+__all__ = ["RedisCoordination", "masked_url"]
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password (in the authority or the query) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable URL>"
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if name.lower() == "password" else f"{name}={value}" if sep else name
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
+
+
+def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in _SCHEMES:
+        shown = masked_url(value) if isinstance(value, str) else repr(value)
+        raise ConfigurationError(
+            f"coordination must be a redis://, rediss:// or unix:// URL, got {shown!r}"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigurationError(f"the Redis URL {masked_url(value)!r} names no host")
+
+
+def _check_prefix(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
+    if not isinstance(value, str) or not value or any(c in value for c in "{}"):
+        raise ConfigurationError(f"prefix must be a non-empty string without braces, got {value!r}")
+
+
+@attrs.frozen
+class RedisCoordination:
+    """Share one API key's limits with every process that uses the same Redis server.
+
+    ``AsyncFashn(coordination="redis://host:6379/0")`` is short for
+    ``AsyncFashn(coordination=RedisCoordination("redis://host:6379/0"))``. Every process
+    must use the same :class:`~fashn_async.Limits` (each enforces its own numbers).
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
+            ``unix://path``; its password is never shown.
+        lease_ttl: Seconds an in-flight slot outlives a process that died holding it.
+            Live processes renew theirs every ``lease_ttl / 3`` seconds.
+        poll_interval: Seconds between two tries of a process waiting for an in-flight
+            slot another process holds (one of its own is handed over at once).
+        timeout: Seconds one Redis call may take before Redis counts as gone.
+        prefix: The first part of every Redis key.
+    """
+
+    url: str = attrs.field(validator=_check_url, repr=masked_url)
+    lease_ttl: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    poll_interval: float = attrs.field(default=0.1, validator=positive, kw_only=True)
+    timeout: float = attrs.field(default=2.0, validator=positive, kw_only=True)
+    prefix: str = attrs.field(default="fashn", validator=_check_prefix, kw_only=True)
+
+    def coordinator(self, *, api_key: str) -> Coordinator:
+        """The per-client coordinator; needs the ``redis`` extra.
+
+        Raises:
+            ConfigurationError: the ``redis`` package is not installed.
+        """
+        try:
+            from fashn_async._coordination._coordinator import Coordinator
+        except ImportError as exc:
+            raise ConfigurationError(
+                "coordination through Redis needs the redis extra: "
+                f"pip install 'fashn-async[redis]' ({exc})"
+            ) from None
+        return Coordinator(self, api_key=api_key)

@@ -1,0 +1,166 @@
+"""In-flight slots shared through Redis: leases that expire if their process dies."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+from redis.exceptions import RedisError
+
+from fashn_async._coordination import _scripts
+from fashn_async._limits import Lease
+
+if TYPE_CHECKING:
+    from fashn_async._coordination._coordinator import Coordinator
+
+__all__ = ["SharedSlots"]
+
+
+class SharedSlots:
+    """At most ``capacity`` leases held at once by all the clients of one key.
+
+    A lease is a member of a Redis sorted set scored by its expiry; the coordinator's
+    heartbeat renews the leases this process holds, so those of a killed process vanish
+    within ``lease_ttl``. Waiters of this process are served in arrival order by one task
+    (:meth:`run`) that asks Redis for the head waiter only; processes waiting for a slot
+    queue in Redis in arrival order, so one busy process cannot keep handing its own
+    slots to itself. A slot another process frees is noticed within ``poll_interval``.
+
+    While Redis is away, this process holds at most a ``1/peers`` share of the capacity
+    (the leases it holds count); once Redis is back, the heartbeat writes its leases back.
+    """
+
+    def __init__(self, coordinator: Coordinator, capacity: int) -> None:
+        self.capacity = capacity
+        self._co = coordinator
+        self._keys = [
+            coordinator.key("leases"),
+            coordinator.key("queue"),
+            coordinator.key("members"),
+        ]
+        self._held: set[str] = set()
+        self._waiters: deque[asyncio.Future[str]] = deque()
+        self._released: list[str] = []
+        self._ids = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._share: int | None = None
+        self._failed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        where = "shared" if self._share is None else f"local share {self._share}"
+        return (
+            f"<SharedSlots {len(self._held)} held of {self.capacity} {where} "
+            f"waiting={len(self._waiters)}>"
+        )
+
+    @property
+    def in_use(self) -> int:
+        """Leases this process holds."""
+        return len(self._held)
+
+    @property
+    def held(self) -> list[str]:
+        """The ids of the leases this process holds."""
+        return sorted(self._held)
+
+    async def acquire(self) -> str:
+        """Wait for a slot free across all processes; returns its lease."""
+        self._co.check_open()
+        if self._failed is not None:
+            raise self._failed
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        if self._waiters[0] is future:
+            self._wake.set()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(future.result())  # granted, never used
+            elif future in self._waiters:
+                self._waiters.remove(future)
+            raise
+
+    def release(self, lease: Lease) -> None:
+        """Give the slot of ``lease`` back; Redis hears of it from :meth:`run`."""
+        if lease in self._held:
+            assert isinstance(lease, str)
+            self._held.discard(lease)
+            if self._share is None:
+                self._released.append(lease)
+            self._wake.set()
+
+    # -- the task that talks to Redis --------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the head waiter and forward releases; owned by the coordinator."""
+        while True:
+            self._wake.clear()
+            while self._waiters and self._waiters[0].done():
+                self._waiters.popleft()
+            if self._share is not None:  # Redis is away
+                if self._waiters and len(self._held) < self._share:
+                    self._grant(f"{self._co.owner}.{next(self._ids)}")
+                    continue
+                await self._wake.wait()
+                continue
+            try:
+                await self.flush()
+                if not self._waiters:
+                    await self._wake.wait()
+                    continue
+                lease = f"{self._co.owner}.{next(self._ids)}"
+                args = [
+                    self.capacity,
+                    round(self._co.config.lease_ttl * 1e6),
+                    lease,
+                    self._co.owner,
+                ]
+                granted, _ = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
+            except RedisError as exc:
+                self._co.lost(exc)
+                continue
+            if granted:
+                self._grant(lease)
+                continue
+            with anyio.move_on_after(self._co.config.poll_interval):
+                await self._wake.wait()
+
+    def _grant(self, lease: str) -> None:
+        self._held.add(lease)
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(lease)
+                return
+        self.release(lease)  # every waiter left while we asked
+
+    async def flush(self) -> None:
+        """Remove the leases released since the last call from Redis."""
+        if self._released:
+            leases, self._released = self._released, []
+            await self._co.zrem(self._keys[0], leases)
+
+    # -- Redis away and back -----------------------------------------------------------
+
+    def go_local(self, peers: int) -> None:
+        """Redis is gone: hold at most a 1/peers share of the capacity."""
+        self._share = max(1, self.capacity // peers)
+        self._released.clear()
+        self._wake.set()
+
+    def rejoined(self) -> None:
+        """Redis is back (the heartbeat has written our leases back): share again."""
+        self._share = None
+        self._wake.set()
+
+    def fail(self, error: BaseException) -> None:
+        """The coordination broke (a bug): every waiter gets ``error``."""
+        self._failed = error
+        waiters, self._waiters = self._waiters, deque()
+        for future in waiters:
+            if not future.done():
+                future.set_exception(error)

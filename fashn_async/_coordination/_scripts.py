@@ -1,0 +1,138 @@
+"""The Lua scripts: each runs atomically on the Redis server, on the server's clock.
+
+Times are integer microseconds from Redis ``TIME``; they stay exact in Lua's doubles (2**53
+us is 285 years) and are written back with ``%d`` so no digit is lost. Windows are
+half-open like the local limiter's: a grant at ``t`` stops counting at ``t + window``.
+Scripts that read ``TIME`` and then write need effect replication (Redis >= 5).
+"""
+
+from __future__ import annotations
+
+__all__ = ["HEARTBEAT", "LEASE_ACQUIRE", "PAUSE", "REPLAY", "WINDOW_ACQUIRE"]
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function int(x) return string.format('%d', x) end
+"""
+
+#: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time), pause-until.
+#: ARGV: limit, window (us), amount, grant id.
+#: Returns {1, now} when granted, or {0, microseconds until it could be}.
+WINDOW_ACQUIRE = (
+    _NOW
+    + """
+local limit, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > now then
+  return {0, paused - now}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
+local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local used = 0
+for i = 1, #log, 2 do
+  used = used + tonumber(string.match(log[i], ':(%d+)$'))
+end
+if used + amount <= limit then
+  redis.call('ZADD', KEYS[1], int(now), ARGV[4] .. ':' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return {1, now}
+end
+local excess = used + amount - limit
+for i = 1, #log, 2 do
+  excess = excess - tonumber(string.match(log[i], ':(%d+)$'))
+  if excess <= 0 then
+    return {0, tonumber(log[i + 1]) + window - now}
+  end
+end
+return {0, window}
+"""
+)
+
+#: KEYS: pause-until. ARGV: microseconds. Extends the pause, never shortens it.
+#: Returns the pause's end (us, server time).
+PAUSE = (
+    _NOW
+    + """
+local length = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now + length > current then
+  redis.call('SET', KEYS[1], int(now + length), 'PX', math.ceil(length / 1000) + 1000)
+  return now + length
+end
+return current
+"""
+)
+
+#: KEYS: grant log. ARGV: window (us), then pairs of (age in us, member).
+#: Puts back grants made while Redis was away (or lost with it), dated by their age.
+REPLAY = (
+    _NOW
+    + """
+local window = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local age = tonumber(ARGV[i])
+  if age < window then
+    redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+return #ARGV
+"""
+)
+
+#: KEYS: leases (zset of lease ids scored by expiry), queue (zset of owners scored by
+#: arrival), members (zset of live owners scored by expiry).
+#: ARGV: capacity, lease ttl (us), lease id, owner.
+#: The owners waiting are served in arrival order; one that died leaves the queue when
+#: its membership expires. Returns {1, free slots left} or {0, owners ahead of us}.
+LEASE_ACQUIRE = (
+    _NOW
+    + """
+local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local owner = ARGV[4]
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
+redis.call('ZADD', KEYS[3], int(now + ttl), owner)
+for _, waiting in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if not redis.call('ZSCORE', KEYS[3], waiting) then
+    redis.call('ZREM', KEYS[2], waiting)
+  end
+end
+local free = capacity - redis.call('ZCARD', KEYS[1])
+local ahead = redis.call('ZRANK', KEYS[2], owner) or redis.call('ZCARD', KEYS[2])
+local keep = math.ceil(ttl / 1000) * 2
+if ahead < free then
+  redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[3])
+  redis.call('ZREM', KEYS[2], owner)
+  redis.call('PEXPIRE', KEYS[1], keep)
+  redis.call('PEXPIRE', KEYS[3], keep)
+  return {1, free - 1}
+end
+redis.call('ZADD', KEYS[2], 'NX', int(now), owner)
+redis.call('PEXPIRE', KEYS[2], keep)
+redis.call('PEXPIRE', KEYS[3], keep)
+return {0, ahead - math.max(free, 0) + 1}
+"""
+)
+
+#: KEYS: leases, members. ARGV: ttl (us), owner, then the lease ids the owner holds.
+#: Renews the owner and its leases (putting back any that were lost); returns how many
+#: owners are alive.
+HEARTBEAT = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[1])
+local keep = math.ceil(ttl / 1000) * 2
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
+redis.call('ZADD', KEYS[2], int(now + ttl), ARGV[2])
+redis.call('PEXPIRE', KEYS[2], keep)
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[i])
+end
+if #ARGV > 2 then
+  redis.call('PEXPIRE', KEYS[1], keep)
+end
+return redis.call('ZCARD', KEYS[2])
+"""
+)
