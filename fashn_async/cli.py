@@ -307,6 +307,13 @@ def emulator(
 @click.option(
     "--deadline", type=float, default=None, help="Give up (and cancel) after this many s."
 )
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.0001, 1.0),
+    default=1.0,
+    show_default=True,
+    help="For an emulator started with this --time-scale: scales limits and polling.",
+)
 def run(
     model_image: str,
     garment_image: str,
@@ -315,6 +322,7 @@ def run(
     api_key: str | None,
     base_url: str,
     deadline: float | None,
+    time_scale: float,
 ) -> None:
     """Run one try-on and save its outputs; their paths are printed on stdout."""
 
@@ -322,7 +330,12 @@ def run(
         return value if value.startswith(("http://", "https://", "data:")) else Path(value)
 
     async def go() -> int:
-        async with AsyncFashn(api_key=api_key, base_url=base_url) as client:
+        async with AsyncFashn(
+            api_key=api_key,
+            base_url=base_url,
+            limits=Limits().scaled(time_scale),
+            polling=Polling().scaled(time_scale),
+        ) as client:
             result = await client.run(
                 model_image=image(model_image),
                 garment_image=image(garment_image),

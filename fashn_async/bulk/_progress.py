@@ -203,7 +203,10 @@ def make_display(
         return QuietDisplay()
     if mode == "bar" or (mode == "auto" and console.is_terminal):
         return RichDisplay(console)
-    return LineDisplay(interval=interval)
+    return LineDisplay(
+        lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True),
+        interval=interval,
+    )
 
 
 def _stderr(text: str) -> None:

@@ -187,9 +187,9 @@ def _row(
     thumbs: Mapping[Path | str, str | None],
 ) -> str:
     def image(source: Path | str | None, caption: str, link: str | None = None) -> str:
-        if source is None:
+        if source is None and not caption:
             return "<div class='th none'>—</div>"
-        if source in sources and thumbs[source] is not None:
+        if source is not None and source in sources and thumbs[source] is not None:
             box = f"<div class='th i{sources[source]}' role=img aria-label='{_e(caption)}'></div>"
         else:
             box = f"<div class='th none'>{_e(caption)}<br>(no preview)</div>"

@@ -1,0 +1,310 @@
+"""Bulk jobs against the in-process emulator (limits on, loop time fast-forwarded).
+
+Crashes are staged by writing the journal as a killed process would have left it, then
+resuming; the emulator's report says what was really submitted.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from fashn_async import AsyncFashn
+from fashn_async.bulk import Journal, load_catalog
+from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._job import JobOptions
+from fashn_async.testing import Emulator, HttpFault, PredictionFault
+from tests.bulk_support import journal_counts, read_manifest, write_catalog
+
+
+async def _run(emulator: Emulator, catalog: Path, out: Path, **options: Any) -> tuple[int, str]:
+    """Run the batch command's code path; return its exit code and what it printed."""
+    buffer = io.StringIO()
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out, **options),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="lines",
+        report=False,
+    )
+    code = await run_batch(settings, Console(file=buffer, width=200))
+    return code, buffer.getvalue()
+
+
+def _meta(catalog: Path, emulator: Emulator) -> dict[str, str | None]:
+    return {
+        "catalog": str(catalog),
+        "catalog_sha256": load_catalog(catalog).sha256,
+        "base_url": emulator.url,
+        "model_name": None,
+        "output_format": None,
+    }
+
+
+async def test_every_row_done_once_with_valid_images(emulator: Emulator, tmp_path: Path) -> None:
+    """12 rows: exit 0, one manifest line each, one submission each, files are images."""
+    catalog = write_catalog(tmp_path, 12, models=3)
+    out = tmp_path / "out"
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
+    manifest = read_manifest(out)
+    assert [e["row"] for e in manifest] == list(range(1, 13))
+    assert {e["status"] for e in manifest} == {"done"}
+    report = emulator.report()
+    assert sorted(a.id for a in report.accepted) == sorted(e["prediction_id"] for e in manifest)
+    assert report.duplicates == 0
+    assert sum(report.rejected.values()) == 0
+    for entry in manifest:
+        assert entry["files"] == [f"{load_catalog(catalog).rows[entry['row'] - 1].key}_0.png"]
+        with Image.open(out / entry["files"][0]) as image:
+            image.verify()
+    assert manifest[0]["id"] == "sku-1"
+    assert manifest[0]["inputs"]["garment_image"] == "images/garment_0.png"
+
+    again, printed = await _run(emulator, catalog, out)  # nothing left: nothing sent
+    assert again == 0, printed
+    assert len(emulator.report().accepted) == 12
+
+
+async def test_bad_rows_are_listed_and_the_others_run(emulator: Emulator, tmp_path: Path) -> None:
+    """Missing file, bad category, non-image: invalid with line numbers; good rows done."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "readme.png").write_text("text, not pixels")
+    columns = ("model_image", "garment_image", "category")
+    bad = [
+        dict(zip(columns, values, strict=True))
+        for values in [
+            ("images/model_0.png", "images/nope.png", "tops"),
+            ("images/model_0.png", "images/garment_0.png", "hats"),
+            ("images/readme.png", "images/garment_0.png", "tops"),
+        ]
+    ]
+    catalog = write_catalog(tmp_path, 4, models=2, extra=bad)
+    out = tmp_path / "out"
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 1
+    manifest = read_manifest(out)
+    assert [e["status"] for e in manifest] == ["done"] * 4 + ["invalid"] * 3
+    messages = [e["error_message"] for e in manifest[4:]]
+    assert messages[0].startswith("line 6: garment_image: no such file")
+    assert messages[1].startswith("line 7: category: must be one of")
+    assert messages[2].startswith("line 8: model_image: not an image")
+    for line in (6, 7, 8):
+        assert f"line {line}: " in printed
+    assert len(emulator.report().accepted) == 4
+
+    # Fixed on disk (the catalog itself unchanged): a re-run sends that row.
+    (tmp_path / "images" / "nope.png").write_bytes((tmp_path / "images/garment_1.png").read_bytes())
+    code, _ = await _run(emulator, catalog, out)
+    assert code == 1
+    assert [e["status"] for e in read_manifest(out)][4:] == ["done", "invalid", "invalid"]
+
+
+async def test_submitted_rows_are_polled_by_id_never_sent_again(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A run killed after writing ids resumes by polling them: no second submission."""
+    catalog = write_catalog(tmp_path, 5, models=5)
+    out = tmp_path / "out"
+    rows = load_catalog(catalog).rows
+    async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+        with Journal.open(out, meta=_meta(catalog, emulator), rows=rows) as journal:
+            for row in rows[:2]:  # as a killed run left them: sent, id recorded
+                assert row.request is not None
+                journal.sending(row.row)
+                journal.submitted(row.row, (await client.submit(row.request)).id)
+    ids = [a.id for a in emulator.report().accepted]
+
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
+    manifest = read_manifest(out)
+    assert [e["prediction_id"] for e in manifest[:2]] == ids
+    assert len(emulator.report().accepted) == 5
+    assert emulator.report().duplicates == 0
+
+
+async def test_a_row_caught_mid_post_is_uncertain_until_resent_on_request(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row left 'submitting' is uncertain: listed, not sent; --resend-uncertain sends it."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    out = tmp_path / "out"
+    with Journal.open(out, meta=_meta(catalog, emulator), rows=load_catalog(catalog).rows) as j:
+        j.sending(2)  # killed between the POST going out and its answer
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 1
+    assert "1 uncertain row(s), not re-sent" in printed
+    assert "rows 2 (line 3)" in printed
+    manifest = read_manifest(out)
+    assert [e["status"] for e in manifest] == ["done", "uncertain", "done"]
+    assert manifest[1]["error_name"] == "SubmissionUncertain"
+    assert len(emulator.report().accepted) == 2
+
+    code, _ = await _run(emulator, catalog, out)  # again without the flag: still not sent
+    assert code == 1
+    assert len(emulator.report().accepted) == 2
+    code, _ = await _run(emulator, catalog, out, resend_uncertain=True)
+    assert code == 0
+    assert [e["status"] for e in read_manifest(out)] == ["done"] * 3
+    assert len(emulator.report().accepted) == 3
+
+
+async def test_a_post_answered_by_silence_is_uncertain(emulator: Emulator, tmp_path: Path) -> None:
+    """A POST that lands but loses its answer: uncertain, never re-sent without the flag."""
+    emulator.inject(HttpFault(kind="drop_after", route="run", times=1))
+    catalog = write_catalog(tmp_path, 4, models=4)
+    out = tmp_path / "out"
+    code, _ = await _run(emulator, catalog, out)
+    assert code == 1
+    manifest = read_manifest(out)
+    (uncertain,) = [e for e in manifest if e["status"] == "uncertain"]
+    assert uncertain["error_name"] == "SubmissionUncertain"
+    assert uncertain["prediction_id"] is None
+    assert len(emulator.report().accepted) == 4  # it landed: the emulator has it
+    code, _ = await _run(emulator, catalog, out, resend_uncertain=True)
+    assert code == 0
+    assert emulator.report().duplicates == 1  # paid twice, as the flag warned
+
+
+@pytest.mark.emulator(credits=3)
+async def test_out_of_credits_stops_sending_and_keeps_the_rest_pending(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """OutOfCredits: the job stops submitting, rows not sent stay pending (exit 1)."""
+    catalog = write_catalog(tmp_path, 6, models=6)
+    out = tmp_path / "out"
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 1
+    assert "the job stopped submitting" in printed
+    statuses = [e["status"] for e in read_manifest(out)]
+    assert statuses.count("done") == 3
+    assert statuses.count("pending") == 3
+    assert "run the same command again to resume" in printed
+
+
+async def test_failed_predictions_keep_name_and_message(emulator: Emulator, tmp_path: Path) -> None:
+    """A failed prediction is 'failed' with its error; --retry-failed sends it again."""
+    emulator.inject(PredictionFault(name="PoseError", message="no pose found"))
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 1
+    manifest = read_manifest(out)
+    assert {(e["status"], e["error_name"], e["error_message"]) for e in manifest} == {
+        ("failed", "PoseError", "no pose found")
+    }
+    assert all(e["prediction_id"] for e in manifest)
+    assert "row 1 (line 2) failed: PoseError: no pose found" in printed
+    emulator.clear_faults()
+    code, _ = await _run(emulator, catalog, out)
+    assert code == 1  # failed rows are final without the flag
+    code, _ = await _run(emulator, catalog, out, retry_failed=True)
+    assert code == 0
+    assert {e["status"] for e in read_manifest(out)} == {"done"}
+
+
+async def test_missing_outputs_are_downloaded_again(emulator: Emulator, tmp_path: Path) -> None:
+    """A done row whose file is gone is downloaded again, not re-submitted."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    assert (await _run(emulator, catalog, out))[0] == 0
+    lost = out / read_manifest(out)[1]["files"][0]
+    lost.unlink()
+    assert (await _run(emulator, catalog, out))[0] == 0
+    assert lost.is_file()
+    assert len(emulator.report().accepted) == 2
+
+
+async def test_a_changed_catalog_or_api_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    """A journal remembers its catalog and API: another one is refused with the reason."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    assert (await _run(emulator, catalog, out))[0] == 0
+    original = catalog.read_bytes()
+    catalog.write_bytes(original.replace(b"sku-1", b"sku-01"))
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 2
+    assert "the catalog changed since this job started" in printed
+    assert "use a new --out folder" in printed
+
+    catalog.write_bytes(original)
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url="http://127.0.0.1:9",
+        display="quiet",
+        report=False,
+    )
+    buffer = io.StringIO()
+    assert await run_batch(settings, Console(file=buffer)) == 2
+    assert "the API address (--base-url) changed" in buffer.getvalue()
+
+
+async def test_a_second_job_on_the_same_folder_is_refused(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Two jobs on one folder would both submit: the second cannot start."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    out = tmp_path / "out"
+    with Journal.open(out, meta=_meta(catalog, emulator), rows=load_catalog(catalog).rows):
+        code, printed = await _run(emulator, catalog, out)
+    assert code == 2
+    assert "another fashn-async job" in printed
+
+
+@pytest.mark.emulator(api_key="sk-very-secret-test-key-1234")
+async def test_the_api_key_appears_nowhere(emulator: Emulator, tmp_path: Path) -> None:
+    """Not in the output, the manifest, the report or the journal."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    buffer = io.StringIO()
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="lines",
+    )
+    assert await run_batch(settings, Console(file=buffer)) == 0
+    assert "sk-very-secret" not in buffer.getvalue() + repr(settings)
+    for name in ("manifest.jsonl", "report.html", "journal.sqlite3"):
+        assert b"sk-very-secret" not in (out / name).read_bytes()
+
+    wrong = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=tmp_path / "other"),
+        api_key="sk-wrong-secret",
+        base_url=emulator.url,
+        report=False,
+    )
+    buffer = io.StringIO()
+    assert await run_batch(wrong, Console(file=buffer)) == 2
+    assert "refused the API key" in buffer.getvalue()
+    assert "sk-wrong-secret" not in buffer.getvalue()
+
+
+async def test_an_unreachable_api_cannot_start(tmp_path: Path) -> None:
+    """Nothing listening at --base-url: exit 2 once the connect retries are spent."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    catalog = write_catalog(tmp_path, 1, models=1)
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=tmp_path / "out"),
+        api_key="k",
+        base_url=f"http://127.0.0.1:{port}",
+        display="quiet",
+    )
+    buffer = io.StringIO()
+    assert await run_batch(settings, Console(file=buffer, width=300)) == 2
+    assert f"cannot reach the API at http://127.0.0.1:{port}" in buffer.getvalue()
+    assert journal_counts(tmp_path / "out") == {"pending": 1}  # nothing marked sent

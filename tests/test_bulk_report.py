@@ -1,0 +1,150 @@
+"""report.html: escaped, self-contained, and rendered by a real browser."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import anyio
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from fashn_async import Limits, Polling
+from fashn_async.bulk import Journal, load_catalog, render_report
+from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._job import JobOptions
+from fashn_async.testing import Emulator, PredictionFault
+from tests.bulk_support import write_catalog, write_images
+
+HOSTILE = '<script>alert("x")</script>'
+ATTRIBUTE_BREAK = "'><b onmouseover=alert(1)>"
+
+
+class _Tags(HTMLParser):
+    """Every tag and attribute of a page, as a browser's tokenizer sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += attrs
+
+
+def _parse(page: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(page)
+    return parser
+
+
+def test_everything_from_the_input_is_escaped(tmp_path: Path) -> None:
+    """Hostile labels, values, file names and error messages stay text: no tag, no handler."""
+    write_images(tmp_path, 1, 1)
+    odd = tmp_path / "images" / f"{ATTRIBUTE_BREAK}.png"
+    odd.write_bytes((tmp_path / "images" / "model_0.png").read_bytes())
+    catalog = tmp_path / "catalog.csv"
+    with catalog.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "model_image", "garment_image", "category"])
+        writer.writerow([HOSTILE, f"images/{ATTRIBUTE_BREAK}.png", "images/garment_0.png", "tops"])
+        writer.writerow(["b", "images/model_0.png", "images/garment_0.png", HOSTILE])
+    rows = load_catalog(catalog).rows
+    with Journal.open(tmp_path / "out", meta={"catalog_sha256": "x"}, rows=rows) as journal:
+        journal.ended(1, "failed", HOSTILE, f"the {ATTRIBUTE_BREAK} failed", "id<i>")
+        page = render_report(
+            tmp_path / "out", journal.records(), rows, title=HOSTILE, runs=journal.runs()
+        )
+    parsed = _parse(page)
+    assert "script" not in parsed.tags
+    assert "i" not in parsed.tags  # the prediction id "id<i>" stayed text
+    assert not [name for name, _ in parsed.attributes if name.startswith("on")]
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&#x27;&gt;&lt;b onmouseover=alert(1)&gt;" in page
+    assert "category: must be one of" in page  # the bad row's message, escaped
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    assert ("content", csp) in parsed.attributes
+
+
+async def _job_with_a_failure(emulator: Emulator, tmp_path: Path) -> Path:
+    """Six rows through the batch path, one failing, one bad; returns the output folder."""
+    extra = [{"id": "typo", "model_image": "images/model_0.png", "garment_image": "images/x.png",
+              "category": "tops"}]  # fmt: skip
+    catalog = write_catalog(tmp_path, 6, models=3, extra=extra)
+    # The rows with model_2 fail: the fault matches a piece of that image's base64.
+    encoded = {p.name: base64.b64encode(p.read_bytes()) for p in tmp_path.glob("images/*.png")}
+    needle = encoded["model_2.png"][120:180]
+    assert [name for name, data in encoded.items() if needle in data] == ["model_2.png"]
+    emulator.inject(PredictionFault(name="PoseError", message="no pose", match=needle.decode()))
+    out = tmp_path / "out"
+    scale = emulator.config.time_scale
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        limits=Limits().scaled(scale),
+        polling=Polling().scaled(scale),
+        display="quiet",
+    )
+    assert await run_batch(settings, Console(file=io.StringIO())) == 1
+    return out
+
+
+@pytest.mark.emulator(seed=3)
+async def test_the_report_embeds_its_images(emulator: Emulator, tmp_path: Path) -> None:
+    """Inputs and outputs are data-URI thumbnails, each image once; nothing remote."""
+    out = await _job_with_a_failure(emulator, tmp_path)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    thumbnails = page.count('{background-image:url("data:image/jpeg;base64,')
+    outputs = len(list(out.glob("row*_0.png")))
+    assert thumbnails == 3 + 2 + outputs  # 3 models, 2 garments, each output
+    assert "url(http" not in page
+    assert "src=" not in page
+    assert "no such file" in page
+    assert "PoseError" in page
+    links = [value for name, value in _parse(page).attributes if name == "href"]
+    assert links
+    assert all((out / str(link)).is_file() for link in links)
+
+
+@pytest.mark.looptime(False)  # a real browser in a real subprocess
+@pytest.mark.emulator(time_scale=0.01, seed=3)
+async def test_chromium_renders_the_report(emulator: Emulator, tmp_path: Path) -> None:
+    """Headless Chromium loads report.html; the screenshot shows the badges and thumbnails."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI has it)")
+    out = await _job_with_a_failure(emulator, tmp_path)
+    shot = tmp_path / "report.png"
+    await anyio.run_process(
+        [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}", "--window-size=1280,2000",
+            (out / "report.html").resolve().as_uri(),
+        ],
+        check=True,
+    )  # fmt: skip
+    with Image.open(shot) as image:
+        assert image.size == (1280, 2000)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 24)
+    assert colours is not None
+
+    def near(target: tuple[int, int, int]) -> int:
+        return sum(
+            n
+            for n, rgb in colours
+            if all(abs(a - b) < 12 for a, b in zip(rgb, target, strict=True))
+        )
+
+    assert near((0x12, 0x80, 0x5C)) > 200  # green: done badges and count
+    assert near((0xC4, 0x32, 0x0A)) > 100  # red: the failures
+    assert len(colours) > 500  # thumbnails drawn, not an empty page

@@ -1,0 +1,175 @@
+"""The command line: exit codes, dry runs, one try-on, the demo (real processes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fashn_async.cli import main
+from tests.bulk_support import (
+    KEY,
+    control,
+    read_manifest,
+    run_cli,
+    standalone_emulator,
+    write_catalog,
+)
+
+pytestmark = pytest.mark.looptime(False)  # real processes, real time
+
+
+@pytest.fixture(scope="module")
+def emulator_url() -> object:
+    """One standalone emulator (time x100) for the module's tests."""
+    with standalone_emulator("--time-scale", "0.01") as url:
+        yield url
+
+
+def _invoke(*args: str, **env: str) -> tuple[int, str, str]:
+    runner = CliRunner()
+    result = runner.invoke(main, list(args), env={"FASHN_API_KEY": None, **env})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
+    """--dry-run: every bad row with its line on stdout, exit 1; nothing written."""
+    columns = ("model_image", "garment_image", "category")
+    extra = [
+        dict(zip(columns, ("images/model_0.png", "images/gone.png", "tops"), strict=True)),
+        dict(zip(columns, ("images/model_0.png", "images/garment_0.png", "hat"), strict=True)),
+    ]
+    catalog = write_catalog(tmp_path, 3, models=3, extra=extra)
+    out = tmp_path / "out"
+    code, stdout, _ = _invoke("batch", str(catalog), "--out", str(out), "--dry-run")
+    assert code == 1
+    lines = stdout.splitlines()
+    assert lines[0].endswith(
+        "line 5: garment_image: no such file: " + str(tmp_path / "images/gone.png")
+    )
+    assert "line 6: category: must be one of tops, bottoms, one-pieces (got 'hat')" in lines[1]
+    assert lines[-1] == "dry run: 5 rows, 3 valid, 2 bad; nothing sent"
+    assert not out.exists()
+
+    clean = write_catalog(tmp_path / "clean", 2, models=2)
+    code, stdout, _ = _invoke("batch", str(clean), "--out", str(out), "--dry-run")
+    assert (code, stdout.splitlines()) == (0, ["dry run: 2 rows, 2 valid, 0 bad; nothing sent"])
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--dry-run"], {}, None),  # the catalog below is fine: a control case
+        ([], {}, "no API key"),
+        (["--output-format", "jpeg"], {"FASHN_API_KEY": "k"}, "--output-format needs --model-name"),
+        (["--submit-rate", "fast"], {"FASHN_API_KEY": "k"}, "expected N/SECONDS"),
+        (["--base-url", "ftp://x"], {"FASHN_API_KEY": "k"}, "base_url must be an http(s) URL"),
+    ],
+)
+def test_could_not_start_exits_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str | None
+) -> None:
+    """Bad options, no key: exit 2 with the reason, before anything is sent."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    code, stdout, stderr = _invoke(
+        "batch", str(catalog), "--out", str(tmp_path / "o"), *args, **env
+    )
+    if message is None:
+        assert code == 0
+        return
+    assert code == 2
+    assert message in stdout + stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.csv", None, "no such file"),
+        ("catalog.csv", "model_image,garment_image,category,size\n", "unknown column size"),
+    ],
+)
+def test_an_unreadable_catalog_exits_2(
+    tmp_path: Path, name: str, text: str | None, message: str
+) -> None:
+    """A catalog that cannot be read at all stops the job before it starts."""
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    for extra in ([], ["--dry-run"]):
+        code, stdout, stderr = _invoke(
+            "batch", str(tmp_path / name), "--out", str(tmp_path / "o"), *extra, FASHN_API_KEY="k"
+        )
+        assert code == 2
+        assert message in stdout + stderr
+
+
+def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> None:
+    """`batch` with log lines, then `run` for one pair: exit 0, files, no key printed."""
+    catalog = write_catalog(tmp_path, 8, models=4)
+    out = tmp_path / "results"
+    batch = run_cli(
+        "batch", str(catalog), "--out", str(out), "--base-url", emulator_url,
+        "--time-scale", "0.01", "--progress", "lines", "--log-interval", "0",
+        FASHN_API_KEY=KEY,
+    )  # fmt: skip
+    assert batch.returncode == 0, batch.stderr
+    assert "progress 8/8: submitted 8 · running 0 · done 8 · failed 0" in batch.stderr
+    assert "8 rows: 8 done" in batch.stderr
+    assert [e["status"] for e in read_manifest(out)] == ["done"] * 8
+    assert (out / "report.html").is_file()
+
+    one = run_cli(
+        "run", "--model", str(tmp_path / "images/model_0.png"),
+        "--garment", str(tmp_path / "images/garment_1.png"), "--category", "tops",
+        "--out", str(tmp_path / "one"), "--base-url", emulator_url, "--time-scale", "0.01",
+        FASHN_API_KEY=KEY,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    (path,) = one.stdout.split()
+    with Image.open(path) as image:
+        image.verify()
+    for process in (batch, one):
+        assert KEY not in process.stdout + process.stderr
+    assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == 9
+
+    missing = run_cli(
+        "run", "--model", str(tmp_path / "nope.png"), "--garment", path, "--category", "tops",
+        "--base-url", emulator_url, FASHN_API_KEY=KEY,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "no such file" in missing.stderr
+    wrong_key = run_cli(
+        "batch", str(catalog), "--out", str(tmp_path / "other"), "--base-url", emulator_url,
+        FASHN_API_KEY="not-the-key",
+    )  # fmt: skip
+    assert wrong_key.returncode == 2
+    assert "refused the API key" in wrong_key.stderr
+    assert "not-the-key" not in wrong_key.stdout + wrong_key.stderr
+
+
+def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:
+    """The README's first command: a sample catalog, outputs, manifest and report; exit 0."""
+    out = tmp_path / "demo-output"
+    for _ in range(2):  # a second run starts over in the same folder
+        demo = run_cli("demo", "--out", str(out), "--count", "6", "--progress", "lines")
+        assert demo.returncode == 0, demo.stderr
+        assert "6 rows: 6 done" in demo.stderr
+        assert "the emulator saw 6 submissions, 0 429s, 0 duplicates" in demo.stderr
+    manifest = read_manifest(out)
+    assert [e["status"] for e in manifest] == ["done"] * 6
+    for entry in manifest:
+        with Image.open(out / entry["files"][0]) as image:
+            image.verify()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("<span class='badge done'>done</span>") == 6
+    assert json.loads((out / "manifest.jsonl").read_text().splitlines()[0])["id"] == "look-001"
+
+
+def test_help_lists_the_commands() -> None:
+    """`fashn-async --help` names every command."""
+    code, stdout, _ = _invoke("--help")
+    assert code == 0
+    for command in ("batch", "demo", "emulator", "run"):
+        assert f"  {command} " in stdout
