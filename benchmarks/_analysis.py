@@ -22,6 +22,7 @@ __all__ = [
     "percentile",
     "ratio",
     "rejected_by_route",
+    "timeline",
 ]
 
 #: Float residue forgiven when comparing times (the emulator rounds to 1 us).
@@ -137,6 +138,22 @@ def detection_lags(report: Mapping[str, Any]) -> list[float]:
     terminal: Mapping[str, float] = report["terminal_at"]
     seen: Mapping[str, float] = report["first_seen_terminal"]
     return [max(seen[pid] - terminal[pid], 0.0) for pid in terminal if pid in seen]
+
+
+def timeline(report: Mapping[str, Any], wall: float) -> dict[str, float]:
+    """Where a run's wall time went, as far as the server saw it.
+
+    ``span_s``: first acceptance to the last end seen; ``outside_s``: the client's wall
+    time minus that span (its start-up before the first request landed, the last answer's
+    way back); ``last_lag_s``: from the last end to the answer showing it.
+    """
+    accepted = [item["time"] for item in report["accepted"]]
+    seen = list(report["first_seen_terminal"].values())
+    ends = list(report["terminal_at"].values())
+    if not accepted or not seen:
+        return {"span_s": math.nan, "outside_s": math.nan, "last_lag_s": math.nan}
+    span = max(seen) - min(accepted)
+    return {"span_s": span, "outside_s": wall - span, "last_lag_s": max(seen) - max(ends)}
 
 
 def rejected_by_route(report: Mapping[str, Any]) -> dict[str, int]:

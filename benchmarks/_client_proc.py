@@ -130,12 +130,17 @@ def _ours_client(spec: dict[str, Any]) -> Any:
         limits = attrs.evolve(limits, margin=spec["margin"] * scale)
     polling = spec.get("polling")
     policy = Polling(**{**polling, "prior": tuple(polling["prior"])}) if polling else None
-    return AsyncFashn(
+    client = AsyncFashn(
         base_url=spec["url"],
         limits=limits,
         polling=policy or Polling().scaled(scale),
         max_connections=spec.get("max_connections", 100),
     )
+    if spec.get("whatif"):
+        import _whatif
+
+        _whatif.install(client)
+    return client
 
 
 async def _run_ours(spec: dict[str, Any], out: dict[str, Any]) -> list[Any]:

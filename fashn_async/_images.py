@@ -117,27 +117,40 @@ def _read_source(field: str, value: Any) -> bytes:
     return bytes(data)
 
 
+#: Payloads at least this large are base64-encoded in the executor. Below it, a hop to a
+#: thread costs more than the encoding itself (about 80 us for 64 KiB).
+OFFLOAD_BYTES = 64 * 1024
+
+
 async def encode_image(field: str, value: ImageInput) -> str:
     """Turn one image input into the string the API takes, failing locally if unusable."""
     check_image_input(field, value)
     if isinstance(value, str):
         if not value.startswith("data:"):
             return value
-        data = _decode_data_uri(field, value)
-    elif isinstance(value, bytes | bytearray | memoryview):
+        # Already base64 (check_image_input decoded all of it): only the type label is
+        # re-read from the bytes, the payload text is sent as given.
+        payload = value.partition(",")[2]
+        return f"data:{_sniffed(field, base64.b64decode(payload[:64]))};base64,{payload}"
+    if isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     else:
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(None, _read_source, field, value)
-    mime = sniff_mime(data[:32])
-    if mime is None:
-        raise ImageInputError(f"{field}: the data is not an image (no known image signature)")
-    if len(data) > 64:  # large payloads: encode off the loop
+    mime = _sniffed(field, data)
+    if len(data) >= OFFLOAD_BYTES:
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(None, base64.b64encode, data)
     else:
         encoded = base64.b64encode(data)
     return f"data:{mime};base64,{encoded.decode('ascii')}"
+
+
+def _sniffed(field: str, data: bytes) -> str:
+    mime = sniff_mime(data[:32])
+    if mime is None:
+        raise ImageInputError(f"{field}: the data is not an image (no known image signature)")
+    return mime
 
 
 def output_filename(stem: str, index: int, source: str, content_type: str | None = None) -> str:

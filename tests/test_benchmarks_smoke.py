@@ -115,6 +115,7 @@ def test_report_readers() -> None:
     assert an.accepted_latencies(report) == [8.0, 5.5]
     assert sorted(an.detection_lags(report)) == [0.25, 1.0]
     assert an.rejected_by_route(report) == {"run": 4, "total": 4}
+    assert an.timeline(report, wall=10.0) == {"span_s": 8.25, "outside_s": 1.75, "last_lag_s": 0.25}
     assert an.ratio(3.0, 2.0) == 1.5
     assert math.isnan(an.ratio(1.0, 0.0))
 

@@ -93,3 +93,21 @@ def test_output_filenames() -> None:
     assert output_filename("row1", 0, "http://h/x/output_0.png") == "row1_0.png"
     assert output_filename("row1", 1, "http://h/x/out", "image/jpeg") == "row1_1.jpg"
     assert output_filename("r", 2, "data:image/webp;base64,AAAA") == "r_2.webp"
+
+
+async def test_data_uri_payload_is_sent_as_given() -> None:
+    """A valid data URI keeps its base64 text; only the type label may change."""
+    payload = base64.b64encode(PNG).decode()
+    assert await encode_image("f", "data:image/png;base64," + payload) == (
+        "data:image/png;base64," + payload
+    )
+    with pytest.raises(ImageInputError, match="invalid base64"):
+        await encode_image("f", "data:image/png;base64," + payload[:-2] + "!!")
+
+
+async def test_large_payloads_encode_the_same_off_the_loop() -> None:
+    """Bytes above the offload threshold are encoded in the executor, with the same result."""
+    from fashn_async._images import OFFLOAD_BYTES
+
+    big = PNG + bytes(OFFLOAD_BYTES)
+    assert await encode_image("f", big) == "data:image/png;base64," + base64.b64encode(big).decode()
