@@ -45,6 +45,10 @@ def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) ->
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigurationError(f"the Redis URL {masked_url(value)!r} names no host")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ConfigurationError(f"the Redis URL {masked_url(value)!r} has a bad port") from None
 
 
 def _check_prefix(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:

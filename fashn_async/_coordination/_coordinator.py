@@ -21,7 +21,7 @@ from fashn_async._coordination._config import masked_url
 from fashn_async._coordination._leases import SharedSlots
 from fashn_async._coordination._window import SharedWindowLimiter
 from fashn_async._limits import Rate, Slots
-from fashn_async.errors import ClientClosedError, CoordinationError
+from fashn_async.errors import ClientClosedError, ConfigurationError, CoordinationError
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -64,12 +64,15 @@ class Coordinator:
         #: Clients of this key seen alive at the last heartbeat (this one included).
         self.peers = 1
         self.heartbeat = config.lease_ttl / 3
-        self._redis = aioredis.Redis.from_url(
-            config.url,
-            socket_timeout=config.timeout,
-            socket_connect_timeout=config.timeout,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), _RETRIES),
-        )
+        try:
+            self._redis = aioredis.Redis.from_url(
+                config.url,
+                socket_timeout=config.timeout,
+                socket_connect_timeout=config.timeout,
+                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), _RETRIES),
+            )
+        except ValueError:  # its message may quote the URL, password and all
+            raise ConfigurationError(f"the Redis URL {self.url!r} cannot be read") from None
         self._scripts: dict[str, AsyncScript] = {}
         self._windows: list[SharedWindowLimiter] = []
         self._slots: list[SharedSlots] = []
@@ -177,6 +180,11 @@ class Coordinator:
                     await asyncio.wait([self._task])
                     if not self._task.cancelled() and self._task.exception() is not None:
                         logger.error("coordination task failed", exc_info=self._task.exception())
+                closed = ClientClosedError("the client was closed while this call waited")
+                for limiter in self._windows:
+                    limiter.fail(closed)
+                for slots in self._slots:
+                    slots.fail(closed)
                 if self.online:
                     with anyio.move_on_after(self.config.timeout), contextlib.suppress(RedisError):
                         for limiter in self._windows:

@@ -86,8 +86,7 @@ class SharedSlots:
 
     def release(self, lease: Lease) -> None:
         """Give the slot of ``lease`` back; Redis hears of it from :meth:`run`."""
-        if lease in self._held:
-            assert isinstance(lease, str)
+        if isinstance(lease, str) and lease in self._held:
             self._held.discard(lease)
             if self._share is None:
                 self._released.append(lease)
@@ -158,7 +157,7 @@ class SharedSlots:
         self._wake.set()
 
     def fail(self, error: BaseException) -> None:
-        """The coordination broke (a bug): every waiter gets ``error``."""
+        """Closed, or broken by a bug: every waiter, now and later, gets ``error``."""
         self._failed = error
         waiters, self._waiters = self._waiters, deque()
         for future in waiters:

@@ -7,7 +7,6 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -147,34 +146,30 @@ class SharedWindowLimiter:
 
     async def run(self) -> None:
         """Serve the head waiter, forward pauses and refunds; owned by the coordinator."""
-        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            head = self._head()
-            if not self._co.online or head is None:
-                if self._co.online:
-                    await self._guarded(self.flush())
-                await self._wake.wait()
-                continue
-            wait = self._paused_until - loop.time()
-            if wait <= 0:
-                wait = await self._guarded(self._ask(head))
+            wait = math.inf
+            if self._co.online:
+                try:
+                    wait = await self._step()
+                except RedisError as exc:
+                    self._co.lost(exc)
+                    continue
             if wait > 0:
                 with anyio.move_on_after(wait):
                     await self._wake.wait()
 
-    async def _guarded(self, call: Awaitable[float | None]) -> float:
-        """Await a Redis call; if Redis is gone, fall back and return 0."""
-        try:
-            result = await call
-        except RedisError as exc:
-            self._co.lost(exc)
-            return 0.0
-        return float(result or 0.0)
+    async def _step(self) -> float:
+        """Share what changed here, then serve the head waiter: seconds until next time."""
+        await self.flush()
+        head = self._head()
+        if head is None:
+            return math.inf
+        paused = self._paused_until - asyncio.get_running_loop().time()
+        return paused if paused > 0 else await self._ask(head)
 
     async def _ask(self, head: _Entry) -> float:
         """Ask Redis for the head waiter's grant; the seconds to wait if there is none."""
-        await self.flush()
         amount, future = head[2], head[3]
         grant = f"{self._co.owner}.{next(self._ids)}"
         args = [self.rate.limit, round(self._window * 1e6), amount, grant]
@@ -216,8 +211,8 @@ class SharedWindowLimiter:
         share.pause(max(self._window, self._paused_until - asyncio.get_running_loop().time()))
         self._local, self._local_until = share, math.inf
         self._refunds.clear()
-        waiters, self._waiters = self._waiters, []
-        for entry in waiters:
+        waiters, self._waiters = sorted(self._waiters), []
+        for entry in waiters:  # in order: they ask the share in this order
             if not entry[3].done():
                 entry[3].set_result(None)
 
@@ -236,7 +231,7 @@ class SharedWindowLimiter:
         self._wake.set()
 
     def fail(self, error: BaseException) -> None:
-        """The coordination broke (a bug): every waiter gets ``error``."""
+        """Closed, or broken by a bug: every waiter, now and later, gets ``error``."""
         self._failed = error
         waiters, self._waiters = self._waiters, []
         for entry in waiters:

@@ -1,0 +1,303 @@
+"""Limits shared through a real redis-server, by clients in this process (real time).
+
+Each coordinator has its own Redis connections and owner id, exactly as a client in
+another process would; the multi-process runs are in test_redis_scaleout.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis_support import RedisServer, free_port
+
+from fashn_async import AsyncFashn, Limits, Polling, Rate, RedisCoordination, TryOnRequest
+from fashn_async._coordination._coordinator import Coordinator, key_namespace
+from fashn_async._coordination._leases import SharedSlots
+from fashn_async._coordination._window import SharedWindowLimiter
+from fashn_async.errors import ClientClosedError, ConfigurationError, CoordinationError
+from fashn_async.testing import Emulator, EmulatorConfig
+
+pytestmark = pytest.mark.looptime(False)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port."""
+    with RedisServer.running() as server:
+        yield server
+
+
+@pytest.fixture
+async def peek(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A plain Redis client, to look at what the coordinators wrote."""
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def joined(
+    url: str, *, rate: Rate | None = None, capacity: int | None = None, **options: Any
+) -> AsyncIterator[tuple[Coordinator, SharedWindowLimiter, SharedSlots]]:
+    """A started coordinator with a shared submit limiter and shared slots."""
+    api_key = options.pop("api_key", "key-1")
+    coordinator = RedisCoordination(url, **options).coordinator(api_key=api_key)
+    limiter = coordinator.window("submit", rate or Rate(5, 0.3), margin=0.03)
+    slots = coordinator.slots(capacity or 1)
+    assert isinstance(slots, SharedSlots)
+    await coordinator.start()
+    try:
+        yield coordinator, limiter, slots
+    finally:
+        await coordinator.aclose()
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], *, within: float = 2.0) -> None:
+    """Wait (real time) until ``check()`` is true: state another task writes to Redis."""
+    async with asyncio.timeout(within):
+        while True:
+            result = check()
+            if await result if inspect.isawaitable(result) else result:
+                return
+            await asyncio.sleep(0.005)
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """Most grants in any half-open window [t, t + window)."""
+    times = sorted(times)
+    return max(sum(1 for u in times[i:] if u < t + window) for i, t in enumerate(times))
+
+
+async def test_two_clients_share_one_rolling_window(redis_server: RedisServer) -> None:
+    """Two clients of one key: never more than R in a window together, and no slower."""
+    loop = asyncio.get_running_loop()
+    granted: list[float] = []
+    async with (
+        joined(redis_server.url) as (_, first, _s1),
+        joined(redis_server.url) as (_, second, _s2),
+    ):
+
+        async def take(limiter: SharedWindowLimiter) -> None:
+            await limiter.acquire()
+            granted.append(loop.time())
+
+        start = loop.time()
+        await asyncio.gather(*(take(limiter) for limiter in [first, second] * 10))
+    assert max_in_window(granted, 0.3) == 5
+    # 20 grants = 4 windows of 0.3 s + 0.03 s margin: the last at 3 windows, not later.
+    assert 0.99 <= max(granted) - start < 0.99 + 0.15
+
+
+async def test_a_pause_in_one_client_holds_every_client(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """A 429 seen by one client (pause) is shared at once and holds another's grants."""
+    loop = asyncio.get_running_loop()
+    async with (
+        joined(redis_server.url) as (coordinator, first, _s1),
+        joined(redis_server.url) as (_, second, _s2),
+    ):
+        for _ in range(5):
+            await first.acquire()
+        queued = asyncio.ensure_future(first.acquire())  # waits for the window to roll
+        try:
+            first.pause(0.6)
+            paused_at = loop.time()
+            # Shared now, not once the window rolls (0.33 s) or the pause ends.
+            await until(lambda: peek.exists(coordinator.key("submit:pause")), within=0.2)
+            await second.acquire()
+            assert loop.time() - paused_at >= 0.55
+        finally:
+            await queued
+
+
+async def test_priority_then_arrival_within_a_process(redis_server: RedisServer) -> None:
+    """One process's waiters are served by priority, then in arrival order."""
+    order: list[str] = []
+    async with joined(redis_server.url, rate=Rate(1, 0.1)) as (_, limiter, _s):
+        await limiter.acquire()
+
+        async def waiter(name: str, priority: float) -> None:
+            await limiter.acquire(priority=priority)
+            order.append(name)
+
+        tasks = []
+        for name, priority in [("low", 0.1), ("high", 0.9), ("low again", 0.1)]:
+            tasks.append(asyncio.ensure_future(waiter(name, priority)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+    assert order == ["high", "low", "low again"]
+
+
+async def test_a_cancelled_waiter_takes_no_capacity(redis_server: RedisServer) -> None:
+    """A waiter cancelled in the queue leaves its place to the next one."""
+    loop = asyncio.get_running_loop()
+    async with joined(redis_server.url, rate=Rate(1, 0.3)) as (_, limiter, _s):
+        await limiter.acquire()
+        start = loop.time()
+        cancelled = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        await limiter.acquire()
+        assert loop.time() - start < 0.3 + 0.15  # one window, not two
+    assert cancelled.cancelled()
+
+
+async def test_closing_fails_the_calls_still_waiting(redis_server: RedisServer) -> None:
+    """Closing a client ends calls waiting for a shared grant or slot with an error."""
+    async with joined(redis_server.url, rate=Rate(1, 10.0)) as (_, limiter, slots):
+        await limiter.acquire()
+        await slots.acquire()
+        waiting = [asyncio.ensure_future(limiter.acquire()), asyncio.ensure_future(slots.acquire())]
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in waiting)
+    for task in waiting:
+        with pytest.raises(ClientClosedError, match="closed"):
+            await task
+
+
+async def test_slots_go_to_waiting_processes_in_arrival_order(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """Processes waiting for an in-flight slot get it first come, first served."""
+    url = redis_server.url
+    async with (
+        joined(url, poll_interval=0.02) as (coordinator, _w1, holder),
+        joined(url, poll_interval=0.02) as (_, _w2, early),
+        joined(url, poll_interval=0.02) as (_, _w3, late),
+    ):
+        lease = await holder.acquire()
+        queue = coordinator.key("queue")
+
+        async def queued(owners: int) -> bool:
+            return bool(await peek.zcard(queue) == owners)
+
+        first = asyncio.ensure_future(early.acquire())
+        await until(lambda: queued(1))
+        second = asyncio.ensure_future(late.acquire())
+        await until(lambda: queued(2))
+        holder.release(lease)
+        early_lease = await asyncio.wait_for(first, timeout=2)
+        assert not second.done()
+        early.release(early_lease)
+        late.release(await asyncio.wait_for(second, timeout=2))
+        assert await peek.zcard(coordinator.key("leases")) <= 1
+
+
+async def test_keys_hold_a_hash_of_the_api_key_and_keys_do_not_mix(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """Keys are namespaced by a hash of the API key; another key's limits are its own."""
+    secret = "sk-live-do-not-leak"
+    loop = asyncio.get_running_loop()
+    async with (
+        joined(redis_server.url, api_key=secret) as (coordinator, mine, slots),
+        joined(redis_server.url, api_key="another-key") as (_, theirs, _s),
+    ):
+        for _ in range(5):
+            await mine.acquire()
+        await slots.acquire()
+        start = loop.time()
+        await theirs.acquire()  # the other key's window is empty
+        assert loop.time() - start < 0.1
+        keys = await peek.keys("*")
+        assert secret not in repr(coordinator)
+    namespace = key_namespace("fashn", secret)
+    assert {k for k in keys if k.startswith(namespace)} >= {f"{namespace}:submit"}
+    assert all(secret not in k for k in keys)
+    assert namespace.startswith("fashn:{")
+    assert len(namespace) == len("fashn:{}") + 16
+
+
+async def test_redis_down_at_start_is_a_clear_error() -> None:
+    """No Redis: `async with` raises CoordinationError naming the URL, password masked."""
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    client = AsyncFashn(api_key="k", base_url="http://127.0.0.1:9", coordination=url)
+    assert "hunter2" not in repr(client)
+    with pytest.raises(CoordinationError, match=r"redis://:\*\*\*@127\.0\.0\.1:\d+/0") as info:
+        async with client:
+            pass
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "error", "match"),
+    [
+        ("http://127.0.0.1:6379", ConfigurationError, "redis://"),
+        (6379, ConfigurationError, "coordination"),
+        ("redis:///0", ConfigurationError, "no host"),
+        (RedisCoordination.__name__, ConfigurationError, "redis://"),
+    ],
+)
+def test_bad_coordination_option(option: object, error: type[Exception], match: str) -> None:
+    """A bad coordination option fails at construction, naming the problem."""
+    with pytest.raises(error, match=match):
+        AsyncFashn(api_key="k", coordination=option)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lease_ttl": 0}, "lease_ttl"),
+        ({"poll_interval": -1}, "poll_interval"),
+        ({"prefix": "a{b"}, "prefix"),
+    ],
+)
+def test_bad_coordination_settings(kwargs: dict[str, Any], match: str) -> None:
+    """RedisCoordination validates its settings, naming the field; its repr masks secrets."""
+    with pytest.raises(ValueError, match=match):
+        RedisCoordination("redis://127.0.0.1", **kwargs)
+    assert "pw" not in repr(RedisCoordination("redis://:pw@127.0.0.1/0?password=pw"))
+
+
+async def test_redis_lost_mid_run_falls_back_to_a_share_then_rejoins(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stopped mid-batch: both clients go on at a 1/2 share, no 429; it comes back."""
+    scale = 0.04
+    limits = Limits().scaled(scale)
+    limits = Limits(submit=limits.submit, status=limits.status, in_flight=6, margin=0.03)
+    coordination = RedisCoordination(redis_server.url, lease_ttl=0.6, poll_interval=0.02)
+    caplog.set_level(logging.WARNING, logger="fashn_async")
+    async with Emulator(EmulatorConfig(time_scale=scale, seed=3)) as emu:
+        request = TryOnRequest(
+            model_image=emu.sample_image_url("model"),
+            garment_image=emu.sample_image_url("garment"),
+            category="tops",
+        )
+        options = {"api_key": emu.api_key, "base_url": emu.url, "limits": limits}
+        options |= {"polling": Polling().scaled(scale), "coordination": coordination}
+        async with AsyncFashn(**options) as first, AsyncFashn(**options) as second:
+
+            async def run(client: AsyncFashn) -> list[bool]:
+                return [r.ok async for r in client.batch(request for _ in range(24))]
+
+            def offline() -> bool:
+                return not any(c._coordinator and c._coordinator.online for c in (first, second))
+
+            async def outage() -> None:
+                await until(lambda: len(emu.report().accepted) >= 15, within=5)
+                await asyncio.to_thread(redis_server.stop)
+                await until(offline, within=5)
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(redis_server.start)
+
+            results, _ = await asyncio.gather(asyncio.gather(run(first), run(second)), outage())
+            assert first._coordinator is not None
+            assert first._coordinator.online
+            report = emu.report()
+    assert results == [[True] * 24] * 2
+    assert report.rejected == {}
+    assert report.max_submissions_in_window <= 25
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("not answering" in m and "1/2 share" in m for m in messages) == 2
+    assert sum("answers again" in m for m in messages) == 2
