@@ -120,6 +120,25 @@ async def test_a_pause_in_one_client_holds_every_client(
             await queued
 
 
+async def test_a_redis_that_lost_its_data_is_told_the_window_again(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """Redis emptied between two calls: the next heartbeat writes this window's grants back."""
+    loop = asyncio.get_running_loop()
+    url, rate = redis_server.url, Rate(5, 1.0)
+    async with (
+        joined(url, rate=rate, lease_ttl=0.3) as (coordinator, first, _s1),
+        joined(url, rate=rate, lease_ttl=0.3) as (_, second, _s2),
+    ):
+        start = loop.time()
+        for _ in range(5):
+            await first.acquire()
+        await peek.flushall()
+        await until(lambda: peek.exists(coordinator.key("submit")))
+        await second.acquire()
+        assert loop.time() - start >= 1.0
+
+
 async def test_priority_then_arrival_within_a_process(redis_server: RedisServer) -> None:
     """One process's waiters are served by priority, then in arrival order."""
     order: list[str] = []
@@ -191,6 +210,25 @@ async def test_slots_go_to_waiting_processes_in_arrival_order(
         early.release(early_lease)
         late.release(await asyncio.wait_for(second, timeout=2))
         assert await peek.zcard(coordinator.key("leases")) <= 1
+
+
+async def test_a_process_that_stops_waiting_leaves_the_queue(redis_server: RedisServer) -> None:
+    """A process whose only waiter gave up does not block the processes queued behind it."""
+    url = redis_server.url
+    async with (
+        joined(url, poll_interval=0.02) as (_, _w1, holder),
+        joined(url, poll_interval=0.02) as (_, _w2, quitter),
+        joined(url, poll_interval=0.02) as (_, _w3, patient),
+    ):
+        lease = await holder.acquire()
+        gave_up = asyncio.ensure_future(quitter.acquire())
+        await asyncio.sleep(0.1)  # real time: it has asked, and queued, a few times
+        gave_up.cancel()
+        waiting = asyncio.ensure_future(patient.acquire())
+        await asyncio.sleep(0.1)
+        holder.release(lease)
+        patient.release(await asyncio.wait_for(waiting, timeout=1))
+    assert gave_up.cancelled()
 
 
 async def test_keys_hold_a_hash_of_the_api_key_and_keys_do_not_mix(

@@ -37,6 +37,6 @@ Every process must use the same :class:`~fashn_async.Limits`. Needs the ``redis`
 (redis-py's asyncio client) and Redis 5 or later.
 """
 
-from fashn_async._coordination._config import RedisCoordination, masked_url
+from fashn_async._coordination._config import RedisCoordination
 
-__all__ = ["RedisCoordination", "masked_url"]
+__all__ = ["RedisCoordination"]

@@ -154,7 +154,7 @@ class Coordinator:
         if self._state != "new":
             raise ClientClosedError("a client can be opened only once")
         try:
-            self.peers = await self._beat()
+            self.peers, _ = await self._beat()
         except RedisError as exc:
             self._state = "closed"
             await self._redis.aclose()
@@ -212,19 +212,25 @@ class Coordinator:
                 slots.fail(error)
             raise
 
-    async def _beat(self) -> int:
+    async def _beat(self) -> tuple[int, bool]:
+        """Renew; how many clients are alive, and whether Redis still knew this one."""
         held = [lease for slots in self._slots for lease in slots.held]
         args = [round(self.config.lease_ttl * 1e6), self.owner, *held]
-        peers = await self.call(_scripts.HEARTBEAT, [self.key("leases"), self.key("members")], args)
-        return max(int(peers), 1)
+        keys = [self.key("leases"), self.key("members")]
+        peers, known = await self.call(_scripts.HEARTBEAT, keys, args)
+        return max(int(peers), 1), bool(known)
 
     async def _heartbeats(self) -> None:
-        """Renew membership and leases; while Redis is away, try to rejoin."""
+        """Renew membership and leases; while Redis is away, try to rejoin.
+
+        A Redis that forgot this client (restarted between two calls, say) is told this
+        process's grants of the last window again, as on a rejoin.
+        """
         while True:
             await anyio.sleep(self.heartbeat)
             try:
-                peers = await self._beat()
-                if not self.online:
+                peers, known = await self._beat()
+                if not self.online or not known:
                     for limiter in self._windows:
                         await limiter.replay()
             except RedisError as exc:

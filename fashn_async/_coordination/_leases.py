@@ -47,6 +47,7 @@ class SharedSlots:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._share: int | None = None
+        self._queued = False  # whether this process has a place in the queue in Redis
         self._failed: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -82,6 +83,7 @@ class SharedSlots:
                 self.release(future.result())  # granted, never used
             elif future in self._waiters:
                 self._waiters.remove(future)
+                self._wake.set()
             raise
 
     def release(self, lease: Lease) -> None:
@@ -109,6 +111,9 @@ class SharedSlots:
             try:
                 await self.flush()
                 if not self._waiters:
+                    if self._queued:  # nobody here waits any more: let the others by
+                        self._queued = False
+                        await self._co.zrem(self._keys[1], [self._co.owner])
                     await self._wake.wait()
                     continue
                 lease = f"{self._co.owner}.{next(self._ids)}"
@@ -122,6 +127,7 @@ class SharedSlots:
             except RedisError as exc:
                 self._co.lost(exc)
                 continue
+            self._queued = not granted
             if granted:
                 self._grant(lease)
                 continue
@@ -149,6 +155,7 @@ class SharedSlots:
         """Redis is gone: hold at most a 1/peers share of the capacity."""
         self._share = max(1, self.capacity // peers)
         self._released.clear()
+        self._queued = False
         self._wake.set()
 
     def rejoined(self) -> None:

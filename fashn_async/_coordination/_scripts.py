@@ -117,14 +117,15 @@ return {0, ahead - math.max(free, 0) + 1}
 )
 
 #: KEYS: leases, members. ARGV: ttl (us), owner, then the lease ids the owner holds.
-#: Renews the owner and its leases (putting back any that were lost); returns how many
-#: owners are alive.
+#: Renews the owner and its leases (putting back any that were lost). Returns how many
+#: owners are alive, and 1 if the owner was still known (0: Redis lost its data).
 HEARTBEAT = (
     _NOW
     + """
 local ttl = tonumber(ARGV[1])
 local keep = math.ceil(ttl / 1000) * 2
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
+local known = redis.call('ZSCORE', KEYS[2], ARGV[2]) and 1 or 0
 redis.call('ZADD', KEYS[2], int(now + ttl), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], keep)
 for i = 3, #ARGV do
@@ -133,6 +134,6 @@ end
 if #ARGV > 2 then
   redis.call('PEXPIRE', KEYS[1], keep)
 end
-return redis.call('ZCARD', KEYS[2])
+return {redis.call('ZCARD', KEYS[2]), known}
 """
 )
