@@ -193,7 +193,12 @@ def batch(
     )
     if dry_run:  # the bad rows on stdout, one per line
         sys.exit(check_catalog(settings, click.echo))
-    sys.exit(asyncio.run(run_batch(settings, console)))
+    try:
+        code = asyncio.run(run_batch(settings, console))
+    except KeyboardInterrupt:  # a second Ctrl-C: the journal is consistent all the same
+        console.print("stopped at once: run the same command again to resume", markup=False)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 @main.command()

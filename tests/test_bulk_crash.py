@@ -101,11 +101,13 @@ def test_sigkill_at_five_random_moments_loses_nothing_and_pays_once(tmp_path: Pa
             image.verify()
 
 
-@pytest.mark.parametrize("leave_running", [False, True])
-def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, leave_running: bool) -> None:
+@pytest.mark.parametrize("mode", ["cancel", "leave-running", "twice"])
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, mode: str) -> None:
     """SIGINT mid-job: exit 130, running predictions cancelled on the server (or left
-    running with --leave-running), manifest written; the same command then finishes."""
-    catalog = write_catalog(tmp_path, 60)
+    running with --leave-running), manifest written; a second SIGINT quits at once. The
+    same command then finishes, each done row charged once."""
+    leave_running = mode == "leave-running"
+    catalog = write_catalog(tmp_path, 40)
     out = tmp_path / "results"
     with standalone_emulator("--time-scale", SCALE) as url:
         args = _batch_args(catalog, out, url, *(["--leave-running"] if leave_running else []))
@@ -122,19 +124,25 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, leave_running
                     break
             time.sleep(0.3)
             process.send_signal(signal.SIGINT)
+            if mode == "twice":
+                time.sleep(0.005)
+                process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=30)
         assert process.returncode == 130, stderr
         assert "run the same command again to resume" in stderr
-        manifest = read_manifest(out)
-        assert len(manifest) == 60
-        statuses = collections.Counter(e["status"] for e in manifest)
-        assert statuses["done"] < 60
-        running = [e for e in manifest if e["status"] == "submitted"]
-        cancels = control(url, "GET", "/_emulator/report")["cancels"]
+        assert journal_counts(out).get("done", 0) < 40
+        seen = control(url, "GET", "/_emulator/report")
+        cancels = seen["cancels"]
         if leave_running:
             assert cancels == []
-        else:
-            assert {e["prediction_id"] for e in running} <= set(cancels)
+        if mode != "twice":  # a second SIGINT may come before the manifest is written
+            manifest = read_manifest(out)
+            assert len(manifest) == 40
+            running = [e for e in manifest if e["status"] == "submitted"]
+            for entry in running if not leave_running else []:
+                # cancelled on the server, or it had finished: its result was on its way
+                pid = entry["prediction_id"]
+                assert pid in cancels or seen["statuses"][pid] == "completed", entry
 
         final = run_cli(*args, FASHN_API_KEY=KEY)
         report = control(url, "GET", "/_emulator/report")
@@ -143,7 +151,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, leave_running
     assert final.returncode == (1 if uncertain else 0), final.stderr
     assert all(e["status"] in ("done", "uncertain") for e in manifest)
     # Charged once per done row: cancelled predictions are not charged, and a row whose
-    # prediction was left running was collected, not sent again.
-    assert report["credits_used"] == sum(e["status"] == "done" for e in manifest)
+    # prediction was left running was collected, not sent again. Only an uncertain row
+    # (its POST on the wire when the process quit) may have a charged prediction of its own.
+    done = sum(e["status"] == "done" for e in manifest)
+    assert done <= report["credits_used"] <= done + len(uncertain)
     if leave_running:
         assert report["duplicates"] == 0

@@ -308,3 +308,22 @@ async def test_an_unreachable_api_cannot_start(tmp_path: Path) -> None:
     assert await run_batch(settings, Console(file=buffer, width=300)) == 2
     assert f"cannot reach the API at http://127.0.0.1:{port}" in buffer.getvalue()
     assert journal_counts(tmp_path / "out") == {"pending": 1}  # nothing marked sent
+
+
+async def test_a_restart_waits_for_the_window_its_predecessor_filled(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """25 rows sent just now by a dead run: a re-run sends nothing until they leave the
+    window, so its fresh limiter meets no 429."""
+    catalog = write_catalog(tmp_path, 30, models=6)
+    out = tmp_path / "out"
+    with Journal.open(out, meta=_meta(catalog, emulator), rows=load_catalog(catalog).rows) as j:
+        for row in range(1, 26):
+            j.sending(row)
+            j.ended(row, "failed", "PipelineError", "staged: sent by the previous run")
+    code, _ = await _run(emulator, catalog, out)
+    assert code == 1  # the 25 staged failures stay failed
+    report = emulator.report()
+    assert len(report.accepted) == 5
+    assert min(a.time for a in report.accepted) >= 60.0  # the predecessor's window passed
+    assert sum(report.rejected.values()) == 0

@@ -9,7 +9,9 @@ or SIGTERM (run the same command again to resume).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +23,14 @@ from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
 from fashn_async._polling import Polling
 from fashn_async.bulk._catalog import Catalog, CatalogError, load_catalog
-from fashn_async.bulk._job import EXIT_OK, EXIT_SOME_FAILED, BulkJob, JobOptions, JobSummary
+from fashn_async.bulk._job import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BulkJob,
+    JobOptions,
+    JobSummary,
+)
 from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._progress import DisplayMode, make_display
@@ -169,24 +178,32 @@ async def _preflight(client: AsyncFashn) -> str | None:
 
 
 class _stop_on_signals:  # used like a function, as contextlib's helpers are
-    """Call ``stop`` on the first SIGINT/SIGTERM; a second one ends the process at once."""
+    """Call ``stop`` on the first SIGINT/SIGTERM; a second one ends the process at once.
+
+    At once means ``os._exit``: every journal step is committed when it happens, so the
+    journal is as consistent as after a ``kill -9``, and a re-run resumes from it.
+    """
 
     def __init__(self, stop: Callable[[], None]) -> None:
         self._stop = stop
         self._signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._received = 0
 
-    def _first(self) -> None:
-        assert self._loop is not None
-        for signum in self._signals:  # default handlers again: a second one is final
-            self._loop.remove_signal_handler(signum)
-        self._stop()
+    def _received_one(self) -> None:
+        self._received += 1
+        if self._received == 1:
+            self._stop()
+            return
+        sys.stderr.write("stopped at once: run the same command again to resume\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
     def __enter__(self) -> None:
         self._loop = asyncio.get_running_loop()
         try:
             for signum in self._signals:
-                self._loop.add_signal_handler(signum, self._first)
+                self._loop.add_signal_handler(signum, self._received_one)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
             self._loop = None
 

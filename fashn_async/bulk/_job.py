@@ -140,8 +140,17 @@ class BulkJob:
         return f"<BulkJob {self._options.out} {dict(self._counts)}>"
 
     def interrupt(self) -> None:
-        """Stop the run (from a signal handler, say); :meth:`run` then returns."""
+        """Stop the run (from a signal handler, say); :meth:`run` then returns.
+
+        Running rows are marked cancelled in the journal *before* they are cancelled, so
+        a re-run sends them again even if the process dies during the cancels.
+        """
+        if self._interrupted:
+            return
         self._interrupted = True
+        if not self._options.leave_running:
+            running = [row for row, state in self._states.items() if state == State.SUBMITTED]
+            self._journal.request_cancel(running)
         if self._scope is not None:
             self._scope.cancel()
 
@@ -239,7 +248,9 @@ class BulkJob:
 
         def submitted(index: int, prediction_id: str) -> None:
             if self._states[order[index]] != State.SUBMITTED:
-                self._journal.submitted(order[index], prediction_id)
+                # An answer that arrives after interrupt(): the engine cancels it next.
+                cancelling = self._interrupted and not self._options.leave_running
+                self._journal.submitted(order[index], prediction_id, cancelling=cancelling)
                 self._move(order[index], State.SUBMITTED)
 
         send, receive = anyio.create_memory_object_stream[_Save](math.inf)
@@ -366,7 +377,7 @@ class BulkJob:
         records = self._journal.records()
         running = [r.row for r in records if r.state == State.SUBMITTED]
         if self._interrupted and running and not self._options.leave_running:
-            self._journal.request_cancel(running)
+            self._journal.request_cancel(running)  # those interrupt() could not know yet
         for record in records:
             if record.state == State.SUBMITTING:
                 self._journal.ended(

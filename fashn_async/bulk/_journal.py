@@ -271,11 +271,13 @@ class Journal:
             (State.SUBMITTING, time.time(), row),
         )
 
-    def submitted(self, row: int, prediction_id: str) -> None:
-        """The server answered with the row's prediction id."""
+    def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
+        """The server answered with the row's prediction id (``cancelling``: too late,
+        the job is stopping and cancels it)."""
         self._db.execute(
-            "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ? WHERE row = ?",
-            (State.SUBMITTED, prediction_id, time.time(), row),
+            "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
+            "cancel_requested = ? WHERE row = ?",
+            (State.SUBMITTED, prediction_id, time.time(), int(cancelling), row),
         )
 
     def completed(self, row: int, prediction_id: str, outputs: Sequence[str]) -> None:
