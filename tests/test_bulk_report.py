@@ -6,8 +6,10 @@ import base64
 import csv
 import io
 import shutil
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -114,37 +116,65 @@ async def test_the_report_embeds_its_images(emulator: Emulator, tmp_path: Path) 
     assert all((out / str(link)).is_file() for link in links)
 
 
+@pytest.mark.emulator(seed=3)
+async def test_a_large_report_links_cached_thumbnails(emulator: Emulator, tmp_path: Path) -> None:
+    """Past EMBED_ROWS the page links thumbs/ lazily; thumbnails are made once, then reused."""
+    out = await _job_with_a_failure(emulator, tmp_path)
+    cached = {path: path.stat().st_mtime_ns for path in (out / "thumbs").iterdir()}
+    outputs = len(list(out.glob("row*_0.png")))
+    assert len(cached) == 3 + 2 + outputs
+    with Journal.open(out, meta={}, rows=load_catalog(tmp_path / "catalog.csv").rows) as journal:
+        records, runs = journal.records(), journal.runs()
+    rows = load_catalog(tmp_path / "catalog.csv").rows
+    page = render_report(out, records, rows, title="big", runs=runs, embed=False)
+    parsed = _parse(page)
+    sources = [value for name, value in parsed.attributes if name == "src"]
+    assert len(sources) == 6 * 2 + 1 + outputs  # each good row's two inputs, the typo row's
+    # model, each output
+    assert all(str(src).startswith("thumbs/") and (out / str(src)).is_file() for src in sources)
+    assert ("loading", "lazy") in parsed.attributes
+    assert "img-src data: 'self';" in page
+    assert "base64," not in page
+    assert {path: path.stat().st_mtime_ns for path in (out / "thumbs").iterdir()} == cached
+
+
 @pytest.mark.looptime(False)  # a real browser in a real subprocess
 @pytest.mark.emulator(time_scale=0.01, seed=3)
 async def test_chromium_renders_the_report(emulator: Emulator, tmp_path: Path) -> None:
-    """Headless Chromium loads report.html; the screenshot shows the badges and thumbnails."""
+    """Headless Chromium loads report.html (thumbnails embedded) and the linked variant;
+    the screenshots show the badges and the thumbnails."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI has it)")
     out = await _job_with_a_failure(emulator, tmp_path)
-    shot = tmp_path / "report.png"
-    await anyio.run_process(
-        [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}", "--window-size=1280,2000",
-            (out / "report.html").resolve().as_uri(),
-        ],
-        check=True,
-    )  # fmt: skip
-    with Image.open(shot) as image:
-        assert image.size == (1280, 2000)
-        colours = image.convert("RGB").getcolors(maxcolors=1 << 24)
-    assert colours is not None
+    rows = load_catalog(tmp_path / "catalog.csv").rows
+    with Journal.open(out, meta={}, rows=rows) as journal:
+        records, runs = journal.records(), journal.runs()
+    linked = render_report(out, records, rows, title="linked", runs=runs, embed=False)
+    (out / "linked.html").write_text(linked, encoding="utf-8")
+    for page in ("report.html", "linked.html"):
+        shot = tmp_path / f"{page}.png"
+        await anyio.run_process(
+            [
+                browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                "--window-size=1280,2000", (out / page).resolve().as_uri(),
+            ],
+            check=True,
+        )  # fmt: skip
+        with Image.open(shot) as image:
+            assert image.size == (1280, 2000)
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 24)
+        assert colours is not None
+        assert _near(colours, (0x12, 0x80, 0x5C)) > 200, page  # green: done badges, count
+        assert _near(colours, (0xC4, 0x32, 0x0A)) > 100, page  # red: the failures
+        assert len(colours) > 500, page  # thumbnails drawn, not an empty page
 
-    def near(target: tuple[int, int, int]) -> int:
-        return sum(
-            n
-            for n, rgb in colours
-            if all(abs(a - b) < 12 for a, b in zip(rgb, target, strict=True))
-        )
 
-    assert near((0x12, 0x80, 0x5C)) > 200  # green: done badges and count
-    assert near((0xC4, 0x32, 0x0A)) > 100  # red: the failures
-    assert len(colours) > 500  # thumbnails drawn, not an empty page
+def _near(colours: Sequence[tuple[int, Any]], target: tuple[int, int, int]) -> int:
+    """Pixels within a small distance of ``target``."""
+    return sum(
+        n for n, rgb in colours if all(abs(a - b) < 12 for a, b in zip(rgb, target, strict=True))
+    )

@@ -124,8 +124,9 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
                 if problem is not None:
                     say(f"cannot start: {problem}")
                     return EXIT_CANNOT_START
+            options = attrs.evolve(settings.options, thumbnails=settings.report)
             with make_display(settings.display, console, settings.log_interval) as display:
-                job = BulkJob(client, catalog, journal, settings.options, display)
+                job = BulkJob(client, catalog, journal, options, display)
                 with _stop_on_signals(job.interrupt):
                     summary = await job.run()
         records = journal.records()

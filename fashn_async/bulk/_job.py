@@ -26,6 +26,7 @@ from fashn_async._models import Prediction, Request
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal, RowRecord, State
+from fashn_async.bulk._thumbs import thumbnail
 from fashn_async.errors import (
     BadRequestError,
     DownloadError,
@@ -70,6 +71,7 @@ class JobOptions:
         leave_running: On interrupt, leave running predictions running (a later run
             collects them) instead of cancelling them on the server.
         downloads: Outputs downloaded at once.
+        thumbnails: Make each output's report thumbnail as soon as it is downloaded.
     """
 
     out: Path
@@ -77,6 +79,7 @@ class JobOptions:
     retry_failed: bool = False
     leave_running: bool = False
     downloads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    thumbnails: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -369,6 +372,9 @@ class BulkJob:
                     continue
                 self._journal.saved(save.row, [path.name for path in paths])
                 self._move(save.row, State.DONE)
+                if self._options.thumbnails:  # for the report, while there is time
+                    for path in paths:
+                        await anyio.to_thread.run_sync(thumbnail, path, out)
 
     # -- after ----------------------------------------------------------------------
 

@@ -1,34 +1,36 @@
 """``report.html``: one self-contained page with every row, its images and its outcome.
 
-Thumbnails are small JPEGs embedded as data URIs, each distinct image once (as a CSS
-class), so the page needs nothing but itself; full-size outputs are linked relatively.
-Everything that comes from the input (values, paths, labels, error messages) is
-HTML-escaped, and a Content-Security-Policy forbids scripts and remote loads.
+Up to :data:`EMBED_ROWS` rows, thumbnails are small JPEGs embedded as data URIs, each
+distinct image once (as a CSS class): the page is one file that needs nothing else.
+Beyond, the embedded images would make the page hundreds of megabytes, so it links
+them relatively from ``thumbs/`` instead and the browser loads them lazily. Full-size
+outputs are linked relatively. Everything that comes from the input (values, paths,
+labels, error messages) is HTML-escaped, and a Content-Security-Policy forbids scripts
+and anything remote.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import html
-import io
 import statistics
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._journal import RowRecord, State
 from fashn_async.bulk._manifest import write_atomically
+from fashn_async.bulk._thumbs import THUMBS_DIR, Thumb, thumbnails
 
 __all__ = ["REPORT_NAME", "render_report", "write_report"]
 
 REPORT_NAME = "report.html"
-THUMB_SIZE = (176, 220)
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+#: Up to this many rows the thumbnails are embedded; beyond, linked from thumbs/.
+EMBED_ROWS = 1000
+_CSP = "default-src 'none'; img-src data:{}; style-src 'unsafe-inline'"
 _ORDER = (
     State.DONE, State.FAILED, State.INVALID, State.UNCERTAIN, State.COMPLETED,
     State.SUBMITTED, State.SUBMITTING, State.PENDING,
@@ -79,10 +81,10 @@ def write_report(
     *,
     title: str,
     runs: Sequence[tuple[float, float | None, str | None]],
-    workers: int = 4,
+    embed: bool | None = None,
 ) -> Path:
     """Render the report of ``records`` into ``directory/report.html`` (atomically)."""
-    page = render_report(directory, records, rows, title=title, runs=runs, workers=workers)
+    page = render_report(directory, records, rows, title=title, runs=runs, embed=embed)
     return write_atomically(directory / REPORT_NAME, page)
 
 
@@ -93,33 +95,25 @@ def render_report(
     *,
     title: str,
     runs: Sequence[tuple[float, float | None, str | None]],
-    workers: int = 4,
+    embed: bool | None = None,
 ) -> str:
-    """The report page as a string (see the module docstring)."""
-    sources: dict[Path | str, int] = {}
+    """The report page as a string (see the module docstring).
+
+    Args:
+        embed: Embed the thumbnails (default: when there are at most EMBED_ROWS rows).
+    """
+    embed = len(records) <= EMBED_ROWS if embed is None else embed
+    sources: list[Path | str] = []
     for record, row in zip(records, rows, strict=True):
         for column in ("model_image", "garment_image"):
             source = row.images.get(column)
             if isinstance(source, Path) or (isinstance(source, str) and source[:5] == "data:"):
-                sources.setdefault(source, len(sources))
-        for name in record.files:
-            sources.setdefault(directory / name, len(sources))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        thumbs = dict(zip(sources, pool.map(_thumbnail, sources), strict=True))
-    css = "".join(
-        f'.i{index}{{background-image:url("{thumbs[source]}")}}\n'
-        for source, index in sources.items()
-        if thumbs[source] is not None
-    )
+                sources.append(source)
+        sources += [directory / name for name in record.files]
+    thumbs = _Thumbs(thumbnails(sources, directory), directory, embed=embed)
     counts = Counter(record.state for record in records)
     failures = [r for r in records if r.state in (State.FAILED, State.INVALID, State.UNCERTAIN)]
-    parts = [
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-        '<meta name=viewport content="width=device-width,initial-scale=1">',
-        f"<title>Try-on report: {_e(title)}</title><style>{_STYLE}{css}</style></head><body>",
-        _header(title, records, counts, runs),
-    ]
+    parts = [_header(title, records, counts, runs)]
     if failures:
         parts.append(f"<h2>Not done ({len(failures)})</h2>")
         parts.append("<table><tr><th>row</th><th>status</th><th>error</th></tr>")
@@ -134,9 +128,16 @@ def render_report(
         "<tr><th>row</th><th>model</th><th>garment</th><th>result</th><th>status</th></tr>"
     )
     for record, row in zip(records, rows, strict=True):
-        parts.append(_row(record, row, directory, sources, thumbs))
+        parts.append(_row(record, row, directory, thumbs))
     parts.append("</table></body></html>\n")
-    return "\n".join(parts)
+    head = [  # after the body: the embedded thumbnails are known once it is drawn
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
+        f'<meta http-equiv="Content-Security-Policy" content="{thumbs.csp}">',
+        '<meta name=viewport content="width=device-width,initial-scale=1">',
+        f"<title>Try-on report: {_e(title)}</title>",
+        f"<style>{_STYLE}{thumbs.css()}</style></head><body>",
+    ]
+    return "\n".join(head + parts)
 
 
 def _header(
@@ -179,19 +180,45 @@ def _header(
     )
 
 
-def _row(
-    record: RowRecord,
-    row: CatalogRow,
-    directory: Path,
-    sources: Mapping[Path | str, int],
-    thumbs: Mapping[Path | str, str | None],
-) -> str:
+class _Thumbs:
+    """How each thumbnail appears: a CSS class with a data URI, or a lazy <img>."""
+
+    def __init__(self, made: Mapping[Path | str, Thumb], directory: Path, *, embed: bool) -> None:
+        self._made = made
+        self._directory = directory
+        self._embed = embed
+        self._classes: dict[Path | str, int] = {}
+        self.csp = _CSP.format("" if embed else " 'self'")
+
+    def box(self, source: Path | str | None, caption: str) -> str | None:
+        """The element showing ``source``, or None when there is no preview."""
+        thumb = self._made.get(source) if source is not None else None
+        if thumb is None or source is None:
+            return None
+        if isinstance(thumb, Path) and not self._embed:
+            link = f"{THUMBS_DIR}/{quote(thumb.name)}"
+            return f"<img class=th loading=lazy src='{_e(link)}' alt='{_e(caption)}'>"
+        number = self._classes.setdefault(source, len(self._classes))
+        return f"<div class='th i{number}' role=img aria-label='{_e(caption)}'></div>"
+
+    def css(self) -> str:
+        """The CSS classes of the embedded thumbnails (call after every box())."""
+        rules = []
+        for source, number in self._classes.items():
+            thumb = self._made[source]
+            data = thumb.read_bytes() if isinstance(thumb, Path) else thumb
+            if data is not None:
+                uri = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+                rules.append(f'.i{number}{{background-image:url("{uri}")}}\n')
+        return "".join(rules)
+
+
+def _row(record: RowRecord, row: CatalogRow, directory: Path, thumbs: _Thumbs) -> str:
     def image(source: Path | str | None, caption: str, link: str | None = None) -> str:
         if source is None and not caption:
             return "<div class='th none'>—</div>"
-        if source is not None and source in sources and thumbs[source] is not None:
-            box = f"<div class='th i{sources[source]}' role=img aria-label='{_e(caption)}'></div>"
-        else:
+        box = thumbs.box(source, caption)
+        if box is None:
             box = f"<div class='th none'>{_e(caption)}<br>(no preview)</div>"
         if link is not None:
             box = f"<a href='{_e(quote(link))}'>{box}</a>"
@@ -240,25 +267,3 @@ def _seconds(value: float) -> str:
     minutes, seconds = divmod(round(value), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
-
-
-def _thumbnail(source: Path | str) -> str | None:
-    """A small JPEG of the image as a data URI, or None when it cannot be read."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow comes with the cli extra
-        return None
-    try:
-        if isinstance(source, Path):
-            image = Image.open(source)
-        else:
-            data = base64.b64decode(source.partition(",")[2], validate=True)
-            image = Image.open(io.BytesIO(data))
-        with image:
-            image.draft("RGB", THUMB_SIZE)
-            image.thumbnail(THUMB_SIZE)
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=80)
-    except (OSError, ValueError, binascii.Error, Image.DecompressionBombError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

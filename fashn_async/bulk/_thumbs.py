@@ -1,0 +1,81 @@
+"""Thumbnails for the report: small JPEGs, made once and kept in ``results/thumbs/``.
+
+An image file's thumbnail is named from its path, size and modification time, so a
+later run reuses it and a changed file gets a new one. Outputs get theirs as soon as
+they are downloaded, which spreads the work over the job instead of its last minute.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+__all__ = ["THUMBS_DIR", "Thumb", "thumbnail", "thumbnails"]
+
+THUMBS_DIR = "thumbs"
+THUMB_SIZE = (176, 220)
+
+#: A file in ``thumbs/`` for an image file, the JPEG bytes for a data URI, or None when
+#: the image cannot be read.
+Thumb = Path | bytes | None
+
+
+def thumbnail(source: Path | str, directory: Path) -> Thumb:
+    """The thumbnail of ``source`` (an image file or a data URI); see :data:`Thumb`."""
+    if isinstance(source, str):
+        try:
+            data = base64.b64decode(source.partition(",")[2], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return _jpeg(io.BytesIO(data))
+    try:
+        stat = source.stat()
+    except OSError:
+        return None
+    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    target = directory / THUMBS_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.jpg"
+    if target.is_file():
+        return target
+    made = _jpeg(source)
+    if made is None:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        partial.write_bytes(made)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def thumbnails(
+    sources: Iterable[Path | str], directory: Path, *, workers: int = 4
+) -> dict[Path | str, Thumb]:
+    """Thumbnails of many images, made in threads (Pillow decodes without the GIL)."""
+    unique = list(dict.fromkeys(sources))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        made = pool.map(thumbnail, unique, [directory] * len(unique))
+        return dict(zip(unique, made, strict=True))
+
+
+def _jpeg(source: Path | io.BytesIO) -> bytes | None:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with the cli extra
+        return None
+    try:
+        with Image.open(source) as image:
+            image.draft("RGB", THUMB_SIZE)
+            image.thumbnail(THUMB_SIZE)
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=75)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return buffer.getvalue()
