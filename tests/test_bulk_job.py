@@ -7,6 +7,7 @@ resuming; the emulator's report says what was really submitted.
 from __future__ import annotations
 
 import io
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,35 @@ async def test_a_restart_waits_for_the_window_its_predecessor_filled(
     assert len(report.accepted) == 5
     assert min(a.time for a in report.accepted) >= 60.0  # the predecessor's window passed
     assert sum(report.rejected.values()) == 0
+
+
+async def test_model_name_sends_inputs_and_output_format(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """--model-name tryon-v1.6 --output-format jpeg: current-shape bodies, JPEG outputs."""
+    write_catalog(tmp_path, 2, models=2)
+    catalog = tmp_path / "current.jsonl"
+    rows = [
+        {"model_image": f"images/model_{n}.png", "garment_image": "images/garment_0.png",
+         "category": "auto", "mode": "quality"}
+        for n in range(2)
+    ]  # fmt: skip
+    catalog.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        model_name="tryon-v1.6",
+        output_format="jpeg",
+        display="quiet",
+        report=False,
+    )
+    assert await run_batch(settings, Console(file=io.StringIO())) == 0
+    assert {a.model_name for a in emulator.report().accepted} == {"tryon-v1.6"}
+    for entry in read_manifest(out):
+        (name,) = entry["files"]
+        assert name.endswith(".jpg")
+        with Image.open(out / name) as image:
+            assert image.format == "JPEG"

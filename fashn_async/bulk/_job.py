@@ -11,7 +11,6 @@ on the server, or with ``leave_running`` left running for a later run to collect
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from fashn_async._models import Prediction, Request
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal, RowRecord, State
+from fashn_async.bulk._pacing import Carryover
 from fashn_async.bulk._thumbs import thumbnail
 from fashn_async.errors import (
     BadRequestError,
@@ -133,8 +133,7 @@ class BulkJob:
         }
         self._states: dict[int, str] = {}
         self._counts: Counter[str] = Counter()
-        self._carried: list[tuple[float, int]] = []
-        self._sent_new = 0
+        self._carryover: Carryover | None = None
         self._scope: anyio.CancelScope | None = None
         self._interrupted = False
         self._stopped: str | None = None
@@ -163,7 +162,14 @@ class BulkJob:
         outcome = "crashed"
         try:
             self._reconcile()
-            self._carried = self._carried_over()
+            self._carryover = Carryover(
+                self._client.limits,
+                [
+                    (r.sent_at, getattr(self._requests.get(r.row), "generations", 1))
+                    for r in self._journal.records()
+                    if r.sent_at is not None
+                ],
+            )
             with anyio.CancelScope() as self._scope:
                 if self._interrupted:
                     self._scope.cancel()
@@ -241,7 +247,8 @@ class BulkJob:
                 yield Prediction(str(record.prediction_id))
             for record in sends:
                 request = self._requests[record.row]
-                await self._room_after_earlier_runs(request.generations)
+                if self._carryover is not None:
+                    await self._carryover.room(request.generations)
                 order.append(record.row)
                 yield request
 
@@ -289,38 +296,6 @@ class BulkJob:
                         "pending; add credits and run the same command again to resume."
                     )
         return again
-
-    def _carried_over(self) -> list[tuple[float, int]]:
-        """Sends of earlier runs still in the submit window: (loop time it leaves, weight).
-
-        A restarted process has a fresh limiter; without these it would send a full
-        window at once and meet 429s for what its predecessor sent.
-        """
-        limits = self._client.limits
-        if limits.submit is None:
-            return []
-        window = limits.submit.period + limits.margin
-        wall, now = time.time(), anyio.current_time()
-        carried = []
-        for record in self._journal.records():
-            if record.sent_at is not None and 0 <= wall - record.sent_at < window:
-                request = self._requests.get(record.row)
-                weight = request.generations if request is not None else 1
-                carried.append((now + window - (wall - record.sent_at), weight))
-        return sorted(carried)
-
-    async def _room_after_earlier_runs(self, weight: int) -> None:
-        """Hold a new request back while earlier runs' sends fill the window."""
-        limits = self._client.limits
-        while self._carried and limits.submit is not None:
-            now = anyio.current_time()
-            self._carried = [(until, w) for until, w in self._carried if until > now]
-            if not self._carried:
-                return
-            if sum(w for _, w in self._carried) + self._sent_new + weight <= limits.submit.limit:
-                break
-            await anyio.sleep(self._carried[0][0] - now)
-        self._sent_new += weight
 
     def _completed(self, row: int, result: BatchResult) -> _Save:
         assert result.prediction_id is not None
