@@ -69,9 +69,16 @@ def read_manifest(out: Path) -> list[dict[str, Any]]:
 
 
 def journal_counts(out: Path) -> dict[str, int]:
-    """Rows per state, read straight from the journal file (as a crash left it)."""
-    with contextlib.closing(sqlite3.connect(out / "journal.sqlite3")) as db:
-        return dict(db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
+    """Rows per state, read straight from the journal file (as a crash left it); empty
+    while there is no journal yet."""
+    path = out / "journal.sqlite3"
+    if not path.is_file():
+        return {}
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            return dict(db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
+    except sqlite3.OperationalError:  # created this instant, no table yet
+        return {}
 
 
 def row_digests(catalog: Path) -> dict[str, int]:

@@ -41,6 +41,17 @@ def _batch_args(catalog: Path, out: Path, url: str, *more: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _wait_for_work(out: Path, process: subprocess.Popen[bytes]) -> None:
+    """Until the job has sent something (or ended), however slow the machine starts it."""
+    deadline = time.monotonic() + 30
+    before = journal_counts(out)
+    while time.monotonic() < deadline and process.poll() is None:
+        counts = journal_counts(out)
+        if counts and counts.get("pending", 0) < before.get("pending", 201):
+            return
+        time.sleep(0.02)
+
+
 def test_sigkill_at_five_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -> None:
     """200 rows, SIGKILL 5 times mid-job: every row once in the manifest, one accepted
     submission per row (uncertain rows at most one, re-sent only with the flag), every
@@ -58,7 +69,8 @@ def test_sigkill_at_five_random_moments_loses_nothing_and_pays_once(tmp_path: Pa
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             ) as process:
-                time.sleep(rng.uniform(0.7, 1.6))
+                _wait_for_work(out, process)  # then a random moment, wherever the job is
+                time.sleep(rng.uniform(0.05, 0.9))
                 process.send_signal(signal.SIGKILL)
                 assert process.wait(timeout=30) == -signal.SIGKILL
             progress.append(journal_counts(out))
