@@ -27,7 +27,12 @@ from fashn_async.bulk._command import (
 )
 from fashn_async.bulk._command import dry_run as check_catalog
 from fashn_async.bulk._job import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, JobOptions
-from fashn_async.errors import FashnError, PredictionError, SubmissionUncertainError
+from fashn_async.errors import (
+    ConfigurationError,
+    FashnError,
+    PredictionError,
+    SubmissionUncertainError,
+)
 
 console = Console(stderr=True, soft_wrap=True)
 DEFAULT_BASE_URL = "https://api.fashn.ai"
@@ -236,8 +241,14 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
         console.print(f"[red]the demo needs the cli extra: pip install 'fashn-async[cli]' ({exc})")
         sys.exit(EXIT_CANNOT_START)
 
+    sample = out / "inputs" / "catalog.csv"
+    try:
+        fresh_start(out, sample)  # the emulator is new each time: so is the job
+    except ConfigurationError as error:
+        console.print(f"cannot start: {error.message}", markup=False)
+        sys.exit(EXIT_CANNOT_START)
+
     async def go() -> int:
-        fresh_start(out)  # the emulator is new each time: so is the job
         catalog = write_sample_catalog(out / "inputs", count)
         async with Emulator(EmulatorConfig(time_scale=time_scale)) as emu:
             console.print(

@@ -75,7 +75,9 @@ def journal_counts(out: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
             return dict(db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
     except sqlite3.OperationalError:  # created this instant, no table yet
         return {}
@@ -140,8 +142,16 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``fashn-async args`` to its end; return the finished process."""
+def run_cli(
+    *args: str, timeout: float = 60, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``fashn-async args`` to its end (in ``cwd``); return the finished process."""
     return subprocess.run(  # noqa: S603 - our own interpreter and code
-        cli(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(**env), check=False
+        cli(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(**env),
+        cwd=cwd,
+        check=False,
     )

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fashn_async.bulk import Journal, load_catalog
 from fashn_async.cli import main
 from tests.bulk_support import (
     KEY,
@@ -152,8 +153,9 @@ def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> N
 def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:
     """The README's first command: a sample catalog, outputs, manifest and report; exit 0."""
     out = tmp_path / "demo-output"
-    for _ in range(2):  # a second run starts over in the same folder
-        demo = run_cli("demo", "--out", str(out), "--count", "6", "--progress", "lines")
+    for _ in range(2):  # a second run starts over in the same folder; --out relative
+        demo = run_cli("demo", "--out", "demo-output", "--count", "6", "--progress", "lines",
+                       cwd=tmp_path)  # fmt: skip
         assert demo.returncode == 0, demo.stderr
         assert "6 rows: 6 done" in demo.stderr
         assert "the emulator saw 6 submissions, 0 429s, 0 duplicates" in demo.stderr
@@ -164,6 +166,15 @@ def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:
             image.verify()
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.count("<span class='badge done'>done</span>") == 6
+
+    # A folder holding another job's journal is never wiped by the demo.
+    other = tmp_path / "job"
+    rows = load_catalog(out / "inputs" / "catalog.csv").rows
+    Journal.open(other, meta={"catalog": "catalog.csv"}, rows=rows).close()
+    refused = run_cli("demo", "--out", str(other), "--count", "2")
+    assert refused.returncode == 2
+    assert "holds the journal of another job" in refused.stderr
+    assert (other / "journal.sqlite3").is_file()
     assert json.loads((out / "manifest.jsonl").read_text().splitlines()[0])["id"] == "look-001"
 
 

@@ -9,8 +9,10 @@ or SIGTERM (run the same command again to resume).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,8 +142,26 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
     return summary.exit_code
 
 
-def fresh_start(out: Path) -> None:
-    """Forget a previous job in ``out`` (the demo starts over every time)."""
+def fresh_start(out: Path, catalog: Path) -> None:
+    """Forget the previous demo in ``out`` (the demo starts over every time).
+
+    Raises:
+        ConfigurationError: ``out`` holds the journal of another job: never touched.
+    """
+    path = out / JOURNAL_NAME
+    if path.is_file():
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            ) as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'catalog'").fetchone()
+        except sqlite3.Error:
+            row = None
+        if row is None or row[0] != str(catalog):
+            raise ConfigurationError(
+                f"{out} holds the journal of another job; the demo leaves it alone: "
+                "give the demo another --out folder"
+            )
     for name in (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", MANIFEST_NAME):
         (out / name).unlink(missing_ok=True)
 
