@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,8 @@ class SharedSlots:
     slots to itself. A slot another process frees is noticed within ``poll_interval``.
 
     While Redis is away, this process holds at most a ``1/peers`` share of the capacity
-    (the leases it holds count); once Redis is back, the heartbeat writes its leases back.
+    (the leases it holds count). Once Redis is back, the heartbeat writes its leases back,
+    and the share keeps applying, on top of Redis, for one more ``lease_ttl``.
     """
 
     def __init__(self, coordinator: Coordinator, capacity: int) -> None:
@@ -46,7 +48,8 @@ class SharedSlots:
         self._released: list[str] = []
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
-        self._share: int | None = None
+        self._share: int | None = None  # at most this many held: Redis is or was away
+        self._share_until = math.inf
         self._queued = False  # whether this process has a place in the queue in Redis
         self._failed: BaseException | None = None
 
@@ -90,7 +93,7 @@ class SharedSlots:
         """Give the slot of ``lease`` back; Redis hears of it from :meth:`run`."""
         if isinstance(lease, str) and lease in self._held:
             self._held.discard(lease)
-            if self._share is None:
+            if self._co.online:
                 self._released.append(lease)
             self._wake.set()
 
@@ -102,19 +105,23 @@ class SharedSlots:
             self._wake.clear()
             while self._waiters and self._waiters[0].done():
                 self._waiters.popleft()
-            if self._share is not None:  # Redis is away
-                if self._waiters and len(self._held) < self._share:
+            share = self._current_share()
+            room = share is None or len(self._held) < share
+            if not self._co.online:
+                if self._waiters and room:
                     self._grant(f"{self._co.owner}.{next(self._ids)}")
                     continue
                 await self._wake.wait()
                 continue
             try:
                 await self.flush()
-                if not self._waiters:
-                    if self._queued:  # nobody here waits any more: let the others by
+                if not (self._waiters and room):
+                    if self._queued:  # nobody here can take a slot now: let the others by
                         self._queued = False
                         await self._co.zrem(self._keys[1], [self._co.owner])
-                    await self._wake.wait()
+                    share_ends = self._share_until - self._now() if share is not None else math.inf
+                    with anyio.move_on_after(share_ends):
+                        await self._wake.wait()
                     continue
                 lease = f"{self._co.owner}.{next(self._ids)}"
                 args = [
@@ -133,6 +140,14 @@ class SharedSlots:
                 continue
             with anyio.move_on_after(self._co.config.poll_interval):
                 await self._wake.wait()
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _current_share(self) -> int | None:
+        if self._share is not None and self._co.online and self._now() >= self._share_until:
+            self._share = None
+        return self._share
 
     def _grant(self, lease: str) -> None:
         self._held.add(lease)
@@ -154,13 +169,18 @@ class SharedSlots:
     def go_local(self, peers: int) -> None:
         """Redis is gone: hold at most a 1/peers share of the capacity."""
         self._share = max(1, self.capacity // peers)
+        self._share_until = math.inf
         self._released.clear()
         self._queued = False
         self._wake.set()
 
     def rejoined(self) -> None:
-        """Redis is back (the heartbeat has written our leases back): share again."""
-        self._share = None
+        """Redis is back, our leases written back: keep the share one ``lease_ttl`` more.
+
+        By then every live process has rejoined too (they try every ``lease_ttl / 3``)
+        and written its leases back; until then Redis does not count them all.
+        """
+        self._share_until = self._now() + self._co.config.lease_ttl
         self._wake.set()
 
     def fail(self, error: BaseException) -> None:
