@@ -259,7 +259,7 @@ def main() -> None:
                 [
                     row["processes"],
                     row["coordination"],
-                    row["throughput_per_limit"],
+                    f"{row['throughput_per_limit']:.4f}",
                     row["rejected_429"],
                     row["max_submissions_in_window"],
                     row["max_in_progress"],
