@@ -265,6 +265,8 @@ async def test_redis_down_at_start_is_a_clear_error() -> None:
         async with client:
             pass
     assert "hunter2" not in str(info.value)
+    await client.aclose()  # closing again, or a client never opened, is harmless
+    await AsyncFashn(api_key="k", base_url="http://127.0.0.1:9", coordination=url).aclose()
 
 
 @pytest.mark.parametrize(

@@ -172,7 +172,7 @@ class Coordinator:
         """
         if self._state == "closed":
             return
-        self._state = "closed"
+        was_open, self._state = self._state == "open", "closed"
         with anyio.CancelScope(shield=True):
             try:
                 if self._task is not None:
@@ -185,7 +185,7 @@ class Coordinator:
                     limiter.fail(closed)
                 for slots in self._slots:
                     slots.fail(closed)
-                if self.online:
+                if was_open and self.online:
                     with anyio.move_on_after(self.config.timeout), contextlib.suppress(RedisError):
                         for limiter in self._windows:
                             await limiter.flush()
