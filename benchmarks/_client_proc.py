@@ -101,12 +101,21 @@ class _Gate:
             return await make()
 
 
+class Unfinished(Exception):
+    """A call still running at the spec's ``deadline_s`` (real seconds); it was cancelled."""
+
+
 async def _gather(
-    n: int, gate: _Gate, one: Callable[[int], Awaitable[Any]]
+    n: int, gate: _Gate, one: Callable[[int], Awaitable[Any]], deadline: float | None = None
 ) -> list[Any | BaseException]:
-    return await asyncio.gather(
-        *(gate.call(lambda i=i: one(i)) for i in range(n)), return_exceptions=True
-    )
+    tasks = [asyncio.ensure_future(gate.call(lambda i=i: one(i))) for i in range(n)]
+    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(tasks)
+    return [
+        Unfinished() if task in pending else (task.exception() or task.result()) for task in tasks
+    ]
 
 
 def _ours_client(spec: dict[str, Any]) -> Any:
@@ -139,7 +148,8 @@ def _ours_client(spec: dict[str, Any]) -> Any:
     if spec.get("whatif"):
         import _whatif
 
-        _whatif.install(client)
+        whatif = spec["whatif"]
+        _whatif.install(client, *([tuple(whatif)] if isinstance(whatif, list) else []))
     return client
 
 
@@ -154,7 +164,7 @@ async def _run_ours(spec: dict[str, Any], out: dict[str, Any]) -> list[Any]:
             request = ModelRequest(model_name="tryon-v1.6", inputs=_inputs(spec, index))
             return await client.run(request)
 
-        return await _measured(out, lambda: _gather(n, gate, one))
+        return await _measured(out, lambda: _gather(n, gate, one, spec.get("deadline_s")))
 
 
 async def _run_ours_batch(spec: dict[str, Any], out: dict[str, Any]) -> list[Any]:
@@ -200,7 +210,7 @@ async def _run_official(spec: dict[str, Any], out: dict[str, Any]) -> list[Any]:
                 model_name="tryon-v1.6", inputs=_inputs(spec, index), poll_interval=poll_ms
             )
 
-        return await _measured(out, lambda: _gather(n, gate, one))
+        return await _measured(out, lambda: _gather(n, gate, one, spec.get("deadline_s")))
 
 
 async def _measured(out: dict[str, Any], work: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
@@ -238,7 +248,7 @@ async def _main(spec: dict[str, Any]) -> dict[str, Any]:
     if profile:
         from pyinstrument import Profiler
 
-        profiler = Profiler(async_mode="enabled", interval=0.0005)
+        profiler = Profiler(async_mode="disabled", interval=0.001)
         profiler.start()
     results = await runner(spec, out)
     if profiler is not None:

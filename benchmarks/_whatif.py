@@ -115,13 +115,13 @@ class AnswerStampedWindow:
             future.set_result(grant)
 
 
-def install(client: Any) -> None:
+def install(client: Any, names: tuple[str, ...] = ("submit_limiter", "status_budget")) -> None:
     """Swap the client's submit limiter and status budget for answer-stamped ones."""
     engine = client._engine
     for name in ("submit_limiter", "status_budget", "transport"):
         if not hasattr(engine, name):
             raise RuntimeError(f"the engine has no {name!r} any more: update _whatif.py")
-    for name in ("submit_limiter", "status_budget"):
+    for name in names:
         current = getattr(engine, name)
         if current is not None:
             setattr(engine, name, AnswerStampedWindow(current.rate))
