@@ -214,6 +214,15 @@ def run_row(processes: int, *, redis: str | None, port: int, options: Any) -> di
     }
 
 
+def _met(row: dict[str, Any]) -> bool:
+    """The issue's goal for a coordinated row: no 429, <= R per window, >= 0.98 of R/W."""
+    return bool(
+        row["rejected_429"] == 0
+        and row["max_submissions_in_window"] <= R
+        and row["throughput_per_limit"] >= 0.98
+    )
+
+
 def main() -> None:
     parser = h.parser(__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=None, help="emulator time scale")
@@ -237,39 +246,46 @@ def main() -> None:
                 rows.append(run_row(processes, redis=redis, port=port, options=options))
                 print(f"  {processes} x {rows[-1]['coordination']}: done", flush=True)
     ceiling = W * options.scale / (W * options.scale + options.margin)
-    print(
-        f"\nScale-out: one key, {R} generations / {W:g} s shared by 1-4 processes; "
+    caption = (
+        f"Scale-out: one key, {R} generations / {W:g} s shared by 1-4 processes; "
         f"{rows[0]['n']} try-ons per row, time x{1 / options.scale:g} "
         f"(a window is {W * options.scale:g} s), margin {options.margin * 1000:g} ms "
         f"(throughput ceiling {ceiling:.3f})"
     )
-    print(
-        h.table(
+    table = h.table(
+        [
+            "processes",
+            "limits",
+            "throughput / limit",
+            "429s",
+            "max in a window",
+            "max in flight",
+            "Redis calls / submission",
+            "wall s",
+        ],
+        [
             [
-                "processes",
-                "limits",
-                "throughput / limit",
-                "429s",
-                "max in a window",
-                "max in flight",
-                "Redis calls / submission",
-                "wall s",
-            ],
-            [
-                [
-                    row["processes"],
-                    row["coordination"],
-                    f"{row['throughput_per_limit']:.4f}",
-                    row["rejected_429"],
-                    row["max_submissions_in_window"],
-                    row["max_in_progress"],
-                    row["redis_calls_per_submission"],
-                    row["wall_s"],
-                ]
-                for row in rows
-            ],
-        )
+                row["processes"],
+                row["coordination"],
+                f"{row['throughput_per_limit']:.4f}",
+                row["rejected_429"],
+                row["max_submissions_in_window"],
+                row["max_in_progress"],
+                row["redis_calls_per_submission"],
+                row["wall_s"],
+            ]
+            for row in rows
+        ],
     )
+    goals = [
+        f"{row['processes']} process(es) through Redis: {row['rejected_429']} 429s, at most "
+        f"{row['max_submissions_in_window']} in a window (<= {R}), throughput "
+        f"{row['throughput_per_limit']:.4f} of the limit (goal >= 0.98): "
+        + ("met" if _met(row) else "NOT met")
+        for row in rows
+        if row["coordination"] == "redis"
+    ]
+    print(f"\n{caption}\n{table}\n", *goals, sep="\n")
     payload = {
         "machine": info,
         "command": h.command_line(),
@@ -281,6 +297,8 @@ def main() -> None:
             "throughput_ceiling": ceiling,
         },
         "rows": rows,
+        "table": f"{caption}\n{table}",
+        "goals": goals,
     }
     path, elapsed = h.save(options.results, NAME, payload, started)
     print(f"\n{path} ({elapsed:.0f} s)")
