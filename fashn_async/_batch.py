@@ -91,11 +91,13 @@ class Batch:
         max_pending: int,
         on_sending: Callable[[int], None] | None = None,
         on_submitted: Callable[[int, str], None] | None = None,
+        on_not_created: Callable[[int], None] | None = None,
         cancel_on_exit: bool = True,
     ) -> None:
         self._engine = engine
         self._on_sending = on_sending
         self._on_submitted = on_submitted
+        self._on_not_created = on_not_created
         self._cancel_on_exit = cancel_on_exit
         self._requests = requests
         self._raise_on_error = raise_on_error
@@ -190,6 +192,10 @@ class Batch:
             if self._on_sending is not None:
                 self._on_sending(index)
 
+        def not_created() -> None:
+            if self._on_not_created is not None:
+                self._on_not_created(index)
+
         def submitted(pid: str) -> None:
             nonlocal prediction_id
             prediction_id = pid
@@ -211,6 +217,7 @@ class Batch:
                         prepared,
                         on_sending=sending,
                         on_submitted=submitted,
+                        on_not_created=not_created,
                         cancel=self._cancel_on_exit,
                     )
                 status.raise_for_status()

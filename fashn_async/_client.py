@@ -287,6 +287,7 @@ class AsyncFashn:
         max_pending: int | None = None,
         on_sending: Callable[[int], None] | None = None,
         on_submitted: Callable[[int, str], None] | None = None,
+        on_not_created: Callable[[int], None] | None = None,
         cancel_on_exit: bool = True,
     ) -> Batch:
         """Run many requests; ``async for result in client.batch(...)`` yields each as done.
@@ -301,7 +302,11 @@ class AsyncFashn:
                 (default: twice the in-flight limit).
             on_sending: Called with an item's index when its POST is about to go out
                 (from then on it may exist on the server; a journal writes this down).
-            on_submitted: Called with the index and prediction id once it was created.
+            on_submitted: Called with the index and prediction id once it was created
+                (also when it was created just as the batch was being left).
+            on_not_created: Called with the index when an answer proved that its POST
+                created nothing (a 429, a 5xx, a refused connection); it will be sent
+                again after a wait, or fail.
             cancel_on_exit: Leaving early cancels running predictions on the server; with
                 False they are left running (resume them by passing ``Prediction(id)``
                 items to a later batch).
@@ -321,6 +326,7 @@ class AsyncFashn:
             max_pending=pending,
             on_sending=on_sending,
             on_submitted=on_submitted,
+            on_not_created=on_not_created,
             cancel_on_exit=cancel_on_exit,
         )
 

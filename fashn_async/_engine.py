@@ -114,12 +114,20 @@ class Engine:
     # -- submitting --------------------------------------------------------------------
 
     async def post_run(
-        self, prepared: Prepared, *, on_sending: Callable[[], None] | None = None
+        self,
+        prepared: Prepared,
+        *,
+        on_sending: Callable[[], None] | None = None,
+        on_not_created: Callable[[], None] | None = None,
+        on_created: Callable[[str], None] | None = None,
     ) -> str:
         """POST /v1/run through the submit limiter; re-send only where no prediction exists.
 
-        ``on_sending`` is called once the limiter admits the request, right before each
-        send (a journal marks the request "submitting" there: from now on it may land).
+        Hooks for a journal, each called synchronously: ``on_sending`` once the limiter
+        admits the request, right before each send (from then on it may exist);
+        ``on_not_created`` when an answer or error proves it does not (before waiting to
+        send again, or raising); ``on_created`` with the id, as soon as it is known -- even
+        when we are being cancelled and the new prediction is about to be cancelled too.
 
         Raises:
             SubmissionUncertainError: the request went out and no answer came back.
@@ -127,25 +135,39 @@ class Engine:
         """
         failures = 0
         while True:
+            grant = None
             if self.submit_limiter is not None:
-                await self.submit_limiter.acquire(prepared.generations)
-            if on_sending is not None:
-                on_sending()
+                grant = await self.submit_limiter.acquire(prepared.generations)
+            counted = True  # unless the server cannot have counted it
             try:
-                response = await self._send_run(prepared)
-            except ConnectError:
-                failures += 1  # never sent: safe to send again
-                if failures >= self.retry.attempts:
-                    raise
-                await anyio.sleep(self.retry.delay(failures, rng=self._rng))
-                continue
-            except TransportError as exc:
-                raise SubmissionUncertainError(
-                    "POST /v1/run was sent but no answer came back; the prediction may "
-                    f"exist and be charged, so it is not re-sent ({exc.message})"
-                ) from exc
+                if on_sending is not None:
+                    on_sending()
+                try:
+                    response = await self._send_run(prepared, on_created)
+                except ConnectError:
+                    counted = False
+                    if on_not_created is not None:
+                        on_not_created()
+                    failures += 1  # never sent: safe to send again
+                    if failures >= self.retry.attempts:
+                        raise
+                    await anyio.sleep(self.retry.delay(failures, rng=self._rng))
+                    continue
+                except TransportError as exc:
+                    raise SubmissionUncertainError(
+                        "POST /v1/run was sent but no answer came back; the prediction may "
+                        f"exist and be charged, so it is not re-sent ({exc.message})"
+                    ) from exc
+            finally:
+                if grant is not None and self.submit_limiter is not None:
+                    self.submit_limiter.settle(grant, counted=counted)
             if response.status == 200:
-                return _prediction_id(response)
+                prediction_id = _prediction_id(response)
+                if on_created is not None:
+                    on_created(prediction_id)
+                return prediction_id
+            if on_not_created is not None:
+                on_not_created()
             error = response.error()
             if isinstance(error, OutOfCreditsError):
                 raise error
@@ -196,15 +218,18 @@ class Engine:
         """GET with retries on connection errors, timeouts, 5xx and 429s."""
         failures = 0
         while True:
+            grant = None
             if limiter is not None:
-                await limiter.acquire(priority=priority)
+                grant = await limiter.acquire(priority=priority)
             elif path == "/v1/credits" and self.credits_limiter is not None:
                 await self.credits_limiter.acquire()
             error: FashnError
+            counted = True
             try:
                 response = await self.transport.request("GET", path)
             except TransportError as exc:
                 error = exc
+                counted = not isinstance(exc, ConnectError)
             else:
                 if response.status == 200:
                     return response
@@ -213,6 +238,9 @@ class Engine:
                     limiter.pause(self.retry.delay(failures + 1, error.retry_after, rng=self._rng))
                 elif not isinstance(error, RateLimitError | ServerError):
                     raise error
+            finally:
+                if grant is not None and limiter is not None:
+                    limiter.settle(grant, counted=counted)
             failures += 1
             if failures >= self.retry.attempts:
                 raise error
@@ -286,20 +314,24 @@ class Engine:
         *,
         on_sending: Callable[[], None] | None = None,
         on_submitted: Callable[[str], None] | None = None,
+        on_not_created: Callable[[], None] | None = None,
         cancel: bool = True,
     ) -> PredictionStatus:
         """Slot, submit, poll to the end; if we are cancelled, so is what was started.
 
         With ``cancel=False`` a prediction already created is left running on the server
         (a resumable job collects it later); one whose POST is still on the wire is
-        cancelled all the same, as nobody could learn its id.
+        cancelled all the same once answered (``on_submitted`` hears of it first).
         """
         lease = await self.slots.acquire()
         try:
-            prediction_id = await self.post_run(prepared, on_sending=on_sending)
+            prediction_id = await self.post_run(
+                prepared,
+                on_sending=on_sending,
+                on_not_created=on_not_created,
+                on_created=on_submitted,
+            )
             submitted_at = asyncio.get_running_loop().time()
-            if on_submitted is not None:
-                on_submitted(prediction_id)
             try:
                 return await self.wait(prediction_id, submitted_at)
             except BaseException:
@@ -332,11 +364,14 @@ class Engine:
         finally:
             self.slots.release(lease)
 
-    async def _send_run(self, prepared: Prepared) -> Response:
+    async def _send_run(
+        self, prepared: Prepared, on_created: Callable[[str], None] | None
+    ) -> Response:
         """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.
 
         Once sent, the request is let finish (shielded); if it created a prediction while
-        we were being cancelled, that prediction is cancelled on the server.
+        we were being cancelled, ``on_created`` hears of it and it is cancelled on the
+        server.
         """
         task = asyncio.ensure_future(
             self.transport.request("POST", "/v1/run", body=prepared.body, params=prepared.params)
@@ -352,7 +387,10 @@ class Engine:
                     raise asyncio.CancelledError from None
                 if response.status == 200:
                     with contextlib.suppress(FashnError):
-                        await self.cancel_quietly(_prediction_id(response))
+                        prediction_id = _prediction_id(response)
+                        if on_created is not None:
+                            on_created(prediction_id)
+                        await self.cancel_quietly(prediction_id)
                 raise
         raise AssertionError("unreachable: a shield scope swallows nothing")  # for mypy
 

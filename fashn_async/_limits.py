@@ -6,8 +6,17 @@ per second, so 49 submissions can land inside one rolling 60 s window; a strict 
 answers 429 to the 26th. ``AsyncLimiter(1, 2.4)`` keeps the average but gives up the burst.
 The API's limit is "at most R in ANY W-second window", so :class:`WindowLimiter` keeps a
 log of what it granted (a sliding log): the first R go at once and the next R exactly one
-window (plus ``margin``) later. aiolimiter is the right tool where a bucket's semantics
-are the right ones; the client uses it for GET /v1/credits, whose limit is soft.
+window (plus ``margin``) later.
+
+A grant is dated by when its request was *answered*, not when it was granted: the server
+dated it somewhere in between, so a window counted from the answer can never end before
+the server's does, however slow the network (a TLS handshake, a loaded machine). Until it
+is answered a grant counts as "now". The caller reports the answer with
+:meth:`~WindowLimiter.settle`: ``counted=False`` gives the capacity back (the request
+never reached the server, or the server said it did not count it).
+
+aiolimiter is the right tool where a bucket's semantics are the right ones; the client
+uses it for GET /v1/credits, whose limit is soft.
 
 Waiters are served in order of priority, then arrival (plain FIFO when every priority
 is equal, as for submissions); a waiter cancelled before it could use its grant gives
@@ -26,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections import deque
+import math
 from collections.abc import Hashable
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -35,6 +44,7 @@ import attrs
 from fashn_async._validators import positive
 
 __all__ = [
+    "Grant",
     "Lease",
     "LimiterBackend",
     "Limits",
@@ -119,6 +129,8 @@ class Limits:
 
 #: What a slot gate hands out and takes back; opaque to its holder.
 Lease: TypeAlias = Hashable
+#: What a rate limiter hands out and :meth:`RateLimiter.settle` takes back; opaque.
+Grant: TypeAlias = Hashable
 
 
 class RateLimiter(Protocol):
@@ -129,8 +141,12 @@ class RateLimiter(Protocol):
         """The limit and its window."""
         ...
 
-    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> None:
+    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> Grant:
         """Wait until ``amount`` units fit, then take them; ValueError if they never can."""
+        ...
+
+    def settle(self, grant: Grant, *, counted: bool) -> None:
+        """The request of ``grant`` was answered: date it now, or give it back."""
         ...
 
     def pause(self, seconds: float) -> None:
@@ -186,8 +202,21 @@ class LocalBackend:
         return Slots(capacity)
 
 
+class _Entry:
+    """One grant in the log: its amount, and its time (infinite until answered)."""
+
+    __slots__ = ("amount", "time")
+
+    def __init__(self, amount: int) -> None:
+        self.amount = amount
+        self.time = math.inf
+
+    def __repr__(self) -> str:
+        return f"<grant {self.amount} at {self.time:g}>"
+
+
 class WindowLimiter:
-    """Never more than ``rate.limit`` units granted in any ``rate.period + margin`` window.
+    """Never more than ``rate.limit`` units in any ``rate.period + margin`` window.
 
     Args:
         rate: The limit and its window.
@@ -197,17 +226,17 @@ class WindowLimiter:
     def __init__(self, rate: Rate, *, margin: float = 0.0) -> None:
         self.rate = rate
         self._window = rate.period + margin
-        self._granted: deque[tuple[float, int]] = deque()  # (time, amount), oldest first
-        self._in_window = 0
-        self._waiters: list[tuple[float, int, int, asyncio.Future[float]]] = []
+        self._log: list[_Entry] = []  # at most rate.limit entries: scans are cheap
+        self._waiters: list[tuple[float, int, int, asyncio.Future[_Entry]]] = []
         self._order = itertools.count()
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
+        open_ = sum(1 for entry in self._log if entry.time == math.inf)
         return (
             f"<WindowLimiter {self.rate.limit}/{self.rate.period:g}s "
-            f"in_window={self._in_window} waiting={len(self._waiters)}>"
+            f"in_window={self._used()} unanswered={open_} waiting={len(self._waiters)}>"
         )
 
     @property
@@ -216,9 +245,9 @@ class WindowLimiter:
         return len(self._waiters)
 
     def in_window(self) -> int:
-        """Units granted in the window that ends now."""
+        """Units counted in the window that ends now (unanswered grants included)."""
         self._expire(asyncio.get_running_loop().time())
-        return self._in_window
+        return self._used()
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429 was seen); extends, never shortens."""
@@ -226,10 +255,11 @@ class WindowLimiter:
         self._paused_until = max(self._paused_until, loop.time() + max(seconds, 0.0))
         self._reschedule(loop)
 
-    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> None:
+    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> Grant:
         """Wait until ``amount`` units fit in the window, then take them.
 
-        Higher ``priority`` goes first; equal priorities go in arrival order.
+        Higher ``priority`` goes first; equal priorities go in arrival order. Report the
+        request's answer with :meth:`settle`; until then the grant counts as "now".
 
         Raises:
             ValueError: ``amount`` can never fit.
@@ -237,56 +267,72 @@ class WindowLimiter:
         if not 1 <= amount <= self.rate.limit:
             raise ValueError(f"amount must be from 1 to {self.rate.limit}, got {amount}")
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        if not self._waiters and self._admissible(amount, now):
-            self._record(amount, now)
-            return
-        future: asyncio.Future[float] = loop.create_future()
-        entry = (-priority, next(self._order), amount, future)
-        heapq.heappush(self._waiters, entry)
+        if not self._waiters and self._admissible(amount, loop.time()):
+            return self._record(amount)
+        future: asyncio.Future[_Entry] = loop.create_future()
+        waiter = (-priority, next(self._order), amount, future)
+        heapq.heappush(self._waiters, waiter)
         self._reschedule(loop)
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._refund(amount, future.result())  # granted, never used
-            elif entry in self._waiters:
-                self._waiters.remove(entry)
+                self.settle(future.result(), counted=False)  # granted, never used
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
                 heapq.heapify(self._waiters)
             self._reschedule(loop)
             raise
 
+    def settle(self, grant: Grant, *, counted: bool) -> None:
+        """The request of ``grant`` was answered (or failed): date it now, or drop it.
+
+        Args:
+            grant: What :meth:`acquire` returned.
+            counted: False when the request cannot have counted on the server (never
+                sent, or refused uncounted): the capacity comes back at once.
+        """
+        if not isinstance(grant, _Entry) or grant not in self._log or grant.time != math.inf:
+            return
+        loop = asyncio.get_running_loop()
+        if counted:
+            grant.time = loop.time()
+        else:
+            self._log.remove(grant)
+        self._reschedule(loop)
+
+    def _used(self) -> int:
+        return sum(entry.amount for entry in self._log)
+
     def _expire(self, now: float) -> None:
-        while self._granted and now - self._granted[0][0] >= self._window:
-            self._in_window -= self._granted.popleft()[1]
+        if any(now - entry.time >= self._window for entry in self._log):
+            self._log = [entry for entry in self._log if now - entry.time < self._window]
 
     def _admissible(self, amount: int, now: float) -> bool:
         if now < self._paused_until:
             return False
         self._expire(now)
-        return self._in_window + amount <= self.rate.limit
+        return self._used() + amount <= self.rate.limit
 
-    def _record(self, amount: int, now: float) -> None:
-        self._granted.append((now, amount))
-        self._in_window += amount
-
-    def _refund(self, amount: int, granted_at: float) -> None:
-        for i, (when, size) in enumerate(self._granted):
-            if when == granted_at and size == amount:
-                del self._granted[i]
-                self._in_window -= amount
-                return
+    def _record(self, amount: int) -> _Entry:
+        entry = _Entry(amount)
+        self._log.append(entry)
+        return entry
 
     def _ready_at(self, amount: int, now: float) -> float:
-        """The earliest time ``amount`` more units fit, ignoring waiters behind."""
+        """The earliest time ``amount`` more units fit, ignoring waiters behind.
+
+        Infinite when only answers still to come can make room: :meth:`settle` then
+        reschedules.
+        """
         self._expire(now)
-        excess = self._in_window + amount - self.rate.limit
+        excess = self._used() + amount - self.rate.limit
         ready = now
-        for when, size in self._granted:
+        for entry in sorted(self._log, key=lambda e: e.time):
             if excess <= 0:
                 break
-            excess -= size
-            ready = when + self._window
+            excess -= entry.amount
+            ready = entry.time + self._window
         return max(ready, self._paused_until)
 
     def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -300,12 +346,12 @@ class WindowLimiter:
                 heapq.heappop(self._waiters)
                 continue
             if not self._admissible(amount, now):
-                ready = max(self._ready_at(amount, now), now + _MIN_STEP)
-                self._timer = loop.call_at(ready, self._reschedule, loop)
+                ready = self._ready_at(amount, now)
+                if ready != math.inf:
+                    self._timer = loop.call_at(max(ready, now + _MIN_STEP), self._reschedule, loop)
                 return
             heapq.heappop(self._waiters)
-            self._record(amount, now)
-            future.set_result(now)
+            future.set_result(self._record(amount))
 
 
 class Slots:

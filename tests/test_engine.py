@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from fashn_async import AsyncFashn, BatchProgress, Limits, Prediction, TryOnRequest, errors
-from fashn_async.testing import Emulator, PredictionFault
+from fashn_async.testing import Emulator, HttpFault, PredictionFault
 
 
 def requests_for(emulator: Emulator, n: int, **fields: object) -> list[TryOnRequest]:
@@ -345,3 +345,44 @@ async def test_wait_for_an_existing_prediction(client: AsyncFashn, emulator: Emu
         failed.raise_for_status()
     with pytest.raises(errors.InvalidRequestError):
         await client.wait("  ")
+
+
+async def test_not_created_is_heard_before_the_resend(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A 503 answer proves nothing was created: on_not_created fires before the re-send."""
+    emulator.inject(HttpFault(kind="error_5xx", route="run", times=1, status=503))
+    events: list[str] = []
+    batch = client.batch(
+        requests_for(emulator, 1),
+        on_sending=lambda i: events.append("sending"),
+        on_not_created=lambda i: events.append("not_created"),
+        on_submitted=lambda i, pid: events.append("submitted"),
+    )
+    results = [r async for r in batch]
+    assert results[0].ok
+    assert events == ["sending", "not_created", "sending", "submitted"]
+    assert len(emulator.report().accepted) == 1
+
+
+async def test_an_answer_that_lands_while_leaving_is_heard_then_cancelled(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A POST on the wire when the consumer leaves: its id reaches on_submitted, and the
+    prediction it created is cancelled on the server."""
+    emulator.inject(HttpFault(kind="slow", route="run", delay=5.0, times=1))
+    heard: list[str] = []
+    batch = client.batch(requests_for(emulator, 1), on_submitted=lambda i, pid: heard.append(pid))
+
+    async def consume() -> None:
+        async for _ in batch:
+            pass
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(1.0)  # the POST is on the wire
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = emulator.report()
+    assert [a.id for a in report.accepted] == heard
+    assert set(report.cancels) == set(heard)

@@ -12,6 +12,12 @@ from fashn_async import Limits, Rate
 from fashn_async._limits import Slots, WindowLimiter
 
 
+async def take(limiter: WindowLimiter, amount: int = 1, *, priority: float = 0.0) -> None:
+    """Acquire and answer at once, as a request with no network delay."""
+    grant = await limiter.acquire(amount, priority=priority)
+    limiter.settle(grant, counted=True)
+
+
 def max_in_any_window(events: list[tuple[float, int]], window: float) -> int:
     """Most units in any half-open window [t, t + window) of the recorded grants."""
     events = sorted(events)
@@ -30,7 +36,7 @@ async def test_first_r_at_once_next_r_one_window_later() -> None:
     times: list[float] = []
 
     async def one() -> None:
-        await limiter.acquire()
+        await take(limiter)
         times.append(loop.time() - start)
 
     await asyncio.gather(*(one() for _ in range(75)))
@@ -45,7 +51,7 @@ async def test_margin_widens_the_window() -> None:
     limiter = WindowLimiter(Rate(2, 10.0), margin=0.5)
     start = loop.time()
     for _ in range(3):
-        await limiter.acquire()
+        await take(limiter)
     assert loop.time() - start == pytest.approx(10.5)
 
 
@@ -58,7 +64,7 @@ async def test_rolling_window_under_random_cancellation() -> None:
 
     async def caller(delay: float, amount: int) -> None:
         await asyncio.sleep(delay)
-        await limiter.acquire(amount)
+        await take(limiter, amount)
         granted.append((loop.time(), amount))
 
     tasks = [
@@ -80,7 +86,7 @@ async def test_throughput_at_the_bound() -> None:
     limiter = WindowLimiter(Rate(25, 60.0))
     start = loop.time()
     for _ in range(251):
-        await limiter.acquire()
+        await take(limiter)
     # 251 = 10 full windows + 1: the last grant is at exactly 10 windows.
     assert loop.time() - start == pytest.approx(600.0)
 
@@ -89,10 +95,10 @@ async def test_fifo_fairness() -> None:
     """Waiters are served in arrival order, whatever their amounts."""
     limiter = WindowLimiter(Rate(4, 1.0))
     order: list[int] = []
-    await limiter.acquire(4)
+    await take(limiter, 4)
 
     async def waiter(i: int, amount: int) -> None:
-        await limiter.acquire(amount)
+        await take(limiter, amount)
         order.append(i)
 
     tasks = []
@@ -107,10 +113,10 @@ async def test_priority_goes_first() -> None:
     """A higher priority waiter is granted before earlier, lower-priority ones."""
     limiter = WindowLimiter(Rate(1, 1.0))
     order: list[str] = []
-    await limiter.acquire()
+    await take(limiter)
 
     async def waiter(name: str, priority: float) -> None:
-        await limiter.acquire(priority=priority)
+        await take(limiter, priority=priority)
         order.append(name)
 
     low = asyncio.ensure_future(waiter("low", 0.1))
@@ -124,12 +130,12 @@ async def test_cancelled_waiter_loses_no_capacity() -> None:
     """Cancelling a queued waiter lets the next one have its place at once."""
     loop = asyncio.get_running_loop()
     limiter = WindowLimiter(Rate(1, 10.0))
-    await limiter.acquire()
-    first = asyncio.ensure_future(limiter.acquire())
+    await take(limiter)
+    first = asyncio.ensure_future(take(limiter))
     await asyncio.sleep(1)
     first.cancel()
     start = loop.time()
-    await limiter.acquire()
+    await take(limiter)
     assert loop.time() - start == pytest.approx(9.0)
     assert limiter.in_window() == 1
 
@@ -137,8 +143,8 @@ async def test_cancelled_waiter_loses_no_capacity() -> None:
 async def test_grant_cancelled_before_use_is_refunded() -> None:
     """A waiter granted capacity but cancelled before resuming gives it back."""
     limiter = WindowLimiter(Rate(1, 10.0))
-    await limiter.acquire()
-    waiter = asyncio.ensure_future(limiter.acquire())
+    await take(limiter)
+    waiter = asyncio.ensure_future(take(limiter))
     await asyncio.sleep(10)  # granted at t=10 ...
     waiter.cancel()  # ... and cancelled before it ran
     with pytest.raises(asyncio.CancelledError):
@@ -152,7 +158,7 @@ async def test_pause_holds_every_waiter() -> None:
     limiter = WindowLimiter(Rate(10, 1.0))
     limiter.pause(30.0)
     start = loop.time()
-    await asyncio.gather(*(limiter.acquire() for _ in range(3)))
+    await asyncio.gather(*(take(limiter) for _ in range(3)))
     assert loop.time() - start == pytest.approx(30.0)
 
 
@@ -160,7 +166,53 @@ async def test_amount_over_limit_is_refused() -> None:
     """Asking for more than the whole limit fails instead of waiting forever."""
     limiter = WindowLimiter(Rate(4, 1.0))
     with pytest.raises(ValueError, match="amount"):
-        await limiter.acquire(5)
+        await take(limiter, 5)
+
+
+async def test_window_counts_from_the_answer() -> None:
+    """A slow request's window starts when it was answered: the server dated it later."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(2, 10.0))
+    start = loop.time()
+    first = await limiter.acquire()
+    second = await limiter.acquire()
+    third = asyncio.ensure_future(take(limiter))
+    await asyncio.sleep(4.0)  # the two requests are on the wire for 4 s
+    assert limiter.in_window() == 2
+    limiter.settle(first, counted=True)
+    await asyncio.sleep(3.0)
+    limiter.settle(second, counted=True)
+    await third
+    assert loop.time() - start == pytest.approx(14.0)  # first answer + window
+
+
+async def test_an_unanswered_grant_never_expires() -> None:
+    """Until answered, a grant counts as now: a request hung for 2 windows still counts."""
+    limiter = WindowLimiter(Rate(1, 10.0))
+    grant = await limiter.acquire()
+    waiter = asyncio.ensure_future(take(limiter))
+    await asyncio.sleep(25.0)
+    assert not waiter.done()
+    limiter.settle(grant, counted=True)
+    await asyncio.sleep(9.9)
+    assert not waiter.done()
+    await asyncio.sleep(0.2)
+    assert waiter.done()
+
+
+async def test_uncounted_grant_comes_back_at_once() -> None:
+    """settle(counted=False) (never sent, or refused uncounted) frees the capacity now."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 10.0))
+    grant = await limiter.acquire()
+    waiter = asyncio.ensure_future(take(limiter))
+    await asyncio.sleep(1.0)
+    start = loop.time()
+    limiter.settle(grant, counted=False)
+    limiter.settle(grant, counted=True)  # a second settle of the same grant is ignored
+    await waiter
+    assert loop.time() == pytest.approx(start)
+    assert limiter.in_window() == 1
 
 
 async def test_aiolimiter_alone_breaks_the_rolling_window() -> None:

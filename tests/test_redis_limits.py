@@ -97,6 +97,49 @@ async def test_two_clients_share_one_rolling_window(redis_server: RedisServer) -
     assert 0.99 <= max(granted) - start < 0.99 + 0.15
 
 
+async def test_a_slow_answer_dates_the_grant_for_every_client(
+    redis_server: RedisServer,
+) -> None:
+    """A grant answered late is re-dated in Redis: the other client's window starts there."""
+    loop = asyncio.get_running_loop()
+    rate = Rate(1, 0.3)  # window 0.33 s with the margin
+    async with (
+        joined(redis_server.url, rate=rate) as (_, first, _s1),
+        joined(redis_server.url, rate=rate) as (_, second, _s2),
+    ):
+        start = loop.time()
+        grant = await first.acquire()
+        waiter = asyncio.ensure_future(second.acquire())
+        await asyncio.sleep(0.25)  # the request is on the wire for 0.25 s
+        first.settle(grant, counted=True)
+        await waiter
+        elapsed = loop.time() - start
+    # Dated by the grant, the second would go at 0.33 s; dated by the answer, at 0.58 s.
+    assert 0.55 <= elapsed < 0.58 + 0.2
+
+
+async def test_an_uncounted_grant_is_removed_from_redis(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """settle(counted=False) removes the grant from the shared log; this client goes at once.
+
+    Another process waiting for that capacity sleeps until the time Redis last told it
+    (there is no cross-process wake-up); uncounted grants are rare (a refused connection,
+    a 429), so that costs little.
+    """
+    loop = asyncio.get_running_loop()
+    async with joined(redis_server.url, rate=Rate(1, 5.0)) as (coordinator, first, _s1):
+        grant = await first.acquire()
+        assert await peek.zcard(coordinator.key("submit")) == 1
+        waiter = asyncio.ensure_future(first.acquire())
+        await asyncio.sleep(0.05)
+        start = loop.time()
+        first.settle(grant, counted=False)
+        await waiter
+        assert loop.time() - start < 1.0  # not the 5 s window
+        assert await peek.zcard(coordinator.key("submit")) == 1  # only the new grant
+
+
 async def test_a_pause_in_one_client_holds_every_client(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:

@@ -8,7 +8,7 @@ Scripts that read ``TIME`` and then write need effect replication (Redis >= 5).
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "LEASE_ACQUIRE", "PAUSE", "REPLAY", "WINDOW_ACQUIRE"]
+__all__ = ["HEARTBEAT", "LEASE_ACQUIRE", "PAUSE", "REPLAY", "RESTAMP", "WINDOW_ACQUIRE"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -78,6 +78,22 @@ for i = 2, #ARGV, 2 do
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
 return #ARGV
+"""
+)
+
+#: KEYS: grant log. ARGV: window (us), then members whose requests were answered.
+#: Re-dates each grant still in the log to now, the answer's time: the server dated the
+#: request before that, so a window counted from here never ends before the server's.
+RESTAMP = (
+    _NOW
+    + """
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], 'XX', int(now), ARGV[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
+return #ARGV - 1
 """
 )
 

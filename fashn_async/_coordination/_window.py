@@ -13,12 +13,23 @@ import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
-from fashn_async._limits import Rate, WindowLimiter
+from fashn_async._limits import Grant, Rate, WindowLimiter
 
 if TYPE_CHECKING:
     from fashn_async._coordination._coordinator import Coordinator
 
 __all__ = ["SharedWindowLimiter"]
+
+
+class _Grant:
+    """A grant: its member in the Redis log (None if made locally), and the local share's."""
+
+    __slots__ = ("member", "share")
+
+    def __init__(self, member: str | None, share: tuple[WindowLimiter, Grant] | None) -> None:
+        self.member = member
+        self.share = share
+
 
 #: A waiter: (-priority, arrival, amount, future of the grant's member or None).
 _Entry = tuple[float, int, int, "asyncio.Future[str | None]"]
@@ -55,6 +66,7 @@ class SharedWindowLimiter:
         self._paused_until = 0.0  # loop time
         self._pause_unshared = False
         self._refunds: list[str] = []
+        self._restamps: list[str] = []
         self._mine: deque[tuple[float, str]] = deque()  # (loop time, member), for replay
         self._local: WindowLimiter | None = None
         self._local_until = math.inf
@@ -81,8 +93,10 @@ class SharedWindowLimiter:
             self._local.pause(seconds)
         self._wake.set()
 
-    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> None:
+    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> _Grant:
         """Wait until ``amount`` units fit in the shared window, then take them.
+
+        Report the request's answer with :meth:`settle`.
 
         Raises:
             ValueError: ``amount`` can never fit.
@@ -90,19 +104,39 @@ class SharedWindowLimiter:
         if not 1 <= amount <= self.rate.limit:
             raise ValueError(f"amount must be from 1 to {self.rate.limit}, got {amount}")
         self._co.check_open()
-        took_share = False
-        while True:
-            if self._failed is not None:
-                raise self._failed
-            share = self._share()
-            if share is not None and not took_share:
-                await share.acquire(min(amount, share.rate.limit), priority=priority)
-                took_share = True
-            if not self._co.online:
-                self._remember(f"{self._co.owner}.{next(self._ids)}:{amount}")
-                return
-            if await self._queue(amount, priority):
-                return
+        shared: tuple[WindowLimiter, Grant] | None = None
+        try:
+            while True:
+                if self._failed is not None:
+                    raise self._failed  # noqa: TRY301 - the share's grant is given back below
+                share = self._share()
+                if share is not None and shared is None:
+                    grant = await share.acquire(min(amount, share.rate.limit), priority=priority)
+                    shared = (share, grant)
+                if not self._co.online:
+                    self._remember(f"{self._co.owner}.{next(self._ids)}:{amount}")
+                    return _Grant(None, shared)
+                granted = await self._queue(amount, priority)
+                if granted is not None:
+                    return _Grant(granted, shared)
+        except BaseException:
+            if shared is not None:
+                shared[0].settle(shared[1], counted=False)
+            raise
+
+    def settle(self, grant: Grant, *, counted: bool) -> None:
+        """The request of ``grant`` was answered: re-date it to now in Redis, or drop it."""
+        if not isinstance(grant, _Grant):
+            return
+        if grant.share is not None:
+            grant.share[0].settle(grant.share[1], counted=counted)
+        if grant.member is None:
+            return
+        if counted:
+            self._restamps.append(grant.member)
+            self._wake.set()
+        else:
+            self._refund(grant.member)
 
     def _share(self) -> WindowLimiter | None:
         loop = asyncio.get_running_loop()
@@ -116,8 +150,8 @@ class SharedWindowLimiter:
         while self._mine and now - self._mine[0][0] >= self._window:
             self._mine.popleft()
 
-    async def _queue(self, amount: int, priority: float) -> bool:
-        """Wait in the local queue for a grant from Redis; False if Redis went away."""
+    async def _queue(self, amount: int, priority: float) -> str | None:
+        """Wait in the local queue for a grant from Redis; None if Redis went away."""
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         entry: _Entry = (-priority, next(self._order), amount, future)
         heapq.heappush(self._waiters, entry)
@@ -135,7 +169,7 @@ class SharedWindowLimiter:
                 heapq.heapify(self._waiters)
             self._wake.set()
             raise
-        return member is not None
+        return member
 
     def _refund(self, member: str) -> None:
         self._refunds.append(member)
@@ -198,6 +232,10 @@ class SharedWindowLimiter:
             remaining = self._paused_until - asyncio.get_running_loop().time()
             if remaining > 0:
                 await self._co.call(_scripts.PAUSE, self._keys[1:], [math.ceil(remaining * 1e6)])
+        if self._restamps:
+            members, self._restamps = self._restamps, []
+            window = round(self._window * 1e6)
+            await self._co.call(_scripts.RESTAMP, self._keys[:1], [window, *members])
         if self._refunds:
             members, self._refunds = self._refunds, []
             await self._co.zrem(self._keys[0], members)
@@ -211,6 +249,7 @@ class SharedWindowLimiter:
         share.pause(max(self._window, self._paused_until - asyncio.get_running_loop().time()))
         self._local, self._local_until = share, math.inf
         self._refunds.clear()
+        self._restamps.clear()
         waiters, self._waiters = sorted(self._waiters), []
         for entry in waiters:  # in order: they ask the share in this order
             if not entry[3].done():

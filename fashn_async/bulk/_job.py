@@ -256,6 +256,12 @@ class BulkJob:
             self._journal.sending(order[index])
             self._move(order[index], State.SUBMITTING)
 
+        def not_created(index: int) -> None:
+            # A 429, a 5xx or a refused connection: nothing exists, so a crash before the
+            # re-send must not leave the row "uncertain".
+            self._journal.reset([order[index]])
+            self._move(order[index], State.PENDING)
+
         def submitted(index: int, prediction_id: str) -> None:
             if self._states[order[index]] != State.SUBMITTED:
                 # An answer that arrives after interrupt(): the engine cancels it next.
@@ -279,6 +285,7 @@ class BulkJob:
                     items(),
                     on_sending=sending,
                     on_submitted=submitted,
+                    on_not_created=not_created,
                     cancel_on_exit=not self._options.leave_running,
                 )
                 try:
