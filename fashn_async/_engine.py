@@ -332,12 +332,7 @@ class Engine:
                 on_created=on_submitted,
             )
             submitted_at = asyncio.get_running_loop().time()
-            try:
-                return await self.wait(prediction_id, submitted_at)
-            except BaseException:
-                if cancel:
-                    await self.cancel_quietly(prediction_id)
-                raise
+            return await self._wait_or_cancel(prediction_id, submitted_at, cancel=cancel)
         finally:
             self.slots.release(lease)
 
@@ -351,18 +346,23 @@ class Engine:
         held = self._held.pop(prediction_id, None)
         lease = held if held is not None else await self.slots.acquire()
         try:
-            try:
-                # Its age is unknown: assume it is at least as old as the earliest likely
-                # completion, so polling starts within one step; learn nothing from it.
-                age = self.model.likely_range()[0]
-                now = asyncio.get_running_loop().time()
-                return await self.wait(prediction_id, now - age, learn=False)
-            except BaseException:
-                if cancel:
-                    await self.cancel_quietly(prediction_id)
-                raise
+            # Its age is unknown: assume it is at least as old as the earliest likely
+            # completion, so polling starts within one step; learn nothing from it.
+            since = asyncio.get_running_loop().time() - self.model.likely_range()[0]
+            return await self._wait_or_cancel(prediction_id, since, cancel=cancel, learn=False)
         finally:
             self.slots.release(lease)
+
+    async def _wait_or_cancel(
+        self, prediction_id: str, submitted_at: float, *, cancel: bool, learn: bool = True
+    ) -> PredictionStatus:
+        """wait(); if we are cancelled meanwhile, cancel the prediction too (``cancel``)."""
+        try:
+            return await self.wait(prediction_id, submitted_at, learn=learn)
+        except BaseException:
+            if cancel:
+                await self.cancel_quietly(prediction_id)
+            raise
 
     async def _send_run(
         self, prepared: Prepared, on_created: Callable[[str], None] | None
