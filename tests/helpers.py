@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+
+import pytest
 
 #: A 1x1 PNG.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
+
+
+def system_program(name: str, package: str) -> str:
+    """The path of a system program a test drives for real (redis-server, chromium).
+
+    Missing, the test is skipped with the command that installs it, so the README's test
+    command works on a bare machine; CI (``.ci/run`` installs both and sets
+    ``FASHN_TESTS_REQUIRE_SYSTEM=1``) fails instead, so nothing is skipped there unseen.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    reason = f"{name} is not installed (apt-get install {package}; .ci/run does)"
+    if os.environ.get("FASHN_TESTS_REQUIRE_SYSTEM") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)

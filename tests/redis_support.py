@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from helpers import system_program
 
 WORKER = Path(__file__).resolve()
 
@@ -53,9 +53,7 @@ class RedisServer:
 
     def start(self) -> None:
         """Start it and wait until it answers PING."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("no redis-server: apt-get install redis-server (.ci/run does)")
+        binary = system_program("redis-server", "redis-server")
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
         self.process = subprocess.Popen(  # noqa: S603 - the system's redis-server, fixed args
             [binary, *args, "no", "--loglevel", "warning"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import shutil
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import system_program
 from PIL import Image
 from rich.console import Console
 
@@ -143,9 +143,7 @@ async def test_a_large_report_links_cached_thumbnails(emulator: Emulator, tmp_pa
 async def test_chromium_renders_the_report(emulator: Emulator, tmp_path: Path) -> None:
     """Headless Chromium loads report.html (thumbnails embedded) and the linked variant;
     the screenshots show the badges and the thumbnails."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI has it)")
+    browser = system_program("chromium", "chromium")
     out = await _job_with_a_failure(emulator, tmp_path)
     rows = load_catalog(tmp_path / "catalog.csv").rows
     with Journal.open(out, meta={}, rows=rows) as journal:
