@@ -34,6 +34,10 @@ def typing(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmarks: emulator in its own process, results as a table and JSON."""
-    session.install("-e", ".[bench]")
+    """The benchmarks: emulator in its own process, results as a table and JSON.
+
+    ``nox -s bench -- --quick`` for a smoke run; ``-- --only polling`` for one of them.
+    The redis extra is for bench_scaleout.py.
+    """
+    session.install("-e", ".[bench,redis]")
     session.run("python", "benchmarks/run_all.py", *session.posargs)

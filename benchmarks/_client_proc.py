@@ -270,7 +270,9 @@ def main() -> None:
     out = asyncio.run(_main(spec))
     profile_text = out.pop("_profile_text", None)
     if profile_text is not None:
-        Path(spec["profile"]).write_text(profile_text, encoding="utf-8")
+        path = Path(spec["profile"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(profile_text, encoding="utf-8")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out["process_cpu_s"] = usage.ru_utime + usage.ru_stime
     out["rss_peak"] = _peak_rss()

@@ -58,7 +58,7 @@ def measure(n: int, scale: float, profile: bool) -> list[dict[str, Any]]:
         with h.emulator(h.emulator_config(scale=scale)) as emu:
             spec = _spec(client, emu.url, n, scale)
             if profile and client == "ours":
-                spec["profile"] = str(h.RESULTS / f"profile_{NAME}.txt")
+                spec["profile"] = str(h.RESULTS / "profiles" / f"{NAME}.txt")
             result = h.run_client(spec)
             report = emu.report()
         lags = an.detection_lags(report)

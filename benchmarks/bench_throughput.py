@@ -119,7 +119,7 @@ def measure(
                     if client == "official":  # it can retry for minutes: cut it off
                         spec["deadline_s"] = OFFICIAL_DEADLINE * _estimate(scenario, n) * n_scale
                     if profile and client == "ours":
-                        spec["profile"] = str(h.RESULTS / f"profile_{NAME}_{scenario}_{n}.txt")
+                        spec["profile"] = str(h.RESULTS / "profiles" / f"{NAME}_{scenario}_{n}.txt")
                     result = h.run_client(spec)
                     report = emu.report()
                 drawn = an.accepted_latencies(report)
