@@ -119,8 +119,6 @@ async def _gather(
 
 
 def _ours_client(spec: dict[str, Any]) -> Any:
-    import attrs
-
     from fashn_async import AsyncFashn, Limits, Polling
 
     scale = spec.get("scale", 1.0)
@@ -135,22 +133,14 @@ def _ours_client(spec: dict[str, Any]) -> Any:
         limits = Limits.unlimited()
     else:
         raise ValueError(f"unknown limits {kind!r}")
-    if spec.get("margin") is not None:  # API seconds, scaled like the windows
-        limits = attrs.evolve(limits, margin=spec["margin"] * scale)
     polling = spec.get("polling")
     policy = Polling(**{**polling, "prior": tuple(polling["prior"])}) if polling else None
-    client = AsyncFashn(
+    return AsyncFashn(
         base_url=spec["url"],
         limits=limits,
         polling=policy or Polling().scaled(scale),
         max_connections=spec.get("max_connections", 100),
     )
-    if spec.get("whatif"):
-        import _whatif
-
-        whatif = spec["whatif"]
-        _whatif.install(client, *([tuple(whatif)] if isinstance(whatif, list) else []))
-    return client
 
 
 async def _run_ours(spec: dict[str, Any], out: dict[str, Any]) -> list[Any]:

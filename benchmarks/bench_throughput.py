@@ -1,7 +1,7 @@
 """Benchmark 1: throughput at the limit, and the 429s it costs.
 
 A batch of N try-ons against an emulator with the API's limits, on a compressed clock.
-Three clients (and a what-if), each in its own
+Three clients, each in its own
 process, each against a fresh emulator with the same seeded latencies:
 
 * ours: ``asyncio.gather`` of ``client.run()``, with the client's own limits;
@@ -10,9 +10,7 @@ process, each against a fresh emulator with the same seeded latencies:
   on, so the naive client's 429s are its submissions');
 * official: ``asyncio.gather`` of the official SDK's ``predictions.subscribe()``, its
   1 s poll interval scaled like everything else; calls still running at 1.5x the bound
-  are cancelled and counted as not done;
-* ours+fix (what-if, ``--no-proposed`` skips it): ours with the limiter change proposed in
-  ``_whatif.py`` patched into its process (windows dated by answers, no margin).
+  are cancelled and counted as not done.
 
 Scenario ``window``: submit and status limits on, the in-flight cap off on both sides
 (ours runs ``Limits(in_flight=None)``). The wall time is compared with the issue's bound
@@ -42,8 +40,6 @@ import _harness as h
 
 NAME = "throughput"
 GOAL_RATIO = 1.02
-#: Ours with the limiter fix proposed in _whatif.py, patched into its process only.
-PROPOSED = "ours+fix"
 #: The official SDK's calls still running at this multiple of the bound are cancelled
 #: and counted as not done (its own subscribe() timeout is 5 real minutes).
 OFFICIAL_DEADLINE = 1.5
@@ -58,17 +54,15 @@ def _estimate(scenario: str, n: int) -> float:
 def _spec(client: str, scenario: str, url: str, n: int, scale: float) -> dict[str, Any]:
     image = h.tiny_data_uri()
     spec: dict[str, Any] = {
-        "client": "ours" if client == PROPOSED else client,
+        "client": client,
         "url": url,
         "n": n,
         "scale": scale,
         "model_image": image,
         "garment_image": image,
     }
-    if client in ("ours", PROPOSED):
+    if client == "ours":
         spec["limits"] = "default" if scenario == "all-limits" else "no_in_flight"
-        if client == PROPOSED:  # answer-stamped windows need no margin
-            spec |= {"whatif": True, "margin": 0.0}
     elif client == "naive":
         spec["limits"] = "naive"
         spec["aiolimiter"] = list(h.SUBMIT)
@@ -101,9 +95,7 @@ def auto_scale(n: int) -> float:
     return 0.1 if n <= 100 else 0.01
 
 
-def measure(
-    ns: list[int], scale: float | None, profile: bool, proposed: bool
-) -> list[dict[str, Any]]:
+def measure(ns: list[int], scale: float | None, profile: bool) -> list[dict[str, Any]]:
     """Every (scenario, N, client) run, in that order."""
     runs: list[dict[str, Any]] = []
     for scenario in ("window", "all-limits"):
@@ -113,7 +105,7 @@ def measure(
             config = h.emulator_config(scale=n_scale, in_flight=in_flight)
             latencies: list[float] = []
             group: list[dict[str, Any]] = []
-            for client in ("ours", "naive", "official", *((PROPOSED,) if proposed else ())):
+            for client in ("ours", "naive", "official"):
                 with h.emulator(config) as emu:
                     spec = _spec(client, scenario, emu.url, n, n_scale)
                     if client == "official":  # it can retry for minutes: cut it off
@@ -204,12 +196,12 @@ def goals(runs: list[dict[str, Any]]) -> list[str]:
     """One line per goal: met or missed, with the figures."""
     lines = []
     for run in runs:
-        if run["client"] not in ("ours", PROPOSED):
+        if run["client"] != "ours":
             continue
         errors = run["rejected_429"]["total"]
         met = run["ratio"] <= GOAL_RATIO and errors == 0 and run["completed"] == run["n"]
         lines.append(
-            f"{'MET   ' if met else 'MISSED'} {run['client']} {run['scenario']} N={run['n']}: "
+            f"{'MET   ' if met else 'MISSED'} {run['scenario']} N={run['n']}: "
             f"wall/bound {run['ratio']:.4f} (goal <= {GOAL_RATIO}), 429s {errors} (goal 0)"
         )
     return lines
@@ -221,14 +213,11 @@ def main() -> None:
     args_parser.add_argument(
         "--scale", type=float, help="emulator time scale (default: 0.1 to N=100, then 0.01)"
     )
-    args_parser.add_argument(
-        "--no-proposed", action="store_true", help=f"skip the {PROPOSED!r} what-if runs"
-    )
     args = args_parser.parse_args()
     ns = args.n or ([50, 200] if args.quick else [100, 1000])
     started = time.monotonic()
     info = h.machine()
-    runs = measure(ns, args.scale, args.profile, not args.no_proposed)
+    runs = measure(ns, args.scale, args.profile)
     text = render(runs)
     verdicts = goals(runs)
     print(h.describe(info))
