@@ -85,7 +85,9 @@ class Engine:
             backend.window("submit", limits.submit, margin=margin) if limits.submit else None
         )
         self.status_budget: RateLimiter | None = (
-            backend.window("status", limits.status, margin=margin) if limits.status else None
+            backend.window("status", limits.status, margin=margin, burst=limits.status_burst)
+            if limits.status
+            else None
         )
         self.credits_limiter = (
             aiolimiter.AsyncLimiter(limits.credits.limit, limits.credits.period)

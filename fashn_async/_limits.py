@@ -85,6 +85,11 @@ def _check_margin(instance: object, attribute: attrs.Attribute[float], value: fl
         raise ValueError(f"margin must be a number >= 0, got {value!r}")
 
 
+def _check_burst(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"status_burst must be an integer >= 1 or None, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Limits:
     """The API key's limits, as the client should respect them. ``None`` turns one off.
@@ -96,6 +101,11 @@ class Limits:
         credits: GET /v1/credits calls (a leaky bucket is enough here).
         margin: Seconds added to every window, so network jitter between two requests
             can never make a strict server see R+1 in one window.
+        status_burst: Status calls granted back to back before the rest are paced at
+            ``status.limit / status.period`` a second (``None``: no pacing). Without
+            pacing, 25 pollers spend 50 calls in 2 s and then wait 8 s for the window to
+            roll, however likely done a prediction is; paced, the budget keeps flowing
+            to the predictions most likely finished.
     """
 
     submit: Rate | None = Rate(25, 60.0)
@@ -103,6 +113,7 @@ class Limits:
     in_flight: int | None = attrs.field(default=6, validator=_check_in_flight)
     credits: Rate | None = Rate(30, 10.0)
     margin: float = attrs.field(default=0.25, validator=_check_margin)
+    status_burst: int | None = attrs.field(default=10, validator=_check_burst)
 
     def scaled(self, factor: float) -> Limits:
         """These limits with every window (and the margin) multiplied by ``factor``.
@@ -124,7 +135,9 @@ class Limits:
     @classmethod
     def unlimited(cls) -> Limits:
         """No client-side limits at all (for a server without them)."""
-        return cls(submit=None, status=None, in_flight=None, credits=None, margin=0.0)
+        return cls(
+            submit=None, status=None, in_flight=None, credits=None, margin=0.0, status_burst=None
+        )
 
 
 #: What a slot gate hands out and takes back; opaque to its holder.
@@ -175,9 +188,17 @@ class LimiterBackend(Protocol):
     """Makes the limiters of one client: in-process, or shared through a server."""
 
     def window(
-        self, name: Literal["submit", "status"], rate: Rate, *, margin: float
+        self,
+        name: Literal["submit", "status"],
+        rate: Rate,
+        *,
+        margin: float,
+        burst: int | None = None,
     ) -> RateLimiter:
-        """A rolling-window limiter; ``name`` tells apart the limits of one key."""
+        """A rolling-window limiter; ``name`` tells apart the limits of one key.
+
+        ``burst``: grants allowed back to back before pacing at ``rate`` (None: no pacing).
+        """
         ...
 
     def slots(self, capacity: int | None) -> SlotGate:
@@ -192,10 +213,15 @@ class LocalBackend:
         return "<LocalBackend>"
 
     def window(
-        self, name: Literal["submit", "status"], rate: Rate, *, margin: float
+        self,
+        name: Literal["submit", "status"],
+        rate: Rate,
+        *,
+        margin: float,
+        burst: int | None = None,
     ) -> WindowLimiter:
         """A strict sliding-log limiter in this process."""
-        return WindowLimiter(rate, margin=margin)
+        return WindowLimiter(rate, margin=margin, burst=burst)
 
     def slots(self, capacity: int | None) -> Slots:
         """A FIFO in-flight gate in this process."""
@@ -221,11 +247,17 @@ class WindowLimiter:
     Args:
         rate: The limit and its window.
         margin: Seconds added to the window.
+        burst: If set, also a token bucket of this size refilled at ``rate``: at most
+            ``burst`` grants back to back, then one every ``period / limit`` seconds.
     """
 
-    def __init__(self, rate: Rate, *, margin: float = 0.0) -> None:
+    def __init__(self, rate: Rate, *, margin: float = 0.0, burst: int | None = None) -> None:
         self.rate = rate
         self._window = rate.period + margin
+        self._burst = burst
+        self._refill = rate.limit / self._window  # tokens a second
+        self._tokens = float(burst) if burst is not None else 0.0
+        self._tokens_at = -math.inf
         self._log: list[_Entry] = []  # at most rate.limit entries: scans are cheap
         self._waiters: list[tuple[float, int, int, asyncio.Future[_Entry]]] = []
         self._order = itertools.count()
@@ -308,8 +340,19 @@ class WindowLimiter:
         if any(now - entry.time >= self._window for entry in self._log):
             self._log = [entry for entry in self._log if now - entry.time < self._window]
 
+    def _tokens_now(self, now: float) -> float:
+        if self._burst is None:
+            return math.inf
+        if now > self._tokens_at:
+            gained = (now - self._tokens_at) * self._refill
+            self._tokens = min(float(self._burst), self._tokens + gained)
+            self._tokens_at = now
+        return self._tokens
+
     def _admissible(self, amount: int, now: float) -> bool:
         if now < self._paused_until:
+            return False
+        if self._tokens_now(now) < min(amount, self._burst or amount):
             return False
         self._expire(now)
         return self._used() + amount <= self.rate.limit
@@ -317,6 +360,8 @@ class WindowLimiter:
     def _record(self, amount: int) -> _Entry:
         entry = _Entry(amount)
         self._log.append(entry)
+        if self._burst is not None:
+            self._tokens -= amount  # may go below zero for an amount over the burst
         return entry
 
     def _ready_at(self, amount: int, now: float) -> float:
@@ -333,6 +378,10 @@ class WindowLimiter:
                 break
             excess -= entry.amount
             ready = entry.time + self._window
+        if self._burst is not None:
+            missing = min(amount, self._burst) - self._tokens_now(now)
+            if missing > 0:
+                ready = max(ready, now + missing / self._refill)
         return max(ready, self._paused_until)
 
     def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:

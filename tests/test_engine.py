@@ -46,6 +46,27 @@ async def test_batch_at_the_bound(client: AsyncFashn, emulator: Emulator) -> Non
     assert 120 <= elapsed <= 120 + 11 + 1.5
 
 
+@pytest.mark.emulator(in_flight_limit=None)
+@pytest.mark.client(limits=Limits(in_flight=None, margin=0.0))
+async def test_paced_status_budget_keeps_the_tail_short(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """25 running at once want ~26 status calls a second from a budget of 5: paced, the
+    budget keeps flowing to the likeliest done, so N=100 ends within 2 % of the bound."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    results = [r async for r in client.batch(requests_for(emulator, 100), max_pending=200)]
+    elapsed = loop.time() - start
+    report = emulator.report()
+    assert all(r.ok for r in results)
+    assert report.rejected == {}
+    assert report.max_status_in_window <= 50
+    accepted = sorted(report.accepted, key=lambda a: a.time)
+    last_latency = max(report.terminal_at[a.id] - a.time for a in accepted[75:])
+    bound = 3 * 60.0 + last_latency  # floor(99/25) windows + the last window's latency
+    assert bound <= elapsed <= bound * 1.02
+
+
 def best_makespan(latencies: list[float], rate: int, window: float, slots: int) -> float:
     """The earliest a batch can end: submissions in the given order and latencies, no more
     than ``rate`` in any ``window`` and no more than ``slots`` running at once."""

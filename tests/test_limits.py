@@ -215,6 +215,21 @@ async def test_uncounted_grant_comes_back_at_once() -> None:
     assert limiter.in_window() == 1
 
 
+async def test_burst_then_paced() -> None:
+    """With a burst, `burst` grants go at once, then one every period/limit seconds, and
+    the window still holds."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(50, 10.0), burst=10)
+    start = loop.time()
+    times: list[float] = []
+    for _ in range(30):
+        await take(limiter)
+        times.append(loop.time() - start)
+    assert times[:10] == [0.0] * 10
+    assert times[10:] == pytest.approx([0.2 * i for i in range(1, 21)], abs=1e-4)
+    assert max_in_any_window([(t, 1) for t in times], 10.0) <= 50
+
+
 async def test_aiolimiter_alone_breaks_the_rolling_window() -> None:
     """The reason for WindowLimiter: AsyncLimiter(25, 60) admits 49 in one 60 s window."""
     loop = asyncio.get_running_loop()

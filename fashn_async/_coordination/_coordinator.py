@@ -86,9 +86,17 @@ class Coordinator:
     # -- the backend the engine asks for its limiters ----------------------------------
 
     def window(
-        self, name: Literal["submit", "status"], rate: Rate, *, margin: float
+        self,
+        name: Literal["submit", "status"],
+        rate: Rate,
+        *,
+        margin: float,
+        burst: int | None = None,
     ) -> SharedWindowLimiter:
-        """A rolling-window limiter shared by every client of the key."""
+        """A rolling-window limiter shared by every client of the key.
+
+        ``burst`` (pacing) is not applied across processes: their pollers are not in step.
+        """
         limiter = SharedWindowLimiter(self, name, rate, margin=margin)
         self._windows.append(limiter)
         return limiter
