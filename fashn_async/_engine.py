@@ -141,28 +141,31 @@ class Engine:
             if self.submit_limiter is not None:
                 grant = await self.submit_limiter.acquire(prepared.generations)
             counted = True  # unless the server cannot have counted it
+            response: Response | None = None
             try:
                 if on_sending is not None:
                     on_sending()
-                try:
-                    response = await self._send_run(prepared, on_created)
-                except ConnectError:
-                    counted = False
-                    if on_not_created is not None:
-                        on_not_created()
-                    failures += 1  # never sent: safe to send again
-                    if failures >= self.retry.attempts:
-                        raise
-                    await anyio.sleep(self.retry.delay(failures, rng=self._rng))
-                    continue
-                except TransportError as exc:
-                    raise SubmissionUncertainError(
-                        "POST /v1/run was sent but no answer came back; the prediction may "
-                        f"exist and be charged, so it is not re-sent ({exc.message})"
-                    ) from exc
+                response = await self._send_run(prepared, on_created)
+            except ConnectError:
+                counted = False  # never sent
+                if on_not_created is not None:
+                    on_not_created()
+                failures += 1
+                if failures >= self.retry.attempts:
+                    raise
+            except TransportError as exc:
+                raise SubmissionUncertainError(
+                    "POST /v1/run was sent but no answer came back; the prediction may "
+                    f"exist and be charged, so it is not re-sent ({exc.message})"
+                ) from exc
+            else:
+                counted = response.status != 429  # a refusal is not counted by the server
             finally:
                 if grant is not None and self.submit_limiter is not None:
                     self.submit_limiter.settle(grant, counted=counted)
+            if response is None:  # a connection that was never made: safe to send again
+                await anyio.sleep(self.retry.delay(failures, rng=self._rng))
+                continue
             if response.status == 200:
                 prediction_id = _prediction_id(response)
                 if on_created is not None:
