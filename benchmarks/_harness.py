@@ -270,6 +270,28 @@ def save(
     return path, elapsed
 
 
+def report(
+    results_dir: Path,
+    name: str,
+    *,
+    info: dict[str, Any],
+    goal: str,
+    runs: list[dict[str, Any]],
+    text: str,
+    verdicts: list[str],
+    started: float,
+    **extra: Any,
+) -> None:
+    """Print the machine, the table and the verdicts; write them all to ``<name>.json``."""
+    print(describe(info))
+    print(text)
+    print("\n".join(verdicts))
+    payload = {"command": command_line(), "machine": info, **extra, "goal": goal}
+    payload |= {"runs": runs, "goals": verdicts, "table": text}
+    path, elapsed = save(results_dir, name, payload, started)
+    print(f"wrote {path} ({elapsed:.0f} s)")
+
+
 def command_line() -> str:
     """How this script was started, for the record."""
     script = Path(sys.argv[0])

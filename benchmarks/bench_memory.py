@@ -124,23 +124,16 @@ def main() -> None:
         runs.append(run_once(n, profile))
     text = render(runs)
     verdicts = goals(runs)
-    print(h.describe(info))
-    print(text)
-    print("\n".join(verdicts))
-    path, elapsed = h.save(
+    h.report(
         args.results,
         NAME,
-        {
-            "command": h.command_line(),
-            "machine": info,
-            "goal": f"peak RSS growth <= {GOAL_MB:g} MB, independent of N",
-            "runs": runs,
-            "goals": verdicts,
-            "table": text,
-        },
-        started,
+        info=info,
+        goal=f"peak RSS growth <= {GOAL_MB:g} MB, independent of N",
+        runs=runs,
+        text=text,
+        verdicts=verdicts,
+        started=started,
     )
-    print(f"wrote {path} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

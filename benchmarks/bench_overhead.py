@@ -148,24 +148,17 @@ def main() -> None:
         f"{'MET   ' if ratio <= GOAL_RATIO else 'MISSED'} overhead: ours uses {ratio:.3f}x "
         f"the official SDK's CPU per prediction (goal <= {GOAL_RATIO})"
     ]
-    print(h.describe(info))
-    print(text)
-    print("\n".join(verdicts))
-    path, elapsed = h.save(
+    h.report(
         args.results,
         NAME,
-        {
-            "command": h.command_line(),
-            "machine": info,
-            "goal": f"ours CPU per prediction <= {GOAL_RATIO}x the official SDK's",
-            "summary": summary,
-            "runs": runs,
-            "goals": verdicts,
-            "table": text,
-        },
-        started,
+        info=info,
+        goal=f"ours CPU per prediction <= {GOAL_RATIO}x the official SDK's",
+        runs=runs,
+        text=text,
+        verdicts=verdicts,
+        started=started,
+        summary=summary,
     )
-    print(f"wrote {path} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -158,24 +158,17 @@ def main() -> None:
     runs = measure(n, args.scale, args.profile)
     text = render(runs, args.scale)
     verdicts = goals(runs)
-    print(h.describe(info))
-    print(text)
-    print("\n".join(verdicts))
-    path, elapsed = h.save(
+    h.report(
         args.results,
         NAME,
-        {
-            "command": h.command_line(),
-            "machine": info,
-            "time_scale": args.scale,
-            "goal": f"ours: <= {GOAL_CALLS:g} calls, p95 lag <= {GOAL_P95:g} s, 0 429s",
-            "runs": runs,
-            "goals": verdicts,
-            "table": text,
-        },
-        started,
+        info=info,
+        goal=f"ours: <= {GOAL_CALLS:g} calls, p95 lag <= {GOAL_P95:g} s, 0 429s",
+        runs=runs,
+        text=text,
+        verdicts=verdicts,
+        started=started,
+        time_scale=args.scale,
     )
-    print(f"wrote {path} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

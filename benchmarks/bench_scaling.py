@@ -155,23 +155,16 @@ def main() -> None:
     add_ratios(runs)
     text = render(runs)
     verdicts = goals(runs)
-    print(h.describe(info))
-    print(text)
-    print("\n".join(verdicts))
-    path, elapsed = h.save(
+    h.report(
         args.results,
         NAME,
-        {
-            "command": h.command_line(),
-            "machine": info,
-            "goal": f"ours: CPU per prediction flat in N (within {FLAT}x of N={BASELINE_N})",
-            "runs": runs,
-            "goals": verdicts,
-            "table": text,
-        },
-        started,
+        info=info,
+        goal=f"ours: CPU per prediction flat in N (within {FLAT}x of N={BASELINE_N})",
+        runs=runs,
+        text=text,
+        verdicts=verdicts,
+        started=started,
     )
-    print(f"wrote {path} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -220,24 +220,17 @@ def main() -> None:
     runs = measure(ns, args.scale, args.profile)
     text = render(runs)
     verdicts = goals(runs)
-    print(h.describe(info))
-    print(text)
-    print("\n".join(verdicts))
-    path, elapsed = h.save(
+    h.report(
         args.results,
         NAME,
-        {
-            "command": h.command_line(),
-            "machine": info,
-            "time_scale": args.scale or "0.1 for N <= 100, else 0.01",
-            "goal": f"ours: wall/bound <= {GOAL_RATIO} and zero 429s",
-            "runs": runs,
-            "goals": verdicts,
-            "table": text,
-        },
-        started,
+        info=info,
+        goal=f"ours: wall/bound <= {GOAL_RATIO} and zero 429s",
+        runs=runs,
+        text=text,
+        verdicts=verdicts,
+        started=started,
+        time_scale=args.scale or "0.1 for N <= 100, else 0.01",
     )
-    print(f"wrote {path} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":
