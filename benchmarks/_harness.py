@@ -62,6 +62,19 @@ def tiny_png(width: int = 16, height: int = 16) -> bytes:
     )
 
 
+def client_spec(client: str, url: str, n: int, **fields: Any) -> dict[str, Any]:
+    """What ``_client_proc.py`` runs: ``n`` try-ons of the tiny image by ``client``."""
+    image = tiny_data_uri()
+    return {
+        "client": client,
+        "url": url,
+        "n": n,
+        "model_image": image,
+        "garment_image": image,
+        **fields,
+    }
+
+
 def tiny_data_uri() -> str:
     """The input image of every benchmark: a 16x16 PNG as a data URI (about 100 bytes).
 

@@ -30,19 +30,16 @@ MB = 2**20
 def run_once(n: int, profile: str | None = None) -> dict[str, Any]:
     """One batch of ``n`` in a fresh client process against a fresh emulator."""
     config = h.emulator_config(scale=1.0, latency=(0.0, 0.0), limits=False)
-    image = h.tiny_data_uri()
     with h.emulator(config) as emu:
-        spec: dict[str, Any] = {
-            "client": "ours",
-            "api": "batch",
-            "url": emu.url,
-            "n": n,
-            "limits": "unlimited",
-            "polling": h.IMMEDIATE_POLLING,
-            "model_image": image,
-            "garment_image": image,
-            "rss_checkpoints": 10,
-        }
+        spec = h.client_spec(
+            "ours",
+            emu.url,
+            n,
+            api="batch",
+            limits="unlimited",
+            polling=h.IMMEDIATE_POLLING,
+            rss_checkpoints=10,
+        )
         if profile:
             spec["profile"] = profile
         result = h.run_client(spec, timeout=1800)

@@ -31,15 +31,7 @@ CONCURRENCY = 64
 
 
 def _spec(client: str, url: str, n: int) -> dict[str, Any]:
-    image = h.tiny_data_uri()
-    spec: dict[str, Any] = {
-        "client": client,
-        "url": url,
-        "n": n,
-        "concurrency": CONCURRENCY,
-        "model_image": image,
-        "garment_image": image,
-    }
+    spec = h.client_spec(client, url, n, concurrency=CONCURRENCY)
     if client == "ours":
         spec["limits"] = "unlimited"
         spec["polling"] = h.IMMEDIATE_POLLING

@@ -33,15 +33,7 @@ MARGIN = 0.25  # API seconds, as Limits.margin
 
 
 def _spec(client: str, url: str, n: int, scale: float) -> dict[str, Any]:
-    image = h.tiny_data_uri()
-    spec: dict[str, Any] = {
-        "client": client,
-        "url": url,
-        "n": n,
-        "scale": scale,
-        "model_image": image,
-        "garment_image": image,
-    }
+    spec = h.client_spec(client, url, n, scale=scale)
     if client == "ours":
         spec["limits"] = "default"
     else:

@@ -32,15 +32,8 @@ CONCURRENCY = 64
 def run_once(client: str, n: int) -> dict[str, Any]:
     """One client, one N, a fresh zero-latency, unlimited emulator."""
     config = h.emulator_config(scale=1.0, latency=(0.0, 0.0), limits=False)
-    image = h.tiny_data_uri()
     with h.emulator(config) as emu:
-        spec: dict[str, Any] = {
-            "client": client,
-            "url": emu.url,
-            "n": n,
-            "model_image": image,
-            "garment_image": image,
-        }
+        spec = h.client_spec(client, emu.url, n)
         if client == "ours":
             spec |= {"api": "batch", "limits": "unlimited", "polling": h.IMMEDIATE_POLLING}
         else:

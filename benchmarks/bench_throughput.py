@@ -52,15 +52,7 @@ def _estimate(scenario: str, n: int) -> float:
 
 
 def _spec(client: str, scenario: str, url: str, n: int, scale: float) -> dict[str, Any]:
-    image = h.tiny_data_uri()
-    spec: dict[str, Any] = {
-        "client": client,
-        "url": url,
-        "n": n,
-        "scale": scale,
-        "model_image": image,
-        "garment_image": image,
-    }
+    spec = h.client_spec(client, url, n, scale=scale)
     if client == "ours":
         spec["limits"] = "default" if scenario == "all-limits" else "no_in_flight"
     elif client == "naive":
