@@ -84,6 +84,7 @@ def best_makespan(latencies: list[float], rate: int, window: float, slots: int) 
 
 
 def test_best_makespan() -> None:
+    """The yardstick itself: the window binds, the slots bind, a long one sets the end."""
     assert best_makespan([10.0] * 4, rate=2, window=60.0, slots=9) == 70.0
     assert best_makespan([10.0] * 4, rate=9, window=60.0, slots=2) == 20.0
     assert best_makespan([5.0, 1.0, 1.0], rate=9, window=60.0, slots=2) == 5.0

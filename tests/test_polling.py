@@ -92,5 +92,6 @@ def test_done_probability_ranks_overdue_first() -> None:
     ],
 )
 def test_bad_config(kwargs: dict[str, object], match: str) -> None:
+    """A bad Polling setting fails at construction, naming the setting."""
     with pytest.raises(ValueError, match=match):
         Polling(**kwargs)  # type: ignore[arg-type]
