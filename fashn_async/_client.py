@@ -15,7 +15,7 @@ import anyio
 from fashn_async._batch import Batch, BatchInput, BatchProgress
 from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
-from fashn_async._http import Transport
+from fashn_async._http import Transport, redact_url
 from fashn_async._limits import Limits
 from fashn_async._models import (
     Credits,
@@ -72,6 +72,18 @@ def _check_coordination(value: object) -> RedisCoordination | None:
     )
 
 
+def _check_proxy(proxy: object) -> str | None:
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {proxy!r}")
+    parts = urlsplit(proxy)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = redact_url(proxy)
+        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shown!r}")
+    return proxy
+
+
 def _check_base_url(base_url: str) -> str:
     parts = urlsplit(base_url) if isinstance(base_url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -91,12 +103,18 @@ class AsyncFashn:
         timeout: Seconds one HTTP request may take in all.
         connect_timeout: Seconds to establish a connection.
         max_connections: Size of the connection pool.
+        proxy: Send every request through this HTTP proxy (``http://host:port``, with
+            ``user:password@`` if it needs them). ``None`` leaves it to ``trust_env``.
+        trust_env: Honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (and
+            ``.netrc``) from the environment, as httpx and requests do.
         coordination: Share the key's limits (submissions, status budget, in-flight cap)
             with every process using the same Redis server: a ``redis://`` URL or a
             :class:`RedisCoordination`. ``None`` keeps them in this process.
 
     Raises:
         ConfigurationError: no API key, or a bad option.
+        EventLoopError: (on any call) the client is used from an event loop other than
+            the one its ``async with`` ran on.
         CoordinationError: (on ``async with``) the Redis server cannot be reached.
 
     With ``coordination``, any number of processes on any number of hosts using one key
@@ -117,6 +135,8 @@ class AsyncFashn:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         max_connections: int = 100,
+        proxy: str | None = None,
+        trust_env: bool = True,
         coordination: str | RedisCoordination | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
@@ -139,6 +159,8 @@ class AsyncFashn:
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
             connections=max_connections,
             user_agent=f"fashn-async/{__version__}",
+            proxy=_check_proxy(proxy),
+            trust_env=bool(trust_env),
         )
         self._engine = Engine(
             self._transport,
@@ -157,6 +179,7 @@ class AsyncFashn:
         )
 
     async def __aenter__(self) -> AsyncFashn:
+        self._transport.check_loop()
         if self._coordinator is not None:
             await self._coordinator.start()
         try:
@@ -177,6 +200,7 @@ class AsyncFashn:
 
     async def aclose(self) -> None:
         """Cancel open batches (remotely too), close the HTTP session, leave Redis."""
+        self._transport.check_loop()
         batches = list(self._engine.batches)
         for task in batches:
             task.cancel()
@@ -206,10 +230,12 @@ class AsyncFashn:
 
     async def status(self, prediction_id: str) -> PredictionStatus:
         """The prediction's current status (one call, through the shared status budget)."""
+        self._transport.check_loop()
         return await self._engine.status(_check_id(prediction_id))
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
         """Cancel a prediction; best effort on the API's side."""
+        self._transport.check_loop()
         return await self._engine.cancel(_check_id(prediction_id))
 
     async def wait(self, prediction_id: str, *, cancel_on_exit: bool = True) -> PredictionStatus:
@@ -224,10 +250,12 @@ class AsyncFashn:
             prediction_id: The prediction's id.
             cancel_on_exit: Cancel the prediction on the server if this call is cancelled.
         """
+        self._transport.check_loop()
         return await self._engine.wait_existing(_check_id(prediction_id), cancel=cancel_on_exit)
 
     async def credits(self) -> Credits:
-        """The account's credit balance."""
+        """The account's credit balance (through the strict credits window, 30 / 10 s)."""
+        self._transport.check_loop()
         response = await self._engine.get("/v1/credits", limiter=None)
         data = response.data.get("credits") if isinstance(response.data, dict) else None
         if not isinstance(data, dict):

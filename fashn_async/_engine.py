@@ -11,32 +11,30 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar, cast
 from urllib.parse import quote
 
-import aiolimiter
 import anyio
 
-from fashn_async._http import Response, Transport
+from fashn_async._decisions import Action, Happened, Route, Tries, decide
+from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._images import encode_image
-from fashn_async._limits import Lease, LimiterBackend, Limits, LocalBackend, RateLimiter
+from fashn_async._limits import (
+    Lease,
+    LimiterBackend,
+    Limits,
+    LocalBackend,
+    RateLimiter,
+    WindowLimiter,
+)
 from fashn_async._models import PredictionStatus, Request, converter
 from fashn_async._polling import CompletionModel, Polling, done_probability, next_poll_delay
 from fashn_async._retry import RetryPolicy
-from fashn_async.errors import (
-    APIError,
-    ConcurrencyLimitExceededError,
-    ConnectError,
-    FashnError,
-    OutOfCreditsError,
-    RateLimitError,
-    ServerError,
-    SubmissionUncertainError,
-    TransportError,
-)
+from fashn_async._submitter import Prepared, Submitter
+from fashn_async.errors import APIError, FashnError, TransportError
 
-__all__ = ["Engine", "Prepared"]
+__all__ = ["Engine", "Prepared"]  # Prepared lives in _submitter
 
 T = TypeVar("T")
 
@@ -44,20 +42,6 @@ T = TypeVar("T")
 USER_PRIORITY = math.inf
 #: Longest a best-effort remote cancel may take.
 CANCEL_TIMEOUT = 15.0
-
-
-class Prepared:
-    """A request with its images encoded: the exact JSON body and its weight."""
-
-    __slots__ = ("body", "generations", "params", "request")
-
-    def __init__(
-        self, request: Request, body: dict[str, Any], params: Mapping[str, str] | None
-    ) -> None:
-        self.request = request
-        self.body = body
-        self.generations = request.generations
-        self.params = params
 
 
 class Engine:
@@ -89,16 +73,21 @@ class Engine:
             if limits.status
             else None
         )
-        self.credits_limiter = (
-            aiolimiter.AsyncLimiter(limits.credits.limit, limits.credits.period)
-            if limits.credits
-            else None
+        # Strict like the others: a leaky bucket lets ~2x the limit into one window.
+        # This process's own, also under coordination (credit checks are rare).
+        self.credits_limiter: RateLimiter | None = (
+            WindowLimiter(limits.credits, margin=margin) if limits.credits else None
         )
         self.slots = backend.slots(limits.in_flight)
         self.model = CompletionModel(polling)
         self._rng = random.Random()  # noqa: S311 - jitter only
-        # Predictions submitted through the bare submit() hold a slot until seen done.
-        self._held: dict[str, Lease] = {}
+        self.submitter = Submitter(
+            transport,
+            limiter=self.submit_limiter,
+            slots=self.slots,
+            retry=retry,
+            cancel_quietly=self.cancel_quietly,
+        )
         #: Supervisor tasks of open batches; the client's exit cancels and awaits them.
         self.batches: set[asyncio.Future[None]] = set()
 
@@ -113,7 +102,12 @@ class Engine:
         params = {"webhook_url": webhook_url} if webhook_url else None
         return Prepared(request, request.body(images), params)
 
-    # -- submitting --------------------------------------------------------------------
+    # -- submitting (the submitter's; kept here so callers keep working) ---------------
+
+    @property
+    def _held(self) -> dict[str, Lease]:
+        """Predictions submitted by the bare submit(), holding a slot until seen done."""
+        return self.submitter.held
 
     async def post_run(
         self,
@@ -123,93 +117,18 @@ class Engine:
         on_not_created: Callable[[], None] | None = None,
         on_created: Callable[[str], None] | None = None,
     ) -> str:
-        """POST /v1/run through the submit limiter; re-send only where no prediction exists.
-
-        Hooks for a journal, each called synchronously: ``on_sending`` once the limiter
-        admits the request, right before each send (from then on it may exist);
-        ``on_not_created`` when an answer or error proves it does not (before waiting to
-        send again, or raising); ``on_created`` with the id, as soon as it is known -- even
-        when we are being cancelled and the new prediction is about to be cancelled too.
-
-        Raises:
-            SubmissionUncertainError: the request went out and no answer came back.
-            OutOfCreditsError: final; nothing more can be submitted.
-        """
-        failures = 0
-        while True:
-            grant = None
-            if self.submit_limiter is not None:
-                grant = await self.submit_limiter.acquire(prepared.generations)
-            counted = True  # unless the server cannot have counted it
-            response: Response | None = None
-            try:
-                if on_sending is not None:
-                    on_sending()
-                response = await self._send_run(prepared, on_created)
-            except ConnectError:
-                counted = False  # never sent
-                if on_not_created is not None:
-                    on_not_created()
-                failures += 1
-                if failures >= self.retry.attempts:
-                    raise
-            except TransportError as exc:
-                raise SubmissionUncertainError(
-                    "POST /v1/run was sent but no answer came back; the prediction may "
-                    f"exist and be charged, so it is not re-sent ({exc.message})"
-                ) from exc
-            else:
-                counted = response.status != 429  # a refusal is not counted by the server
-            finally:
-                if grant is not None and self.submit_limiter is not None:
-                    self.submit_limiter.settle(grant, counted=counted)
-            if response is None:  # a connection that was never made: safe to send again
-                await anyio.sleep(self.retry.delay(failures, rng=self._rng))
-                continue
-            if response.status == 200:
-                prediction_id = _prediction_id(response)
-                if on_created is not None:
-                    on_created(prediction_id)
-                return prediction_id
-            if on_not_created is not None:
-                on_not_created()
-            error = response.error()
-            if isinstance(error, OutOfCreditsError):
-                raise error
-            if isinstance(error, RateLimitError):
-                # Not counted by the server: wait as told, then send the same body again.
-                delay = self.retry.delay(max(failures, 1), error.retry_after, rng=self._rng)
-                if isinstance(error, ConcurrencyLimitExceededError):
-                    await anyio.sleep(delay)
-                elif self.submit_limiter is not None:
-                    self.submit_limiter.pause(delay)
-                else:
-                    await anyio.sleep(delay)
-                failures = min(failures + 1, 8)
-                continue
-            if isinstance(error, ServerError):
-                failures += 1
-                if failures < self.retry.attempts:
-                    await anyio.sleep(self.retry.delay(failures, error.retry_after, rng=self._rng))
-                    continue
-            raise error
+        """POST /v1/run: see :meth:`Submitter.post_run`."""
+        return await self.submitter.post_run(
+            prepared, on_sending=on_sending, on_not_created=on_not_created, on_created=on_created
+        )
 
     async def submit_holding(self, prepared: Prepared) -> str:
-        """Take an in-flight slot, submit, and keep the slot until the id is seen done."""
-        lease = await self.slots.acquire()
-        try:
-            prediction_id = await self.post_run(prepared)
-        except BaseException:
-            self.slots.release(lease)
-            raise
-        self._held[prediction_id] = lease
-        return prediction_id
+        """Slot, submit, hold the slot until seen done: see :meth:`Submitter.submit_holding`."""
+        return await self.submitter.submit_holding(prepared)
 
     def seen_done(self, prediction_id: str) -> None:
         """A held prediction was seen terminal: give its slot back."""
-        lease = self._held.pop(prediction_id, None)
-        if lease is not None:
-            self.slots.release(lease)
+        self.submitter.seen_done(prediction_id)
 
     # -- GETs --------------------------------------------------------------------------
 
@@ -220,37 +139,46 @@ class Engine:
         limiter: RateLimiter | None,
         priority: float = USER_PRIORITY,
     ) -> Response:
-        """GET with retries on connection errors, timeouts, 5xx and 429s."""
-        failures = 0
+        """GET ``path`` (status, cancel or credits), repeated as ``_decisions`` says.
+
+        Returns:
+            The answer, with the route's expected body.
+
+        Raises:
+            TransportError: no usable answer after the policy's attempts.
+            APIError: the API answered an error (its subclass says which), or answers
+                stayed unreadable after the policy's attempts.
+        """
+        route = cast(Route, path.split("/")[2])
+        if limiter is None and route == "credits":
+            limiter = self.credits_limiter
+        tries = Tries()
         while True:
-            grant = None
-            if limiter is not None:
-                grant = await limiter.acquire(priority=priority)
-            elif path == "/v1/credits" and self.credits_limiter is not None:
-                await self.credits_limiter.acquire()
-            error: FashnError
+            grant = None if limiter is None else await limiter.acquire(priority=priority)
             counted = True
             try:
-                response = await self.transport.request("GET", path)
-            except TransportError as exc:
-                error = exc
-                counted = not isinstance(exc, ConnectError)
-            else:
-                if response.status == 200:
-                    return response
-                error = response.error()
-                if isinstance(error, RateLimitError) and limiter is not None:
-                    limiter.pause(self.retry.delay(failures + 1, error.retry_after, rng=self._rng))
-                elif not isinstance(error, RateLimitError | ServerError):
-                    raise error
+                result: Response | TransportError
+                try:
+                    result = await self.transport.request("GET", path)
+                except TransportError as exc:
+                    result = exc
+                outcome = outcome_of(route, result)
+                counted = outcome.happened is not Happened.NOT_SENT
             finally:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted)
-            failures += 1
-            if failures >= self.retry.attempts:
-                raise error
-            if not (isinstance(error, RateLimitError) and limiter is not None):
-                await anyio.sleep(self.retry.delay(failures, error.retry_after, rng=self._rng))
+            decision = decide(route, outcome, tries, self.retry, self._rng)
+            action = decision.action
+            if action is Action.RETURN:
+                assert isinstance(result, Response)
+                return result
+            if action is not Action.RETRY and action is not Action.PAUSE:  # FINAL
+                raise result if isinstance(result, TransportError) else result.error()
+            if action is Action.PAUSE and limiter is not None:
+                limiter.pause(decision.delay)
+            else:
+                await anyio.sleep(decision.delay)
+            tries = decision.tries
 
     async def status(
         self, prediction_id: str, *, priority: float = USER_PRIORITY
@@ -369,50 +297,9 @@ class Engine:
                 await self.cancel_quietly(prediction_id)
             raise
 
-    async def _send_run(
-        self, prepared: Prepared, on_created: Callable[[str], None] | None
-    ) -> Response:
-        """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.
-
-        Once sent, the request is let finish (shielded); if it created a prediction while
-        we were being cancelled, ``on_created`` hears of it and it is cancelled on the
-        server.
-        """
-        task = asyncio.ensure_future(
-            self.transport.request("POST", "/v1/run", body=prepared.body, params=prepared.params)
-        )
-        with anyio.CancelScope(shield=True):
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                try:
-                    response = await asyncio.shield(task)
-                except BaseException:
-                    task.cancel()
-                    raise asyncio.CancelledError from None
-                if response.status == 200:
-                    with contextlib.suppress(FashnError):
-                        prediction_id = _prediction_id(response)
-                        if on_created is not None:
-                            on_created(prediction_id)
-                        await self.cancel_quietly(prediction_id)
-                raise
-        raise AssertionError("unreachable: a shield scope swallows nothing")  # for mypy
-
 
 def _quote(prediction_id: str) -> str:
     return quote(prediction_id, safe="")
-
-
-def _prediction_id(response: Response) -> str:
-    data = response.data
-    if isinstance(data, dict):
-        prediction_id = data.get("id")
-        if isinstance(prediction_id, str) and prediction_id:
-            return prediction_id
-        if data.get("error"):
-            raise response.error()
-    raise APIError("POST /v1/run answered 200 without a prediction id", status_code=response.status)
 
 
 def _structure_status(response: Response, prediction_id: str) -> PredictionStatus:

@@ -1,40 +1,66 @@
-"""HTTP: the aiohttp session, auth, and the one place aiohttp errors become ours.
+"""HTTP: the aiohttp session, auth, proxies, and the one place aiohttp errors become ours.
 
-A request either returns a :class:`Response` (any HTTP status) or raises a
-:class:`~fashn_async.errors.TransportError` that says whether the request can have
-reached the server: :class:`ConnectError` means it never left, so even POST /v1/run may
-be re-sent; anything after sending is a timeout or a dropped connection.
+A request either returns a :class:`Response` (any HTTP status, its body read in full) or
+raises a :class:`~fashn_async.errors.TransportError` that says how far it got:
+:class:`ConnectError` (its subclass :class:`ConnectTimeoutError` included) means no
+connection was made, so nothing was sent and even POST /v1/run may be sent again; a
+timeout, a dropped connection, a cut-off body or a malformed answer
+(:class:`RemoteProtocolError`) came after sending. :func:`outcome_of` turns either into
+the :class:`~fashn_async._decisions.Outcome` that ``_decisions.decide`` reads.
+
+Secrets: aiohttp's errors carry the request's headers (``request_info``), and so the
+``Authorization`` header. None of them is kept: each is translated into one of ours,
+raised outside the ``except`` block that caught it, so neither ``__cause__`` nor
+``__context__`` (nor anything they hold) reaches the caller. Bodies that are not JSON
+(a gateway's HTML page, which might echo request headers) are not kept either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import attrs
 
+from fashn_async._decisions import Happened, Outcome, Route, body_shape
 from fashn_async._retry import parse_retry_after
 from fashn_async.errors import (
     APIError,
     ClientClosedError,
     ConnectError,
     ConnectionDroppedError,
+    ConnectTimeoutError,
+    EventLoopError,
     NetworkTimeoutError,
+    RemoteProtocolError,
+    TransportError,
     api_error_from_response,
 )
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Response", "Transport", "outcome_of", "redact_url"]
 
 
 @attrs.frozen
 class Response:
-    """An HTTP answer, its body parsed as JSON when it is JSON."""
+    """An HTTP answer, its body parsed when it is JSON.
+
+    Attributes:
+        status: The HTTP status.
+        data: The parsed JSON body; ``None`` when the body is not JSON (or empty).
+        headers: The answer's headers.
+        is_json: Whether the body parsed as JSON (an empty body does not).
+        size: Length of the body in bytes.
+    """
 
     status: int
     data: Any
     headers: Mapping[str, str]
+    is_json: bool = True
+    size: int = 0
 
     @property
     def retry_after(self) -> float | None:
@@ -42,8 +68,36 @@ class Response:
         return parse_retry_after(self.headers.get("Retry-After"))
 
     def error(self) -> APIError:
-        """The typed error this non-200 answer stands for."""
-        return api_error_from_response(self.status, self.data, retry_after=self.retry_after)
+        """The typed error this answer stands for (a non-2xx or an unreadable one)."""
+        data = self.data
+        if not self.is_json:  # the text is not kept: it is not the API's own
+            kind = self.headers.get("Content-Type", "no content type").split(";")[0]
+            data = {"message": f"HTTP {self.status}, not JSON ({kind}, {self.size} bytes)"}
+        return api_error_from_response(self.status, data, retry_after=self.retry_after)
+
+
+def outcome_of(route: Route, result: Response | TransportError) -> Outcome:
+    """What happened, in the terms of the decision table."""
+    if isinstance(result, ConnectError):  # connect timeouts included
+        return Outcome(Happened.NOT_SENT)
+    if isinstance(result, NetworkTimeoutError):
+        return Outcome(Happened.TIMEOUT)
+    if isinstance(result, TransportError):
+        return Outcome(Happened.LOST)
+    shape, name = body_shape(route, result.data, is_json=result.is_json)
+    return Outcome.answer(result.status, shape, name, result.retry_after)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for reprs and messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class _Secret:
@@ -62,7 +116,18 @@ class _Secret:
 
 
 class Transport:
-    """One aiohttp session for one client; opened and closed with the client."""
+    """One aiohttp session for one client; opened and closed with the client.
+
+    Args:
+        base_url: The API's address.
+        api_key: Sent as ``Authorization: Bearer``; never shown.
+        timeout: aiohttp's timeouts (``total``, ``sock_connect``).
+        connections: Size of the connection pool.
+        user_agent: The User-Agent header.
+        proxy: A proxy URL for every request; ``None`` leaves it to ``trust_env``.
+        trust_env: Read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` (and ``.netrc``)
+            from the environment, as httpx and requests do.
+    """
 
     def __init__(
         self,
@@ -72,45 +137,65 @@ class Transport:
         timeout: aiohttp.ClientTimeout,
         connections: int,
         user_agent: str,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = _Secret(api_key)
         self._timeout = timeout
         self._connections = connections
         self._user_agent = user_agent
+        self._proxy = proxy
+        self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def __repr__(self) -> str:
         state = "open" if self._session else ("closed" if self._closed else "new")
-        return f"<Transport {self.base_url} {state}>"
+        proxy = f" proxy={redact_url(self._proxy)!r}" if self._proxy else ""
+        return f"<Transport {self.base_url} {state}{proxy} trust_env={self._trust_env}>"
 
     async def open(self) -> None:
-        """Create the session."""
+        """Create the session, on the running event loop."""
         if self._closed:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         if self._session is None:
+            self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 timeout=self._timeout,
                 headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+                proxy=self._proxy,
+                trust_env=self._trust_env,
                 # raise_for_status stays off: every status is mapped here, without the
                 # request headers (and so the key) that aiohttp's errors would carry.
             )
 
     async def close(self) -> None:
         """Close the session and wait for its connections to go."""
+        if self._session is not None:
+            self.check_loop()
         self._closed = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
 
+    def check_loop(self) -> None:
+        """Raise EventLoopError unless called on the event loop the client was opened on."""
+        if self._loop is not None and self._loop is not _running_loop():
+            raise EventLoopError(
+                "this AsyncFashn was opened on another event loop (a client belongs to the "
+                "loop of its 'async with'); create one client per event loop"
+            )
+
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The open session, or ClientClosedError."""
+        """The open session; ClientClosedError, or EventLoopError on a foreign loop."""
         if self._session is None:
             why = "was closed" if self._closed else "is not open: use 'async with AsyncFashn()'"
             raise ClientClosedError(f"the client {why}")
+        self.check_loop()
         return self._session
 
     async def request(
@@ -121,42 +206,74 @@ class Transport:
         body: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send one request, once; map every failure to our errors."""
+        """Send one request, once; map every failure to our errors (none chained)."""
         session = self.session
-        url = f"{self.base_url}{path}"
-        headers = {"Authorization": f"Bearer {self._key.reveal()}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        failure: TransportError
         try:
             async with session.request(
-                method, url, data=data, headers=headers, params=params
+                method,
+                f"{self.base_url}{path}",
+                data=data,
+                # Built inline, never a local: a traceback formatted with its locals
+                # shows no key.
+                headers=self._headers(json_body=data is not None),
+                params=params,
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
-                return Response(response.status, _parse_json(raw), dict(response.headers))
+                parsed, is_json = _parse_json(raw)
+                return Response(response.status, parsed, dict(response.headers), is_json, len(raw))
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy refused to connect us
+            failure = ConnectError(f"{method} {path}: the proxy answered HTTP {exc.status}")
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(f"cannot connect to {self.base_url}: {exc.os_error}") from None
-        except TimeoutError as exc:
-            raise NetworkTimeoutError(f"{method} {path}: no answer in time") from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise ConnectionDroppedError(
+            failure = ConnectError(f"cannot connect to {self.base_url}: {exc.os_error}")
+        except aiohttp.ConnectionTimeoutError:
+            failure = ConnectTimeoutError(f"{method} {path}: no connection within the timeout")
+        except TimeoutError:
+            failure = NetworkTimeoutError(f"{method} {path}: no answer in time")
+        except aiohttp.ServerDisconnectedError:
+            failure = ConnectionDroppedError(
                 f"{method} {path}: the server closed the connection without answering"
-            ) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise ConnectionDroppedError(f"{method} {path}: the answer was cut off") from exc
+            )
+        except aiohttp.ClientPayloadError:
+            failure = ConnectionDroppedError(f"{method} {path}: the answer was cut off")
+        except aiohttp.ClientResponseError as exc:  # malformed status line or headers
+            failure = RemoteProtocolError(
+                f"{method} {path}: the answer broke HTTP ({_safe(exc.message)})"
+            )
         except aiohttp.ClientOSError as exc:
-            raise ConnectionDroppedError(
-                f"{method} {path}: connection error: {exc.strerror}"
-            ) from exc
+            failure = ConnectionDroppedError(
+                f"{method} {path}: connection error: {_safe(exc.strerror)}"
+            )
         except aiohttp.ClientError as exc:
-            raise ConnectionDroppedError(f"{method} {path}: {type(exc).__name__}") from exc
+            failure = ConnectionDroppedError(f"{method} {path}: {type(exc).__name__}")
+        # Raised here, outside the except blocks: no aiohttp error in __context__.
+        raise failure
+
+    def _headers(self, *, json_body: bool) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._key.reveal()}"}
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        return headers
 
 
-def _parse_json(raw: bytes) -> Any:
-    if not raw:
-        return None
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
-        return json.loads(raw)
-    except ValueError:
-        return raw[:500].decode("utf-8", "replace")
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _safe(text: object) -> str:
+    """A short, single-line description from a library error's text field."""
+    return " ".join(str(text or "").split())[:200]
+
+
+def _parse_json(raw: bytes) -> tuple[Any, bool]:
+    if not raw:
+        return None, False
+    try:
+        return json.loads(raw), True
+    except (ValueError, RecursionError):
+        return None, False

@@ -1,8 +1,8 @@
-"""Retry policy as pure functions: backoff and Retry-After parsing.
+"""Retry policy as pure functions: backoff, the wait floor and cap, Retry-After parsing.
 
 Kept apart from the I/O that uses them so they can be tested exhaustively (stamina's
-``_compute_backoff``). Which requests may be retried at all is decided in ``_client``:
-GETs always may; POST /v1/run only when no prediction can exist.
+``_compute_backoff``). *Whether* a request is retried is decided in one place,
+:func:`fashn_async._decisions.decide`; this module only says how long to wait.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import email.utils
 import math
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
@@ -19,42 +20,83 @@ from fashn_async._validators import positive
 __all__ = ["RetryPolicy", "compute_backoff", "parse_retry_after"]
 
 
+def _count(instance: object, attribute: attrs.Attribute[int], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How often and how patiently safe requests are retried.
+    """How often and how patiently requests that are safe to repeat are repeated.
+
+    Every wait is at least ``min_delay`` and at most ``max(maximum, max_retry_after)``
+    seconds: a ``Retry-After: 0`` (or an HTTP-date in the past) never makes a hot loop.
 
     Args:
-        attempts: Total tries of one request, the first included.
+        attempts: Tries of one request, the first included, over connection failures,
+            5xx answers and unreadable answers.
+        rate_limit_waits: 429 answers one request waits out; the next one is raised.
         initial: Backoff before the first retry, in seconds.
         maximum: Cap of one backoff, in seconds.
         jitter: Random share added to each backoff (0 to 1), so clients spread out.
-        max_retry_after: Cap on a server's Retry-After, in seconds.
+        min_delay: Floor of every wait before a retry, in seconds, whatever the server's
+            Retry-After says.
+        max_retry_after: Cap on a server's Retry-After, in seconds (NOTES.md: honour it
+            when present, bounded).
+
+    Raises:
+        ValueError: a count below 1, a non-positive duration, jitter outside [0, 1], or
+            ``min_delay`` above ``maximum`` or ``max_retry_after``.
     """
 
-    attempts: int = attrs.field(default=5)
+    attempts: int = attrs.field(default=5, validator=_count)
+    rate_limit_waits: int = attrs.field(default=30, validator=_count)
     initial: float = attrs.field(default=0.5, validator=positive)
     maximum: float = attrs.field(default=30.0, validator=positive)
     jitter: float = attrs.field(default=0.25)
+    min_delay: float = attrs.field(default=0.5, validator=positive)
     max_retry_after: float = attrs.field(default=120.0, validator=positive)
-
-    @attempts.validator
-    def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"attempts must be an integer >= 1, got {value!r}")
 
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if not 0 <= value <= 1:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ValueError(f"jitter must be from 0 to 1, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_delay > min(self.maximum, self.max_retry_after):
+            raise ValueError(
+                f"min_delay ({self.min_delay!r}) must not exceed maximum ({self.maximum!r}) "
+                f"or max_retry_after ({self.max_retry_after!r})"
+            )
+
+    @property
+    def longest_wait(self) -> float:
+        """The longest single wait this policy can ask for, in seconds."""
+        return max(self.maximum, self.max_retry_after)
 
     def delay(
         self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
     ) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        return compute_backoff(
+        """Seconds to wait before retry number ``attempt`` (1-based).
+
+        The exponential backoff, or the server's Retry-After (capped at
+        ``max_retry_after``) when that is longer; never below ``min_delay``.
+        """
+        wait = compute_backoff(
             attempt, initial=self.initial, maximum=self.maximum, jitter=self.jitter, rng=rng
+        )
+        if retry_after is not None and math.isfinite(retry_after):
+            wait = max(wait, min(retry_after, self.max_retry_after))
+        return max(wait, self.min_delay)
+
+    def scaled(self, factor: float) -> RetryPolicy:
+        """This policy with every duration multiplied by ``factor`` (for a fast emulator)."""
+        return attrs.evolve(
+            self,
+            initial=self.initial * factor,
+            maximum=self.maximum * factor,
+            min_delay=self.min_delay * factor,
+            max_retry_after=self.max_retry_after * factor,
         )
 
 
@@ -67,13 +109,17 @@ def compute_backoff(
     rng: random.Random | None = None,
 ) -> float:
     """Capped exponential backoff with proportional jitter; ``attempt`` starts at 1."""
-    base = min(maximum, initial * 2.0 ** max(attempt - 1, 0))
+    base = min(maximum, initial * 2.0 ** min(max(attempt - 1, 0), 64))
     spread = base * jitter * (rng or random).random()
     return min(maximum, base + spread)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or HTTP-date); None if unusable."""
+    """Seconds from a Retry-After header (delay-seconds or HTTP-date); None if unusable.
+
+    A date in the past (the client's clock ahead of the server's) reads as 0 seconds; the
+    policy's ``min_delay`` then applies.
+    """
     if value is None:
         return None
     value = value.strip()
@@ -85,8 +131,11 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    try:
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    except OverflowError:  # pragma: no cover - a date beyond datetime's range
+        return None

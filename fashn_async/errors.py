@@ -8,20 +8,23 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── InvalidRequestError           a request that fails validation locally (ValueError)
     │   └── ImageInputError           missing file, not an image, bad URL or data URI
     ├── ClientClosedError             the client is not open (RuntimeError)
+    ├── EventLoopError                used from an event loop it was not opened on (RuntimeError)
     ├── CoordinationError             the Redis server sharing the limits is unreachable
     ├── TransportError                the network failed us
     │   ├── ConnectError              no connection: the request was never sent
+    │   │   └── ConnectTimeoutError   no connection within the timeout (TimeoutError too)
     │   ├── NetworkTimeoutError       no answer in time (TimeoutError)
     │   ├── ConnectionDroppedError    the connection broke after the request went out
+    │   ├── RemoteProtocolError       the answer broke HTTP (malformed status line, headers)
     │   └── SubmissionUncertainError  POST /v1/run may have created a prediction; not re-sent
     ├── APIError                      an HTTP error answer: no prediction was created
     │   ├── BadRequestError           400 BadRequest (and v1 InputValidationError bodies)
     │   ├── AuthenticationError       401 UnauthorizedAccess
     │   ├── NotFoundError             404 NotFound
-    │   ├── RateLimitError            429, with .retry_after
+    │   ├── RateLimitError            429, with .retry_after: waiting helps
     │   │   ├── RateLimitExceededError        RateLimitExceeded
-    │   │   ├── ConcurrencyLimitExceededError ConcurrencyLimitExceeded
-    │   │   └── OutOfCreditsError             OutOfCredits (final)
+    │   │   └── ConcurrencyLimitExceededError ConcurrencyLimitExceeded
+    │   ├── OutOfCreditsError         429 OutOfCredits: final, waiting does not help
     │   └── ServerError               5xx, InternalServerError
     ├── PredictionError               a prediction ended with status "failed"
     │   ├── PipelineError, RequestError, ImageLoadError, NSFWError, PoseError,
@@ -36,7 +39,12 @@ nothing from aiohttp or cattrs ever reaches the caller::
 
 Every error has ``.name`` (the API's error name where there is one), ``.message``,
 ``.prediction_id`` and ``.status_code`` when known, and ``.retry_after`` (seconds) for 429s.
-No error ever carries the API key.
+No error ever carries the API key: no aiohttp error is chained (``__cause__``,
+``__context__``), and none of our attributes holds a request's headers
+(tests/test_network_secrets.py walks everything reachable from every kind).
+
+``OutOfCreditsError`` is deliberately not a :class:`RateLimitError`: a generic
+"wait and retry on RateLimitError" loop must not spin on an empty account.
 """
 
 from __future__ import annotations
@@ -54,10 +62,12 @@ __all__ = [
     "CoordinationError",
     "ConfigurationError",
     "ConnectError",
+    "ConnectTimeoutError",
     "ConnectionDroppedError",
     "ContentModerationError",
     "DeadlineExceededError",
     "DownloadError",
+    "EventLoopError",
     "FashnError",
     "ImageInputError",
     "ImageLoadError",
@@ -76,6 +86,7 @@ __all__ = [
     "PredictionInternalError",
     "RateLimitError",
     "RateLimitExceededError",
+    "RemoteProtocolError",
     "RequestError",
     "ServerError",
     "SubmissionUncertainError",
@@ -159,6 +170,14 @@ class ClientClosedError(FashnError, RuntimeError):
     """The client was used outside ``async with`` or after it was closed."""
 
 
+class EventLoopError(FashnError, RuntimeError):
+    """The client was used from an event loop other than the one it was opened on.
+
+    An aiohttp session, and so a client, belongs to the loop of its ``async with``;
+    make one client per event loop (per ``asyncio.run()``).
+    """
+
+
 class CoordinationError(FashnError):
     """The Redis server that shares the key's limits could not be reached at start.
 
@@ -177,6 +196,14 @@ class ConnectError(TransportError):
 
 class NetworkTimeoutError(TransportError, TimeoutError):
     """The server did not answer in time."""
+
+
+class ConnectTimeoutError(ConnectError, NetworkTimeoutError):
+    """No connection was made within ``connect_timeout``; the request was never sent."""
+
+
+class RemoteProtocolError(TransportError):
+    """The answer broke HTTP (a malformed status line or headers), after sending."""
 
 
 class ConnectionDroppedError(TransportError):
@@ -231,8 +258,11 @@ class ConcurrencyLimitExceededError(RateLimitError):
     default_name = "ConcurrencyLimitExceeded"
 
 
-class OutOfCreditsError(RateLimitError):
-    """429 OutOfCredits: the account has no credits left. Final: retrying cannot help."""
+class OutOfCreditsError(APIError):
+    """429 OutOfCredits: the account has no credits left. Final: retrying cannot help.
+
+    Not a :class:`RateLimitError` (whose waits help), so a retry-on-429 loop stops.
+    """
 
     default_name = "OutOfCredits"
 
@@ -386,7 +416,7 @@ def api_error_from_response(
             cls = ServerError
         else:
             cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
-    if not issubclass(cls, RateLimitError):
+    if not issubclass(cls, RateLimitError) and cls is not OutOfCreditsError:
         retry_after = retry_after if status_code == 503 else None
     return cls(
         message or f"the API answered HTTP {status_code}",

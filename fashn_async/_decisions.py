@@ -1,0 +1,282 @@
+"""Every answer the network can give, and the one thing the client does about it.
+
+:func:`decide` is the only place that decides whether a request is repeated, after how
+long, and what is raised. The POST path (``_submitter``) and the GET path (``_engine``)
+both describe what happened as an :class:`Outcome` and do what the :class:`Decision`
+says; nothing else decides. It is pure: the same inputs (and the same ``rng`` state) give
+the same decision, so tests/test_network_decisions.py checks it over every input with
+hypothesis.
+
+``run`` is ``POST /v1/run``, which creates (and charges) a prediction; the GETs are
+``status``, ``cancel`` and ``credits``, safe to repeat. "API body" means the API's own
+error shape, ``{"error": "<Name>", ...}`` or ``{"error": {"name": ...}}``; "expected"
+means the route's success shape (``id``; ``status``; ``credits``)::
+
+    what happened                                  POST /v1/run            GET
+    ---------------------------------------------  ----------------------  ---------------
+    no connection made (refused, connect timeout)  RETRY d  [1]            RETRY d  [1]
+    sent, then no answer (read timeout, dropped,   UNCERTAIN               RETRY d  [1]
+      malformed status line, body cut off)
+    2xx, expected body                             RETURN                  RETURN
+    2xx, API body without the expected fields      FINAL (API's error)     FINAL
+    2xx, anything else (not JSON, truncated,       UNCERTAIN               RETRY d  [1]
+      JSON without id)
+    429 OutOfCredits                               FINAL                   FINAL
+    429 ConcurrencyLimitExceeded, API body         RETRY d  [2]            RETRY d  [2]
+    429 RateLimitExceeded / other API body         PAUSE d  [2]            PAUSE d  [2]
+    429, body not the API's                        UNCERTAIN               PAUSE d  [2]
+    5xx, API body                                  RETRY d  [1] [3]        RETRY d  [1]
+    5xx, body not the API's (HTML gateway page)    UNCERTAIN               RETRY d  [1]
+    408, body not the API's                        UNCERTAIN               RETRY d  [1]
+    any other status, API body (400, 401, 404...)  FINAL                   FINAL
+    any other status, body not the API's           UNCERTAIN               FINAL
+
+    d    RetryPolicy.delay(n, Retry-After): the backoff for the n-th retry, or the
+         server's Retry-After (capped at max_retry_after) when longer; never below
+         min_delay, so Retry-After: 0, an absent one or a date in the past never makes
+         a hot loop.
+    [1]  counts toward RetryPolicy.attempts; the try that reaches it is FINAL instead.
+    [2]  counts toward RetryPolicy.rate_limit_waits; past it, FINAL (the 429 is raised).
+    [3]  NOTES.md: "Such an error [the API's own, HTTP status != 200] means no prediction
+         id was issued, so resending the same payload is safe." A 5xx whose body is not
+         the API's own (a gateway's HTML page) may come after the backend created the
+         prediction: it proves nothing, so it is UNCERTAIN.
+
+RETURN: the answer is the result. RETRY: wait d, send again. PAUSE: the key's rate limit
+was hit: pause the route's limiter for d (every request on it waits), send again. FINAL:
+raise; for POST /v1/run nothing was created. UNCERTAIN: raise
+:class:`~fashn_async.errors.SubmissionUncertainError`: the request may have reached the
+server, so the prediction may exist and be charged; it is never re-sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Any, Literal
+
+import attrs
+
+from fashn_async._retry import RetryPolicy
+
+__all__ = [
+    "Action",
+    "Decision",
+    "Happened",
+    "Outcome",
+    "Route",
+    "Shape",
+    "Tries",
+    "body_shape",
+    "decide",
+]
+
+Route = Literal["run", "status", "cancel", "credits"]
+
+#: The field each route's success body has.
+_EXPECTED_FIELD: dict[str, str] = {
+    "run": "id",
+    "status": "status",
+    "cancel": "status",
+    "credits": "credits",
+}
+
+
+class Action(enum.Enum):
+    """What to do next."""
+
+    RETURN = "return"
+    RETRY = "retry"
+    PAUSE = "pause"
+    FINAL = "final"
+    UNCERTAIN = "uncertain"
+
+
+class Happened(enum.Enum):
+    """How far a request got."""
+
+    #: No connection was made (refused, unreachable, connect timeout): nothing was sent.
+    NOT_SENT = "not_sent"
+    #: Sent; no answer came in time.
+    TIMEOUT = "timeout"
+    #: Sent; the connection broke, the status line was malformed or the body cut off.
+    LOST = "lost"
+    #: An HTTP answer with a status and a complete body.
+    ANSWERED = "answered"
+
+
+class Shape(enum.Enum):
+    """What an answer's body is."""
+
+    #: A JSON object with the route's success field (``id``, ``status``, ``credits``).
+    EXPECTED = "expected"
+    #: The API's own error shape, with an error name.
+    API_ERROR = "api_error"
+    #: JSON, but neither of the above.
+    OTHER_JSON = "other_json"
+    #: Not JSON: an HTML gateway page, plain text, a truncated document, nothing.
+    NOT_JSON = "not_json"
+
+
+@attrs.frozen
+class Outcome:
+    """What happened to one try of a request.
+
+    Attributes:
+        happened: How far it got.
+        status: The HTTP status, for an answer.
+        shape: What the body is, for an answer.
+        error_name: The API error name in the body, when it has the API's shape.
+        retry_after: The Retry-After header in seconds (0 for a date in the past), if any.
+    """
+
+    happened: Happened
+    status: int | None = None
+    shape: Shape | None = None
+    error_name: str | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def answer(
+        cls,
+        status: int,
+        shape: Shape,
+        error_name: str | None = None,
+        retry_after: float | None = None,
+    ) -> Outcome:
+        """An HTTP answer."""
+        return cls(Happened.ANSWERED, status, shape, error_name, retry_after)
+
+
+@attrs.frozen
+class Tries:
+    """What one request has been through so far.
+
+    Attributes:
+        failures: Retries spent on failures (no connection, 5xx, unreadable answers).
+        refusals: 429 answers waited out.
+    """
+
+    failures: int = 0
+    refusals: int = 0
+
+
+@attrs.frozen
+class Decision:
+    """One row of the table: the action, the wait before it, and why.
+
+    Attributes:
+        action: What to do.
+        delay: Seconds to wait (RETRY) or to pause the limiter (PAUSE); 0 otherwise.
+        reason: The row, in words, for messages.
+        tries: The counts after this decision, for the next one.
+    """
+
+    action: Action
+    reason: str
+    tries: Tries
+    delay: float = 0.0
+
+    @property
+    def nothing_created(self) -> bool:
+        """For POST /v1/run: whether this outcome proves no prediction was created."""
+        return self.action in (Action.RETRY, Action.PAUSE, Action.FINAL)
+
+
+def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | None]:
+    """Classify a parsed body for ``route``; return its shape and any API error name."""
+    if not is_json:
+        return Shape.NOT_JSON, None
+    if not isinstance(data, dict):
+        return Shape.OTHER_JSON, None
+    field = _EXPECTED_FIELD[route]
+    value = data.get(field)
+    if (
+        (route == "run" and isinstance(value, str) and value)
+        or (route in ("status", "cancel") and isinstance(value, str))
+        or (route == "credits" and isinstance(value, dict))
+    ):
+        return Shape.EXPECTED, None
+    error = data.get("error")
+    name = error.get("name") if isinstance(error, dict) else error
+    if isinstance(name, str) and name:
+        return Shape.API_ERROR, name
+    return Shape.OTHER_JSON, None
+
+
+def decide(
+    route: Route,
+    outcome: Outcome,
+    tries: Tries,
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Decide what to do about ``outcome`` of one try of a request on ``route``.
+
+    Args:
+        route: ``run`` (POST /v1/run) or a GET route.
+        outcome: What happened to this try.
+        tries: What the request had been through before this try.
+        policy: Counts and waits.
+        rng: Source of the backoff's jitter.
+
+    Returns:
+        The row of the module's table that applies.
+    """
+    post = route == "run"
+    happened = outcome.happened
+    if happened is Happened.NOT_SENT:
+        return _failure("no connection was made; nothing was sent", tries, policy, rng, None)
+    if happened is not Happened.ANSWERED:
+        what = "no answer came in time" if happened is Happened.TIMEOUT else "the answer was lost"
+        if post:
+            return _uncertain(f"the request was sent and {what}", tries)
+        return _failure(f"the request was sent and {what}", tries, policy, rng, None)
+
+    status = outcome.status if outcome.status is not None else 0
+    shape = outcome.shape if outcome.shape is not None else Shape.NOT_JSON
+    api_body = shape is Shape.API_ERROR
+    retry_after = outcome.retry_after
+    if 200 <= status < 300:
+        if shape is Shape.EXPECTED:
+            return Decision(Action.RETURN, "answered", tries)
+        if api_body:
+            return Decision(Action.FINAL, "the API answered with an error", tries)
+        if post:
+            return _uncertain(f"HTTP {status} with an unreadable body", tries)
+        return _failure(f"HTTP {status} with an unreadable body", tries, policy, rng, None)
+    if status == 429:
+        if api_body and outcome.error_name == "OutOfCredits":
+            return Decision(Action.FINAL, "the account is out of credits", tries)
+        if post and not api_body:
+            return _uncertain("HTTP 429 from something other than the API", tries)
+        if tries.refusals >= policy.rate_limit_waits:
+            return Decision(Action.FINAL, "still refused with 429 after waiting", tries)
+        after = Tries(tries.failures, tries.refusals + 1)
+        delay = policy.delay(after.refusals, retry_after, rng=rng)
+        if api_body and outcome.error_name == "ConcurrencyLimitExceeded":
+            return Decision(Action.RETRY, "too many predictions in progress", after, delay)
+        return Decision(Action.PAUSE, "the key's rate limit was hit", after, delay)
+    if not api_body and post:
+        return _uncertain(f"HTTP {status} with a body that is not the API's", tries)
+    if status >= 500 or (status == 408 and not api_body):
+        return _failure(f"HTTP {status}", tries, policy, rng, retry_after)
+    return Decision(Action.FINAL, f"HTTP {status}", tries)
+
+
+def _uncertain(reason: str, tries: Tries) -> Decision:
+    return Decision(Action.UNCERTAIN, reason, tries)
+
+
+def _failure(
+    reason: str,
+    tries: Tries,
+    policy: RetryPolicy,
+    rng: random.Random | None,
+    retry_after: float | None,
+) -> Decision:
+    """RETRY after the backoff, or FINAL once the attempts are spent."""
+    after = Tries(tries.failures + 1, tries.refusals)
+    if after.failures >= policy.attempts:
+        return Decision(Action.FINAL, reason, tries)
+    return Decision(Action.RETRY, reason, after, policy.delay(after.failures, retry_after, rng=rng))

@@ -1,0 +1,203 @@
+"""The submitter: in-flight slot, submit window, and the cancel-safe POST /v1/run.
+
+What to do about each answer is not decided here but by ``_decisions.decide`` (the one
+table every request path reads); this module does what it says, and keeps the submit
+limiter's books: a request that never left, or that the API refused with 429, is given
+back to the window, as the server did not count it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from fashn_async._decisions import Action, Happened, Tries, decide
+from fashn_async._http import Response, Transport, outcome_of
+from fashn_async._limits import Lease, RateLimiter, SlotGate
+from fashn_async._models import Request
+from fashn_async._retry import RetryPolicy
+from fashn_async.errors import FashnError, SubmissionUncertainError, TransportError
+
+__all__ = ["Prepared", "Submitter"]
+
+
+class Prepared:
+    """A request with its images encoded: the exact JSON body and its weight."""
+
+    __slots__ = ("body", "generations", "params", "request")
+
+    def __init__(
+        self, request: Request, body: dict[str, Any], params: Mapping[str, str] | None
+    ) -> None:
+        self.request = request
+        self.body = body
+        self.generations = request.generations
+        self.params = params
+
+
+class Submitter:
+    """Sends POST /v1/run within the submit window, never twice where one may exist.
+
+    Args:
+        transport: The client's HTTP transport.
+        limiter: The submit window (``None``: no client-side limit).
+        slots: The in-flight gate.
+        retry: Counts and waits for what the decision table lets repeat.
+        cancel_quietly: Best-effort remote cancel, for a prediction created while the
+            caller was being cancelled.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        limiter: RateLimiter | None,
+        slots: SlotGate,
+        retry: RetryPolicy,
+        cancel_quietly: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.transport = transport
+        self.limiter = limiter
+        self.slots = slots
+        self.retry = retry
+        self._cancel_quietly = cancel_quietly
+        self._rng = random.Random()  # noqa: S311 - jitter only
+        #: Predictions submitted through the bare submit() hold a slot until seen done.
+        self.held: dict[str, Lease] = {}
+
+    def __repr__(self) -> str:
+        return f"<Submitter held={len(self.held)} limiter={self.limiter!r}>"
+
+    async def post_run(
+        self,
+        prepared: Prepared,
+        *,
+        on_sending: Callable[[], None] | None = None,
+        on_not_created: Callable[[], None] | None = None,
+        on_created: Callable[[str], None] | None = None,
+    ) -> str:
+        """POST /v1/run through the submit limiter; re-send only where nothing exists.
+
+        Hooks for a journal, each called synchronously: ``on_sending`` once the limiter
+        admits the request, right before each send (from then on it may exist);
+        ``on_not_created`` when the answer proves it does not (before waiting to send
+        again, or raising); ``on_created`` with the id, as soon as it is known -- even
+        when we are being cancelled and the new prediction is about to be cancelled too.
+
+        Returns:
+            The new prediction's id.
+
+        Raises:
+            SubmissionUncertainError: the request may have reached the server and no
+                usable answer came back (a timeout, a dropped connection, a gateway's
+                5xx page, a 200 without an id); it is not re-sent.
+            OutOfCreditsError: final; nothing more can be submitted.
+            ConnectError: no connection could be made, after the policy's attempts.
+            APIError: the API refused the request (its subclass says why).
+        """
+        tries = Tries()
+        limiter = self.limiter
+        while True:
+            grant = None if limiter is None else await limiter.acquire(prepared.generations)
+            counted = True  # unless the server cannot have counted it
+            try:
+                if on_sending is not None:
+                    on_sending()
+                result: Response | TransportError
+                try:
+                    result = await self._send_run(prepared, on_created)
+                except TransportError as exc:
+                    result = exc
+                outcome = outcome_of("run", result)
+                decision = decide("run", outcome, tries, self.retry, self._rng)
+                counted = not (
+                    outcome.happened is Happened.NOT_SENT
+                    or (outcome.status == 429 and decision.nothing_created)
+                )
+            finally:
+                if grant is not None and limiter is not None:
+                    limiter.settle(grant, counted=counted)
+            action = decision.action
+            if action is Action.RETURN:
+                assert isinstance(result, Response)
+                prediction_id: str = result.data["id"]
+                if on_created is not None:
+                    on_created(prediction_id)
+                return prediction_id
+            if action is Action.UNCERTAIN:
+                raise SubmissionUncertainError(
+                    f"POST /v1/run: {decision.reason}; the prediction may exist and be "
+                    "charged, so it is not re-sent",
+                    status_code=outcome.status,
+                ) from (result if isinstance(result, TransportError) else None)
+            if on_not_created is not None:
+                on_not_created()
+            if action is Action.FINAL:
+                raise result if isinstance(result, TransportError) else result.error()
+            if action is Action.PAUSE and limiter is not None:
+                limiter.pause(decision.delay)
+            else:
+                await anyio.sleep(decision.delay)
+            tries = decision.tries
+
+    async def submit_holding(self, prepared: Prepared) -> str:
+        """Take an in-flight slot, submit, and keep the slot until the id is seen done."""
+        lease = await self.slots.acquire()
+        try:
+            prediction_id = await self.post_run(prepared)
+        except BaseException:
+            self.slots.release(lease)
+            raise
+        self.held[prediction_id] = lease
+        return prediction_id
+
+    def seen_done(self, prediction_id: str) -> None:
+        """A held prediction was seen terminal: give its slot back."""
+        lease = self.held.pop(prediction_id, None)
+        if lease is not None:
+            self.slots.release(lease)
+
+    async def _send_run(
+        self, prepared: Prepared, on_created: Callable[[str], None] | None
+    ) -> Response:
+        """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.
+
+        Once sent, the request is let finish (shielded); if it created a prediction while
+        we were being cancelled, ``on_created`` hears of it and it is cancelled on the
+        server.
+        """
+        task = asyncio.ensure_future(
+            self.transport.request("POST", "/v1/run", body=prepared.body, params=prepared.params)
+        )
+        with anyio.CancelScope(shield=True):
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                try:
+                    response = await asyncio.shield(task)
+                except BaseException:
+                    task.cancel()
+                    raise asyncio.CancelledError from None
+                prediction_id = _prediction_id(response)
+                if prediction_id is not None:
+                    with contextlib.suppress(FashnError):
+                        if on_created is not None:
+                            on_created(prediction_id)
+                        await self._cancel_quietly(prediction_id)
+                raise
+        raise AssertionError("unreachable: a shield scope swallows nothing")  # for mypy
+
+
+def _prediction_id(response: Response) -> str | None:
+    """The id of a successful answer, or None."""
+    data = response.data
+    if 200 <= response.status < 300 and isinstance(data, dict):
+        prediction_id = data.get("id")
+        if isinstance(prediction_id, str) and prediction_id:
+            return prediction_id
+    return None
