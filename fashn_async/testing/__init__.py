@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._config import EmulatorConfig, HttpFault, PredictionFault, WindowLimit
     from ._emulator import Emulator, serve
+    from ._faults import StalledPort
     from ._images import sample_image
     from ._report import AcceptedSubmission, EmulatorReport, WebhookAttempt
 
@@ -35,6 +36,7 @@ __all__ = [
     "EmulatorReport",
     "HttpFault",
     "PredictionFault",
+    "StalledPort",
     "WebhookAttempt",
     "WindowLimit",
     "sample_image",
@@ -48,6 +50,7 @@ _HOMES = {
     "EmulatorReport": "._report",
     "HttpFault": "._config",
     "PredictionFault": "._config",
+    "StalledPort": "._faults",
     "WebhookAttempt": "._report",
     "WindowLimit": "._config",
     "sample_image": "._images",

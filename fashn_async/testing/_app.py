@@ -19,7 +19,7 @@ from aiohttp import web
 
 from fashn_async._names import TERMINAL_STATUSES
 
-from ._faults import fault_from_json
+from ._faults import NETWORK_KINDS, disturb, fault_from_json
 from ._images import is_loopback_host, sample_image
 from ._limits import RollingWindow, format_retry_after
 from ._state import EmulatorState, Rejected
@@ -111,6 +111,7 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
     if route not in _API_ROUTES:
         return await handler(request)
     state = _state(request)
+    state.ledger.arrive(route, state.clock.now())
     plan = state.faults.for_request(route, state.scale)
     if plan.delay > 0:
         # A slow server has the request in hand and is slow to act on it: read the body
@@ -123,6 +124,9 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
     fault = plan.action
     if fault is None:
         return await handler(request)
+    if fault.kind in NETWORK_KINDS:
+        state.ledger.faults[fault.kind] += 1
+        return await disturb(request, fault, handler)
     if fault.kind == "error_5xx":
         state.ledger.errors_5xx += 1
         return error_response(

@@ -11,10 +11,36 @@ from attrs import validators as v
 
 __all__ = ["EmulatorConfig", "HttpFault", "PredictionFault", "WindowLimit"]
 
-HttpFaultKind = Literal["error_5xx", "drop_before", "drop_after", "slow"]
+HttpFaultKind = Literal[
+    "error_5xx",
+    "drop_before",
+    "drop_after",
+    "slow",
+    "gateway_before",
+    "gateway_after",
+    "throttle",
+    "truncated",
+    "not_json",
+    "no_id",
+    "cut_off",
+    "bad_status_line",
+]
 HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
 
-_HTTP_FAULT_KINDS: tuple[str, ...] = ("error_5xx", "drop_before", "drop_after", "slow")
+_HTTP_FAULT_KINDS: tuple[str, ...] = (
+    "error_5xx",
+    "drop_before",
+    "drop_after",
+    "slow",
+    "gateway_before",
+    "gateway_after",
+    "throttle",
+    "truncated",
+    "not_json",
+    "no_id",
+    "cut_off",
+    "bad_status_line",
+)
 _HTTP_ROUTES: tuple[str, ...] = ("run", "status", "cancel", "credits", "any")
 
 
@@ -54,6 +80,11 @@ def _integer(low: int, high: int | None = None, *, optional: bool = False) -> Va
 def _text(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{attribute.name} must be a non-empty str, got {value!r}")
+
+
+def _optional_str(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str or None, got {value!r}")
 
 
 def _optional_limit(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -111,14 +142,33 @@ class HttpFault:
         ``drop_after``: handle the request (a submission is created and counted), then
             close the connection without an answer.
         ``slow``: wait ``delay`` API seconds, then handle the request normally.
+        ``gateway_before``: answer ``status`` (say 502 or 504) with a gateway's HTML page,
+            as a proxy in front of the API does; nothing is created.
+        ``gateway_after``: handle the request (a submission is created and counted), then
+            answer ``status`` with the gateway's HTML page instead of the API's answer.
+        ``throttle``: answer 429 ``{"error": code, ...}`` with ``Retry-After:
+            retry_after`` (sent verbatim: ``"0"``, an HTTP-date in the past...; ``None``
+            sends none); nothing is created or counted.
+        ``truncated``: handle the request, then answer its status with the first half of
+            its JSON body (Content-Length matching, as a proxy that cut it would send).
+        ``not_json``: handle the request, then answer 200 with an HTML page.
+        ``no_id``: handle the request, then answer 200 ``{"error": null}`` (JSON with
+            neither id nor status).
+        ``cut_off``: handle the request, then send the headers and half the body it
+            announces, and close the connection.
+        ``bad_status_line``: handle the request, then send a malformed status line and
+            close the connection.
 
     Args:
         kind: One of the kinds above.
         route: ``run``, ``status``, ``cancel``, ``credits`` or ``any`` of them.
         probability: Chance that a matching request is disturbed (seeded RNG).
         times: Disturb only this many requests, then stop; ``None`` for no end.
-        status: HTTP status of ``error_5xx`` answers (500-599).
+        status: HTTP status of ``error_5xx`` and ``gateway_*`` answers (500-599).
         delay: API seconds a ``slow`` request waits.
+        code: Error name of ``throttle`` answers (``RateLimitExceeded``,
+            ``ConcurrencyLimitExceeded``...).
+        retry_after: ``Retry-After`` value of ``throttle`` answers; ``None``: no header.
     """
 
     kind: HttpFaultKind = attrs.field(validator=v.in_(_HTTP_FAULT_KINDS))
@@ -127,6 +177,8 @@ class HttpFault:
     times: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
     status: int = attrs.field(default=500, validator=_integer(500, 599))
     delay: float = attrs.field(default=30.0, converter=float, validator=_number(0.0))
+    code: str = attrs.field(default="RateLimitExceeded", validator=_text)
+    retry_after: str | None = attrs.field(default="0", validator=_optional_str)
 
 
 Fault = PredictionFault | HttpFault

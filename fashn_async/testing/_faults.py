@@ -1,16 +1,28 @@
-"""The fault rules in force, and the seeded draws that decide when they fire."""
+"""The fault rules in force, the seeded draws that decide when they fire, and the answers
+that mimic real networks (gateway pages, 429 bursts, truncated bodies, broken HTTP)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
+from aiohttp import web
 
 from ._config import Fault, HttpFault, PredictionFault
 
-__all__ = ["FaultBook", "HttpPlan", "fault_from_json"]
+__all__ = [
+    "AFTER_KINDS",
+    "NETWORK_KINDS",
+    "FaultBook",
+    "HttpPlan",
+    "StalledPort",
+    "disturb",
+    "fault_from_json",
+    "gateway_page",
+]
 
 
 @attrs.define
@@ -122,3 +134,147 @@ def fault_from_json(data: Mapping[str, Any]) -> Fault:
         return cls(**fields)
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+# -- answering as the network does -------------------------------------------------------
+
+#: Kinds answered by :func:`disturb`: what proxies, gateways and broken servers send.
+NETWORK_KINDS = frozenset(
+    {
+        "gateway_before",
+        "gateway_after",
+        "throttle",
+        "truncated",
+        "not_json",
+        "no_id",
+        "cut_off",
+        "bad_status_line",
+    }
+)
+#: Kinds that replace the answer after the request was handled (a submission exists).
+AFTER_KINDS = frozenset(
+    {"gateway_after", "truncated", "not_json", "no_id", "cut_off", "bad_status_line"}
+)
+
+_REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out"}
+
+
+def gateway_page(status: int) -> str:
+    """The HTML error page a gateway (nginx, a load balancer) sends: not the API's shape."""
+    title = f"{status} {_REASONS.get(status, 'Server Error')}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+
+
+def _write_raw(request: web.Request, data: bytes) -> None:
+    """Write bytes straight to the socket and close it: whatever HTTP says."""
+    transport = request.transport
+    if transport is not None:
+        transport.write(data)
+        transport.close()
+
+
+async def disturb(
+    request: web.Request,
+    fault: HttpFault,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Answer ``request`` as ``fault`` says, for the kinds that mimic real networks.
+
+    The ``*_after`` kinds (and ``truncated``, ``not_json``, ``no_id``, ``cut_off``,
+    ``bad_status_line``) run the handler first, so a submission is created and counted,
+    and then replace its answer.
+    """
+    kind = fault.kind
+    if kind == "gateway_before":
+        return web.Response(
+            status=fault.status, text=gateway_page(fault.status), content_type="text/html"
+        )
+    if kind == "throttle":
+        headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
+        return web.json_response(
+            {"error": fault.code, "message": "The emulator injected a 429."},
+            status=429,
+            headers=headers,
+        )
+    response = await handler(request)
+    body = response.body if isinstance(response, web.Response) else b""
+    data = body if isinstance(body, bytes) else b""
+    if kind == "gateway_after":
+        return web.Response(
+            status=fault.status, text=gateway_page(fault.status), content_type="text/html"
+        )
+    if kind == "truncated":
+        return web.Response(
+            status=response.status, body=data[: len(data) // 2], content_type="application/json"
+        )
+    if kind == "not_json":
+        return web.Response(status=200, text=gateway_page(200), content_type="text/html")
+    if kind == "no_id":
+        return web.json_response({"error": None})
+    if kind == "cut_off":
+        head = (
+            f"HTTP/1.1 {response.status} OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        _write_raw(request, head.encode() + data[: len(data) // 2])
+        return web.Response()
+    if kind == "bad_status_line":
+        _write_raw(request, b"HTTP/1.1 2OO SURE\r\nContent-Length: 2\r\n\r\n{}")
+        return web.Response()
+    raise AssertionError(f"not a network fault kind: {kind}")
+
+
+class StalledPort:
+    """A loopback port where TCP connections are never made: every connect times out.
+
+    A listening socket whose accept queue is full (backlog 0, one connection parked in
+    it) and that never accepts: the kernel drops every further SYN, so a client waits
+    for its connect timeout, exactly as with a server that is down behind a firewall.
+    Nothing is ever sent. ``release()`` closes it, so an :class:`Emulator` can then be
+    started on :attr:`port` and the client's next connection succeeds.
+
+    Example::
+
+        with StalledPort() as stalled:
+            ...  # a client on stalled.url times out connecting
+            stalled.release()
+            async with Emulator(port=stalled.port) as emu:
+                ...  # the same URL now answers
+    """
+
+    __slots__ = ("_filler", "_listener", "port")
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._listener: socket.socket | None = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(0)
+        self.port: int = self._listener.getsockname()[1]
+        # Park one connection in the queue: from now on it is full.
+        self._filler: socket.socket | None = socket.create_connection((host, self.port), 5)
+
+    def __repr__(self) -> str:
+        state = "stalled" if self._listener is not None else "released"
+        return f"<StalledPort {self.port} {state}>"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def release(self) -> None:
+        """Close the port; it is free for a server."""
+        for sock in (self._filler, self._listener):
+            if sock is not None:
+                sock.close()
+        self._filler = self._listener = None
+
+    def __enter__(self) -> StalledPort:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

@@ -87,6 +87,10 @@ class EmulatorReport:
         credits_used: Generations charged (failed and canceled ones are not).
         image_fetches: Input image URLs the emulator requested, in order.
         webhook_deliveries: Every webhook POST attempt, in order.
+        requests_by_route: Requests that reached each API route, faults and 429s included.
+        max_requests_per_second: The most requests to each API route within any one API
+            second (a hot loop shows here).
+        faults: Answers replaced by the network fault kinds, by kind.
     """
 
     now: float
@@ -110,6 +114,9 @@ class EmulatorReport:
     credits_used: int
     image_fetches: list[str]
     webhook_deliveries: list[WebhookAttempt]
+    requests_by_route: dict[str, int] = attrs.field(factory=dict)
+    max_requests_per_second: dict[str, int] = attrs.field(factory=dict)
+    faults: dict[str, int] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready builtins (dicts, lists, numbers, strings)."""
@@ -142,6 +149,13 @@ class Ledger:
         self.cancels: list[str] = []
         self.image_fetches: list[str] = []
         self.webhooks: list[tuple[str, str, int, float, int | None, str | None]] = []
+        #: Arrival times of requests on each API route (loop seconds).
+        self.arrivals: dict[str, list[tuple[float, int]]] = {}
+        self.faults: Counter[str] = Counter()
+
+    def arrive(self, route: str, now: float) -> None:
+        """Record a request reaching an API route."""
+        self.arrivals.setdefault(route, []).append((now, 1))
 
     def __repr__(self) -> str:
         return f"<Ledger accepted={len(self.accepted)} rejected={sum(self.rejected.values())}>"

@@ -21,7 +21,7 @@ import yarl
 from ._config import EmulatorConfig, WindowLimit
 from ._faults import FaultBook
 from ._images import UnreadableImage, is_loopback_host, render_outputs
-from ._limits import Clock, RollingWindow
+from ._limits import Clock, RollingWindow, max_in_window
 from ._predictions import LoadFailed, Outcome, Prediction, Rendered, reached
 from ._report import AcceptedSubmission, EmulatorReport, Ledger, WebhookAttempt, max_overlap
 from ._validate import ImageInput, InvalidRequest, Submission
@@ -365,4 +365,9 @@ class EmulatorState:
                 WebhookAttempt(pid, url, attempt, api(when), status, error)
                 for pid, url, attempt, when, status, error in ledger.webhooks
             ],
+            requests_by_route={route: len(log) for route, log in ledger.arrivals.items()},
+            max_requests_per_second={
+                route: max_in_window(log, self.scale) for route, log in ledger.arrivals.items()
+            },
+            faults=dict(ledger.faults),
         )
