@@ -1,0 +1,261 @@
+"""The decision table against the emulator's network faults, over real loopback HTTP.
+
+One test (or parametrized family) per row of issue 12's table; the emulator counts every
+request per route and per API second, so a hot loop or a second POST shows in its report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fashn_async import AsyncFashn, Limits, RetryPolicy, TryOnRequest, errors
+from fashn_async.testing import Emulator, HttpFault, StalledPort
+
+PAST = "Thu, 01 Jan 2015 00:00:00 GMT"
+
+
+def request_for(emulator: Emulator) -> TryOnRequest:
+    """A valid try-on of the emulator's own sample images."""
+    return TryOnRequest(
+        model_image=emulator.sample_image_url("model"),
+        garment_image=emulator.sample_image_url("garment"),
+        category="tops",
+    )
+
+
+# -- 429 with Retry-After 0, absent, or in the past: a floor and a backoff -------------
+
+
+@pytest.mark.parametrize("retry_after", ["0", None, PAST])
+@pytest.mark.parametrize("code", ["RateLimitExceeded", "ConcurrencyLimitExceeded"])
+async def test_post_429_without_a_usable_retry_after_backs_off(
+    client: AsyncFashn, emulator: Emulator, retry_after: str | None, code: str
+) -> None:
+    """429 with Retry-After 0/absent/past: waits >= the floor, growing; never a hot loop."""
+    emulator.inject(HttpFault("throttle", route="run", times=6, code=code, retry_after=retry_after))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    prediction = await client.submit(request_for(emulator))
+    elapsed = loop.time() - start
+    report = emulator.report()
+    assert [s.id for s in report.accepted] == [prediction.id]
+    assert report.requests_by_route["run"] == 7
+    assert report.max_requests_per_second["run"] <= 2
+    assert elapsed >= 0.5 + 1 + 2 + 4 + 8 + 16  # the floor, then doubling (jitter adds)
+
+
+@pytest.mark.parametrize("retry_after", ["0", None, PAST])
+async def test_status_429_without_a_usable_retry_after_backs_off(
+    client: AsyncFashn, emulator: Emulator, retry_after: str | None
+) -> None:
+    """A throttled status call pauses its budget at least the floor each time; it answers."""
+    prediction = await client.submit(request_for(emulator))
+    emulator.inject(HttpFault("throttle", route="status", times=4, retry_after=retry_after))
+    status = await client.status(prediction.id)
+    assert status.id == prediction.id
+    report = emulator.report()
+    assert report.requests_by_route["status"] == 5
+    assert report.max_requests_per_second["status"] <= 2
+
+
+@pytest.mark.client(retry=RetryPolicy(rate_limit_waits=3))
+async def test_endless_429s_end_in_the_error(client: AsyncFashn, emulator: Emulator) -> None:
+    """Waits for 429s are bounded: past rate_limit_waits the 429 is raised; nothing created."""
+    emulator.inject(HttpFault("throttle", route="run"))
+    with pytest.raises(errors.RateLimitExceededError):
+        await client.submit(request_for(emulator))
+    report = emulator.report()
+    assert report.requests_by_route["run"] == 4
+    assert report.accepted == []
+
+
+async def test_out_of_credits_is_final_and_not_a_rate_limit(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """OutOfCredits is raised at once, and a generic 'except RateLimitError' does not catch it."""
+    emulator.inject(HttpFault("throttle", route="run", code="OutOfCredits"))
+    with pytest.raises(errors.OutOfCreditsError) as info:
+        await client.submit(request_for(emulator))
+    assert not isinstance(info.value, errors.RateLimitError)
+    assert emulator.report().requests_by_route["run"] == 1
+
+
+# -- gateway pages: an error body that is not the API's proves nothing ------------------
+
+
+@pytest.mark.parametrize("status", [502, 504])
+@pytest.mark.parametrize("kind", ["gateway_after", "gateway_before"])
+async def test_post_gateway_page_is_uncertain(
+    client: AsyncFashn, emulator: Emulator, status: int, kind: str
+) -> None:
+    """POST answered 502/504 with an HTML page: SubmissionUncertainError, never re-sent."""
+    emulator.inject(HttpFault(kind, route="run", status=status, times=1))  # type: ignore[arg-type]
+    with pytest.raises(errors.SubmissionUncertainError) as info:
+        await client.submit(request_for(emulator))
+    assert info.value.status_code == status
+    report = emulator.report()
+    assert report.requests_by_route["run"] == 1
+    assert len(report.accepted) == (1 if kind == "gateway_after" else 0)
+    assert client._engine.slots.in_use == 0
+
+
+async def test_post_api_shaped_5xx_is_resent(client: AsyncFashn, emulator: Emulator) -> None:
+    """A 5xx in the API's own JSON shape means nothing was created (NOTES.md): re-sent once."""
+    emulator.inject(HttpFault("error_5xx", route="run", status=502, times=1))
+    prediction = await client.submit(request_for(emulator))
+    report = emulator.report()
+    assert [s.id for s in report.accepted] == [prediction.id]
+    assert report.requests_by_route["run"] == 2
+
+
+# -- 200 without a readable id: accepted, so uncertain -----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["not_json", "truncated", "no_id", "cut_off", "bad_status_line"])
+async def test_post_200_without_an_id_is_uncertain_in_a_batch(
+    client: AsyncFashn, emulator: Emulator, kind: str
+) -> None:
+    """POST answered without a readable id: uncertain, on_not_created never called, not re-sent."""
+    emulator.inject(HttpFault(kind, route="run", times=1))  # type: ignore[arg-type]
+    not_created: list[int] = []
+    sent: list[int] = []
+    async with client.batch(
+        [request_for(emulator)], on_not_created=not_created.append, on_sending=sent.append
+    ) as batch:
+        results = [result async for result in batch]
+    assert isinstance(results[0].error, errors.SubmissionUncertainError)
+    assert results[0].prediction_id is None
+    assert sent == [0]
+    assert not_created == []
+    report = emulator.report()
+    assert len(report.accepted) == 1
+    assert report.requests_by_route["run"] == 1
+
+
+# -- GET /v1/status answered garbage once: retried, polling goes on --------------------
+
+
+@pytest.mark.parametrize(
+    "kind", ["not_json", "truncated", "no_id", "cut_off", "bad_status_line", "gateway_before"]
+)
+async def test_status_garbage_once_is_retried_and_nothing_cancelled(
+    client: AsyncFashn, emulator: Emulator, kind: str
+) -> None:
+    """A status answer that is HTML, truncated or broken, once: retried; the run completes."""
+    emulator.inject(HttpFault(kind, route="status", times=1, status=502))  # type: ignore[arg-type]
+    result = await client.run(request_for(emulator))
+    report = emulator.report()
+    assert report.statuses[result.id] == "completed"
+    assert report.cancels == []
+    assert report.faults == {kind: 1}
+
+
+@pytest.mark.client(retry=RetryPolicy(attempts=3))
+async def test_status_garbage_forever_ends_in_an_error(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """Status answers that stay unreadable: bounded retries, then APIError (not a hang)."""
+    prediction = await client.submit(request_for(emulator))
+    emulator.inject(HttpFault("not_json", route="status"))
+    with pytest.raises(errors.APIError, match="not JSON"):
+        await client.status(prediction.id)
+    assert emulator.report().requests_by_route["status"] == 3
+
+
+# -- connect timeouts: nothing was sent, so even a POST is sent again -------------------
+
+
+async def test_connect_timeout_post_is_resent_once_the_server_is_there() -> None:
+    """A POST whose connection was never made is sent again: one prediction, no uncertainty."""
+    with StalledPort() as stalled:
+        async with AsyncFashn(
+            api_key="fashn-test-key", base_url=stalled.url, connect_timeout=2.0
+        ) as client:
+            sample = f"{stalled.url}/samples"
+            submit = asyncio.ensure_future(
+                client.submit(
+                    model_image=f"{sample}/model.png",
+                    garment_image=f"{sample}/garment.png",
+                    category="tops",
+                )
+            )
+            await asyncio.sleep(2.1)  # the first connect has timed out by now
+            assert not submit.done()
+            stalled.release()
+            async with Emulator(port=stalled.port) as emulator:
+                prediction = await submit
+                report = emulator.report()
+    assert [s.id for s in report.accepted] == [prediction.id]
+    assert report.requests_by_route["run"] == 1
+
+
+@pytest.mark.client(connect_timeout=1.0)
+async def test_connect_timeout_is_a_connect_error_not_a_read_timeout() -> None:
+    """A port that never accepts: ConnectTimeoutError (a ConnectError), after the attempts."""
+    with StalledPort() as stalled:
+        async with AsyncFashn(
+            api_key="k", base_url=stalled.url, connect_timeout=1.0, retry=RetryPolicy(attempts=2)
+        ) as client:
+            with pytest.raises(errors.ConnectTimeoutError) as info:
+                await client.credits()
+            with pytest.raises(errors.ConnectError):
+                await client.submit(
+                    model_image="http://127.0.0.1:1/a.png",
+                    garment_image="http://127.0.0.1:1/b.png",
+                    category="tops",
+                )
+    assert isinstance(info.value, TimeoutError)
+
+
+@pytest.mark.client(timeout=5.0)
+async def test_read_timeout_on_post_is_uncertain(client: AsyncFashn, emulator: Emulator) -> None:
+    """Connected and sent, then no answer in time: uncertain (unlike a connect timeout)."""
+    emulator.inject(HttpFault("slow", route="run", delay=30.0, times=1))
+    with pytest.raises(errors.SubmissionUncertainError) as info:
+        await client.submit(request_for(emulator))
+    assert isinstance(info.value.__cause__, errors.NetworkTimeoutError)
+    assert not isinstance(info.value.__cause__, errors.ConnectError)
+    await asyncio.sleep(30)
+
+
+# -- a lone client never draws a 429, on any endpoint -------------------------------------
+
+
+async def test_credits_calls_never_draw_a_429(client: AsyncFashn, emulator: Emulator) -> None:
+    """100 credit checks at once stay within 30 / 10 s: the strict window, no 429."""
+    await asyncio.gather(*(client.credits() for _ in range(100)))
+    report = emulator.report()
+    assert report.rejected_by_route.get("credits", 0) == 0
+    assert report.requests_by_route["credits"] == 100
+
+
+@pytest.mark.emulator(credits_limit=None)
+@pytest.mark.client(limits=Limits(credits=None))
+async def test_no_client_limit_on_credits_when_turned_off(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """Limits(credits=None) turns the credits window off: 100 checks go at once."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.gather(*(client.credits() for _ in range(100)))
+    assert loop.time() - start < 1.0
+
+
+# -- one client, one event loop ----------------------------------------------------------
+
+
+def test_a_client_used_from_another_loop_says_so() -> None:
+    """A client opened on one event loop and used on another raises EventLoopError."""
+    client = AsyncFashn(api_key="k", base_url="http://127.0.0.1:9")
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(client.__aenter__())
+        with pytest.raises(errors.EventLoopError, match="another event loop"):
+            asyncio.run(client.status("p1"))
+        with pytest.raises(errors.EventLoopError):
+            asyncio.run(client.credits())
+    finally:
+        first.run_until_complete(client.aclose())
+        first.close()
