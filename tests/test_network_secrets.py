@@ -1,0 +1,212 @@
+"""No object reachable from any error the client raises holds the API key.
+
+``reachable_texts`` walks everything an error reporter could show: the exception chain
+(``__cause__``, ``__context__``), ``args``, attributes (``__dict__``, ``__slots__``) and
+what they hold (wrapped library errors, their ``request_info`` and headers), each one's
+``repr`` and ``str``, and the traceback formatted with and without its frames' locals.
+It is run over every kind of error the client can raise, each produced for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import traceback
+import types
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from fashn_async import AsyncFashn, Limits, RetryPolicy, TryOnRequest, errors
+from fashn_async.testing import Emulator, HttpFault, PredictionFault, StalledPort
+
+KEY = "sk-live-SECRET-0123456789abcdef"
+_SKIP = (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType)
+
+
+def reachable_texts(error: BaseException, *, limit: int = 20_000) -> Iterator[str]:
+    """Every text an error exposes, through everything reachable from it."""
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, _SKIP):
+            continue
+        seen.add(id(obj))
+        for show in (repr, str):
+            try:
+                yield show(obj)
+            except Exception as exc:  # a repr that fails shows nothing
+                yield type(exc).__name__
+        if isinstance(obj, str | bytes | int | float | bool):
+            continue
+        if isinstance(obj, BaseException):
+            stack += [obj.__cause__, obj.__context__, *obj.args]
+            stack += list(getattr(obj, "__notes__", []))
+        if isinstance(obj, Mapping):
+            for key, value in list(obj.items()):
+                stack += [key, value]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack += list(obj)
+        for cls in type(obj).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                stack.append(getattr(obj, name, None))
+        stack += list(getattr(obj, "__dict__", {}).values())
+        for name in ("request_info", "headers", "real_url", "url", "history"):
+            stack.append(getattr(obj, name, None))
+    yield "".join(traceback.format_exception(error))
+    yield "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+def assert_no_key(error: BaseException) -> None:
+    """Nothing reachable from ``error`` shows the key."""
+    for text in reachable_texts(error):
+        assert KEY not in text, f"the key is reachable from {type(error).__name__}: {text[:300]}"
+
+
+def test_the_walker_finds_a_key_in_a_wrapped_aiohttp_error() -> None:
+    """The walker is not blind: aiohttp's error with request_info headers is caught out."""
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {KEY}"}))
+    info = aiohttp.RequestInfo(URL("http://127.0.0.1/v1/run"), "POST", headers)
+    inner = aiohttp.ClientResponseError(info, (), status=400, message="Invalid response status")
+    try:
+        try:
+            raise inner
+        except aiohttp.ClientError:
+            raise errors.ConnectionDroppedError("dropped") from None
+    except errors.ConnectionDroppedError as outer:
+        caught = outer
+    assert caught.__cause__ is None
+    with pytest.raises(AssertionError, match="the key is reachable"):
+        assert_no_key(caught)
+
+
+def _request(emulator: Emulator) -> TryOnRequest:
+    return TryOnRequest(
+        model_image=emulator.sample_image_url("model"),
+        garment_image=emulator.sample_image_url("garment"),
+        category="tops",
+    )
+
+
+async def _raised(call: Any) -> BaseException:
+    try:
+        await call
+    except errors.FashnError as exc:
+        return exc
+    raise AssertionError("no error was raised")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.emulator(api_key=KEY)
+@pytest.mark.client(retry=RetryPolicy(attempts=1, rate_limit_waits=1), timeout=5.0)
+async def test_no_http_error_kind_holds_the_key(client: AsyncFashn, emulator: Emulator) -> None:
+    """Every error from an answer, a broken answer or no answer: no key anywhere in it."""
+    found: dict[str, BaseException] = {}
+
+    async def collect(label: str, fault: HttpFault | None, call: Any) -> None:
+        emulator.clear_faults()
+        if fault is not None:
+            emulator.inject(fault)
+        found[label] = await _raised(call)
+
+    prediction = await client.submit(_request(emulator))
+    pid = prediction.id
+    for kind in ("bad_status_line", "cut_off", "drop_before", "gateway_before", "not_json"):
+        await collect(f"status {kind}", HttpFault(kind, route="status"), client.status(pid))  # type: ignore[arg-type]
+        await collect(
+            f"run {kind}", HttpFault(kind, route="run"), client.submit(_request(emulator))
+        )  # type: ignore[arg-type]
+    await collect("status slow", HttpFault("slow", route="status"), client.status(pid))
+    await collect("run slow", HttpFault("slow", route="run"), client.submit(_request(emulator)))
+    await collect("429", HttpFault("throttle", route="status"), client.status(pid))
+    await collect(
+        "credits",
+        HttpFault("throttle", route="run", code="OutOfCredits"),
+        client.submit(_request(emulator)),
+    )
+    await collect("5xx", HttpFault("error_5xx", route="credits"), client.credits())
+    await collect("404", None, client.status("no-such-id"))
+    await collect(
+        "400",
+        None,
+        client.submit(
+            model_image="http://127.0.0.1:1/x.png",
+            garment_image="data:image/png;base64,AAAA",
+            category="tops",
+        ),
+    )
+    emulator.clear_faults()
+    emulator.inject(PredictionFault("NSFWError"))
+    found["failed"] = await _raised(client.run(_request(emulator)))
+    emulator.clear_faults()
+    emulator.inject(HttpFault("slow", route="status", delay=1000.0))
+    found["deadline"] = await _raised(client.run(_request(emulator), deadline=3.0))
+    assert {type(e).__name__ for e in found.values()} >= {
+        "RemoteProtocolError",
+        "ConnectionDroppedError",
+        "NetworkTimeoutError",
+        "SubmissionUncertainError",
+        "RateLimitExceededError",
+        "OutOfCreditsError",
+        "ServerError",
+        "NotFoundError",
+        "NSFWError",
+        "DeadlineExceededError",
+    }
+    for error in found.values():
+        assert_no_key(error)
+    await asyncio.sleep(1000)
+
+
+async def test_no_connection_error_kind_holds_the_key(emulator: Emulator) -> None:
+    """Refused, timed-out and proxy-refused connections, a wrong key, a closed client."""
+    found: list[BaseException] = []
+    policy = RetryPolicy(attempts=1)
+    async with AsyncFashn(
+        api_key=KEY, base_url=f"http://127.0.0.1:{_free_port()}", retry=policy
+    ) as c:
+        found.append(await _raised(c.credits()))
+    with StalledPort() as stalled:
+        async with AsyncFashn(
+            api_key=KEY, base_url=stalled.url, retry=policy, connect_timeout=1.0
+        ) as c:
+            found.append(await _raised(c.credits()))
+    async with AsyncFashn(
+        api_key=KEY, base_url=emulator.url, retry=policy, proxy=f"http://127.0.0.1:{_free_port()}"
+    ) as c:
+        found.append(await _raised(c.credits()))
+    async with AsyncFashn(api_key=KEY, base_url=emulator.url, limits=Limits()) as c:
+        found.append(await _raised(c.credits()))  # 401: the emulator takes another key
+    found.append(await _raised(c.credits()))  # closed
+    assert {type(e).__name__ for e in found} == {
+        "ConnectError",
+        "ConnectTimeoutError",
+        "AuthenticationError",
+        "ClientClosedError",
+    }
+    for error in found:
+        assert_no_key(error)
+
+
+def test_foreign_loop_error_holds_no_key() -> None:
+    """EventLoopError, raised on another loop, holds no key either."""
+    client = AsyncFashn(api_key=KEY, base_url="http://127.0.0.1:9")
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(client.__aenter__())
+        with pytest.raises(errors.EventLoopError) as info:
+            asyncio.run(client.credits())
+        assert_no_key(info.value)
+    finally:
+        first.run_until_complete(client.aclose())
+        first.close()
