@@ -1,0 +1,185 @@
+"""Proxies for real: a tinyproxy process on loopback, reached through the environment
+(``HTTP_PROXY`` / ``NO_PROXY``, honoured by default as httpx does) and through ``proxy=``.
+
+tinyproxy is the Debian package (``.ci/run`` installs it); missing, these tests skip with
+the install command, or fail in CI. Its log names every request it forwarded: that is
+the proof a request went through it (and that a bypassed one did not). Real time.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import system_program
+
+from fashn_async import AsyncFashn, Limits, Polling, errors
+from fashn_async.testing import Emulator, EmulatorConfig
+
+pytestmark = pytest.mark.looptime(False)  # a real proxy process, real time
+
+SCALE = 0.01
+_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+class Tinyproxy:
+    """One tinyproxy process on 127.0.0.1, foreground, logging to a file."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.log = directory / "tinyproxy.log"
+        self.config = directory / "tinyproxy.conf"
+        self.config.write_text(
+            f"Port {self.port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\n"
+            f'LogFile "{self.log}"\nLogLevel Connect\nMaxClients 50\n'
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it and wait until it accepts connections."""
+        binary = system_program("tinyproxy", "tinyproxy")
+        self.process = subprocess.Popen(  # noqa: S603 - the system's tinyproxy, fixed args
+            [binary, "-d", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"tinyproxy did not start on port {self.port}")
+                time.sleep(0.02)
+            else:
+                return
+
+    def stop(self) -> None:
+        """Stop it and wait for it to exit."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def forwarded(self, path: str) -> int:
+        """How many requests for ``path`` it forwarded, by its log."""
+        if not self.log.exists():
+            return 0
+        lines = self.log.read_text(errors="replace").splitlines()
+        return sum(1 for line in lines if "Request (" in line and path in line)
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Tinyproxy]:
+    """A running tinyproxy on a free loopback port."""
+    proxy = Tinyproxy(tmp_path)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variables from the machine: each test sets its own."""
+    for name in _PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def _emulator() -> Emulator:
+    return Emulator(EmulatorConfig(time_scale=SCALE))
+
+
+def _client(emu: Emulator, **options: object) -> AsyncFashn:
+    return AsyncFashn(
+        api_key=emu.api_key,
+        base_url=emu.url,
+        limits=Limits().scaled(SCALE),
+        polling=Polling().scaled(SCALE),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def _use(client: AsyncFashn, emu: Emulator) -> None:
+    """A credits check and a whole try-on, so every route is used."""
+    async with client:
+        await client.credits()
+        await client.run(
+            model_image=emu.sample_image_url("model"),
+            garment_image=emu.sample_image_url("garment"),
+            category="tops",
+        )
+
+
+async def test_http_proxy_from_the_environment_is_used(
+    tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY set: every request goes through the proxy (its log names each one)."""
+    clean_env.setenv("HTTP_PROXY", tinyproxy.url)
+    async with _emulator() as emu:
+        await _use(_client(emu), emu)
+        report = emu.report()
+    assert tinyproxy.forwarded("/v1/credits") == 1
+    assert tinyproxy.forwarded("/v1/run") == 1
+    assert tinyproxy.forwarded("/v1/status/") == report.requests_by_route["status"] >= 1
+
+
+async def test_no_proxy_bypasses_it(tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch) -> None:
+    """NO_PROXY=127.0.0.1: the proxy sees nothing, the emulator everything."""
+    clean_env.setenv("HTTP_PROXY", tinyproxy.url)
+    clean_env.setenv("NO_PROXY", "127.0.0.1")
+    async with _emulator() as emu:
+        await _use(_client(emu), emu)
+        assert emu.report().requests_by_route["run"] == 1
+    assert tinyproxy.forwarded("/v1/") == 0
+
+
+async def test_explicit_proxy_option(tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch) -> None:
+    """proxy= sends every request through that proxy, with no environment at all."""
+    async with _emulator() as emu:
+        await _use(_client(emu, proxy=tinyproxy.url), emu)
+    assert tinyproxy.forwarded("/v1/run") == 1
+    assert tinyproxy.forwarded("/v1/credits") == 1
+
+
+async def test_trust_env_false_ignores_the_environment(
+    tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch
+) -> None:
+    """trust_env=False: HTTP_PROXY is ignored and the proxy sees nothing."""
+    clean_env.setenv("HTTP_PROXY", tinyproxy.url)
+    async with _emulator() as emu:
+        await _use(_client(emu, trust_env=False), emu)
+    assert tinyproxy.forwarded("/v1/") == 0
+
+
+@pytest.mark.parametrize("proxy", ["127.0.0.1:3128", "socks5://127.0.0.1:1080", "http://", 3128])
+def test_a_bad_proxy_is_refused_at_construction(proxy: object) -> None:
+    """proxy= must be an http(s) URL: anything else is a ConfigurationError at once."""
+    with pytest.raises(errors.ConfigurationError, match="proxy must be"):
+        AsyncFashn(api_key="k", proxy=proxy)  # type: ignore[arg-type]
+
+
+def test_a_proxy_password_never_shows() -> None:
+    """A proxy URL's password is masked in the client's repr."""
+    client = AsyncFashn(api_key="k", proxy="http://user:hunter2@127.0.0.1:3128")
+    assert "hunter2" not in repr(client)
+    assert "user:***@127.0.0.1:3128" in repr(client)
