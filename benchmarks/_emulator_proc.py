@@ -3,9 +3,9 @@
     FASHN_API_KEY=... python benchmarks/_emulator_proc.py --port 0 --config-json '{...}'
 
 The config JSON holds ``EmulatorConfig`` fields; windows are ``[limit, period]`` pairs or
-null. The key comes from the environment, never the command line, and is never printed:
-the one line written to stdout is ``{"url": ...}``, once the port is open. SIGTERM or
-SIGINT stops it.
+null; faults are objects as ``POST /_emulator/faults`` takes them. The key comes from the
+environment, never the command line, and is never printed: the one line written to stdout
+is ``{"url": ...}``, once the port is open. SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from fashn_async.testing import Emulator, EmulatorConfig, WindowLimit
+from fashn_async.testing._faults import fault_from_json
 
 _WINDOWS = ("submit_limit", "status_limit", "credits_limit")
 
@@ -32,6 +33,8 @@ def config_from_json(data: dict[str, Any], api_key: str) -> EmulatorConfig:
             fields[name] = WindowLimit(int(limit), float(period))
     if "latency" in fields:
         fields["latency"] = tuple(fields["latency"])
+    if "faults" in fields:  # {"type": "http" | "prediction", ...} objects
+        fields["faults"] = tuple(fault_from_json(fault) for fault in fields["faults"])
     return EmulatorConfig(api_key=api_key, **fields)
 
 

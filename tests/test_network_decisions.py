@@ -84,7 +84,7 @@ def may_have_created(outcome: Outcome) -> bool:
     return outcome.shape is not Shape.API_ERROR
 
 
-@settings(max_examples=3000)
+@settings(max_examples=1500)
 @given(route=st.sampled_from(ROUTES), outcome=outcomes(), tries=TRIES, policy=policies())
 def test_every_input_has_a_sound_decision(
     route: Route, outcome: Outcome, tries: Tries, policy: RetryPolicy
@@ -112,7 +112,7 @@ def test_every_input_has_a_sound_decision(
         assert decision.action is Action.FINAL
 
 
-@settings(max_examples=500)
+@settings(max_examples=300)
 @given(
     route=st.sampled_from(ROUTES),
     sequence=st.lists(outcomes(), min_size=1, max_size=120),

@@ -149,7 +149,7 @@ async def test_status_garbage_once_is_retried_and_nothing_cancelled(
     report = emulator.report()
     assert report.statuses[result.id] == "completed"
     assert report.cancels == []
-    assert report.faults == {kind: 1}
+    assert report.faults == {f"status:{kind}": 1}
 
 
 @pytest.mark.client(retry=RetryPolicy(attempts=3))

@@ -124,8 +124,8 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
     fault = plan.action
     if fault is None:
         return await handler(request)
+    state.ledger.faults[f"{route}:{fault.kind}"] += 1
     if fault.kind in NETWORK_KINDS:
-        state.ledger.faults[fault.kind] += 1
         return await disturb(request, fault, handler)
     if fault.kind == "error_5xx":
         state.ledger.errors_5xx += 1

@@ -90,7 +90,7 @@ class EmulatorReport:
         requests_by_route: Requests that reached each API route, faults and 429s included.
         max_requests_per_second: The most requests to each API route within any one API
             second (a hot loop shows here).
-        faults: Answers replaced by the network fault kinds, by kind.
+        faults: Requests disturbed by HTTP faults (``slow`` aside), by ``"route:kind"``.
     """
 
     now: float
