@@ -7,11 +7,17 @@ request per route and per API second, so a hot loop or a second POST shows in it
 from __future__ import annotations
 
 import asyncio
+import io
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, RetryPolicy, TryOnRequest, errors
+from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._job import JobOptions
 from fashn_async.testing import Emulator, HttpFault, StalledPort
+from tests.bulk_support import journal_counts, write_catalog
 
 PAST = "Thu, 01 Jan 2015 00:00:00 GMT"
 
@@ -259,3 +265,30 @@ def test_a_client_used_from_another_loop_says_so() -> None:
     finally:
         first.run_until_complete(client.aclose())
         first.close()
+
+
+@pytest.mark.parametrize("kind", ["no_id", "gateway_after"])
+async def test_bulk_row_stays_uncertain_and_a_rerun_does_not_charge_it_again(
+    emulator: Emulator, tmp_path: Path, kind: str
+) -> None:
+    """A bulk row whose POST got no readable id is journalled uncertain; a re-run skips it."""
+    catalog = write_catalog(tmp_path, 3, models=1)
+    out = tmp_path / "out"
+    emulator.inject(HttpFault(kind, route="run", times=1))  # type: ignore[arg-type]
+
+    async def run_job() -> int:
+        settings = BatchSettings(
+            catalog=catalog,
+            options=JobOptions(out=out),
+            api_key=emulator.api_key,
+            base_url=emulator.url,
+            display="quiet",
+            report=False,
+        )
+        return await run_batch(settings, Console(file=io.StringIO(), width=200))
+
+    assert await run_job() == 1
+    assert journal_counts(out) == {"done": 2, "uncertain": 1}
+    assert await run_job() == 1
+    assert journal_counts(out) == {"done": 2, "uncertain": 1}
+    assert len(emulator.report().accepted) == 3  # the uncertain one was created, once

@@ -71,9 +71,47 @@ def test_parse_retry_after_http_date() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"attempts": 0}, {"initial": 0}, {"maximum": -1}, {"jitter": 2}]
+    "kwargs",
+    [{"attempts": 0}, {"initial": 0}, {"maximum": -1}, {"jitter": 2}, {"rate_limit_waits": 0}],
 )
 def test_policy_validation(kwargs: dict[str, float]) -> None:
     """A retry policy with a nonsensical value fails at construction."""
     with pytest.raises(ValueError):  # noqa: PT011 - the message names the field
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@given(
+    attempt=st.integers(1, 100),
+    retry_after=st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False)),
+    seed=st.integers(0, 2**32),
+)
+def test_delay_is_within_floor_and_cap(attempt: int, retry_after: float | None, seed: int) -> None:
+    """Every wait is at least min_delay and at most max(maximum, max_retry_after)."""
+    policy = RetryPolicy(min_delay=0.5, maximum=30, max_retry_after=120)
+    delay = policy.delay(attempt, retry_after, rng=random.Random(seed))
+    assert 0.5 <= delay <= 120
+
+
+def test_floor_above_the_caps_is_refused() -> None:
+    """A min_delay above maximum or max_retry_after cannot be met: ValueError at once."""
+    with pytest.raises(ValueError, match="min_delay"):
+        RetryPolicy(min_delay=5, maximum=1)
+    with pytest.raises(ValueError, match="min_delay"):
+        RetryPolicy(min_delay=5, max_retry_after=1)
+
+
+def test_scaled_policy_scales_every_duration() -> None:
+    """scaled(f) multiplies the backoff, its cap, the floor and the Retry-After cap."""
+    policy = RetryPolicy().scaled(0.01)
+    assert (policy.initial, policy.maximum, policy.min_delay, policy.max_retry_after) == (
+        0.005,
+        0.3,
+        0.005,
+        1.2,
+    )
+    assert policy.attempts == RetryPolicy().attempts
+
+
+def test_parse_retry_after_past_date_far_in_the_past() -> None:
+    """A Retry-After date decades ago reads as 0 seconds (the floor then applies)."""
+    assert parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT") == 0.0
