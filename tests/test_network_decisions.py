@@ -84,7 +84,7 @@ def may_have_created(outcome: Outcome) -> bool:
     return outcome.shape is not Shape.API_ERROR
 
 
-@settings(max_examples=1500)
+@settings(max_examples=400)
 @given(route=st.sampled_from(ROUTES), outcome=outcomes(), tries=TRIES, policy=policies())
 def test_every_input_has_a_sound_decision(
     route: Route, outcome: Outcome, tries: Tries, policy: RetryPolicy
@@ -112,7 +112,37 @@ def test_every_input_has_a_sound_decision(
         assert decision.action is Action.FINAL
 
 
-@settings(max_examples=300)
+def test_every_discrete_input_exhaustively() -> None:
+    """Every route x status 100-599 x body shape x error name x Retry-After, enumerated."""
+    policy = RetryPolicy()
+    rng = random.Random(0)
+    bodies = [(shape, None) for shape in Shape if shape is not Shape.API_ERROR]
+    bodies += [(Shape.API_ERROR, name) for name in NAMES]
+    checked = 0
+    for route in ROUTES:
+        for happened in (Happened.NOT_SENT, Happened.TIMEOUT, Happened.LOST):
+            decision = decide(route, Outcome(happened), Tries(), policy, rng)
+            assert (decision.action is Action.UNCERTAIN) == (
+                route == "run" and happened is not Happened.NOT_SENT
+            )
+        for status in range(100, 600):
+            for shape, name in bodies:
+                for retry_after in (None, 0.0, 0.35, 7.0, 1e9):
+                    outcome = Outcome.answer(status, shape, name, retry_after)
+                    decision = decide(route, outcome, Tries(), policy, rng)
+                    checked += 1
+                    if route == "run" and may_have_created(outcome):
+                        assert decision.action in (Action.UNCERTAIN, Action.RETURN)
+                    if route != "run":
+                        assert decision.action is not Action.UNCERTAIN
+                    if decision.action in (Action.RETRY, Action.PAUSE):
+                        assert policy.min_delay <= decision.delay <= policy.longest_wait
+                    if status == 429 and name == "OutOfCredits":
+                        assert decision.action is Action.FINAL
+    assert checked == 4 * 500 * len(bodies) * 5
+
+
+@settings(max_examples=150)
 @given(
     route=st.sampled_from(ROUTES),
     sequence=st.lists(outcomes(), min_size=1, max_size=120),
