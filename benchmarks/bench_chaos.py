@@ -16,7 +16,8 @@ from the emulator's own record of what it created (payload digests, one per item
 * accounting: every item done, failed or uncertain (goal: all 1,000); exactly as many
   uncertain items as POST answers a fault hid after the request was sent (nothing else
   may be uncertain), and how many of them really exist on the server; no failed item has
-  a prediction (an orphan, charged).
+  a prediction (an orphan, charged);
+* 429s from the emulator's own limits (not the injected ones): goal none.
 
     python benchmarks/bench_chaos.py [--quick] [--n 1000] [--scale 0.01] [--seed 12]
 """
@@ -207,10 +208,9 @@ def goals(run: dict[str, Any]) -> list[str]:
             f"failed items with a prediction (orphans) {run['orphans']} (goal 0)",
         ),
         (
-            set(run["rejected_429_by_code"]) <= {"ConcurrencyLimitExceeded"},
-            f"429s from the emulator's own limits {run['rejected_429_by_code']} (goal: only "
-            "ConcurrencyLimitExceeded, from uncertain predictions still running on the server "
-            "after their slot was given back)",
+            not run["rejected_429_by_code"],
+            f"429s from the emulator's own limits {run['rejected_429_by_code']} (goal none: "
+            "an uncertain prediction keeps its in-flight slot while it may run)",
         ),
     ]
     return [f"{'MET   ' if ok else 'MISSED'} {text}" for ok, text in checks]

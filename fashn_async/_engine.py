@@ -87,6 +87,7 @@ class Engine:
             slots=self.slots,
             retry=retry,
             cancel_quietly=self.cancel_quietly,
+            uncertain_hold=lambda: self.model.likely_range()[1],
         )
         #: Supervisor tasks of open batches; the client's exit cancels and awaits them.
         self.batches: set[asyncio.Future[None]] = set()

@@ -50,6 +50,10 @@ class Submitter:
         retry: Counts and waits for what the decision table lets repeat.
         cancel_quietly: Best-effort remote cancel, for a prediction created while the
             caller was being cancelled.
+        uncertain_hold: Seconds a prediction whose POST went unanswered may run: its
+            caller's in-flight slot stays taken that long before the error is raised, as
+            the server counts it in progress (else the next POST meets
+            ConcurrencyLimitExceeded). ``None``: no hold.
     """
 
     def __init__(
@@ -60,12 +64,14 @@ class Submitter:
         slots: SlotGate,
         retry: RetryPolicy,
         cancel_quietly: Callable[[str], Awaitable[None]],
+        uncertain_hold: Callable[[], float] | None = None,
     ) -> None:
         self.transport = transport
         self.limiter = limiter
         self.slots = slots
         self.retry = retry
         self._cancel_quietly = cancel_quietly
+        self._uncertain_hold = uncertain_hold
         self._rng = random.Random()  # noqa: S311 - jitter only
         #: Predictions submitted through the bare submit() hold a slot until seen done.
         self.held: dict[str, Lease] = {}
@@ -95,7 +101,8 @@ class Submitter:
         Raises:
             SubmissionUncertainError: the request may have reached the server and no
                 usable answer came back (a timeout, a dropped connection, a gateway's
-                5xx page, a 200 without an id); it is not re-sent.
+                5xx page, a 200 without an id); it is not re-sent. Raised once the
+                prediction would likely have ended (``uncertain_hold``).
             OutOfCreditsError: final; nothing more can be submitted.
             ConnectError: no connection could be made, after the policy's attempts.
             APIError: the API refused the request (its subclass says why).
@@ -130,6 +137,8 @@ class Submitter:
                     on_created(prediction_id)
                 return prediction_id
             if action is Action.UNCERTAIN:
+                if self._uncertain_hold is not None:
+                    await anyio.sleep(self._uncertain_hold())  # the caller's slot stays taken
                 raise SubmissionUncertainError(
                     f"POST /v1/run: {decision.reason}; the prediction may exist and be "
                     "charged, so it is not re-sent",

@@ -292,3 +292,21 @@ async def test_bulk_row_stays_uncertain_and_a_rerun_does_not_charge_it_again(
     assert await run_job() == 1
     assert journal_counts(out) == {"done": 2, "uncertain": 1}
     assert len(emulator.report().accepted) == 3  # the uncertain one was created, once
+
+
+@pytest.mark.emulator(in_flight_limit=1)
+@pytest.mark.client(limits=Limits(in_flight=1))
+async def test_an_uncertain_prediction_keeps_its_slot_while_it_may_run(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """After an uncertain POST the slot stays taken while it may run: no ConcurrencyLimit 429."""
+    emulator.inject(HttpFault("gateway_after", route="run", times=1))
+    async with client.batch([request_for(emulator), request_for(emulator)]) as batch:
+        results = [result async for result in batch]
+    assert sorted(type(r.error).__name__ for r in results) == [
+        "NoneType",
+        "SubmissionUncertainError",
+    ]
+    report = emulator.report()
+    assert report.rejected == {}
+    assert len(report.accepted) == 2
