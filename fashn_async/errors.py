@@ -211,10 +211,12 @@ class ConnectionDroppedError(TransportError):
 
 
 class SubmissionUncertainError(TransportError):
-    """POST /v1/run was sent but no answer came back: the prediction may exist.
+    """POST /v1/run was sent and no usable answer came back: the prediction may exist.
 
-    It is not re-sent automatically, because a blind retry is charged twice. Check your
-    account or re-submit knowingly.
+    No answer at all (a timeout, a dropped connection, a malformed status line), or one
+    that proves nothing (a gateway's HTML 502/504 page, a 200 without a readable id). It
+    is not re-sent automatically, because a blind retry is charged twice. Check your
+    account or re-submit knowingly. ``status_code`` is the HTTP status, if one came.
     """
 
     default_name = "SubmissionUncertain"
