@@ -222,6 +222,13 @@ class AsyncFashn:
 
         The prediction counts against ``limits.in_flight`` until this client sees it
         finished (``status()`` or ``cancel()``), as the server counts it in progress.
+
+        Raises:
+            SubmissionUncertainError: the POST may have reached the API and no usable
+                answer came back (see the README's decision table); raised once the
+                prediction would likely have ended, its slot held until then.
+            OutOfCreditsError: the account has no credits left.
+            ConnectError: no connection could be made, after the retry policy's attempts.
         """
         req = _request_from(request, fields)
         self._transport.session  # noqa: B018 - fail fast when closed, before encoding
@@ -289,6 +296,8 @@ class AsyncFashn:
             PredictionError: the prediction failed (its subclass names the reason).
             PredictionCanceledError: it was canceled.
             DeadlineExceededError: the deadline ran out.
+            SubmissionUncertainError: the POST may have reached the API and no usable
+                answer came back; it is not re-sent (a retry could be charged twice).
         """
         req = _request_from(request, fields)
         if deadline is not None and not deadline > 0:
