@@ -24,7 +24,7 @@ from ._faults import fault_from_json
 from ._images import is_loopback_host, sample_image
 from ._limits import RollingWindow, format_retry_after
 from ._state import EmulatorState, Rejected
-from ._validate import InvalidRequest, parse_submission, url_host
+from ._validate import MAX_DEPTH, InvalidRequest, parse_submission, too_deep, url_host
 
 __all__ = ["STATE_KEY", "build_app"]
 
@@ -331,6 +331,8 @@ async def _inject(request: web.Request) -> web.Response:
         data: Any = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         return error_response(400, "BadRequest", f"Bad fault: malformed JSON ({exc})")
+    if too_deep(data):
+        return error_response(400, "BadRequest", f"Bad fault: nested more than {MAX_DEPTH} deep")
     items = data if isinstance(data, list) else [data]
     if not all(isinstance(item, dict) for item in items):
         return error_response(400, "BadRequest", "Bad fault: send an object or a list of them")

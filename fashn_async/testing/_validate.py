@@ -23,6 +23,7 @@ __all__ = [
     "InvalidRequest",
     "Submission",
     "parse_submission",
+    "too_deep",
     "url_host",
 ]
 
