@@ -108,6 +108,13 @@ def _plain_copy(function: Callable[..., Any]) -> Callable[..., Any]:
     return copy
 
 
+def _no_runner(argname: str) -> Callable[..., Any]:
+    def fail(**_fixtures: Any) -> Any:
+        pytest.fail(f"{argname}: {SETUP_HELP}", pytrace=False)
+
+    return fail
+
+
 def _runs_on_pytest_asyncio(request: pytest.FixtureRequest) -> bool:
     if not request.config.pluginmanager.has_plugin("asyncio"):
         return False
@@ -129,9 +136,10 @@ def pytest_fixture_setup(
     function = fixturedef.func
     if not getattr(function, _OURS, False) or _runs_on_pytest_asyncio(request):
         return (yield)
-    if "anyio_backend" not in request.fixturenames:
-        pytest.fail(f"{fixturedef.argname}: {SETUP_HELP}", pytrace=False)
-    fixturedef.func = _PLAIN[function]
+    if "anyio_backend" in request.fixturenames:
+        fixturedef.func = _PLAIN[function]
+    else:  # failed by the fixture itself, so pytest records the error as usual
+        fixturedef.func = _no_runner(fixturedef.argname)
     try:
         return (yield)
     finally:
