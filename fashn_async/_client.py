@@ -222,13 +222,28 @@ class AsyncFashn:
 
         The prediction counts against ``limits.in_flight`` until this client sees it
         finished (``status()`` or ``cancel()``), as the server counts it in progress.
+        429 answers (RateLimitExceeded, ConcurrencyLimitExceeded) are waited out and the
+        same body sent again: the server counted nothing.
+
+        Args:
+            request: A TryOnRequest or ModelRequest; or pass TryOnRequest's fields.
+            webhook_url: Where the API POSTs the final status.
 
         Raises:
+            ClientClosedError: the client is not open (use ``async with``).
+            EventLoopError: used from an event loop other than the one it was opened on.
+            InvalidRequestError: the request fails validation; nothing was sent.
+            ImageInputError: an image is a missing file, not an image, or a bad URL or
+                data URI; nothing was sent.
             SubmissionUncertainError: the POST may have reached the API and no usable
-                answer came back (see the README's decision table); raised once the
-                prediction would likely have ended, its slot held until then.
-            OutOfCreditsError: the account has no credits left.
-            ConnectError: no connection could be made, after the retry policy's attempts.
+                answer came back (see the README's decision table); it is not re-sent,
+                and it is raised once the prediction would likely have ended, its
+                in-flight slot held until then.
+            OutOfCreditsError: final; nothing was created.
+            BadRequestError: the API refused the body (400); nothing was created.
+            AuthenticationError: the API key was refused (401).
+            ServerError: 5xx answers outlasted ``retry.attempts``; nothing was created.
+            ConnectError: no connection in ``retry.attempts`` tries; nothing was sent.
         """
         req = _request_from(request, fields)
         self._transport.session  # noqa: B018 - fail fast when closed, before encoding
@@ -236,12 +251,40 @@ class AsyncFashn:
         return Prediction(await self._engine.submit_holding(prepared))
 
     async def status(self, prediction_id: str) -> PredictionStatus:
-        """The prediction's current status (one call, through the shared status budget)."""
+        """The prediction's current status (one call, through the shared status budget).
+
+        A failed or canceled prediction is a status, not an error:
+        ``status.raise_for_status()`` turns it into its typed error.
+
+        Raises:
+            ClientClosedError: the client is not open (use ``async with``).
+            EventLoopError: used from an event loop other than the one it was opened on.
+            InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            NotFoundError: no such prediction, or one too old to be tracked (404).
+            AuthenticationError: the API key was refused (401).
+            RateLimitError: 429 answers outlasted ``retry.attempts``.
+            ServerError: 5xx answers outlasted ``retry.attempts``.
+            TransportError: the network failed ``retry.attempts`` times (ConnectError,
+                NetworkTimeoutError or ConnectionDroppedError).
+        """
         self._transport.check_loop()
         return await self._engine.status(_check_id(prediction_id))
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
-        """Cancel a prediction; best effort on the API's side."""
+        """Cancel a prediction; best effort on the API's side.
+
+        A prediction that has already ended is left as it is and its status returned.
+
+        Raises:
+            ClientClosedError: the client is not open (use ``async with``).
+            EventLoopError: used from an event loop other than the one it was opened on.
+            InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            NotFoundError: no such prediction, or one too old to be tracked (404).
+            AuthenticationError: the API key was refused (401).
+            ServerError: 5xx answers outlasted ``retry.attempts``.
+            TransportError: the network failed ``retry.attempts`` times (ConnectError,
+                NetworkTimeoutError or ConnectionDroppedError).
+        """
         self._transport.check_loop()
         return await self._engine.cancel(_check_id(prediction_id))
 
@@ -256,12 +299,33 @@ class AsyncFashn:
         Args:
             prediction_id: The prediction's id.
             cancel_on_exit: Cancel the prediction on the server if this call is cancelled.
+
+        Raises:
+            ClientClosedError: the client is not open (use ``async with``).
+            EventLoopError: used from an event loop other than the one it was opened on.
+            InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            NotFoundError: no such prediction, or one too old to be tracked (404).
+            AuthenticationError: the API key was refused (401).
+            RateLimitError: 429 answers outlasted ``retry.attempts``.
+            ServerError: 5xx answers outlasted ``retry.attempts``.
+            TransportError: the network failed ``retry.attempts`` times (ConnectError,
+                NetworkTimeoutError or ConnectionDroppedError).
         """
         self._transport.check_loop()
         return await self._engine.wait_existing(_check_id(prediction_id), cancel=cancel_on_exit)
 
     async def credits(self) -> Credits:
-        """The account's credit balance (through the strict credits window, 30 / 10 s)."""
+        """The account's credit balance.
+
+        Raises:
+            ClientClosedError: the client is not open (use ``async with``).
+            EventLoopError: used from an event loop other than the one it was opened on.
+            AuthenticationError: the API key was refused (401).
+            APIError: the answer is not a credits object.
+            RateLimitError: 429 answers outlasted ``retry.attempts``.
+            ServerError: 5xx answers outlasted ``retry.attempts``.
+            TransportError: the network failed ``retry.attempts`` times.
+        """
         self._transport.check_loop()
         response = await self._engine.get("/v1/credits", limiter=None)
         data = response.data.get("credits") if isinstance(response.data, dict) else None
@@ -293,11 +357,27 @@ class AsyncFashn:
                 and DeadlineExceededError raised.
 
         Raises:
-            PredictionError: the prediction failed (its subclass names the reason).
+            PredictionError: the prediction failed (its subclass names the reason:
+                PoseError, ImageLoadError, ..., UnknownPredictionError).
             PredictionCanceledError: it was canceled.
-            DeadlineExceededError: the deadline ran out.
-            SubmissionUncertainError: the POST may have reached the API and no usable
-                answer came back; it is not re-sent (a retry could be charged twice).
+            DeadlineExceededError: the deadline ran out; the prediction was cancelled.
+            InvalidRequestError: the request or ``deadline`` fails validation; nothing
+                was sent.
+            ImageInputError: an image is a missing file, not an image, or a bad URL or
+                data URI; nothing was sent.
+            ClientClosedError: the client is not open (use ``async with``).
+            EventLoopError: used from an event loop other than the one it was opened on.
+            SubmissionUncertainError: the POST went out and no answer came back; the
+                prediction may exist and be charged, so it is not re-sent.
+            OutOfCreditsError: final; nothing was created.
+            BadRequestError: the API refused the body (400); nothing was created.
+            AuthenticationError: the API key was refused (401).
+            NotFoundError: the prediction's status stopped being tracked (404).
+            RateLimitError: status 429 answers outlasted ``retry.attempts``.
+            ServerError: 5xx answers outlasted ``retry.attempts``.
+            TransportError: the network failed ``retry.attempts`` times (ConnectError:
+                nothing was sent; NetworkTimeoutError, ConnectionDroppedError while
+                polling).
         """
         req = _request_from(request, fields)
         if deadline is not None and not deadline > 0:
@@ -350,6 +430,18 @@ class AsyncFashn:
 
         An item that is a :class:`Prediction` was submitted earlier: it is polled to its
         end, never submitted again.
+
+        A failed item is a value (``result.error``, any of the errors of :meth:`run`
+        for one item, InvalidRequestError for a bad item), never the end of the batch.
+
+        Raises:
+            ClientClosedError: the client is not open (here, at once).
+            InvalidRequestError: ``max_pending`` is below 1 (here, at once).
+            OutOfCreditsError: in the ``async for`` loop, after the results of the items
+                already read: a submission was refused for lack of credits, so no further
+                item is read.
+            FashnError: with ``raise_on_error``, the first failed item's error, in the loop.
+            Exception: whatever the ``requests`` iterable itself raises, in the loop.
         """
         self._transport.session  # noqa: B018 - fail fast when closed
         pending = max_pending or 2 * (self.limits.in_flight or 32)
@@ -368,7 +460,17 @@ class AsyncFashn:
         )
 
     async def save(self, result: TryOnResult, directory: str | Path) -> list[Path]:
-        """Download a result's outputs into ``directory``; same as ``result.save()``."""
+        """Download a result's outputs into ``directory``; same as ``result.save()``.
+
+        Returns:
+            The paths written, one per output, in output order.
+
+        Works on a closed client too (with a short-lived session of its own).
+
+        Raises:
+            DownloadError: an output could not be fetched, decoded or written; each file
+                is written whole or not at all.
+        """
         return await result.save(directory)
 
 

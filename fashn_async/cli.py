@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate
+from fashn_async._emulator_clock import learn_time_scale
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
     BatchSettings,
@@ -36,6 +37,10 @@ from fashn_async.errors import (
 
 console = Console(stderr=True, soft_wrap=True)
 DEFAULT_BASE_URL = "https://api.fashn.ai"
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
@@ -141,9 +146,9 @@ def main() -> None:
 @click.option(
     "--time-scale",
     type=click.FloatRange(0.0001, 1.0),
-    default=1.0,
-    show_default=True,
-    help="For an emulator started with this --time-scale: scales limits and polling.",
+    default=None,
+    help="For an emulator started with this --time-scale: scales limits and polling. "
+    "Default: an emulator's own, read from it, else 1.",
 )
 def batch(
     catalog: Path,
@@ -176,6 +181,8 @@ def batch(
             "--output-format needs --model-name (e.g. tryon-v1.6): the v1 body has no "
             "output_format field"
         )
+    if time_scale is None:
+        time_scale = 1.0 if dry_run else learn_time_scale(base_url, api_key, _say)
     limits = Limits(submit=submit_rate, status=status_rate, in_flight=in_flight)
     settings = BatchSettings(
         catalog=catalog,
@@ -326,9 +333,9 @@ def emulator(
 @click.option(
     "--time-scale",
     type=click.FloatRange(0.0001, 1.0),
-    default=1.0,
-    show_default=True,
-    help="For an emulator started with this --time-scale: scales limits and polling.",
+    default=None,
+    help="For an emulator started with this --time-scale: scales limits and polling. "
+    "Default: an emulator's own, read from it, else 1.",
 )
 def run(
     model_image: str,
@@ -344,6 +351,9 @@ def run(
 
     def image(value: str) -> Any:
         return value if value.startswith(("http://", "https://", "data:")) else Path(value)
+
+    if time_scale is None:
+        time_scale = learn_time_scale(base_url, api_key, _say)
 
     async def go() -> int:
         async with AsyncFashn(

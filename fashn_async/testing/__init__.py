@@ -10,8 +10,17 @@ Example::
     from fashn_async.testing import Emulator, EmulatorConfig
 
     async with Emulator(EmulatorConfig(time_scale=0.01)) as emu:
-        ...  # send requests to emu.url with "Authorization: Bearer " + emu.api_key
+        async with emu.client() as client:  # limits and polling on the emulator's clock
+            await client.run(
+                model_image=emu.sample_image_url("model"),
+                garment_image=emu.sample_image_url("garment"),
+                category="tops",
+            )
         assert emu.report().max_submissions_in_window <= 25
+
+In pytest, the plugin (``fashn_async.testing.plugin``, registered on install) gives the
+fixtures ``fashn_emulator`` and ``fashn_client``; see its docstring for the one line of
+setup each async test runner needs.
 
 Needs Pillow: ``pip install 'fashn-async[emulator]'``. The names below are imported on
 first use, so the pytest plugin (``fashn_async.testing.plugin``) loads without Pillow.

@@ -19,11 +19,12 @@ from aiohttp import web
 
 from fashn_async._names import TERMINAL_STATUSES
 
+from ._bodies import BodyTooSlow
 from ._faults import NETWORK_KINDS, disturb, fault_from_json
 from ._images import is_loopback_host, sample_image
 from ._limits import RollingWindow, format_retry_after
 from ._state import EmulatorState, Rejected
-from ._validate import InvalidRequest, parse_submission
+from ._validate import MAX_DEPTH, InvalidRequest, parse_submission, too_deep, url_host
 
 __all__ = ["STATE_KEY", "build_app"]
 
@@ -156,9 +157,18 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     if request.content_length is not None and request.content_length > limit:
         return too_large
     try:
-        return await request.read()  # aiohttp keeps it: a second read() is free
+        # aiohttp keeps it: a second read() is free
+        return await _state(request).bodies.read(request)
     except web.HTTPRequestEntityTooLarge:
         return too_large
+    except BodyTooSlow as exc:
+        # Answered, then closed: aiohttp would otherwise linger reading the rest.
+        answer = error_response(400, "BadRequest", exc.message)
+        answer.force_close()
+        await answer.prepare(request)
+        await answer.write_eof()
+        _drop(request)
+        return answer
     except ConnectionError:  # the client left mid-body; this answer reaches nobody
         return error_response(400, "BadRequest", "The request body was cut off.")
 
@@ -168,7 +178,7 @@ def _webhook(value: str, *, legacy: bool) -> str:
         url = yarl.URL(value)
     except (ValueError, TypeError):
         url = None
-    if url is None or url.scheme not in ("http", "https") or not is_loopback_host(url.host):
+    if url is None or url.scheme not in ("http", "https") or not is_loopback_host(url_host(url)):
         raise InvalidRequest(
             "webhook_url: must be an http(s) URL on a loopback host "
             "(localhost, 127.0.0.0/8, ::1): the emulator posts nowhere else",
@@ -222,6 +232,12 @@ def _not_found(pid: str) -> web.Response:
     return error_response(404, "NotFound", f"Prediction {pid!r} not found.")
 
 
+def _no_longer_tracked(pid: str) -> web.Response:
+    return error_response(
+        404, "NotFound", f"Prediction {pid!r}: the prediction status is no longer tracked."
+    )
+
+
 async def _status(request: web.Request) -> web.Response:
     state = _state(request)
     refused = _window_check(state, state.status_window, "status", "status calls")
@@ -233,6 +249,8 @@ async def _status(request: web.Request) -> web.Response:
     if prediction is None:
         return _not_found(pid)
     state.ledger.status_calls[pid] += 1
+    if state.expired(prediction, state.clock.now()):
+        return _no_longer_tracked(pid)
     status, now = await state.current(prediction)
     headers: dict[str, str] = {}
     if status in TERMINAL_STATUSES:
@@ -253,6 +271,8 @@ async def _cancel(request: web.Request) -> web.Response:
     prediction = state.predictions.get(pid)
     if prediction is None:
         return _not_found(pid)
+    if state.expired(prediction, state.clock.now()):
+        return _no_longer_tracked(pid)
     status, _now = await state.cancel(prediction)
     return web.json_response(prediction.body(status, state.base_url))
 
@@ -294,6 +314,18 @@ async def _report(request: web.Request) -> web.Response:
     return web.json_response(_state(request).report().to_json())
 
 
+async def _config(request: web.Request) -> web.Response:
+    """What a client needs to match this emulator's clock (the CLI reads it)."""
+    config = _state(request).config
+    return web.json_response(
+        {
+            "emulator": "fashn-async",
+            "time_scale": config.time_scale,
+            "status_retention": config.status_retention,
+        }
+    )
+
+
 async def _inject(request: web.Request) -> web.Response:
     state = _state(request)
     raw = await _read_body(request)
@@ -303,6 +335,8 @@ async def _inject(request: web.Request) -> web.Response:
         data: Any = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         return error_response(400, "BadRequest", f"Bad fault: malformed JSON ({exc})")
+    if too_deep(data):
+        return error_response(400, "BadRequest", f"Bad fault: nested more than {MAX_DEPTH} deep")
     items = data if isinstance(data, list) else [data]
     if not all(isinstance(item, dict) for item in items):
         return error_response(400, "BadRequest", "Bad fault: send an object or a list of them")
@@ -334,6 +368,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get("/cdn/{id}/{name}", _cdn)  # like a CDN, HEAD works too
     app.router.add_get("/samples/{kind}.png", _sample)
     app.router.add_get("/_emulator/report", _report, allow_head=False)
+    app.router.add_get("/_emulator/config", _config, allow_head=False)
     app.router.add_post("/_emulator/faults", _inject)
     app.router.add_post("/_emulator/reset", _reset)
     return app

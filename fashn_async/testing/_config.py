@@ -203,6 +203,15 @@ def _faults(value: Iterable[Fault]) -> tuple[Fault, ...]:
     return faults
 
 
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _optional_positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _number(0.0, above=True)(inst, attribute, value)
+
+
 @attrs.frozen(kw_only=True)
 class EmulatorConfig:
     """Everything an emulator does differently from the defaults.
@@ -223,6 +232,16 @@ class EmulatorConfig:
         credits: Budget of generations; ``None`` is unlimited.
         retry_after: Whether 429 answers carry ``Retry-After``.
         max_body_bytes: Larger request bodies are refused with 413.
+        status_retention: API seconds after its end that a prediction's status is kept;
+            later, ``GET /v1/status`` answers 404 NotFound, as the API does for old
+            predictions (NOTES.md gives no period: 72 hours, the CDN's lifetime of its
+            outputs); ``None`` keeps them forever.
+        body_timeout: Seconds (real ones: networks do not speed up with ``time_scale``)
+            a request body may take to arrive; a slower one is answered 400 and its
+            connection closed.
+        max_slow_bodies: Request bodies read at once; one more arriving closes the
+            connection that has been sending its body the longest (answered 400), so
+            held-open slow connections cannot keep the emulator from answering.
         faults: Fault rules active from the start.
     """
 
@@ -247,4 +266,11 @@ class EmulatorConfig:
     credits: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
     retry_after: bool = attrs.field(default=True, validator=v.instance_of(bool))
     max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_integer(1))
+    status_retention: float | None = attrs.field(
+        default=72 * 3600.0, converter=_optional_float, validator=_optional_positive
+    )
+    body_timeout: float = attrs.field(
+        default=10.0, converter=float, validator=_number(0.0, above=True)
+    )
+    max_slow_bodies: int = attrs.field(default=64, validator=_integer(1))
     faults: tuple[Fault, ...] = attrs.field(default=(), converter=_faults)

@@ -6,15 +6,19 @@ import asyncio
 import signal
 import sys
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
+import attrs
 from aiohttp import web
 
 from ._app import build_app
 from ._config import EmulatorConfig, HttpFault, PredictionFault
 from ._report import EmulatorReport
 from ._state import EmulatorState
+
+if TYPE_CHECKING:
+    from fashn_async import AsyncFashn, RetryPolicy
 
 __all__ = ["Emulator", "serve"]
 
@@ -27,8 +31,15 @@ class Emulator:
 
     Example::
 
-        async with Emulator(EmulatorConfig(time_scale=0.01)) as emu:
-            ...  # point a client at emu.url with emu.api_key
+        async with (
+            Emulator(EmulatorConfig(time_scale=0.01)) as emu,
+            emu.client() as client,  # its limits and polling run on the same clock
+        ):
+            result = await client.run(
+                model_image=emu.sample_image_url("model"),
+                garment_image=emu.sample_image_url("garment"),
+                category="tops",
+            )
 
     Args:
         config: How it behaves; the defaults follow the real API.
@@ -84,6 +95,39 @@ class Emulator:
         if kind not in ("model", "garment"):
             raise ValueError(f"kind must be 'model' or 'garment', got {kind!r}")
         return f"{self.url}/samples/{kind}.png"
+
+    def client(self, **options: Any) -> AsyncFashn:
+        """Return an ``AsyncFashn`` for this emulator, on its clock; open it with ``async with``.
+
+        The client gets :attr:`api_key` and :attr:`url`, and its limits, polling and
+        retry backoff are scaled by ``config.time_scale``, so a fast emulator is met by a
+        client as fast (``Limits().scaled(f)``, ``Polling().scaled(f)``). Without this,
+        a client waits out the real API's 60 s windows against an emulator whose windows
+        last 0.6 s.
+
+        Args:
+            **options: Keyword arguments of ``AsyncFashn``. ``limits``, ``polling`` and
+                ``retry`` are given in API seconds, as for the real API, and scaled
+                like the defaults; the others are passed as they are.
+
+        Raises:
+            RuntimeError: The emulator is not running.
+            fashn_async.errors.ConfigurationError: An option ``AsyncFashn`` refuses.
+        """
+        from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy
+
+        factor = self._config.time_scale
+        limits = options.pop("limits", None) or Limits()
+        polling = options.pop("polling", None) or Polling()
+        retry = options.pop("retry", None) or RetryPolicy()
+        options.setdefault("api_key", self.api_key)
+        options.setdefault("base_url", self.url)
+        return AsyncFashn(
+            limits=limits.scaled(factor),
+            polling=polling.scaled(factor),
+            retry=_scaled_retry(retry, factor),
+            **options,
+        )
 
     def inject(self, fault: PredictionFault | HttpFault) -> None:
         """Put a fault rule in force, after those already there."""
@@ -146,6 +190,16 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _scaled_retry(retry: RetryPolicy, factor: float) -> RetryPolicy:
+    """``retry`` with its backoff and Retry-After cap multiplied by ``factor``."""
+    return attrs.evolve(
+        retry,
+        initial=retry.initial * factor,
+        maximum=retry.maximum * factor,
+        max_retry_after=retry.max_retry_after * factor,
+    )
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:

@@ -18,13 +18,14 @@ import aiohttp
 import attrs
 import yarl
 
+from ._bodies import BodyReaders
 from ._config import EmulatorConfig, WindowLimit
 from ._faults import FaultBook
 from ._images import UnreadableImage, is_loopback_host, render_outputs
 from ._limits import Clock, RollingWindow, max_in_window
 from ._predictions import LoadFailed, Outcome, Prediction, Rendered, reached
 from ._report import AcceptedSubmission, EmulatorReport, Ledger, WebhookAttempt, max_overlap
-from ._validate import ImageInput, InvalidRequest, Submission
+from ._validate import ImageInput, InvalidRequest, Submission, url_host
 from ._webhooks import deliver_webhook
 
 __all__ = ["EmulatorState", "Rejected"]
@@ -82,6 +83,7 @@ class EmulatorState:
         self.ledger = Ledger()
         self.faults = FaultBook(config.faults, config.seed)
         self.predictions: dict[str, Prediction] = {}
+        self.bodies = BodyReaders(limit=config.max_slow_bodies, timeout=config.body_timeout)
         # Seeded draws make runs repeat; none of it is security.
         self._ids = random.Random(f"{config.seed}:ids")  # noqa: S311
         self._latency = random.Random(f"{config.seed}:latency")  # noqa: S311
@@ -168,7 +170,11 @@ class EmulatorState:
                 )
 
     def submit(self, submission: Submission, body: Any, webhook_url: str | None) -> Prediction:
-        """Admit and create a prediction, or raise Rejected / InvalidRequest."""
+        """Admit and create a prediction, or raise Rejected / InvalidRequest.
+
+        Everything that can refuse the request runs before anything is created or counted.
+        """
+        digest = payload_digest(body)
         now = self.clock.now()
         self._admit(now, submission)
         self.submit_window.add(now, submission.num_samples)
@@ -182,7 +188,7 @@ class EmulatorState:
         )
         self.predictions[prediction.id] = prediction
         self.ledger.accept(
-            now, prediction.id, submission.num_samples, payload_digest(body), submission.model_name
+            now, prediction.id, submission.num_samples, digest, submission.model_name
         )
         prediction.job = self._spawn(self._run_job(prediction))
         if webhook_url is not None:
@@ -206,10 +212,11 @@ class EmulatorState:
         url = yarl.URL(image.source)
         timeout = aiohttp.ClientTimeout(total=max(FETCH_TIMEOUT * self.scale, 1.0))
         for _hop in range(5):
-            if not is_loopback_host(url.host):
+            host = url_host(url)
+            if not is_loopback_host(host):
                 raise _FetchFailed(
                     f"the emulator fetches loopback URLs only (localhost, "
-                    f"127.0.0.0/8, ::1), not host {url.host!r}"
+                    f"127.0.0.0/8, ::1), not host {host or url.raw_host!r}"
                 )
             self.ledger.image_fetches.append(str(url))
             try:
@@ -274,6 +281,16 @@ class EmulatorState:
         return Rendered(outputs)
 
     # -- status, cancel, outputs -------------------------------------------------------
+
+    def expired(self, prediction: Prediction, now: float) -> bool:
+        """Return whether ``prediction`` ended longer than ``status_retention`` ago.
+
+        The API stops tracking old predictions (NOTES.md: their status may answer 404).
+        """
+        retention = self.config.status_retention
+        if retention is None or prediction.is_running(now):
+            return False
+        return reached(now, prediction.ends_at() + retention * self.scale)
 
     async def current(self, prediction: Prediction) -> tuple[str, float]:
         """Return the status of ``prediction`` now, and now, waiting for its job if due."""

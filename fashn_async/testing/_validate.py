@@ -16,7 +16,16 @@ from typing import Any
 import attrs
 import yarl
 
-__all__ = ["MODEL_NAMES", "ImageInput", "InvalidRequest", "Submission", "parse_submission"]
+__all__ = [
+    "MAX_DEPTH",
+    "MODEL_NAMES",
+    "ImageInput",
+    "InvalidRequest",
+    "Submission",
+    "parse_submission",
+    "too_deep",
+    "url_host",
+]
 
 #: Models of the current API (NOTES.md). A flat v1 body runs on the legacy model.
 MODEL_NAMES: frozenset[str] = frozenset(
@@ -40,6 +49,36 @@ LEGACY_MODEL = "tryon-v1"
 _DATA_URI = re.compile(r"data:image/([A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 _WHITESPACE = re.compile(rb"\s+")
 _INT64 = 2**63
+#: Deepest nesting of arrays and objects a body may have. A real body is 3 deep; a cap
+#: far below Python's recursion limit keeps every later ``json.dumps`` of it safe.
+MAX_DEPTH = 64
+
+
+def url_host(url: yarl.URL) -> str | None:
+    """Return the host of ``url``, or ``None`` when it has none or it is not valid IDNA.
+
+    yarl parses ``http://xn--/a.png`` but raises ``UnicodeError`` when asked its host.
+    """
+    try:
+        return url.host
+    except ValueError:  # UnicodeError: an invalid IDNA label
+        return None
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Return whether ``value`` nests arrays and objects more than ``limit`` deep.
+
+    Iterative, so it is safe at any depth ``json.loads`` can produce.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class InvalidRequest(Exception):
@@ -173,12 +212,14 @@ class _Fields:
             url = yarl.URL(value)
         except (ValueError, TypeError):
             url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
+        if url is None or url.scheme not in ("http", "https") or not url.raw_host:
             raise self.fail(
                 key,
                 "must be an http(s) URL or a base64 data URI with its "
                 f"prefix (data:image/<type>;base64,...), got {_show(value)}",
             )
+        if url_host(url) is None:
+            raise self.fail(key, f"the URL's host is not a valid host name, got {_show(value)}")
         return ImageInput(key, value)
 
 
@@ -271,16 +312,24 @@ def parse_submission(raw: bytes) -> tuple[Submission, Any]:
         The submission and the parsed JSON (for the payload digest).
 
     Raises:
-        InvalidRequest: The body is not JSON, not an object, or breaks a field's rules.
+        InvalidRequest: The body is not JSON, not an object, nested more than
+            :data:`MAX_DEPTH` deep, or breaks a field's rules.
     """
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise InvalidRequest(
+            f"body: arrays and objects nested more than {MAX_DEPTH} deep", legacy=False
+        ) from None
+    except ValueError as exc:
         raise InvalidRequest(f"body: malformed JSON ({exc})", legacy=False) from None
     if not isinstance(body, dict):
         raise InvalidRequest(
             f"body: must be a JSON object, got {type(body).__name__}", legacy=False
         )
-    if "model_name" in body or "inputs" in body:
-        return _current(body), body
-    return _flat(body), body
+    current = "model_name" in body or "inputs" in body
+    if too_deep(body):
+        raise InvalidRequest(
+            f"body: arrays and objects nested more than {MAX_DEPTH} deep", legacy=not current
+        )
+    return (_current(body) if current else _flat(body)), body

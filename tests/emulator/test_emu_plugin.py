@@ -10,6 +10,7 @@ import sys
 import aiohttp
 import pytest
 
+from fashn_async import AsyncFashn, Limits
 from fashn_async.testing import Emulator
 
 
@@ -68,3 +69,18 @@ def test_plugin_imports_nothing_heavy() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # noqa: S603 - our own interpreter
+
+
+@pytest.mark.fashn_emulator(time_scale=0.01)
+async def test_fashn_client_follows_the_marker(
+    fashn_client: AsyncFashn, fashn_emulator: Emulator
+) -> None:
+    """fashn_client runs on the marker's time scale: limits scaled, a try-on in API time."""
+    assert fashn_client.limits == Limits().scaled(0.01)
+    started = asyncio.get_running_loop().time()
+    await fashn_client.run(
+        model_image=fashn_emulator.sample_image_url("model"),
+        garment_image=fashn_emulator.sample_image_url("garment"),
+        category="tops",
+    )
+    assert asyncio.get_running_loop().time() - started < 0.5  # 50 API s; 5.95 s unscaled
