@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
-import attrs
 from aiohttp import web
 
 from ._app import build_app
@@ -18,7 +17,7 @@ from ._report import EmulatorReport
 from ._state import EmulatorState
 
 if TYPE_CHECKING:
-    from fashn_async import AsyncFashn, RetryPolicy
+    from fashn_async import AsyncFashn
 
 __all__ = ["Emulator", "serve"]
 
@@ -125,7 +124,7 @@ class Emulator:
         return AsyncFashn(
             limits=limits.scaled(factor),
             polling=polling.scaled(factor),
-            retry=_scaled_retry(retry, factor),
+            retry=retry.scaled(factor),
             **options,
         )
 
@@ -190,16 +189,6 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _scaled_retry(retry: RetryPolicy, factor: float) -> RetryPolicy:
-    """``retry`` with its backoff and Retry-After cap multiplied by ``factor``."""
-    return attrs.evolve(
-        retry,
-        initial=retry.initial * factor,
-        maximum=retry.maximum * factor,
-        max_retry_after=retry.max_retry_after * factor,
-    )
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
