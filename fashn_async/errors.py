@@ -51,11 +51,11 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConcurrencyLimitExceededError",
-    "CoordinationError",
     "ConfigurationError",
     "ConnectError",
     "ConnectionDroppedError",
     "ContentModerationError",
+    "CoordinationError",
     "DeadlineExceededError",
     "DownloadError",
     "FashnError",
@@ -83,8 +83,6 @@ __all__ = [
     "ThirdPartyProviderError",
     "TransportError",
     "UnknownPredictionError",
-    "api_error_from_response",
-    "prediction_error_from_payload",
 ]
 
 
