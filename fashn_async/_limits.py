@@ -15,12 +15,8 @@ is answered a grant counts as "now". The caller reports the answer with
 :meth:`~WindowLimiter.settle`: ``counted=False`` gives the capacity back (the request
 never reached the server, or the server said it did not count it).
 
-aiolimiter is the right tool where a bucket's semantics are the right ones; the client
-uses it for GET /v1/credits, whose limit is soft.
-
-Waiters are served in order of priority, then arrival (plain FIFO when every priority
-is equal, as for submissions); a cancelled waiter takes no capacity. A 429 pauses the
-whole limiter until Retry-After.
+aiolimiter's bucket is right for GET /v1/credits, whose limit is soft. Waiters are served
+by priority, then arrival; a cancelled waiter takes no capacity; a 429 pauses all.
 
 One algorithm, :class:`WindowLimiter`, over a :class:`WindowStore`: the in-process
 :class:`~fashn_async._window.MemoryWindow`, or the Redis store of
@@ -166,6 +162,10 @@ class RateLimiter(Protocol):
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429 was seen); extends, never shortens."""
+        ...
+
+    def seed(self, history: Iterable[tuple[float, int]]) -> None:
+        """Count earlier sends, as ``(age in seconds, amount)`` pairs."""
         ...
 
 

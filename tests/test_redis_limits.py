@@ -196,6 +196,26 @@ async def test_a_redis_that_lost_its_data_is_told_the_window_again(
         assert loop.time() - start >= 1.0
 
 
+async def test_a_seeded_history_is_shared_with_every_client(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """seed() writes earlier sends to Redis: another client's next grant waits for them."""
+    rate = Rate(5, 100.0)
+    async with (
+        joined(redis_server.url, rate=rate) as (coordinator, first, _s1),
+        joined(redis_server.url, rate=rate) as (_, second, _s2),
+    ):
+        first.seed([(1.0, 3), (2.0, 2), (500.0, 5)])  # the last left the window long ago
+
+        async def logged() -> bool:
+            return bool(await peek.zcard(coordinator.key("submit")) == 2)
+
+        await until(logged)
+        grant, wait = await second.store.take(1)
+    assert grant is None
+    assert 97.0 < wait <= 98.03  # the older one (2 s ago) leaves first
+
+
 async def test_priority_then_arrival_within_a_process(redis_server: RedisServer) -> None:
     """One process's waiters are served by priority, then in arrival order."""
     order: list[str] = []

@@ -130,6 +130,7 @@ class Coordinator:
         if link.state == "closed":
             return
         was_open, link.state = link.state == "open", "closed"
+        self._fail(ClientClosedError("the client was closed while this call waited"))
         with anyio.CancelScope(shield=True):
             try:
                 if self._task is not None:
@@ -137,7 +138,6 @@ class Coordinator:
                     await asyncio.wait([self._task])
                     if not self._task.cancelled() and self._task.exception() is not None:
                         logger.error("coordination task failed", exc_info=self._task.exception())
-                self._fail(ClientClosedError("the client was closed while this call waited"))
                 if was_open and link.online:
                     with anyio.move_on_after(self.config.timeout), contextlib.suppress(RedisError):
                         for _, store in self._windows:
