@@ -5,11 +5,19 @@ polling, and streaming batches that cancel what they started when you leave.
 """
 
 from fashn_async import errors
-from fashn_async._batch import Batch, BatchProgress
+from fashn_async._batch import Batch, BatchInput, BatchProgress
 from fashn_async._client import AsyncFashn
 from fashn_async._coordination import RedisCoordination
+from fashn_async._images import ImageInput
 from fashn_async._limits import Limits, Rate
-from fashn_async._models import Credits, ModelRequest, Prediction, PredictionStatus, TryOnRequest
+from fashn_async._models import (
+    Credits,
+    ModelRequest,
+    Prediction,
+    PredictionStatus,
+    Request,
+    TryOnRequest,
+)
 from fashn_async._polling import Polling
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async._retry import RetryPolicy
@@ -18,9 +26,11 @@ from fashn_async._version import __version__
 __all__ = [
     "AsyncFashn",
     "Batch",
+    "BatchInput",
     "BatchProgress",
     "BatchResult",
     "Credits",
+    "ImageInput",
     "Limits",
     "ModelRequest",
     "Polling",
@@ -28,6 +38,7 @@ __all__ = [
     "PredictionStatus",
     "Rate",
     "RedisCoordination",
+    "Request",
     "RetryPolicy",
     "TryOnRequest",
     "TryOnResult",

@@ -28,7 +28,7 @@ __all__ = ["ImageInput", "check_image_input", "encode_image", "save_output", "sn
 
 #: What an image field accepts: an http(s) URL or data URI string, a path, raw bytes,
 #: or a binary file object.
-ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]"
+ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 _DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
 

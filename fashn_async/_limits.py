@@ -15,19 +15,15 @@ is answered a grant counts as "now". The caller reports the answer with
 :meth:`~WindowLimiter.settle`: ``counted=False`` gives the capacity back (the request
 never reached the server, or the server said it did not count it).
 
-aiolimiter is the right tool where a bucket's semantics are the right ones; the client
-uses it for GET /v1/credits, whose limit is soft.
+aiolimiter's bucket is right for GET /v1/credits, whose limit is soft. Waiters are served
+by priority, then arrival; a cancelled waiter takes no capacity; a 429 pauses all.
 
-Waiters are served in order of priority, then arrival (plain FIFO when every priority
-is equal, as for submissions); a waiter cancelled before it could use its grant gives
-the capacity back. A 429 pauses the whole limiter until Retry-After.
-
-The engine knows its limiters only through the protocols :class:`RateLimiter` and
-:class:`SlotGate`, made by a :class:`LimiterBackend`: :class:`LocalBackend` gives the
-in-process ones here, ``fashn_async._coordination`` gives ones shared by many processes
-through Redis. ``pause()`` and ``release()`` are synchronous on purpose: they are called
-from ``finally`` blocks and error paths, where awaiting I/O could itself be cancelled; a
-shared backend applies them locally at once and forwards them from its own task.
+One algorithm, :class:`WindowLimiter`, over a :class:`WindowStore`: the in-process
+:class:`~fashn_async._window.MemoryWindow`, or the Redis store of
+``fashn_async._coordination`` shared by many processes (made by a
+:class:`LimiterBackend`). ``pause()``, ``settle()`` and ``release()`` are synchronous on
+purpose: they run in ``finally`` blocks, where awaiting I/O could itself be cancelled; a
+shared store applies them locally at once and forwards them from its own task.
 """
 
 from __future__ import annotations
@@ -36,12 +32,13 @@ import asyncio
 import heapq
 import itertools
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
 
 from fashn_async._validators import positive
+from fashn_async._window import MemoryWindow, Pacer, Waiter
 
 __all__ = [
     "Grant",
@@ -54,6 +51,7 @@ __all__ = [
     "SlotGate",
     "Slots",
     "WindowLimiter",
+    "WindowStore",
 ]
 
 # A timer that fires a hair before an event leaves the window (float residue in loop
@@ -166,6 +164,10 @@ class RateLimiter(Protocol):
         """Grant nothing for ``seconds`` (a 429 was seen); extends, never shortens."""
         ...
 
+    def seed(self, history: Iterable[tuple[float, int]]) -> None:
+        """Count earlier sends, as ``(age in seconds, amount)`` pairs."""
+        ...
+
 
 class SlotGate(Protocol):
     """At most ``capacity`` holders of a slot at once, served in arrival order."""
@@ -206,6 +208,31 @@ class LimiterBackend(Protocol):
         ...
 
 
+class WindowStore(Protocol):
+    """The log of one rolling window: atomic operations on the store's own clock."""
+
+    async def take(self, amount: int) -> tuple[Grant | None, float]:
+        """Add a grant of ``amount`` if it fits: ``(grant, 0)``; else ``(None, seconds)``
+        until it could (infinite: only an answer still to come can make room)."""
+        ...
+
+    def answer(self, grant: Grant, *, counted: bool) -> None:
+        """The grant's request was answered: date it now, or drop it if not ``counted``."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds``; extends, never shortens."""
+        ...
+
+    def seed(self, history: Iterable[tuple[float, int]]) -> None:
+        """Count earlier grants, given as ``(age in seconds, amount)`` pairs."""
+        ...
+
+    def in_window(self) -> int:
+        """Units this store knows counted in the window that ends now."""
+        ...
+
+
 class LocalBackend:
     """Limiters for this process alone: :class:`WindowLimiter` and :class:`Slots`."""
 
@@ -228,64 +255,64 @@ class LocalBackend:
         return Slots(capacity)
 
 
-class _Entry:
-    """One grant in the log: its amount, and its time (infinite until answered)."""
-
-    __slots__ = ("amount", "time")
-
-    def __init__(self, amount: int) -> None:
-        self.amount = amount
-        self.time = math.inf
-
-    def __repr__(self) -> str:
-        return f"<grant {self.amount} at {self.time:g}>"
-
-
 class WindowLimiter:
     """Never more than ``rate.limit`` units in any ``rate.period + margin`` window.
+
+    The one limiter algorithm, over a :class:`WindowStore`: callers queue by priority,
+    then arrival; only the head of the queue asks the store, and sleeps exactly as long
+    as the store says (or until a local answer, pause or departure wakes it).
 
     Args:
         rate: The limit and its window.
         margin: Seconds added to the window.
         burst: If set, also a token bucket of this size refilled at ``rate``: at most
             ``burst`` grants back to back, then one every ``period / limit`` seconds.
+        store: Where the window's log lives; a new in-process log by default.
     """
 
-    def __init__(self, rate: Rate, *, margin: float = 0.0, burst: int | None = None) -> None:
+    def __init__(
+        self,
+        rate: Rate,
+        *,
+        margin: float = 0.0,
+        burst: int | None = None,
+        store: WindowStore | None = None,
+    ) -> None:
         self.rate = rate
-        self._window = rate.period + margin
-        self._burst = burst
-        self._refill = rate.limit / self._window  # tokens a second
-        self._tokens = float(burst) if burst is not None else 0.0
-        self._tokens_at = -math.inf
-        self._log: list[_Entry] = []  # at most rate.limit entries: scans are cheap
-        self._waiters: list[tuple[float, int, int, asyncio.Future[_Entry]]] = []
-        self._order = itertools.count()
-        self._paused_until = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        window = rate.period + margin
+        self.store: WindowStore = store if store is not None else MemoryWindow(rate.limit, window)
+        self._pacer = Pacer(burst, rate.limit / window) if burst is not None else None
+        self._queue: list[Waiter] = []
+        self._arrivals = itertools.count()
+        self._failed: BaseException | None = None
 
     def __repr__(self) -> str:
-        open_ = sum(1 for entry in self._log if entry.time == math.inf)
         return (
-            f"<WindowLimiter {self.rate.limit}/{self.rate.period:g}s "
-            f"in_window={self._used()} unanswered={open_} waiting={len(self._waiters)}>"
+            f"<WindowLimiter {self.rate.limit}/{self.rate.period:g}s {self.store!r} "
+            f"waiting={len(self._queue)}>"
         )
 
     @property
     def waiting(self) -> int:
         """How many callers are waiting for capacity."""
-        return len(self._waiters)
+        return len(self._queue)
 
     def in_window(self) -> int:
         """Units counted in the window that ends now (unanswered grants included)."""
-        self._expire(asyncio.get_running_loop().time())
-        return self._used()
+        return self.store.in_window()
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (a 429 was seen); extends, never shortens."""
-        loop = asyncio.get_running_loop()
-        self._paused_until = max(self._paused_until, loop.time() + max(seconds, 0.0))
-        self._reschedule(loop)
+        self.store.pause(seconds)
+        self.wake()
+
+    def seed(self, history: Iterable[tuple[float, int]]) -> None:
+        """Count grants made before this limiter: ``(age in seconds, amount)`` pairs.
+
+        A restarted job's sends still inside the window hold back its new ones.
+        """
+        self.store.seed(history)
+        self.wake()
 
     async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> Grant:
         """Wait until ``amount`` units fit in the window, then take them.
@@ -298,109 +325,57 @@ class WindowLimiter:
         """
         if not 1 <= amount <= self.rate.limit:
             raise ValueError(f"amount must be from 1 to {self.rate.limit}, got {amount}")
-        loop = asyncio.get_running_loop()
-        if not self._waiters and self._admissible(amount, loop.time()):
-            return self._record(amount)
-        future: asyncio.Future[_Entry] = loop.create_future()
-        waiter = (-priority, next(self._order), amount, future)
-        heapq.heappush(self._waiters, waiter)
-        self._reschedule(loop)
+        waiter = Waiter(priority, next(self._arrivals))
+        heapq.heappush(self._queue, waiter)
         try:
-            return await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.settle(future.result(), counted=False)  # granted, never used
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-                heapq.heapify(self._waiters)
-            self._reschedule(loop)
-            raise
+            while True:
+                if self._failed is not None:
+                    raise self._failed
+                wait = math.inf
+                waiter.woken = False  # a wake-up from here on cuts the next sleep short
+                if self._queue[0] is waiter:
+                    grant, wait = await self._ask(amount)
+                    if grant is not None:
+                        return grant
+                if not waiter.woken:
+                    await waiter.sleep(max(wait, _MIN_STEP))
+        finally:
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+                heapq.heapify(self._queue)
+            self.wake()
 
     def settle(self, grant: Grant, *, counted: bool) -> None:
         """The request of ``grant`` was answered (or failed): date it now, or drop it.
 
         Args:
-            grant: What :meth:`acquire` returned.
+            grant: What :meth:`acquire` returned; a second settle is ignored.
             counted: False when the request cannot have counted on the server (never
                 sent, or refused uncounted): the capacity comes back at once.
         """
-        if not isinstance(grant, _Entry) or grant not in self._log or grant.time != math.inf:
-            return
-        loop = asyncio.get_running_loop()
-        if counted:
-            grant.time = loop.time()
-        else:
-            self._log.remove(grant)
-        self._reschedule(loop)
+        self.store.answer(grant, counted=counted)
+        self.wake()
 
-    def _used(self) -> int:
-        return sum(entry.amount for entry in self._log)
+    def wake(self) -> None:
+        """Have the head of the queue ask the store again (something changed)."""
+        if self._queue:
+            self._queue[0].wake()
 
-    def _expire(self, now: float) -> None:
-        if any(now - entry.time >= self._window for entry in self._log):
-            self._log = [entry for entry in self._log if now - entry.time < self._window]
+    def fail(self, error: BaseException) -> None:
+        """Every waiter, now and later, gets ``error`` (its store closed, or broke)."""
+        self._failed = error
+        for waiter in self._queue:
+            waiter.wake()
 
-    def _tokens_now(self, now: float) -> float:
-        if self._burst is None:
-            return math.inf
-        if now > self._tokens_at:
-            gained = (now - self._tokens_at) * self._refill
-            self._tokens = min(float(self._burst), self._tokens + gained)
-            self._tokens_at = now
-        return self._tokens
-
-    def _admissible(self, amount: int, now: float) -> bool:
-        if now < self._paused_until:
-            return False
-        if self._tokens_now(now) < min(amount, self._burst or amount):
-            return False
-        self._expire(now)
-        return self._used() + amount <= self.rate.limit
-
-    def _record(self, amount: int) -> _Entry:
-        entry = _Entry(amount)
-        self._log.append(entry)
-        if self._burst is not None:
-            self._tokens -= amount  # may go below zero for an amount over the burst
-        return entry
-
-    def _ready_at(self, amount: int, now: float) -> float:
-        """The earliest time ``amount`` more units fit, ignoring waiters behind.
-
-        Infinite when only answers still to come can make room: :meth:`settle` then
-        reschedules.
-        """
-        self._expire(now)
-        excess = self._used() + amount - self.rate.limit
-        ready = now
-        for entry in sorted(self._log, key=lambda e: e.time):
-            if excess <= 0:
-                break
-            excess -= entry.amount
-            ready = entry.time + self._window
-        if self._burst is not None:
-            missing = min(amount, self._burst) - self._tokens_now(now)
-            if missing > 0:
-                ready = max(ready, now + missing / self._refill)
-        return max(ready, self._paused_until)
-
-    def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        now = loop.time()
-        while self._waiters:
-            _, _, amount, future = self._waiters[0]
-            if future.done():  # cancelled while queued; its task removes it
-                heapq.heappop(self._waiters)
-                continue
-            if not self._admissible(amount, now):
-                ready = self._ready_at(amount, now)
-                if ready != math.inf:
-                    self._timer = loop.call_at(max(ready, now + _MIN_STEP), self._reschedule, loop)
-                return
-            heapq.heappop(self._waiters)
-            future.set_result(self._record(amount))
+    async def _ask(self, amount: int) -> tuple[Grant | None, float]:
+        if self._pacer is not None:
+            wait = self._pacer.wait(amount, asyncio.get_running_loop().time())
+            if wait > 0:
+                return None, wait
+        grant, wait = await self.store.take(amount)
+        if grant is not None and self._pacer is not None:
+            self._pacer.tokens -= amount  # may go below zero for an amount over the burst
+        return grant, wait
 
 
 class Slots:

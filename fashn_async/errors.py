@@ -59,12 +59,12 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConcurrencyLimitExceededError",
-    "CoordinationError",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionDroppedError",
     "ContentModerationError",
+    "CoordinationError",
     "DeadlineExceededError",
     "DownloadError",
     "EventLoopError",
@@ -94,8 +94,6 @@ __all__ = [
     "ThirdPartyProviderError",
     "TransportError",
     "UnknownPredictionError",
-    "api_error_from_response",
-    "prediction_error_from_payload",
 ]
 
 

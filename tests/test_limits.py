@@ -280,3 +280,29 @@ def test_rate_validation(limit: object, period: object) -> None:
     """A Rate needs a positive integer limit and a positive period."""
     with pytest.raises(ValueError, match="limit|period"):
         Rate(limit, period)  # type: ignore[arg-type]
+
+
+async def test_a_seeded_history_holds_back_new_grants() -> None:
+    """Seeded (age, amount) grants count as made `age` seconds ago; older ones not at all."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(3, 10.0))
+    limiter.seed([(4.0, 2), (9.0, 1), (10.0, 5), (12.0, 1)])  # the last two left the window
+    start = loop.time()
+    assert limiter.in_window() == 3
+    await take(limiter)  # the one sent 9 s ago leaves the window 1 s from now
+    assert loop.time() - start == pytest.approx(1.0)
+    await take(limiter)  # then the two sent 4 s ago, 6 s from now
+    assert loop.time() - start == pytest.approx(6.0)
+    assert limiter.in_window() == 2
+
+
+async def test_seeding_wakes_no_one_early_and_holds_a_waiter_back() -> None:
+    """A history seeded while a caller waits makes it wait for that history too."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 10.0))
+    await take(limiter)
+    waiter = asyncio.ensure_future(take(limiter))
+    await asyncio.sleep(5.0)
+    limiter.seed([(0.0, 1)])  # a send the limiter did not know of, just now
+    await waiter
+    assert loop.time() == pytest.approx(15.0)

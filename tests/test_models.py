@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from helpers import PNG
 
 from fashn_async import ModelRequest, TryOnRequest
+from fashn_async._images import encode_image
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 URL = "http://127.0.0.1:1/model.png"
@@ -96,13 +98,27 @@ def test_bad_image_value_fails_at_construction(value: Any) -> None:
         TryOnRequest(**{**BASE, "model_image": value})
 
 
+PNG_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
 @pytest.mark.parametrize(
-    "value",
-    [URL, "https://cdn.example.invalid/x.jpg", PNG, Path("any.png"), "data:image/png;base64,AAAA"],
+    ("value", "sent"),
+    [
+        (URL, URL),
+        ("https://cdn.example.invalid/x.jpg", "https://cdn.example.invalid/x.jpg"),
+        (PNG, PNG_URI),
+        ("path", PNG_URI),
+        (PNG_URI, PNG_URI),
+    ],
 )
-def test_image_forms_accepted(value: Any) -> None:
-    """URLs, data URIs, bytes and paths are accepted image values."""
-    TryOnRequest(**{**BASE, "garment_image": value})
+async def test_image_forms_accepted(value: Any, sent: str, tmp_path: Path) -> None:
+    """URLs, data URIs, bytes and paths are kept as given, and sent as a URL or data URI."""
+    if value == "path":
+        value = tmp_path / "garment.png"
+        value.write_bytes(PNG)
+    request = TryOnRequest(**{**BASE, "garment_image": value})
+    assert request.garment_image is value
+    assert await encode_image("garment_image", request.garment_image) == sent
 
 
 def test_missing_required_field() -> None:

@@ -20,3 +20,36 @@ def test_version() -> None:
     from importlib.metadata import version
 
     assert fashn_async.__version__ == version("fashn-async")
+
+
+def test_errors_exports_exactly_its_exception_classes() -> None:
+    """errors.__all__ is sorted and lists every exception class of the module, nothing else."""
+    from fashn_async import errors
+
+    exceptions = {
+        name
+        for name, value in vars(errors).items()
+        if not name.startswith("_")
+        and isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+    }
+    assert errors.__all__ == sorted(errors.__all__)
+    assert set(errors.__all__) == exceptions
+
+
+def test_type_aliases_name_what_users_pass() -> None:
+    """ImageInput, Request and BatchInput are the types the public calls take."""
+    import os
+    from typing import get_args, get_type_hints
+
+    from fashn_async import AsyncFashn, BatchInput, ImageInput, Request, TryOnRequest
+
+    assert get_type_hints(TryOnRequest)["model_image"] == ImageInput
+    assert get_type_hints(TryOnRequest)["garment_image"] == ImageInput
+    assert {str, bytes, os.PathLike[str]} <= set(get_args(ImageInput))
+    assert set(get_args(Request)) == {TryOnRequest, fashn_async.ModelRequest}
+    assert set(get_args(Request)) <= set(get_args(BatchInput))
+    assert fashn_async.Prediction in get_args(BatchInput)
+    hints = get_type_hints(AsyncFashn.batch)
+    assert BatchInput in get_args(get_args(hints["requests"])[0])

@@ -1,7 +1,11 @@
 """Limits shared through a real redis-server, by clients in this process (real time).
 
 Each coordinator has its own Redis connections and owner id, exactly as a client in
-another process would; the multi-process runs are in test_redis_scaleout.py.
+another process would; the multi-process runs are in test_redis_scaleout.py. What is
+about Redis itself runs here, on real time, asserting only orders, counts and lower
+bounds (never "it took at most"). The window's arithmetic in the scripts is checked on
+a clock the test sets in test_window_store.py, and the limiter algorithm over a store on
+fake loop time in test_limits.py.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from redis_support import RedisServer, free_port
 from fashn_async import AsyncFashn, Limits, Polling, Rate, RedisCoordination, TryOnRequest
 from fashn_async._coordination._coordinator import Coordinator, key_namespace
 from fashn_async._coordination._leases import SharedSlots
-from fashn_async._coordination._window import SharedWindowLimiter
+from fashn_async._limits import WindowLimiter
 from fashn_async.errors import ClientClosedError, ConfigurationError, CoordinationError
 from fashn_async.testing import Emulator, EmulatorConfig
 
@@ -47,7 +51,7 @@ async def peek(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 @contextlib.asynccontextmanager
 async def joined(
     url: str, *, rate: Rate | None = None, capacity: int | None = None, **options: Any
-) -> AsyncIterator[tuple[Coordinator, SharedWindowLimiter, SharedSlots]]:
+) -> AsyncIterator[tuple[Coordinator, WindowLimiter, SharedSlots]]:
     """A started coordinator with a shared submit limiter and shared slots."""
     api_key = options.pop("api_key", "key-1")
     coordinator = RedisCoordination(url, **options).coordinator(api_key=api_key)
@@ -71,6 +75,12 @@ async def until(check: Callable[[], Awaitable[bool] | bool], *, within: float = 
             await asyncio.sleep(0.005)
 
 
+async def server_time(client: aioredis.Redis) -> int:
+    """The Redis server's clock, in microseconds (what the scripts date grants by)."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
 def max_in_window(times: list[float], window: float) -> int:
     """Most grants in any half-open window [t, t + window)."""
     times = sorted(times)
@@ -78,7 +88,7 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 async def test_two_clients_share_one_rolling_window(redis_server: RedisServer) -> None:
-    """Two clients of one key: never more than R in a window together, and no slower."""
+    """Two clients of one key: never more than R in any window together."""
     loop = asyncio.get_running_loop()
     granted: list[float] = []
     async with (
@@ -86,36 +96,45 @@ async def test_two_clients_share_one_rolling_window(redis_server: RedisServer) -
         joined(redis_server.url) as (_, second, _s2),
     ):
 
-        async def take(limiter: SharedWindowLimiter) -> None:
+        async def take(limiter: WindowLimiter) -> None:
             await limiter.acquire()
             granted.append(loop.time())
 
         start = loop.time()
         await asyncio.gather(*(take(limiter) for limiter in [first, second] * 10))
     assert max_in_window(granted, 0.3) == 5
-    # 20 grants = 4 windows of 0.3 s + 0.03 s margin: the last at 3 windows, not later.
-    assert 0.99 <= max(granted) - start < 0.99 + 0.15
+    # 20 grants = 4 windows of 0.3 s + 0.03 s margin: the last at 3 windows at the earliest.
+    # How close to that it comes (no slower than one client) is bench_scaleout's figure.
+    assert max(granted) - start >= 0.99
 
 
 async def test_a_slow_answer_dates_the_grant_for_every_client(
-    redis_server: RedisServer,
+    redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:
-    """A grant answered late is re-dated in Redis: the other client's window starts there."""
-    loop = asyncio.get_running_loop()
-    rate = Rate(1, 0.3)  # window 0.33 s with the margin
+    """A grant answered later is re-dated in Redis: the other client's wait grows with it."""
+    rate = Rate(1, 100.0)
     async with (
-        joined(redis_server.url, rate=rate) as (_, first, _s1),
+        joined(redis_server.url, rate=rate) as (coordinator, first, _s1),
         joined(redis_server.url, rate=rate) as (_, second, _s2),
     ):
-        start = loop.time()
+        log = coordinator.key("submit")
         grant = await first.acquire()
-        waiter = asyncio.ensure_future(second.acquire())
-        await asyncio.sleep(0.25)  # the request is on the wire for 0.25 s
+        [(member, granted_at)] = await peek.zrange(log, 0, -1, withscores=True)
         first.settle(grant, counted=True)
-        await waiter
-        elapsed = loop.time() - start
-    # Dated by the grant, the second would go at 0.33 s; dated by the answer, at 0.58 s.
-    assert 0.55 <= elapsed < 0.58 + 0.2
+
+        async def restamped() -> bool:
+            return bool(await peek.zscore(log, member) != granted_at)
+
+        await until(restamped)
+        answered_at = await peek.zscore(log, member)
+        before = await server_time(peek)
+        nothing, wait = await second.store.take(1)
+        after = await server_time(peek)
+    assert nothing is None
+    assert answered_at > granted_at
+    # The other client's wait ends one window after the answer, not after the grant.
+    window = round(100.03 * 1e6)
+    assert before + round(wait * 1e6) <= answered_at + window <= after + round(wait * 1e6)
 
 
 async def test_an_uncounted_grant_is_removed_from_redis(
@@ -127,40 +146,35 @@ async def test_an_uncounted_grant_is_removed_from_redis(
     (there is no cross-process wake-up); uncounted grants are rare (a refused connection,
     a 429), so that costs little.
     """
-    loop = asyncio.get_running_loop()
-    async with joined(redis_server.url, rate=Rate(1, 5.0)) as (coordinator, first, _s1):
+    async with joined(redis_server.url, rate=Rate(1, 100.0)) as (coordinator, first, _s1):
+        log = coordinator.key("submit")
         grant = await first.acquire()
-        assert await peek.zcard(coordinator.key("submit")) == 1
+        old = await peek.zrange(log, 0, -1)
         waiter = asyncio.ensure_future(first.acquire())
-        await asyncio.sleep(0.05)
-        start = loop.time()
+        await until(lambda: first.waiting == 1)
         first.settle(grant, counted=False)
-        await waiter
-        assert loop.time() - start < 1.0  # not the 5 s window
-        assert await peek.zcard(coordinator.key("submit")) == 1  # only the new grant
+        await waiter  # the window is 100 s: it would outlast the test's timeout
+        new = await peek.zrange(log, 0, -1)
+    assert len(old) == len(new) == 1
+    assert old != new
 
 
 async def test_a_pause_in_one_client_holds_every_client(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:
     """A 429 seen by one client (pause) is shared at once and holds another's grants."""
-    loop = asyncio.get_running_loop()
     async with (
-        joined(redis_server.url) as (coordinator, first, _s1),
-        joined(redis_server.url) as (_, second, _s2),
+        joined(redis_server.url, rate=Rate(5, 100.0)) as (coordinator, first, _s1),
+        joined(redis_server.url, rate=Rate(5, 100.0)) as (_, second, _s2),
     ):
-        for _ in range(5):
-            await first.acquire()
-        queued = asyncio.ensure_future(first.acquire())  # waits for the window to roll
-        try:
-            first.pause(0.6)
-            paused_at = loop.time()
-            # Shared now, not once the window rolls (0.33 s) or the pause ends.
-            await until(lambda: peek.exists(coordinator.key("submit:pause")), within=0.2)
-            await second.acquire()
-            assert loop.time() - paused_at >= 0.55
-        finally:
-            await queued
+        first.pause(50.0)
+        # Written by the first client's own task, with nobody waiting there.
+        await until(lambda: peek.exists(coordinator.key("submit:pause")))
+        assert await peek.pttl(coordinator.key("submit:pause")) > 40_000
+        # The second client's next grant waits for the pause, though its window is empty.
+        grant, wait = await second.store.take(1)
+        assert grant is None
+        assert 40.0 < wait <= 50.0
 
 
 async def test_a_redis_that_lost_its_data_is_told_the_window_again(
@@ -182,6 +196,28 @@ async def test_a_redis_that_lost_its_data_is_told_the_window_again(
         assert loop.time() - start >= 1.0
 
 
+async def test_a_seeded_history_is_shared_with_every_client(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """seed() writes earlier sends to Redis: another client's next grant waits for them."""
+    rate = Rate(5, 100.0)
+    async with (
+        joined(redis_server.url, rate=rate) as (coordinator, first, _s1),
+        joined(redis_server.url, rate=rate) as (_, second, _s2),
+    ):
+        first.seed([(1.0, 3), (2.0, 2), (500.0, 5)])  # the last left the window long ago
+
+        async def logged() -> bool:
+            return bool(await peek.zcard(coordinator.key("submit")) == 2)
+
+        await until(logged)
+        grant, wait = await second.store.take(1)
+        assert first.in_window() == 5  # what this process knows it counts
+        assert second.in_window() == 0  # Redis knows the rest
+    assert grant is None
+    assert 97.0 < wait <= 98.03  # the older one (2 s ago) leaves first
+
+
 async def test_priority_then_arrival_within_a_process(redis_server: RedisServer) -> None:
     """One process's waiters are served by priority, then in arrival order."""
     order: list[str] = []
@@ -200,17 +236,29 @@ async def test_priority_then_arrival_within_a_process(redis_server: RedisServer)
     assert order == ["high", "low", "low again"]
 
 
-async def test_a_cancelled_waiter_takes_no_capacity(redis_server: RedisServer) -> None:
-    """A waiter cancelled in the queue leaves its place to the next one."""
-    loop = asyncio.get_running_loop()
-    async with joined(redis_server.url, rate=Rate(1, 0.3)) as (_, limiter, _s):
-        await limiter.acquire()
-        start = loop.time()
+async def test_a_cancelled_waiter_takes_no_capacity(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """A waiter cancelled in the queue takes nothing in Redis: another client gets it."""
+    async with (
+        joined(redis_server.url, rate=Rate(1, 100.0)) as (coordinator, limiter, _s),
+        joined(redis_server.url, rate=Rate(1, 100.0)) as (_, other, _s2),
+    ):
+        grant = await limiter.acquire()
         cancelled = asyncio.ensure_future(limiter.acquire())
-        await asyncio.sleep(0.05)
+        await until(lambda: limiter.waiting == 1)
         cancelled.cancel()
-        await limiter.acquire()
-        assert loop.time() - start < 0.3 + 0.15  # one window, not two
+        await until(lambda: limiter.waiting == 0)
+        log = coordinator.key("submit")
+
+        async def logged(grants: int) -> bool:
+            return bool(await peek.zcard(log) == grants)
+
+        assert await logged(1)  # the cancelled waiter added nothing
+        limiter.settle(grant, counted=False)
+        await until(lambda: logged(0))
+        await other.acquire()  # the window is 100 s: had anything stayed, never
+        assert await logged(1)
     assert cancelled.cancelled()
 
 
@@ -220,7 +268,7 @@ async def test_closing_fails_the_calls_still_waiting(redis_server: RedisServer) 
         await limiter.acquire()
         await slots.acquire()
         waiting = [asyncio.ensure_future(limiter.acquire()), asyncio.ensure_future(slots.acquire())]
-        await asyncio.sleep(0.05)
+        await until(lambda: limiter.waiting == 1 and slots.waiting == 1)
         assert not any(task.done() for task in waiting)
     for task in waiting:
         with pytest.raises(ClientClosedError, match="closed"):
@@ -243,6 +291,9 @@ async def test_slots_go_to_waiting_processes_in_arrival_order(
         async def queued(owners: int) -> bool:
             return bool(await peek.zcard(queue) == owners)
 
+        async def leases(held: int) -> bool:
+            return bool(await peek.zcard(coordinator.key("leases")) == held)
+
         first = asyncio.ensure_future(early.acquire())
         await until(lambda: queued(1))
         second = asyncio.ensure_future(late.acquire())
@@ -252,25 +303,33 @@ async def test_slots_go_to_waiting_processes_in_arrival_order(
         assert not second.done()
         early.release(early_lease)
         late.release(await asyncio.wait_for(second, timeout=2))
-        assert await peek.zcard(coordinator.key("leases")) <= 1
+        await until(lambda: leases(0))  # every release reached Redis
 
 
-async def test_a_process_that_stops_waiting_leaves_the_queue(redis_server: RedisServer) -> None:
+async def test_a_process_that_stops_waiting_leaves_the_queue(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
     """A process whose only waiter gave up does not block the processes queued behind it."""
     url = redis_server.url
     async with (
-        joined(url, poll_interval=0.02) as (_, _w1, holder),
+        joined(url, poll_interval=0.02) as (coordinator, _w1, holder),
         joined(url, poll_interval=0.02) as (_, _w2, quitter),
         joined(url, poll_interval=0.02) as (_, _w3, patient),
     ):
+        queue = coordinator.key("queue")
+
+        async def queued(owners: int) -> bool:
+            return bool(await peek.zcard(queue) == owners)
+
         lease = await holder.acquire()
         gave_up = asyncio.ensure_future(quitter.acquire())
-        await asyncio.sleep(0.1)  # real time: it has asked, and queued, a few times
+        await until(lambda: queued(1))
         gave_up.cancel()
+        await until(lambda: queued(0))  # it left the queue in Redis
         waiting = asyncio.ensure_future(patient.acquire())
-        await asyncio.sleep(0.1)
+        await until(lambda: queued(1))
         holder.release(lease)
-        patient.release(await asyncio.wait_for(waiting, timeout=1))
+        patient.release(await asyncio.wait_for(waiting, timeout=2))
     assert gave_up.cancelled()
 
 

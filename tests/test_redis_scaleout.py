@@ -35,22 +35,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 SCALE = 0.04  # API seconds -> real seconds
-R, W = 25, 60.0  # the emulator's (and the client's) submit limit, in API seconds
+R = 25  # the emulator's (and the client's) submit limit per 60 API seconds
 MARGIN = 0.03  # real seconds
-
-
-def steady_throughput(times: list[float]) -> float:
-    """Generations per API second from the first grant to the first of the last full window.
-
-    A strict limiter under constant demand grants R at once, then each next one exactly
-    one window after the one R places before it: so grant jR comes j windows after grant
-    0 at best, and jR / (t[jR] - t[0]) <= R / W. Startup and the ragged last window are
-    left out by construction.
-    """
-    times = sorted(times)
-    windows = (len(times) - 1) // R
-    assert windows >= 1, "too few submissions to measure a window"
-    return windows * R / (times[windows * R] - times[0])
 
 
 async def warm(emu: Emulator) -> None:
@@ -62,7 +48,12 @@ async def warm(emu: Emulator) -> None:
 
 
 async def test_four_processes_keep_one_keys_limits(redis_server: RedisServer) -> None:
-    """4 processes x 19 try-ons through Redis: no 429, <= R per window, >= 0.98 of R/W."""
+    """4 processes x 19 try-ons through Redis: all done, no 429, <= R in any window.
+
+    How close their aggregate throughput comes to R/W is a figure of
+    benchmarks/bench_scaleout.py (against the same processes without Redis), not an
+    assert here: on a loaded machine it measures the machine.
+    """
     count = 19  # 76 in all: three full windows after the first grant
     async with Emulator(EmulatorConfig(time_scale=SCALE, seed=7)) as emu:
         await warm(emu)
@@ -90,8 +81,6 @@ async def test_four_processes_keep_one_keys_limits(redis_server: RedisServer) ->
     assert report.rejected == {}, "a 429 was answered"
     assert report.max_submissions_in_window <= R
     assert len(report.accepted) == 4 * count
-    ratio = steady_throughput([s.time for s in report.accepted]) / (R / W)
-    assert ratio >= 0.98, f"aggregate throughput is {ratio:.3f} of the limit"
 
 
 async def test_killed_process_releases_its_slots_within_the_lease_ttl(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 
+from fashn_async._coordination._url import masked_url
 from fashn_async._validators import positive
 from fashn_async.errors import ConfigurationError
 
@@ -16,24 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisCoordination", "masked_url"]
 
 _SCHEMES = ("redis", "rediss", "unix")
-
-
-def masked_url(url: str) -> str:
-    """``url`` with any password (in the authority or the query) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unreadable URL>"
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:***@{host}"
-    query = "&".join(
-        f"{name}=***" if name.lower() == "password" else f"{name}={value}" if sep else name
-        for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
 
 
 def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:

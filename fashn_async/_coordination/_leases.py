@@ -6,16 +6,13 @@ import asyncio
 import itertools
 import math
 from collections import deque
-from typing import TYPE_CHECKING
 
 import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
+from fashn_async._coordination._link import Link
 from fashn_async._limits import Lease
-
-if TYPE_CHECKING:
-    from fashn_async._coordination._coordinator import Coordinator
 
 __all__ = ["SharedSlots"]
 
@@ -35,14 +32,10 @@ class SharedSlots:
     and the share keeps applying, on top of Redis, for one more ``lease_ttl``.
     """
 
-    def __init__(self, coordinator: Coordinator, capacity: int) -> None:
+    def __init__(self, link: Link, capacity: int) -> None:
         self.capacity = capacity
-        self._co = coordinator
-        self._keys = [
-            coordinator.key("leases"),
-            coordinator.key("queue"),
-            coordinator.key("members"),
-        ]
+        self._co = link
+        self._keys = [link.key("leases"), link.key("queue"), link.key("members")]
         self._held: set[str] = set()
         self._waiters: deque[asyncio.Future[str]] = deque()
         self._released: list[str] = []
@@ -64,6 +57,11 @@ class SharedSlots:
     def in_use(self) -> int:
         """Leases this process holds."""
         return len(self._held)
+
+    @property
+    def waiting(self) -> int:
+        """How many callers of this process wait for a slot."""
+        return sum(1 for future in self._waiters if not future.done())
 
     @property
     def held(self) -> list[str]:

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 __all__ = ["HEARTBEAT", "LEASE_ACQUIRE", "PAUSE", "REPLAY", "RESTAMP", "WINDOW_ACQUIRE"]
 
+#: Every script's first ARGV is the clock: ``""`` for the server's ``TIME`` (always, in
+#: use), or a time in microseconds (tests that drive the scripts on fake loop time). It is
+#: taken off ARGV, so each script's own arguments start at ARGV[1].
 _NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local clock = table.remove(ARGV, 1)
+local now
+if clock == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(clock)
+end
 local function int(x) return string.format('%d', x) end
 """
 
@@ -82,15 +91,14 @@ return #ARGV
 )
 
 #: KEYS: grant log. ARGV: window (us), then members whose requests were answered.
-#: Re-dates each grant still in the log to now, the answer's time: the server dated the
-#: request before that, so a window counted from here never ends before the server's.
+#: Dates each grant now, the answer's time, putting back one that outlived the window
+#: unanswered: the server dated the request before now, so a window counted from here
+#: never ends before the server's.
 RESTAMP = (
     _NOW
     + """
 for i = 2, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], 'XX', int(now), ARGV[i])
-  end
+  redis.call('ZADD', KEYS[1], int(now), ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
 return #ARGV - 1

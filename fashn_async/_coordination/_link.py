@@ -1,0 +1,134 @@
+"""The link to Redis that the shared limiters use: connection, keys, scripts, clock, state.
+
+The stores (``_window``) and leases (``_leases``) know Redis only through :class:`Link`;
+the coordinator (``_coordinator``) makes the link and them, so imports run one way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from fashn_async._coordination._url import masked_url
+from fashn_async.errors import ClientClosedError, ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+__all__ = ["Link", "Settings", "key_namespace"]
+
+logger = logging.getLogger("fashn_async")
+
+#: Redis calls retried by the client itself before Redis counts as gone.
+_RETRIES = 2
+
+
+class Settings(Protocol):
+    """What the link reads of :class:`~fashn_async.RedisCoordination`."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def lease_ttl(self) -> float: ...
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def prefix(self) -> str: ...
+
+
+def key_namespace(prefix: str, api_key: str) -> str:
+    """The start of every key of one API key: a hash of it, never the key.
+
+    The hash sits in braces (a Redis Cluster hash tag), so every key of one API key lands
+    on one node and one Lua script may touch them all.
+    """
+    digest = hashlib.sha256(f"fashn-async:{api_key}".encode()).hexdigest()[:16]
+    return f"{prefix}:{{{digest}}}"
+
+
+class Link:
+    """One client's connection to Redis, and whether Redis answers.
+
+    Args:
+        config: The coordination settings.
+        api_key: Hashed into every key's name, never stored.
+        clock: Seconds, as the scripts' "now" (tests on fake loop time); ``None``, the
+            default, dates everything by the Redis server's ``TIME``.
+    """
+
+    def __init__(
+        self, config: Settings, *, api_key: str, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.config = config
+        self.url = masked_url(config.url)
+        self.namespace = key_namespace(config.prefix, api_key)
+        #: This client's name in Redis (a random id, nothing about the host).
+        self.owner = secrets.token_hex(6)
+        #: Whether Redis answers; while not, each limiter keeps to a local share.
+        self.online = True
+        #: Clients of this key seen alive at the last heartbeat (this one included).
+        self.peers = 1
+        self.state: Literal["new", "open", "closed"] = "new"
+        #: Called once when Redis stops answering (the coordinator moves to local shares).
+        self.on_lost: Callable[[], None] = lambda: None
+        self._clock = clock
+        try:
+            self.redis = aioredis.Redis.from_url(
+                config.url,
+                socket_timeout=config.timeout,
+                socket_connect_timeout=config.timeout,
+                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), _RETRIES),
+            )
+        except ValueError:  # its message may quote the URL, password and all
+            raise ConfigurationError(f"the Redis URL {self.url!r} cannot be read") from None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def __repr__(self) -> str:
+        return f"<Link {self.url} {self.state} online={self.online}>"
+
+    def key(self, name: str) -> str:
+        """The Redis key ``name`` of this API key."""
+        return f"{self.namespace}:{name}"
+
+    async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the Lua scripts (loaded once, by digest after that) on our clock."""
+        registered = self._scripts.get(script)
+        if registered is None:
+            registered = self._scripts[script] = self.redis.register_script(script)
+        clock = "" if self._clock is None else round(self._clock() * 1e6)
+        return await registered(keys=keys, args=[clock, *args])
+
+    async def zrem(self, key: str, members: list[str]) -> None:
+        """Remove ``members`` from the sorted set ``key``."""
+        if members:
+            await self.redis.zrem(key, *members)
+
+    def check_open(self) -> None:
+        """Raise unless started and not closed."""
+        if self.state != "open":
+            raise ClientClosedError("the client is not open: use `async with AsyncFashn(...)`")
+
+    def lost(self, error: BaseException) -> None:
+        """Redis stopped answering: every limiter falls back to its local share."""
+        if not self.online or self.state != "open":
+            return
+        self.online = False
+        logger.warning(
+            "Redis at %s is not answering (%s); each of the %d clients of this API key "
+            "keeps to a 1/%d share of the limits until it is back, starting after one "
+            "window without grants",
+            self.url,
+            type(error).__name__,
+            self.peers,
+            self.peers,
+        )
+        self.on_lost()

@@ -1,0 +1,131 @@
+"""The package's import graph, read from the source with ast: no cycle, one-way data path.
+
+Every import counts, wherever it is: at module level, inside a function (a lazy import)
+or under ``if TYPE_CHECKING:``, since each is a dependency a reader has to follow.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import fashn_async
+
+PACKAGE = Path(fashn_async.__file__).parent
+
+#: The data path of a try-on, in order: request -> limiter -> http -> poller -> results
+#: -> batch stream -> caller. A module may import its own stage and earlier ones only.
+STAGES: list[tuple[str, list[str]]] = [
+    ("foundation", ["_names", "_validators", "_version", "_window", "errors"]),
+    ("request", ["_models", "_images"]),
+    ("limiter", ["_limits", "_coordination"]),
+    ("http", ["_http", "_retry"]),
+    ("poller", ["_polling", "_engine"]),
+    ("results", ["_results"]),
+    ("batch", ["_batch"]),
+    ("caller", ["_client", "bulk", "cli", "__main__", ""]),
+]
+
+#: The emulator is a second, independent reading of the API: it may import only pure data.
+EMULATOR_MAY_IMPORT = {"fashn_async._names"}
+
+
+def module_name(path: Path) -> str:
+    """``fashn_async/_coordination/_link.py`` -> ``fashn_async._coordination._link``."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the modules of the package it imports."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    targets.add(full if full in modules else base)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def stage_of(module: str) -> int:
+    """The index in STAGES of the stage ``module`` belongs to."""
+    relative = module.removeprefix("fashn_async").removeprefix(".")
+    top = relative.split(".")[0]
+    for index, (_, names) in enumerate(STAGES):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} is in no stage of STAGES: add it where the data path has it")
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a list of modules, or None."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return [*stack[stack.index(target) :], target]
+            if target not in state and (cycle := visit(target)) is not None:
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)) is not None:
+            return cycle
+    return None
+
+
+def test_the_graph_reader_sees_every_kind_of_import() -> None:
+    """The reader finds lazy, TYPE_CHECKING and relative imports (else the checks are blind)."""
+    graph = import_graph()
+    assert "fashn_async._coordination._coordinator" in graph["fashn_async._coordination._config"]
+    assert "fashn_async._coordination._coordinator" in graph["fashn_async._client"]
+    assert "fashn_async.testing._config" in graph["fashn_async.testing"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle() -> None:
+    """No module of fashn_async imports, however indirectly, a module that imports it."""
+    assert find_cycle(import_graph()) is None
+
+
+def test_data_path_is_one_way() -> None:
+    """No module imports a later stage of the data path (request ... caller) than its own."""
+    backwards = [
+        f"{module} ({STAGES[stage_of(module)][0]}) imports {target} ({STAGES[stage_of(target)][0]})"
+        for module, targets in import_graph().items()
+        if not module.startswith("fashn_async.testing")
+        for target in targets
+        if not target.startswith("fashn_async.testing") and stage_of(target) > stage_of(module)
+    ]
+    assert backwards == []
+
+
+def test_the_emulator_imports_nothing_of_the_client() -> None:
+    """fashn_async.testing's emulator imports only pure data of the client package."""
+    graph = import_graph()
+    leaks = {
+        module: targets - EMULATOR_MAY_IMPORT
+        for module, targets in graph.items()
+        if module.startswith("fashn_async.testing") and module != "fashn_async.testing.plugin"
+        for targets in [{t for t in targets if not t.startswith("fashn_async.testing")}]
+        if targets - EMULATOR_MAY_IMPORT
+    }
+    assert leaks == {}
