@@ -92,7 +92,7 @@ def _walls(result: pytest.RunResult) -> dict[str, float]:
 
 def _readme_emulator_block() -> str:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
-    found = [block for block in blocks if "Emulator(EmulatorConfig(time_scale=0.01))" in block]
+    found = [block for block in blocks if "# an API minute in 0.6 s" in block]
     assert len(found) == 1, "the README's emulator snippet moved"
     return found[0]
 
