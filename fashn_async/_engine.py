@@ -99,8 +99,6 @@ class Engine:
         self._rng = random.Random()  # noqa: S311 - jitter only
         # Predictions submitted through the bare submit() hold a slot until seen done.
         self._held: dict[str, Lease] = {}
-        #: Supervisor tasks of open batches; the client's exit cancels and awaits them.
-        self.batches: set[asyncio.Future[None]] = set()
 
     # -- preparing ---------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── InvalidRequestError           a request that fails validation locally (ValueError)
     │   └── ImageInputError           missing file, not an image, bad URL or data URI
     ├── ClientClosedError             the client is not open (RuntimeError)
+    ├── BatchClosedError              a batch used after it was closed (RuntimeError)
+    ├── BatchInputError               a batch's input raised while being read
+    ├── EventHookError                a batch's event hook raised
     ├── CoordinationError             the Redis server sharing the limits is unreachable
     ├── TransportError                the network failed us
     │   ├── ConnectError              no connection: the request was never sent
@@ -49,6 +52,8 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchClosedError",
+    "BatchInputError",
     "ClientClosedError",
     "ConcurrencyLimitExceededError",
     "CoordinationError",
@@ -58,6 +63,7 @@ __all__ = [
     "ContentModerationError",
     "DeadlineExceededError",
     "DownloadError",
+    "EventHookError",
     "FashnError",
     "ImageInputError",
     "ImageLoadError",
@@ -157,6 +163,27 @@ class ImageInputError(InvalidRequestError):
 
 class ClientClosedError(FashnError, RuntimeError):
     """The client was used outside ``async with`` or after it was closed."""
+
+
+class BatchClosedError(FashnError, RuntimeError):
+    """A batch was iterated after it was closed: by ``aclose()``, the end of its ``async
+    with`` block, ``raise_on_error``, or its client closing. A closed batch never restarts."""
+
+
+class BatchInputError(FashnError):
+    """The iterable given to ``batch()`` raised while the batch read it.
+
+    Raised by the batch after the items read before it have finished and been yielded;
+    the input's own exception is ``__cause__``.
+    """
+
+
+class EventHookError(FashnError):
+    """A hook of a batch's :class:`~fashn_async.BatchEvents` raised.
+
+    It fails the item the hook was called for, and the batch raises one after its running
+    items finish; the hook's own exception is ``__cause__``.
+    """
 
 
 class CoordinationError(FashnError):
