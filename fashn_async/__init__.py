@@ -8,6 +8,7 @@ from fashn_async import errors
 from fashn_async._batch import Batch, BatchProgress
 from fashn_async._client import AsyncFashn
 from fashn_async._coordination import RedisCoordination
+from fashn_async._events import BatchEvents
 from fashn_async._limits import Limits, Rate
 from fashn_async._models import Credits, ModelRequest, Prediction, PredictionStatus, TryOnRequest
 from fashn_async._polling import Polling
@@ -18,6 +19,7 @@ from fashn_async._version import __version__
 __all__ = [
     "AsyncFashn",
     "Batch",
+    "BatchEvents",
     "BatchProgress",
     "BatchResult",
     "Credits",
