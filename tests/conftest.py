@@ -39,26 +39,47 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("asyncio").addHandler(_ASYNCIO_ERRORS)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    logging.getLogger("asyncio").removeHandler(_ASYNCIO_ERRORS)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """Fail the test if asyncio logged an ERROR while it ran, its loop closing included.
 
-    Runs after every fixture finalizer (the event loop's too); a collection first makes
-    a task dropped with an unretrieved exception report itself now, inside this test.
+    Runs after every fixture finalizer (the event loop's too). A collection of the young
+    generations first makes a task dropped in a reference cycle with an unretrieved
+    exception report itself now, inside this test (a full collection per test would
+    cost a minute of the suite; the session's end does one, below).
     """
     try:
         yield
     finally:
-        gc.collect()
-        records, _ASYNCIO_ERRORS.records = _ASYNCIO_ERRORS.records, []
-        if records:
-            lines = "\n".join(
-                f"{r.getMessage()}\n{logging.Formatter().formatException(r.exc_info)}"
-                if r.exc_info
-                else r.getMessage()
-                for r in records
-            )
-            pytest.fail(f"asyncio logged {len(records)} error(s):\n{lines}", pytrace=False)
+        gc.collect(1)
+        _fail_on_asyncio_errors("")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A last full collection: an error logged now fails the run, though no test does."""
+    gc.collect()
+    if _ASYNCIO_ERRORS.records:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        try:
+            _fail_on_asyncio_errors(" after the last test")
+        except pytest.fail.Exception as failure:
+            print(f"\n{failure.msg}")
+
+
+def _fail_on_asyncio_errors(when: str) -> None:
+    records, _ASYNCIO_ERRORS.records = _ASYNCIO_ERRORS.records, []
+    if records:
+        lines = "\n".join(
+            f"{r.getMessage()}\n{logging.Formatter().formatException(r.exc_info)}"
+            if r.exc_info
+            else r.getMessage()
+            for r in records
+        )
+        pytest.fail(f"asyncio logged {len(records)} error(s){when}:\n{lines}", pytrace=False)
 
 
 @pytest.fixture
