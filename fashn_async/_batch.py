@@ -62,6 +62,8 @@ class BatchGroup:
 
     def __init__(self) -> None:
         self._runs: set[_Run] = set()
+        #: Runs whose task has not ended (or never began: the client closed first).
+        self._live: set[_Run] = set()
         self._queued: list[_Run] = []
         self._host: asyncio.Task[None] | None = None
         self._group: TaskGroup | None = None
@@ -84,9 +86,10 @@ class BatchGroup:
         if self._closed:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         self._runs.add(run)
+        self._live.add(run)
         run.forget = self._runs.discard
         if self._group is not None:
-            self._group.start_soon(run.supervise)
+            self._group.start_soon(self._supervise, run)
             return
         self._queued.append(run)
         if self._host is None:
@@ -96,9 +99,15 @@ class BatchGroup:
         async with anyio.create_task_group() as group:
             self._group = group
             for run in self._queued:
-                group.start_soon(run.supervise)
+                group.start_soon(self._supervise, run)
             self._queued.clear()
             await anyio.sleep_forever()
+
+    async def _supervise(self, run: _Run) -> None:
+        try:
+            await run.supervise()
+        finally:
+            self._live.discard(run)
 
     async def aclose(self) -> None:
         """Close every open batch (cancelling on the server what they run) and wait."""
@@ -106,14 +115,17 @@ class BatchGroup:
         for run in list(self._runs):
             run.cancel("its client was closed")
         host, self._host = self._host, None
-        if host is None:
-            return
-        host.cancel()
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait([host])
-        self._group = None
-        if not host.cancelled() and host.exception() is not None:  # a bug of ours
-            logger.error("the batch task group failed", exc_info=host.exception())
+        if host is not None:
+            host.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([host])
+            self._group = None
+            if not host.cancelled() and host.exception() is not None:  # a bug of ours
+                logger.error("the batch task group failed", exc_info=host.exception())
+        for run in self._live:  # cancelled before their task took its first step
+            run.never_ran()
+        self._live.clear()
+        self._queued.clear()
 
 
 class Batch:
@@ -237,7 +249,11 @@ class Batch:
                 max_pending=self._max_pending,
                 cancel_on_exit=self._cancel_on_exit,
             )
-            self._group.start(run)
+            try:
+                self._group.start(run)
+            except BaseException:
+                run.never_ran()
+                raise
             self._run = run
             self._finalizer = weakref.finalize(self, _dropped, run, asyncio.get_running_loop())
             self._finalizer.atexit = False

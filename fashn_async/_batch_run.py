@@ -154,6 +154,13 @@ class _Run:
         with anyio.CancelScope(shield=True):
             await self.ended.wait()
 
+    def never_ran(self) -> None:
+        """Its task was cancelled before it began: end the stream all the same."""
+        if not self.ended.is_set():
+            self.send.close()
+            self.receive.close()
+            self.ended.set()
+
     def exhausted(self) -> None:
         """The consumer took every result."""
         self.receive.close()

@@ -67,10 +67,19 @@ async def test_one_object_hears_every_step(client: AsyncFashn, emulator: Emulato
     assert batch.progress == BatchProgress(read=N, submitted=N, running=0, done=N, failed=0)
 
 
-@pytest.mark.parametrize("hook", ["sending", "submitted", "not_created", "progress"])
+@pytest.mark.parametrize(
+    ("hook", "at"),
+    [
+        ("sending", 2),
+        ("submitted", 2),
+        ("not_created", 2),
+        ("progress", 4),  # while the items are read
+        ("progress", 3 * N),  # the last update of all: a completed item's end
+    ],
+)
 @pytest.mark.parametrize("cancel_on_exit", [True, False])
 async def test_a_raising_hook_settles_everything(
-    client: AsyncFashn, emulator: Emulator, hook: str, cancel_on_exit: bool
+    client: AsyncFashn, emulator: Emulator, hook: str, at: int, cancel_on_exit: bool
 ) -> None:
     """The hook's item fails with EventHookError, the batch raises EventHookError after
     its running items, the POST of a failed sending hook never goes out, a prediction
@@ -78,7 +87,7 @@ async def test_a_raising_hook_settles_everything(
     the server are idle afterwards."""
     if hook == "not_created":
         emulator.inject(HttpFault(kind="error_5xx", route="run", times=N, status=503))
-    events = Recorder(fail_on=hook, at=4 if hook == "progress" else 2)
+    events = Recorder(fail_on=hook, at=at)
     results: list[BatchResult] = []
     with pytest.raises(errors.EventHookError, match="the batch stopped") as caught:
         async for result in client.batch(

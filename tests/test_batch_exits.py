@@ -231,3 +231,23 @@ def assert_all_cancelled(emulator: Emulator) -> None:
     accepted = {a.id for a in report.accepted}
     completed = {pid for pid, status in report.statuses.items() if status == "completed"}
     assert accepted - completed <= set(report.cancels) <= accepted
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3, 5])
+async def test_client_closed_as_the_batch_starts(emulator: Emulator, turns: int) -> None:
+    """Closing the client within a few loop turns of a batch's first anext() (its task
+    not yet begun, or just begun): the consumer gets BatchClosedError, nothing is left
+    running, no stream is left open. (Closed before that first anext() even began, it is
+    ClientClosedError.)"""
+    client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
+    async with client:
+        batch = client.batch(distinct(emulator, 3))
+        first = asyncio.ensure_future(anext(batch))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await client.aclose()
+        expected = errors.ClientClosedError if turns == 0 else errors.BatchClosedError
+        with pytest.raises(expected, match="client was closed"):
+            await first
+    assert emulator.report().in_progress == 0
+    assert client._engine.slots.in_use == 0
