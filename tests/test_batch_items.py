@@ -5,7 +5,7 @@ before it; bad arguments to batch() fail before anything is read or sent."""
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,17 @@ URL = "https://example.com/a.png"
 GOOD = {"model_image": URL, "garment_image": URL, "category": "tops"}
 
 
-class Weird(dict):  # type: ignore[type-arg]
+class Weird(Mapping[str, Any]):
     """A mapping that fails when read."""
 
-    def keys(self) -> Any:
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
         raise RuntimeError("cannot list my keys")
+
+    def __len__(self) -> int:
+        return 1
 
 
 BAD_ITEMS: dict[str, Any] = {
@@ -85,12 +91,22 @@ async def test_each_kind_of_bad_item_is_a_failed_result(
     assert_idle(client, emulator)
 
 
-async def test_the_unknown_key_names_it(client: AsyncFashn) -> None:
-    """The message of an unknown key names the key and the request type."""
-    item = {"model_name": "tryon-v1.6", "inputs": {"model_image": URL}, "bogus": 1}
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (BAD_ITEMS["model dict with an unknown key"], "unknown field(s) for ModelRequest: bogus"),
+        (BAD_ITEMS["model dict without inputs"], "missing field(s) for ModelRequest: inputs"),
+        (BAD_ITEMS["try-on dict without category"], "missing field(s) for TryOnRequest: category"),
+        (BAD_ITEMS["mapping that raises"], "RuntimeError: cannot list my keys"),
+        (BAD_ITEMS["int"], "got int"),
+    ],
+)
+async def test_the_message_says_what_is_wrong(client: AsyncFashn, item: Any, message: str) -> None:
+    """The message names the unknown or missing field, the request type, or the problem."""
     [result] = [r async for r in client.batch([item])]
     assert isinstance(result.error, errors.InvalidRequestError)
-    assert "unknown field(s) for ModelRequest: bogus" in result.error.message
+    assert message in result.error.message
+    assert result.error.message.startswith("batch item 0: ")
 
 
 TEXT = st.text(alphabet=string.ascii_letters + "_-", max_size=12)
