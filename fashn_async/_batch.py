@@ -1,127 +1,215 @@
-"""The streaming batch: many requests, bounded in flight, results as they finish.
+"""The streaming batch: one input, one stream of results, bounded in flight.
 
-Input is pulled lazily, only when there is room (memory stays O(in flight) for a
-generator of a million pairs). Each request becomes one :class:`BatchResult`, in
-completion order; a failure is a value, never a cancelled task group. Leaving early --
-``break``, ``aclose()``, an exception in the loop body, cancelling the consumer -- cancels
-every prediction still running on the server and leaves no task behind.
+A :class:`Batch` is a handle on one run of its input. The run -- a supervisor reading
+the input and one worker per item -- lives in a task group owned by the client
+(:class:`BatchGroup`), never in the consumer's frame or the garbage collector's hands.
+
+The iteration contract (tested in ``tests/test_batch_stream.py`` and
+``tests/test_batch_exits.py``):
+
+- Each input item is read once and submitted at most once; each index is yielded once,
+  however the batch is driven: ``async for``, ``anext()``, a second ``async for`` after a
+  ``break`` (it continues the same stream), ``async with``, several tasks pulling.
+- Input is read lazily: at most ``max_pending`` items are read and not yet taken by the
+  consumer. An exhausted batch keeps raising ``StopAsyncIteration``.
+- ``aclose()``, leaving ``async with``, ``raise_on_error`` raising and closing the client
+  close the batch at once: running predictions are cancelled on the server (unless
+  ``cancel_on_exit=False``) and every task has ended when the call returns. Using a
+  closed batch raises :class:`~fashn_async.errors.BatchClosedError`.
+- The handle dropped before its end (``break`` out of ``async for r in
+  client.batch(...)``, an exception in that loop's body, its consumer cancelled) closes
+  the batch in the same way, the moment the interpreter frees the handle (at once on
+  CPython); ``async with`` makes this explicit and awaited on any interpreter. A handle
+  that is kept (``b = client.batch(...)``) stays open after a ``break``: it keeps at most
+  ``max_pending`` items going, for the next ``async for`` to yield.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import attrs
-from anyio.streams.memory import MemoryObjectSendStream
 
-from fashn_async._models import ModelRequest, Prediction, Request, TryOnRequest
+from fashn_async._batch_run import BatchInput, _Run
+from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._results import BatchResult
-from fashn_async.errors import FashnError, InvalidRequestError, OutOfCreditsError
+from fashn_async.errors import BatchClosedError, ClientClosedError
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from anyio.abc import TaskGroup
+
     from fashn_async._engine import Engine
 
-__all__ = ["Batch", "BatchProgress", "BatchInput", "coerce_request"]
+__all__ = ["Batch", "BatchGroup", "BatchInput", "BatchProgress"]
 
-#: What one batch item may be: a request, a dict of TryOnRequest fields (or of
-#: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
-#: :class:`Prediction` submitted earlier, which is polled and never submitted again.
-BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
+logger = logging.getLogger("fashn_async")
 
 
-def coerce_request(item: Any) -> Request:
-    """Turn one batch item into a request, or raise InvalidRequestError."""
-    if isinstance(item, TryOnRequest | ModelRequest):
-        return item
-    if isinstance(item, Mapping):
-        if "model_name" in item:
-            return ModelRequest(**item)
-        try:
-            return TryOnRequest(**item)
-        except TypeError as exc:
-            raise InvalidRequestError(f"bad batch item: {exc}") from None
-    if isinstance(item, tuple) and len(item) == 3:
-        return TryOnRequest(model_image=item[0], garment_image=item[1], category=item[2])
-    raise InvalidRequestError(
-        "a batch item must be a TryOnRequest, a ModelRequest, a dict of their fields or a "
-        f"(model_image, garment_image, category) tuple, got {type(item).__name__}"
-    )
+class BatchGroup:
+    """The task group in which every batch of one client runs; the client closes it.
 
-
-@attrs.define
-class BatchProgress:
-    """Live counts of a batch, for progress displays.
-
-    Attributes:
-        read: Items pulled from the input so far.
-        submitted: Predictions created on the server.
-        running: Submitted and not finished.
-        done: Completed try-ons.
-        failed: Items that ended with an error (invalid, failed, canceled, uncertain).
+    It runs in a task of its own, started with the first batch, so it does not depend on
+    which task opens or closes the client (a web app's startup and shutdown hooks are
+    often two). Closing it closes every batch still open and waits for their tasks.
     """
 
-    read: int = 0
-    submitted: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
+    def __init__(self) -> None:
+        self._runs: set[_Run] = set()
+        #: Runs whose task has not ended (or never began: the client closed first).
+        self._live: set[_Run] = set()
+        self._queued: list[_Run] = []
+        self._host: asyncio.Task[None] | None = None
+        self._group: TaskGroup | None = None
+        self._closed = False
 
-    @property
-    def finished(self) -> int:
-        """Items with a result."""
-        return self.done + self.failed
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<BatchGroup {state} batches={len(self._runs)}>"
+
+    def __len__(self) -> int:
+        """Batches started and not yet exhausted or closed."""
+        return len(self._runs)
+
+    def start(self, run: _Run) -> None:
+        """Run ``run`` in the group (it starts at the next turn of the loop).
+
+        Raises:
+            ClientClosedError: the client was closed.
+        """
+        if self._closed:
+            raise ClientClosedError("this client was closed; create a new AsyncFashn")
+        self._runs.add(run)
+        self._live.add(run)
+        run.forget = self._runs.discard
+        if self._group is not None:
+            self._group.start_soon(self._supervise, run)
+            return
+        self._queued.append(run)
+        if self._host is None:
+            self._host = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self) -> None:
+        async with anyio.create_task_group() as group:
+            self._group = group
+            for run in self._queued:
+                group.start_soon(self._supervise, run)
+            self._queued.clear()
+            await anyio.sleep_forever()
+
+    async def _supervise(self, run: _Run) -> None:
+        try:
+            await run.supervise()
+        finally:
+            self._live.discard(run)
+
+    async def aclose(self) -> None:
+        """Close every open batch (cancelling on the server what they run) and wait."""
+        self._closed = True
+        for run in list(self._runs):
+            run.cancel("its client was closed")
+        host, self._host = self._host, None
+        if host is not None:
+            host.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([host])
+            self._group = None
+            if not host.cancelled() and host.exception() is not None:  # a bug of ours
+                logger.error("the batch task group failed", exc_info=host.exception())
+        for run in self._live:  # cancelled before their task took its first step
+            run.never_ran()
+        self._live.clear()
+        self._queued.clear()
 
 
 class Batch:
-    """An async iterator of :class:`BatchResult`; see ``AsyncFashn.batch``."""
+    """One stream of :class:`BatchResult` for one input; made by ``AsyncFashn.batch``.
+
+    Drive it with ``async for``, ``anext()``, ``async with`` or from several tasks at
+    once: it is one stream, never restarted (see the module docstring for the contract).
+
+    Attributes:
+        progress: Live counts (:class:`BatchProgress`).
+    """
 
     def __init__(
         self,
+        group: BatchGroup,
         engine: Engine,
         requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         raise_on_error: bool,
-        on_progress: Callable[[BatchProgress], None] | None,
+        events: BatchEvents,
         max_pending: int,
-        on_sending: Callable[[int], None] | None = None,
-        on_submitted: Callable[[int, str], None] | None = None,
-        on_not_created: Callable[[int], None] | None = None,
-        cancel_on_exit: bool = True,
+        cancel_on_exit: bool,
     ) -> None:
+        self._group = group
         self._engine = engine
-        self._on_sending = on_sending
-        self._on_submitted = on_submitted
-        self._on_not_created = on_not_created
-        self._cancel_on_exit = cancel_on_exit
         self._requests = requests
         self._raise_on_error = raise_on_error
-        self._on_progress = on_progress
+        self._events = events
         self._max_pending = max_pending
+        self._cancel_on_exit = cancel_on_exit
         self.progress = BatchProgress()
-        # Weak, so that a plain `break` lets the generator be finalized (asyncio then
-        # closes it, which cancels what is running); aclose()/`async with` do it at once.
-        self._iterator: weakref.ref[AsyncIterator[BatchResult]] | None = None
+        self._run: _Run | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._closed: str | None = None
+        self._exhausted = False
 
     def __repr__(self) -> str:
-        return f"<Batch {self.progress}>"
+        if self._closed is not None:
+            state = "closed"
+        elif self._exhausted:
+            state = "exhausted"
+        else:
+            state = "running" if self._run is not None else "new"
+        return f"<Batch {state} {self.progress}>"
 
-    def __aiter__(self) -> AsyncIterator[BatchResult]:
-        iterator = self._iterator() if self._iterator is not None else None
-        if iterator is None:
-            iterator = self._stream()
-            self._iterator = weakref.ref(iterator)
-        return iterator
+    def __aiter__(self) -> Batch:
+        return self
 
     async def __anext__(self) -> BatchResult:
-        return await self.__aiter__().__anext__()
+        """The next result to finish.
+
+        Raises:
+            StopAsyncIteration: every result was yielded.
+            BatchClosedError: the batch was closed.
+            OutOfCreditsError, BatchInputError, EventHookError: what ended the batch
+                early, once the results before it were yielded.
+            FashnError: with ``raise_on_error``, the first failure (the batch is closed).
+        """
+        run = self._open()
+        if self._exhausted:
+            raise StopAsyncIteration
+        try:
+            result = await run.receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if run.closed is not None or self._closed is not None:
+                raise BatchClosedError(
+                    f"this batch was closed: {self._closed or run.closed}"
+                ) from None
+            self._exhausted = True
+            run.exhausted()
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            stop = run.take_stop()
+            if stop is not None:
+                raise stop from stop.__cause__
+            raise StopAsyncIteration from None
+        run.room.release()
+        if self._raise_on_error and result.error is not None:
+            await self._close("raise_on_error raised its first failure")
+            raise result.error
+        return result
 
     async def __aenter__(self) -> Batch:
+        self._open()
         return self
 
     async def __aexit__(
@@ -130,131 +218,49 @@ class Batch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self._close("its async with block was left")
 
     async def aclose(self) -> None:
-        """Stop: cancel what is running on the server, wait for our tasks to end."""
-        iterator = self._iterator() if self._iterator is not None else None
-        if iterator is not None:
-            await iterator.aclose()  # type: ignore[attr-defined]
+        """Close the batch: cancel what runs on the server, wait for its tasks to end.
 
-    def _changed(self) -> None:
-        if self._on_progress is not None:
-            self._on_progress(self.progress)
+        Results not yet yielded are dropped; iterating afterwards raises
+        :class:`~fashn_async.errors.BatchClosedError`. Closing twice does nothing.
+        """
+        await self._close("aclose() was called")
 
-    async def _stream(self) -> AsyncIterator[BatchResult]:
-        send, receive = anyio.create_memory_object_stream[BatchResult](self._max_pending)
-        supervisor = asyncio.ensure_future(self._supervise(send))
-        self._engine.batches.add(supervisor)
-        try:
-            async with receive:
-                async for result in receive:
-                    if self._raise_on_error and result.error is not None:
-                        raise result.error
-                    yield result
-            await supervisor  # re-raises what stopped the batch (input error, no credits)
-        finally:
-            if not supervisor.done():
-                supervisor.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait([supervisor])
-            self._engine.batches.discard(supervisor)
+    async def _close(self, reason: str) -> None:
+        if self._closed is not None:
+            return
+        self._closed = reason
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._run is not None:
+            await self._run.close(reason)
 
-    async def _supervise(self, send: MemoryObjectSendStream[BatchResult]) -> None:
-        room = anyio.Semaphore(self._max_pending)
-        stop: list[BaseException] = []
-        async with send, anyio.create_task_group() as tg:
-            index = 0
-            async for item in _aiter(self._requests):
-                await room.acquire()
-                if stop:
-                    break
-                self.progress.read += 1
-                self._changed()
-                tg.start_soon(self._work, index, item, send.clone(), room, stop)
-                index += 1
-        if stop:
-            raise stop[0]
-
-    async def _work(
-        self,
-        index: int,
-        item: Any,
-        send: MemoryObjectSendStream[BatchResult],
-        room: anyio.Semaphore,
-        stop: list[BaseException],
-    ) -> None:
-        progress = self.progress
-        request: Any = item
-        prediction_id: str | None = None
-
-        def sending() -> None:
-            if self._on_sending is not None:
-                self._on_sending(index)
-
-        def not_created() -> None:
-            if self._on_not_created is not None:
-                self._on_not_created(index)
-
-        def submitted(pid: str) -> None:
-            nonlocal prediction_id
-            prediction_id = pid
-            progress.submitted += 1
-            progress.running += 1
-            if self._on_submitted is not None:
-                self._on_submitted(index, pid)
-            self._changed()
-
-        async with send:
+    def _open(self) -> _Run:
+        if self._closed is not None:
+            raise BatchClosedError(f"this batch was closed: {self._closed}")
+        if self._run is None:
+            run = _Run(
+                self._engine,
+                self._requests,
+                events=self._events,
+                progress=self.progress,
+                max_pending=self._max_pending,
+                cancel_on_exit=self._cancel_on_exit,
+            )
             try:
-                if isinstance(item, Prediction):
-                    submitted(item.id)
-                    status = await self._engine.wait_existing(item.id, cancel=self._cancel_on_exit)
-                else:
-                    request = coerce_request(item)
-                    prepared = await self._engine.prepare(request)
-                    status = await self._engine.submit_and_wait(
-                        prepared,
-                        on_sending=sending,
-                        on_submitted=submitted,
-                        on_not_created=not_created,
-                        cancel=self._cancel_on_exit,
-                    )
-                status.raise_for_status()
-                result = BatchResult(
-                    index=index,
-                    request=request,
-                    prediction_id=status.id,
-                    output=status.output or (),
-                    transport=self._engine.transport,
-                )
-            except FashnError as error:
-                if isinstance(error, OutOfCreditsError) and not stop:
-                    stop.append(
-                        OutOfCreditsError(
-                            f"the batch stopped submitting at input {index}: out of credits "
-                            f"({progress.submitted} submitted); {error.message}",
-                            status_code=error.status_code,
-                        )
-                    )
-                result = BatchResult(
-                    index=index, request=request, prediction_id=prediction_id, error=error
-                )
-            if prediction_id is not None:
-                progress.running -= 1
-            if result.ok:
-                progress.done += 1
-            else:
-                progress.failed += 1
-            self._changed()
-            await send.send(result)
-            room.release()
+                self._group.start(run)
+            except BaseException:
+                run.never_ran()
+                raise
+            self._run = run
+            self._finalizer = weakref.finalize(self, _dropped, run, asyncio.get_running_loop())
+            self._finalizer.atexit = False
+        return self._run
 
 
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
+def _dropped(run: _Run, loop: asyncio.AbstractEventLoop) -> None:
+    """The handle was freed before its end: close the run from the loop's next turn."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs any more
+        loop.call_soon_threadsafe(run.cancel, "its Batch object was dropped before its end")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -12,9 +11,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from fashn_async._batch import Batch, BatchInput, BatchProgress
+from fashn_async._batch import Batch, BatchGroup, BatchInput
 from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
+from fashn_async._events import BatchEvents, BatchProgress, CallbackEvents
 from fashn_async._http import Transport, redact_url
 from fashn_async._limits import Limits
 from fashn_async._models import (
@@ -169,6 +169,8 @@ class AsyncFashn:
             retry=retry or RetryPolicy(),
             backend=self._coordinator,
         )
+        #: The task group every batch of this client runs in; closed with the client.
+        self._batches = BatchGroup()
 
     def __repr__(self) -> str:
         engine = self._engine
@@ -199,19 +201,17 @@ class AsyncFashn:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel open batches (remotely too), close the HTTP session, leave Redis."""
+        """Close open batches (cancelling their predictions on the server, awaited), close
+        the HTTP session, leave Redis."""
         self._transport.check_loop()
-        batches = list(self._engine.batches)
-        for task in batches:
-            task.cancel()
-        if batches:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(batches)
         try:
-            await self._transport.close()
+            await self._batches.aclose()
         finally:
-            if self._coordinator is not None:
-                await self._coordinator.aclose()
+            try:
+                await self._transport.close()
+            finally:
+                if self._coordinator is not None:
+                    await self._coordinator.aclose()
 
     # -- one prediction ----------------------------------------------------------------
 
@@ -399,64 +399,110 @@ class AsyncFashn:
         self,
         requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
+        events: BatchEvents | None = None,
         raise_on_error: bool = False,
-        on_progress: Callable[[BatchProgress], None] | None = None,
         max_pending: int | None = None,
-        on_sending: Callable[[int], None] | None = None,
-        on_submitted: Callable[[int, str], None] | None = None,
-        on_not_created: Callable[[int], None] | None = None,
         cancel_on_exit: bool = True,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+        on_sending: Callable[[int], object] | None = None,
+        on_submitted: Callable[[int, str], object] | None = None,
+        on_not_created: Callable[[int], object] | None = None,
     ) -> Batch:
-        """Run many requests; ``async for result in client.batch(...)`` yields each as done.
+        """Run many requests: ``async for result in client.batch(...)`` yields each as done.
+
+        The batch is one stream, never restarted: each item is read once and submitted
+        at most once, each index yielded once, whether it is driven by ``async for``,
+        ``anext()``, a second ``async for`` after a ``break`` (which continues it),
+        ``async with`` or several tasks at once. Nothing starts before the first
+        ``anext()`` or ``async with``. Its tasks run in a task group this client owns.
+
+        Leaving: ``aclose()``, the end of ``async with client.batch(...) as b``, and
+        closing the client cancel every running prediction on the server at once and
+        return when that is done; the batch is then closed (iterating it raises
+        BatchClosedError). ``break`` (or an exception, or cancellation) out of ``async for
+        r in client.batch(...)`` frees the batch, which closes it the same way at once on
+        CPython; a batch kept in a variable stays open for the next ``async for`` and keeps
+        at most ``max_pending`` items going until it is closed.
+
+        A bad item (of no accepted type, with unknown or missing fields, or a value that
+        fails validation) is a failed result whose InvalidRequestError names its index.
 
         Args:
-            requests: Any iterable or async iterable of TryOnRequest, ModelRequest, dicts
-                of their fields, or ``(model_image, garment_image, category)`` tuples;
-                pulled lazily.
-            raise_on_error: Raise the first failure in the loop instead of yielding it.
-            on_progress: Called with :class:`BatchProgress` whenever a count changes.
-            max_pending: Items read ahead and results held for the consumer, at most
-                (default: twice the in-flight limit).
-            on_sending: Called with an item's index when its POST is about to go out
-                (from then on it may exist on the server; a journal writes this down).
-            on_submitted: Called with the index and prediction id once it was created
-                (also when it was created just as the batch was being left).
-            on_not_created: Called with the index when an answer proved that its POST
-                created nothing (a 429, a 5xx, a refused connection); it will be sent
-                again after a wait, or fail.
+            requests: Any iterable or async iterable of TryOnRequest, ModelRequest,
+                ``Prediction`` (submitted earlier: polled, never submitted again), dicts
+                of request fields, or ``(model_image, garment_image, category)`` tuples;
+                read lazily, in this client's event loop. A generator that raises ends
+                the batch with BatchInputError once the items read before have finished.
+            events: A :class:`BatchEvents` told of each step (a journal, a display).
+            raise_on_error: Raise the first failure instead of yielding it (the batch is
+                closed first).
+            max_pending: Items read and not yet taken by the consumer, at most
+                (default: twice ``limits.in_flight``, or 64 without that limit).
             cancel_on_exit: Leaving early cancels running predictions on the server; with
                 False they are left running (resume them by passing ``Prediction(id)``
                 items to a later batch).
+            on_progress: Shorthand for ``BatchEvents.progress`` (not with ``events``).
+            on_sending: Shorthand for ``BatchEvents.sending`` (not with ``events``).
+            on_submitted: Shorthand for ``BatchEvents.submitted`` (not with ``events``).
+            on_not_created: Shorthand for ``BatchEvents.not_created`` (not with ``events``).
 
         An item that is a :class:`Prediction` was submitted earlier: it is polled to its
-        end, never submitted again.
-
-        A failed item is a value (``result.error``, any of the errors of :meth:`run`
-        for one item, InvalidRequestError for a bad item), never the end of the batch.
+        end, never submitted again. A failed item is a value (``result.error``: any of
+        the errors of :meth:`run` for one item; InvalidRequestError naming the item's
+        index for a bad item), never the end of the batch.
 
         Raises:
-            ClientClosedError: the client is not open (here, at once).
-            InvalidRequestError: ``max_pending`` is below 1 (here, at once).
-            OutOfCreditsError: in the ``async for`` loop, after the results of the items
-                already read: a submission was refused for lack of credits, so no further
-                item is read.
+            InvalidRequestError: ``requests`` is not an iterable of items, or an option is
+                bad; nothing was read or sent.
+            ClientClosedError: the client is not open.
+            OutOfCreditsError: in the loop, after the results of the items already
+                running: a submission was refused for lack of credits, so nothing more
+                is read.
+            BatchInputError: in the loop, likewise: the input iterable raised (its
+                exception is ``__cause__``).
+            EventHookError: in the loop, likewise: a hook of ``events`` raised.
+            BatchClosedError: the batch is iterated after it was closed.
             FashnError: with ``raise_on_error``, the first failed item's error, in the loop.
-            Exception: whatever the ``requests`` iterable itself raises, in the loop.
         """
         self._transport.session  # noqa: B018 - fail fast when closed
-        pending = max_pending or 2 * (self.limits.in_flight or 32)
-        if pending < 1:
-            raise InvalidRequestError(f"max_pending must be >= 1, got {max_pending!r}")
+        _check_batch_input(requests)
+        shorthands = {
+            "on_progress": on_progress,
+            "on_sending": on_sending,
+            "on_submitted": on_submitted,
+            "on_not_created": on_not_created,
+        }
+        for name, hook in shorthands.items():
+            if hook is not None and not callable(hook):
+                raise InvalidRequestError(f"{name} must be callable, got {type(hook).__name__}")
+        given = [name for name, hook in shorthands.items() if hook is not None]
+        if events is not None and given:
+            raise InvalidRequestError(
+                f"pass events=... or the shorthand hooks ({', '.join(given)}), not both"
+            )
+        if events is not None and not isinstance(events, BatchEvents):
+            raise InvalidRequestError(
+                f"events must be a BatchEvents (subclass it), got {type(events).__name__}"
+            )
+        if max_pending is None:
+            max_pending = 2 * (self.limits.in_flight or 32)
+        elif isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise InvalidRequestError(f"max_pending must be an integer >= 1, got {max_pending!r}")
         return Batch(
+            self._batches,
             self._engine,
             requests,
-            raise_on_error=raise_on_error,
-            on_progress=on_progress,
-            max_pending=pending,
-            on_sending=on_sending,
-            on_submitted=on_submitted,
-            on_not_created=on_not_created,
-            cancel_on_exit=cancel_on_exit,
+            raise_on_error=bool(raise_on_error),
+            events=events
+            if events is not None
+            else CallbackEvents(
+                on_progress=on_progress,
+                on_sending=on_sending,
+                on_submitted=on_submitted,
+                on_not_created=on_not_created,
+            ),
+            max_pending=max_pending,
+            cancel_on_exit=bool(cancel_on_exit),
         )
 
     async def save(self, result: TryOnResult, directory: str | Path) -> list[Path]:
@@ -472,6 +518,18 @@ class AsyncFashn:
                 is written whole or not at all.
         """
         return await result.save(directory)
+
+
+def _check_batch_input(requests: object) -> None:
+    if isinstance(requests, str | bytes | bytearray | Mapping | TryOnRequest | ModelRequest):
+        raise InvalidRequestError(
+            "batch() takes an iterable of items (a list, a generator, an async iterable), "
+            f"got a single {type(requests).__name__}; wrap one request in a list"
+        )
+    if not isinstance(requests, Iterable | AsyncIterable):
+        raise InvalidRequestError(
+            f"batch() takes an iterable of items, got {type(requests).__name__}"
+        )
 
 
 def _check_id(prediction_id: str) -> str:

@@ -89,8 +89,6 @@ class Engine:
             cancel_quietly=self.cancel_quietly,
             uncertain_hold=lambda: self.model.likely_range()[1],
         )
-        #: Supervisor tasks of open batches; the client's exit cancels and awaits them.
-        self.batches: set[asyncio.Future[None]] = set()
 
     # -- preparing ---------------------------------------------------------------------
 

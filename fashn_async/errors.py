@@ -8,6 +8,9 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── InvalidRequestError           a request that fails validation locally (ValueError)
     │   └── ImageInputError           missing file, not an image, bad URL or data URI
     ├── ClientClosedError             the client is not open (RuntimeError)
+    ├── BatchClosedError              a batch used after it was closed (RuntimeError)
+    ├── BatchInputError               a batch's input raised while being read
+    ├── EventHookError                a batch's event hook raised
     ├── EventLoopError                used from an event loop it was not opened on (RuntimeError)
     ├── CoordinationError             the Redis server sharing the limits is unreachable
     ├── TransportError                the network failed us
@@ -57,6 +60,8 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchClosedError",
+    "BatchInputError",
     "ClientClosedError",
     "ConcurrencyLimitExceededError",
     "ConfigurationError",
@@ -67,6 +72,7 @@ __all__ = [
     "CoordinationError",
     "DeadlineExceededError",
     "DownloadError",
+    "EventHookError",
     "EventLoopError",
     "FashnError",
     "ImageInputError",
@@ -166,6 +172,27 @@ class ImageInputError(InvalidRequestError):
 
 class ClientClosedError(FashnError, RuntimeError):
     """The client was used outside ``async with`` or after it was closed."""
+
+
+class BatchClosedError(FashnError, RuntimeError):
+    """A batch was iterated after it was closed: by ``aclose()``, the end of its ``async
+    with`` block, ``raise_on_error``, or its client closing. A closed batch never restarts."""
+
+
+class BatchInputError(FashnError):
+    """The iterable given to ``batch()`` raised while the batch read it.
+
+    Raised by the batch after the items read before it have finished and been yielded;
+    the input's own exception is ``__cause__``.
+    """
+
+
+class EventHookError(FashnError):
+    """A hook of a batch's :class:`~fashn_async.BatchEvents` raised.
+
+    It fails the item the hook was called for, and the batch raises one after its running
+    items finish; the hook's own exception is ``__cause__``.
+    """
 
 
 class EventLoopError(FashnError, RuntimeError):

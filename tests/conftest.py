@@ -8,7 +8,9 @@ emulator's 5-11 s latencies and 60 s windows cost no real time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import gc
+import logging
+from collections.abc import AsyncIterator, Generator
 
 import pytest
 
@@ -16,9 +18,68 @@ from fashn_async import AsyncFashn
 from fashn_async.testing import Emulator, EmulatorConfig
 
 
+class _AsyncioErrors(logging.Handler):
+    """Keeps every ERROR record of the ``asyncio`` logger ("Task exception was never
+    retrieved", "Task was destroyed but it is pending!", an exception in a callback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_ASYNCIO_ERRORS = _AsyncioErrors()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulator(**kwargs): EmulatorConfig for the test")
     config.addinivalue_line("markers", "client(**kwargs): AsyncFashn options for the test")
+    logging.getLogger("asyncio").addHandler(_ASYNCIO_ERRORS)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    logging.getLogger("asyncio").removeHandler(_ASYNCIO_ERRORS)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Fail the test if asyncio logged an ERROR while it ran, its loop closing included.
+
+    Runs after every fixture finalizer (the event loop's too). A collection of the young
+    generations first makes a task dropped in a reference cycle with an unretrieved
+    exception report itself now, inside this test (a full collection per test would
+    cost a minute of the suite; the session's end does one, below).
+    """
+    try:
+        yield
+    finally:
+        gc.collect(1)
+        _fail_on_asyncio_errors("")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A last full collection: an error logged now fails the run, though no test does."""
+    gc.collect()
+    if _ASYNCIO_ERRORS.records:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        try:
+            _fail_on_asyncio_errors(" after the last test")
+        except pytest.fail.Exception as failure:
+            print(f"\n{failure.msg}")
+
+
+def _fail_on_asyncio_errors(when: str) -> None:
+    records, _ASYNCIO_ERRORS.records = _ASYNCIO_ERRORS.records, []
+    if records:
+        lines = "\n".join(
+            f"{r.getMessage()}\n{logging.Formatter().formatException(r.exc_info)}"
+            if r.exc_info
+            else r.getMessage()
+            for r in records
+        )
+        pytest.fail(f"asyncio logged {len(records)} error(s){when}:\n{lines}", pytrace=False)
 
 
 @pytest.fixture

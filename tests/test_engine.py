@@ -199,45 +199,6 @@ async def test_raise_on_error(client: AsyncFashn, emulator: Emulator) -> None:
     assert client._engine.slots.in_use == 0
 
 
-@pytest.mark.parametrize("how", ["break", "aclose", "body_raises", "consumer_cancelled"])
-async def test_early_exit_cancels_remotely(
-    client: AsyncFashn, emulator: Emulator, how: str
-) -> None:
-    """Leaving a batch early cancels every in-flight prediction and leaves no task."""
-    batch = client.batch(requests_for(emulator, 30))
-
-    async def consume() -> None:
-        async for _ in batch:
-            if how == "break":
-                break
-            if how == "body_raises":
-                raise RuntimeError("boom")
-            if how == "aclose":
-                await batch.aclose()
-                return
-            await asyncio.sleep(3600)  # consumer_cancelled: cancelled while in the body
-
-    task = asyncio.ensure_future(consume())
-    if how == "consumer_cancelled":
-        await asyncio.sleep(15)
-        task.cancel()
-    try:
-        await task
-    except (RuntimeError, asyncio.CancelledError):
-        pass
-    # A plain break is cleaned up when asyncio finalizes the generator, a moment later.
-    for _ in range(100):
-        if not client._engine.batches:
-            break
-        await asyncio.sleep(0.1)
-    report = emulator.report()
-    unfinished = {s.id for s in report.accepted} - set(report.terminal_at) - set(report.cancels)
-    assert not unfinished, f"left running on the server: {unfinished}"
-    assert report.cancels, "nothing was cancelled"
-    assert client._engine.slots.in_use == 0
-    assert not client._engine.batches
-
-
 async def test_lazy_input(client: AsyncFashn, emulator: Emulator) -> None:
     """A generator is pulled only as far as in-flight room allows, not to the end."""
     pulled = 0

@@ -1,0 +1,383 @@
+"""One run of a batch's input: the reader, one worker per item, the result stream.
+
+:class:`_Run` is what a :class:`~fashn_async._batch.Batch` handle starts in its client's
+:class:`~fashn_async._batch.BatchGroup`. It never refers to the handle, so the handle can
+be freed (and the run then cancelled) while the run goes on. Every item ends as one
+:class:`BatchResult`: a bad item, a failed prediction and a raising hook are values, never
+an exception out of the task group; what ends the batch early (out of credits, the input
+raising, a hook raising) is kept in :attr:`_Run.stop` and raised by the handle after the
+results before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from fashn_async._events import BatchEvents, BatchProgress
+from fashn_async._models import ModelRequest, Prediction, PredictionStatus, Request, TryOnRequest
+from fashn_async._results import BatchResult
+from fashn_async.errors import (
+    BatchClosedError,
+    BatchInputError,
+    EventHookError,
+    FashnError,
+    InvalidRequestError,
+    OutOfCreditsError,
+)
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from fashn_async._engine import Engine
+
+__all__ = ["BatchInput", "coerce_request"]
+
+#: What one batch item may be: a request, a dict of TryOnRequest fields (or of
+#: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
+#: :class:`Prediction` submitted earlier, which is polled and never submitted again.
+BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
+
+
+def coerce_request(item: Any) -> Request:
+    """Turn one batch item into a request.
+
+    Raises:
+        InvalidRequestError: the item is of no accepted type, has unknown or missing
+            fields, or a value that fails validation.
+    """
+    if isinstance(item, TryOnRequest | ModelRequest):
+        return item
+    if isinstance(item, Mapping):
+        return _from_mapping(item)
+    if isinstance(item, tuple):
+        if len(item) != 3:
+            raise InvalidRequestError(
+                "a tuple item must be (model_image, garment_image, category), "
+                f"got {len(item)} value(s)"
+            )
+        return TryOnRequest(model_image=item[0], garment_image=item[1], category=item[2])
+    raise InvalidRequestError(
+        "a batch item must be a TryOnRequest, a ModelRequest, a Prediction, a dict of "
+        "request fields or a (model_image, garment_image, category) tuple, got "
+        f"{type(item).__name__}"
+    )
+
+
+def _from_mapping(item: Mapping[Any, Any]) -> Request:
+    fields = dict(item)
+    odd = [key for key in fields if not isinstance(key, str)]
+    if odd:
+        raise InvalidRequestError(f"field names must be strings, got {odd[0]!r:.40}")
+    cls: type[TryOnRequest | ModelRequest] = (
+        ModelRequest if "model_name" in fields or "inputs" in fields else TryOnRequest
+    )
+    known = attrs.fields_dict(cls)
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    required = [name for name, a in known.items() if a.default is attrs.NOTHING]
+    missing = [name for name in required if name not in fields]
+    if missing:
+        raise InvalidRequestError(f"missing field(s) for {cls.__name__}: {', '.join(missing)}")
+    return cls(**fields)
+
+
+@attrs.define
+class _Item:
+    """One item's state while a worker carries it."""
+
+    index: int
+    raw: Any
+    request: Any = None
+    prediction_id: str | None = None
+    hook_error: EventHookError | None = None
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+
+
+class _Run:
+    """One run of a batch's input: a reader, one worker per item, the result stream.
+
+    It never refers to its :class:`Batch` handle, so that the handle can be freed (and
+    the run then cancelled) while the run goes on.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        requests: Iterable[Any] | AsyncIterable[Any],
+        *,
+        events: BatchEvents,
+        progress: BatchProgress,
+        max_pending: int,
+        cancel_on_exit: bool,
+    ) -> None:
+        self.engine = engine
+        self.requests = requests
+        self.events = events
+        self.cancel_on_exit = cancel_on_exit
+        self.progress = progress
+        self.scope = anyio.CancelScope()
+        self.send, self.receive = anyio.create_memory_object_stream[BatchResult](math.inf)
+        #: Items read and not yet taken by the consumer: bounds memory and read-ahead.
+        self.room = anyio.Semaphore(max_pending)
+        self.ended = anyio.Event()
+        #: Why the run was closed before its consumer reached the end (None: it was not).
+        self.closed: str | None = None
+        #: What ends the batch early; raised once the results before it are taken.
+        self.stop: FashnError | None = None
+        #: Called with the run once it is closed or exhausted (its group forgets it).
+        self.forget: Callable[[_Run], None] | None = None
+
+    def cancel(self, reason: str) -> None:
+        """Close the run: cancel its tasks (and so its predictions); results are dropped."""
+        if self.closed is None:
+            self.closed = reason
+        self.scope.cancel()
+        if self.ended.is_set():
+            self.receive.close()
+        if self.forget is not None:
+            self.forget(self)
+
+    async def close(self, reason: str) -> None:
+        """:meth:`cancel`, then wait until every task of the run has ended."""
+        self.cancel(reason)
+        with anyio.CancelScope(shield=True):
+            await self.ended.wait()
+
+    def never_ran(self) -> None:
+        """Its task was cancelled before it began: end the stream all the same."""
+        if not self.ended.is_set():
+            self.send.close()
+            self.receive.close()
+            self.ended.set()
+
+    def exhausted(self) -> None:
+        """The consumer took every result."""
+        self.receive.close()
+        if self.forget is not None:
+            self.forget(self)
+
+    def take_stop(self) -> FashnError | None:
+        """The error that ended the batch early, once."""
+        stop, self.stop = self.stop, None
+        return stop
+
+    async def supervise(self) -> None:
+        """Read the input and start a worker per item; end the stream when all are done."""
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as workers:
+                    await self._read(workers)
+        except Exception as exc:  # a bug of ours: end the batch with it, never a raw group
+            error = FashnError(f"the batch failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._stop(error)
+        finally:
+            self.send.close()
+            self.ended.set()
+            if self.closed is not None:
+                self.receive.close()
+
+    async def _read(self, workers: TaskGroup) -> None:
+        index = 0
+        try:
+            if isinstance(self.requests, AsyncIterable):
+                source: Any = aiter(self.requests)
+                is_async = True
+            else:
+                source, is_async = iter(self.requests), False
+        except Exception as exc:
+            self._input_failed(index, exc)
+            return
+        try:
+            while True:
+                await self.room.acquire()
+                if self.stop is not None:
+                    return
+                try:
+                    item = await anext(source) if is_async else next(source)
+                except (StopIteration, StopAsyncIteration):
+                    return
+                except Exception as exc:
+                    self._input_failed(index, exc)
+                    return
+                self.progress.read += 1
+                work = _Item(index, item, item)
+                self._notify(work)
+                workers.start_soon(self._work, work)
+                index += 1
+        finally:
+            if inspect.isasyncgen(source):  # ours to close, not the garbage collector's
+                with contextlib.suppress(Exception):
+                    await source.aclose()
+
+    def _input_failed(self, index: int, exc: Exception) -> None:
+        error = BatchInputError(
+            f"reading item {index} of the batch's input raised {type(exc).__name__}: {exc} "
+            f"(the {index} item(s) read before it were finished first)"
+        )
+        error.__cause__ = exc
+        self._stop(error)
+
+    def _stop(self, error: FashnError) -> None:
+        if self.stop is None:
+            self.stop = error
+
+    # -- one item ----------------------------------------------------------------------
+
+    async def _work(self, item: _Item) -> None:
+        result = await self._outcome(item)
+        progress = self.progress
+        if item.prediction_id is not None:
+            progress.running -= 1
+        if result.ok:
+            progress.done += 1
+        else:
+            progress.failed += 1
+        if not self._notify(item) and result.ok:  # the last progress hook raised
+            assert item.hook_error is not None
+            progress.done -= 1
+            progress.failed += 1
+            result = attrs.evolve(result, output=(), error=item.hook_error)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.send.send_nowait(result)  # else the consumer left: nobody will read it
+
+    async def _outcome(self, item: _Item) -> BatchResult:
+        status: PredictionStatus | None = None
+        error: FashnError | None = None
+        try:
+            with item.scope:
+                status = await self._drive(item)
+                status.raise_for_status()
+        except FashnError as exc:
+            error = exc
+        except Exception as exc:  # a bug of ours, reported as this item's failure
+            error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+        if item.hook_error is not None:
+            error = item.hook_error
+            if item.prediction_id is not None and status is None and not self.cancel_on_exit:
+                await self.engine.cancel_quietly(item.prediction_id)  # it never runs unseen
+        if isinstance(error, OutOfCreditsError):
+            self._stop(
+                OutOfCreditsError(
+                    f"the batch stopped submitting at input {item.index}: out of credits "
+                    f"({self.progress.submitted} submitted); {error.message}",
+                    status_code=error.status_code,
+                )
+            )
+        if error is not None:
+            return BatchResult(
+                index=item.index,
+                request=item.request,
+                prediction_id=item.prediction_id,
+                error=error,
+            )
+        assert status is not None  # the item's scope is cancelled only with a hook error
+        return BatchResult(
+            index=item.index,
+            request=item.request,
+            prediction_id=status.id,
+            output=status.output or (),
+            transport=self.engine.transport,
+        )
+
+    async def _drive(self, item: _Item) -> PredictionStatus:
+        await anyio.lowlevel.checkpoint()  # a batch closed before this item began: stop here
+        if item.hook_error is not None:
+            raise item.hook_error
+        raw = item.raw
+        if isinstance(raw, Prediction):
+            if not isinstance(raw.id, str) or not raw.id.strip():
+                raise InvalidRequestError(
+                    f"batch item {item.index}: a Prediction's id must be a non-empty string, "
+                    f"got {raw.id!r:.40}"
+                )
+            self._submitted(item, raw.id)
+            return await self.engine.wait_existing(raw.id, cancel=self.cancel_on_exit)
+        item.request = request = _request_at(item.index, raw)
+        try:
+            prepared = await self.engine.prepare(request)
+        except InvalidRequestError as exc:
+            raise _at_index(item.index, exc) from exc
+        except FashnError:
+            raise
+        except Exception as exc:  # reading the item's images failed: a local problem
+            raise InvalidRequestError(
+                f"batch item {item.index}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return await self.engine.submit_and_wait(
+            prepared,
+            on_sending=lambda: self._sending(item),
+            on_submitted=lambda prediction_id: self._submitted(item, prediction_id),
+            on_not_created=lambda: self._not_created(item),
+            cancel=self.cancel_on_exit,
+        )
+
+    # -- hooks: called by the engine, synchronously ------------------------------------
+
+    def _sending(self, item: _Item) -> None:
+        if self.scope.cancel_called:
+            raise BatchClosedError("the batch was closed before this item was sent")
+        if item.hook_error is not None or not self._hook(item, "sending", item.index):
+            assert item.hook_error is not None
+            raise item.hook_error  # the POST must not go out unrecorded
+
+    def _submitted(self, item: _Item, prediction_id: str) -> None:
+        item.prediction_id = prediction_id
+        self.progress.submitted += 1
+        self.progress.running += 1
+        self._hook(item, "submitted", item.index, prediction_id)
+        self._notify(item)
+
+    def _not_created(self, item: _Item) -> None:
+        if not self._hook(item, "not_created", item.index):
+            assert item.hook_error is not None
+            raise item.hook_error  # nothing exists: fail the item rather than re-send
+
+    def _notify(self, item: _Item) -> bool:
+        return self._hook(item, "progress", self.progress)
+
+    def _hook(self, item: _Item, name: str, *args: Any) -> bool:
+        """Call one hook; if it raises, fail the item, stop its work and the batch."""
+        try:
+            getattr(self.events, name)(*args)
+        except Exception as exc:
+            if item.hook_error is None:
+                what = f"the {name} hook raised {type(exc).__name__}: {exc}"
+                item.hook_error = EventHookError(
+                    f"batch item {item.index}: {what}", prediction_id=item.prediction_id
+                )
+                item.hook_error.__cause__ = exc
+                item.scope.cancel()
+                stop = EventHookError(f"the batch stopped at item {item.index}: {what}")
+                stop.__cause__ = exc
+                self._stop(stop)
+            return False
+        return True
+
+
+def _request_at(index: int, raw: Any) -> Request:
+    """coerce_request, with the item's index in any error; nothing raw escapes."""
+    try:
+        return coerce_request(raw)
+    except InvalidRequestError as exc:
+        raise _at_index(index, exc) from exc
+    except Exception as exc:  # a mapping or value that misbehaves when read
+        raise InvalidRequestError(
+            f"batch item {index}: could not be read as a request: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _at_index(index: int, error: InvalidRequestError) -> InvalidRequestError:
+    return type(error)(f"batch item {index}: {error.message}", name=error.name)
