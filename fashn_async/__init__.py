@@ -8,8 +8,8 @@ from fashn_async import errors
 from fashn_async._batch import Batch, BatchInput, BatchProgress
 from fashn_async._client import AsyncFashn
 from fashn_async._coordination import RedisCoordination
-from fashn_async._images import ImageInput
 from fashn_async._events import BatchEvents
+from fashn_async._images import ImageInput
 from fashn_async._limits import Limits, Rate
 from fashn_async._models import (
     Credits,

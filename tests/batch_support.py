@@ -36,7 +36,8 @@ def assert_idle(client: AsyncFashn, emulator: Emulator) -> None:
     engine = client._engine
     assert engine.slots.in_use == 0
     if engine.submit_limiter is not None:
-        assert "unanswered=0 waiting=0" in repr(engine.submit_limiter)
+        assert engine.submit_limiter.waiting == 0
+        assert "unanswered=0" in repr(engine.submit_limiter)
     assert len(client._batches) == 0
 
 

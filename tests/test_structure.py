@@ -23,7 +23,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_engine"]),
     ("results", ["_results"]),
-    ("batch", ["_batch"]),
+    ("batch", ["_events", "_batch_run", "_batch"]),
     ("caller", ["_client", "bulk", "cli", "__main__", ""]),
 ]
 
