@@ -56,7 +56,8 @@ def test_log_lines_come_when_counts_change_at_most_once_per_interval() -> None:
     display.update({**COUNTS, "done": 41, "pending": 49}, 100)  # inside the interval
     with display:
         pass
-    assert len(lines) == 4 and "41 done" in lines[3]  # shown when it closes
+    assert len(lines) == 4  # shown when it closes
+    assert "41 done" in lines[3]
 
 
 def test_rates_on_a_time_scaled_emulator_are_in_api_time() -> None:

@@ -61,7 +61,7 @@ def test_everything_from_the_input_is_escaped(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "out", meta={"catalog_sha256": "x"}, rows=rows) as journal:
         journal.ended(1, "failed", HOSTILE, f"the {ATTRIBUTE_BREAK} failed", "id<i>")
         page = render_report(
-            tmp_path / "out", journal.records(), rows, title=HOSTILE, runs=journal.runs()
+            tmp_path / "out", journal.records(), journal.catalog, title=HOSTILE, runs=journal.runs()
         )
     parsed = _parse(page)
     assert "script" not in parsed.tags
@@ -124,9 +124,8 @@ async def test_a_large_report_links_cached_thumbnails(emulator: Emulator, tmp_pa
     outputs = len(list(out.glob("row*_0.png")))
     assert len(cached) == 3 + 2 + outputs
     with Journal.open(out, meta={}, rows=load_catalog(tmp_path / "catalog.csv").rows) as journal:
-        records, runs = journal.records(), journal.runs()
-    rows = load_catalog(tmp_path / "catalog.csv").rows
-    page = render_report(out, records, rows, title="big", runs=runs, embed=False)
+        records, runs, known = journal.records(), journal.runs(), journal.catalog
+    page = render_report(out, records, known, title="big", runs=runs, embed=False)
     parsed = _parse(page)
     sources = [value for name, value in parsed.attributes if name == "src"]
     assert len(sources) == 6 * 2 + 1 + outputs  # each good row's two inputs, the typo row's
@@ -147,8 +146,8 @@ async def test_chromium_renders_the_report(emulator: Emulator, tmp_path: Path) -
     out = await _job_with_a_failure(emulator, tmp_path)
     rows = load_catalog(tmp_path / "catalog.csv").rows
     with Journal.open(out, meta={}, rows=rows) as journal:
-        records, runs = journal.records(), journal.runs()
-    linked = render_report(out, records, rows, title="linked", runs=runs, embed=False)
+        records, runs, known = journal.records(), journal.runs(), journal.catalog
+    linked = render_report(out, records, known, title="linked", runs=runs, embed=False)
     (out / "linked.html").write_text(linked, encoding="utf-8")
     for page in ("report.html", "linked.html"):
         shot = tmp_path / f"{page}.png"

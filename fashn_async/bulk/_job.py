@@ -53,6 +53,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The errors of a disk that cannot take more (full, quota, read-only, failing).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 _RUNNING = frozenset({State.SUBMITTING, State.SUBMITTED})
+#: Seconds a prediction runs at most: three times the upper end of the tryon class's
+#: 5 to 11 s (the API docs, as ``Polling.prior``).
+LONGEST_LATENCY = 33.0
 
 UNCERTAIN_AFTER_CRASH = (
     "the job stopped while this row's POST was on the wire: the prediction may exist and "
@@ -102,7 +105,7 @@ class JobOptions:
     leave_running: bool = False
     downloads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     thumbnails: bool = True
-    longest_latency: float = attrs.field(default=33.0, validator=attrs.validators.gt(0))
+    longest_latency: float = attrs.field(default=LONGEST_LATENCY, validator=attrs.validators.gt(0))
 
 
 @attrs.frozen(kw_only=True)
