@@ -53,6 +53,8 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The errors of a disk that cannot take more (full, quota, read-only, failing).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 _RUNNING = frozenset({State.SUBMITTING, State.SUBMITTED})
+#: An earlier run's rows that may be running on the server unknown to the journal.
+_MAY_RUN = frozenset({State.SUBMITTING, State.UNCERTAIN})
 #: Seconds a prediction runs at most: three times the upper end of the tryon class's
 #: 5 to 11 s (the API docs, as ``Polling.prior``).
 LONGEST_LATENCY = 33.0
@@ -212,7 +214,7 @@ class BulkJob:
             return self._disk_summary(error)
         outcome = "crashed"
         try:
-            self._reconcile()
+            # What earlier runs sent, read before reconciling (a row sent again forgets).
             records = self._journal.records()
             self._carryover = Carryover(
                 self._client.limits,
@@ -224,9 +226,10 @@ class BulkJob:
             )
             self._predecessors = Predecessors(
                 self._client.limits.in_flight,
-                [r.sent_at for r in records if r.state == State.UNCERTAIN and r.sent_at],
+                [r.sent_at for r in records if r.state in _MAY_RUN and r.sent_at is not None],
                 self._options.longest_latency,
             )
+            self._reconcile()
             with anyio.CancelScope() as self._scope:
                 if self._interrupted or self._problem:
                     self._scope.cancel()
