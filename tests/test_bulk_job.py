@@ -6,6 +6,7 @@ resuming; the emulator's report says what was really submitted.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import socket
@@ -354,3 +355,82 @@ async def test_model_name_sends_inputs_and_output_format(
         assert name.endswith(".jpg")
         with Image.open(out / name) as image:
             assert image.format == "JPEG"
+
+
+def _rewrite(catalog: Path, rows: list[dict[str, str]]) -> None:
+    columns = ["id", "model_image", "garment_image", "category"]
+    with catalog.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+async def test_catalog_edits_between_runs(emulator: Emulator, tmp_path: Path) -> None:
+    """Rows are known by id: a bad row fixed, a row added and one removed before they
+    were sent are taken as they are now; a done row keeps its record when edited (the edit
+    reported, nothing re-sent) or moved; one removed after it was sent stays listed."""
+    catalog = write_catalog(
+        tmp_path, 4, models=2,
+        extra=[{"id": "typo", "model_image": "images/model_0.png",
+                "garment_image": "images/garment_0.png", "category": "topz"}],
+    )  # fmt: skip
+    out = tmp_path / "out"
+    code, _ = await _run(emulator, catalog, out)
+    assert code == 1  # the typo row is invalid
+    with catalog.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[4]["category"] = "tops"  # the typo fixed
+    rows[0]["category"] = "one-pieces"  # sku-1 edited after it was done
+    del rows[1]  # sku-2, done, removed
+    rows.insert(0, {**rows[2], "id": "sku-new", "garment_image": "images/garment_1.png"})
+    _rewrite(catalog, rows)
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
+    assert "line 3, id 'sku-1' changed after it was sent (done)" in printed
+    assert "id 'sku-2') is no longer in the catalog; it was already sent (done)" in printed
+    manifest = read_manifest(out)
+    by_id = {e["id"]: e for e in manifest}
+    assert [e["id"] for e in manifest] == ["sku-new", "sku-1", "sku-3", "sku-4", "typo", "sku-2"]
+    assert [e["row"] for e in manifest] == [1, 2, 3, 4, 5, None]
+    assert by_id["sku-1"]["inputs"]["category"] == "tops"  # as it was sent
+    assert {e["status"] for e in manifest} == {"done"}
+    assert len(emulator.report().accepted) == 4 + 2  # the new row and the fixed one
+
+
+async def test_a_done_row_whose_input_is_gone_prints_no_warning(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A done row whose input file was deleted since: no stale 'no such file' line; it
+    stays done."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    assert (await _run(emulator, catalog, out))[0] == 0
+    (tmp_path / "images" / "model_1.png").unlink()
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
+    assert "no such file" not in printed
+    assert {e["status"] for e in read_manifest(out)} == {"done"}
+
+
+async def test_every_file_the_job_leaves_is_documented(emulator: Emulator, tmp_path: Path) -> None:
+    """Each name a job leaves in --out (the lock and reserve files too) is explained in
+    the README's bulk section."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="quiet",
+    )
+    assert await run_batch(settings, Console(file=io.StringIO())) == 0
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bulk jobs from the command line", 1)[1].split("\n## ", 1)[0]
+    for path in out.iterdir():
+        name = path.name
+        if name.startswith("row"):
+            name = "row00042_1f3a9c0d_0.png"  # the outputs, by their documented pattern
+        elif name.startswith("journal.sqlite3"):
+            name = "journal.sqlite3"  # with SQLite's -wal and -shm beside it
+        assert f"`{name}" in section, f"{path.name} is not documented in the README"

@@ -175,3 +175,40 @@ def _near(colours: Sequence[tuple[int, Any]], target: tuple[int, int, int]) -> i
     return sum(
         n for n, rgb in colours if all(abs(a - b) < 12 for a, b in zip(rgb, target, strict=True))
     )
+
+
+def test_thumbnails_are_upright_and_transparency_is_white(tmp_path: Path) -> None:
+    """A portrait phone photo stored landscape with EXIF orientation 6 gets a portrait
+    thumbnail; a transparent cut-out (RGBA, and a palette with a transparent index) is
+    drawn on white, not black."""
+    from PIL import Image as PILImage
+
+    from fashn_async.bulk._thumbs import thumbnail
+
+    photo = PILImage.new("RGB", (400, 300), "red")  # stored landscape...
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # ...shown rotated 90 degrees: portrait
+    photo.save(tmp_path / "phone.jpg", exif=exif)
+    cutout = PILImage.new("RGBA", (300, 400), (0, 0, 0, 0))
+    cutout.paste((0, 0, 255, 255), (100, 100, 200, 300))
+    cutout.save(tmp_path / "cutout.png")
+    palette = PILImage.new("P", (300, 400), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (100, 100, 200, 300))
+    palette.save(tmp_path / "palette.png", transparency=0)
+
+    def made(name: str) -> PILImage.Image:
+        thumb = thumbnail(tmp_path / name, tmp_path / "out")
+        assert isinstance(thumb, Path)
+        return PILImage.open(thumb)
+
+    with made("phone.jpg") as upright:
+        assert upright.height > upright.width
+    for name in ("cutout.png", "palette.png"):
+        with made(name) as shown:
+            corner = shown.convert("RGB").getpixel((2, 2))
+            middle = shown.convert("RGB").getpixel((shown.width // 2, shown.height // 2))
+        assert isinstance(corner, tuple)
+        assert min(corner) > 240, (name, corner)  # white where it was transparent
+        assert isinstance(middle, tuple)
+        assert middle[2] > 200 > middle[0], (name, middle)  # the garment stays blue
