@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -89,7 +89,7 @@ class Batch:
         raise_on_error: bool,
         on_progress: Callable[[BatchProgress], None] | None,
         max_pending: int,
-        on_sending: Callable[[int], None] | None = None,
+        on_sending: Callable[[int], Awaitable[None] | None] | None = None,
         on_submitted: Callable[[int, str], None] | None = None,
         on_not_created: Callable[[int], None] | None = None,
         cancel_on_exit: bool = True,
@@ -188,9 +188,8 @@ class Batch:
         request: Any = item
         prediction_id: str | None = None
 
-        def sending() -> None:
-            if self._on_sending is not None:
-                self._on_sending(index)
+        def sending() -> Awaitable[None] | None:
+            return None if self._on_sending is None else self._on_sending(index)
 
         def not_created() -> None:
             if self._on_not_created is not None:

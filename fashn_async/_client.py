@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -285,7 +285,7 @@ class AsyncFashn:
         raise_on_error: bool = False,
         on_progress: Callable[[BatchProgress], None] | None = None,
         max_pending: int | None = None,
-        on_sending: Callable[[int], None] | None = None,
+        on_sending: Callable[[int], Awaitable[None] | None] | None = None,
         on_submitted: Callable[[int, str], None] | None = None,
         on_not_created: Callable[[int], None] | None = None,
         cancel_on_exit: bool = True,
@@ -302,6 +302,8 @@ class AsyncFashn:
                 (default: twice the in-flight limit).
             on_sending: Called with an item's index when its POST is about to go out
                 (from then on it may exist on the server; a journal writes this down).
+                It may return an awaitable, awaited before the POST is sent (a journal
+                that writes in a worker thread, keeping its fsync off the event loop).
             on_submitted: Called with the index and prediction id once it was created
                 (also when it was created just as the batch was being left).
             on_not_created: Called with the index when an answer proved that its POST

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -119,7 +119,7 @@ class Engine:
         self,
         prepared: Prepared,
         *,
-        on_sending: Callable[[], None] | None = None,
+        on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         on_created: Callable[[str], None] | None = None,
     ) -> str:
@@ -144,7 +144,9 @@ class Engine:
             response: Response | None = None
             try:
                 if on_sending is not None:
-                    on_sending()
+                    written = on_sending()
+                    if written is not None:  # a journal writing off the event loop
+                        await written
                 response = await self._send_run(prepared, on_created)
             except ConnectError:
                 counted = False  # never sent
@@ -317,7 +319,7 @@ class Engine:
         self,
         prepared: Prepared,
         *,
-        on_sending: Callable[[], None] | None = None,
+        on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_submitted: Callable[[str], None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         cancel: bool = True,

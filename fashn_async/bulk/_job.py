@@ -23,7 +23,7 @@ import errno
 import functools
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -356,10 +356,9 @@ class BulkJob:
                 self._admitted.add(record.row)
                 yield request
 
-        def sending(index: int) -> None:
-            # Raising here keeps the POST from going out: the journal must know first.
-            self._journal_or_stop(self._journal.sending, order[index])
-            self._move(order[index], State.SUBMITTING)
+        def sending(index: int) -> Awaitable[None]:
+            # Awaited before the POST goes out: the journal must know first.
+            return self._sending(order[index])
 
         def not_created(index: int) -> None:
             # A 429, a 5xx or a refused connection: nothing exists, so a crash before the
@@ -420,12 +419,18 @@ class BulkJob:
         self._finished.set()
         self._finished = anyio.Event()
 
-    def _journal_or_stop(self, write: Callable[..., None], *args: object) -> None:
+    async def _sending(self, row: int) -> None:
+        """Write ``submitting`` in a worker thread (the fsync off the event loop, while
+        the submit grant waits); raising keeps the POST from going out."""
         try:
-            write(*args)
+            await self._journal.sending_off_loop(row)
         except JournalWriteError as error:
             self._disk_failed(error)
             raise
+        except anyio.get_cancelled_exc_class():
+            self._write(self._journal.reset, [row])  # written, but the POST never goes out
+            raise
+        self._move(row, State.SUBMITTING)
 
     def _completed(self, row: int, result: BatchResult) -> _Save | None:
         assert result.prediction_id is not None

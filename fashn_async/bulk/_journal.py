@@ -31,12 +31,14 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, ParamSpec, TypeVar
 
+import anyio
 import attrs
 
 from fashn_async.bulk._catalog import CatalogRow, identity_of
@@ -112,8 +114,11 @@ def _writes(method: Callable[_P, _T]) -> Callable[_P, _T]:
 
     @functools.wraps(method)
     def write(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        journal = args[0]
+        assert isinstance(journal, Journal)
         try:
-            return method(*args, **kwargs)
+            with journal.guard:
+                return method(*args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
             raise JournalWriteError(f"cannot write the journal: {_disk_problem(exc)}") from None
 
@@ -196,6 +201,8 @@ class Journal:
     Methods write at once (one transaction each, fsynced): the write must be on disk
     before the request it announces goes out. Each takes well under a millisecond to a
     few. A failed write raises :class:`JournalWriteError` and changes nothing.
+    :meth:`sending_off_loop` makes the write that a submit grant waits for in a worker
+    thread; every access holds :attr:`guard`, so the two threads never interleave.
 
     Attributes:
         catalog: The current catalog row of each journal row (by journal row number).
@@ -204,6 +211,7 @@ class Journal:
 
     def __init__(self, path: Path, connection: sqlite3.Connection, lock: IO[str] | None) -> None:
         self.path = path
+        self.guard = threading.Lock()
         self._db = connection
         self._lock = lock
         self.catalog: dict[int, CatalogRow] = {}
@@ -242,7 +250,7 @@ class Journal:
         lock = _lock(directory)
         path = directory / JOURNAL_NAME
         try:
-            db = sqlite3.connect(path, isolation_level=None)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
@@ -422,24 +430,28 @@ class Journal:
 
     def meta(self) -> dict[str, str | None]:
         """The job's settings, as written when it was created."""
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        with self.guard:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def records(self) -> list[RowRecord]:
         """Every row, in row order."""
         query = f"SELECT {_COLUMNS} FROM rows ORDER BY position IS NULL, position, row"  # noqa: S608 - constant
-        cursor = self._db.execute(query)
-        return [_record(values) for values in cursor]
+        with self.guard:
+            return [_record(values) for values in self._db.execute(query).fetchall()]
 
     def counts(self) -> dict[str, int]:
         """Rows per state."""
         counts = dict.fromkeys(State.ALL, 0)
-        counts.update(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state"))
+        with self.guard:
+            counts.update(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state"))
         return counts
 
     def runs(self) -> list[tuple[float, float | None, str | None]]:
         """Every run of the job: start, end and outcome (None: it was killed)."""
         query = "SELECT started_at, ended_at, outcome FROM runs ORDER BY id"
-        return [(start, end, outcome) for start, end, outcome in self._db.execute(query)]
+        with self.guard:
+            rows = self._db.execute(query).fetchall()
+        return [(start, end, outcome) for start, end, outcome in rows]
 
     # -- state changes (each one transaction) --------------------------------------
 
@@ -451,6 +463,17 @@ class Journal:
             "error_name = NULL, error_message = NULL WHERE row = ?",
             (State.SUBMITTING, time.time(), row),
         )
+
+    async def sending_off_loop(self, row: int) -> None:
+        """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
+
+        Once started, the write completes even if the caller is cancelled meanwhile
+        (the row is then ``submitting``; the caller puts it back).
+
+        Raises:
+            JournalWriteError: the write failed; nothing changed.
+        """
+        await anyio.to_thread.run_sync(self.sending, row)
 
     @_writes
     def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
