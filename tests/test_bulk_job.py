@@ -10,9 +10,11 @@ import csv
 import io
 import json
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from PIL import Image
 from rich.console import Console
@@ -434,3 +436,45 @@ async def test_every_file_the_job_leaves_is_documented(emulator: Emulator, tmp_p
         elif name.startswith("journal.sqlite3"):
             name = "journal.sqlite3"  # with SQLite's -wal and -shm beside it
         assert f"`{name}" in section, f"{path.name} is not documented in the README"
+
+
+async def test_an_awaitable_sending_hook_is_awaited_before_the_post(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The journal's `submitting` write may run off the event loop: a hook returning an
+    awaitable holds the POST until it is done (the emulator sees nothing before)."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    requests = [row.request for row in load_catalog(catalog).rows]
+    seen: list[int] = []  # submissions the emulator had accepted as each write ended
+
+    async def write(index: int) -> None:
+        await anyio.sleep(5.0)  # a slow disk
+        seen.append(len(emulator.report().accepted))
+
+    async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+        async for result in client.batch(requests, on_sending=write):
+            assert result.ok
+    assert len(emulator.report().accepted) == len(seen) == 3
+    # When the n-th write ends, at most the n-1 items written before it were posted.
+    assert all(accepted <= n for n, accepted in enumerate(seen)), seen
+
+
+async def test_the_submitting_write_runs_off_the_event_loop(tmp_path: Path) -> None:
+    """Journal.sending_off_loop writes in a worker thread: the loop keeps running while
+    it fsyncs, and the row is `submitting` on disk once it returns."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    with Journal.open(tmp_path / "out", meta={}, rows=load_catalog(catalog).rows) as journal:
+        threads: list[str] = []
+        real = journal._db
+
+        class Spy:  # the connection, noting the thread each statement runs on
+            def execute(self, *args: Any) -> Any:
+                threads.append(threading.current_thread().name)
+                return real.execute(*args)
+
+        journal._db = Spy()  # type: ignore[assignment]
+        await journal.sending_off_loop(1)
+        journal._db = real
+        assert threads
+        assert threading.main_thread().name not in threads
+    assert journal_counts(tmp_path / "out") == {"submitting": 1}
