@@ -20,7 +20,14 @@ from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_m
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._report import render_report
 from fashn_async.testing import Emulator
-from tests.bulk_support import read_manifest, write_catalog
+from tests.bulk_support import (
+    KEY,
+    control,
+    read_manifest,
+    run_cli,
+    standalone_emulator,
+    write_catalog,
+)
 
 
 class _Cue:
@@ -143,7 +150,8 @@ async def test_a_disk_that_fills_mid_job_stops_it_cleanly(
 ) -> None:
     """--out on a small tmpfs filled after 3 rows are done: exit 2 with the disk named, no
     traceback; every row resumable (none submitting, none failed); nothing charged that
-    the journal does not know of; once space is freed a re-run finishes, each row paid once."""
+    the journal does not know of; once space is freed a re-run finishes, no row failed
+    (Canceled), each row paid once."""
     catalog = write_catalog(tmp_path, 24, models=6)
     with _small_disk(tmp_path / "disk", "16m") as disk:
         out = disk / "results"
@@ -154,6 +162,8 @@ async def test_a_disk_that_fills_mid_job_stops_it_cleanly(
         assert code == 2
         assert problem is not None
         assert "full" in problem or "space" in problem.lower(), problem
+        stopping = [note for note in cue.notes if note.startswith("stopping: ")]
+        assert len(stopping) == 1  # one line naming the disk problem
         with Journal.open(out, meta=_meta(emulator), rows=load_catalog(catalog).rows) as j:
             states = {r.state for r in j.records()}
             canceled = sum(r.state == "canceled" for r in j.records())
@@ -164,12 +174,39 @@ async def test_a_disk_that_fills_mid_job_stops_it_cleanly(
         assert charged <= known  # every charged prediction is in the journal
         filler[0].unlink()
         code, printed = await _rerun(emulator, catalog, out)
+        manifest = read_manifest(out)
     assert code == 0, printed
     assert "Canceled" not in printed
+    assert {e["status"] for e in manifest} == {"done"}
     report = emulator.report()
-    # Only cancelled rows were sent twice (one whose prediction finished anyway is collected).
+    # Only cancelled rows were sent twice (one whose prediction finished anyway is
+    # collected); each row is paid once.
     assert report.duplicates <= canceled
-    assert report.credits_used == 24  # each row paid once
+    assert report.credits_used == 24
+
+
+async def test_cancels_the_journal_could_not_record_are_sent_again(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A stop whose records were lost (the disk refused even them): rows the journal says
+    `submitted` whose predictions were cancelled on the server are sent again by the next
+    run, never marked failed (Canceled)."""
+    catalog = write_catalog(tmp_path, 4, models=2)
+    out = tmp_path / "out"
+    loaded = load_catalog(catalog)
+    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+            for row in loaded.rows[:3]:
+                assert row.request is not None
+                journal.sending(row.row)
+                prediction = await client.submit(row.request)
+                journal.submitted(row.row, prediction.id)
+                await client.cancel(prediction.id)  # and the disk refused to record it
+    code, printed = await _rerun(emulator, catalog, out)
+    assert code == 0, printed
+    assert "Canceled" not in printed
+    assert {e["status"] for e in read_manifest(out)} == {"done"}
+    assert emulator.report().credits_used == 4
 
 
 async def test_an_unwritable_out_cannot_start(emulator: Emulator, tmp_path: Path) -> None:
@@ -205,3 +242,38 @@ async def test_a_restart_after_kill_9_draws_no_429(emulator: Emulator, tmp_path:
     assert code == 1  # the six are uncertain, not re-sent
     assert "6 uncertain row(s)" in printed
     assert {e["status"] for e in read_manifest(out)} == {"done", "uncertain"}
+
+
+@pytest.mark.looptime(False)  # real processes, real time
+def test_the_cli_on_a_disk_too_small_exits_2_with_one_line(tmp_path: Path) -> None:
+    """`fashn-async batch` with --out on a 1 MiB tmpfs that fills mid-job: exit 2, the
+    disk named, no traceback (no ExceptionGroup); grown, the same command finishes with
+    every row paid once and no 429."""
+    catalog = write_catalog(tmp_path, 60)
+    with (
+        _small_disk(tmp_path / "disk", "1m") as disk,
+        standalone_emulator("--time-scale", "0.01") as url,
+    ):
+        args = ["batch", str(catalog), "--out", str(disk / "results"), "--base-url", url,
+                "--time-scale", "0.01", "--progress", "lines"]  # fmt: skip
+        full = run_cli(*args, FASHN_API_KEY=KEY)
+        assert full.returncode == 2, full.stderr
+        assert "disk is full" in full.stderr
+        assert "Traceback" not in full.stderr
+        assert "Group" not in full.stderr
+        _remount(disk, "size=64m")
+        again = run_cli(*args, FASHN_API_KEY=KEY)
+        manifest = read_manifest(disk / "results")
+        report = control(url, "GET", "/_emulator/report")
+    assert again.returncode == 0, again.stderr
+    assert {e["status"] for e in manifest} == {"done"}
+    assert report["credits_used"] == 60
+    assert report["rejected"] == {}
+
+
+def _remount(path: Path, options: str) -> None:
+    subprocess.run(  # noqa: S603 - fixed command, our own path
+        ["mount", "-o", f"remount,{options}", str(path)],  # noqa: S607 - system tool
+        check=True,
+        capture_output=True,
+    )
