@@ -52,6 +52,7 @@ def _wait_for_work(out: Path, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.timeout(120)  # six real CLI processes: a backstop for a loaded machine
 def test_sigkill_at_five_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -> None:
     """200 rows, SIGKILL 5 times mid-job: every row once in the manifest, one accepted
     submission per row (uncertain rows at most one, re-sent only with the flag), every

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import io
 import os
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.console import Console
 from fashn_async import AsyncFashn
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
 from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._journal import JournalWriteError
 from fashn_async.bulk._report import render_report
 from fashn_async.testing import Emulator
 from tests.bulk_support import (
@@ -277,3 +279,30 @@ def _remount(path: Path, options: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def test_every_journal_write_fails_as_a_journal_write_error(tmp_path: Path) -> None:
+    """Every write method of the journal, on a database that refuses writes, raises
+    JournalWriteError (never a raw sqlite3 or OS error), so a job can stop cleanly."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    args: dict[str, tuple[object, ...]] = {
+        "sending": (1,), "submitted": (1, "p1"), "completed": (1, "p1", ["u"]),
+        "saved": (1, ["f.png"]), "ended": (1, "failed", "E", "m"), "note_error": (1, "E", "m"),
+        "reset": ([1],), "canceled": ([1], "note"), "request_cancel": ([1],),
+        "begin_run": (), "end_run": (1, "finished"),
+    }  # fmt: skip
+    reads = {"meta", "records", "counts", "runs", "close", "open", "release_reserve",
+             "sending_off_loop"}  # fmt: skip
+    public = {n for n in dir(Journal) if not n.startswith("_") and callable(getattr(Journal, n))}
+    assert public - reads == set(args)  # a new write method needs a line here
+    journal = Journal.open(tmp_path / "out", meta={}, rows=load_catalog(catalog).rows)
+    real = journal._db
+    journal._db = sqlite3.connect(":memory:")  # no such tables: every statement fails
+    try:
+        for name, values in args.items():
+            with pytest.raises(JournalWriteError, match="cannot write the journal"):
+                getattr(journal, name)(*values)
+    finally:
+        journal._db.close()
+        journal._db = real
+        journal.close()

@@ -504,6 +504,7 @@ class Journal:
             (State.DONE, json.dumps(list(files)), row),
         )
 
+    @_writes
     def ended(
         self,
         row: int,
@@ -548,6 +549,7 @@ class Journal:
                 [(State.CANCELED, note, time.time(), row) for row in rows],
             )
 
+    @_writes
     def request_cancel(self, rows: Iterable[int]) -> None:
         """These submitted rows were cancelled on the server when the job was stopped."""
         with self._transaction():
