@@ -26,23 +26,30 @@ deletes, so that a job stopped by a full disk still has room to record its stop.
 from __future__ import annotations
 
 import contextlib
-import errno
-import functools
 import json
 import os
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, ParamSpec, TypeVar
+from typing import IO, Any, Final
 
 import anyio
-import attrs
 
 from fashn_async.bulk._catalog import CatalogRow, identity_of
-from fashn_async.errors import ConfigurationError, FashnError
+from fashn_async.bulk._rows import (
+    JournalBusyError,
+    JournalMismatchError,
+    JournalWriteError,
+    RowRecord,
+    State,
+    disk_problem,
+    record_of,
+    writes,
+)
+from fashn_async.errors import ConfigurationError
 
 __all__ = [
     "Journal",
@@ -65,102 +72,6 @@ CHECKED: Final = {
     "model_name": "the model (--model-name)",
     "output_format": "the output format (--output-format)",
 }
-
-
-class State:
-    """A row's state in the journal (and its ``status`` in the manifest)."""
-
-    PENDING: Final = "pending"
-    SUBMITTING: Final = "submitting"
-    SUBMITTED: Final = "submitted"
-    COMPLETED: Final = "completed"
-    DONE: Final = "done"
-    FAILED: Final = "failed"
-    INVALID: Final = "invalid"
-    UNCERTAIN: Final = "uncertain"
-    CANCELED: Final = "canceled"
-
-    ALL: Final = (
-        PENDING, SUBMITTING, SUBMITTED, COMPLETED, DONE, CANCELED, FAILED, INVALID, UNCERTAIN
-    )  # fmt: skip
-    #: Nothing more happens to these without a flag or a fix.
-    FINAL: Final = frozenset({DONE, FAILED, INVALID, UNCERTAIN})
-    #: Not done, and nothing of theirs runs: the report's "Not done" table.
-    NOT_DONE: Final = (CANCELED, FAILED, INVALID, UNCERTAIN)
-    #: Never sent: a catalog edit may change or remove them.
-    UNSENT: Final = frozenset({PENDING, INVALID})
-
-
-class JournalMismatchError(ConfigurationError):
-    """The journal in the output folder belongs to another catalog or API."""
-
-
-class JournalBusyError(ConfigurationError):
-    """Another job is running on the same output folder."""
-
-
-class JournalWriteError(FashnError):
-    """The journal could not be written (a full, read-only or failing disk)."""
-
-    default_name = "JournalWriteError"
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _writes(method: Callable[_P, _T]) -> Callable[_P, _T]:
-    """A journal write: a disk or database failure becomes :class:`JournalWriteError`."""
-
-    @functools.wraps(method)
-    def write(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        journal = args[0]
-        assert isinstance(journal, Journal)
-        try:
-            with journal.guard:
-                return method(*args, **kwargs)
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalWriteError(f"cannot write the journal: {_disk_problem(exc)}") from None
-
-    return write
-
-
-def _disk_problem(exc: BaseException) -> str:
-    """What a disk or SQLite failure means to a person."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "the disk is full (no space left on device)"
-    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    text = str(exc)
-    if "full" in text:
-        return "the disk is full (database or disk is full)"
-    return text
-
-
-@attrs.frozen(kw_only=True)
-class RowRecord:
-    """A row as the journal knows it."""
-
-    row: int
-    line: int
-    key: str
-    identity: str
-    position: int | None
-    label: str | None
-    inputs: dict[str, Any]
-    state: str
-    prediction_id: str | None
-    outputs: list[str]
-    files: list[str]
-    error_name: str | None
-    error_message: str | None
-    cancel_requested: bool
-    sends: int
-    sent_at: float | None
-    submitted_at: float | None
-    finished_at: float | None
 
 
 _SCHEMA = """
@@ -236,7 +147,7 @@ class Journal:
             return cls._open(directory, meta, rows)
         except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(
-                f"cannot write to {directory}: {_disk_problem(exc)}; give --out a folder "
+                f"cannot write to {directory}: {disk_problem(exc)}; give --out a folder "
                 "this user can write to"
             ) from None
 
@@ -437,7 +348,7 @@ class Journal:
         """Every row, in row order."""
         query = f"SELECT {_COLUMNS} FROM rows ORDER BY position IS NULL, position, row"  # noqa: S608 - constant
         with self.guard:
-            return [_record(values) for values in self._db.execute(query).fetchall()]
+            return [record_of(values) for values in self._db.execute(query).fetchall()]
 
     def counts(self) -> dict[str, int]:
         """Rows per state."""
@@ -455,7 +366,7 @@ class Journal:
 
     # -- state changes (each one transaction) --------------------------------------
 
-    @_writes
+    @writes
     def sending(self, row: int) -> None:
         """The row's POST is about to go out: from now on it may exist on the server."""
         self._db.execute(
@@ -475,7 +386,7 @@ class Journal:
         """
         await anyio.to_thread.run_sync(self.sending, row)
 
-    @_writes
+    @writes
     def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
         """The server answered with the row's prediction id (``cancelling``: too late,
         the job is stopping and cancels it)."""
@@ -485,7 +396,7 @@ class Journal:
             (State.SUBMITTED, prediction_id, time.time(), int(cancelling), row),
         )
 
-    @_writes
+    @writes
     def completed(self, row: int, prediction_id: str, outputs: Sequence[str]) -> None:
         """The prediction completed: its outputs are known, not yet on disk."""
         self._db.execute(
@@ -495,7 +406,7 @@ class Journal:
             (State.COMPLETED, prediction_id, json.dumps(list(outputs)), time.time(), row),
         )
 
-    @_writes
+    @writes
     def saved(self, row: int, files: Sequence[str]) -> None:
         """Every output of the row is on disk."""
         self._db.execute(
@@ -504,7 +415,7 @@ class Journal:
             (State.DONE, json.dumps(list(files)), row),
         )
 
-    @_writes
+    @writes
     def ended(
         self,
         row: int,
@@ -521,14 +432,14 @@ class Journal:
             (state, name, message, prediction_id, time.time(), row),
         )
 
-    @_writes
+    @writes
     def note_error(self, row: int, name: str | None, message: str | None) -> None:
         """Keep the row's state, with this error (a download that failed, say)."""
         self._db.execute(
             "UPDATE rows SET error_name = ?, error_message = ? WHERE row = ?", (name, message, row)
         )
 
-    @_writes
+    @writes
     def reset(self, rows: Iterable[int], note: str | None = None) -> None:
         """Make rows ``pending`` again (nothing of theirs runs or is charged on the server)."""
         with self._transaction():
@@ -539,7 +450,7 @@ class Journal:
                 [(State.PENDING, note, row) for row in rows],
             )
 
-    @_writes
+    @writes
     def canceled(self, rows: Iterable[int], note: str) -> None:
         """These rows' predictions were cancelled by a stop (a re-run sends them again)."""
         with self._transaction():
@@ -549,7 +460,7 @@ class Journal:
                 [(State.CANCELED, note, time.time(), row) for row in rows],
             )
 
-    @_writes
+    @writes
     def request_cancel(self, rows: Iterable[int]) -> None:
         """These submitted rows were cancelled on the server when the job was stopped."""
         with self._transaction():
@@ -557,14 +468,14 @@ class Journal:
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
             )
 
-    @_writes
+    @writes
     def begin_run(self) -> int:
         """Record that a run starts; returns its id."""
         cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    @_writes
+    @writes
     def end_run(self, run: int, outcome: str) -> None:
         """Record how a run ended."""
         self._db.execute(
@@ -603,31 +514,6 @@ def _reserve(directory: Path) -> None:
         fh.write(b"\0" * RESERVE_BYTES)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _record(values: tuple[Any, ...]) -> RowRecord:
-    (row, line, key, identity, position, label, inputs, state, pid, outputs) = values[:10]
-    files, name, message, cancel, sends, sent_at, submitted_at, finished_at = values[10:]
-    return RowRecord(
-        row=row,
-        line=line,
-        key=key,
-        identity=identity,
-        position=position,
-        label=label,
-        inputs=json.loads(inputs),
-        state=state,
-        prediction_id=pid,
-        outputs=json.loads(outputs),
-        files=json.loads(files),
-        error_name=name,
-        error_message=message,
-        cancel_requested=bool(cancel),
-        sends=sends,
-        sent_at=sent_at,
-        submitted_at=submitted_at,
-        finished_at=finished_at,
-    )
 
 
 def _lock(directory: Path) -> IO[str]:
