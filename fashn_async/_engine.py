@@ -128,9 +128,10 @@ class Engine:
         Hooks for a journal, each called synchronously: ``on_sending`` once the limiter
         admits the request, right before each send (from then on it may exist; an
         awaitable it returns is awaited before the send, so a journal can write off the
-        event loop); ``on_not_created`` when an answer or error proves it does not (before waiting to
-        send again, or raising); ``on_created`` with the id, as soon as it is known -- even
-        when we are being cancelled and the new prediction is about to be cancelled too.
+        event loop); ``on_not_created`` when an answer or error proves it does not
+        (before waiting to send again, or raising); ``on_created`` with the id, as soon
+        as it is known -- even when we are being cancelled and the new prediction is
+        about to be cancelled too.
 
         Raises:
             SubmissionUncertainError: the request went out and no answer came back.

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,7 @@ async def test_a_row_caught_mid_post_is_uncertain_until_resent_on_request(
         j.sending(2)  # killed between the POST going out and its answer
     code, printed = await _run(emulator, catalog, out)
     assert code == 1
-    assert "1 uncertain row(s), not re-sent" in printed
+    assert "1 uncertain row, not re-sent" in printed
     assert "(line 3)" in printed
     manifest = read_manifest(out)
     assert [e["status"] for e in manifest] == ["done", "uncertain", "done"]
@@ -478,3 +479,24 @@ async def test_the_submitting_write_runs_off_the_event_loop(tmp_path: Path) -> N
         assert threads
         assert threading.main_thread().name not in threads
     assert journal_counts(tmp_path / "out") == {"submitting": 1}
+
+
+async def test_a_journal_of_the_previous_schema_resumes(emulator: Emulator, tmp_path: Path) -> None:
+    """A journal written by 0.1 (rows known by number only) is migrated: its done rows
+    stay done, the rest run, nothing is sent twice."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    out = tmp_path / "out"
+    assert (await _run(emulator, catalog, out))[0] == 0
+    with sqlite3.connect(out / "journal.sqlite3") as db:  # back to schema 1
+        db.execute("ALTER TABLE rows DROP COLUMN identity")
+        db.execute("ALTER TABLE rows DROP COLUMN position")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+        db.execute("UPDATE rows SET state = 'pending', prediction_id = NULL WHERE row = 3")
+    db.close()
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
+    manifest = read_manifest(out)
+    assert [(e["row"], e["id"], e["status"]) for e in manifest] == [
+        (1, "sku-1", "done"), (2, "sku-2", "done"), (3, "sku-3", "done")
+    ]  # fmt: skip
+    assert len(emulator.report().accepted) == 4  # row 3 sent again, as its journal said

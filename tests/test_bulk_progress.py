@@ -79,9 +79,9 @@ def test_the_live_bar_draws_figures_and_notes() -> None:
     assert isinstance(display, RichDisplay)
     with display:
         display.update(COUNTS, 100)
-        display.note("2 uncertain row(s), not re-sent")
+        display.note("2 uncertain rows, not re-sent")
     text = buffer.getvalue()
-    assert "2 uncertain row(s), not re-sent" in text
+    assert "2 uncertain rows, not re-sent" in text
     assert "13/100" in text
     assert "10 done, 1 failed" in text
     assert isinstance(make_display("auto", Console(file=io.StringIO())), LineDisplay)

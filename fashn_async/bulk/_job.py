@@ -38,6 +38,7 @@ from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal, JournalWriteError, RowRecord, State
 from fashn_async.bulk._pacing import Carryover, Predecessors
 from fashn_async.bulk._thumbs import thumbnail
+from fashn_async.bulk._words import plural
 from fashn_async.errors import (
     BadRequestError,
     FashnError,
@@ -301,9 +302,9 @@ class BulkJob:
             listed = ", ".join(f"line {r.line}" for r in uncertain[:20])
             more = f" and {len(uncertain) - 20} more" if len(uncertain) > 20 else ""
             self._display.note(
-                f"{len(uncertain)} uncertain row(s), not re-sent: their POST may have landed "
-                f"without an answer ({listed}{more}). Re-run with --resend-uncertain to "
-                "send them again; each may then be charged twice."
+                f"{plural(len(uncertain), 'uncertain row')}, not re-sent: their POST may "
+                f"have landed without an answer ({listed}{more}). Re-run with "
+                "--resend-uncertain to send them again; each may then be charged twice."
             )
 
     # -- during ---------------------------------------------------------------------
@@ -539,7 +540,7 @@ class BulkJob:
         if stopped and running:
             what = "left running" if self._options.leave_running else "cancelled on the server"
             self._display.note(
-                f"stopped: {len(running)} running prediction(s) {what}; run the same "
+                f"stopped: {plural(len(running), 'running prediction')} {what}; run the same "
                 "command again to resume"
             )
 
