@@ -132,7 +132,7 @@ def iter_catalog(
 ) -> Iterator[CatalogRow]:
     """The rows of a catalog one by one, as read (memory does not grow with rows).
 
-    Rows come without their final ``identity`` (repeats are told apart by
+    Rows come without their ``identity`` (given, repeats told apart, by
     :func:`load_catalog`); arguments as for :func:`load_catalog`.
 
     Raises:
@@ -172,7 +172,7 @@ def _identified(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:
     """Give each row its identity; a repeat of an earlier one gets ``#2``, ``#3``..."""
     seen: Counter[str] = Counter()
     for row in rows:
-        base = identity_of(row.inputs)
+        base = row.identity or identity_of(row.inputs)
         seen[base] += 1
         yield attrs.evolve(row, identity=base if seen[base] == 1 else f"{base}#{seen[base]}")
 
@@ -275,8 +275,8 @@ class _RowReader:
         self.base = base
         self.model_name = model_name
         self.output_format = output_format
-        # One read per distinct file, remembered for the last few thousand files.
-        self._check = functools.lru_cache(maxsize=_CHECKED_FILES)(_check_file)
+        # One read per distinct path text, remembered for the last few thousand.
+        self._file = functools.lru_cache(maxsize=_CHECKED_FILES)(self._check_path)
 
     def row(self, number: int, line: int, values: dict[str, Any] | str) -> CatalogRow:
         """The row, validated; anything that goes wrong makes it invalid, never raises."""
@@ -331,7 +331,6 @@ class _RowReader:
             line=line,
             inputs=values,
             key=key,
-            identity=identity_of(values),
             label=label,
             request=request,
             error="; ".join(problems) or None,
@@ -365,9 +364,12 @@ class _RowReader:
             return text, None
         if "\x00" in text:
             return "", f"{column}: a file path cannot hold a NUL byte"
-        path = self.base / Path(text).expanduser()
-        problem = self._check(path)
+        path, problem = self._file(text)
         return path, None if problem is None else f"{column}: {problem}"
+
+    def _check_path(self, text: str) -> tuple[Path, str | None]:
+        path = self.base / Path(text).expanduser()
+        return path, _check_file(path)
 
 
 def _check_file(path: Path) -> str | None:
