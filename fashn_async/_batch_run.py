@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -326,12 +326,26 @@ class _Run:
 
     # -- hooks: called by the engine, synchronously ------------------------------------
 
-    def _sending(self, item: _Item) -> None:
+    def _sending(self, item: _Item) -> Awaitable[None] | None:
         if self.scope.cancel_called:
             raise BatchClosedError("the batch was closed before this item was sent")
-        if item.hook_error is not None or not self._hook(item, "sending", item.index):
-            assert item.hook_error is not None
+        written: Any = None
+        try:
+            written = self.events.sending(item.index)
+        except Exception as exc:
+            self._hook_failed(item, "sending", exc)
+        if item.hook_error is not None:
             raise item.hook_error  # the POST must not go out unrecorded
+        return None if written is None else self._sent_down(item, written)
+
+    async def _sent_down(self, item: _Item, written: Awaitable[None]) -> None:
+        """Await what the sending hook returned; if it fails, so does the item."""
+        try:
+            await written
+        except Exception as exc:
+            self._hook_failed(item, "sending", exc)
+            assert item.hook_error is not None
+            raise item.hook_error from exc
 
     def _submitted(self, item: _Item, prediction_id: str) -> None:
         item.prediction_id = prediction_id
@@ -353,18 +367,22 @@ class _Run:
         try:
             getattr(self.events, name)(*args)
         except Exception as exc:
-            if item.hook_error is None:
-                what = f"the {name} hook raised {type(exc).__name__}: {exc}"
-                item.hook_error = EventHookError(
-                    f"batch item {item.index}: {what}", prediction_id=item.prediction_id
-                )
-                item.hook_error.__cause__ = exc
-                item.scope.cancel()
-                stop = EventHookError(f"the batch stopped at item {item.index}: {what}")
-                stop.__cause__ = exc
-                self._stop(stop)
+            self._hook_failed(item, name, exc)
             return False
         return True
+
+    def _hook_failed(self, item: _Item, name: str, exc: Exception) -> None:
+        """A hook raised: fail the item, stop its work and the batch."""
+        if item.hook_error is None:
+            what = f"the {name} hook raised {type(exc).__name__}: {exc}"
+            item.hook_error = EventHookError(
+                f"batch item {item.index}: {what}", prediction_id=item.prediction_id
+            )
+            item.hook_error.__cause__ = exc
+            item.scope.cancel()
+            stop = EventHookError(f"the batch stopped at item {item.index}: {what}")
+            stop.__cause__ = exc
+            self._stop(stop)
 
 
 def _request_at(index: int, raw: Any) -> Request:

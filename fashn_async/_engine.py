@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 from urllib.parse import quote
 
@@ -112,7 +112,7 @@ class Engine:
         self,
         prepared: Prepared,
         *,
-        on_sending: Callable[[], None] | None = None,
+        on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         on_created: Callable[[str], None] | None = None,
     ) -> str:
@@ -244,7 +244,7 @@ class Engine:
         self,
         prepared: Prepared,
         *,
-        on_sending: Callable[[], None] | None = None,
+        on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_submitted: Callable[[str], None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         cancel: bool = True,

@@ -14,7 +14,8 @@ raises stops the batch: see :class:`BatchEvents`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 import attrs
 
@@ -59,10 +60,15 @@ class BatchEvents:
     and its in-flight slot given back, as on any other failure.
     """
 
-    def sending(self, index: int) -> None:
+    def sending(self, index: int) -> Awaitable[None] | None:
         """The item was admitted by the limits; its ``POST /v1/run`` goes out when this
         returns (and again after each :meth:`not_created`). From now on a prediction may
-        exist: a journal writes this down first."""
+        exist: a journal writes this down first.
+
+        It may return an awaitable, awaited before the POST goes out: a journal that
+        writes (and fsyncs) in a worker thread keeps the event loop free. If it raises,
+        the POST is not sent and the item's submit grant is given back."""
+        return None
 
     def submitted(self, index: int, prediction_id: str) -> None:
         """The server created the item's prediction (also when the batch is being left
@@ -105,10 +111,12 @@ class CallbackEvents(BatchEvents):
         given = [name for name in names if getattr(self, f"_{name}") is not None]
         return f"<CallbackEvents {' '.join(given) or 'none'}>"
 
-    def sending(self, index: int) -> None:
-        """Call ``on_sending(index)``."""
-        if self._on_sending is not None:
-            self._on_sending(index)
+    def sending(self, index: int) -> Awaitable[None] | None:
+        """Call ``on_sending(index)``; an awaitable it returns is awaited before the POST."""
+        if self._on_sending is None:
+            return None
+        written = self._on_sending(index)
+        return written if inspect.isawaitable(written) else None
 
     def submitted(self, index: int, prediction_id: str) -> None:
         """Call ``on_submitted(index, prediction_id)``."""

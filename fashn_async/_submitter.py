@@ -83,14 +83,16 @@ class Submitter:
         self,
         prepared: Prepared,
         *,
-        on_sending: Callable[[], None] | None = None,
+        on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         on_created: Callable[[str], None] | None = None,
     ) -> str:
         """POST /v1/run through the submit limiter; re-send only where nothing exists.
 
         Hooks for a journal, each called synchronously: ``on_sending`` once the limiter
-        admits the request, right before each send (from then on it may exist);
+        admits the request, right before each send (from then on it may exist; an
+        awaitable it returns is awaited before the send, so a journal can write off the
+        event loop, and if the hook fails nothing is sent and the grant is given back);
         ``on_not_created`` when the answer proves it does not (before waiting to send
         again, or raising); ``on_created`` with the id, as soon as it is known -- even
         when we are being cancelled and the new prediction is about to be cancelled too.
@@ -111,10 +113,13 @@ class Submitter:
         limiter = self.limiter
         while True:
             grant = None if limiter is None else await limiter.acquire(prepared.generations)
-            counted = True  # unless the server cannot have counted it
+            counted = False  # until the request may go out
             try:
                 if on_sending is not None:
-                    on_sending()
+                    written = on_sending()
+                    if written is not None:  # a journal writing off the event loop
+                        await written
+                counted = True  # unless the server cannot have counted it
                 result: Response | TransportError
                 try:
                     result = await self._send_run(prepared, on_created)

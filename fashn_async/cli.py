@@ -1,8 +1,10 @@
 """The ``fashn-async`` command line: batch, run, emulator, demo.
 
 click parses the arguments and rich draws the progress display; both come with the
-``cli`` extra. Exit codes: 0 all done, 1 some failed (or are uncertain, or still to do),
-2 could not start, 130 stopped by Ctrl-C (``batch``: run it again to resume).
+``cli`` extra. Exit codes: 0 all done, 1 some failed (or are uncertain, or still to do;
+``run``: the prediction started and failed or ran out of time), 2 could not start (or,
+``batch``, a disk problem stopped it), 130 stopped by Ctrl-C (``batch``: run it again to
+resume).
 """
 
 from __future__ import annotations
@@ -27,10 +29,19 @@ from fashn_async.bulk._command import (
     run_batch,
 )
 from fashn_async.bulk._command import dry_run as check_catalog
-from fashn_async.bulk._job import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, JobOptions
+from fashn_async.bulk._job import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    LONGEST_LATENCY,
+    JobOptions,
+)
 from fashn_async.errors import (
     ConfigurationError,
+    DeadlineExceededError,
+    DownloadError,
     FashnError,
+    PredictionCanceledError,
     PredictionError,
     SubmissionUncertainError,
 )
@@ -78,13 +89,13 @@ def _api_options(function: Any) -> Any:
     )(function)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="fashn-async")
 def main() -> None:
     """fashn-async: virtual try-on at the API's limits, safely."""
 
 
-@main.command()
+@main.command(short_help="Run a whole catalog of try-ons, resumably.")
 @click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--out",
@@ -94,7 +105,10 @@ def main() -> None:
 )
 @_api_options
 @click.option("--dry-run", is_flag=True, help="Check every row, list the bad ones; send nothing.")
-@click.option("--in-flight", type=click.IntRange(1, 10_000), default=6, show_default=True)
+@click.option(
+    "--in-flight", type=click.IntRange(1, 10_000), default=6, show_default=True,
+    help="Predictions running at once (the API's concurrency limit).",
+)  # fmt: skip
 @click.option(
     "--submit-rate", type=RateType(), default="25/60", show_default=True,
     help="Generations submitted per window of SECONDS, or off.",
@@ -115,7 +129,10 @@ def main() -> None:
     default=None,
     help="Output image format of rows that set none (needs --model-name).",
 )
-@click.option("--downloads", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option(
+    "--downloads", type=click.IntRange(1, 64), default=8, show_default=True,
+    help="Output images downloaded at once.",
+)  # fmt: skip
 @click.option(
     "--resend-uncertain",
     is_flag=True,
@@ -140,15 +157,16 @@ def main() -> None:
     type=click.FloatRange(0.0, 3600.0),
     default=10.0,
     show_default=True,
-    help="Seconds between two progress lines (log-line display).",
+    help="Log-line display: a progress line when the counts change, at most one per this "
+    "many seconds, and one at the end.",
 )
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
 @click.option(
     "--time-scale",
     type=click.FloatRange(0.0001, 1.0),
     default=None,
-    help="For an emulator started with this --time-scale: scales limits and polling. "
-    "Default: an emulator's own, read from it, else 1.",
+    help="For an emulator started with this --time-scale: scales limits and polling; "
+    "rates are shown in API time. Default: an emulator's own, read from it, else 1.",
 )
 def batch(
     catalog: Path,
@@ -192,6 +210,7 @@ def batch(
             retry_failed=retry_failed,
             leave_running=leave_running,
             downloads=downloads,
+            longest_latency=LONGEST_LATENCY * time_scale,
         ),
         api_key=api_key,
         base_url=base_url,
@@ -202,6 +221,7 @@ def batch(
         display=progress,
         log_interval=log_interval,
         report=not no_report,
+        time_scale=time_scale,
     )
     if dry_run:  # the bad rows on stdout, one per line
         sys.exit(check_catalog(settings, click.echo))
@@ -213,7 +233,7 @@ def batch(
     sys.exit(code)
 
 
-@main.command()
+@main.command(short_help="A sample catalog on the embedded emulator.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -235,7 +255,11 @@ def batch(
     show_default=True,
     help="Emulator time factor: 0.02 runs an API minute in 1.2 s.",
 )
-@click.option("--progress", type=click.Choice(["auto", "bar", "lines", "quiet"]), default="auto")
+@click.option(
+    "--progress", type=click.Choice(["auto", "bar", "lines", "quiet"]), default="auto",
+    show_default=True,
+    help="A live bar, log lines, or nothing; auto: a bar on a terminal, else lines.",
+)  # fmt: skip
 def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     """A sample catalog through the whole bulk path, on the embedded emulator.
 
@@ -265,12 +289,13 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
             code = await run_batch(
                 BatchSettings(
                     catalog=catalog,
-                    options=JobOptions(out=out),
+                    options=JobOptions(out=out, longest_latency=LONGEST_LATENCY * time_scale),
                     api_key=emu.api_key,
                     base_url=emu.url,
                     limits=Limits().scaled(time_scale),
                     polling=Polling().scaled(time_scale),
                     display=progress,
+                    time_scale=time_scale,
                 ),
                 console,
             )
@@ -284,8 +309,8 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     sys.exit(asyncio.run(go()))
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@main.command(short_help="Serve the API emulator.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
 @click.option(
     "--api-key",
@@ -294,10 +319,20 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     show_default=True,
     help="The key the emulator accepts.",
 )
-@click.option("--time-scale", type=click.FloatRange(0.0001, 100.0), default=1.0, show_default=True)
-@click.option("--latency", default="5,11", show_default=True, help="Prediction latency range, s.")
+@click.option(
+    "--time-scale", type=click.FloatRange(0.0001, 100.0), default=1.0, show_default=True,
+    help="Multiplies every duration (latency, windows, Retry-After): 0.01 runs an API "
+    "minute in 0.6 s.",
+)  # fmt: skip
+@click.option(
+    "--latency", default="5,11", show_default=True,
+    help="Prediction latency range LOW,HIGH in seconds.",
+)  # fmt: skip
 @click.option("--no-limits", is_flag=True, help="Switch every rate and concurrency limit off.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True,
+    help="Seed of every random draw: runs repeat exactly.",
+)  # fmt: skip
 def emulator(
     host: str, port: int, key: str, time_scale: float, latency: str, no_limits: bool, seed: int
 ) -> None:
@@ -321,14 +356,23 @@ def emulator(
     serve(EmulatorConfig(**kwargs), host=host, port=port)
 
 
-@main.command()
+@main.command(short_help="Run one try-on and save its outputs.")
 @click.option("--model", "model_image", required=True, help="Model image: path or URL.")
 @click.option("--garment", "garment_image", required=True, help="Garment image: path or URL.")
-@click.option("--category", type=click.Choice(["tops", "bottoms", "one-pieces"]), required=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option(
+    "--category", type=click.Choice(["tops", "bottoms", "one-pieces"]), required=True,
+    help="The garment's category.",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+    help="Folder the output images are saved in.",
+)  # fmt: skip
 @_api_options
 @click.option(
-    "--deadline", type=float, default=None, help="Give up (and cancel) after this many s."
+    "--deadline",
+    type=float,
+    default=None,
+    help="Give up (and cancel it on the server) after this many seconds.",
 )
 @click.option(
     "--time-scale",
@@ -377,12 +421,27 @@ def run(
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except FashnError as error:
-        console.print(f"{type(error).__name__}: {error}", markup=False, highlight=False)
-        failed = error.prediction_id or isinstance(
-            error, PredictionError | SubmissionUncertainError
-        )
-        code = EXIT_SOME_FAILED if failed else EXIT_CANNOT_START
+        code = run_exit_code(error)
+        text = error.message if isinstance(error, ConfigurationError) else str(error)
+        if "no API key" in text:
+            text = "no API key: pass --api-key or set the FASHN_API_KEY environment variable"
+        prefix = "cannot start" if code == EXIT_CANNOT_START else type(error).__name__
+        console.print(f"{prefix}: {text}", markup=False, highlight=False)
     sys.exit(code)
+
+
+def run_exit_code(error: FashnError) -> int:
+    """1 when the prediction started (it failed, was cancelled, ran out of time, may have
+    landed, or its output could not be saved); 2 when nothing was started."""
+    started = error.prediction_id is not None or isinstance(
+        error,
+        PredictionError
+        | PredictionCanceledError
+        | SubmissionUncertainError
+        | DeadlineExceededError
+        | DownloadError,
+    )
+    return EXIT_SOME_FAILED if started else EXIT_CANNOT_START
 
 
 __all__ = ["main"]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import random
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
 from fashn_async import ModelRequest, TryOnRequest
-from fashn_async.bulk import CatalogError, load_catalog
+from fashn_async.bulk import CatalogError, _catalog, load_catalog
+from fashn_async.bulk._catalog import iter_catalog
 from tests.bulk_support import write_images
 
 
@@ -178,3 +187,115 @@ def test_non_utf8_is_refused(folder: Path) -> None:
     path.write_bytes(b"model_image,garment_image,category\n\xff\n")
     with pytest.raises(CatalogError, match="not UTF-8 text"):
         load_catalog(path)
+
+
+def test_a_nul_byte_or_a_deep_json_line_is_one_invalid_row(folder: Path) -> None:
+    """A NUL byte in a path cell, a JSONL line nested 100,000 deep: that row invalid with
+    its line, the others load."""
+    csv_path = _csv(
+        folder,
+        "model_image,garment_image,category\n"
+        "images/model_0.png,images/garment_0.png,tops\n"
+        "images/mo\0del_0.png,images/garment_0.png,tops\n",
+    )
+    good, nul = load_catalog(csv_path).rows
+    assert good.ok
+    assert (nul.ok, nul.line) == (False, 3)
+    assert "NUL" in (nul.error or "")
+    deep = "[" * 100_000 + "]" * 100_000
+    good_line = json.dumps(
+        {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
+         "category": "tops"}
+    )  # fmt: skip
+    jsonl = folder / "catalog.jsonl"
+    jsonl.write_text(
+        f'{good_line}\n{{"model_image": {deep}}}\n{{"id": {deep}}}\n{good_line}\n', "utf-8"
+    )
+    rows = load_catalog(jsonl).rows
+    assert [(r.line, r.ok) for r in rows] == [(1, True), (2, False), (3, False), (4, True)]
+    assert all("nested too deep" in (r.error or "") for r in rows[1:3])
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["model_image", "garment_image", "category", "seed", "id", "mode"]),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+            max_leaves=8,
+        ),
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_any_jsonl_row_loads_as_a_row_never_an_exception(values: dict[str, Any]) -> None:
+    """Whatever values a JSONL row holds (any JSON type, any text, NUL bytes, NaN), loading
+    gives a row, valid or invalid with a message; never an exception."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "catalog.jsonl"
+        path.write_text(json.dumps(values) + "\n", encoding="utf-8")
+        for model_name in (None, "tryon-v1.6"):
+            (row,) = load_catalog(path, model_name=model_name).rows
+            assert row.ok or row.error
+            assert row.identity
+
+
+def test_any_exception_while_reading_a_row_makes_it_invalid(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unforeseen exception inside one row's checks: that row invalid, named with its
+    line and the exception; the rows after it load."""
+    path = _csv(
+        folder,
+        "model_image,garment_image,category,seed\n"
+        "images/model_0.png,images/garment_0.png,tops,1\n"
+        "images/model_0.png,images/garment_0.png,tops,2\n",
+    )
+    real = _catalog._parse
+
+    def parse(value: Any, kind: str) -> Any:
+        if value == "1":
+            raise MemoryError("a surprise")
+        return real(value, kind)
+
+    monkeypatch.setattr(_catalog, "_parse", parse)
+    first, second = load_catalog(path).rows
+    assert (first.ok, first.line) == (False, 2)
+    assert first.error == "cannot read this row: MemoryError: a surprise"
+    assert second.ok
+
+
+def test_a_cell_over_128_kib_loads(folder: Path) -> None:
+    """A data URI photo of ~300 KiB in a CSV cell loads (csv's default limit is 128 KiB)."""
+    noise = random.Random(7).randbytes(300 * 300 * 3)  # incompressible: a large PNG
+    photo = Image.frombytes("RGB", (300, 300), noise)
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    assert len(uri) > 128 * 1024
+    path = _csv(folder, f'model_image,garment_image,category\n"{uri}",images/garment_0.png,tops\n')
+    (row,) = load_catalog(path).rows
+    assert row.ok, row.error
+    assert row.images["model_image"] == uri
+
+
+def test_rows_are_identified_by_id_else_content(folder: Path) -> None:
+    """Identity: the id column, else a hash of the values; a repeat gets #2, and the
+    identity does not move when rows are inserted above."""
+    base = "images/model_0.png,images/garment_0.png,tops"
+    path = _csv(folder, f"id,model_image,garment_image,category\na,{base}\n,{base}\n,{base}\n")
+    first = [r.identity for r in load_catalog(path).rows]
+    assert first[0] == "id:a"
+    assert first[1].startswith("sha:")
+    assert first[2] == first[1] + "#2"
+    _csv(folder, f"id,model_image,garment_image,category\nnew,{base}\na,{base}\n,{base}\n,{base}\n")
+    assert [r.identity for r in load_catalog(path).rows] == ["id:new", *first]
+
+
+def test_a_dry_run_streams_the_catalog(folder: Path) -> None:
+    """iter_catalog yields rows one at a time: the first row comes before the file is
+    read to its end (a dry run holds one row at a time)."""
+    path = _csv(folder, "model_image,garment_image,category\n" + "x.png,y.png,tops\n" * 5000)
+    rows = iter_catalog(path)
+    first = next(rows)
+    assert (first.row, first.line, first.ok) == (1, 2, False)
+    assert sum(1 for _ in rows) == 4999

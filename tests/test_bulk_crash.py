@@ -52,6 +52,7 @@ def _wait_for_work(out: Path, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.timeout(120)  # six real CLI processes: a backstop for a loaded machine
 def test_sigkill_at_five_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -> None:
     """200 rows, SIGKILL 5 times mid-job: every row once in the manifest, one accepted
     submission per row (uncertain rows at most one, re-sent only with the flag), every
@@ -150,8 +151,13 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, mode: str) ->
         if mode != "twice":  # a second SIGINT may come before the manifest is written
             manifest = read_manifest(out)
             assert len(manifest) == 40
-            running = [e for e in manifest if e["status"] == "submitted"]
-            for entry in running if not leave_running else []:
+            statuses = {e["status"] for e in manifest}
+            if leave_running:
+                assert "canceled" not in statuses
+            else:  # the journal says what the server says: cancelled
+                assert not statuses & {"submitted", "submitting"}, statuses
+                assert "canceled" in statuses, statuses
+            for entry in (e for e in manifest if e["status"] == "canceled"):
                 # cancelled on the server, or it had finished: its result was on its way
                 pid = entry["prediction_id"]
                 assert pid in cancels or seen["statuses"][pid] == "completed", entry
@@ -169,3 +175,38 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, mode: str) ->
     assert done <= report["credits_used"] <= done + len(uncertain)
     if leave_running:
         assert report["duplicates"] == 0
+
+
+def test_a_restart_right_after_sigkill_draws_no_429(tmp_path: Path) -> None:
+    """SIGKILL while rows are mid-POST (the emulator answers POSTs late, but creates the
+    predictions all the same), then the same command at once: the restart counts the dead
+    run's possibly-running predictions against the in-flight cap and draws no 429 of any
+    kind on the emulator's report. Time x10 and latencies of 20-30 API s here, so that
+    those predictions outlive the restart's start-up (and stay within the 33 s bound)."""
+    catalog = write_catalog(tmp_path, 12)
+    out = tmp_path / "results"
+    with standalone_emulator("--time-scale", "0.1", "--latency", "20,30") as url:
+        control(url, "POST", "/_emulator/faults", {"kind": "slow", "route": "run", "delay": 2})
+        args = [
+            "batch", str(catalog), "--out", str(out), "--base-url", url, "--time-scale", "0.1",
+            "--progress", "quiet", "--no-report",
+        ]  # fmt: skip
+        with subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            cli(*args),
+            env=cli_env(FASHN_API_KEY=KEY),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as process:
+            deadline = time.monotonic() + 30
+            while journal_counts(out).get("submitting", 0) < 4 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        assert journal_counts(out).get("submitting", 0) >= 1  # killed mid-POST
+        before = control(url, "GET", "/_emulator/report")
+        restart = run_cli(*args, FASHN_API_KEY=KEY)
+        after = control(url, "GET", "/_emulator/report")
+    assert restart.returncode == 1, restart.stderr  # the rows caught mid-POST: uncertain
+    assert before["in_progress"] >= 1  # the dead run's predictions were running
+    assert after["rejected"] == before["rejected"] == {}, (before["rejected"], after["rejected"])
+    assert {e["status"] for e in read_manifest(out)} == {"done", "uncertain"}

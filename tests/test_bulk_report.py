@@ -61,7 +61,7 @@ def test_everything_from_the_input_is_escaped(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "out", meta={"catalog_sha256": "x"}, rows=rows) as journal:
         journal.ended(1, "failed", HOSTILE, f"the {ATTRIBUTE_BREAK} failed", "id<i>")
         page = render_report(
-            tmp_path / "out", journal.records(), rows, title=HOSTILE, runs=journal.runs()
+            tmp_path / "out", journal.records(), journal.catalog, title=HOSTILE, runs=journal.runs()
         )
     parsed = _parse(page)
     assert "script" not in parsed.tags
@@ -124,9 +124,8 @@ async def test_a_large_report_links_cached_thumbnails(emulator: Emulator, tmp_pa
     outputs = len(list(out.glob("row*_0.png")))
     assert len(cached) == 3 + 2 + outputs
     with Journal.open(out, meta={}, rows=load_catalog(tmp_path / "catalog.csv").rows) as journal:
-        records, runs = journal.records(), journal.runs()
-    rows = load_catalog(tmp_path / "catalog.csv").rows
-    page = render_report(out, records, rows, title="big", runs=runs, embed=False)
+        records, runs, known = journal.records(), journal.runs(), journal.catalog
+    page = render_report(out, records, known, title="big", runs=runs, embed=False)
     parsed = _parse(page)
     sources = [value for name, value in parsed.attributes if name == "src"]
     assert len(sources) == 6 * 2 + 1 + outputs  # each good row's two inputs, the typo row's
@@ -147,8 +146,8 @@ async def test_chromium_renders_the_report(emulator: Emulator, tmp_path: Path) -
     out = await _job_with_a_failure(emulator, tmp_path)
     rows = load_catalog(tmp_path / "catalog.csv").rows
     with Journal.open(out, meta={}, rows=rows) as journal:
-        records, runs = journal.records(), journal.runs()
-    linked = render_report(out, records, rows, title="linked", runs=runs, embed=False)
+        records, runs, known = journal.records(), journal.runs(), journal.catalog
+    linked = render_report(out, records, known, title="linked", runs=runs, embed=False)
     (out / "linked.html").write_text(linked, encoding="utf-8")
     for page in ("report.html", "linked.html"):
         shot = tmp_path / f"{page}.png"
@@ -176,3 +175,40 @@ def _near(colours: Sequence[tuple[int, Any]], target: tuple[int, int, int]) -> i
     return sum(
         n for n, rgb in colours if all(abs(a - b) < 12 for a, b in zip(rgb, target, strict=True))
     )
+
+
+def test_thumbnails_are_upright_and_transparency_is_white(tmp_path: Path) -> None:
+    """A portrait phone photo stored landscape with EXIF orientation 6 gets a portrait
+    thumbnail; a transparent cut-out (RGBA, and a palette with a transparent index) is
+    drawn on white, not black."""
+    from PIL import Image as PILImage
+
+    from fashn_async.bulk._thumbs import thumbnail
+
+    photo = PILImage.new("RGB", (400, 300), "red")  # stored landscape...
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # ...shown rotated 90 degrees: portrait
+    photo.save(tmp_path / "phone.jpg", exif=exif)
+    cutout = PILImage.new("RGBA", (300, 400), (0, 0, 0, 0))
+    cutout.paste((0, 0, 255, 255), (100, 100, 200, 300))
+    cutout.save(tmp_path / "cutout.png")
+    palette = PILImage.new("P", (300, 400), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (100, 100, 200, 300))
+    palette.save(tmp_path / "palette.png", transparency=0)
+
+    def made(name: str) -> PILImage.Image:
+        thumb = thumbnail(tmp_path / name, tmp_path / "out")
+        assert isinstance(thumb, Path)
+        return PILImage.open(thumb)
+
+    with made("phone.jpg") as upright:
+        assert upright.height > upright.width
+    for name in ("cutout.png", "palette.png"):
+        with made(name) as shown:
+            corner = shown.convert("RGB").getpixel((2, 2))
+            middle = shown.convert("RGB").getpixel((shown.width // 2, shown.height // 2))
+        assert isinstance(corner, tuple)
+        assert min(corner) > 240, (name, corner)  # white where it was transparent
+        assert isinstance(middle, tuple)
+        assert middle[2] > 200 > middle[0], (name, middle)  # the garment stays blue

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fashn_async import errors
 from fashn_async.bulk import Journal, load_catalog
-from fashn_async.cli import main
+from fashn_async.cli import main, run_exit_code
 from tests.bulk_support import (
     KEY,
     control,
@@ -28,6 +30,11 @@ def emulator_url() -> object:
     """One standalone emulator (time x100) for the module's tests."""
     with standalone_emulator("--time-scale", "0.01") as url:
         yield url
+
+
+def _cut_off(text: str) -> list[str]:
+    """Help lines cut off with '...' (the usage line's ``[ARGS]...`` is no cut)."""
+    return [line for line in text.splitlines()[1:] if line.rstrip().endswith("...")]
 
 
 def _invoke(*args: str, **env: str) -> tuple[int, str, str]:
@@ -116,7 +123,7 @@ def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> N
         FASHN_API_KEY=KEY,
     )  # fmt: skip
     assert batch.returncode == 0, batch.stderr
-    assert "progress 8/8: submitted 8 · running 0 · done 8 · failed 0" in batch.stderr
+    assert "progress 8/8: 8 done; " in batch.stderr  # the summary's words
     assert "8 rows: 8 done" in batch.stderr
     assert [e["status"] for e in read_manifest(out)] == ["done"] * 8
     assert (out / "report.html").is_file()
@@ -153,8 +160,9 @@ def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> N
 def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:
     """The README's first command: a sample catalog, outputs, manifest and report; exit 0."""
     out = tmp_path / "demo-output"
-    for _ in range(2):  # a second run starts over in the same folder; --out relative
-        demo = run_cli("demo", "--out", "demo-output", "--count", "6", "--progress", "lines",
+    # A second run starts over in the same folder, named relative, then absolute.
+    for name in ("demo-output", str(out)):
+        demo = run_cli("demo", "--out", name, "--count", "6", "--progress", "lines",
                        cwd=tmp_path)  # fmt: skip
         assert demo.returncode == 0, demo.stderr
         assert "6 rows: 6 done" in demo.stderr
@@ -166,6 +174,9 @@ def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:
             image.verify()
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.count("<span class='badge done'>done</span>") == 6
+    # The sample garments are T-shirts: every row says tops.
+    assert {e["inputs"]["category"] for e in manifest} == {"tops"}
+    assert "in API time" in demo.stderr  # the x50 emulator's rates, in the API's minutes
 
     # A folder holding another job's journal is never wiped by the demo.
     other = tmp_path / "job"
@@ -179,8 +190,78 @@ def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:
 
 
 def test_help_lists_the_commands() -> None:
-    """`fashn-async --help` names every command."""
+    """`fashn-async --help` names every command, none cut off with '...'."""
     code, stdout, _ = _invoke("--help")
     assert code == 0
     for command in ("batch", "demo", "emulator", "run"):
         assert f"  {command} " in stdout
+    assert not _cut_off(stdout)
+
+
+@pytest.mark.parametrize("command", ["batch", "demo", "emulator", "run"])
+def test_every_option_has_help(command: str) -> None:
+    """Each option of each command says what it does (in the --help text too)."""
+    cmd = main.commands[command]  # type: ignore[attr-defined]
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"{command} {param.opts} has no help"
+    code, stdout, _ = _invoke(command, "--help")
+    assert code == 0
+    assert not _cut_off(stdout)
+
+
+def test_without_a_key_the_cli_names_its_own_options(tmp_path: Path, emulator_url: str) -> None:
+    """No key: `--api-key` or FASHN_API_KEY, never the Python argument `api_key=...`;
+    re-running a finished job needs no key (nothing to send), exit 0."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "results"
+    args = ["batch", str(catalog), "--out", str(out), "--base-url", emulator_url,
+            "--time-scale", "0.01", "--progress", "quiet", "--no-report"]  # fmt: skip
+    for command in (args, ["run", "--model", "m.png", "--garment", "g.png", "--category", "tops"]):
+        keyless = run_cli(*command)
+        assert keyless.returncode == 2, keyless.stderr
+        assert "--api-key or set the FASHN_API_KEY" in keyless.stderr
+        assert "api_key=" not in keyless.stderr
+    assert run_cli(*args, FASHN_API_KEY=KEY).returncode == 0
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "2 rows: 2 done" in again.stderr
+
+
+def test_a_deadline_past_a_started_prediction_is_a_failure_not_a_start_error(
+    tmp_path: Path,
+) -> None:
+    """`run --deadline` that runs out after the prediction started: exit 1, the deadline
+    named; never 'cannot start' (exit 2)."""
+    write_catalog(tmp_path, 1, models=1)
+    with standalone_emulator("--time-scale", "0.01", "--latency", "500,600") as url:
+        late = run_cli(
+            "run", "--model", str(tmp_path / "images/model_0.png"),
+            "--garment", str(tmp_path / "images/garment_0.png"), "--category", "tops",
+            "--base-url", url, "--time-scale", "0.01", "--deadline", "0.5",
+            FASHN_API_KEY=KEY,
+        )  # fmt: skip
+    assert late.returncode == 1, late.stderr
+    assert "DeadlineExceededError" in late.stderr
+    assert "cannot start" not in late.stderr
+
+
+def test_run_exit_codes_tell_started_from_not_started() -> None:
+    """Every error kind: started on the server -> 1, nothing started -> 2."""
+    started = [
+        errors.DeadlineExceededError("late"),
+        errors.PredictionCanceledError("canceled"),
+        errors.PoseError("no pose"),
+        errors.SubmissionUncertainError("no answer"),
+        errors.DownloadError("disk"),
+        errors.NetworkTimeoutError("slow", prediction_id="p1"),
+    ]
+    never = [
+        errors.ConfigurationError("no key"),
+        errors.ImageInputError("no such file"),
+        errors.AuthenticationError("bad key"),
+        errors.ConnectError("down"),
+        errors.OutOfCreditsError("broke"),
+    ]
+    assert {run_exit_code(e) for e in started} == {1}
+    assert {run_exit_code(e) for e in never} == {2}

@@ -3,7 +3,7 @@
 ``fashn-async batch catalog.csv --out results/`` is built from these parts:
 
 - :func:`load_catalog` reads a CSV/TSV/JSONL catalog and validates every row, keeping
-  bad rows with their line numbers;
+  bad rows with their line numbers (:func:`iter_catalog`: the same, as a stream);
 - :class:`Journal` is the SQLite file in the output folder that records every step of
   every row before and after each network call;
 - :class:`BulkJob` runs the rows through ``AsyncFashn.batch`` (resuming what the journal
@@ -12,12 +12,19 @@
   self-contained ``report.html`` from the journal.
 """
 
-from fashn_async.bulk._catalog import Catalog, CatalogError, CatalogRow, load_catalog
+from fashn_async.bulk._catalog import (
+    Catalog,
+    CatalogError,
+    CatalogRow,
+    iter_catalog,
+    load_catalog,
+)
 from fashn_async.bulk._job import BulkJob, Display, JobOptions, JobSummary
 from fashn_async.bulk._journal import (
     Journal,
     JournalBusyError,
     JournalMismatchError,
+    JournalWriteError,
     RowRecord,
     State,
 )
@@ -35,8 +42,10 @@ __all__ = [
     "Journal",
     "JournalBusyError",
     "JournalMismatchError",
+    "JournalWriteError",
     "RowRecord",
     "State",
+    "iter_catalog",
     "load_catalog",
     "render_report",
     "write_manifest",

@@ -2,17 +2,24 @@
 
 Every row is checked before anything is sent: image paths (relative to the catalog
 file) must exist and hold an image, every option must parse and be in range. A bad row
-is kept with its line number and what is wrong; it never stops the others. Only a file
-that cannot be read as a catalog at all raises :class:`CatalogError`.
+is kept with its line number and what is wrong; it never stops the others: whatever
+goes wrong while reading one row (a NUL byte in a path, a JSON line nested too deep for
+the parser, any exception) makes that row ``invalid``. Only a file that cannot be read
+as a catalog at all raises :class:`CatalogError`.
+
+The file is read as a stream (:func:`iter_catalog`): a dry run over a million rows holds
+one row at a time. Each row has an ``identity`` (its ``id`` column, else a hash of its
+values) by which the journal recognises it when the file is edited between runs.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
-import io
 import json
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,7 +29,7 @@ from fashn_async._images import check_image_input, sniff_mime
 from fashn_async._models import ModelRequest, Request, TryOnRequest
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["Catalog", "CatalogError", "CatalogRow", "load_catalog"]
+__all__ = ["Catalog", "CatalogError", "CatalogRow", "iter_catalog", "load_catalog"]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
 #: A free-text column naming the row in the manifest and the report; never sent.
@@ -35,6 +42,11 @@ _KNOWN: Final = (
     "--model-name sends any columns as model inputs"
 )
 _FORMATS: Final = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The longest CSV cell read (bytes): a data URI of a large photo fits; Python's default
+#: of 128 KiB does not.
+MAX_CELL: Final = 256 * 1024 * 1024
+#: Distinct image files whose check is remembered while reading (a bounded cache).
+_CHECKED_FILES: Final = 4096
 
 
 class CatalogError(ConfigurationError):
@@ -50,6 +62,9 @@ class CatalogRow:
         line: The line of the file it starts on.
         inputs: The values as written in the file (the manifest repeats them).
         key: A stable name derived from the row: ``row00042_<hash of its inputs>``.
+        identity: What the journal knows the row by across edits of the file:
+            ``id:<the id column>``, else ``sha:<hash of its values>`` (``#2``, ``#3``...
+            appended to a repeat).
         label: The ``id`` column, if any.
         request: The validated request; None when the row is bad.
         error: What is wrong with the row, naming the column; None when it is good.
@@ -60,6 +75,7 @@ class CatalogRow:
     line: int
     inputs: Mapping[str, Any]
     key: str
+    identity: str = ""
     label: str | None = None
     request: Request | None = None
     error: str | None = None
@@ -103,6 +119,27 @@ def load_catalog(
             columns are wrong.
     """
     path = Path(path)
+    rows = tuple(
+        _identified(iter_catalog(path, model_name=model_name, output_format=output_format))
+    )
+    if not rows:
+        raise CatalogError(f"{path}: the catalog has no rows")
+    return Catalog(path=path, sha256=_sha256(path), rows=rows)
+
+
+def iter_catalog(
+    path: str | Path, *, model_name: str | None = None, output_format: str | None = None
+) -> Iterator[CatalogRow]:
+    """The rows of a catalog one by one, as read (memory does not grow with rows).
+
+    Rows come without their ``identity`` (given, repeats told apart, by
+    :func:`load_catalog`); arguments as for :func:`load_catalog`.
+
+    Raises:
+        CatalogError: as :func:`load_catalog`, when the header is read; a file that stops
+            being UTF-8 text further down raises it when that line is reached.
+    """
+    path = Path(path)
     kind = _FORMATS.get(path.suffix.lower())
     if kind is None:
         raise CatalogError(
@@ -110,32 +147,65 @@ def load_catalog(
             "use .csv, .tsv or .jsonl"
         )
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read it: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    records = _jsonl(text) if kind == "jsonl" else _delimited(path, text, kind, model_name)
-    reader = _RowReader(path.resolve().parent, model_name, output_format)
-    rows = tuple(
-        reader.row(number, line, values) for number, (line, values) in enumerate(records, start=1)
-    )
-    if not rows:
-        raise CatalogError(f"{path}: the catalog has no rows")
-    return Catalog(path=path, sha256=hashlib.sha256(data).hexdigest(), rows=rows)
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path}: cannot read it: {getattr(exc, 'strerror', exc)}") from None
+    with handle:
+        lines = _text_lines(path, handle)
+        records = _jsonl(lines) if kind == "jsonl" else _delimited(path, lines, kind, model_name)
+        reader = _RowReader(path.resolve().parent, model_name, output_format)
+        for number, (line, values) in enumerate(records, start=1):
+            yield reader.row(number, line, values)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _identified(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:
+    """Give each row its identity; a repeat of an earlier one gets ``#2``, ``#3``..."""
+    seen: Counter[str] = Counter()
+    for row in rows:
+        base = row.identity or identity_of(row.inputs)
+        seen[base] += 1
+        yield attrs.evolve(row, identity=base if seen[base] == 1 else f"{base}#{seen[base]}")
+
+
+def identity_of(values: Mapping[str, Any] | str) -> str:
+    """``id:<the id column>`` when the row has one, else ``sha:<hash of its values>``."""
+    if isinstance(values, Mapping) and values.get(LABEL_COLUMN) not in (None, ""):
+        return f"id:{values[LABEL_COLUMN]}"
+    canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return f"sha:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+
+
+def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
+    """The file's lines as text (``\n`` kept), the BOM dropped; not UTF-8 raises."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise CatalogError(
+                f"{path}: not UTF-8 text (line {number}, byte {exc.start})"
+            ) from None
+        yield text
 
 
 # -- reading records ---------------------------------------------------------------
 
 
 def _delimited(
-    path: Path, text: str, kind: str, model_name: str | None
+    path: Path, lines: Iterator[str], kind: str, model_name: str | None
 ) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
+    if csv.field_size_limit() < MAX_CELL:
+        csv.field_size_limit(MAX_CELL)
+    reader = csv.reader(lines, delimiter="\t" if kind == "tsv" else ",")
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -177,14 +247,17 @@ def _check_header(path: Path, header: list[str], model_name: str | None) -> None
         raise CatalogError(f"{path}: line 1: unknown column {', '.join(unknown)} ({_KNOWN})")
 
 
-def _jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    # Split on \n only: JSON strings may hold U+2028 and friends, str.splitlines splits those.
-    for number, raw in enumerate(text.split("\n"), start=1):
+def _jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    # Lines end at \n only: JSON strings may hold U+2028 and friends.
+    for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
             continue
         try:
             value = json.loads(line)
+        except RecursionError:
+            yield number, "not valid JSON: nested too deep to read"
+            continue
         except ValueError as exc:
             yield number, f"not valid JSON: {exc}"
             continue
@@ -202,11 +275,29 @@ class _RowReader:
         self.base = base
         self.model_name = model_name
         self.output_format = output_format
-        self._checked: dict[Path, str | None] = {}  # one read per distinct file
+        # One read per distinct path text, remembered for the last few thousand.
+        self._file = functools.lru_cache(maxsize=_CHECKED_FILES)(self._check_path)
 
     def row(self, number: int, line: int, values: dict[str, Any] | str) -> CatalogRow:
+        """The row, validated; anything that goes wrong makes it invalid, never raises."""
         if isinstance(values, str):  # unreadable as a record at all
-            return CatalogRow(row=number, line=line, inputs={}, key=_key(number, {}), error=values)
+            return CatalogRow(
+                row=number, line=line, inputs={}, key=_key(number, {}), error=values,
+                identity=f"line:{line}",
+            )  # fmt: skip
+        try:
+            return self._row(number, line, values)
+        except Exception as exc:  # one bad row never stops the load
+            return CatalogRow(
+                row=number,
+                line=line,
+                inputs=_printable(values),
+                key=_key(number, _printable(values)),
+                identity=identity_of(_printable(values)),
+                error=f"cannot read this row: {type(exc).__name__}: {exc!s:.200}",
+            )
+
+    def _row(self, number: int, line: int, values: dict[str, Any]) -> CatalogRow:
         inputs = dict(values)
         label = inputs.pop(LABEL_COLUMN, None)
         key = _key(number, values)
@@ -271,11 +362,14 @@ class _RowReader:
             except InvalidRequestError as exc:
                 return "", exc.message
             return text, None
-        path = self.base / Path(text).expanduser()
-        if path not in self._checked:
-            self._checked[path] = _check_file(path)
-        problem = self._checked[path]
+        if "\x00" in text:
+            return "", f"{column}: a file path cannot hold a NUL byte"
+        path, problem = self._file(text)
         return path, None if problem is None else f"{column}: {problem}"
+
+    def _check_path(self, text: str) -> tuple[Path, str | None]:
+        path = self.base / Path(text).expanduser()
+        return path, _check_file(path)
 
 
 def _check_file(path: Path) -> str | None:
@@ -286,8 +380,8 @@ def _check_file(path: Path) -> str | None:
         return f"no such file: {path}"
     except IsADirectoryError:
         return f"is a folder, not an image file: {path}"
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror}"
+    except (OSError, ValueError) as exc:
+        return f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
     if sniff_mime(head) is None:
         return f"not an image (no known image signature): {path}"
     return None
@@ -325,6 +419,14 @@ def _guess(value: Any) -> Any:
         except ValueError:
             continue
     return value
+
+
+def _printable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's values as JSON can hold them (anything else as its text)."""
+    try:
+        return dict(json.loads(json.dumps(values, ensure_ascii=False, default=str)))
+    except (ValueError, RecursionError, TypeError):
+        return {}
 
 
 def _key(number: int, values: Mapping[str, Any] | str) -> str:

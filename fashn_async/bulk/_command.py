@@ -2,8 +2,9 @@
 
 Exit codes: 0 every row done; 1 some rows failed, are uncertain or still to do (a dry
 run: some rows are bad); 2 the job could not start (bad catalog or options, no key, a
-journal of another job, the API unreachable or refusing the key); 130 stopped by Ctrl-C
-or SIGTERM (run the same command again to resume).
+journal of another job, an unwritable --out, the API unreachable or refusing the key),
+or a disk problem stopped it; 130 stopped by Ctrl-C or SIGTERM (run the same command
+again to resume after either stop).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import attrs
 from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
 from fashn_async._polling import Polling
-from fashn_async.bulk._catalog import Catalog, CatalogError, load_catalog
+from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -37,6 +38,7 @@ from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._progress import DisplayMode, make_display
 from fashn_async.bulk._report import REPORT_NAME, write_report
+from fashn_async.bulk._words import counted, plural
 from fashn_async.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -70,20 +72,31 @@ class BatchSettings:
     display: DisplayMode = "auto"
     log_interval: float = 10.0
     report: bool = True
+    time_scale: float = 1.0
 
 
 def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
-    """Validate every row, list each bad one with its line; send and write nothing."""
+    """Validate every row, list each bad one with its line; send and write nothing.
+
+    The catalog is read as a stream: memory stays flat however many rows it has.
+    """
+    rows = bad = 0
     try:
-        catalog = _load(settings)
+        for row in iter_catalog(
+            settings.catalog, model_name=settings.model_name, output_format=settings.output_format
+        ):
+            rows += 1
+            if not row.ok:
+                bad += 1
+                say(f"{settings.catalog}: line {row.line}: {row.error}")
     except CatalogError as error:
         say(f"cannot read the catalog: {error.message}")
         return EXIT_CANNOT_START
-    for row in catalog.bad:
-        say(f"{catalog.path}: line {row.line}: {row.error}")
-    good = len(catalog.rows) - len(catalog.bad)
-    say(f"dry run: {len(catalog.rows)} rows, {good} valid, {len(catalog.bad)} bad; nothing sent")
-    return EXIT_SOME_FAILED if catalog.bad else EXIT_OK
+    if not rows:
+        say(f"cannot read the catalog: {settings.catalog}: the catalog has no rows")
+        return EXIT_CANNOT_START
+    say(f"dry run: {plural(rows, 'row')}, {rows - bad} valid, {bad} bad; nothing sent")
+    return EXIT_SOME_FAILED if bad else EXIT_OK
 
 
 async def run_batch(settings: BatchSettings, console: Console) -> int:
@@ -95,18 +108,13 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
     out = settings.options.out
     try:
         catalog = _load(settings)
-        client = AsyncFashn(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            limits=settings.limits,
-            polling=settings.polling,
-        )
+        base_url = _client(settings, api_key="-").base_url  # normalized, as the client has it
         journal = Journal.open(
             out,
             meta={
-                "catalog": str(catalog.path),
+                "catalog": str(catalog.path.resolve()),
                 "catalog_sha256": catalog.sha256,
-                "base_url": client.base_url,
+                "base_url": base_url,
                 "model_name": settings.model_name,
                 "output_format": settings.output_format,
             },
@@ -116,30 +124,68 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
         say(f"cannot start: {error.message}")
         return EXIT_CANNOT_START
     with journal:
-        for row in catalog.bad[:LISTED_BAD_ROWS]:
+        # Only rows still invalid: a done row whose input file is gone since is no news.
+        invalid = [
+            journal.catalog[r.row]
+            for r in journal.records()
+            if r.state == State.INVALID and r.row in journal.catalog
+        ]
+        for row in invalid[:LISTED_BAD_ROWS]:
             say(f"{catalog.path}: line {row.line}: {row.error}")
-        if len(catalog.bad) > LISTED_BAD_ROWS:
-            say(f"... and {len(catalog.bad) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
+        if len(invalid) > LISTED_BAD_ROWS:
+            say(f"... and {len(invalid) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
+        work = _work_left(journal, settings.options)
+        try:
+            # Nothing to send: no key needed (the client is then never used).
+            client = _client(
+                settings, api_key=settings.api_key if work else settings.api_key or "-"
+            )
+        except ConfigurationError as error:
+            say(f"cannot start: {_cli_words(error.message)}")
+            return EXIT_CANNOT_START
         async with client:
-            if _work_left(journal, catalog, settings.options):
+            if work:
                 problem = await _preflight(client)
                 if problem is not None:
                     say(f"cannot start: {problem}")
                     return EXIT_CANNOT_START
             options = attrs.evolve(settings.options, thumbnails=settings.report)
-            with make_display(settings.display, console, settings.log_interval) as display:
+            with make_display(
+                settings.display, console, settings.log_interval, settings.time_scale
+            ) as display:
                 job = BulkJob(client, catalog, journal, options, display)
                 with _stop_on_signals(job.interrupt):
                     summary = await job.run()
         records = journal.records()
         runs = journal.runs()
-    write_manifest(out, records)
-    if settings.report:
-        await anyio.to_thread.run_sync(
-            lambda: write_report(out, records, catalog.rows, title=str(catalog.path), runs=runs)
-        )
+        rows = dict(journal.catalog)
+    try:
+        write_manifest(out, records)
+        if settings.report:
+            await anyio.to_thread.run_sync(
+                lambda: write_report(out, records, rows, title=str(catalog.path), runs=runs)
+            )
+    except OSError as error:
+        problem = f"cannot write the manifest or report in {out}: {error.strerror or error}"
+        summary = attrs.evolve(summary, problem=summary.problem or problem)
     _summarize(summary, out, settings.report, say)
     return summary.exit_code
+
+
+def _client(settings: BatchSettings, *, api_key: str | None) -> AsyncFashn:
+    return AsyncFashn(
+        api_key=api_key,
+        base_url=settings.base_url,
+        limits=settings.limits,
+        polling=settings.polling,
+    )
+
+
+def _cli_words(message: str) -> str:
+    """The client's words for a missing key, in the command line's terms."""
+    if "no API key" in message:
+        return "no API key: pass --api-key or set the FASHN_API_KEY environment variable"
+    return message
 
 
 def fresh_start(out: Path, catalog: Path) -> None:
@@ -149,7 +195,8 @@ def fresh_start(out: Path, catalog: Path) -> None:
         ConfigurationError: ``out`` holds the journal of another job: never touched.
     """
     path = out / JOURNAL_NAME
-    if path.is_file():
+    if path.is_file():  # the journal's catalog path is absolute; either may be relative
+        catalog = catalog.resolve()
         try:
             with contextlib.closing(
                 sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -157,7 +204,7 @@ def fresh_start(out: Path, catalog: Path) -> None:
                 row = db.execute("SELECT value FROM meta WHERE key = 'catalog'").fetchone()
         except sqlite3.Error:
             row = None
-        if row is None or row[0] != str(catalog):
+        if row is None or Path(row[0]).resolve() != catalog:
             raise ConfigurationError(
                 f"{out} holds the journal of another job; the demo leaves it alone: "
                 "give the demo another --out folder"
@@ -172,12 +219,11 @@ def _load(settings: BatchSettings) -> Catalog:
     )
 
 
-def _work_left(journal: Journal, catalog: Catalog, options: JobOptions) -> bool:
+def _work_left(journal: Journal, options: JobOptions) -> bool:
     """Whether this run will talk to the API (else an unreachable API is no reason to stop)."""
     counts = journal.counts()
     return (
         any(counts[state] for state in State.ALL if state not in State.FINAL)
-        or counts[State.INVALID] > len(catalog.bad)  # rows fixed since: to be sent
         or bool(options.resend_uncertain and counts[State.UNCERTAIN])
         or bool(options.retry_failed and counts[State.FAILED])
     )
@@ -235,13 +281,15 @@ class _stop_on_signals:  # used like a function, as contextlib's helpers are
 
 
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:
-    counts = {state: n for state, n in summary.counts.items() if n}
-    listed = ", ".join(f"{n} {state}" for state, n in counts.items())
-    say(f"{summary.total} rows: {listed}")
+    say(f"{plural(summary.total, 'row')}: {counted(summary.counts)}")
     say(f"manifest: {out / MANIFEST_NAME}")
     if report:
         say(f"report: {out / REPORT_NAME}")
-    if summary.interrupted:
+    if summary.problem is not None:
+        say(f"stopped: {summary.problem}; free some space (or fix {out}) and run the same "
+            "command again to resume")  # fmt: skip
+    elif summary.interrupted:
         say("stopped before the end: run the same command again to resume")
-    elif summary.exit_code != EXIT_OK and counts.get(State.PENDING):
-        say(f"{counts[State.PENDING]} rows not sent yet: run the same command again to resume")
+    elif summary.exit_code != EXIT_OK and summary.counts.get(State.PENDING):
+        pending = summary.counts[State.PENDING]
+        say(f"{plural(pending, 'row')} not sent yet: run the same command again to resume")

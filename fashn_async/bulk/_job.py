@@ -1,18 +1,29 @@
 """The bulk job: a catalog through ``client.batch``, every step written to the journal.
 
-A run first reconciles the journal with the catalog (rows caught mid-POST become
-``uncertain``, fixed bad rows ``pending``, done rows with missing files ``completed``),
-then feeds the batch: ``submitted`` rows as ``Prediction(id)`` items, polled and never
-re-sent, ``pending`` rows as requests. Outputs are downloaded concurrently as results
-arrive. :meth:`BulkJob.interrupt` (Ctrl-C) stops it: running predictions are cancelled
-on the server, or with ``leave_running`` left running for a later run to collect.
+A run first reconciles the journal with the disk (rows caught mid-POST become
+``uncertain``, done rows with missing files ``completed``), then feeds the batch:
+``submitted`` and ``canceled`` rows as ``Prediction(id)`` items, polled and never re-sent
+while their prediction may have finished, ``pending`` rows as requests. Outputs are
+downloaded concurrently as results arrive.
+
+Every kind of stop leaves the journal matching the server, row by row:
+
+- :meth:`BulkJob.interrupt` (Ctrl-C): running predictions are cancelled on the server
+  and their rows recorded ``canceled`` (a re-run sends them again), or with
+  ``leave_running`` left running for a later run to collect;
+- a journal write that fails (a full disk): the job stops as if interrupted, after
+  freeing the journal's reserve so that the stop can still be recorded; the POST whose
+  ``submitting`` write failed is never sent;
+- out of credits: nothing more is sent; rows not sent stay ``pending``.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -24,12 +35,13 @@ from fashn_async._client import AsyncFashn
 from fashn_async._models import Prediction, Request
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async.bulk._catalog import Catalog
-from fashn_async.bulk._journal import Journal, RowRecord, State
-from fashn_async.bulk._pacing import Carryover
+from fashn_async.bulk._journal import Journal, JournalWriteError, RowRecord, State
+from fashn_async.bulk._pacing import Carryover, Predecessors
 from fashn_async.bulk._thumbs import thumbnail
+from fashn_async.bulk._words import plural
 from fashn_async.errors import (
     BadRequestError,
-    DownloadError,
+    FashnError,
     InvalidRequestError,
     OutOfCreditsError,
     PredictionCanceledError,
@@ -38,7 +50,15 @@ from fashn_async.errors import (
 
 __all__ = ["BulkJob", "Display", "JobOptions", "JobSummary"]
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The errors of a disk that cannot take more (full, quota, read-only, failing).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+_RUNNING = frozenset({State.SUBMITTING, State.SUBMITTED})
+#: An earlier run's rows that may be running on the server unknown to the journal.
+_MAY_RUN = frozenset({State.SUBMITTING, State.UNCERTAIN})
+#: Seconds a prediction runs at most: three times the upper end of the tryon class's
+#: 5 to 11 s (the API docs, as ``Polling.prior``).
+LONGEST_LATENCY = 33.0
 
 UNCERTAIN_AFTER_CRASH = (
     "the job stopped while this row's POST was on the wire: the prediction may exist and "
@@ -47,6 +67,10 @@ UNCERTAIN_AFTER_CRASH = (
 UNCERTAIN_AFTER_STOP = (
     "the job was stopped while this row's POST was on the wire; a prediction it created "
     "was cancelled (best effort). Not re-sent without --resend-uncertain"
+)
+CANCELED_BY_STOP = (
+    "cancelled on the server when the job was stopped; a re-run checks it and sends it "
+    "again (one that had finished anyway is collected)"
 )
 
 
@@ -72,6 +96,10 @@ class JobOptions:
             collects them) instead of cancelling them on the server.
         downloads: Outputs downloaded at once.
         thumbnails: Make each output's report thumbnail as soon as it is downloaded.
+        longest_latency: Seconds a prediction may run at most (the API's tryon class
+            takes 5 to 11 s, ``Polling.prior``; three times that by default). A
+            restarted job counts its predecessor's possibly-running predictions against
+            the in-flight cap for this long after they were sent.
     """
 
     out: Path
@@ -80,15 +108,24 @@ class JobOptions:
     leave_running: bool = False
     downloads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     thumbnails: bool = True
+    longest_latency: float = attrs.field(default=LONGEST_LATENCY, validator=attrs.validators.gt(0))
 
 
 @attrs.frozen(kw_only=True)
 class JobSummary:
-    """How a run ended: rows per state, and whether it was stopped early."""
+    """How a run ended: rows per state, and whether it was stopped early.
+
+    Attributes:
+        counts: Rows per state.
+        interrupted: Stopped by :meth:`BulkJob.interrupt` (Ctrl-C).
+        stopped: Why it stopped early otherwise (``out of credits``, ``disk``).
+        problem: The disk problem that stopped it, in a sentence.
+    """
 
     counts: Mapping[str, int]
     interrupted: bool = False
     stopped: str | None = None
+    problem: str | None = None
 
     @property
     def total(self) -> int:
@@ -97,7 +134,10 @@ class JobSummary:
 
     @property
     def exit_code(self) -> int:
-        """0: every row done; 1: some are not; 130: stopped by Ctrl-C (re-run resumes)."""
+        """0: every row done; 1: some are not; 2: a disk problem stopped it; 130: stopped
+        by Ctrl-C (a re-run resumes after either stop)."""
+        if self.problem is not None:
+            return EXIT_DISK
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK if self.counts.get(State.DONE, 0) == self.total else EXIT_SOME_FAILED
@@ -129,14 +169,22 @@ class BulkJob:
         self._options = options
         self._display = display
         self._requests: dict[int, Request] = {
-            row.row: row.request for row in catalog.rows if row.request is not None
+            number: row.request
+            for number, row in journal.catalog.items()
+            if row.request is not None
         }
         self._states: dict[int, str] = {}
         self._counts: Counter[str] = Counter()
         self._carryover: Carryover | None = None
+        self._predecessors: Predecessors | None = None
+        self._admitted: set[int] = set()  # rows handed to the batch, not yet finished
+        self._finished = anyio.Event()
+        self._keys: dict[int, str] = {}
         self._scope: anyio.CancelScope | None = None
         self._interrupted = False
         self._stopped: str | None = None
+        self._problem: str | None = None
+        self._deferred: list[Callable[[], None]] = []  # writes a failed disk refused
 
     def __repr__(self) -> str:
         return f"<BulkJob {self._options.out} {dict(self._counts)}>"
@@ -150,58 +198,98 @@ class BulkJob:
         if self._interrupted:
             return
         self._interrupted = True
+        self._stop()
+
+    def _stop(self) -> None:
         if not self._options.leave_running:
             running = [row for row, state in self._states.items() if state == State.SUBMITTED]
-            self._journal.request_cancel(running)
+            self._write(self._journal.request_cancel, running)
         if self._scope is not None:
             self._scope.cancel()
 
     async def run(self) -> JobSummary:
         """Reconcile, then send, poll and download until every row is final or stopped."""
-        run = self._journal.begin_run()
+        try:
+            run = self._journal.begin_run()
+        except JournalWriteError as error:
+            return self._disk_summary(error)
         outcome = "crashed"
         try:
-            self._reconcile()
+            # What earlier runs sent, read before reconciling (a row sent again forgets).
+            records = self._journal.records()
             self._carryover = Carryover(
                 self._client.limits,
                 [
                     (r.sent_at, getattr(self._requests.get(r.row), "generations", 1))
-                    for r in self._journal.records()
+                    for r in records
                     if r.sent_at is not None
                 ],
             )
+            self._predecessors = Predecessors(
+                self._client.limits.in_flight,
+                [r.sent_at for r in records if r.state in _MAY_RUN and r.sent_at is not None],
+                self._options.longest_latency,
+            )
+            self._reconcile()
             with anyio.CancelScope() as self._scope:
-                if self._interrupted:
+                if self._interrupted or self._problem:
                     self._scope.cancel()
                 await self._rounds()
             outcome = "interrupted" if self._interrupted else (self._stopped or "finished")
+        except JournalWriteError as error:  # outside the batch: reconcile, say
+            self._disk_failed(error)
+            outcome = "disk"
         finally:  # plain calls: nothing here can be cancelled
             self._settle()
-            self._journal.end_run(run, outcome)
+            self._write(self._journal.end_run, run, outcome)
         return JobSummary(
-            counts=self._journal.counts(), interrupted=self._interrupted, stopped=self._stopped
+            counts=self._journal.counts(),
+            interrupted=self._interrupted,
+            stopped=self._stopped,
+            problem=self._problem,
         )
 
-    # -- before: what the journal says, against the catalog and the disk ------------
+    def _disk_summary(self, error: JournalWriteError) -> JobSummary:
+        self._problem = error.message
+        return JobSummary(counts=self._journal.counts(), stopped="disk", problem=error.message)
+
+    # -- writes that a failing disk may refuse ---------------------------------------
+
+    def _write(self, write: Callable[..., None], *args: object) -> bool:
+        """Write to the journal; on a disk failure, stop the job and retry at the end."""
+        try:
+            write(*args)
+        except JournalWriteError as error:
+            self._deferred.append(lambda: write(*args))
+            self._disk_failed(error)
+            return False
+        return True
+
+    def _disk_failed(self, error: BaseException) -> None:
+        """A write failed for lack of disk: stop as if interrupted, recording what we can."""
+        if self._problem is not None:
+            return
+        self._problem = getattr(error, "message", None) or str(error)
+        self._stopped = "disk"
+        self._journal.release_reserve()  # room for the stop's own records
+        self._display.note(f"stopping: {self._problem}")
+        self._stop()
+
+    # -- before: what the journal says, against the disk ------------------------------
 
     def _reconcile(self) -> None:
         journal, out = self._journal, self._options.out
-        rows = {row.row: row for row in self._catalog.rows}
+        for note in journal.edits:
+            self._display.note(note)
         for record in journal.records():
             state, number = record.state, record.row
-            current = rows[number]
             if state == State.SUBMITTING:
                 journal.ended(number, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_CRASH)
-            elif state == State.INVALID and current.ok:
-                journal.reset([number], note=f"fixed since: line {record.line} is valid now")
-            elif state == State.PENDING and not current.ok:
-                journal.ended(
-                    number, State.INVALID, "InvalidRow", f"line {current.line}: {current.error}"
-                )
             elif (state == State.UNCERTAIN and self._options.resend_uncertain) or (
                 state == State.FAILED and self._options.retry_failed
             ):
-                journal.reset([number], note=f"sent again ({state} before)")
+                if number in self._requests:
+                    journal.reset([number], note=f"sent again ({state} before)")
             elif state == State.DONE and not all((out / name).is_file() for name in record.files):
                 assert record.prediction_id is not None
                 journal.completed(number, record.prediction_id, record.outputs)
@@ -211,62 +299,81 @@ class BulkJob:
         self._display.update(self._counts, len(records))
         uncertain = [r for r in records if r.state == State.UNCERTAIN]
         if uncertain:
-            listed = ", ".join(f"{r.row} (line {r.line})" for r in uncertain[:20])
+            listed = ", ".join(f"line {r.line}" for r in uncertain[:20])
             more = f" and {len(uncertain) - 20} more" if len(uncertain) > 20 else ""
             self._display.note(
-                f"{len(uncertain)} uncertain row(s), not re-sent: their POST may have landed "
-                f"without an answer (rows {listed}{more}). Re-run with --resend-uncertain to "
-                "send them again; each may then be charged twice."
+                f"{plural(len(uncertain), 'uncertain row')}, not re-sent: their POST may "
+                f"have landed without an answer ({listed}{more}). Re-run with "
+                "--resend-uncertain to send them again; each may then be charged twice."
             )
 
     # -- during ---------------------------------------------------------------------
 
     async def _rounds(self) -> None:
-        """Work until nothing is left; rows cancelled by an earlier stop go round twice."""
+        """Work until nothing is left; rows found cancelled on the server go round twice."""
         while True:
             records = self._journal.records()
-            polls = [r for r in records if r.state == State.SUBMITTED]
+            polls = [
+                r
+                for r in records
+                if r.state == State.SUBMITTED
+                or (r.state == State.CANCELED and r.prediction_id and r.row in self._requests)
+            ]
             sends = [r for r in records if r.state == State.PENDING and r.row in self._requests]
             saves = [r for r in records if r.state == State.COMPLETED]
+            self._keys = {r.row: r.key for r in records}
             if not (polls or sends or saves):
                 return
             if not await self._round(polls, sends, saves) or self._stopped:
                 return
+
+    async def _room(self, request: Request) -> None:
+        """Hold a new request back while earlier runs' submissions fill the limits."""
+        if self._carryover is not None:
+            await self._carryover.room(request.generations)
+        while self._predecessors is not None:
+            wait = self._predecessors.wait(len(self._admitted), anyio.current_time())
+            if wait is None:
+                return
+            with anyio.move_on_after(wait):
+                await self._finished.wait()
 
     async def _round(
         self, polls: list[RowRecord], sends: list[RowRecord], saves: list[RowRecord]
     ) -> bool:
         """One batch over ``polls`` and ``sends``; True when rows became pending again."""
         order: list[int] = []
-        cancelled = {r.row for r in polls if r.cancel_requested}
         again = False
 
         async def items() -> AsyncIterator[Prediction | Request]:
             for record in polls:
                 order.append(record.row)
+                self._admitted.add(record.row)
                 yield Prediction(str(record.prediction_id))
             for record in sends:
                 request = self._requests[record.row]
-                if self._carryover is not None:
-                    await self._carryover.room(request.generations)
+                await self._room(request)
                 order.append(record.row)
+                self._admitted.add(record.row)
                 yield request
 
-        def sending(index: int) -> None:
-            self._journal.sending(order[index])
-            self._move(order[index], State.SUBMITTING)
+        def sending(index: int) -> Awaitable[None]:
+            # Awaited before the POST goes out: the journal must know first.
+            return self._sending(order[index])
 
         def not_created(index: int) -> None:
             # A 429, a 5xx or a refused connection: nothing exists, so a crash before the
             # re-send must not leave the row "uncertain".
-            self._journal.reset([order[index]])
+            self._write(self._journal.reset, [order[index]])
             self._move(order[index], State.PENDING)
 
         def submitted(index: int, prediction_id: str) -> None:
             if self._states[order[index]] != State.SUBMITTED:
-                # An answer that arrives after interrupt(): the engine cancels it next.
-                cancelling = self._interrupted and not self._options.leave_running
-                self._journal.submitted(order[index], prediction_id, cancelling=cancelling)
+                # An answer that arrives after a stop: the engine cancels it next.
+                stopping = self._interrupted or self._problem is not None
+                cancelling = stopping and not self._options.leave_running
+                write = functools.partial(self._journal.submitted, cancelling=cancelling)
+                self._write(write, order[index], prediction_id)
                 self._move(order[index], State.SUBMITTED)
 
         send, receive = anyio.create_memory_object_stream[_Save](math.inf)
@@ -292,10 +399,13 @@ class BulkJob:
                     async with batch:
                         async for result in batch:
                             row = order[result.index]
+                            self._left_batch(row)
                             if result.ok:
-                                await send.send(self._completed(row, result))
+                                save = self._completed(row, result)
+                                if save is not None:
+                                    await send.send(save)
                             else:
-                                again |= self._failed(row, result, row in cancelled)
+                                again |= self._failed(row, result)
                 except OutOfCreditsError as error:
                     self._stopped = "out of credits"
                     self._display.note(
@@ -304,19 +414,47 @@ class BulkJob:
                     )
         return again
 
-    def _completed(self, row: int, result: BatchResult) -> _Save:
+    def _left_batch(self, row: int) -> None:
+        """The row's prediction is over (or was never made): its in-flight slot is free."""
+        self._admitted.discard(row)
+        self._finished.set()
+        self._finished = anyio.Event()
+
+    async def _sending(self, row: int) -> None:
+        """Write ``submitting`` in a worker thread (the fsync off the event loop, while
+        the submit grant waits); raising keeps the POST from going out."""
+        try:
+            await self._journal.sending_off_loop(row)
+        except JournalWriteError as error:
+            self._disk_failed(error)
+            raise
+        except anyio.get_cancelled_exc_class():
+            self._write(self._journal.reset, [row])  # written, but the POST never goes out
+            raise
+        self._move(row, State.SUBMITTING)
+
+    def _completed(self, row: int, result: BatchResult) -> _Save | None:
         assert result.prediction_id is not None
-        self._journal.completed(row, result.prediction_id, result.output)
         self._move(row, State.COMPLETED)
+        if not self._write(self._journal.completed, row, result.prediction_id, result.output):
+            return None
         return _Save(row, self._key(row), result.prediction_id, result.output, result)
 
-    def _failed(self, row: int, result: BatchResult, cancelled_by_stop: bool) -> bool:
+    def _failed(self, row: int, result: BatchResult) -> bool:
         error = result.error
         assert error is not None
         name, message = error.name or type(error).__name__, error.message
-        line = self._catalog.rows[row - 1].line
-        if isinstance(error, PredictionCanceledError) and cancelled_by_stop:
-            self._journal.reset([row], note="cancelled when the job was stopped; sent again")
+        line = self._line(row)
+        if isinstance(error, JournalWriteError):  # its POST was never sent
+            self._move(row, State.PENDING)
+            return False
+        if isinstance(error, PredictionCanceledError):
+            if self._interrupted or self._problem is not None:
+                self._write(self._journal.canceled, [row], CANCELED_BY_STOP)
+                self._move(row, State.CANCELED)
+                return False
+            # Cancelled by an earlier stop (or by hand): not charged; send it again.
+            self._write(self._journal.reset, [row], "its prediction was cancelled; sent again")
             self._move(row, State.PENDING)
             return True
         if isinstance(error, SubmissionUncertainError):
@@ -326,14 +464,14 @@ class BulkJob:
         elif result.prediction_id is None and not isinstance(error, BadRequestError):
             # Refused before any prediction existed (out of credits, 5xx, 401...):
             # nothing runs, nothing is charged; a later run sends it.
-            self._journal.reset([row], note=f"not sent: {name}: {message}")
+            self._write(self._journal.reset, [row], f"not sent: {name}: {message}")
             self._move(row, State.PENDING)
             return False
         else:
             state = State.FAILED
-        self._journal.ended(row, state, name, message, result.prediction_id)
+        self._write(self._journal.ended, row, state, name, message, result.prediction_id)
         self._move(row, state)
-        self._display.note(f"row {row} (line {line}) {state}: {name}: {message}")
+        self._display.note(f"line {line}: {state}: {name}: {message}")
         return False
 
     async def _saver(self, receive: MemoryObjectReceiveStream[_Save]) -> None:
@@ -346,41 +484,72 @@ class BulkJob:
                     else:
                         result = TryOnResult(id=save.prediction_id, output=save.outputs)
                         paths = await result.save(out, stem=save.key)
-                except DownloadError as error:
-                    self._journal.note_error(save.row, error.name or "DownloadError", error.message)
+                except (FashnError, OSError) as error:
+                    problem = disk_problem(error)
+                    if problem is not None:
+                        self._disk_failed(JournalWriteError(f"cannot write to {out}: {problem}"))
+                        return
+                    text = getattr(error, "message", None) or str(error)
+                    name = getattr(error, "name", None) or type(error).__name__
+                    self._write(self._journal.note_error, save.row, name, text)
                     self._display.note(
-                        f"row {save.row}: download failed, a re-run tries again: {error.message}"
+                        f"line {self._line(save.row)}: download failed, a re-run tries "
+                        f"again: {text}"
                     )
                     continue
-                self._journal.saved(save.row, [path.name for path in paths])
+                if not self._write(self._journal.saved, save.row, [p.name for p in paths]):
+                    return
                 self._move(save.row, State.DONE)
                 if self._options.thumbnails:  # for the report, while there is time
                     for path in paths:
-                        await anyio.to_thread.run_sync(thumbnail, path, out)
+                        try:
+                            await anyio.to_thread.run_sync(thumbnail, path, out)
+                        except OSError:  # a preview is not worth stopping for
+                            break
 
     # -- after ----------------------------------------------------------------------
 
     def _settle(self) -> None:
-        """Write down what a stop left behind (runs shielded, after any interrupt)."""
+        """Write down what a stop left behind (runs after any stop, plain calls only)."""
+        for write in self._deferred:
+            try:
+                write()
+            except JournalWriteError:
+                break  # the next run reconciles what the journal could not take
+        self._deferred.clear()
+        try:
+            self._settle_rows()
+        except JournalWriteError as error:
+            self._problem = self._problem or error.message
+
+    def _settle_rows(self) -> None:
         records = self._journal.records()
+        stopped = self._interrupted or self._problem is not None
         running = [r.row for r in records if r.state == State.SUBMITTED]
-        if self._interrupted and running and not self._options.leave_running:
-            self._journal.request_cancel(running)  # those interrupt() could not know yet
+        if stopped and running and not self._options.leave_running:
+            # Cancelled on the server as the batch left: recorded, a re-run sends them again.
+            self._journal.canceled(running, CANCELED_BY_STOP)
+            for row in running:
+                self._move(row, State.CANCELED)
         for record in records:
             if record.state == State.SUBMITTING:
                 self._journal.ended(
                     record.row, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_STOP
                 )
                 self._move(record.row, State.UNCERTAIN)
-        if self._interrupted and running:
+        if stopped and running:
             what = "left running" if self._options.leave_running else "cancelled on the server"
             self._display.note(
-                f"stopped: {len(running)} running prediction(s) {what}; run the same "
+                f"stopped: {plural(len(running), 'running prediction')} {what}; run the same "
                 "command again to resume"
             )
 
     def _key(self, row: int) -> str:
-        return self._catalog.rows[row - 1].key
+        return self._keys.get(row) or f"row{row:05d}"
+
+    def _line(self, row: int) -> int:
+        current = self._journal.catalog.get(row)
+        return current.line if current is not None else 0
 
     def _move(self, row: int, state: str, *, notify: bool = True) -> None:
         old = self._states.get(row)
@@ -390,3 +559,15 @@ class BulkJob:
         self._counts[state] += 1
         if notify:
             self._display.update(self._counts, len(self._states))
+
+
+def disk_problem(error: BaseException) -> str | None:
+    """What is wrong with the disk when ``error`` (or what caused it) is a disk failure."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            return (
+                f"{seen.strerror or 'disk failure'} ({errno.errorcode.get(seen.errno or 0, '?')})"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -1,7 +1,8 @@
 """The job's journal: a SQLite file in the output folder that survives any crash.
 
 Each row moves ``pending -> submitting -> submitted (with its id) -> completed (outputs
-known) -> done (files on disk)``, or ends ``failed``, ``invalid`` or ``uncertain``. Every
+known) -> done (files on disk)``, or ends ``failed``, ``invalid`` or ``uncertain``, or
+``canceled`` when a stop cancelled its prediction (a re-run sends it again). Every
 step is one short transaction, written (WAL, ``synchronous=FULL``) before the network
 step it announces and after the one it records, so a ``kill -9`` anywhere leaves a state
 a re-run can act on without paying twice:
@@ -11,8 +12,15 @@ a re-run can act on without paying twice:
 - ``submitted`` rows are polled by their id, never re-sent;
 - ``completed`` rows are downloaded again (files are written whole or not at all).
 
-The journal remembers the catalog's SHA-256 and what decides the requests (base URL,
-model): a run with another file under the same journal is refused, with the reason.
+Rows are known by their identity (the ``id`` column, else a hash of their values), not
+by their place in the file: rows not sent yet may be edited, added or removed between
+runs; a row already sent keeps its record, and an edit to it is reported
+(:attr:`Journal.edits`). What decides every request (base URL, model, output format) must
+not change: a run with other settings under the same journal is refused, with the reason.
+
+A write that fails (a full or broken disk) raises :class:`JournalWriteError`. The folder
+keeps a small reserve file (``.journal.reserve``) that :meth:`Journal.release_reserve`
+deletes, so that a job stopped by a full disk still has room to record its stop.
 """
 
 from __future__ import annotations
@@ -21,76 +29,49 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
-import attrs
+import anyio
 
-from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._catalog import CatalogRow, identity_of
+from fashn_async.bulk._rows import (
+    JournalBusyError,
+    JournalMismatchError,
+    JournalWriteError,
+    RowRecord,
+    State,
+    disk_problem,
+    record_of,
+    writes,
+)
 from fashn_async.errors import ConfigurationError
 
-__all__ = ["Journal", "JournalBusyError", "JournalMismatchError", "RowRecord", "State"]
+__all__ = [
+    "Journal",
+    "JournalBusyError",
+    "JournalMismatchError",
+    "JournalWriteError",
+    "RowRecord",
+    "State",
+]
 
 JOURNAL_NAME: Final = "journal.sqlite3"
-SCHEMA_VERSION: Final = "1"
+LOCK_NAME: Final = ".journal.lock"
+RESERVE_NAME: Final = ".journal.reserve"
+#: Bytes kept free for the journal: enough for a stop to record every row's state.
+RESERVE_BYTES: Final = 256 * 1024
+SCHEMA_VERSION: Final = "2"
 #: Journal settings that must be equal for a run to resume, with what to call them.
 CHECKED: Final = {
-    "catalog_sha256": "the catalog's contents (SHA-256)",
     "base_url": "the API address (--base-url)",
     "model_name": "the model (--model-name)",
     "output_format": "the output format (--output-format)",
 }
-
-
-class State:
-    """A row's state in the journal (and its ``status`` in the manifest)."""
-
-    PENDING: Final = "pending"
-    SUBMITTING: Final = "submitting"
-    SUBMITTED: Final = "submitted"
-    COMPLETED: Final = "completed"
-    DONE: Final = "done"
-    FAILED: Final = "failed"
-    INVALID: Final = "invalid"
-    UNCERTAIN: Final = "uncertain"
-
-    ALL: Final = (
-        PENDING, SUBMITTING, SUBMITTED, COMPLETED, DONE, FAILED, INVALID, UNCERTAIN
-    )  # fmt: skip
-    #: Nothing more happens to these without a flag or a fix.
-    FINAL: Final = frozenset({DONE, FAILED, INVALID, UNCERTAIN})
-
-
-class JournalMismatchError(ConfigurationError):
-    """The journal in the output folder belongs to another catalog or API."""
-
-
-class JournalBusyError(ConfigurationError):
-    """Another job is running on the same output folder."""
-
-
-@attrs.frozen(kw_only=True)
-class RowRecord:
-    """A row as the journal knows it."""
-
-    row: int
-    line: int
-    key: str
-    label: str | None
-    inputs: dict[str, Any]
-    state: str
-    prediction_id: str | None
-    outputs: list[str]
-    files: list[str]
-    error_name: str | None
-    error_message: str | None
-    cancel_requested: bool
-    sends: int
-    sent_at: float | None
-    submitted_at: float | None
-    finished_at: float | None
 
 
 _SCHEMA = """
@@ -99,6 +80,8 @@ CREATE TABLE IF NOT EXISTS rows (
     row INTEGER PRIMARY KEY,
     line INTEGER NOT NULL,
     key TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT '',
+    position INTEGER,
     label TEXT,
     inputs TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -118,23 +101,32 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 _COLUMNS = (
-    "row, line, key, label, inputs, state, prediction_id, outputs, files, error_name, "
-    "error_message, cancel_requested, sends, sent_at, submitted_at, finished_at"
+    "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
+    "files, error_name, error_message, cancel_requested, sends, sent_at, submitted_at, finished_at"
 )
 
 
 class Journal:
     """The durable state of one bulk job; open it with :meth:`open`.
 
-    Methods write at once (one transaction each, fsynced) and are meant to be called on
-    the event loop from the batch's callbacks: the write must be on disk before the
-    request it announces goes out. Each takes well under a millisecond to a few.
+    Methods write at once (one transaction each, fsynced): the write must be on disk
+    before the request it announces goes out. Each takes well under a millisecond to a
+    few. A failed write raises :class:`JournalWriteError` and changes nothing.
+    :meth:`sending_off_loop` makes the write that a submit grant waits for in a worker
+    thread; every access holds :attr:`guard`, so the two threads never interleave.
+
+    Attributes:
+        catalog: The current catalog row of each journal row (by journal row number).
+        edits: What the catalog changed since the last run, one sentence each.
     """
 
     def __init__(self, path: Path, connection: sqlite3.Connection, lock: IO[str] | None) -> None:
         self.path = path
+        self.guard = threading.Lock()
         self._db = connection
         self._lock = lock
+        self.catalog: dict[int, CatalogRow] = {}
+        self.edits: list[str] = []
 
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
@@ -151,24 +143,39 @@ class Journal:
             JournalBusyError: another job holds the folder.
             JournalMismatchError: the journal was made for another catalog or API.
         """
+        try:
+            return cls._open(directory, meta, rows)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigurationError(
+                f"cannot write to {directory}: {disk_problem(exc)}; give --out a folder "
+                "this user can write to"
+            ) from None
+
+    @classmethod
+    def _open(
+        cls, directory: Path, meta: Mapping[str, str | None], rows: Sequence[CatalogRow]
+    ) -> Journal:
         if directory.exists() and not directory.is_dir():
             raise ConfigurationError(f"{directory} exists and is not a folder")
         directory.mkdir(parents=True, exist_ok=True)
         lock = _lock(directory)
         path = directory / JOURNAL_NAME
         try:
-            db = sqlite3.connect(path, isolation_level=None)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA busy_timeout=10000")
-                db.executescript(_SCHEMA)
+                db.execute("PRAGMA journal_size_limit=1048576")
                 journal = cls(path, db, lock)
-                known = journal.meta()
+                known = journal._known()
+                db.executescript(_SCHEMA)
                 if known:
-                    journal._check(known, meta, len(rows))
+                    journal._check(known, meta)
+                    journal._sync(rows)
                 else:
                     journal._create(meta, rows)
+                _reserve(directory)
             except BaseException:
                 db.close()
                 raise
@@ -176,6 +183,14 @@ class Journal:
             lock.close()
             raise
         return journal
+
+    def release_reserve(self) -> bool:
+        """Free the reserve file's space for the journal; False when there was none."""
+        try:
+            (self.path.parent / RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         """Close the database and let another job have the folder."""
@@ -190,31 +205,119 @@ class Journal:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _known(self) -> dict[str, str | None]:
+        """The meta table of an existing journal (migrated to this schema), else {}."""
+        tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master")}
+        if "meta" not in tables:
+            return {}
+        known = self.meta()
+        if known.get("schema") == "1":
+            self._migrate_from_1()
+            known = self.meta()
+        return known
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 knew rows by number only: give each its identity and place."""
+        with self._transaction():
+            self._db.execute("ALTER TABLE rows ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
+            self._db.execute("ALTER TABLE rows ADD COLUMN position INTEGER")
+            seen: Counter[str] = Counter()
+            updates = []
+            for row, inputs in self._db.execute("SELECT row, inputs FROM rows ORDER BY row"):
+                base = identity_of(json.loads(inputs))
+                seen[base] += 1
+                updates.append((base if seen[base] == 1 else f"{base}#{seen[base]}", row, row))
+            self._db.executemany(
+                "UPDATE rows SET identity = ?, position = ? WHERE row = ?", updates
+            )
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+
     def _create(self, meta: Mapping[str, str | None], rows: Sequence[CatalogRow]) -> None:
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO meta VALUES (?, ?)",
-                [("schema", SCHEMA_VERSION), ("rows", str(len(rows))), *meta.items()],
+                "INSERT INTO meta VALUES (?, ?)", [("schema", SCHEMA_VERSION), *meta.items()]
+            )
+            self._insert(rows, start=1)
+        self.catalog = dict(enumerate(rows, start=1))
+
+    def _insert(self, rows: Sequence[CatalogRow], start: int) -> None:
+        self._db.executemany(
+            "INSERT INTO rows (row, line, key, identity, position, label, inputs, state, "
+            "error_name, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    number,
+                    r.line,
+                    r.key,
+                    r.identity,
+                    r.row,
+                    r.label,
+                    _json(r.inputs),
+                    State.PENDING if r.ok else State.INVALID,
+                    None if r.ok else "InvalidRow",
+                    None if r.ok else _at_line(r),
+                )
+                for number, r in enumerate(rows, start=start)
+            ],
+        )
+
+    def _sync(self, rows: Sequence[CatalogRow]) -> None:
+        """Match the catalog to the journal by identity (see the module docstring)."""
+        known = {record.identity: record for record in self.records()}
+        fresh: list[CatalogRow] = []
+        updates: list[tuple[Any, ...]] = []
+        places: list[tuple[int, int, int]] = []
+        for current in rows:
+            record = known.pop(current.identity, None)
+            if record is None:
+                fresh.append(current)
+                continue
+            self.catalog[record.row] = current
+            if record.state in State.UNSENT:
+                updates.append(
+                    (
+                        current.line, current.key, current.row, current.label,
+                        _json(current.inputs), State.PENDING if current.ok else State.INVALID,
+                        None if current.ok else "InvalidRow",
+                        None if current.ok else _at_line(current), record.row,
+                    )
+                )  # fmt: skip
+                continue
+            places.append((current.line, current.row, record.row))
+            if _json(current.inputs) != _json(record.inputs):
+                self.edits.append(
+                    f"line {current.line}{_named(current.label)} changed after it was sent "
+                    f"({record.state}): the journal keeps the values it was sent with; give "
+                    "the new version another id (or a new --out folder) to send it"
+                )
+        gone = list(known.values())
+        for record in gone:
+            if record.state not in State.UNSENT:
+                self.edits.append(
+                    f"row {record.position} (line {record.line}{_named(record.label)}) is no "
+                    f"longer in the catalog; it was already sent ({record.state}): its record "
+                    "is kept"
+                )
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE rows SET line = ?, key = ?, position = ?, label = ?, inputs = ?, "
+                "state = ?, error_name = ?, error_message = ? WHERE row = ?",
+                updates,
+            )
+            self._db.executemany("UPDATE rows SET line = ?, position = ? WHERE row = ?", places)
+            self._db.executemany(
+                "DELETE FROM rows WHERE row = ?",
+                [(r.row,) for r in gone if r.state in State.UNSENT],
             )
             self._db.executemany(
-                "INSERT INTO rows (row, line, key, label, inputs, state, error_name, "
-                "error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.row,
-                        r.line,
-                        r.key,
-                        r.label,
-                        json.dumps(dict(r.inputs), ensure_ascii=False, default=str),
-                        State.PENDING if r.ok else State.INVALID,
-                        None if r.ok else "InvalidRow",
-                        None if r.ok else _at_line(r),
-                    )
-                    for r in rows
-                ],
+                "UPDATE rows SET position = NULL WHERE row = ?",
+                [(r.row,) for r in gone if r.state not in State.UNSENT],
             )
+            start = 1 + (self._db.execute("SELECT max(row) FROM rows").fetchone()[0] or 0)
+            self._insert(fresh, start=start)
+        self.catalog.update(dict(enumerate(fresh, start=start)))
 
-    def _check(self, known: dict[str, str | None], meta: Mapping[str, str | None], n: int) -> None:
+    def _check(self, known: dict[str, str | None], meta: Mapping[str, str | None]) -> None:
         if known.get("schema") != SCHEMA_VERSION:
             raise JournalMismatchError(
                 f"{self.path} was written by another version of fashn-async "
@@ -223,46 +326,47 @@ class Journal:
         for name, what in CHECKED.items():
             if name in meta and known.get(name) != meta[name]:
                 was, now = known.get(name), meta[name]
-                if name == "catalog_sha256":
-                    raise JournalMismatchError(
-                        f"the catalog changed since this job started: {self.path} was made "
-                        f"for {known.get('catalog')} with SHA-256 {str(was)[:12]}..., the "
-                        f"file given now has {str(now)[:12]}.... Rows are tracked by their "
-                        "number, so a changed file cannot resume safely. Put the original "
-                        "file back to finish that job, or use a new --out folder for this one."
-                    )
                 raise JournalMismatchError(
                     f"{what} changed since this job started: {self.path} has {was!r}, this "
                     f"run has {now!r}. Prediction ids belong to one API and one setting; "
                     "run with the same options to finish that job, or use a new --out folder."
                 )
-        if known.get("rows") != str(n):  # same bytes, same rows: only a bug gets here
-            raise JournalMismatchError(f"{self.path} lists {known.get('rows')} rows, not {n}")
+        with self._transaction():  # the catalog's path and hash: for information only
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(k, v) for k, v in meta.items() if k not in CHECKED],
+            )
 
     # -- reading -------------------------------------------------------------------
 
     def meta(self) -> dict[str, str | None]:
         """The job's settings, as written when it was created."""
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        with self.guard:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def records(self) -> list[RowRecord]:
         """Every row, in row order."""
-        cursor = self._db.execute(f"SELECT {_COLUMNS} FROM rows ORDER BY row")  # noqa: S608 - constant
-        return [_record(values) for values in cursor]
+        query = f"SELECT {_COLUMNS} FROM rows ORDER BY position IS NULL, position, row"  # noqa: S608 - constant
+        with self.guard:
+            return [record_of(values) for values in self._db.execute(query).fetchall()]
 
     def counts(self) -> dict[str, int]:
         """Rows per state."""
         counts = dict.fromkeys(State.ALL, 0)
-        counts.update(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state"))
+        with self.guard:
+            counts.update(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state"))
         return counts
 
     def runs(self) -> list[tuple[float, float | None, str | None]]:
         """Every run of the job: start, end and outcome (None: it was killed)."""
         query = "SELECT started_at, ended_at, outcome FROM runs ORDER BY id"
-        return [(start, end, outcome) for start, end, outcome in self._db.execute(query)]
+        with self.guard:
+            rows = self._db.execute(query).fetchall()
+        return [(start, end, outcome) for start, end, outcome in rows]
 
     # -- state changes (each one transaction) --------------------------------------
 
+    @writes
     def sending(self, row: int) -> None:
         """The row's POST is about to go out: from now on it may exist on the server."""
         self._db.execute(
@@ -271,6 +375,18 @@ class Journal:
             (State.SUBMITTING, time.time(), row),
         )
 
+    async def sending_off_loop(self, row: int) -> None:
+        """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
+
+        Once started, the write completes even if the caller is cancelled meanwhile
+        (the row is then ``submitting``; the caller puts it back).
+
+        Raises:
+            JournalWriteError: the write failed; nothing changed.
+        """
+        await anyio.to_thread.run_sync(self.sending, row)
+
+    @writes
     def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
         """The server answered with the row's prediction id (``cancelling``: too late,
         the job is stopping and cancels it)."""
@@ -280,6 +396,7 @@ class Journal:
             (State.SUBMITTED, prediction_id, time.time(), int(cancelling), row),
         )
 
+    @writes
     def completed(self, row: int, prediction_id: str, outputs: Sequence[str]) -> None:
         """The prediction completed: its outputs are known, not yet on disk."""
         self._db.execute(
@@ -289,6 +406,7 @@ class Journal:
             (State.COMPLETED, prediction_id, json.dumps(list(outputs)), time.time(), row),
         )
 
+    @writes
     def saved(self, row: int, files: Sequence[str]) -> None:
         """Every output of the row is on disk."""
         self._db.execute(
@@ -297,6 +415,7 @@ class Journal:
             (State.DONE, json.dumps(list(files)), row),
         )
 
+    @writes
     def ended(
         self,
         row: int,
@@ -313,12 +432,14 @@ class Journal:
             (state, name, message, prediction_id, time.time(), row),
         )
 
+    @writes
     def note_error(self, row: int, name: str | None, message: str | None) -> None:
         """Keep the row's state, with this error (a download that failed, say)."""
         self._db.execute(
             "UPDATE rows SET error_name = ?, error_message = ? WHERE row = ?", (name, message, row)
         )
 
+    @writes
     def reset(self, rows: Iterable[int], note: str | None = None) -> None:
         """Make rows ``pending`` again (nothing of theirs runs or is charged on the server)."""
         with self._transaction():
@@ -329,6 +450,17 @@ class Journal:
                 [(State.PENDING, note, row) for row in rows],
             )
 
+    @writes
+    def canceled(self, rows: Iterable[int], note: str) -> None:
+        """These rows' predictions were cancelled by a stop (a re-run sends them again)."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE rows SET state = ?, error_name = 'Canceled', error_message = ?, "
+                "finished_at = ? WHERE row = ?",
+                [(State.CANCELED, note, time.time(), row) for row in rows],
+            )
+
+    @writes
     def request_cancel(self, rows: Iterable[int]) -> None:
         """These submitted rows were cancelled on the server when the job was stopped."""
         with self._transaction():
@@ -336,12 +468,14 @@ class Journal:
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
             )
 
+    @writes
     def begin_run(self) -> int:
         """Record that a run starts; returns its id."""
         cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    @writes
     def end_run(self, run: int, outcome: str) -> None:
         """Record how a run ended."""
         self._db.execute(
@@ -363,32 +497,28 @@ def _at_line(row: CatalogRow) -> str:
     return f"line {row.line}: {row.error}"
 
 
-def _record(values: tuple[Any, ...]) -> RowRecord:
-    (row, line, key, label, inputs, state, pid, outputs, files, name, message, cancel) = values[:12]
-    sends, sent_at, submitted_at, finished_at = values[12:]
-    return RowRecord(
-        row=row,
-        line=line,
-        key=key,
-        label=label,
-        inputs=json.loads(inputs),
-        state=state,
-        prediction_id=pid,
-        outputs=json.loads(outputs),
-        files=json.loads(files),
-        error_name=name,
-        error_message=message,
-        cancel_requested=bool(cancel),
-        sends=sends,
-        sent_at=sent_at,
-        submitted_at=submitted_at,
-        finished_at=finished_at,
-    )
+def _named(label: str | None) -> str:
+    return f", id {label!r}" if label else ""
+
+
+def _json(values: Mapping[str, Any]) -> str:
+    return json.dumps(dict(values), ensure_ascii=False, default=str, sort_keys=True)
+
+
+def _reserve(directory: Path) -> None:
+    """Keep RESERVE_BYTES of the disk for the journal (see the module docstring)."""
+    path = directory / RESERVE_NAME
+    if path.is_file() and path.stat().st_size == RESERVE_BYTES:
+        return
+    with path.open("wb") as fh:
+        fh.write(b"\0" * RESERVE_BYTES)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _lock(directory: Path) -> IO[str]:
     """Hold the folder for this process (released by the kernel on any exit, kill -9 too)."""
-    handle = (directory / ".journal.lock").open("a+", encoding="utf-8")
+    handle = (directory / LOCK_NAME).open("a+", encoding="utf-8")
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks, no check

@@ -16,9 +16,10 @@ MANIFEST_NAME = "manifest.jsonl"
 
 
 def manifest_line(record: RowRecord) -> dict[str, Any]:
-    """The manifest entry of one row."""
+    """The manifest entry of one row (``row``: its place in the catalog, None for a row
+    sent by an earlier run and since removed from the catalog)."""
     return {
-        "row": record.row,
+        "row": record.position,
         "line": record.line,
         "id": record.label,
         "inputs": record.inputs,

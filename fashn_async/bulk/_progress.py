@@ -1,7 +1,10 @@
 """Showing a job's progress: a live rich display on a terminal, plain log lines elsewhere.
 
-Both show the same figures: rows submitted, running, done and failed, the rate of done
-rows per minute in this run, and the time left at that rate.
+Both show the same figures, in the words of the summary and the report: rows per state
+(``5 done, 2 submitted, 1 invalid``), the rate of done rows per minute in this run, and
+the time left at that rate. Against an emulator run with ``--time-scale``, the rate is
+in API time (done per API minute, comparable with the API's 25/min) and says so; the
+time left is real time.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from fashn_async.bulk._journal import State
+from fashn_async.bulk._words import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,45 +32,39 @@ class Figures:
     """What a progress display shows, from the row counts per state."""
 
     total: int
-    submitted: int
-    running: int
-    done: int
-    failed: int
-    pending: int
+    counts: Mapping[str, int]
 
     @classmethod
     def of(cls, counts: Mapping[str, int], total: int) -> Figures:
         """The figures for ``counts`` (rows per journal state)."""
-        pending, invalid = counts.get(State.PENDING, 0), counts.get(State.INVALID, 0)
-        running = sum(counts.get(s, 0) for s in (State.SUBMITTING, State.SUBMITTED))
-        failed = sum(counts.get(s, 0) for s in (State.FAILED, State.INVALID, State.UNCERTAIN))
-        return cls(
-            total=total,
-            submitted=total - pending - invalid,
-            running=running + counts.get(State.COMPLETED, 0),
-            done=counts.get(State.DONE, 0),
-            failed=failed,
-            pending=pending,
-        )
+        return cls(total=total, counts=dict(counts))
+
+    @property
+    def done(self) -> int:
+        """Rows done."""
+        return self.counts.get(State.DONE, 0)
 
     @property
     def finished(self) -> int:
         """Rows with nothing left to do in this run."""
-        return self.done + self.failed
+        return sum(self.counts.get(s, 0) for s in (State.DONE, *State.NOT_DONE))
 
     def text(self) -> str:
-        """``submitted 130 · running 6 · done 118 · failed 2``."""
-        return (
-            f"submitted {self.submitted} · running {self.running} · done {self.done} · "
-            f"failed {self.failed}"
-        )
+        """``118 done, 6 submitted, 1 failed``: the summary's words."""
+        return counted(self.counts, always=(State.DONE,))
 
 
 class _Pace:
-    """Done rows per minute in this run, and the time the rest will take at that pace."""
+    """Done rows per minute in this run, and the time the rest will take at that pace.
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    Args:
+        clock: Seconds, real time.
+        time_scale: The emulator's time factor: the rate is shown per API minute.
+    """
+
+    def __init__(self, clock: Callable[[], float], time_scale: float = 1.0) -> None:
         self._clock = clock
+        self._scale = time_scale
         self._start: tuple[float, int] | None = None
 
     def text(self, figures: Figures) -> str:
@@ -79,7 +77,9 @@ class _Pace:
             return "rate -, ETA -"
         per_second = done / elapsed
         left = figures.total - figures.finished
-        return f"{per_second * 60:.1f}/min, ETA {_duration(left / per_second)}"
+        unit = "/min" if self._scale == 1.0 else "/min in API time"
+        rate = per_second * 60 * self._scale
+        return f"{rate:.1f}{unit}, ETA {_duration(left / per_second)}"
 
 
 def _duration(seconds: float) -> str:
@@ -90,7 +90,9 @@ def _duration(seconds: float) -> str:
 
 
 class LineDisplay:
-    """Timestamped lines on stderr, at most one progress line per ``interval`` seconds."""
+    """Timestamped lines on stderr: a progress line when the counts change, at most one
+    per ``interval`` seconds (a change inside the interval shows in the next line), and
+    a last one at the end; notes at once."""
 
     def __init__(
         self,
@@ -98,11 +100,13 @@ class LineDisplay:
         *,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        time_scale: float = 1.0,
     ) -> None:
         self._write = write or _stderr
         self._interval = interval
         self._clock = clock
-        self._pace = _Pace(clock)
+        self._pace = _Pace(clock, time_scale)
+        self._shown: Figures | None = None
         self._last: float | None = None
         self._figures: Figures | None = None
 
@@ -113,12 +117,15 @@ class LineDisplay:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._figures is not None:
+        if self._figures is not None and self._figures != self._shown:
             self._line(self._figures)
 
     def update(self, counts: Mapping[str, int], total: int) -> None:
-        """Print a progress line if the last one is ``interval`` seconds old."""
+        """Print a progress line if the counts changed and the last line is ``interval``
+        seconds old."""
         self._figures = figures = Figures.of(counts, total)
+        if figures == self._shown:
+            return
         now = self._clock()
         if self._last is None or now - self._last >= self._interval:
             self._last = now
@@ -129,6 +136,7 @@ class LineDisplay:
         self._write(f"{time.strftime('%H:%M:%S')} {text}")
 
     def _line(self, figures: Figures) -> None:
+        self._shown = figures
         self.note(
             f"progress {figures.finished}/{figures.total}: {figures.text()}; "
             f"{self._pace.text(figures)}"
@@ -138,7 +146,7 @@ class LineDisplay:
 class RichDisplay:
     """A live progress bar on the terminal (rich), notes printed above it."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, time_scale: float = 1.0) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._progress = Progress(
@@ -150,7 +158,7 @@ class RichDisplay:
             console=console,
         )
         self._task = self._progress.add_task("try-ons", total=None, figures="", pace="")
-        self._pace = _Pace(time.monotonic)
+        self._pace = _Pace(time.monotonic, time_scale)
 
     def __repr__(self) -> str:
         return f"<RichDisplay {self._progress.tasks[0].completed}>"
@@ -195,17 +203,18 @@ class QuietDisplay:
 
 
 def make_display(
-    mode: DisplayMode, console: Console, interval: float = 10.0
+    mode: DisplayMode, console: Console, interval: float = 10.0, time_scale: float = 1.0
 ) -> RichDisplay | LineDisplay | QuietDisplay:
     """The display for ``mode``; ``auto`` is a live bar on a terminal, else log lines
-    (one per ``interval`` seconds at most)."""
+    (see :class:`LineDisplay`); rates in API time for an emulator's ``time_scale``."""
     if mode == "quiet":
         return QuietDisplay()
     if mode == "bar" or (mode == "auto" and console.is_terminal):
-        return RichDisplay(console)
+        return RichDisplay(console, time_scale)
     return LineDisplay(
         lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True),
         interval=interval,
+        time_scale=time_scale,
     )
 
 

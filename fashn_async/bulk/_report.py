@@ -32,7 +32,7 @@ REPORT_NAME = "report.html"
 EMBED_ROWS = 1000
 _CSP = "default-src 'none'; img-src data:{}; style-src 'unsafe-inline'"
 _ORDER = (
-    State.DONE, State.FAILED, State.INVALID, State.UNCERTAIN, State.COMPLETED,
+    State.DONE, State.CANCELED, State.FAILED, State.INVALID, State.UNCERTAIN, State.COMPLETED,
     State.SUBMITTED, State.SUBMITTING, State.PENDING,
 )  # fmt: skip
 _STYLE = """
@@ -47,7 +47,7 @@ h1{margin:0 0 4px;font-size:22px}h2{font-size:16px;margin:28px 32px 10px}
 border-radius:10px;padding:10px 16px;min-width:112px;background:#fff}
 .card b{display:block;font-size:24px}.card.done b{color:var(--done)}
 .card.failed b{color:var(--failed)}.card.invalid b{color:var(--invalid)}
-.card.uncertain b{color:var(--uncertain)}
+.card.uncertain b{color:var(--uncertain)}.card.canceled b{color:var(--other)}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:16px 0 0;
 color:var(--muted)}dt{font-weight:600;color:var(--ink)}dd{margin:0}
 table{border-collapse:collapse;margin:0 32px 32px;background:#fff;border:1px solid
@@ -77,13 +77,18 @@ overflow-wrap:anywhere}
 def write_report(
     directory: Path,
     records: Sequence[RowRecord],
-    rows: Sequence[CatalogRow],
+    rows: Mapping[int, CatalogRow],
     *,
     title: str,
     runs: Sequence[tuple[float, float | None, str | None]],
     embed: bool | None = None,
 ) -> Path:
-    """Render the report of ``records`` into ``directory/report.html`` (atomically)."""
+    """Render the report of ``records`` into ``directory/report.html`` (atomically).
+
+    Args:
+        rows: The catalog row of each record, by its journal row number (a record whose
+            row left the catalog has none).
+    """
     page = render_report(directory, records, rows, title=title, runs=runs, embed=embed)
     return write_atomically(directory / REPORT_NAME, page)
 
@@ -91,7 +96,7 @@ def write_report(
 def render_report(
     directory: Path,
     records: Sequence[RowRecord],
-    rows: Sequence[CatalogRow],
+    rows: Mapping[int, CatalogRow],
     *,
     title: str,
     runs: Sequence[tuple[float, float | None, str | None]],
@@ -104,21 +109,23 @@ def render_report(
     """
     embed = len(records) <= EMBED_ROWS if embed is None else embed
     sources: list[Path | str] = []
-    for record, row in zip(records, rows, strict=True):
+    for record in records:
+        row = rows.get(record.row)
         for column in ("model_image", "garment_image"):
-            source = row.images.get(column)
+            source = row.images.get(column) if row is not None else None
             if isinstance(source, Path) or (isinstance(source, str) and source[:5] == "data:"):
                 sources.append(source)
         sources += [directory / name for name in record.files]
     thumbs = _Thumbs(thumbnails(sources, directory), directory, embed=embed)
     counts = Counter(record.state for record in records)
-    failures = [r for r in records if r.state in (State.FAILED, State.INVALID, State.UNCERTAIN)]
+    failures = [r for r in records if r.state in State.NOT_DONE]
     parts = [_header(title, records, counts, runs)]
     if failures:
         parts.append(f"<h2>Not done ({len(failures)})</h2>")
         parts.append("<table><tr><th>row</th><th>status</th><th>error</th></tr>")
         parts += [
-            f"<tr><td class=num><b>{r.row}</b> line {r.line}</td><td>{_badge(r.state)}</td>"
+            f"<tr><td class=num><b>{r.position or '-'}</b> line {r.line}</td>"
+            f"<td>{_badge(r.state)}</td>"
             f"<td>{_error(r)}</td></tr>"
             for r in failures
         ]
@@ -127,8 +134,8 @@ def render_report(
     parts.append(
         "<tr><th>row</th><th>model</th><th>garment</th><th>result</th><th>status</th></tr>"
     )
-    for record, row in zip(records, rows, strict=True):
-        parts.append(_row(record, row, directory, thumbs))
+    for record in records:
+        parts.append(_row(record, rows.get(record.row), directory, thumbs))
     parts.append("</table></body></html>\n")
     head = [  # after the body: the embedded thumbnails are known once it is drawn
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>",
@@ -213,7 +220,9 @@ class _Thumbs:
         return "".join(rules)
 
 
-def _row(record: RowRecord, row: CatalogRow, directory: Path, thumbs: _Thumbs) -> str:
+def _row(record: RowRecord, row: CatalogRow | None, directory: Path, thumbs: _Thumbs) -> str:
+    images = row.images if row is not None else {}
+
     def image(source: Path | str | None, caption: str, link: str | None = None) -> str:
         if source is None and not caption:
             return "<div class='th none'>—</div>"
@@ -241,9 +250,10 @@ def _row(record: RowRecord, row: CatalogRow, directory: Path, thumbs: _Thumbs) -
     pid = f"<div class=pid>{_e(record.prediction_id)}</div>" if record.prediction_id else ""
     error = f"<div class=err>{_error(record)}</div>" if record.error_name else ""
     return (
-        f"<tr><td class=num><b>{record.row}</b><br>line {record.line}{label}{options}</td>"
-        f"<td>{image(row.images.get('model_image'), given('model_image'))}</td>"
-        f"<td>{image(row.images.get('garment_image'), given('garment_image'))}</td>"
+        f"<tr><td class=num><b>{record.position or '-'}</b><br>line {record.line}{label}"
+        f"{options}</td>"
+        f"<td>{image(images.get('model_image'), given('model_image'))}</td>"
+        f"<td>{image(images.get('garment_image'), given('garment_image'))}</td>"
         f"<td><div class=imgs>{''.join(outputs) or image(None, '')}</div></td>"
         f"<td>{_badge(record.state)}{pid}{error}</td></tr>"
     )

@@ -1,5 +1,9 @@
 """Thumbnails for the report: small JPEGs, made once and kept in ``results/thumbs/``.
 
+A thumbnail shows the image as a viewer would: turned upright by its EXIF orientation
+(a portrait phone photo stays portrait), transparency composited on white (a garment
+cut-out on a white card, not on black).
+
 An image file's thumbnail is named from its path, size and modification time, so a
 later run reuses it and a changed file gets a new one. Outputs get theirs as soon as
 they are downloaded, which spreads the work over the job instead of its last minute.
@@ -70,10 +74,17 @@ def _jpeg(source: Path | io.BytesIO) -> bytes | None:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow comes with the cli extra
         return None
+    from PIL import ImageOps
+
     try:
-        with Image.open(source) as image:
-            image.draft("RGB", THUMB_SIZE)
+        with Image.open(source) as opened:
+            opened.draft("RGB", THUMB_SIZE)
+            image = ImageOps.exif_transpose(opened)
             image.thumbnail(THUMB_SIZE)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = image.convert("RGBA")
+                image = Image.new("RGBA", rgba.size, "white")
+                image.alpha_composite(rgba)
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, "JPEG", quality=75)
     except (OSError, ValueError, Image.DecompressionBombError):

@@ -1,0 +1,152 @@
+"""The journal's vocabulary: row states, a row's record, and the journal's errors."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
+
+import attrs
+
+from fashn_async.errors import ConfigurationError, FashnError
+
+__all__ = [
+    "JournalBusyError",
+    "JournalMismatchError",
+    "JournalWriteError",
+    "RowRecord",
+    "State",
+    "disk_problem",
+    "record_of",
+    "writes",
+]
+
+
+class State:
+    """A row's state in the journal (and its ``status`` in the manifest)."""
+
+    PENDING: Final = "pending"
+    SUBMITTING: Final = "submitting"
+    SUBMITTED: Final = "submitted"
+    COMPLETED: Final = "completed"
+    DONE: Final = "done"
+    FAILED: Final = "failed"
+    INVALID: Final = "invalid"
+    UNCERTAIN: Final = "uncertain"
+    CANCELED: Final = "canceled"
+
+    ALL: Final = (
+        PENDING, SUBMITTING, SUBMITTED, COMPLETED, DONE, CANCELED, FAILED, INVALID, UNCERTAIN
+    )  # fmt: skip
+    #: Nothing more happens to these without a flag or a fix.
+    FINAL: Final = frozenset({DONE, FAILED, INVALID, UNCERTAIN})
+    #: Not done, and nothing of theirs runs: the report's "Not done" table.
+    NOT_DONE: Final = (CANCELED, FAILED, INVALID, UNCERTAIN)
+    #: Never sent: a catalog edit may change or remove them.
+    UNSENT: Final = frozenset({PENDING, INVALID})
+
+
+class JournalMismatchError(ConfigurationError):
+    """The journal in the output folder belongs to another catalog or API."""
+
+
+class JournalBusyError(ConfigurationError):
+    """Another job is running on the same output folder."""
+
+
+class JournalWriteError(FashnError):
+    """The journal could not be written (a full, read-only or failing disk)."""
+
+    default_name = "JournalWriteError"
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class _Guarded(Protocol):
+    @property
+    def guard(self) -> Any: ...
+
+
+def writes(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """A journal write, made under the journal's ``guard``: a disk or database failure
+    becomes :class:`JournalWriteError`."""
+
+    @functools.wraps(method)
+    def write(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        journal: _Guarded = args[0]  # type: ignore[assignment]  # the method's self
+        try:
+            with journal.guard:
+                return method(*args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalWriteError(f"cannot write the journal: {disk_problem(exc)}") from None
+
+    return write
+
+
+def disk_problem(exc: BaseException) -> str:
+    """What a disk or SQLite failure means to a person."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "the disk is full (no space left on device)"
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc)
+    if "full" in text:
+        return "the disk is full (database or disk is full)"
+    return text
+
+
+@attrs.frozen(kw_only=True)
+class RowRecord:
+    """A row as the journal knows it."""
+
+    row: int
+    line: int
+    key: str
+    identity: str
+    position: int | None
+    label: str | None
+    inputs: dict[str, Any]
+    state: str
+    prediction_id: str | None
+    outputs: list[str]
+    files: list[str]
+    error_name: str | None
+    error_message: str | None
+    cancel_requested: bool
+    sends: int
+    sent_at: float | None
+    submitted_at: float | None
+    finished_at: float | None
+
+
+def record_of(values: tuple[Any, ...]) -> RowRecord:
+    """A row of the ``rows`` table (its columns in ``_COLUMNS`` order) as a record."""
+    (row, line, key, identity, position, label, inputs, state, pid, outputs) = values[:10]
+    files, name, message, cancel, sends, sent_at, submitted_at, finished_at = values[10:]
+    return RowRecord(
+        row=row,
+        line=line,
+        key=key,
+        identity=identity,
+        position=position,
+        label=label,
+        inputs=json.loads(inputs),
+        state=state,
+        prediction_id=pid,
+        outputs=json.loads(outputs),
+        files=json.loads(files),
+        error_name=name,
+        error_message=message,
+        cancel_requested=bool(cancel),
+        sends=sends,
+        sent_at=sent_at,
+        submitted_at=submitted_at,
+        finished_at=finished_at,
+    )
