@@ -11,6 +11,7 @@ from fashn_async._coordination import RedisCoordination
 from fashn_async._limits import Limits, Rate
 from fashn_async._models import Credits, ModelRequest, Prediction, PredictionStatus, TryOnRequest
 from fashn_async._polling import Polling
+from fashn_async._prepare import ImagePreparation
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
@@ -21,6 +22,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "Credits",
+    "ImagePreparation",
     "Limits",
     "ModelRequest",
     "Polling",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from fashn_async._batch import Batch, BatchInput, BatchProgress
 from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
 from fashn_async._http import Transport
+from fashn_async._images import check_url
 from fashn_async._limits import Limits
 from fashn_async._models import (
     Credits,
@@ -26,8 +28,10 @@ from fashn_async._models import (
     TryOnRequest,
 )
 from fashn_async._polling import Polling
+from fashn_async._prepare import ImagePreparation
 from fashn_async._results import TryOnResult
 from fashn_async._retry import RetryPolicy
+from fashn_async._validators import check_number, config_int, config_number, shorten
 from fashn_async._version import __version__
 from fashn_async.errors import (
     APIError,
@@ -73,10 +77,27 @@ def _check_coordination(value: object) -> RedisCoordination | None:
 
 
 def _check_base_url(base_url: str) -> str:
-    parts = urlsplit(base_url) if isinstance(base_url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    try:
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        port_ok = parts is not None and parts.port != 0
+    except ValueError:  # a port out of 0-65535, or an unreadable IPv6 literal
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {shorten(base_url)}")
     return base_url.rstrip("/")
+
+
+def _check_options(
+    *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
+) -> None:
+    config_number("timeout", timeout)
+    config_number("connect_timeout", connect_timeout)
+    config_int("max_connections", max_connections)
+    for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
+        if value is not None and not isinstance(value, kind):
+            raise ConfigurationError(
+                f"{name} must be a {kind.__name__} or None, got {type(value).__name__}"
+            )
 
 
 class AsyncFashn:
@@ -91,6 +112,9 @@ class AsyncFashn:
         timeout: Seconds one HTTP request may take in all.
         connect_timeout: Seconds to establish a connection.
         max_connections: Size of the connection pool.
+        prepare_images: Prepare image bytes before sending them (needs the ``images``
+            extra): an :class:`ImagePreparation`, ``True`` for its defaults, or ``None``
+            / ``False`` to send the bytes as given.
         coordination: Share the key's limits (submissions, status budget, in-flight cap)
             with every process using the same Redis server: a ``redis://`` URL or a
             :class:`RedisCoordination`. ``None`` keeps them in this process.
@@ -118,6 +142,7 @@ class AsyncFashn:
         connect_timeout: float = 10.0,
         max_connections: int = 100,
         coordination: str | RedisCoordination | None = None,
+        prepare_images: ImagePreparation | bool | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
         if not key or not isinstance(key, str) or not key.strip():
@@ -128,6 +153,14 @@ class AsyncFashn:
         if not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
         self.base_url = _check_base_url(base_url)
+        _check_options(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            polling=polling,
+            retry=retry,
+        )
+        self.prepare_images = ImagePreparation.from_option(prepare_images)
         self.limits = limits
         self.coordination = _check_coordination(coordination)
         self._coordinator: Coordinator | None = (
@@ -146,6 +179,7 @@ class AsyncFashn:
             polling=polling or Polling(),
             retry=retry or RetryPolicy(),
             backend=self._coordinator,
+            preparer=self.prepare_images.preparer() if self.prepare_images else None,
         )
 
     def __repr__(self) -> str:
@@ -200,6 +234,8 @@ class AsyncFashn:
         finished (``status()`` or ``cancel()``), as the server counts it in progress.
         """
         req = _request_from(request, fields)
+        if webhook_url is not None:
+            check_url("webhook_url", webhook_url)
         self._transport.session  # noqa: B018 - fail fast when closed, before encoding
         prepared = await self._engine.prepare(req, webhook_url=webhook_url)
         return Prediction(await self._engine.submit_holding(prepared))
@@ -263,8 +299,10 @@ class AsyncFashn:
             DeadlineExceededError: the deadline ran out.
         """
         req = _request_from(request, fields)
-        if deadline is not None and not deadline > 0:
-            raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
+        if deadline is not None:
+            check_number("deadline", deadline, 0.0, math.inf)
+            if not deadline > 0:
+                raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
         self._transport.session  # noqa: B018 - fail fast when closed
         prepared = await self._engine.prepare(req)
         with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
@@ -315,9 +353,9 @@ class AsyncFashn:
         end, never submitted again.
         """
         self._transport.session  # noqa: B018 - fail fast when closed
+        if max_pending is not None:
+            config_int("max_pending", max_pending)
         pending = max_pending or 2 * (self.limits.in_flight or 32)
-        if pending < 1:
-            raise InvalidRequestError(f"max_pending must be >= 1, got {max_pending!r}")
         return Batch(
             self._engine,
             requests,

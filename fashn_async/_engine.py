@@ -11,17 +11,17 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 import aiolimiter
 import anyio
 
 from fashn_async._http import Response, Transport
-from fashn_async._images import encode_image
 from fashn_async._limits import Lease, LimiterBackend, Limits, LocalBackend, RateLimiter
 from fashn_async._models import PredictionStatus, Request, converter
+from fashn_async._payload import Prepared, prepare_request
 from fashn_async._polling import CompletionModel, Polling, done_probability, next_poll_delay
 from fashn_async._retry import RetryPolicy
 from fashn_async.errors import (
@@ -36,6 +36,9 @@ from fashn_async.errors import (
     TransportError,
 )
 
+if TYPE_CHECKING:
+    from fashn_async._prepare import Preparer
+
 __all__ = ["Engine", "Prepared"]
 
 T = TypeVar("T")
@@ -44,20 +47,6 @@ T = TypeVar("T")
 USER_PRIORITY = math.inf
 #: Longest a best-effort remote cancel may take.
 CANCEL_TIMEOUT = 15.0
-
-
-class Prepared:
-    """A request with its images encoded: the exact JSON body and its weight."""
-
-    __slots__ = ("body", "generations", "params", "request")
-
-    def __init__(
-        self, request: Request, body: dict[str, Any], params: Mapping[str, str] | None
-    ) -> None:
-        self.request = request
-        self.body = body
-        self.generations = request.generations
-        self.params = params
 
 
 class Engine:
@@ -75,8 +64,11 @@ class Engine:
         polling: Polling,
         retry: RetryPolicy,
         backend: LimiterBackend | None = None,
+        preparer: Preparer | None = None,
     ) -> None:
         self.transport = transport
+        #: Image preparation (``AsyncFashn(prepare_images=...)``), or None.
+        self.preparer = preparer
         self.limits = limits
         self.retry = retry
         backend = backend if backend is not None else LocalBackend()
@@ -104,14 +96,9 @@ class Engine:
 
     # -- preparing ---------------------------------------------------------------------
 
-    @staticmethod
-    async def prepare(request: Request, *, webhook_url: str | None = None) -> Prepared:
-        """Encode every image of ``request``; fails locally before anything is sent."""
-        images = {}
-        for field, value in request.image_fields().items():
-            images[field] = await encode_image(field, value)
-        params = {"webhook_url": webhook_url} if webhook_url else None
-        return Prepared(request, request.body(images), params)
+    async def prepare(self, request: Request, *, webhook_url: str | None = None) -> Prepared:
+        """Encode ``request``'s images and JSON body off the loop; fails before sending."""
+        return await prepare_request(request, webhook_url=webhook_url, preparer=self.preparer)
 
     # -- submitting --------------------------------------------------------------------
 
@@ -379,7 +366,7 @@ class Engine:
         server.
         """
         task = asyncio.ensure_future(
-            self.transport.request("POST", "/v1/run", body=prepared.body, params=prepared.params)
+            self.transport.request("POST", "/v1/run", body=prepared.payload, params=prepared.params)
         )
         with anyio.CancelScope(shield=True):
             try:

@@ -126,7 +126,10 @@ class Transport:
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {self._key.reveal()}"}
         data = None
-        if body is not None:
+        if isinstance(body, bytes):  # already encoded (off the loop, for large bodies)
+            data = body
+            headers["Content-Type"] = "application/json"
+        elif body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         try:

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 import attrs
 
-from fashn_async._validators import positive
+from fashn_async._validators import at_least_one, config_number, positive
+from fashn_async.errors import ConfigurationError
 
 __all__ = ["RetryPolicy", "compute_backoff", "parse_retry_after"]
 
@@ -31,21 +32,17 @@ class RetryPolicy:
         max_retry_after: Cap on a server's Retry-After, in seconds.
     """
 
-    attempts: int = attrs.field(default=5)
+    attempts: int = attrs.field(default=5, validator=at_least_one)
     initial: float = attrs.field(default=0.5, validator=positive)
     maximum: float = attrs.field(default=30.0, validator=positive)
     jitter: float = attrs.field(default=0.25)
     max_retry_after: float = attrs.field(default=120.0, validator=positive)
 
-    @attempts.validator
-    def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"attempts must be an integer >= 1, got {value!r}")
-
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if not 0 <= value <= 1:
-            raise ValueError(f"jitter must be from 0 to 1, got {value!r}")
+        config_number("jitter", value, strict=False)
+        if value > 1:
+            raise ConfigurationError(f"jitter must be from 0 to 1, got {value!r}")
 
     def delay(
         self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
