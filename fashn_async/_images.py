@@ -58,6 +58,7 @@ __all__ = [
     "check_url",
     "encode_base64",
     "encode_image",
+    "offload",
     "image_file_problem",
     "image_problem",
     "read_image_file",
@@ -378,7 +379,7 @@ def _call_read(read: Any) -> Any:
         return read()
 
 
-async def _offload(size: int, func: Any, *args: Any) -> Any:
+async def offload(size: int, func: Any, *args: Any) -> Any:
     """``func(*args)`` in a worker thread when ``size`` makes it worth the hop."""
     if size >= OFFLOAD_BYTES:
         return await anyio.to_thread.run_sync(func, *args)
@@ -411,9 +412,9 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
             return value.encode("utf-8")
         _, payload = _split_data_uri(field, value)
         if preparer is None:
-            result: bytes = await _offload(len(payload), _relabel, field, payload)
+            result: bytes = await offload(len(payload), _relabel, field, payload)
             return result
-        data: bytes = await _offload(len(payload), _decode_base64, field, payload)
+        data: bytes = await offload(len(payload), _decode_base64, field, payload)
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     elif isinstance(value, os.PathLike):
@@ -422,7 +423,7 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
         data = await _read_object(field, value)
     if preparer is not None:
         return await preparer.data_uri(field, data)
-    encoded: bytes = await _offload(len(data), _data_uri, field, data)
+    encoded: bytes = await offload(len(data), _data_uri, field, data)
     return encoded
 
 
@@ -460,7 +461,7 @@ async def save_output(
     if source.startswith(_DATA_PREFIX):
         try:
             _, payload = _split_data_uri(f"output {index}", source)
-            data = await _offload(len(payload), _decode_base64, f"output {index}", payload)
+            data = await offload(len(payload), _decode_base64, f"output {index}", payload)
         except ImageInputError as exc:
             raise DownloadError(f"output {index} is a malformed data URI") from exc
         target = directory / output_filename(stem, index, source)

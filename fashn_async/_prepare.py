@@ -27,7 +27,7 @@ from typing import Any, Final
 import anyio.to_thread
 import attrs
 
-from fashn_async._images import check_image_bytes, encode_base64
+from fashn_async._images import check_image_bytes, encode_base64, offload
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
 
@@ -125,7 +125,7 @@ class Preparer:
         Raises:
             ImageInputError: the image does not decode (truncated, damaged, not an image).
         """
-        key = await anyio.to_thread.run_sync(_digest, data)
+        key: bytes = await offload(len(data), _digest, data)
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -156,7 +156,7 @@ class Preparer:
 
 
 def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=20).digest()
+    return hashlib.sha256(data).digest()
 
 
 def prepare_image(field: str, data: bytes, config: ImagePreparation) -> bytes:
