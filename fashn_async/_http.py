@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from fashn_async._payload import JsonBody
 from fashn_async._retry import parse_retry_after
 from fashn_async.errors import (
     APIError,
@@ -125,9 +126,9 @@ class Transport:
         session = self.session
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {self._key.reveal()}"}
-        data = None
+        data: Any = None
         if isinstance(body, bytes):  # already encoded (off the loop, for large bodies)
-            data = body
+            data = JsonBody(body)
             headers["Content-Type"] = "application/json"
         elif body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()

@@ -24,6 +24,7 @@ always whole; any failure to write names the path (:class:`SaveError`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import inspect
@@ -32,11 +33,13 @@ import ipaddress
 import os
 import re
 import stat
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
+import anyio
 import anyio.to_thread
 import idna
 
@@ -58,6 +61,7 @@ __all__ = [
     "check_url",
     "encode_base64",
     "encode_image",
+    "in_worker",
     "offload",
     "image_file_problem",
     "image_problem",
@@ -353,7 +357,7 @@ async def _read_object(field: str, value: Any) -> bytes:
     if inspect.iscoroutinefunction(read):
         result: Any = await _call_read(read)
     else:
-        result = await anyio.to_thread.run_sync(_call_read, read)
+        result = await in_worker(_call_read, read)
         if inspect.isawaitable(result):  # a read() that returns an awaitable
             result = await result
     if isinstance(result, str):
@@ -382,8 +386,28 @@ def _call_read(read: Any) -> Any:
 async def offload(size: int, func: Any, *args: Any) -> Any:
     """``func(*args)`` in a worker thread when ``size`` makes it worth the hop."""
     if size >= OFFLOAD_BYTES:
-        return await anyio.to_thread.run_sync(func, *args)
+        return await in_worker(func, *args)
     return func(*args)
+
+
+_WORKERS: Final = min(4, os.cpu_count() or 2)
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def in_worker(func: Any, *args: Any) -> Any:
+    """``func(*args)`` in one of a few worker threads kept for image work.
+
+    Few, and reused: starting a thread blocks the loop until the thread runs, which can
+    take tens of milliseconds while other threads hold the GIL; and more threads than
+    cores cannot make CPU-bound work go faster.
+    """
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(_WORKERS)
+    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
 
 
 def _data_uri(field: str, data: bytes) -> bytes:
@@ -418,7 +442,7 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     elif isinstance(value, os.PathLike):
-        data = await anyio.to_thread.run_sync(read_image_file, field, value)
+        data = await in_worker(read_image_file, field, value)
     else:
         data = await _read_object(field, value)
     if preparer is not None:

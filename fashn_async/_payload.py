@@ -14,16 +14,21 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
+import aiohttp.payload
 
-from fashn_async._images import OFFLOAD_BYTES, encode_image
+from fashn_async._images import OFFLOAD_BYTES, encode_image, in_worker
 from fashn_async._models import Request
 from fashn_async.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from fashn_async._prepare import Preparer
 
-__all__ = ["Prepared", "prepare_request"]
+__all__ = ["JsonBody", "Prepared", "prepare_request"]
+
+#: Slice of the body handed to the socket per write: each write copies at most this much
+#: on the loop (aiohttp joins a write with the headers), then waits for the socket to
+#: drain, so a 20 MB body never holds the loop for longer than one slice.
+WRITE_SLICE = 256 * 1024
 
 
 class Prepared:
@@ -71,7 +76,7 @@ async def prepare_request(
         raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
     size = sum(len(data) for data in spliced.values())
     if size >= OFFLOAD_BYTES:
-        payload: bytes = await anyio.to_thread.run_sync(_splice, text, spliced)
+        payload: bytes = await in_worker(_splice, text, spliced)
     else:
         payload = _splice(text, spliced)
     params = {"webhook_url": webhook_url} if webhook_url else None
@@ -88,3 +93,32 @@ def _splice(text: str, spliced: Mapping[str, bytes]) -> bytes:
             continue
         parts += [head, b'"', data, b'"', tail]
     return b"".join(parts)
+
+
+class JsonBody(aiohttp.payload.Payload):
+    """An encoded JSON body, written to the connection in slices of :data:`WRITE_SLICE`.
+
+    ``data=<bytes>`` would be written in one piece: aiohttp joins it with the headers (a
+    copy of the whole body on the loop) and warns about bodies over 1 MiB.
+    """
+
+    _autoclose = True  # nothing to close: bytes in memory
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__(value, content_type="application/json")
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The body as text."""
+        text: str = self._value.decode(encoding, errors)
+        return text
+
+    async def write(self, writer: Any) -> None:
+        """Write the whole body, slice by slice."""
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        """Write at most ``content_length`` bytes of the body, slice by slice."""
+        view = memoryview(self._value)[:content_length]
+        for start in range(0, len(view), WRITE_SLICE):
+            await writer.write(view[start : start + WRITE_SLICE])

@@ -24,10 +24,9 @@ import io
 from collections import OrderedDict
 from typing import Any, Final
 
-import anyio.to_thread
 import attrs
 
-from fashn_async._images import check_image_bytes, encode_base64, offload
+from fashn_async._images import check_image_bytes, encode_base64, in_worker, offload
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
 
@@ -134,7 +133,7 @@ class Preparer:
                 if hit is not None:
                     self._cache.move_to_end(key)
                     return hit
-                result = await anyio.to_thread.run_sync(prepare_image, field, data, self.config)
+                result: bytes = await in_worker(prepare_image, field, data, self.config)
                 self.prepared += 1
                 self._store(key, result)
                 return result

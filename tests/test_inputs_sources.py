@@ -264,3 +264,19 @@ async def test_bad_urls_are_refused_naming_why(
 def test_unusual_but_valid_urls_are_accepted(url: str) -> None:
     """IDN hosts, IPv6 literals and underscores in labels pass."""
     TryOnRequest(model_image=url, garment_image=PNG, category="tops")
+
+
+async def test_a_large_body_is_sent_in_slices_and_arrives_whole(
+    emulator: Emulator, client: AsyncFashn
+) -> None:
+    """A 6 MiB image's body is written slice by slice and the emulator gets it byte-exact."""
+    from fashn_async._payload import WRITE_SLICE, prepare_request
+    from fashn_async.testing._state import payload_digest
+
+    big = encoded(noise((1450, 1450)), "PNG", compress_level=0)
+    assert len(big) > 20 * WRITE_SLICE
+    request = TryOnRequest(model_image=big, garment_image=PNG, category="tops")
+    expected = payload_digest((await prepare_request(request)).body)
+    await client.submit(request)
+    (accepted,) = emulator.report().accepted
+    assert accepted.payload_digest == expected
