@@ -11,8 +11,12 @@ temporary folder and the same child script imports it from there (``PYTHONPATH``
 the same run, on the same emulator config, alternating with ours.
 
 Each child is a process of its own; the emulator another (zero latency, no limits, 64
-MiB bodies). Both share the machine's cores, so figures are noisy: ``--rounds`` repeats
-and the median of the per-round maxima is reported with every round's value.
+MiB bodies). Both share the machine's cores, so the tick overshoot also holds the
+machine's own scheduling delays. Two columns separate them: a control process ticking
+alone for the same span (the machine's worst lag, with no client in it), and the most
+CPU the loop's own thread spent inside one tick (``time.thread_time``: what the code
+running on the loop held it for). ``--rounds`` repeats; medians are reported, with every
+round's maximum.
 
     python benchmarks/bench_loop_lag.py [--quick] [--n 50] [--rounds 3] [--baseline-ref main]
 """
@@ -66,22 +70,50 @@ def baseline_tree(ref: str, into: Path) -> Path:
 
 
 def run_child(spec: dict[str, Any], pythonpath: Path | None) -> dict[str, Any]:
-    """This script in ``--child`` mode, with the baseline first on the path if given."""
+    """This script in ``--child`` mode, with the baseline first on the path if given.
+
+    A control process ticks alone beside it for the same span: its worst lag is the
+    machine's own (other processes, the emulator decoding on the same cores).
+    """
     env = h._child_env()
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
-        capture_output=True,
+    control = subprocess.Popen(
+        [sys.executable, __file__, "--control"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
-        env=env,
-        cwd=tempfile.gettempdir(),  # never the repo: its fashn_async must not shadow
-        timeout=1800,
-        check=False,
+        env=h._child_env(),
     )
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tempfile.gettempdir(),  # never the repo: its fashn_async must not shadow
+            timeout=1800,
+            check=False,
+        )
+    finally:
+        out, _ = control.communicate("stop\n", timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"child failed: {done.stderr.strip()[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["control_max_lag_ms"] = json.loads(out)["max_lag_ms"]
+    return result
+
+
+async def control_ticker() -> dict[str, Any]:
+    """Tick every 10 ms doing nothing else, until a line arrives on stdin."""
+    loop = asyncio.get_running_loop()
+    stop = loop.run_in_executor(None, sys.stdin.readline)
+    worst = 0.0
+    while not stop.done():
+        start = time.perf_counter()
+        await asyncio.sleep(TICK)
+        worst = max(worst, time.perf_counter() - start - TICK)
+    return {"max_lag_ms": 1000 * worst}
 
 
 async def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +216,7 @@ def main() -> None:
                     line[code],
                     " ".join(f"{r['max_lag_ms']:.0f}" for r in mine),
                     statistics.median(r["p99_lag_ms"] for r in mine),
+                    statistics.median(r["control_max_lag_ms"] for r in mine),
                     statistics.median(r["max_busy_ms"] for r in mine),
                     statistics.median(r["wall_s"] for r in mine),
                     statistics.median(1000 * r["cpu_s"] / r["n"] for r in mine),
@@ -207,6 +240,7 @@ def main() -> None:
         "max lag ms (median)",
         "each round",
         "p99 lag ms",
+        "control max lag ms",
         "max loop CPU per tick ms",
         "wall s",
         "CPU ms/req",
@@ -229,7 +263,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+    if sys.argv[1:] == ["--control"]:
+        print(json.dumps(asyncio.run(control_ticker())))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--child":
         os.environ.setdefault("PYTHONHASHSEED", "0")
         print(json.dumps(asyncio.run(child(json.loads(sys.argv[2])))))
     else:

@@ -232,6 +232,10 @@ class AsyncFashn:
 
         The prediction counts against ``limits.in_flight`` until this client sees it
         finished (``status()`` or ``cancel()``), as the server counts it in progress.
+
+        Raises:
+            InvalidRequestError: a field or ``webhook_url`` is bad; nothing was sent.
+            ImageInputError: an image is unusable (found before sending).
         """
         req = _request_from(request, fields)
         if webhook_url is not None:
@@ -294,6 +298,8 @@ class AsyncFashn:
                 and DeadlineExceededError raised.
 
         Raises:
+            InvalidRequestError: a field or ``deadline`` is bad; nothing was sent.
+            ImageInputError: an image is unusable (found before sending).
             PredictionError: the prediction failed (its subclass names the reason).
             PredictionCanceledError: it was canceled.
             DeadlineExceededError: the deadline ran out.
@@ -355,6 +361,15 @@ class AsyncFashn:
         self._transport.session  # noqa: B018 - fail fast when closed
         if max_pending is not None:
             config_int("max_pending", max_pending)
+        hooks = {
+            "on_progress": on_progress,
+            "on_sending": on_sending,
+            "on_submitted": on_submitted,
+            "on_not_created": on_not_created,
+        }
+        for name, hook in hooks.items():
+            if hook is not None and not callable(hook):
+                raise ConfigurationError(f"{name} must be callable or None, got {shorten(hook)}")
         pending = max_pending or 2 * (self.limits.in_flight or 32)
         return Batch(
             self._engine,

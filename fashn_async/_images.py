@@ -70,7 +70,7 @@ __all__ = [
     "sniff_mime",
 ]
 #: What an image field accepts: an http(s) URL or data URI string, a path, raw bytes,
-#: or a binary file object.
+#: or a binary file object (``read()`` plain, or a coroutine as in web frameworks).
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]"
 
 _DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
@@ -194,35 +194,51 @@ def _looks_like_path(value: str) -> bool:
     return bool(_PATH_HINT.search(value)) or os.path.exists(value)
 
 
-def _split_data_uri(field: str, value: str) -> tuple[str, str]:
-    """``(mime, payload)`` of a data URI, checking only its header (no O(size) work)."""
-    header, comma, payload = value.partition(",")
-    mime, _, encoding = header[len(_DATA_PREFIX) :].partition(";")
-    if not comma or encoding != "base64" or not _MIME.fullmatch(mime):
+def _payload_start(field: str, value: str) -> int:
+    """Where a data URI's base64 starts, checking its header and size only.
+
+    Nothing here copies or scans the payload: it runs on the loop, for any size.
+    """
+    comma = value.find(",", 0, len(_DATA_PREFIX) + 80)
+    mime, _, encoding = value[len(_DATA_PREFIX) : max(comma, 0)].partition(";")
+    if comma < 0 or encoding != "base64" or not _MIME.fullmatch(mime):
         raise ImageInputError(
             f"{field}: a data URI must look like data:image/<type>;base64,<data> "
             f"(got {shorten(value)})"
         )
-    if not payload:
+    size = len(value) - comma - 1
+    if not size:
         raise ImageInputError(f"{field}: the data URI holds no image data")
-    if len(payload) > (MAX_IMAGE_BYTES + 2) // 3 * 4:
+    if size > (MAX_IMAGE_BYTES + 2) // 3 * 4:
         raise ImageInputError(
             f"{field}: the data URI holds more than {MAX_IMAGE_BYTES // 2**20} MiB of image"
         )
-    return mime, payload
+    return comma + 1
 
 
-def _decode_base64(field: str, payload: str) -> bytes:
-    """Strict base64 (no white space), decoded chunk by chunk; ImageInputError if bad."""
-    if len(payload) % 4:
+def _decode_base64(field: str, value: str, start: int = 0) -> bytes:
+    """Strict base64 from ``value[start:]`` (no white space), decoded chunk by chunk.
+
+    Raises:
+        ImageInputError: invalid base64, or white space in it (the message says so).
+    """
+    size = len(value) - start
+    if any(ch.isspace() for ch in value[start : start + 80]) or (
+        size % 4 and any(ch.isspace() for ch in value[start:])
+    ):
+        raise ImageInputError(
+            f"{field}: the data URI's base64 contains white space or line breaks; "
+            "remove them (base64.b64encode(data).decode() makes none)"
+        )
+    if size % 4:
         raise ImageInputError(
             f"{field}: the data URI holds invalid base64 (its length is not a multiple of 4)"
         )
     try:
         step = _B64_CHUNK // 3 * 4
         return b"".join(
-            base64.b64decode(payload[i : i + step], validate=True)
-            for i in range(0, len(payload), step)
+            base64.b64decode(value[i : i + step], validate=True)
+            for i in range(start, len(value), step)
         )
     except (binascii.Error, ValueError) as exc:
         raise ImageInputError(f"{field}: the data URI holds invalid base64 ({exc})") from None
@@ -245,9 +261,9 @@ def check_image_input(field: str, value: Any) -> None:
     """
     if isinstance(value, str):
         if value.startswith(_DATA_PREFIX):
-            _, payload = _split_data_uri(field, value)
-            if len(payload) < OFFLOAD_BYTES:
-                check_image_bytes(field, _decode_base64(field, payload))
+            start = _payload_start(field, value)
+            if len(value) - start < OFFLOAD_BYTES:
+                check_image_bytes(field, _decode_base64(field, value, start))
         else:
             check_url(field, value)
     elif isinstance(value, bytes | bytearray | memoryview):
@@ -415,10 +431,10 @@ def _data_uri(field: str, data: bytes) -> bytes:
     return b"data:" + mime.encode() + b";base64," + encode_base64(data)
 
 
-def _relabel(field: str, payload: str) -> bytes:
+def _relabel(field: str, value: str, start: int) -> bytes:
     """A data URI's payload checked once; the type label re-read from its bytes."""
-    mime = check_image_bytes(field, _decode_base64(field, payload))
-    return b"data:" + mime.encode() + b";base64," + payload.encode("ascii")
+    mime = check_image_bytes(field, _decode_base64(field, value, start))
+    return b"data:" + mime.encode() + b";base64," + value[start:].encode("ascii")
 
 
 async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | None = None) -> bytes:
@@ -434,11 +450,11 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
     if isinstance(value, str):
         if not value.startswith(_DATA_PREFIX):
             return value.encode("utf-8")
-        _, payload = _split_data_uri(field, value)
+        start = _payload_start(field, value)
         if preparer is None:
-            result: bytes = await offload(len(payload), _relabel, field, payload)
+            result: bytes = await offload(len(value), _relabel, field, value, start)
             return result
-        data: bytes = await offload(len(payload), _decode_base64, field, payload)
+        data: bytes = await offload(len(value), _decode_base64, field, value, start)
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     elif isinstance(value, os.PathLike):
@@ -484,8 +500,8 @@ async def save_output(
     await _on_disk("create the folder", directory, _make_folder, directory)
     if source.startswith(_DATA_PREFIX):
         try:
-            _, payload = _split_data_uri(f"output {index}", source)
-            data = await offload(len(payload), _decode_base64, f"output {index}", payload)
+            start = _payload_start(f"output {index}", source)
+            data = await offload(len(source), _decode_base64, f"output {index}", source, start)
         except ImageInputError as exc:
             raise DownloadError(f"output {index} is a malformed data URI") from exc
         target = directory / output_filename(stem, index, source)

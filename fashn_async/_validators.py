@@ -74,10 +74,24 @@ def check_number(field: str, value: Any, low: float, high: float, *, integer: bo
         InvalidRequestError: naming the field, the value and the range.
     """
     kind = "an integer" if integer else "a number"
+    accepted = f"{kind} from {_bound(low)} to {_bound(high)}"
     if not (isinstance(value, int) if integer else _is_real(value)) or isinstance(value, bool):
-        raise _fail(field, f"{kind} from {low:g} to {high:g}", value)
+        raise _fail(field, accepted, value)
     if not (math.isfinite(value) and low <= value <= high):
-        raise _fail(field, f"{kind} from {low:g} to {high:g}", value)
+        raise _fail(field, accepted, value)
+
+
+def _bound(value: float) -> str:
+    if isinstance(value, int) or value.is_integer():
+        whole = int(value)
+        return (
+            "2**63 - 1"
+            if whole == INT64_MAX
+            else "-2**63"
+            if whole == -INT64_MAX - 1
+            else str(whole)
+        )
+    return f"{value:g}"
 
 
 def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -87,7 +101,7 @@ def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
         InvalidRequestError: naming the field, the value and the choices.
     """
     if not isinstance(value, str) or value not in choices:
-        raise _fail(field, "one of " + ", ".join(repr(c) for c in choices), value)
+        raise _fail(field, "one of " + ", ".join(choices), value)
 
 
 def check_bool(field: str, value: Any) -> None:

@@ -111,6 +111,8 @@ async def test_bad_call_options_are_typed(client: AsyncFashn) -> None:
         )  # type: ignore[arg-type]
     with pytest.raises(errors.ConfigurationError, match="max_pending"):
         client.batch([], max_pending=0)
+    with pytest.raises(errors.ConfigurationError, match="on_progress must be callable"):
+        client.batch([], on_progress="print")  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidRequestError, match="webhook_url"):
         await client.submit(
             model_image="http://127.0.0.1:1/a.png",

@@ -105,12 +105,12 @@ async def test_seed_range_ends_are_accepted_by_client_and_emulator(client: Async
 KNOWN_INPUTS: list[tuple[str, Any, str]] = [
     ("num_samples", 5, "from 1 to 4"),
     ("num_samples", math.inf, "from 1 to 4"),
-    ("output_format", "gif", "'png', 'jpeg'"),
+    ("output_format", "gif", "png, jpeg"),
     ("return_base64", "yes", "True or False"),
-    ("mode", "warp", "'performance', 'balanced', 'quality'"),
-    ("moderation_level", "off", "'conservative', 'permissive', 'none'"),
-    ("category", "shoes", "'auto', 'tops'"),
-    ("garment_photo_type", 3, "'auto', 'flat-lay', 'model'"),
+    ("mode", "warp", "performance, balanced, quality"),
+    ("moderation_level", "off", "conservative, permissive, none"),
+    ("category", "shoes", "auto, tops"),
+    ("garment_photo_type", 3, "auto, flat-lay, model"),
     ("segmentation_free", 1, "True or False"),
 ]
 

@@ -280,3 +280,12 @@ async def test_a_large_body_is_sent_in_slices_and_arrives_whole(
     await client.submit(request)
     (accepted,) = emulator.report().accepted
     assert accepted.payload_digest == expected
+
+
+def test_line_wrapped_base64_says_to_remove_the_line_breaks() -> None:
+    """A data URI wrapped at 76 columns (as `base64` tools do) is refused with the fix."""
+    payload = base64.encodebytes(VALID["png"]).decode()  # a newline every 76 characters
+    with pytest.raises(errors.ImageInputError, match="white space or line breaks; remove"):
+        TryOnRequest(
+            model_image="data:image/png;base64," + payload, garment_image=PNG, category="tops"
+        )
