@@ -118,7 +118,7 @@ MAX_URL_LENGTH: Final = 8192
 OFFLOAD_BYTES: Final = 64 * 1024
 # Base64 is made and checked in chunks (a multiple of 3 bytes / 4 characters), so the
 # worker thread lets go of the GIL between them and the loop is never held for long.
-_B64_CHUNK: Final = 3 * 2**18
+_B64_CHUNK: Final = 3 * 2**16
 _DATA_PREFIX: Final = "data:"
 _MIME = re.compile(r"image/[A-Za-z0-9.+-]{1,64}")
 _PATH_HINT = re.compile(r"^(?:[A-Za-z]:[\\/]|[.~]{0,2}[\\/]|[^:/?#]+[\\/])|\.[A-Za-z0-9]{2,5}$")
@@ -434,7 +434,9 @@ def _data_uri(field: str, data: bytes) -> bytes:
 def _relabel(field: str, value: str, start: int) -> bytes:
     """A data URI's payload checked once; the type label re-read from its bytes."""
     mime = check_image_bytes(field, _decode_base64(field, value, start))
-    return b"data:" + mime.encode() + b";base64," + value[start:].encode("ascii")
+    step = _B64_CHUNK // 3 * 4
+    parts = (value[i : i + step].encode("ascii") for i in range(start, len(value), step))
+    return b"".join([b"data:", mime.encode(), b";base64,", *parts])
 
 
 async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | None = None) -> bytes:

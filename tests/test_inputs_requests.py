@@ -31,7 +31,7 @@ from fashn_async.testing._validate import InvalidRequest, parse_submission
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
 IMAGES = {"model_image": PNG, "garment_image": PNG}
-HYPOTHESIS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPOTHESIS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def assert_nothing_sent(emulator: Emulator) -> None:

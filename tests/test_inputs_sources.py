@@ -123,6 +123,7 @@ async def test_fifo_is_refused_without_hanging(
     os.mkfifo(fifo)
     with pytest.raises(errors.ImageInputError, match=r"pipe.png is a FIFO \(named pipe\)"):
         await client.submit(model_image=fifo, garment_image=PNG, category="tops")
+    assert "is a FIFO" in (image_file_problem(fifo) or "")  # the dry-run check too
     assert_nothing_sent(emulator)
 
 
