@@ -176,8 +176,10 @@ def _valid_host(host: str) -> bool:
     if len(host.rstrip(".")) > 253:
         return False
     try:
-        # Underscores are common in practice though not in IDNA: check the rest.
-        idna.encode(host.rstrip(".").replace("_", "a"), uts46=True)
+        # Strict IDNA 2008 after lowercasing (no UTS 46 mapping: a soft hyphen or a
+        # full-width letter is refused, not silently dropped or folded). Underscores are
+        # common in practice though not in IDNA: the rest of the label is checked.
+        idna.encode(host.rstrip(".").lower().replace("_", "a"))
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
     return True

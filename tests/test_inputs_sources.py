@@ -236,6 +236,7 @@ BAD_URLS = [
     ("http://xn--a.com/a.png", "not a valid domain name"),
     ("http://a..b/a.png", "not a valid domain name"),
     ("http://-a.com/a.png", "not a valid domain name"),
+    ("http://ex\u00adample.com/a.png", "not a valid domain name"),  # a soft hyphen
     ("http://" + "a" * 64 + ".com/a.png", "not a valid domain name"),
     ("http:///a.png", "names no host"),
     ("ftp://example.com/a.png", "scheme 'ftp' is not accepted"),
