@@ -9,10 +9,11 @@ result is ASCII bytes ready to be spliced into the JSON body (``_payload``).
 Checks, in one place per kind of source (each raises :class:`ImageInputError` naming
 the field, the value shortened and what is accepted):
 
-- URL strings: :func:`check_url` (scheme, host by IDNA 2008, port, length).
+- URL strings: :func:`check_url` (``_urls``: scheme, host by IDNA 2008, port, length).
 - Other strings: a data URI, or a local path (the message says to pass ``pathlib.Path``).
-- Paths: regular files only (a FIFO, a device such as ``/dev/zero``, a directory or a
-  socket is refused without being read), at most :data:`MAX_IMAGE_BYTES`.
+- Paths (read in ``_sources``): regular files only (a FIFO, a device such as
+  ``/dev/zero``, a directory or a socket is refused unread), at most
+  :data:`MAX_IMAGE_BYTES`.
 - bytes / binary file objects (``read()`` plain or a coroutine, as web frameworks'
   uploads), at most :data:`MAX_IMAGE_BYTES`.
 - The bytes themselves: a known signature and a structure that is whole
@@ -24,16 +25,11 @@ always whole; any failure to write names the path (:class:`SaveError`).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import inspect
 import io
-import ipaddress
 import os
 import re
-import stat
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
@@ -41,11 +37,20 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
-import idna
 
+from fashn_async._sources import (
+    MAX_IMAGE_BYTES,
+    OFFLOAD_BYTES,
+    in_worker,
+    offload,
+    read_image_file,
+    read_object,
+    too_large,
+)
 from fashn_async._structure import image_problem
+from fashn_async._urls import MAX_URL_LENGTH, check_url
 from fashn_async._validators import shorten
-from fashn_async.errors import DownloadError, ImageInputError, InvalidRequestError, SaveError
+from fashn_async.errors import DownloadError, ImageInputError, SaveError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -55,16 +60,17 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_URL_LENGTH",
+    "OFFLOAD_BYTES",
     "ImageInput",
     "check_image_bytes",
     "check_image_input",
     "check_url",
     "encode_base64",
     "encode_image",
-    "in_worker",
-    "offload",
     "image_file_problem",
     "image_problem",
+    "in_worker",
+    "offload",
     "read_image_file",
     "save_output",
     "sniff_mime",
@@ -104,96 +110,11 @@ def sniff_mime(data: bytes) -> str | None:
     return None
 
 
-#: Largest image accepted, in bytes (decoded). No byte limit is documented; the largest
-#: image the docs describe is 6000 px on the longest edge (4K endpoints, docs.fashn.ai
-#: "Image Preprocessing Best Practices"; 2000 px for tryon-v1.6, NOTES.md), which a JPEG
-#: holds in well under 50 MiB, and oversized base64 bodies fail upstream with HTTP 500
-#: (docs.fashn.ai "Troubleshooting"). 50 MiB also keeps ``/dev/zero``-like sources bounded.
-MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
-#: Longest image URL accepted, in characters: 8 KiB is the request-line limit of common
-#: HTTP servers and CDNs (nginx, Apache, CloudFront), so a longer URL cannot be fetched.
-MAX_URL_LENGTH: Final = 8192
-#: Inputs at least this large are checked and encoded in a worker thread. Below it, a hop
-#: to a thread costs more than the work itself (about 80 us for 64 KiB).
-OFFLOAD_BYTES: Final = 64 * 1024
 # Base64 is made and checked in chunks (a multiple of 3 bytes / 4 characters), so the
 # worker thread lets go of the GIL between them and the loop is never held for long.
 _B64_CHUNK: Final = 3 * 2**16
 _DATA_PREFIX: Final = "data:"
 _MIME = re.compile(r"image/[A-Za-z0-9.+-]{1,64}")
-_PATH_HINT = re.compile(r"^(?:[A-Za-z]:[\\/]|[.~]{0,2}[\\/]|[^:/?#]+[\\/])|\.[A-Za-z0-9]{2,5}$")
-
-
-def check_url(
-    field: str, value: Any, *, error: type[InvalidRequestError] = ImageInputError
-) -> None:
-    """An http(s) URL the API can fetch: host valid under IDNA 2008, port 1-65535.
-
-    Underscores are allowed in host labels (some CDNs use them); white space, control
-    characters and URLs over :data:`MAX_URL_LENGTH` characters are not.
-
-    Raises:
-        ImageInputError: (or ``error``) naming the field, the URL and what is accepted.
-    """
-
-    def fail(problem: str) -> InvalidRequestError:
-        return error(f"{field}: {problem} (got {shorten(value)})")
-
-    if not isinstance(value, str):
-        raise fail("expected an http(s) URL string")
-    if len(value) > MAX_URL_LENGTH:
-        raise fail(f"the URL is longer than {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise fail("the URL contains white space or control characters")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise fail("the URL's port must be a number from 1 to 65535") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        if len(parts.scheme) <= 1 and _looks_like_path(value):  # none, or a drive letter
-            raise fail(_PATH_MESSAGE)
-        raise fail(
-            "expected an http(s) URL or a data:image/<type>;base64, URI "
-            f"(the scheme {parts.scheme or '(none)'!r} is not accepted)"
-        )
-    if port == 0:
-        raise fail("the URL's port must be a number from 1 to 65535")
-    host = parts.hostname
-    if not host:
-        raise fail("the URL names no host")
-    if not _valid_host(host):
-        raise fail("the URL's host is not a valid domain name or IP address (IDNA 2008)")
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    if len(host.rstrip(".")) > 253:
-        return False
-    try:
-        # Strict IDNA 2008 after lowercasing (no UTS 46 mapping: a soft hyphen or a
-        # full-width letter is refused, not silently dropped or folded). Underscores are
-        # common in practice though not in IDNA: the rest of the label is checked.
-        idna.encode(host.rstrip(".").lower().replace("_", "a"))
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return False
-    return True
-
-
-_PATH_MESSAGE = (
-    "this looks like a local file path, but a str is read as a URL or data URI: "
-    "pass pathlib.Path(...) to send the file (or write the URL with http:// or https://)"
-)
-
-
-def _looks_like_path(value: str) -> bool:
-    # Only reached for a value already refused: the stat just words the error better.
-    return bool(_PATH_HINT.search(value)) or os.path.exists(value)
 
 
 def _payload_start(field: str, value: str) -> int:
@@ -273,7 +194,7 @@ def check_image_input(field: str, value: Any) -> None:
         if not size:
             raise ImageInputError(f"{field}: the image bytes are empty")
         if size > MAX_IMAGE_BYTES:
-            raise ImageInputError(f"{field}: {_too_large(size)}")
+            raise ImageInputError(f"{field}: {too_large(size)}")
         if sniff_mime(bytes(memoryview(value)[:32])) is None:
             raise ImageInputError(f"{field}: {_NOT_AN_IMAGE}")
     elif isinstance(value, os.PathLike):
@@ -292,13 +213,6 @@ _NOT_AN_IMAGE = (
 )
 
 
-def _too_large(size: int) -> str:
-    return (
-        f"the image is {size / 2**20:.1f} MiB; at most {MAX_IMAGE_BYTES // 2**20} MiB is "
-        "accepted (resize it, or pass a URL)"
-    )
-
-
 def check_image_bytes(field: str, data: bytes) -> str:
     """The MIME type of whole image bytes, or ImageInputError saying what is wrong.
 
@@ -314,48 +228,6 @@ def check_image_bytes(field: str, data: bytes) -> str:
     return mime
 
 
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def read_image_file(field: str, path: str | os.PathLike[str]) -> bytes:
-    """Read a regular file of at most :data:`MAX_IMAGE_BYTES` (blocking: call in a thread).
-
-    A FIFO, device, directory or socket is refused without being read, so nothing here
-    can hang or read forever.
-
-    Raises:
-        ImageInputError: no such file, not a regular file, unreadable, empty, too large.
-    """
-    shown = os.fspath(path)
-    try:
-        before = os.stat(path)
-        if not stat.S_ISREG(before.st_mode):
-            kind = next((name for test, name in _KINDS if test(before.st_mode)), "not a file")
-            raise ImageInputError(f"{field}: {shown} is {kind}, not a regular image file")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as fh:
-            # The name may have been swapped since the stat: check what was opened.
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise ImageInputError(f"{field}: {shown} is not a regular image file")
-            data = fh.read(MAX_IMAGE_BYTES + 1)
-    except FileNotFoundError:
-        raise ImageInputError(f"{field}: no such file: {shown}") from None
-    except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ImageInputError(f"{field}: cannot read {shown}: {why}") from None
-    if not data:
-        raise ImageInputError(f"{field}: the file is empty: {shown}")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageInputError(f"{field}: {shown}: {_too_large(len(data))}")
-    return data
-
-
 def image_file_problem(path: str | os.PathLike[str]) -> str | None:
     """What makes ``path`` unusable as an input image, or None (blocking: use a thread).
 
@@ -367,65 +239,6 @@ def image_file_problem(path: str | os.PathLike[str]) -> str | None:
     except ImageInputError as exc:
         return exc.message.removeprefix("file: ")
     return None
-
-
-async def _read_object(field: str, value: Any) -> bytes:
-    """``value.read()``: awaited when it is a coroutine, else run in a worker thread."""
-    read = value.read
-    if inspect.iscoroutinefunction(read):
-        result: Any = await _call_read(read)
-    else:
-        result = await in_worker(_call_read, read)
-        if inspect.isawaitable(result):  # a read() that returns an awaitable
-            result = await result
-    if isinstance(result, str):
-        raise ImageInputError(
-            f"{field}: the file object was opened in text mode; open it with 'rb'"
-        )
-    if not isinstance(result, bytes | bytearray | memoryview):
-        raise ImageInputError(
-            f"{field}: the file object's read() gave {type(result).__name__}, not bytes"
-        )
-    data = bytes(result)
-    if not data:
-        raise ImageInputError(f"{field}: the file object gave no data (already read?)")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageInputError(f"{field}: {_too_large(len(data))}")
-    return data
-
-
-def _call_read(read: Any) -> Any:
-    try:
-        return read(MAX_IMAGE_BYTES + 1)
-    except TypeError:  # a read() that takes no size
-        return read()
-
-
-async def offload(size: int, func: Any, *args: Any) -> Any:
-    """``func(*args)`` in a worker thread when ``size`` makes it worth the hop."""
-    if size >= OFFLOAD_BYTES:
-        return await in_worker(func, *args)
-    return func(*args)
-
-
-_WORKERS: Final = min(4, os.cpu_count() or 2)
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def in_worker(func: Any, *args: Any) -> Any:
-    """``func(*args)`` in one of a few worker threads kept for image work.
-
-    Few, and reused: starting a thread blocks the loop until the thread runs, which can
-    take tens of milliseconds while other threads hold the GIL; and more threads than
-    cores cannot make CPU-bound work go faster.
-    """
-    loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(_WORKERS)
-    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
 
 
 def _data_uri(field: str, data: bytes) -> bytes:
@@ -464,7 +277,7 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
     elif isinstance(value, os.PathLike):
         data = await in_worker(read_image_file, field, value)
     else:
-        data = await _read_object(field, value)
+        data = await read_object(field, value)
     if preparer is not None:
         return await preparer.data_uri(field, data)
     encoded: bytes = await offload(len(data), _data_uri, field, data)
