@@ -20,6 +20,7 @@ from fashn_async._models import (
     TryOnRequest,
 )
 from fashn_async._polling import Polling
+from fashn_async._prepare import ImagePreparation
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
@@ -33,6 +34,7 @@ __all__ = [
     "BatchResult",
     "Credits",
     "ImageInput",
+    "ImagePreparation",
     "Limits",
     "ModelRequest",
     "Polling",

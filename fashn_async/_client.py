@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
 from fashn_async._events import BatchEvents, BatchProgress, CallbackEvents
 from fashn_async._http import Transport, redact_url
+from fashn_async._images import check_url
 from fashn_async._limits import Limits
 from fashn_async._models import (
     Credits,
@@ -26,8 +28,10 @@ from fashn_async._models import (
     TryOnRequest,
 )
 from fashn_async._polling import Polling
+from fashn_async._prepare import ImagePreparation
 from fashn_async._results import TryOnResult
 from fashn_async._retry import RetryPolicy
+from fashn_async._validators import check_number, config_int, config_number, shorten
 from fashn_async._version import __version__
 from fashn_async.errors import (
     APIError,
@@ -85,10 +89,27 @@ def _check_proxy(proxy: object) -> str | None:
 
 
 def _check_base_url(base_url: str) -> str:
-    parts = urlsplit(base_url) if isinstance(base_url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    try:
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        port_ok = parts is not None and parts.port != 0
+    except ValueError:  # a port out of 0-65535, or an unreadable IPv6 literal
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {shorten(base_url)}")
     return base_url.rstrip("/")
+
+
+def _check_options(
+    *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
+) -> None:
+    config_number("timeout", timeout)
+    config_number("connect_timeout", connect_timeout)
+    config_int("max_connections", max_connections)
+    for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
+        if value is not None and not isinstance(value, kind):
+            raise ConfigurationError(
+                f"{name} must be a {kind.__name__} or None, got {type(value).__name__}"
+            )
 
 
 class AsyncFashn:
@@ -107,6 +128,9 @@ class AsyncFashn:
             ``user:password@`` if it needs them). ``None`` leaves it to ``trust_env``.
         trust_env: Honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (and
             ``.netrc``) from the environment, as httpx and requests do.
+        prepare_images: Prepare image bytes before sending them (needs the ``images``
+            extra): an :class:`ImagePreparation`, ``True`` for its defaults, or ``None``
+            / ``False`` to send the bytes as given.
         coordination: Share the key's limits (submissions, status budget, in-flight cap)
             with every process using the same Redis server: a ``redis://`` URL or a
             :class:`RedisCoordination`. ``None`` keeps them in this process.
@@ -138,6 +162,7 @@ class AsyncFashn:
         proxy: str | None = None,
         trust_env: bool = True,
         coordination: str | RedisCoordination | None = None,
+        prepare_images: ImagePreparation | bool | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
         if not key or not isinstance(key, str) or not key.strip():
@@ -148,6 +173,14 @@ class AsyncFashn:
         if not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
         self.base_url = _check_base_url(base_url)
+        _check_options(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            polling=polling,
+            retry=retry,
+        )
+        self.prepare_images = ImagePreparation.from_option(prepare_images)
         self.limits = limits
         self.coordination = _check_coordination(coordination)
         self._coordinator: Coordinator | None = (
@@ -168,6 +201,7 @@ class AsyncFashn:
             polling=polling or Polling(),
             retry=retry or RetryPolicy(),
             backend=self._coordinator,
+            preparer=self.prepare_images.preparer() if self.prepare_images else None,
         )
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()
@@ -232,7 +266,7 @@ class AsyncFashn:
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
-            InvalidRequestError: the request fails validation; nothing was sent.
+            InvalidRequestError: a field or ``webhook_url`` is bad; nothing was sent.
             ImageInputError: an image is a missing file, not an image, or a bad URL or
                 data URI; nothing was sent.
             SubmissionUncertainError: the POST may have reached the API and no usable
@@ -246,6 +280,8 @@ class AsyncFashn:
             ConnectError: no connection in ``retry.attempts`` tries; nothing was sent.
         """
         req = _request_from(request, fields)
+        if webhook_url is not None:
+            check_url("webhook_url", webhook_url, error=InvalidRequestError)
         self._transport.session  # noqa: B018 - fail fast when closed, before encoding
         prepared = await self._engine.prepare(req, webhook_url=webhook_url)
         return Prediction(await self._engine.submit_holding(prepared))
@@ -380,8 +416,10 @@ class AsyncFashn:
                 polling).
         """
         req = _request_from(request, fields)
-        if deadline is not None and not deadline > 0:
-            raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
+        if deadline is not None:
+            check_number("deadline", deadline, 0.0, math.inf)
+            if not deadline > 0:
+                raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
         self._transport.session  # noqa: B018 - fail fast when closed
         prepared = await self._engine.prepare(req)
         with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
@@ -452,8 +490,9 @@ class AsyncFashn:
         index for a bad item), never the end of the batch.
 
         Raises:
-            InvalidRequestError: ``requests`` is not an iterable of items, or an option is
-                bad; nothing was read or sent.
+            InvalidRequestError: ``requests`` is not an iterable of items; nothing was
+                read or sent.
+            ConfigurationError: an option (``max_pending``, ``events``, a hook) is bad.
             ClientClosedError: the client is not open.
             OutOfCreditsError: in the loop, after the results of the items already
                 running: a submission was refused for lack of credits, so nothing more
@@ -466,6 +505,8 @@ class AsyncFashn:
         """
         self._transport.session  # noqa: B018 - fail fast when closed
         _check_batch_input(requests)
+        if max_pending is not None:
+            config_int("max_pending", max_pending)
         shorthands = {
             "on_progress": on_progress,
             "on_sending": on_sending,
@@ -474,20 +515,18 @@ class AsyncFashn:
         }
         for name, hook in shorthands.items():
             if hook is not None and not callable(hook):
-                raise InvalidRequestError(f"{name} must be callable, got {type(hook).__name__}")
+                raise ConfigurationError(f"{name} must be callable or None, got {shorten(hook)}")
         given = [name for name, hook in shorthands.items() if hook is not None]
         if events is not None and given:
-            raise InvalidRequestError(
+            raise ConfigurationError(
                 f"pass events=... or the shorthand hooks ({', '.join(given)}), not both"
             )
         if events is not None and not isinstance(events, BatchEvents):
-            raise InvalidRequestError(
+            raise ConfigurationError(
                 f"events must be a BatchEvents (subclass it), got {type(events).__name__}"
             )
         if max_pending is None:
             max_pending = 2 * (self.limits.in_flight or 32)
-        elif isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise InvalidRequestError(f"max_pending must be an integer >= 1, got {max_pending!r}")
         return Batch(
             self._batches,
             self._engine,

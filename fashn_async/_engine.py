@@ -12,14 +12,13 @@ import contextlib
 import math
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import quote
 
 import anyio
 
 from fashn_async._decisions import Action, Happened, Route, Tries, decide
 from fashn_async._http import Response, Transport, outcome_of
-from fashn_async._images import encode_image
 from fashn_async._limits import (
     Lease,
     LimiterBackend,
@@ -29,12 +28,16 @@ from fashn_async._limits import (
     WindowLimiter,
 )
 from fashn_async._models import PredictionStatus, Request, converter
+from fashn_async._payload import Prepared, prepare_request
 from fashn_async._polling import CompletionModel, Polling, done_probability, next_poll_delay
 from fashn_async._retry import RetryPolicy
-from fashn_async._submitter import Prepared, Submitter
+from fashn_async._submitter import Submitter
 from fashn_async.errors import APIError, FashnError, TransportError
 
-__all__ = ["Engine", "Prepared"]  # Prepared lives in _submitter
+if TYPE_CHECKING:
+    from fashn_async._prepare import Preparer
+
+__all__ = ["Engine", "Prepared"]  # Prepared lives in _payload
 
 T = TypeVar("T")
 
@@ -59,8 +62,11 @@ class Engine:
         polling: Polling,
         retry: RetryPolicy,
         backend: LimiterBackend | None = None,
+        preparer: Preparer | None = None,
     ) -> None:
         self.transport = transport
+        #: Image preparation (``AsyncFashn(prepare_images=...)``), or None.
+        self.preparer = preparer
         self.limits = limits
         self.retry = retry
         backend = backend if backend is not None else LocalBackend()
@@ -92,14 +98,9 @@ class Engine:
 
     # -- preparing ---------------------------------------------------------------------
 
-    @staticmethod
-    async def prepare(request: Request, *, webhook_url: str | None = None) -> Prepared:
-        """Encode every image of ``request``; fails locally before anything is sent."""
-        images = {}
-        for field, value in request.image_fields().items():
-            images[field] = await encode_image(field, value)
-        params = {"webhook_url": webhook_url} if webhook_url else None
-        return Prepared(request, request.body(images), params)
+    async def prepare(self, request: Request, *, webhook_url: str | None = None) -> Prepared:
+        """Encode ``request``'s images and JSON body off the loop; fails before sending."""
+        return await prepare_request(request, webhook_url=webhook_url, preparer=self.preparer)
 
     # -- submitting (the submitter's; kept here so callers keep working) ---------------
 

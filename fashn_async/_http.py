@@ -27,6 +27,7 @@ import aiohttp
 import attrs
 
 from fashn_async._decisions import Happened, Outcome, Route, body_shape
+from fashn_async._payload import JsonBody
 from fashn_async._retry import parse_retry_after
 from fashn_async.errors import (
     APIError,
@@ -208,7 +209,11 @@ class Transport:
     ) -> Response:
         """Send one request, once; map every failure to our errors (none chained)."""
         session = self.session
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data: Any = None
+        if isinstance(body, bytes):  # already encoded (off the loop, for large bodies)
+            data = JsonBody(body)
+        elif body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
         failure: TransportError
         try:
             async with session.request(

@@ -1,14 +1,30 @@
 """Images in and out: any accepted input to a request value, outputs to disk.
 
 Inputs become an http(s) URL (sent as is) or ``data:image/<type>;base64,...`` with the
-type sniffed from the bytes. Files are read in the loop's executor, never on the loop.
+type sniffed from the bytes. Everything that costs time in proportion to an image's size
+(reading a file, checking its structure, base64 in either direction) runs in a worker
+thread, in chunks small enough that the event loop never waits on it for long; the
+result is ASCII bytes ready to be spliced into the JSON body (``_payload``).
+
+Checks, in one place per kind of source (each raises :class:`ImageInputError` naming
+the field, the value shortened and what is accepted):
+
+- URL strings: :func:`check_url` (``_urls``: scheme, host by IDNA 2008, port, length).
+- Other strings: a data URI, or a local path (the message says to pass ``pathlib.Path``).
+- Paths (read in ``_sources``): regular files only (a FIFO, a device such as
+  ``/dev/zero``, a directory or a socket is refused unread), at most
+  :data:`MAX_IMAGE_BYTES`.
+- bytes / binary file objects (``read()`` plain or a coroutine, as web frameworks'
+  uploads), at most :data:`MAX_IMAGE_BYTES`.
+- The bytes themselves: a known signature and a structure that is whole
+  (:func:`image_problem`: PNG chunks and CRCs, JPEG markers through end of image, ...).
+
 Outputs are streamed to a temporary file and renamed into place, so a file on disk is
-always whole.
+always whole; any failure to write names the path (:class:`SaveError`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
@@ -16,18 +32,60 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
-from fashn_async.errors import DownloadError, ImageInputError
+import anyio
+import anyio.to_thread
+
+from fashn_async._sources import (
+    MAX_IMAGE_BYTES,
+    OFFLOAD_BYTES,
+    in_worker,
+    offload,
+    read_image_file,
+    read_object,
+    too_large,
+)
+from fashn_async._structure import image_problem
+from fashn_async._urls import MAX_URL_LENGTH, check_url
+from fashn_async._validators import shorten
+from fashn_async.errors import DownloadError, ImageInputError, SaveError
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["ImageInput", "check_image_input", "encode_image", "save_output", "sniff_mime"]
+
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "MAX_URL_LENGTH",
+    "OFFLOAD_BYTES",
+    "ImageInput",
+    "check_image_bytes",
+    "check_image_input",
+    "check_url",
+    "encode_base64",
+    "encode_image",
+    "image_file_problem",
+    "image_problem",
+    "in_worker",
+    "offload",
+    "read_image_file",
+    "save_output",
+    "sniff_mime",
+]
+
+
+class Preparer(Protocol):
+    """What prepares image bytes before they are sent (``_prepare.Preparer`` is one)."""
+
+    async def data_uri(self, field: str, data: bytes) -> bytes:
+        """The prepared image as a data URI, in ASCII bytes."""
+        ...
+
 
 #: What an image field accepts: an http(s) URL or data URI string, a path, raw bytes,
-#: or a binary file object.
+#: or a binary file object (``read()`` plain, or a coroutine as in web frameworks).
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 _DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
@@ -61,96 +119,178 @@ def sniff_mime(data: bytes) -> str | None:
     return None
 
 
-def _check_url(field: str, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+# Base64 is made and checked in chunks (a multiple of 3 bytes / 4 characters), so the
+# worker thread lets go of the GIL between them and the loop is never held for long.
+_B64_CHUNK: Final = 3 * 2**16
+_DATA_PREFIX: Final = "data:"
+_MIME = re.compile(r"image/[A-Za-z0-9.+-]{1,64}")
+
+
+def _payload_start(field: str, value: str) -> int:
+    """Where a data URI's base64 starts, checking its header and size only.
+
+    Nothing here copies or scans the payload: it runs on the loop, for any size.
+    """
+    comma = value.find(",", 0, len(_DATA_PREFIX) + 80)
+    mime, _, encoding = value[len(_DATA_PREFIX) : max(comma, 0)].partition(";")
+    if comma < 0 or encoding != "base64" or not _MIME.fullmatch(mime):
         raise ImageInputError(
-            f"{field}: expected an http(s) URL or a data:image/...;base64, URI, got {value!r:.80}"
+            f"{field}: a data URI must look like data:image/<type>;base64,<data> "
+            f"(got {shorten(value)})"
         )
-    if any(ch.isspace() for ch in value):
-        raise ImageInputError(f"{field}: the URL contains white space: {value!r:.80}")
+    size = len(value) - comma - 1
+    if not size:
+        raise ImageInputError(f"{field}: the data URI holds no image data")
+    if size > (MAX_IMAGE_BYTES + 2) // 3 * 4:
+        raise ImageInputError(
+            f"{field}: the data URI holds more than {MAX_IMAGE_BYTES // 2**20} MiB of image"
+        )
+    return comma + 1
 
 
-def _decode_data_uri(field: str, value: str) -> bytes:
-    match = _DATA_URI.match(value)
-    if match is None:
-        raise ImageInputError(f"{field}: a data URI must look like data:image/<type>;base64,...")
+def _decode_base64(field: str, value: str, start: int = 0) -> bytes:
+    """Strict base64 from ``value[start:]`` (no white space), decoded chunk by chunk.
+
+    Raises:
+        ImageInputError: invalid base64, or white space in it (the message says so).
+    """
+    size = len(value) - start
+    if any(ch.isspace() for ch in value[start : start + 80]) or (
+        size % 4 and any(ch.isspace() for ch in value[start:])
+    ):
+        raise ImageInputError(
+            f"{field}: the data URI's base64 contains white space or line breaks; "
+            "remove them (base64.b64encode(data).decode() makes none)"
+        )
+    if size % 4:
+        raise ImageInputError(
+            f"{field}: the data URI holds invalid base64 (its length is not a multiple of 4)"
+        )
     try:
-        return base64.b64decode(match.group(2), validate=True)
+        step = _B64_CHUNK // 3 * 4
+        return b"".join(
+            base64.b64decode(value[i : i + step], validate=True)
+            for i in range(start, len(value), step)
+        )
     except (binascii.Error, ValueError) as exc:
-        raise ImageInputError(f"{field}: the data URI holds invalid base64") from exc
+        raise ImageInputError(f"{field}: the data URI holds invalid base64 ({exc})") from None
+
+
+def encode_base64(data: bytes) -> bytes:
+    return b"".join(
+        base64.b64encode(data[i : i + _B64_CHUNK]) for i in range(0, len(data), _B64_CHUNK)
+    )
 
 
 def check_image_input(field: str, value: Any) -> None:
-    """Check what can be known about an image value without I/O; raise ImageInputError."""
+    """Check what can be known about an image value cheaply, without I/O.
+
+    Small data URIs are decoded here in full; larger ones (and bytes) are checked once,
+    in a worker thread, when the request is prepared.
+
+    Raises:
+        ImageInputError: naming the field, the value (shortened) and what is accepted.
+    """
     if isinstance(value, str):
-        if value.startswith("data:"):
-            _decode_data_uri(field, value)
+        if value.startswith(_DATA_PREFIX):
+            start = _payload_start(field, value)
+            if len(value) - start < OFFLOAD_BYTES:
+                check_image_bytes(field, _decode_base64(field, value, start))
         else:
-            _check_url(field, value)
+            check_url(field, value)
     elif isinstance(value, bytes | bytearray | memoryview):
-        if not value:
+        size = memoryview(value).nbytes
+        if not size:
             raise ImageInputError(f"{field}: the image bytes are empty")
+        if size > MAX_IMAGE_BYTES:
+            raise ImageInputError(f"{field}: {too_large(size)}")
+        if sniff_mime(bytes(memoryview(value)[:32])) is None:
+            raise ImageInputError(f"{field}: {_NOT_AN_IMAGE}")
     elif isinstance(value, os.PathLike):
-        if not os.fspath(value):
-            raise ImageInputError(f"{field}: the path is empty")
+        path = os.fspath(value)
+        if not path or "\0" in str(path):
+            raise ImageInputError(f"{field}: expected a file path, got {shorten(value)}")
     elif not callable(getattr(value, "read", None)):
         raise ImageInputError(
-            f"{field}: expected a URL, data URI, path, bytes or binary file, "
-            f"got {type(value).__name__}"
+            f"{field}: expected a URL or data URI string, a pathlib.Path, bytes or a binary "
+            f"file object, got {type(value).__name__} {shorten(value)}"
         )
 
 
-def _read_source(field: str, value: Any) -> bytes:
-    """Read a path or file object (runs in the executor)."""
-    if isinstance(value, os.PathLike):
-        path = Path(value)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ImageInputError(f"{field}: no such file: {path}") from exc
-        except OSError as exc:
-            raise ImageInputError(f"{field}: cannot read {path}: {exc.strerror}") from exc
-    data = value.read()
-    if not isinstance(data, bytes | bytearray):
-        raise ImageInputError(f"{field}: the file object must be opened in binary mode")
-    return bytes(data)
+_NOT_AN_IMAGE = (
+    "the data is not an image (no PNG, JPEG, WEBP, GIF, BMP, TIFF, AVIF or HEIC signature)"
+)
 
 
-#: Payloads at least this large are base64-encoded in the executor. Below it, a hop to a
-#: thread costs more than the encoding itself (about 80 us for 64 KiB).
-OFFLOAD_BYTES = 64 * 1024
+def check_image_bytes(field: str, data: bytes) -> str:
+    """The MIME type of whole image bytes, or ImageInputError saying what is wrong.
 
-
-async def encode_image(field: str, value: ImageInput) -> str:
-    """Turn one image input into the string the API takes, failing locally if unusable."""
-    check_image_input(field, value)
-    if isinstance(value, str):
-        if not value.startswith("data:"):
-            return value
-        # Already base64 (check_image_input decoded all of it): only the type label is
-        # re-read from the bytes, the payload text is sent as given.
-        payload = value.partition(",")[2]
-        return f"data:{_sniffed(field, base64.b64decode(payload[:64]))};base64,{payload}"
-    if isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
-    else:
-        loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(None, _read_source, field, value)
-    mime = _sniffed(field, data)
-    if len(data) >= OFFLOAD_BYTES:
-        loop = asyncio.get_running_loop()
-        encoded = await loop.run_in_executor(None, base64.b64encode, data)
-    else:
-        encoded = base64.b64encode(data)
-    return f"data:{mime};base64,{encoded.decode('ascii')}"
-
-
-def _sniffed(field: str, data: bytes) -> str:
+    Raises:
+        ImageInputError: not an image, or its structure is cut short or damaged.
+    """
     mime = sniff_mime(data[:32])
     if mime is None:
-        raise ImageInputError(f"{field}: the data is not an image (no known image signature)")
+        raise ImageInputError(f"{field}: {_NOT_AN_IMAGE}")
+    problem = image_problem(data)
+    if problem is not None:
+        raise ImageInputError(f"{field}: {problem}")
     return mime
+
+
+def image_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """What makes ``path`` unusable as an input image, or None (blocking: use a thread).
+
+    The same checks a request runs before sending: a regular file, within the size cap,
+    a known signature and a whole structure (:func:`image_problem`). For dry runs.
+    """
+    try:
+        check_image_bytes("file", read_image_file("file", path))
+    except ImageInputError as exc:
+        return exc.message.removeprefix("file: ")
+    return None
+
+
+def _data_uri(field: str, data: bytes) -> bytes:
+    mime = check_image_bytes(field, data)
+    return b"data:" + mime.encode() + b";base64," + encode_base64(data)
+
+
+def _relabel(field: str, value: str, start: int) -> bytes:
+    """A data URI's payload checked once; the type label re-read from its bytes."""
+    mime = check_image_bytes(field, _decode_base64(field, value, start))
+    step = _B64_CHUNK // 3 * 4
+    parts = (value[i : i + step].encode("ascii") for i in range(start, len(value), step))
+    return b"".join([b"data:", mime.encode(), b";base64,", *parts])
+
+
+async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | None = None) -> bytes:
+    """One image input as the ASCII bytes the API takes: a URL or a data URI.
+
+    Checked in full (each data URI's base64 once), before anything is sent. With a
+    ``preparer``, image bytes are resized and re-encoded first (``_prepare``).
+
+    Raises:
+        ImageInputError: the value is unusable; the message says why and what to pass.
+    """
+    check_image_input(field, value)
+    if isinstance(value, str):
+        if not value.startswith(_DATA_PREFIX):
+            return value.encode("utf-8")
+        start = _payload_start(field, value)
+        if preparer is None:
+            result: bytes = await offload(len(value), _relabel, field, value, start)
+            return result
+        data: bytes = await offload(len(value), _decode_base64, field, value, start)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    elif isinstance(value, os.PathLike):
+        data = await in_worker(read_image_file, field, value)
+    else:
+        data = await read_object(field, value)
+    if preparer is not None:
+        return await preparer.data_uri(field, data)
+    encoded: bytes = await offload(len(data), _data_uri, field, data)
+    return encoded
 
 
 def output_filename(stem: str, index: int, source: str, content_type: str | None = None) -> str:
@@ -175,18 +315,23 @@ def _write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
 async def save_output(
     session: aiohttp.ClientSession, source: str, directory: Path, stem: str, index: int
 ) -> Path:
-    """Stream one output (URL or data URI) into ``directory``; return the file's path."""
+    """Stream one output (URL or data URI) into ``directory``; return the file's path.
+
+    Raises:
+        SaveError: the folder or file cannot be written (it names the path and why).
+        DownloadError: the output could not be fetched.
+    """
     import aiohttp
 
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, lambda: directory.mkdir(parents=True, exist_ok=True))
-    if source.startswith("data:"):
+    await _on_disk("create the folder", directory, _make_folder, directory)
+    if source.startswith(_DATA_PREFIX):
         try:
-            data = _decode_data_uri(f"output {index}", source)
+            start = _payload_start(f"output {index}", source)
+            data = await offload(len(source), _decode_base64, f"output {index}", source, start)
         except ImageInputError as exc:
             raise DownloadError(f"output {index} is a malformed data URI") from exc
         target = directory / output_filename(stem, index, source)
-        await loop.run_in_executor(None, _atomic_write, target, [data])
+        await _on_disk("write", target, _atomic_write, target, [data])
         return target
     partial: Path | None = None
     try:
@@ -198,22 +343,51 @@ async def save_output(
                 )
             target = directory / output_filename(stem, index, source, response.content_type)
             partial = target.with_name(f".{target.name}.part")
-            await loop.run_in_executor(None, partial.write_bytes, b"")
+            await _on_disk("write", target, _start_partial, target, partial)
             buffer = io.BytesIO()
             async for chunk in response.content.iter_chunked(256 * 1024):
                 buffer.write(chunk)
                 if buffer.tell() >= 1024 * 1024:
-                    await loop.run_in_executor(None, _write_chunks, partial, [buffer.getvalue()])
+                    await _on_disk("write", partial, _write_chunks, partial, [buffer.getvalue()])
                     buffer = io.BytesIO()
-            await loop.run_in_executor(None, _write_chunks, partial, [buffer.getvalue()])
-        await loop.run_in_executor(None, os.replace, partial, target)
+            await _on_disk("write", partial, _write_chunks, partial, [buffer.getvalue()])
+        await _on_disk("write", target, os.replace, partial, target)
         partial = None
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise DownloadError(f"downloading output {index} failed: {type(exc).__name__}") from exc
     finally:
         if partial is not None:
-            await loop.run_in_executor(None, _unlink, partial)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_unlink, partial)
     return target
+
+
+async def _on_disk(what: str, path: Path, func: Any, *args: Any) -> Any:
+    """``func(*args)`` in a worker thread; an OSError becomes a SaveError naming ``path``."""
+    try:
+        return await anyio.to_thread.run_sync(func, *args)
+    except OSError as exc:
+        raise SaveError(f"cannot {what} {path}: {_why(exc)}", path=str(path)) from exc
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a file is in the way where a folder is needed"
+    if isinstance(exc, IsADirectoryError):
+        return "a folder of that name is in the way"
+    return exc.strerror or type(exc).__name__
+
+
+def _make_folder(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():  # e.g. a dangling symlink
+        raise NotADirectoryError(20, "not a folder", str(directory))
+
+
+def _start_partial(target: Path, partial: Path) -> None:
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a folder", str(target))
+    partial.write_bytes(b"")
 
 
 def _unlink(path: Path) -> None:
@@ -223,7 +397,7 @@ def _unlink(path: Path) -> None:
 def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
     partial = target.with_name(f".{target.name}.part")
     try:
-        partial.write_bytes(b"")
+        _start_partial(target, partial)
         _write_chunks(partial, chunks)
         os.replace(partial, target)
     finally:

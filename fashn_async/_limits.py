@@ -37,8 +37,9 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
 
-from fashn_async._validators import positive
+from fashn_async._validators import at_least_one, non_negative, optional_at_least_one, positive
 from fashn_async._window import MemoryWindow, Pacer, Waiter
+from fashn_async.errors import ConfigurationError
 
 __all__ = [
     "Grant",
@@ -64,28 +65,15 @@ _MIN_STEP = 1e-6
 class Rate:
     """At most ``limit`` units in any window of ``period`` seconds."""
 
-    limit: int = attrs.field(validator=positive)
+    limit: int = attrs.field(validator=at_least_one)
     period: float = attrs.field(validator=positive)
 
-    @limit.validator
-    def _check_integer(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if not isinstance(value, int):
-            raise ValueError(f"limit must be an integer, got {value!r}")  # noqa: TRY004 - one error type for bad config
 
-
-def _check_in_flight(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"in_flight must be an integer >= 1 or None, got {value!r}")
-
-
-def _check_margin(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"margin must be a number >= 0, got {value!r}")
-
-
-def _check_burst(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"status_burst must be an integer >= 1 or None, got {value!r}")
+def _check_rate(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, Rate):
+        raise ConfigurationError(
+            f"{attribute.name} must be a Rate or None, got {type(value).__name__}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -106,12 +94,12 @@ class Limits:
             to the predictions most likely finished.
     """
 
-    submit: Rate | None = Rate(25, 60.0)
-    status: Rate | None = Rate(50, 10.0)
-    in_flight: int | None = attrs.field(default=6, validator=_check_in_flight)
-    credits: Rate | None = Rate(30, 10.0)
-    margin: float = attrs.field(default=0.25, validator=_check_margin)
-    status_burst: int | None = attrs.field(default=10, validator=_check_burst)
+    submit: Rate | None = attrs.field(default=Rate(25, 60.0), validator=_check_rate)
+    status: Rate | None = attrs.field(default=Rate(50, 10.0), validator=_check_rate)
+    in_flight: int | None = attrs.field(default=6, validator=optional_at_least_one)
+    credits: Rate | None = attrs.field(default=Rate(30, 10.0), validator=_check_rate)
+    margin: float = attrs.field(default=0.25, validator=non_negative)
+    status_burst: int | None = attrs.field(default=10, validator=optional_at_least_one)
 
     def scaled(self, factor: float) -> Limits:
         """These limits with every window (and the margin) multiplied by ``factor``.

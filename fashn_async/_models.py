@@ -7,8 +7,8 @@ names are kept as strings (the API grows).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
@@ -16,6 +16,15 @@ import cattrs
 
 from fashn_async._images import ImageInput, check_image_input
 from fashn_async._names import TERMINAL_STATUSES
+from fashn_async._validators import (
+    INT64_MAX,
+    check_bool,
+    check_choice,
+    check_json,
+    check_number,
+    check_string,
+    shorten,
+)
 from fashn_async.errors import (
     InvalidRequestError,
     PredictionCanceledError,
@@ -41,50 +50,26 @@ CATEGORIES: Final = ("tops", "bottoms", "one-pieces")
 GARMENT_PHOTO_TYPES: Final = ("auto", "flat-lay", "model")
 
 
-def _fail(field: str, problem: str, value: Any) -> InvalidRequestError:
-    return InvalidRequestError(f"{field}: {problem} (got {value!r:.80})", name="InvalidRequest")
-
-
-def _check_image(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_image_input(attribute.name, value)
-
-
-def _check_choice(choices: tuple[str, ...]) -> Any:
+def _choice(choices: tuple[str, ...]) -> Any:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value not in choices:
-            raise _fail(attribute.name, f"must be one of {', '.join(choices)}", value)
+        check_choice(attribute.name, value, choices)
 
     return check
 
 
 def _check_bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        raise _fail(attribute.name, "must be True or False", value)
+    check_bool(attribute.name, value)
 
 
-def _require_int(field: str, value: Any, low: int, high: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, "must be an integer", value)
-    if value < low or (high is not None and value > high):
-        span = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise _fail(field, f"must be {span}", value)
-
-
-def _check_int(low: int, high: int | None) -> Any:
+def _number(low: float, high: float, *, integer: bool = False) -> Any:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        _require_int(attribute.name, value, low, high)
+        check_number(attribute.name, value, low, high, integer=integer)
 
     return check
 
 
-def _check_float(low: float, high: float) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(attribute.name, "must be a number", value)
-        if not math.isfinite(value) or not low <= value <= high:
-            raise _fail(attribute.name, f"must be from {low} to {high}", value)
-
-    return check
+def _check_image(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_image_input(attribute.name, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -104,26 +89,36 @@ class TryOnRequest:
         long_top: Tune for long tops (tunics, coats).
         guidance_scale: 1.5 to 3; higher keeps detail, risks saturation.
         timesteps: Diffusion steps, 10 to 50.
-        seed: Fixes randomness for reproducible results.
+        seed: Fixes randomness for reproducible results; 0 to 2**63 - 1.
         num_samples: Images to generate, 1 to 4; each counts as a generation.
+
+    Ranges: ``guidance_scale``, ``timesteps`` and ``num_samples`` as the v1 reference
+    states them (fashn-api-v1.txt, "Range:"); ``seed`` is typed ``int`` there with no
+    range, so it takes what an API server stores as an int: 0 to 2**63 - 1 (negative
+    seeds are not documented anywhere). Every field is checked when the request is built.
+
+    Raises:
+        InvalidRequestError: a field is out of its range or of the wrong type; the
+            message names the field, the value and what is accepted.
+        ImageInputError: an image value is unusable (see ``ImageInput``).
     """
 
     model_image: ImageInput = attrs.field(validator=_check_image)
     garment_image: ImageInput = attrs.field(validator=_check_image)
-    category: Category = attrs.field(validator=_check_choice(CATEGORIES))
+    category: Category = attrs.field(validator=_choice(CATEGORIES))
     nsfw_filter: bool = attrs.field(default=True, validator=_check_bool)
     cover_feet: bool = attrs.field(default=False, validator=_check_bool)
     adjust_hands: bool = attrs.field(default=False, validator=_check_bool)
     restore_background: bool = attrs.field(default=False, validator=_check_bool)
     restore_clothes: bool = attrs.field(default=False, validator=_check_bool)
     garment_photo_type: GarmentPhotoType = attrs.field(
-        default="auto", validator=_check_choice(GARMENT_PHOTO_TYPES)
+        default="auto", validator=_choice(GARMENT_PHOTO_TYPES)
     )
     long_top: bool = attrs.field(default=False, validator=_check_bool)
-    guidance_scale: float = attrs.field(default=2.0, validator=_check_float(1.5, 3.0))
-    timesteps: int = attrs.field(default=50, validator=_check_int(10, 50))
-    seed: int = attrs.field(default=42, validator=_check_int(0, None))
-    num_samples: int = attrs.field(default=1, validator=_check_int(1, 4))
+    guidance_scale: float = attrs.field(default=2.0, validator=_number(1.5, 3.0))
+    timesteps: int = attrs.field(default=50, validator=_number(10, 50, integer=True))
+    seed: int = attrs.field(default=42, validator=_number(0, INT64_MAX, integer=True))
+    num_samples: int = attrs.field(default=1, validator=_number(1, 4, integer=True))
 
     @property
     def generations(self) -> int:
@@ -141,21 +136,58 @@ class TryOnRequest:
         return body
 
 
+#: Model names as NOTES.md lists them: lowercase letters, digits, dots and hyphens.
+_MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
+
+#: Inputs every model shares (NOTES.md "Current request shape"; the emulator reads the
+#: same), each with its type and range. ``seed`` as in TryOnRequest.
+_COMMON_INPUTS: dict[str, Callable[[str, Any], None]] = {
+    "seed": lambda f, v: check_number(f, v, 0, INT64_MAX, integer=True),
+    "num_samples": lambda f, v: check_number(f, v, 1, 4, integer=True),
+    "output_format": lambda f, v: check_choice(f, v, ("png", "jpeg")),
+    "return_base64": check_bool,
+}
+#: tryon-v1.6's own inputs (NOTES.md).
+_TRYON_INPUTS: dict[str, Callable[[str, Any], None]] = {
+    **_COMMON_INPUTS,
+    "category": lambda f, v: check_choice(f, v, ("auto", *CATEGORIES)),
+    "garment_photo_type": lambda f, v: check_choice(f, v, GARMENT_PHOTO_TYPES),
+    "mode": lambda f, v: check_choice(f, v, ("performance", "balanced", "quality")),
+    "moderation_level": lambda f, v: check_choice(f, v, ("conservative", "permissive", "none")),
+    "segmentation_free": check_bool,
+}
+
+
 def _check_model_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail("model_name", "must be a non-empty string", value)
+    check_string("model_name", value, max_length=64)
+    if not _MODEL_NAME.fullmatch(value):
+        raise InvalidRequestError(
+            "model_name: must be a model name such as 'tryon-v1.6' (lowercase letters, "
+            f"digits, dots and hyphens), got {shorten(value)}",
+            name="InvalidRequest",
+        )
 
 
-def _check_inputs(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _check_inputs(instance: ModelRequest, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, Mapping):
-        raise _fail("inputs", "must be a mapping of input names to values", value)
+        raise InvalidRequestError(
+            f"inputs: must be a mapping of input names to values, got {shorten(value)}",
+            name="InvalidRequest",
+        )
+    rules = _TRYON_INPUTS if instance.model_name == "tryon-v1.6" else _COMMON_INPUTS
     for key, item in value.items():
         if not isinstance(key, str):
-            raise _fail("inputs", "keys must be strings", key)
+            raise InvalidRequestError(
+                f"inputs: keys must be strings, got {shorten(key)}", name="InvalidRequest"
+            )
+        check_string("inputs key", key, max_length=256)
+        field = f"inputs.{key}"
         if _is_image_key(key):
-            check_image_input(f"inputs.{key}", item)
-    if "num_samples" in value:
-        _require_int("inputs.num_samples", value["num_samples"], 1, 4)
+            check_image_input(field, item)
+        elif key in rules:
+            rules[key](field, item)
+        else:
+            check_json(field, item)
 
 
 def _is_image_key(key: str) -> bool:
@@ -171,11 +203,21 @@ class ModelRequest:
     """A request in the current ``{"model_name", "inputs"}`` shape, for any model.
 
     Inputs named ``*_image`` (or ``image``) take every image form ``TryOnRequest`` takes
-    and are encoded the same way; the rest is sent as given.
+    and are encoded the same way; the rest is sent as JSON, so each must be a JSON value
+    (finite numbers, no sets, bytes or other objects). Inputs NOTES.md documents are
+    checked against their documented type and range: for every model ``seed``
+    (0 to 2**63 - 1), ``num_samples`` (1 to 4), ``output_format`` (png, jpeg),
+    ``return_base64`` (bool); for tryon-v1.6 also ``category``, ``garment_photo_type``,
+    ``mode``, ``moderation_level`` and ``segmentation_free``.
 
     Args:
         model_name: e.g. ``"tryon-v1.6"``, ``"tryon-max"``, ``"background-remove"``.
         inputs: The model's inputs, as documented for that model.
+
+    Raises:
+        InvalidRequestError: a value breaks its rule; the message names the input
+            (``inputs.seed``, ``inputs.a[2]``), the value and what is accepted.
+        ImageInputError: an image input is unusable.
     """
 
     model_name: str = attrs.field(validator=_check_model_name)

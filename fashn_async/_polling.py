@@ -15,11 +15,13 @@ the detection lag stays below ``target_lag`` unless the status budget is exhaust
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 
 import attrs
 
-from fashn_async._validators import positive
+from fashn_async._validators import at_least_one, positive
+from fashn_async.errors import ConfigurationError
 
 __all__ = ["CompletionModel", "Polling", "done_probability", "next_poll_delay"]
 
@@ -31,9 +33,12 @@ def _check_prior(
         not isinstance(value, tuple)
         or len(value) != 2
         or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        or not all(math.isfinite(v) for v in value)
         or not 0 < value[0] <= value[1]
     ):
-        raise ValueError(f"prior must be (low, high) seconds with 0 < low <= high, got {value!r}")
+        raise ConfigurationError(
+            f"prior must be (low, high) seconds with 0 < low <= high, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -53,7 +58,7 @@ class Polling:
     target_lag: float = attrs.field(default=0.95, validator=positive)
     max_interval: float = attrs.field(default=10.0, validator=positive)
     backoff: float = attrs.field(default=1.5, validator=positive)
-    memory: int = attrs.field(default=200)
+    memory: int = attrs.field(default=200, validator=at_least_one)
 
     def scaled(self, factor: float) -> Polling:
         """This policy with every duration multiplied by ``factor`` (for a fast emulator)."""

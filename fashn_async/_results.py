@@ -76,7 +76,10 @@ class TryOnResult:
         written whole or not at all.
 
         Raises:
-            DownloadError: an output could not be fetched or written.
+            SaveError: a file or folder could not be written (``directory`` is a file, a
+                folder has an output's name, no permission, no room); ``.path`` names it.
+                It is a DownloadError, so ``except DownloadError`` catches both.
+            DownloadError: an output could not be fetched.
         """
         return await save_outputs(self._transport, self.output, directory, stem or self.id)
 
@@ -106,7 +109,12 @@ class BatchResult:
         return self.error is None
 
     async def save(self, directory: str | Path, *, stem: str | None = None) -> list[Path]:
-        """Download the outputs like :meth:`TryOnResult.save` (stem defaults to the index)."""
+        """Download the outputs like :meth:`TryOnResult.save` (stem defaults to the index).
+
+        Raises:
+            SaveError: a file or folder could not be written (a DownloadError).
+            DownloadError: an output could not be fetched.
+        """
         return await save_outputs(
             self._transport, self.output, directory, stem or f"{self.index:06d}"
         )

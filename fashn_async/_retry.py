@@ -11,18 +11,13 @@ import email.utils
 import math
 import random
 from datetime import UTC, datetime
-from typing import Any
 
 import attrs
 
-from fashn_async._validators import positive
+from fashn_async._validators import at_least_one, config_number, positive
+from fashn_async.errors import ConfigurationError
 
 __all__ = ["RetryPolicy", "compute_backoff", "parse_retry_after"]
-
-
-def _count(instance: object, attribute: attrs.Attribute[int], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -45,12 +40,12 @@ class RetryPolicy:
             when present, bounded).
 
     Raises:
-        ValueError: a count below 1, a non-positive duration, jitter outside [0, 1], or
+        ConfigurationError: a count below 1, a non-positive duration, jitter outside [0, 1], or
             ``min_delay`` above ``maximum`` or ``max_retry_after``.
     """
 
-    attempts: int = attrs.field(default=5, validator=_count)
-    rate_limit_waits: int = attrs.field(default=30, validator=_count)
+    attempts: int = attrs.field(default=5, validator=at_least_one)
+    rate_limit_waits: int = attrs.field(default=30, validator=at_least_one)
     initial: float = attrs.field(default=0.5, validator=positive)
     maximum: float = attrs.field(default=30.0, validator=positive)
     jitter: float = attrs.field(default=0.25)
@@ -59,12 +54,13 @@ class RetryPolicy:
 
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ValueError(f"jitter must be from 0 to 1, got {value!r}")
+        config_number("jitter", value, strict=False)
+        if value > 1:
+            raise ConfigurationError(f"jitter must be from 0 to 1, got {value!r}")
 
     def __attrs_post_init__(self) -> None:
         if self.min_delay > min(self.maximum, self.max_retry_after):
-            raise ValueError(
+            raise ConfigurationError(
                 f"min_delay ({self.min_delay!r}) must not exceed maximum ({self.maximum!r}) "
                 f"or max_retry_after ({self.max_retry_after!r})"
             )

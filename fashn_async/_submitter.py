@@ -11,33 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import anyio
 
 from fashn_async._decisions import Action, Happened, Tries, decide
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._limits import Lease, RateLimiter, SlotGate
-from fashn_async._models import Request
+from fashn_async._payload import Prepared
 from fashn_async._retry import RetryPolicy
 from fashn_async.errors import FashnError, SubmissionUncertainError, TransportError
 
-__all__ = ["Prepared", "Submitter"]
-
-
-class Prepared:
-    """A request with its images encoded: the exact JSON body and its weight."""
-
-    __slots__ = ("body", "generations", "params", "request")
-
-    def __init__(
-        self, request: Request, body: dict[str, Any], params: Mapping[str, str] | None
-    ) -> None:
-        self.request = request
-        self.body = body
-        self.generations = request.generations
-        self.params = params
+__all__ = ["Submitter"]
 
 
 class Submitter:
@@ -186,7 +171,7 @@ class Submitter:
         server.
         """
         task = asyncio.ensure_future(
-            self.transport.request("POST", "/v1/run", body=prepared.body, params=prepared.params)
+            self.transport.request("POST", "/v1/run", body=prepared.payload, params=prepared.params)
         )
         with anyio.CancelScope(shield=True):
             try:

@@ -1,15 +1,219 @@
-"""attrs validators shared by the configuration classes (Rate, Polling, RetryPolicy)."""
+"""One validation pass per kind of value, for requests and for configuration.
+
+Request fields (raise :class:`~fashn_async.errors.InvalidRequestError`):
+:func:`check_number`, :func:`check_choice`, :func:`check_bool`, :func:`check_string` and
+:func:`check_json` (any other input value: what JSON can carry, and only that). URLs and
+image sources are checked in ``_images``. Every message names the field, the value
+(shortened to 80 characters) and what is accepted.
+
+Configuration (raise :class:`~fashn_async.errors.ConfigurationError`, a ``ValueError``):
+:func:`positive`, :func:`non_negative`, :func:`at_least_one`, :func:`optional_at_least_one`,
+used as attrs validators by every configuration class, and :func:`config_number` for
+plain keyword options. NaN and infinities are refused everywhere: a window of ``inf``
+seconds or a margin of ``nan`` would make every wait endless.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 
-__all__ = ["positive"]
+from fashn_async.errors import ConfigurationError, InvalidRequestError
+
+__all__ = [
+    "INT64_MAX",
+    "MAX_JSON_DEPTH",
+    "at_least_one",
+    "check_bool",
+    "check_choice",
+    "check_json",
+    "check_number",
+    "check_string",
+    "config_int",
+    "config_number",
+    "non_negative",
+    "optional_at_least_one",
+    "positive",
+    "shorten",
+]
+
+#: The largest integer a JSON API server stores as an "int" (signed 64 bits). The v1
+#: reference types ``seed`` as ``int`` with no range; a larger value is refused upstream.
+INT64_MAX: Final = 2**63 - 1
+#: Nesting depth of an input value beyond which it is refused (no documented input of any
+#: model nests deeper than two levels; this also stops self-referencing containers).
+MAX_JSON_DEPTH: Final = 32
+
+
+def shorten(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real problem
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fail(field: str, accepted: str, value: Any) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{field}: must be {accepted} (got {shorten(value)})", name="InvalidRequest"
+    )
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_number(field: str, value: Any, low: float, high: float, *, integer: bool = False) -> None:
+    """A finite int (or float unless ``integer``) from ``low`` to ``high``, both included.
+
+    Raises:
+        InvalidRequestError: naming the field, the value and the range.
+    """
+    kind = "an integer" if integer else "a number"
+    accepted = f"{kind} from {_bound(low)} to {_bound(high)}"
+    if not (isinstance(value, int) if integer else _is_real(value)) or isinstance(value, bool):
+        raise _fail(field, accepted, value)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise _fail(field, accepted, value)
+
+
+def _bound(value: float) -> str:
+    if isinstance(value, int) or value.is_integer():
+        whole = int(value)
+        return (
+            "2**63 - 1"
+            if whole == INT64_MAX
+            else "-2**63"
+            if whole == -INT64_MAX - 1
+            else str(whole)
+        )
+    return f"{value:g}"
+
+
+def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    """One of ``choices`` exactly (a string; case matters, as for the API).
+
+    Raises:
+        InvalidRequestError: naming the field, the value and the choices.
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise _fail(field, "one of " + ", ".join(choices), value)
+
+
+def check_bool(field: str, value: Any) -> None:
+    """``True`` or ``False`` (not 0, 1 or ``"true"``: JSON has a boolean type).
+
+    Raises:
+        InvalidRequestError: naming the field and the value.
+    """
+    if not isinstance(value, bool):
+        raise _fail(field, "True or False", value)
+
+
+def check_string(field: str, value: Any, *, max_length: int = 10_000) -> None:
+    """Text that UTF-8 can carry (no lone surrogates), at most ``max_length`` characters.
+
+    Raises:
+        InvalidRequestError: naming the field and the value.
+    """
+    if not isinstance(value, str):
+        raise _fail(field, "a string", value)
+    if len(value) > max_length:
+        raise _fail(field, f"a string of at most {max_length} characters", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(field, "text without lone surrogate code points", value) from None
+
+
+def check_json(field: str, value: Any, *, depth: int = 0) -> None:
+    """A value JSON can carry as the API reads it.
+
+    Accepted: None, bool, finite int within the signed 64-bit range, finite float, str,
+    list/tuple of these, and mappings with string keys; at most :data:`MAX_JSON_DEPTH`
+    levels deep. Refused: NaN and infinities (not JSON: Python would send ``NaN``), sets,
+    bytes and any other object ``json`` cannot encode.
+
+    Raises:
+        InvalidRequestError: naming the field (with its path, e.g. ``inputs.a[2].b``).
+    """
+    if depth > MAX_JSON_DEPTH:
+        raise _fail(field, f"nested at most {MAX_JSON_DEPTH} levels deep", "...")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        check_number(field, value, -INT64_MAX - 1, INT64_MAX, integer=True)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(field, "a finite number (JSON has no NaN or Infinity)", value)
+    elif isinstance(value, str):
+        check_string(field, value, max_length=len(value))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(f"{field}[{index}]", item, depth=depth + 1)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _fail(field, "a mapping with string keys", key)
+            check_json(f"{field}.{key}", item, depth=depth + 1)
+    else:
+        raise _fail(
+            field,
+            "a JSON value: None, bool, int, float, str, list or dict "
+            f"(a {type(value).__name__} has no JSON form)",
+            value,
+        )
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def config_number(
+    name: str, value: Any, *, low: float = 0.0, strict: bool = True, integer: bool = False
+) -> None:
+    """A finite number above ``low`` (at least ``low`` unless ``strict``); an int if asked.
+
+    Raises:
+        ConfigurationError: naming the option, the value and what is accepted.
+    """
+    kind = "an integer" if integer else "a finite number"
+    bound = f"> {low:g}" if strict else f">= {low:g}"
+    ok = (isinstance(value, int) if integer else _is_real(value)) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        raise ConfigurationError(f"{name} must be {kind} {bound}, got {shorten(value)}")
+
+
+def config_int(name: str, value: Any, *, low: int = 1) -> None:
+    """An integer of at least ``low`` (not a bool).
+
+    Raises:
+        ConfigurationError: naming the option and the value.
+    """
+    config_number(name, value, low=low, strict=False, integer=True)
 
 
 def positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """Accept a real number above zero (not a bool); name the field otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+    """attrs validator: a finite real number above zero (not a bool)."""
+    config_number(attribute.name, value)
+
+
+def non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a finite real number of at least zero (not a bool)."""
+    config_number(attribute.name, value, strict=False)
+
+
+def at_least_one(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: an integer >= 1 (not a bool)."""
+    config_int(attribute.name, value)
+
+
+def optional_at_least_one(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: None, or an integer >= 1 (not a bool)."""
+    if value is not None:
+        config_int(f"{attribute.name} (None to turn it off)", value)

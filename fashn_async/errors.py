@@ -39,6 +39,7 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── PredictionCanceledError       the prediction ended with status "canceled"
     ├── DeadlineExceededError         run(deadline=...) ran out (TimeoutError)
     └── DownloadError                 an output could not be fetched or written
+        └── SaveError                 writing it failed: the folder is a file, no room, ...
 
 Every error has ``.name`` (the API's error name where there is one), ``.message``,
 ``.prediction_id`` and ``.status_code`` when known, and ``.retry_after`` (seconds) for 429s.
@@ -94,6 +95,7 @@ __all__ = [
     "RateLimitExceededError",
     "RemoteProtocolError",
     "RequestError",
+    "SaveError",
     "ServerError",
     "SubmissionUncertainError",
     "ThirdPartyError",
@@ -159,7 +161,11 @@ def _rebuild(cls: type[FashnError], message: str, state: dict[str, Any]) -> Fash
 
 
 class ConfigurationError(FashnError, ValueError):
-    """The client was configured wrongly, e.g. no API key anywhere."""
+    """A configuration value is wrong (no API key, ``Limits(margin=nan)``, ``timeout="5"``).
+
+    Raised when the option is given, by every configuration class and keyword option;
+    the message names the option, the value and what is accepted.
+    """
 
 
 class InvalidRequestError(FashnError, ValueError):
@@ -370,6 +376,21 @@ class DeadlineExceededError(FashnError, TimeoutError):
 
 class DownloadError(FashnError):
     """An output could not be downloaded or written to disk."""
+
+
+class SaveError(DownloadError):
+    """An output could not be written to disk; ``path`` names where.
+
+    For instance: the folder given is a file, a file of the output's name is a folder,
+    no permission, the disk is full. Nothing is left half-written.
+    """
+
+    default_name = "SaveError"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        #: The file or folder that could not be written.
+        self.path = path
 
 
 _PREDICTION_ERRORS: dict[str, type[PredictionError]] = {

@@ -18,7 +18,7 @@ from typing import Any
 import yarl
 
 from fashn_async import TryOnRequest
-from fashn_async._engine import Engine
+from fashn_async._payload import prepare_request
 from fashn_async.testing import sample_image
 from fashn_async.testing._state import payload_digest
 
@@ -95,7 +95,7 @@ def row_digests(catalog: Path) -> dict[str, int]:
                     garment_image=catalog.parent / row["garment_image"],
                     category=row["category"],  # type: ignore[arg-type]
                 )
-                found[payload_digest((await Engine.prepare(request)).body)] = number
+                found[payload_digest((await prepare_request(request)).body)] = number
         return found
 
     return asyncio.run(digests())

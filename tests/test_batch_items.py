@@ -219,7 +219,9 @@ async def test_an_iterable_whose_iter_raises(client: AsyncFashn, emulator: Emula
 async def test_bad_arguments_fail_before_anything_is_read(
     client: AsyncFashn, emulator: Emulator, requests: Any, options: dict[str, Any]
 ) -> None:
-    """batch() refuses a non-iterable, a single request and bad options at once."""
-    with pytest.raises(errors.InvalidRequestError):
+    """batch() refuses a non-iterable, a single request (InvalidRequestError) and bad
+    options (ConfigurationError) at once."""
+    error = errors.ConfigurationError if options else errors.InvalidRequestError
+    with pytest.raises(error):
         client.batch(requests, **options)
     assert emulator.report().accepted == []

@@ -39,7 +39,7 @@ def test_sniff(data: bytes, mime: str | None) -> None:
 async def test_url_passes_through() -> None:
     """An http(s) URL is sent as given."""
     assert (
-        await encode_image("f", "https://example.invalid/a.png") == "https://example.invalid/a.png"
+        await encode_image("f", "https://example.invalid/a.png") == b"https://example.invalid/a.png"
     )
 
 
@@ -47,7 +47,7 @@ async def test_path_bytes_and_file_become_data_uris(tmp_path: Path) -> None:
     """Paths, bytes and binary files are read and sent as data URIs of the sniffed type."""
     path = tmp_path / "photo.bin"  # the name says nothing; the bytes do
     path.write_bytes(PNG)
-    expected = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    expected = b"data:image/png;base64," + base64.b64encode(PNG)
     assert await encode_image("f", path) == expected
     assert await encode_image("f", PNG) == expected
     assert await encode_image("f", io.BytesIO(PNG)) == expected
@@ -56,7 +56,7 @@ async def test_path_bytes_and_file_become_data_uris(tmp_path: Path) -> None:
 async def test_data_uri_type_is_corrected() -> None:
     """A data URI labelled with the wrong type is re-labelled from its bytes."""
     wrong = "data:image/jpeg;base64," + base64.b64encode(PNG).decode()
-    assert (await encode_image("f", wrong)).startswith("data:image/png;base64,")
+    assert (await encode_image("f", wrong)).startswith(b"data:image/png;base64,")
 
 
 async def test_missing_file(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ async def test_not_an_image(tmp_path: Path) -> None:
 
 async def test_text_file_object_refused() -> None:
     """A text-mode file object is refused with a clear message."""
-    with pytest.raises(ImageInputError, match="binary mode"):
+    with pytest.raises(ImageInputError, match="text mode; open it with 'rb'"):
         await encode_image("model_image", io.StringIO("x"))  # type: ignore[arg-type]
 
 
@@ -99,7 +99,7 @@ async def test_data_uri_payload_is_sent_as_given() -> None:
     """A valid data URI keeps its base64 text; only the type label may change."""
     payload = base64.b64encode(PNG).decode()
     assert await encode_image("f", "data:image/png;base64," + payload) == (
-        "data:image/png;base64," + payload
+        b"data:image/png;base64," + payload.encode()
     )
     with pytest.raises(ImageInputError, match="invalid base64"):
         await encode_image("f", "data:image/png;base64," + payload[:-2] + "!!")
@@ -110,4 +110,4 @@ async def test_large_payloads_encode_the_same_off_the_loop() -> None:
     from fashn_async._images import OFFLOAD_BYTES
 
     big = PNG + bytes(OFFLOAD_BYTES)
-    assert await encode_image("f", big) == "data:image/png;base64," + base64.b64encode(big).decode()
+    assert await encode_image("f", big) == b"data:image/png;base64," + base64.b64encode(big)

@@ -17,7 +17,7 @@ PACKAGE = Path(fashn_async.__file__).parent
 #: -> batch stream -> caller. A module may import its own stage and earlier ones only.
 STAGES: list[tuple[str, list[str]]] = [
     ("foundation", ["_names", "_validators", "_version", "_window", "errors"]),
-    ("request", ["_models", "_images"]),
+    ("request", ["_urls", "_sources", "_structure", "_models", "_images", "_prepare", "_payload"]),
     ("limiter", ["_limits", "_coordination"]),
     ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
     ("submitter", ["_submitter"]),

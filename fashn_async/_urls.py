@@ -1,0 +1,99 @@
+"""Image URLs: what the API can fetch, checked without any I/O.
+
+An http(s) URL is sent as given and fetched by the API, so it must be one a server can
+fetch: scheme, host (IDNA 2008), port, length. A string that is no URL but looks like a
+local path gets a message saying to pass ``pathlib.Path``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import idna
+
+from fashn_async._validators import shorten
+from fashn_async.errors import ImageInputError, InvalidRequestError
+
+__all__ = ["MAX_URL_LENGTH", "check_url"]
+
+_DATA_PREFIX: Final = "data:"
+#: Longest image URL accepted, in characters: 8 KiB is the request-line limit of common
+#: HTTP servers and CDNs (nginx, Apache, CloudFront), so a longer URL cannot be fetched.
+MAX_URL_LENGTH: Final = 8192
+_PATH_HINT = re.compile(r"^(?:[A-Za-z]:[\\/]|[.~]{0,2}[\\/]|[^:/?#]+[\\/])|\.[A-Za-z0-9]{2,5}$")
+
+
+def check_url(
+    field: str, value: Any, *, error: type[InvalidRequestError] = ImageInputError
+) -> None:
+    """An http(s) URL the API can fetch: host valid under IDNA 2008, port 1-65535.
+
+    Underscores are allowed in host labels (some CDNs use them); white space, control
+    characters and URLs over :data:`MAX_URL_LENGTH` characters are not.
+
+    Raises:
+        ImageInputError: (or ``error``) naming the field, the URL and what is accepted.
+    """
+
+    def fail(problem: str) -> InvalidRequestError:
+        return error(f"{field}: {problem} (got {shorten(value)})")
+
+    if not isinstance(value, str):
+        raise fail("expected an http(s) URL string")
+    if len(value) > MAX_URL_LENGTH:
+        raise fail(f"the URL is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise fail("the URL contains white space or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise fail("the URL's port must be a number from 1 to 65535") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        if len(parts.scheme) <= 1 and _looks_like_path(value):  # none, or a drive letter
+            raise fail(_PATH_MESSAGE)
+        raise fail(
+            "expected an http(s) URL or a data:image/<type>;base64, URI "
+            f"(the scheme {parts.scheme or '(none)'!r} is not accepted)"
+        )
+    if port == 0:
+        raise fail("the URL's port must be a number from 1 to 65535")
+    host = parts.hostname
+    if not host:
+        raise fail("the URL names no host")
+    if not _valid_host(host):
+        raise fail("the URL's host is not a valid domain name or IP address (IDNA 2008)")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    if len(host.rstrip(".")) > 253:
+        return False
+    try:
+        # Strict IDNA 2008 after lowercasing (no UTS 46 mapping: a soft hyphen or a
+        # full-width letter is refused, not silently dropped or folded). Underscores are
+        # common in practice though not in IDNA: the rest of the label is checked.
+        idna.encode(host.rstrip(".").lower().replace("_", "a"))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
+
+
+_PATH_MESSAGE = (
+    "this looks like a local file path, but a str is read as a URL or data URI: "
+    "pass pathlib.Path(...) to send the file (or write the URL with http:// or https://)"
+)
+
+
+def _looks_like_path(value: str) -> bool:
+    # Only reached for a value already refused: the stat just words the error better.
+    return bool(_PATH_HINT.search(value)) or os.path.exists(value)

@@ -1,0 +1,154 @@
+"""Optional image preparation (Pillow): oriented, downscaled, re-encoded, verified, cached."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import struct
+import zlib
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from fashn_async import AsyncFashn, ImagePreparation, TryOnRequest, errors
+from fashn_async._payload import prepare_request
+from fashn_async._structure import image_problem
+from fashn_async.testing import Emulator
+
+
+def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
+    """``image`` saved in ``fmt`` by Pillow."""
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def decoded(uri: bytes) -> tuple[str, Image.Image]:
+    """The MIME type and image of a data URI made by the preparer."""
+    header, _, payload = uri.partition(b",")
+    image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    image.load()
+    return header.decode().removeprefix("data:").removesuffix(";base64"), image
+
+
+async def prepared(data: bytes, **options: Any) -> tuple[str, Image.Image]:
+    """``data`` through a fresh preparer."""
+    preparer = ImagePreparation(**options).preparer()
+    return decoded(await preparer.data_uri("model_image", data))
+
+
+async def test_exif_orientation_is_applied() -> None:
+    """A phone photo stored landscape with Orientation=6 is sent upright (portrait)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo = encoded(Image.new("RGB", (300, 200), "red"), "JPEG", exif=exif.tobytes())
+    mime, image = await prepared(photo)
+    assert (mime, image.size) == ("image/jpeg", (200, 300))
+    assert image.getexif().get(0x0112) is None  # metadata is not carried over
+
+
+@pytest.mark.parametrize(
+    ("size", "max_edge", "expected"),
+    [
+        ((4000, 1000), 2000, (2000, 500)),
+        ((1000, 4000), 2000, (500, 2000)),
+        ((640, 480), 2000, (640, 480)),
+        ((3000, 2000), 600, (600, 400)),
+    ],
+)
+async def test_longest_edge_is_capped_keeping_aspect(
+    size: tuple[int, int], max_edge: int, expected: tuple[int, int]
+) -> None:
+    """Images past max_edge are downscaled with their aspect ratio; smaller ones are not."""
+    _, image = await prepared(encoded(Image.new("RGB", size, "blue"), "PNG"), max_edge=max_edge)
+    assert image.size == expected
+
+
+async def test_transparency_keeps_png_and_opaque_becomes_jpeg_q95() -> None:
+    """A PNG with see-through pixels stays PNG; an opaque one is sent as JPEG."""
+    clear = Image.new("RGBA", (50, 50), (0, 0, 255, 255))
+    clear.putpixel((0, 0), (0, 0, 0, 0))
+    mime, image = await prepared(encoded(clear, "PNG"))
+    assert (mime, image.mode, image.getpixel((0, 0))[3]) == ("image/png", "RGBA", 0)
+    mime, image = await prepared(encoded(Image.new("RGBA", (50, 50), (9, 9, 9, 255)), "PNG"))
+    assert (mime, image.format) == ("image/jpeg", "JPEG")
+
+
+def _png_with_bad_pixels() -> bytes:
+    """A PNG whose chunks and CRCs are whole but whose IDAT is not valid zlib data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"garbage!")
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_bytes_that_do_not_decode_fail_locally(emulator: Emulator) -> None:
+    """An image whose structure is whole but whose pixels do not decode is caught locally."""
+    data = _png_with_bad_pixels()
+    assert image_problem(data) is None  # the cheap check cannot see it
+    async with AsyncFashn(
+        api_key=emulator.api_key, base_url=emulator.url, prepare_images=True
+    ) as client:
+        with pytest.raises(errors.ImageInputError, match="model_image: the image does not decode"):
+            await client.submit(model_image=data, garment_image=data, category="tops")
+    assert emulator.report().accepted == []
+    assert emulator.report().bad_requests == 0
+
+
+async def test_one_image_asked_for_5000_times_at_once_is_prepared_once() -> None:
+    """Concurrent and later requests for the same bytes share one preparation."""
+    preparer = ImagePreparation().preparer()
+    photo = encoded(Image.new("RGB", (2400, 1600), "green"), "JPEG", quality=50)
+    results = await asyncio.gather(*(preparer.data_uri("model_image", photo) for _ in range(5000)))
+    assert len(set(results)) == 1
+    assert preparer.prepared == 1
+
+
+async def test_a_batch_prepares_its_one_model_photo_once(emulator: Emulator) -> None:
+    """A batch pairing one model photo with many garments prepares the photo once."""
+    model = encoded(Image.new("RGB", (600, 400), "green"), "JPEG")
+    garments = [encoded(Image.new("RGB", (64, 64), (i, 0, 0)), "PNG") for i in range(30)]
+    async with AsyncFashn(
+        api_key=emulator.api_key, base_url=emulator.url, prepare_images=ImagePreparation()
+    ) as client:
+        results = [r async for r in client.batch((model, g, "tops") for g in garments)]
+        assert all(r.ok for r in results)
+        assert client._engine.preparer is not None
+        assert client._engine.preparer.prepared == 1 + len(garments)
+    assert len(emulator.report().accepted) == len(garments)
+
+
+async def test_cache_is_bounded_in_bytes() -> None:
+    """The cache never holds more than cache_bytes; the least recently used go first."""
+    images = [encoded(Image.new("RGB", (40, 40), (i, i, i)), "PNG") for i in range(20)]
+    preparer = ImagePreparation(cache_bytes=3000).preparer()
+    for data in images:
+        await preparer.data_uri("f", data)
+    assert 0 < preparer._cached_bytes <= 3000
+    await preparer.data_uri("f", images[-1])  # still cached
+    assert preparer.prepared == 20
+    await preparer.data_uri("f", images[0])  # evicted long ago
+    assert preparer.prepared == 21
+
+
+async def test_request_body_carries_the_prepared_image() -> None:
+    """With a preparer, the JSON body sent holds the re-encoded, downscaled image."""
+    photo = encoded(Image.new("RGB", (6000, 4000), "white"), "JPEG")
+    request = TryOnRequest(model_image=photo, garment_image=photo, category="tops")
+    preparer = ImagePreparation().preparer()
+    body = (await prepare_request(request, preparer=preparer)).body
+    mime, image = decoded(body["model_image"].encode())
+    assert (mime, image.size) == ("image/jpeg", (2000, 1333))
+    assert body["garment_image"] == body["model_image"]
+    assert preparer.prepared == 1
