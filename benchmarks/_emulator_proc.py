@@ -30,7 +30,7 @@ def config_from_json(data: dict[str, Any], api_key: str) -> EmulatorConfig:
         if fields.get(name) is not None:
             limit, period = fields[name]
             fields[name] = WindowLimit(int(limit), float(period))
-    if "latency" in fields:
+    if isinstance(fields.get("latency"), list):  # (low, high) or [[low, high, weight], ...]
         fields["latency"] = tuple(fields["latency"])
     return EmulatorConfig(api_key=api_key, **fields)
 

@@ -23,7 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._config import EmulatorConfig, HttpFault, PredictionFault, WindowLimit
+    from ._config import EmulatorConfig, HttpFault, Latency, PredictionFault, WindowLimit
     from ._emulator import Emulator, serve
     from ._images import sample_image
     from ._report import AcceptedSubmission, EmulatorReport, WebhookAttempt
@@ -34,6 +34,7 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorReport",
     "HttpFault",
+    "Latency",
     "PredictionFault",
     "WebhookAttempt",
     "WindowLimit",
@@ -47,6 +48,7 @@ _HOMES = {
     "EmulatorConfig": "._config",
     "EmulatorReport": "._report",
     "HttpFault": "._config",
+    "Latency": "._config",
     "PredictionFault": "._config",
     "WebhookAttempt": "._report",
     "WindowLimit": "._config",
