@@ -71,9 +71,9 @@ PRIORS: Mapping[tuple[str, str], Modes] = {
 }
 #: Share of the broad prior mixed into a documented one (the documentation may be old).
 BROAD_SHARE = 0.1
-#: Pseudo-observations the prior is worth before any real one; it fades as e^(-n/5).
-PRIOR_WEIGHT = 2.0
-PRIOR_FADE = 5.0
+#: Predictions of a class before it may back off past everything seen: until then
+#: everything beyond is unexplored, and a wide interval there would blur the model.
+WARMUP = 12
 #: Conditional probability below which a stretch of time is "no completion expected".
 EPSILON = 0.02
 #: Share of a bracketed observation spread evenly over its interval in the fit.
@@ -157,7 +157,11 @@ class Polling:
         max_interval: Longest pause between two polls of one prediction, seconds.
         backoff: Growth of the spacing once a prediction runs longer than any seen.
         memory: Finished predictions each latency class remembers.
-        explore: Share of first polls planned early, as probes for faster completions.
+        explore: Share of predictions that explore: the first poll one to three spacings
+            early (a probe for faster completions), and no gap skipped.
+        prior_weight: What the prior is worth, in finished predictions; it fades as
+            ``exp(-n / (2.5 * prior_weight))`` with ``n`` predictions seen (a larger
+            weight for a prior known to be right).
         scale: Multiplies the built-in priors (set by :meth:`scaled`).
 
     Raises:
@@ -171,6 +175,7 @@ class Polling:
     backoff: float = attrs.field(default=1.5, validator=positive)
     memory: int = attrs.field(default=200, validator=_check_memory)
     explore: float = attrs.field(default=0.05, validator=_check_explore)
+    prior_weight: float = attrs.field(default=2.0, validator=positive)
     scale: float = attrs.field(default=1.0, validator=positive)
 
     @property
@@ -252,7 +257,7 @@ class CompletionModel:
         self._mass = list(self._prior_mass)
         self._cum = _cumulative(self._mass)
         self._coarse = list(self._cum)
-        self._weight = PRIOR_WEIGHT
+        self._weight = polling.prior_weight
         self._next_dense = self._dense_region()
         self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
         self._stale = 0
@@ -367,7 +372,7 @@ class CompletionModel:
         if not self._stale or self._stale < n // 8:
             return
         self._stale = 0
-        weight = PRIOR_WEIGHT * math.exp(-n / PRIOR_FADE)
+        weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
         prior = [weight * m for m in self._prior_mass]
         size = len(prior)
         floor = 1e-6 / size  # keeps every bin reachable for the EM
@@ -442,19 +447,23 @@ class CompletionModel:
 
 
 def _smooth(mass: list[float], half_width: int) -> list[float]:
-    """``mass`` convolved with a triangular kernel of ``half_width`` bins, renormalized."""
-    kernel = [half_width + 1 - abs(k) for k in range(-half_width, half_width + 1)]
+    """``mass`` convolved with a triangular kernel of ``half_width`` bins (an even number).
+
+    Two passes of a centred box of ``half_width + 1`` bins; what falls off the ends is
+    given back in proportion, so the total is kept.
+    """
+    total = sum(mass)
+    out = _box(_box(mass, half_width // 2), half_width // 2)
+    kept = sum(out)
+    return [m * total / kept for m in out] if kept > 0 else list(mass)
+
+
+def _box(mass: list[float], reach: int) -> list[float]:
+    """The mean of each bin's ``2 * reach + 1`` neighbours (zero beyond the ends)."""
+    cum = _cumulative(mass)
     size = len(mass)
-    out = [0.0] * size
-    for j, m in enumerate(mass):
-        if m <= 0:
-            continue
-        low, high = max(j - half_width, 0), min(j + half_width, size - 1)
-        weights = kernel[low - j + half_width : high - j + half_width + 1]
-        scale = m / sum(weights)
-        for k, w in zip(range(low, high + 1), weights, strict=True):
-            out[k] += w * scale
-    return out
+    width = 2 * reach + 1
+    return [(cum[min(k + reach + 1, size)] - cum[max(k - reach, 0)]) / width for k in range(size)]
 
 
 def _cumulative(mass: list[float]) -> list[float]:
@@ -507,8 +516,11 @@ class PollPlan:
         polling = self.model.polling
         after = self.last_running
         likely = self.model.next_likely(after)
-        if likely is None and self.model.remaining(after) > 0:
-            likely = after  # in the thin tail of what was seen: keep polling
+        if likely is None and (
+            self.model.remaining(after) > 0
+            or (self.model.samples < WARMUP and after < 3 * self.model.quantile(1 - EPSILON))
+        ):
+            likely = after  # in the thin tail of what was seen, or still learning: keep on
         if likely is None:  # past everything seen: back off
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + min(max(previous * polling.backoff, gap), polling.max_interval)
