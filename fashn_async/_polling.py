@@ -80,10 +80,14 @@ EPSILON = 0.02
 SPREAD = 0.3
 #: The first poll lands from DITHER to 1 spacing after the first likely completion:
 #: first polls spread below it show whether completions come sooner.
-DITHER = 0.0
+DITHER = -0.5
+DITHER_SHARE = 0.3
 #: Shortest stretch, in spacings (and at least 15 % of the time it starts at), that may
 #: be skipped as empty.
 MIN_GAP = 4.0
+#: Share of completions expected before the first poll's target: few, since each of them
+#: is found a whole spacing late or more.
+FIRST = 0.01
 #: EM iterations per refit (warm-started from the previous fit).
 ITERATIONS = 25
 #: Half-width, in bins, of the triangular kernel that smooths the fit for planning: the
@@ -509,7 +513,8 @@ class PollPlan:
         self.previous_gap: float | None = None
         explore = model.polling.explore
         self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
-        self._dither = DITHER + (1.0 - DITHER) * rng.random()
+        dither = rng.random() < DITHER_SHARE
+        self._dither = DITHER + (1.0 - DITHER) * rng.random() if dither else 1.0
 
     def next_poll(self, gap: float) -> float:
         """When to poll next, seconds since submission, at poll spacing ``gap``."""
@@ -529,7 +534,7 @@ class PollPlan:
         skip = likely >= after + gap and not (self._probe and self.polls)
         due = likely if skip else after + gap
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
-            first = max(self.model.quantile(EPSILON), after)
+            first = max(self.model.quantile(FIRST), after)
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)
