@@ -5,18 +5,24 @@ Pure policy; the loop that sleeps and calls is :mod:`fashn_async._poller`.
 What a poll observes is an interval, never a time: a prediction seen running at ``t1``
 and done at ``t2`` ended somewhere in ``(t1, t2]``, and one found done at its first poll
 ended anywhere in ``(0, t2]``. :class:`CompletionModel` keeps those intervals and fits
-the nonparametric maximum-likelihood distribution of interval-censored data (Turnbull's
-self-consistency EM, on a grid of bins), with a prior mixed in whose weight fades with
-every observation. Reading a censored observation as an exact time teaches the model
-that completions never come before the first poll; the fitted intervals cannot.
+them with Turnbull's self-consistency EM for interval-censored data (as survival
+libraries such as lifelines do), on a grid of bins, with a prior mixed in whose weight
+fades with every observation. Two departures from the plain NPMLE, both for planning:
+a share of each narrow interval is spread evenly over it (the NPMLE piles mass at the
+latest point the data allow, which would make the first poll creep later), and an
+interval that spans a stretch the plan skipped is spread over it entirely (it is the
+evidence that the stretch is not empty). The fit is then smoothed by a small triangular
+kernel. Reading a censored observation as an exact time teaches the model that
+completions never come before the first poll; the fitted intervals cannot.
 
 :class:`PollPlan` plans one prediction's polls from that: the first poll one spacing
-after the earliest likely completion, then one every spacing while completions are
-likely, skipping gaps where the model expects none (a bimodal mix), and backing off
-geometrically past everything seen. Now and then (``Polling.explore``) the first poll
-is a probe one to three spacings earlier, so the model can find out that completions
-come sooner than it believes. The spacing tightens from ``target_lag`` towards
-``idle_lag`` while the status budget has room to spare.
+after the 1 % quantile (for 30 % of predictions, up to half a spacing earlier, so that
+first polls below the believed start show whether completions come sooner), then one
+every spacing while completions are likely, skipping only stretches the model holds
+empty and wider than four spacings (a bimodal mix), and backing off geometrically past
+everything seen. ``Polling.explore`` of the predictions explore: a first poll one to
+three spacings early, and no stretch skipped. The spacing tightens from ``target_lag``
+towards ``idle_lag`` while the status budget has room to spare.
 
 One model per latency class (:func:`latency_class`: model name, mode, ``num_samples``),
 each starting from the timing NOTES.md documents for its model (:data:`PRIORS`) mixed
