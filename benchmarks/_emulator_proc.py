@@ -31,7 +31,7 @@ def config_from_json(data: dict[str, Any], api_key: str) -> EmulatorConfig:
         if fields.get(name) is not None:
             limit, period = fields[name]
             fields[name] = WindowLimit(int(limit), float(period))
-    if "latency" in fields:
+    if isinstance(fields.get("latency"), list):  # (low, high) or [[low, high, weight], ...]
         fields["latency"] = tuple(fields["latency"])
     if "faults" in fields:  # {"type": "http" | "prediction", ...} objects
         fields["faults"] = tuple(fault_from_json(fault) for fault in fields["faults"])

@@ -324,7 +324,7 @@ IN_FLIGHT = 6
 def emulator_config(
     *,
     scale: float,
-    latency: tuple[float, float] = (5.0, 11.0),
+    latency: Sequence[Any] = (5.0, 11.0),
     limits: bool = True,
     in_flight: int | None = IN_FLIGHT,
     seed: int = SEED,

@@ -29,7 +29,8 @@ from fashn_async._limits import (
 )
 from fashn_async._models import PredictionStatus, Request, converter
 from fashn_async._payload import Prepared, prepare_request
-from fashn_async._polling import CompletionModel, Polling, done_probability, next_poll_delay
+from fashn_async._poller import Poller
+from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
 from fashn_async._submitter import Submitter
 from fashn_async.errors import APIError, FashnError, TransportError
@@ -85,7 +86,7 @@ class Engine:
             WindowLimiter(limits.credits, margin=margin) if limits.credits else None
         )
         self.slots = backend.slots(limits.in_flight)
-        self.model = CompletionModel(polling)
+        self.poller = Poller(polling, self._poll_status, budget=self.status_budget)
         self._rng = random.Random()  # noqa: S311 - jitter only
         self.submitter = Submitter(
             transport,
@@ -93,7 +94,10 @@ class Engine:
             slots=self.slots,
             retry=retry,
             cancel_quietly=self.cancel_quietly,
-            uncertain_hold=lambda: self.model.likely_range()[1],
+            # The 99th percentile of the request's latency class: by then it has likely ended.
+            uncertain_hold=lambda prepared: self.poller.model(
+                latency_class(prepared.request)
+            ).quantile(0.99),
         )
 
     # -- preparing ---------------------------------------------------------------------
@@ -208,38 +212,23 @@ class Engine:
         ):
             await self.cancel(prediction_id)
 
-    # -- polling -----------------------------------------------------------------------
+    # -- polling (the loop lives in fashn_async._poller) ---------------------------------
+
+    async def _poll_status(self, prediction_id: str, priority: float) -> PredictionStatus:
+        return await self.status(prediction_id, priority=priority)
 
     async def wait(
-        self, prediction_id: str, submitted_at: float, *, learn: bool = True
+        self,
+        prediction_id: str,
+        submitted_at: float,
+        *,
+        learn: bool = True,
+        latency_class: LatencyClass | None = None,
     ) -> PredictionStatus:
-        """Poll until the prediction is terminal, spending the budget where it helps most.
-
-        With ``learn``, its completion time teaches the model (only when the submission
-        time is really known).
-        """
-        loop = asyncio.get_running_loop()
-        last_seen_running = submitted_at
-        seen_running = False
-        since_last: float | None = None
-        while True:
-            elapsed = loop.time() - submitted_at
-            await anyio.sleep(next_poll_delay(self.model, elapsed, since_last))
-            priority = done_probability(
-                self.model, loop.time() - submitted_at, last_seen_running - submitted_at
-            )
-            status = await self.status(prediction_id, priority=priority)
-            now = loop.time()
-            if status.done:
-                if learn and status.status == "completed":
-                    self.model.observe(
-                        last_seen_running - submitted_at if seen_running else None,
-                        now - submitted_at,
-                    )
-                return status
-            since_last = now - last_seen_running
-            last_seen_running = now
-            seen_running = True
+        """Poll until the prediction is terminal (:meth:`Poller.wait`)."""
+        return await self.poller.wait(
+            prediction_id, submitted_at, latency_class=latency_class, learn=learn
+        )
 
     async def submit_and_wait(
         self,
@@ -265,37 +254,58 @@ class Engine:
                 on_created=on_submitted,
             )
             submitted_at = asyncio.get_running_loop().time()
-            return await self._wait_or_cancel(prediction_id, submitted_at, cancel=cancel)
+            return await self._wait_or_cancel(
+                prediction_id,
+                submitted_at,
+                cancel=cancel,
+                latency_class=latency_class(prepared.request),
+            )
         finally:
             self.slots.release(lease)
 
-    async def wait_existing(self, prediction_id: str, *, cancel: bool = True) -> PredictionStatus:
+    async def wait_existing(
+        self,
+        prediction_id: str,
+        *,
+        cancel: bool = True,
+        latency_class: LatencyClass | None = None,
+    ) -> PredictionStatus:
         """Poll a prediction submitted earlier (by another run, say) to its end.
 
         It holds an in-flight slot while polled, as the server counts it in progress. If
         we are cancelled, the prediction is cancelled remotely unless ``cancel`` is False.
+        Its age is unknown, so it teaches the poller nothing.
         """
         # Submitted by this client's submit(): it holds its slot already.
         held = self._held.pop(prediction_id, None)
         lease = held if held is not None else await self.slots.acquire()
         try:
-            # Its age is unknown: assume it is at least as old as the earliest likely
-            # completion, so polling starts within one step; learn nothing from it.
-            since = asyncio.get_running_loop().time() - self.model.likely_range()[0]
-            return await self._wait_or_cancel(prediction_id, since, cancel=cancel, learn=False)
+            try:
+                return await self.poller.wait_existing(prediction_id, latency_class=latency_class)
+            except BaseException:
+                if cancel:
+                    await self.cancel_quietly(prediction_id)
+                raise
         finally:
             self.slots.release(lease)
 
     async def _wait_or_cancel(
-        self, prediction_id: str, submitted_at: float, *, cancel: bool, learn: bool = True
+        self,
+        prediction_id: str,
+        submitted_at: float,
+        *,
+        cancel: bool,
+        learn: bool = True,
+        latency_class: LatencyClass | None = None,
     ) -> PredictionStatus:
         """wait(); if we are cancelled meanwhile, cancel the prediction too (``cancel``)."""
-        try:
-            return await self.wait(prediction_id, submitted_at, learn=learn)
-        except BaseException:
-            if cancel:
-                await self.cancel_quietly(prediction_id)
-            raise
+        return await self.poller.wait_or_cancel(
+            prediction_id,
+            submitted_at,
+            cancel=self.cancel_quietly if cancel else None,
+            latency_class=latency_class,
+            learn=learn,
+        )
 
 
 def _quote(prediction_id: str) -> str:

@@ -30,6 +30,7 @@ import binascii
 import io
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TypeAlias
@@ -284,13 +285,24 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
     elif isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     elif isinstance(value, os.PathLike):
-        data = await in_worker(read_image_file, field, value)
+        # A small file is read on the loop, as small payloads are encoded there: a
+        # thread hop costs more than the read (read_image_file never blocks on a FIFO).
+        data = await offload(_size_of(value), read_image_file, field, value)
     else:
         data = await read_object(field, value)
     if preparer is not None:
         return await preparer.data_uri(field, data)
     encoded: bytes = await offload(len(data), _data_uri, field, data)
     return encoded
+
+
+def _size_of(path: os.PathLike[str]) -> int:
+    """The size of a regular file in bytes; 0 when it is not one (refused unread)."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return 0
+    return found.st_size if stat.S_ISREG(found.st_mode) else 0
 
 
 def output_filename(stem: str, index: int, source: str, content_type: str | None = None) -> str:

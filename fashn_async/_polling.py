@@ -1,44 +1,156 @@
-"""When to ask for a prediction's status next: learned, not fixed.
+"""When to ask for a prediction's status next: learned per latency class, not fixed.
 
-Pure policy, apart from the I/O. :class:`CompletionModel` learns how long this client's
-predictions take (from a prior until real ones finish). :func:`next_poll_delay` plans a
-poll from that: none before the shortest plausible completion, then one every
-``target_lag`` seconds through the likely range, then backing off geometrically for the
-stragglers. :func:`done_probability` ranks pollers, so a scarce status budget goes to the
-predictions most likely finished.
+Pure policy; the loop that sleeps and calls is :mod:`fashn_async._poller`.
 
-At tryon-v1.6 latencies (5 to 11 s) this costs about 3.7 status calls per prediction, and
-the detection lag stays below ``target_lag`` unless the status budget is exhausted
-(tests/test_polling.py simulates it; benchmarks/ measures it over HTTP).
+What a poll observes is an interval, never a time: a prediction seen running at ``t1``
+and done at ``t2`` ended somewhere in ``(t1, t2]``, and one found done at its first poll
+ended anywhere in ``(0, t2]``. :class:`CompletionModel` keeps those intervals and fits
+them with Turnbull's self-consistency EM for interval-censored data (as survival
+libraries such as lifelines do), on a grid of bins, with a prior mixed in whose weight
+fades with every observation. Two departures from the plain NPMLE, both for planning:
+a share of each narrow interval is spread evenly over it (the NPMLE piles mass at the
+latest point the data allow, which would make the first poll creep later), and an
+interval that spans a stretch the plan skipped is spread over it entirely (it is the
+evidence that the stretch is not empty). The fit is then smoothed by a small triangular
+kernel. Reading a censored observation as an exact time teaches the model that
+completions never come before the first poll; the fitted intervals cannot.
+
+:class:`PollPlan` plans one prediction's polls from that: the first poll one spacing
+after the 1 % quantile (for 30 % of predictions, up to half a spacing earlier, so that
+first polls below the believed start show whether completions come sooner), then one
+every spacing while completions are likely, skipping only stretches the model holds
+empty and wider than four spacings (a bimodal mix), and backing off geometrically past
+everything seen. ``Polling.explore`` of the predictions explore: a first poll one to
+three spacings early, and no stretch skipped. The spacing tightens from ``target_lag``
+towards ``idle_lag`` while the status budget has room to spare.
+
+One model per latency class (:func:`latency_class`: model name, mode, ``num_samples``),
+each starting from the timing NOTES.md documents for its model (:data:`PRIORS`) mixed
+with a broad prior, or the broad prior alone for a model it does not list.
+(tests/test_polling.py simulates the policy over many seeds; tests/test_poller_*.py
+drive the real loop against the emulator; benchmarks/bench_polling.py measures it.)
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import random
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import attrs
 
-from fashn_async._validators import at_least_one, positive
+from fashn_async._validators import positive
 from fashn_async.errors import ConfigurationError
 
-__all__ = ["CompletionModel", "Polling", "done_probability", "next_poll_delay"]
+__all__ = [
+    "BROAD",
+    "PRIORS",
+    "CompletionModel",
+    "LatencyClass",
+    "Modes",
+    "PollPlan",
+    "Polling",
+    "done_probability",
+    "latency_class",
+    "prior_for",
+    "spacing",
+]
+
+#: A distribution as uniform pieces: ``((low, high, weight), ...)``, seconds.
+Modes: TypeAlias = tuple[tuple[float, float, float], ...]
+#: What a request's completion time depends on: (model name, mode, num_samples).
+LatencyClass: TypeAlias = tuple[str, str, int]
+
+#: The prior for a model NOTES.md gives no timing for: log-uniform-ish from 0.5 to 256 s
+#: (equal weight per octave).
+BROAD: Modes = tuple((0.5 * 2**k, 0.5 * 2 ** (k + 1), 1.0) for k in range(9))
+#: Documented timings (NOTES.md): tryon-v1.6 "about 5 / 8 / 12-17 s by mode", tryon-max
+#: "20-120 s"; the flat v1 body is run like tryon-v1.6's default mode.
+PRIORS: Mapping[tuple[str, str], Modes] = {
+    ("tryon-v1.6", "performance"): ((3.5, 7.0, 1.0),),
+    ("tryon-v1.6", "balanced"): ((5.0, 11.0, 1.0),),
+    ("tryon-v1.6", "quality"): ((10.0, 20.0, 1.0),),
+    ("tryon-max", ""): ((20.0, 120.0, 1.0),),
+    ("v1", ""): ((5.0, 11.0, 1.0),),
+}
+#: Share of the broad prior mixed into a documented one (the documentation may be old).
+BROAD_SHARE = 0.1
+#: Predictions of a class before it may back off past everything seen: until then
+#: everything beyond is unexplored, and a wide interval there would blur the model.
+WARMUP = 12
+#: Conditional probability below which a stretch of time is "no completion expected".
+EPSILON = 0.02
+#: Share of a bracketed observation spread evenly over its interval in the fit.
+SPREAD = 0.3
+#: The first poll lands from DITHER to 1 spacing after the first likely completion:
+#: first polls spread below it show whether completions come sooner.
+DITHER = -0.5
+DITHER_SHARE = 0.3
+#: Shortest stretch, in spacings (and at least 15 % of the time it starts at), that may
+#: be skipped as empty.
+MIN_GAP = 4.0
+#: Share of completions expected before the first poll's target: few, since each of them
+#: is found a whole spacing late or more.
+FIRST = 0.01
+#: EM iterations per refit (warm-started from the previous fit).
+ITERATIONS = 25
+#: Half-width, in bins, of the triangular kernel that smooths the fit for planning: the
+#: NPMLE puts its mass on a few innermost intervals, and a gap between two of them is
+#: not a gap in the completions.
+SMOOTHING = 2
+#: The wider kernel behind the decision to skip a stretch of time: only a gap wider than
+#: about 2 x 8 bins (4 s at 5 s, 16 % of the time beyond 24 s) is believed empty.
+COARSE = 4
 
 
-def _check_prior(
-    instance: object, attribute: attrs.Attribute[tuple[float, float]], value: object
-) -> None:
-    if (
-        not isinstance(value, tuple)
-        or len(value) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        or not all(math.isfinite(v) for v in value)
-        or not 0 < value[0] <= value[1]
-    ):
+def _modes(value: object) -> Modes | None:
+    """``(low, high)`` or ``[(low, high, weight), ...]`` -> Modes; None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
         raise ConfigurationError(
-            f"prior must be (low, high) seconds with 0 < low <= high, got {value!r}"
+            f"prior must be (low, high) or ((low, high, weight), ...), got {value!r}"
         )
+    if len(value) == 2 and all(_is_number(v) for v in value):
+        value = [(value[0], value[1], 1.0)]
+    modes = []
+    for mode in value:
+        if (
+            not isinstance(mode, Sequence)
+            or len(mode) != 3
+            or not all(_is_number(v) for v in mode)
+            or not 0 < mode[0] <= mode[1]
+            or not mode[2] > 0
+            or not math.isfinite(mode[1])
+        ):
+            raise ConfigurationError(
+                "prior must be (low, high) seconds with 0 < low <= high, or a sequence of "
+                f"(low, high, weight) with weight > 0, got {value!r}"
+            )
+        modes.append((float(mode[0]), float(mode[1]), float(mode[2])))
+    return tuple(modes)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_memory(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"memory must be an integer >= 1, got {value!r}")
+
+
+def _check_explore(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if not _is_number(value) or not 0 <= value <= 1:  # type: ignore[operator]
+        raise ConfigurationError(f"explore must be a probability in [0, 1], got {value!r}")
+
+
+def _check_idle(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        positive(instance, attribute, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -46,116 +158,409 @@ class Polling:
     """How pollers plan their status calls.
 
     Args:
-        prior: Expected completion time range in seconds before any prediction of this
-            client has finished (tryon-v1.6: about 5 to 11 s).
-        target_lag: Poll spacing inside the likely range: the worst detection lag there.
-        max_interval: Longest pause between two polls of one prediction.
-        backoff: Growth of the spacing once a prediction runs longer than expected.
-        memory: How many finished predictions the model remembers.
+        prior: Expected completion times before this client has seen any, for every
+            latency class: ``(low, high)`` seconds, or ``((low, high, weight), ...)`` for
+            a mixture. None (the default): the timing NOTES.md documents per model
+            (:data:`PRIORS`), mixed with a broad prior, or the broad prior (0.5-256 s)
+            for a model it does not list.
+        target_lag: Poll spacing where completions are likely, in seconds, when the status
+            budget is busy: the worst detection lag there.
+        idle_lag: The spacing when the status budget is idle (None: 0.9 x ``target_lag``);
+            between the two as the budget fills.
+        max_interval: Longest pause between two polls of one prediction, seconds.
+        backoff: Growth of the spacing once a prediction runs longer than any seen.
+        memory: Finished predictions each latency class remembers.
+        explore: Share of predictions that explore: the first poll one to three spacings
+            early (a probe for faster completions), and no gap skipped.
+        prior_weight: What the prior is worth, in finished predictions; it fades as
+            ``exp(-n / (2.5 * prior_weight))`` with ``n`` predictions seen (a larger
+            weight for a prior known to be right).
+        scale: Multiplies the built-in priors (set by :meth:`scaled`).
+
+    Raises:
+        ConfigurationError: a setting out of range, naming it.
     """
 
-    prior: tuple[float, float] = attrs.field(default=(5.0, 11.0), validator=_check_prior)
+    prior: Modes | None = attrs.field(default=None, converter=_modes)
     target_lag: float = attrs.field(default=0.95, validator=positive)
+    idle_lag: float | None = attrs.field(default=None, validator=_check_idle)
     max_interval: float = attrs.field(default=10.0, validator=positive)
     backoff: float = attrs.field(default=1.5, validator=positive)
-    memory: int = attrs.field(default=200, validator=at_least_one)
+    memory: int = attrs.field(default=200, validator=_check_memory)
+    explore: float = attrs.field(default=0.05, validator=_check_explore)
+    prior_weight: float = attrs.field(default=2.0, validator=positive)
+    scale: float = attrs.field(default=1.0, validator=positive)
+
+    @property
+    def lag_range(self) -> tuple[float, float]:
+        """(spacing with the budget idle, spacing with it busy), seconds."""
+        idle = self.idle_lag if self.idle_lag is not None else 0.9 * self.target_lag
+        return min(idle, self.target_lag), self.target_lag
 
     def scaled(self, factor: float) -> Polling:
         """This policy with every duration multiplied by ``factor`` (for a fast emulator)."""
-        low, high = self.prior
+        prior = self.prior
         return attrs.evolve(
             self,
-            prior=(low * factor, high * factor),
+            prior=tuple((lo * factor, hi * factor, w) for lo, hi, w in prior) if prior else None,
             target_lag=self.target_lag * factor,
+            idle_lag=self.idle_lag * factor if self.idle_lag is not None else None,
             max_interval=self.max_interval * factor,
+            scale=self.scale * factor,
         )
 
 
-class CompletionModel:
-    """The distribution of completion times, learned from finished predictions."""
+def latency_class(request: Any) -> LatencyClass:
+    """The latency class of a request: (model name, mode, num_samples).
 
-    def __init__(self, polling: Polling) -> None:
+    Reads public attributes only: a ``ModelRequest`` (``model_name``, ``inputs``) or the
+    flat v1 ``TryOnRequest`` (class ``("v1", "", num_samples)``). tryon-v1.6 without a
+    ``mode`` runs ``balanced`` (its documented default).
+    """
+    model = getattr(request, "model_name", None)
+    if isinstance(model, str):
+        inputs = getattr(request, "inputs", {})
+        mode = inputs.get("mode", "balanced" if model == "tryon-v1.6" else "")
+        samples = inputs.get("num_samples", 1)
+        return (model, str(mode), samples if isinstance(samples, int) else 1)
+    samples = getattr(request, "num_samples", 1)
+    return ("v1", "", samples if isinstance(samples, int) else 1)
+
+
+def prior_for(key: LatencyClass | None, polling: Polling) -> Modes:
+    """The prior of a latency class, in seconds scaled by ``polling.scale``."""
+    if polling.prior is not None:
+        return polling.prior
+    documented = None
+    if key is not None:
+        documented = PRIORS.get((key[0], key[1])) or PRIORS.get((key[0], ""))
+    modes: Iterable[tuple[float, float, float]]
+    if documented is None:
+        modes = BROAD
+    else:
+        total = sum(w for *_, w in BROAD)
+        modes = [(lo, hi, (1 - BROAD_SHARE) * w) for lo, hi, w in documented]
+        modes += [(lo, hi, BROAD_SHARE * w / total) for lo, hi, w in BROAD]
+    factor = polling.scale
+    return tuple((lo * factor, hi * factor, w) for lo, hi, w in modes)
+
+
+def spacing(polling: Polling, pressure: float) -> float:
+    """Poll spacing for a status budget at ``pressure`` (0: idle, >= 1: fully used)."""
+    idle, busy = polling.lag_range
+    return idle + (busy - idle) * min(max(pressure, 0.0), 1.0)
+
+
+class CompletionModel:
+    """The distribution of completion times of one latency class.
+
+    Args:
+        polling: The policy (its ``target_lag`` sets the resolution).
+        prior: Where completions are expected before any is seen.
+    """
+
+    def __init__(self, polling: Polling, prior: Modes) -> None:
         self.polling = polling
-        self._recent: deque[float] = deque(maxlen=max(polling.memory, 1))
-        self._sorted: list[float] = []
+        self.prior = prior
+        self._step = polling.target_lag / 4
+        self._edges = [0.0]
+        self._extend(max(hi for _, hi, _ in prior))
+        self._prior_mass = self._discretize(prior)
+        self._fit = list(self._prior_mass)
+        self._mass = list(self._prior_mass)
+        self._cum = _cumulative(self._mass)
+        self._coarse = list(self._cum)
+        self._weight = polling.prior_weight
+        self._next_dense = self._dense_region()
+        self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
+        self._stale = 0
 
     def __repr__(self) -> str:
-        return f"<CompletionModel samples={len(self._sorted)} range={self.likely_range()}>"
+        return (
+            f"<CompletionModel samples={self.samples} "
+            f"likely={self.quantile(EPSILON):.3g}-{self.quantile(1 - EPSILON):.3g}s>"
+        )
 
     @property
     def samples(self) -> int:
-        """Finished predictions the model has learned from."""
-        return len(self._sorted)
+        """Finished predictions the model remembers."""
+        return len(self._seen)
 
     def observe(self, seen_running: float | None, seen_done: float) -> None:
-        """Learn one completion, known to lie after ``seen_running`` and by ``seen_done``.
+        """Learn that one completion lies in ``(seen_running, seen_done]``.
 
         Args:
-            seen_running: Seconds after submission the prediction was last seen running,
-                or None when the first poll already found it done.
+            seen_running: Seconds after submission it was last known running, or None
+                when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
         """
-        # Found done at the first poll, planned one step after the earliest likely
-        # completion: credit it to the start of that step. Crediting it to the poll
-        # itself would push the first poll later with every batch.
-        if seen_running is None:
-            value = seen_done - self.polling.target_lag
-        else:
-            value = (seen_running + seen_done) / 2.0
-        value = max(value, 0.0)
-        if len(self._recent) == self._recent.maxlen:
-            old = self._recent[0]
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-        self._recent.append(value)
-        bisect.insort(self._sorted, value)
+        low = max(seen_running or 0.0, 0.0)
+        high = max(seen_done, low)
+        self._extend(high)
+        first = bisect.bisect_right(self._edges, low) - 1
+        last = max(bisect.bisect_left(self._edges, high), first + 1)
+        self._seen.append((first, last))
+        self._stale += 1
 
-    def likely_range(self) -> tuple[float, float]:
-        """Where completions are expected: (first poll time, end of dense polling)."""
-        prior_low, prior_high = self.polling.prior
-        n = len(self._sorted)
-        if n == 0:
-            return prior_low, prior_high
-        low = self._sorted[int(0.02 * (n - 1))]
-        high = self._sorted[round(0.98 * (n - 1))]
-        if n < 10:  # a few samples: widen towards the prior rather than trust them alone
-            low, high = min(low, prior_low), max(high, prior_high)
-        return low, high
+    def cdf(self, elapsed: float, *, coarse: bool = False) -> float:
+        """Estimated probability of completion within ``elapsed`` seconds of submission.
 
-    def cdf(self, elapsed: float) -> float:
-        """Estimated probability that a prediction is done ``elapsed`` s after submission."""
-        low, high = self.polling.prior
-        n = len(self._sorted)
-        if n == 0:
-            return min(max((elapsed - low) / max(high - low, 1e-9), 0.0), 1.0)
-        return bisect.bisect_right(self._sorted, elapsed) / n
+        ``coarse``: from the estimate smoothed for skipping decisions.
+        """
+        self._refit()
+        edges = self._edges
+        if elapsed >= edges[-1]:
+            return 1.0
+        if elapsed <= 0:
+            return 0.0
+        cum = self._coarse if coarse else self._cum
+        j = bisect.bisect_right(edges, elapsed) - 1
+        share = (elapsed - edges[j]) / (edges[j + 1] - edges[j])
+        return min(cum[j] + (cum[j + 1] - cum[j]) * share, 1.0)
+
+    def quantile(self, p: float, *, coarse: bool = False) -> float:
+        """The time by which a share ``p`` of predictions is expected done, seconds."""
+        self._refit()
+        cum, edges = (self._coarse if coarse else self._cum), self._edges
+        last = len(edges) - 2
+        j = min(max(bisect.bisect_right(cum, p) - 1, 0), last)
+        while j < last and cum[j + 1] <= cum[j]:
+            j += 1
+        mass = cum[j + 1] - cum[j]
+        share = (p - cum[j]) / mass if mass > 0 else 1.0
+        return edges[j] + (edges[j + 1] - edges[j]) * min(max(share, 0.0), 1.0)
+
+    def next_likely(self, after: float) -> float | None:
+        """The earliest time from ``after`` on where completions are likely, if any.
+
+        "Likely": inside the densest region holding all but :data:`EPSILON` of the
+        completions (of the estimate smoothed for skipping). None past its end.
+        """
+        self._refit()
+        edges = self._edges
+        if after >= edges[-1]:
+            return None
+        j = max(bisect.bisect_right(edges, after) - 1, 0)
+        k = self._next_dense[j]
+        return None if k < 0 else max(edges[k], after)
+
+    def remaining(self, after: float) -> float:
+        """Share of completions expected after ``after``, 0 below half an observation."""
+        left = 1.0 - self.cdf(after)
+        return left if left >= 0.5 / (self.samples + self._weight) else 0.0
+
+    # -- the fit -----------------------------------------------------------------------
+
+    def _extend(self, until: float) -> None:
+        edges = self._edges
+        added = 0
+        while edges[-1] < until + self._step:
+            edges.append(edges[-1] + max(self._step, 0.01 * edges[-1]))
+            added += 1
+        if added and hasattr(self, "_mass"):
+            self._prior_mass.extend([0.0] * added)
+            self._fit.extend([0.0] * added)
+            self._mass.extend([0.0] * added)
+            self._cum = _cumulative(self._mass)
+            self._coarse.extend([self._coarse[-1]] * added)
+            self._next_dense.extend([-1] * added)
+
+    def _discretize(self, modes: Modes) -> list[float]:
+        edges = self._edges
+        total = sum(w for *_, w in modes)
+        mass = [0.0] * (len(edges) - 1)
+        for low, high, weight in modes:
+            width = max(high - low, 1e-12)
+            for j in range(len(mass)):
+                overlap = min(high, edges[j + 1]) - max(low, edges[j])
+                if high == low and edges[j] < low <= edges[j + 1]:
+                    overlap = width
+                if overlap > 0:
+                    mass[j] += weight / total * overlap / width
+        return mass
+
+    def _refit(self) -> None:
+        """Self-consistency EM for interval-censored data, with the fading prior."""
+        n = len(self._seen)
+        if not self._stale or self._stale < n // 8:
+            return
+        self._stale = 0
+        weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
+        prior = [weight * m for m in self._prior_mass]
+        size = len(prior)
+        floor = 1e-6 / size  # keeps every bin reachable for the EM
+        mass = [m + floor for m in self._fit]
+        edges = self._edges
+        bins = [edges[j + 1] - edges[j] for j in range(size)]
+        narrow = 2.5 * self.polling.target_lag  # bracketed by polls a spacing apart
+        for _ in range(ITERATIONS):
+            acc = list(prior)
+            for first, last in self._seen:
+                segment = mass[first:last]
+                total = sum(segment)
+                if total <= 0:
+                    continue
+                # A share of each narrowly bracketed observation is spread evenly over its
+                # interval rather than all piled where the others are (the NPMLE's habit,
+                # which puts the lowest completions as late as the data allow). A wide
+                # one ended inside a stretch that was skipped (the poll after a skip lands
+                # where completions are likely again): all of it is spread over the
+                # stretch, the evidence that the stretch is not empty.
+                span = edges[last] - edges[first]
+                spread = (SPREAD if span <= narrow else 1.0) if first else 0.0
+                even = spread / span
+                scale = (1.0 - spread) / total
+                acc[first:last] = [
+                    a + m * scale + even * w
+                    for a, m, w in zip(acc[first:last], segment, bins[first:last], strict=True)
+                ]
+            norm = 1.0 / (n + weight)
+            mass = [a * norm for a in acc]
+        self._fit = mass
+        self._weight = weight
+        self._mass = _smooth(mass, SMOOTHING)
+        self._cum = _cumulative(self._mass)
+        self._coarse = _cumulative(_smooth(self._mass, COARSE))
+        self._next_dense = self._dense_region()
+
+    def _dense_region(self) -> list[int]:
+        """For each bin, the first bin at or after it in the densest 1 - EPSILON region."""
+        cum, edges = self._coarse, self._edges
+        size = len(edges) - 1
+        mass = [cum[j + 1] - cum[j] for j in range(size)]
+        order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
+        dense = [True] * size
+        left_out = 0.0
+        for j in order:  # leave out the sparsest bins while they hold under EPSILON
+            left_out += mass[j]
+            if left_out > EPSILON * cum[-1]:
+                break
+            dense[j] = False
+        # A hole shorter than MIN_GAP spacings is sampling noise, not a gap: poll through
+        # it (skipping it would hide the completions that would fill it).
+        shortest = MIN_GAP * self.polling.target_lag
+        j = 0
+        while j < size:
+            if dense[j]:
+                j += 1
+                continue
+            k = j
+            while k < size and not dense[k]:
+                k += 1
+            if k < size and j > 0 and edges[k] - edges[j] < max(shortest, 0.15 * edges[j]):
+                dense[j:k] = [True] * (k - j)
+            j = k
+        following = [-1] * size
+        nearest = -1
+        for j in range(size - 1, -1, -1):
+            if dense[j]:
+                nearest = j
+            following[j] = nearest
+        return following
 
 
-def next_poll_delay(model: CompletionModel, elapsed: float, since_last: float | None) -> float:
-    """Seconds from now until the next poll of a prediction submitted ``elapsed`` s ago.
+def _smooth(mass: list[float], half_width: int) -> list[float]:
+    """``mass`` convolved with a triangular kernel of ``half_width`` bins (an even number).
+
+    Two passes of a centred box of ``half_width + 1`` bins; what falls off the ends is
+    given back in proportion, so the total is kept.
+    """
+    total = sum(mass)
+    out = _box(_box(mass, half_width // 2), half_width // 2)
+    kept = sum(out)
+    return [m * total / kept for m in out] if kept > 0 else list(mass)
+
+
+def _box(mass: list[float], reach: int) -> list[float]:
+    """The mean of each bin's ``2 * reach + 1`` neighbours (zero beyond the ends)."""
+    cum = _cumulative(mass)
+    size = len(mass)
+    width = 2 * reach + 1
+    return [(cum[min(k + reach + 1, size)] - cum[max(k - reach, 0)]) / width for k in range(size)]
+
+
+def _cumulative(mass: list[float]) -> list[float]:
+    cum = [0.0]
+    for m in mass:
+        cum.append(cum[-1] + m)
+    return cum
+
+
+def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:
+    """Chance a prediction seen running at ``last_running`` is done at ``elapsed``.
+
+    For ranking pollers when the status budget is scarce; 1.0 past anything expected.
+    """
+    before = model.cdf(last_running)
+    if before >= 1.0 - 1e-9:
+        return 1.0
+    return max(model.cdf(elapsed) - before, 0.0) / (1.0 - before)
+
+
+class PollPlan:
+    """One prediction's polls: when the next one is due, and what each one taught.
+
+    Times are seconds since submission. The loop asks :meth:`next_poll`, polls, and
+    reports with :meth:`running` or :meth:`done`.
 
     Args:
-        model: The learned completion times.
-        elapsed: Seconds since the prediction was submitted.
-        since_last: Seconds since its previous poll, or None before the first.
+        model: Its latency class's model.
+        rng: Draws whether the first poll is a probe.
+        learn: Whether its completion teaches the model.
     """
-    polling = model.polling
-    low, high = model.likely_range()
-    step = polling.target_lag
-    if elapsed < low:
-        # Nothing is likely done before `low`; the first poll lands one step into the range,
-        # so completions right at `low` are caught within the target lag.
-        return max(low - elapsed, 0.0) + min(step, max(high - low, 0.0) + 1e-3)
-    if elapsed < high + step:
-        return step
-    # A straggler: back off geometrically from the last spacing, up to max_interval.
-    previous = since_last if since_last is not None else step
-    return min(max(previous * polling.backoff, step), polling.max_interval)
 
+    __slots__ = ("_dither", "_probe", "last_running", "learn", "model", "polls", "previous_gap")
 
-def done_probability(model: CompletionModel, elapsed: float, last_checked: float) -> float:
-    """Chance a prediction finished since it was last seen running, for ranking pollers."""
-    before = model.cdf(last_checked)
-    now = model.cdf(elapsed)
-    if before >= 1.0:
-        return 1.0  # longer than anything seen: overdue, ask soon
-    return (now - before) / (1.0 - before)
+    #: Whether this prediction explores: its first poll comes early and it skips no gap.
+
+    def __init__(self, model: CompletionModel, rng: random.Random, *, learn: bool = True) -> None:
+        self.model = model
+        self.learn = learn
+        self.polls = 0
+        #: When it was last known running (0: at submission, as far as we know).
+        self.last_running = 0.0
+        self.previous_gap: float | None = None
+        explore = model.polling.explore
+        self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
+        dither = rng.random() < DITHER_SHARE
+        self._dither = DITHER + (1.0 - DITHER) * rng.random() if dither else 1.0
+
+    def next_poll(self, gap: float) -> float:
+        """When to poll next, seconds since submission, at poll spacing ``gap``."""
+        polling = self.model.polling
+        after = self.last_running
+        likely = self.model.next_likely(after)
+        if likely is None and (
+            self.model.remaining(after) > 0
+            or (self.model.samples < WARMUP and after < 3 * self.model.quantile(1 - EPSILON))
+        ):
+            likely = after  # in the thin tail of what was seen, or still learning: keep on
+        if likely is None:  # past everything seen: back off
+            previous = self.previous_gap if self.previous_gap is not None else gap
+            return after + min(max(previous * polling.backoff, gap), polling.max_interval)
+        # An explorer skips no gap once polling has begun: only dense polls can show
+        # whether a gap the model believes in is really empty.
+        skip = likely >= after + gap and not (self._probe and self.polls)
+        due = likely if skip else after + gap
+        if self.polls == 0:  # the first poll: one spacing after the first likely completion
+            first = max(self.model.quantile(FIRST), after)
+            due = max(first + self._dither * gap, gap / 2)
+            if self._probe and first > gap:
+                due = max(due - self._probe * gap, gap / 2)
+        return due
+
+    def priority(self, elapsed: float) -> float:
+        """Chance it is done by ``elapsed``, given it was running at the last poll."""
+        return done_probability(self.model, elapsed, self.last_running)
+
+    def running(self, sent: float) -> None:
+        """A poll sent at ``sent`` found it still running."""
+        self.polls += 1
+        self.previous_gap = sent - self.last_running if self.polls > 1 else None
+        self.last_running = max(sent, self.last_running)
+
+    def done(self, answered: float, *, completed: bool) -> None:
+        """A poll answered at ``answered`` found it terminal; learn if it completed."""
+        self.polls += 1
+        if self.learn and completed:
+            self.model.observe(self.last_running if self.polls > 1 else None, answered)

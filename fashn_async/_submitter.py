@@ -35,10 +35,10 @@ class Submitter:
         retry: Counts and waits for what the decision table lets repeat.
         cancel_quietly: Best-effort remote cancel, for a prediction created while the
             caller was being cancelled.
-        uncertain_hold: Seconds a prediction whose POST went unanswered may run: its
-            caller's in-flight slot stays taken that long before the error is raised, as
-            the server counts it in progress (else the next POST meets
-            ConcurrencyLimitExceeded). ``None``: no hold.
+        uncertain_hold: Seconds (given the request) a prediction whose POST went
+            unanswered may run: its caller's in-flight slot stays taken that long
+            before the error is raised, as the server counts it in progress (else the
+            next POST meets ConcurrencyLimitExceeded). ``None``: no hold.
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class Submitter:
         slots: SlotGate,
         retry: RetryPolicy,
         cancel_quietly: Callable[[str], Awaitable[None]],
-        uncertain_hold: Callable[[], float] | None = None,
+        uncertain_hold: Callable[[Prepared], float] | None = None,
     ) -> None:
         self.transport = transport
         self.limiter = limiter
@@ -128,7 +128,9 @@ class Submitter:
                 return prediction_id
             if action is Action.UNCERTAIN:
                 if self._uncertain_hold is not None:
-                    await anyio.sleep(self._uncertain_hold())  # the caller's slot stays taken
+                    await anyio.sleep(
+                        self._uncertain_hold(prepared)
+                    )  # the caller's slot stays taken
                 raise SubmissionUncertainError(
                     f"POST /v1/run: {decision.reason}; the prediction may exist and be "
                     "charged, so it is not re-sent",

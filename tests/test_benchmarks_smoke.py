@@ -17,7 +17,7 @@ from types import ModuleType
 import pytest
 from PIL import Image
 
-from fashn_async.testing import EmulatorConfig, WindowLimit
+from fashn_async.testing import EmulatorConfig, Latency, WindowLimit
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -148,5 +148,5 @@ def test_emulator_config_from_json() -> None:
     assert isinstance(config, EmulatorConfig)
     assert config.submit_limit == WindowLimit(25, 60.0)
     assert config.status_limit is None
-    assert config.latency == (0.0, 0.0)
+    assert config.latency == {"*": Latency(((0.0, 0.0, 1.0),))}
     assert config.api_key == "k"

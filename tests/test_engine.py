@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import statistics
 from collections.abc import Iterator
 
 import attrs
@@ -122,18 +121,6 @@ async def test_batch_respects_every_default_limit(client: AsyncFashn, emulator: 
     assert report.max_in_progress <= 6
     assert report.max_submissions_in_window <= 25
     assert report.max_status_in_window <= 50
-
-
-async def test_polling_cost_and_lag(client: AsyncFashn, emulator: Emulator) -> None:
-    """At 5-11 s latencies: <= 4 status calls per prediction, p95 detection lag <= 1 s."""
-    results = [r async for r in client.batch(requests_for(emulator, 60))]
-    report = emulator.report()
-    assert all(r.ok for r in results)
-    calls = [report.status_calls[r.prediction_id] for r in results]  # type: ignore[index]
-    lags = sorted(report.first_seen_terminal[i] - report.terminal_at[i] for i in report.terminal_at)
-    assert statistics.mean(calls) <= 4.0
-    assert lags[int(0.95 * (len(lags) - 1))] <= 1.0
-    assert report.rejected == {}
 
 
 @pytest.mark.emulator(in_flight_limit=None, submit_limit=None, latency=(5.0, 11.0))

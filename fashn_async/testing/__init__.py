@@ -32,7 +32,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._config import EmulatorConfig, HttpFault, PredictionFault, WindowLimit
+    from ._config import EmulatorConfig, HttpFault, Latency, PredictionFault, WindowLimit
     from ._emulator import Emulator, serve
     from ._faults import StalledPort
     from ._images import sample_image
@@ -44,6 +44,7 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorReport",
     "HttpFault",
+    "Latency",
     "PredictionFault",
     "StalledPort",
     "WebhookAttempt",
@@ -58,6 +59,7 @@ _HOMES = {
     "EmulatorConfig": "._config",
     "EmulatorReport": "._report",
     "HttpFault": "._config",
+    "Latency": "._config",
     "PredictionFault": "._config",
     "StalledPort": "._faults",
     "WebhookAttempt": "._report",

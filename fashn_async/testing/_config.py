@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import attrs
 from attrs import validators as v
 
-__all__ = ["EmulatorConfig", "HttpFault", "PredictionFault", "WindowLimit"]
+__all__ = [
+    "EmulatorConfig",
+    "HttpFault",
+    "Latency",
+    "LatencyTable",
+    "PredictionFault",
+    "WindowLimit",
+    "latency_for",
+]
 
 HttpFaultKind = Literal[
     "error_5xx",
@@ -184,15 +193,104 @@ class HttpFault:
 Fault = PredictionFault | HttpFault
 
 
-def _latency(value: tuple[float, float]) -> tuple[float, float]:
-    low, high = value
-    return (float(low), float(high))
+@attrs.frozen
+class Latency:
+    """A latency distribution: a mixture of uniform ranges, in API seconds.
+
+    Args:
+        modes: ``((low, high, weight), ...)``; a prediction draws a mode by weight, then
+            a time uniformly within it.
+    """
+
+    modes: tuple[tuple[float, float, float], ...] = attrs.field()
+
+    @modes.validator
+    def _check(self, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if not value or not all(
+            len(m) == 3
+            and all(isinstance(x, int | float) and math.isfinite(x) for x in m)
+            and 0.0 <= m[0] <= m[1]
+            and m[2] > 0
+            for m in value
+        ):
+            raise ValueError(
+                "latency must be (low, high) with 0 <= low <= high, or a sequence of "
+                f"(low, high, weight) with weight > 0, got {value!r}"
+            )
+
+    @classmethod
+    def of(cls, value: Any) -> Latency:
+        """Read ``(low, high)``, ``[(low, high, weight), ...]`` or a Latency."""
+        if isinstance(value, Latency):
+            return value
+        try:
+            items = list(value)
+            if len(items) == 2 and all(isinstance(x, int | float) for x in items):
+                return cls(((float(items[0]), float(items[1]), 1.0),))
+            return cls(tuple((float(lo), float(hi), float(w)) for lo, hi, w in items))
+        except (TypeError, ValueError):
+            raise ValueError(
+                "latency must be (low, high) with 0 <= low <= high, or a sequence of "
+                f"(low, high, weight) with weight > 0, got {value!r}"
+            ) from None
+
+    def draw(self, rng: random.Random) -> float:
+        """One latency, API seconds."""
+        pick = rng.random() * sum(w for *_, w in self.modes)
+        for low, high, weight in self.modes:
+            if pick < weight:
+                return rng.uniform(low, high)
+            pick -= weight
+        low, high, _ = self.modes[-1]
+        return rng.uniform(low, high)
 
 
-def _check_latency(_inst: object, _attr: attrs.Attribute[Any], value: tuple[float, float]) -> None:
-    low, high = value
-    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
-        raise ValueError(f"latency must be (low, high) with 0 <= low <= high, got {value!r}")
+#: Latency by model and mode, from NOTES.md: tryon-v1.6 "about 5 / 8 / 12-17 s by mode",
+#: tryon-max "20-120 s". Models without documented timing (and the flat v1 body) draw
+#: from ``"*"``, tryon-v1.6's default mode.
+DEFAULT_LATENCY: dict[str, Latency | dict[str, Latency]] = {
+    "tryon-v1.6": {
+        "performance": Latency(((3.5, 7.0, 1.0),)),
+        "balanced": Latency(((5.0, 11.0, 1.0),)),
+        "quality": Latency(((12.0, 17.0, 1.0),)),
+    },
+    "tryon-max": Latency(((20.0, 120.0, 1.0),)),
+    "*": Latency(((5.0, 11.0, 1.0),)),
+}
+
+LatencyTable: TypeAlias = dict[str, "Latency | dict[str, Latency]"]
+
+
+def _latency(value: Any) -> LatencyTable:
+    """A range or distribution for every model, or a table by model (and mode)."""
+    if not isinstance(value, dict):
+        return {"*": Latency.of(value)}
+    table: LatencyTable = {
+        name: dict(entry) if isinstance(entry, dict) else entry
+        for name, entry in DEFAULT_LATENCY.items()
+    }
+    for name, entry in value.items():
+        if not isinstance(name, str):
+            raise TypeError(f"latency keys must be model names, got {name!r}")
+        if isinstance(entry, dict):
+            modes = table.get(name)
+            merged = dict(modes) if isinstance(modes, dict) else {}
+            merged.update({str(mode): Latency.of(v) for mode, v in entry.items()})
+            table[name] = merged
+        else:
+            table[name] = Latency.of(entry)
+    return table
+
+
+def latency_for(table: LatencyTable, model_name: str, mode: str | None) -> Latency:
+    """The distribution a submission of ``model_name`` in ``mode`` draws from."""
+    entry = table.get(model_name, table.get("*", DEFAULT_LATENCY["*"]))
+    if isinstance(entry, dict):
+        found = entry.get(mode or "balanced") or entry.get("balanced")
+        if found is None:
+            found = next(iter(entry.values()))
+        return found
+    return entry
 
 
 def _faults(value: Iterable[Fault]) -> tuple[Fault, ...]:
@@ -223,7 +321,11 @@ class EmulatorConfig:
         api_key: The bearer token accepted; any other is refused with 401.
         time_scale: Multiplies every duration (latency, windows, Retry-After, delays):
             0.01 runs an API minute in 0.6 s.
-        latency: Seconds from submission to the terminal status, drawn uniformly.
+        latency: Seconds from submission to the terminal status. ``(low, high)`` (drawn
+            uniformly) or a :class:`Latency` mixture applies to every model; a dict by
+            model name, each a range, a Latency, or a dict by ``mode``, overrides the
+            defaults of NOTES.md (tryon-v1.6 3.5-7 / 5-11 / 12-17 s by mode, tryon-max
+            20-120 s, any other model and the flat v1 body 5-11 s).
         seed: Seed of every random draw (ids, latencies, faults): runs repeat exactly.
         submit_limit: Generations (sum of ``num_samples``) per rolling window.
         status_limit: ``GET /v1/status`` calls per rolling window.
@@ -249,8 +351,8 @@ class EmulatorConfig:
     time_scale: float = attrs.field(
         default=1.0, converter=float, validator=_number(0.0, above=True)
     )
-    latency: tuple[float, float] = attrs.field(
-        default=(5.0, 11.0), converter=_latency, validator=_check_latency
+    latency: LatencyTable = attrs.field(
+        factory=lambda: _latency({}), converter=_latency, hash=False
     )
     seed: int = attrs.field(default=0, validator=_integer(-(2**63), 2**63 - 1))
     submit_limit: WindowLimit | None = attrs.field(

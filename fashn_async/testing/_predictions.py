@@ -9,16 +9,17 @@ moment follows from when it was created, its drawn latency, and the outcome of i
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import attrs
 
-from ._config import PredictionFault
+from ._config import LatencyTable, PredictionFault, latency_for
 from ._images import data_uri
 from ._limits import EPSILON
 from ._validate import Submission
 
-__all__ = ["LoadFailed", "Outcome", "Prediction", "Rendered", "reached"]
+__all__ = ["LoadFailed", "Outcome", "Prediction", "Rendered", "draw_latency", "reached"]
 
 #: Fractions of the latency at which ``starting`` and ``in_queue`` end.
 CHECKED_AT = 0.1
@@ -28,6 +29,21 @@ QUEUED_UNTIL = 0.25
 def reached(now: float, when: float) -> bool:
     """Return whether ``now`` is at or past ``when``, forgiving float residue."""
     return now >= when - EPSILON
+
+
+def draw_latency(
+    table: LatencyTable, submission: Submission, body: Any, rng: random.Random
+) -> float:
+    """A new prediction's latency in API seconds, drawn for its model and mode.
+
+    The mode is read from the body as sent (``inputs.mode``; tryon-v1.6 defaults to
+    ``balanced``); the flat v1 body has none.
+    """
+    mode = None
+    if not submission.legacy and isinstance(body, dict) and isinstance(body.get("inputs"), dict):
+        value = body["inputs"].get("mode")
+        mode = value if isinstance(value, str) else None
+    return latency_for(table, submission.model_name, mode).draw(rng)
 
 
 @attrs.frozen

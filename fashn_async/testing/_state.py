@@ -23,7 +23,7 @@ from ._config import EmulatorConfig, WindowLimit
 from ._faults import FaultBook
 from ._images import UnreadableImage, is_loopback_host, render_outputs
 from ._limits import Clock, RollingWindow, max_in_window
-from ._predictions import LoadFailed, Outcome, Prediction, Rendered, reached
+from ._predictions import LoadFailed, Outcome, Prediction, Rendered, draw_latency, reached
 from ._report import AcceptedSubmission, EmulatorReport, Ledger, WebhookAttempt, max_overlap
 from ._validate import ImageInput, InvalidRequest, Submission, url_host
 from ._webhooks import deliver_webhook
@@ -178,11 +178,10 @@ class EmulatorState:
         now = self.clock.now()
         self._admit(now, submission)
         self.submit_window.add(now, submission.num_samples)
-        low, high = self.config.latency
         prediction = Prediction(
             id=f"{uuid.UUID(int=self._ids.getrandbits(128), version=4)}-u1",
             created=now,
-            latency=self._latency.uniform(low, high) * self.scale,
+            latency=draw_latency(self.config.latency, submission, body, self._latency) * self.scale,
             submission=submission,
             fault=self.faults.for_prediction(submission.image_texts()),
         )

@@ -1,0 +1,156 @@
+"""The polling loop: sleep until a prediction's next poll is due, ask, learn, repeat.
+
+Every poller of one client shares a :class:`Poller`: one :class:`CompletionModel` per
+latency class, the status budget's pressure (how many predictions are being polled
+where completions are likely, against the budget's rate), and the status call itself,
+which it is given (the engine's, through the shared status budget). The plan of each
+poll is pure (:class:`~fashn_async._polling.PollPlan`); this module only sleeps and calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from fashn_async._limits import RateLimiter
+from fashn_async._models import PredictionStatus
+from fashn_async._polling import (
+    EPSILON,
+    CompletionModel,
+    LatencyClass,
+    Polling,
+    PollPlan,
+    prior_for,
+    spacing,
+)
+
+__all__ = ["Poller", "StatusCall"]
+
+#: One status call: (prediction id, priority) -> its status.
+StatusCall = Callable[[str, float], Awaitable[PredictionStatus]]
+#: Cancels a prediction on the server, best effort, never raising.
+CancelCall = Callable[[str], Awaitable[None]]
+
+
+class Poller:
+    """Polls predictions to their end, learning each latency class's completion times.
+
+    Args:
+        polling: The policy.
+        status: Makes one status call through the client's status budget.
+        budget: The status budget (its rate sets how fast the spacing may tighten);
+            None: no budget, always idle.
+        rng: Draws the exploring first polls (seed it for a repeatable run).
+    """
+
+    def __init__(
+        self,
+        polling: Polling,
+        status: StatusCall,
+        *,
+        budget: RateLimiter | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.polling = polling
+        self._status = status
+        self._budget = budget
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not security
+        self.models: dict[LatencyClass | None, CompletionModel] = {}
+        self._likely: set[PollPlan] = set()  # being polled where completions are likely
+
+    def __repr__(self) -> str:
+        return f"<Poller classes={len(self.models)} polling={len(self._likely)} likely>"
+
+    def model(self, key: LatencyClass | None) -> CompletionModel:
+        """The model of a latency class (None: of predictions whose class is unknown)."""
+        model = self.models.get(key)
+        if model is None:
+            model = self.models[key] = CompletionModel(self.polling, prior_for(key, self.polling))
+        return model
+
+    def pressure(self) -> float:
+        """Planned status calls a second over the budget's rate (0: idle, 1: all of it)."""
+        if self._budget is None:
+            return 0.0
+        rate = self._budget.rate
+        planned = len(self._likely) / self.polling.target_lag
+        return planned / (rate.limit / rate.period)
+
+    async def wait(
+        self,
+        prediction_id: str,
+        submitted_at: float,
+        *,
+        latency_class: LatencyClass | None = None,
+        learn: bool = True,
+    ) -> PredictionStatus:
+        """Poll until the prediction is terminal; learn its completion time (``learn``).
+
+        Args:
+            prediction_id: The prediction.
+            submitted_at: Loop time its submission was answered.
+            latency_class: Its class (:func:`~fashn_async._polling.latency_class`).
+            learn: Whether its completion teaches the model (only when the submission
+                time is really known).
+
+        Raises:
+            FashnError: what the status call raises.
+        """
+        loop = asyncio.get_running_loop()
+        plan = PollPlan(self.model(latency_class), self._rng, learn=learn)
+        try:
+            while True:
+                due = plan.next_poll(spacing(self.polling, self.pressure()))
+                await anyio.sleep(max(submitted_at + due - loop.time(), 0.0))
+                sent = loop.time() - submitted_at
+                self._track(plan, sent)
+                status = await self._status(prediction_id, plan.priority(sent))
+                answered = loop.time() - submitted_at
+                if status.done:
+                    plan.done(answered, completed=status.status == "completed")
+                    return status
+                plan.running(sent)
+        finally:
+            self._likely.discard(plan)
+
+    async def wait_existing(
+        self, prediction_id: str, *, latency_class: LatencyClass | None = None
+    ) -> PredictionStatus:
+        """Poll a prediction of unknown age to its end; it teaches the model nothing.
+
+        It is taken to be at least as old as the earliest likely completion of its class,
+        so polling starts within one spacing.
+        """
+        model = self.model(latency_class)
+        since = asyncio.get_running_loop().time() - model.quantile(EPSILON)
+        return await self.wait(prediction_id, since, latency_class=latency_class, learn=False)
+
+    async def wait_or_cancel(
+        self,
+        prediction_id: str,
+        submitted_at: float,
+        *,
+        cancel: CancelCall | None,
+        latency_class: LatencyClass | None = None,
+        learn: bool = True,
+    ) -> PredictionStatus:
+        """:meth:`wait`; if we are cancelled meanwhile, ``cancel`` the prediction too."""
+        try:
+            return await self.wait(
+                prediction_id, submitted_at, latency_class=latency_class, learn=learn
+            )
+        except BaseException:
+            if cancel is not None:
+                await cancel(prediction_id)
+            raise
+
+    def _track(self, plan: PollPlan, elapsed: float) -> None:
+        """Count the prediction towards the pressure while completions are likely."""
+        likely = plan.model.next_likely(elapsed)
+        if likely is not None and likely <= elapsed + self.polling.target_lag:
+            self._likely.add(plan)
+        else:
+            self._likely.discard(plan)

@@ -1,0 +1,169 @@
+"""The polling loop itself (fashn_async._poller), driven over HTTP against the emulator.
+
+Loop time is fast-forwarded (looptime), so minutes of latency cost no real time. The
+emulator draws latency per model and mode, so one client meets several latency classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+
+import pytest
+
+from fashn_async import AsyncFashn, Limits, ModelRequest, Polling, TryOnRequest
+from fashn_async._limits import Rate, WindowLimiter
+from fashn_async._poller import Poller
+from fashn_async._polling import EPSILON, latency_class
+from fashn_async.testing import Emulator, EmulatorConfig, Latency
+from fashn_async.testing._config import latency_for
+
+
+def tryons(emulator: Emulator, n: int) -> list[TryOnRequest]:
+    """n valid flat v1 try-ons of the emulator's samples."""
+    return [
+        TryOnRequest(
+            model_image=emulator.sample_image_url("model"),
+            garment_image=emulator.sample_image_url("garment"),
+            category="tops",
+            seed=i,
+        )
+        for i in range(n)
+    ]
+
+
+def model_request(emulator: Emulator, model_name: str, **inputs: object) -> ModelRequest:
+    """A current-shape request of ``model_name`` on the emulator's samples."""
+    return ModelRequest(
+        model_name=model_name,
+        inputs={
+            "model_image": emulator.sample_image_url("model"),
+            "garment_image": emulator.sample_image_url("garment"),
+            **inputs,
+        },
+    )
+
+
+def lags_in_order(emulator: Emulator) -> list[float]:
+    """Detection lag of every ended prediction, in the order the server accepted them."""
+    report = emulator.report()
+    order = [a.id for a in sorted(report.accepted, key=lambda a: a.time)]
+    return [
+        report.first_seen_terminal[i] - report.terminal_at[i]
+        for i in order
+        if i in report.first_seen_terminal
+    ]
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile by nearest rank below."""
+    ordered = sorted(values)
+    return ordered[int(0.95 * (len(ordered) - 1))]
+
+
+async def test_polling_cost_and_lag(client: AsyncFashn, emulator: Emulator) -> None:
+    """5-11 s, 100 try-ons: calls <= 1.25 x a client knowing the range needs + 0.5, p95 lag
+    after the 12th <= 1 s, and no 429."""
+    client._engine.poller._rng = random.Random(5)  # a repeatable run
+    results = [r async for r in client.batch(tryons(emulator, 100))]
+    report = emulator.report()
+    assert all(r.ok for r in results)
+    calls = [report.status_calls[r.prediction_id] for r in results]  # type: ignore[index]
+    latencies = [report.terminal_at[a.id] - a.time for a in report.accepted]
+    need = statistics.mean(max(1, math.ceil(x - 5.0)) for x in latencies)
+    assert statistics.mean(calls) <= 1.25 * need + 0.5
+    assert p95(lags_in_order(emulator)[12:]) <= 1.0
+    assert report.rejected == {}
+
+
+@pytest.mark.emulator(
+    latency={"tryon-v1.6": {"performance": (2.0, 4.0)}, "tryon-max": (20.0, 40.0)},
+    submit_limit=None,
+)
+@pytest.mark.client(limits=Limits(submit=None))
+async def test_each_latency_class_learns_its_own(client: AsyncFashn, emulator: Emulator) -> None:
+    """tryon-v1.6 performance (2-4 s) and tryon-max (20-40 s) mixed in one client (6 in
+    flight): two models, each learning its own range, neither teaching the other."""
+    client._engine.poller._rng = random.Random(5)  # a repeatable run
+    fast = model_request(emulator, "tryon-v1.6", mode="performance")
+    slow = model_request(emulator, "tryon-max")
+    for _ in range(3):  # three rounds of 12 of each, concurrently
+        await asyncio.gather(*(client.run(r) for r in [fast] * 12 + [slow] * 12))
+    poller = client._engine.poller
+    fast_model = poller.models[latency_class(fast)]
+    slow_model = poller.models[latency_class(slow)]
+    assert fast_model.samples == slow_model.samples == 36
+    # Each class has its own range: neither teaches the other. (The fast class's top is
+    # blurred by status calls that waited for the shared budget: their intervals are wide.)
+    assert 1.3 <= fast_model.quantile(EPSILON) <= 2.3
+    assert 3.5 <= fast_model.quantile(1 - EPSILON) <= 10.0
+    assert 17.5 <= slow_model.quantile(EPSILON) <= 21.0
+    assert 38.0 <= slow_model.quantile(1 - EPSILON) <= 42.0
+    report = emulator.report()
+    by_class: dict[bool, list[float]] = {True: [], False: []}
+    for accepted in sorted(report.accepted, key=lambda a: a.time):
+        latency = report.terminal_at[accepted.id] - accepted.time
+        lag = report.first_seen_terminal[accepted.id] - report.terminal_at[accepted.id]
+        by_class[latency < 10.0].append(lag)
+    # Six dense pollers ask 6.3 calls/s of a 5/s budget: a little over the 1 s goal.
+    assert p95(by_class[True][12:]) <= 1.5
+    assert p95(by_class[False][12:]) <= 1.5
+
+
+async def test_poller_alone_over_http(client: AsyncFashn, emulator: Emulator) -> None:
+    """A Poller built directly over the client's status call polls a submission to its end
+    and learns one interval that holds the true latency."""
+    loop = asyncio.get_running_loop()
+    poller = Poller(
+        Polling(),
+        lambda pid, priority: client.status(pid),
+        rng=random.Random(1),
+    )
+    prediction = await client.submit(tryons(emulator, 1)[0])
+    submitted = loop.time()
+    status = await poller.wait(prediction.id, submitted, latency_class=("v1", "", 1))
+    assert status.status == "completed"
+    report = emulator.report()
+    latency = report.terminal_at[prediction.id] - report.accepted[0].time
+    assert report.first_seen_terminal[prediction.id] - report.terminal_at[prediction.id] <= 1.0
+    model = poller.models[("v1", "", 1)]
+    assert model.samples == 1
+    assert 5.0 <= latency <= 11.0
+
+
+async def test_pressure_follows_the_budget() -> None:
+    """No budget: idle (pressure 0); 50 per 10 s with nobody polling: 0."""
+
+    async def never(pid: str, priority: float) -> object:
+        raise AssertionError("not called")
+
+    assert Poller(Polling(), never).pressure() == 0.0  # type: ignore[arg-type]
+    budget = WindowLimiter(Rate(50, 10.0))
+    assert Poller(Polling(), never, budget=budget).pressure() == 0.0  # type: ignore[arg-type]
+
+
+def test_emulator_latency_by_model_and_mode() -> None:
+    """The documented defaults per model and mode; overrides merge; mixtures draw by weight."""
+    config = EmulatorConfig(latency={"tryon-v1.6": {"performance": (5, 11)}})
+    table = config.latency
+    assert latency_for(table, "tryon-v1.6", "performance") == Latency(((5.0, 11.0, 1.0),))
+    assert latency_for(table, "tryon-v1.6", "quality") == Latency(((12.0, 17.0, 1.0),))
+    assert latency_for(table, "tryon-v1.6", None) == Latency(((5.0, 11.0, 1.0),))
+    assert latency_for(table, "tryon-max", None) == Latency(((20.0, 120.0, 1.0),))
+    assert latency_for(table, "tryon-v1", None) == Latency(((5.0, 11.0, 1.0),))
+    everywhere = EmulatorConfig(latency=(1, 2)).latency
+    assert latency_for(everywhere, "tryon-max", None) == Latency(((1.0, 2.0, 1.0),))
+    mix = Latency(((3.0, 5.0, 1.0), (25.0, 30.0, 3.0)))
+    rng = random.Random(0)
+    draws = [mix.draw(rng) for _ in range(2000)]
+    assert all(3.0 <= d <= 5.0 or 25.0 <= d <= 30.0 for d in draws)
+    assert 0.7 <= sum(d > 20 for d in draws) / len(draws) <= 0.8
+
+
+@pytest.mark.parametrize("latency", [(5, 1), (-1, 2), [(1, 2, 0)], "fast", [(1, 2, 3, 4)]])
+def test_bad_emulator_latency(latency: object) -> None:
+    """A latency that is no distribution fails at construction, naming latency."""
+    with pytest.raises(ValueError, match="latency"):
+        EmulatorConfig(latency=latency)
