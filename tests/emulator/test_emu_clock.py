@@ -19,7 +19,7 @@ async def test_client_runs_on_the_emulators_clock() -> None:
     async with Emulator(EmulatorConfig(time_scale=0.01)) as emu, emu.client() as client:
         assert client.base_url == emu.url
         assert client.limits == Limits().scaled(0.01)
-        assert client._engine.model.polling == Polling().scaled(0.01)
+        assert client._engine.poller.polling == Polling().scaled(0.01)
         assert client._engine.retry.initial == pytest.approx(RetryPolicy().initial * 0.01)
         started = now()
         result = await client.run(
