@@ -81,9 +81,16 @@ def _check_proxy(proxy: object) -> str | None:
         return None
     if not isinstance(proxy, str):
         raise ConfigurationError(f"proxy must be an http(s) URL or None, got {proxy!r}")
-    parts = urlsplit(proxy)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = redact_url(proxy)
+    try:
+        parts = urlsplit(proxy)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unreadable IPv6 literal, a port out of 0-65535
+        usable = False
+    if not usable:
+        try:
+            shown = redact_url(proxy)
+        except ValueError:
+            shown = "an unreadable URL"
         raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shown!r}")
     return proxy
 

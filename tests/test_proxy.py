@@ -171,7 +171,17 @@ async def test_trust_env_false_ignores_the_environment(
     assert tinyproxy.forwarded("/v1/") == 0
 
 
-@pytest.mark.parametrize("proxy", ["127.0.0.1:3128", "socks5://127.0.0.1:1080", "http://", 3128])
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "127.0.0.1:3128",
+        "socks5://127.0.0.1:1080",
+        "http://",
+        3128,
+        "http://u:pw@[::1",
+        "http://h:99999",
+    ],
+)
 def test_a_bad_proxy_is_refused_at_construction(proxy: object) -> None:
     """proxy= must be an http(s) URL: anything else is a ConfigurationError at once."""
     with pytest.raises(errors.ConfigurationError, match="proxy must be"):

@@ -55,14 +55,24 @@ MAX_DEPTH = 64
 
 
 def url_host(url: yarl.URL) -> str | None:
-    """Return the host of ``url``, or ``None`` when it has none or it is not valid IDNA.
+    """Return the host of ``url``, or ``None`` when it has none, it is not valid IDNA, a
+    label or the name is longer than DNS allows.
 
     yarl parses ``http://xn--/a.png`` but raises ``UnicodeError`` when asked its host.
     """
     try:
-        return url.host
+        host = url.host
     except ValueError:  # UnicodeError: an invalid IDNA label
         return None
+    if host is None:
+        return None
+    if ":" in host:  # an IPv6 literal: yarl checked it
+        return host
+    name = host.removesuffix(".")
+    # RFC 1035 section 2.3.4: a label is 1 to 63 octets, a name at most 253 in text.
+    if not name or len(name) > 253 or not all(0 < len(label) <= 63 for label in name.split(".")):
+        return None
+    return host
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -220,6 +230,10 @@ class _Fields:
             )
         if url_host(url) is None:
             raise self.fail(key, f"the URL's host is not a valid host name, got {_show(value)}")
+        if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
+            raise self.fail(key, f"a URL has no white space or control character: {_show(value)}")
+                key, f"a URL holds no white space or control character, got {_show(value)}"
+            )
         return ImageInput(key, value)
 
 

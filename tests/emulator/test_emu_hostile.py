@@ -166,10 +166,14 @@ async def test_webhook_url_hosts_never_500(host: str) -> None:
         ("model_image", "http://xn--/a.png"),
         ("garment_image", "https://xn--a.com/g.png"),
         ("model_image", "http://a\u200d\u0301.com/a.png"),
+        ("model_image", "http://" + "a" * 64 + ".com/a.png"),  # a label over 63
+        ("garment_image", "http://" + "a." * 130 + "com/g.png"),  # a name over 253
+        ("model_image", "http://cdn.example.com/a\x00.png"),  # a control character
     ],
 )
 async def test_idna_invalid_image_host_is_a_400(field: str, url: str) -> None:
-    """An image URL whose host is not valid IDNA is refused, naming the field."""
+    """An image URL whose host is not valid IDNA (or too long for DNS), or a URL with a
+    control character, is refused, naming the field."""
     async with running() as api:
         reply = await _check(api, json.dumps(flat_body(**{field: url})).encode())
         assert reply.status == 400
