@@ -232,8 +232,6 @@ class _Fields:
             raise self.fail(key, f"the URL's host is not a valid host name, got {_show(value)}")
         if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
             raise self.fail(key, f"a URL has no white space or control character: {_show(value)}")
-                key, f"a URL holds no white space or control character, got {_show(value)}"
-            )
         return ImageInput(key, value)
 
 
