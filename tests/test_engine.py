@@ -41,8 +41,10 @@ async def test_batch_at_the_bound(client: AsyncFashn, emulator: Emulator) -> Non
     assert report.rejected == {}
     assert report.max_submissions_in_window == 25
     assert len(report.accepted) == 60
-    # floor(59/25) * 60 = 120 s, plus one prediction's latency (<= 11 s) and detection.
-    assert 120 <= elapsed <= 120 + 11 + 1.5
+    # floor(59/25) * 60 = 120 s, plus one prediction's latency (<= 11 s) and detection:
+    # at most 2 s, issue 13's bound over all predictions (the per-class poller's first
+    # polls are dithered, so the last one's lag varies from run to run).
+    assert 120 <= elapsed <= 120 + 11 + 2.0
 
 
 @pytest.mark.emulator(in_flight_limit=None)
