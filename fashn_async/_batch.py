@@ -31,7 +31,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
@@ -160,6 +160,8 @@ class Batch:
         self._run: _Run | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._closed: str | None = None
+        #: Set once a close (the first aclose(), say) is complete; later ones wait for it.
+        self._close_done: anyio.Event | None = None
         self._exhausted = False
 
     def __repr__(self) -> str:
@@ -187,26 +189,32 @@ class Batch:
         run = self._open()
         if self._exhausted:
             raise StopAsyncIteration
-        try:
-            result = await run.receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if run.closed is not None or self._closed is not None:
-                raise BatchClosedError(
-                    f"this batch was closed: {self._closed or run.closed}"
-                ) from None
-            self._exhausted = True
-            run.exhausted()
-            if self._finalizer is not None:
-                self._finalizer.detach()
-            stop = run.take_stop()
-            if stop is not None:
-                raise stop from stop.__cause__
-            raise StopAsyncIteration from None
-        run.room.release()
+        results = run.results
+        while (result := results.take()) is None:  # taken at once: a cancel loses nothing
+            if run.fatal is not None:
+                await self._close(run.closed or "its input or a hook raised")
+                raise run.fatal
+            if results.ended or results.dropped:
+                self._end(run)
+            await results.changed()
+        run.room.release()  # once per result taken
         if self._raise_on_error and result.error is not None:
             await self._close("raise_on_error raised its first failure")
             raise result.error
         return result
+
+    def _end(self, run: _Run) -> NoReturn:
+        """The stream ended: raise what ended it (closed, stopped, exhausted)."""
+        if run.closed is not None or self._closed is not None:
+            raise BatchClosedError(f"this batch was closed: {self._closed or run.closed}")
+        self._exhausted = True
+        run.exhausted()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        stop = run.take_stop()
+        if stop is not None:
+            raise stop from stop.__cause__
+        raise StopAsyncIteration
 
     async def __aenter__(self) -> Batch:
         self._open()
@@ -229,13 +237,20 @@ class Batch:
         await self._close("aclose() was called")
 
     async def _close(self, reason: str) -> None:
-        if self._closed is not None:
+        if self._closed is not None:  # closing or closed: return once it is done
+            if self._close_done is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._close_done.wait()
             return
         self._closed = reason
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        if self._run is not None:
-            await self._run.close(reason)
+        self._close_done = done = anyio.Event()
+        try:
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            if self._run is not None:
+                await self._run.close(reason)
+        finally:
+            done.set()
 
     def _open(self) -> _Run:
         if self._closed is not None:
