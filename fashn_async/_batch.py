@@ -15,7 +15,15 @@ The iteration contract (tested in ``tests/test_batch_stream.py`` and
 - ``aclose()``, leaving ``async with``, ``raise_on_error`` raising and closing the client
   close the batch at once: running predictions are cancelled on the server (unless
   ``cancel_on_exit=False``) and every task has ended when the call returns. Using a
-  closed batch raises :class:`~fashn_async.errors.BatchClosedError`.
+  closed batch raises :class:`~fashn_async.errors.BatchClosedError`. A second
+  ``aclose()`` while one is under way returns once that one is complete.
+- A result is taken from the run's stream without waiting: a consumer cancelled at any
+  point (even in the loop turn a result reached it) leaves it for the next ``anext()``,
+  and the result's ``max_pending`` room is given back once, when it is yielded.
+- A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+  ``SystemExit``) raised by the input or a hook cancels that batch's work and is
+  re-raised as is by its next ``anext()``; it never reaches the client's task group,
+  so the client's other batches go on.
 - The handle dropped before its end (``break`` out of ``async for r in
   client.batch(...)``, an exception in that loop's body, its consumer cancelled) closes
   the batch in the same way, the moment the interpreter frees the handle (at once on
@@ -185,6 +193,9 @@ class Batch:
             OutOfCreditsError, BatchInputError, EventHookError: what ended the batch
                 early, once the results before it were yielded.
             FashnError: with ``raise_on_error``, the first failure (the batch is closed).
+            BaseException: a ``KeyboardInterrupt``, ``SystemExit`` or other exception
+                that is not an ``Exception``, raised by the input or a hook, as is (the
+                batch's work was cancelled first; the batch is closed).
         """
         run = self._open()
         if self._exhausted:
@@ -232,7 +243,8 @@ class Batch:
         """Close the batch: cancel what runs on the server, wait for its tasks to end.
 
         Results not yet yielded are dropped; iterating afterwards raises
-        :class:`~fashn_async.errors.BatchClosedError`. Closing twice does nothing.
+        :class:`~fashn_async.errors.BatchClosedError`. Closing again does nothing more;
+        called while another close is under way, it returns once that one is complete.
         """
         await self._close("aclose() was called")
 
