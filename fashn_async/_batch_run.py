@@ -367,6 +367,12 @@ class _Run:
         except Exception as exc:  # a bug of ours, reported as this item's failure
             error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
+        except BaseException as exc:  # KeyboardInterrupt reading the item, say
+            fatal = _fatal_in(exc)
+            if fatal is None:  # cancelled: the batch is closing
+                raise
+            self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
+            error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
         finally:
             self._unsent.discard(item)
         refused = item.refusal is not None and item.hook_error is None

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
 
 import anyio
 import pytest
@@ -163,6 +164,35 @@ async def test_an_input_raising_a_base_exception_reaches_its_consumer_only(
         assert own <= set(report.cancels)
         with pytest.raises(errors.BatchClosedError):
             await anext(batch)
+
+    await _beside(client, emulator, bad)
+
+
+@SLOW
+@MANY
+@pytest.mark.parametrize("fatal", FATAL, ids=lambda cls: cls.__name__)
+async def test_an_item_raising_a_base_exception_reaches_its_consumer_only(
+    client: AsyncFashn, emulator: Emulator, fatal: type[BaseException]
+) -> None:
+    """An item (a mapping) raising KeyboardInterrupt, SystemExit or a BaseException of
+    its own when read: that batch's consumer gets it as is, the items before it are
+    cancelled on the server, another batch of the client goes on."""
+
+    class Exploding(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            raise fatal("bad item")
+
+        def __iter__(self) -> Iterator[str]:
+            raise fatal("bad item")
+
+        def __len__(self) -> int:
+            return 1
+
+    async def bad() -> None:
+        items: list[Any] = [*distinct(emulator, 3), Exploding()]
+        with pytest.raises(fatal, match="bad item"):
+            async for _ in client.batch(items):
+                pass
 
     await _beside(client, emulator, bad)
 
