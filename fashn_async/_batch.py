@@ -15,7 +15,15 @@ The iteration contract (tested in ``tests/test_batch_stream.py`` and
 - ``aclose()``, leaving ``async with``, ``raise_on_error`` raising and closing the client
   close the batch at once: running predictions are cancelled on the server (unless
   ``cancel_on_exit=False``) and every task has ended when the call returns. Using a
-  closed batch raises :class:`~fashn_async.errors.BatchClosedError`.
+  closed batch raises :class:`~fashn_async.errors.BatchClosedError`. A second
+  ``aclose()`` while one is under way returns once that one is complete.
+- A result is taken from the run's stream without waiting: a consumer cancelled at any
+  point (even in the loop turn a result reached it) leaves it for the next ``anext()``,
+  and the result's ``max_pending`` room is given back once, when it is yielded.
+- A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+  ``SystemExit``) raised by the input or a hook cancels that batch's work and is
+  re-raised as is by its next ``anext()``; it never reaches the client's task group,
+  so the client's other batches go on.
 - The handle dropped before its end (``break`` out of ``async for r in
   client.batch(...)``, an exception in that loop's body, its consumer cancelled) closes
   the batch in the same way, the moment the interpreter frees the handle (at once on
@@ -31,7 +39,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
@@ -160,6 +168,8 @@ class Batch:
         self._run: _Run | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._closed: str | None = None
+        #: Set once a close (the first aclose(), say) is complete; later ones wait for it.
+        self._close_done: anyio.Event | None = None
         self._exhausted = False
 
     def __repr__(self) -> str:
@@ -183,30 +193,39 @@ class Batch:
             OutOfCreditsError, BatchInputError, EventHookError: what ended the batch
                 early, once the results before it were yielded.
             FashnError: with ``raise_on_error``, the first failure (the batch is closed).
+            BaseException: a ``KeyboardInterrupt``, ``SystemExit`` or other exception
+                that is not an ``Exception``, raised by the input or a hook, as is (the
+                batch's work was cancelled first; the batch is closed).
         """
         run = self._open()
         if self._exhausted:
             raise StopAsyncIteration
-        try:
-            result = await run.receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if run.closed is not None or self._closed is not None:
-                raise BatchClosedError(
-                    f"this batch was closed: {self._closed or run.closed}"
-                ) from None
-            self._exhausted = True
-            run.exhausted()
-            if self._finalizer is not None:
-                self._finalizer.detach()
-            stop = run.take_stop()
-            if stop is not None:
-                raise stop from stop.__cause__
-            raise StopAsyncIteration from None
-        run.room.release()
+        results = run.results
+        while (result := results.take()) is None:  # taken at once: a cancel loses nothing
+            if run.fatal is not None:
+                await self._close(run.closed or "its input or a hook raised")
+                raise run.fatal
+            if results.ended or results.dropped:
+                self._end(run)
+            await results.changed()
+        run.room.release()  # once per result taken
         if self._raise_on_error and result.error is not None:
             await self._close("raise_on_error raised its first failure")
             raise result.error
         return result
+
+    def _end(self, run: _Run) -> NoReturn:
+        """The stream ended: raise what ended it (closed, stopped, exhausted)."""
+        if run.closed is not None or self._closed is not None:
+            raise BatchClosedError(f"this batch was closed: {self._closed or run.closed}")
+        self._exhausted = True
+        run.exhausted()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        stop = run.take_stop()
+        if stop is not None:
+            raise stop from stop.__cause__
+        raise StopAsyncIteration
 
     async def __aenter__(self) -> Batch:
         self._open()
@@ -224,18 +243,26 @@ class Batch:
         """Close the batch: cancel what runs on the server, wait for its tasks to end.
 
         Results not yet yielded are dropped; iterating afterwards raises
-        :class:`~fashn_async.errors.BatchClosedError`. Closing twice does nothing.
+        :class:`~fashn_async.errors.BatchClosedError`. Closing again does nothing more;
+        called while another close is under way, it returns once that one is complete.
         """
         await self._close("aclose() was called")
 
     async def _close(self, reason: str) -> None:
-        if self._closed is not None:
+        if self._closed is not None:  # closing or closed: return once it is done
+            if self._close_done is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._close_done.wait()
             return
         self._closed = reason
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        if self._run is not None:
-            await self._run.close(reason)
+        self._close_done = done = anyio.Event()
+        try:
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            if self._run is not None:
+                await self._run.close(reason)
+        finally:
+            done.set()
 
     def _open(self) -> _Run:
         if self._closed is not None:

@@ -6,14 +6,17 @@ be freed (and the run then cancelled) while the run goes on. Every item ends as 
 :class:`BatchResult`: a bad item, a failed prediction and a raising hook are values, never
 an exception out of the task group; what ends the batch early (out of credits, the input
 raising, a hook raising) is kept in :attr:`_Run.stop` and raised by the handle after the
-results before it.
+results before it; from then on no item that was not sent is sent. A ``BaseException``
+that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised by the input
+or a hook is kept in :attr:`_Run.fatal`: the run is cancelled and the handle re-raises it
+as is; it never reaches the client's task group.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import math
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +95,53 @@ def _from_mapping(item: Mapping[Any, Any]) -> Request:
     return cls(**fields)
 
 
-@attrs.define
+class _Results:
+    """A run's results in the order they finished.
+
+    Taking one never waits (waiting is apart from taking), so a consumer cancelled at
+    any point, even in the loop turn a result arrived, loses none.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[BatchResult] = deque()
+        self._changed = anyio.Event()
+        #: No more results will come (every worker has ended).
+        self.ended = False
+        #: The consumer left: results are dropped.
+        self.dropped = False
+
+    def put(self, result: BatchResult) -> None:
+        """Add a finished item's result (dropped if the consumer left)."""
+        if not self.dropped:
+            self._items.append(result)
+            self._wake()
+
+    def end(self) -> None:
+        """No more results will come."""
+        self.ended = True
+        self._wake()
+
+    def drop(self) -> None:
+        """The consumer left: drop what is kept and what comes."""
+        self.dropped = True
+        self._items.clear()
+        self._wake()
+
+    def take(self) -> BatchResult | None:
+        """The next result if one is kept, else None; never waits."""
+        return self._items.popleft() if self._items else None
+
+    async def changed(self) -> None:
+        """Wait until a result arrives or the stream ends (returns at once if it has)."""
+        if not (self._items or self.ended or self.dropped):
+            await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+@attrs.define(eq=False)  # by identity: kept in a set
 class _Item:
     """One item's state while a worker carries it."""
 
@@ -101,6 +150,8 @@ class _Item:
     request: Any = None
     prediction_id: str | None = None
     hook_error: EventHookError | None = None
+    #: Why the item was not sent: the batch stopped before its POST went out.
+    refusal: FashnError | None = None
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
 
 
@@ -127,7 +178,7 @@ class _Run:
         self.cancel_on_exit = cancel_on_exit
         self.progress = progress
         self.scope = anyio.CancelScope()
-        self.send, self.receive = anyio.create_memory_object_stream[BatchResult](math.inf)
+        self.results = _Results()
         #: Items read and not yet taken by the consumer: bounds memory and read-ahead.
         self.room = anyio.Semaphore(max_pending)
         self.ended = anyio.Event()
@@ -135,6 +186,14 @@ class _Run:
         self.closed: str | None = None
         #: What ends the batch early; raised once the results before it are taken.
         self.stop: FashnError | None = None
+        #: The index of the out-of-credits item :attr:`stop` names (the lowest refused).
+        self._credits_at: int | None = None
+        #: A BaseException (not an Exception) of the input or a hook: re-raised as is.
+        self.fatal: BaseException | None = None
+        #: Items started and not yet sent: a stop refuses them at once.
+        self._unsent: set[_Item] = set()
+        #: The stop that refuses them (a hook's, out of credits; not an input error).
+        self._refusing: FashnError | None = None
         #: Called with the run once it is closed or exhausted (its group forgets it).
         self.forget: Callable[[_Run], None] | None = None
 
@@ -144,7 +203,7 @@ class _Run:
             self.closed = reason
         self.scope.cancel()
         if self.ended.is_set():
-            self.receive.close()
+            self.results.drop()
         if self.forget is not None:
             self.forget(self)
 
@@ -157,13 +216,13 @@ class _Run:
     def never_ran(self) -> None:
         """Its task was cancelled before it began: end the stream all the same."""
         if not self.ended.is_set():
-            self.send.close()
-            self.receive.close()
+            self.results.end()
+            self.results.drop()
             self.ended.set()
 
     def exhausted(self) -> None:
         """The consumer took every result."""
-        self.receive.close()
+        self.results.drop()
         if self.forget is not None:
             self.forget(self)
 
@@ -182,11 +241,16 @@ class _Run:
             error = FashnError(f"the batch failed: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
             self._stop(error)
+        except BaseException as exc:
+            fatal = _fatal_in(exc)
+            if fatal is None:  # cancelled from outside: the client is closing
+                raise
+            self._fatal(fatal)  # never into the client's task group
         finally:
-            self.send.close()
+            self.results.end()
             self.ended.set()
-            if self.closed is not None:
-                self.receive.close()
+            if self.closed is not None and self.fatal is None:
+                self.results.drop()
 
     async def _read(self, workers: TaskGroup) -> None:
         index = 0
@@ -198,6 +262,11 @@ class _Run:
                 source, is_async = iter(self.requests), False
         except Exception as exc:
             self._input_failed(index, exc)
+            return
+        except BaseException as exc:
+            if _fatal_in(exc) is None:
+                raise
+            self._fatal(exc)
             return
         try:
             while True:
@@ -211,8 +280,14 @@ class _Run:
                 except Exception as exc:
                     self._input_failed(index, exc)
                     return
+                except BaseException as exc:
+                    if _fatal_in(exc) is None:
+                        raise
+                    self._fatal(exc)
+                    return
                 self.progress.read += 1
                 work = _Item(index, item, item)
+                self._unsent.add(work)
                 self._notify(work)
                 workers.start_soon(self._work, work)
                 index += 1
@@ -227,11 +302,40 @@ class _Run:
             f"(the {index} item(s) read before it were finished first)"
         )
         error.__cause__ = exc
-        self._stop(error)
+        self._stop(error, refuse=False)
 
-    def _stop(self, error: FashnError) -> None:
+    def _stop(self, error: FashnError, *, refuse: bool = True) -> None:
+        """End the batch early with ``error``; with ``refuse``, no item not yet sent is
+        sent any more (an input error lets the items read before it finish)."""
         if self.stop is None:
             self.stop = error
+        if refuse and self._refusing is None:
+            self._refusing = error
+            for item in list(self._unsent):
+                self._refuse(item)
+
+    def _fatal(self, exc: BaseException) -> None:
+        """A BaseException of the input or a hook: cancel the run, re-raise it to the
+        consumer as is."""
+        if self.fatal is None:
+            self.fatal = exc
+            if self.closed is None:
+                self.closed = f"it raised {type(exc).__name__}"
+        self.scope.cancel()
+
+    def _refuse(self, item: _Item) -> FashnError:
+        """Keep ``item`` from being sent: the batch stopped; fail it with that reason."""
+        self._unsent.discard(item)
+        if item.refusal is None:
+            stop = self._refusing
+            assert stop is not None
+            item.refusal = type(stop)(
+                f"batch item {item.index} was not sent: {stop.message}",
+                status_code=stop.status_code,
+            )
+            item.refusal.__cause__ = stop
+            item.scope.cancel()
+        return item.refusal
 
     # -- one item ----------------------------------------------------------------------
 
@@ -249,8 +353,7 @@ class _Run:
             progress.done -= 1
             progress.failed += 1
             result = attrs.evolve(result, output=(), error=item.hook_error)
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self.send.send_nowait(result)  # else the consumer left: nobody will read it
+        self.results.put(result)  # dropped if the consumer left: nobody will read it
 
     async def _outcome(self, item: _Item) -> BatchResult:
         status: PredictionStatus | None = None
@@ -264,18 +367,23 @@ class _Run:
         except Exception as exc:  # a bug of ours, reported as this item's failure
             error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
+        except BaseException as exc:  # KeyboardInterrupt reading the item, say
+            fatal = _fatal_in(exc)
+            if fatal is None:  # cancelled: the batch is closing
+                raise
+            self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
+            error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
+        finally:
+            self._unsent.discard(item)
+        refused = item.refusal is not None and item.hook_error is None
+        if refused and status is None and item.prediction_id is None:
+            return BatchResult(index=item.index, request=item.request, error=item.refusal)
         if item.hook_error is not None:
             error = item.hook_error
             if item.prediction_id is not None and status is None and not self.cancel_on_exit:
                 await self.engine.cancel_quietly(item.prediction_id)  # it never runs unseen
         if isinstance(error, OutOfCreditsError):
-            self._stop(
-                OutOfCreditsError(
-                    f"the batch stopped submitting at input {item.index}: out of credits "
-                    f"({self.progress.submitted} submitted); {error.message}",
-                    status_code=error.status_code,
-                )
-            )
+            self._out_of_credits(item.index, error)
         if error is not None:
             return BatchResult(
                 index=item.index,
@@ -291,6 +399,20 @@ class _Run:
             output=status.output or (),
             transport=self.engine.transport,
         )
+
+    def _out_of_credits(self, index: int, error: OutOfCreditsError) -> None:
+        """Stop the batch, naming the lowest index refused (answers may come out of order)."""
+        if self._credits_at is not None and index >= self._credits_at:
+            return
+        stop = OutOfCreditsError(
+            f"the batch stopped submitting at input {index}: out of credits "
+            f"({self.progress.submitted} submitted); {error.message}",
+            status_code=error.status_code,
+        )
+        if self._credits_at is not None:  # ours, naming a later index: this one is first
+            self.stop = stop
+        self._credits_at = index
+        self._stop(stop)
 
     async def _drive(self, item: _Item) -> PredictionStatus:
         await anyio.lowlevel.checkpoint()  # a batch closed before this item began: stop here
@@ -327,25 +449,37 @@ class _Run:
     # -- hooks: called by the engine, synchronously ------------------------------------
 
     def _sending(self, item: _Item) -> Awaitable[None] | None:
-        if self.scope.cancel_called:
-            raise BatchClosedError("the batch was closed before this item was sent")
+        self._may_send(item)
         written: Any = None
         try:
             written = self.events.sending(item.index)
-        except Exception as exc:
+        except BaseException as exc:
             self._hook_failed(item, "sending", exc)
         if item.hook_error is not None:
             raise item.hook_error  # the POST must not go out unrecorded
-        return None if written is None else self._sent_down(item, written)
+        if written is None:
+            self._unsent.discard(item)
+            return None
+        return self._sent_down(item, written)
+
+    def _may_send(self, item: _Item) -> None:
+        """Raise unless ``item``'s POST may go out now (the batch neither closed nor
+        stopped)."""
+        if self.scope.cancel_called:
+            raise BatchClosedError("the batch was closed before this item was sent")
+        if self._refusing is not None:
+            raise self._refuse(item)
 
     async def _sent_down(self, item: _Item, written: Awaitable[None]) -> None:
         """Await what the sending hook returned; if it fails, so does the item."""
         try:
             await written
-        except Exception as exc:
+        except BaseException as exc:
             self._hook_failed(item, "sending", exc)
             assert item.hook_error is not None
             raise item.hook_error from exc
+        self._may_send(item)  # the batch may have stopped meanwhile
+        self._unsent.discard(item)
 
     def _submitted(self, item: _Item, prediction_id: str) -> None:
         item.prediction_id = prediction_id
@@ -366,13 +500,18 @@ class _Run:
         """Call one hook; if it raises, fail the item, stop its work and the batch."""
         try:
             getattr(self.events, name)(*args)
-        except Exception as exc:
+        except BaseException as exc:
             self._hook_failed(item, name, exc)
             return False
         return True
 
-    def _hook_failed(self, item: _Item, name: str, exc: Exception) -> None:
-        """A hook raised: fail the item, stop its work and the batch."""
+    def _hook_failed(self, item: _Item, name: str, exc: BaseException) -> None:
+        """A hook raised: fail the item, stop its work and the batch (a BaseException
+        that is not an Exception cancels the run and reaches the consumer as is)."""
+        if not isinstance(exc, Exception):
+            if _fatal_in(exc) is None:  # our own cancellation, seen through the hook
+                raise exc
+            self._fatal(exc)
         if item.hook_error is None:
             what = f"the {name} hook raised {type(exc).__name__}: {exc}"
             item.hook_error = EventHookError(
@@ -382,7 +521,21 @@ class _Run:
             item.scope.cancel()
             stop = EventHookError(f"the batch stopped at item {item.index}: {what}")
             stop.__cause__ = exc
+            self._unsent.discard(item)  # it fails with its hook's error, not as unsent
             self._stop(stop)
+
+
+def _fatal_in(exc: BaseException) -> BaseException | None:
+    """The BaseException to hand the consumer in ``exc`` (unwrapped from a group), or
+    None if ``exc`` is only a cancellation, which must propagate."""
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(cancelled)[1]
+        if rest is None:
+            return None
+        leaves = rest.exceptions
+        return _fatal_in(leaves[0]) if len(leaves) == 1 else rest
+    return None if isinstance(exc, cancelled) else exc
 
 
 def _request_at(index: int, raw: Any) -> Request:

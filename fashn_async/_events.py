@@ -57,7 +57,13 @@ class BatchEvents:
     already running finish and are yielded, then the batch raises an ``EventHookError``.
     Whatever the failing item had started is undone: a POST not yet sent is not sent, a
     prediction already created is cancelled on the server; its submit grant is settled
-    and its in-flight slot given back, as on any other failure.
+    and its in-flight slot given back, as on any other failure. No further POST goes
+    out: an item read but not yet sent fails with an ``EventHookError`` saying it was not
+    sent.
+
+    A hook raising a ``BaseException`` that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``) cancels its batch's work and is re-raised as
+    is by the batch's next ``anext()``; the client's other batches go on.
     """
 
     def sending(self, index: int) -> Awaitable[None] | None:
