@@ -299,3 +299,13 @@ def test_a_dry_run_streams_the_catalog(folder: Path) -> None:
     first = next(rows)
     assert (first.row, first.line, first.ok) == (1, 2, False)
     assert sum(1 for _ in rows) == 4999
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="a#23", min_size=1, max_size=4), max_size=12))
+def test_row_identities_are_unique_whatever_the_ids(ids: list[str]) -> None:
+    """Ids that repeat or look like a repeat's suffix (a, a, a#2) never share an identity."""
+    identities = _catalog.unique_identities([f"id:{i}" for i in ids])
+    assert len(set(identities)) == len(identities)
+    assert [i.split("#")[0] for i in identities] == [f"id:{i}".split("#")[0] for i in ids]
+    assert identities == _catalog.unique_identities([f"id:{i}" for i in ids])  # stable

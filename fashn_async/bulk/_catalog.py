@@ -19,7 +19,7 @@ import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,7 +29,14 @@ from fashn_async._images import check_image_input, sniff_mime
 from fashn_async._models import ModelRequest, Request, TryOnRequest
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["Catalog", "CatalogError", "CatalogRow", "iter_catalog", "load_catalog"]
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CatalogRow",
+    "iter_catalog",
+    "load_catalog",
+    "unique_identities",
+]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
 #: A free-text column naming the row in the manifest and the report; never sent.
@@ -64,7 +71,7 @@ class CatalogRow:
         key: A stable name derived from the row: ``row00042_<hash of its inputs>``.
         identity: What the journal knows the row by across edits of the file:
             ``id:<the id column>``, else ``sha:<hash of its values>`` (``#2``, ``#3``...
-            appended to a repeat).
+            appended to a repeat, skipping any another row has: unique in the catalog).
         label: The ``id`` column, if any.
         request: The validated request; None when the row is bad.
         error: What is wrong with the row, naming the column; None when it is good.
@@ -119,8 +126,10 @@ def load_catalog(
             columns are wrong.
     """
     path = Path(path)
+    read = list(iter_catalog(path, model_name=model_name, output_format=output_format))
+    identities = unique_identities([r.identity or identity_of(r.inputs) for r in read])
     rows = tuple(
-        _identified(iter_catalog(path, model_name=model_name, output_format=output_format))
+        attrs.evolve(row, identity=identity) for row, identity in zip(read, identities, strict=True)
     )
     if not rows:
         raise CatalogError(f"{path}: the catalog has no rows")
@@ -168,13 +177,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _identified(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:
-    """Give each row its identity; a repeat of an earlier one gets ``#2``, ``#3``..."""
-    seen: Counter[str] = Counter()
-    for row in rows:
-        base = row.identity or identity_of(row.inputs)
-        seen[base] += 1
-        yield attrs.evolve(row, identity=base if seen[base] == 1 else f"{base}#{seen[base]}")
+def unique_identities(bases: Sequence[str]) -> list[str]:
+    """Each row's identity: its base, or for a repeat the first unused ``<base>#2``,
+    ``#3``... (unused by any row's base too, so ids ``a``, ``a``, ``a#2`` never collide).
+
+    Two rows never share an identity: the journal knows rows by it, and a shared one
+    would make a re-run send one of them again (and be charged for it).
+    """
+    taken = set(bases)
+    given: set[str] = set()
+    repeats: Counter[str] = Counter()
+    identities = []
+    for base in bases:
+        identity = base
+        if identity in given:
+            repeats[base] = max(repeats[base], 1)
+            while identity in given or identity in taken:
+                repeats[base] += 1
+                identity = f"{base}#{repeats[base]}"
+        given.add(identity)
+        identities.append(identity)
+    return identities
 
 
 def identity_of(values: Mapping[str, Any] | str) -> str:

@@ -31,14 +31,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
 import anyio
 
-from fashn_async.bulk._catalog import CatalogRow, identity_of
+from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
 from fashn_async.bulk._rows import (
     JournalBusyError,
     JournalMismatchError,
@@ -221,14 +220,11 @@ class Journal:
         with self._transaction():
             self._db.execute("ALTER TABLE rows ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
             self._db.execute("ALTER TABLE rows ADD COLUMN position INTEGER")
-            seen: Counter[str] = Counter()
-            updates = []
-            for row, inputs in self._db.execute("SELECT row, inputs FROM rows ORDER BY row"):
-                base = identity_of(json.loads(inputs))
-                seen[base] += 1
-                updates.append((base if seen[base] == 1 else f"{base}#{seen[base]}", row, row))
+            rows = self._db.execute("SELECT row, inputs FROM rows ORDER BY row").fetchall()
+            identities = unique_identities([identity_of(json.loads(i)) for _, i in rows])
             self._db.executemany(
-                "UPDATE rows SET identity = ?, position = ? WHERE row = ?", updates
+                "UPDATE rows SET identity = ?, position = ? WHERE row = ?",
+                [(identity, row, row) for identity, (row, _) in zip(identities, rows, strict=True)],
             )
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
@@ -263,12 +259,17 @@ class Journal:
 
     def _sync(self, rows: Sequence[CatalogRow]) -> None:
         """Match the catalog to the journal by identity (see the module docstring)."""
-        known = {record.identity: record for record in self.records()}
+        # Identities are unique in a catalog (unique_identities); a journal written before
+        # they were may hold one twice: each record is matched at most once all the same.
+        known: dict[str, list[RowRecord]] = {}
+        for each in self.records():
+            known.setdefault(each.identity, []).append(each)
         fresh: list[CatalogRow] = []
         updates: list[tuple[Any, ...]] = []
         places: list[tuple[int, int, int]] = []
         for current in rows:
-            record = known.pop(current.identity, None)
+            matches = known.get(current.identity)
+            record = matches.pop(0) if matches else None
             if record is None:
                 fresh.append(current)
                 continue
@@ -290,7 +291,7 @@ class Journal:
                     f"({record.state}): the journal keeps the values it was sent with; give "
                     "the new version another id (or a new --out folder) to send it"
                 )
-        gone = list(known.values())
+        gone = [record for matches in known.values() for record in matches]
         for record in gone:
             if record.state not in State.UNSENT:
                 self.edits.append(
