@@ -15,8 +15,11 @@ a re-run can act on without paying twice:
 Rows are known by their identity (the ``id`` column, else a hash of their values), not
 by their place in the file: rows not sent yet may be edited, added or removed between
 runs; a row already sent keeps its record, and an edit to it is reported
-(:attr:`Journal.edits`). What decides every request (base URL, model, output format) must
-not change: a run with other settings under the same journal is refused, with the reason.
+(:attr:`Journal.edits`). A row sent again (cancelled, ``--retry-failed``,
+``--resend-uncertain``) is sent as the catalog has it now, and its record takes those
+values (:meth:`Journal.reset`): the journal always holds what was last sent. What
+decides every request (base URL, model, output format) must not change: a run with other
+settings under the same journal is refused, with the reason.
 
 A write that fails (a full or broken disk) raises :class:`JournalWriteError`. The folder
 keeps a small reserve file (``.journal.reserve``) that :meth:`Journal.release_reserve`
@@ -72,6 +75,20 @@ CHECKED: Final = {
     "output_format": "the output format (--output-format)",
 }
 
+
+_KEPT = (
+    "the journal keeps the values it was sent with; give the new version another id (or a "
+    "new --out folder) to send it"
+)
+#: What happens to an edited row already sent but not done (see :meth:`Journal.reset`).
+_AFTER_EDIT: Final = {
+    State.CANCELED: "the journal keeps the values it was sent with until it is sent again "
+    "(its prediction found cancelled), then the new ones are sent and recorded",
+    State.FAILED: "the journal keeps the values it was sent with; --retry-failed sends the "
+    "new ones and records them",
+    State.UNCERTAIN: "the journal keeps the values it was sent with; --resend-uncertain sends "
+    "the new ones and records them",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -288,8 +305,7 @@ class Journal:
             if _json(current.inputs) != _json(record.inputs):
                 self.edits.append(
                     f"line {current.line}{_named(current.label)} changed after it was sent "
-                    f"({record.state}): the journal keeps the values it was sent with; give "
-                    "the new version another id (or a new --out folder) to send it"
+                    f"({record.state}): {_AFTER_EDIT.get(record.state, _KEPT)}"
                 )
         gone = [record for matches in known.values() for record in matches]
         for record in gone:
@@ -442,13 +458,23 @@ class Journal:
 
     @writes
     def reset(self, rows: Iterable[int], note: str | None = None) -> None:
-        """Make rows ``pending`` again (nothing of theirs runs or is charged on the server)."""
+        """Make rows ``pending`` again (nothing of theirs runs or is charged on the server).
+
+        A row is sent again as the catalog has it now (:attr:`catalog`): its record takes
+        those values, so the journal, manifest and report show what is sent.
+        """
+        rows = list(rows)
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET state = ?, prediction_id = NULL, outputs = '[]', files = '[]', "
                 "error_name = NULL, error_message = ?, cancel_requested = 0, sent_at = NULL, "
                 "submitted_at = NULL, finished_at = NULL WHERE row = ?",
                 [(State.PENDING, note, row) for row in rows],
+            )
+            current = [(row, self.catalog[row]) for row in rows if row in self.catalog]
+            self._db.executemany(
+                "UPDATE rows SET line = ?, key = ?, label = ?, inputs = ? WHERE row = ?",
+                [(c.line, c.key, c.label, _json(c.inputs), row) for row, c in current if c.ok],
             )
 
     @writes
