@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -365,7 +366,8 @@ def emulator(
 )  # fmt: skip
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-    help="Folder the output images are saved in.",
+    help="Folder the output images are saved in (made if missing; checked writable before "
+    "anything is sent).",
 )  # fmt: skip
 @_api_options
 @click.option(
@@ -396,6 +398,11 @@ def run(
     def image(value: str) -> Any:
         return value if value.startswith(("http://", "https://", "data:")) else Path(value)
 
+    problem = folder_problem(out)
+    if problem is not None:  # known before anything is sent (and charged)
+        console.print(f"cannot start: {problem}; give --out a folder this user can write to",
+                      markup=False, highlight=False)  # fmt: skip
+        sys.exit(EXIT_CANNOT_START)
     if time_scale is None:
         time_scale = learn_time_scale(base_url, api_key, _say)
 
@@ -428,6 +435,23 @@ def run(
         prefix = "cannot start" if code == EXIT_CANNOT_START else type(error).__name__
         console.print(f"{prefix}: {text}", markup=False, highlight=False)
     sys.exit(code)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot take output files, or None; a missing one is made here.
+
+    A file is written and deleted in it: that proves it on a read-only file system or
+    under a read-only parent, where permission bits alone say nothing (root ignores them).
+    """
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} exists and is not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot write to {folder}: {exc.strerror or exc}"
+    return None
 
 
 def run_exit_code(error: FashnError) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import click
@@ -265,3 +266,39 @@ def test_run_exit_codes_tell_started_from_not_started() -> None:
     ]
     assert {run_exit_code(e) for e in started} == {1}
     assert {run_exit_code(e) for e in never} == {2}
+
+
+def test_run_refuses_an_out_it_cannot_write_before_sending(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """`run --out` a regular file, a path under one, or a read-only file system: exit 2,
+    one 'cannot start' line, no traceback, and nothing submitted (nothing charged)."""
+    write_catalog(tmp_path, 1, models=1)
+    (tmp_path / "a-file").write_text("x")
+    outs = [tmp_path / "a-file", tmp_path / "a-file" / "sub"]
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    mounted = subprocess.run(  # noqa: S603 - fixed command, our own path
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(readonly)],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode == 0:
+        outs.append(readonly)
+    before = len(control(emulator_url, "GET", "/_emulator/report")["accepted"])
+    try:
+        for out in outs:
+            done = run_cli(
+                "run", "--model", str(tmp_path / "images/model_0.png"),
+                "--garment", str(tmp_path / "images/garment_0.png"), "--category", "tops",
+                "--base-url", emulator_url, "--time-scale", "0.01", "--out", str(out),
+                FASHN_API_KEY=KEY,
+            )  # fmt: skip
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.startswith("cannot start: "), done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", "-l", str(readonly)], check=False)  # noqa: S603, S607
+    assert mounted.returncode != 0 or "Read-only file system" in done.stderr
+    assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == before
