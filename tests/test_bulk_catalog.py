@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +311,32 @@ def test_row_identities_are_unique_whatever_the_ids(ids: list[str]) -> None:
     assert len(set(identities)) == len(identities)
     assert [i.split("#")[0] for i in identities] == [f"id:{i}".split("#")[0] for i in ids]
     assert identities == _catalog.unique_identities([f"id:{i}" for i in ids])  # stable
+
+
+def test_a_fifo_or_device_as_an_image_is_an_invalid_row_never_opened(folder: Path) -> None:
+    """A named pipe or a device as an image path: that row is invalid with its line and
+    the kind of file; the load never blocks on it (it is not opened)."""
+    os.mkfifo(folder / "images" / "pipe.png")
+    path = _csv(
+        folder,
+        "model_image,garment_image,category\n"
+        "images/model_0.png,images/garment_0.png,tops\n"
+        "images/pipe.png,images/garment_0.png,tops\n"
+        "images/model_0.png,/dev/null,tops\n",
+    )
+    found: list[Any] = []
+    reader = threading.Thread(target=lambda: found.append(load_catalog(path)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    if reader.is_alive():  # blocked opening the pipe: give it a writer, then fail
+        with (folder / "images" / "pipe.png").open("wb"):
+            pass
+        reader.join()
+        pytest.fail("the load blocked on a FIFO")
+    (catalog,) = found
+    problems = {row.line: row.error for row in catalog.bad}
+    assert set(problems) == {3, 4}
+    assert "model_image: " in str(problems[3])
+    assert "FIFO" in str(problems[3])
+    assert "garment_image: " in str(problems[4])
+    assert "character device" in str(problems[4])

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import attrs
 
-from fashn_async._images import check_image_input, sniff_mime
+from fashn_async._images import check_image_input, image_file_problem
 from fashn_async._models import ModelRequest, Request, TryOnRequest
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
@@ -396,18 +396,16 @@ class _RowReader:
 
 
 def _check_file(path: Path) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(32)
-    except FileNotFoundError:
-        return f"no such file: {path}"
-    except IsADirectoryError:
-        return f"is a folder, not an image file: {path}"
-    except (OSError, ValueError) as exc:
-        return f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-    if sniff_mime(head) is None:
-        return f"not an image (no known image signature): {path}"
-    return None
+    """What makes ``path`` unusable as an image, or None: the checks a request runs
+    before sending (:func:`image_file_problem`): a regular file (a FIFO, device or folder
+    is refused without being opened, so nothing blocks), within the size cap, a known
+    signature and a whole structure."""
+    problem = image_file_problem(path)
+    if problem is not None:
+        problem = problem.removeprefix("the data is ")  # "not an image (...)"
+    if problem is None or str(path) in problem:
+        return problem
+    return f"{problem}: {path}"
 
 
 def _parse(value: Any, kind: str) -> Any:
