@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate
+from fashn_async._client import checked_api_key
 from fashn_async._emulator_clock import learn_time_scale
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
@@ -86,8 +87,21 @@ def _api_options(function: Any) -> Any:
         envvar="FASHN_API_KEY",
         show_envvar=True,
         default=None,
-        help="The API key (never printed).",
+        callback=_api_key,
+        help="The API key (never printed; surrounding whitespace, such as a Windows line "
+        "end, is dropped).",
     )(function)
+
+
+def _api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The key as the client takes it: stripped; one with a control character inside is
+    refused (exit 2) before anything is sent, without being shown."""
+    if value is None or not value.strip():
+        return None  # the command says how to give one, when it needs one
+    try:
+        return checked_api_key(value)
+    except ConfigurationError as error:
+        raise click.BadParameter(error.message, ctx, param) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

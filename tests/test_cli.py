@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fashn_async import errors
+from fashn_async import AsyncFashn, errors
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.cli import main, run_exit_code
 from tests.bulk_support import (
@@ -302,3 +302,35 @@ def test_run_refuses_an_out_it_cannot_write_before_sending(
             subprocess.run(["umount", "-l", str(readonly)], check=False)  # noqa: S603, S607
     assert mounted.returncode != 0 or "Read-only file system" in done.stderr
     assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == before
+
+
+def test_an_api_key_is_stripped_and_one_with_a_line_break_inside_refused(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """A key read with its Windows line end (`$(cat key)`) works: surrounding whitespace
+    is dropped. One with CR/LF inside: exit 2 with one clear line, no traceback, and the
+    key shown nowhere (for `run` and `batch`, and for the SDK's own client)."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    image_args = [
+        "--model", str(tmp_path / "images/model_0.png"),
+        "--garment", str(tmp_path / "images/garment_0.png"), "--category", "tops",
+    ]  # fmt: skip
+    common = ["--base-url", emulator_url, "--time-scale", "0.01"]
+    pasted = run_cli("run", *image_args, *common, "--out", str(tmp_path / "o"),
+                     FASHN_API_KEY=KEY + "\r\n")  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    before = len(control(emulator_url, "GET", "/_emulator/report")["accepted"])
+    broken = "sec\r\nret-key"
+    for command in (
+        ["run", *image_args, *common, "--out", str(tmp_path / "o")],
+        ["batch", str(catalog), "--out", str(tmp_path / "b"), *common, "--progress", "quiet"],
+    ):
+        refused = run_cli(*command, FASHN_API_KEY=broken)
+        assert refused.returncode == 2, refused.stderr
+        assert "control character inside it" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert "sec" not in refused.stderr.replace("seconds", "")
+    assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == before
+    with pytest.raises(errors.ConfigurationError) as caught:
+        AsyncFashn(api_key=broken, base_url=emulator_url)
+    assert "sec" not in str(caught.value)
