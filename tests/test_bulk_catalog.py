@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import ModelRequest, TryOnRequest
-from fashn_async.bulk import CatalogError, _catalog, load_catalog
+from fashn_async.bulk import CatalogError, Journal, _catalog, load_catalog
 from fashn_async.bulk._catalog import iter_catalog
 from tests.bulk_support import write_images
 
@@ -340,3 +340,31 @@ def test_a_fifo_or_device_as_an_image_is_an_invalid_row_never_opened(folder: Pat
     assert "FIFO" in str(problems[3])
     assert "garment_image: " in str(problems[4])
     assert "character device" in str(problems[4])
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        '{"id": "x\\ud800", "model_image": "images/model_0.png", '
+        '"garment_image": "images/garment_0.png", "category": "tops"}',
+        '{"model_image": "images/\\udfff.png", "garment_image": "images/garment_0.png", '
+        '"category": "tops"}',
+        '{"\\ud83d": 1, "model_image": "images/model_0.png", '
+        '"garment_image": "images/garment_0.png", "category": "tops"}',
+        '{"model_image": "images/model_0.png", "garment_image": "images/garment_0.png", '
+        '"category": "tops", "seed": {"deep": ["\\ud800"]}}',
+    ],
+)
+def test_a_lone_surrogate_in_jsonl_is_an_invalid_row(folder: Path, row: str) -> None:
+    """A JSON escape of half a UTF-16 pair anywhere in a row (id, path, key, nested):
+    that row is invalid with its line; the others load and the journal takes them all."""
+    good = json.dumps(
+        {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
+         "category": "tops"}
+    )  # fmt: skip
+    catalog = load_catalog(_csv(folder, f"{good}\n{row}\n{good}\n", "catalog.jsonl"))
+    assert [r.ok for r in catalog.rows] == [True, False, True]
+    assert catalog.rows[1].line == 2
+    assert "lone surrogate" in str(catalog.rows[1].error)
+    with Journal.open(folder / "out", meta={}, rows=catalog.rows) as journal:
+        assert journal.counts()["invalid"] == 1

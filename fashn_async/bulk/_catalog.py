@@ -205,7 +205,8 @@ def identity_of(values: Mapping[str, Any] | str) -> str:
     if isinstance(values, Mapping) and values.get(LABEL_COLUMN) not in (None, ""):
         return f"id:{values[LABEL_COLUMN]}"
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    return f"sha:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
+    return f"sha:{digest[:16]}"
 
 
 def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
@@ -287,7 +288,27 @@ def _jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if not isinstance(value, dict):
             yield number, f"expected a JSON object, got {type(value).__name__}"
             continue
+        problem = _text_problem(value)
+        if problem is not None:
+            yield number, problem
+            continue
         yield number, value
+
+
+def _text_problem(value: dict[str, Any]) -> str | None:
+    """Why a JSON object cannot be kept as UTF-8 text (a lone surrogate such as
+    ``"\\ud800"``: JSON may escape one, UTF-8 cannot hold it), or None."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+        return (
+            f"not valid text: a lone surrogate \\u{ord(char):04x} (half of a UTF-16 pair) "
+            "cannot be sent as UTF-8"
+        )
+    except RecursionError:
+        return "not valid JSON: nested too deep to read"
+    return None
 
 
 # -- validating rows ---------------------------------------------------------------
@@ -452,4 +473,5 @@ def _printable(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _key(number: int, values: Mapping[str, Any] | str) -> str:
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    return f"row{number:05d}_{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
+    return f"row{number:05d}_{digest[:8]}"
