@@ -368,3 +368,23 @@ def test_a_lone_surrogate_in_jsonl_is_an_invalid_row(folder: Path, row: str) -> 
     assert "lone surrogate" in str(catalog.rows[1].error)
     with Journal.open(folder / "out", meta={}, rows=catalog.rows) as journal:
         assert journal.counts()["invalid"] == 1
+
+
+@pytest.mark.parametrize(("suffix", "sep"), [(".csv", ","), (".tsv", "\t")])
+@pytest.mark.parametrize("broken", ['"images/model_0.png', '"tops'])
+def test_an_unclosed_quote_is_a_bad_row_and_swallows_no_later_row(
+    folder: Path, suffix: str, sep: str, broken: str
+) -> None:
+    """An opening quote never closed (first or last column): that row is invalid naming
+    the unclosed quote, and each of the 1,000 lines after it is still read as its row,
+    so the totals are right (not 2 rows for a 1,002-row file)."""
+    good = sep.join(("images/model_0.png", "images/garment_0.png", "tops"))
+    bad = good.replace("images/model_0.png" if "model" in broken else "tops", broken, 1)
+    header = sep.join(("model_image", "garment_image", "category"))
+    text = "\n".join([header, good, bad, *[good] * 1000]) + "\n"
+    rows = load_catalog(_csv(folder, text, "catalog" + suffix)).rows
+    assert len(rows) == 1002
+    assert [row.line for row in rows] == list(range(2, 1004))
+    assert [row.line for row in rows if not row.ok] == [3]
+    assert str(rows[1].error).startswith("unclosed quote: ")
+    assert "to line 1003" in str(rows[1].error)

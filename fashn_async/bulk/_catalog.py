@@ -4,8 +4,10 @@ Every row is checked before anything is sent: image paths (relative to the catal
 file) must exist and hold an image, every option must parse and be in range. A bad row
 is kept with its line number and what is wrong; it never stops the others: whatever
 goes wrong while reading one row (a NUL byte in a path, a JSON line nested too deep for
-the parser, any exception) makes that row ``invalid``. Only a file that cannot be read
-as a catalog at all raises :class:`CatalogError`.
+the parser, any exception) makes that row ``invalid``. A CSV quote left open, whose
+value runs on over lines that look like rows, makes its row ``invalid`` (``unclosed
+quote``) and those lines are read as the rows they are, so no row vanishes silently.
+Only a file that cannot be read as a catalog at all raises :class:`CatalogError`.
 
 The file is read as a stream (:func:`iter_catalog`): a dry run over a million rows holds
 one row at a time. Each row has an ``identity`` (its ``id`` column, else a hash of its
@@ -14,6 +16,7 @@ values) by which the journal recognises it when the file is edited between runs.
 
 from __future__ import annotations
 
+import collections
 import csv
 import functools
 import hashlib
@@ -229,7 +232,9 @@ def _delimited(
 ) -> Iterator[tuple[int, dict[str, Any] | str]]:
     if csv.field_size_limit() < MAX_CELL:
         csv.field_size_limit(MAX_CELL)
-    reader = csv.reader(lines, delimiter="\t" if kind == "tsv" else ",")
+    delimiter = "\t" if kind == "tsv" else ","
+    source = _Taken(lines)
+    reader = csv.reader(source, delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -237,7 +242,7 @@ def _delimited(
     except csv.Error as exc:
         raise CatalogError(f"{path}: line 1: {exc}") from None
     _check_header(path, header, model_name)
-    start = reader.line_num + 1
+    start = len(source.take()) + 1  # the line the next record starts on
     while True:
         try:
             record = next(reader)
@@ -245,15 +250,62 @@ def _delimited(
             return
         except csv.Error as exc:
             yield start, f"unreadable {kind.upper()}: {exc}"
-            start = reader.line_num + 1
+            start += len(source.take())
             continue
-        line, start = start, reader.line_num + 1
+        line, taken = start, source.take()
+        start += len(taken)
         if not any(cell.strip() for cell in record):
             continue  # a blank line
+        if _rows_in_a_value(record, delimiter, len(header)):
+            # An unclosed quote ran on over lines that read as rows: this row is bad,
+            # and the lines after its first are read again as rows of their own.
+            problem = (
+                f"unclosed quote: a quoted value opened on this line runs on to line "
+                f"{line + len(taken) - 1} over lines that look like rows (read as rows of "
+                'their own); close the quote, or double a quote inside a value ("")'
+            )
+            yield line, problem
+            source.give_back(taken[1:])
+            start = line + 1
+            continue
         if len(record) != len(header):
             yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
             continue
         yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
+
+
+class _Taken:
+    """The lines a CSV reader reads, told apart per record; lines given back come again."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._again: collections.deque[str] = collections.deque()
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _Taken:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        """The lines read since the last call."""
+        taken, self._taken = self._taken, []
+        return taken
+
+    def give_back(self, lines: list[str]) -> None:
+        """Read ``lines`` again, before the rest."""
+        self._again.extendleft(reversed(lines))
+
+
+def _rows_in_a_value(record: list[str], delimiter: str, columns: int) -> bool:
+    """True when a value's lines after its first hold a whole row's delimiters: a value
+    may hold line breaks, but one holding rows is an unclosed quote."""
+    return any(
+        text.count(delimiter) >= columns - 1 for cell in record for text in cell.split("\n")[1:]
+    )
 
 
 def _check_header(path: Path, header: list[str], model_name: str | None) -> None:
