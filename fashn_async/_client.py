@@ -65,6 +65,26 @@ def _request_from(request: Request | None, fields: dict[str, Any]) -> Request:
         raise InvalidRequestError(str(exc).replace("__init__()", "TryOnRequest")) from None
 
 
+def checked_api_key(key: object) -> str:
+    """The API key without surrounding whitespace (a line end pasted with it, say).
+
+    Raises:
+        ConfigurationError: no key, or one holding a space, line break or other control
+            character inside (an HTTP header cannot carry it); the key is never shown.
+    """
+    if not key or not isinstance(key, str) or not key.strip():
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
+        )
+    key = key.strip()
+    if any(char.isspace() or not char.isprintable() for char in key):
+        raise ConfigurationError(
+            "the API key holds a space, line break or other control character inside it "
+            "(not shown here); an HTTP header cannot carry it: check how it was copied"
+        )
+    return key
+
+
 def _check_coordination(value: object) -> RedisCoordination | None:
     if value is None or isinstance(value, RedisCoordination):
         return value
@@ -171,11 +191,7 @@ class AsyncFashn:
         coordination: str | RedisCoordination | None = None,
         prepare_images: ImagePreparation | bool | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
-        if not key or not isinstance(key, str) or not key.strip():
-            raise ConfigurationError(
-                "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
-            )
+        key = checked_api_key(api_key if api_key is not None else os.environ.get("FASHN_API_KEY"))
         limits = limits if limits is not None else Limits()
         if not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
@@ -191,11 +207,11 @@ class AsyncFashn:
         self.limits = limits
         self.coordination = _check_coordination(coordination)
         self._coordinator: Coordinator | None = (
-            self.coordination.coordinator(api_key=key.strip()) if self.coordination else None
+            self.coordination.coordinator(api_key=key) if self.coordination else None
         )
         self._transport = Transport(
             base_url=self.base_url,
-            api_key=key.strip(),
+            api_key=key,
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
             connections=max_connections,
             user_agent=f"fashn-async/{__version__}",

@@ -10,7 +10,10 @@ resume).
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate
+from fashn_async._client import checked_api_key
 from fashn_async._emulator_clock import learn_time_scale
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
@@ -54,6 +58,11 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
 
 
+#: Bounds of a rate option: a window past a day, or a limit past a million, would only
+#: ever mean a mistake (the API's own limits: 25 a minute, 50 per 10 s, NOTES.md).
+MAX_PERIOD, MIN_PERIOD, MAX_RATE_LIMIT = 86_400.0, 0.001, 1_000_000
+
+
 class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
     """``N/SECONDS`` (e.g. ``25/60``), or ``off``."""
 
@@ -66,9 +75,17 @@ class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click
             return None
         try:
             limit, _, period = str(value).partition("/")
-            return Rate(int(limit), float(period))
+            rate = Rate(int(limit), float(period))
         except (ValueError, TypeError, FashnError):
             self.fail(f"expected N/SECONDS such as 25/60, or off; got {value!r}", param, ctx)
+        if not (rate.limit <= MAX_RATE_LIMIT and MIN_PERIOD <= rate.period <= MAX_PERIOD):
+            self.fail(
+                f"expected N from 1 to {MAX_RATE_LIMIT:,} per {MIN_PERIOD:g} to {MAX_PERIOD:g} "
+                f"SECONDS (a day); got {value!r}",
+                param,
+                ctx,
+            )
+        return rate
 
 
 def _api_options(function: Any) -> Any:
@@ -85,11 +102,49 @@ def _api_options(function: Any) -> Any:
         envvar="FASHN_API_KEY",
         show_envvar=True,
         default=None,
-        help="The API key (never printed).",
+        callback=_api_key,
+        help="The API key (never printed; surrounding whitespace, such as a Windows line "
+        "end, is dropped).",
     )(function)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The key as the client takes it: stripped; one with a control character inside is
+    refused (exit 2) before anything is sent, without being shown."""
+    if value is None or not value.strip():
+        return None  # the command says how to give one, when it needs one
+    try:
+        return checked_api_key(value)
+    except ConfigurationError as error:
+        raise click.BadParameter(error.message, ctx, param) from None
+
+
+class _Commands(click.Group):
+    """The commands, with a stop (Ctrl-C, SIGTERM) before a job handles its own signals
+    ending quietly: one line and exit 130, never a traceback or a kill (143)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            console.print("stopped", markup=False, highlight=False)
+            ctx.exit(EXIT_INTERRUPTED)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C, until a running job installs its own handlers."""
+    raise KeyboardInterrupt
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="fashn-async")
 def main() -> None:
     """fashn-async: virtual try-on at the API's limits, safely."""
@@ -365,7 +420,8 @@ def emulator(
 )  # fmt: skip
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-    help="Folder the output images are saved in.",
+    help="Folder the output images are saved in (made if missing; checked writable before "
+    "anything is sent).",
 )  # fmt: skip
 @_api_options
 @click.option(
@@ -396,6 +452,11 @@ def run(
     def image(value: str) -> Any:
         return value if value.startswith(("http://", "https://", "data:")) else Path(value)
 
+    problem = folder_problem(out)
+    if problem is not None:  # known before anything is sent (and charged)
+        console.print(f"cannot start: {problem}; give --out a folder this user can write to",
+                      markup=False, highlight=False)  # fmt: skip
+        sys.exit(EXIT_CANNOT_START)
     if time_scale is None:
         time_scale = learn_time_scale(base_url, api_key, _say)
 
@@ -428,6 +489,23 @@ def run(
         prefix = "cannot start" if code == EXIT_CANNOT_START else type(error).__name__
         console.print(f"{prefix}: {text}", markup=False, highlight=False)
     sys.exit(code)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot take output files, or None; a missing one is made here.
+
+    A file is written and deleted in it: that proves it on a read-only file system or
+    under a read-only parent, where permission bits alone say nothing (root ignores them).
+    """
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} exists and is not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot write to {folder}: {exc.strerror or exc}"
+    return None
 
 
 def run_exit_code(error: FashnError) -> int:

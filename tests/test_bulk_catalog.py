@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import ModelRequest, TryOnRequest
-from fashn_async.bulk import CatalogError, _catalog, load_catalog
+from fashn_async.bulk import CatalogError, Journal, _catalog, load_catalog
 from fashn_async.bulk._catalog import iter_catalog
 from tests.bulk_support import write_images
 
@@ -299,3 +301,90 @@ def test_a_dry_run_streams_the_catalog(folder: Path) -> None:
     first = next(rows)
     assert (first.row, first.line, first.ok) == (1, 2, False)
     assert sum(1 for _ in rows) == 4999
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="a#23", min_size=1, max_size=4), max_size=12))
+def test_row_identities_are_unique_whatever_the_ids(ids: list[str]) -> None:
+    """Ids that repeat or look like a repeat's suffix (a, a, a#2) never share an identity."""
+    identities = _catalog.unique_identities([f"id:{i}" for i in ids])
+    assert len(set(identities)) == len(identities)
+    assert [i.split("#")[0] for i in identities] == [f"id:{i}".split("#")[0] for i in ids]
+    assert identities == _catalog.unique_identities([f"id:{i}" for i in ids])  # stable
+
+
+def test_a_fifo_or_device_as_an_image_is_an_invalid_row_never_opened(folder: Path) -> None:
+    """A named pipe or a device as an image path: that row is invalid with its line and
+    the kind of file; the load never blocks on it (it is not opened)."""
+    os.mkfifo(folder / "images" / "pipe.png")
+    path = _csv(
+        folder,
+        "model_image,garment_image,category\n"
+        "images/model_0.png,images/garment_0.png,tops\n"
+        "images/pipe.png,images/garment_0.png,tops\n"
+        "images/model_0.png,/dev/null,tops\n",
+    )
+    found: list[Any] = []
+    reader = threading.Thread(target=lambda: found.append(load_catalog(path)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    if reader.is_alive():  # blocked opening the pipe: give it a writer, then fail
+        with (folder / "images" / "pipe.png").open("wb"):
+            pass
+        reader.join()
+        pytest.fail("the load blocked on a FIFO")
+    (catalog,) = found
+    problems = {row.line: row.error for row in catalog.bad}
+    assert set(problems) == {3, 4}
+    assert "model_image: " in str(problems[3])
+    assert "FIFO" in str(problems[3])
+    assert "garment_image: " in str(problems[4])
+    assert "character device" in str(problems[4])
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        '{"id": "x\\ud800", "model_image": "images/model_0.png", '
+        '"garment_image": "images/garment_0.png", "category": "tops"}',
+        '{"model_image": "images/\\udfff.png", "garment_image": "images/garment_0.png", '
+        '"category": "tops"}',
+        '{"\\ud83d": 1, "model_image": "images/model_0.png", '
+        '"garment_image": "images/garment_0.png", "category": "tops"}',
+        '{"model_image": "images/model_0.png", "garment_image": "images/garment_0.png", '
+        '"category": "tops", "seed": {"deep": ["\\ud800"]}}',
+    ],
+)
+def test_a_lone_surrogate_in_jsonl_is_an_invalid_row(folder: Path, row: str) -> None:
+    """A JSON escape of half a UTF-16 pair anywhere in a row (id, path, key, nested):
+    that row is invalid with its line; the others load and the journal takes them all."""
+    good = json.dumps(
+        {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
+         "category": "tops"}
+    )  # fmt: skip
+    catalog = load_catalog(_csv(folder, f"{good}\n{row}\n{good}\n", "catalog.jsonl"))
+    assert [r.ok for r in catalog.rows] == [True, False, True]
+    assert catalog.rows[1].line == 2
+    assert "lone surrogate" in str(catalog.rows[1].error)
+    with Journal.open(folder / "out", meta={}, rows=catalog.rows) as journal:
+        assert journal.counts()["invalid"] == 1
+
+
+@pytest.mark.parametrize(("suffix", "sep"), [(".csv", ","), (".tsv", "\t")])
+@pytest.mark.parametrize("broken", ['"images/model_0.png', '"tops'])
+def test_an_unclosed_quote_is_a_bad_row_and_swallows_no_later_row(
+    folder: Path, suffix: str, sep: str, broken: str
+) -> None:
+    """An opening quote never closed (first or last column): that row is invalid naming
+    the unclosed quote, and each of the 1,000 lines after it is still read as its row,
+    so the totals are right (not 2 rows for a 1,002-row file)."""
+    good = sep.join(("images/model_0.png", "images/garment_0.png", "tops"))
+    bad = good.replace("images/model_0.png" if "model" in broken else "tops", broken, 1)
+    header = sep.join(("model_image", "garment_image", "category"))
+    text = "\n".join([header, good, bad, *[good] * 1000]) + "\n"
+    rows = load_catalog(_csv(folder, text, "catalog" + suffix)).rows
+    assert len(rows) == 1002
+    assert [row.line for row in rows] == list(range(2, 1004))
+    assert [row.line for row in rows if not row.ok] == [3]
+    assert str(rows[1].error).startswith("unclosed quote: ")
+    assert "to line 1003" in str(rows[1].error)

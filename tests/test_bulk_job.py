@@ -500,3 +500,29 @@ async def test_a_journal_of_the_previous_schema_resumes(emulator: Emulator, tmp_
         (1, "sku-1", "done"), (2, "sku-2", "done"), (3, "sku-3", "done")
     ]  # fmt: skip
     assert len(emulator.report().accepted) == 4  # row 3 sent again, as its journal said
+
+
+async def test_ids_like_a_repeats_suffix_are_never_charged_again(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Rows with ids a, a, a#2: all three sent once; re-running the unchanged catalog
+    sends nothing (no identity shared, so no row forgotten by the journal)."""
+    write_catalog(tmp_path, 1)
+    catalog = tmp_path / "catalog.csv"
+    _rewrite(
+        catalog,
+        [
+            {"id": name, "model_image": "images/model_0.png",
+             "garment_image": "images/garment_0.png", "category": category}
+            for name, category in (("a", "tops"), ("a", "bottoms"), ("a#2", "one-pieces"))
+        ],
+    )  # fmt: skip
+    out = tmp_path / "out"
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
+    assert len(emulator.report().accepted) == 3
+    for _ in range(2):
+        code, printed = await _run(emulator, catalog, out)
+        assert code == 0, printed
+        assert len(emulator.report().accepted) == 3
+    assert [e["id"] for e in read_manifest(out)] == ["a", "a", "a#2"]

@@ -17,11 +17,13 @@ import pytest
 from rich.console import Console
 
 from fashn_async import AsyncFashn
+from fashn_async._payload import prepare_request
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._journal import JournalWriteError
 from fashn_async.bulk._report import render_report
 from fashn_async.testing import Emulator
+from fashn_async.testing._state import payload_digest
 from tests.bulk_support import (
     KEY,
     control,
@@ -310,3 +312,38 @@ def test_every_journal_write_fails_as_a_journal_write_error(tmp_path: Path) -> N
         journal._db.close()
         journal._db = real
         journal.close()
+
+
+async def test_an_edited_canceled_row_is_sent_and_recorded_with_its_new_values(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row cancelled by a stop, then edited: the re-run sends the new values, and the
+    journal and manifest record exactly those (never the old values beside the new request)."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    loaded = load_catalog(catalog)
+    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+            first = loaded.rows[0]
+            assert first.request is not None
+            journal.sending(first.row)
+            prediction = await client.submit(first.request)
+            journal.submitted(first.row, prediction.id)
+            await client.cancel(prediction.id)
+            journal.canceled([first.row], "stopped")
+    text = catalog.read_text(encoding="utf-8")
+    assert "sku-1,images/model_0.png,images/garment_0.png,tops" in text
+    catalog.write_text(text.replace("garment_0.png,tops", "garment_0.png,bottoms", 1))
+    code, printed = await _rerun(emulator, catalog, out)
+    assert code == 0, printed
+    assert "changed after it was sent (canceled)" in printed
+    edited = load_catalog(catalog).rows[0].request
+    assert edited is not None
+    assert edited.category == "bottoms"
+    sent = payload_digest((await prepare_request(edited)).body)
+    accepted = emulator.report().accepted
+    assert len(accepted) == 3
+    assert accepted[-1].payload_digest == sent
+    entry = next(e for e in read_manifest(out) if e["id"] == "sku-1")
+    assert (entry["status"], entry["inputs"]["category"]) == ("done", "bottoms")
+    assert entry["prediction_id"] == accepted[-1].id

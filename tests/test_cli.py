@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import click
@@ -10,11 +13,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fashn_async import errors
+from fashn_async import AsyncFashn, errors
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.cli import main, run_exit_code
 from tests.bulk_support import (
     KEY,
+    cli,
+    cli_env,
     control,
     read_manifest,
     run_cli,
@@ -74,6 +79,9 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
         ([], {}, "no API key"),
         (["--output-format", "jpeg"], {"FASHN_API_KEY": "k"}, "--output-format needs --model-name"),
         (["--submit-rate", "fast"], {"FASHN_API_KEY": "k"}, "expected N/SECONDS"),
+        (["--submit-rate", "2/inf"], {"FASHN_API_KEY": "k"}, "expected N/SECONDS"),
+        (["--submit-rate", "2/1e308"], {"FASHN_API_KEY": "k"}, "(a day); got '2/1e308'"),
+        (["--status-rate", "1/1e-9"], {"FASHN_API_KEY": "k"}, "(a day); got '1/1e-9'"),
         (["--base-url", "ftp://x"], {"FASHN_API_KEY": "k"}, "base_url must be an http(s) URL"),
     ],
 )
@@ -265,3 +273,104 @@ def test_run_exit_codes_tell_started_from_not_started() -> None:
     ]
     assert {run_exit_code(e) for e in started} == {1}
     assert {run_exit_code(e) for e in never} == {2}
+
+
+def test_run_refuses_an_out_it_cannot_write_before_sending(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """`run --out` a regular file, a path under one, or a read-only file system: exit 2,
+    one 'cannot start' line, no traceback, and nothing submitted (nothing charged)."""
+    write_catalog(tmp_path, 1, models=1)
+    (tmp_path / "a-file").write_text("x")
+    outs = [tmp_path / "a-file", tmp_path / "a-file" / "sub"]
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    mounted = subprocess.run(  # noqa: S603 - fixed command, our own path
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(readonly)],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode == 0:
+        outs.append(readonly)
+    before = len(control(emulator_url, "GET", "/_emulator/report")["accepted"])
+    try:
+        for out in outs:
+            done = run_cli(
+                "run", "--model", str(tmp_path / "images/model_0.png"),
+                "--garment", str(tmp_path / "images/garment_0.png"), "--category", "tops",
+                "--base-url", emulator_url, "--time-scale", "0.01", "--out", str(out),
+                FASHN_API_KEY=KEY,
+            )  # fmt: skip
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.startswith("cannot start: "), done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", "-l", str(readonly)], check=False)  # noqa: S603, S607
+    assert mounted.returncode != 0 or "Read-only file system" in done.stderr
+    assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == before
+
+
+def test_an_api_key_is_stripped_and_one_with_a_line_break_inside_refused(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """A key read with its Windows line end (`$(cat key)`) works: surrounding whitespace
+    is dropped. One with CR/LF inside: exit 2 with one clear line, no traceback, and the
+    key shown nowhere (for `run` and `batch`, and for the SDK's own client)."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    image_args = [
+        "--model", str(tmp_path / "images/model_0.png"),
+        "--garment", str(tmp_path / "images/garment_0.png"), "--category", "tops",
+    ]  # fmt: skip
+    common = ["--base-url", emulator_url, "--time-scale", "0.01"]
+    pasted = run_cli("run", *image_args, *common, "--out", str(tmp_path / "o"),
+                     FASHN_API_KEY=KEY + "\r\n")  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    before = len(control(emulator_url, "GET", "/_emulator/report")["accepted"])
+    broken = "sec\r\nret-key"
+    for command in (
+        ["run", *image_args, *common, "--out", str(tmp_path / "o")],
+        ["batch", str(catalog), "--out", str(tmp_path / "b"), *common, "--progress", "quiet"],
+    ):
+        refused = run_cli(*command, FASHN_API_KEY=broken)
+        assert refused.returncode == 2, refused.stderr
+        assert "control character inside it" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert "sec" not in refused.stderr.replace("seconds", "")
+    assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == before
+    with pytest.raises(errors.ConfigurationError) as caught:
+        AsyncFashn(api_key=broken, base_url=emulator_url)
+    assert "sec" not in str(caught.value)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["batch", "run"])
+def test_a_stop_during_start_up_exits_130_quietly(
+    tmp_path: Path, signum: signal.Signals, command: str
+) -> None:
+    """Ctrl-C or SIGTERM while the command starts (here: asking a server that never
+    answers whether it is an emulator, before any job handler exists): exit 130 and one
+    line, no traceback, no kill by the signal (143)."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        args = {
+            "batch": ["batch", str(catalog), "--out", str(tmp_path / "o"), "--progress", "quiet"],
+            "run": ["run", "--model", str(tmp_path / "images/model_0.png"), "--garment",
+                    str(tmp_path / "images/garment_0.png"), "--category", "tops"],
+        }[command]  # fmt: skip
+        with subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            cli(*args, "--base-url", url),
+            env=cli_env(FASHN_API_KEY=KEY),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # the command is starting: it asks the server
+            with connection:
+                process.send_signal(signum)
+                _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "stopped"

@@ -4,8 +4,10 @@ Every row is checked before anything is sent: image paths (relative to the catal
 file) must exist and hold an image, every option must parse and be in range. A bad row
 is kept with its line number and what is wrong; it never stops the others: whatever
 goes wrong while reading one row (a NUL byte in a path, a JSON line nested too deep for
-the parser, any exception) makes that row ``invalid``. Only a file that cannot be read
-as a catalog at all raises :class:`CatalogError`.
+the parser, any exception) makes that row ``invalid``. A CSV quote left open, whose
+value runs on over lines that look like rows, makes its row ``invalid`` (``unclosed
+quote``) and those lines are read as the rows they are, so no row vanishes silently.
+Only a file that cannot be read as a catalog at all raises :class:`CatalogError`.
 
 The file is read as a stream (:func:`iter_catalog`): a dry run over a million rows holds
 one row at a time. Each row has an ``identity`` (its ``id`` column, else a hash of its
@@ -14,22 +16,30 @@ values) by which the journal recognises it when the file is edited between runs.
 
 from __future__ import annotations
 
+import collections
 import csv
 import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
-from fashn_async._images import check_image_input, sniff_mime
+from fashn_async._images import check_image_input, image_file_problem
 from fashn_async._models import ModelRequest, Request, TryOnRequest
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["Catalog", "CatalogError", "CatalogRow", "iter_catalog", "load_catalog"]
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CatalogRow",
+    "iter_catalog",
+    "load_catalog",
+    "unique_identities",
+]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
 #: A free-text column naming the row in the manifest and the report; never sent.
@@ -64,7 +74,7 @@ class CatalogRow:
         key: A stable name derived from the row: ``row00042_<hash of its inputs>``.
         identity: What the journal knows the row by across edits of the file:
             ``id:<the id column>``, else ``sha:<hash of its values>`` (``#2``, ``#3``...
-            appended to a repeat).
+            appended to a repeat, skipping any another row has: unique in the catalog).
         label: The ``id`` column, if any.
         request: The validated request; None when the row is bad.
         error: What is wrong with the row, naming the column; None when it is good.
@@ -119,8 +129,10 @@ def load_catalog(
             columns are wrong.
     """
     path = Path(path)
+    read = list(iter_catalog(path, model_name=model_name, output_format=output_format))
+    identities = unique_identities([r.identity or identity_of(r.inputs) for r in read])
     rows = tuple(
-        _identified(iter_catalog(path, model_name=model_name, output_format=output_format))
+        attrs.evolve(row, identity=identity) for row, identity in zip(read, identities, strict=True)
     )
     if not rows:
         raise CatalogError(f"{path}: the catalog has no rows")
@@ -168,13 +180,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _identified(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:
-    """Give each row its identity; a repeat of an earlier one gets ``#2``, ``#3``..."""
-    seen: Counter[str] = Counter()
-    for row in rows:
-        base = row.identity or identity_of(row.inputs)
-        seen[base] += 1
-        yield attrs.evolve(row, identity=base if seen[base] == 1 else f"{base}#{seen[base]}")
+def unique_identities(bases: Sequence[str]) -> list[str]:
+    """Each row's identity: its base, or for a repeat the first unused ``<base>#2``,
+    ``#3``... (unused by any row's base too, so ids ``a``, ``a``, ``a#2`` never collide).
+
+    Two rows never share an identity: the journal knows rows by it, and a shared one
+    would make a re-run send one of them again (and be charged for it).
+    """
+    taken = set(bases)
+    given: set[str] = set()
+    repeats: Counter[str] = Counter()
+    identities = []
+    for base in bases:
+        identity = base
+        if identity in given:
+            repeats[base] = max(repeats[base], 1)
+            while identity in given or identity in taken:
+                repeats[base] += 1
+                identity = f"{base}#{repeats[base]}"
+        given.add(identity)
+        identities.append(identity)
+    return identities
 
 
 def identity_of(values: Mapping[str, Any] | str) -> str:
@@ -182,7 +208,8 @@ def identity_of(values: Mapping[str, Any] | str) -> str:
     if isinstance(values, Mapping) and values.get(LABEL_COLUMN) not in (None, ""):
         return f"id:{values[LABEL_COLUMN]}"
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    return f"sha:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
+    return f"sha:{digest[:16]}"
 
 
 def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
@@ -205,7 +232,9 @@ def _delimited(
 ) -> Iterator[tuple[int, dict[str, Any] | str]]:
     if csv.field_size_limit() < MAX_CELL:
         csv.field_size_limit(MAX_CELL)
-    reader = csv.reader(lines, delimiter="\t" if kind == "tsv" else ",")
+    delimiter = "\t" if kind == "tsv" else ","
+    source = _Taken(lines)
+    reader = csv.reader(source, delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -213,7 +242,7 @@ def _delimited(
     except csv.Error as exc:
         raise CatalogError(f"{path}: line 1: {exc}") from None
     _check_header(path, header, model_name)
-    start = reader.line_num + 1
+    start = len(source.take()) + 1  # the line the next record starts on
     while True:
         try:
             record = next(reader)
@@ -221,15 +250,62 @@ def _delimited(
             return
         except csv.Error as exc:
             yield start, f"unreadable {kind.upper()}: {exc}"
-            start = reader.line_num + 1
+            start += len(source.take())
             continue
-        line, start = start, reader.line_num + 1
+        line, taken = start, source.take()
+        start += len(taken)
         if not any(cell.strip() for cell in record):
             continue  # a blank line
+        if _rows_in_a_value(record, delimiter, len(header)):
+            # An unclosed quote ran on over lines that read as rows: this row is bad,
+            # and the lines after its first are read again as rows of their own.
+            problem = (
+                f"unclosed quote: a quoted value opened on this line runs on to line "
+                f"{line + len(taken) - 1} over lines that look like rows (read as rows of "
+                'their own); close the quote, or double a quote inside a value ("")'
+            )
+            yield line, problem
+            source.give_back(taken[1:])
+            start = line + 1
+            continue
         if len(record) != len(header):
             yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
             continue
         yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
+
+
+class _Taken:
+    """The lines a CSV reader reads, told apart per record; lines given back come again."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._again: collections.deque[str] = collections.deque()
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _Taken:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        """The lines read since the last call."""
+        taken, self._taken = self._taken, []
+        return taken
+
+    def give_back(self, lines: list[str]) -> None:
+        """Read ``lines`` again, before the rest."""
+        self._again.extendleft(reversed(lines))
+
+
+def _rows_in_a_value(record: list[str], delimiter: str, columns: int) -> bool:
+    """True when a value's lines after its first hold a whole row's delimiters: a value
+    may hold line breaks, but one holding rows is an unclosed quote."""
+    return any(
+        text.count(delimiter) >= columns - 1 for cell in record for text in cell.split("\n")[1:]
+    )
 
 
 def _check_header(path: Path, header: list[str], model_name: str | None) -> None:
@@ -264,7 +340,27 @@ def _jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if not isinstance(value, dict):
             yield number, f"expected a JSON object, got {type(value).__name__}"
             continue
+        problem = _text_problem(value)
+        if problem is not None:
+            yield number, problem
+            continue
         yield number, value
+
+
+def _text_problem(value: dict[str, Any]) -> str | None:
+    """Why a JSON object cannot be kept as UTF-8 text (a lone surrogate such as
+    ``"\\ud800"``: JSON may escape one, UTF-8 cannot hold it), or None."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+        return (
+            f"not valid text: a lone surrogate \\u{ord(char):04x} (half of a UTF-16 pair) "
+            "cannot be sent as UTF-8"
+        )
+    except RecursionError:
+        return "not valid JSON: nested too deep to read"
+    return None
 
 
 # -- validating rows ---------------------------------------------------------------
@@ -373,18 +469,16 @@ class _RowReader:
 
 
 def _check_file(path: Path) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(32)
-    except FileNotFoundError:
-        return f"no such file: {path}"
-    except IsADirectoryError:
-        return f"is a folder, not an image file: {path}"
-    except (OSError, ValueError) as exc:
-        return f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-    if sniff_mime(head) is None:
-        return f"not an image (no known image signature): {path}"
-    return None
+    """What makes ``path`` unusable as an image, or None: the checks a request runs
+    before sending (:func:`image_file_problem`): a regular file (a FIFO, device or folder
+    is refused without being opened, so nothing blocks), within the size cap, a known
+    signature and a whole structure."""
+    problem = image_file_problem(path)
+    if problem is not None:
+        problem = problem.removeprefix("the data is ")  # "not an image (...)"
+    if problem is None or str(path) in problem:
+        return problem
+    return f"{problem}: {path}"
 
 
 def _parse(value: Any, kind: str) -> Any:
@@ -431,4 +525,5 @@ def _printable(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _key(number: int, values: Mapping[str, Any] | str) -> str:
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    return f"row{number:05d}_{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
+    return f"row{number:05d}_{digest[:8]}"

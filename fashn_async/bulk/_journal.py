@@ -15,8 +15,11 @@ a re-run can act on without paying twice:
 Rows are known by their identity (the ``id`` column, else a hash of their values), not
 by their place in the file: rows not sent yet may be edited, added or removed between
 runs; a row already sent keeps its record, and an edit to it is reported
-(:attr:`Journal.edits`). What decides every request (base URL, model, output format) must
-not change: a run with other settings under the same journal is refused, with the reason.
+(:attr:`Journal.edits`). A row sent again (cancelled, ``--retry-failed``,
+``--resend-uncertain``) is sent as the catalog has it now, and its record takes those
+values (:meth:`Journal.reset`): the journal always holds what was last sent. What
+decides every request (base URL, model, output format) must not change: a run with other
+settings under the same journal is refused, with the reason.
 
 A write that fails (a full or broken disk) raises :class:`JournalWriteError`. The folder
 keeps a small reserve file (``.journal.reserve``) that :meth:`Journal.release_reserve`
@@ -31,14 +34,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
 import anyio
 
-from fashn_async.bulk._catalog import CatalogRow, identity_of
+from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
 from fashn_async.bulk._rows import (
     JournalBusyError,
     JournalMismatchError,
@@ -73,6 +75,20 @@ CHECKED: Final = {
     "output_format": "the output format (--output-format)",
 }
 
+
+_KEPT = (
+    "the journal keeps the values it was sent with; give the new version another id (or a "
+    "new --out folder) to send it"
+)
+#: What happens to an edited row already sent but not done (see :meth:`Journal.reset`).
+_AFTER_EDIT: Final = {
+    State.CANCELED: "the journal keeps the values it was sent with until it is sent again "
+    "(its prediction found cancelled), then the new ones are sent and recorded",
+    State.FAILED: "the journal keeps the values it was sent with; --retry-failed sends the "
+    "new ones and records them",
+    State.UNCERTAIN: "the journal keeps the values it was sent with; --resend-uncertain sends "
+    "the new ones and records them",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -221,14 +237,11 @@ class Journal:
         with self._transaction():
             self._db.execute("ALTER TABLE rows ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
             self._db.execute("ALTER TABLE rows ADD COLUMN position INTEGER")
-            seen: Counter[str] = Counter()
-            updates = []
-            for row, inputs in self._db.execute("SELECT row, inputs FROM rows ORDER BY row"):
-                base = identity_of(json.loads(inputs))
-                seen[base] += 1
-                updates.append((base if seen[base] == 1 else f"{base}#{seen[base]}", row, row))
+            rows = self._db.execute("SELECT row, inputs FROM rows ORDER BY row").fetchall()
+            identities = unique_identities([identity_of(json.loads(i)) for _, i in rows])
             self._db.executemany(
-                "UPDATE rows SET identity = ?, position = ? WHERE row = ?", updates
+                "UPDATE rows SET identity = ?, position = ? WHERE row = ?",
+                [(identity, row, row) for identity, (row, _) in zip(identities, rows, strict=True)],
             )
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
@@ -263,12 +276,17 @@ class Journal:
 
     def _sync(self, rows: Sequence[CatalogRow]) -> None:
         """Match the catalog to the journal by identity (see the module docstring)."""
-        known = {record.identity: record for record in self.records()}
+        # Identities are unique in a catalog (unique_identities); a journal written before
+        # they were may hold one twice: each record is matched at most once all the same.
+        known: dict[str, list[RowRecord]] = {}
+        for each in self.records():
+            known.setdefault(each.identity, []).append(each)
         fresh: list[CatalogRow] = []
         updates: list[tuple[Any, ...]] = []
         places: list[tuple[int, int, int]] = []
         for current in rows:
-            record = known.pop(current.identity, None)
+            matches = known.get(current.identity)
+            record = matches.pop(0) if matches else None
             if record is None:
                 fresh.append(current)
                 continue
@@ -287,10 +305,9 @@ class Journal:
             if _json(current.inputs) != _json(record.inputs):
                 self.edits.append(
                     f"line {current.line}{_named(current.label)} changed after it was sent "
-                    f"({record.state}): the journal keeps the values it was sent with; give "
-                    "the new version another id (or a new --out folder) to send it"
+                    f"({record.state}): {_AFTER_EDIT.get(record.state, _KEPT)}"
                 )
-        gone = list(known.values())
+        gone = [record for matches in known.values() for record in matches]
         for record in gone:
             if record.state not in State.UNSENT:
                 self.edits.append(
@@ -441,13 +458,23 @@ class Journal:
 
     @writes
     def reset(self, rows: Iterable[int], note: str | None = None) -> None:
-        """Make rows ``pending`` again (nothing of theirs runs or is charged on the server)."""
+        """Make rows ``pending`` again (nothing of theirs runs or is charged on the server).
+
+        A row is sent again as the catalog has it now (:attr:`catalog`): its record takes
+        those values, so the journal, manifest and report show what is sent.
+        """
+        rows = list(rows)
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET state = ?, prediction_id = NULL, outputs = '[]', files = '[]', "
                 "error_name = NULL, error_message = ?, cancel_requested = 0, sent_at = NULL, "
                 "submitted_at = NULL, finished_at = NULL WHERE row = ?",
                 [(State.PENDING, note, row) for row in rows],
+            )
+            current = [(row, self.catalog[row]) for row in rows if row in self.catalog]
+            self._db.executemany(
+                "UPDATE rows SET line = ?, key = ?, label = ?, inputs = ? WHERE row = ?",
+                [(c.line, c.key, c.label, _json(c.inputs), row) for row, c in current if c.ok],
             )
 
     @writes
