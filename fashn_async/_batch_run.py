@@ -478,7 +478,14 @@ class _Run:
             self._hook_failed(item, "sending", exc)
             assert item.hook_error is not None
             raise item.hook_error from exc
-        self._may_send(item)  # the batch may have stopped meanwhile
+        try:
+            self._may_send(item)  # the batch may have stopped meanwhile
+        except FashnError:
+            # Written down as about to be sent, and not sent: say so, so that a journal
+            # does not keep a row "submitting" (uncertain) that nothing was sent for.
+            with contextlib.suppress(Exception):
+                self.events.not_created(item.index)
+            raise
         self._unsent.discard(item)
 
     def _submitted(self, item: _Item, prediction_id: str) -> None:
