@@ -10,10 +10,8 @@ resume).
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +56,6 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
 
 
-#: Bounds of a rate option: a window past a day, or a limit past a million, would only
-#: ever mean a mistake (the API's own limits: 25 a minute, 50 per 10 s, NOTES.md).
-MAX_PERIOD, MIN_PERIOD, MAX_RATE_LIMIT = 86_400.0, 0.001, 1_000_000
-
-
 class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
     """``N/SECONDS`` (e.g. ``25/60``), or ``off``."""
 
@@ -75,17 +68,9 @@ class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click
             return None
         try:
             limit, _, period = str(value).partition("/")
-            rate = Rate(int(limit), float(period))
+            return Rate(int(limit), float(period))
         except (ValueError, TypeError, FashnError):
             self.fail(f"expected N/SECONDS such as 25/60, or off; got {value!r}", param, ctx)
-        if not (rate.limit <= MAX_RATE_LIMIT and MIN_PERIOD <= rate.period <= MAX_PERIOD):
-            self.fail(
-                f"expected N from 1 to {MAX_RATE_LIMIT:,} per {MIN_PERIOD:g} to {MAX_PERIOD:g} "
-                f"SECONDS (a day); got {value!r}",
-                param,
-                ctx,
-            )
-        return rate
 
 
 def _api_options(function: Any) -> Any:
@@ -119,32 +104,7 @@ def _api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> s
         raise click.BadParameter(error.message, ctx, param) from None
 
 
-class _Commands(click.Group):
-    """The commands, with a stop (Ctrl-C, SIGTERM) before a job handles its own signals
-    ending quietly: one line and exit 130, never a traceback or a kill (143)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            console.print("stopped", markup=False, highlight=False)
-            ctx.exit(EXIT_INTERRUPTED)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl-C, until a running job installs its own handlers."""
-    raise KeyboardInterrupt
-
-
-@click.group(
-    cls=_Commands,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="fashn-async")
 def main() -> None:
     """fashn-async: virtual try-on at the API's limits, safely."""

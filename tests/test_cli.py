@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -18,8 +16,6 @@ from fashn_async.bulk import Journal, load_catalog
 from fashn_async.cli import main, run_exit_code
 from tests.bulk_support import (
     KEY,
-    cli,
-    cli_env,
     control,
     read_manifest,
     run_cli,
@@ -79,9 +75,6 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
         ([], {}, "no API key"),
         (["--output-format", "jpeg"], {"FASHN_API_KEY": "k"}, "--output-format needs --model-name"),
         (["--submit-rate", "fast"], {"FASHN_API_KEY": "k"}, "expected N/SECONDS"),
-        (["--submit-rate", "2/inf"], {"FASHN_API_KEY": "k"}, "expected N/SECONDS"),
-        (["--submit-rate", "2/1e308"], {"FASHN_API_KEY": "k"}, "(a day); got '2/1e308'"),
-        (["--status-rate", "1/1e-9"], {"FASHN_API_KEY": "k"}, "(a day); got '1/1e-9'"),
         (["--base-url", "ftp://x"], {"FASHN_API_KEY": "k"}, "base_url must be an http(s) URL"),
     ],
 )
@@ -341,36 +334,3 @@ def test_an_api_key_is_stripped_and_one_with_a_line_break_inside_refused(
     with pytest.raises(errors.ConfigurationError) as caught:
         AsyncFashn(api_key=broken, base_url=emulator_url)
     assert "sec" not in str(caught.value)
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("command", ["batch", "run"])
-def test_a_stop_during_start_up_exits_130_quietly(
-    tmp_path: Path, signum: signal.Signals, command: str
-) -> None:
-    """Ctrl-C or SIGTERM while the command starts (here: asking a server that never
-    answers whether it is an emulator, before any job handler exists): exit 130 and one
-    line, no traceback, no kill by the signal (143)."""
-    catalog = write_catalog(tmp_path, 1, models=1)
-    with socket.create_server(("127.0.0.1", 0)) as silent:
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        args = {
-            "batch": ["batch", str(catalog), "--out", str(tmp_path / "o"), "--progress", "quiet"],
-            "run": ["run", "--model", str(tmp_path / "images/model_0.png"), "--garment",
-                    str(tmp_path / "images/garment_0.png"), "--category", "tops"],
-        }[command]  # fmt: skip
-        with subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            cli(*args, "--base-url", url),
-            env=cli_env(FASHN_API_KEY=KEY),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as process:
-            silent.settimeout(60)
-            connection, _ = silent.accept()  # the command is starting: it asks the server
-            with connection:
-                process.send_signal(signum)
-                _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == "stopped"
