@@ -387,4 +387,26 @@ def test_an_unclosed_quote_is_a_bad_row_and_swallows_no_later_row(
     assert [row.line for row in rows] == list(range(2, 1004))
     assert [row.line for row in rows if not row.ok] == [3]
     assert str(rows[1].error).startswith("unclosed quote: ")
-    assert "to line 1003" in str(rows[1].error)
+    assert "runs on into line 4" in str(rows[1].error)
+
+
+def test_a_file_of_open_quotes_is_read_in_one_pass(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row opening a quote it never closes: each is its own invalid row, in file
+    order, and each line is read again at most once (not once per open quote above it)."""
+    given_back: list[int] = []
+    original = _catalog._Taken.give_back
+
+    def give_back(self: Any, lines: list[str]) -> None:
+        given_back.append(len(lines))
+        original(self, lines)
+
+    monkeypatch.setattr(_catalog._Taken, "give_back", give_back)
+    lines = [f'"images/model_0.png,images/garment_0.png,tops{n}\n' for n in range(3000)]
+    path = _csv(folder, "model_image,garment_image,category\n" + "".join(lines))
+    rows = load_catalog(path).rows
+    assert [row.line for row in rows] == list(range(2, 3002))
+    assert all(str(row.error).startswith("unclosed quote") for row in rows[:-1])
+    assert not rows[-1].ok  # open at the end of the file: a row short of values
+    assert sum(given_back) <= len(lines)

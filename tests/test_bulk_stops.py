@@ -314,11 +314,13 @@ def test_every_journal_write_fails_as_a_journal_write_error(tmp_path: Path) -> N
         journal.close()
 
 
+@pytest.mark.parametrize("category", ["bottoms", "hats"])
 async def test_an_edited_canceled_row_is_sent_and_recorded_with_its_new_values(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, category: str
 ) -> None:
     """A row cancelled by a stop, then edited: the re-run sends the new values, and the
-    journal and manifest record exactly those (never the old values beside the new request)."""
+    journal and manifest record exactly those (never the old values beside the new
+    request); an edit that makes it invalid is reported and nothing is sent."""
     catalog = write_catalog(tmp_path, 2, models=2)
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
@@ -333,8 +335,15 @@ async def test_an_edited_canceled_row_is_sent_and_recorded_with_its_new_values(
             journal.canceled([first.row], "stopped")
     text = catalog.read_text(encoding="utf-8")
     assert "sku-1,images/model_0.png,images/garment_0.png,tops" in text
-    catalog.write_text(text.replace("garment_0.png,tops", "garment_0.png,bottoms", 1))
+    catalog.write_text(text.replace("garment_0.png,tops", f"garment_0.png,{category}", 1))
     code, printed = await _rerun(emulator, catalog, out)
+    if category == "hats":  # the edit is invalid: nothing sent, the old values kept
+        assert "changed after it was sent (canceled)" in printed
+        assert "the new ones are not sent: category: must be one of" in printed
+        assert len(emulator.report().accepted) == 2
+        entry = next(e for e in read_manifest(out) if e["id"] == "sku-1")
+        assert (entry["status"], entry["inputs"]["category"]) == ("canceled", "tops")
+        return
     assert code == 0, printed
     assert "changed after it was sent (canceled)" in printed
     edited = load_catalog(catalog).rows[0].request

@@ -233,7 +233,7 @@ def _delimited(
     if csv.field_size_limit() < MAX_CELL:
         csv.field_size_limit(MAX_CELL)
     delimiter = "\t" if kind == "tsv" else ","
-    source = _Taken(lines)
+    source = _Taken(lines, delimiter)
     reader = csv.reader(source, delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader)]
@@ -242,6 +242,7 @@ def _delimited(
     except csv.Error as exc:
         raise CatalogError(f"{path}: line 1: {exc}") from None
     _check_header(path, header, model_name)
+    source.columns = len(header)
     start = len(source.take()) + 1  # the line the next record starts on
     while True:
         try:
@@ -252,35 +253,49 @@ def _delimited(
             yield start, f"unreadable {kind.upper()}: {exc}"
             start += len(source.take())
             continue
+        except _RowInAValue:
+            # This row is bad; the line its open quote ran into is read as a row of its
+            # own (the reader starts each record afresh), so no row vanishes.
+            yield (
+                start,
+                (
+                    f"unclosed quote: a quoted value opened on this line runs on into line "
+                    f"{start + 1}, which looks like a row (read as one); close the quote, or "
+                    'double a quote inside a value ("")'
+                ),
+            )
+            source.give_back(source.take()[1:])
+            start += 1
+            continue
         line, taken = start, source.take()
         start += len(taken)
         if not any(cell.strip() for cell in record):
             continue  # a blank line
-        if _rows_in_a_value(record, delimiter, len(header)):
-            # An unclosed quote ran on over lines that read as rows: this row is bad,
-            # and the lines after its first are read again as rows of their own.
-            problem = (
-                f"unclosed quote: a quoted value opened on this line runs on to line "
-                f"{line + len(taken) - 1} over lines that look like rows (read as rows of "
-                'their own); close the quote, or double a quote inside a value ("")'
-            )
-            yield line, problem
-            source.give_back(taken[1:])
-            start = line + 1
-            continue
         if len(record) != len(header):
             yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
             continue
         yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
 
 
-class _Taken:
-    """The lines a CSV reader reads, told apart per record; lines given back come again."""
+class _RowInAValue(Exception):
+    """A quoted value runs on into a line holding a whole row's delimiters."""
 
-    def __init__(self, lines: Iterator[str]) -> None:
+
+class _Taken:
+    """The lines a CSV reader reads, told apart per record; lines given back come again.
+
+    A record's second line and later are inside a quoted value (only a quote carries a
+    record over a line break): one with a whole row's delimiters before any quote is a
+    row swallowed by an unclosed quote (or one starting with a quote and holding them),
+    and raises :class:`_RowInAValue` at once, so a file of open quotes is read in one pass.
+    """
+
+    def __init__(self, lines: Iterator[str], delimiter: str) -> None:
         self._lines = lines
+        self._delimiter = delimiter
         self._again: collections.deque[str] = collections.deque()
         self._taken: list[str] = []
+        self.columns = 0  # known once the header is read
 
     def __iter__(self) -> _Taken:
         return self
@@ -288,6 +303,15 @@ class _Taken:
     def __next__(self) -> str:
         line = self._again.popleft() if self._again else next(self._lines)
         self._taken.append(line)
+        # The value's text ends at the first quote; one opening the line starts a new
+        # quoted value there, as on a row's first line.
+        inside = line if line.startswith('"') else line.split('"', 1)[0]
+        if (
+            self.columns
+            and len(self._taken) > 1
+            and (inside.count(self._delimiter) >= self.columns - 1)
+        ):
+            raise _RowInAValue
         return line
 
     def take(self) -> list[str]:
@@ -298,14 +322,6 @@ class _Taken:
     def give_back(self, lines: list[str]) -> None:
         """Read ``lines`` again, before the rest."""
         self._again.extendleft(reversed(lines))
-
-
-def _rows_in_a_value(record: list[str], delimiter: str, columns: int) -> bool:
-    """True when a value's lines after its first hold a whole row's delimiters: a value
-    may hold line breaks, but one holding rows is an unclosed quote."""
-    return any(
-        text.count(delimiter) >= columns - 1 for cell in record for text in cell.split("\n")[1:]
-    )
 
 
 def _check_header(path: Path, header: list[str], model_name: str | None) -> None:

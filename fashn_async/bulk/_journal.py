@@ -305,7 +305,7 @@ class Journal:
             if _json(current.inputs) != _json(record.inputs):
                 self.edits.append(
                     f"line {current.line}{_named(current.label)} changed after it was sent "
-                    f"({record.state}): {_AFTER_EDIT.get(record.state, _KEPT)}"
+                    f"({record.state}): {_after_edit(record.state, current)}"
                 )
         gone = [record for matches in known.values() for record in matches]
         for record in gone:
@@ -518,6 +518,16 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _after_edit(state: str, current: CatalogRow) -> str:
+    """What becomes of a row edited after it was sent (see :meth:`Journal.reset`)."""
+    if state in _AFTER_EDIT and not current.ok:
+        return (
+            "the journal keeps the values it was sent with; the new ones are not sent: "
+            f"{current.error}"
+        )
+    return _AFTER_EDIT.get(state, _KEPT)
 
 
 def _at_line(row: CatalogRow) -> str:
