@@ -370,14 +370,14 @@ async def save_output(
     finally:
         if partial is not None:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_unlink, partial)
+                await in_worker(_unlink, partial)
     return target
 
 
 async def _on_disk(what: str, path: Path, func: Any, *args: Any) -> Any:
     """``func(*args)`` in a worker thread; an OSError becomes a SaveError naming ``path``."""
     try:
-        return await anyio.to_thread.run_sync(func, *args)
+        return await in_worker(func, *args)
     except OSError as exc:
         raise SaveError(f"cannot {what} {path}: {_why(exc)}", path=str(path)) from exc
 

@@ -7,14 +7,12 @@ Reading runs in a few reused worker threads (:func:`in_worker`); a file object w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import inspect
 import os
 import stat
-import weakref
 from typing import Any, Final
-
-import anyio
-import anyio.to_thread
 
 from fashn_async.errors import ImageInputError
 
@@ -129,20 +127,18 @@ async def offload(size: int, func: Any, *args: Any) -> Any:
 
 
 _WORKERS: Final = min(4, os.cpu_count() or 2)
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
+#: The package's worker threads, shared by every event loop (threads know no loop).
+_EXECUTOR: Final = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="fashn-async")
 
 
 async def in_worker(func: Any, *args: Any) -> Any:
-    """``func(*args)`` in one of a few worker threads kept for image work.
+    """``func(*args)`` in one of a few worker threads kept for blocking work.
 
     Few, and reused: starting a thread blocks the loop until the thread runs, which can
     take tens of milliseconds while other threads hold the GIL; and more threads than
-    cores cannot make CPU-bound work go faster.
+    cores cannot make CPU-bound work go faster. Through ``loop.run_in_executor``, so an
+    event loop that fast-forwards its clock in tests (looptime) knows a thread is
+    working and waits for it instead of racing its clock ahead.
     """
     loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(_WORKERS)
-    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
+    return await loop.run_in_executor(_EXECUTOR, functools.partial(func, *args))

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
 import attrs
 
 from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
 from fashn_async._polling import Polling
+from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import (
     EXIT_INTERRUPTED,
@@ -162,7 +162,7 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
     try:
         write_manifest(out, records)
         if settings.report:
-            await anyio.to_thread.run_sync(
+            await in_worker(
                 lambda: write_report(out, records, rows, title=str(catalog.path), runs=runs)
             )
     except OSError as error:

@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from fashn_async._client import AsyncFashn
 from fashn_async._models import Prediction, Request
 from fashn_async._results import BatchResult, TryOnResult
+from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal, JournalWriteError, RowRecord, State
 from fashn_async.bulk._pacing import Carryover, Predecessors
@@ -503,7 +504,7 @@ class BulkJob:
                 if self._options.thumbnails:  # for the report, while there is time
                     for path in paths:
                         try:
-                            await anyio.to_thread.run_sync(thumbnail, path, out)
+                            await in_worker(thumbnail, path, out)
                         except OSError:  # a preview is not worth stopping for
                             break
 

@@ -38,8 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
-import anyio
-
+from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
 from fashn_async.bulk._rows import (
     JournalBusyError,
@@ -401,7 +400,7 @@ class Journal:
         Raises:
             JournalWriteError: the write failed; nothing changed.
         """
-        await anyio.to_thread.run_sync(self.sending, row)
+        await in_worker(self.sending, row)
 
     @writes
     def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
