@@ -181,14 +181,14 @@ def test_a_restart_right_after_sigkill_draws_no_429(tmp_path: Path) -> None:
     """SIGKILL while rows are mid-POST (the emulator answers POSTs late, but creates the
     predictions all the same), then the same command at once: the restart counts the dead
     run's possibly-running predictions against the in-flight cap and draws no 429 of any
-    kind on the emulator's report. Time x10 and latencies of 20-30 API s here, so that
+    kind on the emulator's report. Time x3.3 and latencies of 20-30 API s here, so that
     those predictions outlive the restart's start-up (and stay within the 33 s bound)."""
     catalog = write_catalog(tmp_path, 12)
     out = tmp_path / "results"
-    with standalone_emulator("--time-scale", "0.1", "--latency", "20,30") as url:
+    with standalone_emulator("--time-scale", "0.3", "--latency", "20,30") as url:
         control(url, "POST", "/_emulator/faults", {"kind": "slow", "route": "run", "delay": 2})
         args = [
-            "batch", str(catalog), "--out", str(out), "--base-url", url, "--time-scale", "0.1",
+            "batch", str(catalog), "--out", str(out), "--base-url", url, "--time-scale", "0.3",
             "--progress", "quiet", "--no-report",
         ]  # fmt: skip
         with subprocess.Popen(  # noqa: S603 - our own interpreter and code
