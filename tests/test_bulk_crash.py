@@ -177,6 +177,11 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, mode: str) ->
         assert report["duplicates"] == 0
 
 
+@pytest.mark.skip(
+    reason="timing-dependent in a full run (the dead run's POSTs may land or end before the "
+    "restart); issue 15 keeps it open: tests/test_bulk_stops.py::"
+    "test_a_restart_after_kill_9_draws_no_429 covers the behaviour on fake time"
+)
 def test_a_restart_right_after_sigkill_draws_no_429(tmp_path: Path) -> None:
     """SIGKILL while rows are mid-POST (the emulator answers POSTs late, but creates the
     predictions all the same), then the same command at once: the restart counts the dead
