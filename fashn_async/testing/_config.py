@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
 from attrs import validators as v
@@ -36,20 +36,8 @@ HttpFaultKind = Literal[
 ]
 HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
 
-_HTTP_FAULT_KINDS: tuple[str, ...] = (
-    "error_5xx",
-    "drop_before",
-    "drop_after",
-    "slow",
-    "gateway_before",
-    "gateway_after",
-    "throttle",
-    "truncated",
-    "not_json",
-    "no_id",
-    "cut_off",
-    "bad_status_line",
-)
+#: The same names as :data:`HttpFaultKind`, for checking values at run time.
+_HTTP_FAULT_KINDS: tuple[str, ...] = get_args(HttpFaultKind)
 _HTTP_ROUTES: tuple[str, ...] = ("run", "status", "cancel", "credits", "any")
 
 
