@@ -210,7 +210,7 @@ class Transport:
         """Send one request, once; map every failure to our errors (none chained)."""
         session = self.session
         data: Any = None
-        if isinstance(body, bytes):  # already encoded (off the loop, for large bodies)
+        if isinstance(body, bytes | bytearray):  # encoded already (off the loop if large)
             data = JsonBody(body)
         elif body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()

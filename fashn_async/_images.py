@@ -43,6 +43,8 @@ from fashn_async._sources import (
     MAX_IMAGE_BYTES,
     OFFLOAD_BYTES,
     in_worker,
+    join,
+    let_go,
     offload,
     read_image_file,
     read_object,
@@ -149,7 +151,7 @@ def _payload_start(field: str, value: str) -> int:
     return comma + 1
 
 
-def _decode_base64(field: str, value: str, start: int = 0) -> bytes:
+def _decode_base64(field: str, value: str, start: int = 0) -> bytes | bytearray:
     """Strict base64 from ``value[start:]`` (no white space), decoded chunk by chunk.
 
     Raises:
@@ -167,20 +169,25 @@ def _decode_base64(field: str, value: str, start: int = 0) -> bytes:
         raise ImageInputError(
             f"{field}: the data URI holds invalid base64 (its length is not a multiple of 4)"
         )
+    step = _B64_CHUNK // 3 * 4
+    parts = []
     try:
-        step = _B64_CHUNK // 3 * 4
-        return b"".join(
-            base64.b64decode(value[i : i + step], validate=True)
-            for i in range(start, len(value), step)
-        )
+        for i in range(start, len(value), step):
+            parts.append(base64.b64decode(value[i : i + step], validate=True))
+            let_go()
     except (binascii.Error, ValueError) as exc:
         raise ImageInputError(f"{field}: the data URI holds invalid base64 ({exc})") from None
+    return join(parts)
 
 
-def encode_base64(data: bytes) -> bytes:
-    return b"".join(
-        base64.b64encode(data[i : i + _B64_CHUNK]) for i in range(0, len(data), _B64_CHUNK)
-    )
+def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
+    """``prefix`` and ``data`` in base64, made chunk by chunk (:func:`let_go` between)."""
+    view = memoryview(data)
+    parts = [prefix]
+    for i in range(0, len(view), _B64_CHUNK):
+        parts.append(base64.b64encode(view[i : i + _B64_CHUNK]))
+        let_go()
+    return b"".join(parts)  # bytes: a data URI may be cached and shared
 
 
 def check_image_input(field: str, value: Any) -> None:
@@ -223,13 +230,13 @@ _NOT_AN_IMAGE = (
 )
 
 
-def check_image_bytes(field: str, data: bytes) -> str:
+def check_image_bytes(field: str, data: bytes | bytearray) -> str:
     """The MIME type of whole image bytes, or ImageInputError saying what is wrong.
 
     Raises:
         ImageInputError: not an image, or its structure is cut short or damaged.
     """
-    mime = sniff_mime(data[:32])
+    mime = sniff_mime(bytes(data[:32]))
     if mime is None:
         raise ImageInputError(f"{field}: {_NOT_AN_IMAGE}")
     problem = image_problem(data)
@@ -253,15 +260,18 @@ def image_file_problem(path: str | os.PathLike[str]) -> str | None:
 
 def _data_uri(field: str, data: bytes) -> bytes:
     mime = check_image_bytes(field, data)
-    return b"data:" + mime.encode() + b";base64," + encode_base64(data)
+    return encode_base64(data, b"data:" + mime.encode() + b";base64,")
 
 
 def _relabel(field: str, value: str, start: int) -> bytes:
     """A data URI's payload checked once; the type label re-read from its bytes."""
     mime = check_image_bytes(field, _decode_base64(field, value, start))
     step = _B64_CHUNK // 3 * 4
-    parts = (value[i : i + step].encode("ascii") for i in range(start, len(value), step))
-    return b"".join([b"data:", mime.encode(), b";base64,", *parts])
+    parts = [b"data:" + mime.encode() + b";base64,"]
+    for i in range(start, len(value), step):
+        parts.append(value[i : i + step].encode("ascii"))
+        let_go()
+    return b"".join(parts)
 
 
 async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | None = None) -> bytes:

@@ -18,6 +18,7 @@ import aiohttp.payload
 
 from fashn_async._images import OFFLOAD_BYTES, encode_image, in_worker
 from fashn_async._models import Request
+from fashn_async._sources import join
 from fashn_async.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -36,9 +37,11 @@ class Prepared:
 
     __slots__ = ("generations", "params", "payload", "request")
 
-    def __init__(self, request: Request, payload: bytes, params: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, request: Request, payload: bytes | bytearray, params: Mapping[str, str] | None
+    ) -> None:
         self.request = request
-        #: The UTF-8 JSON body, sent as is.
+        #: The UTF-8 JSON body, sent as is (a bytearray when joined off the loop).
         self.payload = payload
         self.generations = request.generations
         self.params = params
@@ -76,14 +79,14 @@ async def prepare_request(
         raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
     size = sum(len(data) for data in spliced.values())
     if size >= OFFLOAD_BYTES:
-        payload: bytes = await in_worker(_splice, text, spliced)
+        payload: bytearray = await in_worker(_splice, text, spliced)
     else:
         payload = _splice(text, spliced)
     params = {"webhook_url": webhook_url} if webhook_url else None
     return Prepared(request, payload, params)
 
 
-def _splice(text: str, spliced: Mapping[str, bytes]) -> bytes:
+def _splice(text: str, spliced: Mapping[str, bytes]) -> bytearray:
     """``text`` encoded, each ``"placeholder"`` replaced by its data URI."""
     parts = [text.encode("utf-8")]
     for placeholder, data in spliced.items():
@@ -92,7 +95,7 @@ def _splice(text: str, spliced: Mapping[str, bytes]) -> bytes:
             parts.append(head)
             continue
         parts += [head, b'"', data, b'"', tail]
-    return b"".join(parts)
+    return join(parts)
 
 
 class JsonBody(aiohttp.payload.Payload):
@@ -104,7 +107,7 @@ class JsonBody(aiohttp.payload.Payload):
 
     _autoclose = True  # nothing to close: bytes in memory
 
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes | bytearray) -> None:
         super().__init__(value, content_type="application/json")
         self._size = len(value)
 

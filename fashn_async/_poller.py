@@ -26,6 +26,7 @@ from fashn_async._polling import (
     prior_for,
     spacing,
 )
+from fashn_async._sources import in_worker
 
 __all__ = ["Poller", "StatusCall"]
 
@@ -60,6 +61,7 @@ class Poller:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not security
         self.models: dict[LatencyClass | None, CompletionModel] = {}
         self._likely: set[PollPlan] = set()  # being polled where completions are likely
+        self._refitting: set[CompletionModel] = set()
 
     def __repr__(self) -> str:
         return f"<Poller classes={len(self.models)} polling={len(self._likely)} likely>"
@@ -68,7 +70,9 @@ class Poller:
         """The model of a latency class (None: of predictions whose class is unknown)."""
         model = self.models.get(key)
         if model is None:
-            model = self.models[key] = CompletionModel(self.polling, prior_for(key, self.polling))
+            model = self.models[key] = CompletionModel(
+                self.polling, prior_for(key, self.polling), deferred=True
+            )
         return model
 
     def pressure(self) -> float:
@@ -103,6 +107,7 @@ class Poller:
         plan = PollPlan(self.model(latency_class), self._rng, learn=learn)
         try:
             while True:
+                await self._refit(plan.model)  # what finished predictions taught, if due
                 due = plan.next_poll(spacing(self.polling, self.pressure()))
                 await anyio.sleep(max(submitted_at + due - loop.time(), 0.0))
                 sent = loop.time() - submitted_at
@@ -146,6 +151,22 @@ class Poller:
             if cancel is not None:
                 await cancel(prediction_id)
             raise
+
+    async def _refit(self, model: CompletionModel) -> None:
+        """Refit ``model`` in a worker thread if due: the fit is pure Python, milliseconds
+        long, and would hold the event loop; meanwhile the model answers from its last fit.
+        One refit per model at a time (one due while another runs waits for the next).
+        """
+        if model in self._refitting:
+            return
+        job = model.refit_job()
+        if job is None:
+            return
+        self._refitting.add(model)
+        try:
+            model.apply(await in_worker(job))
+        finally:
+            self._refitting.discard(model)
 
     def _track(self, plan: PollPlan, elapsed: float) -> None:
         """Count the prediction towards the pressure while completions are likely."""

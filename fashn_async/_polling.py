@@ -34,14 +34,18 @@ drive the real loop against the emulator; benchmarks/bench_polling.py measures i
 from __future__ import annotations
 
 import bisect
+import functools
 import math
+import operator
 import random
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import accumulate
 from typing import Any, TypeAlias
 
 import attrs
 
+from fashn_async._sources import let_go
 from fashn_async._validators import positive
 from fashn_async.errors import ConfigurationError
 
@@ -49,6 +53,7 @@ __all__ = [
     "BROAD",
     "PRIORS",
     "CompletionModel",
+    "Fit",
     "LatencyClass",
     "Modes",
     "PollPlan",
@@ -95,8 +100,12 @@ MIN_GAP = 4.0
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
 FIRST = 0.01
-#: EM iterations per refit (warm-started from the previous fit).
+#: Most EM iterations per refit (warm-started from the previous fit)...
 ITERATIONS = 25
+#: ... which stops sooner once an iteration moves less than this much probability mass
+#: (the L1 distance between two fits; a refit after one new observation usually
+#: converges in a few).
+TOLERANCE = 1e-4
 #: Half-width, in bins, of the triangular kernel that smooths the fit for planning: the
 #: NPMLE puts its mass on a few innermost intervals, and a gap between two of them is
 #: not a gap in the completions.
@@ -257,10 +266,14 @@ class CompletionModel:
     Args:
         polling: The policy (its ``target_lag`` sets the resolution).
         prior: Where completions are expected before any is seen.
+        deferred: Leave refits to the owner, who runs :meth:`refit_job` (in a worker
+            thread) and :meth:`apply`; otherwise a query refits first when due.
     """
 
-    def __init__(self, polling: Polling, prior: Modes) -> None:
+    def __init__(self, polling: Polling, prior: Modes, *, deferred: bool = False) -> None:
         self.polling = polling
+        #: Whether refits are left to the owner (:meth:`refit_job`, :meth:`apply`).
+        self.deferred = deferred
         self.prior = prior
         self._step = polling.target_lag / 4
         self._edges = [0.0]
@@ -271,7 +284,7 @@ class CompletionModel:
         self._cum = _cumulative(self._mass)
         self._coarse = list(self._cum)
         self._weight = polling.prior_weight
-        self._next_dense = self._dense_region()
+        self._next_dense = _dense_region(self._coarse, self._edges, MIN_GAP * polling.target_lag)
         self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
         self._stale = 0
 
@@ -380,83 +393,89 @@ class CompletionModel:
         return mass
 
     def _refit(self) -> None:
-        """Self-consistency EM for interval-censored data, with the fading prior."""
+        """Refit now if enough is new, unless the owner refits (``deferred``)."""
+        if self.deferred:
+            return
+        job = self.refit_job()
+        if job is not None:
+            self.apply(job())
+
+    def refit_job(self) -> Callable[[], Fit] | None:
+        """The refit due, as a call that touches nothing shared, or None if none is due.
+
+        A refit is due after ``n // 8`` new observations (each of the first eight). The
+        call is pure (it works on copies): an owner may run it in a worker thread and
+        hand the result to :meth:`apply` on the loop, while the model keeps answering
+        from its previous fit. It lets go of the GIL between iterations (``let_go``).
+        """
         n = len(self._seen)
         if not self._stale or self._stale < n // 8:
-            return
+            return None
         self._stale = 0
         weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
-        prior = [weight * m for m in self._prior_mass]
-        size = len(prior)
-        floor = 1e-6 / size  # keeps every bin reachable for the EM
-        mass = [m + floor for m in self._fit]
-        edges = self._edges
-        bins = [edges[j + 1] - edges[j] for j in range(size)]
-        narrow = 2.5 * self.polling.target_lag  # bracketed by polls a spacing apart
-        for _ in range(ITERATIONS):
-            acc = list(prior)
-            for first, last in self._seen:
-                segment = mass[first:last]
-                total = sum(segment)
-                if total <= 0:
-                    continue
-                # A share of each narrowly bracketed observation is spread evenly over its
-                # interval rather than all piled where the others are (the NPMLE's habit,
-                # which puts the lowest completions as late as the data allow). A wide
-                # one ended inside a stretch that was skipped (the poll after a skip lands
-                # where completions are likely again): all of it is spread over the
-                # stretch, the evidence that the stretch is not empty.
-                span = edges[last] - edges[first]
-                spread = (SPREAD if span <= narrow else 1.0) if first else 0.0
-                even = spread / span
-                scale = (1.0 - spread) / total
-                acc[first:last] = [
-                    a + m * scale + even * w
-                    for a, m, w in zip(acc[first:last], segment, bins[first:last], strict=True)
-                ]
-            norm = 1.0 / (n + weight)
-            mass = [a * norm for a in acc]
-        self._fit = mass
-        self._weight = weight
-        self._mass = _smooth(mass, SMOOTHING)
-        self._cum = _cumulative(self._mass)
-        self._coarse = _cumulative(_smooth(self._mass, COARSE))
-        self._next_dense = self._dense_region()
+        return functools.partial(
+            _fit,
+            list(self._seen),
+            list(self._edges),
+            [weight * m for m in self._prior_mass],
+            weight,
+            list(self._fit),
+            2.5 * self.polling.target_lag,  # bracketed by polls a spacing apart
+            MIN_GAP * self.polling.target_lag,
+        )
 
-    def _dense_region(self) -> list[int]:
-        """For each bin, the first bin at or after it in the densest 1 - EPSILON region."""
-        cum, edges = self._coarse, self._edges
-        size = len(edges) - 1
-        mass = [cum[j + 1] - cum[j] for j in range(size)]
-        order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
-        dense = [True] * size
-        left_out = 0.0
-        for j in order:  # leave out the sparsest bins while they hold under EPSILON
-            left_out += mass[j]
-            if left_out > EPSILON * cum[-1]:
-                break
-            dense[j] = False
-        # A hole shorter than MIN_GAP spacings is sampling noise, not a gap: poll through
-        # it (skipping it would hide the completions that would fill it).
-        shortest = MIN_GAP * self.polling.target_lag
-        j = 0
-        while j < size:
-            if dense[j]:
-                j += 1
-                continue
-            k = j
-            while k < size and not dense[k]:
-                k += 1
-            if k < size and j > 0 and edges[k] - edges[j] < max(shortest, 0.15 * edges[j]):
-                dense[j:k] = [True] * (k - j)
-            j = k
-        following = [-1] * size
-        nearest = -1
-        for j in range(size - 1, -1, -1):
-            if dense[j]:
-                nearest = j
-            following[j] = nearest
-        return following
+    def apply(self, fit: Fit) -> None:
+        """Take a fit made by a :meth:`refit_job` call (bins added since: empty)."""
+        added = len(self._edges) - 1 - len(fit.mass)
+        self._fit = fit.mass + [0.0] * added
+        self._weight = self.polling.prior_weight * math.exp(
+            -fit.samples / (2.5 * self.polling.prior_weight)
+        )
+        self._mass = fit.smoothed + [0.0] * added
+        self._cum = fit.cum + [fit.cum[-1]] * added
+        self._coarse = fit.coarse + [fit.coarse[-1]] * added
+        self._next_dense = fit.next_dense + [-1] * added
+
+
+def _dense_region(coarse: list[float], edges: list[float], shortest: float) -> list[int]:
+    """For each bin, the first bin at or after it in the densest 1 - EPSILON region.
+
+    Args:
+        coarse: Cumulative mass per edge, of the estimate smoothed for skipping.
+        edges: The bins' edges, seconds.
+        shortest: Shortest hole, seconds, that is a gap (also at least 15 % of its start).
+    """
+    cum = coarse
+    size = len(edges) - 1
+    mass = [cum[j + 1] - cum[j] for j in range(size)]
+    order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
+    dense = [True] * size
+    left_out = 0.0
+    for j in order:  # leave out the sparsest bins while they hold under EPSILON
+        left_out += mass[j]
+        if left_out > EPSILON * cum[-1]:
+            break
+        dense[j] = False
+    # A hole shorter than MIN_GAP spacings is sampling noise, not a gap: poll through it
+    # (skipping it would hide the completions that would fill it).
+    j = 0
+    while j < size:
+        if dense[j]:
+            j += 1
+            continue
+        k = j
+        while k < size and not dense[k]:
+            k += 1
+        if k < size and j > 0 and edges[k] - edges[j] < max(shortest, 0.15 * edges[j]):
+            dense[j:k] = [True] * (k - j)
+        j = k
+    following = [-1] * size
+    nearest = -1
+    for j in range(size - 1, -1, -1):
+        if dense[j]:
+            nearest = j
+        following[j] = nearest
+    return following
 
 
 def _smooth(mass: list[float], half_width: int) -> list[float]:
@@ -480,10 +499,108 @@ def _box(mass: list[float], reach: int) -> list[float]:
 
 
 def _cumulative(mass: list[float]) -> list[float]:
-    cum = [0.0]
-    for m in mass:
-        cum.append(cum[-1] + m)
-    return cum
+    return list(accumulate(mass, initial=0.0))
+
+
+@attrs.frozen
+class Fit:
+    """A refit's result, per bin (its bins at the time), from ``samples`` observations."""
+
+    #: The EM's estimate: mass per bin.
+    mass: list[float]
+    #: It smoothed for planning, and its cumulative sum per edge.
+    smoothed: list[float]
+    cum: list[float]
+    #: Cumulative sum per edge of the estimate smoothed for skipping decisions.
+    coarse: list[float]
+    #: Per bin, the first bin at or after it where completions are likely (-1: none).
+    next_dense: list[int]
+    samples: int
+
+    @classmethod
+    def of(cls, mass: list[float], edges: list[float], shortest: float, samples: int) -> Fit:
+        """The planning views of ``mass`` (``shortest``: as for :func:`_dense_region`)."""
+        smoothed = _smooth(mass, SMOOTHING)
+        coarse = _cumulative(_smooth(smoothed, COARSE))
+        return cls(
+            mass,
+            smoothed,
+            _cumulative(smoothed),
+            coarse,
+            _dense_region(coarse, edges, shortest),
+            samples,
+        )
+
+
+def _fit(
+    seen: list[tuple[int, int]],
+    edges: list[float],
+    prior: list[float],
+    weight: float,
+    start: list[float],
+    narrow: float,
+    shortest: float,
+) -> Fit:
+    """Self-consistency EM for interval-censored data, with the fading prior.
+
+    Args:
+        seen: Observations as bin ranges ``[first, last)``.
+        edges: The bins' edges, seconds.
+        prior: The prior's mass per bin, already weighted...
+        weight: ... by this, what it is worth in observations.
+        start: The previous fit (warm start).
+        narrow: Widest interval, in seconds, read as bracketed by two polls.
+        shortest: Shortest gap in the completions, seconds (:func:`_dense_region`).
+    """
+    n = len(seen)
+    size = len(prior)
+    floor = 1e-6 / size  # keeps every bin reachable for the EM
+    mass = [m + floor for m in start[:size]]
+    bins = [edges[j + 1] - edges[j] for j in range(size)]
+    # Each distinct interval once, with how often it was seen, and the share of it
+    # spread evenly (constant across iterations).
+    intervals = []
+    for (first, last), count in Counter(seen).items():
+        # A share of each narrowly bracketed observation is spread evenly over its
+        # interval rather than all piled where the others are (the NPMLE's habit, which
+        # puts the lowest completions as late as the data allow). A wide one ended inside
+        # a stretch that was skipped (the poll after a skip lands where completions are
+        # likely again): all of it is spread over the stretch, the evidence that the
+        # stretch is not empty.
+        span = edges[last] - edges[first]
+        spread = (SPREAD if span <= narrow else 1.0) if first else 0.0
+        intervals.append((first, last, count, spread, count * spread / span))
+    norm = 1.0 / (n + weight)
+    for _ in range(ITERATIONS):
+        # One E and M step in O(intervals + bins): every interval adds, to each bin it
+        # covers, its bin's mass times one coefficient plus the bin's width times
+        # another; both sums over intervals are kept as difference arrays.
+        cum = _cumulative(mass)
+        by_mass = [0.0] * (size + 1)
+        by_width = [0.0] * (size + 1)
+        for first, last, count, spread, even in intervals:
+            total = cum[last] - cum[first]
+            if total <= 0:
+                continue
+            share = count * (1.0 - spread) / total
+            by_mass[first] += share
+            by_mass[last] -= share
+            by_width[first] += even
+            by_width[last] -= even
+        # (A sum that ought to be 0 may come out at -1e-17: clamped.)
+        previous, mass = (
+            mass,
+            [
+                (p + (m * c if c > 0 else 0.0) + (w * e if e > 0 else 0.0)) * norm
+                for p, m, w, c, e in zip(
+                    prior, mass, bins, accumulate(by_mass), accumulate(by_width), strict=False
+                )
+            ],
+        )
+        if sum(map(abs, map(operator.sub, mass, previous))) < TOLERANCE:
+            break
+        let_go()
+    return Fit.of(mass, edges, shortest, n)
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:

@@ -190,7 +190,7 @@ def prepare_image(field: str, data: bytes, config: ImagePreparation) -> bytes:
                 mime = b"image/jpeg"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{field}: the image does not decode ({exc})") from None
-    return b"data:" + mime + b";base64," + encode_base64(out.getvalue())
+    return encode_base64(out.getvalue(), b"data:" + mime + b";base64,")
 
 
 def _has_transparency(image: Any) -> bool:

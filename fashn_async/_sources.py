@@ -12,6 +12,8 @@ import functools
 import inspect
 import os
 import stat
+import time
+from collections.abc import Iterable
 from typing import Any, Final
 
 from fashn_async.errors import ImageInputError
@@ -20,6 +22,8 @@ __all__ = [
     "MAX_IMAGE_BYTES",
     "OFFLOAD_BYTES",
     "in_worker",
+    "join",
+    "let_go",
     "offload",
     "read_image_file",
     "read_object",
@@ -129,6 +133,40 @@ async def offload(size: int, func: Any, *args: Any) -> Any:
 _WORKERS: Final = min(4, os.cpu_count() or 2)
 #: The package's worker threads, shared by every event loop (threads know no loop).
 _EXECUTOR: Final = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="fashn-async")
+
+
+def let_go() -> None:
+    """Between two chunks of CPU work: hand the GIL over if another thread wants it.
+
+    A worker thread holding the GIL keeps it until another thread has waited the whole
+    switch interval (5 ms) for it, and the event loop takes it again after every system
+    call, so a loop beside a busy worker waits up to 5 ms per call. Sleeping 0 lets go
+    at once. On the event loop's own thread it does nothing: there the loop must keep
+    the GIL, not give it to a worker.
+    """
+    if asyncio._get_running_loop() is None:  # the C-level check, no exception
+        time.sleep(0)
+
+
+#: Bytes copied between two :func:`let_go` calls by :func:`join`.
+JOIN_SLICE: Final = 2**20
+
+
+def join(parts: Iterable[bytes]) -> bytearray:
+    """``b"".join(parts)``, grown a slice at a time with :func:`let_go` between.
+
+    Joining 20 MB in one call holds the GIL for milliseconds (allocating and faulting in
+    the pages is most of it); in a worker thread that is as long as the event loop
+    cannot run. The buffer grows by appends (which glibc's realloc remaps rather than
+    copies), so no single step costs more than a slice.
+    """
+    out = bytearray()
+    for part in parts:
+        chunk = memoryview(part)
+        for start in range(0, chunk.nbytes, JOIN_SLICE):
+            out += chunk[start : start + JOIN_SLICE]
+            let_go()
+    return out
 
 
 async def in_worker(func: Any, *args: Any) -> Any:

@@ -13,6 +13,8 @@ import struct
 import zlib
 from typing import Final
 
+from fashn_async._sources import let_go
+
 __all__ = ["image_problem"]
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
@@ -21,7 +23,7 @@ _JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE: Final = frozenset(range(0xD0, 0xD8)) | {0x01}
 
 
-def image_problem(data: bytes) -> str | None:
+def image_problem(data: bytes | bytearray) -> str | None:
     """What is structurally wrong with image ``data``, or None when it looks whole.
 
     PNG: chunks walked from IHDR to IEND, every CRC checked, at least one IDAT.
@@ -83,6 +85,7 @@ def _png_problem(view: memoryview) -> str | None:
         if first and 0 in struct.unpack_from(">II", view, pos + 8):
             return "the PNG declares a width or height of 0"
         first = False
+        let_go()  # between chunks: the loop may want the GIL (in a worker thread)
         if kind == b"IDAT":
             seen_data = True
         elif kind == b"IEND":
@@ -90,7 +93,7 @@ def _png_problem(view: memoryview) -> str | None:
         pos = end
 
 
-def _jpeg_problem(data: bytes) -> str | None:
+def _jpeg_problem(data: bytes | bytearray) -> str | None:
     pos, size, seen_frame = 2, len(data), False
     while True:
         while pos < size and data[pos] == 0xFF and pos + 1 < size and data[pos + 1] == 0xFF:
