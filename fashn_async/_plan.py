@@ -27,9 +27,6 @@ WARMUP = 12
 #: first polls spread below it show whether completions come sooner.
 DITHER = -0.5
 DITHER_SHARE = 0.3
-#: Share of completions expected before the first poll's target: few, since each of them
-#: is found a whole spacing late or more.
-FIRST = 0.01
 
 
 class PollPlan:
@@ -78,7 +75,7 @@ class PollPlan:
         skip = likely >= after + gap and not (self._probe and self.polls)
         due = likely if skip else after + gap
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
-            first = max(self.model.quantile(FIRST), after)
+            first = max(self.model.lowest(), after)
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)
