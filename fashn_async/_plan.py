@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 
-from fashn_async._survival import EPSILON, CompletionModel, done_probability
+from fashn_async._survival import EPSILON, FIRST, CompletionModel, done_probability
 
 __all__ = ["PollPlan"]
 
@@ -75,7 +75,7 @@ class PollPlan:
         skip = likely >= after + gap and not (self._probe and self.polls)
         due = likely if skip else after + gap
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
-            first = max(self.model.lowest(), after)
+            first = max(self.model.quantile(FIRST), after)
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)

@@ -44,8 +44,8 @@ MIN_GAP = 4.0
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
 FIRST = 0.01
-#: Share of completions over which the density above the low end is read.
-LOW_TAIL = 0.1
+#: Share of its time over which a completion found done at its first poll is spread.
+LEFT_SPAN = 0.15
 #: Completions a stretch must have missed, by the density on its sides, to be a gap.
 GAP_EVIDENCE = 6.0
 #: Most EM iterations per refit (warm-started from the previous fit)...
@@ -110,6 +110,14 @@ class CompletionModel:
                 when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
         """
+        if seen_running is None:
+            # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
+            # spread evenly over the last LEFT_SPAN of it (at least one spacing): the
+            # plain reading piles it where the fit already has mass, just below the
+            # first poll (the NPMLE's ratchet: first polls could then never move
+            # earlier), or, with no mass there, smears it over the prior.
+            span = LEFT_SPAN * seen_done
+            seen_running = seen_done - span if span < seen_done else None
         low = max(seen_running or 0.0, 0.0)
         high = max(seen_done, low)
         self._extend(high)
@@ -145,27 +153,6 @@ class CompletionModel:
         mass = cum[j + 1] - cum[j]
         share = (p - cum[j]) / mass if mass > 0 else 1.0
         return edges[j] + (edges[j + 1] - edges[j]) * min(max(share, 0.0), 1.0)
-
-    def lowest(self) -> float:
-        """Where the first completions are expected, seconds: the :data:`FIRST` quantile,
-        less what the completions found done at their first poll say is unseen.
-
-        Those are intervals reaching back to 0 (``(0, t2]``), which the fit piles just
-        below the first poll: a first poll never earlier than the fitted low end could
-        never learn that completions come sooner (a ratchet). Beyond the share the
-        density predicts (``FIRST + f x target_lag``, ``f`` read just above the pile),
-        each such completion is taken to lie below the low end at that density.
-        """
-        low = self.quantile(FIRST)
-        n = len(self._seen)
-        if not n:
-            return low
-        found_first = sum(1 for first, _ in self._seen if first == 0) / n
-        base = min(max(found_first, FIRST), 1.0 - LOW_TAIL)
-        width = max(self.quantile(base + LOW_TAIL) - self.quantile(base), 1e-9)
-        density = LOW_TAIL / width
-        excess = found_first - FIRST - density * self.polling.target_lag
-        return max(low - max(excess, 0.0) / density, 0.0)
 
     def next_likely(self, after: float) -> float | None:
         """The earliest time from ``after`` on where completions are likely, if any.
