@@ -158,7 +158,7 @@ def main() -> None:
     "--leave-running",
     is_flag=True,
     help="On Ctrl-C, leave running predictions running (a re-run collects them) "
-    "instead of cancelling them.",
+    "instead of canceling them.",
 )
 @click.option(
     "--progress",
@@ -469,7 +469,7 @@ def folder_problem(folder: Path) -> str | None:
 
 
 def run_exit_code(error: FashnError) -> int:
-    """1 when the prediction started (it failed, was cancelled, ran out of time, may have
+    """1 when the prediction started (it failed, was canceled, ran out of time, may have
     landed, or its output could not be saved); 2 when nothing was started."""
     started = error.prediction_id is not None or isinstance(
         error,

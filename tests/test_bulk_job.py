@@ -28,7 +28,9 @@ from fashn_async.testing import Emulator, HttpFault, PredictionFault
 from tests.bulk_support import journal_counts, read_manifest, write_catalog
 
 
-async def _run(emulator: Emulator, catalog: Path, out: Path, **options: Any) -> tuple[int, str]:
+async def _run(
+    emulator: Emulator, catalog: Path, out: Path, display: Any = "lines", **options: Any
+) -> tuple[int, str]:
     """Run the batch command's code path; return its exit code and what it printed."""
     buffer = io.StringIO()
     settings = BatchSettings(
@@ -36,7 +38,7 @@ async def _run(emulator: Emulator, catalog: Path, out: Path, **options: Any) -> 
         options=JobOptions(out=out, **options),
         api_key=emulator.api_key,
         base_url=emulator.url,
-        display="lines",
+        display=display,
         report=False,
     )
     code = await run_batch(settings, Console(file=buffer, width=200))
@@ -152,11 +154,16 @@ async def test_a_row_caught_mid_post_is_uncertain_until_resent_on_request(
     assert manifest[1]["error_name"] == "SubmissionUncertain"
     assert len(emulator.report().accepted) == 2
 
-    code, _ = await _run(emulator, catalog, out)  # again without the flag: still not sent
+    code, printed = await _run(emulator, catalog, out)  # again without the flag: not sent
     assert code == 1
     assert len(emulator.report().accepted) == 2
-    code, _ = await _run(emulator, catalog, out, resend_uncertain=True)
+    # The summary, the last thing printed, says how to send it again.
+    hint = printed.splitlines()[-1]
+    assert hint.startswith("1 uncertain row: their POST may have landed and been charged; ")
+    assert "re-run with --resend-uncertain to send them again" in hint
+    code, printed = await _run(emulator, catalog, out, resend_uncertain=True)
     assert code == 0
+    assert "uncertain" not in printed.splitlines()[-1]
     assert [e["status"] for e in read_manifest(out)] == ["done"] * 3
     assert len(emulator.report().accepted) == 3
 
@@ -207,6 +214,7 @@ async def test_failed_predictions_keep_name_and_message(emulator: Emulator, tmp_
     }
     assert all(e["prediction_id"] for e in manifest)
     assert "line 2: failed: PoseError: no pose found" in printed
+    assert "re-run with --retry-failed to send them again" in printed.splitlines()[-1]
     emulator.clear_faults()
     code, _ = await _run(emulator, catalog, out)
     assert code == 1  # failed rows are final without the flag
@@ -390,7 +398,16 @@ async def test_catalog_edits_between_runs(emulator: Emulator, tmp_path: Path) ->
     code, printed = await _run(emulator, catalog, out)
     assert code == 0, printed
     assert "line 3, id 'sku-1' changed after it was sent (done)" in printed
-    assert "id 'sku-2') is no longer in the catalog; it was already sent (done)" in printed
+    gone = "the row with id 'sku-2' (line 3 when last read) is no longer in the catalog"
+    assert f"{gone}; it was already sent (done)" in printed
+    # Again, quiet: the warnings still reach the person; the row gone twice is named by
+    # its id and line, never by its (lost) place in the file.
+    code, printed = await _run(emulator, catalog, out, display="quiet")
+    assert code == 0, printed
+    assert "changed after it was sent (done)" in printed
+    assert gone in printed
+    assert "row None" not in printed
+    assert "progress" not in printed
     manifest = read_manifest(out)
     by_id = {e["id"]: e for e in manifest}
     assert [e["id"] for e in manifest] == ["sku-new", "sku-1", "sku-3", "sku-4", "typo", "sku-2"]

@@ -334,3 +334,41 @@ def test_an_api_key_is_stripped_and_one_with_a_line_break_inside_refused(
     with pytest.raises(errors.ConfigurationError) as caught:
         AsyncFashn(api_key=broken, base_url=emulator_url)
     assert "sec" not in str(caught.value)
+
+
+def test_the_options_the_messages_name_are_the_real_ones() -> None:
+    """Every ``--option`` a bulk message or hint names (the summary's re-run hints, the
+    journal's edit notes) is an option of `fashn-async batch`."""
+    import re
+
+    from fashn_async.bulk import _command, _job, _journal
+
+    batch = main.commands["batch"]  # type: ignore[attr-defined]
+    options = {opt for p in batch.params for opt in p.opts} | {"--help"}
+    named = set()
+    for module in (_command, _job, _journal):
+        named |= set(re.findall(r"--[a-z][a-z-]+", Path(module.__file__ or "").read_text()))
+    assert named, "no option named at all: the scan is broken"
+    assert named <= options, named - options
+    assert {_command.RESEND_UNCERTAIN, _command.RETRY_FAILED} <= options
+
+
+def test_one_spelling_of_canceled() -> None:
+    """The API says `canceled`: the bulk code, the CLI (every string, help included) and
+    the README's command-line sections never say `cancelled` (asyncio's own
+    `get_cancelled_exc_class` aside)."""
+    import fashn_async.bulk
+    import fashn_async.cli
+
+    files = [*Path(fashn_async.bulk.__file__).parent.glob("*.py"), Path(fashn_async.cli.__file__)]
+    readme = Path(__file__).parent.parent / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    section = text[text.index("## Command line") : text.index("## The emulator, in your own")]
+    sources = {str(f): f.read_text(encoding="utf-8") for f in files} | {"README": section}
+    for command in ("batch", "demo", "emulator", "run"):
+        sources[f"{command} --help"] = _invoke(command, "--help")[1]
+    for name, source in sources.items():
+        source = source.replace("get_cancelled_exc_class", "")
+        assert "ancelled" not in source, name
+        assert "ancelling" not in source, name
+    assert "canceled" in sources["README"]

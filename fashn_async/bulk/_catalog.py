@@ -4,7 +4,8 @@ Every row is checked before anything is sent: image paths (relative to the catal
 file) must exist and hold an image, every option must parse and be in range. A bad row
 is kept with its line number and what is wrong; it never stops the others: whatever
 goes wrong while reading one row (a NUL byte in a path, a JSON line nested too deep for
-the parser, any exception) makes that row ``invalid``. A CSV quote left open, whose
+the parser, a byte that is not UTF-8, an ``id`` that is neither a string nor an
+integer, any exception) makes that row ``invalid``. A CSV quote left open, whose
 value runs on over lines that look like rows, makes its row ``invalid`` (``unclosed
 quote``) and those lines are read as the rows they are, so no row vanishes silently.
 Only a file that cannot be read as a catalog at all raises :class:`CatalogError`.
@@ -148,8 +149,8 @@ def iter_catalog(
     :func:`load_catalog`); arguments as for :func:`load_catalog`.
 
     Raises:
-        CatalogError: as :func:`load_catalog`, when the header is read; a file that stops
-            being UTF-8 text further down raises it when that line is reached.
+        CatalogError: as :func:`load_catalog`, when the header is read (a header that is
+            not UTF-8 text too; a later line that is not makes its row invalid).
     """
     path = Path(path)
     kind = _FORMATS.get(path.suffix.lower())
@@ -204,24 +205,37 @@ def unique_identities(bases: Sequence[str]) -> list[str]:
 
 
 def identity_of(values: Mapping[str, Any] | str) -> str:
-    """``id:<the id column>`` when the row has one, else ``sha:<hash of its values>``."""
-    if isinstance(values, Mapping) and values.get(LABEL_COLUMN) not in (None, ""):
-        return f"id:{values[LABEL_COLUMN]}"
+    """``id:<the id column>`` when the row has one (a string or an integer: ``1`` and
+    ``"1"`` are the same id), else ``sha:<hash of its values>``."""
+    label = values.get(LABEL_COLUMN) if isinstance(values, Mapping) else None
+    if isinstance(label, str | int) and not isinstance(label, bool) and label != "":
+        return f"id:{label}"
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
     return f"sha:{digest[:16]}"
 
 
 def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
-    """The file's lines as text (``\n`` kept), the BOM dropped; not UTF-8 raises."""
+    """The file's lines as text (``\n`` kept), the BOM dropped.
+
+    A byte that is not UTF-8 is kept as a lone surrogate (``surrogateescape``): the row
+    holding it is then one invalid row (:func:`_not_utf8`), not the whole file. Only the
+    header line must be UTF-8.
+    """
     for number, raw in enumerate(handle, start=1):
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise CatalogError(
-                f"{path}: not UTF-8 text (line {number}, byte {exc.start})"
-            ) from None
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="surrogateescape")
+        if number == 1 and _not_utf8(text) is not None:
+            raise CatalogError(f"{path}: line 1: the header is {_not_utf8(text)}")
         yield text
+
+
+def _not_utf8(text: str) -> str | None:
+    """``not UTF-8 text (byte 0xff at character 12)`` when ``text`` was read from bytes
+    that are not UTF-8 (see :func:`_text_lines`), else None."""
+    for index, char in enumerate(text):
+        if "\udc80" <= char <= "\udcff":
+            return f"not UTF-8 text (byte 0x{ord(char) - 0xDC00:02x} at character {index + 1})"
+    return None
 
 
 # -- reading records ---------------------------------------------------------------
@@ -271,6 +285,10 @@ def _delimited(
         start += len(taken)
         if not any(cell.strip() for cell in record):
             continue  # a blank line
+        problem = _not_utf8("".join(taken))
+        if problem is not None:
+            yield line, problem
+            continue
         if len(record) != len(header):
             yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
             continue
@@ -345,6 +363,10 @@ def _jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         line = raw.strip()
         if not line:
             continue
+        problem = _not_utf8(line)
+        if problem is not None:
+            yield number, problem
+            continue
         try:
             value = json.loads(line)
         except RecursionError:
@@ -413,8 +435,15 @@ class _RowReader:
         inputs = dict(values)
         label = inputs.pop(LABEL_COLUMN, None)
         key = _key(number, values)
-        label = None if label is None else str(label)
         problems: list[str] = []
+        if label is not None and (not isinstance(label, str | int) or isinstance(label, bool)):
+            # JSON ids are strings or integers (1 and "1" name the same row); anything
+            # else has no stable text to recognise the row by across runs.
+            problems.append(
+                f"{LABEL_COLUMN}: expected a string or an integer, got "
+                f"{_json_type(label)} {json.dumps(label, default=str)[:60]}"
+            )
+        label = None if label is None else str(label)
         fields: dict[str, Any] = {}
         images: dict[str, Path | str] = {}
         for column, value in inputs.items():
@@ -529,6 +558,12 @@ def _guess(value: Any) -> Any:
         except ValueError:
             continue
     return value
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (``object``, ``array``, ``boolean``...)."""
+    names = {dict: "an object", list: "an array", bool: "a boolean", float: "a number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def _printable(values: Mapping[str, Any]) -> dict[str, Any]:

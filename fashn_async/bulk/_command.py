@@ -15,7 +15,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_CANNOT_START", "BatchSettings", "dry_run", "fresh_start", "run_batch"]
 
 EXIT_CANNOT_START = 2
+#: The options that send rows again (``fashn-async batch --help``).
+RESEND_UNCERTAIN, RETRY_FAILED = "--resend-uncertain", "--retry-failed"
 #: Bad rows listed when a job starts (a dry run lists them all; the manifest has all).
 LISTED_BAD_ROWS = 50
 
@@ -293,3 +295,24 @@ def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str]
     elif summary.exit_code != EXIT_OK and summary.counts.get(State.PENDING):
         pending = summary.counts[State.PENDING]
         say(f"{plural(pending, 'row')} not sent yet: run the same command again to resume")
+    for hint in next_steps(summary.counts):
+        say(hint)
+
+
+def next_steps(counts: Mapping[str, int]) -> list[str]:
+    """What a person can do about the rows a job left ``uncertain`` or ``failed``: the
+    option that sends them again, and what it costs."""
+    steps = []
+    if counts.get(State.UNCERTAIN):
+        steps.append(
+            f"{plural(counts[State.UNCERTAIN], 'uncertain row')}: their POST may have landed "
+            f"and been charged; re-run with {RESEND_UNCERTAIN} to send them again (each may "
+            "then be charged twice)"
+        )
+    if counts.get(State.FAILED):
+        steps.append(
+            f"{plural(counts[State.FAILED], 'failed row')}: see the manifest for the errors; "
+            f"re-run with {RETRY_FAILED} to send them again (failed predictions are not "
+            "charged)"
+        )
+    return steps

@@ -8,7 +8,7 @@ downloaded concurrently as results arrive.
 
 Every kind of stop leaves the journal matching the server, row by row:
 
-- :meth:`BulkJob.interrupt` (Ctrl-C): running predictions are cancelled on the server
+- :meth:`BulkJob.interrupt` (Ctrl-C): running predictions are canceled on the server
   and their rows recorded ``canceled`` (a re-run sends them again), or with
   ``leave_running`` left running for a later run to collect;
 - a journal write that fails (a full disk): the job stops as if interrupted, after
@@ -67,10 +67,10 @@ UNCERTAIN_AFTER_CRASH = (
 )
 UNCERTAIN_AFTER_STOP = (
     "the job was stopped while this row's POST was on the wire; a prediction it created "
-    "was cancelled (best effort). Not re-sent without --resend-uncertain"
+    "was canceled (best effort). Not re-sent without --resend-uncertain"
 )
 CANCELED_BY_STOP = (
-    "cancelled on the server when the job was stopped; a re-run checks it and sends it "
+    "canceled on the server when the job was stopped; a re-run checks it and sends it "
     "again (one that had finished anyway is collected)"
 )
 
@@ -94,7 +94,7 @@ class JobOptions:
         resend_uncertain: Send ``uncertain`` rows again (each may be charged twice).
         retry_failed: Send ``failed`` rows again (failed predictions are not charged).
         leave_running: On interrupt, leave running predictions running (a later run
-            collects them) instead of cancelling them on the server.
+            collects them) instead of canceling them on the server.
         downloads: Outputs downloaded at once.
         thumbnails: Make each output's report thumbnail as soon as it is downloaded.
         longest_latency: Seconds a prediction may run at most (the API's tryon class
@@ -193,7 +193,7 @@ class BulkJob:
     def interrupt(self) -> None:
         """Stop the run (from a signal handler, say); :meth:`run` then returns.
 
-        Running rows are marked cancelled in the journal *before* they are cancelled, so
+        Running rows are marked canceled in the journal *before* they are canceled, so
         a re-run sends them again even if the process dies during the cancels.
         """
         if self._interrupted:
@@ -240,7 +240,7 @@ class BulkJob:
         except JournalWriteError as error:  # outside the batch: reconcile, say
             self._disk_failed(error)
             outcome = "disk"
-        finally:  # plain calls: nothing here can be cancelled
+        finally:  # plain calls: nothing here can be canceled
             self._settle()
             self._write(self._journal.end_run, run, outcome)
         return JobSummary(
@@ -311,7 +311,7 @@ class BulkJob:
     # -- during ---------------------------------------------------------------------
 
     async def _rounds(self) -> None:
-        """Work until nothing is left; rows found cancelled on the server go round twice."""
+        """Work until nothing is left; rows found canceled on the server go round twice."""
         while True:
             records = self._journal.records()
             polls = [
@@ -372,8 +372,8 @@ class BulkJob:
             if self._states[order[index]] != State.SUBMITTED:
                 # An answer that arrives after a stop: the engine cancels it next.
                 stopping = self._interrupted or self._problem is not None
-                cancelling = stopping and not self._options.leave_running
-                write = functools.partial(self._journal.submitted, cancelling=cancelling)
+                canceling = stopping and not self._options.leave_running
+                write = functools.partial(self._journal.submitted, canceling=canceling)
                 self._write(write, order[index], prediction_id)
                 self._move(order[index], State.SUBMITTED)
 
@@ -454,8 +454,8 @@ class BulkJob:
                 self._write(self._journal.canceled, [row], CANCELED_BY_STOP)
                 self._move(row, State.CANCELED)
                 return False
-            # Cancelled by an earlier stop (or by hand): not charged; send it again.
-            self._write(self._journal.reset, [row], "its prediction was cancelled; sent again")
+            # Canceled by an earlier stop (or by hand): not charged; send it again.
+            self._write(self._journal.reset, [row], "its prediction was canceled; sent again")
             self._move(row, State.PENDING)
             return True
         if isinstance(error, SubmissionUncertainError):
@@ -528,7 +528,7 @@ class BulkJob:
         stopped = self._interrupted or self._problem is not None
         running = [r.row for r in records if r.state == State.SUBMITTED]
         if stopped and running and not self._options.leave_running:
-            # Cancelled on the server as the batch left: recorded, a re-run sends them again.
+            # Canceled on the server as the batch left: recorded, a re-run sends them again.
             self._journal.canceled(running, CANCELED_BY_STOP)
             for row in running:
                 self._move(row, State.CANCELED)
@@ -539,7 +539,7 @@ class BulkJob:
                 )
                 self._move(record.row, State.UNCERTAIN)
         if stopped and running:
-            what = "left running" if self._options.leave_running else "cancelled on the server"
+            what = "left running" if self._options.leave_running else "canceled on the server"
             self._display.note(
                 f"stopped: {plural(len(running), 'running prediction')} {what}; run the same "
                 "command again to resume"

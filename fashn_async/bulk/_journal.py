@@ -2,7 +2,7 @@
 
 Each row moves ``pending -> submitting -> submitted (with its id) -> completed (outputs
 known) -> done (files on disk)``, or ends ``failed``, ``invalid`` or ``uncertain``, or
-``canceled`` when a stop cancelled its prediction (a re-run sends it again). Every
+``canceled`` when a stop canceled its prediction (a re-run sends it again). Every
 step is one short transaction, written (WAL, ``synchronous=FULL``) before the network
 step it announces and after the one it records, so a ``kill -9`` anywhere leaves a state
 a re-run can act on without paying twice:
@@ -15,7 +15,7 @@ a re-run can act on without paying twice:
 Rows are known by their identity (the ``id`` column, else a hash of their values), not
 by their place in the file: rows not sent yet may be edited, added or removed between
 runs; a row already sent keeps its record, and an edit to it is reported
-(:attr:`Journal.edits`). A row sent again (cancelled, ``--retry-failed``,
+(:attr:`Journal.edits`). A row sent again (canceled, ``--retry-failed``,
 ``--resend-uncertain``) is sent as the catalog has it now, and its record takes those
 values (:meth:`Journal.reset`): the journal always holds what was last sent. What
 decides every request (base URL, model, output format) must not change: a run with other
@@ -82,7 +82,7 @@ _KEPT = (
 #: What happens to an edited row already sent but not done (see :meth:`Journal.reset`).
 _AFTER_EDIT: Final = {
     State.CANCELED: "the journal keeps the values it was sent with until it is sent again "
-    "(its prediction found cancelled), then the new ones are sent and recorded",
+    "(its prediction found canceled), then the new ones are sent and recorded",
     State.FAILED: "the journal keeps the values it was sent with; --retry-failed sends the "
     "new ones and records them",
     State.UNCERTAIN: "the journal keeps the values it was sent with; --resend-uncertain sends "
@@ -310,9 +310,8 @@ class Journal:
         for record in gone:
             if record.state not in State.UNSENT:
                 self.edits.append(
-                    f"row {record.position} (line {record.line}{_named(record.label)}) is no "
-                    f"longer in the catalog; it was already sent ({record.state}): its record "
-                    "is kept"
+                    f"{_gone_name(record)} is no longer in the catalog; it was already sent "
+                    f"({record.state}): its record is kept"
                 )
         with self._transaction():
             self._db.executemany(
@@ -394,7 +393,7 @@ class Journal:
     async def sending_off_loop(self, row: int) -> None:
         """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
 
-        Once started, the write completes even if the caller is cancelled meanwhile
+        Once started, the write completes even if the caller is canceled meanwhile
         (the row is then ``submitting``; the caller puts it back).
 
         Raises:
@@ -403,13 +402,13 @@ class Journal:
         await in_worker(self.sending, row)
 
     @writes
-    def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
-        """The server answered with the row's prediction id (``cancelling``: too late,
+    def submitted(self, row: int, prediction_id: str, *, canceling: bool = False) -> None:
+        """The server answered with the row's prediction id (``canceling``: too late,
         the job is stopping and cancels it)."""
         self._db.execute(
             "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
             "cancel_requested = ? WHERE row = ?",
-            (State.SUBMITTED, prediction_id, time.time(), int(cancelling), row),
+            (State.SUBMITTED, prediction_id, time.time(), int(canceling), row),
         )
 
     @writes
@@ -478,7 +477,7 @@ class Journal:
 
     @writes
     def canceled(self, rows: Iterable[int], note: str) -> None:
-        """These rows' predictions were cancelled by a stop (a re-run sends them again)."""
+        """These rows' predictions were canceled by a stop (a re-run sends them again)."""
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET state = ?, error_name = 'Canceled', error_message = ?, "
@@ -488,7 +487,7 @@ class Journal:
 
     @writes
     def request_cancel(self, rows: Iterable[int]) -> None:
-        """These submitted rows were cancelled on the server when the job was stopped."""
+        """These submitted rows were canceled on the server when the job was stopped."""
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
@@ -531,6 +530,14 @@ def _after_edit(state: str, current: CatalogRow) -> str:
 
 def _at_line(row: CatalogRow) -> str:
     return f"line {row.line}: {row.error}"
+
+
+def _gone_name(record: RowRecord) -> str:
+    """A row no longer in the catalog, by what a person can find: its id, else the line
+    it was on when last read (its place in the file is gone)."""
+    if record.label:
+        return f"the row with id {record.label!r} (line {record.line} when last read)"
+    return f"the row at line {record.line} when last read"
 
 
 def _named(label: str | None) -> str:
