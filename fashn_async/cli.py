@@ -10,6 +10,7 @@ resume).
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -26,9 +27,11 @@ from fashn_async._client import checked_api_key
 from fashn_async._emulator_clock import learn_time_scale
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
+    STOPPED_STARTING,
     BatchSettings,
     fresh_start,
     run_batch,
+    stopped_by_signals,
 )
 from fashn_async.bulk._command import dry_run as check_catalog
 from fashn_async.bulk._job import (
@@ -57,20 +60,46 @@ def _say(text: str) -> None:
 
 
 class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
-    """``N/SECONDS`` (e.g. ``25/60``), or ``off``."""
+    """``N/SECONDS`` (e.g. ``25/60``), or ``off``: N a whole number of at least 1,
+    SECONDS a finite number above 0 (anything else is refused, exit 2, before anything
+    is sent: a rate of 2/inf would wait forever)."""
 
     name = "N/SECONDS"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if value is None or isinstance(value, Rate):
             return value
-        if str(value).strip().lower() == "off":
+        text = str(value).strip()
+        if text.lower() == "off":
             return None
+        expected = f"expected N/SECONDS such as 25/60, or off; got {value!r}"
+        limit, slash, period = text.partition("/")
         try:
-            limit, _, period = str(value).partition("/")
-            return Rate(int(limit), float(period))
-        except (ValueError, TypeError, FashnError):
-            self.fail(f"expected N/SECONDS such as 25/60, or off; got {value!r}", param, ctx)
+            count = int(limit)
+        except ValueError:
+            self.fail(f"{expected} (N must be a whole number)" if slash else expected, param, ctx)
+        try:
+            seconds = float(period)
+        except ValueError:
+            self.fail(f"{expected} (SECONDS must be a number)" if slash else expected, param, ctx)
+        if count < 1:
+            self.fail(f"{expected} (N must be at least 1)", param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{expected} (SECONDS must be a finite number above 0)", param, ctx)
+        try:
+            return Rate(count, seconds)
+        except FashnError as error:
+            self.fail(f"{expected} ({error})", param, ctx)
+
+
+class Finite(click.FloatRange):
+    """A float range that refuses ``nan`` and infinities (click's range lets nan by)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return number
 
 
 def _api_options(function: Any) -> Any:
@@ -169,7 +198,7 @@ def main() -> None:
 )
 @click.option(
     "--log-interval",
-    type=click.FloatRange(0.0, 3600.0),
+    type=Finite(0.0, 3600.0),
     default=10.0,
     show_default=True,
     help="Log-line display: a progress line when the counts change, at most one per this "
@@ -178,7 +207,7 @@ def main() -> None:
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.0001, 1.0),
+    type=Finite(0.0001, 1.0),
     default=None,
     help="For an emulator started with this --time-scale: scales limits and polling; "
     "rates are shown in API time. Default: an emulator's own, read from it, else 1.",
@@ -214,6 +243,38 @@ def batch(
             "--output-format needs --model-name (e.g. tryon-v1.6): the v1 body has no "
             "output_format field"
         )
+    with stopped_by_signals():
+        try:
+            code = _batch(catalog, out, api_key, base_url, dry_run, in_flight, submit_rate,
+                          status_rate, model_name, output_format, downloads, resend_uncertain,
+                          retry_failed, leave_running, progress, log_interval, no_report,
+                          time_scale)  # fmt: skip
+        except KeyboardInterrupt:  # SIGINT or SIGTERM before the job's own handlers
+            console.print(STOPPED_STARTING, markup=False, highlight=False)
+            code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _batch(
+    catalog: Path,
+    out: Path,
+    api_key: str | None,
+    base_url: str,
+    dry_run: bool,
+    in_flight: int,
+    submit_rate: Rate | None,
+    status_rate: Rate | None,
+    model_name: str | None,
+    output_format: str | None,
+    downloads: int,
+    resend_uncertain: bool,
+    retry_failed: bool,
+    leave_running: bool,
+    progress: Any,
+    log_interval: float,
+    no_report: bool,
+    time_scale: float | None,
+) -> int:
     if time_scale is None:
         time_scale = 1.0 if dry_run else learn_time_scale(base_url, api_key, _say)
     limits = Limits(submit=submit_rate, status=status_rate, in_flight=in_flight)
@@ -239,13 +300,8 @@ def batch(
         time_scale=time_scale,
     )
     if dry_run:  # the bad rows on stdout, one per line
-        sys.exit(check_catalog(settings, click.echo))
-    try:
-        code = asyncio.run(run_batch(settings, console))
-    except KeyboardInterrupt:  # a second Ctrl-C: the journal is consistent all the same
-        console.print("stopped at once: run the same command again to resume", markup=False)
-        code = EXIT_INTERRUPTED
-    sys.exit(code)
+        return check_catalog(settings, click.echo)
+    return asyncio.run(run_batch(settings, console))
 
 
 @main.command(short_help="A sample catalog on the embedded emulator.")
@@ -265,7 +321,7 @@ def batch(
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.001, 1.0),
+    type=Finite(0.001, 1.0),
     default=0.02,
     show_default=True,
     help="Emulator time factor: 0.02 runs an API minute in 1.2 s.",
@@ -321,7 +377,13 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
             )
         return code
 
-    sys.exit(asyncio.run(go()))
+    with stopped_by_signals():
+        try:
+            code = asyncio.run(go())
+        except KeyboardInterrupt:  # SIGINT or SIGTERM before the job's own handlers
+            console.print(STOPPED_STARTING, markup=False, highlight=False)
+            code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 @main.command(short_help="Serve the API emulator.")
@@ -335,7 +397,7 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     help="The key the emulator accepts.",
 )
 @click.option(
-    "--time-scale", type=click.FloatRange(0.0001, 100.0), default=1.0, show_default=True,
+    "--time-scale", type=Finite(0.0001, 100.0), default=1.0, show_default=True,
     help="Multiplies every duration (latency, windows, Retry-After): 0.01 runs an API "
     "minute in 0.6 s.",
 )  # fmt: skip
@@ -386,13 +448,13 @@ def emulator(
 @_api_options
 @click.option(
     "--deadline",
-    type=float,
+    type=Finite(min=0.0, min_open=True),
     default=None,
     help="Give up (and cancel it on the server) after this many seconds.",
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.0001, 1.0),
+    type=Finite(0.0001, 1.0),
     default=None,
     help="For an emulator started with this --time-scale: scales limits and polling. "
     "Default: an emulator's own, read from it, else 1.",
@@ -417,8 +479,6 @@ def run(
         console.print(f"cannot start: {problem}; give --out a folder this user can write to",
                       markup=False, highlight=False)  # fmt: skip
         sys.exit(EXIT_CANNOT_START)
-    if time_scale is None:
-        time_scale = learn_time_scale(base_url, api_key, _say)
 
     async def go() -> int:
         async with AsyncFashn(
@@ -438,7 +498,10 @@ def run(
         return EXIT_OK
 
     try:
-        code = asyncio.run(go())
+        with stopped_by_signals():  # SIGTERM as SIGINT: exit 130, not 143
+            if time_scale is None:
+                time_scale = learn_time_scale(base_url, api_key, _say)
+            code = asyncio.run(go())
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except FashnError as error:
