@@ -354,15 +354,21 @@ def stopped_by_signals() -> Iterator[None]:
 
 
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:
-    say(f"{plural(summary.total, 'row')}: {counted(summary.counts)}")
+    """The summary: counts in the progress line's words, the files, and one line on why
+    the job stopped (a disk problem: that line alone names it) and what to do next."""
+    say(f"{plural(summary.total, 'row')}: {counted(summary.counts, always=(State.DONE,))}")
     say(f"manifest: {out / MANIFEST_NAME}")
     if report:
         say(f"report: {out / REPORT_NAME}")
+    running = ""
+    if summary.stopped_running:
+        what = "left running" if summary.left_running else "canceled on the server"
+        running = f" ({plural(summary.stopped_running, 'running prediction')} {what})"
     if summary.problem is not None:
-        say(f"stopped: {summary.problem}; free some space (or fix {out}) and run the same "
-            "command again to resume")  # fmt: skip
+        say(f"stopped{running}: {summary.problem}; free some space (or fix {out}) and run "
+            "the same command again to resume")  # fmt: skip
     elif summary.interrupted:
-        say("stopped before the end: run the same command again to resume")
+        say(f"stopped before the end{running}: run the same command again to resume")
     elif summary.exit_code != EXIT_OK and summary.counts.get(State.PENDING):
         pending = summary.counts[State.PENDING]
         say(f"{plural(pending, 'row')} not sent yet: run the same command again to resume")

@@ -19,7 +19,6 @@ Every kind of stop leaves the journal matching the server, row by row:
 
 from __future__ import annotations
 
-import errno
 import functools
 import math
 from collections import Counter
@@ -38,6 +37,7 @@ from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal, JournalWriteError, RowRecord, State
 from fashn_async.bulk._pacing import Carryover, Predecessors
+from fashn_async.bulk._rows import disk_failure
 from fashn_async.bulk._thumbs import thumbnail
 from fashn_async.bulk._words import plural
 from fashn_async.errors import (
@@ -52,8 +52,6 @@ from fashn_async.errors import (
 __all__ = ["BulkJob", "Display", "JobOptions", "JobSummary"]
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 130
-#: The errors of a disk that cannot take more (full, quota, read-only, failing).
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 _RUNNING = frozenset({State.SUBMITTING, State.SUBMITTED})
 #: An earlier run's rows that may be running on the server unknown to the journal.
 _MAY_RUN = frozenset({State.SUBMITTING, State.UNCERTAIN})
@@ -121,12 +119,17 @@ class JobSummary:
         interrupted: Stopped by :meth:`BulkJob.interrupt` (Ctrl-C).
         stopped: Why it stopped early otherwise (``out of credits``, ``disk``).
         problem: The disk problem that stopped it, in a sentence.
+        stopped_running: Predictions running when it was stopped (canceled on the server,
+            or with ``left_running`` left running).
+        left_running: The stop left them running (``--leave-running``).
     """
 
     counts: Mapping[str, int]
     interrupted: bool = False
     stopped: str | None = None
     problem: str | None = None
+    stopped_running: int = 0
+    left_running: bool = False
 
     @property
     def total(self) -> int:
@@ -186,6 +189,7 @@ class BulkJob:
         self._stopped: str | None = None
         self._problem: str | None = None
         self._deferred: list[Callable[[], None]] = []  # writes a failed disk refused
+        self._stopped_running = 0
 
     def __repr__(self) -> str:
         return f"<BulkJob {self._options.out} {dict(self._counts)}>"
@@ -243,11 +247,17 @@ class BulkJob:
         finally:  # plain calls: nothing here can be canceled
             self._settle()
             self._write(self._journal.end_run, run, outcome)
+        counts = self._journal.counts()
+        # The last progress line shows what the journal holds, as the summary does (a
+        # stop may have failed to record what the display counted).
+        self._display.update(counts, sum(counts.values()))
         return JobSummary(
-            counts=self._journal.counts(),
+            counts=counts,
             interrupted=self._interrupted,
             stopped=self._stopped,
             problem=self._problem,
+            stopped_running=self._stopped_running,
+            left_running=self._options.leave_running,
         )
 
     def _disk_summary(self, error: JournalWriteError) -> JobSummary:
@@ -273,8 +283,7 @@ class BulkJob:
         self._problem = getattr(error, "message", None) or str(error)
         self._stopped = "disk"
         self._journal.release_reserve()  # room for the stop's own records
-        self._display.note(f"stopping: {self._problem}")
-        self._stop()
+        self._stop()  # the summary names the problem, in one line
 
     # -- before: what the journal says, against the disk ------------------------------
 
@@ -486,7 +495,7 @@ class BulkJob:
                         result = TryOnResult(id=save.prediction_id, output=save.outputs)
                         paths = await result.save(out, stem=save.key)
                 except (FashnError, OSError) as error:
-                    problem = disk_problem(error)
+                    problem = disk_failure(error)
                     if problem is not None:
                         self._disk_failed(JournalWriteError(f"cannot write to {out}: {problem}"))
                         return
@@ -538,12 +547,8 @@ class BulkJob:
                     record.row, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_STOP
                 )
                 self._move(record.row, State.UNCERTAIN)
-        if stopped and running:
-            what = "left running" if self._options.leave_running else "canceled on the server"
-            self._display.note(
-                f"stopped: {plural(len(running), 'running prediction')} {what}; run the same "
-                "command again to resume"
-            )
+        if stopped:
+            self._stopped_running = len(running)  # the summary says what became of them
 
     def _key(self, row: int) -> str:
         return self._keys.get(row) or f"row{row:05d}"
@@ -560,15 +565,3 @@ class BulkJob:
         self._counts[state] += 1
         if notify:
             self._display.update(self._counts, len(self._states))
-
-
-def disk_problem(error: BaseException) -> str | None:
-    """What is wrong with the disk when ``error`` (or what caused it) is a disk failure."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
-            return (
-                f"{seen.strerror or 'disk failure'} ({errno.errorcode.get(seen.errno or 0, '?')})"
-            )
-        seen = seen.__cause__ or seen.__context__
-    return None

@@ -19,6 +19,7 @@ __all__ = [
     "JournalWriteError",
     "RowRecord",
     "State",
+    "disk_failure",
     "disk_problem",
     "record_of",
     "writes",
@@ -83,9 +84,27 @@ def writes(method: Callable[_P, _T]) -> Callable[_P, _T]:
             with journal.guard:
                 return method(*args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
-            raise JournalWriteError(f"cannot write the journal: {disk_problem(exc)}") from None
+            where = getattr(journal, "path", None)
+            raise JournalWriteError(
+                f"cannot write the journal{f' {where}' if where else ''}: {disk_problem(exc)}"
+            ) from None
 
     return write
+
+
+#: The errors of a disk that cannot take more (full, quota, read-only, failing).
+DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def disk_failure(error: BaseException) -> str | None:
+    """What is wrong with the disk when ``error`` (or what caused it) is a disk failure
+    (:data:`DISK_ERRNOS`), in :func:`disk_problem`'s words; else None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            return disk_problem(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def disk_problem(exc: BaseException) -> str:
