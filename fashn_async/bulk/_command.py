@@ -204,7 +204,14 @@ async def _run_batch(
         write_manifest(out, records)
         if settings.report:
             await in_worker(
-                lambda: write_report(out, records, rows, title=str(catalog.path), runs=runs)
+                lambda: write_report(
+                    out,
+                    records,
+                    rows,
+                    title=str(catalog.path),
+                    runs=runs,
+                    time_scale=settings.time_scale,
+                )
             )
     except OSError as error:
         problem = f"cannot write the manifest or report in {out}: {error.strerror or error}"
