@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
+from fashn_async._atomic import write_atomically
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
 from fashn_async.bulk._rows import (
@@ -553,10 +554,7 @@ def _reserve(directory: Path) -> None:
     path = directory / RESERVE_NAME
     if path.is_file() and path.stat().st_size == RESERVE_BYTES:
         return
-    with path.open("wb") as fh:
-        fh.write(b"\0" * RESERVE_BYTES)
-        fh.flush()
-        os.fsync(fh.fileno())
+    write_atomically(path, b"\0" * RESERVE_BYTES)
 
 
 def _lock(directory: Path) -> IO[str]:

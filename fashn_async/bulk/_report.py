@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from fashn_async._atomic import write_atomically
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._journal import RowRecord, State
-from fashn_async.bulk._manifest import write_atomically
 from fashn_async.bulk._thumbs import THUMBS_DIR, Thumb, thumbnails
 
 __all__ = ["REPORT_NAME", "render_report", "write_report"]
