@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -36,7 +37,7 @@ from fashn_async._results import BatchResult, TryOnResult
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal, JournalWriteError, RowRecord, State
-from fashn_async.bulk._pacing import Carryover, Predecessors
+from fashn_async.bulk._pacing import Predecessors, carryover, seed_submit_window
 from fashn_async.bulk._rows import disk_failure
 from fashn_async.bulk._thumbs import thumbnail
 from fashn_async.bulk._words import plural
@@ -179,7 +180,6 @@ class BulkJob:
         }
         self._states: dict[int, str] = {}
         self._counts: Counter[str] = Counter()
-        self._carryover: Carryover | None = None
         self._predecessors: Predecessors | None = None
         self._admitted: set[int] = set()  # rows handed to the batch, not yet finished
         self._finished = anyio.Event()
@@ -222,13 +222,16 @@ class BulkJob:
         try:
             # What earlier runs sent, read before reconciling (a row sent again forgets).
             records = self._journal.records()
-            self._carryover = Carryover(
-                self._client.limits,
-                [
-                    (r.sent_at, getattr(self._requests.get(r.row), "generations", 1))
-                    for r in records
-                    if r.sent_at is not None
-                ],
+            seed_submit_window(
+                self._client,
+                carryover(
+                    [
+                        (r.sent_at, getattr(self._requests.get(r.row), "generations", 1))
+                        for r in records
+                        if r.sent_at is not None
+                    ],
+                    time.time(),
+                ),
             )
             self._predecessors = Predecessors(
                 self._client.limits.in_flight,
@@ -337,10 +340,10 @@ class BulkJob:
             if not await self._round(polls, sends, saves) or self._stopped:
                 return
 
-    async def _room(self, request: Request) -> None:
-        """Hold a new request back while earlier runs' submissions fill the limits."""
-        if self._carryover is not None:
-            await self._carryover.room(request.generations)
+    async def _room(self) -> None:
+        """Hold a new request back while an earlier run's possibly-running predictions
+        fill the in-flight cap (its sends in the submit window are the limiter's own
+        concern: seeded in :meth:`run`)."""
         while self._predecessors is not None:
             wait = self._predecessors.wait(len(self._admitted), anyio.current_time())
             if wait is None:
@@ -362,7 +365,7 @@ class BulkJob:
                 yield Prediction(str(record.prediction_id))
             for record in sends:
                 request = self._requests[record.row]
-                await self._room(request)
+                await self._room()
                 order.append(record.row)
                 self._admitted.add(record.row)
                 yield request
