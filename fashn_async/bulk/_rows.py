@@ -1,4 +1,4 @@
-"""The journal's vocabulary: row states, a row's record, and the journal's errors."""
+"""The journal's vocabulary: row states, its tables, a row's record, and its errors."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ __all__ = [
     "JournalBusyError",
     "JournalMismatchError",
     "JournalWriteError",
+    "COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
     "RowRecord",
     "State",
     "disk_failure",
@@ -121,6 +124,39 @@ def disk_problem(exc: BaseException) -> str:
     return text
 
 
+SCHEMA_VERSION: Final = "2"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,
+    line INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT '',
+    position INTEGER,
+    label TEXT,
+    inputs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    prediction_id TEXT,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    files TEXT NOT NULL DEFAULT '[]',
+    error_name TEXT,
+    error_message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    sends INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    submitted_at REAL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT
+);
+"""
+COLUMNS = (
+    "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
+    "files, error_name, error_message, cancel_requested, sends, sent_at, submitted_at, finished_at"
+)
+
+
 @attrs.frozen(kw_only=True)
 class RowRecord:
     """A row as the journal knows it."""
@@ -146,7 +182,7 @@ class RowRecord:
 
 
 def record_of(values: tuple[Any, ...]) -> RowRecord:
-    """A row of the ``rows`` table (its columns in ``_COLUMNS`` order) as a record."""
+    """A row of the ``rows`` table (its columns in :data:`COLUMNS` order) as a record."""
     (row, line, key, identity, position, label, inputs, state, pid, outputs) = values[:10]
     files, name, message, cancel, sends, sent_at, submitted_at, finished_at = values[10:]
     return RowRecord(
