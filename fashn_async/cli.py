@@ -34,7 +34,7 @@ from fashn_async.bulk._command import (
     stopped_by_signals,
 )
 from fashn_async.bulk._command import dry_run as check_catalog
-from fashn_async.bulk._job import (
+from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,

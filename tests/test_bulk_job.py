@@ -21,10 +21,12 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from fashn_async import AsyncFashn
+from fashn_async import AsyncFashn, errors
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._job import JobOptions
+from fashn_async.bulk._journal import JournalWriteError
+from fashn_async.bulk._outcome import Outcome, failure_outcome
 from fashn_async.bulk._pacing import carryover
 from fashn_async.testing import Emulator, HttpFault, PredictionFault
 from tests.bulk_support import journal_counts, read_manifest, write_catalog
@@ -556,3 +558,26 @@ async def test_ids_like_a_repeats_suffix_are_never_charged_again(
         assert code == 0, printed
         assert len(emulator.report().accepted) == 3
     assert [e["id"] for e in read_manifest(out)] == ["a", "a", "a#2"]
+
+
+@pytest.mark.parametrize(
+    ("error", "prediction_id", "stopping", "outcome"),
+    [
+        (JournalWriteError("disk full"), None, False, Outcome.NEVER_SENT),
+        (errors.PredictionCanceledError("canceled"), "p1", True, Outcome.CANCELED_BY_STOP),
+        (errors.PredictionCanceledError("canceled"), "p1", False, Outcome.SEND_AGAIN),
+        (errors.SubmissionUncertainError("no answer"), None, False, Outcome.UNCERTAIN),
+        (errors.InvalidRequestError("bad seed"), None, False, Outcome.INVALID),
+        (errors.BadRequestError("refused"), None, False, Outcome.FAILED),
+        (errors.OutOfCreditsError("no credits"), None, False, Outcome.NOT_CREATED),
+        (errors.ServerError("5xx"), None, False, Outcome.NOT_CREATED),
+        (errors.PoseError("no pose"), "p1", False, Outcome.FAILED),
+        (errors.PoseError("no pose"), "p1", True, Outcome.FAILED),
+    ],
+)
+def test_what_becomes_of_a_row_whose_result_is_an_error(
+    error: errors.FashnError, prediction_id: str | None, stopping: bool, outcome: Outcome
+) -> None:
+    """A failed result's row: never sent (journal refused), canceled by this stop or sent
+    again, uncertain, invalid, not created (nothing charged: pending), or failed."""
+    assert failure_outcome(error, prediction_id, stopping=stopping) is outcome

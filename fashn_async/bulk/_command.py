@@ -26,16 +26,16 @@ from fashn_async._limits import Limits
 from fashn_async._polling import Polling
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
-from fashn_async.bulk._job import (
+from fashn_async.bulk._job import BulkJob
+from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
+from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
+from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    BulkJob,
     JobOptions,
     JobSummary,
 )
-from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
-from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._progress import DisplayMode, make_display
 from fashn_async.bulk._report import REPORT_NAME, write_report
 from fashn_async.bulk._words import counted, plural
