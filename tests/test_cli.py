@@ -361,8 +361,8 @@ def test_the_options_the_messages_name_are_the_real_ones() -> None:
 
 def test_one_spelling_of_canceled() -> None:
     """The API says `canceled`: the bulk code, the CLI (every string, help included) and
-    the README's command-line sections never say `cancelled` (asyncio's own
-    `get_cancelled_exc_class` aside)."""
+    the README's command-line sections never say `cancelled` (Python's own names,
+    `CancelledError` and `get_cancelled_exc_class`, aside)."""
     import fashn_async.bulk
     import fashn_async.cli
 
@@ -374,7 +374,7 @@ def test_one_spelling_of_canceled() -> None:
     for command in ("batch", "demo", "emulator", "run"):
         sources[f"{command} --help"] = _invoke(command, "--help")[1]
     for name, source in sources.items():
-        source = source.replace("get_cancelled_exc_class", "")
+        source = source.replace("get_cancelled_exc_class", "").replace("CancelledError", "")
         assert "ancelled" not in source, name
         assert "ancelling" not in source, name
     assert "canceled" in sources["README"]
