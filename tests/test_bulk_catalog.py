@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import ModelRequest, TryOnRequest
-from fashn_async.bulk import CatalogError, Journal, _catalog, load_catalog
+from fashn_async.bulk import CatalogError, Journal, _catalog, _records, load_catalog
 from fashn_async.bulk._catalog import iter_catalog
 from tests.bulk_support import write_images
 
@@ -443,13 +443,13 @@ def test_a_file_of_open_quotes_is_read_in_one_pass(
     """Every row opening a quote it never closes: each is its own invalid row, in file
     order, and each line is read again at most once (not once per open quote above it)."""
     given_back: list[int] = []
-    original = _catalog._Taken.give_back
+    original = _records._Taken.give_back
 
     def give_back(self: Any, lines: list[str]) -> None:
         given_back.append(len(lines))
         original(self, lines)
 
-    monkeypatch.setattr(_catalog._Taken, "give_back", give_back)
+    monkeypatch.setattr(_records._Taken, "give_back", give_back)
     lines = [f'"images/model_0.png,images/garment_0.png,tops{n}\n' for n in range(3000)]
     path = _csv(folder, "model_image,garment_image,category\n" + "".join(lines))
     rows = load_catalog(path).rows
