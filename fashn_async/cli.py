@@ -10,9 +10,7 @@ resume).
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,13 @@ except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate
-from fashn_async._client import checked_api_key
+from fashn_async._cli_params import (
+    Finite,
+    RateType,
+    api_options,
+    folder_problem,
+    run_exit_code,
+)
 from fashn_async._emulator_clock import learn_time_scale
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
@@ -37,100 +41,19 @@ from fashn_async.bulk._command import dry_run as check_catalog
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_SOME_FAILED,
     LONGEST_LATENCY,
     JobOptions,
 )
 from fashn_async.errors import (
     ConfigurationError,
-    DeadlineExceededError,
-    DownloadError,
     FashnError,
-    PredictionCanceledError,
-    PredictionError,
-    SubmissionUncertainError,
 )
 
 console = Console(stderr=True, soft_wrap=True)
-DEFAULT_BASE_URL = "https://api.fashn.ai"
 
 
 def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
-
-
-class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
-    """``N/SECONDS`` (e.g. ``25/60``), or ``off``: N a whole number of at least 1,
-    SECONDS a finite number above 0 (anything else is refused, exit 2, before anything
-    is sent: a rate of 2/inf would wait forever)."""
-
-    name = "N/SECONDS"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value is None or isinstance(value, Rate):
-            return value
-        text = str(value).strip()
-        if text.lower() == "off":
-            return None
-        expected = f"expected N/SECONDS such as 25/60, or off; got {value!r}"
-        limit, slash, period = text.partition("/")
-        try:
-            count = int(limit)
-        except ValueError:
-            self.fail(f"{expected} (N must be a whole number)" if slash else expected, param, ctx)
-        try:
-            seconds = float(period)
-        except ValueError:
-            self.fail(f"{expected} (SECONDS must be a number)" if slash else expected, param, ctx)
-        if count < 1:
-            self.fail(f"{expected} (N must be at least 1)", param, ctx)
-        if not (math.isfinite(seconds) and seconds > 0):
-            self.fail(f"{expected} (SECONDS must be a finite number above 0)", param, ctx)
-        try:
-            return Rate(count, seconds)
-        except FashnError as error:
-            self.fail(f"{expected} ({error})", param, ctx)
-
-
-class Finite(click.FloatRange):
-    """A float range that refuses ``nan`` and infinities (click's range lets nan by)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"expected a finite number, got {value!r}", param, ctx)
-        return number
-
-
-def _api_options(function: Any) -> Any:
-    function = click.option(
-        "--base-url",
-        envvar="FASHN_BASE_URL",
-        show_envvar=True,
-        default=DEFAULT_BASE_URL,
-        show_default=True,
-        help="The API's address (an emulator's, for tests).",
-    )(function)
-    return click.option(
-        "--api-key",
-        envvar="FASHN_API_KEY",
-        show_envvar=True,
-        default=None,
-        callback=_api_key,
-        help="The API key (never printed; surrounding whitespace, such as a Windows line "
-        "end, is dropped).",
-    )(function)
-
-
-def _api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """The key as the client takes it: stripped; one with a control character inside is
-    refused (exit 2) before anything is sent, without being shown."""
-    if value is None or not value.strip():
-        return None  # the command says how to give one, when it needs one
-    try:
-        return checked_api_key(value)
-    except ConfigurationError as error:
-        raise click.BadParameter(error.message, ctx, param) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -147,8 +70,14 @@ def main() -> None:
     required=True,
     help="Folder for outputs, manifest.jsonl, report.html and the job's journal.",
 )
-@_api_options
-@click.option("--dry-run", is_flag=True, help="Check every row, list the bad ones; send nothing.")
+@api_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every row, list the bad ones on stdout; send and write nothing. Exit 0: every "
+    "row valid, 1: some bad (a row that cannot be read, not UTF-8 say, is one bad row), 2: "
+    "the catalog cannot be read at all.",
+)
 @click.option(
     "--in-flight", type=click.IntRange(1, 10_000), default=6, show_default=True,
     help="Predictions running at once (the API's concurrency limit).",
@@ -445,7 +374,7 @@ def emulator(
     help="Folder the output images are saved in (made if missing; checked writable before "
     "anything is sent).",
 )  # fmt: skip
-@_api_options
+@api_options
 @click.option(
     "--deadline",
     type=Finite(min=0.0, min_open=True),
@@ -514,35 +443,4 @@ def run(
     sys.exit(code)
 
 
-def folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot take output files, or None; a missing one is made here.
-
-    A file is written and deleted in it: that proves it on a read-only file system or
-    under a read-only parent, where permission bits alone say nothing (root ignores them).
-    """
-    if folder.exists() and not folder.is_dir():
-        return f"{folder} exists and is not a folder"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return f"cannot write to {folder}: {exc.strerror or exc}"
-    return None
-
-
-def run_exit_code(error: FashnError) -> int:
-    """1 when the prediction started (it failed, was canceled, ran out of time, may have
-    landed, or its output could not be saved); 2 when nothing was started."""
-    started = error.prediction_id is not None or isinstance(
-        error,
-        PredictionError
-        | PredictionCanceledError
-        | SubmissionUncertainError
-        | DeadlineExceededError
-        | DownloadError,
-    )
-    return EXIT_SOME_FAILED if started else EXIT_CANNOT_START
-
-
-__all__ = ["main"]
+__all__ = ["folder_problem", "main", "run_exit_code"]
