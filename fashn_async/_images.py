@@ -19,8 +19,9 @@ the field, the value shortened and what is accepted):
 - The bytes themselves: a known signature and a structure that is whole
   (:func:`image_problem`: PNG chunks and CRCs, JPEG markers through end of image, ...).
 
-Outputs are streamed to a temporary file and renamed into place, so a file on disk is
-always whole; any failure to write names the path (:class:`SaveError`).
+Outputs are streamed to a temporary file, flushed to the disk and renamed into place
+(:mod:`fashn_async._atomic`), so a file on disk is always whole; any failure to write
+names the path (:class:`SaveError`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 
+from fashn_async._atomic import append, commit, partial_path, write_atomically
 from fashn_async._sources import (
     MAX_IMAGE_BYTES,
     OFFLOAD_BYTES,
@@ -328,12 +330,6 @@ def output_filename(stem: str, index: int, source: str, content_type: str | None
     return f"{stem}_{index}.{ext}"
 
 
-def _write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
-    with path.open("ab") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-
-
 async def save_output(
     session: aiohttp.ClientSession, source: str, directory: Path, stem: str, index: int
 ) -> Path:
@@ -364,16 +360,16 @@ async def save_output(
                     status_code=response.status,
                 )
             target = directory / output_filename(stem, index, source, response.content_type)
-            partial = target.with_name(f".{target.name}.part")
+            partial = partial_path(target)
             await _on_disk("write", target, _start_partial, target, partial)
             buffer = io.BytesIO()
             async for chunk in response.content.iter_chunked(256 * 1024):
                 buffer.write(chunk)
                 if buffer.tell() >= 1024 * 1024:
-                    await _on_disk("write", partial, _write_chunks, partial, [buffer.getvalue()])
+                    await _on_disk("write", partial, append, partial, [buffer.getvalue()])
                     buffer = io.BytesIO()
-            await _on_disk("write", partial, _write_chunks, partial, [buffer.getvalue()])
-        await _on_disk("write", target, os.replace, partial, target)
+            await _on_disk("write", partial, append, partial, [buffer.getvalue()])
+        await _on_disk("write", target, commit, partial, target)
         partial = None
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise DownloadError(f"downloading output {index} failed: {type(exc).__name__}") from exc
@@ -417,10 +413,6 @@ def _unlink(path: Path) -> None:
 
 
 def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
-    partial = target.with_name(f".{target.name}.part")
-    try:
-        _start_partial(target, partial)
-        _write_chunks(partial, chunks)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a folder", str(target))
+    write_atomically(target, chunks)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,86 +21,39 @@ except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate
-from fashn_async._client import checked_api_key
+from fashn_async._cli_params import (
+    Finite,
+    RateType,
+    api_options,
+    folder_problem,
+    run_exit_code,
+)
 from fashn_async._emulator_clock import learn_time_scale
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
+    STOPPED_STARTING,
     BatchSettings,
     fresh_start,
     run_batch,
+    stopped_by_signals,
 )
 from fashn_async.bulk._command import dry_run as check_catalog
-from fashn_async.bulk._job import (
+from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_SOME_FAILED,
     LONGEST_LATENCY,
     JobOptions,
 )
 from fashn_async.errors import (
     ConfigurationError,
-    DeadlineExceededError,
-    DownloadError,
     FashnError,
-    PredictionCanceledError,
-    PredictionError,
-    SubmissionUncertainError,
 )
 
 console = Console(stderr=True, soft_wrap=True)
-DEFAULT_BASE_URL = "https://api.fashn.ai"
 
 
 def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
-
-
-class RateType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
-    """``N/SECONDS`` (e.g. ``25/60``), or ``off``."""
-
-    name = "N/SECONDS"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value is None or isinstance(value, Rate):
-            return value
-        if str(value).strip().lower() == "off":
-            return None
-        try:
-            limit, _, period = str(value).partition("/")
-            return Rate(int(limit), float(period))
-        except (ValueError, TypeError, FashnError):
-            self.fail(f"expected N/SECONDS such as 25/60, or off; got {value!r}", param, ctx)
-
-
-def _api_options(function: Any) -> Any:
-    function = click.option(
-        "--base-url",
-        envvar="FASHN_BASE_URL",
-        show_envvar=True,
-        default=DEFAULT_BASE_URL,
-        show_default=True,
-        help="The API's address (an emulator's, for tests).",
-    )(function)
-    return click.option(
-        "--api-key",
-        envvar="FASHN_API_KEY",
-        show_envvar=True,
-        default=None,
-        callback=_api_key,
-        help="The API key (never printed; surrounding whitespace, such as a Windows line "
-        "end, is dropped).",
-    )(function)
-
-
-def _api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """The key as the client takes it: stripped; one with a control character inside is
-    refused (exit 2) before anything is sent, without being shown."""
-    if value is None or not value.strip():
-        return None  # the command says how to give one, when it needs one
-    try:
-        return checked_api_key(value)
-    except ConfigurationError as error:
-        raise click.BadParameter(error.message, ctx, param) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -118,8 +70,14 @@ def main() -> None:
     required=True,
     help="Folder for outputs, manifest.jsonl, report.html and the job's journal.",
 )
-@_api_options
-@click.option("--dry-run", is_flag=True, help="Check every row, list the bad ones; send nothing.")
+@api_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every row, list the bad ones on stdout; send and write nothing. Exit 0: every "
+    "row valid, 1: some bad (a row that cannot be read, not UTF-8 say, is one bad row), 2: "
+    "the catalog cannot be read at all.",
+)
 @click.option(
     "--in-flight", type=click.IntRange(1, 10_000), default=6, show_default=True,
     help="Predictions running at once (the API's concurrency limit).",
@@ -158,7 +116,7 @@ def main() -> None:
     "--leave-running",
     is_flag=True,
     help="On Ctrl-C, leave running predictions running (a re-run collects them) "
-    "instead of cancelling them.",
+    "instead of canceling them.",
 )
 @click.option(
     "--progress",
@@ -169,7 +127,7 @@ def main() -> None:
 )
 @click.option(
     "--log-interval",
-    type=click.FloatRange(0.0, 3600.0),
+    type=Finite(0.0, 3600.0),
     default=10.0,
     show_default=True,
     help="Log-line display: a progress line when the counts change, at most one per this "
@@ -178,7 +136,7 @@ def main() -> None:
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.0001, 1.0),
+    type=Finite(0.0001, 1.0),
     default=None,
     help="For an emulator started with this --time-scale: scales limits and polling; "
     "rates are shown in API time. Default: an emulator's own, read from it, else 1.",
@@ -214,6 +172,38 @@ def batch(
             "--output-format needs --model-name (e.g. tryon-v1.6): the v1 body has no "
             "output_format field"
         )
+    with stopped_by_signals():
+        try:
+            code = _batch(catalog, out, api_key, base_url, dry_run, in_flight, submit_rate,
+                          status_rate, model_name, output_format, downloads, resend_uncertain,
+                          retry_failed, leave_running, progress, log_interval, no_report,
+                          time_scale)  # fmt: skip
+        except KeyboardInterrupt:  # SIGINT or SIGTERM before the job's own handlers
+            console.print(STOPPED_STARTING, markup=False, highlight=False)
+            code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _batch(
+    catalog: Path,
+    out: Path,
+    api_key: str | None,
+    base_url: str,
+    dry_run: bool,
+    in_flight: int,
+    submit_rate: Rate | None,
+    status_rate: Rate | None,
+    model_name: str | None,
+    output_format: str | None,
+    downloads: int,
+    resend_uncertain: bool,
+    retry_failed: bool,
+    leave_running: bool,
+    progress: Any,
+    log_interval: float,
+    no_report: bool,
+    time_scale: float | None,
+) -> int:
     if time_scale is None:
         time_scale = 1.0 if dry_run else learn_time_scale(base_url, api_key, _say)
     limits = Limits(submit=submit_rate, status=status_rate, in_flight=in_flight)
@@ -239,13 +229,8 @@ def batch(
         time_scale=time_scale,
     )
     if dry_run:  # the bad rows on stdout, one per line
-        sys.exit(check_catalog(settings, click.echo))
-    try:
-        code = asyncio.run(run_batch(settings, console))
-    except KeyboardInterrupt:  # a second Ctrl-C: the journal is consistent all the same
-        console.print("stopped at once: run the same command again to resume", markup=False)
-        code = EXIT_INTERRUPTED
-    sys.exit(code)
+        return check_catalog(settings, click.echo)
+    return asyncio.run(run_batch(settings, console))
 
 
 @main.command(short_help="A sample catalog on the embedded emulator.")
@@ -265,7 +250,7 @@ def batch(
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.001, 1.0),
+    type=Finite(0.001, 1.0),
     default=0.02,
     show_default=True,
     help="Emulator time factor: 0.02 runs an API minute in 1.2 s.",
@@ -321,7 +306,13 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
             )
         return code
 
-    sys.exit(asyncio.run(go()))
+    with stopped_by_signals():
+        try:
+            code = asyncio.run(go())
+        except KeyboardInterrupt:  # SIGINT or SIGTERM before the job's own handlers
+            console.print(STOPPED_STARTING, markup=False, highlight=False)
+            code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 @main.command(short_help="Serve the API emulator.")
@@ -335,7 +326,7 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     help="The key the emulator accepts.",
 )
 @click.option(
-    "--time-scale", type=click.FloatRange(0.0001, 100.0), default=1.0, show_default=True,
+    "--time-scale", type=Finite(0.0001, 100.0), default=1.0, show_default=True,
     help="Multiplies every duration (latency, windows, Retry-After): 0.01 runs an API "
     "minute in 0.6 s.",
 )  # fmt: skip
@@ -383,16 +374,16 @@ def emulator(
     help="Folder the output images are saved in (made if missing; checked writable before "
     "anything is sent).",
 )  # fmt: skip
-@_api_options
+@api_options
 @click.option(
     "--deadline",
-    type=float,
+    type=Finite(min=0.0, min_open=True),
     default=None,
     help="Give up (and cancel it on the server) after this many seconds.",
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.0001, 1.0),
+    type=Finite(0.0001, 1.0),
     default=None,
     help="For an emulator started with this --time-scale: scales limits and polling. "
     "Default: an emulator's own, read from it, else 1.",
@@ -417,8 +408,6 @@ def run(
         console.print(f"cannot start: {problem}; give --out a folder this user can write to",
                       markup=False, highlight=False)  # fmt: skip
         sys.exit(EXIT_CANNOT_START)
-    if time_scale is None:
-        time_scale = learn_time_scale(base_url, api_key, _say)
 
     async def go() -> int:
         async with AsyncFashn(
@@ -438,7 +427,10 @@ def run(
         return EXIT_OK
 
     try:
-        code = asyncio.run(go())
+        with stopped_by_signals():  # SIGTERM as SIGINT: exit 130, not 143
+            if time_scale is None:
+                time_scale = learn_time_scale(base_url, api_key, _say)
+            code = asyncio.run(go())
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except FashnError as error:
@@ -451,35 +443,4 @@ def run(
     sys.exit(code)
 
 
-def folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot take output files, or None; a missing one is made here.
-
-    A file is written and deleted in it: that proves it on a read-only file system or
-    under a read-only parent, where permission bits alone say nothing (root ignores them).
-    """
-    if folder.exists() and not folder.is_dir():
-        return f"{folder} exists and is not a folder"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return f"cannot write to {folder}: {exc.strerror or exc}"
-    return None
-
-
-def run_exit_code(error: FashnError) -> int:
-    """1 when the prediction started (it failed, was cancelled, ran out of time, may have
-    landed, or its output could not be saved); 2 when nothing was started."""
-    started = error.prediction_id is not None or isinstance(
-        error,
-        PredictionError
-        | PredictionCanceledError
-        | SubmissionUncertainError
-        | DeadlineExceededError
-        | DownloadError,
-    )
-    return EXIT_SOME_FAILED if started else EXIT_CANNOT_START
-
-
-__all__ = ["main"]
+__all__ = ["folder_problem", "main", "run_exit_code"]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import ModelRequest, TryOnRequest
-from fashn_async.bulk import CatalogError, Journal, _catalog, load_catalog
+from fashn_async.bulk import CatalogError, Journal, _catalog, _records, load_catalog
 from fashn_async.bulk._catalog import iter_catalog
 from tests.bulk_support import write_images
 
@@ -183,12 +183,59 @@ def test_a_file_that_is_no_catalog_raises(
         load_catalog(path)
 
 
-def test_non_utf8_is_refused(folder: Path) -> None:
-    """A catalog that is not UTF-8 text says so, with the byte."""
-    path = folder / "catalog.csv"
-    path.write_bytes(b"model_image,garment_image,category\n\xff\n")
-    with pytest.raises(CatalogError, match="not UTF-8 text"):
-        load_catalog(path)
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xe9t\xe9"])
+def test_a_byte_that_is_not_utf8_makes_one_invalid_row(
+    folder: Path, suffix: str, bad: bytes
+) -> None:
+    """A byte that is not UTF-8 anywhere in a row (CSV, TSV or JSONL, in any cell): that
+    row invalid with its line and the byte, the rows around it load; only a header that
+    is not UTF-8 refuses the file."""
+    good = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
+            "category": "tops"}  # fmt: skip
+    if suffix == ".jsonl":
+        lines = [json.dumps(good).encode(), b'{"id": "sku-' + bad + b'", "model_image": 1}',
+                 json.dumps(good).encode()]  # fmt: skip
+    else:
+        sep = b"\t" if suffix == ".tsv" else b","
+        header = sep.join([b"id", b"model_image", b"garment_image", b"category"])
+        row = sep.join([b"a", b"images/model_0.png", b"images/garment_0.png", b"tops"])
+        lines = [header, row, sep.join([b"b", b"images/m" + bad + b".png", b"x.png", b"tops"]),
+                 row.replace(b"a", b"c", 1)]  # fmt: skip
+    path = folder / f"catalog{suffix}"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rows = load_catalog(path).rows
+    assert [r.ok for r in rows] == [True, False, True]
+    assert rows[1].line == (2 if suffix == ".jsonl" else 3)
+    assert (rows[1].error or "").startswith(f"not UTF-8 text (byte 0x{bad[0]:02x}")
+    header = b"model_image,garment_" + bad + b"image,category\n"
+    (folder / "bad-header.csv").write_bytes(header)
+    with pytest.raises(CatalogError, match="line 1: the header is not UTF-8 text"):
+        load_catalog(folder / "bad-header.csv")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("sku-1", True), (7, True), ({"a": 1}, False), ([1], False), (True, False),
+     (1.5, False)],
+)  # fmt: skip
+def test_a_jsonl_id_is_a_string_or_an_integer(folder: Path, value: Any, ok: bool) -> None:
+    """A JSONL id that is an object, an array, a boolean or a fraction: that row invalid
+    with its line, naming the id column; a string or an integer is kept as the row's id."""
+    good = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
+            "category": "tops"}  # fmt: skip
+    path = folder / "catalog.jsonl"
+    path.write_text(
+        json.dumps(good) + "\n" + json.dumps({"id": value, **good}) + "\n", encoding="utf-8"
+    )
+    first, row = load_catalog(path).rows
+    assert first.ok
+    assert (row.ok, row.line) == (ok, 2), row.error
+    if ok:
+        assert (row.label, row.identity) == (str(value), f"id:{value}")
+    else:
+        assert (row.error or "").startswith("id: expected a string or an integer, got ")
+        assert row.identity.startswith("sha:")
 
 
 def test_a_nul_byte_or_a_deep_json_line_is_one_invalid_row(folder: Path) -> None:
@@ -396,13 +443,13 @@ def test_a_file_of_open_quotes_is_read_in_one_pass(
     """Every row opening a quote it never closes: each is its own invalid row, in file
     order, and each line is read again at most once (not once per open quote above it)."""
     given_back: list[int] = []
-    original = _catalog._Taken.give_back
+    original = _records._Taken.give_back
 
     def give_back(self: Any, lines: list[str]) -> None:
         given_back.append(len(lines))
         original(self, lines)
 
-    monkeypatch.setattr(_catalog._Taken, "give_back", give_back)
+    monkeypatch.setattr(_records._Taken, "give_back", give_back)
     lines = [f'"images/model_0.png,images/garment_0.png,tops{n}\n' for n in range(3000)]
     path = _csv(folder, "model_image,garment_image,category\n" + "".join(lines))
     rows = load_catalog(path).rows

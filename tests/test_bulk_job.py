@@ -12,6 +12,7 @@ import json
 import socket
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,20 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from fashn_async import AsyncFashn
+from fashn_async import AsyncFashn, errors
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._job import JobOptions
+from fashn_async.bulk._journal import JournalWriteError
+from fashn_async.bulk._outcome import Outcome, failure_outcome
+from fashn_async.bulk._pacing import carryover
 from fashn_async.testing import Emulator, HttpFault, PredictionFault
 from tests.bulk_support import journal_counts, read_manifest, write_catalog
 
 
-async def _run(emulator: Emulator, catalog: Path, out: Path, **options: Any) -> tuple[int, str]:
+async def _run(
+    emulator: Emulator, catalog: Path, out: Path, display: Any = "lines", **options: Any
+) -> tuple[int, str]:
     """Run the batch command's code path; return its exit code and what it printed."""
     buffer = io.StringIO()
     settings = BatchSettings(
@@ -36,7 +42,7 @@ async def _run(emulator: Emulator, catalog: Path, out: Path, **options: Any) -> 
         options=JobOptions(out=out, **options),
         api_key=emulator.api_key,
         base_url=emulator.url,
-        display="lines",
+        display=display,
         report=False,
     )
     code = await run_batch(settings, Console(file=buffer, width=200))
@@ -152,11 +158,16 @@ async def test_a_row_caught_mid_post_is_uncertain_until_resent_on_request(
     assert manifest[1]["error_name"] == "SubmissionUncertain"
     assert len(emulator.report().accepted) == 2
 
-    code, _ = await _run(emulator, catalog, out)  # again without the flag: still not sent
+    code, printed = await _run(emulator, catalog, out)  # again without the flag: not sent
     assert code == 1
     assert len(emulator.report().accepted) == 2
-    code, _ = await _run(emulator, catalog, out, resend_uncertain=True)
+    # The summary, the last thing printed, says how to send it again.
+    hint = printed.splitlines()[-1]
+    assert hint.startswith("1 uncertain row: their POST may have landed and been charged; ")
+    assert "re-run with --resend-uncertain to send them again" in hint
+    code, printed = await _run(emulator, catalog, out, resend_uncertain=True)
     assert code == 0
+    assert "uncertain" not in printed.splitlines()[-1]
     assert [e["status"] for e in read_manifest(out)] == ["done"] * 3
     assert len(emulator.report().accepted) == 3
 
@@ -207,6 +218,7 @@ async def test_failed_predictions_keep_name_and_message(emulator: Emulator, tmp_
     }
     assert all(e["prediction_id"] for e in manifest)
     assert "line 2: failed: PoseError: no pose found" in printed
+    assert "re-run with --retry-failed to send them again" in printed.splitlines()[-1]
     emulator.clear_faults()
     code, _ = await _run(emulator, catalog, out)
     assert code == 1  # failed rows are final without the flag
@@ -314,18 +326,29 @@ async def test_a_restart_waits_for_the_window_its_predecessor_filled(
     window, so its fresh limiter meets no 429."""
     catalog = write_catalog(tmp_path, 30, models=6)
     out = tmp_path / "out"
+    staged = time.time()
     with Journal.open(out, meta=_meta(catalog, emulator), rows=load_catalog(catalog).rows) as j:
         for row in range(1, 26):
             j.sending(row)
             j.ended(row, "failed", "PipelineError", "staged: sent by the previous run")
     code, _ = await _run(emulator, catalog, out)
+    # The journal dates sends in wall-clock time, the limiter waits in (fast-forwarded)
+    # loop time: the sends were at most this many real seconds old when the restart
+    # seeded its limiter, however loaded the machine.
+    at_most_old = time.time() - staged
     assert code == 1  # the 25 staged failures stay failed
     report = emulator.report()
     assert len(report.accepted) == 5
-    # The predecessor's window passed (measured from its sends' wall-clock times, less the
-    # real milliseconds this restart took to start).
-    assert min(a.time for a in report.accepted) >= 59.5
+    window = 60.0 + 0.25  # the API's period plus the client's margin
+    assert min(a.time for a in report.accepted) >= window - at_most_old
     assert sum(report.rejected.values()) == 0
+
+
+def test_a_restart_seeds_its_limiter_with_the_ages_of_earlier_sends() -> None:
+    """Earlier sends' wall-clock times become (age, generations) for the limiter's seed;
+    one dated in the future (a clock set back) counts as sent now."""
+    sent = [(100.0, 1), (40.0, 2), (130.0, 1)]
+    assert carryover(sent, now=120.0) == [(20.0, 1), (80.0, 2), (0.0, 1)]
 
 
 async def test_model_name_sends_inputs_and_output_format(
@@ -390,7 +413,16 @@ async def test_catalog_edits_between_runs(emulator: Emulator, tmp_path: Path) ->
     code, printed = await _run(emulator, catalog, out)
     assert code == 0, printed
     assert "line 3, id 'sku-1' changed after it was sent (done)" in printed
-    assert "id 'sku-2') is no longer in the catalog; it was already sent (done)" in printed
+    gone = "the row with id 'sku-2' (line 3 when last read) is no longer in the catalog"
+    assert f"{gone}; it was already sent (done)" in printed
+    # Again, quiet: the warnings still reach the person; the row gone twice is named by
+    # its id and line, never by its (lost) place in the file.
+    code, printed = await _run(emulator, catalog, out, display="quiet")
+    assert code == 0, printed
+    assert "changed after it was sent (done)" in printed
+    assert gone in printed
+    assert "row None" not in printed
+    assert "progress" not in printed
     manifest = read_manifest(out)
     by_id = {e["id"]: e for e in manifest}
     assert [e["id"] for e in manifest] == ["sku-new", "sku-1", "sku-3", "sku-4", "typo", "sku-2"]
@@ -526,3 +558,26 @@ async def test_ids_like_a_repeats_suffix_are_never_charged_again(
         assert code == 0, printed
         assert len(emulator.report().accepted) == 3
     assert [e["id"] for e in read_manifest(out)] == ["a", "a", "a#2"]
+
+
+@pytest.mark.parametrize(
+    ("error", "prediction_id", "stopping", "outcome"),
+    [
+        (JournalWriteError("disk full"), None, False, Outcome.NEVER_SENT),
+        (errors.PredictionCanceledError("canceled"), "p1", True, Outcome.CANCELED_BY_STOP),
+        (errors.PredictionCanceledError("canceled"), "p1", False, Outcome.SEND_AGAIN),
+        (errors.SubmissionUncertainError("no answer"), None, False, Outcome.UNCERTAIN),
+        (errors.InvalidRequestError("bad seed"), None, False, Outcome.INVALID),
+        (errors.BadRequestError("refused"), None, False, Outcome.FAILED),
+        (errors.OutOfCreditsError("no credits"), None, False, Outcome.NOT_CREATED),
+        (errors.ServerError("5xx"), None, False, Outcome.NOT_CREATED),
+        (errors.PoseError("no pose"), "p1", False, Outcome.FAILED),
+        (errors.PoseError("no pose"), "p1", True, Outcome.FAILED),
+    ],
+)
+def test_what_becomes_of_a_row_whose_result_is_an_error(
+    error: errors.FashnError, prediction_id: str | None, stopping: bool, outcome: Outcome
+) -> None:
+    """A failed result's row: never sent (journal refused), canceled by this stop or sent
+    again, uncertain, invalid, not created (nothing charged: pending), or failed."""
+    assert failure_outcome(error, prediction_id, stopping=stopping) is outcome

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from fashn_async.bulk._journal import State
-from fashn_async.bulk._progress import Figures, LineDisplay, RichDisplay, make_display
+from fashn_async.bulk._progress import (
+    DisplayMode,
+    Figures,
+    LineDisplay,
+    RichDisplay,
+    make_display,
+)
 from fashn_async.bulk._words import counted, plural
 
 COUNTS = {"pending": 80, "submitting": 1, "submitted": 5, "completed": 1, "done": 10,
@@ -85,3 +92,16 @@ def test_the_live_bar_draws_figures_and_notes() -> None:
     assert "13/100" in text
     assert "10 done, 1 failed" in text
     assert isinstance(make_display("auto", Console(file=io.StringIO())), LineDisplay)
+
+
+@pytest.mark.parametrize("mode", ["auto", "bar", "lines", "quiet"])
+def test_every_display_mode_shows_the_notes(mode: DisplayMode) -> None:
+    """Whatever --progress says (quiet too), a note (a catalog-edit warning, a failed row)
+    reaches the console; quiet shows no progress figures."""
+    buffer = io.StringIO()
+    with make_display(mode, Console(file=buffer, width=200), interval=0.0) as display:
+        display.update(COUNTS, 100)
+        display.note("line 3, id 'sku-1' changed after it was sent (done)")
+    text = buffer.getvalue()
+    assert "line 3, id 'sku-1' changed after it was sent (done)" in text
+    assert ("10 done" in text) is (mode != "quiet")

@@ -20,6 +20,7 @@ from fashn_async import Limits, Polling
 from fashn_async.bulk import Journal, load_catalog, render_report
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._job import JobOptions
+from fashn_async.bulk._journal import RowRecord
 from fashn_async.testing import Emulator, PredictionFault
 from tests.bulk_support import write_catalog, write_images
 
@@ -212,3 +213,44 @@ def test_thumbnails_are_upright_and_transparency_is_white(tmp_path: Path) -> Non
         assert min(corner) > 240, (name, corner)  # white where it was transparent
         assert isinstance(middle, tuple)
         assert middle[2] > 200 > middle[0], (name, middle)  # the garment stays blue
+
+
+def _record(row: int, state: str, **times: float) -> RowRecord:
+    return RowRecord(
+        row=row, line=row + 1, key=f"row{row:05d}", identity=f"id:{row}", position=row,
+        label=None, inputs={}, state=state, prediction_id=None, outputs=[], files=[],
+        error_name=None, error_message=None, cancel_requested=False, sends=1,
+        sent_at=None, submitted_at=times.get("submitted"), finished_at=times.get("finished"),
+    )  # fmt: skip
+
+
+def _facts(page: str) -> dict[str, str]:
+    header = page.split("<dl>", 1)[1].split("</dl>", 1)[0]
+    pairs = header.replace("<dt>", "\0").split("\0")[1:]
+    return dict(pair.replace("</dd>", "").split("</dt><dd>") for pair in pairs)
+
+
+def _cards(page: str) -> dict[str, str]:
+    found = page.split("<div class=cards>", 1)[1].split("</div><dl>", 1)[0]
+    cards = [card.split("<b>", 1)[1].split("</b>") for card in found.split("</div>") if card]
+    return {name: count for count, name in cards}
+
+
+def test_the_summary_counts_every_state_and_rates_in_api_time(tmp_path: Path) -> None:
+    """The summary shows done, canceled, failed, invalid and uncertain (zeros too); on an
+    emulator run at time x100, throughput and latency are in API time and say so (6 real
+    seconds for 2 rows is 10 API minutes: 0.2 done per minute of API time)."""
+    records = [_record(1, "done", submitted=1000.0, finished=1000.08),
+               _record(2, "done", submitted=1000.0, finished=1000.08),
+               _record(3, "canceled"), _record(4, "pending")]  # fmt: skip
+    runs = [(1000.0, 1006.0, "finished")]
+    page = render_report(tmp_path, records, {}, title="t", runs=runs, time_scale=0.01)
+    assert _cards(page) == {"rows": "4", "done": "2", "canceled": "1", "failed": "0",
+                            "invalid": "0", "uncertain": "0", "pending": "1"}  # fmt: skip
+    facts = _facts(page)
+    assert facts["throughput"] == "0.2 done per minute of API time"
+    assert facts["API time"].startswith("10 min 00 s: the emulator ran time x100")
+    assert facts["submitted to finished"] == "median 8.0 s, p95 8.0 s of API time"
+    real = _facts(render_report(tmp_path, records, {}, title="t", runs=runs))
+    assert real["throughput"] == "20.0 done per minute"
+    assert "API time" not in real

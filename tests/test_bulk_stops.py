@@ -42,8 +42,10 @@ class _Cue:
         self.action: Callable[[], None] = lambda: None
         self.fired = False
         self.notes: list[str] = []
+        self.last: dict[str, int] = {}
 
     def update(self, counts: Mapping[str, int], total: int) -> None:
+        self.last = {state: n for state, n in counts.items() if n}
         if not self.fired and self.when(counts):
             self.fired = True
             self.action()
@@ -166,10 +168,11 @@ async def test_a_disk_that_fills_mid_job_stops_it_cleanly(
         assert code == 2
         assert problem is not None
         assert "full" in problem or "space" in problem.lower(), problem
-        stopping = [note for note in cue.notes if note.startswith("stopping: ")]
-        assert len(stopping) == 1  # one line naming the disk problem
+        assert str(out) in problem  # the disk named by the folder on it
+        assert not [note for note in cue.notes if "full" in note]  # the summary says it
         with Journal.open(out, meta=_meta(emulator), rows=load_catalog(catalog).rows) as j:
             states = {r.state for r in j.records()}
+            assert cue.last == {s: n for s, n in j.counts().items() if n}  # display = journal
             canceled = sum(r.state == "canceled" for r in j.records())
             known = {r.prediction_id for r in j.records() if r.prediction_id}
         assert states <= {"done", "completed", "pending", "canceled"}, states
@@ -262,7 +265,14 @@ def test_the_cli_on_a_disk_too_small_exits_2_with_one_line(tmp_path: Path) -> No
                 "--time-scale", "0.01", "--progress", "lines"]  # fmt: skip
         full = run_cli(*args, FASHN_API_KEY=KEY)
         assert full.returncode == 2, full.stderr
-        assert "disk is full" in full.stderr
+        lines = full.stderr.splitlines()
+        (stopped,) = [line for line in lines if "disk is full" in line]  # one line
+        assert stopped.startswith("stopped")
+        assert str(disk / "results") in stopped
+        # The last progress line and the summary count the same rows the same way.
+        progress = [line for line in lines if " progress " in line][-1]
+        summary = next(line for line in lines if line.startswith("60 rows: "))
+        assert progress.split(": ", 1)[1].split(";")[0] == summary.split(": ", 1)[1]
         # No traceback from the job. (The batch may still log its supervisor's
         # BrokenResourceError as "Task exception was never retrieved" when a stop leaves
         # it: issue 11's quiet-exit fix removes that; then drop this filter.)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -13,10 +15,14 @@ from PIL import Image
 
 from fashn_async import AsyncFashn, errors
 from fashn_async.bulk import Journal, load_catalog
+from fashn_async.bulk._command import STOPPED_STARTING
 from fashn_async.cli import main, run_exit_code
 from tests.bulk_support import (
     KEY,
+    cli,
+    cli_env,
     control,
+    journal_counts,
     read_manifest,
     run_cli,
     standalone_emulator,
@@ -334,3 +340,120 @@ def test_an_api_key_is_stripped_and_one_with_a_line_break_inside_refused(
     with pytest.raises(errors.ConfigurationError) as caught:
         AsyncFashn(api_key=broken, base_url=emulator_url)
     assert "sec" not in str(caught.value)
+
+
+def test_the_options_the_messages_name_are_the_real_ones() -> None:
+    """Every ``--option`` a bulk message or hint names (the summary's re-run hints, the
+    journal's edit notes) is an option of `fashn-async batch`."""
+    import re
+
+    from fashn_async.bulk import _command, _job, _journal
+
+    batch = main.commands["batch"]  # type: ignore[attr-defined]
+    options = {opt for p in batch.params for opt in p.opts} | {"--help"}
+    named = set()
+    for module in (_command, _job, _journal):
+        named |= set(re.findall(r"--[a-z][a-z-]+", Path(module.__file__ or "").read_text()))
+    assert named, "no option named at all: the scan is broken"
+    assert named <= options, named - options
+    assert {_command.RESEND_UNCERTAIN, _command.RETRY_FAILED} <= options
+
+
+def test_one_spelling_of_canceled() -> None:
+    """The API says `canceled`: the bulk code, the CLI (every string, help included) and
+    the README's command-line sections never say `cancelled` (Python's own names,
+    `CancelledError` and `get_cancelled_exc_class`, aside)."""
+    import fashn_async.bulk
+    import fashn_async.cli
+
+    files = [*Path(fashn_async.bulk.__file__).parent.glob("*.py"), Path(fashn_async.cli.__file__)]
+    readme = Path(__file__).parent.parent / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    section = text[text.index("## Command line") : text.index("## The emulator, in your own")]
+    sources = {str(f): f.read_text(encoding="utf-8") for f in files} | {"README": section}
+    for command in ("batch", "demo", "emulator", "run"):
+        sources[f"{command} --help"] = _invoke(command, "--help")[1]
+    for name, source in sources.items():
+        source = source.replace("get_cancelled_exc_class", "").replace("CancelledError", "")
+        assert "ancelled" not in source, name
+        assert "ancelling" not in source, name
+    assert "canceled" in sources["README"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--submit-rate", "2/inf", "SECONDS must be a finite number above 0"),
+        ("--submit-rate", "2/nan", "SECONDS must be a finite number above 0"),
+        ("--submit-rate", "2/0", "SECONDS must be a finite number above 0"),
+        ("--submit-rate", "2/-60", "SECONDS must be a finite number above 0"),
+        ("--submit-rate", "0/60", "N must be at least 1"),
+        ("--submit-rate", "-3/60", "N must be at least 1"),
+        ("--status-rate", "2.5/10", "N must be a whole number"),
+        ("--status-rate", "5/ten", "SECONDS must be a number"),
+        ("--status-rate", "abc", "expected N/SECONDS such as 25/60, or off; got 'abc'"),
+        ("--status-rate", "", "expected N/SECONDS"),
+        ("--time-scale", "nan", "expected a finite number"),
+        ("--log-interval", "nan", "expected a finite number"),
+        ("--log-interval", "inf", "not in the range"),
+    ],
+)
+def test_nonsense_numbers_are_refused_up_front(
+    tmp_path: Path, option: str, value: str, why: str
+) -> None:
+    """A rate or number that means nothing (2/inf, nan, 0, negative, words) is refused
+    with the reason, exit 2, before anything runs: never a wait without end."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    code, stdout, stderr = _invoke(
+        "batch", str(catalog), "--out", str(tmp_path / "o"), option, value, FASHN_API_KEY="k"
+    )
+    assert code == 2, stdout + stderr
+    assert f"Invalid value for '{option}'" in stderr
+    assert why in stderr
+    assert not (tmp_path / "o").exists()
+    code, _, stderr = _invoke("run", "--model", "m.png", "--garment", "g.png", "--category",
+                              "tops", "--deadline", "nan", FASHN_API_KEY="k")  # fmt: skip
+    assert code == 2
+    assert "expected a finite number" in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("phase", ["asking the time scale", "the credits check"])
+def test_a_signal_during_start_up_stops_cleanly(
+    tmp_path: Path, signum: signal.Signals, phase: str
+) -> None:
+    """SIGINT or SIGTERM while `batch` is still starting (its first request hangs on a
+    server that never answers; the signal is sent once the server has the connection):
+    one line, exit 130, no traceback, nothing sent; the same command then works."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(60)
+        port = silent.getsockname()[1]
+        args = ["batch", str(catalog), "--out", str(out), "--base-url",
+                f"http://127.0.0.1:{port}", "--progress", "lines"]  # fmt: skip
+        if phase == "the credits check":
+            args += ["--time-scale", "1"]  # not asked: the first request is the credits check
+        with subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            cli(*args),
+            env=cli_env(FASHN_API_KEY=KEY),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            try:
+                connection, _ = silent.accept()  # the command is inside its start-up now
+                with connection:
+                    request = connection.recv(65536).decode("latin-1")
+                    path = "/v1/credits" if phase == "the credits check" else "/_emulator/config"
+                    assert path in request.split("\r\n")[0], request
+                    process.send_signal(signum)
+                    _, stderr = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == STOPPED_STARTING
+    assert journal_counts(out).get("pending", 0) in (0, 2)  # nothing sent
+    assert not journal_counts(out).keys() - {"pending"}

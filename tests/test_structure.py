@@ -16,7 +16,7 @@ PACKAGE = Path(fashn_async.__file__).parent
 #: The data path of a try-on, in order: request -> limiter -> http -> poller -> results
 #: -> batch stream -> caller. A module may import its own stage and earlier ones only.
 STAGES: list[tuple[str, list[str]]] = [
-    ("foundation", ["_names", "_validators", "_version", "_window", "errors"]),
+    ("foundation", ["_names", "_validators", "_version", "_window", "_atomic", "errors"]),
     ("request", ["_urls", "_sources", "_structure", "_models", "_images", "_prepare", "_payload"]),
     ("limiter", ["_limits", "_coordination"]),
     ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
@@ -24,7 +24,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("poller", ["_polling", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_results"]),
     ("batch", ["_events", "_batch_run", "_batch"]),
-    ("caller", ["_client", "bulk", "cli", "__main__", ""]),
+    ("caller", ["_client", "bulk", "_cli_params", "cli", "__main__", ""]),
 ]
 
 #: The emulator is a second, independent reading of the API: it may import only pure data.

@@ -4,10 +4,13 @@ Every row is checked before anything is sent: image paths (relative to the catal
 file) must exist and hold an image, every option must parse and be in range. A bad row
 is kept with its line number and what is wrong; it never stops the others: whatever
 goes wrong while reading one row (a NUL byte in a path, a JSON line nested too deep for
-the parser, any exception) makes that row ``invalid``. A CSV quote left open, whose
+the parser, a byte that is not UTF-8, an ``id`` that is neither a string nor an
+integer, any exception) makes that row ``invalid``. A CSV quote left open, whose
 value runs on over lines that look like rows, makes its row ``invalid`` (``unclosed
 quote``) and those lines are read as the rows they are, so no row vanishes silently.
 Only a file that cannot be read as a catalog at all raises :class:`CatalogError`.
+(Reading the file into records is :mod:`fashn_async.bulk._records`; this module
+validates them.)
 
 The file is read as a stream (:func:`iter_catalog`): a dry run over a million rows holds
 one row at a time. Each row has an ``identity`` (its ``id`` column, else a hash of its
@@ -16,13 +19,11 @@ values) by which the journal recognises it when the file is edited between runs.
 
 from __future__ import annotations
 
-import collections
-import csv
 import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +31,8 @@ import attrs
 
 from fashn_async._images import check_image_input, image_file_problem
 from fashn_async._models import ModelRequest, Request, TryOnRequest
-from fashn_async.errors import ConfigurationError, InvalidRequestError
+from fashn_async.bulk._records import CatalogError, delimited, jsonl, text_lines
+from fashn_async.errors import InvalidRequestError
 
 __all__ = [
     "Catalog",
@@ -52,15 +54,8 @@ _KNOWN: Final = (
     "--model-name sends any columns as model inputs"
 )
 _FORMATS: Final = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-#: The longest CSV cell read (bytes): a data URI of a large photo fits; Python's default
-#: of 128 KiB does not.
-MAX_CELL: Final = 256 * 1024 * 1024
 #: Distinct image files whose check is remembered while reading (a bounded cache).
 _CHECKED_FILES: Final = 4096
-
-
-class CatalogError(ConfigurationError):
-    """The file cannot be read as a catalog at all (missing, unknown format, bad header)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -148,8 +143,8 @@ def iter_catalog(
     :func:`load_catalog`); arguments as for :func:`load_catalog`.
 
     Raises:
-        CatalogError: as :func:`load_catalog`, when the header is read; a file that stops
-            being UTF-8 text further down raises it when that line is reached.
+        CatalogError: as :func:`load_catalog`, when the header is read (a header that is
+            not UTF-8 text too; a later line that is not makes its row invalid).
     """
     path = Path(path)
     kind = _FORMATS.get(path.suffix.lower())
@@ -165,8 +160,13 @@ def iter_catalog(
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{path}: cannot read it: {getattr(exc, 'strerror', exc)}") from None
     with handle:
-        lines = _text_lines(path, handle)
-        records = _jsonl(lines) if kind == "jsonl" else _delimited(path, lines, kind, model_name)
+        lines = text_lines(path, handle)
+        if kind == "jsonl":
+            records = jsonl(lines)
+        else:
+            records = delimited(
+                path, lines, kind, functools.partial(_check_header, path, model_name=model_name)
+            )
         reader = _RowReader(path.resolve().parent, model_name, output_format)
         for number, (line, values) in enumerate(records, start=1):
             yield reader.row(number, line, values)
@@ -204,127 +204,17 @@ def unique_identities(bases: Sequence[str]) -> list[str]:
 
 
 def identity_of(values: Mapping[str, Any] | str) -> str:
-    """``id:<the id column>`` when the row has one, else ``sha:<hash of its values>``."""
-    if isinstance(values, Mapping) and values.get(LABEL_COLUMN) not in (None, ""):
-        return f"id:{values[LABEL_COLUMN]}"
+    """``id:<the id column>`` when the row has one (a string or an integer: ``1`` and
+    ``"1"`` are the same id), else ``sha:<hash of its values>``."""
+    label = values.get(LABEL_COLUMN) if isinstance(values, Mapping) else None
+    if isinstance(label, str | int) and not isinstance(label, bool) and label != "":
+        return f"id:{label}"
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
     return f"sha:{digest[:16]}"
 
 
-def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
-    """The file's lines as text (``\n`` kept), the BOM dropped; not UTF-8 raises."""
-    for number, raw in enumerate(handle, start=1):
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise CatalogError(
-                f"{path}: not UTF-8 text (line {number}, byte {exc.start})"
-            ) from None
-        yield text
-
-
-# -- reading records ---------------------------------------------------------------
-
-
-def _delimited(
-    path: Path, lines: Iterator[str], kind: str, model_name: str | None
-) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    if csv.field_size_limit() < MAX_CELL:
-        csv.field_size_limit(MAX_CELL)
-    delimiter = "\t" if kind == "tsv" else ","
-    source = _Taken(lines, delimiter)
-    reader = csv.reader(source, delimiter=delimiter)
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise CatalogError(f"{path}: the file is empty") from None
-    except csv.Error as exc:
-        raise CatalogError(f"{path}: line 1: {exc}") from None
-    _check_header(path, header, model_name)
-    source.columns = len(header)
-    start = len(source.take()) + 1  # the line the next record starts on
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield start, f"unreadable {kind.upper()}: {exc}"
-            start += len(source.take())
-            continue
-        except _RowInAValue:
-            # This row is bad; the line its open quote ran into is read as a row of its
-            # own (the reader starts each record afresh), so no row vanishes.
-            yield (
-                start,
-                (
-                    f"unclosed quote: a quoted value opened on this line runs on into line "
-                    f"{start + 1}, which looks like a row (read as one); close the quote, or "
-                    'double a quote inside a value ("")'
-                ),
-            )
-            source.give_back(source.take()[1:])
-            start += 1
-            continue
-        line, taken = start, source.take()
-        start += len(taken)
-        if not any(cell.strip() for cell in record):
-            continue  # a blank line
-        if len(record) != len(header):
-            yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
-            continue
-        yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
-
-
-class _RowInAValue(Exception):
-    """A quoted value runs on into a line holding a whole row's delimiters."""
-
-
-class _Taken:
-    """The lines a CSV reader reads, told apart per record; lines given back come again.
-
-    A record's second line and later are inside a quoted value (only a quote carries a
-    record over a line break): one with a whole row's delimiters before any quote is a
-    row swallowed by an unclosed quote (or one starting with a quote and holding them),
-    and raises :class:`_RowInAValue` at once, so a file of open quotes is read in one pass.
-    """
-
-    def __init__(self, lines: Iterator[str], delimiter: str) -> None:
-        self._lines = lines
-        self._delimiter = delimiter
-        self._again: collections.deque[str] = collections.deque()
-        self._taken: list[str] = []
-        self.columns = 0  # known once the header is read
-
-    def __iter__(self) -> _Taken:
-        return self
-
-    def __next__(self) -> str:
-        line = self._again.popleft() if self._again else next(self._lines)
-        self._taken.append(line)
-        # The value's text ends at the first quote; one opening the line starts a new
-        # quoted value there, as on a row's first line.
-        inside = line if line.startswith('"') else line.split('"', 1)[0]
-        if (
-            self.columns
-            and len(self._taken) > 1
-            and (inside.count(self._delimiter) >= self.columns - 1)
-        ):
-            raise _RowInAValue
-        return line
-
-    def take(self) -> list[str]:
-        """The lines read since the last call."""
-        taken, self._taken = self._taken, []
-        return taken
-
-    def give_back(self, lines: list[str]) -> None:
-        """Read ``lines`` again, before the rest."""
-        self._again.extendleft(reversed(lines))
-
-
-def _check_header(path: Path, header: list[str], model_name: str | None) -> None:
+def _check_header(path: Path, header: list[str], *, model_name: str | None) -> None:
     if len(set(header)) != len(header):
         repeated = sorted({name for name in header if header.count(name) > 1})
         raise CatalogError(f"{path}: line 1: repeated column {', '.join(repeated)}")
@@ -337,46 +227,6 @@ def _check_header(path: Path, header: list[str], model_name: str | None) -> None
     unknown = [n for n in header if n not in _V1_TYPES and n != LABEL_COLUMN]
     if model_name is None and unknown:
         raise CatalogError(f"{path}: line 1: unknown column {', '.join(unknown)} ({_KNOWN})")
-
-
-def _jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    # Lines end at \n only: JSON strings may hold U+2028 and friends.
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        try:
-            value = json.loads(line)
-        except RecursionError:
-            yield number, "not valid JSON: nested too deep to read"
-            continue
-        except ValueError as exc:
-            yield number, f"not valid JSON: {exc}"
-            continue
-        if not isinstance(value, dict):
-            yield number, f"expected a JSON object, got {type(value).__name__}"
-            continue
-        problem = _text_problem(value)
-        if problem is not None:
-            yield number, problem
-            continue
-        yield number, value
-
-
-def _text_problem(value: dict[str, Any]) -> str | None:
-    """Why a JSON object cannot be kept as UTF-8 text (a lone surrogate such as
-    ``"\\ud800"``: JSON may escape one, UTF-8 cannot hold it), or None."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
-        return (
-            f"not valid text: a lone surrogate \\u{ord(char):04x} (half of a UTF-16 pair) "
-            "cannot be sent as UTF-8"
-        )
-    except RecursionError:
-        return "not valid JSON: nested too deep to read"
-    return None
 
 
 # -- validating rows ---------------------------------------------------------------
@@ -413,8 +263,15 @@ class _RowReader:
         inputs = dict(values)
         label = inputs.pop(LABEL_COLUMN, None)
         key = _key(number, values)
-        label = None if label is None else str(label)
         problems: list[str] = []
+        if label is not None and (not isinstance(label, str | int) or isinstance(label, bool)):
+            # JSON ids are strings or integers (1 and "1" name the same row); anything
+            # else has no stable text to recognise the row by across runs.
+            problems.append(
+                f"{LABEL_COLUMN}: expected a string or an integer, got "
+                f"{_json_type(label)} {json.dumps(label, default=str)[:60]}"
+            )
+        label = None if label is None else str(label)
         fields: dict[str, Any] = {}
         images: dict[str, Path | str] = {}
         for column, value in inputs.items():
@@ -529,6 +386,12 @@ def _guess(value: Any) -> Any:
         except ValueError:
             continue
     return value
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (``object``, ``array``, ``boolean``...)."""
+    names = {dict: "an object", list: "an array", bool: "a boolean", float: "a number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def _printable(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,16 +26,16 @@ from fashn_async._limits import Limits
 from fashn_async._polling import Polling
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
-from fashn_async.bulk._job import (
+from fashn_async.bulk._job import BulkJob
+from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
+from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
+from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    BulkJob,
     JobOptions,
     JobSummary,
 )
-from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
-from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._progress import DisplayMode, make_display
 from fashn_async.bulk._report import REPORT_NAME, write_report
 from fashn_async.bulk._words import counted, plural
@@ -50,9 +50,21 @@ from fashn_async.errors import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["EXIT_CANNOT_START", "BatchSettings", "dry_run", "fresh_start", "run_batch"]
+__all__ = [
+    "EXIT_CANNOT_START",
+    "STOPPED_STARTING",
+    "BatchSettings",
+    "dry_run",
+    "fresh_start",
+    "run_batch",
+    "stopped_by_signals",
+]
 
 EXIT_CANNOT_START = 2
+#: What a stop during start-up prints (its exit code is 130).
+STOPPED_STARTING = "stopped while starting: nothing was sent; run the same command again"
+#: The options that send rows again (``fashn-async batch --help``).
+RESEND_UNCERTAIN, RETRY_FAILED = "--resend-uncertain", "--retry-failed"
 #: Bad rows listed when a job starts (a dry run lists them all; the manifest has all).
 LISTED_BAD_ROWS = 50
 
@@ -100,11 +112,39 @@ def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
 
 
 async def run_batch(settings: BatchSettings, console: Console) -> int:
-    """Run (or resume) the job; return the exit code."""
+    """Run (or resume) the job; return the exit code.
+
+    SIGINT and SIGTERM are handled from the first line on: during start-up (reading the
+    catalog, opening the journal, the credits check) the first one stops it at once,
+    nothing sent (exit 130); once the job runs, the first stops the job cleanly and a
+    second ends the process at once (:class:`_stop_on_signals`).
+    """
 
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False)
 
+    task = asyncio.current_task()
+    assert task is not None
+
+    def cancel_start() -> None:
+        task.cancel()
+
+    with _stop_on_signals(cancel_start) as signals:
+        try:
+            return await _run_batch(settings, say, console, signals)
+        except asyncio.CancelledError:
+            if not signals.received:
+                raise
+            say(STOPPED_STARTING)
+            return EXIT_INTERRUPTED
+
+
+async def _run_batch(
+    settings: BatchSettings,
+    say: Callable[[str], None],
+    console: Console,
+    signals: _stop_on_signals,
+) -> int:
     out = settings.options.out
     try:
         catalog = _load(settings)
@@ -154,8 +194,9 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
                 settings.display, console, settings.log_interval, settings.time_scale
             ) as display:
                 job = BulkJob(client, catalog, journal, options, display)
-                with _stop_on_signals(job.interrupt):
-                    summary = await job.run()
+                signals.stop = job.interrupt
+                summary = await job.run()
+                signals.stop = _finishing  # the manifest and report: a moment, then done
         records = journal.records()
         runs = journal.runs()
         rows = dict(journal.catalog)
@@ -163,7 +204,14 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
         write_manifest(out, records)
         if settings.report:
             await in_worker(
-                lambda: write_report(out, records, rows, title=str(catalog.path), runs=runs)
+                lambda: write_report(
+                    out,
+                    records,
+                    rows,
+                    title=str(catalog.path),
+                    runs=runs,
+                    time_scale=settings.time_scale,
+                )
             )
     except OSError as error:
         problem = f"cannot write the manifest or report in {out}: {error.strerror or error}"
@@ -244,52 +292,111 @@ async def _preflight(client: AsyncFashn) -> str | None:
     return None
 
 
-class _stop_on_signals:  # used like a function, as contextlib's helpers are
-    """Call ``stop`` on the first SIGINT/SIGTERM; a second one ends the process at once.
+def _finishing() -> None:
+    """A first signal once the job has ended: the manifest and report are written in a
+    moment anyway (a second signal ends the process at once)."""
 
-    At once means ``os._exit``: every journal step is committed when it happens, so the
-    journal is as consistent as after a ``kill -9``, and a re-run resumes from it.
+
+class _stop_on_signals:  # used like a function, as contextlib's helpers are
+    """Call :attr:`stop` on the first SIGINT/SIGTERM; a second one ends the process at once.
+
+    :attr:`stop` changes as the command goes on (cancel the start-up, then stop the
+    job). At once means ``os._exit``: every journal step is committed when it happens,
+    so the journal is as consistent as after a ``kill -9``, and a re-run resumes from it.
+    On exit, each signal's handler is what it was before (asyncio would leave SIGTERM at
+    its default, which kills the process without a word).
     """
 
     def __init__(self, stop: Callable[[], None]) -> None:
-        self._stop = stop
+        self.stop = stop
+        self.received = 0
         self._signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._received = 0
+        self._before: dict[signal.Signals, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<_stop_on_signals received={self.received}>"
 
     def _received_one(self) -> None:
-        self._received += 1
-        if self._received == 1:
-            self._stop()
+        self.received += 1
+        if self.received == 1:
+            self.stop()
             return
         sys.stderr.write("stopped at once: run the same command again to resume\n")
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _stop_on_signals:
         self._loop = asyncio.get_running_loop()
         try:
             for signum in self._signals:
+                self._before[signum] = signal.getsignal(signum)
                 self._loop.add_signal_handler(signum, self._received_one)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not main
             self._loop = None
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._loop is not None:
             for signum in self._signals:
                 self._loop.remove_signal_handler(signum)
+                if self._before.get(signum) is not None:
+                    signal.signal(signum, self._before[signum])
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """For the synchronous start of a command: SIGTERM raises KeyboardInterrupt as
+    SIGINT does (rather than killing the process with exit 143), so both stop it the
+    same way; the handlers are restored after."""
+    try:
+        before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # pragma: no cover - not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:
-    say(f"{plural(summary.total, 'row')}: {counted(summary.counts)}")
+    """The summary: counts in the progress line's words, the files, and one line on why
+    the job stopped (a disk problem: that line alone names it) and what to do next."""
+    say(f"{plural(summary.total, 'row')}: {counted(summary.counts, always=(State.DONE,))}")
     say(f"manifest: {out / MANIFEST_NAME}")
     if report:
         say(f"report: {out / REPORT_NAME}")
+    running = ""
+    if summary.stopped_running:
+        what = "left running" if summary.left_running else "canceled on the server"
+        running = f" ({plural(summary.stopped_running, 'running prediction')} {what})"
     if summary.problem is not None:
-        say(f"stopped: {summary.problem}; free some space (or fix {out}) and run the same "
-            "command again to resume")  # fmt: skip
+        say(f"stopped{running}: {summary.problem}; free some space (or fix {out}) and run "
+            "the same command again to resume")  # fmt: skip
     elif summary.interrupted:
-        say("stopped before the end: run the same command again to resume")
+        say(f"stopped before the end{running}: run the same command again to resume")
     elif summary.exit_code != EXIT_OK and summary.counts.get(State.PENDING):
         pending = summary.counts[State.PENDING]
         say(f"{plural(pending, 'row')} not sent yet: run the same command again to resume")
+    for hint in next_steps(summary.counts):
+        say(hint)
+
+
+def next_steps(counts: Mapping[str, int]) -> list[str]:
+    """What a person can do about the rows a job left ``uncertain`` or ``failed``: the
+    option that sends them again, and what it costs."""
+    steps = []
+    if counts.get(State.UNCERTAIN):
+        steps.append(
+            f"{plural(counts[State.UNCERTAIN], 'uncertain row')}: their POST may have landed "
+            f"and been charged; re-run with {RESEND_UNCERTAIN} to send them again (each may "
+            "then be charged twice)"
+        )
+    if counts.get(State.FAILED):
+        steps.append(
+            f"{plural(counts[State.FAILED], 'failed row')}: see the manifest for the errors; "
+            f"re-run with {RETRY_FAILED} to send them again (failed predictions are not "
+            "charged)"
+        )
+    return steps

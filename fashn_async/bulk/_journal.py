@@ -2,7 +2,7 @@
 
 Each row moves ``pending -> submitting -> submitted (with its id) -> completed (outputs
 known) -> done (files on disk)``, or ends ``failed``, ``invalid`` or ``uncertain``, or
-``canceled`` when a stop cancelled its prediction (a re-run sends it again). Every
+``canceled`` when a stop canceled its prediction (a re-run sends it again). Every
 step is one short transaction, written (WAL, ``synchronous=FULL``) before the network
 step it announces and after the one it records, so a ``kill -9`` anywhere leaves a state
 a re-run can act on without paying twice:
@@ -15,7 +15,7 @@ a re-run can act on without paying twice:
 Rows are known by their identity (the ``id`` column, else a hash of their values), not
 by their place in the file: rows not sent yet may be edited, added or removed between
 runs; a row already sent keeps its record, and an edit to it is reported
-(:attr:`Journal.edits`). A row sent again (cancelled, ``--retry-failed``,
+(:attr:`Journal.edits`). A row sent again (canceled, ``--retry-failed``,
 ``--resend-uncertain``) is sent as the catalog has it now, and its record takes those
 values (:meth:`Journal.reset`): the journal always holds what was last sent. What
 decides every request (base URL, model, output format) must not change: a run with other
@@ -30,17 +30,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Final
 
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
+from fashn_async.bulk._edits import CHECKED, at_line, canonical_json, plan_sync, settings_problem
+from fashn_async.bulk._folder import lock as hold
+from fashn_async.bulk._folder import release_reserve, reserve
 from fashn_async.bulk._rows import (
+    COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
     JournalBusyError,
     JournalMismatchError,
     JournalWriteError,
@@ -62,63 +67,6 @@ __all__ = [
 ]
 
 JOURNAL_NAME: Final = "journal.sqlite3"
-LOCK_NAME: Final = ".journal.lock"
-RESERVE_NAME: Final = ".journal.reserve"
-#: Bytes kept free for the journal: enough for a stop to record every row's state.
-RESERVE_BYTES: Final = 256 * 1024
-SCHEMA_VERSION: Final = "2"
-#: Journal settings that must be equal for a run to resume, with what to call them.
-CHECKED: Final = {
-    "base_url": "the API address (--base-url)",
-    "model_name": "the model (--model-name)",
-    "output_format": "the output format (--output-format)",
-}
-
-
-_KEPT = (
-    "the journal keeps the values it was sent with; give the new version another id (or a "
-    "new --out folder) to send it"
-)
-#: What happens to an edited row already sent but not done (see :meth:`Journal.reset`).
-_AFTER_EDIT: Final = {
-    State.CANCELED: "the journal keeps the values it was sent with until it is sent again "
-    "(its prediction found cancelled), then the new ones are sent and recorded",
-    State.FAILED: "the journal keeps the values it was sent with; --retry-failed sends the "
-    "new ones and records them",
-    State.UNCERTAIN: "the journal keeps the values it was sent with; --resend-uncertain sends "
-    "the new ones and records them",
-}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS rows (
-    row INTEGER PRIMARY KEY,
-    line INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    identity TEXT NOT NULL DEFAULT '',
-    position INTEGER,
-    label TEXT,
-    inputs TEXT NOT NULL,
-    state TEXT NOT NULL,
-    prediction_id TEXT,
-    outputs TEXT NOT NULL DEFAULT '[]',
-    files TEXT NOT NULL DEFAULT '[]',
-    error_name TEXT,
-    error_message TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    sends INTEGER NOT NULL DEFAULT 0,
-    sent_at REAL,
-    submitted_at REAL,
-    finished_at REAL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT
-);
-"""
-_COLUMNS = (
-    "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
-    "files, error_name, error_message, cancel_requested, sends, sent_at, submitted_at, finished_at"
-)
 
 
 class Journal:
@@ -173,7 +121,7 @@ class Journal:
         if directory.exists() and not directory.is_dir():
             raise ConfigurationError(f"{directory} exists and is not a folder")
         directory.mkdir(parents=True, exist_ok=True)
-        lock = _lock(directory)
+        lock = hold(directory)
         path = directory / JOURNAL_NAME
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -184,13 +132,13 @@ class Journal:
                 db.execute("PRAGMA journal_size_limit=1048576")
                 journal = cls(path, db, lock)
                 known = journal._known()
-                db.executescript(_SCHEMA)
+                db.executescript(SCHEMA)
                 if known:
                     journal._check(known, meta)
                     journal._sync(rows)
                 else:
                     journal._create(meta, rows)
-                _reserve(directory)
+                reserve(directory)
             except BaseException:
                 db.close()
                 raise
@@ -201,11 +149,7 @@ class Journal:
 
     def release_reserve(self) -> bool:
         """Free the reserve file's space for the journal; False when there was none."""
-        try:
-            (self.path.parent / RESERVE_NAME).unlink()
-        except OSError:
-            return False
-        return True
+        return release_reserve(self.path.parent)
 
     def close(self) -> None:
         """Close the database and let another job have the folder."""
@@ -264,89 +208,39 @@ class Journal:
                     r.identity,
                     r.row,
                     r.label,
-                    _json(r.inputs),
+                    canonical_json(r.inputs),
                     State.PENDING if r.ok else State.INVALID,
                     None if r.ok else "InvalidRow",
-                    None if r.ok else _at_line(r),
+                    None if r.ok else at_line(r),
                 )
                 for number, r in enumerate(rows, start=start)
             ],
         )
 
     def _sync(self, rows: Sequence[CatalogRow]) -> None:
-        """Match the catalog to the journal by identity (see the module docstring)."""
-        # Identities are unique in a catalog (unique_identities); a journal written before
-        # they were may hold one twice: each record is matched at most once all the same.
-        known: dict[str, list[RowRecord]] = {}
-        for each in self.records():
-            known.setdefault(each.identity, []).append(each)
-        fresh: list[CatalogRow] = []
-        updates: list[tuple[Any, ...]] = []
-        places: list[tuple[int, int, int]] = []
-        for current in rows:
-            matches = known.get(current.identity)
-            record = matches.pop(0) if matches else None
-            if record is None:
-                fresh.append(current)
-                continue
-            self.catalog[record.row] = current
-            if record.state in State.UNSENT:
-                updates.append(
-                    (
-                        current.line, current.key, current.row, current.label,
-                        _json(current.inputs), State.PENDING if current.ok else State.INVALID,
-                        None if current.ok else "InvalidRow",
-                        None if current.ok else _at_line(current), record.row,
-                    )
-                )  # fmt: skip
-                continue
-            places.append((current.line, current.row, record.row))
-            if _json(current.inputs) != _json(record.inputs):
-                self.edits.append(
-                    f"line {current.line}{_named(current.label)} changed after it was sent "
-                    f"({record.state}): {_after_edit(record.state, current)}"
-                )
-        gone = [record for matches in known.values() for record in matches]
-        for record in gone:
-            if record.state not in State.UNSENT:
-                self.edits.append(
-                    f"row {record.position} (line {record.line}{_named(record.label)}) is no "
-                    f"longer in the catalog; it was already sent ({record.state}): its record "
-                    "is kept"
-                )
+        """Match the catalog to the journal by identity (see :func:`plan_sync`)."""
+        plan = plan_sync(self.records(), rows)
+        self.catalog.update(plan.matched)
+        self.edits += plan.edits
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET line = ?, key = ?, position = ?, label = ?, inputs = ?, "
                 "state = ?, error_name = ?, error_message = ? WHERE row = ?",
-                updates,
-            )
-            self._db.executemany("UPDATE rows SET line = ?, position = ? WHERE row = ?", places)
-            self._db.executemany(
-                "DELETE FROM rows WHERE row = ?",
-                [(r.row,) for r in gone if r.state in State.UNSENT],
+                plan.updates,
             )
             self._db.executemany(
-                "UPDATE rows SET position = NULL WHERE row = ?",
-                [(r.row,) for r in gone if r.state not in State.UNSENT],
+                "UPDATE rows SET line = ?, position = ? WHERE row = ?", plan.places
             )
+            self._db.executemany("DELETE FROM rows WHERE row = ?", plan.deletes)
+            self._db.executemany("UPDATE rows SET position = NULL WHERE row = ?", plan.kept)
             start = 1 + (self._db.execute("SELECT max(row) FROM rows").fetchone()[0] or 0)
-            self._insert(fresh, start=start)
-        self.catalog.update(dict(enumerate(fresh, start=start)))
+            self._insert(plan.fresh, start=start)
+        self.catalog.update(dict(enumerate(plan.fresh, start=start)))
 
     def _check(self, known: dict[str, str | None], meta: Mapping[str, str | None]) -> None:
-        if known.get("schema") != SCHEMA_VERSION:
-            raise JournalMismatchError(
-                f"{self.path} was written by another version of fashn-async "
-                f"(journal schema {known.get('schema')!r}); use a new --out folder"
-            )
-        for name, what in CHECKED.items():
-            if name in meta and known.get(name) != meta[name]:
-                was, now = known.get(name), meta[name]
-                raise JournalMismatchError(
-                    f"{what} changed since this job started: {self.path} has {was!r}, this "
-                    f"run has {now!r}. Prediction ids belong to one API and one setting; "
-                    "run with the same options to finish that job, or use a new --out folder."
-                )
+        problem = settings_problem(self.path, known, meta)
+        if problem is not None:
+            raise JournalMismatchError(problem)
         with self._transaction():  # the catalog's path and hash: for information only
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -362,7 +256,7 @@ class Journal:
 
     def records(self) -> list[RowRecord]:
         """Every row, in row order."""
-        query = f"SELECT {_COLUMNS} FROM rows ORDER BY position IS NULL, position, row"  # noqa: S608 - constant
+        query = f"SELECT {COLUMNS} FROM rows ORDER BY position IS NULL, position, row"  # noqa: S608 - constant
         with self.guard:
             return [record_of(values) for values in self._db.execute(query).fetchall()]
 
@@ -394,7 +288,7 @@ class Journal:
     async def sending_off_loop(self, row: int) -> None:
         """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
 
-        Once started, the write completes even if the caller is cancelled meanwhile
+        Once started, the write completes even if the caller is canceled meanwhile
         (the row is then ``submitting``; the caller puts it back).
 
         Raises:
@@ -403,13 +297,13 @@ class Journal:
         await in_worker(self.sending, row)
 
     @writes
-    def submitted(self, row: int, prediction_id: str, *, cancelling: bool = False) -> None:
-        """The server answered with the row's prediction id (``cancelling``: too late,
+    def submitted(self, row: int, prediction_id: str, *, canceling: bool = False) -> None:
+        """The server answered with the row's prediction id (``canceling``: too late,
         the job is stopping and cancels it)."""
         self._db.execute(
             "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
             "cancel_requested = ? WHERE row = ?",
-            (State.SUBMITTED, prediction_id, time.time(), int(cancelling), row),
+            (State.SUBMITTED, prediction_id, time.time(), int(canceling), row),
         )
 
     @writes
@@ -473,12 +367,16 @@ class Journal:
             current = [(row, self.catalog[row]) for row in rows if row in self.catalog]
             self._db.executemany(
                 "UPDATE rows SET line = ?, key = ?, label = ?, inputs = ? WHERE row = ?",
-                [(c.line, c.key, c.label, _json(c.inputs), row) for row, c in current if c.ok],
+                [
+                    (c.line, c.key, c.label, canonical_json(c.inputs), row)
+                    for row, c in current
+                    if c.ok
+                ],
             )
 
     @writes
     def canceled(self, rows: Iterable[int], note: str) -> None:
-        """These rows' predictions were cancelled by a stop (a re-run sends them again)."""
+        """These rows' predictions were canceled by a stop (a re-run sends them again)."""
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET state = ?, error_name = 'Canceled', error_message = ?, "
@@ -488,7 +386,7 @@ class Journal:
 
     @writes
     def request_cancel(self, rows: Iterable[int]) -> None:
-        """These submitted rows were cancelled on the server when the job was stopped."""
+        """These submitted rows were canceled on the server when the job was stopped."""
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
@@ -517,60 +415,3 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-
-def _after_edit(state: str, current: CatalogRow) -> str:
-    """What becomes of a row edited after it was sent (see :meth:`Journal.reset`)."""
-    if state in _AFTER_EDIT and not current.ok:
-        return (
-            "the journal keeps the values it was sent with; the new ones are not sent: "
-            f"{current.error}"
-        )
-    return _AFTER_EDIT.get(state, _KEPT)
-
-
-def _at_line(row: CatalogRow) -> str:
-    return f"line {row.line}: {row.error}"
-
-
-def _named(label: str | None) -> str:
-    return f", id {label!r}" if label else ""
-
-
-def _json(values: Mapping[str, Any]) -> str:
-    return json.dumps(dict(values), ensure_ascii=False, default=str, sort_keys=True)
-
-
-def _reserve(directory: Path) -> None:
-    """Keep RESERVE_BYTES of the disk for the journal (see the module docstring)."""
-    path = directory / RESERVE_NAME
-    if path.is_file() and path.stat().st_size == RESERVE_BYTES:
-        return
-    with path.open("wb") as fh:
-        fh.write(b"\0" * RESERVE_BYTES)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _lock(directory: Path) -> IO[str]:
-    """Hold the folder for this process (released by the kernel on any exit, kill -9 too)."""
-    handle = (directory / LOCK_NAME).open("a+", encoding="utf-8")
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks, no check
-        return handle
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise JournalBusyError(
-            f"another fashn-async job (pid {holder}) is running on {directory}; "
-            "wait for it to end, or stop it first"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fashn_async._atomic import write_atomically
 from fashn_async.bulk._journal import RowRecord
 
-__all__ = ["MANIFEST_NAME", "manifest_line", "write_atomically", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "manifest_line", "write_manifest"]
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -37,17 +37,3 @@ def write_manifest(directory: Path, records: Sequence[RowRecord]) -> Path:
         json.dumps(manifest_line(record), ensure_ascii=False) + "\n" for record in records
     )
     return write_atomically(directory / MANIFEST_NAME, text)
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Replace ``path`` with ``text``: readers see the old file or the new, never half."""
-    partial = path.with_name(f".{path.name}.part")
-    try:
-        with partial.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path

@@ -3,8 +3,9 @@
 The client's submit limiter starts empty in every process. Right after a crash, the
 dead run's submissions are still in the API's window, and a full window of new ones
 would meet 429s (and sit in ``submitting`` while waiting to re-send). The journal knows
-when each row was last sent; new requests are held back until those leave the window
-(:class:`Carryover`).
+when each row was last sent: the limiter is seeded with those sends
+(:func:`seed_submit_window`, through the limiter's own ``seed``: no second window
+algorithm here), so new requests wait until they leave the window.
 
 The same holds for the in-flight cap: a row the dead run was sending may have landed
 and still be running on the server, unknown to this run. :class:`Predecessors` counts
@@ -17,49 +18,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import anyio
 
-from fashn_async._limits import Limits
+if TYPE_CHECKING:
+    from fashn_async._client import AsyncFashn
 
-__all__ = ["Carryover", "Predecessors", "predecessor_wait"]
+__all__ = ["Predecessors", "carryover", "predecessor_wait", "seed_submit_window"]
 
 
-class Carryover:
-    """What earlier runs sent that is still in the submit window.
+def carryover(sent: Iterable[tuple[float, int]], now: float) -> list[tuple[float, int]]:
+    """The history a restart seeds its submit limiter with (``WindowLimiter.seed``):
+    ``(age in seconds, generations)`` of each earlier send, from ``(wall-clock time it
+    was sent, generations)`` pairs and the wall-clock time ``now``. Sends dated in the
+    future (a clock set back) count as sent now; the limiter drops those already out of
+    its window."""
+    return [(max(0.0, now - when), generations) for when, generations in sent]
 
-    Args:
-        limits: The client's limits (their submit rate and margin).
-        sent: ``(wall-clock time, generations)`` of each earlier send.
-    """
 
-    def __init__(self, limits: Limits, sent: Iterable[tuple[float, int]]) -> None:
-        self._limit = limits.submit.limit if limits.submit is not None else None
-        self._left: list[tuple[float, int]] = []  # (loop time it leaves the window, weight)
-        self._admitted = 0
-        if limits.submit is not None:
-            window = limits.submit.period + limits.margin
-            wall, now = time.time(), anyio.current_time()
-            self._left = sorted(
-                (now + window - (wall - when), weight)
-                for when, weight in sent
-                if 0 <= wall - when < window
-            )
-
-    def __repr__(self) -> str:
-        return f"<Carryover {len(self._left)} earlier sends in the window>"
-
-    async def room(self, weight: int) -> None:
-        """Wait until a new request of ``weight`` fits beside the earlier sends."""
-        while self._left and self._limit is not None:
-            now = anyio.current_time()
-            self._left = [(until, w) for until, w in self._left if until > now]
-            if not self._left:
-                break
-            if sum(w for _, w in self._left) + self._admitted + weight <= self._limit:
-                break
-            await anyio.sleep(self._left[0][0] - now)
-        self._admitted += weight
+def seed_submit_window(client: AsyncFashn, history: Iterable[tuple[float, int]]) -> bool:
+    """Seed ``client``'s submit limiter (the one rolling-window limiter of
+    :mod:`fashn_async._limits`, whatever its store) with ``history`` (see
+    :func:`carryover`); False when the client has no submit limit."""
+    # AsyncFashn has no public seam for this yet: the bulk job is the client's own
+    # caller stage, and reads its engine's submitter as the client does.
+    limiter = client._engine.submitter.limiter
+    if limiter is None:
+        return False
+    limiter.seed(history)
+    return True
 
 
 class Predecessors:

@@ -187,7 +187,14 @@ class RichDisplay:
 
 
 class QuietDisplay:
-    """Shows nothing."""
+    """No progress; notes (warnings, a row that failed, why the job stops) still go to
+    ``write`` (stderr by default): a quiet job never hides what a person must read."""
+
+    def __init__(self, write: Callable[[str], None] | None = None) -> None:
+        self._write = write or _stderr
+
+    def __repr__(self) -> str:
+        return "<QuietDisplay>"
 
     def __enter__(self) -> QuietDisplay:
         return self
@@ -199,7 +206,8 @@ class QuietDisplay:
         """Nothing."""
 
     def note(self, text: str) -> None:
-        """Nothing."""
+        """Print a line at once."""
+        self._write(text)
 
 
 def make_display(
@@ -207,15 +215,15 @@ def make_display(
 ) -> RichDisplay | LineDisplay | QuietDisplay:
     """The display for ``mode``; ``auto`` is a live bar on a terminal, else log lines
     (see :class:`LineDisplay`); rates in API time for an emulator's ``time_scale``."""
+
+    def write(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     if mode == "quiet":
-        return QuietDisplay()
+        return QuietDisplay(write)
     if mode == "bar" or (mode == "auto" and console.is_terminal):
         return RichDisplay(console, time_scale)
-    return LineDisplay(
-        lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True),
-        interval=interval,
-        time_scale=time_scale,
-    )
+    return LineDisplay(write, interval=interval, time_scale=time_scale)
 
 
 def _stderr(text: str) -> None:

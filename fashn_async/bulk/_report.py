@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from fashn_async._atomic import write_atomically
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._journal import RowRecord, State
-from fashn_async.bulk._manifest import write_atomically
 from fashn_async.bulk._thumbs import THUMBS_DIR, Thumb, thumbnails
 
 __all__ = ["REPORT_NAME", "render_report", "write_report"]
@@ -82,14 +82,18 @@ def write_report(
     title: str,
     runs: Sequence[tuple[float, float | None, str | None]],
     embed: bool | None = None,
+    time_scale: float = 1.0,
 ) -> Path:
     """Render the report of ``records`` into ``directory/report.html`` (atomically).
 
     Args:
         rows: The catalog row of each record, by its journal row number (a record whose
             row left the catalog has none).
+        time_scale: The emulator's time factor (1: the real API); see :func:`render_report`.
     """
-    page = render_report(directory, records, rows, title=title, runs=runs, embed=embed)
+    page = render_report(
+        directory, records, rows, title=title, runs=runs, embed=embed, time_scale=time_scale
+    )
     return write_atomically(directory / REPORT_NAME, page)
 
 
@@ -101,11 +105,15 @@ def render_report(
     title: str,
     runs: Sequence[tuple[float, float | None, str | None]],
     embed: bool | None = None,
+    time_scale: float = 1.0,
 ) -> str:
     """The report page as a string (see the module docstring).
 
     Args:
         embed: Embed the thumbnails (default: when there are at most EMBED_ROWS rows).
+        time_scale: The time factor of an emulator run with ``--time-scale`` (1: the real
+            API). Throughput and latencies are then given in API time, comparable with
+            the API's limits (25 submissions a minute), and say so; time spent is real.
     """
     embed = len(records) <= EMBED_ROWS if embed is None else embed
     sources: list[Path | str] = []
@@ -119,7 +127,7 @@ def render_report(
     thumbs = _Thumbs(thumbnails(sources, directory), directory, embed=embed)
     counts = Counter(record.state for record in records)
     failures = [r for r in records if r.state in State.NOT_DONE]
-    parts = [_header(title, records, counts, runs)]
+    parts = [_header(title, records, counts, runs, time_scale)]
     if failures:
         parts.append(f"<h2>Not done ({len(failures)})</h2>")
         parts.append("<table><tr><th>row</th><th>status</th><th>error</th></tr>")
@@ -152,12 +160,16 @@ def _header(
     records: Sequence[RowRecord],
     counts: Mapping[str, int],
     runs: Sequence[tuple[float, float | None, str | None]],
+    time_scale: float = 1.0,
 ) -> str:
+    # Done and every state of the "Not done" table always, zeros too; the rest when some.
+    shown = (State.DONE, *State.NOT_DONE)
     cards = f"<div class='card'><b>{len(records)}</b>rows</div>" + "".join(
-        f"<div class='card {state}'><b>{counts[state]}</b>{state}</div>"
+        f"<div class='card {state}'><b>{counts.get(state, 0)}</b>{state}</div>"
         for state in _ORDER
-        if counts.get(state) or state in (State.DONE, State.FAILED)
+        if counts.get(state) or state in shown
     )
+    api = "" if time_scale == 1.0 else " of API time"
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     facts: list[tuple[str, str]] = []
     if runs:
@@ -167,10 +179,16 @@ def _header(
         note = f" ({killed} killed: their time is not counted)" if killed else ""
         facts.append(("runs", f"{len(runs)}{note}"))
         facts.append(("time spent", _seconds(spent)))
+        if time_scale != 1.0:
+            facts.append(
+                ("API time", f"{_seconds(spent / time_scale)}: the emulator ran time "
+                 f"x{1 / time_scale:g}; throughput and latencies below are in API time")
+            )  # fmt: skip
         if spent > 0 and counts.get(State.DONE):
-            facts.append(("throughput", f"{counts[State.DONE] / spent * 60:.1f} done per minute"))
+            rate = counts[State.DONE] / (spent / time_scale) * 60
+            facts.append(("throughput", f"{rate:.1f} done per minute{api}"))
     latencies = [
-        r.finished_at - r.submitted_at
+        (r.finished_at - r.submitted_at) / time_scale
         for r in records
         if r.state == State.DONE and r.finished_at and r.submitted_at
     ]
@@ -178,7 +196,7 @@ def _header(
         p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else latencies[0]
         facts.append(
             ("submitted to finished", f"median {_seconds(statistics.median(latencies))}, "
-             f"p95 {_seconds(p95)}")
+             f"p95 {_seconds(p95)}{api}")
         )  # fmt: skip
     listing = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
     return (

@@ -1,4 +1,4 @@
-"""The journal's vocabulary: row states, a row's record, and the journal's errors."""
+"""The journal's vocabulary: row states, its tables, a row's record, and its errors."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ __all__ = [
     "JournalBusyError",
     "JournalMismatchError",
     "JournalWriteError",
+    "COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
     "RowRecord",
     "State",
+    "disk_failure",
     "disk_problem",
     "record_of",
     "writes",
@@ -83,9 +87,27 @@ def writes(method: Callable[_P, _T]) -> Callable[_P, _T]:
             with journal.guard:
                 return method(*args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
-            raise JournalWriteError(f"cannot write the journal: {disk_problem(exc)}") from None
+            where = getattr(journal, "path", None)
+            raise JournalWriteError(
+                f"cannot write the journal{f' {where}' if where else ''}: {disk_problem(exc)}"
+            ) from None
 
     return write
+
+
+#: The errors of a disk that cannot take more (full, quota, read-only, failing).
+DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def disk_failure(error: BaseException) -> str | None:
+    """What is wrong with the disk when ``error`` (or what caused it) is a disk failure
+    (:data:`DISK_ERRNOS`), in :func:`disk_problem`'s words; else None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            return disk_problem(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def disk_problem(exc: BaseException) -> str:
@@ -100,6 +122,39 @@ def disk_problem(exc: BaseException) -> str:
     if "full" in text:
         return "the disk is full (database or disk is full)"
     return text
+
+
+SCHEMA_VERSION: Final = "2"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,
+    line INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT '',
+    position INTEGER,
+    label TEXT,
+    inputs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    prediction_id TEXT,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    files TEXT NOT NULL DEFAULT '[]',
+    error_name TEXT,
+    error_message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    sends INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    submitted_at REAL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT
+);
+"""
+COLUMNS = (
+    "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
+    "files, error_name, error_message, cancel_requested, sends, sent_at, submitted_at, finished_at"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -127,7 +182,7 @@ class RowRecord:
 
 
 def record_of(values: tuple[Any, ...]) -> RowRecord:
-    """A row of the ``rows`` table (its columns in ``_COLUMNS`` order) as a record."""
+    """A row of the ``rows`` table (its columns in :data:`COLUMNS` order) as a record."""
     (row, line, key, identity, position, label, inputs, state, pid, outputs) = values[:10]
     files, name, message, cancel, sends, sent_at, submitted_at, finished_at = values[10:]
     return RowRecord(

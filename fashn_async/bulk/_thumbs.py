@@ -15,10 +15,11 @@ import base64
 import binascii
 import hashlib
 import io
-import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from fashn_async._atomic import write_atomically
 
 __all__ = ["THUMBS_DIR", "Thumb", "thumbnail", "thumbnails"]
 
@@ -50,13 +51,8 @@ def thumbnail(source: Path | str, directory: Path) -> Thumb:
     if made is None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        partial.write_bytes(made)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
+    # Several runs' threads may make one thumbnail at once; a cache, remade if lost.
+    return write_atomically(target, made, unique=True, durable=False)
 
 
 def thumbnails(

@@ -1,0 +1,174 @@
+"""What changed since a job began: its settings (some must not), and its catalog (a
+plan for the journal, decided apart from the database; the journal applies it in one
+transaction).
+
+What decides every request (:data:`CHECKED`: base URL, model, output format) must not
+change under an existing journal: :func:`settings_problem` says why a run is refused.
+
+Rows are known by their identity (the ``id`` column, else a hash of their values), not
+by their place in the file. Rows not sent yet (``pending``, ``invalid``) take the
+catalog's values, or leave with it; a row already sent keeps its record, and an edit to
+it, or its removal, is reported in a sentence (:attr:`SyncPlan.edits`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._rows import SCHEMA_VERSION, RowRecord, State
+
+__all__ = [
+    "CHECKED",
+    "SyncPlan",
+    "at_line",
+    "canonical_json",
+    "plan_sync",
+    "settings_problem",
+]
+
+#: Journal settings that must be equal for a run to resume, with what to call them.
+CHECKED: Final = {
+    "base_url": "the API address (--base-url)",
+    "model_name": "the model (--model-name)",
+    "output_format": "the output format (--output-format)",
+}
+
+_KEPT = (
+    "the journal keeps the values it was sent with; give the new version another id (or a "
+    "new --out folder) to send it"
+)
+#: What happens to an edited row already sent but not done (see :meth:`Journal.reset`).
+_AFTER_EDIT: Final = {
+    State.CANCELED: "the journal keeps the values it was sent with until it is sent again "
+    "(its prediction found canceled), then the new ones are sent and recorded",
+    State.FAILED: "the journal keeps the values it was sent with; --retry-failed sends the "
+    "new ones and records them",
+    State.UNCERTAIN: "the journal keeps the values it was sent with; --resend-uncertain sends "
+    "the new ones and records them",
+}
+
+
+@attrs.frozen
+class SyncPlan:
+    """The journal changes that bring it in line with the catalog.
+
+    Attributes:
+        matched: Journal row number -> its catalog row, for rows the journal knew.
+        updates: Unsent rows' new values: ``(line, key, position, label, inputs, state,
+            error name, error message, row)``.
+        places: Sent rows' new ``(line, position, row)``.
+        deletes: ``(row,)`` of unsent rows no longer in the catalog.
+        kept: ``(row,)`` of sent rows no longer in the catalog (their record stays).
+        fresh: Catalog rows new to the journal.
+        edits: What changed in rows already sent, one sentence each.
+    """
+
+    matched: dict[int, CatalogRow]
+    updates: list[tuple[Any, ...]]
+    places: list[tuple[int, int, int]]
+    deletes: list[tuple[int]]
+    kept: list[tuple[int]]
+    fresh: list[CatalogRow]
+    edits: list[str]
+
+
+def settings_problem(
+    path: Path, known: Mapping[str, str | None], meta: Mapping[str, str | None]
+) -> str | None:
+    """Why the journal at ``path`` (its settings ``known``) cannot take a run with the
+    settings ``meta``, or None."""
+    if known.get("schema") != SCHEMA_VERSION:
+        return (
+            f"{path} was written by another version of fashn-async "
+            f"(journal schema {known.get('schema')!r}); use a new --out folder"
+        )
+    for name, what in CHECKED.items():
+        if name in meta and known.get(name) != meta[name]:
+            was, now = known.get(name), meta[name]
+            return (
+                f"{what} changed since this job started: {path} has {was!r}, this "
+                f"run has {now!r}. Prediction ids belong to one API and one setting; "
+                "run with the same options to finish that job, or use a new --out folder."
+            )
+    return None
+
+
+def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncPlan:
+    """Match ``rows`` (the catalog now) to ``records`` (the journal) by identity."""
+    # Identities are unique in a catalog (unique_identities); a journal written before
+    # they were may hold one twice: each record is matched at most once all the same.
+    known: dict[str, list[RowRecord]] = {}
+    for each in records:
+        known.setdefault(each.identity, []).append(each)
+    plan = SyncPlan({}, [], [], [], [], [], [])
+    for current in rows:
+        matches = known.get(current.identity)
+        record = matches.pop(0) if matches else None
+        if record is None:
+            plan.fresh.append(current)
+            continue
+        plan.matched[record.row] = current
+        if record.state in State.UNSENT:
+            plan.updates.append(
+                (
+                    current.line, current.key, current.row, current.label,
+                    canonical_json(current.inputs),
+                    State.PENDING if current.ok else State.INVALID,
+                    None if current.ok else "InvalidRow",
+                    None if current.ok else at_line(current), record.row,
+                )
+            )  # fmt: skip
+            continue
+        plan.places.append((current.line, current.row, record.row))
+        if canonical_json(current.inputs) != canonical_json(record.inputs):
+            plan.edits.append(
+                f"line {current.line}{_named(current.label)} changed after it was sent "
+                f"({record.state}): {_after_edit(record.state, current)}"
+            )
+    for matches in known.values():
+        for record in matches:
+            if record.state in State.UNSENT:
+                plan.deletes.append((record.row,))
+                continue
+            plan.kept.append((record.row,))
+            plan.edits.append(
+                f"{_gone_name(record)} is no longer in the catalog; it was already sent "
+                f"({record.state}): its record is kept"
+            )
+    return plan
+
+
+def _after_edit(state: str, current: CatalogRow) -> str:
+    """What becomes of a row edited after it was sent (see :meth:`Journal.reset`)."""
+    if state in _AFTER_EDIT and not current.ok:
+        return (
+            "the journal keeps the values it was sent with; the new ones are not sent: "
+            f"{current.error}"
+        )
+    return _AFTER_EDIT.get(state, _KEPT)
+
+
+def at_line(row: CatalogRow) -> str:
+    return f"line {row.line}: {row.error}"
+
+
+def _gone_name(record: RowRecord) -> str:
+    """A row no longer in the catalog, by what a person can find: its id, else the line
+    it was on when last read (its place in the file is gone)."""
+    if record.label:
+        return f"the row with id {record.label!r} (line {record.line} when last read)"
+    return f"the row at line {record.line} when last read"
+
+
+def _named(label: str | None) -> str:
+    return f", id {label!r}" if label else ""
+
+
+def canonical_json(values: Mapping[str, Any]) -> str:
+    return json.dumps(dict(values), ensure_ascii=False, default=str, sort_keys=True)

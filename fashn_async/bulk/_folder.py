@@ -1,0 +1,66 @@
+"""The job's hold on its output folder: a lock file and a disk reserve.
+
+- ``.journal.lock``: an OS file lock held while a job runs, so a second job on the same
+  folder is refused (:class:`JournalBusyError`); the kernel releases it on any exit,
+  ``kill -9`` included. The file stays: deleting a lock file others may wait on is unsafe.
+- ``.journal.reserve``: :data:`RESERVE_BYTES` kept free for the journal; a job stopped
+  by a full disk deletes it (:func:`release_reserve`) so that it can still record its
+  stop, and the next run makes it again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Final
+
+from fashn_async._atomic import write_atomically
+from fashn_async.bulk._rows import JournalBusyError
+
+__all__ = ["LOCK_NAME", "RESERVE_BYTES", "RESERVE_NAME", "lock", "release_reserve", "reserve"]
+
+LOCK_NAME: Final = ".journal.lock"
+RESERVE_NAME: Final = ".journal.reserve"
+#: Bytes kept free for the journal: enough for a stop to record every row's state.
+RESERVE_BYTES: Final = 256 * 1024
+
+
+def release_reserve(directory: Path) -> bool:
+    """Free the reserve file's space; False when there was none."""
+    try:
+        (directory / RESERVE_NAME).unlink()
+    except OSError:
+        return False
+    return True
+
+
+def reserve(directory: Path) -> None:
+    """Keep RESERVE_BYTES of the disk for the journal (see the module docstring)."""
+    path = directory / RESERVE_NAME
+    if path.is_file() and path.stat().st_size == RESERVE_BYTES:
+        return
+    write_atomically(path, b"\0" * RESERVE_BYTES)
+
+
+def lock(directory: Path) -> IO[str]:
+    """Hold the folder for this process (released by the kernel on any exit, kill -9 too)."""
+    handle = (directory / LOCK_NAME).open("a+", encoding="utf-8")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, no check
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise JournalBusyError(
+            f"another fashn-async job (pid {holder}) is running on {directory}; "
+            "wait for it to end, or stop it first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

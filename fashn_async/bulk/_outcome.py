@@ -1,0 +1,163 @@
+"""What a bulk run is given and what it gives back: its options, the display it reports
+to, its summary with the exit code, and what becomes of a row whose result is not a
+success (:func:`failure_outcome`, a pure function of the error)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from fashn_async.bulk._rows import JournalWriteError, State
+from fashn_async.errors import (
+    BadRequestError,
+    FashnError,
+    InvalidRequestError,
+    PredictionCanceledError,
+    SubmissionUncertainError,
+)
+
+__all__ = [
+    "CANCELED_BY_STOP",
+    "EXIT_DISK",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "LONGEST_LATENCY",
+    "UNCERTAIN_AFTER_CRASH",
+    "UNCERTAIN_AFTER_STOP",
+    "Display",
+    "JobOptions",
+    "JobSummary",
+    "Outcome",
+    "failure_outcome",
+]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Seconds a prediction runs at most: three times the upper end of the tryon class's
+#: 5 to 11 s (the API docs, as ``Polling.prior``).
+LONGEST_LATENCY = 33.0
+
+UNCERTAIN_AFTER_CRASH = (
+    "the job stopped while this row's POST was on the wire: the prediction may exist and "
+    "be charged, so it is not re-sent (--resend-uncertain sends it again)"
+)
+UNCERTAIN_AFTER_STOP = (
+    "the job was stopped while this row's POST was on the wire; a prediction it created "
+    "was canceled (best effort). Not re-sent without --resend-uncertain"
+)
+CANCELED_BY_STOP = (
+    "canceled on the server when the job was stopped; a re-run checks it and sends it "
+    "again (one that had finished anyway is collected)"
+)
+
+
+class Display(Protocol):
+    """Where a job reports progress: a live display, log lines, or nothing."""
+
+    def update(self, counts: Mapping[str, int], total: int) -> None:
+        """Row counts per state changed."""
+
+    def note(self, text: str) -> None:
+        """Something a person should read (a row failed, the job stops, ...)."""
+
+
+@attrs.frozen(kw_only=True)
+class JobOptions:
+    """How a run treats the rows its journal already knows.
+
+    Args:
+        out: The output folder (journal, outputs, manifest, report).
+        resend_uncertain: Send ``uncertain`` rows again (each may be charged twice).
+        retry_failed: Send ``failed`` rows again (failed predictions are not charged).
+        leave_running: On interrupt, leave running predictions running (a later run
+            collects them) instead of canceling them on the server.
+        downloads: Outputs downloaded at once.
+        thumbnails: Make each output's report thumbnail as soon as it is downloaded.
+        longest_latency: Seconds a prediction may run at most (the API's tryon class
+            takes 5 to 11 s, ``Polling.prior``; three times that by default). A
+            restarted job counts its predecessor's possibly-running predictions against
+            the in-flight cap for this long after they were sent.
+    """
+
+    out: Path
+    resend_uncertain: bool = False
+    retry_failed: bool = False
+    leave_running: bool = False
+    downloads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    thumbnails: bool = True
+    longest_latency: float = attrs.field(default=LONGEST_LATENCY, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen(kw_only=True)
+class JobSummary:
+    """How a run ended: rows per state, and whether it was stopped early.
+
+    Attributes:
+        counts: Rows per state.
+        interrupted: Stopped by :meth:`BulkJob.interrupt` (Ctrl-C).
+        stopped: Why it stopped early otherwise (``out of credits``, ``disk``).
+        problem: The disk problem that stopped it, in a sentence.
+        stopped_running: Predictions running when it was stopped (canceled on the server,
+            or with ``left_running`` left running).
+        left_running: The stop left them running (``--leave-running``).
+    """
+
+    counts: Mapping[str, int]
+    interrupted: bool = False
+    stopped: str | None = None
+    problem: str | None = None
+    stopped_running: int = 0
+    left_running: bool = False
+
+    @property
+    def total(self) -> int:
+        """Rows in the catalog."""
+        return sum(self.counts.values())
+
+    @property
+    def exit_code(self) -> int:
+        """0: every row done; 1: some are not; 2: a disk problem stopped it; 130: stopped
+        by Ctrl-C (a re-run resumes after either stop)."""
+        if self.problem is not None:
+            return EXIT_DISK
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if self.counts.get(State.DONE, 0) == self.total else EXIT_SOME_FAILED
+
+
+class Outcome(enum.Enum):
+    """What becomes of a row whose result is an error (values: the journal states)."""
+
+    NEVER_SENT = "never sent"  # its ``submitting`` write failed: the POST never went out
+    CANCELED_BY_STOP = "canceled by this stop"  # recorded ``canceled``; a re-run sends it
+    SEND_AGAIN = "send again"  # canceled earlier (a stop, by hand): not charged
+    NOT_CREATED = "not created"  # refused before any prediction existed: a later run
+    UNCERTAIN = State.UNCERTAIN
+    INVALID = State.INVALID
+    FAILED = State.FAILED
+
+
+def failure_outcome(error: FashnError, prediction_id: str | None, *, stopping: bool) -> Outcome:
+    """What becomes of a row whose batch result is ``error``.
+
+    Args:
+        error: The result's error.
+        prediction_id: The prediction's id, None when none was created (as far as known).
+        stopping: The job is being stopped (Ctrl-C, a disk problem).
+    """
+    if isinstance(error, JournalWriteError):
+        return Outcome.NEVER_SENT
+    if isinstance(error, PredictionCanceledError):
+        return Outcome.CANCELED_BY_STOP if stopping else Outcome.SEND_AGAIN
+    if isinstance(error, SubmissionUncertainError):
+        return Outcome.UNCERTAIN
+    if prediction_id is None and isinstance(error, InvalidRequestError):
+        return Outcome.INVALID
+    if prediction_id is None and not isinstance(error, BadRequestError):
+        # Out of credits, a 5xx, a 401...: nothing runs, nothing is charged.
+        return Outcome.NOT_CREATED
+    return Outcome.FAILED

@@ -1,0 +1,114 @@
+"""A run's first and last steps: the journal brought in line with the disk and the
+server before anything is sent, and after any stop.
+
+Before (:func:`reconcile`): rows caught mid-POST by a crash become ``uncertain``, rows
+the options send again become ``pending``, done rows whose files are gone ``completed``
+(downloaded again); :func:`pace_restart` seeds the client's limits with what the dead
+run may still have in flight. After (:func:`settle`): rows still running when a stop
+left the batch are recorded ``canceled`` (a re-run sends them again) unless left
+running, and rows still mid-POST ``uncertain``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Container, Mapping, Sequence
+
+from fashn_async._client import AsyncFashn
+from fashn_async._models import Request
+from fashn_async.bulk._journal import Journal, RowRecord, State
+from fashn_async.bulk._outcome import (
+    CANCELED_BY_STOP,
+    UNCERTAIN_AFTER_CRASH,
+    UNCERTAIN_AFTER_STOP,
+    JobOptions,
+)
+from fashn_async.bulk._pacing import Predecessors, carryover, seed_submit_window
+from fashn_async.bulk._words import plural
+
+__all__ = ["pace_restart", "reconcile", "settle", "uncertain_note"]
+
+#: An earlier run's rows that may be running on the server unknown to the journal.
+_MAY_RUN = frozenset({State.SUBMITTING, State.UNCERTAIN})
+#: Uncertain rows named by line in the note; the manifest lists them all.
+_LISTED = 20
+
+
+def pace_restart(
+    client: AsyncFashn,
+    records: Sequence[RowRecord],
+    requests: Mapping[int, Request],
+    options: JobOptions,
+) -> Predecessors:
+    """Seed ``client``'s submit window with the earlier runs' sends (``records`` as read
+    before :func:`reconcile`: a row reset forgets its send), and return what counts the
+    dead run's possibly-running predictions against the in-flight cap."""
+    sent = [
+        (r.sent_at, getattr(requests.get(r.row), "generations", 1))
+        for r in records
+        if r.sent_at is not None
+    ]
+    seed_submit_window(client, carryover(sent, time.time()))
+    return Predecessors(
+        client.limits.in_flight,
+        [r.sent_at for r in records if r.state in _MAY_RUN and r.sent_at is not None],
+        options.longest_latency,
+    )
+
+
+def reconcile(journal: Journal, options: JobOptions, sendable: Container[int]) -> None:
+    """Bring the journal in line with the disk before a run (see the module docstring);
+    only rows in ``sendable`` (valid in the catalog now) are sent again."""
+    out = options.out
+    for record in journal.records():
+        state, number = record.state, record.row
+        if state == State.SUBMITTING:
+            journal.ended(number, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_CRASH)
+        elif (state == State.UNCERTAIN and options.resend_uncertain) or (
+            state == State.FAILED and options.retry_failed
+        ):
+            if number in sendable:
+                journal.reset([number], note=f"sent again ({state} before)")
+        elif state == State.DONE and not all((out / name).is_file() for name in record.files):
+            assert record.prediction_id is not None
+            journal.completed(number, record.prediction_id, record.outputs)
+
+
+def uncertain_note(records: Sequence[RowRecord]) -> str | None:
+    """What a person must know of the ``uncertain`` rows a run leaves alone, or None."""
+    uncertain = [r for r in records if r.state == State.UNCERTAIN]
+    if not uncertain:
+        return None
+    listed = ", ".join(f"line {r.line}" for r in uncertain[:_LISTED])
+    more = f" and {len(uncertain) - _LISTED} more" if len(uncertain) > _LISTED else ""
+    return (
+        f"{plural(len(uncertain), 'uncertain row')}, not re-sent: their POST may "
+        f"have landed without an answer ({listed}{more}). Re-run with "
+        "--resend-uncertain to send them again; each may then be charged twice."
+    )
+
+
+def settle(
+    journal: Journal, *, stopped: bool, options: JobOptions
+) -> tuple[list[tuple[int, str]], int]:
+    """Record what a run left behind (see the module docstring); plain calls only.
+
+    Returns:
+        The rows moved, as ``(row, new state)``, and how many predictions were running
+        when the job stopped.
+
+    Raises:
+        JournalWriteError: the journal could not take the records.
+    """
+    records = journal.records()
+    moved: list[tuple[int, str]] = []
+    running = [r.row for r in records if r.state == State.SUBMITTED]
+    if stopped and running and not options.leave_running:
+        # Canceled on the server as the batch left: recorded, a re-run sends them again.
+        journal.canceled(running, CANCELED_BY_STOP)
+        moved += [(row, State.CANCELED) for row in running]
+    for record in records:
+        if record.state == State.SUBMITTING:
+            journal.ended(record.row, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_STOP)
+            moved.append((record.row, State.UNCERTAIN))
+    return moved, len(running)

@@ -1,0 +1,204 @@
+"""Reading a catalog file into records, before any row is validated.
+
+Bytes become text line by line (a byte that is not UTF-8 is kept as a lone surrogate,
+so that only its row is refused: :func:`not_utf8`); text becomes records: CSV/TSV rows
+of the header's columns (:func:`delimited`), or JSON objects (:func:`jsonl`). Each
+record is ``(line, values)``, or ``(line, problem)`` when it cannot be read at all.
+Only a file that cannot be read as a catalog raises :class:`CatalogError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from fashn_async.errors import ConfigurationError
+
+__all__ = ["MAX_CELL", "CatalogError", "delimited", "jsonl", "not_utf8", "text_lines"]
+
+#: The longest CSV cell read (bytes): a data URI of a large photo fits; Python's default
+#: of 128 KiB does not.
+MAX_CELL: Final = 256 * 1024 * 1024
+
+
+class CatalogError(ConfigurationError):
+    """The file cannot be read as a catalog at all (missing, unknown format, bad header)."""
+
+
+def text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
+    """The file's lines as text (``\n`` kept), the BOM dropped.
+
+    A byte that is not UTF-8 is kept as a lone surrogate (``surrogateescape``): the row
+    holding it is then one invalid row (:func:`not_utf8`), not the whole file. Only the
+    header line must be UTF-8.
+    """
+    for number, raw in enumerate(handle, start=1):
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="surrogateescape")
+        if number == 1 and not_utf8(text) is not None:
+            raise CatalogError(f"{path}: line 1: the header is {not_utf8(text)}")
+        yield text
+
+
+def not_utf8(text: str) -> str | None:
+    """``not UTF-8 text (byte 0xff at character 12)`` when ``text`` was read from bytes
+    that are not UTF-8 (see :func:`text_lines`), else None."""
+    for index, char in enumerate(text):
+        if "\udc80" <= char <= "\udcff":
+            return f"not UTF-8 text (byte 0x{ord(char) - 0xDC00:02x} at character {index + 1})"
+    return None
+
+
+# -- reading records ---------------------------------------------------------------
+
+
+def delimited(
+    path: Path, lines: Iterator[str], kind: str, check_header: Callable[[list[str]], None]
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """The records of a CSV or TSV file: ``(line, values)``, or ``(line, problem)`` for
+    a record that cannot be read; ``check_header`` raises :class:`CatalogError` for a
+    header it refuses."""
+    if csv.field_size_limit() < MAX_CELL:
+        csv.field_size_limit(MAX_CELL)
+    delimiter = "\t" if kind == "tsv" else ","
+    source = _Taken(lines, delimiter)
+    reader = csv.reader(source, delimiter=delimiter)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise CatalogError(f"{path}: the file is empty") from None
+    except csv.Error as exc:
+        raise CatalogError(f"{path}: line 1: {exc}") from None
+    check_header(header)
+    source.columns = len(header)
+    start = len(source.take()) + 1  # the line the next record starts on
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, f"unreadable {kind.upper()}: {exc}"
+            start += len(source.take())
+            continue
+        except _RowInAValue:
+            # This row is bad; the line its open quote ran into is read as a row of its
+            # own (the reader starts each record afresh), so no row vanishes.
+            yield (
+                start,
+                (
+                    f"unclosed quote: a quoted value opened on this line runs on into line "
+                    f"{start + 1}, which looks like a row (read as one); close the quote, or "
+                    'double a quote inside a value ("")'
+                ),
+            )
+            source.give_back(source.take()[1:])
+            start += 1
+            continue
+        line, taken = start, source.take()
+        start += len(taken)
+        if not any(cell.strip() for cell in record):
+            continue  # a blank line
+        problem = not_utf8("".join(taken))
+        if problem is not None:
+            yield line, problem
+            continue
+        if len(record) != len(header):
+            yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
+            continue
+        yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
+
+
+class _RowInAValue(Exception):
+    """A quoted value runs on into a line holding a whole row's delimiters."""
+
+
+class _Taken:
+    """The lines a CSV reader reads, told apart per record; lines given back come again.
+
+    A record's second line and later are inside a quoted value (only a quote carries a
+    record over a line break): one with a whole row's delimiters before any quote is a
+    row swallowed by an unclosed quote (or one starting with a quote and holding them),
+    and raises :class:`_RowInAValue` at once, so a file of open quotes is read in one pass.
+    """
+
+    def __init__(self, lines: Iterator[str], delimiter: str) -> None:
+        self._lines = lines
+        self._delimiter = delimiter
+        self._again: collections.deque[str] = collections.deque()
+        self._taken: list[str] = []
+        self.columns = 0  # known once the header is read
+
+    def __iter__(self) -> _Taken:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._lines)
+        self._taken.append(line)
+        # The value's text ends at the first quote; one opening the line starts a new
+        # quoted value there, as on a row's first line.
+        inside = line if line.startswith('"') else line.split('"', 1)[0]
+        if (
+            self.columns
+            and len(self._taken) > 1
+            and (inside.count(self._delimiter) >= self.columns - 1)
+        ):
+            raise _RowInAValue
+        return line
+
+    def take(self) -> list[str]:
+        """The lines read since the last call."""
+        taken, self._taken = self._taken, []
+        return taken
+
+    def give_back(self, lines: list[str]) -> None:
+        """Read ``lines`` again, before the rest."""
+        self._again.extendleft(reversed(lines))
+
+
+def jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """The records of a JSONL file: ``(line, object)``, or ``(line, problem)``."""
+    # Lines end at \n only: JSON strings may hold U+2028 and friends.
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        problem = not_utf8(line)
+        if problem is not None:
+            yield number, problem
+            continue
+        try:
+            value = json.loads(line)
+        except RecursionError:
+            yield number, "not valid JSON: nested too deep to read"
+            continue
+        except ValueError as exc:
+            yield number, f"not valid JSON: {exc}"
+            continue
+        if not isinstance(value, dict):
+            yield number, f"expected a JSON object, got {type(value).__name__}"
+            continue
+        problem = _text_problem(value)
+        if problem is not None:
+            yield number, problem
+            continue
+        yield number, value
+
+
+def _text_problem(value: dict[str, Any]) -> str | None:
+    """Why a JSON object cannot be kept as UTF-8 text (a lone surrogate such as
+    ``"\\ud800"``: JSON may escape one, UTF-8 cannot hold it), or None."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+        return (
+            f"not valid text: a lone surrogate \\u{ord(char):04x} (half of a UTF-16 pair) "
+            "cannot be sent as UTF-8"
+        )
+    except RecursionError:
+        return "not valid JSON: nested too deep to read"
+    return None
