@@ -233,7 +233,7 @@ class AsyncFashn:
         engine = self._engine
         shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
         return (
-            f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.slots.in_use}/"
+            f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.in_flight.in_use}/"
             f"{self.limits.in_flight}{shared} transport={self._transport!r}>"
         )
 
@@ -315,6 +315,9 @@ class AsyncFashn:
         A failed or canceled prediction is a status, not an error:
         ``status.raise_for_status()`` turns it into its typed error.
 
+        Side effect: a prediction this client's ``submit()`` sent, seen ended here, gives
+        its in-flight slot back (the server no longer counts it in progress).
+
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
@@ -327,7 +330,10 @@ class AsyncFashn:
                 NetworkTimeoutError or ConnectionDroppedError).
         """
         self._transport.check_loop()
-        return await self._engine.status(_check_id(prediction_id))
+        status = await self._engine.status(_check_id(prediction_id))
+        if status.done:
+            self._engine.in_flight.seen_done(prediction_id)
+        return status
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
         """Cancel a prediction; best effort on the API's side.

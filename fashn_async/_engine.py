@@ -19,8 +19,8 @@ import anyio
 
 from fashn_async._decisions import Action, Happened, Route, Tries, decide
 from fashn_async._http import Response, Transport, outcome_of
+from fashn_async._inflight import InFlight
 from fashn_async._limits import (
-    Lease,
     LimiterBackend,
     Limits,
     LocalBackend,
@@ -85,13 +85,14 @@ class Engine:
         self.credits_limiter: RateLimiter | None = (
             WindowLimiter(limits.credits, margin=margin) if limits.credits else None
         )
-        self.slots = backend.slots(limits.in_flight)
+        #: The one owner of in-flight slots and of the predictions holding one.
+        self.in_flight = InFlight(backend.slots(limits.in_flight))
         self.poller = Poller(polling, self._poll_status, budget=self.status_budget)
         self._rng = random.Random()  # noqa: S311 - jitter only
         self.submitter = Submitter(
             transport,
             limiter=self.submit_limiter,
-            slots=self.slots,
+            in_flight=self.in_flight,
             retry=retry,
             cancel_quietly=self.cancel_quietly,
             # The 99th percentile of the request's latency class: by then it has likely ended.
@@ -107,11 +108,6 @@ class Engine:
         return await prepare_request(request, webhook_url=webhook_url, preparer=self.preparer)
 
     # -- submitting (the submitter's; kept here so callers keep working) ---------------
-
-    @property
-    def _held(self) -> dict[str, Lease]:
-        """Predictions submitted by the bare submit(), holding a slot until seen done."""
-        return self.submitter.held
 
     async def post_run(
         self,
@@ -129,10 +125,6 @@ class Engine:
     async def submit_holding(self, prepared: Prepared) -> str:
         """Slot, submit, hold the slot until seen done: see :meth:`Submitter.submit_holding`."""
         return await self.submitter.submit_holding(prepared)
-
-    def seen_done(self, prediction_id: str) -> None:
-        """A held prediction was seen terminal: give its slot back."""
-        self.submitter.seen_done(prediction_id)
 
     # -- GETs --------------------------------------------------------------------------
 
@@ -187,20 +179,20 @@ class Engine:
     async def status(
         self, prediction_id: str, *, priority: float = USER_PRIORITY
     ) -> PredictionStatus:
-        """One status call through the shared budget."""
+        """One status call through the shared budget; a read, changing nothing here."""
         response = await self.get(
             f"/v1/status/{_quote(prediction_id)}", limiter=self.status_budget, priority=priority
         )
-        status = _structure_status(response, prediction_id)
-        if status.done:
-            self.seen_done(prediction_id)
-        return status
+        return _structure_status(response, prediction_id)
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
-        """GET /v1/cancel/:id (cancel calls have no budget of their own)."""
+        """GET /v1/cancel/:id (cancel calls have no budget of their own).
+
+        The prediction has ended (or will at once): a slot it holds is given back.
+        """
         response = await self.get(f"/v1/cancel/{_quote(prediction_id)}", limiter=None)
         status = _structure_status(response, prediction_id)
-        self.seen_done(prediction_id)
+        self.in_flight.seen_done(prediction_id)
         return status
 
     async def cancel_quietly(self, prediction_id: str) -> None:
@@ -245,7 +237,7 @@ class Engine:
         (a resumable job collects it later); one whose POST is still on the wire is
         cancelled all the same once answered (``on_submitted`` hears of it first).
         """
-        lease = await self.slots.acquire()
+        lease = await self.in_flight.acquire()
         try:
             prediction_id = await self.post_run(
                 prepared,
@@ -261,7 +253,7 @@ class Engine:
                 latency_class=latency_class(prepared.request),
             )
         finally:
-            self.slots.release(lease)
+            self.in_flight.release(lease)
 
     async def wait_existing(
         self,
@@ -277,8 +269,8 @@ class Engine:
         Its age is unknown, so it teaches the poller nothing.
         """
         # Submitted by this client's submit(): it holds its slot already.
-        held = self._held.pop(prediction_id, None)
-        lease = held if held is not None else await self.slots.acquire()
+        held = self.in_flight.take_held(prediction_id)
+        lease = held if held is not None else await self.in_flight.acquire()
         try:
             try:
                 return await self.poller.wait_existing(prediction_id, latency_class=latency_class)
@@ -287,7 +279,7 @@ class Engine:
                     await self.cancel_quietly(prediction_id)
                 raise
         finally:
-            self.slots.release(lease)
+            self.in_flight.release(lease)
 
     async def _wait_or_cancel(
         self,

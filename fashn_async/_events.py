@@ -26,6 +26,10 @@ __all__ = ["BatchEvents", "BatchProgress", "CallbackEvents"]
 class BatchProgress:
     """Live counts of a batch, for progress displays.
 
+    A report of this batch's items as its hooks saw them; the limits never read it. The
+    client's in-flight state (slots, and the predictions holding them) has one owner,
+    ``fashn_async._inflight.InFlight``.
+
     Attributes:
         read: Items pulled from the input so far.
         submitted: Predictions created on the server (or given as ``Prediction`` items).

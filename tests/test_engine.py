@@ -185,7 +185,7 @@ async def test_raise_on_error(client: AsyncFashn, emulator: Emulator) -> None:
     with pytest.raises(errors.PredictionError):
         async for _ in client.batch(items, raise_on_error=True):
             pass
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
 
 
 async def test_lazy_input(client: AsyncFashn, emulator: Emulator) -> None:

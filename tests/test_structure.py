@@ -18,7 +18,7 @@ PACKAGE = Path(fashn_async.__file__).parent
 STAGES: list[tuple[str, list[str]]] = [
     ("foundation", ["_names", "_validators", "_version", "_window", "errors"]),
     ("request", ["_urls", "_sources", "_structure", "_models", "_images", "_prepare", "_payload"]),
-    ("limiter", ["_limits", "_coordination"]),
+    ("limiter", ["_limits", "_inflight", "_coordination"]),
     ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_poller", "_engine"]),
