@@ -24,8 +24,9 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
-from fashn_async._models import ModelRequest, Prediction, PredictionStatus, Request, TryOnRequest
+from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
 from fashn_async.errors import (
     BatchClosedError,
@@ -41,58 +42,12 @@ if TYPE_CHECKING:
 
     from fashn_async._engine import Engine
 
-__all__ = ["BatchInput", "coerce_request"]
+__all__ = ["BatchInput"]
 
 #: What one batch item may be: a request, a dict of TryOnRequest fields (or of
 #: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
 #: :class:`Prediction` submitted earlier, which is polled and never submitted again.
 BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
-
-
-def coerce_request(item: Any) -> Request:
-    """Turn one batch item into a request.
-
-    Raises:
-        InvalidRequestError: the item is of no accepted type, has unknown or missing
-            fields, or a value that fails validation.
-    """
-    if isinstance(item, TryOnRequest | ModelRequest):
-        return item
-    if isinstance(item, Mapping):
-        return _from_mapping(item)
-    if isinstance(item, tuple):
-        if len(item) != 3:
-            raise InvalidRequestError(
-                "a tuple item must be (model_image, garment_image, category), "
-                f"got {len(item)} value(s)"
-            )
-        return TryOnRequest(model_image=item[0], garment_image=item[1], category=item[2])
-    raise InvalidRequestError(
-        "a batch item must be a TryOnRequest, a ModelRequest, a Prediction, a dict of "
-        "request fields or a (model_image, garment_image, category) tuple, got "
-        f"{type(item).__name__}"
-    )
-
-
-def _from_mapping(item: Mapping[Any, Any]) -> Request:
-    fields = dict(item)
-    odd = [key for key in fields if not isinstance(key, str)]
-    if odd:
-        raise InvalidRequestError(f"field names must be strings, got {odd[0]!r:.40}")
-    cls: type[TryOnRequest | ModelRequest] = (
-        ModelRequest if "model_name" in fields or "inputs" in fields else TryOnRequest
-    )
-    known = attrs.fields_dict(cls)
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown field(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})"
-        )
-    required = [name for name, a in known.items() if a.default is attrs.NOTHING]
-    missing = [name for name in required if name not in fields]
-    if missing:
-        raise InvalidRequestError(f"missing field(s) for {cls.__name__}: {', '.join(missing)}")
-    return cls(**fields)
 
 
 class _Results:
@@ -551,10 +506,6 @@ def _request_at(index: int, raw: Any) -> Request:
         return coerce_request(raw)
     except InvalidRequestError as exc:
         raise _at_index(index, exc) from exc
-    except Exception as exc:  # a mapping or value that misbehaves when read
-        raise InvalidRequestError(
-            f"batch item {index}: could not be read as a request: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _at_index(index: int, error: InvalidRequestError) -> InvalidRequestError:

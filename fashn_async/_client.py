@@ -13,6 +13,7 @@ import aiohttp
 import anyio
 
 from fashn_async._batch import Batch, BatchGroup, BatchInput
+from fashn_async._coerce import coerce_request
 from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
 from fashn_async._events import BatchEvents, BatchProgress, CallbackEvents
@@ -51,18 +52,16 @@ DEFAULT_BASE_URL = "https://api.fashn.ai"
 
 
 def _request_from(request: Request | None, fields: dict[str, Any]) -> Request:
-    if request is not None:
-        if fields:
-            raise InvalidRequestError("pass either a request object or keyword fields, not both")
-        if not isinstance(request, TryOnRequest | ModelRequest):
-            raise InvalidRequestError(
-                f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
-            )
-        return request
-    try:
-        return TryOnRequest(**fields)
-    except TypeError as exc:
-        raise InvalidRequestError(str(exc).replace("__init__()", "TryOnRequest")) from None
+    """The request of ``run()``/``submit()``: a request object, or TryOnRequest's fields."""
+    if request is None:
+        return coerce_request(fields, kind=TryOnRequest)
+    if fields:
+        raise InvalidRequestError("pass either a request object or keyword fields, not both")
+    if not isinstance(request, TryOnRequest | ModelRequest):
+        raise InvalidRequestError(
+            f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
+        )
+    return request
 
 
 def checked_api_key(key: object) -> str:

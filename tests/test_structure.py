@@ -17,7 +17,19 @@ PACKAGE = Path(fashn_async.__file__).parent
 #: -> batch stream -> caller. A module may import its own stage and earlier ones only.
 STAGES: list[tuple[str, list[str]]] = [
     ("foundation", ["_names", "_validators", "_version", "_window", "errors"]),
-    ("request", ["_urls", "_sources", "_structure", "_models", "_images", "_prepare", "_payload"]),
+    (
+        "request",
+        [
+            "_urls",
+            "_sources",
+            "_structure",
+            "_models",
+            "_coerce",
+            "_images",
+            "_prepare",
+            "_payload",
+        ],
+    ),
     ("limiter", ["_limits", "_inflight", "_coordination"]),
     ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
     ("submitter", ["_submitter"]),
