@@ -30,7 +30,7 @@ from fashn_async._models import (
 )
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
-from fashn_async._results import TryOnResult
+from fashn_async._results import Result, TryOnResult
 from fashn_async._retry import RetryPolicy
 from fashn_async._validators import check_number, config_int, config_number, shorten
 from fashn_async._version import __version__
@@ -141,6 +141,9 @@ def _check_options(
 class AsyncFashn:
     """The FASHN API client. Use it as ``async with AsyncFashn() as client:``.
 
+    Every option is keyword-only (``AsyncFashn(api_key=..., base_url=..., limits=...)``),
+    as httpx's clients take theirs.
+
     Args:
         api_key: The API key; ``None`` reads ``FASHN_API_KEY``.
         base_url: The API's address (an emulator's, in tests).
@@ -176,10 +179,10 @@ class AsyncFashn:
 
     def __init__(
         self,
+        *,
         api_key: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         limits: Limits | None = None,
-        *,
         polling: Polling | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
@@ -572,19 +575,16 @@ class AsyncFashn:
             cancel_on_exit=bool(cancel_on_exit),
         )
 
-    async def save(self, result: TryOnResult, directory: str | Path) -> list[Path]:
-        """Download a result's outputs into ``directory``; same as ``result.save()``.
-
-        Returns:
-            The paths written, one per output, in output order.
-
-        Works on a closed client too (with a short-lived session of its own).
+    async def save(
+        self, result: Result, directory: str | Path, *, stem: str | None = None
+    ) -> list[Path]:
+        """``result.save(directory, stem=stem)``, of which this is only another spelling.
 
         Raises:
-            DownloadError: an output could not be fetched, decoded or written; each file
-                is written whole or not at all.
+            SaveError: a file or folder could not be written (a DownloadError).
+            DownloadError: an output could not be fetched.
         """
-        return await result.save(directory)
+        return await result.save(directory, stem=stem)
 
 
 def _check_batch_input(requests: object) -> None:
