@@ -215,13 +215,8 @@ class _Run:
                 is_async = True
             else:
                 source, is_async = iter(self.requests), False
-        except Exception as exc:
-            self._input_failed(index, exc)
-            return
         except BaseException as exc:
-            if _fatal_in(exc) is None:
-                raise
-            self._fatal(exc)
+            self._input_raised(index, exc)
             return
         try:
             while True:
@@ -232,13 +227,8 @@ class _Run:
                     item = await anext(source) if is_async else next(source)
                 except (StopIteration, StopAsyncIteration):
                     return
-                except Exception as exc:
-                    self._input_failed(index, exc)
-                    return
                 except BaseException as exc:
-                    if _fatal_in(exc) is None:
-                        raise
-                    self._fatal(exc)
+                    self._input_raised(index, exc)
                     return
                 self.progress.read += 1
                 work = _Item(index, item, item)
@@ -250,6 +240,17 @@ class _Run:
             if inspect.isasyncgen(source):  # ours to close, not the garbage collector's
                 with contextlib.suppress(Exception):
                     await source.aclose()
+
+    def _input_raised(self, index: int, exc: BaseException) -> None:
+        """The input raised, opened or read at ``index``: an Exception ends the batch
+        (BatchInputError), another BaseException reaches the consumer as is, and our own
+        cancellation goes on up."""
+        if isinstance(exc, Exception):
+            self._input_failed(index, exc)
+        elif _fatal_in(exc) is None:
+            raise exc
+        else:
+            self._fatal(exc)
 
     def _input_failed(self, index: int, exc: Exception) -> None:
         error = BatchInputError(
