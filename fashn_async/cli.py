@@ -22,8 +22,8 @@ except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate
-from fashn_async._client import checked_api_key
 from fashn_async._emulator_clock import learn_time_scale
+from fashn_async._options import DEFAULT_BASE_URL, checked_api_key
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
     BatchSettings,
@@ -49,7 +49,6 @@ from fashn_async.errors import (
 )
 
 console = Console(stderr=True, soft_wrap=True)
-DEFAULT_BASE_URL = "https://api.fashn.ai"
 
 
 def _say(text: str) -> None:

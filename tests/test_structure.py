@@ -36,7 +36,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("poller", ["_polling", "_poller", "_engine"]),
     ("results", ["_results"]),
     ("batch", ["_events", "_batch_run", "_batch"]),
-    ("caller", ["_client", "bulk", "cli", "__main__", ""]),
+    ("caller", ["_options", "_client", "bulk", "cli", "__main__", ""]),
 ]
 
 #: The emulator is a second, independent reading of the API: it may import only pure data.
