@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
+from fashn_async._stream import ResultStream
 from fashn_async.errors import (
     BatchClosedError,
     BatchInputError,
@@ -48,52 +48,6 @@ __all__ = ["BatchInput"]
 #: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
 #: :class:`Prediction` submitted earlier, which is polled and never submitted again.
 BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
-
-
-class _Results:
-    """A run's results in the order they finished.
-
-    Taking one never waits (waiting is apart from taking), so a consumer cancelled at
-    any point, even in the loop turn a result arrived, loses none.
-    """
-
-    def __init__(self) -> None:
-        self._items: deque[BatchResult] = deque()
-        self._changed = anyio.Event()
-        #: No more results will come (every worker has ended).
-        self.ended = False
-        #: The consumer left: results are dropped.
-        self.dropped = False
-
-    def put(self, result: BatchResult) -> None:
-        """Add a finished item's result (dropped if the consumer left)."""
-        if not self.dropped:
-            self._items.append(result)
-            self._wake()
-
-    def end(self) -> None:
-        """No more results will come."""
-        self.ended = True
-        self._wake()
-
-    def drop(self) -> None:
-        """The consumer left: drop what is kept and what comes."""
-        self.dropped = True
-        self._items.clear()
-        self._wake()
-
-    def take(self) -> BatchResult | None:
-        """The next result if one is kept, else None; never waits."""
-        return self._items.popleft() if self._items else None
-
-    async def changed(self) -> None:
-        """Wait until a result arrives or the stream ends (returns at once if it has)."""
-        if not (self._items or self.ended or self.dropped):
-            await self._changed.wait()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
 
 
 @attrs.define(eq=False)  # by identity: kept in a set
@@ -133,7 +87,7 @@ class _Run:
         self.cancel_on_exit = cancel_on_exit
         self.progress = progress
         self.scope = anyio.CancelScope()
-        self.results = _Results()
+        self.results = ResultStream()
         #: Items read and not yet taken by the consumer: bounds memory and read-ahead.
         self.room = anyio.Semaphore(max_pending)
         self.ended = anyio.Event()

@@ -35,7 +35,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_poller", "_engine"]),
     ("results", ["_results"]),
-    ("batch", ["_events", "_batch_run", "_batch"]),
+    ("batch", ["_events", "_stream", "_batch_run", "_batch"]),
     ("caller", ["_options", "_client", "bulk", "cli", "__main__", ""]),
 ]
 
