@@ -31,7 +31,6 @@ import io
 import os
 import re
 import stat
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 
+from fashn_async._files import append, commit, partial_for, start_partial, write_atomically
 from fashn_async._sources import (
     MAX_IMAGE_BYTES,
     OFFLOAD_BYTES,
@@ -328,12 +328,6 @@ def output_filename(stem: str, index: int, source: str, content_type: str | None
     return f"{stem}_{index}.{ext}"
 
 
-def _write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
-    with path.open("ab") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-
-
 async def save_output(
     session: aiohttp.ClientSession, source: str, directory: Path, stem: str, index: int
 ) -> Path:
@@ -353,7 +347,7 @@ async def save_output(
         except ImageInputError as exc:
             raise DownloadError(f"output {index} is a malformed data URI") from exc
         target = directory / output_filename(stem, index, source)
-        await _on_disk("write", target, _atomic_write, target, [data])
+        await _on_disk("write", target, write_atomically, target, [data])
         return target
     partial: Path | None = None
     try:
@@ -364,16 +358,16 @@ async def save_output(
                     status_code=response.status,
                 )
             target = directory / output_filename(stem, index, source, response.content_type)
-            partial = target.with_name(f".{target.name}.part")
-            await _on_disk("write", target, _start_partial, target, partial)
+            partial = partial_for(target)
+            await _on_disk("write", target, start_partial, target, partial)
             buffer = io.BytesIO()
             async for chunk in response.content.iter_chunked(256 * 1024):
                 buffer.write(chunk)
                 if buffer.tell() >= 1024 * 1024:
-                    await _on_disk("write", partial, _write_chunks, partial, [buffer.getvalue()])
+                    await _on_disk("write", partial, append, partial, [buffer.getvalue()])
                     buffer = io.BytesIO()
-            await _on_disk("write", partial, _write_chunks, partial, [buffer.getvalue()])
-        await _on_disk("write", target, os.replace, partial, target)
+            await _on_disk("write", partial, append, partial, [buffer.getvalue()])
+        await _on_disk("write", target, commit, partial, target)
         partial = None
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise DownloadError(f"downloading output {index} failed: {type(exc).__name__}") from exc
@@ -406,21 +400,5 @@ def _make_folder(directory: Path) -> None:
         raise NotADirectoryError(20, "not a folder", str(directory))
 
 
-def _start_partial(target: Path, partial: Path) -> None:
-    if target.is_dir():
-        raise IsADirectoryError(21, "is a folder", str(target))
-    partial.write_bytes(b"")
-
-
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
-
-
-def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
-    partial = target.with_name(f".{target.name}.part")
-    try:
-        _start_partial(target, partial)
-        _write_chunks(partial, chunks)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
