@@ -4,7 +4,7 @@ Every poller of one client shares a :class:`Poller`: one :class:`CompletionModel
 latency class, the status budget's pressure (how many predictions are being polled
 where completions are likely, against the budget's rate), and the status call itself,
 which it is given (the engine's, through the shared status budget). The plan of each
-poll is pure (:class:`~fashn_async._polling.PollPlan`); this module only sleeps and calls.
+poll is pure (:class:`~fashn_async._plan.PollPlan`); this module only sleeps and calls.
 """
 
 from __future__ import annotations
@@ -17,16 +17,10 @@ import anyio
 
 from fashn_async._limits import RateLimiter
 from fashn_async._models import PredictionStatus
-from fashn_async._polling import (
-    EPSILON,
-    CompletionModel,
-    LatencyClass,
-    Polling,
-    PollPlan,
-    prior_for,
-    spacing,
-)
+from fashn_async._plan import PollPlan
+from fashn_async._polling import LatencyClass, Polling, prior_for, spacing
 from fashn_async._sources import in_worker
+from fashn_async._survival import EPSILON, CompletionModel
 
 __all__ = ["Poller", "StatusCall"]
 

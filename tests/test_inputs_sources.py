@@ -291,3 +291,36 @@ def test_line_wrapped_base64_says_to_remove_the_line_breaks() -> None:
         TryOnRequest(
             model_image="data:image/png;base64," + payload, garment_image=PNG, category="tops"
         )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(max_size=3000), max_size=8), st.integers(1, 2048))
+def test_join_is_bytes_join(parts: list[bytes], slice_size: int) -> None:
+    """The GIL-friendly join gives exactly ``b"".join``, whatever the slice size."""
+    from fashn_async import _sources
+
+    original = _sources.JOIN_SLICE
+    _sources.JOIN_SLICE = slice_size  # type: ignore[misc]  # small slices, many steps
+    try:
+        assert _sources.join(parts) == b"".join(parts)
+    finally:
+        _sources.JOIN_SLICE = original  # type: ignore[misc]
+
+
+def test_let_go_keeps_the_gil_on_the_loop_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between chunks a worker thread yields the GIL (sleep 0); the loop's thread never does."""
+    import asyncio
+    import time
+
+    from fashn_async import _sources
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    _sources.let_go()  # no running loop here: a worker's view
+    assert slept == [0]
+
+    async def on_the_loop() -> None:
+        _sources.let_go()
+
+    asyncio.run(on_the_loop())
+    assert slept == [0]

@@ -16,17 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_async import ModelRequest, Polling, TryOnRequest
-from fashn_async._polling import (
-    BROAD,
-    EPSILON,
-    CompletionModel,
-    PollPlan,
-    done_probability,
-    latency_class,
-    prior_for,
-    spacing,
-)
+from fashn_async import ModelRequest, Polling, TryOnRequest, _survival
+from fashn_async._plan import PollPlan
+from fashn_async._polling import BROAD, latency_class, prior_for, spacing
+from fashn_async._survival import EPSILON, CompletionModel, done_probability
 
 Modes = list[tuple[float, float, float]]
 TRYON = ("tryon-v1.6", "balanced", 1)
@@ -282,3 +275,67 @@ def test_bad_config(kwargs: dict[str, object], match: str) -> None:
     """A bad Polling setting fails at construction, naming the setting."""
     with pytest.raises(ValueError, match=match):
         Polling(**kwargs)  # type: ignore[arg-type]
+
+
+def reference_fit(model: CompletionModel) -> list[float]:
+    """Self-consistency EM written the plain way: every interval's bins, one by one."""
+    seen = list(model._seen)
+    edges = model._edges
+    n = len(seen)
+    weight = model.polling.prior_weight * math.exp(-n / (2.5 * model.polling.prior_weight))
+    prior = [weight * m for m in model._prior_mass]
+    size = len(prior)
+    mass = [m + 1e-6 / size for m in model._fit]
+    narrow = 2.5 * model.polling.target_lag
+    for _ in range(_survival.ITERATIONS):
+        acc = list(prior)
+        for first, last in seen:
+            total = sum(mass[first:last])
+            span = edges[last] - edges[first]
+            spread = (_survival.SPREAD if span <= narrow else 1.0) if first else 0.0
+            for j in range(first, last):
+                acc[j] += mass[j] * (1 - spread) / total + spread / span * (edges[j + 1] - edges[j])
+        previous, mass = mass, [a / (n + weight) for a in acc]
+        if sum(abs(a - b) for a, b in zip(mass, previous, strict=True)) < _survival.TOLERANCE:
+            break
+    return mass
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 60.0), st.floats(0.01, 5.0), st.booleans()),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_the_fit_is_the_plain_em(observations: list[tuple[float, float, bool]]) -> None:
+    """The fit (difference arrays over distinct intervals) equals EM written bin by bin."""
+    model = CompletionModel(Polling(), prior_for(TRYON, Polling()), deferred=True)
+    for low, width, found_first in observations:
+        model.observe(None if found_first else low, low + width)
+    model._stale = len(observations)  # due now, whatever the count
+    expected = reference_fit(model)
+    job = model.refit_job()
+    assert job is not None
+    fit = job()
+    assert max(abs(a - b) for a, b in zip(fit.mass, expected, strict=True)) < 1e-9
+
+
+def test_a_deferred_refit_works_on_a_snapshot() -> None:
+    """A deferred model never refits when asked; its job reads copies, so observations made
+    while it runs (in a worker thread) wait for the next refit, and bins added meanwhile
+    are empty in the applied fit."""
+    model = CompletionModel(Polling(), prior_for(TRYON, Polling()), deferred=True)
+    before = model.quantile(0.5)
+    for _ in range(8):
+        model.observe(2.0, 3.0)
+    assert model.quantile(0.5) == before  # nothing applied yet
+    job = model.refit_job()
+    assert job is not None
+    assert model.refit_job() is None  # one refit per batch of news
+    model.observe(300.0, 301.0)  # while the job "runs": extends the bins
+    model.apply(job())
+    assert 2.0 <= model.quantile(0.5) <= 3.5
+    assert model.cdf(299.0) == pytest.approx(1.0)  # the new bins hold nothing yet
+    assert model.refit_job() is not None  # the new observation is due next

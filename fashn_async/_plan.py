@@ -1,0 +1,101 @@
+"""One prediction's polls: when the next is due, from its latency class's model.
+
+Pure policy; the loop that sleeps and calls is :mod:`fashn_async._poller`, the model is
+:mod:`fashn_async._survival`.
+
+:class:`PollPlan` plans one prediction's polls: the first poll one spacing after the 1 %
+quantile (for 30 % of predictions, up to half a spacing earlier, so that first polls
+below the believed start show whether completions come sooner), then one every spacing
+while completions are likely, skipping only stretches the model holds empty and wider
+than four spacings (a bimodal mix), and backing off geometrically past everything seen.
+``Polling.explore`` of the predictions explore: a first poll one to three spacings
+early, and no stretch skipped.
+"""
+
+from __future__ import annotations
+
+import random
+
+from fashn_async._survival import EPSILON, CompletionModel, done_probability
+
+__all__ = ["PollPlan"]
+
+#: Predictions of a class before it may back off past everything seen: until then
+#: everything beyond is unexplored, and a wide interval there would blur the model.
+WARMUP = 12
+#: The first poll lands from DITHER to 1 spacing after the first likely completion:
+#: first polls spread below it show whether completions come sooner.
+DITHER = -0.5
+DITHER_SHARE = 0.3
+#: Share of completions expected before the first poll's target: few, since each of them
+#: is found a whole spacing late or more.
+FIRST = 0.01
+
+
+class PollPlan:
+    """One prediction's polls: when the next one is due, and what each one taught.
+
+    Times are seconds since submission. The loop asks :meth:`next_poll`, polls, and
+    reports with :meth:`running` or :meth:`done`.
+
+    Args:
+        model: Its latency class's model.
+        rng: Draws whether the first poll is a probe.
+        learn: Whether its completion teaches the model.
+    """
+
+    __slots__ = ("_dither", "_probe", "last_running", "learn", "model", "polls", "previous_gap")
+
+    #: Whether this prediction explores: its first poll comes early and it skips no gap.
+
+    def __init__(self, model: CompletionModel, rng: random.Random, *, learn: bool = True) -> None:
+        self.model = model
+        self.learn = learn
+        self.polls = 0
+        #: When it was last known running (0: at submission, as far as we know).
+        self.last_running = 0.0
+        self.previous_gap: float | None = None
+        explore = model.polling.explore
+        self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
+        dither = rng.random() < DITHER_SHARE
+        self._dither = DITHER + (1.0 - DITHER) * rng.random() if dither else 1.0
+
+    def next_poll(self, gap: float) -> float:
+        """When to poll next, seconds since submission, at poll spacing ``gap``."""
+        polling = self.model.polling
+        after = self.last_running
+        likely = self.model.next_likely(after)
+        if likely is None and (
+            self.model.remaining(after) > 0
+            or (self.model.samples < WARMUP and after < 3 * self.model.quantile(1 - EPSILON))
+        ):
+            likely = after  # in the thin tail of what was seen, or still learning: keep on
+        if likely is None:  # past everything seen: back off
+            previous = self.previous_gap if self.previous_gap is not None else gap
+            return after + min(max(previous * polling.backoff, gap), polling.max_interval)
+        # An explorer skips no gap once polling has begun: only dense polls can show
+        # whether a gap the model believes in is really empty.
+        skip = likely >= after + gap and not (self._probe and self.polls)
+        due = likely if skip else after + gap
+        if self.polls == 0:  # the first poll: one spacing after the first likely completion
+            first = max(self.model.quantile(FIRST), after)
+            due = max(first + self._dither * gap, gap / 2)
+            if self._probe and first > gap:
+                due = max(due - self._probe * gap, gap / 2)
+        return due
+
+    def priority(self, elapsed: float) -> float:
+        """Chance it is done by ``elapsed``, given it was running at the last poll."""
+        return done_probability(self.model, elapsed, self.last_running)
+
+    def running(self, sent: float) -> None:
+        """A poll sent at ``sent`` found it still running."""
+        self.polls += 1
+        self.previous_gap = sent - self.last_running if self.polls > 1 else None
+        self.last_running = max(sent, self.last_running)
+
+    def done(self, answered: float, *, completed: bool) -> None:
+        """A poll answered at ``answered`` found it terminal; learn if it completed."""
+        self.polls += 1
+        if self.learn and completed:
+            self.model.observe(self.last_running if self.polls > 1 else None, answered)

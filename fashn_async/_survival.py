@@ -1,0 +1,410 @@
+"""The completion-time estimator of one latency class: interval-censored, learned.
+
+What a poll observes is an interval, never a time: a prediction seen running at ``t1``
+and done at ``t2`` ended somewhere in ``(t1, t2]``, and one found done at its first poll
+ended anywhere in ``(0, t2]``. :class:`CompletionModel` keeps those intervals and fits
+them with Turnbull's self-consistency EM for interval-censored data (as survival
+libraries such as lifelines do), on a grid of bins, with a prior mixed in whose weight
+fades with every observation. Two departures from the plain NPMLE, both for planning:
+a share of each narrow interval is spread evenly over it (the NPMLE piles mass at the
+latest point the data allow, which would make the first poll creep later), and an
+interval that spans a stretch the plan skipped is spread over it entirely (it is the
+evidence that the stretch is not empty). The fit is then smoothed by a small triangular
+kernel. Reading a censored observation as an exact time teaches the model that
+completions never come before the first poll; the fitted intervals cannot.
+
+Pure: a refit is a function of copies (:meth:`CompletionModel.refit_job`), which the
+poller runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+import operator
+from collections import Counter, deque
+from collections.abc import Callable
+from itertools import accumulate
+
+import attrs
+
+from fashn_async._polling import Modes, Polling
+from fashn_async._sources import let_go
+
+__all__ = ["EPSILON", "CompletionModel", "Fit", "done_probability"]
+
+#: Conditional probability below which a stretch of time is "no completion expected".
+EPSILON = 0.02
+#: Share of a bracketed observation spread evenly over its interval in the fit.
+SPREAD = 0.3
+#: Shortest stretch, in spacings (and at least 15 % of the time it starts at), that may
+#: be skipped as empty.
+MIN_GAP = 4.0
+#: Most EM iterations per refit (warm-started from the previous fit)...
+ITERATIONS = 25
+#: ... which stops sooner once an iteration moves less than this much probability mass
+#: (the L1 distance between two fits; a refit after one new observation usually
+#: converges in a few).
+TOLERANCE = 1e-4
+#: Half-width, in bins, of the triangular kernel that smooths the fit for planning: the
+#: NPMLE puts its mass on a few innermost intervals, and a gap between two of them is
+#: not a gap in the completions.
+SMOOTHING = 2
+#: The wider kernel behind the decision to skip a stretch of time: only a gap wider than
+#: about 2 x 8 bins (4 s at 5 s, 16 % of the time beyond 24 s) is believed empty.
+COARSE = 4
+
+
+class CompletionModel:
+    """The distribution of completion times of one latency class.
+
+    Args:
+        polling: The policy (its ``target_lag`` sets the resolution).
+        prior: Where completions are expected before any is seen.
+        deferred: Leave refits to the owner, who runs :meth:`refit_job` (in a worker
+            thread) and :meth:`apply`; otherwise a query refits first when due.
+    """
+
+    def __init__(self, polling: Polling, prior: Modes, *, deferred: bool = False) -> None:
+        self.polling = polling
+        #: Whether refits are left to the owner (:meth:`refit_job`, :meth:`apply`).
+        self.deferred = deferred
+        self.prior = prior
+        self._step = polling.target_lag / 4
+        self._edges = [0.0]
+        self._extend(max(hi for _, hi, _ in prior))
+        self._prior_mass = self._discretize(prior)
+        self._fit = list(self._prior_mass)
+        self._mass = list(self._prior_mass)
+        self._cum = _cumulative(self._mass)
+        self._coarse = list(self._cum)
+        self._weight = polling.prior_weight
+        self._next_dense = _dense_region(self._coarse, self._edges, MIN_GAP * polling.target_lag)
+        self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
+        self._stale = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<CompletionModel samples={self.samples} "
+            f"likely={self.quantile(EPSILON):.3g}-{self.quantile(1 - EPSILON):.3g}s>"
+        )
+
+    @property
+    def samples(self) -> int:
+        """Finished predictions the model remembers."""
+        return len(self._seen)
+
+    def observe(self, seen_running: float | None, seen_done: float) -> None:
+        """Learn that one completion lies in ``(seen_running, seen_done]``.
+
+        Args:
+            seen_running: Seconds after submission it was last known running, or None
+                when the first poll already found it done (then it is ``(0, seen_done]``).
+            seen_done: Seconds after submission it was first seen done.
+        """
+        low = max(seen_running or 0.0, 0.0)
+        high = max(seen_done, low)
+        self._extend(high)
+        first = bisect.bisect_right(self._edges, low) - 1
+        last = max(bisect.bisect_left(self._edges, high), first + 1)
+        self._seen.append((first, last))
+        self._stale += 1
+
+    def cdf(self, elapsed: float, *, coarse: bool = False) -> float:
+        """Estimated probability of completion within ``elapsed`` seconds of submission.
+
+        ``coarse``: from the estimate smoothed for skipping decisions.
+        """
+        self._refit()
+        edges = self._edges
+        if elapsed >= edges[-1]:
+            return 1.0
+        if elapsed <= 0:
+            return 0.0
+        cum = self._coarse if coarse else self._cum
+        j = bisect.bisect_right(edges, elapsed) - 1
+        share = (elapsed - edges[j]) / (edges[j + 1] - edges[j])
+        return min(cum[j] + (cum[j + 1] - cum[j]) * share, 1.0)
+
+    def quantile(self, p: float, *, coarse: bool = False) -> float:
+        """The time by which a share ``p`` of predictions is expected done, seconds."""
+        self._refit()
+        cum, edges = (self._coarse if coarse else self._cum), self._edges
+        last = len(edges) - 2
+        j = min(max(bisect.bisect_right(cum, p) - 1, 0), last)
+        while j < last and cum[j + 1] <= cum[j]:
+            j += 1
+        mass = cum[j + 1] - cum[j]
+        share = (p - cum[j]) / mass if mass > 0 else 1.0
+        return edges[j] + (edges[j + 1] - edges[j]) * min(max(share, 0.0), 1.0)
+
+    def next_likely(self, after: float) -> float | None:
+        """The earliest time from ``after`` on where completions are likely, if any.
+
+        "Likely": inside the densest region holding all but :data:`EPSILON` of the
+        completions (of the estimate smoothed for skipping). None past its end.
+        """
+        self._refit()
+        edges = self._edges
+        if after >= edges[-1]:
+            return None
+        j = max(bisect.bisect_right(edges, after) - 1, 0)
+        k = self._next_dense[j]
+        return None if k < 0 else max(edges[k], after)
+
+    def remaining(self, after: float) -> float:
+        """Share of completions expected after ``after``, 0 below half an observation."""
+        left = 1.0 - self.cdf(after)
+        return left if left >= 0.5 / (self.samples + self._weight) else 0.0
+
+    # -- the fit -----------------------------------------------------------------------
+
+    def _extend(self, until: float) -> None:
+        edges = self._edges
+        added = 0
+        while edges[-1] < until + self._step:
+            edges.append(edges[-1] + max(self._step, 0.01 * edges[-1]))
+            added += 1
+        if added and hasattr(self, "_mass"):
+            self._prior_mass.extend([0.0] * added)
+            self._fit.extend([0.0] * added)
+            self._mass.extend([0.0] * added)
+            self._cum = _cumulative(self._mass)
+            self._coarse.extend([self._coarse[-1]] * added)
+            self._next_dense.extend([-1] * added)
+
+    def _discretize(self, modes: Modes) -> list[float]:
+        edges = self._edges
+        total = sum(w for *_, w in modes)
+        mass = [0.0] * (len(edges) - 1)
+        for low, high, weight in modes:
+            width = max(high - low, 1e-12)
+            for j in range(len(mass)):
+                overlap = min(high, edges[j + 1]) - max(low, edges[j])
+                if high == low and edges[j] < low <= edges[j + 1]:
+                    overlap = width
+                if overlap > 0:
+                    mass[j] += weight / total * overlap / width
+        return mass
+
+    def _refit(self) -> None:
+        """Refit now if enough is new, unless the owner refits (``deferred``)."""
+        if self.deferred:
+            return
+        job = self.refit_job()
+        if job is not None:
+            self.apply(job())
+
+    def refit_job(self) -> Callable[[], Fit] | None:
+        """The refit due, as a call that touches nothing shared, or None if none is due.
+
+        A refit is due after ``n // 8`` new observations (each of the first eight). The
+        call is pure (it works on copies): an owner may run it in a worker thread and
+        hand the result to :meth:`apply` on the loop, while the model keeps answering
+        from its previous fit. It lets go of the GIL between iterations (``let_go``).
+        """
+        n = len(self._seen)
+        if not self._stale or self._stale < n // 8:
+            return None
+        self._stale = 0
+        weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
+        return functools.partial(
+            _fit,
+            list(self._seen),
+            list(self._edges),
+            [weight * m for m in self._prior_mass],
+            weight,
+            list(self._fit),
+            2.5 * self.polling.target_lag,  # bracketed by polls a spacing apart
+            MIN_GAP * self.polling.target_lag,
+        )
+
+    def apply(self, fit: Fit) -> None:
+        """Take a fit made by a :meth:`refit_job` call (bins added since: empty)."""
+        added = len(self._edges) - 1 - len(fit.mass)
+        self._fit = fit.mass + [0.0] * added
+        self._weight = self.polling.prior_weight * math.exp(
+            -fit.samples / (2.5 * self.polling.prior_weight)
+        )
+        self._mass = fit.smoothed + [0.0] * added
+        self._cum = fit.cum + [fit.cum[-1]] * added
+        self._coarse = fit.coarse + [fit.coarse[-1]] * added
+        self._next_dense = fit.next_dense + [-1] * added
+
+
+def _dense_region(coarse: list[float], edges: list[float], shortest: float) -> list[int]:
+    """For each bin, the first bin at or after it in the densest 1 - EPSILON region.
+
+    Args:
+        coarse: Cumulative mass per edge, of the estimate smoothed for skipping.
+        edges: The bins' edges, seconds.
+        shortest: Shortest hole, seconds, that is a gap (also at least 15 % of its start).
+    """
+    cum = coarse
+    size = len(edges) - 1
+    mass = [cum[j + 1] - cum[j] for j in range(size)]
+    order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
+    dense = [True] * size
+    left_out = 0.0
+    for j in order:  # leave out the sparsest bins while they hold under EPSILON
+        left_out += mass[j]
+        if left_out > EPSILON * cum[-1]:
+            break
+        dense[j] = False
+    # A hole shorter than MIN_GAP spacings is sampling noise, not a gap: poll through it
+    # (skipping it would hide the completions that would fill it).
+    j = 0
+    while j < size:
+        if dense[j]:
+            j += 1
+            continue
+        k = j
+        while k < size and not dense[k]:
+            k += 1
+        if k < size and j > 0 and edges[k] - edges[j] < max(shortest, 0.15 * edges[j]):
+            dense[j:k] = [True] * (k - j)
+        j = k
+    following = [-1] * size
+    nearest = -1
+    for j in range(size - 1, -1, -1):
+        if dense[j]:
+            nearest = j
+        following[j] = nearest
+    return following
+
+
+def _smooth(mass: list[float], half_width: int) -> list[float]:
+    """``mass`` convolved with a triangular kernel of ``half_width`` bins (an even number).
+
+    Two passes of a centred box of ``half_width + 1`` bins; what falls off the ends is
+    given back in proportion, so the total is kept.
+    """
+    total = sum(mass)
+    out = _box(_box(mass, half_width // 2), half_width // 2)
+    kept = sum(out)
+    return [m * total / kept for m in out] if kept > 0 else list(mass)
+
+
+def _box(mass: list[float], reach: int) -> list[float]:
+    """The mean of each bin's ``2 * reach + 1`` neighbours (zero beyond the ends)."""
+    cum = _cumulative(mass)
+    size = len(mass)
+    width = 2 * reach + 1
+    return [(cum[min(k + reach + 1, size)] - cum[max(k - reach, 0)]) / width for k in range(size)]
+
+
+def _cumulative(mass: list[float]) -> list[float]:
+    return list(accumulate(mass, initial=0.0))
+
+
+@attrs.frozen
+class Fit:
+    """A refit's result, per bin (its bins at the time), from ``samples`` observations."""
+
+    #: The EM's estimate: mass per bin.
+    mass: list[float]
+    #: It smoothed for planning, and its cumulative sum per edge.
+    smoothed: list[float]
+    cum: list[float]
+    #: Cumulative sum per edge of the estimate smoothed for skipping decisions.
+    coarse: list[float]
+    #: Per bin, the first bin at or after it where completions are likely (-1: none).
+    next_dense: list[int]
+    samples: int
+
+    @classmethod
+    def of(cls, mass: list[float], edges: list[float], shortest: float, samples: int) -> Fit:
+        """The planning views of ``mass`` (``shortest``: as for :func:`_dense_region`)."""
+        smoothed = _smooth(mass, SMOOTHING)
+        coarse = _cumulative(_smooth(smoothed, COARSE))
+        return cls(
+            mass,
+            smoothed,
+            _cumulative(smoothed),
+            coarse,
+            _dense_region(coarse, edges, shortest),
+            samples,
+        )
+
+
+def _fit(
+    seen: list[tuple[int, int]],
+    edges: list[float],
+    prior: list[float],
+    weight: float,
+    start: list[float],
+    narrow: float,
+    shortest: float,
+) -> Fit:
+    """Self-consistency EM for interval-censored data, with the fading prior.
+
+    Args:
+        seen: Observations as bin ranges ``[first, last)``.
+        edges: The bins' edges, seconds.
+        prior: The prior's mass per bin, already weighted...
+        weight: ... by this, what it is worth in observations.
+        start: The previous fit (warm start).
+        narrow: Widest interval, in seconds, read as bracketed by two polls.
+        shortest: Shortest gap in the completions, seconds (:func:`_dense_region`).
+    """
+    n = len(seen)
+    size = len(prior)
+    floor = 1e-6 / size  # keeps every bin reachable for the EM
+    mass = [m + floor for m in start[:size]]
+    bins = [edges[j + 1] - edges[j] for j in range(size)]
+    # Each distinct interval once, with how often it was seen, and the share of it
+    # spread evenly (constant across iterations).
+    intervals = []
+    for (first, last), count in Counter(seen).items():
+        # A share of each narrowly bracketed observation is spread evenly over its
+        # interval rather than all piled where the others are (the NPMLE's habit, which
+        # puts the lowest completions as late as the data allow). A wide one ended inside
+        # a stretch that was skipped (the poll after a skip lands where completions are
+        # likely again): all of it is spread over the stretch, the evidence that the
+        # stretch is not empty.
+        span = edges[last] - edges[first]
+        spread = (SPREAD if span <= narrow else 1.0) if first else 0.0
+        intervals.append((first, last, count, spread, count * spread / span))
+    norm = 1.0 / (n + weight)
+    for _ in range(ITERATIONS):
+        # One E and M step in O(intervals + bins): every interval adds, to each bin it
+        # covers, its bin's mass times one coefficient plus the bin's width times
+        # another; both sums over intervals are kept as difference arrays.
+        cum = _cumulative(mass)
+        by_mass = [0.0] * (size + 1)
+        by_width = [0.0] * (size + 1)
+        for first, last, count, spread, even in intervals:
+            total = cum[last] - cum[first]
+            if total <= 0:
+                continue
+            share = count * (1.0 - spread) / total
+            by_mass[first] += share
+            by_mass[last] -= share
+            by_width[first] += even
+            by_width[last] -= even
+        # (A sum that ought to be 0 may come out at -1e-17: clamped.)
+        previous, mass = (
+            mass,
+            [
+                (p + (m * c if c > 0 else 0.0) + (w * e if e > 0 else 0.0)) * norm
+                for p, m, w, c, e in zip(
+                    prior, mass, bins, accumulate(by_mass), accumulate(by_width), strict=False
+                )
+            ],
+        )
+        if sum(map(abs, map(operator.sub, mass, previous))) < TOLERANCE:
+            break
+        let_go()
+    return Fit.of(mass, edges, shortest, n)
+
+
+def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:
+    """Chance a prediction seen running at ``last_running`` is done at ``elapsed``.
+
+    For ranking pollers when the status budget is scarce; 1.0 past anything expected.
+    """
+    before = model.cdf(last_running)
+    if before >= 1.0 - 1e-9:
+        return 1.0
+    return max(model.cdf(elapsed) - before, 0.0) / (1.0 - before)
