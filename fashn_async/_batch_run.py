@@ -252,8 +252,6 @@ class _Run:
     async def _work(self, item: _Item) -> None:
         result = await self._outcome(item)
         progress = self.progress
-        if item.prediction_id is not None:
-            progress.running -= 1
         if result.ok:
             progress.done += 1
         else:
@@ -335,8 +333,12 @@ class _Run:
                     f"batch item {item.index}: a Prediction's id must be a non-empty string, "
                     f"got {raw.id!r:.40}"
                 )
-            self._submitted(item, raw.id)
-            return await self.engine.wait_existing(raw.id, cancel=self.cancel_on_exit)
+            return await self.engine.wait_existing(
+                raw.id,
+                cancel=self.cancel_on_exit,
+                owner=self,
+                on_started=lambda: self._submitted(item, raw.id),
+            )
         item.request = request = _request_at(item.index, raw)
         try:
             prepared = await self.engine.prepare(request)
@@ -354,6 +356,7 @@ class _Run:
             on_submitted=lambda prediction_id: self._submitted(item, prediction_id),
             on_not_created=lambda: self._not_created(item),
             cancel=self.cancel_on_exit,
+            owner=self,
         )
 
     # -- hooks: called by the engine, synchronously ------------------------------------
@@ -401,7 +404,6 @@ class _Run:
     def _submitted(self, item: _Item, prediction_id: str) -> None:
         item.prediction_id = prediction_id
         self.progress.submitted += 1
-        self.progress.running += 1
         self._hook(item, "submitted", item.index, prediction_id)
         self._notify(item)
 
@@ -411,6 +413,7 @@ class _Run:
             raise item.hook_error  # nothing exists: fail the item rather than re-send
 
     def _notify(self, item: _Item) -> bool:
+        self.progress.running = self.engine.in_flight.running(self)  # its one owner's count
         return self._hook(item, "progress", self.progress)
 
     def _hook(self, item: _Item, name: str, *args: Any) -> bool:

@@ -230,20 +230,32 @@ class Engine:
         on_submitted: Callable[[str], None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         cancel: bool = True,
+        owner: object = None,
     ) -> PredictionStatus:
         """Slot, submit, poll to the end; if we are cancelled, so is what was started.
 
         With ``cancel=False`` a prediction already created is left running on the server
         (a resumable job collects it later); one whose POST is still on the wire is
-        cancelled all the same once answered (``on_submitted`` hears of it first).
+        cancelled all the same once answered (``on_submitted`` hears of it first). From
+        its creation until this returns, it counts as running for ``owner``.
         """
+        created = False
+
+        def on_created(prediction_id: str) -> None:
+            nonlocal created
+            if not created:
+                created = True
+                self.in_flight.started(owner)
+            if on_submitted is not None:
+                on_submitted(prediction_id)
+
         lease = await self.in_flight.acquire()
         try:
             prediction_id = await self.post_run(
                 prepared,
                 on_sending=on_sending,
                 on_not_created=on_not_created,
-                on_created=on_submitted,
+                on_created=on_created,
             )
             submitted_at = asyncio.get_running_loop().time()
             return await self._wait_or_cancel(
@@ -254,6 +266,8 @@ class Engine:
             )
         finally:
             self.in_flight.release(lease)
+            if created:
+                self.in_flight.ended(owner)
 
     async def wait_existing(
         self,
@@ -261,25 +275,37 @@ class Engine:
         *,
         cancel: bool = True,
         latency_class: LatencyClass | None = None,
+        owner: object = None,
+        on_started: Callable[[], None] | None = None,
     ) -> PredictionStatus:
         """Poll a prediction submitted earlier (by another run, say) to its end.
 
-        It holds an in-flight slot while polled, as the server counts it in progress. If
-        we are cancelled, the prediction is cancelled remotely unless ``cancel`` is False.
-        Its age is unknown, so it teaches the poller nothing.
+        It counts as running for ``owner`` from the call (``on_started`` is then called,
+        before any wait) until this returns, and holds an in-flight slot while polled, as
+        the server counts it in progress. If we are cancelled, the prediction is
+        cancelled remotely unless ``cancel`` is False. Its age is unknown, so it teaches
+        the poller nothing.
         """
-        # Submitted by this client's submit(): it holds its slot already.
-        held = self.in_flight.take_held(prediction_id)
-        lease = held if held is not None else await self.in_flight.acquire()
+        self.in_flight.started(owner)
         try:
+            if on_started is not None:
+                on_started()
+            # Submitted by this client's submit(): it holds its slot already.
+            held = self.in_flight.take_held(prediction_id)
+            lease = held if held is not None else await self.in_flight.acquire()
             try:
-                return await self.poller.wait_existing(prediction_id, latency_class=latency_class)
-            except BaseException:
-                if cancel:
-                    await self.cancel_quietly(prediction_id)
-                raise
+                try:
+                    return await self.poller.wait_existing(
+                        prediction_id, latency_class=latency_class
+                    )
+                except BaseException:
+                    if cancel:
+                        await self.cancel_quietly(prediction_id)
+                    raise
+            finally:
+                self.in_flight.release(lease)
         finally:
-            self.in_flight.release(lease)
+            self.in_flight.ended(owner)
 
     async def _wait_or_cancel(
         self,

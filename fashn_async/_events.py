@@ -29,9 +29,9 @@ __all__ = ["BatchEvents", "BatchProgress", "CallbackEvents", "events_from"]
 class BatchProgress:
     """Live counts of a batch, for progress displays.
 
-    A report of this batch's items as its hooks saw them; the limits never read it. The
-    client's in-flight state (slots, and the predictions holding them) has one owner,
-    ``fashn_async._inflight.InFlight``.
+    A report, updated when the ``progress`` hook is called; the limits never read it.
+    ``running`` is read from the client's one owner of in-flight state
+    (``fashn_async._inflight.InFlight``): this batch's predictions waited for now.
 
     Attributes:
         read: Items pulled from the input so far.

@@ -4,8 +4,10 @@ The API counts a prediction in progress from its POST until it ends; so does the
 :class:`InFlight` owns that state: the slots taken from a :class:`~fashn_async._limits.SlotGate`
 (this process's :class:`~fashn_async._limits.Slots`, or leases shared through Redis) and
 the predictions that keep a slot after the call that took it has returned (those of a
-bare ``submit()``, until this client sees them end). Nothing else counts slots or keeps
-leases: the submitter, the engine and the batch take and give back through it.
+bare ``submit()``, until this client sees them end), and how many predictions each
+waiter (a batch; ``run()`` and ``wait()`` together) is waiting for, which a batch's
+``BatchProgress.running`` reports. Nothing else counts slots, keeps leases or counts
+running predictions: the submitter, the engine and the batch go through it.
 
 Reads stay reads: :attr:`in_use` and :meth:`holding` change nothing. The one side effect
 of seeing a prediction's status is named, :meth:`seen_done`, and called by whoever read
@@ -30,9 +32,30 @@ class InFlight:
         self.gate = gate
         #: Predictions of a bare ``submit()``: they hold their slot until seen done.
         self._held: dict[str, Lease] = {}
+        #: Predictions created (or given by id) and being waited for, by who waits.
+        self._running: dict[object, int] = {}
 
     def __repr__(self) -> str:
-        return f"<InFlight in_use={self.in_use} held={len(self._held)} gate={self.gate!r}>"
+        return (
+            f"<InFlight in_use={self.in_use} running={sum(self._running.values())} "
+            f"held={len(self._held)} gate={self.gate!r}>"
+        )
+
+    def running(self, owner: object = None) -> int:
+        """Predictions ``owner`` (a batch; None: ``run()`` and ``wait()``) is waiting for."""
+        return self._running.get(owner, 0)
+
+    def started(self, owner: object = None) -> None:
+        """A prediction of ``owner`` exists on the server and is waited for."""
+        self._running[owner] = self._running.get(owner, 0) + 1
+
+    def ended(self, owner: object = None) -> None:
+        """A prediction :meth:`started` for ``owner`` is no longer waited for."""
+        left = self._running[owner] - 1
+        if left:
+            self._running[owner] = left
+        else:
+            del self._running[owner]
 
     @property
     def in_use(self) -> int:

@@ -35,6 +35,7 @@ def assert_idle(client: AsyncFashn, emulator: Emulator) -> None:
     assert report.in_progress == 0, f"left running on the server: {report.in_progress}"
     engine = client._engine
     assert engine.in_flight.in_use == 0
+    assert "running=0 held=0" in repr(engine.in_flight), repr(engine.in_flight)
     if engine.submit_limiter is not None:
         assert engine.submit_limiter.waiting == 0
         assert "unanswered=0" in repr(engine.submit_limiter)

@@ -316,4 +316,4 @@ async def test_a_status_read_changes_nothing_the_client_status_names_its_release
         assert (in_flight.in_use, in_flight.holding(prediction.id)) == (0, False)
         assert (await client.status(prediction.id)).done  # a second sight releases nothing
         assert in_flight.in_use == 0
-        assert "in_use=0 held=0" in repr(in_flight)
+        assert "in_use=0 running=0 held=0" in repr(in_flight)
