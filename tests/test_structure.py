@@ -16,7 +16,10 @@ PACKAGE = Path(fashn_async.__file__).parent
 #: The data path of a try-on, in order: request -> limiter -> http -> poller -> results
 #: -> batch stream -> caller. A module may import its own stage and earlier ones only.
 STAGES: list[tuple[str, list[str]]] = [
-    ("foundation", ["_names", "_validators", "_version", "_window", "_files", "errors"]),
+    (
+        "foundation",
+        ["_names", "_validators", "_version", "_window", "_files", "errors", "_error_map"],
+    ),
     (
         "request",
         [
