@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 
-from fashn_async._survival import EPSILON, CompletionModel, done_probability
+from fashn_async._survival import EPSILON, FIRST, CompletionModel, done_probability
 
 __all__ = ["PollPlan"]
 
@@ -27,9 +27,6 @@ WARMUP = 12
 #: first polls spread below it show whether completions come sooner.
 DITHER = -0.5
 DITHER_SHARE = 0.3
-#: Share of completions expected before the first poll's target: few, since each of them
-#: is found a whole spacing late or more.
-FIRST = 0.01
 
 
 class PollPlan:

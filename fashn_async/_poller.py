@@ -24,6 +24,8 @@ from fashn_async._survival import EPSILON, CompletionModel
 
 __all__ = ["Poller", "StatusCall"]
 
+#: Longest sleep before a planned poll is planned again, in poll spacings (``target_lag``).
+REPLAN = 4.0
 #: One status call: (prediction id, priority) -> its status.
 StatusCall = Callable[[str, float], Awaitable[PredictionStatus]]
 #: Cancels a prediction on the server, best effort, never raising.
@@ -103,7 +105,14 @@ class Poller:
             while True:
                 await self._refit(plan.model)  # what finished predictions taught, if due
                 due = plan.next_poll(spacing(self.polling, self.pressure()))
-                await anyio.sleep(max(submitted_at + due - loop.time(), 0.0))
+                wait = submitted_at + due - loop.time()
+                if wait > (replan := REPLAN * self.polling.target_lag):
+                    # A long wait is planned again part way: what other predictions
+                    # finish meanwhile may move it (a first poll planned before the
+                    # model learned that completions come sooner, say).
+                    await anyio.sleep(replan)
+                    continue
+                await anyio.sleep(max(wait, 0.0))
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)
                 status = await self._status(prediction_id, plan.priority(sent))

@@ -32,7 +32,7 @@ import attrs
 from fashn_async._polling import Modes, Polling
 from fashn_async._sources import let_go
 
-__all__ = ["EPSILON", "CompletionModel", "Fit", "done_probability"]
+__all__ = ["EPSILON", "FIRST", "CompletionModel", "Fit", "done_probability"]
 
 #: Conditional probability below which a stretch of time is "no completion expected".
 EPSILON = 0.02
@@ -41,6 +41,13 @@ SPREAD = 0.3
 #: Shortest stretch, in spacings (and at least 15 % of the time it starts at), that may
 #: be skipped as empty.
 MIN_GAP = 4.0
+#: Share of completions expected before the first poll's target: few, since each of them
+#: is found a whole spacing late or more.
+FIRST = 0.01
+#: Share of its time over which a completion found done at its first poll is spread.
+LEFT_SPAN = 0.15
+#: Completions a stretch must have missed, by the density on its sides, to be a gap.
+GAP_EVIDENCE = 6.0
 #: Most EM iterations per refit (warm-started from the previous fit)...
 ITERATIONS = 25
 #: ... which stops sooner once an iteration moves less than this much probability mass
@@ -103,6 +110,14 @@ class CompletionModel:
                 when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
         """
+        if seen_running is None:
+            # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
+            # spread evenly over the last LEFT_SPAN of it (at least one spacing): the
+            # plain reading piles it where the fit already has mass, just below the
+            # first poll (the NPMLE's ratchet: first polls could then never move
+            # earlier), or, with no mass there, smears it over the prior.
+            span = LEFT_SPAN * seen_done
+            seen_running = seen_done - span if span < seen_done else None
         low = max(seen_running or 0.0, 0.0)
         high = max(seen_done, low)
         self._extend(high)
@@ -233,13 +248,19 @@ class CompletionModel:
         self._next_dense = fit.next_dense + [-1] * added
 
 
-def _dense_region(coarse: list[float], edges: list[float], shortest: float) -> list[int]:
+def _dense_region(
+    coarse: list[float], edges: list[float], shortest: float, samples: int = 0
+) -> list[int]:
     """For each bin, the first bin at or after it in the densest 1 - EPSILON region.
 
     Args:
         coarse: Cumulative mass per edge, of the estimate smoothed for skipping.
         edges: The bins' edges, seconds.
         shortest: Shortest hole, seconds, that is a gap (also at least 15 % of its start).
+        samples: Observations behind the estimate. A hole is a gap only if, were the
+            density on its two sides to go on through it, :data:`GAP_EVIDENCE`
+            completions would have landed in it: ``n`` samples of a smooth distribution
+            leave empty stretches by chance (the widest about ``range x ln(n) / n``).
     """
     cum = coarse
     size = len(edges) - 1
@@ -262,7 +283,15 @@ def _dense_region(coarse: list[float], edges: list[float], shortest: float) -> l
         k = j
         while k < size and not dense[k]:
             k += 1
-        if k < size and j > 0 and edges[k] - edges[j] < max(shortest, 0.15 * edges[j]):
+        width = edges[k] - edges[j] if k < size else 0.0
+        if (
+            k < size
+            and j > 0
+            and (
+                width < max(shortest, 0.15 * edges[j])
+                or samples * width * _side_density(cum, edges, j, k) < GAP_EVIDENCE
+            )
+        ):
             dense[j:k] = [True] * (k - j)
         j = k
     following = [-1] * size
@@ -272,6 +301,17 @@ def _dense_region(coarse: list[float], edges: list[float], shortest: float) -> l
             nearest = j
         following[j] = nearest
     return following
+
+
+def _side_density(cum: list[float], edges: list[float], j: int, k: int) -> float:
+    """The lower of the densities (share per second) just before bin ``j`` and from ``k``,
+    each read over as many seconds as the hole ``[j, k)`` is wide."""
+    width = edges[k] - edges[j]
+    before = bisect.bisect_left(edges, edges[j] - width)
+    after = min(bisect.bisect_right(edges, edges[k] + width), len(edges) - 1)
+    left = (cum[j] - cum[before]) / max(edges[j] - edges[before], 1e-12)
+    right = (cum[after] - cum[k]) / max(edges[after] - edges[k], 1e-12)
+    return min(left, right) / max(cum[-1], 1e-12)
 
 
 def _smooth(mass: list[float], half_width: int) -> list[float]:
@@ -323,7 +363,7 @@ class Fit:
             smoothed,
             _cumulative(smoothed),
             coarse,
-            _dense_region(coarse, edges, shortest),
+            _dense_region(coarse, edges, shortest, samples),
             samples,
         )
 

@@ -15,6 +15,7 @@ import pytest
 
 from fashn_async import AsyncFashn, Limits, ModelRequest, Polling, TryOnRequest
 from fashn_async._limits import Rate, WindowLimiter
+from fashn_async._models import PredictionStatus
 from fashn_async._poller import Poller
 from fashn_async._polling import latency_class
 from fashn_async._survival import EPSILON
@@ -168,3 +169,25 @@ def test_bad_emulator_latency(latency: object) -> None:
     """A latency that is no distribution fails at construction, naming latency."""
     with pytest.raises(ValueError, match="latency"):
         EmulatorConfig(latency=latency)
+
+
+async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
+    """A first poll planned 40 s out is planned again part way: once the class learns that
+    completions come at 10 s, the waiting prediction is polled near 10 s, not at 40 s."""
+    loop = asyncio.get_running_loop()
+    calls: list[float] = []
+    start = loop.time()
+
+    async def status(pid: str, priority: float) -> PredictionStatus:
+        calls.append(loop.time() - start)
+        return PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
+
+    poller = Poller(Polling(prior=(40.0, 50.0), explore=0.0), status, rng=random.Random(1))
+    model = poller.model(("v1", "", 1))
+    waiting = asyncio.ensure_future(poller.wait("p", start, latency_class=("v1", "", 1)))
+    await asyncio.sleep(5.0)
+    for _ in range(30):  # meanwhile, others of the class finished at 9-10 s
+        model.observe(9.0, 10.0)
+    await waiting
+    assert calls == [pytest.approx(calls[0])]
+    assert 5.0 <= calls[0] <= 14.0  # re-planned within REPLAN spacings, not at ~41 s

@@ -92,9 +92,9 @@ DISTRIBUTIONS: dict[str, Modes] = {
 }
 
 
-# 20-40 s and the 3-5/25-30 s mix miss in 1-2 seeds of 10 (the first poll is still late
-# for a few predictions after the 12th): not claimed here; see the README.
-@pytest.mark.parametrize("name", ["1-3", "2-4", "5-11"])
+# 30-120 s is not claimed at 60 predictions: from a 5-11 s prior it needs about 100 to
+# meet the goal in every seed (see the README).
+@pytest.mark.parametrize("name", ["1-3", "2-4", "5-11", "20-40", "3-5/25-30"])
 def test_no_seed_misses_the_lag_goal_after_12(name: str) -> None:
     """Over 10 seeds of 60 predictions from the 5-11 s prior: p95 lag <= 1 s after the 12th."""
     modes = DISTRIBUTIONS[name]
@@ -134,16 +134,37 @@ def test_learns_that_completions_come_sooner() -> None:
     assert model.quantile(EPSILON) <= 1.3
 
 
-def test_found_done_at_the_first_poll_is_an_interval() -> None:
-    """(0, 3] learned alongside (1.0, 1.5]: its mass goes where the bracketed ones lie, and
-    no completion is believed later than 3 s."""
-    model = CompletionModel(Polling(), BROAD)
+def test_found_done_at_the_first_poll_is_read_as_just_before_it() -> None:
+    """(0, 10] is read as the last 15 % of it, spread evenly: a first poll that keeps finding
+    predictions done moves earlier (no pile just below it, no smear over the prior)."""
+    model = CompletionModel(Polling(), prior_for(TRYON, Polling()))
     for _ in range(20):
-        model.observe(None, 3.0)
-        model.observe(1.0, 1.5)
-    assert model.cdf(1.9) >= 0.9
-    assert model.cdf(3.5) >= 0.99
-    assert model.cdf(1.9) - model.cdf(0.8) >= 0.8
+        model.observe(None, 10.0)
+    # (8.5-10 s, blurred by the planning kernel's half-width of 2 bins, 0.5 s)
+    assert 7.5 <= model.quantile(0.01) <= 8.5
+    assert model.quantile(0.99) <= 10.6
+    assert model.cdf(9.25) == pytest.approx(0.5, abs=0.1)
+
+
+def test_a_low_end_learned_too_high_comes_down() -> None:
+    """A class that first saw 46-120 s, then meets completions from 30 s: they are found
+    done at their first poll, and within 20 of them the first poll is below 35 s."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(2)
+    for _ in range(20):
+        model.observe(rng.uniform(46.0, 119.0), rng.uniform(46.0, 120.0) + 1.0)
+    first = PollPlan(model, rng).next_poll(0.95)
+    assert first >= 45.0
+    for _ in range(20):
+        latency = rng.uniform(30.0, 46.0)
+        plan = PollPlan(model, rng)
+        due = plan.next_poll(0.95)
+        while due < latency:
+            plan.running(due)
+            due = plan.next_poll(0.95)
+        plan.done(due, completed=True)
+    assert model.quantile(0.01) <= 35.0
 
 
 def test_skips_an_empty_gap_and_polls_both_modes() -> None:
