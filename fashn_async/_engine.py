@@ -107,20 +107,7 @@ class Engine:
         """Encode ``request``'s images and JSON body off the loop; fails before sending."""
         return await prepare_request(request, webhook_url=webhook_url, preparer=self.preparer)
 
-    # -- submitting (the submitter's; kept here so callers keep working) ---------------
-
-    async def post_run(
-        self,
-        prepared: Prepared,
-        *,
-        on_sending: Callable[[], Awaitable[None] | None] | None = None,
-        on_not_created: Callable[[], None] | None = None,
-        on_created: Callable[[str], None] | None = None,
-    ) -> str:
-        """POST /v1/run: see :meth:`Submitter.post_run`."""
-        return await self.submitter.post_run(
-            prepared, on_sending=on_sending, on_not_created=on_not_created, on_created=on_created
-        )
+    # -- submitting (the submitter's) ---------------------------------------------------
 
     async def submit_holding(self, prepared: Prepared) -> str:
         """Slot, submit, hold the slot until seen done: see :meth:`Submitter.submit_holding`."""
@@ -251,7 +238,7 @@ class Engine:
 
         lease = await self.in_flight.acquire()
         try:
-            prediction_id = await self.post_run(
+            prediction_id = await self.submitter.post_run(
                 prepared,
                 on_sending=on_sending,
                 on_not_created=on_not_created,
