@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
-from fashn_async._models import ModelRequest, Prediction, PredictionStatus, Request, TryOnRequest
+from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
+from fashn_async._stream import ResultStream
 from fashn_async.errors import (
     BatchClosedError,
     BatchInputError,
@@ -41,104 +42,12 @@ if TYPE_CHECKING:
 
     from fashn_async._engine import Engine
 
-__all__ = ["BatchInput", "coerce_request"]
+__all__ = ["BatchInput"]
 
 #: What one batch item may be: a request, a dict of TryOnRequest fields (or of
 #: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
 #: :class:`Prediction` submitted earlier, which is polled and never submitted again.
 BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
-
-
-def coerce_request(item: Any) -> Request:
-    """Turn one batch item into a request.
-
-    Raises:
-        InvalidRequestError: the item is of no accepted type, has unknown or missing
-            fields, or a value that fails validation.
-    """
-    if isinstance(item, TryOnRequest | ModelRequest):
-        return item
-    if isinstance(item, Mapping):
-        return _from_mapping(item)
-    if isinstance(item, tuple):
-        if len(item) != 3:
-            raise InvalidRequestError(
-                "a tuple item must be (model_image, garment_image, category), "
-                f"got {len(item)} value(s)"
-            )
-        return TryOnRequest(model_image=item[0], garment_image=item[1], category=item[2])
-    raise InvalidRequestError(
-        "a batch item must be a TryOnRequest, a ModelRequest, a Prediction, a dict of "
-        "request fields or a (model_image, garment_image, category) tuple, got "
-        f"{type(item).__name__}"
-    )
-
-
-def _from_mapping(item: Mapping[Any, Any]) -> Request:
-    fields = dict(item)
-    odd = [key for key in fields if not isinstance(key, str)]
-    if odd:
-        raise InvalidRequestError(f"field names must be strings, got {odd[0]!r:.40}")
-    cls: type[TryOnRequest | ModelRequest] = (
-        ModelRequest if "model_name" in fields or "inputs" in fields else TryOnRequest
-    )
-    known = attrs.fields_dict(cls)
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown field(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})"
-        )
-    required = [name for name, a in known.items() if a.default is attrs.NOTHING]
-    missing = [name for name in required if name not in fields]
-    if missing:
-        raise InvalidRequestError(f"missing field(s) for {cls.__name__}: {', '.join(missing)}")
-    return cls(**fields)
-
-
-class _Results:
-    """A run's results in the order they finished.
-
-    Taking one never waits (waiting is apart from taking), so a consumer cancelled at
-    any point, even in the loop turn a result arrived, loses none.
-    """
-
-    def __init__(self) -> None:
-        self._items: deque[BatchResult] = deque()
-        self._changed = anyio.Event()
-        #: No more results will come (every worker has ended).
-        self.ended = False
-        #: The consumer left: results are dropped.
-        self.dropped = False
-
-    def put(self, result: BatchResult) -> None:
-        """Add a finished item's result (dropped if the consumer left)."""
-        if not self.dropped:
-            self._items.append(result)
-            self._wake()
-
-    def end(self) -> None:
-        """No more results will come."""
-        self.ended = True
-        self._wake()
-
-    def drop(self) -> None:
-        """The consumer left: drop what is kept and what comes."""
-        self.dropped = True
-        self._items.clear()
-        self._wake()
-
-    def take(self) -> BatchResult | None:
-        """The next result if one is kept, else None; never waits."""
-        return self._items.popleft() if self._items else None
-
-    async def changed(self) -> None:
-        """Wait until a result arrives or the stream ends (returns at once if it has)."""
-        if not (self._items or self.ended or self.dropped):
-            await self._changed.wait()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
 
 
 @attrs.define(eq=False)  # by identity: kept in a set
@@ -178,7 +87,7 @@ class _Run:
         self.cancel_on_exit = cancel_on_exit
         self.progress = progress
         self.scope = anyio.CancelScope()
-        self.results = _Results()
+        self.results = ResultStream()
         #: Items read and not yet taken by the consumer: bounds memory and read-ahead.
         self.room = anyio.Semaphore(max_pending)
         self.ended = anyio.Event()
@@ -260,13 +169,8 @@ class _Run:
                 is_async = True
             else:
                 source, is_async = iter(self.requests), False
-        except Exception as exc:
-            self._input_failed(index, exc)
-            return
         except BaseException as exc:
-            if _fatal_in(exc) is None:
-                raise
-            self._fatal(exc)
+            self._input_raised(index, exc)
             return
         try:
             while True:
@@ -277,13 +181,8 @@ class _Run:
                     item = await anext(source) if is_async else next(source)
                 except (StopIteration, StopAsyncIteration):
                     return
-                except Exception as exc:
-                    self._input_failed(index, exc)
-                    return
                 except BaseException as exc:
-                    if _fatal_in(exc) is None:
-                        raise
-                    self._fatal(exc)
+                    self._input_raised(index, exc)
                     return
                 self.progress.read += 1
                 work = _Item(index, item, item)
@@ -295,6 +194,17 @@ class _Run:
             if inspect.isasyncgen(source):  # ours to close, not the garbage collector's
                 with contextlib.suppress(Exception):
                     await source.aclose()
+
+    def _input_raised(self, index: int, exc: BaseException) -> None:
+        """The input raised, opened or read at ``index``: an Exception ends the batch
+        (BatchInputError), another BaseException reaches the consumer as is, and our own
+        cancellation goes on up."""
+        if isinstance(exc, Exception):
+            self._input_failed(index, exc)
+        elif _fatal_in(exc) is None:
+            raise exc
+        else:
+            self._fatal(exc)
 
     def _input_failed(self, index: int, exc: Exception) -> None:
         error = BatchInputError(
@@ -342,8 +252,6 @@ class _Run:
     async def _work(self, item: _Item) -> None:
         result = await self._outcome(item)
         progress = self.progress
-        if item.prediction_id is not None:
-            progress.running -= 1
         if result.ok:
             progress.done += 1
         else:
@@ -425,8 +333,12 @@ class _Run:
                     f"batch item {item.index}: a Prediction's id must be a non-empty string, "
                     f"got {raw.id!r:.40}"
                 )
-            self._submitted(item, raw.id)
-            return await self.engine.wait_existing(raw.id, cancel=self.cancel_on_exit)
+            return await self.engine.wait_existing(
+                raw.id,
+                cancel=self.cancel_on_exit,
+                owner=self,
+                on_started=lambda: self._submitted(item, raw.id),
+            )
         item.request = request = _request_at(item.index, raw)
         try:
             prepared = await self.engine.prepare(request)
@@ -444,6 +356,7 @@ class _Run:
             on_submitted=lambda prediction_id: self._submitted(item, prediction_id),
             on_not_created=lambda: self._not_created(item),
             cancel=self.cancel_on_exit,
+            owner=self,
         )
 
     # -- hooks: called by the engine, synchronously ------------------------------------
@@ -491,7 +404,6 @@ class _Run:
     def _submitted(self, item: _Item, prediction_id: str) -> None:
         item.prediction_id = prediction_id
         self.progress.submitted += 1
-        self.progress.running += 1
         self._hook(item, "submitted", item.index, prediction_id)
         self._notify(item)
 
@@ -501,6 +413,7 @@ class _Run:
             raise item.hook_error  # nothing exists: fail the item rather than re-send
 
     def _notify(self, item: _Item) -> bool:
+        self.progress.running = self.engine.in_flight.running(self)  # its one owner's count
         return self._hook(item, "progress", self.progress)
 
     def _hook(self, item: _Item, name: str, *args: Any) -> bool:
@@ -551,10 +464,6 @@ def _request_at(index: int, raw: Any) -> Request:
         return coerce_request(raw)
     except InvalidRequestError as exc:
         raise _at_index(index, exc) from exc
-    except Exception as exc:  # a mapping or value that misbehaves when read
-        raise InvalidRequestError(
-            f"batch item {index}: could not be read as a request: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _at_index(index: int, error: InvalidRequestError) -> InvalidRequestError:

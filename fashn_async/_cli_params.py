@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from fashn_async import Rate
-from fashn_async._client import checked_api_key
+from fashn_async._options import checked_api_key
 from fashn_async.bulk._command import EXIT_CANNOT_START
 from fashn_async.bulk._outcome import EXIT_SOME_FAILED
 from fashn_async.errors import (

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 
 from fashn_async._batch import Batch, BatchGroup, BatchInput
+from fashn_async._coerce import coerce_request
 from fashn_async._coordination import RedisCoordination
 from fashn_async._engine import Engine
-from fashn_async._events import BatchEvents, BatchProgress, CallbackEvents
-from fashn_async._http import Transport, redact_url
+from fashn_async._events import BatchEvents, BatchProgress, events_from
+from fashn_async._http import Transport
 from fashn_async._images import check_url
 from fashn_async._limits import Limits
 from fashn_async._models import (
@@ -27,11 +27,21 @@ from fashn_async._models import (
     Request,
     TryOnRequest,
 )
+from fashn_async._options import (
+    DEFAULT_BASE_URL,
+    check_base_url,
+    check_batch_input,
+    check_coordination,
+    check_id,
+    check_options,
+    check_proxy,
+    checked_api_key,
+)
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
-from fashn_async._results import TryOnResult
+from fashn_async._results import Result, TryOnResult
 from fashn_async._retry import RetryPolicy
-from fashn_async._validators import check_number, config_int, config_number, shorten
+from fashn_async._validators import check_number, config_int
 from fashn_async._version import __version__
 from fashn_async.errors import (
     APIError,
@@ -47,100 +57,25 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncFashn"]
 
-DEFAULT_BASE_URL = "https://api.fashn.ai"
-
 
 def _request_from(request: Request | None, fields: dict[str, Any]) -> Request:
-    if request is not None:
-        if fields:
-            raise InvalidRequestError("pass either a request object or keyword fields, not both")
-        if not isinstance(request, TryOnRequest | ModelRequest):
-            raise InvalidRequestError(
-                f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
-            )
-        return request
-    try:
-        return TryOnRequest(**fields)
-    except TypeError as exc:
-        raise InvalidRequestError(str(exc).replace("__init__()", "TryOnRequest")) from None
-
-
-def checked_api_key(key: object) -> str:
-    """The API key without surrounding whitespace (a line end pasted with it, say).
-
-    Raises:
-        ConfigurationError: no key, or one holding a space, line break or other control
-            character inside (an HTTP header cannot carry it); the key is never shown.
-    """
-    if not key or not isinstance(key, str) or not key.strip():
-        raise ConfigurationError(
-            "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
+    """The request of ``run()``/``submit()``: a request object, or TryOnRequest's fields."""
+    if request is None:
+        return coerce_request(fields, kind=TryOnRequest)
+    if fields:
+        raise InvalidRequestError("pass either a request object or keyword fields, not both")
+    if not isinstance(request, TryOnRequest | ModelRequest):
+        raise InvalidRequestError(
+            f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
         )
-    key = key.strip()
-    if any(char.isspace() or not char.isprintable() for char in key):
-        raise ConfigurationError(
-            "the API key holds a space, line break or other control character inside it "
-            "(not shown here); an HTTP header cannot carry it: check how it was copied"
-        )
-    return key
-
-
-def _check_coordination(value: object) -> RedisCoordination | None:
-    if value is None or isinstance(value, RedisCoordination):
-        return value
-    if isinstance(value, str):
-        return RedisCoordination(value)
-    raise ConfigurationError(
-        "coordination must be a redis:// URL, a RedisCoordination or None, "
-        f"got {type(value).__name__}"
-    )
-
-
-def _check_proxy(proxy: object) -> str | None:
-    if proxy is None:
-        return None
-    if not isinstance(proxy, str):
-        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {proxy!r}")
-    try:
-        parts = urlsplit(proxy)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # an unreadable IPv6 literal, a port out of 0-65535
-        usable = False
-    if not usable:
-        try:
-            shown = redact_url(proxy)
-        except ValueError:
-            shown = "an unreadable URL"
-        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shown!r}")
-    return proxy
-
-
-def _check_base_url(base_url: str) -> str:
-    try:
-        parts = urlsplit(base_url) if isinstance(base_url, str) else None
-        port_ok = parts is not None and parts.port != 0
-    except ValueError:  # a port out of 0-65535, or an unreadable IPv6 literal
-        parts, port_ok = None, False
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {shorten(base_url)}")
-    return base_url.rstrip("/")
-
-
-def _check_options(
-    *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
-) -> None:
-    config_number("timeout", timeout)
-    config_number("connect_timeout", connect_timeout)
-    config_int("max_connections", max_connections)
-    for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
-        if value is not None and not isinstance(value, kind):
-            raise ConfigurationError(
-                f"{name} must be a {kind.__name__} or None, got {type(value).__name__}"
-            )
+    return request
 
 
 class AsyncFashn:
     """The FASHN API client. Use it as ``async with AsyncFashn() as client:``.
+
+    Every option is keyword-only (``AsyncFashn(api_key=..., base_url=..., limits=...)``),
+    as httpx's clients take theirs.
 
     Args:
         api_key: The API key; ``None`` reads ``FASHN_API_KEY``.
@@ -177,10 +112,10 @@ class AsyncFashn:
 
     def __init__(
         self,
+        *,
         api_key: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         limits: Limits | None = None,
-        *,
         polling: Polling | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
@@ -195,8 +130,8 @@ class AsyncFashn:
         limits = limits if limits is not None else Limits()
         if not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
-        self.base_url = _check_base_url(base_url)
-        _check_options(
+        self.base_url = check_base_url(base_url)
+        check_options(
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_connections=max_connections,
@@ -205,7 +140,7 @@ class AsyncFashn:
         )
         self.prepare_images = ImagePreparation.from_option(prepare_images)
         self.limits = limits
-        self.coordination = _check_coordination(coordination)
+        self.coordination = check_coordination(coordination)
         self._coordinator: Coordinator | None = (
             self.coordination.coordinator(api_key=key) if self.coordination else None
         )
@@ -215,7 +150,7 @@ class AsyncFashn:
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
             connections=max_connections,
             user_agent=f"fashn-async/{__version__}",
-            proxy=_check_proxy(proxy),
+            proxy=check_proxy(proxy),
             trust_env=bool(trust_env),
         )
         self._engine = Engine(
@@ -233,7 +168,7 @@ class AsyncFashn:
         engine = self._engine
         shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
         return (
-            f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.slots.in_use}/"
+            f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.in_flight.in_use}/"
             f"{self.limits.in_flight}{shared} transport={self._transport!r}>"
         )
 
@@ -315,6 +250,9 @@ class AsyncFashn:
         A failed or canceled prediction is a status, not an error:
         ``status.raise_for_status()`` turns it into its typed error.
 
+        Side effect: a prediction this client's ``submit()`` sent, seen ended here, gives
+        its in-flight slot back (the server no longer counts it in progress).
+
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
@@ -327,7 +265,10 @@ class AsyncFashn:
                 NetworkTimeoutError or ConnectionDroppedError).
         """
         self._transport.check_loop()
-        return await self._engine.status(_check_id(prediction_id))
+        status = await self._engine.status(check_id(prediction_id))
+        if status.done:
+            self._engine.in_flight.seen_done(prediction_id)
+        return status
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
         """Cancel a prediction; best effort on the API's side.
@@ -345,7 +286,7 @@ class AsyncFashn:
                 NetworkTimeoutError or ConnectionDroppedError).
         """
         self._transport.check_loop()
-        return await self._engine.cancel(_check_id(prediction_id))
+        return await self._engine.cancel(check_id(prediction_id))
 
     async def wait(self, prediction_id: str, *, cancel_on_exit: bool = True) -> PredictionStatus:
         """Poll a submitted prediction until it is terminal; return its final status.
@@ -371,7 +312,7 @@ class AsyncFashn:
                 NetworkTimeoutError or ConnectionDroppedError).
         """
         self._transport.check_loop()
-        return await self._engine.wait_existing(_check_id(prediction_id), cancel=cancel_on_exit)
+        return await self._engine.wait_existing(check_id(prediction_id), cancel=cancel_on_exit)
 
     async def credits(self) -> Credits:
         """The account's credit balance.
@@ -527,27 +468,16 @@ class AsyncFashn:
             FashnError: with ``raise_on_error``, the first failed item's error, in the loop.
         """
         self._transport.session  # noqa: B018 - fail fast when closed
-        _check_batch_input(requests)
+        check_batch_input(requests)
         if max_pending is not None:
             config_int("max_pending", max_pending)
-        shorthands = {
-            "on_progress": on_progress,
-            "on_sending": on_sending,
-            "on_submitted": on_submitted,
-            "on_not_created": on_not_created,
-        }
-        for name, hook in shorthands.items():
-            if hook is not None and not callable(hook):
-                raise ConfigurationError(f"{name} must be callable or None, got {shorten(hook)}")
-        given = [name for name, hook in shorthands.items() if hook is not None]
-        if events is not None and given:
-            raise ConfigurationError(
-                f"pass events=... or the shorthand hooks ({', '.join(given)}), not both"
-            )
-        if events is not None and not isinstance(events, BatchEvents):
-            raise ConfigurationError(
-                f"events must be a BatchEvents (subclass it), got {type(events).__name__}"
-            )
+        events = events_from(
+            events,
+            on_progress=on_progress,
+            on_sending=on_sending,
+            on_submitted=on_submitted,
+            on_not_created=on_not_created,
+        )
         if max_pending is None:
             max_pending = 2 * (self.limits.in_flight or 32)
         return Batch(
@@ -555,48 +485,18 @@ class AsyncFashn:
             self._engine,
             requests,
             raise_on_error=bool(raise_on_error),
-            events=events
-            if events is not None
-            else CallbackEvents(
-                on_progress=on_progress,
-                on_sending=on_sending,
-                on_submitted=on_submitted,
-                on_not_created=on_not_created,
-            ),
+            events=events,
             max_pending=max_pending,
             cancel_on_exit=bool(cancel_on_exit),
         )
 
-    async def save(self, result: TryOnResult, directory: str | Path) -> list[Path]:
-        """Download a result's outputs into ``directory``; same as ``result.save()``.
-
-        Returns:
-            The paths written, one per output, in output order.
-
-        Works on a closed client too (with a short-lived session of its own).
+    async def save(
+        self, result: Result, directory: str | Path, *, stem: str | None = None
+    ) -> list[Path]:
+        """``result.save(directory, stem=stem)``, of which this is only another spelling.
 
         Raises:
-            DownloadError: an output could not be fetched, decoded or written; each file
-                is written whole or not at all.
+            SaveError: a file or folder could not be written (a DownloadError).
+            DownloadError: an output could not be fetched.
         """
-        return await result.save(directory)
-
-
-def _check_batch_input(requests: object) -> None:
-    if isinstance(requests, str | bytes | bytearray | Mapping | TryOnRequest | ModelRequest):
-        raise InvalidRequestError(
-            "batch() takes an iterable of items (a list, a generator, an async iterable), "
-            f"got a single {type(requests).__name__}; wrap one request in a list"
-        )
-    if not isinstance(requests, Iterable | AsyncIterable):
-        raise InvalidRequestError(
-            f"batch() takes an iterable of items, got {type(requests).__name__}"
-        )
-
-
-def _check_id(prediction_id: str) -> str:
-    if not isinstance(prediction_id, str) or not prediction_id.strip():
-        raise InvalidRequestError(
-            f"a prediction id must be a non-empty string, got {prediction_id!r}"
-        )
-    return prediction_id
+        return await result.save(directory, stem=stem)

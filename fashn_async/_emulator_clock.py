@@ -10,13 +10,14 @@ The real API is never asked.
 from __future__ import annotations
 
 import asyncio
-import math
+import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from fashn_async._http import Transport
+from fashn_async._validators import in_range
 from fashn_async._version import __version__
 from fashn_async.errors import FashnError
 
@@ -52,9 +53,7 @@ def time_scale_from(data: object) -> float | None:
     if not isinstance(data, dict) or data.get("emulator") != "fashn-async":
         return None
     scale = data.get("time_scale")
-    if isinstance(scale, bool) or not isinstance(scale, int | float):
-        return None
-    if not (math.isfinite(scale) and scale > 0):
+    if not in_range(scale, 0.0, sys.float_info.max, open_low=True):
         return None
     return float(scale)
 

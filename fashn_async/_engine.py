@@ -19,8 +19,8 @@ import anyio
 
 from fashn_async._decisions import Action, Happened, Route, Tries, decide
 from fashn_async._http import Response, Transport, outcome_of
+from fashn_async._inflight import InFlight
 from fashn_async._limits import (
-    Lease,
     LimiterBackend,
     Limits,
     LocalBackend,
@@ -85,13 +85,14 @@ class Engine:
         self.credits_limiter: RateLimiter | None = (
             WindowLimiter(limits.credits, margin=margin) if limits.credits else None
         )
-        self.slots = backend.slots(limits.in_flight)
+        #: The one owner of in-flight slots and of the predictions holding one.
+        self.in_flight = InFlight(backend.slots(limits.in_flight))
         self.poller = Poller(polling, self._poll_status, budget=self.status_budget)
         self._rng = random.Random()  # noqa: S311 - jitter only
         self.submitter = Submitter(
             transport,
             limiter=self.submit_limiter,
-            slots=self.slots,
+            in_flight=self.in_flight,
             retry=retry,
             cancel_quietly=self.cancel_quietly,
             # The 99th percentile of the request's latency class: by then it has likely ended.
@@ -106,33 +107,11 @@ class Engine:
         """Encode ``request``'s images and JSON body off the loop; fails before sending."""
         return await prepare_request(request, webhook_url=webhook_url, preparer=self.preparer)
 
-    # -- submitting (the submitter's; kept here so callers keep working) ---------------
-
-    @property
-    def _held(self) -> dict[str, Lease]:
-        """Predictions submitted by the bare submit(), holding a slot until seen done."""
-        return self.submitter.held
-
-    async def post_run(
-        self,
-        prepared: Prepared,
-        *,
-        on_sending: Callable[[], Awaitable[None] | None] | None = None,
-        on_not_created: Callable[[], None] | None = None,
-        on_created: Callable[[str], None] | None = None,
-    ) -> str:
-        """POST /v1/run: see :meth:`Submitter.post_run`."""
-        return await self.submitter.post_run(
-            prepared, on_sending=on_sending, on_not_created=on_not_created, on_created=on_created
-        )
+    # -- submitting (the submitter's) ---------------------------------------------------
 
     async def submit_holding(self, prepared: Prepared) -> str:
         """Slot, submit, hold the slot until seen done: see :meth:`Submitter.submit_holding`."""
         return await self.submitter.submit_holding(prepared)
-
-    def seen_done(self, prediction_id: str) -> None:
-        """A held prediction was seen terminal: give its slot back."""
-        self.submitter.seen_done(prediction_id)
 
     # -- GETs --------------------------------------------------------------------------
 
@@ -187,20 +166,20 @@ class Engine:
     async def status(
         self, prediction_id: str, *, priority: float = USER_PRIORITY
     ) -> PredictionStatus:
-        """One status call through the shared budget."""
+        """One status call through the shared budget; a read, changing nothing here."""
         response = await self.get(
             f"/v1/status/{_quote(prediction_id)}", limiter=self.status_budget, priority=priority
         )
-        status = _structure_status(response, prediction_id)
-        if status.done:
-            self.seen_done(prediction_id)
-        return status
+        return _structure_status(response, prediction_id)
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
-        """GET /v1/cancel/:id (cancel calls have no budget of their own)."""
+        """GET /v1/cancel/:id (cancel calls have no budget of their own).
+
+        The prediction has ended (or will at once): a slot it holds is given back.
+        """
         response = await self.get(f"/v1/cancel/{_quote(prediction_id)}", limiter=None)
         status = _structure_status(response, prediction_id)
-        self.seen_done(prediction_id)
+        self.in_flight.seen_done(prediction_id)
         return status
 
     async def cancel_quietly(self, prediction_id: str) -> None:
@@ -238,20 +217,32 @@ class Engine:
         on_submitted: Callable[[str], None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         cancel: bool = True,
+        owner: object = None,
     ) -> PredictionStatus:
         """Slot, submit, poll to the end; if we are cancelled, so is what was started.
 
         With ``cancel=False`` a prediction already created is left running on the server
         (a resumable job collects it later); one whose POST is still on the wire is
-        cancelled all the same once answered (``on_submitted`` hears of it first).
+        cancelled all the same once answered (``on_submitted`` hears of it first). From
+        its creation until this returns, it counts as running for ``owner``.
         """
-        lease = await self.slots.acquire()
+        created = False
+
+        def on_created(prediction_id: str) -> None:
+            nonlocal created
+            if not created:
+                created = True
+                self.in_flight.started(owner)
+            if on_submitted is not None:
+                on_submitted(prediction_id)
+
+        lease = await self.in_flight.acquire()
         try:
-            prediction_id = await self.post_run(
+            prediction_id = await self.submitter.post_run(
                 prepared,
                 on_sending=on_sending,
                 on_not_created=on_not_created,
-                on_created=on_submitted,
+                on_created=on_created,
             )
             submitted_at = asyncio.get_running_loop().time()
             return await self._wait_or_cancel(
@@ -261,7 +252,9 @@ class Engine:
                 latency_class=latency_class(prepared.request),
             )
         finally:
-            self.slots.release(lease)
+            self.in_flight.release(lease)
+            if created:
+                self.in_flight.ended(owner)
 
     async def wait_existing(
         self,
@@ -269,25 +262,37 @@ class Engine:
         *,
         cancel: bool = True,
         latency_class: LatencyClass | None = None,
+        owner: object = None,
+        on_started: Callable[[], None] | None = None,
     ) -> PredictionStatus:
         """Poll a prediction submitted earlier (by another run, say) to its end.
 
-        It holds an in-flight slot while polled, as the server counts it in progress. If
-        we are cancelled, the prediction is cancelled remotely unless ``cancel`` is False.
-        Its age is unknown, so it teaches the poller nothing.
+        It counts as running for ``owner`` from the call (``on_started`` is then called,
+        before any wait) until this returns, and holds an in-flight slot while polled, as
+        the server counts it in progress. If we are cancelled, the prediction is
+        cancelled remotely unless ``cancel`` is False. Its age is unknown, so it teaches
+        the poller nothing.
         """
-        # Submitted by this client's submit(): it holds its slot already.
-        held = self._held.pop(prediction_id, None)
-        lease = held if held is not None else await self.slots.acquire()
+        self.in_flight.started(owner)
         try:
+            if on_started is not None:
+                on_started()
+            # Submitted by this client's submit(): it holds its slot already.
+            held = self.in_flight.take_held(prediction_id)
+            lease = held if held is not None else await self.in_flight.acquire()
             try:
-                return await self.poller.wait_existing(prediction_id, latency_class=latency_class)
-            except BaseException:
-                if cancel:
-                    await self.cancel_quietly(prediction_id)
-                raise
+                try:
+                    return await self.poller.wait_existing(
+                        prediction_id, latency_class=latency_class
+                    )
+                except BaseException:
+                    if cancel:
+                        await self.cancel_quietly(prediction_id)
+                    raise
+            finally:
+                self.in_flight.release(lease)
         finally:
-            self.slots.release(lease)
+            self.in_flight.ended(owner)
 
     async def _wait_or_cancel(
         self,

@@ -19,12 +19,19 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-__all__ = ["BatchEvents", "BatchProgress", "CallbackEvents"]
+from fashn_async._validators import shorten
+from fashn_async.errors import ConfigurationError
+
+__all__ = ["BatchEvents", "BatchProgress", "CallbackEvents", "events_from"]
 
 
 @attrs.define
 class BatchProgress:
     """Live counts of a batch, for progress displays.
+
+    A report, updated when the ``progress`` hook is called; the limits never read it.
+    ``running`` is read from the client's one owner of in-flight state
+    (``fashn_async._inflight.InFlight``): this batch's predictions waited for now.
 
     Attributes:
         read: Items pulled from the input so far.
@@ -138,3 +145,45 @@ class CallbackEvents(BatchEvents):
         """Call ``on_progress(progress)``."""
         if self._on_progress is not None:
             self._on_progress(progress)
+
+
+def events_from(
+    events: BatchEvents | None,
+    *,
+    on_sending: Callable[[int], object] | None = None,
+    on_submitted: Callable[[int, str], object] | None = None,
+    on_not_created: Callable[[int], object] | None = None,
+    on_progress: Callable[[BatchProgress], object] | None = None,
+) -> BatchEvents:
+    """The one :class:`BatchEvents` of ``batch(events=..., on_...=...)``.
+
+    Raises:
+        ConfigurationError: ``events`` is not a BatchEvents, a shorthand is not callable,
+            or both ``events`` and shorthands are given.
+    """
+    shorthands = {
+        "on_progress": on_progress,
+        "on_sending": on_sending,
+        "on_submitted": on_submitted,
+        "on_not_created": on_not_created,
+    }
+    for name, hook in shorthands.items():
+        if hook is not None and not callable(hook):
+            raise ConfigurationError(f"{name} must be callable or None, got {shorten(hook)}")
+    given = [name for name, hook in shorthands.items() if hook is not None]
+    if events is not None and given:
+        raise ConfigurationError(
+            f"pass events=... or the shorthand hooks ({', '.join(given)}), not both"
+        )
+    if events is None:
+        return CallbackEvents(
+            on_sending=on_sending,
+            on_submitted=on_submitted,
+            on_not_created=on_not_created,
+            on_progress=on_progress,
+        )
+    if not isinstance(events, BatchEvents):
+        raise ConfigurationError(
+            f"events must be a BatchEvents (subclass it), got {type(events).__name__}"
+        )
+    return events

@@ -27,6 +27,7 @@ import aiohttp
 import attrs
 
 from fashn_async._decisions import Happened, Outcome, Route, body_shape
+from fashn_async._error_map import api_error_from_response
 from fashn_async._payload import JsonBody
 from fashn_async._retry import parse_retry_after
 from fashn_async.errors import (
@@ -39,7 +40,6 @@ from fashn_async.errors import (
     NetworkTimeoutError,
     RemoteProtocolError,
     TransportError,
-    api_error_from_response,
 )
 
 __all__ = ["Response", "Transport", "outcome_of", "redact_url"]

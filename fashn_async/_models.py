@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 import cattrs
 
+from fashn_async._error_map import prediction_error_from_payload
 from fashn_async._images import ImageInput, check_image_input
 from fashn_async._names import TERMINAL_STATUSES
 from fashn_async._validators import (
@@ -25,11 +26,7 @@ from fashn_async._validators import (
     check_string,
     shorten,
 )
-from fashn_async.errors import (
-    InvalidRequestError,
-    PredictionCanceledError,
-    prediction_error_from_payload,
-)
+from fashn_async.errors import InvalidRequestError, PredictionCanceledError
 
 __all__ = [
     "CATEGORIES",

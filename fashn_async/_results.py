@@ -18,7 +18,7 @@ from fashn_async.errors import FashnError
 if TYPE_CHECKING:
     from fashn_async._http import Transport
 
-__all__ = ["BatchResult", "TryOnResult"]
+__all__ = ["BatchResult", "Result", "TryOnResult"]
 
 
 def _safe_stem(value: str) -> str:
@@ -61,19 +61,32 @@ async def save_outputs(
 
 
 @attrs.frozen(kw_only=True)
-class TryOnResult:
-    """A completed prediction: its id and outputs (URLs, or data URIs with return_base64)."""
+class Result:
+    """What every finished try-on has: its outputs, and saving them.
 
-    id: str
+    The base of :class:`TryOnResult` (from ``run()``) and :class:`BatchResult` (from
+    ``batch()``); one :meth:`save` serves both.
+
+    Attributes:
+        output: Output URLs, or data URIs with ``return_base64`` (empty on failure).
+    """
+
     output: tuple[str, ...]
-    request: Request | None = attrs.field(default=None, repr=False)
     _transport: Any = attrs.field(default=None, repr=False, eq=False, alias="transport")
+
+    def _stem(self) -> str:
+        """The file name stem when ``save()`` is given none."""
+        raise NotImplementedError
 
     async def save(self, directory: str | Path, *, stem: str | None = None) -> list[Path]:
         """Download every output into ``directory`` (created if needed), concurrently.
 
-        Files are named ``<stem>_<n>.<ext>`` (stem defaults to the prediction id) and
-        written whole or not at all.
+        Files are named ``<stem>_<n>.<ext>`` and written whole or not at all. ``stem``
+        defaults to the prediction id (``TryOnResult``) or the zero-padded index
+        (``BatchResult``). Works on a closed client too (with a short-lived session).
+
+        Returns:
+            The paths written, one per output, in output order.
 
         Raises:
             SaveError: a file or folder could not be written (``directory`` is a file, a
@@ -81,11 +94,23 @@ class TryOnResult:
                 It is a DownloadError, so ``except DownloadError`` catches both.
             DownloadError: an output could not be fetched.
         """
-        return await save_outputs(self._transport, self.output, directory, stem or self.id)
+        return await save_outputs(self._transport, self.output, directory, stem or self._stem())
 
 
 @attrs.frozen(kw_only=True)
-class BatchResult:
+class TryOnResult(Result):
+    """A completed prediction: its id and outputs (URLs, or data URIs with return_base64)."""
+
+    id: str
+    output: tuple[str, ...]
+    request: Request | None = attrs.field(default=None, repr=False)
+
+    def _stem(self) -> str:
+        return self.id
+
+
+@attrs.frozen(kw_only=True)
+class BatchResult(Result):
     """One input of a batch, finished: ``output`` on success, else ``error``.
 
     Attributes:
@@ -101,20 +126,11 @@ class BatchResult:
     prediction_id: str | None = None
     output: tuple[str, ...] = ()
     error: FashnError | None = None
-    _transport: Any = attrs.field(default=None, repr=False, eq=False, alias="transport")
 
     @property
     def ok(self) -> bool:
         """True when the try-on completed."""
         return self.error is None
 
-    async def save(self, directory: str | Path, *, stem: str | None = None) -> list[Path]:
-        """Download the outputs like :meth:`TryOnResult.save` (stem defaults to the index).
-
-        Raises:
-            SaveError: a file or folder could not be written (a DownloadError).
-            DownloadError: an output could not be fetched.
-        """
-        return await save_outputs(
-            self._transport, self.output, directory, stem or f"{self.index:06d}"
-        )
+    def _stem(self) -> str:
+        return f"{self.index:06d}"

@@ -17,7 +17,8 @@ import anyio
 
 from fashn_async._decisions import Action, Happened, Tries, decide
 from fashn_async._http import Response, Transport, outcome_of
-from fashn_async._limits import Lease, RateLimiter, SlotGate
+from fashn_async._inflight import InFlight
+from fashn_async._limits import RateLimiter
 from fashn_async._payload import Prepared
 from fashn_async._retry import RetryPolicy
 from fashn_async.errors import FashnError, SubmissionUncertainError, TransportError
@@ -31,7 +32,7 @@ class Submitter:
     Args:
         transport: The client's HTTP transport.
         limiter: The submit window (``None``: no client-side limit).
-        slots: The in-flight gate.
+        in_flight: The owner of in-flight slots (a bare submit's is held there).
         retry: Counts and waits for what the decision table lets repeat.
         cancel_quietly: Best-effort remote cancel, for a prediction created while the
             caller was being cancelled.
@@ -46,23 +47,21 @@ class Submitter:
         transport: Transport,
         *,
         limiter: RateLimiter | None,
-        slots: SlotGate,
+        in_flight: InFlight,
         retry: RetryPolicy,
         cancel_quietly: Callable[[str], Awaitable[None]],
         uncertain_hold: Callable[[Prepared], float] | None = None,
     ) -> None:
         self.transport = transport
         self.limiter = limiter
-        self.slots = slots
+        self.in_flight = in_flight
         self.retry = retry
         self._cancel_quietly = cancel_quietly
         self._uncertain_hold = uncertain_hold
         self._rng = random.Random()  # noqa: S311 - jitter only
-        #: Predictions submitted through the bare submit() hold a slot until seen done.
-        self.held: dict[str, Lease] = {}
 
     def __repr__(self) -> str:
-        return f"<Submitter held={len(self.held)} limiter={self.limiter!r}>"
+        return f"<Submitter {self.in_flight!r} limiter={self.limiter!r}>"
 
     async def post_run(
         self,
@@ -147,21 +146,16 @@ class Submitter:
             tries = decision.tries
 
     async def submit_holding(self, prepared: Prepared) -> str:
-        """Take an in-flight slot, submit, and keep the slot until the id is seen done."""
-        lease = await self.slots.acquire()
+        """Take an in-flight slot, submit, and hold the slot until the id is seen done
+        (:meth:`InFlight.seen_done`)."""
+        lease = await self.in_flight.acquire()
         try:
             prediction_id = await self.post_run(prepared)
         except BaseException:
-            self.slots.release(lease)
+            self.in_flight.release(lease)
             raise
-        self.held[prediction_id] = lease
+        self.in_flight.hold(prediction_id, lease)
         return prediction_id
-
-    def seen_done(self, prediction_id: str) -> None:
-        """A held prediction was seen terminal: give its slot back."""
-        lease = self.held.pop(prediction_id, None)
-        if lease is not None:
-            self.slots.release(lease)
 
     async def _send_run(
         self, prepared: Prepared, on_created: Callable[[str], None] | None

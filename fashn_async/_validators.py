@@ -11,13 +11,16 @@ Configuration (raise :class:`~fashn_async.errors.ConfigurationError`, a ``ValueE
 used as attrs validators by every configuration class, and :func:`config_number` for
 plain keyword options. NaN and infinities are refused everywhere: a window of ``inf``
 seconds or a margin of ``nan`` would make every wait endless.
+
+Both kinds rest on one number test, :func:`in_range` (and :func:`is_finite_number`): a
+bool is never a number, and an int of any size is compared exactly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 
@@ -34,6 +37,8 @@ __all__ = [
     "check_string",
     "config_int",
     "config_number",
+    "in_range",
+    "is_finite_number",
     "non_negative",
     "optional_at_least_one",
     "positive",
@@ -63,8 +68,22 @@ def _fail(field: str, accepted: str, value: Any) -> InvalidRequestError:
     )
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def is_finite_number(value: Any) -> TypeGuard[int | float]:
+    """An int or a finite float, not a bool (however large the int: ints are exact)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def in_range(
+    value: Any, low: float, high: float = math.inf, *, integer: bool = False, open_low: bool = False
+) -> TypeGuard[int | float]:
+    """The one number test: a finite number (an int if ``integer``; never a bool) from
+    ``low`` (excluded if ``open_low``) to ``high``. An int of any size is compared
+    exactly, never converted to a float (which overflows past 1e308)."""
+    if not is_finite_number(value) or (integer and not isinstance(value, int)):
+        return False
+    return bool((low < value if open_low else low <= value) and value <= high)
 
 
 def check_number(field: str, value: Any, low: float, high: float, *, integer: bool = False) -> None:
@@ -73,12 +92,9 @@ def check_number(field: str, value: Any, low: float, high: float, *, integer: bo
     Raises:
         InvalidRequestError: naming the field, the value and the range.
     """
-    kind = "an integer" if integer else "a number"
-    accepted = f"{kind} from {_bound(low)} to {_bound(high)}"
-    if not (isinstance(value, int) if integer else _is_real(value)) or isinstance(value, bool):
-        raise _fail(field, accepted, value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise _fail(field, accepted, value)
+    if not in_range(value, low, high, integer=integer):
+        kind = "an integer" if integer else "a number"
+        raise _fail(field, f"{kind} from {_bound(low)} to {_bound(high)}", value)
 
 
 def _bound(value: float) -> str:
@@ -180,12 +196,9 @@ def config_number(
     Raises:
         ConfigurationError: naming the option, the value and what is accepted.
     """
-    kind = "an integer" if integer else "a finite number"
-    bound = f"> {low:g}" if strict else f">= {low:g}"
-    ok = (isinstance(value, int) if integer else _is_real(value)) and not isinstance(value, bool)
-    if ok:
-        ok = math.isfinite(value) and (value > low if strict else value >= low)
-    if not ok:
+    if not in_range(value, low, integer=integer, open_low=strict):
+        kind = "an integer" if integer else "a finite number"
+        bound = f"> {low:g}" if strict else f">= {low:g}"
         raise ConfigurationError(f"{name} must be {kind} {bound}, got {shorten(value)}")
 
 

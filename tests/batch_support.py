@@ -34,7 +34,8 @@ def assert_idle(client: AsyncFashn, emulator: Emulator) -> None:
     report = emulator.report()
     assert report.in_progress == 0, f"left running on the server: {report.in_progress}"
     engine = client._engine
-    assert engine.slots.in_use == 0
+    assert engine.in_flight.in_use == 0
+    assert "running=0 held=0" in repr(engine.in_flight), repr(engine.in_flight)
     if engine.submit_limiter is not None:
         assert engine.submit_limiter.waiting == 0
         assert "unanswered=0" in repr(engine.submit_limiter)
@@ -46,7 +47,7 @@ async def settle(client: AsyncFashn, *, within: float) -> float:
     loop seconds it took, failing if it takes longer than ``within``."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while client._engine.slots.in_use or len(client._batches):
+    while client._engine.in_flight.in_use or len(client._batches):
         assert loop.time() - start <= within, f"still busy after {within} s: {client!r}"
         await asyncio.sleep(0.01)
     return loop.time() - start

@@ -84,3 +84,11 @@ def test_no_other_module_replaces_files_its_own_way() -> None:
         if pattern.search(line)
     ]
     assert found == []
+
+
+def test_a_folder_in_the_way_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    """A folder where the file goes: an OSError, the folder untouched, no partial file."""
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_atomically(tmp_path / "out.png", [b"x"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]

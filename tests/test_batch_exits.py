@@ -218,7 +218,7 @@ async def test_cancel_on_exit_false_leaves_them_running(
         async for _ in batch:
             break
     assert emulator.report().cancels == []
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
     done = [r async for r in client.batch([Prediction(pid) for pid in ids])]
     assert all(r.ok for r in done)
     assert_idle(client, emulator)
@@ -250,4 +250,4 @@ async def test_client_closed_as_the_batch_starts(emulator: Emulator, turns: int)
         with pytest.raises(expected, match="client was closed"):
             await first
     assert emulator.report().in_progress == 0
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0

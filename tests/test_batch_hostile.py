@@ -319,7 +319,7 @@ async def test_a_second_aclose_waits_for_the_first(client: AsyncFashn, emulator:
     await asyncio.sleep(0)
     await batch.aclose()
     assert emulator.report().in_progress == 0
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
     assert first.done()
     await first
     assert_idle(client, emulator)

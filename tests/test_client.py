@@ -250,7 +250,7 @@ async def test_cancelling_run_cancels_remotely(client: AsyncFashn, emulator: Emu
         await task
     report = emulator.report()
     assert report.cancels == [report.accepted[0].id]
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
 
 
 async def test_cancel_while_post_in_flight(client: AsyncFashn, emulator: Emulator) -> None:
@@ -297,3 +297,23 @@ async def test_submit_holds_a_slot_until_seen_done(emulator: Emulator) -> None:
         assert not second.done()
         assert (await client.status(first.id)).done
         await second
+
+
+async def test_a_status_read_changes_nothing_the_client_status_names_its_release(
+    emulator: Emulator,
+) -> None:
+    """The engine's status read keeps a held slot; client.status() gives it back, once."""
+    async with AsyncFashn(
+        api_key=emulator.api_key, base_url=emulator.url, limits=Limits(in_flight=2)
+    ) as client:
+        in_flight = client._engine.in_flight
+        prediction = await client.submit(request_for(emulator))
+        assert (in_flight.in_use, in_flight.holding(prediction.id)) == (1, True)
+        await asyncio.sleep(30)  # loop time: long enough for the emulator to finish it
+        assert (await client._engine.status(prediction.id)).done
+        assert (in_flight.in_use, in_flight.holding(prediction.id)) == (1, True)
+        assert (await client.status(prediction.id)).done
+        assert (in_flight.in_use, in_flight.holding(prediction.id)) == (0, False)
+        assert (await client.status(prediction.id)).done  # a second sight releases nothing
+        assert in_flight.in_use == 0
+        assert "in_use=0 running=0 held=0" in repr(in_flight)

@@ -185,7 +185,7 @@ async def test_raise_on_error(client: AsyncFashn, emulator: Emulator) -> None:
     with pytest.raises(errors.PredictionError):
         async for _ in client.batch(items, raise_on_error=True):
             pass
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
 
 
 async def test_lazy_input(client: AsyncFashn, emulator: Emulator) -> None:
@@ -358,3 +358,22 @@ async def test_an_answer_that_lands_while_leaving_is_heard_then_cancelled(
     report = emulator.report()
     assert [a.id for a in report.accepted] == heard
     assert set(report.cancels) == set(heard)
+
+
+@pytest.mark.client(limits=Limits(in_flight=2))
+async def test_batch_running_is_read_from_the_one_in_flight_owner(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """progress.running counts the batch's own predictions, as InFlight counts them."""
+    held = [await client.submit(r) for r in requests_for(emulator, 2)]  # hold both slots
+    in_flight = client._engine.in_flight
+    assert (in_flight.in_use, in_flight.running()) == (2, 0)  # held, not waited for
+    snapshots: list[BatchProgress] = []
+    items = [Prediction(p.id) for p in held] + requests_for(emulator, 3)
+    batch = client.batch(items, on_progress=lambda p: snapshots.append(attrs.evolve(p)))
+    async with batch:
+        results = [r async for r in batch]
+    assert all(r.ok for r in results)
+    assert max(s.running for s in snapshots) == 2  # never more than the 2 slots allow
+    assert batch.progress == BatchProgress(read=5, submitted=5, running=0, done=5, failed=0)
+    assert "in_use=0 running=0 held=0" in repr(in_flight)

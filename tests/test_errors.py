@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from fashn_async import errors
+from fashn_async._error_map import api_error_from_response, prediction_error_from_payload
 from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
-from fashn_async.errors import api_error_from_response, prediction_error_from_payload
 
 HTTP_CASES = [
     (400, "BadRequest", errors.BadRequestError),

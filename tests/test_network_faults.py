@@ -104,7 +104,7 @@ async def test_post_gateway_page_is_uncertain(
     report = emulator.report()
     assert report.requests_by_route["run"] == 1
     assert len(report.accepted) == (1 if kind == "gateway_after" else 0)
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
 
 
 async def test_post_api_shaped_5xx_is_resent(client: AsyncFashn, emulator: Emulator) -> None:

@@ -53,3 +53,30 @@ def test_type_aliases_name_what_users_pass() -> None:
     assert fashn_async.Prediction in get_args(BatchInput)
     hints = get_type_hints(AsyncFashn.batch)
     assert BatchInput in get_args(get_args(hints["requests"])[0])
+
+
+def test_configuration_is_keyword_only() -> None:
+    """AsyncFashn takes every option by keyword (as httpx does); positional is a TypeError."""
+    import inspect
+
+    import pytest
+
+    from fashn_async import AsyncFashn
+
+    parameters = list(inspect.signature(AsyncFashn).parameters.values())
+    assert parameters
+    assert {p.kind for p in parameters} == {inspect.Parameter.KEYWORD_ONLY}
+    with pytest.raises(TypeError):
+        AsyncFashn("key")  # type: ignore[misc]
+
+
+def test_both_results_share_one_base_and_one_save() -> None:
+    """TryOnResult and BatchResult are Results; save() is written once, on the base."""
+    from fashn_async import BatchResult, TryOnResult
+    from fashn_async._results import Result
+
+    assert issubclass(TryOnResult, Result)
+    assert issubclass(BatchResult, Result)
+    assert TryOnResult.save is BatchResult.save is Result.save
+    assert TryOnResult(id="p1", output=("u",))._stem() == "p1"
+    assert BatchResult(index=7, request=fashn_async.Prediction("p"))._stem() == "000007"

@@ -167,14 +167,16 @@ async def test_a_pause_in_one_client_holds_every_client(
         joined(redis_server.url, rate=Rate(5, 100.0)) as (coordinator, first, _s1),
         joined(redis_server.url, rate=Rate(5, 100.0)) as (_, second, _s2),
     ):
+        before = await server_time(peek)
         first.pause(50.0)
         # Written by the first client's own task, with nobody waiting there.
         await until(lambda: peek.exists(coordinator.key("submit:pause")))
-        assert await peek.pttl(coordinator.key("submit:pause")) > 40_000
         # The second client's next grant waits for the pause, though its window is empty.
         grant, wait = await second.store.take(1)
+        after = await server_time(peek)
         assert grant is None
-        assert 40.0 < wait <= 50.0
+        # Paused for 50 s of the server's clock from a moment between before and after.
+        assert 50e6 - (after - before) <= round(wait * 1e6) <= 50e6
 
 
 async def test_a_redis_that_lost_its_data_is_told_the_window_again(
@@ -205,6 +207,7 @@ async def test_a_seeded_history_is_shared_with_every_client(
         joined(redis_server.url, rate=rate) as (coordinator, first, _s1),
         joined(redis_server.url, rate=rate) as (_, second, _s2),
     ):
+        before = await server_time(peek)
         first.seed([(1.0, 3), (2.0, 2), (500.0, 5)])  # the last left the window long ago
 
         async def logged() -> bool:
@@ -212,26 +215,36 @@ async def test_a_seeded_history_is_shared_with_every_client(
 
         await until(logged)
         grant, wait = await second.store.take(1)
+        after = await server_time(peek)
         assert first.in_window() == 5  # what this process knows it counts
         assert second.in_window() == 0  # Redis knows the rest
     assert grant is None
-    assert 97.0 < wait <= 98.03  # the older one (2 s ago) leaves first
+    # The older one (2 s old when written, between before and after) leaves first:
+    # 100.03 - 2 s of the server's clock after it was written.
+    assert 98.03e6 - (after - before) <= round(wait * 1e6) <= 98.03e6
 
 
 async def test_priority_then_arrival_within_a_process(redis_server: RedisServer) -> None:
     """One process's waiters are served by priority, then in arrival order."""
     order: list[str] = []
-    async with joined(redis_server.url, rate=Rate(1, 0.1)) as (_, limiter, _s):
-        await limiter.acquire()
+    granted: asyncio.Queue[object] = asyncio.Queue()
+    # A 100 s window: capacity comes back only when the test gives a grant back.
+    async with joined(redis_server.url, rate=Rate(1, 100.0)) as (_, limiter, _s):
+        grant = await limiter.acquire()
 
         async def waiter(name: str, priority: float) -> None:
-            await limiter.acquire(priority=priority)
+            granted.put_nowait(await limiter.acquire(priority=priority))
             order.append(name)
 
         tasks = []
-        for name, priority in [("low", 0.1), ("high", 0.9), ("low again", 0.1)]:
+        for count, (name, priority) in enumerate(
+            [("low", 0.1), ("high", 0.9), ("low again", 0.1)], start=1
+        ):
             tasks.append(asyncio.ensure_future(waiter(name, priority)))
-            await asyncio.sleep(0)
+            await until(lambda count=count: limiter.waiting == count)  # queued in this order
+        for _ in tasks:
+            limiter.settle(grant, counted=False)  # one unit free: the head of the queue gets it
+            grant = await asyncio.wait_for(granted.get(), timeout=2)
         await asyncio.gather(*tasks)
     assert order == ["high", "low", "low again"]
 
@@ -338,17 +351,16 @@ async def test_keys_hold_a_hash_of_the_api_key_and_keys_do_not_mix(
 ) -> None:
     """Keys are namespaced by a hash of the API key; another key's limits are its own."""
     secret = "sk-live-do-not-leak"
-    loop = asyncio.get_running_loop()
+    rate = Rate(5, 100.0)  # a full window stays full for the whole test
     async with (
-        joined(redis_server.url, api_key=secret) as (coordinator, mine, slots),
-        joined(redis_server.url, api_key="another-key") as (_, theirs, _s),
+        joined(redis_server.url, api_key=secret, rate=rate) as (coordinator, mine, slots),
+        joined(redis_server.url, api_key="another-key", rate=rate) as (_, theirs, _s),
     ):
         for _ in range(5):
             await mine.acquire()
         await slots.acquire()
-        start = loop.time()
-        await theirs.acquire()  # the other key's window is empty
-        assert loop.time() - start < 0.1
+        assert (await mine.store.take(1))[0] is None  # this key's window is full...
+        assert (await theirs.store.take(1))[0] is not None  # ...the other key's is its own
         keys = await peek.keys("*")
         assert secret not in repr(coordinator)
     namespace = key_namespace("fashn", secret)

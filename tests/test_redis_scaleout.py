@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from redis_support import RedisServer, start_worker
 
 from fashn_async import AsyncFashn, Limits, Polling, RedisCoordination, TryOnRequest
@@ -114,14 +115,30 @@ async def test_killed_process_releases_its_slots_within_the_lease_ttl(
                 submit = asyncio.ensure_future(client.submit(request))
                 await asyncio.sleep(3 * ttl)  # real time: leases are renewed past their ttl
                 assert not submit.done(), "a slot was taken from a live process"
+                assert client._coordinator is not None
+                leases = client._coordinator.key("leases")
                 holder.send_signal(signal.SIGKILL)
+                await holder.wait()
                 killed_at = loop.time()
-                await asyncio.wait_for(submit, timeout=5 * ttl)
+                peek = aioredis.Redis.from_url(redis_server.url)
+                try:
+                    seconds, micros = await peek.time()
+                    dead_at = int(seconds) * 1_000_000 + int(micros)  # the server's clock
+                    expiries = [
+                        score for _, score in await peek.zrange(leases, 0, -1, withscores=True)
+                    ]
+                finally:
+                    await peek.aclose()
+                await asyncio.wait_for(submit, timeout=5 * ttl)  # a backstop, not a bound
                 waited = loop.time() - killed_at
                 await client.cancel(submit.result().id)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 holder.kill()
             await holder.wait()
-    # Renewed at most ttl/3 before the kill, so gone between 2/3 ttl and ttl after it.
-    assert ttl / 2 <= waited <= ttl + poll + 0.3
+    # On the server's clock: the dead process's two leases were alive when it died (it
+    # had kept them renewed) and end within ttl of its death (nothing renews them now);
+    # then the waiting submit() got its slot.
+    assert len(expiries) == 2
+    assert dead_at < min(expiries) <= max(expiries) <= dead_at + ttl * 1e6
+    assert waited > 0

@@ -59,7 +59,7 @@ async def test_post_dropped_is_uncertain(client: AsyncFashn, emulator: Emulator,
     report = emulator.report()
     assert len(report.accepted) == (1 if kind == "drop_after" else 0)
     assert report.duplicates == 0
-    assert client._engine.slots.in_use == 0
+    assert client._engine.in_flight.in_use == 0
 
 
 @pytest.mark.client(timeout=5.0)

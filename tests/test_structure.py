@@ -16,15 +16,30 @@ PACKAGE = Path(fashn_async.__file__).parent
 #: The data path of a try-on, in order: request -> limiter -> http -> poller -> results
 #: -> batch stream -> caller. A module may import its own stage and earlier ones only.
 STAGES: list[tuple[str, list[str]]] = [
-    ("foundation", ["_names", "_validators", "_version", "_window", "_atomic", "errors"]),
-    ("request", ["_urls", "_sources", "_structure", "_models", "_images", "_prepare", "_payload"]),
-    ("limiter", ["_limits", "_coordination"]),
+    (
+        "foundation",
+        ["_names", "_validators", "_version", "_window", "_atomic", "errors", "_error_map"],
+    ),
+    (
+        "request",
+        [
+            "_urls",
+            "_sources",
+            "_structure",
+            "_models",
+            "_coerce",
+            "_images",
+            "_prepare",
+            "_payload",
+        ],
+    ),
+    ("limiter", ["_limits", "_inflight", "_coordination"]),
     ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_results"]),
-    ("batch", ["_events", "_batch_run", "_batch"]),
-    ("caller", ["_client", "bulk", "_cli_params", "cli", "__main__", ""]),
+    ("batch", ["_events", "_stream", "_batch_run", "_batch"]),
+    ("caller", ["_options", "_client", "bulk", "_cli_params", "cli", "__main__", ""]),
 ]
 
 #: The emulator is a second, independent reading of the API: it may import only pure data.

@@ -29,8 +29,9 @@ from typing import Any, Final
 
 import attrs
 
+from fashn_async._coerce import coerce_request
 from fashn_async._images import check_image_input, image_file_problem
-from fashn_async._models import ModelRequest, Request, TryOnRequest
+from fashn_async._models import Request, TryOnRequest
 from fashn_async.bulk._records import CatalogError, delimited, jsonl, text_lines
 from fashn_async.errors import InvalidRequestError
 
@@ -308,10 +309,10 @@ class _RowReader:
 
     def _request(self, fields: dict[str, Any]) -> Request:
         if self.model_name is None:
-            return TryOnRequest(**fields)
+            return coerce_request(fields, kind=TryOnRequest)
         if self.output_format is not None:
             fields.setdefault("output_format", self.output_format)
-        return ModelRequest(model_name=self.model_name, inputs=fields)
+        return coerce_request({"model_name": self.model_name, "inputs": fields})
 
     def _option(self, column: str, value: Any) -> Any:
         if self.model_name is None:

@@ -1,0 +1,120 @@
+"""The API's error answers, mapped onto the exception tree of :mod:`fashn_async.errors`.
+
+One table per kind of answer: a failed prediction's ``{name, message}``, and an HTTP
+error answer (either body shape, the status code when the name is unknown). The tree
+itself stays in ``errors``, which exports exception classes only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
+from fashn_async.errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConcurrencyLimitExceededError,
+    ContentModerationError,
+    ImageLoadError,
+    InputValidationError,
+    LoRALoadError,
+    NotFoundError,
+    NSFWError,
+    OutOfCreditsError,
+    PhotoTypeError,
+    PipelineError,
+    PoseError,
+    PredictionError,
+    PredictionInternalError,
+    RateLimitError,
+    RateLimitExceededError,
+    RequestError,
+    ServerError,
+    ThirdPartyError,
+    ThirdPartyProviderError,
+    UnknownPredictionError,
+)
+
+__all__ = ["api_error_from_response", "prediction_error_from_payload"]
+
+
+_PREDICTION_ERRORS: dict[str, type[PredictionError]] = {
+    "PipelineError": PipelineError,
+    "RequestError": RequestError,
+    "ImageLoadError": ImageLoadError,
+    "NSFWError": NSFWError,
+    "PoseError": PoseError,
+    "InputValidationError": InputValidationError,
+    "PhotoTypeError": PhotoTypeError,
+    "ContentModerationError": ContentModerationError,
+    "LoRALoadError": LoRALoadError,
+    "ThirdPartyError": ThirdPartyError,
+    "3rdPartyProviderError": ThirdPartyProviderError,
+    "InternalServerError": PredictionInternalError,
+}
+assert set(_PREDICTION_ERRORS) == set(V1_PREDICTION_ERRORS + CURRENT_PREDICTION_ERRORS)
+
+_API_ERRORS_BY_NAME: dict[str, type[APIError]] = {
+    "BadRequest": BadRequestError,
+    "UnauthorizedAccess": AuthenticationError,
+    "NotFound": NotFoundError,
+    "RateLimitExceeded": RateLimitExceededError,
+    "ConcurrencyLimitExceeded": ConcurrencyLimitExceededError,
+    "OutOfCredits": OutOfCreditsError,
+    "InternalServerError": ServerError,
+}
+
+_API_ERRORS_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def prediction_error_from_payload(
+    name: str | None, message: str | None, *, prediction_id: str | None
+) -> PredictionError:
+    """Build the error of a failed prediction from its ``{name, message}``."""
+    name = name or "UnknownError"
+    cls = _PREDICTION_ERRORS.get(name, UnknownPredictionError)
+    return cls(message or "the prediction failed", name=name, prediction_id=prediction_id)
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None]:
+    """Name and message from either error body shape, or ``(None, None)``."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    message = body.get("message")
+    if isinstance(error, dict):  # v1: {"error": {"name": ..., "message": ...}}
+        name, message = error.get("name"), error.get("message", message)
+    else:  # current: {"error": "<Code>", "message": ...}
+        name = error
+    return (
+        name if isinstance(name, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def api_error_from_response(
+    status_code: int, body: Any, *, retry_after: float | None = None
+) -> APIError:
+    """Build the error for an HTTP error answer, from either body shape."""
+    name, message = _error_fields(body)
+    cls = _API_ERRORS_BY_NAME.get(name or "")
+    if cls is None or (cls is ServerError and status_code < 500):
+        if status_code >= 500:
+            cls = ServerError
+        else:
+            cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
+    if not issubclass(cls, RateLimitError) and cls is not OutOfCreditsError:
+        retry_after = retry_after if status_code == 503 else None
+    return cls(
+        message or f"the API answered HTTP {status_code}",
+        name=name,
+        status_code=status_code,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,127 @@
+"""The client's options and arguments, checked before anything is opened or sent.
+
+Each check raises the typed error a caller can act on (ConfigurationError for options,
+InvalidRequestError for a call's arguments), naming the option and never the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from fashn_async._coordination import RedisCoordination
+from fashn_async._http import redact_url
+from fashn_async._models import ModelRequest, TryOnRequest
+from fashn_async._polling import Polling
+from fashn_async._retry import RetryPolicy
+from fashn_async._validators import config_int, config_number, shorten
+from fashn_async.errors import ConfigurationError, InvalidRequestError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "check_base_url",
+    "check_batch_input",
+    "check_coordination",
+    "check_id",
+    "check_options",
+    "check_proxy",
+    "checked_api_key",
+]
+
+#: The API's address.
+DEFAULT_BASE_URL = "https://api.fashn.ai"
+
+
+def checked_api_key(key: object) -> str:
+    """The API key without surrounding whitespace (a line end pasted with it, say).
+
+    Raises:
+        ConfigurationError: no key, or one holding a space, line break or other control
+            character inside (an HTTP header cannot carry it); the key is never shown.
+    """
+    if not key or not isinstance(key, str) or not key.strip():
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
+        )
+    key = key.strip()
+    if any(char.isspace() or not char.isprintable() for char in key):
+        raise ConfigurationError(
+            "the API key holds a space, line break or other control character inside it "
+            "(not shown here); an HTTP header cannot carry it: check how it was copied"
+        )
+    return key
+
+
+def check_coordination(value: object) -> RedisCoordination | None:
+    if value is None or isinstance(value, RedisCoordination):
+        return value
+    if isinstance(value, str):
+        return RedisCoordination(value)
+    raise ConfigurationError(
+        "coordination must be a redis:// URL, a RedisCoordination or None, "
+        f"got {type(value).__name__}"
+    )
+
+
+def check_proxy(proxy: object) -> str | None:
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {proxy!r}")
+    try:
+        parts = urlsplit(proxy)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unreadable IPv6 literal, a port out of 0-65535
+        usable = False
+    if not usable:
+        try:
+            shown = redact_url(proxy)
+        except ValueError:
+            shown = "an unreadable URL"
+        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shown!r}")
+    return proxy
+
+
+def check_base_url(base_url: str) -> str:
+    try:
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        port_ok = parts is not None and parts.port != 0
+    except ValueError:  # a port out of 0-65535, or an unreadable IPv6 literal
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {shorten(base_url)}")
+    return base_url.rstrip("/")
+
+
+def check_options(
+    *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
+) -> None:
+    config_number("timeout", timeout)
+    config_number("connect_timeout", connect_timeout)
+    config_int("max_connections", max_connections)
+    for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
+        if value is not None and not isinstance(value, kind):
+            raise ConfigurationError(
+                f"{name} must be a {kind.__name__} or None, got {type(value).__name__}"
+            )
+
+
+def check_batch_input(requests: object) -> None:
+    if isinstance(requests, str | bytes | bytearray | Mapping | TryOnRequest | ModelRequest):
+        raise InvalidRequestError(
+            "batch() takes an iterable of items (a list, a generator, an async iterable), "
+            f"got a single {type(requests).__name__}; wrap one request in a list"
+        )
+    if not isinstance(requests, Iterable | AsyncIterable):
+        raise InvalidRequestError(
+            f"batch() takes an iterable of items, got {type(requests).__name__}"
+        )
+
+
+def check_id(prediction_id: str) -> str:
+    if not isinstance(prediction_id, str) or not prediction_id.strip():
+        raise InvalidRequestError(
+            f"a prediction id must be a non-empty string, got {prediction_id!r}"
+        )
+    return prediction_id

@@ -1,0 +1,76 @@
+"""One number test behind every request and configuration check: never a raw exception."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fashn_async import ModelRequest, Rate, RetryPolicy, TryOnRequest, errors
+from fashn_async._validators import INT64_MAX, check_number, config_int, in_range
+
+URL = "https://example.com/a.png"
+
+NUMBERS = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**1023, max_value=2**1100),  # past what a float holds
+    st.integers(min_value=-(2**1100), max_value=-(2**1023)),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.sampled_from([None, "1", b"1", 1j, [1]]),
+)
+
+
+def expected_int(value: Any, low: float, high: float) -> bool:
+    """The rule, written out: an int (not a bool) from low to high."""
+    return type(value) is int and low <= value <= high
+
+
+@given(NUMBERS)
+def test_request_integers_are_checked_exactly(value: Any) -> None:
+    """An integer request field takes any int in range; all else is an InvalidRequestError."""
+    ok = expected_int(value, 0, INT64_MAX)
+    assert in_range(value, 0, INT64_MAX, integer=True) is ok
+    if ok:
+        assert TryOnRequest(model_image=URL, garment_image=URL, category="tops", seed=value)
+        assert ModelRequest(model_name="m", inputs={"x": value})
+    else:
+        with pytest.raises(errors.InvalidRequestError, match="seed"):
+            TryOnRequest(model_image=URL, garment_image=URL, category="tops", seed=value)
+        with pytest.raises(errors.InvalidRequestError, match="seed"):
+            check_number("seed", value, 0, INT64_MAX, integer=True)
+    json_int = expected_int(value, -INT64_MAX - 1, INT64_MAX)
+    if isinstance(value, int) and not isinstance(value, bool) and not json_int:
+        with pytest.raises(errors.InvalidRequestError, match=r"inputs\.x"):
+            ModelRequest(model_name="m", inputs={"x": value})
+
+
+@given(NUMBERS)
+def test_configuration_integers_are_checked_exactly(value: Any) -> None:
+    """An integer option takes any int >= 1; all else is a ConfigurationError naming it."""
+    if expected_int(value, 1, math.inf):
+        config_int("limit", value)
+        assert Rate(value, 1.0).limit == value
+        assert RetryPolicy(attempts=value).attempts == value
+    else:
+        with pytest.raises(errors.ConfigurationError, match="limit"):
+            Rate(value, 1.0)
+        with pytest.raises(errors.ConfigurationError, match="attempts"):
+            RetryPolicy(attempts=value)
+
+
+@given(NUMBERS)
+def test_configuration_numbers_are_finite(value: Any) -> None:
+    """A seconds option takes a finite number > 0, an int of any size too; nothing else."""
+    ok = (type(value) is int or (type(value) is float and math.isfinite(value))) and value > 0
+    if ok:
+        assert RetryPolicy(initial=value).initial == value
+        assert Rate(1, value).period == value
+    else:
+        with pytest.raises(errors.ConfigurationError, match="initial"):
+            RetryPolicy(initial=value)
+        with pytest.raises(errors.ConfigurationError, match="period"):
+            Rate(1, value)
