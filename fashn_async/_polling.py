@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from fashn_async._validators import positive
+from fashn_async._validators import at_least_one, in_range, is_finite_number, positive
 from fashn_async.errors import ConfigurationError
 
 __all__ = [
@@ -64,14 +64,14 @@ def _modes(value: object) -> Modes | None:
         raise ConfigurationError(
             f"prior must be (low, high) or ((low, high, weight), ...), got {value!r}"
         )
-    if len(value) == 2 and all(_is_number(v) for v in value):
+    if len(value) == 2 and all(is_finite_number(v) for v in value):
         value = [(value[0], value[1], 1.0)]
     modes = []
     for mode in value:
         if (
             not isinstance(mode, Sequence)
             or len(mode) != 3
-            or not all(_is_number(v) for v in mode)
+            or not all(is_finite_number(v) for v in mode)
             or not 0 < mode[0] <= mode[1]
             or not mode[2] > 0
             or not math.isfinite(mode[1])
@@ -84,17 +84,8 @@ def _modes(value: object) -> Modes | None:
     return tuple(modes)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_memory(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"memory must be an integer >= 1, got {value!r}")
-
-
 def _check_explore(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if not _is_number(value) or not 0 <= value <= 1:  # type: ignore[operator]
+    if not in_range(value, 0.0, 1.0):
         raise ConfigurationError(f"explore must be a probability in [0, 1], got {value!r}")
 
 
@@ -136,7 +127,7 @@ class Polling:
     idle_lag: float | None = attrs.field(default=None, validator=_check_idle)
     max_interval: float = attrs.field(default=10.0, validator=positive)
     backoff: float = attrs.field(default=1.5, validator=positive)
-    memory: int = attrs.field(default=200, validator=_check_memory)
+    memory: int = attrs.field(default=200, validator=at_least_one)
     explore: float = attrs.field(default=0.05, validator=_check_explore)
     prior_weight: float = attrs.field(default=2.0, validator=positive)
     scale: float = attrs.field(default=1.0, validator=positive)

@@ -22,45 +22,26 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-import operator
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from itertools import accumulate
-
-import attrs
 
 from fashn_async._polling import Modes, Polling
-from fashn_async._sources import let_go
+from fashn_async._turnbull import (
+    EPSILON,
+    MIN_GAP,
+    Fit,
+    cumulative,
+    dense_region,
+    turnbull_fit,
+)
 
 __all__ = ["EPSILON", "FIRST", "CompletionModel", "Fit", "done_probability"]
 
-#: Conditional probability below which a stretch of time is "no completion expected".
-EPSILON = 0.02
-#: Share of a bracketed observation spread evenly over its interval in the fit.
-SPREAD = 0.3
-#: Shortest stretch, in spacings (and at least 15 % of the time it starts at), that may
-#: be skipped as empty.
-MIN_GAP = 4.0
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
 FIRST = 0.01
 #: Share of its time over which a completion found done at its first poll is spread.
 LEFT_SPAN = 0.15
-#: Completions a stretch must have missed, by the density on its sides, to be a gap.
-GAP_EVIDENCE = 6.0
-#: Most EM iterations per refit (warm-started from the previous fit)...
-ITERATIONS = 25
-#: ... which stops sooner once an iteration moves less than this much probability mass
-#: (the L1 distance between two fits; a refit after one new observation usually
-#: converges in a few).
-TOLERANCE = 1e-4
-#: Half-width, in bins, of the triangular kernel that smooths the fit for planning: the
-#: NPMLE puts its mass on a few innermost intervals, and a gap between two of them is
-#: not a gap in the completions.
-SMOOTHING = 2
-#: The wider kernel behind the decision to skip a stretch of time: only a gap wider than
-#: about 2 x 8 bins (4 s at 5 s, 16 % of the time beyond 24 s) is believed empty.
-COARSE = 4
 
 
 class CompletionModel:
@@ -84,10 +65,10 @@ class CompletionModel:
         self._prior_mass = self._discretize(prior)
         self._fit = list(self._prior_mass)
         self._mass = list(self._prior_mass)
-        self._cum = _cumulative(self._mass)
+        self._cum = cumulative(self._mass)
         self._coarse = list(self._cum)
         self._weight = polling.prior_weight
-        self._next_dense = _dense_region(self._coarse, self._edges, MIN_GAP * polling.target_lag)
+        self._next_dense = dense_region(self._coarse, self._edges, MIN_GAP * polling.target_lag)
         self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
         self._stale = 0
 
@@ -185,7 +166,7 @@ class CompletionModel:
             self._prior_mass.extend([0.0] * added)
             self._fit.extend([0.0] * added)
             self._mass.extend([0.0] * added)
-            self._cum = _cumulative(self._mass)
+            self._cum = cumulative(self._mass)
             self._coarse.extend([self._coarse[-1]] * added)
             self._next_dense.extend([-1] * added)
 
@@ -225,7 +206,7 @@ class CompletionModel:
         self._stale = 0
         weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
         return functools.partial(
-            _fit,
+            turnbull_fit,
             list(self._seen),
             list(self._edges),
             [weight * m for m in self._prior_mass],
@@ -246,197 +227,6 @@ class CompletionModel:
         self._cum = fit.cum + [fit.cum[-1]] * added
         self._coarse = fit.coarse + [fit.coarse[-1]] * added
         self._next_dense = fit.next_dense + [-1] * added
-
-
-def _dense_region(
-    coarse: list[float], edges: list[float], shortest: float, samples: int = 0
-) -> list[int]:
-    """For each bin, the first bin at or after it in the densest 1 - EPSILON region.
-
-    Args:
-        coarse: Cumulative mass per edge, of the estimate smoothed for skipping.
-        edges: The bins' edges, seconds.
-        shortest: Shortest hole, seconds, that is a gap (also at least 15 % of its start).
-        samples: Observations behind the estimate. A hole is a gap only if, were the
-            density on its two sides to go on through it, :data:`GAP_EVIDENCE`
-            completions would have landed in it: ``n`` samples of a smooth distribution
-            leave empty stretches by chance (the widest about ``range x ln(n) / n``).
-    """
-    cum = coarse
-    size = len(edges) - 1
-    mass = [cum[j + 1] - cum[j] for j in range(size)]
-    order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
-    dense = [True] * size
-    left_out = 0.0
-    for j in order:  # leave out the sparsest bins while they hold under EPSILON
-        left_out += mass[j]
-        if left_out > EPSILON * cum[-1]:
-            break
-        dense[j] = False
-    # A hole shorter than MIN_GAP spacings is sampling noise, not a gap: poll through it
-    # (skipping it would hide the completions that would fill it).
-    j = 0
-    while j < size:
-        if dense[j]:
-            j += 1
-            continue
-        k = j
-        while k < size and not dense[k]:
-            k += 1
-        width = edges[k] - edges[j] if k < size else 0.0
-        if (
-            k < size
-            and j > 0
-            and (
-                width < max(shortest, 0.15 * edges[j])
-                or samples * width * _side_density(cum, edges, j, k) < GAP_EVIDENCE
-            )
-        ):
-            dense[j:k] = [True] * (k - j)
-        j = k
-    following = [-1] * size
-    nearest = -1
-    for j in range(size - 1, -1, -1):
-        if dense[j]:
-            nearest = j
-        following[j] = nearest
-    return following
-
-
-def _side_density(cum: list[float], edges: list[float], j: int, k: int) -> float:
-    """The lower of the densities (share per second) just before bin ``j`` and from ``k``,
-    each read over as many seconds as the hole ``[j, k)`` is wide."""
-    width = edges[k] - edges[j]
-    before = bisect.bisect_left(edges, edges[j] - width)
-    after = min(bisect.bisect_right(edges, edges[k] + width), len(edges) - 1)
-    left = (cum[j] - cum[before]) / max(edges[j] - edges[before], 1e-12)
-    right = (cum[after] - cum[k]) / max(edges[after] - edges[k], 1e-12)
-    return min(left, right) / max(cum[-1], 1e-12)
-
-
-def _smooth(mass: list[float], half_width: int) -> list[float]:
-    """``mass`` convolved with a triangular kernel of ``half_width`` bins (an even number).
-
-    Two passes of a centred box of ``half_width + 1`` bins; what falls off the ends is
-    given back in proportion, so the total is kept.
-    """
-    total = sum(mass)
-    out = _box(_box(mass, half_width // 2), half_width // 2)
-    kept = sum(out)
-    return [m * total / kept for m in out] if kept > 0 else list(mass)
-
-
-def _box(mass: list[float], reach: int) -> list[float]:
-    """The mean of each bin's ``2 * reach + 1`` neighbours (zero beyond the ends)."""
-    cum = _cumulative(mass)
-    size = len(mass)
-    width = 2 * reach + 1
-    return [(cum[min(k + reach + 1, size)] - cum[max(k - reach, 0)]) / width for k in range(size)]
-
-
-def _cumulative(mass: list[float]) -> list[float]:
-    return list(accumulate(mass, initial=0.0))
-
-
-@attrs.frozen
-class Fit:
-    """A refit's result, per bin (its bins at the time), from ``samples`` observations."""
-
-    #: The EM's estimate: mass per bin.
-    mass: list[float]
-    #: It smoothed for planning, and its cumulative sum per edge.
-    smoothed: list[float]
-    cum: list[float]
-    #: Cumulative sum per edge of the estimate smoothed for skipping decisions.
-    coarse: list[float]
-    #: Per bin, the first bin at or after it where completions are likely (-1: none).
-    next_dense: list[int]
-    samples: int
-
-    @classmethod
-    def of(cls, mass: list[float], edges: list[float], shortest: float, samples: int) -> Fit:
-        """The planning views of ``mass`` (``shortest``: as for :func:`_dense_region`)."""
-        smoothed = _smooth(mass, SMOOTHING)
-        coarse = _cumulative(_smooth(smoothed, COARSE))
-        return cls(
-            mass,
-            smoothed,
-            _cumulative(smoothed),
-            coarse,
-            _dense_region(coarse, edges, shortest, samples),
-            samples,
-        )
-
-
-def _fit(
-    seen: list[tuple[int, int]],
-    edges: list[float],
-    prior: list[float],
-    weight: float,
-    start: list[float],
-    narrow: float,
-    shortest: float,
-) -> Fit:
-    """Self-consistency EM for interval-censored data, with the fading prior.
-
-    Args:
-        seen: Observations as bin ranges ``[first, last)``.
-        edges: The bins' edges, seconds.
-        prior: The prior's mass per bin, already weighted...
-        weight: ... by this, what it is worth in observations.
-        start: The previous fit (warm start).
-        narrow: Widest interval, in seconds, read as bracketed by two polls.
-        shortest: Shortest gap in the completions, seconds (:func:`_dense_region`).
-    """
-    n = len(seen)
-    size = len(prior)
-    floor = 1e-6 / size  # keeps every bin reachable for the EM
-    mass = [m + floor for m in start[:size]]
-    bins = [edges[j + 1] - edges[j] for j in range(size)]
-    # Each distinct interval once, with how often it was seen, and the share of it
-    # spread evenly (constant across iterations).
-    intervals = []
-    for (first, last), count in Counter(seen).items():
-        # A share of each narrowly bracketed observation is spread evenly over its
-        # interval rather than all piled where the others are (the NPMLE's habit, which
-        # puts the lowest completions as late as the data allow). A wide one ended inside
-        # a stretch that was skipped (the poll after a skip lands where completions are
-        # likely again): all of it is spread over the stretch, the evidence that the
-        # stretch is not empty.
-        span = edges[last] - edges[first]
-        spread = (SPREAD if span <= narrow else 1.0) if first else 0.0
-        intervals.append((first, last, count, spread, count * spread / span))
-    norm = 1.0 / (n + weight)
-    for _ in range(ITERATIONS):
-        # One E and M step in O(intervals + bins): every interval adds, to each bin it
-        # covers, its bin's mass times one coefficient plus the bin's width times
-        # another; both sums over intervals are kept as difference arrays.
-        cum = _cumulative(mass)
-        by_mass = [0.0] * (size + 1)
-        by_width = [0.0] * (size + 1)
-        for first, last, count, spread, even in intervals:
-            total = cum[last] - cum[first]
-            if total <= 0:
-                continue
-            share = count * (1.0 - spread) / total
-            by_mass[first] += share
-            by_mass[last] -= share
-            by_width[first] += even
-            by_width[last] -= even
-        # (A sum that ought to be 0 may come out at -1e-17: clamped.)
-        previous, mass = (
-            mass,
-            [
-                (p + (m * c if c > 0 else 0.0) + (w * e if e > 0 else 0.0)) * norm
-                for p, m, w, c, e in zip(
-                    prior, mass, bins, accumulate(by_mass), accumulate(by_width), strict=False
-                )
-            ],
-        )
-        if sum(map(abs, map(operator.sub, mass, previous))) < TOLERANCE:
-            break
-        let_go()
-    return Fit.of(mass, edges, shortest, n)
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:

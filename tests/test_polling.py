@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_async import ModelRequest, Polling, TryOnRequest, _survival
+from fashn_async import ModelRequest, Polling, TryOnRequest, _turnbull
 from fashn_async._plan import PollPlan
 from fashn_async._polling import BROAD, latency_class, prior_for, spacing
 from fashn_async._survival import EPSILON, CompletionModel, done_probability
@@ -308,16 +308,16 @@ def reference_fit(model: CompletionModel) -> list[float]:
     size = len(prior)
     mass = [m + 1e-6 / size for m in model._fit]
     narrow = 2.5 * model.polling.target_lag
-    for _ in range(_survival.ITERATIONS):
+    for _ in range(_turnbull.ITERATIONS):
         acc = list(prior)
         for first, last in seen:
             total = sum(mass[first:last])
             span = edges[last] - edges[first]
-            spread = (_survival.SPREAD if span <= narrow else 1.0) if first else 0.0
+            spread = (_turnbull.SPREAD if span <= narrow else 1.0) if first else 0.0
             for j in range(first, last):
                 acc[j] += mass[j] * (1 - spread) / total + spread / span * (edges[j + 1] - edges[j])
         previous, mass = mass, [a / (n + weight) for a in acc]
-        if sum(abs(a - b) for a, b in zip(mass, previous, strict=True)) < _survival.TOLERANCE:
+        if sum(abs(a - b) for a, b in zip(mass, previous, strict=True)) < _turnbull.TOLERANCE:
             break
     return mass
 

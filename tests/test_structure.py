@@ -36,7 +36,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("limiter", ["_limits", "_inflight", "_coordination"]),
     ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
     ("submitter", ["_submitter"]),
-    ("poller", ["_polling", "_survival", "_plan", "_poller", "_engine"]),
+    ("poller", ["_polling", "_turnbull", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_results"]),
     ("batch", ["_events", "_stream", "_batch_run", "_batch"]),
     ("caller", ["_options", "_client", "bulk", "_cli_params", "cli", "__main__", ""]),
