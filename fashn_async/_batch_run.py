@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import attrs
 
+from fashn_async._batch_item import HookCalls, Item, fatal_in
 from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
 from fashn_async._stream import ResultStream
 from fashn_async.errors import (
-    BatchClosedError,
     BatchInputError,
-    EventHookError,
     FashnError,
     InvalidRequestError,
     OutOfCreditsError,
@@ -50,21 +49,7 @@ __all__ = ["BatchInput"]
 BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
 
 
-@attrs.define(eq=False)  # by identity: kept in a set
-class _Item:
-    """One item's state while a worker carries it."""
-
-    index: int
-    raw: Any
-    request: Any = None
-    prediction_id: str | None = None
-    hook_error: EventHookError | None = None
-    #: Why the item was not sent: the batch stopped before its POST went out.
-    refusal: FashnError | None = None
-    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
-
-
-class _Run:
+class _Run(HookCalls):
     """One run of a batch's input: a reader, one worker per item, the result stream.
 
     It never refers to its :class:`Batch` handle, so that the handle can be freed (and
@@ -100,7 +85,7 @@ class _Run:
         #: A BaseException (not an Exception) of the input or a hook: re-raised as is.
         self.fatal: BaseException | None = None
         #: Items started and not yet sent: a stop refuses them at once.
-        self._unsent: set[_Item] = set()
+        self._unsent: set[Item] = set()
         #: The stop that refuses them (a hook's, out of credits; not an input error).
         self._refusing: FashnError | None = None
         #: Called with the run once it is closed or exhausted (its group forgets it).
@@ -151,7 +136,7 @@ class _Run:
             error.__cause__ = exc
             self._stop(error)
         except BaseException as exc:
-            fatal = _fatal_in(exc)
+            fatal = fatal_in(exc)
             if fatal is None:  # cancelled from outside: the client is closing
                 raise
             self._fatal(fatal)  # never into the client's task group
@@ -185,7 +170,7 @@ class _Run:
                     self._input_raised(index, exc)
                     return
                 self.progress.read += 1
-                work = _Item(index, item, item)
+                work = Item(index, item, item)
                 self._unsent.add(work)
                 self._notify(work)
                 workers.start_soon(self._work, work)
@@ -201,7 +186,7 @@ class _Run:
         cancellation goes on up."""
         if isinstance(exc, Exception):
             self._input_failed(index, exc)
-        elif _fatal_in(exc) is None:
+        elif fatal_in(exc) is None:
             raise exc
         else:
             self._fatal(exc)
@@ -233,7 +218,7 @@ class _Run:
                 self.closed = f"it raised {type(exc).__name__}"
         self.scope.cancel()
 
-    def _refuse(self, item: _Item) -> FashnError:
+    def _refuse(self, item: Item) -> FashnError:
         """Keep ``item`` from being sent: the batch stopped; fail it with that reason."""
         self._unsent.discard(item)
         if item.refusal is None:
@@ -249,7 +234,7 @@ class _Run:
 
     # -- one item ----------------------------------------------------------------------
 
-    async def _work(self, item: _Item) -> None:
+    async def _work(self, item: Item) -> None:
         result = await self._outcome(item)
         progress = self.progress
         if result.ok:
@@ -263,7 +248,7 @@ class _Run:
             result = attrs.evolve(result, output=(), error=item.hook_error)
         self.results.put(result)  # dropped if the consumer left: nobody will read it
 
-    async def _outcome(self, item: _Item) -> BatchResult:
+    async def _outcome(self, item: Item) -> BatchResult:
         status: PredictionStatus | None = None
         error: FashnError | None = None
         try:
@@ -276,7 +261,7 @@ class _Run:
             error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
         except BaseException as exc:  # KeyboardInterrupt reading the item, say
-            fatal = _fatal_in(exc)
+            fatal = fatal_in(exc)
             if fatal is None:  # cancelled: the batch is closing
                 raise
             self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
@@ -322,7 +307,7 @@ class _Run:
         self._credits_at = index
         self._stop(stop)
 
-    async def _drive(self, item: _Item) -> PredictionStatus:
+    async def _drive(self, item: Item) -> PredictionStatus:
         await anyio.lowlevel.checkpoint()  # a batch closed before this item began: stop here
         if item.hook_error is not None:
             raise item.hook_error
@@ -358,104 +343,6 @@ class _Run:
             cancel=self.cancel_on_exit,
             owner=self,
         )
-
-    # -- hooks: called by the engine, synchronously ------------------------------------
-
-    def _sending(self, item: _Item) -> Awaitable[None] | None:
-        self._may_send(item)
-        written: Any = None
-        try:
-            written = self.events.sending(item.index)
-        except BaseException as exc:
-            self._hook_failed(item, "sending", exc)
-        if item.hook_error is not None:
-            raise item.hook_error  # the POST must not go out unrecorded
-        if written is None:
-            self._unsent.discard(item)
-            return None
-        return self._sent_down(item, written)
-
-    def _may_send(self, item: _Item) -> None:
-        """Raise unless ``item``'s POST may go out now (the batch neither closed nor
-        stopped)."""
-        if self.scope.cancel_called:
-            raise BatchClosedError("the batch was closed before this item was sent")
-        if self._refusing is not None:
-            raise self._refuse(item)
-
-    async def _sent_down(self, item: _Item, written: Awaitable[None]) -> None:
-        """Await what the sending hook returned; if it fails, so does the item."""
-        try:
-            await written
-        except BaseException as exc:
-            self._hook_failed(item, "sending", exc)
-            assert item.hook_error is not None
-            raise item.hook_error from exc
-        try:
-            self._may_send(item)  # the batch may have stopped meanwhile
-        except FashnError:
-            # Written down as about to be sent, and not sent: say so, so that a journal
-            # does not keep a row "submitting" (uncertain) that nothing was sent for.
-            with contextlib.suppress(Exception):
-                self.events.not_created(item.index)
-            raise
-        self._unsent.discard(item)
-
-    def _submitted(self, item: _Item, prediction_id: str) -> None:
-        item.prediction_id = prediction_id
-        self.progress.submitted += 1
-        self._hook(item, "submitted", item.index, prediction_id)
-        self._notify(item)
-
-    def _not_created(self, item: _Item) -> None:
-        if not self._hook(item, "not_created", item.index):
-            assert item.hook_error is not None
-            raise item.hook_error  # nothing exists: fail the item rather than re-send
-
-    def _notify(self, item: _Item) -> bool:
-        self.progress.running = self.engine.in_flight.running(self)  # its one owner's count
-        return self._hook(item, "progress", self.progress)
-
-    def _hook(self, item: _Item, name: str, *args: Any) -> bool:
-        """Call one hook; if it raises, fail the item, stop its work and the batch."""
-        try:
-            getattr(self.events, name)(*args)
-        except BaseException as exc:
-            self._hook_failed(item, name, exc)
-            return False
-        return True
-
-    def _hook_failed(self, item: _Item, name: str, exc: BaseException) -> None:
-        """A hook raised: fail the item, stop its work and the batch (a BaseException
-        that is not an Exception cancels the run and reaches the consumer as is)."""
-        if not isinstance(exc, Exception):
-            if _fatal_in(exc) is None:  # our own cancellation, seen through the hook
-                raise exc
-            self._fatal(exc)
-        if item.hook_error is None:
-            what = f"the {name} hook raised {type(exc).__name__}: {exc}"
-            item.hook_error = EventHookError(
-                f"batch item {item.index}: {what}", prediction_id=item.prediction_id
-            )
-            item.hook_error.__cause__ = exc
-            item.scope.cancel()
-            stop = EventHookError(f"the batch stopped at item {item.index}: {what}")
-            stop.__cause__ = exc
-            self._unsent.discard(item)  # it fails with its hook's error, not as unsent
-            self._stop(stop)
-
-
-def _fatal_in(exc: BaseException) -> BaseException | None:
-    """The BaseException to hand the consumer in ``exc`` (unwrapped from a group), or
-    None if ``exc`` is only a cancellation, which must propagate."""
-    cancelled = anyio.get_cancelled_exc_class()
-    if isinstance(exc, BaseExceptionGroup):
-        rest = exc.split(cancelled)[1]
-        if rest is None:
-            return None
-        leaves = rest.exceptions
-        return _fatal_in(leaves[0]) if len(leaves) == 1 else rest
-    return None if isinstance(exc, cancelled) else exc
 
 
 def _request_at(index: int, raw: Any) -> Request:

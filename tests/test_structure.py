@@ -38,7 +38,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_turnbull", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_results"]),
-    ("batch", ["_events", "_stream", "_batch_run", "_batch"]),
+    ("batch", ["_events", "_stream", "_batch_item", "_batch_run", "_batch"]),
     ("caller", ["_options", "_client", "bulk", "_cli_params", "cli", "__main__", ""]),
 ]
 
