@@ -351,6 +351,28 @@ def test_a_restart_seeds_its_limiter_with_the_ages_of_earlier_sends() -> None:
     assert carryover(sent, now=120.0) == [(20.0, 1), (80.0, 2), (0.0, 1)]
 
 
+def test_the_journal_keeps_every_send_for_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every POST is kept apart from its row: a reset (a canceled row put back to pending,
+    as a stop does) clears the row's sent_at but not its send, which a restart seeds its
+    submit window with; sends older than an hour are forgotten when a run begins."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    with Journal.open(tmp_path / "out", meta={}, rows=load_catalog(catalog).rows) as journal:
+        journal.sending(1)
+        clock[0] += 5.0
+        journal.sending(2)
+        journal.reset([1, 2], "canceled by a stop")
+        assert all(record.sent_at is None for record in journal.records())
+        assert journal.sends() == [(1, 1_000_000.0), (2, 1_000_005.0)]
+        clock[0] += 3597.0  # the first send is now 3602 s old, the second 3597 s
+        journal.sending(3)
+        journal.begin_run()
+        assert journal.sends() == [(2, 1_000_005.0), (3, clock[0])]
+
+
 async def test_model_name_sends_inputs_and_output_format(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -135,8 +135,8 @@ class BulkJob:
             return self._disk_summary(error)
         outcome = "crashed"
         try:
-            # What earlier runs sent, read before reconciling (a row sent again forgets).
-            await pace_restart(self._client, self._journal.records(), self._requests, self._options)
+            # What earlier runs sent, read before reconciling (which resets rows).
+            await pace_restart(self._client, self._journal, self._requests, self._options)
             self._reconcile()
             with anyio.CancelScope() as self._scope:
                 if self._interrupted or self._problem:

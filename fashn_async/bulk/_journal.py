@@ -67,6 +67,9 @@ __all__ = [
 ]
 
 JOURNAL_NAME: Final = "journal.sqlite3"
+#: Seconds of POSTs the journal keeps (a restart seeds its submit window with them; the
+#: API's window is 60 s).
+SENDS_KEPT: Final = 3600.0
 
 
 class Journal:
@@ -260,6 +263,12 @@ class Journal:
         with self.guard:
             return [record_of(values) for values in self._db.execute(query).fetchall()]
 
+    def sends(self) -> list[tuple[int, float]]:
+        """Every POST recorded in the last :data:`SENDS_KEPT` seconds, as ``(row,
+        wall-clock time)``: kept apart from the rows, whose ``sent_at`` a reset clears."""
+        with self.guard:
+            return list(self._db.execute("SELECT row, at FROM sends ORDER BY at"))
+
     def counts(self) -> dict[str, int]:
         """Rows per state."""
         counts = dict.fromkeys(State.ALL, 0)
@@ -279,11 +288,14 @@ class Journal:
     @writes
     def sending(self, row: int) -> None:
         """The row's POST is about to go out: from now on it may exist on the server."""
-        self._db.execute(
-            "UPDATE rows SET state = ?, sends = sends + 1, sent_at = ?, "
-            "error_name = NULL, error_message = NULL WHERE row = ?",
-            (State.SUBMITTING, time.time(), row),
-        )
+        now = time.time()
+        with self._transaction():
+            self._db.execute(
+                "UPDATE rows SET state = ?, sends = sends + 1, sent_at = ?, "
+                "error_name = NULL, error_message = NULL WHERE row = ?",
+                (State.SUBMITTING, now, row),
+            )
+            self._db.execute("INSERT INTO sends (row, at) VALUES (?, ?)", (row, now))
 
     async def sending_off_loop(self, row: int) -> None:
         """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
@@ -394,8 +406,11 @@ class Journal:
 
     @writes
     def begin_run(self) -> int:
-        """Record that a run starts; returns its id."""
-        cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
+        """Record that a run starts (forgetting sends older than :data:`SENDS_KEPT`);
+        returns its id."""
+        now = time.time()
+        self._db.execute("DELETE FROM sends WHERE at < ?", (now - SENDS_KEPT,))
+        cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (now,))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
