@@ -373,6 +373,37 @@ def test_the_journal_keeps_every_send_for_a_restart(
         assert journal.sends() == [(2, 1_000_005.0), (3, clock[0])]
 
 
+@pytest.mark.parametrize("journal", ["emptied", "deleted", "damaged"])
+def test_an_earlier_jobs_folder_without_its_journal_is_refused(
+    tmp_path: Path, journal: str
+) -> None:
+    """A folder holding an earlier job's manifest and report beside an empty, missing or
+    damaged journal: refused (its rows may be paid for), never started afresh."""
+    from fashn_async.bulk._journal import EARLIER_JOB_FILES
+    from fashn_async.bulk._manifest import MANIFEST_NAME
+    from fashn_async.bulk._report import REPORT_NAME
+
+    assert {MANIFEST_NAME, REPORT_NAME} <= set(EARLIER_JOB_FILES)
+    catalog = write_catalog(tmp_path, 2, models=2)
+    rows = load_catalog(catalog).rows
+    out = tmp_path / "out"
+    with Journal.open(out, meta={}, rows=rows) as first:
+        first.sending(1)
+    (out / MANIFEST_NAME).write_text("{}\n")
+    path = out / "journal.sqlite3"
+    for extra in out.glob("journal.sqlite3-*"):
+        extra.unlink()
+    if journal == "emptied":
+        path.write_bytes(b"")
+    elif journal == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    match = "is damaged" if journal == "damaged" else "earlier job's .*manifest.jsonl"
+    with pytest.raises(errors.ConfigurationError, match=match):
+        Journal.open(out, meta={}, rows=rows)
+
+
 async def test_model_name_sends_inputs_and_output_format(
     emulator: Emulator, tmp_path: Path
 ) -> None:

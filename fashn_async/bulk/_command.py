@@ -27,7 +27,7 @@ from fashn_async._polling import Polling
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import BulkJob
-from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
+from fashn_async.bulk._journal import EARLIER_JOB_FILES, JOURNAL_NAME, Journal, State
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
@@ -257,7 +257,8 @@ def fresh_start(out: Path, catalog: Path) -> None:
                 f"{out} holds the journal of another job; the demo leaves it alone: "
                 "give the demo another --out folder"
             )
-    for name in (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", MANIFEST_NAME):
+    names = (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", *EARLIER_JOB_FILES)
+    for name in names:
         (out / name).unlink(missing_ok=True)
 
 
