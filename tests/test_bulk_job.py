@@ -634,3 +634,20 @@ def test_what_becomes_of_a_row_whose_result_is_an_error(
     """A failed result's row: never sent (journal refused), canceled by this stop or sent
     again, uncertain, invalid, not created (nothing charged: pending), or failed."""
     assert failure_outcome(error, prediction_id, stopping=stopping) is outcome
+
+
+def test_the_manifest_is_strict_json(tmp_path: Path) -> None:
+    """An invalid row holding NaN or infinities (as read from JSONL): the manifest line is
+    strict JSON, the values shown as text."""
+    from fashn_async.bulk._manifest import write_manifest
+
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"model_image": "m.png", "garment_image": "g.png", "seed": NaN, '
+                       '"note": -Infinity, "x": [1e400]}\n')  # fmt: skip
+    with Journal.open(tmp_path / "out", meta={}, rows=load_catalog(catalog).rows) as journal:
+        path = write_manifest(tmp_path / "out", journal.records())
+    line = path.read_text().splitlines()[0]
+    entry = json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert entry["status"] == "invalid"
+    assert "NaN" in line
+    assert "Infinity" in line

@@ -417,7 +417,7 @@ def test_nonsense_numbers_are_refused_up_front(
     assert "expected a finite number" in stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("phase", ["asking the time scale", "the credits check"])
 def test_a_signal_during_start_up_stops_cleanly(
     tmp_path: Path, signum: signal.Signals, phase: str

@@ -298,6 +298,15 @@ def _finishing() -> None:
     moment anyway (a second signal ends the process at once)."""
 
 
+#: The signals that stop a job cleanly: Ctrl-C, a service manager's stop, and a closed
+#: terminal (SIGHUP, where the system has it).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()),
+)
+
+
 class _stop_on_signals:  # used like a function, as contextlib's helpers are
     """Call :attr:`stop` on the first SIGINT/SIGTERM; a second one ends the process at once.
 
@@ -311,7 +320,7 @@ class _stop_on_signals:  # used like a function, as contextlib's helpers are
     def __init__(self, stop: Callable[[], None]) -> None:
         self.stop = stop
         self.received = 0
-        self._signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+        self._signals: Sequence[signal.Signals] = STOP_SIGNALS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._before: dict[signal.Signals, Any] = {}
 
@@ -347,18 +356,20 @@ class _stop_on_signals:  # used like a function, as contextlib's helpers are
 
 @contextlib.contextmanager
 def stopped_by_signals() -> Iterator[None]:
-    """For the synchronous start of a command: SIGTERM raises KeyboardInterrupt as
-    SIGINT does (rather than killing the process with exit 143), so both stop it the
-    same way; the handlers are restored after."""
+    """For the synchronous start of a command: SIGTERM and SIGHUP raise KeyboardInterrupt
+    as SIGINT does (rather than killing the process with exit 143 or 129), so all stop it
+    the same way; the handlers are restored after."""
+    before: dict[signal.Signals, Any] = {}
     try:
-        before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        for signum in STOP_SIGNALS[1:]:
+            before[signum] = signal.signal(signum, signal.default_int_handler)
     except ValueError:  # pragma: no cover - not the main thread
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:
