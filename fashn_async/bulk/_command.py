@@ -38,6 +38,7 @@ from fashn_async.bulk._outcome import (
 )
 from fashn_async.bulk._progress import DisplayMode, make_display
 from fashn_async.bulk._report import REPORT_NAME, write_report
+from fashn_async.bulk._thumbs import THUMBS_DIR
 from fashn_async.bulk._words import counted, plural
 from fashn_async.errors import (
     AuthenticationError,
@@ -147,6 +148,7 @@ async def _run_batch(
 ) -> int:
     out = settings.options.out
     try:
+        _refuse_a_catalog_the_job_writes(settings.catalog, out)
         catalog = _load(settings)
         base_url = _client(settings, api_key="-").base_url  # normalized, as the client has it
         journal = Journal.open(
@@ -234,6 +236,28 @@ def _cli_words(message: str) -> str:
     if "no API key" in message:
         return "no API key: pass --api-key or set the FASHN_API_KEY environment variable"
     return message
+
+
+def _refuse_a_catalog_the_job_writes(catalog: Path, out: Path) -> None:
+    """A catalog that is one of the files the job writes in ``out`` (its manifest, say)
+    would be overwritten by the job.
+
+    Raises:
+        ConfigurationError: naming the file.
+    """
+    written = {JOURNAL_NAME, MANIFEST_NAME, REPORT_NAME, *EARLIER_JOB_FILES}
+    try:
+        target = catalog.resolve()
+        folder = out.resolve()
+    except (OSError, RuntimeError):  # a loop of symlinks: left to loading, which says so
+        return
+    if target.parent == folder and (target.name in written or target.name.startswith(".")):
+        raise ConfigurationError(
+            f"the catalog {catalog} is a file this job writes in --out ({target.name}): "
+            "copy it elsewhere (or give another --out) and run again"
+        )
+    if folder / THUMBS_DIR in target.parents:
+        raise ConfigurationError(f"the catalog {catalog} is inside the job's thumbnails")
 
 
 def fresh_start(out: Path, catalog: Path) -> None:
