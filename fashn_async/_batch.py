@@ -172,6 +172,16 @@ class Batch:
         self._close_done: anyio.Event | None = None
         self._exhausted = False
 
+    def leave_running(self) -> None:
+        """From now on, leave this batch's predictions running on the server when it is
+        left early (as ``cancel_on_exit=False`` does), including those already being
+        polled: for a caller that can no longer record what it cancels (a job whose
+        journal refuses writes), so that what it recorded stays true. Cannot be undone.
+        """
+        self._cancel_on_exit = False
+        if self._run is not None:
+            self._run.cancel_on_exit = False
+
     def __repr__(self) -> str:
         if self._closed is not None:
             state = "closed"

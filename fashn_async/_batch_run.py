@@ -320,7 +320,7 @@ class _Run(HookCalls):
                 )
             return await self.engine.wait_existing(
                 raw.id,
-                cancel=self.cancel_on_exit,
+                cancel=lambda: self.cancel_on_exit,
                 owner=self,
                 on_started=lambda: self._submitted(item, raw.id),
             )
@@ -340,7 +340,7 @@ class _Run(HookCalls):
             on_sending=lambda: self._sending(item),
             on_submitted=lambda prediction_id: self._submitted(item, prediction_id),
             on_not_created=lambda: self._not_created(item),
-            cancel=self.cancel_on_exit,
+            cancel=lambda: self.cancel_on_exit,
             owner=self,
         )
 

@@ -44,6 +44,16 @@ T = TypeVar("T")
 
 #: Priority of a status call a person asked for: ahead of every poller.
 USER_PRIORITY = math.inf
+#: Whether to cancel on the server what a cancelled wait leaves: a flag, or a function
+#: asked at that moment (a job that can no longer record cancels turns it off).
+Cancel = bool | Callable[[], bool]
+
+
+def wanted(cancel: Cancel) -> bool:
+    """The answer of ``cancel`` now."""
+    return cancel() if callable(cancel) else cancel
+
+
 #: Longest a best-effort remote cancel may take.
 CANCEL_TIMEOUT = 15.0
 
@@ -216,7 +226,7 @@ class Engine:
         on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_submitted: Callable[[str], None] | None = None,
         on_not_created: Callable[[], None] | None = None,
-        cancel: bool = True,
+        cancel: Cancel = True,
         owner: object = None,
     ) -> PredictionStatus:
         """Slot, submit, poll to the end; if we are cancelled, so is what was started.
@@ -224,7 +234,8 @@ class Engine:
         With ``cancel=False`` a prediction already created is left running on the server
         (a resumable job collects it later); one whose POST is still on the wire is
         cancelled all the same once answered (``on_submitted`` hears of it first). From
-        its creation until this returns, it counts as running for ``owner``.
+        its creation until this returns, it counts as running for ``owner``. ``cancel``
+        may be a function, asked when it comes to cancelling.
         """
         created = False
 
@@ -260,7 +271,7 @@ class Engine:
         self,
         prediction_id: str,
         *,
-        cancel: bool = True,
+        cancel: Cancel = True,
         latency_class: LatencyClass | None = None,
         owner: object = None,
         on_started: Callable[[], None] | None = None,
@@ -286,7 +297,7 @@ class Engine:
                         prediction_id, latency_class=latency_class
                     )
                 except BaseException:
-                    if cancel:
+                    if wanted(cancel):
                         await self.cancel_quietly(prediction_id)
                     raise
             finally:
@@ -299,15 +310,20 @@ class Engine:
         prediction_id: str,
         submitted_at: float,
         *,
-        cancel: bool,
+        cancel: Cancel,
         learn: bool = True,
         latency_class: LatencyClass | None = None,
     ) -> PredictionStatus:
         """wait(); if we are cancelled meanwhile, cancel the prediction too (``cancel``)."""
+
+        async def cancel_if_wanted(pid: str) -> None:
+            if wanted(cancel):
+                await self.cancel_quietly(pid)
+
         return await self.poller.wait_or_cancel(
             prediction_id,
             submitted_at,
-            cancel=self.cancel_quietly if cancel else None,
+            cancel=None if cancel is False else cancel_if_wanted,
             latency_class=latency_class,
             learn=learn,
         )

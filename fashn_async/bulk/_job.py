@@ -28,6 +28,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from fashn_async._batch import Batch
 from fashn_async._client import AsyncFashn
 from fashn_async._models import Prediction, Request
 from fashn_async._results import BatchResult, TryOnResult
@@ -93,6 +94,7 @@ class BulkJob:
         self._counts: Counter[str] = Counter()
         self._keys: dict[int, str] = {}
         self._scope: anyio.CancelScope | None = None
+        self._batch: Batch | None = None  # the batch of the current round
         self._interrupted = False
         self._stopped: str | None = None
         self._writes = JournalWrites(journal, self._stop_for_disk)
@@ -123,7 +125,10 @@ class BulkJob:
     def _stop(self) -> None:
         if not self._options.leave_running:
             running = [row for row, state in self._states.items() if state == State.SUBMITTED]
-            self._writes(self._journal.request_cancel, running)
+            if not self._writes(self._journal.request_cancel, running) and self._batch:
+                # The journal cannot record the cancels: leave them running, so that its
+                # "submitted" stays true (a re-run polls them by id).
+                self._batch.leave_running()
         if self._scope is not None:
             self._scope.cancel()
 
@@ -254,6 +259,7 @@ class BulkJob:
                     on_not_created=not_created,
                     cancel_on_exit=not self._options.leave_running,
                 )
+                self._batch = batch
                 try:
                     async with batch:
                         async for result in batch:
