@@ -56,7 +56,8 @@ async def save_outputs(
             async with aiohttp.ClientSession() as own:
                 await all_of(own)
     except BaseExceptionGroup as group:  # one failed download: raise it, not a group
-        raise group.exceptions[0] from None
+        first = group.exceptions[0]
+        raise first from first.__cause__  # its own cause kept (an OSError, say)
     return [path for path in paths if path is not None]
 
 

@@ -245,6 +245,35 @@ async def test_a_journal_that_fails_every_write_leaves_its_predictions_running(
     assert report.duplicates == 0
 
 
+async def test_an_out_made_unwritable_mid_job_stops_it(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs refused with a permission error after 2 rows are done (the folder made
+    read-only or immutable meanwhile): the job stops (exit 2, the folder named) rather
+    than go on paying for outputs it cannot keep."""
+    from fashn_async import _images
+
+    catalog = write_catalog(tmp_path, 24, models=6)
+    out = tmp_path / "out"
+    refusing: list[bool] = []
+    make_folder = _images._make_folder
+
+    def refused(directory: Path) -> None:
+        if refusing:
+            raise PermissionError(errno.EACCES, "Permission denied", str(directory))
+        make_folder(directory)
+
+    monkeypatch.setattr(_images, "_make_folder", refused)
+    cue = _Cue(lambda counts: counts.get("done", 0) >= 2)
+    cue.action = lambda: refusing.append(True)
+    code, problem = await _run_job(emulator, catalog, out, cue)
+    assert code == 2, (problem, cue.notes[:3])
+    assert problem is not None
+    assert "permission denied" in problem
+    assert str(out) in problem
+    assert len(emulator.report().accepted) < 24  # it stopped sending
+
+
 async def test_cancels_the_journal_could_not_record_are_sent_again(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -95,8 +95,11 @@ def writes(method: Callable[_P, _T]) -> Callable[_P, _T]:
     return write
 
 
-#: The errors of a disk that cannot take more (full, quota, read-only, failing).
-DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+#: The errors of a disk or folder that cannot take more (full, quota, read-only, failing,
+#: or made unwritable while the job runs: permission taken away, an immutable folder).
+DISK_ERRNOS: Final = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+)
 
 
 def disk_failure(error: BaseException) -> str | None:
@@ -116,6 +119,8 @@ def disk_problem(exc: BaseException) -> str:
         return "the disk is full (no space left on device)"
     if isinstance(exc, OSError) and exc.errno == errno.EROFS:
         return "the file system is read-only"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+        return "it may no longer be written (permission denied)"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     text = str(exc)
