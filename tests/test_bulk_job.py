@@ -319,6 +319,36 @@ async def test_an_unreachable_api_cannot_start(tmp_path: Path) -> None:
     assert journal_counts(tmp_path / "out") == {"pending": 1}  # nothing marked sent
 
 
+async def test_a_mistyped_api_address_does_not_lock_the_folder(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A first run at a wrong --base-url sent nothing: the right address is taken on the
+    next run (which finishes), and from then on a different one is refused."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    out = tmp_path / "out"
+
+    async def run(base_url: str) -> tuple[int, str]:
+        settings = BatchSettings(
+            catalog=catalog,
+            options=JobOptions(out=out),
+            api_key=emulator.api_key,
+            base_url=base_url,
+            display="quiet",
+            report=False,
+        )
+        buffer = io.StringIO()
+        return await run_batch(settings, Console(file=buffer, width=300)), buffer.getvalue()
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        wrong = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert (await run(wrong))[0] == 2
+    assert (await run(emulator.url))[0] == 0
+    code, printed = await run(wrong)
+    assert code == 2
+    assert "the API address (--base-url) changed" in printed
+
+
 async def test_a_restart_waits_for_the_window_its_predecessor_filled(
     emulator: Emulator, tmp_path: Path
 ) -> None:

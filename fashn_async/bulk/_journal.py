@@ -254,14 +254,25 @@ class Journal:
         self.catalog.update(dict(enumerate(plan.fresh, start=start)))
 
     def _check(self, known: dict[str, str | None], meta: Mapping[str, str | None]) -> None:
+        """Refuse settings that differ from the job's (the API address, the model, the
+        output format), unless the job never sent anything: then nothing on any server
+        belongs to it (a mistyped --base-url or a wrong key), and it takes the new ones."""
         problem = settings_problem(self.path, known, meta)
-        if problem is not None:
+        if problem is not None and self._ever_sent():
             raise JournalMismatchError(problem)
+        fresh = problem is not None  # never sent: every setting is the new one's
         with self._transaction():  # the catalog's path and hash: for information only
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                [(k, v) for k, v in meta.items() if k not in CHECKED],
+                [(k, v) for k, v in meta.items() if fresh or k not in CHECKED],
             )
+
+    def _ever_sent(self) -> bool:
+        """Whether any row was ever sent (a POST recorded, or a prediction id known)."""
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM rows WHERE sends > 0 OR prediction_id IS NOT NULL)"
+        ).fetchone()
+        return bool(row[0])
 
     # -- reading -------------------------------------------------------------------
 
