@@ -457,3 +457,27 @@ def test_a_file_of_open_quotes_is_read_in_one_pass(
     assert all(str(row.error).startswith("unclosed quote") for row in rows[:-1])
     assert not rows[-1].ok  # open at the end of the file: a row short of values
     assert sum(given_back) <= len(lines)
+
+
+def test_a_catalog_that_is_no_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A FIFO (its open would wait for a writer forever) or a folder: CatalogError naming
+    it, at once."""
+    fifo = tmp_path / "catalog.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(CatalogError, match="not a regular file"):
+        load_catalog(fifo)
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    with pytest.raises(CatalogError, match="not a regular file"):
+        load_catalog(folder)
+
+
+def test_reading_a_catalog_stops_when_asked(tmp_path: Path) -> None:
+    """``stop`` set (from the event loop's thread, on a signal): reading ends at the next
+    row with CatalogError."""
+    catalog = tmp_path / "c.csv"
+    catalog.write_text("model_image,garment_image,category\nm.png,g.png,tops\n")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(CatalogError, match="reading stopped"):
+        load_catalog(catalog, stop=stop)

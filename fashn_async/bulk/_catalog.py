@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import stat
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -108,7 +110,11 @@ class Catalog:
 
 
 def load_catalog(
-    path: str | Path, *, model_name: str | None = None, output_format: str | None = None
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    output_format: str | None = None,
+    stop: threading.Event | None = None,
 ) -> Catalog:
     """Read and validate every row of a CSV, TSV or JSONL catalog.
 
@@ -119,13 +125,18 @@ def load_catalog(
             row's columns as inputs.
         output_format: Default ``output_format`` input of rows that do not set one
             (only with ``model_name``).
+        stop: Set from another thread to stop reading (between two rows).
 
     Raises:
-        CatalogError: the file is missing, unreadable, of an unknown format, or its
-            columns are wrong.
+        CatalogError: the file is missing, unreadable, not a regular file (a FIFO would
+            block), of an unknown format, or its columns are wrong; or ``stop`` was set.
     """
     path = Path(path)
-    read = list(iter_catalog(path, model_name=model_name, output_format=output_format))
+    read = []
+    for row in iter_catalog(path, model_name=model_name, output_format=output_format):
+        if stop is not None and stop.is_set():
+            raise CatalogError(f"{path}: reading stopped")
+        read.append(row)
     identities = unique_identities([r.identity or identity_of(r.inputs) for r in read])
     rows = tuple(
         attrs.evolve(row, identity=identity) for row, identity in zip(read, identities, strict=True)
@@ -155,6 +166,8 @@ def iter_catalog(
             "use .csv, .tsv or .jsonl"
         )
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO's open() would wait for a writer
+            raise CatalogError(f"{path}: not a regular file")
         handle = path.open("rb")
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such file") from None

@@ -15,6 +15,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,7 +150,7 @@ async def _run_batch(
     out = settings.options.out
     try:
         _refuse_a_catalog_the_job_writes(settings.catalog, out)
-        catalog = _load(settings)
+        catalog = await _load_off_loop(settings)
         base_url = _client(settings, api_key="-").base_url  # normalized, as the client has it
         journal = Journal.open(
             out,
@@ -286,9 +287,23 @@ def fresh_start(out: Path, catalog: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _load(settings: BatchSettings) -> Catalog:
+async def _load_off_loop(settings: BatchSettings) -> Catalog:
+    """:func:`_load` in a worker thread, so that a signal stops the start-up at once (the
+    thread stops at the next row)."""
+    stop = threading.Event()
+    try:
+        catalog: Catalog = await in_worker(_load, settings, stop)
+    finally:
+        stop.set()
+    return catalog
+
+
+def _load(settings: BatchSettings, stop: threading.Event | None = None) -> Catalog:
     return load_catalog(
-        settings.catalog, model_name=settings.model_name, output_format=settings.output_format
+        settings.catalog,
+        model_name=settings.model_name,
+        output_format=settings.output_format,
+        stop=stop,
     )
 
 
