@@ -78,10 +78,13 @@ def uncertain_note(records: Sequence[RowRecord]) -> str | None:
         return None
     listed = ", ".join(f"line {r.line}" for r in uncertain[:_LISTED])
     more = f" and {len(uncertain) - _LISTED} more" if len(uncertain) > _LISTED else ""
+    one = len(uncertain) == 1
     return (
-        f"{plural(len(uncertain), 'uncertain row')}, not re-sent: their POST may "
-        f"have landed without an answer ({listed}{more}). Re-run with "
-        "--resend-uncertain to send them again; each may then be charged twice."
+        f"{plural(len(uncertain), 'uncertain row')}, not re-sent: "
+        f"{'its' if one else 'their'} POST may have landed without an answer "
+        f"({listed}{more}). Re-run with --resend-uncertain to send "
+        f"{'it' if one else 'them'} again; {'it' if one else 'each'} may then be charged "
+        "twice."
     )
 
 

@@ -71,7 +71,7 @@ def delimited(
     except StopIteration:
         raise CatalogError(f"{path}: the file is empty") from None
     except csv.Error as exc:
-        raise CatalogError(f"{path}: line 1: {exc}") from None
+        raise CatalogError(f"{path}: line 1: {_csv_words(exc)}") from None
     check_header(header)
     source.columns = len(header)
     start = len(source.take()) + 1  # the line the next record starts on
@@ -81,7 +81,7 @@ def delimited(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield start, f"unreadable {kind.upper()}: {exc}"
+            yield start, f"unreadable {kind.upper()}: {_csv_words(exc)}"
             start += len(source.take())
             continue
         except _RowInAValue:
@@ -202,3 +202,14 @@ def _text_problem(value: dict[str, Any]) -> str | None:
     except RecursionError:
         return "not valid JSON: nested too deep to read"
     return None
+
+
+def _csv_words(error: csv.Error) -> str:
+    """The csv module's complaint in a person's words where it speaks of its own API."""
+    text = str(error)
+    if "new-line character seen in unquoted field" in text:
+        return (
+            "a line ends with a lone carriage return (old Mac line ends, or binary data); "
+            "save the file with LF or CRLF line ends"
+        )
+    return text
