@@ -46,8 +46,9 @@ class Figures:
 
     @property
     def finished(self) -> int:
-        """Rows with nothing left to do in this run."""
-        return sum(self.counts.get(s, 0) for s in (State.DONE, *State.NOT_DONE))
+        """Rows in a final state (done, failed, invalid, uncertain). A canceled row is
+        not: a run sends it again, so counting it would make the count go back."""
+        return sum(self.counts.get(s, 0) for s in State.FINAL)
 
     def text(self) -> str:
         """``118 done, 6 submitted, 1 failed``: the summary's words."""
