@@ -15,7 +15,7 @@ from fashn_async._http import redact_url
 from fashn_async._models import ModelRequest, TryOnRequest
 from fashn_async._polling import Polling
 from fashn_async._retry import RetryPolicy
-from fashn_async._validators import config_int, config_number, shorten
+from fashn_async._validators import config_int, shorten, timeout_seconds
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
@@ -97,8 +97,8 @@ def check_base_url(base_url: str) -> str:
 def check_options(
     *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
 ) -> None:
-    config_number("timeout", timeout)
-    config_number("connect_timeout", connect_timeout)
+    timeout_seconds("timeout", timeout)
+    timeout_seconds("connect_timeout", connect_timeout)
     config_int("max_connections", max_connections)
     for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
         if value is not None and not isinstance(value, kind):
