@@ -15,7 +15,7 @@ from fashn_async._http import redact_url
 from fashn_async._models import ModelRequest, TryOnRequest
 from fashn_async._polling import Polling
 from fashn_async._retry import RetryPolicy
-from fashn_async._validators import config_int, shorten, timeout_seconds
+from fashn_async._validators import config_int, encodable, shorten, timeout_seconds
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
@@ -120,8 +120,18 @@ def check_batch_input(requests: object) -> None:
 
 
 def check_id(prediction_id: str) -> str:
+    """A prediction id as the API gives it: non-empty text UTF-8 can carry.
+
+    Raises:
+        InvalidRequestError: naming the id (shortened) and what is accepted.
+    """
     if not isinstance(prediction_id, str) or not prediction_id.strip():
         raise InvalidRequestError(
-            f"a prediction id must be a non-empty string, got {prediction_id!r}"
+            f"a prediction id must be a non-empty string, got {shorten(prediction_id)}"
+        )
+    if not encodable(prediction_id) or any(not ch.isprintable() for ch in prediction_id):
+        raise InvalidRequestError(
+            "a prediction id must be printable text without lone surrogate code points, "
+            f"got {shorten(prediction_id)}"
         )
     return prediction_id

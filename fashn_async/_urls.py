@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from fashn_async._validators import shorten
+from fashn_async._validators import encodable, shorten
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = ["MAX_URL_LENGTH", "check_url"]
@@ -45,6 +45,8 @@ def check_url(
 
     if not isinstance(value, str):
         raise fail("expected an http(s) URL string")
+    if not encodable(value):
+        raise fail("the URL holds a lone surrogate code point, which UTF-8 cannot carry")
     if len(value) > MAX_URL_LENGTH:
         raise fail(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):

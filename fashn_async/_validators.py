@@ -46,6 +46,7 @@ __all__ = [
     "config_int",
     "config_number",
     "config_seconds",
+    "encodable",
     "in_range",
     "is_finite_number",
     "non_negative",
@@ -82,6 +83,16 @@ def shorten(value: Any, limit: int = 80) -> str:
     except Exception:  # a broken __repr__ must not hide the real problem
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def encodable(value: str) -> bool:
+    """Whether UTF-8 can carry ``value`` (no lone surrogate code points, ``"\\ud800"``):
+    every string sent, as JSON or in a URL, is UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fail(field: str, accepted: str, value: Any) -> InvalidRequestError:
@@ -164,10 +175,8 @@ def check_string(field: str, value: Any, *, max_length: int = 10_000) -> None:
         raise _fail(field, "a string", value)
     if len(value) > max_length:
         raise _fail(field, f"a string of at most {max_length} characters", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _fail(field, "text without lone surrogate code points", value) from None
+    if not encodable(value):
+        raise _fail(field, "text without lone surrogate code points", value)
 
 
 def check_json(field: str, value: Any, *, depth: int = 0) -> None:
@@ -199,6 +208,8 @@ def check_json(field: str, value: Any, *, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _fail(field, "a mapping with string keys", key)
+            if not encodable(key):
+                raise _fail(field, "a mapping whose keys have no lone surrogate code points", key)
             check_json(f"{field}.{key}", item, depth=depth + 1)
     else:
         raise _fail(
