@@ -19,10 +19,12 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-from fashn_async.errors import ImageInputError
+from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
+    "check_body_size",
     "OFFLOAD_BYTES",
     "in_worker",
     "join",
@@ -39,9 +41,31 @@ __all__ = [
 #: holds in well under 50 MiB, and oversized base64 bodies fail upstream with HTTP 500
 #: (docs.fashn.ai "Troubleshooting"). 50 MiB also keeps ``/dev/zero``-like sources bounded.
 MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
+#: Largest request body sent, in bytes (the JSON with every image as base64). Neither
+#: fashn-api-v1.txt nor NOTES.md gives a number; docs.fashn.ai "Troubleshooting" says
+#: oversized base64 bodies fail upstream, and the project's emulator answers a body over
+#: 16 MiB with 413 PayloadTooLarge (``EmulatorConfig.max_body_bytes``, the same number).
+#: A larger body is refused before anything is sent. An input image may be larger (up to
+#: :data:`MAX_IMAGE_BYTES`) when image preparation shrinks it first.
+MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 #: Inputs at least this large are checked and encoded in a worker thread. Below it, a hop
 #: to a thread costs more than the work itself (about 80 us for 64 KiB).
 OFFLOAD_BYTES: Final = 64 * 1024
+
+
+def check_body_size(size: int) -> None:
+    """A request body of ``size`` bytes is at most :data:`MAX_BODY_BYTES`.
+
+    Raises:
+        InvalidRequestError: naming the size, the limit and the fixes.
+    """
+    if size > MAX_BODY_BYTES:
+        raise InvalidRequestError(
+            f"the request body would be {_mib(size)} with its images as base64; the API "
+            f"takes at most {MAX_BODY_BYTES // 2**20} MiB: pass prepare_images=True to "
+            "resize and re-encode the images, or pass image URLs",
+            name="InvalidRequest",
+        )
 
 
 def too_large(size: int | None = None) -> str:

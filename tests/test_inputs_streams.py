@@ -22,8 +22,8 @@ from PIL import Image
 from fashn_async import AsyncFashn, TryOnRequest, errors
 from fashn_async._images import MAX_IMAGE_BYTES, OFFLOAD_BYTES, encode_image
 from fashn_async._payload import prepare_request
-from fashn_async._sources import read_object
-from fashn_async.testing import Emulator
+from fashn_async._sources import MAX_BODY_BYTES, read_object
+from fashn_async.testing import Emulator, EmulatorConfig
 from fashn_async.testing._state import payload_digest
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="os.pipe reads that block")
@@ -235,3 +235,35 @@ async def test_a_directory_error_names_the_field_once(tmp_path: Path) -> None:
         await encode_image("model_image", tmp_path)
     assert str(caught.value).count("model_image") == 1
     assert "is a directory" in str(caught.value)
+
+
+def big_png(megapixels: float) -> bytes:
+    """An uncompressed noise PNG of about ``3 * megapixels`` MB."""
+    side = int((megapixels * 1e6) ** 0.5)
+    return noise_png((side, side))
+
+
+async def test_a_body_over_the_api_limit_is_refused_before_sending(
+    emulator: Emulator, client: AsyncFashn
+) -> None:
+    """Two 9 MB images make a 24 MiB body: refused naming size and limit; 0 requests."""
+    image = big_png(3.0)
+    assert 3 * len(image) // 2**20 < MAX_IMAGE_BYTES  # each image alone is fine
+    with pytest.raises(errors.InvalidRequestError, match=r"would be 2\d\.\d MiB") as caught:
+        await client.submit(model_image=image, garment_image=image, category="tops")
+    assert "at most 16 MiB" in caught.value.message
+    assert "prepare_images=True" in caught.value.message
+    assert_nothing_sent(emulator)
+
+
+async def test_a_body_just_under_the_limit_is_accepted_by_the_emulator(
+    emulator: Emulator, client: AsyncFashn
+) -> None:
+    """The client's limit is the emulator's: a body just under it is accepted there."""
+    assert EmulatorConfig().max_body_bytes == MAX_BODY_BYTES
+    image = big_png(4.15)  # about 12.4 MB: 15.8 MiB as base64
+    request = TryOnRequest(model_image=image, garment_image=IMAGE, category="tops")
+    size = len((await prepare_request(request)).payload)
+    assert MAX_BODY_BYTES - 2**20 < size <= MAX_BODY_BYTES
+    await client.submit(request)
+    assert len(emulator.report().accepted) == 1
