@@ -73,8 +73,9 @@ async def prepare_request(
             values[field] = placeholder
         else:  # a URL: small, and may need escaping
             values[field] = encoded.decode("utf-8")
+    body = request.body(values)  # checks the inputs again, as sent
     try:
-        text = json.dumps(request.body(values), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
     size = sum(len(data) for data in spliced.values())
