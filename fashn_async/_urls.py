@@ -56,6 +56,10 @@ def check_url(
         port = parts.port
     except ValueError:
         raise fail("the URL's port must be a number from 1 to 65535") from None
+    if parts.scheme.lower() == "data":  # "DATA:" or "Data:": the API reads "data:" only
+        raise fail("a data URI starts with 'data:' in lowercase: data:image/<type>;base64,")
+    if value.startswith("//"):
+        raise fail("a URL needs its scheme: write https:" + shorten(value, 40).strip("'\""))
     if parts.scheme.lower() not in ("http", "https"):
         if len(parts.scheme) <= 1 and _looks_like_path(value):  # none, or a drive letter
             raise fail(_PATH_MESSAGE)

@@ -123,3 +123,23 @@ def test_neighbours_of_those_kinds_stay_accepted(url: str) -> None:
     """One trailing dot, a port after the bracket, escapes and a path backslash pass both."""
     assert emulator_refusal(url) is None
     TryOnRequest(model_image=url, garment_image=url, category="tops")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("//example.com/a.png", "write https://example.com/a.png"),
+        ("DATA:image/png;base64,iVBORw0KGgo=", "starts with 'data:' in lowercase"),
+        ("Data:image/png;base64,iVBORw0KGgo=", "starts with 'data:' in lowercase"),
+    ],
+)
+async def test_near_miss_urls_get_the_fix_in_the_message(
+    emulator: Emulator, client: AsyncFashn, value: str, message: str
+) -> None:
+    """A scheme-relative URL or an upper-case data: prefix: the message says the fix."""
+    assert emulator_refusal(value) is not None
+    with pytest.raises(errors.ImageInputError, match=f"model_image: .*{message}") as caught:
+        await client.submit(model_image=value, garment_image=PNG, category="tops")
+    assert "local file path" not in caught.value.message
+    report = emulator.report()
+    assert (report.accepted, report.bad_requests, report.status_calls_total) == ([], 0, 0)
