@@ -74,8 +74,8 @@ class AsyncTrickle(Trickle):
         return Trickle.read(self, size)
 
 
-@settings(max_examples=40, deadline=None)
-@given(chunk=st.integers(1, 4096), kind=st.sampled_from([Trickle, AsyncTrickle]))
+@settings(max_examples=25, deadline=None)
+@given(chunk=st.integers(64, 4096), kind=st.sampled_from([Trickle, AsyncTrickle]))
 async def test_readers_giving_a_chunk_at_a_time_are_read_to_the_end(chunk: int, kind: Any) -> None:
     """Whatever the chunk size, sync or async, the whole image is read (not its first chunk)."""
     assert await read_object("model_image", kind(IMAGE, chunk)) == IMAGE

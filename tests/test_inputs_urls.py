@@ -77,7 +77,7 @@ def emulator_refusal(url: str) -> str | None:
     return None
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(urls())
 def test_every_url_the_client_accepts_the_emulator_accepts(url: str) -> None:
     """Generated URLs: whatever check_url lets through, the emulator's validator takes."""
