@@ -32,6 +32,7 @@ from fashn_async._options import (
     check_base_url,
     check_batch_input,
     check_coordination,
+    check_flag,
     check_id,
     check_options,
     check_proxy,
@@ -151,7 +152,7 @@ class AsyncFashn:
             connections=max_connections,
             user_agent=f"fashn-async/{__version__}",
             proxy=check_proxy(proxy),
-            trust_env=bool(trust_env),
+            trust_env=check_flag("trust_env", trust_env),
         )
         self._engine = Engine(
             self._transport,

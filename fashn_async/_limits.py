@@ -37,7 +37,12 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
 
-from fashn_async._validators import at_least_one, non_negative, optional_at_least_one, positive
+from fashn_async._validators import (
+    at_least_one,
+    non_negative_seconds,
+    optional_at_least_one,
+    seconds,
+)
 from fashn_async._window import MemoryWindow, Pacer, Waiter
 from fashn_async.errors import ConfigurationError
 
@@ -63,10 +68,15 @@ _MIN_STEP = 1e-6
 
 @attrs.frozen
 class Rate:
-    """At most ``limit`` units in any window of ``period`` seconds."""
+    """At most ``limit`` units in any window of ``period`` seconds.
+
+    Raises:
+        ConfigurationError: ``limit`` not an int >= 1, or ``period`` not a number of
+            seconds above 0 and at most a day (``MAX_SECONDS``).
+    """
 
     limit: int = attrs.field(validator=at_least_one)
-    period: float = attrs.field(validator=positive)
+    period: float = attrs.field(validator=seconds)
 
 
 def _check_rate(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -98,7 +108,7 @@ class Limits:
     status: Rate | None = attrs.field(default=Rate(50, 10.0), validator=_check_rate)
     in_flight: int | None = attrs.field(default=6, validator=optional_at_least_one)
     credits: Rate | None = attrs.field(default=Rate(30, 10.0), validator=_check_rate)
-    margin: float = attrs.field(default=0.25, validator=non_negative)
+    margin: float = attrs.field(default=0.25, validator=non_negative_seconds)
     status_burst: int | None = attrs.field(default=10, validator=optional_at_least_one)
 
     def scaled(self, factor: float) -> Limits:

@@ -155,6 +155,12 @@ _TRYON_INPUTS: dict[str, Callable[[str, Any], None]] = {
 }
 
 
+#: Inputs a model cannot run without (NOTES.md lists tryon-v1.6's inputs; the v1
+#: reference marks model_image and garment_image required, and the API answers 400
+#: "inputs.model_image: is required" without them).
+_REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {"tryon-v1.6": ("model_image", "garment_image")}
+
+
 def _check_model_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     check_string("model_name", value, max_length=64)
     if not _MODEL_NAME.fullmatch(value):
@@ -171,7 +177,12 @@ def _check_inputs(instance: ModelRequest, attribute: attrs.Attribute[Any], value
             f"inputs: must be a mapping of input names to values, got {shorten(value)}",
             name="InvalidRequest",
         )
-    rules = _TRYON_INPUTS if instance.model_name == "tryon-v1.6" else _COMMON_INPUTS
+    _check_input_values(instance.model_name, value, images=True)
+
+
+def _check_input_values(model_name: str, value: Mapping[str, Any], *, images: bool) -> None:
+    """Every input against its rule, required ones present; image inputs if ``images``."""
+    rules = _TRYON_INPUTS if model_name == "tryon-v1.6" else _COMMON_INPUTS
     for key, item in value.items():
         if not isinstance(key, str):
             raise InvalidRequestError(
@@ -180,11 +191,17 @@ def _check_inputs(instance: ModelRequest, attribute: attrs.Attribute[Any], value
         check_string("inputs key", key, max_length=256)
         field = f"inputs.{key}"
         if _is_image_key(key):
-            check_image_input(field, item)
+            if images:
+                check_image_input(field, item)
         elif key in rules:
             rules[key](field, item)
         else:
             check_json(field, item)
+    for key in _REQUIRED_INPUTS.get(model_name, ()):
+        if value.get(key) is None:
+            raise InvalidRequestError(
+                f"inputs.{key}: is required for {model_name} (NOTES.md)", name="InvalidRequest"
+            )
 
 
 def _is_image_key(key: str) -> bool:
@@ -212,8 +229,11 @@ class ModelRequest:
         inputs: The model's inputs, as documented for that model.
 
     Raises:
-        InvalidRequestError: a value breaks its rule; the message names the input
-            (``inputs.seed``, ``inputs.a[2]``), the value and what is accepted.
+        InvalidRequestError: a value breaks its rule, or an input the model requires is
+            missing (tryon-v1.6: ``model_image`` and ``garment_image``); the message
+            names the input (``inputs.seed``, ``inputs.a[2]``), the value and what is
+            accepted. ``inputs`` is checked again when the request is sent, so a value
+            changed after construction is refused too, before anything is sent.
         ImageInputError: an image input is unusable.
     """
 
@@ -231,7 +251,15 @@ class ModelRequest:
         return {k: v for k, v in self.inputs.items() if _is_image_key(k)}
 
     def body(self, images: Mapping[str, str]) -> dict[str, Any]:
-        """The current-shape JSON body, with images already encoded."""
+        """The current-shape JSON body, with images already encoded.
+
+        ``inputs`` is checked again here, as it is sent (images were checked as they
+        were encoded): the mapping is the caller's to change after construction.
+
+        Raises:
+            InvalidRequestError: an input was changed to a value its rule refuses.
+        """
+        _check_input_values(self.model_name, {**self.inputs, **images}, images=False)
         return {"model_name": self.model_name, "inputs": {**self.inputs, **images}}
 
 

@@ -15,7 +15,7 @@ from fashn_async._http import redact_url
 from fashn_async._models import ModelRequest, TryOnRequest
 from fashn_async._polling import Polling
 from fashn_async._retry import RetryPolicy
-from fashn_async._validators import config_int, config_number, shorten
+from fashn_async._validators import config_int, encodable, shorten, timeout_seconds
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "check_base_url",
     "check_batch_input",
     "check_coordination",
+    "check_flag",
     "check_id",
     "check_options",
     "check_proxy",
@@ -50,7 +51,31 @@ def checked_api_key(key: object) -> str:
             "the API key holds a space, line break or other control character inside it "
             "(not shown here); an HTTP header cannot carry it: check how it was copied"
         )
+    if not key.isascii():
+        raise ConfigurationError(
+            "the API key holds a non-ASCII character (not shown here); API keys are "
+            "ASCII: check how it was copied (a typographic quote or dash, say)"
+        )
     return key
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``True`` or ``False`` exactly (``"no"`` is truthy: it must not read as True).
+
+    Raises:
+        ConfigurationError: naming the option and the value.
+    """
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {shorten(value)}")
+    return value
+
+
+def _url_text_problem(value: str) -> str | None:
+    if not encodable(value):
+        return "it holds a lone surrogate code point, which UTF-8 cannot carry"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "it holds white space or a control character"
+    return None
 
 
 def check_coordination(value: object) -> RedisCoordination | None:
@@ -68,7 +93,10 @@ def check_proxy(proxy: object) -> str | None:
     if proxy is None:
         return None
     if not isinstance(proxy, str):
-        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {proxy!r}")
+        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shorten(proxy)}")
+    problem = _url_text_problem(proxy)
+    if problem:  # the URL may hold a password: not shown
+        raise ConfigurationError(f"proxy must be an http(s) URL or None: {problem}")
     try:
         parts = urlsplit(proxy)
         usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
@@ -84,6 +112,16 @@ def check_proxy(proxy: object) -> str | None:
 
 
 def check_base_url(base_url: str) -> str:
+    """An http(s) URL with a host and a port from 1 to 65535, as printable UTF-8 text.
+
+    Raises:
+        ConfigurationError: naming base_url, the value (shortened) and what is wrong.
+    """
+    problem = _url_text_problem(base_url) if isinstance(base_url, str) else None
+    if problem:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL: {problem}, got {shorten(base_url)}"
+        )
     try:
         parts = urlsplit(base_url) if isinstance(base_url, str) else None
         port_ok = parts is not None and parts.port != 0
@@ -97,8 +135,8 @@ def check_base_url(base_url: str) -> str:
 def check_options(
     *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
 ) -> None:
-    config_number("timeout", timeout)
-    config_number("connect_timeout", connect_timeout)
+    timeout_seconds("timeout", timeout)
+    timeout_seconds("connect_timeout", connect_timeout)
     config_int("max_connections", max_connections)
     for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
         if value is not None and not isinstance(value, kind):
@@ -120,8 +158,18 @@ def check_batch_input(requests: object) -> None:
 
 
 def check_id(prediction_id: str) -> str:
+    """A prediction id as the API gives it: non-empty text UTF-8 can carry.
+
+    Raises:
+        InvalidRequestError: naming the id (shortened) and what is accepted.
+    """
     if not isinstance(prediction_id, str) or not prediction_id.strip():
         raise InvalidRequestError(
-            f"a prediction id must be a non-empty string, got {prediction_id!r}"
+            f"a prediction id must be a non-empty string, got {shorten(prediction_id)}"
+        )
+    if not encodable(prediction_id) or any(not ch.isprintable() for ch in prediction_id):
+        raise InvalidRequestError(
+            "a prediction id must be printable text without lone surrogate code points, "
+            f"got {shorten(prediction_id)}"
         )
     return prediction_id

@@ -18,7 +18,7 @@ import aiohttp.payload
 
 from fashn_async._images import OFFLOAD_BYTES, encode_image, in_worker
 from fashn_async._models import Request
-from fashn_async._sources import join
+from fashn_async._sources import check_body_size, join
 from fashn_async.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -73,11 +73,13 @@ async def prepare_request(
             values[field] = placeholder
         else:  # a URL: small, and may need escaping
             values[field] = encoded.decode("utf-8")
+    body = request.body(values)  # checks the inputs again, as sent
     try:
-        text = json.dumps(request.body(values), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
     size = sum(len(data) for data in spliced.values())
+    check_body_size(len(text) + size)
     if size >= OFFLOAD_BYTES:
         payload: bytearray = await in_worker(_splice, text, spliced)
     else:

@@ -15,13 +15,20 @@ the emulator; benchmarks/bench_polling.py measures it.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
 
-from fashn_async._validators import at_least_one, in_range, is_finite_number, positive
+from fashn_async._validators import (
+    MAX_SECONDS,
+    at_least_one,
+    in_range,
+    is_finite_number,
+    positive,
+    seconds,
+    shorten,
+)
 from fashn_async.errors import ConfigurationError
 
 __all__ = [
@@ -62,7 +69,7 @@ def _modes(value: object) -> Modes | None:
         return None
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
         raise ConfigurationError(
-            f"prior must be (low, high) or ((low, high, weight), ...), got {value!r}"
+            f"prior must be (low, high) or ((low, high, weight), ...), got {shorten(value)}"
         )
     if len(value) == 2 and all(is_finite_number(v) for v in value):
         value = [(value[0], value[1], 1.0)]
@@ -74,11 +81,11 @@ def _modes(value: object) -> Modes | None:
             or not all(is_finite_number(v) for v in mode)
             or not 0 < mode[0] <= mode[1]
             or not mode[2] > 0
-            or not math.isfinite(mode[1])
+            or not mode[1] <= MAX_SECONDS
         ):
             raise ConfigurationError(
-                "prior must be (low, high) seconds with 0 < low <= high, or a sequence of "
-                f"(low, high, weight) with weight > 0, got {value!r}"
+                "prior must be (low, high) seconds with 0 < low <= high <= 86400 (a day), or "
+                f"a sequence of (low, high, weight) with weight > 0, got {shorten(value)}"
             )
         modes.append((float(mode[0]), float(mode[1]), float(mode[2])))
     return tuple(modes)
@@ -86,12 +93,23 @@ def _modes(value: object) -> Modes | None:
 
 def _check_explore(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
     if not in_range(value, 0.0, 1.0):
-        raise ConfigurationError(f"explore must be a probability in [0, 1], got {value!r}")
+        raise ConfigurationError(f"explore must be a probability in [0, 1], got {shorten(value)}")
 
 
 def _check_idle(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        positive(instance, attribute, value)
+        seconds(instance, attribute, value)
+
+
+def _check_max_interval(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    seconds(instance, attribute, value)
+    for name in ("target_lag", "idle_lag"):
+        lag = getattr(instance, name)
+        if lag is not None and lag > value:
+            raise ConfigurationError(
+                f"{name} ({shorten(lag)} s) must not exceed max_interval "
+                f"({shorten(value)} s): the spacing of polls is capped by max_interval"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -108,7 +126,8 @@ class Polling:
             budget is busy: the worst detection lag there.
         idle_lag: The spacing when the status budget is idle (None: 0.9 x ``target_lag``);
             between the two as the budget fills.
-        max_interval: Longest pause between two polls of one prediction, seconds.
+        max_interval: Longest pause between two polls of one prediction, seconds; at
+            least ``target_lag`` and ``idle_lag``.
         backoff: Growth of the spacing once a prediction runs longer than any seen.
         memory: Finished predictions each latency class remembers.
         explore: Share of predictions that explore: the first poll one to three spacings
@@ -119,13 +138,15 @@ class Polling:
         scale: Multiplies the built-in priors (set by :meth:`scaled`).
 
     Raises:
-        ConfigurationError: a setting out of range, naming it.
+        ConfigurationError: a setting out of range, naming it. Durations are seconds
+            above 0 and at most a day (``MAX_SECONDS``); an int too big for a float
+            (``10**400``) is out of every range.
     """
 
     prior: Modes | None = attrs.field(default=None, converter=_modes)
-    target_lag: float = attrs.field(default=0.95, validator=positive)
+    target_lag: float = attrs.field(default=0.95, validator=seconds)
     idle_lag: float | None = attrs.field(default=None, validator=_check_idle)
-    max_interval: float = attrs.field(default=10.0, validator=positive)
+    max_interval: float = attrs.field(default=10.0, validator=_check_max_interval)
     backoff: float = attrs.field(default=1.5, validator=positive)
     memory: int = attrs.field(default=200, validator=at_least_one)
     explore: float = attrs.field(default=0.05, validator=_check_explore)

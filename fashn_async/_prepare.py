@@ -21,6 +21,8 @@ import asyncio
 import hashlib
 import importlib.util
 import io
+import threading
+import warnings
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -30,10 +32,16 @@ from fashn_async._images import check_image_bytes, encode_base64, in_worker, off
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
 
-__all__ = ["ImagePreparation", "Preparer", "prepare_image"]
+__all__ = ["MAX_PIXELS", "ImagePreparation", "Preparer", "prepare_image"]
 
 #: NOTES.md: "Longest edge at most 2000 px is recommended" (tryon-v1.6).
 DEFAULT_MAX_EDGE: Final = 2000
+#: Most pixels an image to prepare may have (width x height): 50 megapixels. The largest
+#: image the API docs describe is 6000 px on the longest edge (docs.fashn.ai "Image
+#: Preprocessing Best Practices", 4K endpoints: 36 MP when square), and a 48 MP phone
+#: photo (8064x6048) fits; decoding one costs up to 3 bytes a pixel (150 MB) in a worker.
+#: Larger ones are refused before they are decoded (Pillow only warns up to 89 MP).
+MAX_PIXELS: Final = 50_000_000
 #: NOTES.md: integrators "re-encode (JPEG q95)".
 DEFAULT_JPEG_QUALITY: Final = 95
 
@@ -171,11 +179,11 @@ def prepare_image(field: str, data: bytes, config: ImagePreparation) -> bytes:
     check_image_bytes(field, data)
     edge = config.max_edge
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with _open(field, data) as opened:
             if opened.format == "JPEG":
                 opened.draft("RGB", (edge, edge))  # decode at 1/2, 1/4.. scale when larger
             opened.load()
-            image = ImageOps.exif_transpose(opened)
+            image = ImageOps.exif_transpose(_eight_bit(opened))
             if max(image.size) > edge:
                 image.thumbnail((edge, edge), Image.Resampling.LANCZOS)
             out = io.BytesIO()
@@ -188,9 +196,48 @@ def prepare_image(field: str, data: bytes, config: ImagePreparation) -> bytes:
                     image = image.convert("RGB")
                 image.save(out, format="JPEG", quality=config.jpeg_quality, icc_profile=icc)
                 mime = b"image/jpeg"
+    except ImageInputError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{field}: the image does not decode ({exc})") from None
     return encode_base64(out.getvalue(), b"data:" + mime + b";base64,")
+
+
+#: Serializes the warning filter change around ``Image.open`` between worker threads.
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(field: str, data: bytes) -> Any:
+    """``Image.open`` (the header only), refusing more than :data:`MAX_PIXELS` pixels.
+
+    Pillow warns (``DecompressionBombWarning``) about a large image as it opens it; that
+    warning is our ImageInputError here, as is any image over the cap.
+    """
+    from PIL import Image
+
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            opened = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            opened = None
+    if opened is None or opened.width * opened.height > MAX_PIXELS:
+        if opened is not None:
+            opened.close()
+        raise ImageInputError(
+            f"{field}: the image has more than {MAX_PIXELS // 1_000_000} megapixels "
+            "(width x height), too many to prepare: resize it first"
+        )
+    return opened
+
+
+def _eight_bit(image: Any) -> Any:
+    """16-bit grayscale scaled to 8 bits (Pillow's own conversion clips it to white)."""
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        return image.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+    if image.mode in ("I", "F"):
+        return image.convert("L")
+    return image
 
 
 def _has_transparency(image: Any) -> bool:

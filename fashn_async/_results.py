@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,12 +14,37 @@ import attrs
 
 from fashn_async._images import save_output
 from fashn_async._models import Prediction, Request
-from fashn_async.errors import FashnError
+from fashn_async._validators import encodable, shorten
+from fashn_async.errors import FashnError, InvalidRequestError
 
 if TYPE_CHECKING:
     from fashn_async._http import Transport
 
 __all__ = ["BatchResult", "Result", "TryOnResult"]
+
+
+def _check_save_args(directory: Any, stem: Any) -> None:
+    """``directory`` a str or ``os.PathLike`` text path, ``stem`` None or text.
+
+    Raises:
+        InvalidRequestError: naming the argument, the value (shortened) and what is
+            accepted; nothing is downloaded or written.
+    """
+    path = directory
+    if isinstance(directory, os.PathLike):
+        path = os.fspath(directory)
+    if not isinstance(path, str) or not path:
+        raise InvalidRequestError(
+            "save(directory): must be a folder as a non-empty str or pathlib.Path, "
+            f"got {shorten(directory)}"
+        )
+    if "\0" in path or not encodable(path):
+        raise InvalidRequestError(
+            "save(directory): a path cannot hold a NUL character or a lone surrogate, "
+            f"got {shorten(directory)}"
+        )
+    if stem is not None and (not isinstance(stem, str) or not encodable(stem)):
+        raise InvalidRequestError(f"save(stem): must be None or text, got {shorten(stem)}")
 
 
 def _safe_stem(value: str) -> str:
@@ -94,7 +120,10 @@ class Result:
                 folder has an output's name, no permission, no room); ``.path`` names it.
                 It is a DownloadError, so ``except DownloadError`` catches both.
             DownloadError: an output could not be fetched.
+            InvalidRequestError: ``directory`` is not a str or ``os.PathLike`` text path
+                (``None``, ``5``, ``b"/p"``, a NUL inside), or ``stem`` is not text.
         """
+        _check_save_args(directory, stem)
         return await save_outputs(self._transport, self.output, directory, stem or self._stem())
 
 

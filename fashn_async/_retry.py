@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import attrs
 
-from fashn_async._validators import at_least_one, config_number, positive
+from fashn_async._validators import at_least_one, config_number, seconds
 from fashn_async.errors import ConfigurationError
 
 __all__ = ["RetryPolicy", "compute_backoff", "parse_retry_after"]
@@ -40,17 +40,18 @@ class RetryPolicy:
             when present, bounded).
 
     Raises:
-        ConfigurationError: a count below 1, a non-positive duration, jitter outside [0, 1], or
-            ``min_delay`` above ``maximum`` or ``max_retry_after``.
+        ConfigurationError: a count below 1, a duration not above 0 or over a day
+            (``MAX_SECONDS``), jitter outside [0, 1], or ``min_delay`` above ``maximum``
+            or ``max_retry_after``.
     """
 
     attempts: int = attrs.field(default=5, validator=at_least_one)
     rate_limit_waits: int = attrs.field(default=30, validator=at_least_one)
-    initial: float = attrs.field(default=0.5, validator=positive)
-    maximum: float = attrs.field(default=30.0, validator=positive)
+    initial: float = attrs.field(default=0.5, validator=seconds)
+    maximum: float = attrs.field(default=30.0, validator=seconds)
     jitter: float = attrs.field(default=0.25)
-    min_delay: float = attrs.field(default=0.5, validator=positive)
-    max_retry_after: float = attrs.field(default=120.0, validator=positive)
+    min_delay: float = attrs.field(default=0.5, validator=seconds)
+    max_retry_after: float = attrs.field(default=120.0, validator=seconds)
 
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:

@@ -1,7 +1,10 @@
 """Image sources read off the loop: regular files only, size-capped, async readers.
 
-Reading runs in a few reused worker threads (:func:`in_worker`); a file object whose
-``read()`` is a coroutine (a web framework's upload) is awaited on the loop instead.
+Files are read in a few reused worker threads (:func:`in_worker`). A file object is read
+until it ends (:func:`read_object`): a ``read()`` that is a coroutine (a web framework's
+upload, aiohttp's ``request.content``) is awaited on the loop; a blocking one runs in the
+loop's default executor, never in the package's own threads, so a reader that blocks
+forever cannot stall the package's work for other requests.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-from fashn_async.errors import ImageInputError
+from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
+    "check_body_size",
     "OFFLOAD_BYTES",
     "in_worker",
     "join",
@@ -36,17 +41,48 @@ __all__ = [
 #: holds in well under 50 MiB, and oversized base64 bodies fail upstream with HTTP 500
 #: (docs.fashn.ai "Troubleshooting"). 50 MiB also keeps ``/dev/zero``-like sources bounded.
 MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
+#: Largest request body sent, in bytes (the JSON with every image as base64). Neither
+#: fashn-api-v1.txt nor NOTES.md gives a number; docs.fashn.ai "Troubleshooting" says
+#: oversized base64 bodies fail upstream, and the project's emulator answers a body over
+#: 16 MiB with 413 PayloadTooLarge (``EmulatorConfig.max_body_bytes``, the same number).
+#: A larger body is refused before anything is sent. An input image may be larger (up to
+#: :data:`MAX_IMAGE_BYTES`) when image preparation shrinks it first.
+MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 #: Inputs at least this large are checked and encoded in a worker thread. Below it, a hop
 #: to a thread costs more than the work itself (about 80 us for 64 KiB).
 OFFLOAD_BYTES: Final = 64 * 1024
 
 
-def too_large(size: int) -> str:
-    """The message for an image of ``size`` bytes, over :data:`MAX_IMAGE_BYTES`."""
-    return (
-        f"the image is {size / 2**20:.1f} MiB; at most {MAX_IMAGE_BYTES // 2**20} MiB is "
-        "accepted (resize it, or pass a URL)"
-    )
+def check_body_size(size: int) -> None:
+    """A request body of ``size`` bytes is at most :data:`MAX_BODY_BYTES`.
+
+    Raises:
+        InvalidRequestError: naming the size, the limit and the fixes.
+    """
+    if size > MAX_BODY_BYTES:
+        raise InvalidRequestError(
+            f"the request body would be {_mib(size)} with its images as base64; the API "
+            f"takes at most {MAX_BODY_BYTES // 2**20} MiB: pass prepare_images=True to "
+            "resize and re-encode the images, or pass image URLs",
+            name="InvalidRequest",
+        )
+
+
+def too_large(size: int | None = None) -> str:
+    """The message for an image of ``size`` bytes (None: unknown, over the cap), over
+    :data:`MAX_IMAGE_BYTES`."""
+    cap = MAX_IMAGE_BYTES // 2**20
+    shown = "over" if size is None or size <= MAX_IMAGE_BYTES + 1 else _mib(size)
+    if shown == "over":
+        shown = f"over {cap} MiB"
+    return f"the image is {shown}; at most {cap} MiB is accepted (resize it, or pass a URL)"
+
+
+def _mib(size: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 2**20:.1f} MiB"
 
 
 _KINDS = (
@@ -56,6 +92,23 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def _read_regular(path: str | os.PathLike[str]) -> bytes | str:
+    """The file's bytes (at most the cap plus one), or what makes it unreadable."""
+    before = os.stat(path)
+    if not stat.S_ISREG(before.st_mode):
+        kind = next((name for test, name in _KINDS if test(before.st_mode)), "not a file")
+        return f" is {kind}, not a regular image file"
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        # The name may have been swapped since the stat: check what was opened.
+        opened = os.fstat(fh.fileno())
+        if not stat.S_ISREG(opened.st_mode):
+            return " is not a regular image file"
+        if opened.st_size > MAX_IMAGE_BYTES:
+            return f": {too_large(opened.st_size)}"
+        return fh.read(MAX_IMAGE_BYTES + 1)
 
 
 def read_image_file(field: str, path: str | os.PathLike[str]) -> bytes:
@@ -69,21 +122,14 @@ def read_image_file(field: str, path: str | os.PathLike[str]) -> bytes:
     """
     shown = os.fspath(path)
     try:
-        before = os.stat(path)
-        if not stat.S_ISREG(before.st_mode):
-            kind = next((name for test, name in _KINDS if test(before.st_mode)), "not a file")
-            raise ImageInputError(f"{field}: {shown} is {kind}, not a regular image file")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as fh:
-            # The name may have been swapped since the stat: check what was opened.
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise ImageInputError(f"{field}: {shown} is not a regular image file")
-            data = fh.read(MAX_IMAGE_BYTES + 1)
+        data = _read_regular(path)
     except FileNotFoundError:
         raise ImageInputError(f"{field}: no such file: {shown}") from None
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ImageInputError(f"{field}: cannot read {shown}: {why}") from None
+    if isinstance(data, str):  # what is wrong with it
+        raise ImageInputError(f"{field}: {shown}{data}")
     if not data:
         raise ImageInputError(f"{field}: the file is empty: {shown}")
     if len(data) > MAX_IMAGE_BYTES:
@@ -92,14 +138,59 @@ def read_image_file(field: str, path: str | os.PathLike[str]) -> bytes:
 
 
 async def read_object(field: str, value: Any) -> bytes:
-    """``value.read()``: awaited when it is a coroutine, else run in a worker thread."""
-    read = value.read
-    if inspect.iscoroutinefunction(read):
-        result: Any = await _call_read(read)
-    else:
-        result = await in_worker(_call_read, read)
-        if inspect.isawaitable(result):  # a read() that returns an awaitable
+    """Everything a file object's ``read()`` gives until it ends, at most
+    :data:`MAX_IMAGE_BYTES`.
+
+    ``read(size)`` is called until it gives ``b""``: a stream (aiohttp's
+    ``request.content``, an ``asyncio.StreamReader``, a pipe or socket) gives what has
+    arrived so far on each call. A ``read()`` that is a coroutine (or returns an
+    awaitable) is awaited on the loop. A blocking one runs in the loop's default executor
+    (``loop.run_in_executor(None, ...)``), never in the package's own worker threads: a
+    pipe that never ends holds one thread of the caller's executor until it is cancelled
+    (time the call out to give up), and every client keeps its own work going.
+
+    Raises:
+        ImageInputError: the object is closed, ``read()`` fails (the message keeps the
+            reader's own error), gives text or no bytes, or more than the cap.
+    """
+    if getattr(value, "closed", False) is True:
+        raise ImageInputError(f"{field}: the file object is closed; pass an open one")
+    parts: list[bytes] = []
+    total = 0
+    sized = True
+    while total <= MAX_IMAGE_BYTES:
+        chunk, sized = await _read_once(field, value.read, MAX_IMAGE_BYTES + 1 - total, sized)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+        if not sized:  # a read() that takes no size gives everything at once
+            break
+    if not total:
+        raise ImageInputError(f"{field}: the file object gave no data (already read?)")
+    if total > MAX_IMAGE_BYTES:
+        raise ImageInputError(f"{field}: {too_large()}")
+    if len(parts) == 1:
+        return parts[0]
+    joined: bytearray = await offload(total, join, parts)
+    return bytes(joined)
+
+
+async def _read_once(field: str, read: Any, size: int, sized: bool) -> tuple[bytes, bool]:
+    """One ``read(size)`` (``read()`` when ``sized`` is off), checked to give bytes."""
+    try:
+        if inspect.iscoroutinefunction(read):
+            result, sized = _call_read(read, size, sized)
             result = await result
+        else:
+            loop = asyncio.get_running_loop()
+            result, sized = await loop.run_in_executor(None, _call_read, read, size, sized)
+            if inspect.isawaitable(result):  # a read() that returns an awaitable
+                result = await result
+    except Exception as exc:
+        raise ImageInputError(
+            f"{field}: the file object's read() failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if isinstance(result, str):
         raise ImageInputError(
             f"{field}: the file object was opened in text mode; open it with 'rb'"
@@ -108,19 +199,16 @@ async def read_object(field: str, value: Any) -> bytes:
         raise ImageInputError(
             f"{field}: the file object's read() gave {type(result).__name__}, not bytes"
         )
-    data = bytes(result)
-    if not data:
-        raise ImageInputError(f"{field}: the file object gave no data (already read?)")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageInputError(f"{field}: {too_large(len(data))}")
-    return data
+    return (result if isinstance(result, bytes) else bytes(result)), sized
 
 
-def _call_read(read: Any) -> Any:
-    try:
-        return read(MAX_IMAGE_BYTES + 1)
-    except TypeError:  # a read() that takes no size
-        return read()
+def _call_read(read: Any, size: int, sized: bool) -> tuple[Any, bool]:
+    if sized:
+        try:
+            return read(size), True
+        except TypeError:  # a read() that takes no size
+            pass
+    return read(), False
 
 
 async def offload(size: int, func: Any, *args: Any) -> Any:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from fashn_async._validators import shorten
+from fashn_async._validators import encodable, shorten
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = ["MAX_URL_LENGTH", "check_url"]
@@ -24,6 +24,7 @@ _DATA_PREFIX: Final = "data:"
 #: Longest image URL accepted, in characters: 8 KiB is the request-line limit of common
 #: HTTP servers and CDNs (nginx, Apache, CloudFront), so a longer URL cannot be fetched.
 MAX_URL_LENGTH: Final = 8192
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PATH_HINT = re.compile(r"^(?:[A-Za-z]:[\\/]|[.~]{0,2}[\\/]|[^:/?#]+[\\/])|\.[A-Za-z0-9]{2,5}$")
 
 
@@ -44,6 +45,8 @@ def check_url(
 
     if not isinstance(value, str):
         raise fail("expected an http(s) URL string")
+    if not encodable(value):
+        raise fail("the URL holds a lone surrogate code point, which UTF-8 cannot carry")
     if len(value) > MAX_URL_LENGTH:
         raise fail(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
@@ -53,6 +56,10 @@ def check_url(
         port = parts.port
     except ValueError:
         raise fail("the URL's port must be a number from 1 to 65535") from None
+    if parts.scheme.lower() == "data":  # "DATA:" or "Data:": the API reads "data:" only
+        raise fail("a data URI starts with 'data:' in lowercase: data:image/<type>;base64,")
+    if value.startswith("//"):
+        raise fail("a URL needs its scheme: write https:" + shorten(value, 40).strip("'\""))
     if parts.scheme.lower() not in ("http", "https"):
         if len(parts.scheme) <= 1 and _looks_like_path(value):  # none, or a drive letter
             raise fail(_PATH_MESSAGE)
@@ -62,11 +69,35 @@ def check_url(
         )
     if port == 0:
         raise fail("the URL's port must be a number from 1 to 65535")
+    authority_problem = _authority_problem(parts.netloc)
+    if authority_problem:
+        raise fail(authority_problem)
     host = parts.hostname
     if not host:
         raise fail("the URL names no host")
     if not _valid_host(host):
         raise fail("the URL's host is not a valid domain name or IP address (IDNA 2008)")
+
+
+def _authority_problem(netloc: str) -> str | None:
+    """What makes the part between ``//`` and the path unusable, if anything.
+
+    A backslash there is read as a path separator by browsers and by HTTP servers
+    following the WHATWG URL standard (``http://x.com\\@y.com/`` is host ``x.com`` to
+    them, ``y.com`` to ``urlsplit``): the host would be ambiguous. A ``%`` there starts
+    a ``%XX`` escape (RFC 3986 section 2.1). After an IPv6 literal's ``]`` only
+    ``:port`` may follow.
+    """
+    if "\\" in netloc:
+        return "the URL holds a backslash before its path (use / or percent-encode it)"
+    if _BAD_ESCAPE.search(netloc):
+        return "a % before the URL's path must start a %XX escape (two hex digits)"
+    host_port = netloc.rpartition("@")[2]
+    if host_port.startswith("["):
+        after = host_port.partition("]")[2]
+        if after and not after.startswith(":"):
+            return "only :port may follow the ']' of an IPv6 address in a URL"
+    return None
 
 
 def _valid_host(host: str) -> bool:
@@ -76,13 +107,15 @@ def _valid_host(host: str) -> bool:
         pass
     else:
         return True
-    if len(host.rstrip(".")) > 253:
+    # One trailing dot names the DNS root ("example.com."); two leave an empty label.
+    name = host.removesuffix(".")
+    if len(name) > 253 or "" in name.split("."):
         return False
     try:
         # Strict IDNA 2008 after lowercasing (no UTS 46 mapping: a soft hyphen or a
         # full-width letter is refused, not silently dropped or folded). Underscores are
         # common in practice though not in IDNA: the rest of the label is checked.
-        idna.encode(host.rstrip(".").lower().replace("_", "a"))
+        idna.encode(name.lower().replace("_", "a"))
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
     return True

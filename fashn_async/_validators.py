@@ -13,12 +13,18 @@ plain keyword options. NaN and infinities are refused everywhere: a window of ``
 seconds or a margin of ``nan`` would make every wait endless.
 
 Both kinds rest on one number test, :func:`in_range` (and :func:`is_finite_number`): a
-bool is never a number, and an int of any size is compared exactly.
+bool is never a number; an int is compared exactly, and an int beyond what a float holds
+(about 1.8e308: ``10**400``) is out of every range, since no field or option accepts it
+and every one of them is used as a float somewhere.
+
+Durations (:func:`seconds`, :func:`timeout_seconds`, :func:`config_seconds`) lie within
+:data:`MIN_TIMEOUT` .. :data:`MAX_SECONDS`.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, Final, TypeGuard
 
@@ -29,6 +35,8 @@ from fashn_async.errors import ConfigurationError, InvalidRequestError
 __all__ = [
     "INT64_MAX",
     "MAX_JSON_DEPTH",
+    "MAX_SECONDS",
+    "MIN_TIMEOUT",
     "at_least_one",
     "check_bool",
     "check_choice",
@@ -37,12 +45,17 @@ __all__ = [
     "check_string",
     "config_int",
     "config_number",
+    "config_seconds",
+    "encodable",
     "in_range",
     "is_finite_number",
     "non_negative",
+    "non_negative_seconds",
     "optional_at_least_one",
     "positive",
+    "seconds",
     "shorten",
+    "timeout_seconds",
 ]
 
 #: The largest integer a JSON API server stores as an "int" (signed 64 bits). The v1
@@ -51,6 +64,16 @@ INT64_MAX: Final = 2**63 - 1
 #: Nesting depth of an input value beyond which it is refused (no documented input of any
 #: model nests deeper than two levels; this also stops self-referencing containers).
 MAX_JSON_DEPTH: Final = 32
+#: The longest duration any option or wait takes, in seconds: a day. Nothing the API
+#: documents lasts longer (NOTES.md: predictions take seconds to minutes, webhooks are
+#: retried over about 5 minutes, outputs live 72 hours on the CDN and are not waited on);
+#: a longer wait is a unit mistake (milliseconds for seconds), and values near 1e308 make
+#: the loop's timer arithmetic overflow to ``inf`` and wait forever.
+MAX_SECONDS: Final = 86_400.0
+#: The shortest network timeout, in seconds: 1 ms. A shorter one (``1e-320``) can expire
+#: before the first system call and fails every request, which is a unit mistake too.
+MIN_TIMEOUT: Final = 0.001
+_FLOAT_MAX: Final = sys.float_info.max
 
 
 def shorten(value: Any, limit: int = 80) -> str:
@@ -62,6 +85,16 @@ def shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def encodable(value: str) -> bool:
+    """Whether UTF-8 can carry ``value`` (no lone surrogate code points, ``"\\ud800"``):
+    every string sent, as JSON or in a URL, is UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fail(field: str, accepted: str, value: Any) -> InvalidRequestError:
     return InvalidRequestError(
         f"{field}: must be {accepted} (got {shorten(value)})", name="InvalidRequest"
@@ -69,18 +102,20 @@ def _fail(field: str, accepted: str, value: Any) -> InvalidRequestError:
 
 
 def is_finite_number(value: Any) -> TypeGuard[int | float]:
-    """An int or a finite float, not a bool (however large the int: ints are exact)."""
+    """A finite float, or an int a float can hold (up to about 1.8e308); never a bool."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return isinstance(value, int) or math.isfinite(value)
+    if isinstance(value, int):
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX  # exact: int-float comparison is exact
+    return math.isfinite(value)
 
 
 def in_range(
     value: Any, low: float, high: float = math.inf, *, integer: bool = False, open_low: bool = False
 ) -> TypeGuard[int | float]:
     """The one number test: a finite number (an int if ``integer``; never a bool) from
-    ``low`` (excluded if ``open_low``) to ``high``. An int of any size is compared
-    exactly, never converted to a float (which overflows past 1e308)."""
+    ``low`` (excluded if ``open_low``) to ``high``. An int is compared exactly, never
+    converted to a float; one beyond what a float holds is never in range."""
     if not is_finite_number(value) or (integer and not isinstance(value, int)):
         return False
     return bool((low < value if open_low else low <= value) and value <= high)
@@ -140,10 +175,8 @@ def check_string(field: str, value: Any, *, max_length: int = 10_000) -> None:
         raise _fail(field, "a string", value)
     if len(value) > max_length:
         raise _fail(field, f"a string of at most {max_length} characters", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _fail(field, "text without lone surrogate code points", value) from None
+    if not encodable(value):
+        raise _fail(field, "text without lone surrogate code points", value)
 
 
 def check_json(field: str, value: Any, *, depth: int = 0) -> None:
@@ -164,7 +197,7 @@ def check_json(field: str, value: Any, *, depth: int = 0) -> None:
     if isinstance(value, int):
         check_number(field, value, -INT64_MAX - 1, INT64_MAX, integer=True)
     elif isinstance(value, float):
-        if not math.isfinite(value):
+        if not is_finite_number(value):
             raise _fail(field, "a finite number (JSON has no NaN or Infinity)", value)
     elif isinstance(value, str):
         check_string(field, value, max_length=len(value))
@@ -175,6 +208,8 @@ def check_json(field: str, value: Any, *, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _fail(field, "a mapping with string keys", key)
+            if not encodable(key):
+                raise _fail(field, "a mapping whose keys have no lone surrogate code points", key)
             check_json(f"{field}.{key}", item, depth=depth + 1)
     else:
         raise _fail(
@@ -202,6 +237,23 @@ def config_number(
         raise ConfigurationError(f"{name} must be {kind} {bound}, got {shorten(value)}")
 
 
+def config_seconds(
+    name: str, value: Any, *, low: float = 0.0, strict: bool = True, high: float = MAX_SECONDS
+) -> None:
+    """A duration in seconds: a finite number above ``low`` (at least ``low`` unless
+    ``strict``) and at most ``high`` (:data:`MAX_SECONDS`, a day).
+
+    Raises:
+        ConfigurationError: naming the option, the value and the accepted range.
+    """
+    if not in_range(value, low, high, open_low=strict):
+        bound = "above" if strict else "from"
+        raise ConfigurationError(
+            f"{name} must be a number of seconds {bound} {low:g} up to {high:g} "
+            f"(a day: a longer wait is a unit mistake), got {shorten(value)}"
+        )
+
+
 def config_int(name: str, value: Any, *, low: int = 1) -> None:
     """An integer of at least ``low`` (not a bool).
 
@@ -219,6 +271,25 @@ def positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> N
 def non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     """attrs validator: a finite real number of at least zero (not a bool)."""
     config_number(attribute.name, value, strict=False)
+
+
+def seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a duration above zero and at most :data:`MAX_SECONDS`."""
+    config_seconds(attribute.name, value)
+
+
+def non_negative_seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a duration from zero to :data:`MAX_SECONDS`."""
+    config_seconds(attribute.name, value, strict=False)
+
+
+def timeout_seconds(name: str, value: Any) -> None:
+    """A network timeout: from :data:`MIN_TIMEOUT` (1 ms) to :data:`MAX_SECONDS`.
+
+    Raises:
+        ConfigurationError: naming the option, the value and the accepted range.
+    """
+    config_seconds(name, value, low=MIN_TIMEOUT, strict=False)
 
 
 def at_least_one(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -205,7 +205,7 @@ async def test_an_iterable_whose_iter_raises(client: AsyncFashn, emulator: Emula
         (b"bytes", {}),
         (GOOD, {}),
         (TryOnRequest(**GOOD), {}),  # type: ignore[arg-type]
-        (ModelRequest(model_name="tryon-v1.6", inputs={}), {}),
+        (ModelRequest(model_name="edit", inputs={}), {}),
         (42, {}),
         ([], {"max_pending": 0}),
         ([], {"max_pending": -1}),

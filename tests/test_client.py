@@ -189,7 +189,7 @@ async def test_server_validation_both_shapes(client: AsyncFashn) -> None:
     """Server-side 400s map to BadRequestError from either body shape."""
     with pytest.raises(errors.BadRequestError) as info:
         await client.run(
-            ModelRequest(model_name="tryon-v1.6", inputs={"model_image": PNG})  # no garment
+            ModelRequest(model_name="no-such-model", inputs={"image": PNG})  # unknown there
         )
     assert info.value.status_code == 400
     transport = client._engine.transport

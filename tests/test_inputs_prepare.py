@@ -152,3 +152,38 @@ async def test_request_body_carries_the_prepared_image() -> None:
     assert (mime, image.size) == ("image/jpeg", (2000, 1333))
     assert body["garment_image"] == body["model_image"]
     assert preparer.prepared == 1
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+@pytest.mark.parametrize("level", [0, 300, 40_000, 65_535])
+async def test_sixteen_bit_grayscale_is_scaled_not_clipped(mode: str, level: int) -> None:
+    """16-bit grayscale becomes 8-bit by scaling (level / 257), never clipped to white."""
+    source = Image.new("I;16", (8, 8), level) if mode != "I" else Image.new("I", (8, 8), level)
+    if mode == "I;16B":
+        source = source.convert("I").convert("I;16B")
+    data = encoded(source, "PNG" if mode == "I;16" else "TIFF")
+    mime, image = await prepared(data)
+    assert mime == "image/jpeg"
+    low, high = image.convert("L").getextrema()
+    expected = round(level / 257) if (mode != "I" or level > 255) else level
+    assert abs(low - expected) <= 2
+    assert abs(high - expected) <= 2
+
+
+from fashn_async._prepare import MAX_PIXELS  # noqa: E402 - beside the tests that use it
+
+
+@pytest.mark.parametrize("size", [(10_000, 9_500), (7_100, 7_100)])
+async def test_too_many_pixels_is_an_image_input_error_unsent(
+    emulator: Emulator, size: tuple[int, int]
+) -> None:
+    """Over MAX_PIXELS (Pillow's bomb warning included): ImageInputError, nothing sent."""
+    assert size[0] * size[1] > MAX_PIXELS
+    data = encoded(Image.new("1", size), "PNG")
+    async with AsyncFashn(
+        api_key=emulator.api_key, base_url=emulator.url, prepare_images=True
+    ) as client:
+        with pytest.raises(errors.ImageInputError, match="model_image: .* 50 megapixels"):
+            await client.submit(model_image=data, garment_image=data, category="tops")
+    report = emulator.report()
+    assert (report.accepted, report.bad_requests, report.status_calls_total) == ([], 0, 0)

@@ -131,7 +131,7 @@ def test_missing_required_field() -> None:
 def test_generations_count_samples() -> None:
     """num_samples is what a request weighs against the generation limit."""
     assert TryOnRequest(**BASE, num_samples=3).generations == 3
-    assert ModelRequest(model_name="tryon-v1.6", inputs={"num_samples": 2}).generations == 2
+    assert ModelRequest(model_name="tryon-v1.6", inputs={**BASE, "num_samples": 2}).generations == 2
 
 
 def test_model_request_shape_and_validation() -> None:

@@ -227,9 +227,12 @@ def test_latency_classes() -> None:
     """Model, mode and num_samples make the class; the flat v1 body has its own."""
     image = "https://example.com/a.jpg"
     fast = ModelRequest(
-        model_name="tryon-v1.6", inputs={"model_image": image, "mode": "performance"}
+        model_name="tryon-v1.6",
+        inputs={"model_image": image, "garment_image": image, "mode": "performance"},
     )
-    default = ModelRequest(model_name="tryon-v1.6", inputs={"model_image": image})
+    default = ModelRequest(
+        model_name="tryon-v1.6", inputs={"model_image": image, "garment_image": image}
+    )
     maxed = ModelRequest(model_name="tryon-max", inputs={"model_image": image, "num_samples": 2})
     v1 = TryOnRequest(model_image=image, garment_image=image, category="tops", num_samples=3)
     assert latency_class(fast) == ("tryon-v1.6", "performance", 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -10,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fashn_async import ModelRequest, Rate, RetryPolicy, TryOnRequest, errors
-from fashn_async._validators import INT64_MAX, check_number, config_int, in_range
+from fashn_async._validators import (
+    INT64_MAX,
+    MAX_SECONDS,
+    check_number,
+    config_int,
+    in_range,
+    is_finite_number,
+)
 
 URL = "https://example.com/a.png"
 
@@ -24,9 +32,14 @@ NUMBERS = st.one_of(
 )
 
 
+def fits_a_float(value: Any) -> bool:
+    """An int or float a float can hold finitely (10**400 cannot)."""
+    return type(value) in (int, float) and abs(value) <= sys.float_info.max
+
+
 def expected_int(value: Any, low: float, high: float) -> bool:
-    """The rule, written out: an int (not a bool) from low to high."""
-    return type(value) is int and low <= value <= high
+    """The rule, written out: an int (not a bool) from low to high, within float range."""
+    return type(value) is int and fits_a_float(value) and low <= value <= high
 
 
 @given(NUMBERS)
@@ -50,7 +63,8 @@ def test_request_integers_are_checked_exactly(value: Any) -> None:
 
 @given(NUMBERS)
 def test_configuration_integers_are_checked_exactly(value: Any) -> None:
-    """An integer option takes any int >= 1; all else is a ConfigurationError naming it."""
+    """An integer option takes an int >= 1 a float can hold; all else is a
+    ConfigurationError naming it (10**400 included)."""
     if expected_int(value, 1, math.inf):
         config_int("limit", value)
         assert Rate(value, 1.0).limit == value
@@ -64,8 +78,8 @@ def test_configuration_integers_are_checked_exactly(value: Any) -> None:
 
 @given(NUMBERS)
 def test_configuration_numbers_are_finite(value: Any) -> None:
-    """A seconds option takes a finite number > 0, an int of any size too; nothing else."""
-    ok = (type(value) is int or (type(value) is float and math.isfinite(value))) and value > 0
+    """A seconds option takes a finite number > 0 up to a day (MAX_SECONDS); nothing else."""
+    ok = fits_a_float(value) and 0 < value <= MAX_SECONDS
     if ok:
         assert RetryPolicy(initial=value).initial == value
         assert Rate(1, value).period == value
@@ -74,3 +88,12 @@ def test_configuration_numbers_are_finite(value: Any) -> None:
             RetryPolicy(initial=value)
         with pytest.raises(errors.ConfigurationError, match="period"):
             Rate(1, value)
+
+
+@given(NUMBERS)
+def test_an_int_beyond_float_range_is_never_a_finite_number(value: Any) -> None:
+    """is_finite_number: finite floats and ints within float range; never a bool or 10**400."""
+    expected = fits_a_float(value) and (type(value) is int or math.isfinite(value))
+    assert is_finite_number(value) is expected
+    if type(value) is int and not expected:
+        assert not in_range(value, -math.inf, math.inf)

@@ -49,11 +49,28 @@ def _probability(_inst: object, attribute: attrs.Attribute[Any], value: float) -
         raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
 
 
+def _finite(value: Any) -> bool:
+    """A finite number; an int too large for a float (``10**400``) is not one."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _real(value: Any) -> float:
+    """A converter: ``float(value)``, with an int too large for a float made an infinity
+    of its sign, so the field's validator refuses it by name."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _number(low: float, *, above: bool = False) -> Validator:
     """Accept finite numbers >= ``low`` (or > ``low`` when ``above``)."""
 
     def check(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
-        if not math.isfinite(value) or value < low or (above and value == low):
+        if not _finite(value) or value < low or (above and value == low):
             bound = ">" if above else ">="
             raise ValueError(f"{attribute.name} must be finite and {bound} {low}, got {value!r}")
 
@@ -102,7 +119,7 @@ class WindowLimit:
     """
 
     limit: int = attrs.field(validator=_integer(1))
-    period: float = attrs.field(converter=float, validator=_number(0.0, above=True))
+    period: float = attrs.field(converter=_real, validator=_number(0.0, above=True))
 
 
 @attrs.frozen
@@ -125,7 +142,7 @@ class PredictionFault:
         default="The emulator injected this error.", validator=v.instance_of(str)
     )
     match: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
-    probability: float = attrs.field(default=1.0, converter=float, validator=_probability)
+    probability: float = attrs.field(default=1.0, converter=_real, validator=_probability)
 
 
 @attrs.frozen
@@ -170,10 +187,10 @@ class HttpFault:
 
     kind: HttpFaultKind = attrs.field(validator=v.in_(_HTTP_FAULT_KINDS))
     route: HttpRoute = attrs.field(default="any", validator=v.in_(_HTTP_ROUTES))
-    probability: float = attrs.field(default=1.0, converter=float, validator=_probability)
+    probability: float = attrs.field(default=1.0, converter=_real, validator=_probability)
     times: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
     status: int = attrs.field(default=500, validator=_integer(500, 599))
-    delay: float = attrs.field(default=30.0, converter=float, validator=_number(0.0))
+    delay: float = attrs.field(default=30.0, converter=_real, validator=_number(0.0))
     code: str = attrs.field(default="RateLimitExceeded", validator=_text)
     retry_after: str | None = attrs.field(default="0", validator=_optional_str)
 
@@ -196,7 +213,7 @@ class Latency:
     def _check(self, _attr: attrs.Attribute[Any], value: Any) -> None:
         if not value or not all(
             len(m) == 3
-            and all(isinstance(x, int | float) and math.isfinite(x) for x in m)
+            and all(isinstance(x, int | float) and _finite(x) for x in m)
             and 0.0 <= m[0] <= m[1]
             and m[2] > 0
             for m in value
@@ -216,7 +233,7 @@ class Latency:
             if len(items) == 2 and all(isinstance(x, int | float) for x in items):
                 return cls(((float(items[0]), float(items[1]), 1.0),))
             return cls(tuple((float(lo), float(hi), float(w)) for lo, hi, w in items))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(
                 "latency must be (low, high) with 0 <= low <= high, or a sequence of "
                 f"(low, high, weight) with weight > 0, got {value!r}"
@@ -290,7 +307,7 @@ def _faults(value: Iterable[Fault]) -> tuple[Fault, ...]:
 
 
 def _optional_float(value: float | None) -> float | None:
-    return None if value is None else float(value)
+    return None if value is None else _real(value)
 
 
 def _optional_positive(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -337,7 +354,7 @@ class EmulatorConfig:
 
     api_key: str = attrs.field(default="fashn-test-key", validator=_text, repr=False)
     time_scale: float = attrs.field(
-        default=1.0, converter=float, validator=_number(0.0, above=True)
+        default=1.0, converter=_real, validator=_number(0.0, above=True)
     )
     latency: LatencyTable = attrs.field(
         factory=lambda: _latency({}), converter=_latency, hash=False
@@ -360,7 +377,7 @@ class EmulatorConfig:
         default=72 * 3600.0, converter=_optional_float, validator=_optional_positive
     )
     body_timeout: float = attrs.field(
-        default=10.0, converter=float, validator=_number(0.0, above=True)
+        default=10.0, converter=_real, validator=_number(0.0, above=True)
     )
     max_slow_bodies: int = attrs.field(default=64, validator=_integer(1))
     faults: tuple[Fault, ...] = attrs.field(default=(), converter=_faults)
