@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from fashn_async._http import Transport
+from fashn_async._redact import shown_url
 from fashn_async._validators import in_range
 from fashn_async._version import __version__
 from fashn_async.errors import FashnError
@@ -92,7 +93,7 @@ async def emulator_time_scale(base_url: str, api_key: str) -> float | None:
 def describe(base_url: str, scale: float) -> str:
     """The line the command line prints when it learned a time scale."""
     return (
-        f"{base_url} is a fashn-async emulator running time x{1 / scale:g} "
+        f"{shown_url(base_url)} is a fashn-async emulator running time x{1 / scale:g} "
         f"(/_emulator/config): limits and polling scaled by {scale:g} to match "
         "(--time-scale overrides)"
     )

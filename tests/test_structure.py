@@ -18,7 +18,16 @@ PACKAGE = Path(fashn_async.__file__).parent
 STAGES: list[tuple[str, list[str]]] = [
     (
         "foundation",
-        ["_names", "_validators", "_version", "_window", "_atomic", "errors", "_error_map"],
+        [
+            "_names",
+            "_redact",
+            "_validators",
+            "_version",
+            "_window",
+            "_atomic",
+            "errors",
+            "_error_map",
+        ],
     ),
     (
         "request",

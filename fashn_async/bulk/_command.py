@@ -24,6 +24,7 @@ import attrs
 from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
 from fashn_async._polling import Polling
+from fashn_async._redact import shown_url
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import BulkJob
@@ -282,13 +283,13 @@ async def _preflight(client: AsyncFashn) -> str | None:
     try:
         await client.credits()
     except AuthenticationError as error:
-        return f"the API at {client.base_url} refused the API key ({error.message})"
+        return f"the API at {shown_url(client.base_url)} refused the API key ({error.message})"
     except TransportError as error:
-        return f"cannot reach the API at {client.base_url} ({error.message})"
+        return f"cannot reach the API at {shown_url(client.base_url)} ({error.message})"
     except RateLimitError:
         return None  # there, and taking the key
     except FashnError as error:
-        return f"the API at {client.base_url} answered the credits check with {error}"
+        return f"the API at {shown_url(client.base_url)} answered the credits check with {error}"
     return None
 
 
