@@ -43,19 +43,24 @@ STAGES: list[tuple[str, list[str]]] = [
         ],
     ),
     ("limiter", ["_limits", "_inflight", "_coordination"]),
-    ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
+    ("http", ["_http", "_retry", "_decisions"]),
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_turnbull", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_results"]),
     ("batch", ["_events", "_stream", "_batch_item", "_batch_run", "_batch"]),
-    ("caller", ["_options", "_client", "bulk", "_cli_params", "cli", "__main__", ""]),
+    (
+        "caller",
+        ["_emulator_clock", "_options", "_client", "bulk", "_cli_params", "cli", "__main__", ""],
+    ),
 ]
 
 #: The emulator is a second, independent reading of the API: it may import only pure data.
 EMULATOR_MAY_IMPORT = {"fashn_async._names"}
 #: ...except where it hands a client to its user: ``emu.client()`` builds one from the public
 #: surface (lazily, never to answer a request), and the pytest plugin's fixtures do too.
-CLIENT_FACTORIES = {"fashn_async.testing._emulator": {"fashn_async"}}
+CLIENT_FACTORIES = {
+    "fashn_async.testing._emulator": {"fashn_async", "fashn_async._emulator_clock"},
+}
 
 
 def module_name(path: Path) -> str:

@@ -25,6 +25,7 @@ from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
 from fashn_async._polling import Polling
 from fashn_async._redact import shown_url
+from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import BulkJob
@@ -80,6 +81,7 @@ class BatchSettings:
     base_url: str = "https://api.fashn.ai"
     limits: Limits = attrs.field(factory=Limits)
     polling: Polling = attrs.field(factory=Polling)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     model_name: str | None = None
     output_format: str | None = None
     display: DisplayMode = "auto"
@@ -227,6 +229,7 @@ def _client(settings: BatchSettings, *, api_key: str | None) -> AsyncFashn:
         base_url=settings.base_url,
         limits=settings.limits,
         polling=settings.polling,
+        retry=settings.retry,
     )
 
 
