@@ -20,7 +20,6 @@ from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = ["MAX_URL_LENGTH", "check_url"]
 
-_DATA_PREFIX: Final = "data:"
 #: Longest image URL accepted, in characters: 8 KiB is the request-line limit of common
 #: HTTP servers and CDNs (nginx, Apache, CloudFront), so a longer URL cannot be fetched.
 MAX_URL_LENGTH: Final = 8192
