@@ -145,21 +145,31 @@ class Transport:
         proxy = f" proxy={shown_url(self._proxy)!r}" if self._proxy else ""
         return f"<Transport {shown_url(self.base_url)} {state}{proxy} trust_env={self._trust_env}>"
 
+    def new_session(self) -> aiohttp.ClientSession:
+        """A new aiohttp session with this client's settings: the one place sessions are made.
+
+        Pool size, timeouts, User-Agent, ``proxy`` and ``trust_env`` are the client's; no
+        key is in it (``Authorization`` is added per API request). :meth:`open` makes the
+        client's session with it, and ``Result.save()`` a short-lived one when the client
+        is closed or belongs to another event loop. Call on the loop that will use it.
+        """
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._connections),
+            timeout=self._timeout,
+            headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+            proxy=self._proxy,
+            trust_env=self._trust_env,
+            # raise_for_status stays off: every status is mapped here, without the
+            # request headers (and so the key) that aiohttp's errors would carry.
+        )
+
     async def open(self) -> None:
         """Create the session, on the running event loop."""
         if self._closed:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         if self._session is None:
             self._loop = asyncio.get_running_loop()
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                timeout=self._timeout,
-                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
-                proxy=self._proxy,
-                trust_env=self._trust_env,
-                # raise_for_status stays off: every status is mapped here, without the
-                # request headers (and so the key) that aiohttp's errors would carry.
-            )
+            self._session = self.new_session()
 
     async def close(self) -> None:
         """Close the session and wait for its connections to go."""
