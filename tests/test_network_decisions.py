@@ -306,7 +306,7 @@ def test_body_shape(
     assert body_shape(route, data, is_json=is_json) == (shape, name)
 
 
-@settings(max_examples=400)
+@settings(max_examples=200)
 @given(route=st.sampled_from(ROUTES), outcome=outcomes(), tries=TRIES, policy=policies())
 def test_one_booking_rule_for_every_route(
     route: Route, outcome: Outcome, tries: Tries, policy: RetryPolicy
