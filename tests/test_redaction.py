@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -185,3 +186,18 @@ async def test_connect_errors_and_logs_show_no_credential(
     with pytest.raises(errors.ConfigurationError, match="must not hold a user") as bad:
         AsyncFashn(api_key=API_KEY, base_url="http://user:QxApiPass@127.0.0.1:9")
     assert_hidden(visible(bad.value), hidden)
+
+
+def test_a_bulk_job_shows_no_credential_of_its_base_url(tmp_path: Path) -> None:
+    """A resumed job whose --base-url changed names both URLs, their tokens masked."""
+    from fashn_async.bulk._edits import settings_problem
+    from fashn_async.bulk._rows import SCHEMA_VERSION
+
+    problem = settings_problem(
+        tmp_path / "journal.sqlite",
+        {"schema": SCHEMA_VERSION, "base_url": "http://127.0.0.1:9/?token=QxOld"},
+        {"base_url": "http://127.0.0.1:8/?token=QxNew"},
+    )
+    assert problem is not None
+    assert "the API address" in problem
+    assert_hidden(problem, ["QxOld", "QxNew"])

@@ -157,7 +157,7 @@ async def _run_batch(
             meta={
                 "catalog": str(catalog.path.resolve()),
                 "catalog_sha256": catalog.sha256,
-                "base_url": base_url,
+                "base_url": shown_url(base_url),  # no credential on disk
                 "model_name": settings.model_name,
                 "output_format": settings.output_format,
             },
