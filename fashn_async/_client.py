@@ -201,6 +201,7 @@ class AsyncFashn:
         try:
             await self._batches.aclose()
         finally:
+            self._engine.in_flight.close()
             try:
                 await self._transport.close()
             finally:

@@ -16,6 +16,9 @@ it (``AsyncFashn.status()``, a cancel), never by a status read itself.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
+
 from fashn_async._limits import Lease, SlotGate
 
 __all__ = ["InFlight"]
@@ -34,11 +37,13 @@ class InFlight:
         self._held: dict[str, Lease] = {}
         #: Predictions created (or given by id) and being waited for, by who waits.
         self._running: dict[object, int] = {}
+        #: Slots held for predictions this client did not make, until a loop time.
+        self._until: dict[asyncio.TimerHandle, Lease] = {}
 
     def __repr__(self) -> str:
         return (
             f"<InFlight in_use={self.in_use} running={sum(self._running.values())} "
-            f"held={len(self._held)} gate={self.gate!r}>"
+            f"held={len(self._held)} held_until={len(self._until)} gate={self.gate!r}>"
         )
 
     def running(self, owner: object = None) -> int:
@@ -87,3 +92,34 @@ class InFlight:
         lease = self._held.pop(prediction_id, None)
         if lease is not None:
             self.gate.release(lease)
+
+    async def hold_until(self, until: Iterable[float]) -> int:
+        """Count predictions this client knows nothing of but that may still run (an
+        earlier process's, say) against the cap, each until a loop time in ``until``.
+
+        A slot is taken for each time still ahead (waiting for one if none is free) and
+        given back at that time. Returns how many were taken.
+        """
+        loop = asyncio.get_running_loop()
+        taken = 0
+        for when in sorted(until):
+            if when <= loop.time():
+                continue
+            lease = await self.gate.acquire()
+            handle = loop.call_at(when, self._expire, lease)
+            self._until[handle] = lease
+            taken += 1
+        return taken
+
+    def _expire(self, lease: Lease) -> None:
+        for handle, held in list(self._until.items()):
+            if held is lease:
+                del self._until[handle]
+        self.gate.release(lease)
+
+    def close(self) -> None:
+        """Give back every slot held until a time, now (the client is closing)."""
+        for handle, lease in self._until.items():
+            handle.cancel()
+            self.gate.release(lease)
+        self._until.clear()

@@ -351,6 +351,59 @@ def test_a_restart_seeds_its_limiter_with_the_ages_of_earlier_sends() -> None:
     assert carryover(sent, now=120.0) == [(20.0, 1), (80.0, 2), (0.0, 1)]
 
 
+def test_the_journal_keeps_every_send_for_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every POST is kept apart from its row: a reset (a canceled row put back to pending,
+    as a stop does) clears the row's sent_at but not its send, which a restart seeds its
+    submit window with; sends older than an hour are forgotten when a run begins."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    with Journal.open(tmp_path / "out", meta={}, rows=load_catalog(catalog).rows) as journal:
+        journal.sending(1)
+        clock[0] += 5.0
+        journal.sending(2)
+        journal.reset([1, 2], "canceled by a stop")
+        assert all(record.sent_at is None for record in journal.records())
+        assert journal.sends() == [(1, 1_000_000.0), (2, 1_000_005.0)]
+        clock[0] += 3597.0  # the first send is now 3602 s old, the second 3597 s
+        journal.sending(3)
+        journal.begin_run()
+        assert journal.sends() == [(2, 1_000_005.0), (3, clock[0])]
+
+
+@pytest.mark.parametrize("journal", ["emptied", "deleted", "damaged"])
+def test_an_earlier_jobs_folder_without_its_journal_is_refused(
+    tmp_path: Path, journal: str
+) -> None:
+    """A folder holding an earlier job's manifest and report beside an empty, missing or
+    damaged journal: refused (its rows may be paid for), never started afresh."""
+    from fashn_async.bulk._journal import EARLIER_JOB_FILES
+    from fashn_async.bulk._manifest import MANIFEST_NAME
+    from fashn_async.bulk._report import REPORT_NAME
+
+    assert {MANIFEST_NAME, REPORT_NAME} <= set(EARLIER_JOB_FILES)
+    catalog = write_catalog(tmp_path, 2, models=2)
+    rows = load_catalog(catalog).rows
+    out = tmp_path / "out"
+    with Journal.open(out, meta={}, rows=rows) as first:
+        first.sending(1)
+    (out / MANIFEST_NAME).write_text("{}\n")
+    path = out / "journal.sqlite3"
+    for extra in out.glob("journal.sqlite3-*"):
+        extra.unlink()
+    if journal == "emptied":
+        path.write_bytes(b"")
+    elif journal == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    match = "is damaged" if journal == "damaged" else "earlier job's .*manifest.jsonl"
+    with pytest.raises(errors.ConfigurationError, match=match):
+        Journal.open(out, meta={}, rows=rows)
+
+
 async def test_model_name_sends_inputs_and_output_format(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -581,3 +634,20 @@ def test_what_becomes_of_a_row_whose_result_is_an_error(
     """A failed result's row: never sent (journal refused), canceled by this stop or sent
     again, uncertain, invalid, not created (nothing charged: pending), or failed."""
     assert failure_outcome(error, prediction_id, stopping=stopping) is outcome
+
+
+def test_the_manifest_is_strict_json(tmp_path: Path) -> None:
+    """An invalid row holding NaN or infinities (as read from JSONL): the manifest line is
+    strict JSON, the values shown as text."""
+    from fashn_async.bulk._manifest import write_manifest
+
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"model_image": "m.png", "garment_image": "g.png", "seed": NaN, '
+                       '"note": -Infinity, "x": [1e400]}\n')  # fmt: skip
+    with Journal.open(tmp_path / "out", meta={}, rows=load_catalog(catalog).rows) as journal:
+        path = write_manifest(tmp_path / "out", journal.records())
+    line = path.read_text().splitlines()[0]
+    entry = json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert entry["status"] == "invalid"
+    assert "NaN" in line
+    assert "Infinity" in line

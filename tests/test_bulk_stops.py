@@ -307,7 +307,7 @@ def test_every_journal_write_fails_as_a_journal_write_error(tmp_path: Path) -> N
         "reset": ([1],), "canceled": ([1], "note"), "request_cancel": ([1],),
         "begin_run": (), "end_run": (1, "finished"),
     }  # fmt: skip
-    reads = {"meta", "records", "counts", "runs", "close", "open", "release_reserve",
+    reads = {"meta", "records", "counts", "runs", "sends", "close", "open", "release_reserve",
              "sending_off_loop"}  # fmt: skip
     public = {n for n in dir(Journal) if not n.startswith("_") and callable(getattr(Journal, n))}
     assert public - reads == set(args)  # a new write method needs a line here

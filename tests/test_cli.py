@@ -74,6 +74,22 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
     assert (code, stdout.splitlines()) == (0, ["dry run: 2 rows, 2 valid, 0 bad; nothing sent"])
 
 
+@pytest.mark.parametrize("name", ["manifest.jsonl", "report.html", "journal.sqlite3"])
+def test_a_catalog_the_job_would_overwrite_is_refused(tmp_path: Path, name: str) -> None:
+    """The catalog is a file the job writes in --out (its manifest, say): exit 2, the
+    file untouched, nothing sent."""
+    write_catalog(tmp_path, 1, models=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    catalog = out / name
+    text = (tmp_path / "catalog.csv").read_text()
+    catalog.write_text(text)
+    code, stdout, stderr = _invoke("batch", str(catalog), "--out", str(out), FASHN_API_KEY="k")
+    assert code == 2
+    assert f"a file this job writes in --out ({name})" in stdout + stderr
+    assert catalog.read_text() == text
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -417,7 +433,7 @@ def test_nonsense_numbers_are_refused_up_front(
     assert "expected a finite number" in stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("phase", ["asking the time scale", "the credits check"])
 def test_a_signal_during_start_up_stops_cleanly(
     tmp_path: Path, signum: signal.Signals, phase: str

@@ -29,7 +29,7 @@ from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import BulkJob
-from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
+from fashn_async.bulk._journal import EARLIER_JOB_FILES, JOURNAL_NAME, Journal, State
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
@@ -40,6 +40,7 @@ from fashn_async.bulk._outcome import (
 )
 from fashn_async.bulk._progress import DisplayMode, make_display
 from fashn_async.bulk._report import REPORT_NAME, write_report
+from fashn_async.bulk._thumbs import THUMBS_DIR
 from fashn_async.bulk._words import counted, plural
 from fashn_async.errors import (
     AuthenticationError,
@@ -150,6 +151,7 @@ async def _run_batch(
 ) -> int:
     out = settings.options.out
     try:
+        _refuse_a_catalog_the_job_writes(settings.catalog, out)
         catalog = _load(settings)
         base_url = _client(settings, api_key="-").base_url  # normalized, as the client has it
         journal = Journal.open(
@@ -240,6 +242,28 @@ def _cli_words(message: str) -> str:
     return message
 
 
+def _refuse_a_catalog_the_job_writes(catalog: Path, out: Path) -> None:
+    """A catalog that is one of the files the job writes in ``out`` (its manifest, say)
+    would be overwritten by the job.
+
+    Raises:
+        ConfigurationError: naming the file.
+    """
+    written = {JOURNAL_NAME, MANIFEST_NAME, REPORT_NAME, *EARLIER_JOB_FILES}
+    try:
+        target = catalog.resolve()
+        folder = out.resolve()
+    except (OSError, RuntimeError):  # a loop of symlinks: left to loading, which says so
+        return
+    if target.parent == folder and (target.name in written or target.name.startswith(".")):
+        raise ConfigurationError(
+            f"the catalog {catalog} is a file this job writes in --out ({target.name}): "
+            "copy it elsewhere (or give another --out) and run again"
+        )
+    if folder / THUMBS_DIR in target.parents:
+        raise ConfigurationError(f"the catalog {catalog} is inside the job's thumbnails")
+
+
 def fresh_start(out: Path, catalog: Path) -> None:
     """Forget the previous demo in ``out`` (the demo starts over every time).
 
@@ -261,7 +285,8 @@ def fresh_start(out: Path, catalog: Path) -> None:
                 f"{out} holds the journal of another job; the demo leaves it alone: "
                 "give the demo another --out folder"
             )
-    for name in (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", MANIFEST_NAME):
+    names = (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", *EARLIER_JOB_FILES)
+    for name in names:
         (out / name).unlink(missing_ok=True)
 
 
@@ -301,6 +326,15 @@ def _finishing() -> None:
     moment anyway (a second signal ends the process at once)."""
 
 
+#: The signals that stop a job cleanly: Ctrl-C, a service manager's stop, and a closed
+#: terminal (SIGHUP, where the system has it).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()),
+)
+
+
 class _stop_on_signals:  # used like a function, as contextlib's helpers are
     """Call :attr:`stop` on the first SIGINT/SIGTERM; a second one ends the process at once.
 
@@ -314,7 +348,7 @@ class _stop_on_signals:  # used like a function, as contextlib's helpers are
     def __init__(self, stop: Callable[[], None]) -> None:
         self.stop = stop
         self.received = 0
-        self._signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+        self._signals: Sequence[signal.Signals] = STOP_SIGNALS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._before: dict[signal.Signals, Any] = {}
 
@@ -350,18 +384,20 @@ class _stop_on_signals:  # used like a function, as contextlib's helpers are
 
 @contextlib.contextmanager
 def stopped_by_signals() -> Iterator[None]:
-    """For the synchronous start of a command: SIGTERM raises KeyboardInterrupt as
-    SIGINT does (rather than killing the process with exit 143), so both stop it the
-    same way; the handlers are restored after."""
+    """For the synchronous start of a command: SIGTERM and SIGHUP raise KeyboardInterrupt
+    as SIGINT does (rather than killing the process with exit 143 or 129), so all stop it
+    the same way; the handlers are restored after."""
+    before: dict[signal.Signals, Any] = {}
     try:
-        before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        for signum in STOP_SIGNALS[1:]:
+            before[signum] = signal.signal(signum, signal.default_int_handler)
     except ValueError:  # pragma: no cover - not the main thread
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:

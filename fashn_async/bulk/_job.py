@@ -42,7 +42,6 @@ from fashn_async.bulk._outcome import (
     Outcome,
     failure_outcome,
 )
-from fashn_async.bulk._pacing import Predecessors
 from fashn_async.bulk._reconcile import pace_restart, reconcile, settle, uncertain_note
 from fashn_async.bulk._rows import disk_failure
 from fashn_async.bulk._thumbs import thumbnail
@@ -92,9 +91,6 @@ class BulkJob:
         }
         self._states: dict[int, str] = {}
         self._counts: Counter[str] = Counter()
-        self._predecessors: Predecessors | None = None
-        self._admitted: set[int] = set()  # rows handed to the batch, not yet finished
-        self._finished = anyio.Event()
         self._keys: dict[int, str] = {}
         self._scope: anyio.CancelScope | None = None
         self._interrupted = False
@@ -139,10 +135,8 @@ class BulkJob:
             return self._disk_summary(error)
         outcome = "crashed"
         try:
-            # What earlier runs sent, read before reconciling (a row sent again forgets).
-            self._predecessors = pace_restart(
-                self._client, self._journal.records(), self._requests, self._options
-            )
+            # What earlier runs sent, read before reconciling (which resets rows).
+            await pace_restart(self._client, self._journal, self._requests, self._options)
             self._reconcile()
             with anyio.CancelScope() as self._scope:
                 if self._interrupted or self._problem:
@@ -206,17 +200,6 @@ class BulkJob:
             if not await self._round(polls, sends, saves) or self._stopped:
                 return
 
-    async def _room(self) -> None:
-        """Hold a new request back while an earlier run's possibly-running predictions
-        fill the in-flight cap (its sends in the submit window are the limiter's own
-        concern: seeded in :meth:`run`)."""
-        while self._predecessors is not None:
-            wait = self._predecessors.wait(len(self._admitted), anyio.current_time())
-            if wait is None:
-                return
-            with anyio.move_on_after(wait):
-                await self._finished.wait()
-
     async def _round(
         self, polls: list[RowRecord], sends: list[RowRecord], saves: list[RowRecord]
     ) -> bool:
@@ -227,13 +210,10 @@ class BulkJob:
         async def items() -> AsyncIterator[Prediction | Request]:
             for record in polls:
                 order.append(record.row)
-                self._admitted.add(record.row)
                 yield Prediction(str(record.prediction_id))
             for record in sends:
                 request = self._requests[record.row]
-                await self._room()
                 order.append(record.row)
-                self._admitted.add(record.row)
                 yield request
 
         def sending(index: int) -> Awaitable[None]:
@@ -278,7 +258,6 @@ class BulkJob:
                     async with batch:
                         async for result in batch:
                             row = order[result.index]
-                            self._left_batch(row)
                             if result.ok:
                                 save = self._completed(row, result)
                                 if save is not None:
@@ -292,12 +271,6 @@ class BulkJob:
                         "pending; add credits and run the same command again to resume."
                     )
         return again
-
-    def _left_batch(self, row: int) -> None:
-        """The row's prediction is over (or was never made): its in-flight slot is free."""
-        self._admitted.discard(row)
-        self._finished.set()
-        self._finished = anyio.Event()
 
     async def _sending(self, row: int) -> None:
         """Write ``submitting`` in a worker thread (the fsync off the event loop, while

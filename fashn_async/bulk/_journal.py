@@ -40,8 +40,8 @@ from typing import IO, Final
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
 from fashn_async.bulk._edits import CHECKED, at_line, canonical_json, plan_sync, settings_problem
+from fashn_async.bulk._folder import RESERVE_NAME, release_reserve, reserve
 from fashn_async.bulk._folder import lock as hold
-from fashn_async.bulk._folder import release_reserve, reserve
 from fashn_async.bulk._rows import (
     COLUMNS,
     SCHEMA,
@@ -67,6 +67,9 @@ __all__ = [
 ]
 
 JOURNAL_NAME: Final = "journal.sqlite3"
+#: Seconds of POSTs the journal keeps (a restart seeds its submit window with them; the
+#: API's window is 60 s).
+SENDS_KEPT: Final = 3600.0
 
 
 class Journal:
@@ -108,6 +111,17 @@ class Journal:
         """
         try:
             return cls._open(directory, meta, rows)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise ConfigurationError(
+                    f"cannot write to {directory}: {disk_problem(exc)}; give --out a folder "
+                    "this user can write to"
+                ) from None
+            raise ConfigurationError(
+                f"the journal {directory / JOURNAL_NAME} is damaged ({exc}); its rows may "
+                "already be paid for: keep the folder, and start over only in a new --out "
+                "folder (or move the journal away) once you have checked what was sent"
+            ) from None
         except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(
                 f"cannot write to {directory}: {disk_problem(exc)}; give --out a folder "
@@ -132,6 +146,8 @@ class Journal:
                 db.execute("PRAGMA journal_size_limit=1048576")
                 journal = cls(path, db, lock)
                 known = journal._known()
+                if not known:
+                    _refuse_an_orphaned_job(directory)
                 db.executescript(SCHEMA)
                 if known:
                     journal._check(known, meta)
@@ -260,6 +276,12 @@ class Journal:
         with self.guard:
             return [record_of(values) for values in self._db.execute(query).fetchall()]
 
+    def sends(self) -> list[tuple[int, float]]:
+        """Every POST recorded in the last :data:`SENDS_KEPT` seconds, as ``(row,
+        wall-clock time)``: kept apart from the rows, whose ``sent_at`` a reset clears."""
+        with self.guard:
+            return list(self._db.execute("SELECT row, at FROM sends ORDER BY at"))
+
     def counts(self) -> dict[str, int]:
         """Rows per state."""
         counts = dict.fromkeys(State.ALL, 0)
@@ -279,11 +301,14 @@ class Journal:
     @writes
     def sending(self, row: int) -> None:
         """The row's POST is about to go out: from now on it may exist on the server."""
-        self._db.execute(
-            "UPDATE rows SET state = ?, sends = sends + 1, sent_at = ?, "
-            "error_name = NULL, error_message = NULL WHERE row = ?",
-            (State.SUBMITTING, time.time(), row),
-        )
+        now = time.time()
+        with self._transaction():
+            self._db.execute(
+                "UPDATE rows SET state = ?, sends = sends + 1, sent_at = ?, "
+                "error_name = NULL, error_message = NULL WHERE row = ?",
+                (State.SUBMITTING, now, row),
+            )
+            self._db.execute("INSERT INTO sends (row, at) VALUES (?, ?)", (row, now))
 
     async def sending_off_loop(self, row: int) -> None:
         """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
@@ -394,8 +419,11 @@ class Journal:
 
     @writes
     def begin_run(self) -> int:
-        """Record that a run starts; returns its id."""
-        cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
+        """Record that a run starts (forgetting sends older than :data:`SENDS_KEPT`);
+        returns its id."""
+        now = time.time()
+        self._db.execute("DELETE FROM sends WHERE at < ?", (now - SENDS_KEPT,))
+        cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (now,))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -415,3 +443,25 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+#: Files a job leaves in its folder besides the journal: their presence beside an empty
+#: or missing journal means an earlier job ran there.
+EARLIER_JOB_FILES: Final = ("manifest.jsonl", "report.html", RESERVE_NAME)
+
+
+def _refuse_an_orphaned_job(directory: Path) -> None:
+    """Refuse to start afresh where an earlier job left its files but no journal: its
+    rows may be paid for, and a fresh journal would send them all again.
+
+    Raises:
+        ConfigurationError: naming the files found.
+    """
+    found = [name for name in EARLIER_JOB_FILES if (directory / name).exists()]
+    if found:
+        raise ConfigurationError(
+            f"{directory} holds an earlier job's {', '.join(found)} but its journal "
+            f"({JOURNAL_NAME}) is missing or empty: starting afresh would send, and pay "
+            "for, every row again. Give --out a new folder, or move those files away if "
+            "nothing of that job was sent"
+        )

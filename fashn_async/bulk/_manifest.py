@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,20 @@ def manifest_line(record: RowRecord) -> dict[str, Any]:
 def write_manifest(directory: Path, records: Sequence[RowRecord]) -> Path:
     """Write ``manifest.jsonl`` (rows in order) atomically; return its path."""
     text = "".join(
-        json.dumps(manifest_line(record), ensure_ascii=False) + "\n" for record in records
+        json.dumps(_strict(manifest_line(record)), ensure_ascii=False, allow_nan=False) + "\n"
+        for record in records
     )
     return write_atomically(directory / MANIFEST_NAME, text)
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every NaN or infinity (an invalid row's input, as read) as the text
+    JSON parsers accept (``"NaN"``, ``"Infinity"``): strict JSON, which jq and
+    JavaScript read."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # 'NaN', 'Infinity', '-Infinity'
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value

@@ -8,10 +8,11 @@ when each row was last sent: the limiter is seeded with those sends
 algorithm here), so new requests wait until they leave the window.
 
 The same holds for the in-flight cap: a row the dead run was sending may have landed
-and still be running on the server, unknown to this run. :class:`Predecessors` counts
-each one against the cap until the longest a prediction runs has passed since it was
-sent. (Rows the dead run saw submitted are polled by this run, which holds an in-flight
-slot for each: they need no guess.)
+and still be running on the server, unknown to this run. :func:`hold_for_predecessors`
+counts each one against the cap, in the client's one in-flight owner (``InFlight``),
+until the longest a prediction runs has passed since it was sent. (Rows the dead run
+saw submitted are polled by this run, which holds an in-flight slot for each: they need
+no guess.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import anyio
 if TYPE_CHECKING:
     from fashn_async._client import AsyncFashn
 
-__all__ = ["Predecessors", "carryover", "predecessor_wait", "seed_submit_window"]
+__all__ = ["carryover", "hold_for_predecessors", "seed_submit_window"]
 
 
 def carryover(sent: Iterable[tuple[float, int]], now: float) -> list[tuple[float, int]]:
@@ -35,6 +36,22 @@ def carryover(sent: Iterable[tuple[float, int]], now: float) -> list[tuple[float
     future (a clock set back) count as sent now; the limiter drops those already out of
     its window."""
     return [(max(0.0, now - when), generations) for when, generations in sent]
+
+
+async def hold_for_predecessors(client: AsyncFashn, sent: Iterable[float], longest: float) -> int:
+    """Count an earlier run's possibly-running predictions against ``client``'s in-flight
+    cap (its one owner, ``InFlight``): each sent at wall-clock time ``sent`` holds a slot
+    until ``longest`` seconds after it. Returns how many are held."""
+    cap = client.limits.in_flight
+    if cap is None:
+        return 0
+    wall, now = time.time(), anyio.current_time()
+    until = sorted(now + longest - (wall - when) for when in sent if 0 <= wall - when < longest)
+    # The server runs at most ``cap`` of them at once: hold the last to end (which never
+    # waits, at start-up every slot is free).
+    # AsyncFashn has no public seam for this: the bulk job is the client's own caller
+    # stage, and reaches its engine's one in-flight owner as the client does.
+    return await client._engine.in_flight.hold_until(until[-cap:])
 
 
 def seed_submit_window(client: AsyncFashn, history: Iterable[tuple[float, int]]) -> bool:
@@ -48,46 +65,3 @@ def seed_submit_window(client: AsyncFashn, history: Iterable[tuple[float, int]])
         return False
     limiter.seed(history)
     return True
-
-
-class Predecessors:
-    """Predictions an earlier run may have left running, against the in-flight cap.
-
-    Args:
-        in_flight: The client's in-flight cap (None: no cap, nothing to wait for).
-        sent: Wall-clock times the earlier run sent each such row.
-        longest: Seconds a prediction runs at most.
-    """
-
-    def __init__(self, in_flight: int | None, sent: Iterable[float], longest: float) -> None:
-        wall, now = time.time(), anyio.current_time()
-        self._cap = in_flight
-        self._until = sorted(
-            now + longest - (wall - when) for when in sent if 0 <= wall - when < longest
-        )
-
-    def __repr__(self) -> str:
-        return f"<Predecessors {len(self._until)} possibly running, cap {self._cap}>"
-
-    def wait(self, running: int, now: float) -> float | None:
-        """Seconds to wait before one more prediction (None: send it now), beside
-        ``running`` predictions of this run, at loop time ``now``."""
-        self._until = [until for until in self._until if until > now]
-        return predecessor_wait(self._cap, running, self._until, now)
-
-
-def predecessor_wait(cap: int | None, running: int, until: list[float], now: float) -> float | None:
-    """How long one more prediction must wait (None: not at all): only the earlier
-    run's predictions are this function's concern (the client's own cap does the rest).
-
-    Args:
-        cap: The in-flight cap, or None.
-        running: Predictions of this run counted against it.
-        until: Sorted loop times at which each possibly-running earlier prediction is
-            surely over.
-        now: The loop time.
-    """
-    alive = [t for t in until if t > now]
-    if cap is None or not alive or running + len(alive) + 1 <= cap:
-        return None
-    return alive[0] - now

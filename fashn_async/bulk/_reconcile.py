@@ -23,7 +23,7 @@ from fashn_async.bulk._outcome import (
     UNCERTAIN_AFTER_STOP,
     JobOptions,
 )
-from fashn_async.bulk._pacing import Predecessors, carryover, seed_submit_window
+from fashn_async.bulk._pacing import carryover, hold_for_predecessors, seed_submit_window
 from fashn_async.bulk._words import plural
 
 __all__ = ["pace_restart", "reconcile", "settle", "uncertain_note"]
@@ -34,24 +34,21 @@ _MAY_RUN = frozenset({State.SUBMITTING, State.UNCERTAIN})
 _LISTED = 20
 
 
-def pace_restart(
+async def pace_restart(
     client: AsyncFashn,
-    records: Sequence[RowRecord],
+    journal: Journal,
     requests: Mapping[int, Request],
     options: JobOptions,
-) -> Predecessors:
-    """Seed ``client``'s submit window with the earlier runs' sends (``records`` as read
-    before :func:`reconcile`: a row reset forgets its send), and return what counts the
-    dead run's possibly-running predictions against the in-flight cap."""
-    sent = [
-        (r.sent_at, getattr(requests.get(r.row), "generations", 1))
-        for r in records
-        if r.sent_at is not None
-    ]
+) -> None:
+    """Seed ``client``'s submit window with every POST the journal recorded in the last
+    hour (kept apart from the rows, so a row reset or canceled still counts its send),
+    and count the dead run's possibly-running predictions against its in-flight cap.
+    Call it before :func:`reconcile`, which resets rows."""
+    sent = [(at, getattr(requests.get(row), "generations", 1)) for row, at in journal.sends()]
     seed_submit_window(client, carryover(sent, time.time()))
-    return Predecessors(
-        client.limits.in_flight,
-        [r.sent_at for r in records if r.state in _MAY_RUN and r.sent_at is not None],
+    await hold_for_predecessors(
+        client,
+        [r.sent_at for r in journal.records() if r.state in _MAY_RUN and r.sent_at is not None],
         options.longest_latency,
     )
 

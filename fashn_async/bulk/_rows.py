@@ -150,6 +150,7 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT
 );
+CREATE TABLE IF NOT EXISTS sends (row INTEGER NOT NULL, at REAL NOT NULL);
 """
 COLUMNS = (
     "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
