@@ -13,6 +13,7 @@ from fashn_async._images import ImageInput
 from fashn_async._limits import Limits, Rate
 from fashn_async._models import (
     Credits,
+    ErrorInfo,
     ModelRequest,
     Prediction,
     PredictionStatus,
@@ -21,7 +22,7 @@ from fashn_async._models import (
 )
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
-from fashn_async._results import BatchResult, TryOnResult
+from fashn_async._results import BatchResult, Result, TryOnResult
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
 
@@ -33,6 +34,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "Credits",
+    "ErrorInfo",
     "ImageInput",
     "ImagePreparation",
     "Limits",
@@ -43,6 +45,7 @@ __all__ = [
     "Rate",
     "RedisCoordination",
     "Request",
+    "Result",
     "RetryPolicy",
     "TryOnRequest",
     "TryOnResult",

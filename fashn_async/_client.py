@@ -40,6 +40,7 @@ from fashn_async._options import (
 )
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
+from fashn_async._redact import shown_url
 from fashn_async._results import Result, TryOnResult
 from fashn_async._retry import RetryPolicy
 from fashn_async._validators import check_number, config_int
@@ -169,8 +170,9 @@ class AsyncFashn:
         engine = self._engine
         shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
         return (
-            f"<AsyncFashn {self.base_url} api_key='***' in_flight={engine.in_flight.in_use}/"
-            f"{self.limits.in_flight}{shared} transport={self._transport!r}>"
+            f"<AsyncFashn {shown_url(self.base_url)} api_key='***' "
+            f"in_flight={engine.in_flight.in_use}/{self.limits.in_flight}{shared} "
+            f"transport={self._transport!r}>"
         )
 
     async def __aenter__(self) -> AsyncFashn:

@@ -68,6 +68,7 @@ __all__ = [
     "Shape",
     "Tries",
     "body_shape",
+    "counted_by_server",
     "decide",
 ]
 
@@ -202,6 +203,30 @@ def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | 
     if isinstance(name, str) and name:
         return Shape.API_ERROR, name
     return Shape.OTHER_JSON, None
+
+
+def counted_by_server(outcome: Outcome) -> bool:
+    """Whether the server's rolling window counted this try: the one booking rule.
+
+    Both request paths (GET in ``_engine``, POST in ``_submitter``) settle their limiter
+    grant with it, so a window's books agree with the server's whatever the route:
+
+    - never sent (no connection made): not counted, the server never saw it;
+    - a 429 with the API's own body (RateLimitExceeded, ConcurrencyLimitExceeded,
+      OutOfCredits): not counted. The API refused it before admitting it: for
+      ``POST /v1/run`` the limit counts generations (fashn-api-v1.txt: "25
+      generations/minute") and NOTES.md says such an error means no prediction was
+      issued; no document says a refused request uses up a slot of any window, and the
+      emulator (the project's second reading of the API) logs admitted requests only.
+      The 429 pauses the route's limiter anyway (PAUSE/RETRY in :func:`decide`), so
+      giving the grant back cannot rush the next request;
+    - anything else that may have reached the server (an answer of any other status, a
+      429 whose body is not the API's, a timeout, a dropped connection): counted, as it
+      may have been admitted.
+    """
+    if outcome.happened is Happened.NOT_SENT:
+        return False
+    return not (outcome.status == 429 and outcome.shape is Shape.API_ERROR)
 
 
 def decide(

@@ -3,7 +3,9 @@
 An emulator (``fashn_async.testing``) answers ``GET /_emulator/config`` with its
 ``time_scale``; the real API has no such route. The command line asks once when
 ``--base-url`` points anywhere but the real API and ``--time-scale`` is not given, then
-scales its limits and polling to match (``Limits().scaled(f)``, ``Polling().scaled(f)``).
+scales its client to match with :func:`scaled_timing`, the one place a time scale is
+applied: the command line and ``Emulator.client()`` both use it, so a client on an
+emulator's clock waits the same scaled windows, polls and retry backoffs whichever made it.
 The real API is never asked.
 """
 
@@ -12,20 +14,29 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 
 from fashn_async._http import Transport
+from fashn_async._limits import Limits
+from fashn_async._polling import Polling
+from fashn_async._redact import shown_url
+from fashn_async._retry import RetryPolicy
 from fashn_async._validators import in_range
 from fashn_async._version import __version__
 from fashn_async.errors import FashnError
 
 __all__ = [
     "CONFIG_PATH",
+    "Timing",
+    "TimingOptions",
     "describe",
     "emulator_time_scale",
     "learn_time_scale",
+    "scaled_timing",
     "should_ask",
     "time_scale_from",
 ]
@@ -36,6 +47,66 @@ CONFIG_PATH = "/_emulator/config"
 API_HOSTS = frozenset({"api.fashn.ai"})
 #: Seconds the question may take: an emulator on loopback answers at once.
 ASK_TIMEOUT = 5.0
+
+
+class TimingOptions(TypedDict):
+    """The keyword arguments of ``AsyncFashn`` that carry time."""
+
+    limits: Limits
+    polling: Polling
+    retry: RetryPolicy
+
+
+@attrs.frozen
+class Timing:
+    """A client's time-bound policies on one clock.
+
+    Attributes:
+        factor: Seconds on this clock per API second (``EmulatorConfig.time_scale``).
+        limits: The rolling windows and margin, scaled.
+        polling: When to ask for a status, scaled.
+        retry: Backoff and the longest Retry-After honoured, scaled.
+    """
+
+    factor: float
+    limits: Limits
+    polling: Polling
+    retry: RetryPolicy
+
+    def seconds(self, api_seconds: float) -> float:
+        """``api_seconds`` (a duration in the API's time) on this clock."""
+        return api_seconds * self.factor
+
+    def client_options(self) -> TimingOptions:
+        """Keyword arguments of ``AsyncFashn``: ``limits``, ``polling`` and ``retry``."""
+        return TimingOptions(limits=self.limits, polling=self.polling, retry=self.retry)
+
+
+def scaled_timing(
+    factor: float,
+    *,
+    limits: Limits | None = None,
+    polling: Polling | None = None,
+    retry: RetryPolicy | None = None,
+) -> Timing:
+    """A client's limits, polling and retry policy, given in API seconds, on a clock
+    running ``1/factor`` times faster (an emulator's ``time_scale``).
+
+    Network timeouts (``timeout``, ``connect_timeout``) are not scaled: they guard the
+    network, which runs no faster for a fast emulator.
+
+    Args:
+        factor: Seconds per API second, > 0 (1.0: the real API's clock, nothing changes).
+        limits: Defaults to ``Limits()``.
+        polling: Defaults to ``Polling()``.
+        retry: Defaults to ``RetryPolicy()``.
+    """
+    limits = limits if limits is not None else Limits()
+    polling = polling if polling is not None else Polling()
+    retry = retry if retry is not None else RetryPolicy()
+    if factor == 1.0:
+        return Timing(factor, limits, polling, retry)
+    return Timing(factor, limits.scaled(factor), polling.scaled(factor), retry.scaled(factor))
 
 
 def should_ask(base_url: str) -> bool:
@@ -92,8 +163,8 @@ async def emulator_time_scale(base_url: str, api_key: str) -> float | None:
 def describe(base_url: str, scale: float) -> str:
     """The line the command line prints when it learned a time scale."""
     return (
-        f"{base_url} is a fashn-async emulator running time x{1 / scale:g} "
-        f"(/_emulator/config): limits and polling scaled by {scale:g} to match "
+        f"{shown_url(base_url)} is a fashn-async emulator running time x{1 / scale:g} "
+        f"(/_emulator/config): limits, polling and retry backoff scaled by {scale:g} to match "
         "(--time-scale overrides)"
     )
 

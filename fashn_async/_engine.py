@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import anyio
 
-from fashn_async._decisions import Action, Happened, Route, Tries, decide
+from fashn_async._decisions import Action, Route, Tries, counted_by_server, decide
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
 from fashn_async._limits import (
@@ -156,7 +156,7 @@ class Engine:
                 except TransportError as exc:
                     result = exc
                 outcome = outcome_of(route, result)
-                counted = outcome.happened is not Happened.NOT_SENT
+                counted = counted_by_server(outcome)
             finally:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted)

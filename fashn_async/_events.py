@@ -29,9 +29,10 @@ __all__ = ["BatchEvents", "BatchProgress", "CallbackEvents", "events_from"]
 class BatchProgress:
     """Live counts of a batch, for progress displays.
 
-    A report, updated when the ``progress`` hook is called; the limits never read it.
-    ``running`` is read from the client's one owner of in-flight state
-    (``fashn_async._inflight.InFlight``): this batch's predictions waited for now.
+    A report, updated right before each call of the ``progress`` hook; the limits never
+    read it. Every count is a snapshot of that moment, ``running`` included: a copy of
+    what the client's one owner of in-flight state (``fashn_async._inflight.InFlight``)
+    counted for this batch then, not a live view (between two hooks it is not refreshed).
 
     Attributes:
         read: Items pulled from the input so far.

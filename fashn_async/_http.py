@@ -21,7 +21,6 @@ import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import attrs
@@ -29,6 +28,7 @@ import attrs
 from fashn_async._decisions import Happened, Outcome, Route, body_shape
 from fashn_async._error_map import api_error_from_response
 from fashn_async._payload import JsonBody
+from fashn_async._redact import shown_url
 from fashn_async._retry import parse_retry_after
 from fashn_async.errors import (
     APIError,
@@ -42,7 +42,7 @@ from fashn_async.errors import (
     TransportError,
 )
 
-__all__ = ["Response", "Transport", "outcome_of", "redact_url"]
+__all__ = ["Response", "Transport", "outcome_of"]
 
 
 @attrs.frozen
@@ -87,18 +87,6 @@ def outcome_of(route: Route, result: Response | TransportError) -> Outcome:
         return Outcome(Happened.LOST)
     shape, name = body_shape(route, result.data, is_json=result.is_json)
     return Outcome.answer(result.status, shape, name, result.retry_after)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for reprs and messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class _Secret:
@@ -154,8 +142,26 @@ class Transport:
 
     def __repr__(self) -> str:
         state = "open" if self._session else ("closed" if self._closed else "new")
-        proxy = f" proxy={redact_url(self._proxy)!r}" if self._proxy else ""
-        return f"<Transport {self.base_url} {state}{proxy} trust_env={self._trust_env}>"
+        proxy = f" proxy={shown_url(self._proxy)!r}" if self._proxy else ""
+        return f"<Transport {shown_url(self.base_url)} {state}{proxy} trust_env={self._trust_env}>"
+
+    def new_session(self) -> aiohttp.ClientSession:
+        """A new aiohttp session with this client's settings: the one place sessions are made.
+
+        Pool size, timeouts, User-Agent, ``proxy`` and ``trust_env`` are the client's; no
+        key is in it (``Authorization`` is added per API request). :meth:`open` makes the
+        client's session with it, and ``Result.save()`` a short-lived one when the client
+        is closed or belongs to another event loop. Call on the loop that will use it.
+        """
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._connections),
+            timeout=self._timeout,
+            headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+            proxy=self._proxy,
+            trust_env=self._trust_env,
+            # raise_for_status stays off: every status is mapped here, without the
+            # request headers (and so the key) that aiohttp's errors would carry.
+        )
 
     async def open(self) -> None:
         """Create the session, on the running event loop."""
@@ -163,15 +169,7 @@ class Transport:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         if self._session is None:
             self._loop = asyncio.get_running_loop()
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                timeout=self._timeout,
-                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
-                proxy=self._proxy,
-                trust_env=self._trust_env,
-                # raise_for_status stays off: every status is mapped here, without the
-                # request headers (and so the key) that aiohttp's errors would carry.
-            )
+            self._session = self.new_session()
 
     async def close(self) -> None:
         """Close the session and wait for its connections to go."""
@@ -232,7 +230,7 @@ class Transport:
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused to connect us
             failure = ConnectError(f"{method} {path}: the proxy answered HTTP {exc.status}")
         except aiohttp.ClientConnectorError as exc:
-            failure = ConnectError(f"cannot connect to {self.base_url}: {exc.os_error}")
+            failure = ConnectError(f"cannot connect to {shown_url(self.base_url)}: {exc.os_error}")
         except aiohttp.ConnectionTimeoutError:
             failure = ConnectTimeoutError(f"{method} {path}: no connection within the timeout")
         except TimeoutError:

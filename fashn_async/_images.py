@@ -62,22 +62,23 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "ImageInput",
     "MAX_IMAGE_BYTES",
     "MAX_URL_LENGTH",
     "OFFLOAD_BYTES",
-    "ImageInput",
     "check_image_bytes",
     "check_image_input",
     "check_url",
     "encode_base64",
     "encode_image",
+    "from_data_uri",
     "image_file_problem",
     "image_problem",
-    "in_worker",
     "offload",
     "read_image_file",
     "save_output",
     "sniff_mime",
+    "to_data_uri",
 ]
 
 
@@ -182,6 +183,21 @@ def _decode_base64(field: str, value: str, start: int = 0) -> bytes | bytearray:
     return join(parts)
 
 
+def from_data_uri(field: str, value: str) -> bytes | bytearray:
+    """The bytes a ``data:image/<type>;base64,`` URI holds: the one data-URI decoder.
+
+    Raises:
+        ImageInputError: a header other than ``data:image/<type>;base64,``, no data,
+            more than ``MAX_IMAGE_BYTES``, or invalid base64 (white space included).
+    """
+    return _decode_base64(field, value, _payload_start(field, value))
+
+
+def to_data_uri(mime: str, data: bytes) -> bytes:
+    """``data`` as a ``data:<mime>;base64,`` URI, in ASCII bytes: the one data-URI maker."""
+    return encode_base64(data, f"{_DATA_PREFIX}{mime};base64,".encode("ascii"))
+
+
 def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
     """``prefix`` and ``data`` in base64, made chunk by chunk (:func:`let_go` between)."""
     view = memoryview(data)
@@ -261,15 +277,14 @@ def image_file_problem(path: str | os.PathLike[str]) -> str | None:
 
 
 def _data_uri(field: str, data: bytes) -> bytes:
-    mime = check_image_bytes(field, data)
-    return encode_base64(data, b"data:" + mime.encode() + b";base64,")
+    return to_data_uri(check_image_bytes(field, data), data)
 
 
 def _relabel(field: str, value: str, start: int) -> bytes:
     """A data URI's payload checked once; the type label re-read from its bytes."""
     mime = check_image_bytes(field, _decode_base64(field, value, start))
     step = _B64_CHUNK // 3 * 4
-    parts = [b"data:" + mime.encode() + b";base64,"]
+    parts = [to_data_uri(mime, b"")]
     for i in range(start, len(value), step):
         parts.append(value[i : i + step].encode("ascii"))
         let_go()
@@ -344,8 +359,7 @@ async def save_output(
     await _on_disk("create the folder", directory, _make_folder, directory)
     if source.startswith(_DATA_PREFIX):
         try:
-            start = _payload_start(f"output {index}", source)
-            data = await offload(len(source), _decode_base64, f"output {index}", source, start)
+            data = await offload(len(source), from_data_uri, f"output {index}", source)
         except ImageInputError as exc:
             raise DownloadError(f"output {index} is a malformed data URI") from exc
         target = directory / output_filename(stem, index, source)

@@ -15,7 +15,9 @@ is answered a grant counts as "now". The caller reports the answer with
 :meth:`~WindowLimiter.settle`: ``counted=False`` gives the capacity back (the request
 never reached the server, or the server said it did not count it).
 
-aiolimiter's bucket is right for GET /v1/credits, whose limit is soft. Waiters are served
+GET /v1/credits gets a strict :class:`WindowLimiter` too (30 per 10 s, NOTES.md; the
+engine's own, also under coordination, as credit checks are rare): a leaky bucket would
+let about twice the limit into one rolling window. Waiters are served
 by priority, then arrival; a cancelled waiter takes no capacity; a 429 pauses all.
 
 One algorithm, :class:`WindowLimiter`, over a :class:`WindowStore`: the in-process
@@ -94,7 +96,7 @@ class Limits:
         submit: Generations per rolling window for POST /v1/run (``num_samples`` counts).
         status: Status calls per rolling window, shared by every poller of the client.
         in_flight: Predictions submitted and not yet seen finished.
-        credits: GET /v1/credits calls (a leaky bucket is enough here).
+        credits: GET /v1/credits calls per rolling window (a strict window, as the others).
         margin: Seconds added to every window, so network jitter between two requests
             can never make a strict server see R+1 in one window.
         status_burst: Status calls granted back to back before the rest are paced at

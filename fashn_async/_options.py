@@ -11,9 +11,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fashn_async._coordination import RedisCoordination
-from fashn_async._http import redact_url
 from fashn_async._models import ModelRequest, TryOnRequest
 from fashn_async._polling import Polling
+from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._validators import config_int, encodable, shorten, timeout_seconds
 from fashn_async.errors import ConfigurationError, InvalidRequestError
@@ -93,7 +93,10 @@ def check_proxy(proxy: object) -> str | None:
     if proxy is None:
         return None
     if not isinstance(proxy, str):
-        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shorten(proxy)}")
+        raise ConfigurationError(
+            f"proxy must be an http(s) URL or None, got {type(proxy).__name__} "
+            f"{shorten(shown_url(proxy))}"
+        )
     problem = _url_text_problem(proxy)
     if problem:  # the URL may hold a password: not shown
         raise ConfigurationError(f"proxy must be an http(s) URL or None: {problem}")
@@ -103,11 +106,9 @@ def check_proxy(proxy: object) -> str | None:
     except ValueError:  # an unreadable IPv6 literal, a port out of 0-65535
         usable = False
     if not usable:
-        try:
-            shown = redact_url(proxy)
-        except ValueError:
-            shown = "an unreadable URL"
-        raise ConfigurationError(f"proxy must be an http(s) URL or None, got {shown!r}")
+        raise ConfigurationError(
+            f"proxy must be an http(s) URL or None, got {shorten(shown_url(proxy))}"
+        )
     return proxy
 
 
@@ -128,7 +129,14 @@ def check_base_url(base_url: str) -> str:
     except ValueError:  # a port out of 0-65535, or an unreadable IPv6 literal
         parts, port_ok = None, False
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {shorten(base_url)}")
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL, got {shorten(shown_url(base_url))}"
+        )
+    if "@" in parts.netloc:  # aiohttp refuses URL credentials next to the Bearer header
+        raise ConfigurationError(
+            f"base_url must not hold a user or password ({shown_url(base_url)}): "
+            "the API key goes in api_key="
+        )
     return base_url.rstrip("/")
 
 

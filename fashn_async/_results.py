@@ -78,8 +78,11 @@ async def save_outputs(
     try:
         if session is not None:
             await all_of(session)
-        else:  # the client is closed: a short-lived session of our own
-            async with aiohttp.ClientSession() as own:
+        elif transport is not None:  # closed, or another loop's: one like it, short-lived
+            async with transport.new_session() as own:
+                await all_of(own)
+        else:  # a result built by hand: aiohttp's defaults (environment proxies honoured)
+            async with aiohttp.ClientSession(trust_env=True) as own:
                 await all_of(own)
     except BaseExceptionGroup as group:  # one failed download: raise it, not a group
         first = group.exceptions[0]
@@ -110,7 +113,9 @@ class Result:
 
         Files are named ``<stem>_<n>.<ext>`` and written whole or not at all. ``stem``
         defaults to the prediction id (``TryOnResult``) or the zero-padded index
-        (``BatchResult``). Works on a closed client too (with a short-lived session).
+        (``BatchResult``). Works on a closed client too, or from another event loop,
+        with a short-lived session made as the client's is (its proxy, ``trust_env``,
+        timeouts and User-Agent: ``Transport.new_session``).
 
         Returns:
             The paths written, one per output, in output order.

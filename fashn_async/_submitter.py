@@ -2,8 +2,9 @@
 
 What to do about each answer is not decided here but by ``_decisions.decide`` (the one
 table every request path reads); this module does what it says, and keeps the submit
-limiter's books: a request that never left, or that the API refused with 429, is given
-back to the window, as the server did not count it.
+limiter's books by ``_decisions.counted_by_server``, the rule the GET path uses too: a
+request that never left, or that the API refused with its own 429, is given back to the
+window, as the server did not count it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from fashn_async._decisions import Action, Happened, Tries, decide
+from fashn_async._decisions import Action, Tries, counted_by_server, decide
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
 from fashn_async._limits import RateLimiter
@@ -111,10 +112,7 @@ class Submitter:
                     result = exc
                 outcome = outcome_of("run", result)
                 decision = decide("run", outcome, tries, self.retry, self._rng)
-                counted = not (
-                    outcome.happened is Happened.NOT_SENT
-                    or (outcome.status == 429 and decision.nothing_created)
-                )
+                counted = counted_by_server(outcome)
             finally:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted)

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 import idna
 
+from fashn_async._redact import shown_url
 from fashn_async._validators import encodable, shorten
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = ["MAX_URL_LENGTH", "check_url"]
 
-_DATA_PREFIX: Final = "data:"
 #: Longest image URL accepted, in characters: 8 KiB is the request-line limit of common
 #: HTTP servers and CDNs (nginx, Apache, CloudFront), so a longer URL cannot be fetched.
 MAX_URL_LENGTH: Final = 8192
@@ -41,7 +41,9 @@ def check_url(
     """
 
     def fail(problem: str) -> InvalidRequestError:
-        return error(f"{field}: {problem} (got {shorten(value)})")
+        # A URL may carry a signed token or a password: shown masked.
+        shown = shown_url(value) if isinstance(value, str) else value
+        return error(f"{field}: {problem} (got {shorten(shown)})")
 
     if not isinstance(value, str):
         raise fail("expected an http(s) URL string")
@@ -59,7 +61,9 @@ def check_url(
     if parts.scheme.lower() == "data":  # "DATA:" or "Data:": the API reads "data:" only
         raise fail("a data URI starts with 'data:' in lowercase: data:image/<type>;base64,")
     if value.startswith("//"):
-        raise fail("a URL needs its scheme: write https:" + shorten(value, 40).strip("'\""))
+        raise fail(
+            "a URL needs its scheme: write https:" + shorten(shown_url(value), 40).strip("'\"")
+        )
     if parts.scheme.lower() not in ("http", "https"):
         if len(parts.scheme) <= 1 and _looks_like_path(value):  # none, or a drive letter
             raise fail(_PATH_MESSAGE)

@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
-from fashn_async import AsyncFashn, Limits, Polling, Rate
+from fashn_async import AsyncFashn, Limits, Rate
 from fashn_async._cli_params import (
     Finite,
     RateType,
@@ -28,7 +28,7 @@ from fashn_async._cli_params import (
     folder_problem,
     run_exit_code,
 )
-from fashn_async._emulator_clock import learn_time_scale
+from fashn_async._emulator_clock import learn_time_scale, scaled_timing
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
     STOPPED_STARTING,
@@ -207,6 +207,7 @@ def _batch(
     if time_scale is None:
         time_scale = 1.0 if dry_run else learn_time_scale(base_url, api_key, _say)
     limits = Limits(submit=submit_rate, status=status_rate, in_flight=in_flight)
+    timing = scaled_timing(time_scale, limits=limits)
     settings = BatchSettings(
         catalog=catalog,
         options=JobOptions(
@@ -215,12 +216,13 @@ def _batch(
             retry_failed=retry_failed,
             leave_running=leave_running,
             downloads=downloads,
-            longest_latency=LONGEST_LATENCY * time_scale,
+            longest_latency=timing.seconds(LONGEST_LATENCY),
         ),
         api_key=api_key,
         base_url=base_url,
-        limits=limits.scaled(time_scale) if time_scale != 1.0 else limits,
-        polling=Polling().scaled(time_scale) if time_scale != 1.0 else Polling(),
+        limits=timing.limits,
+        polling=timing.polling,
+        retry=timing.retry,
         model_name=model_name,
         output_format=output_format,
         display=progress,
@@ -281,6 +283,7 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
 
     async def go() -> int:
         catalog = write_sample_catalog(out / "inputs", count)
+        timing = scaled_timing(time_scale)
         async with Emulator(EmulatorConfig(time_scale=time_scale)) as emu:
             console.print(
                 f"emulator at {emu.url} (time x{1 / time_scale:g}); {count} try-ons from "
@@ -289,11 +292,12 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
             code = await run_batch(
                 BatchSettings(
                     catalog=catalog,
-                    options=JobOptions(out=out, longest_latency=LONGEST_LATENCY * time_scale),
+                    options=JobOptions(out=out, longest_latency=timing.seconds(LONGEST_LATENCY)),
                     api_key=emu.api_key,
                     base_url=emu.url,
-                    limits=Limits().scaled(time_scale),
-                    polling=Polling().scaled(time_scale),
+                    limits=timing.limits,
+                    polling=timing.polling,
+                    retry=timing.retry,
                     display=progress,
                     time_scale=time_scale,
                 ),
@@ -411,10 +415,7 @@ def run(
 
     async def go() -> int:
         async with AsyncFashn(
-            api_key=api_key,
-            base_url=base_url,
-            limits=Limits().scaled(time_scale),
-            polling=Polling().scaled(time_scale),
+            api_key=api_key, base_url=base_url, **scaled_timing(time_scale).client_options()
         ) as client:
             result = await client.run(
                 model_image=image(model_image),

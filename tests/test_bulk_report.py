@@ -254,3 +254,35 @@ def test_the_summary_counts_every_state_and_rates_in_api_time(tmp_path: Path) ->
     real = _facts(render_report(tmp_path, records, {}, title="t", runs=runs))
     assert real["throughput"] == "20.0 done per minute"
     assert "API time" not in real
+
+
+def test_a_data_uri_thumbnail_is_read_only_with_an_image_header(tmp_path: Path) -> None:
+    """A catalog data URI gets a thumbnail only with a data:image/<type>;base64, header.
+
+    The bytes after the comma are the same in each case: a header that says text, no
+    base64, or no header at all is refused (no thumbnail), as the client would refuse it.
+    """
+    from fashn_async._images import from_data_uri, to_data_uri
+    from fashn_async.bulk._thumbs import thumbnail
+
+    png = io.BytesIO()
+    Image.new("RGB", (40, 60), "blue").save(png, format="PNG")
+    payload = base64.b64encode(png.getvalue()).decode("ascii")
+    good = thumbnail(f"data:image/png;base64,{payload}", tmp_path)
+    assert isinstance(good, bytes)
+    assert from_data_uri("t", to_data_uri("image/jpeg", good).decode()) == good
+    for header in ("data:text/html;base64,", "data:image/png,", "data:,", "junk,"):
+        assert thumbnail(f"{header}{payload}", tmp_path) is None, header
+
+
+def test_base64_lives_in_images_only() -> None:
+    """Only _images reads or makes base64 (and so data URIs); the emulator has its own."""
+    import fashn_async
+
+    package = Path(fashn_async.__file__).parent
+    users = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "import base64" in path.read_text() and "testing" not in path.parts
+    ]
+    assert users == ["_images.py"]

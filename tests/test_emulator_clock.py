@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
+from click.testing import CliRunner
 
+from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy
+from fashn_async import cli as cli_module
 from fashn_async._emulator_clock import (
+    TimingOptions,
     emulator_time_scale,
     learn_time_scale,
+    scaled_timing,
     should_ask,
     time_scale_from,
 )
+from fashn_async.bulk import _command as bulk_command
 from fashn_async.testing import Emulator, EmulatorConfig, sample_image
-from tests.bulk_support import KEY, control, run_cli, standalone_emulator
+from tests.bulk_support import KEY, control, run_cli, standalone_emulator, write_catalog
 
 
 @pytest.mark.parametrize(
@@ -104,3 +113,68 @@ def test_cli_run_learns_the_emulators_time_scale(tmp_path: Path) -> None:
     # Polled on the emulator's clock: seen done within seconds of API time. On the API's
     # own clock its first poll would come 5.95 real s, 595 API s, after the submission.
     assert report["first_seen_terminal"][pid] - report["terminal_at"][pid] < 60
+
+
+def _timing_of(client: AsyncFashn) -> tuple[object, object, object]:
+    """The limits, polling and retry policy a client's engine runs with."""
+    engine = client._engine
+    return engine.limits, engine.poller.polling, engine.retry
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_the_cli_client_is_scaled_like_emulator_client(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` and `batch` at --time-scale f build a client timed as Emulator.client() at f.
+
+    Limits, polling and the retry backoff (max_retry_after included) all scale: a CLI on a
+    fast emulator never waits the real API's backoffs. Nothing listens at the base URL;
+    the client is seen as it is built (a real AsyncFashn, recorded, not replaced).
+    """
+    built: list[AsyncFashn] = []
+
+    class Recorded(AsyncFashn):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            built.append(self)
+
+    monkeypatch.setattr(cli_module, "AsyncFashn", Recorded)
+    monkeypatch.setattr(bulk_command, "AsyncFashn", Recorded)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    common = ["--base-url", base_url, "--time-scale", "0.01", "--api-key", KEY]
+    if command == "run":
+        sample = tmp_path / "model.png"
+        sample.write_bytes(sample_image("model"))
+        args = ["run", "--model", str(sample), "--garment", str(sample), "--category", "tops",
+                "--out", str(tmp_path / "out"), *common]  # fmt: skip
+    else:
+        catalog = write_catalog(tmp_path, 2, models=2)
+        args = ["batch", str(catalog), "--out", str(tmp_path / "out"), "--progress", "quiet",
+                "--no-report", *common]  # fmt: skip
+    result = CliRunner().invoke(cli_module.main, args)
+    assert result.exit_code != 0  # nothing to reach: it stops after building the client
+    assert built, result.output
+
+    async def emulator_client() -> AsyncFashn:
+        async with Emulator(EmulatorConfig(time_scale=0.01)) as emu:
+            return emu.client()
+
+    expected = _timing_of(asyncio.run(emulator_client()))
+    assert _timing_of(built[0]) == expected
+    assert built[0]._engine.retry.max_retry_after == RetryPolicy().max_retry_after * 0.01
+
+
+def test_scaled_timing_at_one_changes_nothing() -> None:
+    """scaled_timing(1.0) is the given policies; any other factor scales all three."""
+    assert scaled_timing(1.0).client_options() == TimingOptions(
+        limits=Limits(), polling=Polling(), retry=RetryPolicy()
+    )
+    half = scaled_timing(0.5)
+    assert (half.limits, half.polling, half.retry) == (
+        Limits().scaled(0.5),
+        Polling().scaled(0.5),
+        RetryPolicy().scaled(0.5),
+    )
+    assert half.seconds(33.0) == 16.5

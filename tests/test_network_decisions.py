@@ -18,6 +18,7 @@ from fashn_async._decisions import (
     Shape,
     Tries,
     body_shape,
+    counted_by_server,
     decide,
 )
 
@@ -303,3 +304,20 @@ def test_body_shape(
 ) -> None:
     """Bodies are told apart: the route's success, the API's error, other JSON, not JSON."""
     assert body_shape(route, data, is_json=is_json) == (shape, name)
+
+
+@settings(max_examples=200)
+@given(route=st.sampled_from(ROUTES), outcome=outcomes(), tries=TRIES, policy=policies())
+def test_one_booking_rule_for_every_route(
+    route: Route, outcome: Outcome, tries: Tries, policy: RetryPolicy
+) -> None:
+    """A grant is given back exactly for a try never sent or refused by the API's own 429.
+
+    The rule does not depend on the route (GET and POST book alike), and a grant given
+    back for POST /v1/run always stands for an outcome that proves nothing was created.
+    """
+    refused = outcome.status == 429 and outcome.shape is Shape.API_ERROR
+    expected = not (outcome.happened is Happened.NOT_SENT or refused)
+    assert counted_by_server(outcome) is expected
+    if route == "run" and not counted_by_server(outcome):
+        assert decide(route, outcome, tries, policy, random.Random(0)).nothing_created

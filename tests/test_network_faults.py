@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fashn_async import AsyncFashn, Limits, RetryPolicy, TryOnRequest, errors
+from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._job import JobOptions
 from fashn_async.testing import Emulator, HttpFault, StalledPort
@@ -64,6 +64,30 @@ async def test_status_429_without_a_usable_retry_after_backs_off(
     report = emulator.report()
     assert report.requests_by_route["status"] == 5
     assert report.max_requests_per_second["status"] <= 2
+
+
+@pytest.mark.parametrize("route", ["run", "status"])
+async def test_a_429_gives_its_grant_back_on_both_paths(emulator: Emulator, route: str) -> None:
+    """GET and POST book a 429 alike: the refused try's grant is given back to the window.
+
+    With one request per 60 s allowed, a try refused with 429 (Retry-After 1) is sent again
+    after the 1 s pause, not after the window's 60 s: the refusal did not use the slot.
+    """
+    limits = Limits(submit=Rate(1, 60), status=Rate(1, 60), in_flight=6)
+    async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url, limits=limits) as c:
+        prediction = await c.submit(request_for(emulator)) if route == "status" else None
+        await asyncio.sleep(60)  # the window empty again
+        emulator.inject(HttpFault("throttle", route=route, times=1, retry_after="1"))  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        if route == "run":
+            await c.submit(request_for(emulator))
+        else:
+            assert prediction is not None
+            await c.status(prediction.id)
+        elapsed = loop.time() - start
+    assert emulator.report().requests_by_route[route] == 2
+    assert 1 <= elapsed < 30
 
 
 @pytest.mark.client(retry=RetryPolicy(rate_limit_waits=3))

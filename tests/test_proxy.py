@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from helpers import system_program
@@ -193,3 +194,27 @@ def test_a_proxy_password_never_shows() -> None:
     client = AsyncFashn(api_key="k", proxy="http://user:hunter2@127.0.0.1:3128")
     assert "hunter2" not in repr(client)
     assert "user:***@127.0.0.1:3128" in repr(client)
+
+
+async def test_save_on_a_closed_client_goes_through_its_proxy(
+    tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """result.save() after the client closed downloads through the client's proxy= too.
+
+    The short-lived session is made as the client's is (Transport.new_session): its
+    proxy, trust_env, timeouts and User-Agent, not aiohttp's defaults.
+    """
+    async with _emulator() as emu:
+        client = _client(emu, proxy=tinyproxy.url, trust_env=False)
+        async with client:
+            result = await client.run(
+                model_image=emu.sample_image_url("model"),
+                garment_image=emu.sample_image_url("garment"),
+                category="tops",
+            )
+        (output,) = result.output
+        path = urlsplit(output).path
+        before = tinyproxy.forwarded(path)
+        (saved,) = await result.save(tmp_path)
+    assert saved.stat().st_size > 0
+    assert tinyproxy.forwarded(path) == before + 1

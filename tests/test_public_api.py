@@ -80,3 +80,49 @@ def test_both_results_share_one_base_and_one_save() -> None:
     assert TryOnResult.save is BatchResult.save is Result.save
     assert TryOnResult(id="p1", output=("u",))._stem() == "p1"
     assert BatchResult(index=7, request=fashn_async.Prediction("p"))._stem() == "000007"
+
+
+def test_public_signatures_name_only_public_types() -> None:
+    """Every class a public method or function is annotated with is exported (or stdlib).
+
+    A user can then name in their own annotations whatever ``AsyncFashn.save`` or
+    ``batch()`` takes and gives (``Result`` was once private).
+    """
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
+
+    exported = {getattr(fashn_async, n) for n in fashn_async.__all__ if n != "errors"}
+    exported |= {getattr(fashn_async.errors, n) for n in fashn_async.errors.__all__}
+
+    def classes(hint: object) -> typing.Iterator[type]:
+        if isinstance(hint, type):
+            yield hint
+        for arg in typing.get_args(hint):
+            yield from classes(arg)
+
+    namespace: dict[str, object] = {}  # names imported only under TYPE_CHECKING too
+    for info in pkgutil.walk_packages(fashn_async.__path__, "fashn_async."):
+        if not info.name.startswith(("fashn_async.testing", "fashn_async.__main__")):
+            namespace.update(vars(importlib.import_module(info.name)))
+    #: Made or called by AsyncFashn only, never by a user: their private types are fine.
+    internal = {"Batch.__init__", "RedisCoordination.coordinator", "ImagePreparation.preparer"}
+    private = set()
+    for name in fashn_async.__all__:
+        value = getattr(fashn_async, name)
+        members = [value] if inspect.isfunction(value) else []
+        if inspect.isclass(value):
+            members = [
+                m
+                for n, m in vars(value).items()
+                if (not n.startswith("_") or n == "__init__") and inspect.isfunction(m)
+            ]
+        for member in members:
+            if f"{name}.{member.__name__}" in internal:
+                continue
+            for hint in typing.get_type_hints(member, localns=namespace).values():
+                for cls in classes(hint):
+                    if cls.__module__.startswith("fashn_async") and cls not in exported:
+                        private.add(f"{name}.{member.__name__}: {cls.__qualname__}")
+    assert private == set()

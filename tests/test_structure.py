@@ -14,11 +14,23 @@ import fashn_async
 PACKAGE = Path(fashn_async.__file__).parent
 
 #: The data path of a try-on, in order: request -> limiter -> http -> poller -> results
-#: -> batch stream -> caller. A module may import its own stage and earlier ones only.
+#: -> batch stream -> caller. Within a stage the order counts too: a module may import
+#: only modules listed before it (or its own package), so the whole list is one import
+#: order a reader can follow top to bottom. Packages list their submodules, then the
+#: package itself (its ``__init__``); ``""`` is ``fashn_async/__init__.py``.
 STAGES: list[tuple[str, list[str]]] = [
     (
         "foundation",
-        ["_names", "_validators", "_version", "_window", "_atomic", "errors", "_error_map"],
+        [
+            "_names",
+            "_redact",
+            "_version",
+            "_window",
+            "_atomic",
+            "errors",
+            "_validators",
+            "_error_map",
+        ],
     ),
     (
         "request",
@@ -26,27 +38,74 @@ STAGES: list[tuple[str, list[str]]] = [
             "_urls",
             "_sources",
             "_structure",
+            "_images",
             "_models",
             "_coerce",
-            "_images",
             "_prepare",
             "_payload",
         ],
     ),
-    ("limiter", ["_limits", "_inflight", "_coordination"]),
-    ("http", ["_http", "_retry", "_decisions", "_emulator_clock"]),
+    (
+        "limiter",
+        [
+            "_limits",
+            "_inflight",
+            "_coordination._scripts",
+            "_coordination._link",
+            "_coordination._window",
+            "_coordination._leases",
+            "_coordination._coordinator",
+            "_coordination._config",
+            "_coordination",
+        ],
+    ),
+    ("http", ["_retry", "_decisions", "_http"]),
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_turnbull", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_results"]),
     ("batch", ["_events", "_stream", "_batch_item", "_batch_run", "_batch"]),
-    ("caller", ["_options", "_client", "bulk", "_cli_params", "cli", "__main__", ""]),
+    (
+        "caller",
+        [
+            "_emulator_clock",
+            "_options",
+            "_client",
+            "",
+            "bulk._records",
+            "bulk._rows",
+            "bulk._catalog",
+            "bulk._edits",
+            "bulk._folder",
+            "bulk._journal",
+            "bulk._words",
+            "bulk._manifest",
+            "bulk._outcome",
+            "bulk._pacing",
+            "bulk._sample",
+            "bulk._thumbs",
+            "bulk._report",
+            "bulk._progress",
+            "bulk._reconcile",
+            "bulk._writes",
+            "bulk._job",
+            "bulk._command",
+            "bulk",
+            "_cli_params",
+            "cli",
+            "__main__",
+        ],
+    ),
 ]
+#: Every entry of STAGES, in order.
+ORDER: list[str] = [entry for _, entries in STAGES for entry in entries]
 
 #: The emulator is a second, independent reading of the API: it may import only pure data.
 EMULATOR_MAY_IMPORT = {"fashn_async._names"}
 #: ...except where it hands a client to its user: ``emu.client()`` builds one from the public
 #: surface (lazily, never to answer a request), and the pytest plugin's fixtures do too.
-CLIENT_FACTORIES = {"fashn_async.testing._emulator": {"fashn_async"}}
+CLIENT_FACTORIES = {
+    "fashn_async.testing._emulator": {"fashn_async", "fashn_async._emulator_clock"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -77,14 +136,26 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def entry_of(module: str) -> str:
+    """The entry of ORDER that ``module`` is: itself, or the package that holds it."""
+    relative = module.removeprefix("fashn_async").removeprefix(".")
+    matches = [e for e in ORDER if relative == e or (e and relative.startswith(f"{e}."))]
+    if not matches:
+        raise AssertionError(
+            f"{module} is in no stage of STAGES: add it where the data path has it"
+        )
+    return max(matches, key=len)
+
+
 def stage_of(module: str) -> int:
     """The index in STAGES of the stage ``module`` belongs to."""
-    relative = module.removeprefix("fashn_async").removeprefix(".")
-    top = relative.split(".")[0]
-    for index, (_, names) in enumerate(STAGES):
-        if top in names:
-            return index
-    raise AssertionError(f"{module} is in no stage of STAGES: add it where the data path has it")
+    entry = entry_of(module)
+    return next(index for index, (_, names) in enumerate(STAGES) if entry in names)
+
+
+def order_of(module: str) -> int:
+    """The position of ``module``'s entry in ORDER."""
+    return ORDER.index(entry_of(module))
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -135,6 +206,29 @@ def test_data_path_is_one_way() -> None:
         if not target.startswith("fashn_async.testing") and stage_of(target) > stage_of(module)
     ]
     assert backwards == []
+
+
+def test_imports_follow_the_listed_order_within_each_stage() -> None:
+    """Within a stage too, a module imports only modules listed before it (or its package)."""
+    backwards = [
+        f"{module} imports {target}, listed after it"
+        for module, targets in import_graph().items()
+        if not module.startswith("fashn_async.testing")
+        for target in targets
+        if not target.startswith("fashn_async.testing")
+        and order_of(target) >= order_of(module)
+        and not module.startswith(f"{target}.")  # its own package
+        and entry_of(target) != entry_of(module)  # inside one listed package
+    ]
+    assert backwards == []
+
+
+def test_every_module_has_one_entry() -> None:
+    """STAGES lists each entry once, and every module of the package belongs to an entry."""
+    assert len(ORDER) == len(set(ORDER))
+    for module in import_graph():
+        if not module.startswith("fashn_async.testing"):
+            entry_of(module)
 
 
 def test_the_emulator_imports_nothing_of_the_client() -> None:

@@ -38,7 +38,7 @@ API key (``fashn:{<sha256 prefix>}:submit``), never the key itself. Choices:
 Every process must use the same :class:`~fashn_async.Limits`. Needs the ``redis`` extra
 (redis-py's asyncio client) and Redis 5 or later.
 
-Modules, each importing only those listed before it: ``_url`` (masked URLs), ``_scripts``
+Modules, each importing only those listed before it: ``_scripts``
 (the Lua), ``_link`` (connection, keys, clock, online state), ``_window`` (the Redis
 store) and ``_leases`` (shared slots), ``_coordinator`` (makes them, heartbeat,
 fallback), ``_config`` (the public option, which makes the coordinator).

@@ -7,31 +7,34 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from fashn_async._coordination._url import masked_url
-from fashn_async._validators import positive
+from fashn_async._redact import shown_url
+from fashn_async._validators import positive, shorten
 from fashn_async.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from fashn_async._coordination._coordinator import Coordinator
 
-__all__ = ["RedisCoordination", "masked_url"]
+__all__ = ["RedisCoordination"]
 
 _SCHEMES = ("redis", "rediss", "unix")
 
 
 def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
-    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # an unreadable IPv6 literal
+        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} cannot be read") from None
     if parts is None or parts.scheme not in _SCHEMES:
-        shown = masked_url(value) if isinstance(value, str) else repr(value)
         raise ConfigurationError(
-            f"coordination must be a redis://, rediss:// or unix:// URL, got {shown!r}"
+            "coordination must be a redis://, rediss:// or unix:// URL, "
+            f"got {type(value).__name__} {shorten(shown_url(value))}"
         )
     if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigurationError(f"the Redis URL {masked_url(value)!r} names no host")
+        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} names no host")
     try:
         parts.port  # noqa: B018 - parsing it is the check
     except ValueError:
-        raise ConfigurationError(f"the Redis URL {masked_url(value)!r} has a bad port") from None
+        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} has a bad port") from None
 
 
 def _check_prefix(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
@@ -58,7 +61,7 @@ class RedisCoordination:
         prefix: The first part of every Redis key.
     """
 
-    url: str = attrs.field(validator=_check_url, repr=masked_url)
+    url: str = attrs.field(validator=_check_url, repr=shown_url)
     lease_ttl: float = attrs.field(default=30.0, validator=positive, kw_only=True)
     poll_interval: float = attrs.field(default=0.1, validator=positive, kw_only=True)
     timeout: float = attrs.field(default=2.0, validator=positive, kw_only=True)

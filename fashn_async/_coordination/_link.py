@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from fashn_async._coordination._url import masked_url
+from fashn_async._redact import shown_url
 from fashn_async.errors import ClientClosedError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Link:
         self, config: Settings, *, api_key: str, clock: Callable[[], float] | None = None
     ) -> None:
         self.config = config
-        self.url = masked_url(config.url)
+        self.url = shown_url(config.url)
         self.namespace = key_namespace(config.prefix, api_key)
         #: This client's name in Redis (a random id, nothing about the host).
         self.owner = secrets.token_hex(6)

@@ -25,6 +25,8 @@ import attrs
 from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
 from fashn_async._polling import Polling
+from fashn_async._redact import shown_url
+from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
 from fashn_async.bulk._job import BulkJob
@@ -81,6 +83,7 @@ class BatchSettings:
     base_url: str = "https://api.fashn.ai"
     limits: Limits = attrs.field(factory=Limits)
     polling: Polling = attrs.field(factory=Polling)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     model_name: str | None = None
     output_format: str | None = None
     display: DisplayMode = "auto"
@@ -157,7 +160,7 @@ async def _run_batch(
             meta={
                 "catalog": str(catalog.path.resolve()),
                 "catalog_sha256": catalog.sha256,
-                "base_url": base_url,
+                "base_url": shown_url(base_url),  # no credential on disk
                 "model_name": settings.model_name,
                 "output_format": settings.output_format,
             },
@@ -229,6 +232,7 @@ def _client(settings: BatchSettings, *, api_key: str | None) -> AsyncFashn:
         base_url=settings.base_url,
         limits=settings.limits,
         polling=settings.polling,
+        retry=settings.retry,
     )
 
 
@@ -322,13 +326,13 @@ async def _preflight(client: AsyncFashn) -> str | None:
     try:
         await client.credits()
     except AuthenticationError as error:
-        return f"the API at {client.base_url} refused the API key ({error.message})"
+        return f"the API at {shown_url(client.base_url)} refused the API key ({error.message})"
     except TransportError as error:
-        return f"cannot reach the API at {client.base_url} ({error.message})"
+        return f"cannot reach the API at {shown_url(client.base_url)} ({error.message})"
     except RateLimitError:
         return None  # there, and taking the key
     except FashnError as error:
-        return f"the API at {client.base_url} answered the credits check with {error}"
+        return f"the API at {shown_url(client.base_url)} answered the credits check with {error}"
     return None
 
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import attrs
 
+from fashn_async._redact import shown_url
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._rows import SCHEMA_VERSION, RowRecord, State
 
@@ -91,6 +92,8 @@ def settings_problem(
     for name, what in CHECKED.items():
         if name in meta and known.get(name) != meta[name]:
             was, now = known.get(name), meta[name]
+            if name == "base_url":  # as every URL is shown: no credential
+                was, now = (None if u is None else shown_url(u) for u in (was, now))
             return (
                 f"{what} changed since this job started: {path} has {was!r}, this "
                 f"run has {now!r}. Prediction ids belong to one API and one setting; "

@@ -11,7 +11,6 @@ and anything remote.
 
 from __future__ import annotations
 
-import base64
 import html
 import statistics
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fashn_async._atomic import write_atomically
+from fashn_async._images import to_data_uri
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._journal import RowRecord, State
 from fashn_async.bulk._thumbs import THUMBS_DIR, Thumb, thumbnails
@@ -233,7 +233,7 @@ class _Thumbs:
             thumb = self._made[source]
             data = thumb.read_bytes() if isinstance(thumb, Path) else thumb
             if data is not None:
-                uri = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+                uri = to_data_uri("image/jpeg", data).decode("ascii")
                 rules.append(f'.i{number}{{background-image:url("{uri}")}}\n')
         return "".join(rules)
 

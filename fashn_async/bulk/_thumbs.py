@@ -11,8 +11,6 @@ they are downloaded, which spreads the work over the job instead of its last min
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 from collections.abc import Iterable
@@ -20,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fashn_async._atomic import write_atomically
+from fashn_async._images import from_data_uri
+from fashn_async.errors import ImageInputError
 
 __all__ = ["THUMBS_DIR", "Thumb", "thumbnail", "thumbnails"]
 
@@ -35,8 +35,8 @@ def thumbnail(source: Path | str, directory: Path) -> Thumb:
     """The thumbnail of ``source`` (an image file or a data URI); see :data:`Thumb`."""
     if isinstance(source, str):
         try:
-            data = base64.b64decode(source.partition(",")[2], validate=True)
-        except (binascii.Error, ValueError):
+            data = from_data_uri("thumbnail", source)
+        except ImageInputError:
             return None
         return _jpeg(io.BytesIO(data))
     try:

@@ -100,7 +100,8 @@ class Emulator:
 
         The client gets :attr:`api_key` and :attr:`url`, and its limits, polling and
         retry backoff are scaled by ``config.time_scale``, so a fast emulator is met by a
-        client as fast (``Limits().scaled(f)``, ``Polling().scaled(f)``). Without this,
+        client as fast (``_emulator_clock.scaled_timing``, as the command line does;
+        network timeouts are not scaled). Without this,
         a client waits out the real API's 60 s windows against an emulator whose windows
         last 0.6 s.
 
@@ -113,20 +114,18 @@ class Emulator:
             RuntimeError: The emulator is not running.
             fashn_async.errors.ConfigurationError: An option ``AsyncFashn`` refuses.
         """
-        from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy
+        from fashn_async import AsyncFashn
+        from fashn_async._emulator_clock import scaled_timing
 
-        factor = self._config.time_scale
-        limits = options.pop("limits", None) or Limits()
-        polling = options.pop("polling", None) or Polling()
-        retry = options.pop("retry", None) or RetryPolicy()
+        timing = scaled_timing(
+            self._config.time_scale,
+            limits=options.pop("limits", None),
+            polling=options.pop("polling", None),
+            retry=options.pop("retry", None),
+        )
         options.setdefault("api_key", self.api_key)
         options.setdefault("base_url", self.url)
-        return AsyncFashn(
-            limits=limits.scaled(factor),
-            polling=polling.scaled(factor),
-            retry=retry.scaled(factor),
-            **options,
-        )
+        return AsyncFashn(**timing.client_options(), **options)
 
     def inject(self, fault: PredictionFault | HttpFault) -> None:
         """Put a fault rule in force, after those already there."""

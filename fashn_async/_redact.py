@@ -1,0 +1,72 @@
+"""URLs as they may be shown: the one place a URL is made safe for a repr, a message or a log.
+
+Every URL the package shows (``base_url``, ``proxy``, the Redis URL, the emulator address
+the command line prints) goes through :func:`shown_url`. It reads the text itself, never
+through a URL parser that could refuse it, so an unreadable URL is masked as well as a
+good one: a bad URL's error message is where a pasted secret is most likely to be shown.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SAFE_QUERY_NAMES", "shown_url"]
+
+#: Query parameters shown with their value: known Redis options that are not secrets.
+#: Every other parameter's value (``password``, ``token``, ``api_key``...) is masked.
+SAFE_QUERY_NAMES = frozenset(
+    {
+        "db",
+        "protocol",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "health_check_interval",
+        "ssl_cert_reqs",
+    }
+)
+
+_MASK = "***"
+
+
+def shown_url(url: object) -> str:
+    """``url`` with every credential it may hold replaced by ``***``.
+
+    Masked: the password of the authority (``user:***@host``; a user name without a
+    password is taken for a token: ``***@host``), the value of every query parameter
+    outside :data:`SAFE_QUERY_NAMES` (``?password=***&db=0``), a query item without a
+    value, and the fragment. The authority is taken up to the last ``@`` before the query,
+    so a password holding an unescaped ``/`` is masked too (``?`` and ``#`` start the
+    query and fragment, as in every URL parser). Control characters (which
+    URL parsers drop) are removed first. Never raises.
+
+    Args:
+        url: A URL, or any object (its ``str()``, so a ``yarl.URL`` is masked too).
+
+    Returns:
+        The text to show.
+    """
+    try:
+        text = url if isinstance(url, str) else str(url)
+    except Exception:  # a broken __str__ must not hide the real problem
+        return f"<{type(url).__name__}>"
+    text = "".join(char for char in text if char.isprintable())
+    head, hash_sep, fragment = text.partition("#")
+    head, query_sep, query = head.partition("?")
+    scheme, slashes, rest = head.partition("//")
+    if not slashes:
+        scheme, rest = "", head
+    userinfo, at, hostpath = rest.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        rest = f"{user}:{_MASK}@{hostpath}" if colon else f"{_MASK}@{hostpath}"
+    shown = f"{scheme}{slashes}{rest}"
+    if query_sep:
+        shown += "?" + "&".join(_shown_item(item) for item in query.replace(";", "&").split("&"))
+    if hash_sep:
+        shown += f"#{_MASK}" if fragment else "#"
+    return shown
+
+
+def _shown_item(item: str) -> str:
+    name, equals, _value = item.partition("=")
+    if not equals:
+        return _MASK if item else item
+    return f"{name}={_value}" if name.lower() in SAFE_QUERY_NAMES else f"{name}={_MASK}"
