@@ -199,13 +199,18 @@ def to_data_uri(mime: str, data: bytes) -> bytes:
 
 
 def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
-    """``prefix`` and ``data`` in base64, made chunk by chunk (:func:`let_go` between)."""
+    """``prefix`` and ``data`` in base64, made chunk by chunk (:func:`let_go` between);
+    immutable bytes, as a data URI that is cached and shared must be."""
+    return b"".join(_base64_parts(data, prefix))
+
+
+def _base64_parts(data: bytes, prefix: bytes) -> list[bytes]:
     view = memoryview(data)
     parts = [prefix]
     for i in range(0, len(view), _B64_CHUNK):
         parts.append(base64.b64encode(view[i : i + _B64_CHUNK]))
         let_go()
-    return b"".join(parts)  # bytes: a data URI may be cached and shared
+    return parts
 
 
 def check_image_input(field: str, value: Any) -> None:
@@ -276,11 +281,14 @@ def image_file_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _data_uri(field: str, data: bytes) -> bytes:
-    return to_data_uri(check_image_bytes(field, data), data)
+def _data_uri(field: str, data: bytes) -> bytes | bytearray:
+    """A request's own data URI (spliced into its body, never shared): joined a slice at
+    a time, so the worker never holds the GIL for a whole copy."""
+    mime = check_image_bytes(field, data)
+    return join(_base64_parts(data, to_data_uri(mime, b"")))
 
 
-def _relabel(field: str, value: str, start: int) -> bytes:
+def _relabel(field: str, value: str, start: int) -> bytes | bytearray:
     """A data URI's payload checked once; the type label re-read from its bytes."""
     mime = check_image_bytes(field, _decode_base64(field, value, start))
     step = _B64_CHUNK // 3 * 4
@@ -288,10 +296,12 @@ def _relabel(field: str, value: str, start: int) -> bytes:
     for i in range(start, len(value), step):
         parts.append(value[i : i + step].encode("ascii"))
         let_go()
-    return b"".join(parts)
+    return join(parts)
 
 
-async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | None = None) -> bytes:
+async def encode_image(
+    field: str, value: ImageInput, *, preparer: Preparer | None = None
+) -> bytes | bytearray:
     """One image input as the ASCII bytes the API takes: a URL or a data URI.
 
     Checked in full (each data URI's base64 once), before anything is sent. With a
@@ -306,7 +316,7 @@ async def encode_image(field: str, value: ImageInput, *, preparer: Preparer | No
             return value.encode("utf-8")
         start = _payload_start(field, value)
         if preparer is None:
-            result: bytes = await offload(len(value), _relabel, field, value, start)
+            result: bytes | bytearray = await offload(len(value), _relabel, field, value, start)
             return result
         data: bytes = await offload(len(value), _decode_base64, field, value, start)
     elif isinstance(value, bytes | bytearray | memoryview):

@@ -9,6 +9,7 @@ holds the GIL, and so the loop, for its whole length) and is copied once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Mapping
@@ -63,7 +64,7 @@ async def prepare_request(
         InvalidRequestError: the body cannot be encoded as JSON.
     """
     token = secrets.token_hex(8)
-    spliced: dict[str, bytes] = {}
+    spliced: dict[str, bytes | bytearray] = {}
     values: dict[str, str] = {}
     for index, (field, value) in enumerate(request.image_fields().items()):
         encoded = await encode_image(field, value, preparer=preparer)
@@ -88,9 +89,9 @@ async def prepare_request(
     return Prepared(request, payload, params)
 
 
-def _splice(text: str, spliced: Mapping[str, bytes]) -> bytearray:
+def _splice(text: str, spliced: Mapping[str, bytes | bytearray]) -> bytearray:
     """``text`` encoded, each ``"placeholder"`` replaced by its data URI."""
-    parts = [text.encode("utf-8")]
+    parts: list[bytes | bytearray] = [text.encode("utf-8")]
     for placeholder, data in spliced.items():
         head, sep, tail = parts.pop().partition(f'"{placeholder}"'.encode())
         if not sep:  # a request body that dropped the field: nothing to splice
@@ -127,3 +128,6 @@ class JsonBody(aiohttp.payload.Payload):
         view = memoryview(self._value)[:content_length]
         for start in range(0, len(view), WRITE_SLICE):
             await writer.write(view[start : start + WRITE_SLICE])
+            # A fast socket (loopback, say) takes every slice without a pause for the
+            # buffer to drain: let the loop run between two of them all the same.
+            await asyncio.sleep(0)

@@ -240,7 +240,7 @@ def let_go() -> None:
 JOIN_SLICE: Final = 2**20
 
 
-def join(parts: Iterable[bytes]) -> bytearray:
+def join(parts: Iterable[bytes | bytearray]) -> bytearray:
     """``b"".join(parts)``, grown a slice at a time with :func:`let_go` between.
 
     Joining 20 MB in one call holds the GIL for milliseconds (allocating and faulting in
