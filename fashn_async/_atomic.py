@@ -6,7 +6,7 @@ system); the folder is then flushed too, so the rename survives a power cut. A r
 sees the old file or the new one, never half of one; a write that fails (a full disk)
 leaves the target as it was and removes its temporary file.
 
-Used for downloaded outputs (:func:`fashn_async._images.save_output`, which streams
+Used for downloaded outputs (:func:`fashn_async._outputs.save_output`, which streams
 into the temporary file with :func:`append` and ends with :func:`commit`) and the bulk
 job's manifest, report, thumbnails and disk reserve (:func:`write_atomically`).
 """

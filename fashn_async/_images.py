@@ -1,4 +1,4 @@
-"""Images in and out: any accepted input to a request value, outputs to disk.
+"""Images in: any accepted input to a request value, and data URIs both ways.
 
 Inputs become an http(s) URL (sent as is) or ``data:image/<type>;base64,...`` with the
 type sniffed from the bytes. Everything that costs time in proportion to an image's size
@@ -19,32 +19,21 @@ the field, the value shortened and what is accepted):
 - The bytes themselves: a known signature and a structure that is whole
   (:func:`image_problem`: PNG chunks and CRCs, JPEG markers through end of image, ...).
 
-Outputs are streamed to a temporary file, flushed to the disk and renamed into place
-(:mod:`fashn_async._atomic`), so a file on disk is always whole; any failure to write
-names the path (:class:`SaveError`).
+Outputs (to disk) are :mod:`fashn_async._outputs`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import os
 import re
 import stat
-from collections.abc import Iterable
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TypeAlias
-from urllib.parse import urlsplit
 
-import anyio
-import anyio.to_thread
-
-from fashn_async._atomic import append, commit, partial_path, write_atomically
 from fashn_async._sources import (
     MAX_IMAGE_BYTES,
     OFFLOAD_BYTES,
-    in_worker,
     join,
     let_go,
     offload,
@@ -55,10 +44,10 @@ from fashn_async._sources import (
 from fashn_async._structure import image_problem
 from fashn_async._urls import MAX_URL_LENGTH, check_url
 from fashn_async._validators import shorten
-from fashn_async.errors import DownloadError, ImageInputError, SaveError
+from fashn_async.errors import ImageInputError
 
 if TYPE_CHECKING:
-    import aiohttp
+    pass
 
 
 __all__ = [
@@ -76,7 +65,6 @@ __all__ = [
     "image_problem",
     "offload",
     "read_image_file",
-    "save_output",
     "sniff_mime",
     "to_data_uri",
 ]
@@ -94,7 +82,6 @@ class Preparer(Protocol):
 #: or a binary file object (``read()`` plain, or a coroutine as in web frameworks).
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
-_DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
 
 # (offset, magic, mime); WEBP, AVIF and HEIC need a second look below.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -106,7 +93,6 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"II*\x00", "image/tiff"),
     (0, b"MM\x00*", "image/tiff"),
 )
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
 
 def sniff_mime(data: bytes) -> str | None:
@@ -340,103 +326,3 @@ def _size_of(path: os.PathLike[str]) -> int:
     except (OSError, ValueError):
         return 0
     return found.st_size if stat.S_ISREG(found.st_mode) else 0
-
-
-def output_filename(stem: str, index: int, source: str, content_type: str | None = None) -> str:
-    """A stable file name for output ``index``, with the extension its type implies."""
-    mime = content_type
-    if source.startswith("data:"):
-        match = _DATA_URI.match(source)
-        mime = match.group(1) if match else mime
-    ext = _EXTENSIONS.get((mime or "").split(";")[0].strip())
-    if ext is None:
-        suffix = Path(urlsplit(source).path).suffix.lstrip(".").lower()
-        ext = suffix if suffix in ("png", "jpg", "jpeg", "webp", "gif") else "png"
-    return f"{stem}_{index}.{ext}"
-
-
-async def save_output(
-    session: aiohttp.ClientSession, source: str, directory: Path, stem: str, index: int
-) -> Path:
-    """Stream one output (URL or data URI) into ``directory``; return the file's path.
-
-    Raises:
-        SaveError: the folder or file cannot be written (it names the path and why).
-        DownloadError: the output could not be fetched.
-    """
-    import aiohttp
-
-    await _on_disk("create the folder", directory, _make_folder, directory)
-    if source.startswith(_DATA_PREFIX):
-        try:
-            data = await offload(len(source), from_data_uri, f"output {index}", source)
-        except ImageInputError as exc:
-            raise DownloadError(f"output {index} is a malformed data URI") from exc
-        target = directory / output_filename(stem, index, source)
-        await _on_disk("write", target, _atomic_write, target, [data])
-        return target
-    partial: Path | None = None
-    try:
-        async with session.get(source, raise_for_status=False) as response:
-            if response.status != 200:
-                raise DownloadError(
-                    f"downloading output {index} failed: HTTP {response.status}",
-                    status_code=response.status,
-                )
-            target = directory / output_filename(stem, index, source, response.content_type)
-            partial = partial_path(target)
-            await _on_disk("write", target, _start_partial, target, partial)
-            buffer = io.BytesIO()
-            async for chunk in response.content.iter_chunked(256 * 1024):
-                buffer.write(chunk)
-                if buffer.tell() >= 1024 * 1024:
-                    await _on_disk("write", partial, append, partial, [buffer.getvalue()])
-                    buffer = io.BytesIO()
-            await _on_disk("write", partial, append, partial, [buffer.getvalue()])
-        await _on_disk("write", target, commit, partial, target)
-        partial = None
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise DownloadError(f"downloading output {index} failed: {type(exc).__name__}") from exc
-    finally:
-        if partial is not None:
-            with anyio.CancelScope(shield=True):
-                await in_worker(_unlink, partial)
-    return target
-
-
-async def _on_disk(what: str, path: Path, func: Any, *args: Any) -> Any:
-    """``func(*args)`` in a worker thread; an OSError becomes a SaveError naming ``path``."""
-    try:
-        return await in_worker(func, *args)
-    except OSError as exc:
-        raise SaveError(f"cannot {what} {path}: {_why(exc)}", path=str(path)) from exc
-
-
-def _why(exc: OSError) -> str:
-    if isinstance(exc, FileExistsError | NotADirectoryError):
-        return "a file is in the way where a folder is needed"
-    if isinstance(exc, IsADirectoryError):
-        return "a folder of that name is in the way"
-    return exc.strerror or type(exc).__name__
-
-
-def _make_folder(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    if not directory.is_dir():  # e.g. a dangling symlink
-        raise NotADirectoryError(20, "not a folder", str(directory))
-
-
-def _start_partial(target: Path, partial: Path) -> None:
-    if target.is_dir():
-        raise IsADirectoryError(21, "is a folder", str(target))
-    partial.write_bytes(b"")
-
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
-def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
-    if target.is_dir():
-        raise IsADirectoryError(21, "is a folder", str(target))
-    write_atomically(target, chunks)

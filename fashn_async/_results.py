@@ -12,8 +12,8 @@ import aiohttp
 import anyio
 import attrs
 
-from fashn_async._images import save_output
 from fashn_async._models import Prediction, Request
+from fashn_async._outputs import save_output
 from fashn_async._validators import encodable, shorten
 from fashn_async.errors import FashnError, InvalidRequestError
 

@@ -251,19 +251,19 @@ async def test_an_out_made_unwritable_mid_job_stops_it(
     """Outputs refused with a permission error after 2 rows are done (the folder made
     read-only or immutable meanwhile): the job stops (exit 2, the folder named) rather
     than go on paying for outputs it cannot keep."""
-    from fashn_async import _images
+    from fashn_async import _outputs
 
     catalog = write_catalog(tmp_path, 24, models=6)
     out = tmp_path / "out"
     refusing: list[bool] = []
-    make_folder = _images._make_folder
+    make_folder = _outputs._make_folder
 
     def refused(directory: Path) -> None:
         if refusing:
             raise PermissionError(errno.EACCES, "Permission denied", str(directory))
         make_folder(directory)
 
-    monkeypatch.setattr(_images, "_make_folder", refused)
+    monkeypatch.setattr(_outputs, "_make_folder", refused)
     cue = _Cue(lambda counts: counts.get("done", 0) >= 2)
     cue.action = lambda: refusing.append(True)
     code, problem = await _run_job(emulator, catalog, out, cue)

@@ -11,7 +11,8 @@ from helpers import PNG
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fashn_async._images import encode_image, output_filename, sniff_mime
+from fashn_async._images import encode_image, sniff_mime
+from fashn_async._outputs import output_filename
 from fashn_async.errors import ImageInputError
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
