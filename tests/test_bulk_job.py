@@ -409,7 +409,7 @@ def test_an_earlier_jobs_folder_without_its_journal_is_refused(
 ) -> None:
     """A folder holding an earlier job's manifest and report beside an empty, missing or
     damaged journal: refused (its rows may be paid for), never started afresh."""
-    from fashn_async.bulk._journal import EARLIER_JOB_FILES
+    from fashn_async.bulk._folder import EARLIER_JOB_FILES
     from fashn_async.bulk._manifest import MANIFEST_NAME
     from fashn_async.bulk._report import REPORT_NAME
 

@@ -88,6 +88,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "bulk._reconcile",
             "bulk._writes",
             "bulk._job",
+            "bulk._signals",
             "bulk._command",
             "bulk",
             "_cli_params",

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sqlite3
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -29,8 +26,9 @@ from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
+from fashn_async.bulk._folder import EARLIER_JOB_FILES
 from fashn_async.bulk._job import BulkJob
-from fashn_async.bulk._journal import EARLIER_JOB_FILES, JOURNAL_NAME, Journal, State
+from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
@@ -41,6 +39,7 @@ from fashn_async.bulk._outcome import (
 )
 from fashn_async.bulk._progress import DisplayMode, make_display
 from fashn_async.bulk._report import REPORT_NAME, write_report
+from fashn_async.bulk._signals import StopOnSignals, stopped_by_signals
 from fashn_async.bulk._thumbs import THUMBS_DIR
 from fashn_async.bulk._words import counted, plural
 from fashn_async.errors import (
@@ -122,7 +121,7 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
     SIGINT and SIGTERM are handled from the first line on: during start-up (reading the
     catalog, opening the journal, the credits check) the first one stops it at once,
     nothing sent (exit 130); once the job runs, the first stops the job cleanly and a
-    second ends the process at once (:class:`_stop_on_signals`).
+    second ends the process at once (:class:`StopOnSignals`).
     """
 
     def say(text: str) -> None:
@@ -134,7 +133,7 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
     def cancel_start() -> None:
         task.cancel()
 
-    with _stop_on_signals(cancel_start) as signals:
+    with StopOnSignals(cancel_start) as signals:
         try:
             return await _run_batch(settings, say, console, signals)
         except asyncio.CancelledError:
@@ -148,7 +147,7 @@ async def _run_batch(
     settings: BatchSettings,
     say: Callable[[str], None],
     console: Console,
-    signals: _stop_on_signals,
+    signals: StopOnSignals,
 ) -> int:
     out = settings.options.out
     try:
@@ -339,80 +338,6 @@ async def _preflight(client: AsyncFashn) -> str | None:
 def _finishing() -> None:
     """A first signal once the job has ended: the manifest and report are written in a
     moment anyway (a second signal ends the process at once)."""
-
-
-#: The signals that stop a job cleanly: Ctrl-C, a service manager's stop, and a closed
-#: terminal (SIGHUP, where the system has it).
-STOP_SIGNALS: tuple[signal.Signals, ...] = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()),
-)
-
-
-class _stop_on_signals:  # used like a function, as contextlib's helpers are
-    """Call :attr:`stop` on the first SIGINT/SIGTERM; a second one ends the process at once.
-
-    :attr:`stop` changes as the command goes on (cancel the start-up, then stop the
-    job). At once means ``os._exit``: every journal step is committed when it happens,
-    so the journal is as consistent as after a ``kill -9``, and a re-run resumes from it.
-    On exit, each signal's handler is what it was before (asyncio would leave SIGTERM at
-    its default, which kills the process without a word).
-    """
-
-    def __init__(self, stop: Callable[[], None]) -> None:
-        self.stop = stop
-        self.received = 0
-        self._signals: Sequence[signal.Signals] = STOP_SIGNALS
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._before: dict[signal.Signals, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"<_stop_on_signals received={self.received}>"
-
-    def _received_one(self) -> None:
-        self.received += 1
-        if self.received == 1:
-            self.stop()
-            return
-        sys.stderr.write("stopped at once: run the same command again to resume\n")
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
-
-    def __enter__(self) -> _stop_on_signals:
-        self._loop = asyncio.get_running_loop()
-        try:
-            for signum in self._signals:
-                self._before[signum] = signal.getsignal(signum)
-                self._loop.add_signal_handler(signum, self._received_one)
-        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not main
-            self._loop = None
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None:
-            for signum in self._signals:
-                self._loop.remove_signal_handler(signum)
-                if self._before.get(signum) is not None:
-                    signal.signal(signum, self._before[signum])
-
-
-@contextlib.contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """For the synchronous start of a command: SIGTERM and SIGHUP raise KeyboardInterrupt
-    as SIGINT does (rather than killing the process with exit 143 or 129), so all stop it
-    the same way; the handlers are restored after."""
-    before: dict[signal.Signals, Any] = {}
-    try:
-        for signum in STOP_SIGNALS[1:]:
-            before[signum] = signal.signal(signum, signal.default_int_handler)
-    except ValueError:  # pragma: no cover - not the main thread
-        pass
-    try:
-        yield
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
 
 
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:

@@ -16,8 +16,18 @@ from typing import IO, Final
 
 from fashn_async._atomic import write_atomically
 from fashn_async.bulk._rows import JournalBusyError
+from fashn_async.errors import ConfigurationError
 
-__all__ = ["LOCK_NAME", "RESERVE_BYTES", "RESERVE_NAME", "lock", "release_reserve", "reserve"]
+__all__ = [
+    "EARLIER_JOB_FILES",
+    "LOCK_NAME",
+    "RESERVE_BYTES",
+    "RESERVE_NAME",
+    "lock",
+    "refuse_an_orphaned_job",
+    "release_reserve",
+    "reserve",
+]
 
 LOCK_NAME: Final = ".journal.lock"
 RESERVE_NAME: Final = ".journal.reserve"
@@ -64,3 +74,25 @@ def lock(directory: Path) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+#: Files a job leaves in its folder besides the journal: their presence beside an empty
+#: or missing journal means an earlier job ran there.
+EARLIER_JOB_FILES: Final = ("manifest.jsonl", "report.html", RESERVE_NAME)
+
+
+def refuse_an_orphaned_job(directory: Path, journal: str) -> None:
+    """Refuse to start afresh where an earlier job left its files but no journal: its
+    rows may be paid for, and a fresh journal would send them all again.
+
+    Raises:
+        ConfigurationError: naming the files found.
+    """
+    found = [name for name in EARLIER_JOB_FILES if (directory / name).exists()]
+    if found:
+        raise ConfigurationError(
+            f"{directory} holds an earlier job's {', '.join(found)} but its journal "
+            f"({journal}) is missing or empty: starting afresh would send, and pay "
+            "for, every row again. Give --out a new folder, or move those files away if "
+            "nothing of that job was sent"
+        )

@@ -40,8 +40,8 @@ from typing import IO, Final
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
 from fashn_async.bulk._edits import CHECKED, at_line, canonical_json, plan_sync, settings_problem
-from fashn_async.bulk._folder import RESERVE_NAME, release_reserve, reserve
 from fashn_async.bulk._folder import lock as hold
+from fashn_async.bulk._folder import refuse_an_orphaned_job, release_reserve, reserve
 from fashn_async.bulk._rows import (
     COLUMNS,
     SCHEMA,
@@ -147,7 +147,7 @@ class Journal:
                 journal = cls(path, db, lock)
                 known = journal._known()
                 if not known:
-                    _refuse_an_orphaned_job(directory)
+                    refuse_an_orphaned_job(directory, JOURNAL_NAME)
                 db.executescript(SCHEMA)
                 if known:
                     journal._check(known, meta)
@@ -454,25 +454,3 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-
-#: Files a job leaves in its folder besides the journal: their presence beside an empty
-#: or missing journal means an earlier job ran there.
-EARLIER_JOB_FILES: Final = ("manifest.jsonl", "report.html", RESERVE_NAME)
-
-
-def _refuse_an_orphaned_job(directory: Path) -> None:
-    """Refuse to start afresh where an earlier job left its files but no journal: its
-    rows may be paid for, and a fresh journal would send them all again.
-
-    Raises:
-        ConfigurationError: naming the files found.
-    """
-    found = [name for name in EARLIER_JOB_FILES if (directory / name).exists()]
-    if found:
-        raise ConfigurationError(
-            f"{directory} holds an earlier job's {', '.join(found)} but its journal "
-            f"({JOURNAL_NAME}) is missing or empty: starting afresh would send, and pay "
-            "for, every row again. Give --out a new folder, or move those files away if "
-            "nothing of that job was sent"
-        )
