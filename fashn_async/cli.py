@@ -10,6 +10,7 @@ resume).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,37 @@ from fashn_async.errors import (
     FashnError,
 )
 
-console = Console(stderr=True, soft_wrap=True)
+
+class _BestEffortStderr:
+    """``sys.stderr`` (looked up at each write, as click's test runner swaps it) that a
+    closed pipe or terminal cannot crash: what a person is told is best effort, and a
+    job goes on to record its stop (``batch ... | head -3`` must not end it)."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):  # a broken pipe, a closed terminal or file
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stderr, "encoding", None) or "utf-8"
+
+
+console = Console(file=_BestEffortStderr(), soft_wrap=True)  # type: ignore[arg-type]
 
 
 def _say(text: str) -> None:

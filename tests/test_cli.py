@@ -136,6 +136,35 @@ def test_an_unreadable_catalog_exits_2(
         assert message in stdout + stderr
 
 
+def test_a_closed_stderr_does_not_end_the_job(tmp_path: Path) -> None:
+    """`batch ... 2>&1 | head -1`: the reader goes away at once; the job finishes all the
+    same (exit 0, every row done, manifest written)."""
+    with standalone_emulator("--time-scale", "0.01") as url:
+        _closed_stderr_job(tmp_path, url)
+
+
+def _closed_stderr_job(tmp_path: Path, emulator_url: str) -> None:
+    catalog = write_catalog(tmp_path, 4, models=2)
+    out = tmp_path / "results"
+    args = ["batch", str(catalog), "--out", str(out), "--base-url", emulator_url,
+            "--time-scale", "0.01", "--progress", "lines", "--log-interval", "0"]  # fmt: skip
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+        cli(*args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=cli_env(FASHN_API_KEY=KEY),
+    )
+    try:
+        assert process.stderr is not None
+        process.stderr.readline()  # the first line, then the reader is gone
+        process.stderr.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert [e["status"] for e in read_manifest(out)] == ["done"] * 4
+
+
 def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> None:
     """`batch` with log lines, then `run` for one pair: exit 0, files, no key printed."""
     catalog = write_catalog(tmp_path, 8, models=4)
