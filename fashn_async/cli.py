@@ -10,18 +10,17 @@ resume).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
 try:
     import click
-    from rich.console import Console
+    import rich.console  # noqa: F401 - the cli extra is checked here, used in _cli_run
 except ImportError:  # pragma: no cover - depends on the install
     sys.exit("the fashn-async command line needs its extra: pip install 'fashn-async[cli]'")
 
-from fashn_async import AsyncFashn, Limits, Rate
+from fashn_async import AsyncFashn, Rate
 from fashn_async._cli_params import (
     Finite,
     RateType,
@@ -29,6 +28,7 @@ from fashn_async._cli_params import (
     folder_problem,
     run_exit_code,
 )
+from fashn_async._cli_run import batch_command, console, say
 from fashn_async._emulator_clock import learn_time_scale, scaled_timing
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
@@ -38,7 +38,6 @@ from fashn_async.bulk._command import (
     run_batch,
     stopped_by_signals,
 )
-from fashn_async.bulk._command import dry_run as check_catalog
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -49,42 +48,6 @@ from fashn_async.errors import (
     ConfigurationError,
     FashnError,
 )
-
-
-class _BestEffortStderr:
-    """``sys.stderr`` (looked up at each write, as click's test runner swaps it) that a
-    closed pipe or terminal cannot crash: what a person is told is best effort, and a
-    job goes on to record its stop (``batch ... | head -3`` must not end it)."""
-
-    def write(self, text: str) -> int:
-        try:
-            return sys.stderr.write(text)
-        except (OSError, ValueError):  # a broken pipe, a closed terminal or file
-            return len(text)
-
-    def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-
-    def isatty(self) -> bool:
-        try:
-            return sys.stderr.isatty()
-        except (OSError, ValueError):
-            return False
-
-    def fileno(self) -> int:
-        return sys.stderr.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return getattr(sys.stderr, "encoding", None) or "utf-8"
-
-
-console = Console(file=_BestEffortStderr(), soft_wrap=True)  # type: ignore[arg-type]
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -205,7 +168,7 @@ def batch(
         )
     with stopped_by_signals():
         try:
-            code = _batch(catalog, out, api_key, base_url, dry_run, in_flight, submit_rate,
+            code = batch_command(catalog, out, api_key, base_url, dry_run, in_flight, submit_rate,
                           status_rate, model_name, output_format, downloads, resend_uncertain,
                           retry_failed, leave_running, progress, log_interval, no_report,
                           time_scale)  # fmt: skip
@@ -213,57 +176,6 @@ def batch(
             console.print(STOPPED_STARTING, markup=False, highlight=False)
             code = EXIT_INTERRUPTED
     sys.exit(code)
-
-
-def _batch(
-    catalog: Path,
-    out: Path,
-    api_key: str | None,
-    base_url: str,
-    dry_run: bool,
-    in_flight: int,
-    submit_rate: Rate | None,
-    status_rate: Rate | None,
-    model_name: str | None,
-    output_format: str | None,
-    downloads: int,
-    resend_uncertain: bool,
-    retry_failed: bool,
-    leave_running: bool,
-    progress: Any,
-    log_interval: float,
-    no_report: bool,
-    time_scale: float | None,
-) -> int:
-    if time_scale is None:
-        time_scale = 1.0 if dry_run else learn_time_scale(base_url, api_key, _say)
-    limits = Limits(submit=submit_rate, status=status_rate, in_flight=in_flight)
-    timing = scaled_timing(time_scale, limits=limits)
-    settings = BatchSettings(
-        catalog=catalog,
-        options=JobOptions(
-            out=out,
-            resend_uncertain=resend_uncertain,
-            retry_failed=retry_failed,
-            leave_running=leave_running,
-            downloads=downloads,
-            longest_latency=timing.seconds(LONGEST_LATENCY),
-        ),
-        api_key=api_key,
-        base_url=base_url,
-        limits=timing.limits,
-        polling=timing.polling,
-        retry=timing.retry,
-        model_name=model_name,
-        output_format=output_format,
-        display=progress,
-        log_interval=log_interval,
-        report=not no_report,
-        time_scale=time_scale,
-    )
-    if dry_run:  # the bad rows on stdout, one per line
-        return check_catalog(settings, click.echo)
-    return asyncio.run(run_batch(settings, console))
 
 
 @main.command(short_help="A sample catalog on the embedded emulator.")
@@ -461,7 +373,7 @@ def run(
     try:
         with stopped_by_signals():  # SIGTERM as SIGINT: exit 130, not 143
             if time_scale is None:
-                time_scale = learn_time_scale(base_url, api_key, _say)
+                time_scale = learn_time_scale(base_url, api_key, say)
             code = asyncio.run(go())
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

@@ -92,6 +92,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "bulk._command",
             "bulk",
             "_cli_params",
+            "_cli_run",
             "cli",
             "__main__",
         ],
