@@ -90,7 +90,7 @@ def _authority_problem(netloc: str) -> str | None:
     following the WHATWG URL standard (``http://x.com\\@y.com/`` is host ``x.com`` to
     them, ``y.com`` to ``urlsplit``): the host would be ambiguous. A ``%`` there starts
     a ``%XX`` escape (RFC 3986 section 2.1). After an IPv6 literal's ``]`` only
-    ``:port`` may follow.
+    ``:port`` may follow, brackets appear nowhere else, and a port is ASCII digits.
     """
     if "\\" in netloc:
         return "the URL holds a backslash before its path (use / or percent-encode it)"
@@ -101,6 +101,13 @@ def _authority_problem(netloc: str) -> str | None:
         after = host_port.partition("]")[2]
         if after and not after.startswith(":"):
             return "only :port may follow the ']' of an IPv6 address in a URL"
+        port = after[1:]
+    elif "[" in host_port or "]" in host_port:
+        return "square brackets in a URL's host are for an IPv6 address only ([2001:db8::1])"
+    else:
+        port = host_port.rpartition(":")[2] if ":" in host_port else ""
+    if port and not (port.isascii() and port.isdigit()):
+        return "the URL's port must be a number from 1 to 65535"
     return None
 
 

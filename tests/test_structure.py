@@ -76,6 +76,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "bulk._catalog",
             "bulk._edits",
             "bulk._folder",
+            "bulk._opening",
             "bulk._journal",
             "bulk._words",
             "bulk._manifest",
