@@ -41,7 +41,7 @@ __all__ = ["EPSILON", "FIRST", "CompletionModel", "Fit", "done_probability"]
 #: is found a whole spacing late or more.
 FIRST = 0.01
 #: Share of its time over which a completion found done at its first poll is spread.
-LEFT_SPAN = 0.15
+LEFT_SPAN = 0.125
 
 
 class CompletionModel:

@@ -135,7 +135,7 @@ def test_learns_that_completions_come_sooner() -> None:
 
 
 def test_found_done_at_the_first_poll_is_read_as_just_before_it() -> None:
-    """(0, 10] is read as the last 15 % of it, spread evenly: a first poll that keeps finding
+    """(0, 10] is read as the last 12.5 % of it, spread evenly: a first poll that keeps finding
     predictions done moves earlier (no pile just below it, no smear over the prior)."""
     model = CompletionModel(Polling(), prior_for(TRYON, Polling()))
     for _ in range(20):
