@@ -60,6 +60,7 @@ def say(text: str) -> None:
 
 
 def batch_command(
+    *,
     catalog: Path,
     out: Path,
     api_key: str | None,

@@ -168,10 +168,8 @@ def batch(
         )
     with stopped_by_signals():
         try:
-            code = batch_command(catalog, out, api_key, base_url, dry_run, in_flight, submit_rate,
-                          status_rate, model_name, output_format, downloads, resend_uncertain,
-                          retry_failed, leave_running, progress, log_interval, no_report,
-                          time_scale)  # fmt: skip
+            # The options by name, as click read them: one list of them, the signature's.
+            code = batch_command(**click.get_current_context().params)
         except KeyboardInterrupt:  # SIGINT or SIGTERM before the job's own handlers
             console.print(STOPPED_STARTING, markup=False, highlight=False)
             code = EXIT_INTERRUPTED
