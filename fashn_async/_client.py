@@ -1,79 +1,29 @@
-"""AsyncFashn: the client. Composes transport, engine, batch; the only module knowing all."""
+"""AsyncFashn: the client's calls, over the parts ``_base_client`` builds."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import aiohttp
 import anyio
 
-from fashn_async._batch import Batch, BatchGroup, BatchInput
-from fashn_async._coerce import coerce_request
-from fashn_async._coordination import RedisCoordination
-from fashn_async._engine import Engine
+from fashn_async._base_client import BaseClient
+from fashn_async._batch import Batch, BatchInput
+from fashn_async._coerce import request_from
 from fashn_async._events import BatchEvents, BatchProgress, events_from
-from fashn_async._http import Transport
 from fashn_async._images import check_url
-from fashn_async._limits import Limits
-from fashn_async._models import (
-    Credits,
-    ModelRequest,
-    Prediction,
-    PredictionStatus,
-    Request,
-    TryOnRequest,
-)
-from fashn_async._options import (
-    DEFAULT_BASE_URL,
-    check_base_url,
-    check_batch_input,
-    check_coordination,
-    check_flag,
-    check_id,
-    check_options,
-    check_proxy,
-    checked_api_key,
-)
-from fashn_async._polling import Polling
-from fashn_async._prepare import ImagePreparation
-from fashn_async._redact import shown_url
+from fashn_async._models import Credits, Prediction, PredictionStatus, Request
+from fashn_async._options import check_batch_input, check_id
 from fashn_async._results import Result, TryOnResult
-from fashn_async._retry import RetryPolicy
 from fashn_async._validators import check_number, config_int
-from fashn_async._version import __version__
-from fashn_async.errors import (
-    APIError,
-    ConfigurationError,
-    DeadlineExceededError,
-    InvalidRequestError,
-)
-
-if TYPE_CHECKING:
-    from types import TracebackType
-
-    from fashn_async._coordination._coordinator import Coordinator
+from fashn_async.errors import DeadlineExceededError, InvalidRequestError
 
 __all__ = ["AsyncFashn"]
 
 
-def _request_from(request: Request | None, fields: dict[str, Any]) -> Request:
-    """The request of ``run()``/``submit()``: a request object, or TryOnRequest's fields."""
-    if request is None:
-        return coerce_request(fields, kind=TryOnRequest)
-    if fields:
-        raise InvalidRequestError("pass either a request object or keyword fields, not both")
-    if not isinstance(request, TryOnRequest | ModelRequest):
-        raise InvalidRequestError(
-            f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
-        )
-    return request
-
-
-class AsyncFashn:
+class AsyncFashn(BaseClient):
     """The FASHN API client. Use it as ``async with AsyncFashn() as client:``.
 
     Every option is keyword-only (``AsyncFashn(api_key=..., base_url=..., limits=...)``),
@@ -112,103 +62,6 @@ class AsyncFashn:
     process keeps to its share of the limits until it is back (``RedisCoordination``).
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        limits: Limits | None = None,
-        polling: Polling | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        max_connections: int = 100,
-        proxy: str | None = None,
-        trust_env: bool = True,
-        coordination: str | RedisCoordination | None = None,
-        prepare_images: ImagePreparation | bool | None = None,
-    ) -> None:
-        key = checked_api_key(api_key if api_key is not None else os.environ.get("FASHN_API_KEY"))
-        limits = limits if limits is not None else Limits()
-        if not isinstance(limits, Limits):
-            raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
-        self.base_url = check_base_url(base_url)
-        check_options(
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_connections,
-            polling=polling,
-            retry=retry,
-        )
-        self.prepare_images = ImagePreparation.from_option(prepare_images)
-        self.limits = limits
-        self.coordination = check_coordination(coordination)
-        self._coordinator: Coordinator | None = (
-            self.coordination.coordinator(api_key=key) if self.coordination else None
-        )
-        self._transport = Transport(
-            base_url=self.base_url,
-            api_key=key,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
-            connections=max_connections,
-            user_agent=f"fashn-async/{__version__}",
-            proxy=check_proxy(proxy),
-            trust_env=check_flag("trust_env", trust_env),
-        )
-        self._engine = Engine(
-            self._transport,
-            limits=limits,
-            polling=polling or Polling(),
-            retry=retry or RetryPolicy(),
-            backend=self._coordinator,
-            preparer=self.prepare_images.preparer() if self.prepare_images else None,
-        )
-        #: The task group every batch of this client runs in; closed with the client.
-        self._batches = BatchGroup()
-
-    def __repr__(self) -> str:
-        engine = self._engine
-        shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
-        return (
-            f"<AsyncFashn {shown_url(self.base_url)} api_key='***' "
-            f"in_flight={engine.in_flight.in_use}/{self.limits.in_flight}{shared} "
-            f"transport={self._transport!r}>"
-        )
-
-    async def __aenter__(self) -> AsyncFashn:
-        self._transport.check_loop()
-        if self._coordinator is not None:
-            await self._coordinator.start()
-        try:
-            await self._transport.open()
-        except BaseException:
-            if self._coordinator is not None:
-                await self._coordinator.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close open batches (cancelling their predictions on the server, awaited), close
-        the HTTP session, leave Redis."""
-        self._transport.check_loop()
-        try:
-            await self._batches.aclose()
-        finally:
-            self._engine.in_flight.close()
-            try:
-                await self._transport.close()
-            finally:
-                if self._coordinator is not None:
-                    await self._coordinator.aclose()
-
     # -- one prediction ----------------------------------------------------------------
 
     async def submit(
@@ -241,7 +94,7 @@ class AsyncFashn:
             ServerError: 5xx answers outlasted ``retry.attempts``; nothing was created.
             ConnectError: no connection in ``retry.attempts`` tries; nothing was sent.
         """
-        req = _request_from(request, fields)
+        req = request_from(request, fields)
         if webhook_url is not None:
             check_url("webhook_url", webhook_url, error=InvalidRequestError)
         self._transport.session  # noqa: B018 - fail fast when closed, before encoding
@@ -332,15 +185,7 @@ class AsyncFashn:
         """
         self._transport.check_loop()
         response = await self._engine.get("/v1/credits", limiter=None)
-        data = response.data.get("credits") if isinstance(response.data, dict) else None
-        if not isinstance(data, dict):
-            raise APIError("the credits answer is not a credits object")
-        try:
-            return Credits(
-                total=data["total"], subscription=data["subscription"], on_demand=data["on_demand"]
-            )
-        except (TypeError, KeyError) as exc:
-            raise APIError("the credits answer is not a credits object") from exc
+        return Credits.from_answer(response.data)
 
     async def run(
         self,
@@ -383,7 +228,7 @@ class AsyncFashn:
                 nothing was sent; NetworkTimeoutError, ConnectionDroppedError while
                 polling).
         """
-        req = _request_from(request, fields)
+        req = request_from(request, fields)
         if deadline is not None:
             check_number("deadline", deadline, 0.0, math.inf)
             if not deadline > 0:

@@ -17,7 +17,7 @@ import attrs
 from fashn_async._models import ModelRequest, Request, TryOnRequest
 from fashn_async.errors import InvalidRequestError
 
-__all__ = ["coerce_request"]
+__all__ = ["coerce_request", "request_from"]
 
 
 def coerce_request(item: Any, *, kind: type[TryOnRequest] | None = None) -> Request:
@@ -43,6 +43,24 @@ def coerce_request(item: Any, *, kind: type[TryOnRequest] | None = None) -> Requ
         raise InvalidRequestError(
             f"could not be read as a request: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def request_from(request: Request | None, fields: Mapping[str, Any]) -> Request:
+    """The request of ``run()``/``submit()``: a request object, or TryOnRequest's fields.
+
+    Raises:
+        InvalidRequestError: both or neither kind given, an object of another type, or a
+            field that :func:`coerce_request` refuses.
+    """
+    if request is None:
+        return coerce_request(fields, kind=TryOnRequest)
+    if fields:
+        raise InvalidRequestError("pass either a request object or keyword fields, not both")
+    if not isinstance(request, TryOnRequest | ModelRequest):
+        raise InvalidRequestError(
+            f"expected a TryOnRequest or ModelRequest, got {type(request).__name__}"
+        )
+    return request
 
 
 def _coerce(item: Any, kind: type[TryOnRequest] | None) -> Request:

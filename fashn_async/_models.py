@@ -26,7 +26,7 @@ from fashn_async._validators import (
     check_string,
     shorten,
 )
-from fashn_async.errors import InvalidRequestError, PredictionCanceledError
+from fashn_async.errors import APIError, InvalidRequestError, PredictionCanceledError
 
 __all__ = [
     "CATEGORIES",
@@ -316,6 +316,21 @@ class Credits:
     total: float
     subscription: float
     on_demand: float
+
+    @classmethod
+    def from_answer(cls, answer: Any) -> Credits:
+        """The balance in GET /v1/credits' answer (``{"credits": {...}}``).
+
+        Raises:
+            APIError: the answer is not a credits object.
+        """
+        data: Any = answer.get("credits") if isinstance(answer, dict) else None
+        try:
+            return cls(
+                total=data["total"], subscription=data["subscription"], on_demand=data["on_demand"]
+            )
+        except (TypeError, KeyError) as exc:
+            raise APIError("the credits answer is not a credits object") from exc
 
 
 converter = cattrs.Converter(forbid_extra_keys=False)

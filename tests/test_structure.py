@@ -69,6 +69,7 @@ STAGES: list[tuple[str, list[str]]] = [
         [
             "_emulator_clock",
             "_options",
+            "_base_client",
             "_client",
             "",
             "bulk._records",
@@ -188,7 +189,7 @@ def test_the_graph_reader_sees_every_kind_of_import() -> None:
     """The reader finds lazy, TYPE_CHECKING and relative imports (else the checks are blind)."""
     graph = import_graph()
     assert "fashn_async._coordination._coordinator" in graph["fashn_async._coordination._config"]
-    assert "fashn_async._coordination._coordinator" in graph["fashn_async._client"]
+    assert "fashn_async._coordination._coordinator" in graph["fashn_async._base_client"]
     assert "fashn_async.testing._config" in graph["fashn_async.testing"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None

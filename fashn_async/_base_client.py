@@ -1,0 +1,143 @@
+"""BaseClient: what a client is made of, and how it opens and closes.
+
+As httpx keeps a client's configuration in ``BaseClient`` apart from ``AsyncClient``'s
+requests, this module builds the parts from the options (transport, engine, the shared
+coordination, the batches' task group) and owns their lifecycle; ``_client`` adds the
+calls. The options are documented on :class:`~fashn_async.AsyncFashn`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Self
+
+import aiohttp
+
+from fashn_async._batch import BatchGroup
+from fashn_async._coordination import RedisCoordination
+from fashn_async._engine import Engine
+from fashn_async._http import Transport
+from fashn_async._limits import Limits
+from fashn_async._options import (
+    DEFAULT_BASE_URL,
+    check_base_url,
+    check_coordination,
+    check_flag,
+    check_options,
+    check_proxy,
+    checked_api_key,
+)
+from fashn_async._polling import Polling
+from fashn_async._prepare import ImagePreparation
+from fashn_async._redact import shown_url
+from fashn_async._retry import RetryPolicy
+from fashn_async._version import __version__
+from fashn_async.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from fashn_async._coordination._coordinator import Coordinator
+
+__all__ = ["BaseClient"]
+
+
+class BaseClient:
+    """The options made parts, and their lifecycle; see :class:`~fashn_async.AsyncFashn`."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        limits: Limits | None = None,
+        polling: Polling | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 100,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        coordination: str | RedisCoordination | None = None,
+        prepare_images: ImagePreparation | bool | None = None,
+    ) -> None:
+        key = checked_api_key(api_key if api_key is not None else os.environ.get("FASHN_API_KEY"))
+        limits = limits if limits is not None else Limits()
+        if not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
+        self.base_url = check_base_url(base_url)
+        check_options(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            polling=polling,
+            retry=retry,
+        )
+        self.prepare_images = ImagePreparation.from_option(prepare_images)
+        self.limits = limits
+        self.coordination = check_coordination(coordination)
+        self._coordinator: Coordinator | None = (
+            self.coordination.coordinator(api_key=key) if self.coordination else None
+        )
+        self._transport = Transport(
+            base_url=self.base_url,
+            api_key=key,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
+            connections=max_connections,
+            user_agent=f"fashn-async/{__version__}",
+            proxy=check_proxy(proxy),
+            trust_env=check_flag("trust_env", trust_env),
+        )
+        self._engine = Engine(
+            self._transport,
+            limits=limits,
+            polling=polling or Polling(),
+            retry=retry or RetryPolicy(),
+            backend=self._coordinator,
+            preparer=self.prepare_images.preparer() if self.prepare_images else None,
+        )
+        #: The task group every batch of this client runs in; closed with the client.
+        self._batches = BatchGroup()
+
+    def __repr__(self) -> str:
+        engine = self._engine
+        shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
+        return (
+            f"<{type(self).__name__} {shown_url(self.base_url)} api_key='***' "
+            f"in_flight={engine.in_flight.in_use}/{self.limits.in_flight}{shared} "
+            f"transport={self._transport!r}>"
+        )
+
+    async def __aenter__(self) -> Self:
+        self._transport.check_loop()
+        if self._coordinator is not None:
+            await self._coordinator.start()
+        try:
+            await self._transport.open()
+        except BaseException:
+            if self._coordinator is not None:
+                await self._coordinator.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close open batches (cancelling their predictions on the server, awaited), close
+        the HTTP session, leave Redis."""
+        self._transport.check_loop()
+        try:
+            await self._batches.aclose()
+        finally:
+            self._engine.in_flight.close()
+            try:
+                await self._transport.close()
+            finally:
+                if self._coordinator is not None:
+                    await self._coordinator.aclose()
