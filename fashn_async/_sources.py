@@ -1,6 +1,6 @@
 """Image sources read off the loop: regular files only, size-capped, async readers.
 
-Files are read in a few reused worker threads (:func:`in_worker`). A file object is read
+Files are read in the package's worker thread (:func:`in_worker`). A file object is read
 until it ends (:func:`read_object`): a ``read()`` that is a coroutine (a web framework's
 upload, aiohttp's ``request.content``) is awaited on the loop; a blocking one runs in the
 loop's default executor, never in the package's own threads, so a reader that blocks
@@ -218,22 +218,33 @@ async def offload(size: int, func: Any, *args: Any) -> Any:
     return func(*args)
 
 
-_WORKERS: Final = min(4, os.cpu_count() or 2)
-#: The package's worker threads, shared by every event loop (threads know no loop).
+#: One worker thread. Two threads that both want the GIL trade it between their chunks
+#: and starve the event loop: CPython forces a switch to a thread that has waited its
+#: 5 ms switch interval only if no other switch happened meanwhile, and two busy
+#: workers always make one (benchmarks/bench_loop_lag.py: loop stalls of 23-50 ms with
+#: two workers, at most 13 ms with one). CPU work goes no faster in more threads, and
+#: what runs here (base64, image checks, a refit, image preparation) keeps far ahead of
+#: the API's 25 generations a minute.
+_WORKERS: Final = 1
+#: The package's worker thread, shared by every event loop (threads know no loop).
 _EXECUTOR: Final = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="fashn-async")
+#: Seconds a worker sleeps between two chunks of work, the GIL released: long enough
+#: for a thread waiting for it (the event loop) to be woken and take it.
+HAND_OVER: Final = 0.0005
 
 
 def let_go() -> None:
-    """Between two chunks of CPU work: hand the GIL over if another thread wants it.
+    """Between two chunks of CPU work in a worker: hand the GIL to a thread waiting for it.
 
-    A worker thread holding the GIL keeps it until another thread has waited the whole
-    switch interval (5 ms) for it, and the event loop takes it again after every system
-    call, so a loop beside a busy worker waits up to 5 ms per call. Sleeping 0 lets go
-    at once. On the event loop's own thread it does nothing: there the loop must keep
-    the GIL, not give it to a worker.
+    Releasing the GIL and taking it straight back (``time.sleep(0)``) hands nothing
+    over: the waiting thread must first be woken and scheduled, and by then the worker
+    holds the GIL again, so the loop waits out the whole switch interval (5 ms) after
+    each of its system calls. Sleeping :data:`HAND_OVER` lets it in. The cost is that
+    pause per chunk in the worker (about 30 ms of wall time, no CPU, per 8 MiB image).
+    On the event loop's own thread it does nothing: there the loop must keep the GIL.
     """
     if asyncio._get_running_loop() is None:  # the C-level check, no exception
-        time.sleep(0)
+        time.sleep(HAND_OVER)
 
 
 #: Bytes copied between two :func:`let_go` calls by :func:`join`.
@@ -258,11 +269,11 @@ def join(parts: Iterable[bytes | bytearray]) -> bytearray:
 
 
 async def in_worker(func: Any, *args: Any) -> Any:
-    """``func(*args)`` in one of a few worker threads kept for blocking work.
+    """``func(*args)`` in the package's worker thread, kept for blocking work.
 
-    Few, and reused: starting a thread blocks the loop until the thread runs, which can
-    take tens of milliseconds while other threads hold the GIL; and more threads than
-    cores cannot make CPU-bound work go faster. Through ``loop.run_in_executor``, so an
+    One, and reused: starting a thread blocks the loop until the thread runs, which can
+    take tens of milliseconds while other threads hold the GIL, and a second worker
+    would starve the loop of the GIL (:data:`_WORKERS`). Through ``loop.run_in_executor``, so an
     event loop that fast-forwards its clock in tests (looptime) knows a thread is
     working and waits for it instead of racing its clock ahead.
     """

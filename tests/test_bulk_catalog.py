@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import ModelRequest, TryOnRequest
-from fashn_async.bulk import CatalogError, Journal, _catalog, _records, load_catalog
+from fashn_async.bulk import CatalogError, Journal, _catalog, _identity, _records, load_catalog
 from fashn_async.bulk._catalog import iter_catalog
 from tests.bulk_support import write_images
 
@@ -354,10 +354,10 @@ def test_a_dry_run_streams_the_catalog(folder: Path) -> None:
 @given(st.lists(st.text(alphabet="a#23", min_size=1, max_size=4), max_size=12))
 def test_row_identities_are_unique_whatever_the_ids(ids: list[str]) -> None:
     """Ids that repeat or look like a repeat's suffix (a, a, a#2) never share an identity."""
-    identities = _catalog.unique_identities([f"id:{i}" for i in ids])
+    identities = _identity.unique_identities([f"id:{i}" for i in ids])
     assert len(set(identities)) == len(identities)
     assert [i.split("#")[0] for i in identities] == [f"id:{i}".split("#")[0] for i in ids]
-    assert identities == _catalog.unique_identities([f"id:{i}" for i in ids])  # stable
+    assert identities == _identity.unique_identities([f"id:{i}" for i in ids])  # stable
 
 
 def test_a_fifo_or_device_as_an_image_is_an_invalid_row_never_opened(folder: Path) -> None:

@@ -308,7 +308,8 @@ def test_join_is_bytes_join(parts: list[bytes], slice_size: int) -> None:
 
 
 def test_let_go_keeps_the_gil_on_the_loop_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Between chunks a worker thread yields the GIL (sleep 0); the loop's thread never does."""
+    """Between chunks a worker thread sleeps HAND_OVER, the GIL released; the loop's
+    thread never does."""
     import asyncio
     import time
 
@@ -317,10 +318,10 @@ def test_let_go_keeps_the_gil_on_the_loop_thread(monkeypatch: pytest.MonkeyPatch
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     _sources.let_go()  # no running loop here: a worker's view
-    assert slept == [0]
+    assert slept == [_sources.HAND_OVER]
 
     async def on_the_loop() -> None:
         _sources.let_go()
 
     asyncio.run(on_the_loop())
-    assert slept == [0]
+    assert slept == [_sources.HAND_OVER]

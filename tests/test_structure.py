@@ -73,6 +73,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "_client",
             "",
             "bulk._records",
+            "bulk._identity",
             "bulk._rows",
             "bulk._catalog",
             "bulk._edits",

@@ -20,12 +20,10 @@ values) by which the journal recognises it when the file is edited between runs.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import stat
 import threading
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +32,13 @@ import attrs
 from fashn_async._coerce import coerce_request
 from fashn_async._images import check_image_input, image_file_problem
 from fashn_async._models import Request, TryOnRequest
+from fashn_async.bulk._identity import (
+    LABEL_COLUMN,
+    file_sha256,
+    identity_of,
+    row_key,
+    unique_identities,
+)
 from fashn_async.bulk._records import CatalogError, delimited, jsonl, text_lines
 from fashn_async.errors import InvalidRequestError
 
@@ -43,12 +48,10 @@ __all__ = [
     "CatalogRow",
     "iter_catalog",
     "load_catalog",
-    "unique_identities",
 ]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
 #: A free-text column naming the row in the manifest and the report; never sent.
-LABEL_COLUMN: Final = "id"
 _V1_TYPES: Final = {field.name: field.type for field in attrs.fields(TryOnRequest)}
 _V1_REQUIRED: Final = ("model_image", "garment_image", "category")
 _TRUE, _FALSE = frozenset({"true", "yes", "1", "on"}), frozenset({"false", "no", "0", "off"})
@@ -143,7 +146,7 @@ def load_catalog(
     )
     if not rows:
         raise CatalogError(f"{path}: the catalog has no rows")
-    return Catalog(path=path, sha256=_sha256(path), rows=rows)
+    return Catalog(path=path, sha256=file_sha256(path), rows=rows)
 
 
 def iter_catalog(
@@ -186,48 +189,6 @@ def iter_catalog(
             yield reader.row(number, line, values)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def unique_identities(bases: Sequence[str]) -> list[str]:
-    """Each row's identity: its base, or for a repeat the first unused ``<base>#2``,
-    ``#3``... (unused by any row's base too, so ids ``a``, ``a``, ``a#2`` never collide).
-
-    Two rows never share an identity: the journal knows rows by it, and a shared one
-    would make a re-run send one of them again (and be charged for it).
-    """
-    taken = set(bases)
-    given: set[str] = set()
-    repeats: Counter[str] = Counter()
-    identities = []
-    for base in bases:
-        identity = base
-        if identity in given:
-            repeats[base] = max(repeats[base], 1)
-            while identity in given or identity in taken:
-                repeats[base] += 1
-                identity = f"{base}#{repeats[base]}"
-        given.add(identity)
-        identities.append(identity)
-    return identities
-
-
-def identity_of(values: Mapping[str, Any] | str) -> str:
-    """``id:<the id column>`` when the row has one (a string or an integer: ``1`` and
-    ``"1"`` are the same id), else ``sha:<hash of its values>``."""
-    label = values.get(LABEL_COLUMN) if isinstance(values, Mapping) else None
-    if isinstance(label, str | int) and not isinstance(label, bool) and label != "":
-        return f"id:{label}"
-    canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
-    return f"sha:{digest[:16]}"
-
-
 def _check_header(path: Path, header: list[str], *, model_name: str | None) -> None:
     if len(set(header)) != len(header):
         repeated = sorted({name for name in header if header.count(name) > 1})
@@ -258,7 +219,7 @@ class _RowReader:
         """The row, validated; anything that goes wrong makes it invalid, never raises."""
         if isinstance(values, str):  # unreadable as a record at all
             return CatalogRow(
-                row=number, line=line, inputs={}, key=_key(number, {}), error=values,
+                row=number, line=line, inputs={}, key=row_key(number, {}), error=values,
                 identity=f"line:{line}",
             )  # fmt: skip
         try:
@@ -268,7 +229,7 @@ class _RowReader:
                 row=number,
                 line=line,
                 inputs=_printable(values),
-                key=_key(number, _printable(values)),
+                key=row_key(number, _printable(values)),
                 identity=identity_of(_printable(values)),
                 error=f"cannot read this row: {type(exc).__name__}: {exc!s:.200}",
             )
@@ -276,7 +237,7 @@ class _RowReader:
     def _row(self, number: int, line: int, values: dict[str, Any]) -> CatalogRow:
         inputs = dict(values)
         label = inputs.pop(LABEL_COLUMN, None)
-        key = _key(number, values)
+        key = row_key(number, values)
         problems: list[str] = []
         if label is not None and (not isinstance(label, str | int) or isinstance(label, bool)):
             # JSON ids are strings or integers (1 and "1" name the same row); anything
@@ -414,9 +375,3 @@ def _printable(values: Mapping[str, Any]) -> dict[str, Any]:
         return dict(json.loads(json.dumps(values, ensure_ascii=False, default=str)))
     except (ValueError, RecursionError, TypeError):
         return {}
-
-
-def _key(number: int, values: Mapping[str, Any] | str) -> str:
-    canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
-    return f"row{number:05d}_{digest[:8]}"

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashn_async.bulk._catalog import CatalogRow, identity_of, unique_identities
+from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import CHECKED, at_line, canonical_json, plan_sync, settings_problem
+from fashn_async.bulk._identity import identity_of, unique_identities
 from fashn_async.bulk._rows import SCHEMA_VERSION, JournalMismatchError, State
 
 if TYPE_CHECKING:
