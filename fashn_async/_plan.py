@@ -9,7 +9,7 @@ below the believed start show whether completions come sooner), then one every s
 while completions are likely, skipping only stretches the model holds empty and wider
 than four spacings (a bimodal mix), and backing off geometrically past everything seen.
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
-early, and no stretch skipped.
+early, and a stretch held empty crossed with a poll every four spacings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 
 from fashn_async._survival import EPSILON, FIRST, CompletionModel, done_probability
+from fashn_async._turnbull import MIN_GAP
 
 __all__ = ["PollPlan"]
 
@@ -43,8 +44,6 @@ class PollPlan:
 
     __slots__ = ("_dither", "_probe", "last_running", "learn", "model", "polls", "previous_gap")
 
-    #: Whether this prediction explores: its first poll comes early and it skips no gap.
-
     def __init__(self, model: CompletionModel, rng: random.Random, *, learn: bool = True) -> None:
         self.model = model
         self.learn = learn
@@ -70,10 +69,13 @@ class PollPlan:
         if likely is None:  # past everything seen: back off
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + min(max(previous * polling.backoff, gap), polling.max_interval)
-        # An explorer skips no gap once polling has begun: only dense polls can show
-        # whether a gap the model believes in is really empty.
-        skip = likely >= after + gap and not (self._probe and self.polls)
+        skip = likely >= after + gap
         due = likely if skip else after + gap
+        if skip and self._probe and self.polls:
+            # An explorer crosses a stretch the model holds empty with a poll every
+            # MIN_GAP spacings (the narrowest gap skipped): enough to show whether
+            # completions come there, at a fraction of the polls of a dense crossing.
+            due = min(likely, after + MIN_GAP * gap)
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
             first = max(self.model.quantile(FIRST), after)
             due = max(first + self._dither * gap, gap / 2)

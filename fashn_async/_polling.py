@@ -131,7 +131,8 @@ class Polling:
         backoff: Growth of the spacing once a prediction runs longer than any seen.
         memory: Finished predictions each latency class remembers.
         explore: Share of predictions that explore: the first poll one to three spacings
-            early (a probe for faster completions), and no gap skipped.
+            early (a probe for faster completions), and a stretch the model holds empty
+            crossed with a poll every four spacings rather than skipped.
         prior_weight: What the prior is worth, in finished predictions; it fades as
             ``exp(-n / (2.5 * prior_weight))`` with ``n`` predictions seen (a larger
             weight for a prior known to be right).

@@ -56,7 +56,11 @@ COARSE = 4
 
 
 def dense_region(
-    coarse: list[float], edges: list[float], shortest: float, samples: int = 0
+    coarse: list[float],
+    edges: list[float],
+    shortest: float,
+    samples: int = 0,
+    fine: list[float] | None = None,
 ) -> list[int]:
     """For each bin, the first bin at or after it in the densest 1 - EPSILON region.
 
@@ -68,18 +72,16 @@ def dense_region(
             density on its two sides to go on through it, :data:`GAP_EVIDENCE`
             completions would have landed in it: ``n`` samples of a smooth distribution
             leave empty stretches by chance (the widest about ``range x ln(n) / n``).
+        fine: Cumulative mass per edge of a less smoothed estimate. Whether there is a
+            gap is read from ``coarse``; where it starts and ends, from ``fine``: a gap
+            widens over the bins beside it that ``fine`` leaves out too. The wide kernel
+            that keeps sampling noise from making gaps also blurs each mode's edges,
+            and every poll in that blur is spent where nothing completes.
     """
     cum = coarse
     size = len(edges) - 1
-    mass = [cum[j + 1] - cum[j] for j in range(size)]
-    order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
-    dense = [True] * size
-    left_out = 0.0
-    for j in order:  # leave out the sparsest bins while they hold under EPSILON
-        left_out += mass[j]
-        if left_out > EPSILON * cum[-1]:
-            break
-        dense[j] = False
+    dense = _likely(cum, edges)
+    sharp = _likely(fine, edges) if fine is not None else None
     # A hole shorter than MIN_GAP spacings is sampling noise, not a gap: poll through it
     # (skipping it would hide the completions that would fill it).
     j = 0
@@ -100,6 +102,13 @@ def dense_region(
             )
         ):
             dense[j:k] = [True] * (k - j)
+        elif k < size and j > 0 and sharp is not None:
+            while j > 0 and not sharp[j - 1]:
+                j -= 1
+                dense[j] = False
+            while k < size and not sharp[k]:
+                dense[k] = False
+                k += 1
         j = k
     following = [-1] * size
     nearest = -1
@@ -108,6 +117,22 @@ def dense_region(
             nearest = j
         following[j] = nearest
     return following
+
+
+def _likely(cum: list[float], edges: list[float]) -> list[bool]:
+    """Per bin, whether it is in the densest region holding all but EPSILON of the mass:
+    the sparsest bins (per second) are left out while together they hold under EPSILON."""
+    size = len(edges) - 1
+    mass = [cum[j + 1] - cum[j] for j in range(size)]
+    order = sorted(range(size), key=lambda j: mass[j] / (edges[j + 1] - edges[j]))
+    dense = [True] * size
+    left_out = 0.0
+    for j in order:
+        left_out += mass[j]
+        if left_out > EPSILON * cum[-1]:
+            break
+        dense[j] = False
+    return dense
 
 
 def _side_density(cum: list[float], edges: list[float], j: int, k: int) -> float:
@@ -164,15 +189,10 @@ class Fit:
     def of(cls, mass: list[float], edges: list[float], shortest: float, samples: int) -> Fit:
         """The planning views of ``mass`` (``shortest``: as for :func:`_dense_region`)."""
         smoothed = smooth(mass, SMOOTHING)
+        cum = cumulative(smoothed)
         coarse = cumulative(smooth(smoothed, COARSE))
-        return cls(
-            mass,
-            smoothed,
-            cumulative(smoothed),
-            coarse,
-            dense_region(coarse, edges, shortest, samples),
-            samples,
-        )
+        following = dense_region(coarse, edges, shortest, samples, cum)
+        return cls(mass, smoothed, cum, coarse, following, samples)
 
 
 def turnbull_fit(

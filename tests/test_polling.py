@@ -8,6 +8,7 @@ a new one submitted when one is seen done, each poll at the time the plan gives.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 import statistics
@@ -20,6 +21,7 @@ from fashn_async import ModelRequest, Polling, TryOnRequest, _turnbull
 from fashn_async._plan import PollPlan
 from fashn_async._polling import BROAD, latency_class, prior_for, spacing
 from fashn_async._survival import EPSILON, CompletionModel, done_probability
+from fashn_async._turnbull import COARSE, SMOOTHING, cumulative, dense_region, smooth
 
 Modes = list[tuple[float, float, float]]
 TRYON = ("tryon-v1.6", "balanced", 1)
@@ -188,6 +190,61 @@ def test_skips_an_empty_gap_and_polls_both_modes() -> None:
         plan.running(polls[-1])
     assert not [t for t in polls if 8.0 < t < 23.0]
     assert len([t for t in polls if 25.0 <= t <= 30.0]) >= 5
+
+
+def _learned_bimodal(seed: int) -> CompletionModel:
+    """A model that has seen 80 predictions of 3-5 / 25-30 s, polled by the plan."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(seed)
+    for _ in range(80):
+        latency = draw(rng, [(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)])
+        plan = PollPlan(model, rng)
+        while (due := plan.next_poll(0.95)) < latency:
+            plan.running(due)
+        plan.done(due, completed=True)
+    return model
+
+
+def _polls_until(model: CompletionModel, end: float, *, explore: float) -> list[float]:
+    model.polling = Polling(explore=explore)
+    plan = PollPlan(model, random.Random(1))
+    polls: list[float] = []
+    while len(polls) < 60 and (not polls or polls[-1] < end):
+        polls.append(plan.next_poll(0.95))
+        plan.running(polls[-1])
+    return polls
+
+
+def test_a_gap_is_skipped_from_the_edges_of_its_modes() -> None:
+    """Whether there is a gap is read from the coarse estimate, where it starts and ends
+    from the finer one: for 3-5 / 25-30 s the skip runs from 5.25 to 24.75 s, where the
+    coarse estimate alone would poll on to 5.75 s and start again at 24.5 s."""
+    edges = [0.25 * i for i in range(161)]
+    mass = [
+        (0.5 / 8 if 3.0 <= edges[j] < 5.0 else 0.0) + (0.5 / 20 if 25.0 <= edges[j] < 30.0 else 0.0)
+        for j in range(160)
+    ]
+    fine = smooth(mass, SMOOTHING)
+    coarse = cumulative(smooth(fine, COARSE))
+    sharp = dense_region(coarse, edges, 3.8, 100, cumulative(fine))
+    blurred = dense_region(coarse, edges, 3.8, 100)
+
+    def next_polled(following: list[int], t: float) -> float:
+        return edges[following[edges.index(t)]]
+
+    assert [next_polled(sharp, t) for t in (5.0, 5.25, 6.0, 24.5)] == [5.0, 24.75, 24.75, 24.75]
+    assert [next_polled(blurred, t) for t in (5.0, 5.25, 6.0, 24.5)] == [5.0, 5.25, 24.5, 24.5]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_explorer_crosses_a_gap_sparsely(seed: int) -> None:
+    """An exploring prediction crosses a gap with a poll every four spacings (3.8 s), not
+    one every spacing: 3 to 5 polls in 7-24 s instead of about 18."""
+    polls = _polls_until(_learned_bimodal(seed), 30.0, explore=1.0)
+    inside = [t for t in polls if 7.0 < t < 24.0]
+    assert 3 <= len(inside) <= 5
+    assert all(b - a >= 3.7 for a, b in itertools.pairwise(inside))
 
 
 def test_stragglers_back_off() -> None:
