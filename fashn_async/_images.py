@@ -28,12 +28,12 @@ import base64
 import binascii
 import os
 import re
-import stat
-from typing import IO, TYPE_CHECKING, Any, Final, Protocol, TypeAlias
+from typing import IO, Any, Final, Protocol, TypeAlias
 
 from fashn_async._sources import (
     MAX_IMAGE_BYTES,
     OFFLOAD_BYTES,
+    in_io_thread,
     join,
     let_go,
     offload,
@@ -45,10 +45,6 @@ from fashn_async._structure import image_problem
 from fashn_async._urls import MAX_URL_LENGTH, check_url
 from fashn_async._validators import shorten
 from fashn_async.errors import ImageInputError
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = [
     "ImageInput",
@@ -73,7 +69,7 @@ __all__ = [
 class Preparer(Protocol):
     """What prepares image bytes before they are sent (``_prepare.Preparer`` is one)."""
 
-    async def data_uri(self, field: str, data: bytes) -> bytes:
+    async def data_uri(self, field: str, data: bytes | bytearray) -> bytes:
         """The prepared image as a data URI, in ASCII bytes."""
         ...
 
@@ -140,6 +136,10 @@ def _payload_start(field: str, value: str) -> int:
     return comma + 1
 
 
+#: White space (as ``str.isspace`` reads it), found at C speed in a long data URI.
+_SPACE: Final = re.compile(r"\s")
+
+
 def _decode_base64(field: str, value: str, start: int = 0) -> bytes | bytearray:
     """Strict base64 from ``value[start:]`` (no white space), decoded chunk by chunk.
 
@@ -147,9 +147,7 @@ def _decode_base64(field: str, value: str, start: int = 0) -> bytes | bytearray:
         ImageInputError: invalid base64, or white space in it (the message says so).
     """
     size = len(value) - start
-    if any(ch.isspace() for ch in value[start : start + 80]) or (
-        size % 4 and any(ch.isspace() for ch in value[start:])
-    ):
+    if _SPACE.search(value, start, start + 80) or (size % 4 and _SPACE.search(value, start)):
         raise ImageInputError(
             f"{field}: the data URI's base64 contains white space or line breaks; "
             "remove them (base64.b64encode(data).decode() makes none)"
@@ -190,7 +188,7 @@ def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
     return b"".join(_base64_parts(data, prefix))
 
 
-def _base64_parts(data: bytes, prefix: bytes) -> list[bytes]:
+def _base64_parts(data: bytes | bytearray, prefix: bytes) -> list[bytes]:
     view = memoryview(data)
     parts = [prefix]
     for i in range(0, len(view), _B64_CHUNK):
@@ -267,7 +265,7 @@ def image_file_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _data_uri(field: str, data: bytes) -> bytes | bytearray:
+def _data_uri(field: str, data: bytes | bytearray) -> bytes | bytearray:
     """A request's own data URI (spliced into its body, never shared): joined a slice at
     a time, so the worker never holds the GIL for a whole copy."""
     mime = check_image_bytes(field, data)
@@ -304,25 +302,19 @@ async def encode_image(
         if preparer is None:
             result: bytes | bytearray = await offload(len(value), _relabel, field, value, start)
             return result
-        data: bytes = await offload(len(value), _decode_base64, field, value, start)
-    elif isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
+        data: bytes | bytearray = await offload(len(value), _decode_base64, field, value, start)
+    elif isinstance(value, bytes):
+        data = value
+    elif isinstance(value, bytearray | memoryview):
+        # A copy (the caller may reuse its buffer), made a slice at a time off the loop.
+        data = await offload(memoryview(value).nbytes, join, [value])
     elif isinstance(value, os.PathLike):
-        # A small file is read on the loop, as small payloads are encoded there: a
-        # thread hop costs more than the read (read_image_file never blocks on a FIFO).
-        data = await offload(_size_of(value), read_image_file, field, value)
+        # Always in a thread: even its size (os.stat) can block, and a file may be larger
+        # than its size said (one still being written, /proc).
+        data = await in_io_thread(read_image_file, field, value)
     else:
         data = await read_object(field, value)
     if preparer is not None:
         return await preparer.data_uri(field, data)
-    encoded: bytes = await offload(len(data), _data_uri, field, data)
+    encoded: bytes | bytearray = await offload(len(data), _data_uri, field, data)
     return encoded
-
-
-def _size_of(path: os.PathLike[str]) -> int:
-    """The size of a regular file in bytes; 0 when it is not one (refused unread)."""
-    try:
-        found = os.stat(path)
-    except (OSError, ValueError):
-        return 0
-    return found.st_size if stat.S_ISREG(found.st_mode) else 0

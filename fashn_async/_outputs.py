@@ -18,7 +18,7 @@ import anyio
 
 from fashn_async._atomic import append, commit, partial_path, write_atomically
 from fashn_async._images import _DATA_PREFIX, from_data_uri
-from fashn_async._sources import in_worker, offload
+from fashn_async._sources import in_io_thread, offload
 from fashn_async.errors import DownloadError, ImageInputError, SaveError
 
 if TYPE_CHECKING:
@@ -88,14 +88,14 @@ async def save_output(
     finally:
         if partial is not None:
             with anyio.CancelScope(shield=True):
-                await in_worker(_unlink, partial)
+                await in_io_thread(_unlink, partial)
     return target
 
 
 async def _on_disk(what: str, path: Path, func: Any, *args: Any) -> Any:
-    """``func(*args)`` in a worker thread; an OSError becomes a SaveError naming ``path``."""
+    """``func(*args)`` in an I/O thread; an OSError becomes a SaveError naming ``path``."""
     try:
-        return await in_worker(func, *args)
+        return await in_io_thread(func, *args)
     except OSError as exc:
         raise SaveError(f"cannot {what} {path}: {_why(exc)}", path=str(path)) from exc
 

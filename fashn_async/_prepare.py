@@ -127,7 +127,7 @@ class Preparer:
             f"({self._cached_bytes} bytes) prepared={self.prepared}>"
         )
 
-    async def data_uri(self, field: str, data: bytes) -> bytes:
+    async def data_uri(self, field: str, data: bytes | bytearray) -> bytes:
         """The prepared image as a ``data:image/...;base64,`` URI, in ASCII bytes.
 
         Raises:
@@ -163,11 +163,11 @@ class Preparer:
             self._cached_bytes -= len(old)
 
 
-def _digest(data: bytes) -> bytes:
+def _digest(data: bytes | bytearray) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def prepare_image(field: str, data: bytes, config: ImagePreparation) -> bytes:
+def prepare_image(field: str, data: bytes | bytearray, config: ImagePreparation) -> bytes:
     """Decode, orient, downscale and re-encode one image; a data URI in ASCII bytes.
 
     Blocking (call it in a worker thread).
@@ -208,7 +208,7 @@ def prepare_image(field: str, data: bytes, config: ImagePreparation) -> bytes:
 _OPEN_LOCK = threading.Lock()
 
 
-def _open(field: str, data: bytes) -> Any:
+def _open(field: str, data: bytes | bytearray) -> Any:
     """``Image.open`` (the header only), refusing more than :data:`MAX_PIXELS` pixels.
 
     Pillow warns (``DecompressionBombWarning``) about a large image as it opens it; that

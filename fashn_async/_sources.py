@@ -1,6 +1,7 @@
 """Image sources read off the loop: regular files only, size-capped, async readers.
 
-Files are read in the package's worker thread (:func:`in_worker`). A file object is read
+Files are read in a thread of the loop's default executor (:func:`in_io_thread`); CPU
+work runs in the package's one worker thread (:func:`in_worker`). A file object is read
 until it ends (:func:`read_object`): a ``read()`` that is a coroutine (a web framework's
 upload, aiohttp's ``request.content``) is awaited on the loop; a blocking one runs in the
 loop's default executor, never in the package's own threads, so a reader that blocks
@@ -22,10 +23,13 @@ from typing import Any, Final
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
+    "HAND_OVER",
+    "JOIN_SLICE",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
-    "check_body_size",
     "OFFLOAD_BYTES",
+    "check_body_size",
+    "in_io_thread",
     "in_worker",
     "join",
     "let_go",
@@ -137,7 +141,7 @@ def read_image_file(field: str, path: str | os.PathLike[str]) -> bytes:
     return data
 
 
-async def read_object(field: str, value: Any) -> bytes:
+async def read_object(field: str, value: Any) -> bytes | bytearray:
     """Everything a file object's ``read()`` gives until it ends, at most
     :data:`MAX_IMAGE_BYTES`.
 
@@ -155,7 +159,7 @@ async def read_object(field: str, value: Any) -> bytes:
     """
     if getattr(value, "closed", False) is True:
         raise ImageInputError(f"{field}: the file object is closed; pass an open one")
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray | memoryview] = []
     total = 0
     sized = True
     while total <= MAX_IMAGE_BYTES:
@@ -163,20 +167,22 @@ async def read_object(field: str, value: Any) -> bytes:
         if not chunk:
             break
         parts.append(chunk)
-        total += len(chunk)
+        total += memoryview(chunk).nbytes
         if not sized:  # a read() that takes no size gives everything at once
             break
     if not total:
         raise ImageInputError(f"{field}: the file object gave no data (already read?)")
     if total > MAX_IMAGE_BYTES:
         raise ImageInputError(f"{field}: {too_large()}")
-    if len(parts) == 1:
+    if len(parts) == 1 and isinstance(parts[0], bytes | bytearray):
         return parts[0]
-    joined: bytearray = await offload(total, join, parts)
-    return bytes(joined)
+    joined: bytearray = await offload(total, join, parts)  # a slice at a time, off the loop
+    return joined
 
 
-async def _read_once(field: str, read: Any, size: int, sized: bool) -> tuple[bytes, bool]:
+async def _read_once(
+    field: str, read: Any, size: int, sized: bool
+) -> tuple[bytes | bytearray | memoryview, bool]:
     """One ``read(size)`` (``read()`` when ``sized`` is off), checked to give bytes."""
     try:
         if inspect.iscoroutinefunction(read):
@@ -199,7 +205,7 @@ async def _read_once(field: str, read: Any, size: int, sized: bool) -> tuple[byt
         raise ImageInputError(
             f"{field}: the file object's read() gave {type(result).__name__}, not bytes"
         )
-    return (result if isinstance(result, bytes) else bytes(result)), sized
+    return result, sized  # bytes, or a bytearray or memoryview joined later off the loop
 
 
 def _call_read(read: Any, size: int, sized: bool) -> tuple[Any, bool]:
@@ -218,19 +224,39 @@ async def offload(size: int, func: Any, *args: Any) -> Any:
     return func(*args)
 
 
-#: One worker thread. Two threads that both want the GIL trade it between their chunks
-#: and starve the event loop: CPython forces a switch to a thread that has waited its
-#: 5 ms switch interval only if no other switch happened meanwhile, and two busy
-#: workers always make one (benchmarks/bench_loop_lag.py: loop stalls of 23-50 ms with
-#: two workers, at most 13 ms with one). CPU work goes no faster in more threads, and
-#: what runs here (base64, image checks, a refit, image preparation) keeps far ahead of
-#: the API's 25 generations a minute.
+#: One worker thread for CPU work. Two threads that both want the GIL trade it between
+#: their chunks and starve the event loop: CPython forces a switch to a thread that has
+#: waited its 5 ms switch interval only if no other switch happened meanwhile, and two
+#: busy workers always make one (benchmarks/bench_loop_lag.py: loop stalls of 23-50 ms
+#: with two workers, at most 13 ms with one). CPU work goes no faster in more threads,
+#: and what runs here (base64, image checks, a refit, image preparation) keeps far ahead
+#: of the API's 25 generations a minute. Blocking I/O goes elsewhere (:func:`in_io_thread`).
 _WORKERS: Final = 1
-#: The package's worker thread, shared by every event loop (threads know no loop).
-_EXECUTOR: Final = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="fashn-async")
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
 #: Seconds a worker sleeps between two chunks of work, the GIL released: long enough
 #: for a thread waiting for it (the event loop) to be woken and take it.
 HAND_OVER: Final = 0.0005
+
+
+def _cpu_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The package's worker, shared by every event loop of the process (threads know no
+    loop), made on first use in each process."""
+    global _executor
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(
+            _WORKERS, thread_name_prefix="fashn-async"
+        )
+    return _executor
+
+
+def _forget_the_parents_worker() -> None:
+    """In a forked child: the parent's worker thread does not exist here (a pool that
+    believes it has its thread would queue work forever); the next use makes one."""
+    global _executor
+    _executor = None
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_worker)
 
 
 def let_go() -> None:
@@ -251,7 +277,7 @@ def let_go() -> None:
 JOIN_SLICE: Final = 2**20
 
 
-def join(parts: Iterable[bytes | bytearray]) -> bytearray:
+def join(parts: Iterable[bytes | bytearray | memoryview]) -> bytearray:
     """``b"".join(parts)``, grown a slice at a time with :func:`let_go` between.
 
     Joining 20 MB in one call holds the GIL for milliseconds (allocating and faulting in
@@ -269,13 +295,26 @@ def join(parts: Iterable[bytes | bytearray]) -> bytearray:
 
 
 async def in_worker(func: Any, *args: Any) -> Any:
-    """``func(*args)`` in the package's worker thread, kept for blocking work.
+    """``func(*args)`` in the package's worker thread, kept for CPU work.
 
     One, and reused: starting a thread blocks the loop until the thread runs, which can
     take tens of milliseconds while other threads hold the GIL, and a second worker
-    would starve the loop of the GIL (:data:`_WORKERS`). Through ``loop.run_in_executor``, so an
-    event loop that fast-forwards its clock in tests (looptime) knows a thread is
-    working and waits for it instead of racing its clock ahead.
+    would starve the loop of the GIL (:data:`_WORKERS`). Through
+    ``loop.run_in_executor``, so an event loop that fast-forwards its clock in tests
+    (looptime) knows a thread is working and waits for it instead of racing its clock
+    ahead.
     """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, functools.partial(func, *args))
+    return await loop.run_in_executor(_cpu_executor(), functools.partial(func, *args))
+
+
+async def in_io_thread(func: Any, *args: Any) -> Any:
+    """``func(*args)``, blocking I/O (reading a file, writing and fsyncing one), in the
+    loop's default executor, as ``asyncio.to_thread`` runs it.
+
+    Apart from the CPU worker: a read that stalls (a network file system) then holds up
+    only its own call, never every client's encoding; and a thread waiting in a system
+    call does not hold the GIL.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(func, *args))

@@ -325,3 +325,109 @@ def test_let_go_keeps_the_gil_on_the_loop_thread(monkeypatch: pytest.MonkeyPatch
 
     asyncio.run(on_the_loop())
     assert slept == [_sources.HAND_OVER]
+
+
+def _big_png() -> bytes:
+    """A PNG of about 200 KB (noise, so it does not compress): over OFFLOAD_BYTES."""
+    pixels = random.Random(3).randbytes(260 * 260 * 3)
+    return encoded(Image.frombytes("RGB", (260, 260), pixels), "PNG", compress_level=1)
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "memoryview", "small path", "chunked reader"])
+async def test_no_whole_input_is_copied_or_read_on_the_loop_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A bytearray or memoryview is copied, a Path read (even one whose size says it is
+    small: a file still being written, /proc) and a reader's chunks joined in a thread,
+    never on the loop's: each costs time that grows with the input."""
+    import builtins
+    import threading
+
+    from fashn_async import _images, _sources
+
+    data = _big_png()
+    path = tmp_path / "photo.png"
+    path.write_bytes(PNG if kind == "small path" else data)
+    on_the_loop: list[str] = []
+
+    def watch(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            big = any(
+                isinstance(a, bytes | bytearray | memoryview) and memoryview(a).nbytes > 65536
+                for a in args
+            )
+            if threading.current_thread() is threading.main_thread() and (big or name == "read"):
+                on_the_loop.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+    copy = watch("bytes", builtins.bytes)
+
+    class Copying(type):
+        """``bytes`` as the modules see it: a call is watched; isinstance is bytes'."""
+
+        def __instancecheck__(cls, instance: object) -> bool:
+            return isinstance(instance, builtins.bytes)
+
+        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+            return copy(*args, **kwargs)
+
+    class WatchedBytes(metaclass=Copying):
+        pass
+
+    for module in (_images, _sources):  # a whole copy, by name, in either module
+        monkeypatch.setattr(module, "bytes", WatchedBytes, raising=False)
+    monkeypatch.setattr(_images, "join", watch("join", _sources.join))
+    monkeypatch.setattr(_sources, "join", watch("join", _sources.join))
+    monkeypatch.setattr(_images, "read_image_file", watch("read", _sources.read_image_file))
+
+    class Chunked:
+        def __init__(self) -> None:
+            self.left = data
+
+        def read(self, size: int = -1) -> bytes:
+            chunk, self.left = self.left[:65536], self.left[65536:]
+            return chunk
+
+    value: Any = {
+        "bytearray": bytearray(data),
+        "memoryview": memoryview(data),
+        "small path": path,
+        "chunked reader": Chunked(),
+    }[kind]
+    uri = await encode_image("model_image", value)
+    assert base64.b64decode(bytes(uri).split(b",", 1)[1]) == path.read_bytes()
+    assert on_the_loop == []
+
+
+def test_a_forked_child_gets_a_worker_of_its_own() -> None:
+    """After the worker thread has run in a process, a child forked from it gets a new
+    worker (the parent's thread does not exist in the child; its work used to wait
+    forever)."""
+    import asyncio
+    import multiprocessing
+
+    from fashn_async import _sources
+
+    assert asyncio.run(_sources.in_worker(sum, [1, 2])) == 3  # the parent's worker runs
+
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_use_the_worker_in_a_child)
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+
+
+def _use_the_worker_in_a_child() -> None:
+    import asyncio
+
+    from fashn_async import _sources
+
+    async def main() -> int:
+        result: int = await asyncio.wait_for(_sources.in_worker(sum, [2, 3]), 10)
+        return result
+
+    os._exit(0 if asyncio.run(main()) == 5 else 1)

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
-from fashn_async._sources import in_worker
+from fashn_async._sources import in_io_thread
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import canonical_json
 from fashn_async.bulk._folder import lock as hold
@@ -228,7 +228,7 @@ class Journal(JournalOpening):
             self._db.execute("INSERT INTO sends (row, at) VALUES (?, ?)", (row, now))
 
     async def sending_off_loop(self, row: int) -> None:
-        """:meth:`sending` in a worker thread: its fsync never stalls the event loop.
+        """:meth:`sending` in an I/O thread: its fsync never stalls the event loop.
 
         Once started, the write completes even if the caller is canceled meanwhile
         (the row is then ``submitting``; the caller puts it back).
@@ -236,7 +236,7 @@ class Journal(JournalOpening):
         Raises:
             JournalWriteError: the write failed; nothing changed.
         """
-        await in_worker(self.sending, row)
+        await in_io_thread(self.sending, row)
 
     @writes
     def submitted(self, row: int, prediction_id: str, *, canceling: bool = False) -> None:
