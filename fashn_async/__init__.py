@@ -5,10 +5,11 @@ polling, and streaming batches that cancel what they started when you leave.
 """
 
 from fashn_async import errors
-from fashn_async._batch import Batch, BatchInput, BatchProgress
+from fashn_async._batch import Batch
+from fashn_async._batch_run import BatchInput
 from fashn_async._client import AsyncFashn
 from fashn_async._coordination import RedisCoordination
-from fashn_async._events import BatchEvents
+from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._images import ImageInput
 from fashn_async._limits import Limits, Rate
 from fashn_async._models import (

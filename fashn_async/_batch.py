@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from fashn_async._engine import Engine
 
-__all__ = ["Batch", "BatchGroup", "BatchInput", "BatchProgress"]
+__all__ = ["Batch", "BatchGroup"]
 
 logger = logging.getLogger("fashn_async")
 

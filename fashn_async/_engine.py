@@ -38,7 +38,7 @@ from fashn_async.errors import APIError, FashnError, TransportError
 if TYPE_CHECKING:
     from fashn_async._prepare import Preparer
 
-__all__ = ["Engine", "Prepared"]  # Prepared lives in _payload
+__all__ = ["Engine"]  # Prepared lives in _payload
 
 T = TypeVar("T")
 

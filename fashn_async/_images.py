@@ -42,25 +42,18 @@ from fashn_async._sources import (
     too_large,
 )
 from fashn_async._structure import image_problem
-from fashn_async._urls import MAX_URL_LENGTH, check_url
+from fashn_async._urls import check_url
 from fashn_async._validators import shorten
 from fashn_async.errors import ImageInputError
 
 __all__ = [
     "ImageInput",
-    "MAX_IMAGE_BYTES",
-    "MAX_URL_LENGTH",
-    "OFFLOAD_BYTES",
     "check_image_bytes",
     "check_image_input",
-    "check_url",
     "encode_base64",
     "encode_image",
     "from_data_uri",
     "image_file_problem",
-    "image_problem",
-    "offload",
-    "read_image_file",
     "sniff_mime",
     "to_data_uri",
 ]

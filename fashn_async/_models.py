@@ -32,7 +32,6 @@ __all__ = [
     "CATEGORIES",
     "GARMENT_PHOTO_TYPES",
     "Credits",
-    "ImageInput",
     "ModelRequest",
     "Prediction",
     "PredictionStatus",

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp.payload
 
-from fashn_async._images import OFFLOAD_BYTES, encode_image
+from fashn_async._images import encode_image
 from fashn_async._models import Request
-from fashn_async._sources import check_body_size, in_worker, join
+from fashn_async._sources import OFFLOAD_BYTES, check_body_size, in_worker, join
 from fashn_async.errors import InvalidRequestError
 
 if TYPE_CHECKING:

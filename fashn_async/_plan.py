@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import random
 
-from fashn_async._survival import EPSILON, FIRST, CompletionModel, done_probability
-from fashn_async._turnbull import MIN_GAP
+from fashn_async._survival import FIRST, CompletionModel, done_probability
+from fashn_async._turnbull import EPSILON, MIN_GAP
 
 __all__ = ["PollPlan"]
 

@@ -20,7 +20,8 @@ from fashn_async._models import PredictionStatus
 from fashn_async._plan import PollPlan
 from fashn_async._polling import LatencyClass, Polling, prior_for, spacing
 from fashn_async._sources import in_worker
-from fashn_async._survival import EPSILON, CompletionModel
+from fashn_async._survival import CompletionModel
+from fashn_async._turnbull import EPSILON
 
 __all__ = ["Poller", "StatusCall"]
 

@@ -28,8 +28,8 @@ from typing import Any, Final
 
 import attrs
 
-from fashn_async._images import check_image_bytes, encode_base64, offload
-from fashn_async._sources import in_worker
+from fashn_async._images import check_image_bytes, encode_base64
+from fashn_async._sources import in_worker, offload
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
 

@@ -35,7 +35,7 @@ from fashn_async._turnbull import (
     turnbull_fit,
 )
 
-__all__ = ["EPSILON", "FIRST", "CompletionModel", "Fit", "done_probability"]
+__all__ = ["FIRST", "CompletionModel", "done_probability"]
 
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.

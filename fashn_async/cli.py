@@ -36,7 +36,6 @@ from fashn_async.bulk._command import (
     BatchSettings,
     fresh_start,
     run_batch,
-    stopped_by_signals,
 )
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
@@ -44,6 +43,7 @@ from fashn_async.bulk._outcome import (
     LONGEST_LATENCY,
     JobOptions,
 )
+from fashn_async.bulk._signals import stopped_by_signals
 from fashn_async.errors import (
     ConfigurationError,
     FashnError,
@@ -385,4 +385,4 @@ def run(
     sys.exit(code)
 
 
-__all__ = ["folder_problem", "main", "run_exit_code"]
+__all__ = ["main"]

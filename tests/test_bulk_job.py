@@ -24,10 +24,9 @@ from rich.console import Console
 from fashn_async import AsyncFashn, errors
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.bulk._command import BatchSettings, run_batch
-from fashn_async.bulk._job import JobOptions
-from fashn_async.bulk._journal import JournalWriteError
-from fashn_async.bulk._outcome import Outcome, failure_outcome
+from fashn_async.bulk._outcome import JobOptions, Outcome, failure_outcome
 from fashn_async.bulk._pacing import carryover
+from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.testing import Emulator, HttpFault, PredictionFault
 from tests.bulk_support import journal_counts, read_manifest, write_catalog
 

@@ -8,7 +8,6 @@ import io
 import pytest
 from rich.console import Console
 
-from fashn_async.bulk._journal import State
 from fashn_async.bulk._progress import (
     DisplayMode,
     Figures,
@@ -16,6 +15,7 @@ from fashn_async.bulk._progress import (
     RichDisplay,
     make_display,
 )
+from fashn_async.bulk._rows import State
 from fashn_async.bulk._words import counted, plural
 
 COUNTS = {"pending": 80, "submitting": 1, "submitted": 5, "completed": 1, "done": 10,

@@ -19,8 +19,8 @@ from rich.console import Console
 from fashn_async import Limits, Polling
 from fashn_async.bulk import Journal, load_catalog, render_report
 from fashn_async.bulk._command import BatchSettings, run_batch
-from fashn_async.bulk._job import JobOptions
-from fashn_async.bulk._journal import RowRecord
+from fashn_async.bulk._outcome import JobOptions
+from fashn_async.bulk._rows import RowRecord
 from fashn_async.testing import Emulator, PredictionFault
 from tests.bulk_support import write_catalog, write_images
 

@@ -20,8 +20,8 @@ from fashn_async import AsyncFashn
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
 from fashn_async.bulk._command import BatchSettings, run_batch
-from fashn_async.bulk._journal import JournalWriteError
 from fashn_async.bulk._report import render_report
+from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.testing import Emulator
 from fashn_async.testing._state import payload_digest
 from tests.bulk_support import (

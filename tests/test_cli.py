@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fashn_async import AsyncFashn, errors
+from fashn_async._cli_params import run_exit_code
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.bulk._command import STOPPED_STARTING
-from fashn_async.cli import main, run_exit_code
+from fashn_async.cli import main
 from tests.bulk_support import (
     KEY,
     cli,

@@ -108,7 +108,7 @@ async def test_data_uri_payload_is_sent_as_given() -> None:
 
 async def test_large_payloads_encode_the_same_off_the_loop() -> None:
     """Bytes above the offload threshold are encoded in the executor, with the same result."""
-    from fashn_async._images import OFFLOAD_BYTES
+    from fashn_async._sources import OFFLOAD_BYTES
 
     big = PNG + bytes(OFFLOAD_BYTES)
     assert await encode_image("f", big) == b"data:image/png;base64," + base64.b64encode(big)

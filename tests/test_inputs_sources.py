@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import AsyncFashn, TryOnRequest, errors
-from fashn_async._images import MAX_IMAGE_BYTES, encode_image, image_file_problem
+from fashn_async._images import encode_image, image_file_problem
+from fashn_async._sources import MAX_IMAGE_BYTES
 from fashn_async._structure import image_problem
 from fashn_async.testing import Emulator
 

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async import AsyncFashn, TryOnRequest, errors
-from fashn_async._images import MAX_IMAGE_BYTES, OFFLOAD_BYTES, encode_image
+from fashn_async._images import encode_image
 from fashn_async._payload import prepare_request
-from fashn_async._sources import MAX_BODY_BYTES, read_object
+from fashn_async._sources import MAX_BODY_BYTES, MAX_IMAGE_BYTES, OFFLOAD_BYTES, read_object
 from fashn_async.testing import Emulator, EmulatorConfig
 from fashn_async.testing._state import payload_digest
 

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
 from fashn_async.bulk._command import BatchSettings, run_batch
-from fashn_async.bulk._job import JobOptions
+from fashn_async.bulk._outcome import JobOptions
 from fashn_async.testing import Emulator, HttpFault, StalledPort
 from tests.bulk_support import journal_counts, write_catalog
 

@@ -18,7 +18,7 @@ from fashn_async._limits import Rate, WindowLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._poller import Poller
 from fashn_async._polling import latency_class
-from fashn_async._survival import EPSILON
+from fashn_async._turnbull import EPSILON
 from fashn_async.testing import Emulator, EmulatorConfig, Latency
 from fashn_async.testing._config import latency_for
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from fashn_async import ModelRequest, Polling, TryOnRequest, _turnbull
 from fashn_async._plan import PollPlan
 from fashn_async._polling import BROAD, latency_class, prior_for, spacing
-from fashn_async._survival import EPSILON, CompletionModel, done_probability
-from fashn_async._turnbull import COARSE, SMOOTHING, cumulative, dense_region, smooth
+from fashn_async._survival import CompletionModel, done_probability
+from fashn_async._turnbull import COARSE, EPSILON, SMOOTHING, cumulative, dense_region, smooth
 
 Modes = list[tuple[float, float, float]]
 TRYON = ("tryon-v1.6", "balanced", 1)

@@ -22,8 +22,9 @@ import redis.asyncio as aioredis
 from redis_support import RedisServer, free_port
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate, RedisCoordination, TryOnRequest
-from fashn_async._coordination._coordinator import Coordinator, key_namespace
+from fashn_async._coordination._coordinator import Coordinator
 from fashn_async._coordination._leases import SharedSlots
+from fashn_async._coordination._link import key_namespace
 from fashn_async._limits import WindowLimiter
 from fashn_async.errors import ClientClosedError, ConfigurationError, CoordinationError
 from fashn_async.testing import Emulator, EmulatorConfig

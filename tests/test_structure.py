@@ -250,3 +250,38 @@ def test_the_emulator_imports_nothing_of_the_client() -> None:
         if targets - EMULATOR_MAY_IMPORT
     }
     assert leaks == {}
+
+
+def test_a_module_exports_only_what_it_defines() -> None:
+    """No private module re-exports another's names in ``__all__`` (one place to import
+    each from); the packages' ``__init__`` gather theirs, as httpx's does."""
+    borrowed = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        imported = {
+            alias.asname or alias.name
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+                and isinstance(node.value, ast.List | ast.Tuple)
+            ):
+                names = {e.value for e in node.value.elts if isinstance(e, ast.Constant)}
+                borrowed += [f"{module_name(path)}.{n}" for n in sorted(names & imported)]
+    assert borrowed == []
+
+
+def test_no_module_is_much_over_400_lines() -> None:
+    """Every module stays readable at a glance: at most 420 lines (the rule is ~400)."""
+    long = {
+        module_name(path): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 420
+    }
+    assert long == {}

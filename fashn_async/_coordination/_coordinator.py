@@ -13,12 +13,12 @@ from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
 from fashn_async._coordination._leases import SharedSlots
-from fashn_async._coordination._link import Link, Settings, key_namespace
+from fashn_async._coordination._link import Link, Settings
 from fashn_async._coordination._window import RedisWindow
 from fashn_async._limits import Rate, Slots, WindowLimiter
 from fashn_async.errors import ClientClosedError, CoordinationError
 
-__all__ = ["Coordinator", "key_namespace"]
+__all__ = ["Coordinator"]
 
 logger = logging.getLogger("fashn_async")
 

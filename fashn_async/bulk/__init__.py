@@ -12,24 +12,20 @@
   self-contained ``report.html`` from the journal.
 """
 
-from fashn_async.bulk._catalog import (
-    Catalog,
-    CatalogError,
-    CatalogRow,
-    iter_catalog,
-    load_catalog,
-)
-from fashn_async.bulk._job import BulkJob, Display, JobOptions, JobSummary
-from fashn_async.bulk._journal import (
-    Journal,
+from fashn_async.bulk._catalog import Catalog, CatalogRow, iter_catalog, load_catalog
+from fashn_async.bulk._job import BulkJob
+from fashn_async.bulk._journal import Journal
+from fashn_async.bulk._manifest import write_manifest
+from fashn_async.bulk._outcome import Display, JobOptions, JobSummary
+from fashn_async.bulk._records import CatalogError
+from fashn_async.bulk._report import render_report, write_report
+from fashn_async.bulk._rows import (
     JournalBusyError,
     JournalMismatchError,
     JournalWriteError,
     RowRecord,
     State,
 )
-from fashn_async.bulk._manifest import write_manifest
-from fashn_async.bulk._report import render_report, write_report
 
 __all__ = [
     "BulkJob",

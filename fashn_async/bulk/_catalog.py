@@ -44,7 +44,6 @@ from fashn_async.errors import InvalidRequestError
 
 __all__ = [
     "Catalog",
-    "CatalogError",
     "CatalogRow",
     "iter_catalog",
     "load_catalog",

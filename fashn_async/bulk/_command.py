@@ -25,10 +25,10 @@ from fashn_async._polling import Polling
 from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
-from fashn_async.bulk._catalog import Catalog, CatalogError, iter_catalog, load_catalog
+from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog
 from fashn_async.bulk._folder import EARLIER_JOB_FILES
 from fashn_async.bulk._job import BulkJob
-from fashn_async.bulk._journal import JOURNAL_NAME, Journal, State
+from fashn_async.bulk._journal import JOURNAL_NAME, Journal
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
 from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
@@ -38,8 +38,10 @@ from fashn_async.bulk._outcome import (
     JobSummary,
 )
 from fashn_async.bulk._progress import DisplayMode, make_display
+from fashn_async.bulk._records import CatalogError
 from fashn_async.bulk._report import REPORT_NAME, write_report
-from fashn_async.bulk._signals import StopOnSignals, stopped_by_signals
+from fashn_async.bulk._rows import State
+from fashn_async.bulk._signals import StopOnSignals
 from fashn_async.bulk._thumbs import THUMBS_DIR
 from fashn_async.bulk._words import counted, plural
 from fashn_async.errors import (
@@ -60,7 +62,6 @@ __all__ = [
     "dry_run",
     "fresh_start",
     "run_batch",
-    "stopped_by_signals",
 ]
 
 EXIT_CANNOT_START = 2

@@ -34,7 +34,7 @@ from fashn_async._models import Prediction, Request
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog
-from fashn_async.bulk._journal import Journal, JournalWriteError, RowRecord, State
+from fashn_async.bulk._journal import Journal
 from fashn_async.bulk._outcome import (
     CANCELED_BY_STOP,
     Display,
@@ -44,7 +44,7 @@ from fashn_async.bulk._outcome import (
     failure_outcome,
 )
 from fashn_async.bulk._reconcile import pace_restart, reconcile, settle, uncertain_note
-from fashn_async.bulk._rows import disk_failure
+from fashn_async.bulk._rows import JournalWriteError, RowRecord, State, disk_failure
 from fashn_async.bulk._thumbs import thumbnail
 from fashn_async.bulk._writes import JournalWrites
 from fashn_async.errors import (
@@ -54,9 +54,6 @@ from fashn_async.errors import (
 
 __all__ = [
     "BulkJob",
-    "Display",
-    "JobOptions",
-    "JobSummary",
 ]
 
 

@@ -46,9 +46,6 @@ from fashn_async.bulk._opening import JournalOpening
 from fashn_async.bulk._rows import (
     COLUMNS,
     SCHEMA,
-    JournalBusyError,
-    JournalMismatchError,
-    JournalWriteError,
     RowRecord,
     State,
     disk_problem,
@@ -59,11 +56,6 @@ from fashn_async.errors import ConfigurationError
 
 __all__ = [
     "Journal",
-    "JournalBusyError",
-    "JournalMismatchError",
-    "JournalWriteError",
-    "RowRecord",
-    "State",
 ]
 
 JOURNAL_NAME: Final = "journal.sqlite3"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fashn_async._atomic import write_atomically
-from fashn_async.bulk._journal import RowRecord
+from fashn_async.bulk._rows import RowRecord
 
 __all__ = ["MANIFEST_NAME", "manifest_line", "write_manifest"]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from fashn_async.bulk._journal import State
+from fashn_async.bulk._rows import State
 from fashn_async.bulk._words import counted
 
 if TYPE_CHECKING:

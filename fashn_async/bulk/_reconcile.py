@@ -16,7 +16,7 @@ from collections.abc import Container, Mapping, Sequence
 
 from fashn_async._client import AsyncFashn
 from fashn_async._models import Request
-from fashn_async.bulk._journal import Journal, RowRecord, State
+from fashn_async.bulk._journal import Journal
 from fashn_async.bulk._outcome import (
     CANCELED_BY_STOP,
     UNCERTAIN_AFTER_CRASH,
@@ -24,6 +24,7 @@ from fashn_async.bulk._outcome import (
     JobOptions,
 )
 from fashn_async.bulk._pacing import carryover, hold_for_predecessors, seed_submit_window
+from fashn_async.bulk._rows import RowRecord, State
 from fashn_async.bulk._words import plural
 
 __all__ = ["pace_restart", "reconcile", "settle", "uncertain_note"]

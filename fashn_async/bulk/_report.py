@@ -22,7 +22,7 @@ from urllib.parse import quote
 from fashn_async._atomic import write_atomically
 from fashn_async._images import to_data_uri
 from fashn_async.bulk._catalog import CatalogRow
-from fashn_async.bulk._journal import RowRecord, State
+from fashn_async.bulk._rows import RowRecord, State
 from fashn_async.bulk._thumbs import THUMBS_DIR, Thumb, thumbnails
 
 __all__ = ["REPORT_NAME", "render_report", "write_report"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fashn_async.bulk._journal import State
+from fashn_async.bulk._rows import State
 
 __all__ = ["counted", "plural"]
 

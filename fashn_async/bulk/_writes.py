@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fashn_async.bulk._journal import Journal, JournalWriteError
+from fashn_async.bulk._journal import Journal
+from fashn_async.bulk._rows import JournalWriteError
 
 __all__ = ["JournalWrites"]
 
