@@ -53,6 +53,8 @@ __all__ = [
     "encode_base64",
     "encode_image",
     "from_data_uri",
+    "is_data_uri",
+    "is_given_url",
     "image_file_problem",
     "sniff_mime",
     "to_data_uri",
@@ -170,12 +172,24 @@ def from_data_uri(field: str, value: str) -> bytes | bytearray:
     return _decode_base64(field, value, _payload_start(field, value))
 
 
-def to_data_uri(mime: str, data: bytes) -> bytes:
+def is_data_uri(value: str | bytes | bytearray) -> bool:
+    """Whether ``value`` is a data URI as the API reads one (``data:``, lower case)."""
+    if isinstance(value, str):
+        return value.startswith(_DATA_PREFIX)
+    return value.startswith(b"data:")
+
+
+def is_given_url(value: str) -> bool:
+    """Whether a text cell or argument names a URL or data URI, not a local path."""
+    return value.startswith(("http://", "https://")) or is_data_uri(value)
+
+
+def to_data_uri(mime: str, data: bytes | bytearray) -> bytes:
     """``data`` as a ``data:<mime>;base64,`` URI, in ASCII bytes: the one data-URI maker."""
     return encode_base64(data, f"{_DATA_PREFIX}{mime};base64,".encode("ascii"))
 
 
-def encode_base64(data: bytes, prefix: bytes = b"") -> bytes:
+def encode_base64(data: bytes | bytearray, prefix: bytes = b"") -> bytes:
     """``prefix`` and ``data`` in base64, made chunk by chunk (:func:`let_go` between);
     immutable bytes, as a data URI that is cached and shared must be."""
     return b"".join(_base64_parts(data, prefix))

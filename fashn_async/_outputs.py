@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from fashn_async._atomic import append, commit, partial_path, write_atomically
-from fashn_async._images import _DATA_PREFIX, from_data_uri
+from fashn_async._images import from_data_uri, is_data_uri
 from fashn_async._sources import in_io_thread, offload
 from fashn_async.errors import DownloadError, ImageInputError, SaveError
 
@@ -33,7 +33,7 @@ _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "i
 def output_filename(stem: str, index: int, source: str, content_type: str | None = None) -> str:
     """A stable file name for output ``index``, with the extension its type implies."""
     mime = content_type
-    if source.startswith("data:"):
+    if is_data_uri(source):
         match = _DATA_URI.match(source)
         mime = match.group(1) if match else mime
     ext = _EXTENSIONS.get((mime or "").split(";")[0].strip())
@@ -55,7 +55,7 @@ async def save_output(
     import aiohttp
 
     await _on_disk("create the folder", directory, _make_folder, directory)
-    if source.startswith(_DATA_PREFIX):
+    if is_data_uri(source):
         try:
             data = await offload(len(source), from_data_uri, f"output {index}", source)
         except ImageInputError as exc:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp.payload
 
-from fashn_async._images import encode_image
+from fashn_async._images import encode_image, is_data_uri
 from fashn_async._models import Request
 from fashn_async._sources import OFFLOAD_BYTES, check_body_size, in_worker, join
 from fashn_async.errors import InvalidRequestError
@@ -68,7 +68,7 @@ async def prepare_request(
     values: dict[str, str] = {}
     for index, (field, value) in enumerate(request.image_fields().items()):
         encoded = await encode_image(field, value, preparer=preparer)
-        if encoded.startswith(b"data:"):
+        if is_data_uri(encoded):
             placeholder = f"@{token}-{index}@"
             spliced[placeholder] = encoded
             values[field] = placeholder

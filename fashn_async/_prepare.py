@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import attrs
 
-from fashn_async._images import check_image_bytes, encode_base64
+from fashn_async._images import check_image_bytes, to_data_uri
 from fashn_async._sources import in_worker, offload
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
@@ -191,17 +191,17 @@ def prepare_image(field: str, data: bytes | bytearray, config: ImagePreparation)
             icc = opened.info.get("icc_profile")
             if _has_transparency(image):
                 image.convert("RGBA").save(out, format="PNG", icc_profile=icc)
-                mime = b"image/png"
+                mime = "image/png"
             else:
                 if image.mode not in ("RGB", "L"):
                     image = image.convert("RGB")
                 image.save(out, format="JPEG", quality=config.jpeg_quality, icc_profile=icc)
-                mime = b"image/jpeg"
+                mime = "image/jpeg"
     except ImageInputError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{field}: the image does not decode ({exc})") from None
-    return encode_base64(out.getvalue(), b"data:" + mime + b";base64,")
+    return to_data_uri(mime, out.getvalue())
 
 
 #: Serializes the warning filter change around ``Image.open`` between worker threads.

@@ -58,7 +58,7 @@ def check_url(
         port = parts.port
     except ValueError:
         raise fail("the URL's port must be a number from 1 to 65535") from None
-    if parts.scheme.lower() == "data":  # "DATA:" or "Data:": the API reads "data:" only
+    if parts.scheme.lower() == "data":  # DATA: or Data: (the API reads a lower-case data URI only)
         raise fail("a data URI starts with 'data:' in lowercase: data:image/<type>;base64,")
     if value.startswith("//"):
         raise fail(

@@ -30,6 +30,7 @@ from fashn_async._cli_params import (
 )
 from fashn_async._cli_run import batch_command, console, say
 from fashn_async._emulator_clock import learn_time_scale, scaled_timing
+from fashn_async._images import is_given_url
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
     STOPPED_STARTING,
@@ -346,7 +347,7 @@ def run(
     """Run one try-on and save its outputs; their paths are printed on stdout."""
 
     def image(value: str) -> Any:
-        return value if value.startswith(("http://", "https://", "data:")) else Path(value)
+        return value if is_given_url(value) else Path(value)
 
     problem = folder_problem(out)
     if problem is not None:  # known before anything is sent (and charged)

@@ -276,7 +276,8 @@ def test_a_data_uri_thumbnail_is_read_only_with_an_image_header(tmp_path: Path) 
 
 
 def test_base64_lives_in_images_only() -> None:
-    """Only _images reads or makes base64 (and so data URIs); the emulator has its own."""
+    """Only _images reads or makes base64 and spells the data-URI prefix; the emulator
+    has its own."""
     import fashn_async
 
     package = Path(fashn_async.__file__).parent
@@ -286,3 +287,9 @@ def test_base64_lives_in_images_only() -> None:
         if "import base64" in path.read_text() and "testing" not in path.parts
     ]
     assert users == ["_images.py"]
+    spelled = [  # the data-URI prefix too: is_data_uri, is_given_url and to_data_uri
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if '"data:' in path.read_text() and "testing" not in path.parts
+    ]
+    assert spelled == ["_images.py"]

@@ -30,7 +30,7 @@ from typing import Any, Final
 import attrs
 
 from fashn_async._coerce import coerce_request
-from fashn_async._images import check_image_input, image_file_problem
+from fashn_async._images import check_image_input, image_file_problem, is_given_url
 from fashn_async._models import Request, TryOnRequest
 from fashn_async.bulk._identity import (
     LABEL_COLUMN,
@@ -299,7 +299,7 @@ class _RowReader:
         if not isinstance(value, str) or not value.strip():
             return "", f"{column}: expected a file path, URL or data URI, got {value!r:.60}"
         text = value.strip()
-        if text.startswith(("http://", "https://", "data:")):
+        if is_given_url(text):
             try:
                 check_image_input(column, text)
             except InvalidRequestError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fashn_async._atomic import write_atomically
-from fashn_async._images import to_data_uri
+from fashn_async._images import is_data_uri, to_data_uri
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._rows import RowRecord, State
 from fashn_async.bulk._thumbs import THUMBS_DIR, Thumb, thumbnails
@@ -121,7 +121,7 @@ def render_report(
         row = rows.get(record.row)
         for column in ("model_image", "garment_image"):
             source = row.images.get(column) if row is not None else None
-            if isinstance(source, Path) or (isinstance(source, str) and source[:5] == "data:"):
+            if isinstance(source, Path) or (isinstance(source, str) and is_data_uri(source)):
                 sources.append(source)
         sources += [directory / name for name in record.files]
     thumbs = _Thumbs(thumbnails(sources, directory), directory, embed=embed)
@@ -253,7 +253,7 @@ def _row(record: RowRecord, row: CatalogRow | None, directory: Path, thumbs: _Th
 
     def given(column: str) -> str:
         value = str(record.inputs.get(column, ""))
-        if value.startswith("data:"):
+        if is_data_uri(value):
             return value[:24] + "..."
         return value if value.startswith(("http://", "https://")) else value.rsplit("/", 1)[-1]
 
