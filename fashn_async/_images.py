@@ -33,6 +33,7 @@ from typing import IO, Any, Final, Protocol, TypeAlias
 from fashn_async._sources import (
     MAX_IMAGE_BYTES,
     OFFLOAD_BYTES,
+    byte_view,
     in_io_thread,
     join,
     let_go,
@@ -53,6 +54,7 @@ __all__ = [
     "encode_base64",
     "encode_image",
     "from_data_uri",
+    "data_uri_type",
     "is_data_uri",
     "is_given_url",
     "image_file_problem",
@@ -106,6 +108,7 @@ def sniff_mime(data: bytes) -> str | None:
 # worker thread lets go of the GIL between them and the loop is never held for long.
 _B64_CHUNK: Final = 3 * 2**16
 _DATA_PREFIX: Final = "data:"
+_DATA_URI_HEADER: Final = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,")
 _MIME = re.compile(r"image/[A-Za-z0-9.+-]{1,64}")
 
 
@@ -179,6 +182,13 @@ def is_data_uri(value: str | bytes | bytearray) -> bool:
     return value.startswith(b"data:")
 
 
+def data_uri_type(value: str) -> str | None:
+    """The MIME type a ``data:image/<type>;base64,`` URI declares (its header only:
+    the rest may be megabytes), or None if it has no such header."""
+    match = _DATA_URI_HEADER.match(value, 0, 256)
+    return match.group(1) if match else None
+
+
 def is_given_url(value: str) -> bool:
     """Whether a text cell or argument names a URL or data URI, not a local path."""
     return value.startswith(("http://", "https://")) or is_data_uri(value)
@@ -221,15 +231,20 @@ def check_image_input(field: str, value: Any) -> None:
         else:
             check_url(field, value)
     elif isinstance(value, bytes | bytearray | memoryview):
-        size = memoryview(value).nbytes
-        if not size:
+        view = byte_view(field, value)
+        if not view.nbytes:
             raise ImageInputError(f"{field}: the image bytes are empty")
-        if size > MAX_IMAGE_BYTES:
-            raise ImageInputError(f"{field}: {too_large(size)}")
-        if sniff_mime(bytes(memoryview(value)[:32])) is None:
+        if view.nbytes > MAX_IMAGE_BYTES:
+            raise ImageInputError(f"{field}: {too_large(view.nbytes)}")
+        if sniff_mime(bytes(view[:32])) is None:
             raise ImageInputError(f"{field}: {_NOT_AN_IMAGE}")
     elif isinstance(value, os.PathLike):
-        path = os.fspath(value)
+        try:
+            path = os.fspath(value)
+        except Exception as exc:  # a PathLike whose __fspath__ fails
+            raise ImageInputError(
+                f"{field}: the path could not be read ({type(exc).__name__}: {exc})"
+            ) from None
         if not path or "\0" in str(path):
             raise ImageInputError(f"{field}: expected a file path, got {shorten(value)}")
     elif not callable(getattr(value, "read", None)):
@@ -314,7 +329,8 @@ async def encode_image(
         data = value
     elif isinstance(value, bytearray | memoryview):
         # A copy (the caller may reuse its buffer), made a slice at a time off the loop.
-        data = await offload(memoryview(value).nbytes, join, [value])
+        view = byte_view(field, value)
+        data = await offload(view.nbytes, join, [view])
     elif isinstance(value, os.PathLike):
         # Always in a thread: even its size (os.stat) can block, and a file may be larger
         # than its size said (one still being written, /proc).

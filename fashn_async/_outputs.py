@@ -8,7 +8,6 @@ names the path (:class:`SaveError`). Every disk step runs in a worker thread.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from fashn_async._atomic import append, commit, partial_path, write_atomically
-from fashn_async._images import from_data_uri, is_data_uri
+from fashn_async._images import data_uri_type, from_data_uri, is_data_uri
 from fashn_async._sources import in_io_thread, offload
 from fashn_async.errors import DownloadError, ImageInputError, SaveError
 
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["output_filename", "save_output"]
 
-_DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
 
@@ -34,11 +32,11 @@ def output_filename(stem: str, index: int, source: str, content_type: str | None
     """A stable file name for output ``index``, with the extension its type implies."""
     mime = content_type
     if is_data_uri(source):
-        match = _DATA_URI.match(source)
-        mime = match.group(1) if match else mime
+        mime = data_uri_type(source) or mime
     ext = _EXTENSIONS.get((mime or "").split(";")[0].strip())
     if ext is None:
-        suffix = Path(urlsplit(source).path).suffix.lstrip(".").lower()
+        suffix = "" if is_data_uri(source) else Path(urlsplit(source).path).suffix
+        suffix = suffix.lstrip(".").lower()
         ext = suffix if suffix in ("png", "jpg", "jpeg", "webp", "gif") else "png"
     return f"{stem}_{index}.{ext}"
 

@@ -8,7 +8,10 @@ good one: a bad URL's error message is where a pasted secret is most likely to b
 
 from __future__ import annotations
 
-__all__ = ["SAFE_QUERY_NAMES", "shown_url"]
+import re
+from typing import Final
+
+__all__ = ["LONGEST_SHOWN", "SAFE_QUERY_NAMES", "shown_url"]
 
 #: Query parameters shown with their value: known Redis options that are not secrets.
 #: Every other parameter's value (``password``, ``token``, ``api_key``...) is masked.
@@ -24,6 +27,12 @@ SAFE_QUERY_NAMES = frozenset(
 )
 
 _MASK = "***"
+
+
+#: Longest text that is read and shown, masked; a longer one is shown by its scheme
+#: and length only (a URL the API takes is at most 8192 characters: ``_urls``).
+LONGEST_SHOWN: Final = 16384
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}:")
 
 
 def shown_url(url: object) -> str:
@@ -47,6 +56,11 @@ def shown_url(url: object) -> str:
         text = url if isinstance(url, str) else str(url)
     except Exception:  # a broken __str__ must not hide the real problem
         return f"<{type(url).__name__}>"
+    if len(text) > LONGEST_SHOWN:
+        # Not read at all (it may be megabytes, and a cut could end inside a password):
+        # its scheme, if it has one, and its length.
+        found = _SCHEME.match(text, 0, 32)
+        return f"{found.group(0) if found else ''}<{len(text)} characters>"
     text = "".join(char for char in text if char.isprintable())
     head, hash_sep, fragment = text.partition("#")
     head, query_sep, query = head.partition("?")

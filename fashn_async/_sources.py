@@ -16,6 +16,7 @@ import functools
 import inspect
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any, Final
@@ -24,10 +25,12 @@ from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
     "HAND_OVER",
+    "WORK_SLICE",
     "JOIN_SLICE",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
     "OFFLOAD_BYTES",
+    "byte_view",
     "check_body_size",
     "in_io_thread",
     "in_worker",
@@ -205,16 +208,49 @@ async def _read_once(
         raise ImageInputError(
             f"{field}: the file object's read() gave {type(result).__name__}, not bytes"
         )
-    return result, sized  # bytes, or a bytearray or memoryview joined later off the loop
+    if isinstance(result, bytes):
+        return result, sized
+    # A bytearray or memoryview may be the reader's own buffer, filled again on its next
+    # read(): copied now, a slice at a time, off the loop.
+    view = byte_view(field, result)
+    copied: bytearray = await offload(view.nbytes, join, [view])
+    return copied, sized
+
+
+def byte_view(field: str, value: bytes | bytearray | memoryview) -> memoryview:
+    """``value``'s bytes as a flat memoryview of bytes (no copy): a memoryview of any
+    shape or item type is read byte by byte, so a slice of it is a slice of bytes.
+
+    Raises:
+        ImageInputError: a memoryview that is released, not contiguous, or of no bytes.
+    """
+    try:
+        view = memoryview(value)
+        flat = view.ndim == 1 and view.itemsize == 1 and view.c_contiguous
+        return view if flat else view.cast("B")
+    except (TypeError, ValueError) as exc:
+        raise ImageInputError(
+            f"{field}: the memoryview cannot be read as bytes ({exc}); pass bytes(view)"
+        ) from None
 
 
 def _call_read(read: Any, size: int, sized: bool) -> tuple[Any, bool]:
     if sized:
         try:
             return read(size), True
-        except TypeError:  # a read() that takes no size
-            pass
+        except TypeError:
+            if _takes_a_size(read):  # the reader's own TypeError: it is the reader's error
+                raise
     return read(), False
+
+
+def _takes_a_size(read: Any) -> bool:
+    """Whether ``read`` accepts one positional argument (unknown: it is taken not to)."""
+    try:
+        inspect.signature(read).bind(0)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 async def offload(size: int, func: Any, *args: Any) -> Any:
@@ -236,24 +272,30 @@ _executor: concurrent.futures.ThreadPoolExecutor | None = None
 #: Seconds a worker sleeps between two chunks of work, the GIL released: long enough
 #: for a thread waiting for it (the event loop) to be woken and take it.
 HAND_OVER: Final = 0.0005
+#: Seconds of work a thread does between two such pauses, at least.
+WORK_SLICE: Final = 0.001
+_paused = threading.local()
+_creating = threading.Lock()
 
 
 def _cpu_executor() -> concurrent.futures.ThreadPoolExecutor:
     """The package's worker, shared by every event loop of the process (threads know no
     loop), made on first use in each process."""
     global _executor
-    if _executor is None:
-        _executor = concurrent.futures.ThreadPoolExecutor(
-            _WORKERS, thread_name_prefix="fashn-async"
-        )
-    return _executor
+    with _creating:  # loops in several threads may ask at once: still one worker
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                _WORKERS, thread_name_prefix="fashn-async"
+            )
+        return _executor
 
 
 def _forget_the_parents_worker() -> None:
     """In a forked child: the parent's worker thread does not exist here (a pool that
     believes it has its thread would queue work forever); the next use makes one."""
-    global _executor
+    global _executor, _creating
     _executor = None
+    _creating = threading.Lock()  # another thread may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_forget_the_parents_worker)
@@ -265,12 +307,18 @@ def let_go() -> None:
     Releasing the GIL and taking it straight back (``time.sleep(0)``) hands nothing
     over: the waiting thread must first be woken and scheduled, and by then the worker
     holds the GIL again, so the loop waits out the whole switch interval (5 ms) after
-    each of its system calls. Sleeping :data:`HAND_OVER` lets it in. The cost is that
-    pause per chunk in the worker (about 30 ms of wall time, no CPU, per 8 MiB image).
-    On the event loop's own thread it does nothing: there the loop must keep the GIL.
+    each of its system calls. Sleeping :data:`HAND_OVER` lets it in. It pauses only
+    once :data:`WORK_SLICE` of work has passed since its last pause on this thread, so
+    a loop of tiny steps may call it every step: the cost is at most a third of the
+    worker's wall time (about 30 ms, no CPU, per 8 MiB image). On the event loop's own
+    thread it does nothing: there the loop must keep the GIL.
     """
-    if asyncio._get_running_loop() is None:  # the C-level check, no exception
+    if asyncio._get_running_loop() is not None:  # the C-level check, no exception
+        return
+    now = time.perf_counter()
+    if now - getattr(_paused, "at", 0.0) >= WORK_SLICE:
         time.sleep(HAND_OVER)
+        _paused.at = time.perf_counter()
 
 
 #: Bytes copied between two :func:`let_go` calls by :func:`join`.
@@ -288,6 +336,8 @@ def join(parts: Iterable[bytes | bytearray | memoryview]) -> bytearray:
     out = bytearray()
     for part in parts:
         chunk = memoryview(part)
+        if chunk.ndim != 1 or chunk.itemsize != 1:  # slices must count bytes, not items
+            chunk = chunk.cast("B")
         for start in range(0, chunk.nbytes, JOIN_SLICE):
             out += chunk[start : start + JOIN_SLICE]
             let_go()

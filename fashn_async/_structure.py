@@ -38,7 +38,7 @@ def image_problem(data: bytes | bytearray) -> str | None:
     if data[:3] == b"\xff\xd8\xff":
         return _jpeg_problem(data)
     if data[:6] in (b"GIF87a", b"GIF89a"):
-        if len(data) < 14 or data.rstrip(b"\x00")[-1:] != b";":
+        if len(data) < 14 or _last_nonzero(view) != 0x3B:  # the trailer, ";"
             return "the GIF is cut short (no trailer)"
         return None
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -59,6 +59,37 @@ def image_problem(data: bytes | bytearray) -> str | None:
             return "the AVIF/HEIC file is cut short (nothing after its ftyp box)"
         return None
     return "the data is not an image this client knows"
+
+
+#: Bytes searched in one call by the scans from the end (a whole-image call would hold
+#: the GIL for tens of milliseconds on a 50 MiB file).
+_WINDOW = 1 << 20
+
+
+def _last_nonzero(view: memoryview) -> int | None:
+    """The last byte of ``view`` that is not 0 (GIF files may be zero-padded), or None."""
+    end = len(view)
+    while end > 0:
+        start = max(end - _WINDOW, 0)
+        kept = bytes(view[start:end]).rstrip(b"\x00")
+        if kept:
+            return kept[-1]
+        end = start
+        let_go()
+    return None
+
+
+def _has_end_marker(data: bytes | bytearray, start: int) -> bool:
+    """Whether the JPEG end-of-image marker (FF D9) is at or after ``start``, searched
+    from the end a window at a time."""
+    end = len(data)
+    while end - start >= 2:
+        low = max(end - _WINDOW, start)
+        if data.rfind(b"\xff\xd9", low, end) >= 0:
+            return True
+        end = low + 1  # the marker may straddle two windows
+        let_go()
+    return False
 
 
 def _declared_size(kind: str, declared: int, actual: int, *, minimum: int) -> str | None:
@@ -105,6 +136,7 @@ def _jpeg_problem(data: bytes | bytearray) -> str | None:
         marker = data[pos + 1]
         if marker in _JPEG_STANDALONE:
             pos += 2
+            let_go()
             continue
         if marker == 0xD9:
             return "the JPEG ends before any image data"
@@ -118,7 +150,8 @@ def _jpeg_problem(data: bytes | bytearray) -> str | None:
         if marker == 0xDA:
             if not seen_frame:
                 return "the JPEG has no frame header before its image data"
-            if data.rfind(b"\xff\xd9", pos + 2 + length) < 0:
+            if not _has_end_marker(data, pos + 2 + length):
                 return "the JPEG is cut short (no end-of-image marker)"
             return None
         pos += 2 + length
+        let_go()  # between segments: many tiny ones take a while (in a worker thread)
