@@ -25,7 +25,7 @@ from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
     "HAND_OVER",
-    "WORK_SLICE",
+    "STEPS_PER_PAUSE",
     "JOIN_SLICE",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
@@ -272,9 +272,8 @@ _executor: concurrent.futures.ThreadPoolExecutor | None = None
 #: Seconds a worker sleeps between two chunks of work, the GIL released: long enough
 #: for a thread waiting for it (the event loop) to be woken and take it.
 HAND_OVER: Final = 0.0005
-#: Seconds of work a thread does between two such pauses, at least.
-WORK_SLICE: Final = 0.001
-_paused = threading.local()
+#: Steps of a loop of tiny steps (a JPEG's segments) between two pauses: about 1 ms.
+STEPS_PER_PAUSE: Final = 2048
 _creating = threading.Lock()
 
 
@@ -307,18 +306,13 @@ def let_go() -> None:
     Releasing the GIL and taking it straight back (``time.sleep(0)``) hands nothing
     over: the waiting thread must first be woken and scheduled, and by then the worker
     holds the GIL again, so the loop waits out the whole switch interval (5 ms) after
-    each of its system calls. Sleeping :data:`HAND_OVER` lets it in. It pauses only
-    once :data:`WORK_SLICE` of work has passed since its last pause on this thread, so
-    a loop of tiny steps may call it every step: the cost is at most a third of the
-    worker's wall time (about 30 ms, no CPU, per 8 MiB image). On the event loop's own
-    thread it does nothing: there the loop must keep the GIL.
+    each of its system calls. Sleeping :data:`HAND_OVER` lets it in. The cost is that
+    pause per chunk in the worker (about 30 ms of wall time, no CPU, per 8 MiB image),
+    so a loop of tiny steps calls it every :data:`STEPS_PER_PAUSE` steps. On the event
+    loop's own thread it does nothing: there the loop must keep the GIL.
     """
-    if asyncio._get_running_loop() is not None:  # the C-level check, no exception
-        return
-    now = time.perf_counter()
-    if now - getattr(_paused, "at", 0.0) >= WORK_SLICE:
+    if asyncio._get_running_loop() is None:  # the C-level check, no exception
         time.sleep(HAND_OVER)
-        _paused.at = time.perf_counter()
 
 
 #: Bytes copied between two :func:`let_go` calls by :func:`join`.

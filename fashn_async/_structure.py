@@ -13,7 +13,7 @@ import struct
 import zlib
 from typing import Final
 
-from fashn_async._sources import let_go
+from fashn_async._sources import STEPS_PER_PAUSE, let_go
 
 __all__ = ["image_problem"]
 
@@ -61,6 +61,19 @@ def image_problem(data: bytes | bytearray) -> str | None:
     return "the data is not an image this client knows"
 
 
+#: A PNG chunk at least this long (bytes) is followed by a pause of its own.
+_BIG_CHUNK = 1 << 16
+
+
+def _pause_now(steps: int) -> int:
+    """Count one step of a walk; every STEPS_PER_PAUSE steps, let the loop in."""
+    steps += 1
+    if steps >= STEPS_PER_PAUSE:
+        let_go()
+        return 0
+    return steps
+
+
 #: Bytes searched in one call by the scans from the end (a whole-image call would hold
 #: the GIL for tens of milliseconds on a 50 MiB file).
 _WINDOW = 1 << 20
@@ -100,7 +113,7 @@ def _declared_size(kind: str, declared: int, actual: int, *, minimum: int) -> st
 
 def _png_problem(view: memoryview) -> str | None:
     pos, seen_data, end_of_data = 8, False, len(view)
-    first = True
+    first, steps = True, 0
     while True:
         if pos + 12 > end_of_data:
             return "the PNG is cut short (no IEND chunk)"
@@ -116,7 +129,13 @@ def _png_problem(view: memoryview) -> str | None:
         if first and 0 in struct.unpack_from(">II", view, pos + 8):
             return "the PNG declares a width or height of 0"
         first = False
-        let_go()  # between chunks: the loop may want the GIL (in a worker thread)
+        # Between chunks the loop may want the GIL (in a worker thread): after a big
+        # chunk, or after many small ones.
+        if length >= _BIG_CHUNK:
+            let_go()
+            steps = 0
+        else:
+            steps = _pause_now(steps)
         if kind == b"IDAT":
             seen_data = True
         elif kind == b"IEND":
@@ -126,6 +145,7 @@ def _png_problem(view: memoryview) -> str | None:
 
 def _jpeg_problem(data: bytes | bytearray) -> str | None:
     pos, size, seen_frame = 2, len(data), False
+    steps = 0
     while True:
         while pos < size and data[pos] == 0xFF and pos + 1 < size and data[pos + 1] == 0xFF:
             pos += 1  # fill bytes
@@ -136,7 +156,7 @@ def _jpeg_problem(data: bytes | bytearray) -> str | None:
         marker = data[pos + 1]
         if marker in _JPEG_STANDALONE:
             pos += 2
-            let_go()
+            steps = _pause_now(steps)
             continue
         if marker == 0xD9:
             return "the JPEG ends before any image data"
@@ -154,4 +174,4 @@ def _jpeg_problem(data: bytes | bytearray) -> str | None:
                 return "the JPEG is cut short (no end-of-image marker)"
             return None
         pos += 2 + length
-        let_go()  # between segments: many tiny ones take a while (in a worker thread)
+        steps = _pause_now(steps)
