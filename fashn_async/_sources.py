@@ -25,11 +25,11 @@ from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
     "HAND_OVER",
-    "STEPS_PER_PAUSE",
     "JOIN_SLICE",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
     "OFFLOAD_BYTES",
+    "STEPS_PER_PAUSE",
     "byte_view",
     "check_body_size",
     "in_io_thread",
