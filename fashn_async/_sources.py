@@ -162,7 +162,7 @@ async def read_object(field: str, value: Any) -> bytes | bytearray:
     """
     if getattr(value, "closed", False) is True:
         raise ImageInputError(f"{field}: the file object is closed; pass an open one")
-    parts: list[bytes | bytearray | memoryview] = []
+    parts: list[bytes | bytearray] = []
     total = 0
     sized = True
     while total <= MAX_IMAGE_BYTES:
@@ -170,14 +170,14 @@ async def read_object(field: str, value: Any) -> bytes | bytearray:
         if not chunk:
             break
         parts.append(chunk)
-        total += memoryview(chunk).nbytes
+        total += len(chunk)
         if not sized:  # a read() that takes no size gives everything at once
             break
     if not total:
         raise ImageInputError(f"{field}: the file object gave no data (already read?)")
     if total > MAX_IMAGE_BYTES:
         raise ImageInputError(f"{field}: {too_large()}")
-    if len(parts) == 1 and isinstance(parts[0], bytes | bytearray):
+    if len(parts) == 1:
         return parts[0]
     joined: bytearray = await offload(total, join, parts)  # a slice at a time, off the loop
     return joined
@@ -185,15 +185,14 @@ async def read_object(field: str, value: Any) -> bytes | bytearray:
 
 async def _read_once(
     field: str, read: Any, size: int, sized: bool
-) -> tuple[bytes | bytearray | memoryview, bool]:
+) -> tuple[bytes | bytearray, bool]:
     """One ``read(size)`` (``read()`` when ``sized`` is off), checked to give bytes."""
     try:
         if inspect.iscoroutinefunction(read):
             result, sized = _call_read(read, size, sized)
             result = await result
         else:
-            loop = asyncio.get_running_loop()
-            result, sized = await loop.run_in_executor(None, _call_read, read, size, sized)
+            result, sized = await in_io_thread(_call_read, read, size, sized)
             if inspect.isawaitable(result):  # a read() that returns an awaitable
                 result = await result
     except Exception as exc:
