@@ -30,12 +30,11 @@ _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "i
 
 def output_filename(stem: str, index: int, source: str, content_type: str | None = None) -> str:
     """A stable file name for output ``index``, with the extension its type implies."""
-    mime = content_type
-    if is_data_uri(source):
-        mime = data_uri_type(source) or mime
+    inline = is_data_uri(source)
+    mime = (data_uri_type(source) if inline else None) or content_type
     ext = _EXTENSIONS.get((mime or "").split(";")[0].strip())
     if ext is None:
-        suffix = "" if is_data_uri(source) else Path(urlsplit(source).path).suffix
+        suffix = "" if inline else Path(urlsplit(source).path).suffix
         suffix = suffix.lstrip(".").lower()
         ext = suffix if suffix in ("png", "jpg", "jpeg", "webp", "gif") else "png"
     return f"{stem}_{index}.{ext}"
