@@ -7,7 +7,10 @@ Pure policy; the loop that sleeps and calls is :mod:`fashn_async._poller`, the m
 quantile (for 30 % of predictions, up to half a spacing earlier, so that first polls
 below the believed start show whether completions come sooner), then one every spacing
 while completions are likely, skipping only stretches the model holds empty and wider
-than four spacings (a bimodal mix), and backing off geometrically past everything seen.
+than four spacings (a bimodal mix), and the tail of a mode before such a stretch once
+fewer than 2 % of the predictions still running are expected to complete in it, and
+backing off geometrically past everything seen (to two spacings at most while the class
+has seen fewer than 12).
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
 early, and a stretch held empty crossed with a poll every four spacings.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import random
 
 from fashn_async._survival import FIRST, CompletionModel, done_probability
-from fashn_async._turnbull import EPSILON, MIN_GAP
+from fashn_async._turnbull import MIN_GAP
 
 __all__ = ["PollPlan"]
 
@@ -28,6 +31,8 @@ WARMUP = 12
 #: first polls spread below it show whether completions come sooner.
 DITHER = -0.5
 DITHER_SHARE = 0.3
+#: Longest spacing, in spacings, past what a class expects while it is still learning.
+LEARNING = 2.0
 
 
 class PollPlan:
@@ -58,18 +63,24 @@ class PollPlan:
 
     def next_poll(self, gap: float) -> float:
         """When to poll next, seconds since submission, at poll spacing ``gap``."""
-        polling = self.model.polling
+        model, polling = self.model, self.model.polling
         after = self.last_running
-        likely = self.model.next_likely(after)
-        if likely is None and (
-            self.model.remaining(after) > 0
-            or (self.model.samples < WARMUP and after < 3 * self.model.quantile(1 - EPSILON))
-        ):
-            likely = after  # in the thin tail of what was seen, or still learning: keep on
-        if likely is None:  # past everything seen: back off
+        likely = model.next_likely(after)
+        if likely is None and model.remaining(after) > 0:
+            likely = after  # in the thin tail of what was seen: keep on
+        if likely is None:
+            # Past everything expected: back off, while the class is still learning only
+            # to LEARNING spacings (its first predictions count towards the lag goal).
             previous = self.previous_gap if self.previous_gap is not None else gap
-            return after + min(max(previous * polling.backoff, gap), polling.max_interval)
+            longest = polling.max_interval
+            if model.samples < WARMUP:
+                longest = min(LEARNING * gap, longest)
+            return after + min(max(previous * polling.backoff, gap), longest)
         skip = likely >= after + gap
+        if not skip and self.polls:
+            later = model.past_mode(after, gap)
+            if later is not None:  # the tail of a mode before a gap: skip it too
+                likely, skip = later, True
         due = likely if skip else after + gap
         if skip and self._probe and self.polls:
             # An explorer crosses a stretch the model holds empty with a poll every
@@ -77,7 +88,7 @@ class PollPlan:
             # completions come there, at a fraction of the polls of a dense crossing.
             due = min(likely, after + MIN_GAP * gap)
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
-            first = max(self.model.quantile(FIRST), after)
+            first = max(model.quantile(FIRST), after)
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)

@@ -91,6 +91,7 @@ class CompletionModel:
                 when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
         """
+        at_first_poll = seen_running is None
         if seen_running is None:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
             # spread evenly over the last LEFT_SPAN of it (at least one spacing): the
@@ -106,6 +107,10 @@ class CompletionModel:
         last = max(bisect.bisect_left(self._edges, high), first + 1)
         self._seen.append((first, last))
         self._stale += 1
+        if at_first_poll:
+            # Done by the first poll: completions may come sooner than believed, and the
+            # first polls of the predictions submitted next depend on it: refit now.
+            self._stale = max(self._stale, len(self._seen) // 8)
 
     def cdf(self, elapsed: float, *, coarse: bool = False) -> float:
         """Estimated probability of completion within ``elapsed`` seconds of submission.
@@ -148,6 +153,28 @@ class CompletionModel:
         j = max(bisect.bisect_right(edges, after) - 1, 0)
         k = self._next_dense[j]
         return None if k < 0 else max(edges[k], after)
+
+    def past_mode(self, after: float, within: float) -> float | None:
+        """Where completions are likely again past the stretch of likely ones holding
+        ``after``, if it ends within ``within`` seconds and fewer than :data:`EPSILON` of
+        the predictions still running at ``after`` are expected to complete in what is
+        left of it; None otherwise (or with nothing likely past it).
+
+        The tail of a mode before a gap: a poll there would find little done.
+        """
+        self._refit()
+        edges, dense = self._edges, self._next_dense
+        j = max(bisect.bisect_right(edges, after) - 1, 0)
+        if j >= len(dense) or dense[j] != j:
+            return None
+        while j < len(dense) and dense[j] == j and edges[j] < after + within:
+            j += 1
+        if j >= len(dense) or dense[j] <= j or edges[j] >= after + within:
+            return None
+        running = 1.0 - self.cdf(after)
+        if self.cdf(edges[j]) - (1.0 - running) >= EPSILON * running:
+            return None
+        return edges[dense[j]]
 
     def remaining(self, after: float) -> float:
         """Share of completions expected after ``after``, 0 below half an observation."""
@@ -195,7 +222,9 @@ class CompletionModel:
     def refit_job(self) -> Callable[[], Fit] | None:
         """The refit due, as a call that touches nothing shared, or None if none is due.
 
-        A refit is due after ``n // 8`` new observations (each of the first eight). The
+        A refit is due after ``n // 8`` new observations (each of the first eight), or
+        after one found done at its first poll (completions may come sooner than
+        believed, and the first polls of the predictions submitted next depend on it). The
         call is pure (it works on copies): an owner may run it in a worker thread and
         hand the result to :meth:`apply` on the loop, while the model keeps answering
         from its previous fit. It lets go of the GIL between iterations (``let_go``).
