@@ -1,0 +1,95 @@
+"""The plan's rules at a mode's end, past what a class expects, and after a surprise.
+
+Pure policy, as tests/test_polling.py: a model learned from 3-5 / 25-30 s completions
+(``_learned_bimodal``, polled by the plan itself), or a fresh one from a 5-11 s prior.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from test_polling import TRYON, _learned_bimodal, _polls_until
+
+from fashn_async import Polling
+from fashn_async._plan import LEARNING, WARMUP, PollPlan
+from fashn_async._polling import prior_for
+from fashn_async._survival import CompletionModel
+
+GAP = 0.95
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_tail_of_a_mode_before_a_gap_is_skipped(seed: int) -> None:
+    """Still running at about 5.7 s of a 3-5 / 25-30 s class: the next poll is where the
+    second mode starts, not one more in the first mode's blurred tail (the parent commit
+    polled at 6.6 s for seed 2)."""
+    polls = _polls_until(_learned_bimodal(seed), 30.0, explore=0.0)
+    assert not [t for t in polls if 6.0 <= t <= 23.0]
+    first_mode = [t for t in polls if t < 6.0]
+    assert 2 <= len(first_mode) <= 3
+    assert max(first_mode) >= 5.0  # the first mode ends at 5 s: none of it left unpolled
+    assert len([t for t in polls if 24.0 <= t <= 30.0]) >= 5
+
+
+def test_the_tail_is_polled_while_enough_of_those_running_end_there() -> None:
+    """``past_mode`` is None in the thick of a mode, and while more than EPSILON of those
+    still running are expected to end in what is left of it."""
+    model = _learned_bimodal(0)
+    for after in (3.5, 4.0, 4.5, 4.9):
+        assert model.past_mode(after, GAP) is None
+    later = [model.past_mode(after, GAP) for after in (5.0, 5.1, 5.2, 5.3)]
+    assert any(t is not None and 24.0 <= t <= 25.5 for t in later)
+    assert model.past_mode(26.0, GAP) is None  # inside the last mode: nothing past it
+
+
+def _spacings_past(model: CompletionModel, start: float, end: float) -> list[float]:
+    plan = PollPlan(model, random.Random(3))
+    plan.running(start)
+    polls = [start]
+    while polls[-1] < end:
+        polls.append(plan.next_poll(GAP))
+        plan.running(polls[-1])
+    return [b - a for a, b in itertools.pairwise(polls)]
+
+
+def test_while_learning_polls_past_the_expected_stay_two_spacings_apart() -> None:
+    """A class with fewer than WARMUP predictions seen, past its 5-11 s prior: the spacing
+    grows, but to LEARNING spacings at most (its first predictions count towards the lag
+    goal over all); it used to poll every spacing to 33 s, then back off to 10 s."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, ((5.0, 11.0, 1.0),))
+    gaps = _spacings_past(model, 12.0, 120.0)
+    assert max(gaps) <= LEARNING * GAP + 1e-9
+    assert max(gaps) > 1.5 * GAP  # it does back off
+
+
+def test_once_learned_stragglers_back_off_to_max_interval() -> None:
+    """With WARMUP predictions seen, past all of them the spacing grows to max_interval."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, ((5.0, 11.0, 1.0),))
+    for k in range(WARMUP):
+        model.observe(5.0 + 0.5 * k, 5.9 + 0.5 * k)
+    gaps = _spacings_past(model, 12.0, 200.0)
+    assert max(gaps) == pytest.approx(polling.max_interval)
+
+
+def test_a_completion_at_its_first_poll_refits_at_once() -> None:
+    """A refit is due after n // 8 new observations, or after one found done at its first
+    poll: the first polls of the predictions submitted next depend on it."""
+    polling = Polling()
+    model = CompletionModel(polling, prior_for(TRYON, polling), deferred=True)
+    for k in range(40):
+        model.observe(5.0 + 0.1 * k, 5.9 + 0.1 * k)
+    job = model.refit_job()
+    assert job is not None
+    model.apply(job())
+    model.observe(7.0, 7.9)  # bracketed: 1 new of 41, no refit yet
+    assert model.refit_job() is None
+    before = model.quantile(0.01)
+    model.observe(None, 4.0)  # done at its first poll, 4 s: sooner than believed
+    job = model.refit_job()
+    assert job is not None
+    model.apply(job())
+    assert model.quantile(0.01) < before
