@@ -10,7 +10,7 @@ while completions are likely, skipping only stretches the model holds empty and 
 than four spacings (a bimodal mix), and the tail of a mode before such a stretch once
 fewer than 2 % of the predictions still running are expected to complete in it, and
 backing off geometrically past everything seen (to two spacings at most while the class
-has seen fewer than 12).
+has seen fewer than 12 and within three times the time by which 98 % are expected).
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
 early, and a stretch held empty crossed with a poll every four spacings.
 """
@@ -20,12 +20,15 @@ from __future__ import annotations
 import random
 
 from fashn_async._survival import FIRST, CompletionModel, done_probability
-from fashn_async._turnbull import MIN_GAP
+from fashn_async._turnbull import EPSILON, MIN_GAP
 
 __all__ = ["PollPlan"]
 
-#: Predictions of a class before it may back off past everything seen: until then
-#: everything beyond is unexplored, and a wide interval there would blur the model.
+#: Predictions of a class before it backs off past everything seen to ``max_interval``:
+#: until then everything beyond is unexplored, and a wide interval there would blur the
+#: model, so the spacing grows to LEARNING spacings only (up to three times the time by
+#: which 98 % are expected done; then to ``max_interval``, so a prediction that never
+#: ends is not polled every two spacings for ever).
 WARMUP = 12
 #: The first poll lands from DITHER to 1 spacing after the first likely completion:
 #: first polls spread below it show whether completions come sooner.
@@ -73,7 +76,7 @@ class PollPlan:
             # to LEARNING spacings (its first predictions count towards the lag goal).
             previous = self.previous_gap if self.previous_gap is not None else gap
             longest = polling.max_interval
-            if model.samples < WARMUP:
+            if model.samples < WARMUP and after < 3 * model.quantile(1 - EPSILON):
                 longest = min(LEARNING * gap, longest)
             return after + min(max(previous * polling.backoff, gap), longest)
         skip = likely >= after + gap

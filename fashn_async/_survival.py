@@ -158,9 +158,11 @@ class CompletionModel:
         """Where completions are likely again past the stretch of likely ones holding
         ``after``, if it ends within ``within`` seconds and fewer than :data:`EPSILON` of
         the predictions still running at ``after`` are expected to complete in what is
-        left of it; None otherwise (or with nothing likely past it).
+        left of it; None otherwise (or with nothing likely past it). ``after`` and the
+        result are seconds since submission, ``within`` seconds.
 
-        The tail of a mode before a gap: a poll there would find little done.
+        The tail of a mode before a gap: a poll there would find little done. (The gap's
+        own mass is not checked again: the dense region leaves it out only under EPSILON.)
         """
         self._refit()
         edges, dense = self._edges, self._next_dense
