@@ -9,8 +9,7 @@ below the believed start show whether completions come sooner), then one every s
 while completions are likely, skipping only stretches the model holds empty and wider
 than four spacings (a bimodal mix), and the tail of a mode before such a stretch once
 fewer than 2 % of the predictions still running are expected to complete in it, and
-backing off geometrically past everything seen (to two spacings at most while the class
-has seen fewer than 12 and within three times the time by which 98 % are expected).
+backing off geometrically past everything seen.
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
 early, and a stretch held empty crossed with a poll every four spacings.
 """
@@ -24,18 +23,13 @@ from fashn_async._turnbull import EPSILON, MIN_GAP
 
 __all__ = ["PollPlan"]
 
-#: Predictions of a class before it backs off past everything seen to ``max_interval``:
-#: until then everything beyond is unexplored, and a wide interval there would blur the
-#: model, so the spacing grows to LEARNING spacings only (up to three times the time by
-#: which 98 % are expected done; then to ``max_interval``, so a prediction that never
-#: ends is not polled every two spacings for ever).
+#: Predictions of a class before it may back off past everything seen: until then
+#: everything beyond is unexplored, and a wide interval there would blur the model.
 WARMUP = 12
 #: The first poll lands from DITHER to 1 spacing after the first likely completion:
 #: first polls spread below it show whether completions come sooner.
 DITHER = -0.5
 DITHER_SHARE = 0.3
-#: Longest spacing, in spacings, past what a class expects while it is still learning.
-LEARNING = 2.0
 
 
 class PollPlan:
@@ -69,16 +63,14 @@ class PollPlan:
         model, polling = self.model, self.model.polling
         after = self.last_running
         likely = model.next_likely(after)
-        if likely is None and model.remaining(after) > 0:
-            likely = after  # in the thin tail of what was seen: keep on
-        if likely is None:
-            # Past everything expected: back off, while the class is still learning only
-            # to LEARNING spacings (its first predictions count towards the lag goal).
+        if likely is None and (
+            model.remaining(after) > 0
+            or (model.samples < WARMUP and after < 3 * model.quantile(1 - EPSILON))
+        ):
+            likely = after  # in the thin tail of what was seen, or still learning: keep on
+        if likely is None:  # past everything seen: back off
             previous = self.previous_gap if self.previous_gap is not None else gap
-            longest = polling.max_interval
-            if model.samples < WARMUP and after < 3 * model.quantile(1 - EPSILON):
-                longest = min(LEARNING * gap, longest)
-            return after + min(max(previous * polling.backoff, gap), longest)
+            return after + min(max(previous * polling.backoff, gap), polling.max_interval)
         skip = likely >= after + gap
         if not skip and self.polls:
             later = model.past_mode(after, gap)

@@ -173,8 +173,8 @@ class CompletionModel:
             j += 1
         if j >= len(dense) or dense[j] <= j or edges[j] >= after + within:
             return None
-        running = 1.0 - self.cdf(after)
-        if self.cdf(edges[j]) - (1.0 - running) >= EPSILON * running:
+        before = self.cdf(after)
+        if self.cdf(edges[j]) - before >= EPSILON * (1.0 - before):
             return None
         return edges[dense[j]]
 
