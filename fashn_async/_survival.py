@@ -92,7 +92,7 @@ class CompletionModel:
             seen_done: Seconds after submission it was first seen done.
         """
         at_first_poll = seen_running is None
-        if seen_running is None:
+        if at_first_poll:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
             # spread evenly over the last LEFT_SPAN of it (at least one spacing): the
             # plain reading piles it where the fit already has mass, just below the
@@ -150,7 +150,7 @@ class CompletionModel:
         edges = self._edges
         if after >= edges[-1]:
             return None
-        j = max(bisect.bisect_right(edges, after) - 1, 0)
+        j = self._bin(after)
         k = self._next_dense[j]
         return None if k < 0 else max(edges[k], after)
 
@@ -166,7 +166,7 @@ class CompletionModel:
         """
         self._refit()
         edges, dense = self._edges, self._next_dense
-        j = max(bisect.bisect_right(edges, after) - 1, 0)
+        j = self._bin(after)
         if j >= len(dense) or dense[j] != j:
             return None
         while j < len(dense) and dense[j] == j and edges[j] < after + within:
@@ -177,6 +177,10 @@ class CompletionModel:
         if self.cdf(edges[j]) - before >= EPSILON * (1.0 - before):
             return None
         return edges[dense[j]]
+
+    def _bin(self, elapsed: float) -> int:
+        """The bin holding ``elapsed`` seconds (the first for 0 or less)."""
+        return max(bisect.bisect_right(self._edges, elapsed) - 1, 0)
 
     def remaining(self, after: float) -> float:
         """Share of completions expected after ``after``, 0 below half an observation."""
