@@ -162,12 +162,10 @@ class AsyncFashn(BaseClient):
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
             InvalidRequestError: ``prediction_id`` is not a non-empty string.
-            NotFoundError: no such prediction, or one too old to be tracked (404).
-            AuthenticationError: the API key was refused (401).
-            RateLimitError: 429 answers outlasted ``retry.attempts``.
-            ServerError: 5xx answers outlasted ``retry.attempts``.
-            TransportError: the network failed ``retry.attempts`` times (ConnectError,
-                NetworkTimeoutError or ConnectionDroppedError).
+            PollingError: a status call failed after ``retry.attempts`` (its
+                ``__cause__``: NotFoundError when there is no such prediction or it is
+                too old to be tracked, 404; AuthenticationError, RateLimitError,
+                ServerError, TransportError); the prediction is not cancelled.
         """
         self._transport.check_loop()
         return await self._engine.wait_existing(check_id(prediction_id), cancel=cancel_on_exit)
@@ -221,13 +219,16 @@ class AsyncFashn(BaseClient):
                 prediction may exist and be charged, so it is not re-sent.
             OutOfCreditsError: final; nothing was created.
             BadRequestError: the API refused the body (400); nothing was created.
-            AuthenticationError: the API key was refused (401).
-            NotFoundError: the prediction's status stopped being tracked (404).
-            RateLimitError: status 429 answers outlasted ``retry.attempts``.
-            ServerError: 5xx answers outlasted ``retry.attempts``.
-            TransportError: the network failed ``retry.attempts`` times (ConnectError:
-                nothing was sent; NetworkTimeoutError, ConnectionDroppedError while
-                polling).
+            AuthenticationError: the API key was refused (401); nothing was created.
+            RateLimitError: 429 answers to the POST outlasted
+                ``retry.rate_limit_waits``; nothing was created.
+            ServerError: 5xx answers to the POST outlasted ``retry.attempts``; nothing
+                was created.
+            ConnectError: no connection ``retry.attempts`` times; nothing was sent.
+            PollingError: the prediction was created and its status calls kept failing
+                (5xx, 429, the network, or 404: no longer tracked); it is not cancelled
+                (it may be done, and charged): ``error.prediction_id`` names it, and
+                ``client.wait(error.prediction_id)`` collects it later.
         """
         req = request_from(request, fields)
         if deadline is not None:

@@ -33,7 +33,7 @@ from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
 from fashn_async._submitter import Submitter
-from fashn_async.errors import APIError, FashnError, TransportError
+from fashn_async.errors import APIError, FashnError, PollingError, TransportError
 
 if TYPE_CHECKING:
     from fashn_async._prepare import Preparer
@@ -235,7 +235,8 @@ class Engine:
         (a resumable job collects it later); one whose POST is still on the wire is
         cancelled all the same once answered (``on_submitted`` hears of it first). From
         its creation until this returns, it counts as running for ``owner``. ``cancel``
-        may be a function, asked when it comes to cancelling.
+        may be a function, asked when it comes to cancelling. If polling gives up
+        (:class:`PollingError`, naming the prediction), nothing is cancelled.
         """
         created = False
 
@@ -281,7 +282,8 @@ class Engine:
         It counts as running for ``owner`` from the call (``on_started`` is then called,
         before any wait) until this returns, and holds an in-flight slot while polled, as
         the server counts it in progress. If we are cancelled, the prediction is
-        cancelled remotely unless ``cancel`` is False. Its age is unknown, so it teaches
+        cancelled remotely unless ``cancel`` is False; if polling gives up
+        (:class:`PollingError`), it is left as it is. Its age is unknown, so it teaches
         the poller nothing.
         """
         self.in_flight.started(owner)
@@ -296,6 +298,8 @@ class Engine:
                     return await self.poller.wait_existing(
                         prediction_id, latency_class=latency_class
                     )
+                except PollingError:
+                    raise  # it may be done and charged: left as it is, named by the error
                 except BaseException:
                     if wanted(cancel):
                         await self.cancel_quietly(prediction_id)

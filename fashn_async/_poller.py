@@ -22,6 +22,7 @@ from fashn_async._polling import LatencyClass, Polling, prior_for, spacing
 from fashn_async._sources import in_worker
 from fashn_async._survival import CompletionModel
 from fashn_async._turnbull import EPSILON
+from fashn_async.errors import FashnError, PollingError
 
 __all__ = ["Poller", "StatusCall"]
 
@@ -98,7 +99,8 @@ class Poller:
                 time is really known).
 
         Raises:
-            FashnError: what the status call raises.
+            PollingError: a status call failed (after its own retries); the prediction
+                is left as it is, and the status call's error is its ``__cause__``.
         """
         loop = asyncio.get_running_loop()
         plan = PollPlan(self.model(latency_class), self._rng, learn=learn)
@@ -116,7 +118,10 @@ class Poller:
                 await anyio.sleep(max(wait, 0.0))
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)
-                status = await self._status(prediction_id, plan.priority(sent))
+                try:
+                    status = await self._status(prediction_id, plan.priority(sent))
+                except FashnError as exc:  # after the status call's own retries
+                    raise PollingError.after(exc, prediction_id) from exc
                 answered = loop.time() - submitted_at
                 if status.done:
                     plan.done(answered, completed=status.status == "completed")
@@ -146,11 +151,17 @@ class Poller:
         latency_class: LatencyClass | None = None,
         learn: bool = True,
     ) -> PredictionStatus:
-        """:meth:`wait`; if we are cancelled meanwhile, ``cancel`` the prediction too."""
+        """:meth:`wait`; if we are cancelled meanwhile, ``cancel`` the prediction too.
+
+        A :class:`PollingError` cancels nothing: the prediction may be done and charged,
+        and the error names it, so that it can be collected later.
+        """
         try:
             return await self.wait(
                 prediction_id, submitted_at, latency_class=latency_class, learn=learn
             )
+        except PollingError:
+            raise
         except BaseException:
             if cancel is not None:
                 await cancel(prediction_id)

@@ -37,6 +37,8 @@ nothing from aiohttp or cattrs ever reaches the caller::
     │   │   PredictionInternalError ("InternalServerError")          (current names)
     │   └── UnknownPredictionError    any other name, kept in .name
     ├── PredictionCanceledError       the prediction ended with status "canceled"
+    ├── PollingError                  a created prediction's status calls kept failing;
+    │                                 it was left running (.prediction_id names it)
     ├── DeadlineExceededError         run(deadline=...) ran out (TimeoutError)
     └── DownloadError                 an output could not be fetched or written
         └── SaveError                 writing it failed: the folder is a file, no room, ...
@@ -85,6 +87,7 @@ __all__ = [
     "OutOfCreditsError",
     "PhotoTypeError",
     "PipelineError",
+    "PollingError",
     "PoseError",
     "PredictionCanceledError",
     "PredictionError",
@@ -364,6 +367,32 @@ class PredictionCanceledError(FashnError):
     """The prediction ended with status ``canceled``."""
 
     default_name = "Canceled"
+
+
+class PollingError(FashnError):
+    """A prediction was created, and its status calls kept failing: polling gave up.
+
+    The prediction was not cancelled: it may still be running, or be done (and charged).
+    ``prediction_id`` names it, so ``await client.wait(error.prediction_id)`` collects it
+    later. ``status_code`` is the last status answer's HTTP status, if one came (404: the
+    API no longer tracks the prediction, NOTES.md), and ``__cause__`` is the last status
+    error itself.
+    """
+
+    default_name = "PollingFailed"
+
+    @classmethod
+    def after(cls, error: FashnError, prediction_id: str) -> PollingError:
+        """The error for giving up on ``prediction_id`` after ``error``."""
+        what = error.name or type(error).__name__
+        return cls(
+            f"polling gave up after {what}: {error.message}; the prediction was not "
+            "cancelled: it may still be running, or be done and charged "
+            "(client.wait(prediction_id) collects it)",
+            prediction_id=prediction_id,
+            status_code=error.status_code,
+            retry_after=error.retry_after,
+        )
 
 
 class DeadlineExceededError(FashnError, TimeoutError):

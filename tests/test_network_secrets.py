@@ -149,6 +149,11 @@ async def test_no_http_error_kind_holds_the_key(client: AsyncFashn, emulator: Em
     emulator.inject(PredictionFault("NSFWError"))
     found["failed"] = await _raised(client.run(_request(emulator)))
     emulator.clear_faults()
+    for kind in ("gateway_before", "drop_before", "untracked"):  # polling gives up
+        emulator.clear_faults()
+        emulator.inject(HttpFault(kind, route="status"))  # type: ignore[arg-type]
+        found[f"polling {kind}"] = await _raised(client.run(_request(emulator)))
+    emulator.clear_faults()
     emulator.inject(HttpFault("slow", route="status", delay=1000.0))
     found["deadline"] = await _raised(client.run(_request(emulator), deadline=3.0))
     assert {type(e).__name__ for e in found.values()} >= {
@@ -162,6 +167,7 @@ async def test_no_http_error_kind_holds_the_key(client: AsyncFashn, emulator: Em
         "NotFoundError",
         "NSFWError",
         "DeadlineExceededError",
+        "PollingError",
     }
     for error in found.values():
         assert_no_key(error)

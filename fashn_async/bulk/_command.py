@@ -365,9 +365,15 @@ def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str]
 
 
 def next_steps(counts: Mapping[str, int]) -> list[str]:
-    """What a person can do about the rows a job left ``uncertain`` or ``failed``: the
-    option that sends them again, and what it costs."""
+    """What a person can do about the rows a job left ``submitted`` (a re-run collects
+    them), ``uncertain`` or ``failed`` (the option that sends them again, and what it
+    costs)."""
     steps = []
+    if counts.get(State.SUBMITTED):
+        steps.append(
+            f"{plural(counts[State.SUBMITTED], 'submitted row')} not collected yet: run the "
+            "same command again to collect them (they are polled, not sent again)"
+        )
     if counts.get(State.UNCERTAIN):
         steps.append(
             f"{plural(counts[State.UNCERTAIN], 'uncertain row')}: their POST may have landed "

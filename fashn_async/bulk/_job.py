@@ -308,6 +308,12 @@ class BulkJob:
         elif outcome is Outcome.CANCELED_BY_STOP:
             self._writes(self._journal.canceled, [row], CANCELED_BY_STOP)
             self._move(row, State.CANCELED)
+        elif outcome is Outcome.COLLECT_LATER:  # stays submitted: a re-run polls it
+            self._writes(self._journal.note_error, row, name, message)
+            self._display.note(
+                f"line {self._line(row)}: polling prediction {result.prediction_id} gave up "
+                "(it was not canceled); run the same command again to collect it"
+            )
         elif outcome in (Outcome.SEND_AGAIN, Outcome.NOT_CREATED):
             again = outcome is Outcome.SEND_AGAIN
             note = "its prediction was canceled; sent again"

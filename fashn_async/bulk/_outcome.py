@@ -16,6 +16,7 @@ from fashn_async.errors import (
     BadRequestError,
     FashnError,
     InvalidRequestError,
+    PollingError,
     PredictionCanceledError,
     SubmissionUncertainError,
 )
@@ -136,6 +137,7 @@ class Outcome(enum.Enum):
     CANCELED_BY_STOP = "canceled by this stop"  # recorded ``canceled``; a re-run sends it
     SEND_AGAIN = "send again"  # canceled earlier (a stop, by hand): not charged
     NOT_CREATED = "not created"  # refused before any prediction existed: a later run
+    COLLECT_LATER = "collect later"  # created, polling gave up: a re-run polls it by id
     UNCERTAIN = State.UNCERTAIN
     INVALID = State.INVALID
     FAILED = State.FAILED
@@ -155,6 +157,11 @@ def failure_outcome(error: FashnError, prediction_id: str | None, *, stopping: b
         return Outcome.CANCELED_BY_STOP if stopping else Outcome.SEND_AGAIN
     if isinstance(error, SubmissionUncertainError):
         return Outcome.UNCERTAIN
+    if isinstance(error, PollingError):
+        # Created, and maybe done and charged: never "failed" (that is sent again for
+        # free). A re-run polls it by id; one the API no longer tracks (404) may be
+        # done, its outputs out of reach: only --resend-uncertain sends it again.
+        return Outcome.UNCERTAIN if error.status_code == 404 else Outcome.COLLECT_LATER
     if prediction_id is None and isinstance(error, InvalidRequestError):
         return Outcome.INVALID
     if prediction_id is None and not isinstance(error, BadRequestError):

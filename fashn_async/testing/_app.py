@@ -135,6 +135,8 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
             "InternalServerError",
             "The emulator injected a server error; nothing was created.",
         )
+    if fault.kind == "untracked":
+        return error_response(404, "NotFound", "the prediction status is no longer tracked")
     if fault.kind == "drop_before":
         state.ledger.dropped += 1
         _drop(request)

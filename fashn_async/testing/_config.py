@@ -33,6 +33,7 @@ HttpFaultKind = Literal[
     "no_id",
     "cut_off",
     "bad_status_line",
+    "untracked",
 ]
 HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
 
@@ -172,6 +173,8 @@ class HttpFault:
             announces, and close the connection.
         ``bad_status_line``: handle the request, then send a malformed status line and
             close the connection.
+        ``untracked``: answer 404 ``{"error": "NotFound", ...}``, as the API does for the
+            status of a prediction it no longer tracks (NOTES.md); nothing is handled.
 
     Args:
         kind: One of the kinds above.

@@ -1,0 +1,163 @@
+"""A created prediction whose status calls keep failing: PollingError names it, and
+nothing cancels it (it may be done, and charged), in run(), wait(), batch() and the bulk
+job, for every way a status call can fail (tests/test_network_faults.py has one failure
+that is retried and passes)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from fashn_async import AsyncFashn, Prediction, RetryPolicy, TryOnRequest, errors
+from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._outcome import JobOptions
+from fashn_async.testing import Emulator, HttpFault
+from tests.bulk_support import journal_counts, write_catalog
+
+#: Each way a status call can fail for good, with the HTTP status the error keeps.
+FAILURES: dict[str, tuple[dict[str, Any], int | None]] = {
+    "gateway 502 page": ({"kind": "gateway_before", "status": 502}, 502),
+    "API-shaped 503": ({"kind": "error_5xx", "status": 503}, 503),
+    "429 past rate_limit_waits": ({"kind": "throttle", "retry_after": "1"}, 429),
+    "not tracked (404)": ({"kind": "untracked"}, 404),
+    "not JSON": ({"kind": "not_json"}, 200),
+    "truncated body": ({"kind": "truncated"}, None),
+    "connection dropped": ({"kind": "drop_before"}, None),
+    "malformed status line": ({"kind": "bad_status_line"}, None),
+}
+FAST_GIVE_UP = RetryPolicy(attempts=2, rate_limit_waits=1)
+
+
+def request_for(emulator: Emulator) -> TryOnRequest:
+    return TryOnRequest(
+        model_image=emulator.sample_image_url("model"),
+        garment_image=emulator.sample_image_url("garment"),
+        category="tops",
+    )
+
+
+def fail_status(emulator: Emulator, fault: dict[str, Any]) -> None:
+    """Every status call fails, and so does every cancel (a cancel sent would show)."""
+    emulator.inject(HttpFault(route="status", **fault))
+    emulator.inject(HttpFault("gateway_before", route="cancel", status=502))
+
+
+def assert_left_alone(emulator: Emulator, error: errors.PollingError, status: int | None) -> None:
+    report = emulator.report()
+    assert [s.id for s in report.accepted] == [error.prediction_id]
+    assert report.requests_by_route.get("cancel", 0) == 0  # not even tried
+    assert report.cancels == []
+    if status is not None and status != 200:
+        assert error.status_code == status
+    assert isinstance(error.__cause__, errors.FashnError)
+    assert error.prediction_id is not None
+    assert error.prediction_id in str(error)
+    assert "not cancelled" in error.message
+
+
+@pytest.mark.client(retry=FAST_GIVE_UP)
+@pytest.mark.parametrize("failure", list(FAILURES))
+async def test_run_raises_polling_error_naming_the_prediction_and_cancels_nothing(
+    client: AsyncFashn, emulator: Emulator, failure: str
+) -> None:
+    """run(): the error names the created prediction, which is left running; wait()
+    collects it once the status route answers again."""
+    fault, status = FAILURES[failure]
+    fail_status(emulator, fault)
+    with pytest.raises(errors.PollingError) as info:
+        await client.run(request_for(emulator))
+    assert_left_alone(emulator, info.value, status)
+    emulator.clear_faults()
+    assert info.value.prediction_id is not None
+    final = await client.wait(info.value.prediction_id)
+    assert final.status == "completed"
+
+
+@pytest.mark.client(retry=FAST_GIVE_UP)
+@pytest.mark.parametrize("failure", ["gateway 502 page", "not tracked (404)"])
+async def test_wait_and_batch_items_raise_polling_error_and_cancel_nothing(
+    client: AsyncFashn, emulator: Emulator, failure: str
+) -> None:
+    """client.wait(id), and batch items (new and ``Prediction(id)``): the same."""
+    fault, status = FAILURES[failure]
+    earlier = await client.submit(request_for(emulator))
+    fail_status(emulator, fault)
+    with pytest.raises(errors.PollingError) as info:
+        await client.wait(earlier.id)
+    assert info.value.prediction_id == earlier.id
+    async with client.batch([request_for(emulator), Prediction(earlier.id)]) as batch:
+        results = sorted([r async for r in batch], key=lambda r: r.index)
+    for result in results:
+        assert isinstance(result.error, errors.PollingError)
+        assert result.prediction_id == result.error.prediction_id
+        if status is not None:
+            assert result.error.status_code == status
+    report = emulator.report()
+    assert len(report.accepted) == 2  # the earlier one and the batch's new one
+    assert results[1].prediction_id == earlier.id
+    assert report.requests_by_route.get("cancel", 0) == 0
+
+
+async def test_bulk_rows_whose_polling_gave_up_are_collected_by_a_rerun(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Bulk: status 502s for good leave the rows ``submitted`` (never ``failed``, which
+    --retry-failed would pay for again); the plain re-run collects them, sending nothing."""
+    catalog = write_catalog(tmp_path, 3, models=1)
+    out = tmp_path / "out"
+
+    async def run_job() -> tuple[int, str]:
+        settings = BatchSettings(
+            catalog=catalog,
+            options=JobOptions(out=out, retry_failed=True),
+            api_key=emulator.api_key,
+            base_url=emulator.url,
+            display="quiet",
+            report=False,
+            retry=FAST_GIVE_UP,
+        )
+        console = Console(file=io.StringIO(), width=200)
+        code = await run_batch(settings, console)
+        return code, console.file.getvalue()  # type: ignore[attr-defined]
+
+    fail_status(emulator, {"kind": "gateway_before", "status": 502})
+    code, said = await run_job()
+    assert code == 1
+    assert journal_counts(out) == {"submitted": 3}
+    assert "3 submitted rows not collected yet: run the same command again" in said
+    assert "not charged" not in said
+    emulator.clear_faults()
+    code, _ = await run_job()
+    assert code == 0
+    assert journal_counts(out) == {"done": 3}
+    report = emulator.report()
+    assert len(report.accepted) == 3
+    assert report.duplicates == 0
+    assert report.cancels == []
+
+
+async def test_bulk_rows_no_longer_tracked_are_uncertain_not_failed(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Bulk: a prediction whose status answers 404 may be done and charged: ``uncertain``
+    (sent again only with --resend-uncertain), even with --retry-failed."""
+    catalog = write_catalog(tmp_path, 2, models=1)
+    out = tmp_path / "out"
+    fail_status(emulator, {"kind": "untracked"})
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out, retry_failed=True),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="quiet",
+        report=False,
+        retry=FAST_GIVE_UP,
+    )
+    for _ in range(2):  # the second run sends nothing again
+        assert await run_batch(settings, Console(file=io.StringIO(), width=200)) == 1
+        assert journal_counts(out) == {"uncertain": 2}
+    assert len(emulator.report().accepted) == 2
