@@ -10,14 +10,18 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 from datetime import UTC, datetime
 
 import attrs
 
-from fashn_async._validators import at_least_one, config_number, seconds
+from fashn_async._validators import MAX_SECONDS, at_least_one, config_number, seconds
 from fashn_async.errors import ConfigurationError
 
 __all__ = ["RetryPolicy", "compute_backoff", "parse_retry_after"]
+
+#: Retry-After's delay-seconds: ASCII digits, and (leniently) a decimal fraction.
+_DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 @attrs.frozen(kw_only=True)
@@ -114,18 +118,17 @@ def compute_backoff(
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds from a Retry-After header (delay-seconds or HTTP-date); None if unusable.
 
-    A date in the past (the client's clock ahead of the server's) reads as 0 seconds; the
-    policy's ``min_delay`` then applies.
+    delay-seconds is ASCII digits (RFC 9110 section 10.2.3; a decimal fraction is read
+    too); a sign, an exponent, ``inf``, ``nan`` or other digits make it unusable. Any
+    delay, however many digits, is read up to a day (``MAX_SECONDS``): the policy's
+    ``max_retry_after`` caps it further. A date in the past (the client's clock ahead
+    of the server's) reads as 0 seconds; the policy's ``min_delay`` then applies.
     """
     if value is None:
         return None
     value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    if _DELAY_SECONDS.fullmatch(value):
+        return min(float(value), MAX_SECONDS)  # 400 digits read as inf: capped
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -133,6 +136,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:
-        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+        return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_SECONDS)
     except OverflowError:  # pragma: no cover - a date beyond datetime's range
         return None

@@ -61,6 +61,37 @@ def test_parse_retry_after_seconds(value: str | None, expected: float | None) ->
     assert parse_retry_after(value) == expected
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["9" * 400, "1" + "0" * 309, "99999999999999999999", "86401", "Fri, 01 Jan 9999 00:00:00 GMT"],
+)
+def test_a_huge_retry_after_means_the_longest_wait_not_none(value: str) -> None:
+    """A valid but huge Retry-After (more digits than a float holds, a far date) is read
+    as a day: the policy then waits its cap, not the short backoff of "no header"."""
+    assert parse_retry_after(value) == 86400.0
+    assert RetryPolicy(max_retry_after=120).delay(1, parse_retry_after(value)) == 120
+
+
+@pytest.mark.parametrize("value", ["inf", "1e3", "+5", "1_000", "\u0663", "0x10", "5s", "1.", ".5"])
+def test_retry_after_that_is_not_ascii_delay_seconds_is_unusable(value: str) -> None:
+    """Only ASCII digits (a decimal fraction allowed) are delay-seconds (RFC 9110): what
+    Python's float() also takes (exponents, signs, underscores, Arabic-Indic digits) is not."""
+    assert parse_retry_after(value) is None
+
+
+@given(st.text(max_size=40))
+def test_parse_retry_after_is_none_or_a_bounded_number(value: str) -> None:
+    """Whatever the header says: None, or seconds in [0, a day]; never an exception."""
+    seconds = parse_retry_after(value)
+    assert seconds is None or 0.0 <= seconds <= 86400.0
+
+
+@given(st.integers(0, 10**500))
+def test_every_digit_string_is_read(value: int) -> None:
+    """Every delay-seconds value is usable: exact below a day, a day above."""
+    assert parse_retry_after(str(value)) == min(float(min(value, 10**300)), 86400.0)
+
+
 def test_parse_retry_after_http_date() -> None:
     """An HTTP-date is turned into seconds from now; a past date is zero."""
     now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
