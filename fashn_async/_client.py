@@ -18,7 +18,7 @@ from fashn_async._models import Credits, Prediction, PredictionStatus, Request
 from fashn_async._options import check_batch_input, check_id
 from fashn_async._results import Result, TryOnResult
 from fashn_async._urls import check_url
-from fashn_async._validators import check_number, config_int
+from fashn_async._validators import check_number, config_bool, config_int
 from fashn_async.errors import DeadlineExceededError, InvalidRequestError
 
 __all__ = ["AsyncFashn"]
@@ -162,12 +162,14 @@ class AsyncFashn(BaseClient):
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
             InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            ConfigurationError: ``cancel_on_exit`` is not a bool.
             PollingError: a status call failed after ``retry.attempts`` (its
                 ``__cause__``: NotFoundError when there is no such prediction or it is
                 too old to be tracked, 404; AuthenticationError, RateLimitError,
                 ServerError, TransportError); the prediction is not cancelled.
         """
         self._transport.check_loop()
+        config_bool("cancel_on_exit", cancel_on_exit)
         return await self._engine.wait_existing(check_id(prediction_id), cancel=cancel_on_exit)
 
     async def credits(self) -> Credits:
@@ -307,7 +309,8 @@ class AsyncFashn(BaseClient):
         Raises:
             InvalidRequestError: ``requests`` is not an iterable of items; nothing was
                 read or sent.
-            ConfigurationError: an option (``max_pending``, ``events``, a hook) is bad.
+            ConfigurationError: an option (``max_pending``, ``events``, a hook,
+                ``raise_on_error`` or ``cancel_on_exit`` not a bool) is bad.
             ClientClosedError: the client is not open.
             OutOfCreditsError: in the loop, after the results of the items already
                 running: a submission was refused for lack of credits, so nothing more
@@ -320,6 +323,8 @@ class AsyncFashn(BaseClient):
         """
         self._transport.session  # noqa: B018 - fail fast when closed
         check_batch_input(requests)
+        config_bool("raise_on_error", raise_on_error)
+        config_bool("cancel_on_exit", cancel_on_exit)
         if max_pending is not None:
             config_int("max_pending", max_pending)
         events = events_from(
@@ -335,10 +340,10 @@ class AsyncFashn(BaseClient):
             self._batches,
             self._engine,
             requests,
-            raise_on_error=bool(raise_on_error),
+            raise_on_error=raise_on_error,
             events=events,
             max_pending=max_pending,
-            cancel_on_exit=bool(cancel_on_exit),
+            cancel_on_exit=cancel_on_exit,
         )
 
     async def save(

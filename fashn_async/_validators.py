@@ -254,6 +254,17 @@ def config_seconds(
         )
 
 
+def config_bool(name: str, value: Any) -> None:
+    """``True`` or ``False`` (not None, 0, 1 or ``"yes"``: a truthy typo must not flip
+    what happens to running predictions).
+
+    Raises:
+        ConfigurationError: naming the option and the value.
+    """
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {shorten(value)}")
+
+
 def config_int(name: str, value: Any, *, low: int = 1) -> None:
     """An integer of at least ``low`` (not a bool).
 

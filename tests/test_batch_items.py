@@ -214,6 +214,11 @@ async def test_an_iterable_whose_iter_raises(client: AsyncFashn, emulator: Emula
         ([], {"events": object()}),
         ([], {"events": BatchEvents(), "on_progress": print}),
         ([], {"on_sending": "not callable"}),
+        ([], {"raise_on_error": "yes"}),
+        ([], {"raise_on_error": 1}),
+        ([], {"cancel_on_exit": None}),
+        ([], {"cancel_on_exit": "false"}),
+        ([], {"cancel_on_exit": 0}),
     ],
 )
 async def test_bad_arguments_fail_before_anything_is_read(
@@ -225,3 +230,13 @@ async def test_bad_arguments_fail_before_anything_is_read(
     with pytest.raises(error):
         client.batch(requests, **options)
     assert emulator.report().accepted == []
+
+
+@pytest.mark.parametrize("value", [None, 0, 1, "false", "yes"])
+async def test_wait_refuses_a_cancel_on_exit_that_is_not_a_bool(
+    client: AsyncFashn, emulator: Emulator, value: Any
+) -> None:
+    """client.wait(cancel_on_exit=...) takes True or False only, before any call."""
+    with pytest.raises(errors.ConfigurationError, match="cancel_on_exit must be True or False"):
+        await client.wait("some-id", cancel_on_exit=value)
+    assert emulator.report().requests_by_route.get("status", 0) == 0
