@@ -33,6 +33,7 @@ from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
 from fashn_async._submitter import Submitter
+from fashn_async._validators import shorten
 from fashn_async.errors import APIError, FashnError, PollingError, TransportError
 
 if TYPE_CHECKING:
@@ -345,7 +346,13 @@ def _structure_status(response: Response, prediction_id: str) -> PredictionStatu
             status_code=response.status,
             prediction_id=prediction_id,
         )
-    data = {"id": prediction_id, **data}
+    if data.get("id", prediction_id) != prediction_id:  # about another prediction
+        raise APIError(
+            f"the status answer is about prediction {shorten(data['id'])}, not this one",
+            status_code=response.status,
+            prediction_id=prediction_id,
+        )
+    data = {**data, "id": prediction_id}
     try:
         return converter.structure(data, PredictionStatus)
     except Exception as exc:  # cattrs' errors never reach callers

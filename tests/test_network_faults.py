@@ -182,6 +182,18 @@ async def test_status_garbage_once_is_retried_and_nothing_cancelled(
     assert report.faults == {f"status:{kind}": 1}
 
 
+async def test_a_status_answer_about_another_prediction_is_refused(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A status answer whose id is another prediction's is an APIError, never taken as
+    this prediction's status (its outputs would be saved under the other's id)."""
+    prediction = await client.submit(request_for(emulator))
+    emulator.inject(HttpFault("other_id", route="status"))
+    with pytest.raises(errors.APIError, match="about prediction 'other-than-") as info:
+        await client.status(prediction.id)
+    assert info.value.prediction_id == prediction.id
+
+
 @pytest.mark.client(retry=RetryPolicy(attempts=3))
 async def test_status_garbage_forever_ends_in_an_error(
     client: AsyncFashn, emulator: Emulator

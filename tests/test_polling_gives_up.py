@@ -28,6 +28,7 @@ FAILURES: dict[str, tuple[dict[str, Any], int | None]] = {
     "truncated body": ({"kind": "truncated"}, None),
     "connection dropped": ({"kind": "drop_before"}, None),
     "malformed status line": ({"kind": "bad_status_line"}, None),
+    "about another prediction": ({"kind": "other_id"}, 200),
 }
 FAST_GIVE_UP = RetryPolicy(attempts=2, rate_limit_waits=1)
 

@@ -31,6 +31,7 @@ HttpFaultKind = Literal[
     "truncated",
     "not_json",
     "no_id",
+    "other_id",
     "cut_off",
     "bad_status_line",
     "untracked",
@@ -169,6 +170,8 @@ class HttpFault:
         ``not_json``: handle the request, then answer 200 with an HTML page.
         ``no_id``: handle the request, then answer 200 ``{"error": null}`` (JSON with
             neither id nor status).
+        ``other_id``: handle the request, then answer its JSON with another ``id`` (a
+            status answer about some other prediction).
         ``cut_off``: handle the request, then send the headers and half the body it
             announces, and close the connection.
         ``bad_status_line``: handle the request, then send a malformed status line and

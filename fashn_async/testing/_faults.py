@@ -3,6 +3,7 @@ that mimic real networks (gateway pages, 429 bursts, truncated bodies, broken HT
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -147,13 +148,14 @@ NETWORK_KINDS = frozenset(
         "truncated",
         "not_json",
         "no_id",
+        "other_id",
         "cut_off",
         "bad_status_line",
     }
 )
 #: Kinds that replace the answer after the request was handled (a submission exists).
 AFTER_KINDS = frozenset(
-    {"gateway_after", "truncated", "not_json", "no_id", "cut_off", "bad_status_line"}
+    {"gateway_after", "truncated", "not_json", "no_id", "other_id", "cut_off", "bad_status_line"}
 )
 
 _REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out"}
@@ -184,8 +186,8 @@ async def disturb(
 ) -> web.StreamResponse:
     """Answer ``request`` as ``fault`` says, for the kinds that mimic real networks.
 
-    The ``*_after`` kinds (and ``truncated``, ``not_json``, ``no_id``, ``cut_off``,
-    ``bad_status_line``) run the handler first, so a submission is created and counted,
+    The ``*_after`` kinds (and ``truncated``, ``not_json``, ``no_id``, ``other_id``,
+    ``cut_off``, ``bad_status_line``) run the handler first, so a submission is created and counted,
     and then replace its answer.
     """
     kind = fault.kind
@@ -215,6 +217,11 @@ async def disturb(
         return web.Response(status=200, text=gateway_page(200), content_type="text/html")
     if kind == "no_id":
         return web.json_response({"error": None})
+    if kind == "other_id":
+        answer = json.loads(data) if data else {}
+        if isinstance(answer, dict):
+            answer["id"] = f"other-than-{answer.get('id')}"
+        return web.json_response(answer, status=response.status)
     if kind == "cut_off":
         head = (
             f"HTTP/1.1 {response.status} OK\r\nContent-Type: application/json\r\n"
