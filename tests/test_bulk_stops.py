@@ -19,10 +19,11 @@ from rich.console import Console
 from fashn_async import AsyncFashn
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
-from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._command import BatchSettings, _summarize, run_batch
+from fashn_async.bulk._outcome import JobSummary
 from fashn_async.bulk._report import render_report
 from fashn_async.bulk._rows import JournalWriteError
-from fashn_async.testing import Emulator
+from fashn_async.testing import Emulator, HttpFault
 from fashn_async.testing._state import payload_digest
 from tests.bulk_support import (
     KEY,
@@ -115,6 +116,38 @@ async def test_ctrl_c_records_cancelled_rows_as_canceled(
     report = emulator.report()
     assert report.credits_used == 12  # cancelled predictions are not charged
     assert {e["status"] for e in read_manifest(out)} == {"done"}
+
+
+async def test_ctrl_c_whose_cancels_fail_loses_nothing_and_pays_once(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Ctrl-C while every cancel meets a gateway's 502: the rows are recorded canceled
+    (a cancel was sent, nothing more is claimed), the predictions run on, and a re-run
+    collects them: each done row paid once, no duplicate."""
+    catalog = write_catalog(tmp_path, 12, models=4)
+    out = tmp_path / "out"
+    emulator.inject(HttpFault("gateway_before", route="cancel", status=502))
+    cue = _Cue(lambda counts: counts.get("submitted", 0) >= 4)
+    code, _ = await _run_job(emulator, catalog, out, cue, stop="interrupt")
+    assert code == 130
+    stopped = [e for e in read_manifest(out) if e["status"] == "canceled"]
+    assert stopped
+    assert all("sent a cancel" in (e.get("error_message") or "") for e in stopped), stopped
+    assert emulator.report().cancels == []  # none reached the server
+    emulator.clear_faults()
+    code, printed = await _rerun(emulator, catalog, out)
+    assert code == 0, printed
+    report = emulator.report()
+    assert {e["status"] for e in read_manifest(out)} == {"done"}
+    assert report.duplicates == 0
+    assert report.credits_used == 12
+
+
+def test_the_stop_line_claims_a_cancel_was_sent_not_that_it_worked() -> None:
+    said: list[str] = []
+    summary = JobSummary(counts={"canceled": 6, "done": 6}, interrupted=True, stopped_running=6)
+    _summarize(summary, Path("out"), False, said.append)
+    assert any("stopped before the end (a cancel sent to 6 running predictions)" in s for s in said)
 
 
 @contextlib.contextmanager

@@ -350,8 +350,13 @@ def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str]
         say(f"report: {out / REPORT_NAME}")
     running = ""
     if summary.stopped_running:
-        what = "left running" if summary.left_running else "canceled on the server"
-        running = f" ({plural(summary.stopped_running, 'running prediction')} {what})"
+        predictions = plural(summary.stopped_running, "running prediction")
+        # A cancel is best effort (a gateway may refuse it): say it was sent, no more.
+        running = (
+            f" ({predictions} left running)"
+            if summary.left_running
+            else f" (a cancel sent to {predictions})"
+        )
     if summary.problem is not None:
         say(f"stopped{running}: {summary.problem}; free some space (or fix {out}) and run "
             "the same command again to resume")  # fmt: skip

@@ -51,8 +51,8 @@ UNCERTAIN_AFTER_STOP = (
     "was canceled (best effort). Not re-sent without --resend-uncertain"
 )
 CANCELED_BY_STOP = (
-    "canceled on the server when the job was stopped; a re-run checks it and sends it "
-    "again (one that had finished anyway is collected)"
+    "sent a cancel when the job was stopped; a re-run checks it and sends it again "
+    "(one that had finished anyway, or that the cancel did not reach, is collected)"
 )
 
 
@@ -102,7 +102,7 @@ class JobSummary:
         interrupted: Stopped by :meth:`BulkJob.interrupt` (Ctrl-C).
         stopped: Why it stopped early otherwise (``out of credits``, ``disk``).
         problem: The disk problem that stopped it, in a sentence.
-        stopped_running: Predictions running when it was stopped (canceled on the server,
+        stopped_running: Predictions running when it was stopped (sent a cancel,
             or with ``left_running`` left running).
         left_running: The stop left them running (``--leave-running``).
     """
