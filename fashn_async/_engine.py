@@ -33,6 +33,7 @@ from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
 from fashn_async._submitter import Submitter
+from fashn_async._turnbull import EPSILON
 from fashn_async._validators import shorten
 from fashn_async.errors import APIError, FashnError, PollingError, TransportError
 
@@ -250,6 +251,7 @@ class Engine:
                 on_submitted(prediction_id)
 
         lease = await self.in_flight.acquire()
+        free_at = None
         try:
             prediction_id = await self.submitter.post_run(
                 prepared,
@@ -258,14 +260,20 @@ class Engine:
                 on_created=on_created,
             )
             submitted_at = asyncio.get_running_loop().time()
-            return await self._wait_or_cancel(
-                prediction_id,
-                submitted_at,
-                cancel=cancel,
-                latency_class=latency_class(prepared.request),
-            )
+            key = latency_class(prepared.request)
+            try:
+                return await self._wait_or_cancel(
+                    prediction_id, submitted_at, cancel=cancel, latency_class=key
+                )
+            except PollingError:
+                # Left running: the server counts it in progress until it likely ended.
+                free_at = submitted_at + self.poller.model(key).quantile(1 - EPSILON)
+                raise
         finally:
-            self.in_flight.release(lease)
+            if free_at is None:
+                self.in_flight.release(lease)
+            else:
+                self.in_flight.release_at(lease, free_at)
             if created:
                 self.in_flight.ended(owner)
 

@@ -79,6 +79,15 @@ class InFlight:
         """Give the slot of ``lease`` back."""
         self.gate.release(lease)
 
+    def release_at(self, lease: Lease, when: float) -> None:
+        """Give the slot of ``lease`` back at loop time ``when`` (at once if it is past):
+        for a prediction left running that the server still counts in progress."""
+        loop = asyncio.get_running_loop()
+        if when <= loop.time():
+            self.gate.release(lease)
+            return
+        self._until[loop.call_at(when, self._expire, lease)] = lease
+
     def hold(self, prediction_id: str, lease: Lease) -> None:
         """Keep ``lease``'s slot for ``prediction_id`` until it is seen done."""
         self._held[prediction_id] = lease

@@ -38,7 +38,7 @@ nothing from aiohttp or cattrs ever reaches the caller::
     │   └── UnknownPredictionError    any other name, kept in .name
     ├── PredictionCanceledError       the prediction ended with status "canceled"
     ├── PollingError                  a created prediction's status calls kept failing;
-    │                                 it was left running (.prediction_id names it)
+    │                                 it was not cancelled (.prediction_id names it)
     ├── DeadlineExceededError         run(deadline=...) ran out (TimeoutError)
     └── DownloadError                 an output could not be fetched or written
         └── SaveError                 writing it failed: the folder is a file, no room, ...
@@ -387,8 +387,7 @@ class PollingError(FashnError):
         what = error.name or type(error).__name__
         return cls(
             f"polling gave up after {what}: {error.message}; the prediction was not "
-            "cancelled: it may still be running, or be done and charged "
-            "(client.wait(prediction_id) collects it)",
+            "cancelled: it may still be running, or be done and charged",
             prediction_id=prediction_id,
             status_code=error.status_code,
             retry_after=error.retry_after,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fashn_async import AsyncFashn
+from fashn_async import AsyncFashn, RetryPolicy
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
 from fashn_async.bulk._command import BatchSettings, _summarize, run_batch
@@ -141,6 +141,36 @@ async def test_ctrl_c_whose_cancels_fail_loses_nothing_and_pays_once(
     assert {e["status"] for e in read_manifest(out)} == {"done"}
     assert report.duplicates == 0
     assert report.credits_used == 12
+
+
+async def test_ctrl_c_after_a_row_gave_up_claims_no_cancel_for_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row whose polling gave up left the batch: a later Ctrl-C sends it no cancel, so
+    it stays ``submitted`` (not ``canceled``) and the stop does not count it."""
+    catalog = write_catalog(tmp_path, 8, models=4)
+    out = tmp_path / "out"
+    emulator.inject(HttpFault("untracked", route="status", times=1))
+    cue = _Cue(lambda counts: False)
+    cue.when = lambda counts: any("gave up" in note for note in cue.notes)
+    loaded = load_catalog(catalog)
+    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+        async with AsyncFashn(
+            api_key=emulator.api_key, base_url=emulator.url, retry=RetryPolicy(attempts=2)
+        ) as client:
+            job = BulkJob(client, loaded, journal, JobOptions(out=out), cue)
+            cue.action = job.interrupt
+            summary = await job.run()
+        records = journal.records()
+    assert summary.exit_code == 130
+    gave_up = [r for r in records if r.error_name == "NotFound"]
+    assert len(gave_up) == 1
+    assert gave_up[0].state == "submitted"
+    assert not gave_up[0].cancel_requested
+    canceled = [r for r in records if r.state == "canceled"]
+    assert summary.stopped_running == len(canceled)
+    cancelled_ids = set(emulator.report().cancels)
+    assert gave_up[0].prediction_id not in cancelled_ids
 
 
 def test_the_stop_line_claims_a_cancel_was_sent_not_that_it_worked() -> None:

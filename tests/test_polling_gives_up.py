@@ -9,10 +9,11 @@ import io
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from rich.console import Console
 
-from fashn_async import AsyncFashn, Prediction, RetryPolicy, TryOnRequest, errors
+from fashn_async import AsyncFashn, Limits, Prediction, RetryPolicy, TryOnRequest, errors
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions
 from fashn_async.testing import Emulator, HttpFault
@@ -141,14 +142,15 @@ async def test_bulk_rows_whose_polling_gave_up_are_collected_by_a_rerun(
     assert report.cancels == []
 
 
-async def test_bulk_rows_no_longer_tracked_are_uncertain_not_failed(
+async def test_bulk_rows_are_uncertain_only_after_a_second_404(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Bulk: a prediction whose status answers 404 may be done and charged: ``uncertain``
-    (sent again only with --resend-uncertain), even with --retry-failed."""
+    """Bulk: a 404 may be passing: the row stays ``submitted`` and the next run polls it
+    again; only a second 404 makes it ``uncertain`` (it may be done and charged, so only
+    --resend-uncertain sends it again), even with --retry-failed. One 404 that passes:
+    collected, paid once."""
     catalog = write_catalog(tmp_path, 2, models=1)
     out = tmp_path / "out"
-    fail_status(emulator, {"kind": "untracked"})
     settings = BatchSettings(
         catalog=catalog,
         options=JobOptions(out=out, retry_failed=True),
@@ -158,7 +160,42 @@ async def test_bulk_rows_no_longer_tracked_are_uncertain_not_failed(
         report=False,
         retry=FAST_GIVE_UP,
     )
-    for _ in range(2):  # the second run sends nothing again
-        assert await run_batch(settings, Console(file=io.StringIO(), width=200)) == 1
+
+    async def run_job() -> int:
+        return await run_batch(settings, Console(file=io.StringIO(), width=200))
+
+    fail_status(emulator, {"kind": "untracked"})
+    assert await run_job() == 1
+    assert journal_counts(out) == {"submitted": 2}
+    for _ in range(2):  # the second 404, then a run that sends nothing again
+        assert await run_job() == 1
         assert journal_counts(out) == {"uncertain": 2}
     assert len(emulator.report().accepted) == 2
+
+    emulator.clear_faults()
+    again = tmp_path / "again"
+    settings = attrs.evolve(settings, options=JobOptions(out=again))
+    emulator.inject(HttpFault("untracked", route="status", times=1))
+    assert await run_job() == 1  # one row met the passing 404
+    assert journal_counts(again) == {"done": 1, "submitted": 1}
+    assert await run_job() == 0
+    assert journal_counts(again) == {"done": 2}
+    report = emulator.report()
+    assert len(report.accepted) == 4  # 2 per folder (the same catalog: sent once each)
+    assert report.requests_by_route["run"] == 4
+
+
+@pytest.mark.emulator(in_flight_limit=1)
+@pytest.mark.client(retry=FAST_GIVE_UP, limits=Limits(in_flight=1))
+async def test_a_prediction_left_running_keeps_its_slot_until_it_likely_ended(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """The server counts a prediction polling gave up on as in progress: its in-flight
+    slot stays taken until it has likely ended, so the next run() draws no 429."""
+    emulator.inject(HttpFault("untracked", route="status", times=1))
+    with pytest.raises(errors.PollingError):
+        await client.run(request_for(emulator))
+    await client.run(request_for(emulator))
+    report = emulator.report()
+    assert report.requests_by_route["run"] == 2  # no POST refused for concurrency
+    assert len(report.accepted) == 2

@@ -375,9 +375,10 @@ def next_steps(counts: Mapping[str, int]) -> list[str]:
     costs)."""
     steps = []
     if counts.get(State.SUBMITTED):
+        one = counts[State.SUBMITTED] == 1
         steps.append(
             f"{plural(counts[State.SUBMITTED], 'submitted row')} not collected yet: run the "
-            "same command again to collect them (they are polled, not sent again)"
+            f"same command again to collect {'it' if one else 'them'} (polled, not sent again)"
         )
     if counts.get(State.UNCERTAIN):
         steps.append(

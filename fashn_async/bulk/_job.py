@@ -37,6 +37,7 @@ from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._journal import Journal
 from fashn_async.bulk._outcome import (
     CANCELED_BY_STOP,
+    NOT_FOUND,
     Display,
     JobOptions,
     JobSummary,
@@ -88,6 +89,10 @@ class BulkJob:
             if row.request is not None
         }
         self._states: dict[int, str] = {}
+        #: Submitted rows whose polling gave up: left running, out of the batch.
+        self._gave_up: set[int] = set()
+        #: Submitted rows whose polling gave up on a 404 before (noted NOT_FOUND).
+        self._not_found_before: set[int] = set()
         self._counts: Counter[str] = Counter()
         self._keys: dict[int, str] = {}
         self._scope: anyio.CancelScope | None = None
@@ -121,7 +126,11 @@ class BulkJob:
 
     def _stop(self) -> None:
         if not self._options.leave_running:
-            running = [row for row, state in self._states.items() if state == State.SUBMITTED]
+            running = [
+                row
+                for row, state in self._states.items()
+                if state == State.SUBMITTED and row not in self._gave_up
+            ]
             if not self._writes(self._journal.request_cancel, running) and self._batch:
                 # The journal cannot record the cancels: leave them running, so that its
                 # "submitted" stays true (a re-run polls them by id).
@@ -197,6 +206,9 @@ class BulkJob:
             sends = [r for r in records if r.state == State.PENDING and r.row in self._requests]
             saves = [r for r in records if r.state == State.COMPLETED]
             self._keys = {r.row: r.key for r in records}
+            self._not_found_before = {
+                r.row for r in records if r.state == State.SUBMITTED and r.error_name == NOT_FOUND
+            }
             if not (polls or sends or saves):
                 return
             if not await self._round(polls, sends, saves) or self._stopped:
@@ -302,14 +314,21 @@ class BulkJob:
         assert error is not None
         name, message = error.name or type(error).__name__, error.message
         stopping = self._interrupted or self._problem is not None
-        outcome = failure_outcome(error, result.prediction_id, stopping=stopping)
+        outcome = failure_outcome(
+            error,
+            result.prediction_id,
+            stopping=stopping,
+            not_found_before=row in self._not_found_before,
+        )
         if outcome is Outcome.NEVER_SENT:
             self._move(row, State.PENDING)
         elif outcome is Outcome.CANCELED_BY_STOP:
             self._writes(self._journal.canceled, [row], CANCELED_BY_STOP)
             self._move(row, State.CANCELED)
         elif outcome is Outcome.COLLECT_LATER:  # stays submitted: a re-run polls it
-            self._writes(self._journal.note_error, row, name, message)
+            self._gave_up.add(row)
+            noted = NOT_FOUND if error.status_code == 404 else name  # a second 404: uncertain
+            self._writes(self._journal.note_error, row, noted, message)
             self._display.note(
                 f"line {self._line(row)}: polling prediction {result.prediction_id} gave up "
                 "(it was not canceled); run the same command again to collect it"
@@ -374,7 +393,9 @@ class BulkJob:
 
     def _settle_rows(self) -> None:
         stopped = self._interrupted or self._problem is not None
-        moved, running = settle(self._journal, stopped=stopped, options=self._options)
+        moved, running = settle(
+            self._journal, stopped=stopped, options=self._options, gave_up=self._gave_up
+        )
         for row, state in moved:
             self._move(row, state)
         if stopped:

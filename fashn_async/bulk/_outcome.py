@@ -23,6 +23,7 @@ from fashn_async.errors import (
 
 __all__ = [
     "CANCELED_BY_STOP",
+    "NOT_FOUND",
     "EXIT_DISK",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -50,6 +51,8 @@ UNCERTAIN_AFTER_STOP = (
     "the job was stopped while this row's POST was on the wire; a prediction it created "
     "was canceled (best effort). Not re-sent without --resend-uncertain"
 )
+#: The error name noted on a row whose polling gave up on a 404.
+NOT_FOUND = "NotFound"
 CANCELED_BY_STOP = (
     "sent a cancel when the job was stopped; a re-run checks it and sends it again "
     "(one that had finished anyway, or that the cancel did not reach, is collected)"
@@ -143,13 +146,21 @@ class Outcome(enum.Enum):
     FAILED = State.FAILED
 
 
-def failure_outcome(error: FashnError, prediction_id: str | None, *, stopping: bool) -> Outcome:
+def failure_outcome(
+    error: FashnError,
+    prediction_id: str | None,
+    *,
+    stopping: bool,
+    not_found_before: bool = False,
+) -> Outcome:
     """What becomes of a row whose batch result is ``error``.
 
     Args:
         error: The result's error.
         prediction_id: The prediction's id, None when none was created (as far as known).
         stopping: The job is being stopped (Ctrl-C, a disk problem).
+        not_found_before: Polling its prediction gave up on a 404 before (noted
+            :data:`NOT_FOUND` in the journal).
     """
     if isinstance(error, JournalWriteError):
         return Outcome.NEVER_SENT
@@ -159,9 +170,11 @@ def failure_outcome(error: FashnError, prediction_id: str | None, *, stopping: b
         return Outcome.UNCERTAIN
     if isinstance(error, PollingError):
         # Created, and maybe done and charged: never "failed" (that is sent again for
-        # free). A re-run polls it by id; one the API no longer tracks (404) may be
-        # done, its outputs out of reach: only --resend-uncertain sends it again.
-        return Outcome.UNCERTAIN if error.status_code == 404 else Outcome.COLLECT_LATER
+        # free). A re-run polls it by id. A 404 may be passing: only a second one (in a
+        # later round or run) says the API no longer tracks it (NOTES.md), and then it
+        # may be done, its outputs out of reach: only --resend-uncertain sends it again.
+        not_found = error.status_code == 404
+        return Outcome.UNCERTAIN if not_found and not_found_before else Outcome.COLLECT_LATER
     if prediction_id is None and isinstance(error, InvalidRequestError):
         return Outcome.INVALID
     if prediction_id is None and not isinstance(error, BadRequestError):

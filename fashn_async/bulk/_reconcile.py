@@ -90,9 +90,12 @@ def uncertain_note(records: Sequence[RowRecord]) -> str | None:
 
 
 def settle(
-    journal: Journal, *, stopped: bool, options: JobOptions
+    journal: Journal, *, stopped: bool, options: JobOptions, gave_up: Container[int] = ()
 ) -> tuple[list[tuple[int, str]], int]:
     """Record what a run left behind (see the module docstring); plain calls only.
+
+    ``gave_up``: submitted rows whose polling gave up in this run; the batch had let
+    them go, so the stop sent them no cancel: they stay ``submitted``.
 
     Returns:
         The rows moved, as ``(row, new state)``, and how many predictions were running
@@ -103,9 +106,10 @@ def settle(
     """
     records = journal.records()
     moved: list[tuple[int, str]] = []
-    running = [r.row for r in records if r.state == State.SUBMITTED]
+    running = [r.row for r in records if r.state == State.SUBMITTED and r.row not in gave_up]
     if stopped and running and not options.leave_running:
-        # Canceled on the server as the batch left: recorded, a re-run sends them again.
+        # Sent a cancel as the batch left: recorded, a re-run checks them (and collects
+        # one that had finished anyway, or that the cancel did not reach).
         journal.canceled(running, CANCELED_BY_STOP)
         moved += [(row, State.CANCELED) for row in running]
     for record in records:
