@@ -163,10 +163,12 @@ class AsyncFashn(BaseClient):
             EventLoopError: used from an event loop other than the one it was opened on.
             InvalidRequestError: ``prediction_id`` is not a non-empty string.
             ConfigurationError: ``cancel_on_exit`` is not a bool.
-            PollingError: a status call failed after ``retry.attempts`` (its
+            PollingError: a status call failed for good, after its retries (its
                 ``__cause__``: NotFoundError when there is no such prediction or it is
-                too old to be tracked, 404; AuthenticationError, RateLimitError,
-                ServerError, TransportError); the prediction is not cancelled.
+                too old to be tracked, 404, not retried; AuthenticationError;
+                RateLimitError past ``retry.rate_limit_waits``; ServerError or
+                TransportError past ``retry.attempts``; APIError for an answer that is
+                not this prediction's status); the prediction is not cancelled.
         """
         self._transport.check_loop()
         config_bool("cancel_on_exit", cancel_on_exit)
