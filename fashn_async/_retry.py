@@ -119,14 +119,15 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     """Seconds from a Retry-After header (delay-seconds or HTTP-date); None if unusable.
 
     delay-seconds is ASCII digits (RFC 9110 section 10.2.3; a decimal fraction is read
-    too); a sign, an exponent, ``inf``, ``nan`` or other digits make it unusable. Any
+    too), between spaces or tabs only; a sign, an exponent, ``inf``, ``nan``, other
+    digits or other whitespace make it unusable. Any
     delay, however many digits, is read up to a day (``MAX_SECONDS``): the policy's
     ``max_retry_after`` caps it further. A date in the past (the client's clock ahead
     of the server's) reads as 0 seconds; the policy's ``min_delay`` then applies.
     """
     if value is None:
         return None
-    value = value.strip()
+    value = value.strip(" \t")  # HTTP's optional whitespace: no other space counts
     if _DELAY_SECONDS.fullmatch(value):
         return min(float(value), MAX_SECONDS)  # 400 digits read as inf: capped
     try:

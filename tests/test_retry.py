@@ -50,6 +50,7 @@ def test_retry_after_wins_and_is_capped() -> None:
         ("7", 7.0),
         ("0.35", 0.35),
         (" 3 ", 3.0),
+        ("\t4\t", 4.0),
         ("-1", None),
         ("soon", None),
         ("nan", None),
@@ -72,7 +73,23 @@ def test_a_huge_retry_after_means_the_longest_wait_not_none(value: str) -> None:
     assert RetryPolicy(max_retry_after=120).delay(1, parse_retry_after(value)) == 120
 
 
-@pytest.mark.parametrize("value", ["inf", "1e3", "+5", "1_000", "\u0663", "0x10", "5s", "1.", ".5"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "inf",
+        "1e3",
+        "+5",
+        "1_000",
+        "\u0663",
+        "0x10",
+        "5s",
+        "1.",
+        ".5",
+        "\xa0100",
+        "5\u2003",
+        "\x855",
+    ],
+)
 def test_retry_after_that_is_not_ascii_delay_seconds_is_unusable(value: str) -> None:
     """Only ASCII digits (a decimal fraction allowed) are delay-seconds (RFC 9110): what
     Python's float() also takes (exponents, signs, underscores, Arabic-Indic digits) is not."""
