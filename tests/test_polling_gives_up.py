@@ -104,36 +104,41 @@ async def test_wait_and_batch_items_raise_polling_error_and_cancel_nothing(
     assert report.requests_by_route.get("cancel", 0) == 0
 
 
+def bulk_settings(emulator: Emulator, catalog: Path, out: Path) -> BatchSettings:
+    """A quiet bulk job with --retry-failed, whose polling gives up fast."""
+    return BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out, retry_failed=True),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="quiet",
+        report=False,
+        retry=FAST_GIVE_UP,
+    )
+
+
+async def run_job(settings: BatchSettings) -> tuple[int, str]:
+    """Run it; its exit code and what it printed."""
+    console = Console(file=io.StringIO(), width=200)
+    code = await run_batch(settings, console)
+    return code, console.file.getvalue()  # type: ignore[attr-defined]
+
+
 async def test_bulk_rows_whose_polling_gave_up_are_collected_by_a_rerun(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     """Bulk: status 502s for good leave the rows ``submitted`` (never ``failed``, which
     --retry-failed would pay for again); the plain re-run collects them, sending nothing."""
-    catalog = write_catalog(tmp_path, 3, models=1)
     out = tmp_path / "out"
-
-    async def run_job() -> tuple[int, str]:
-        settings = BatchSettings(
-            catalog=catalog,
-            options=JobOptions(out=out, retry_failed=True),
-            api_key=emulator.api_key,
-            base_url=emulator.url,
-            display="quiet",
-            report=False,
-            retry=FAST_GIVE_UP,
-        )
-        console = Console(file=io.StringIO(), width=200)
-        code = await run_batch(settings, console)
-        return code, console.file.getvalue()  # type: ignore[attr-defined]
-
+    settings = bulk_settings(emulator, write_catalog(tmp_path, 3, models=1), out)
     fail_status(emulator, {"kind": "gateway_before", "status": 502})
-    code, said = await run_job()
+    code, said = await run_job(settings)
     assert code == 1
     assert journal_counts(out) == {"submitted": 3}
     assert "3 submitted rows not collected yet: run the same command again" in said
     assert "not charged" not in said
     emulator.clear_faults()
-    code, _ = await run_job()
+    code, _ = await run_job(settings)
     assert code == 0
     assert journal_counts(out) == {"done": 3}
     report = emulator.report()
@@ -149,26 +154,14 @@ async def test_bulk_rows_are_uncertain_only_after_a_second_404(
     again; only a second 404 makes it ``uncertain`` (it may be done and charged, so only
     --resend-uncertain sends it again), even with --retry-failed. One 404 that passes:
     collected, paid once."""
-    catalog = write_catalog(tmp_path, 2, models=1)
     out = tmp_path / "out"
-    settings = BatchSettings(
-        catalog=catalog,
-        options=JobOptions(out=out, retry_failed=True),
-        api_key=emulator.api_key,
-        base_url=emulator.url,
-        display="quiet",
-        report=False,
-        retry=FAST_GIVE_UP,
-    )
-
-    async def run_job() -> int:
-        return await run_batch(settings, Console(file=io.StringIO(), width=200))
+    settings = bulk_settings(emulator, write_catalog(tmp_path, 2, models=1), out)
 
     fail_status(emulator, {"kind": "untracked"})
-    assert await run_job() == 1
+    assert (await run_job(settings))[0] == 1
     assert journal_counts(out) == {"submitted": 2}
     for _ in range(2):  # the second 404, then a run that sends nothing again
-        assert await run_job() == 1
+        assert (await run_job(settings))[0] == 1
         assert journal_counts(out) == {"uncertain": 2}
     assert len(emulator.report().accepted) == 2
 
@@ -176,9 +169,9 @@ async def test_bulk_rows_are_uncertain_only_after_a_second_404(
     again = tmp_path / "again"
     settings = attrs.evolve(settings, options=JobOptions(out=again))
     emulator.inject(HttpFault("untracked", route="status", times=1))
-    assert await run_job() == 1  # one row met the passing 404
+    assert (await run_job(settings))[0] == 1  # one row met the passing 404
     assert journal_counts(again) == {"done": 1, "submitted": 1}
-    assert await run_job() == 0
+    assert (await run_job(settings))[0] == 0
     assert journal_counts(again) == {"done": 2}
     report = emulator.report()
     assert len(report.accepted) == 4  # 2 per folder (the same catalog: sent once each)
