@@ -174,6 +174,7 @@ async def test_ctrl_c_after_a_row_gave_up_claims_no_cancel_for_it(
 
 
 def test_the_stop_line_claims_a_cancel_was_sent_not_that_it_worked() -> None:
+    """A stop line says a cancel was sent to the running predictions, never that it worked."""
     said: list[str] = []
     summary = JobSummary(counts={"canceled": 6, "done": 6}, interrupted=True, stopped_running=6)
     _summarize(summary, Path("out"), False, said.append)
