@@ -111,6 +111,8 @@ class AsyncFashn(BaseClient):
         Side effect: a prediction this client's ``submit()`` sent, seen ended here, gives
         its in-flight slot back (the server no longer counts it in progress).
 
+        Each error raised names the prediction asked about (``error.prediction_id``).
+
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
@@ -132,6 +134,8 @@ class AsyncFashn(BaseClient):
         """Cancel a prediction; best effort on the API's side.
 
         A prediction that has already ended is left as it is and its status returned.
+
+        Each error raised names the prediction asked about (``error.prediction_id``).
 
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
@@ -212,7 +216,8 @@ class AsyncFashn(BaseClient):
             PredictionError: the prediction failed (its subclass names the reason:
                 PoseError, ImageLoadError, ..., UnknownPredictionError).
             PredictionCanceledError: it was canceled.
-            DeadlineExceededError: the deadline ran out; the prediction was cancelled.
+            DeadlineExceededError: the deadline ran out; the prediction was cancelled
+                (``error.prediction_id`` names it; None if the POST had not been answered).
             InvalidRequestError: the request or ``deadline`` fails validation; nothing
                 was sent.
             ImageInputError: an image is a missing file, not an image, or a bad URL or
@@ -241,10 +246,14 @@ class AsyncFashn(BaseClient):
                 raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
         self._transport.session  # noqa: B018 - fail fast when closed
         prepared = await self._engine.prepare(req)
+        created: list[str] = []
         with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
-            status = await self._engine.submit_and_wait(prepared)
+            status = await self._engine.submit_and_wait(prepared, on_submitted=created.append)
         if scope.cancelled_caught:
-            raise DeadlineExceededError(f"no result within the deadline of {deadline:g} s")
+            raise DeadlineExceededError(
+                f"no result within the deadline of {deadline:g} s",
+                prediction_id=created[-1] if created else None,
+            )
         status.raise_for_status()
         return TryOnResult(
             id=status.id, output=status.output or (), request=req, transport=self._transport

@@ -133,8 +133,11 @@ class Engine:
         *,
         limiter: RateLimiter | None,
         priority: float = USER_PRIORITY,
+        prediction_id: str | None = None,
     ) -> Response:
         """GET ``path`` (status, cancel or credits), repeated as ``_decisions`` says.
+
+        ``prediction_id``: the prediction the call is about; an error raised names it.
 
         Returns:
             The answer, with the route's expected body.
@@ -168,7 +171,10 @@ class Engine:
                 assert isinstance(result, Response)
                 return result
             if action is not Action.RETRY and action is not Action.PAUSE:  # FINAL
-                raise result if isinstance(result, TransportError) else result.error()
+                error = result if isinstance(result, TransportError) else result.error()
+                if error.prediction_id is None:
+                    error.prediction_id = prediction_id
+                raise error
             if action is Action.PAUSE and limiter is not None:
                 limiter.pause(decision.delay)
             else:
@@ -180,7 +186,10 @@ class Engine:
     ) -> PredictionStatus:
         """One status call through the shared budget; a read, changing nothing here."""
         response = await self.get(
-            f"/v1/status/{_quote(prediction_id)}", limiter=self.status_budget, priority=priority
+            f"/v1/status/{_quote(prediction_id)}",
+            limiter=self.status_budget,
+            priority=priority,
+            prediction_id=prediction_id,
         )
         return _structure_status(response, prediction_id)
 
@@ -189,7 +198,9 @@ class Engine:
 
         The prediction has ended (or will at once): a slot it holds is given back.
         """
-        response = await self.get(f"/v1/cancel/{_quote(prediction_id)}", limiter=None)
+        response = await self.get(
+            f"/v1/cancel/{_quote(prediction_id)}", limiter=None, prediction_id=prediction_id
+        )
         status = _structure_status(response, prediction_id)
         self.in_flight.seen_done(prediction_id)
         return status

@@ -162,7 +162,7 @@ async def test_a_row_caught_mid_post_is_uncertain_until_resent_on_request(
     assert len(emulator.report().accepted) == 2
     # The summary, the last thing printed, says how to send it again.
     hint = printed.splitlines()[-1]
-    assert hint.startswith("1 uncertain row: their POST may have landed and been charged; ")
+    assert hint.startswith("1 uncertain row: may have been charged (a POST without an answer")
     assert "re-run with --resend-uncertain to send them again" in hint
     code, printed = await _run(emulator, catalog, out, resend_uncertain=True)
     assert code == 0

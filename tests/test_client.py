@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from helpers import PNG
 
-from fashn_async import AsyncFashn, Credits, Limits, ModelRequest, TryOnRequest, errors
+from fashn_async import AsyncFashn, Credits, Limits, ModelRequest, RetryPolicy, TryOnRequest, errors
 from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
-from fashn_async.testing import Emulator, PredictionFault, sample_image
+from fashn_async.testing import Emulator, HttpFault, PredictionFault, sample_image
 
 KEY_IN_TESTS = "fashn-test-key"
 
@@ -179,10 +179,33 @@ async def test_wrong_key(emulator: Emulator, caplog: pytest.LogCaptureFixture) -
 
 
 async def test_unknown_id(client: AsyncFashn) -> None:
-    """An unknown prediction id is NotFoundError, not retried."""
+    """An unknown prediction id is NotFoundError, not retried, naming the id asked about."""
     with pytest.raises(errors.NotFoundError) as info:
         await client.status("no-such-id")
     assert info.value.status_code == 404
+    assert info.value.prediction_id == "no-such-id"
+    assert "no-such-id" in str(info.value)
+    with pytest.raises(errors.NotFoundError) as info:
+        await client.cancel("no-such-id")
+    assert info.value.prediction_id == "no-such-id"
+
+
+@pytest.mark.client(retry=RetryPolicy(attempts=2))
+async def test_status_and_cancel_errors_name_the_prediction(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A status or cancel call that fails for good (a gateway's 502s, a dropped
+    connection) raises an error naming the prediction it was about."""
+    prediction = await client.submit(request_for(emulator))
+    emulator.inject(HttpFault("gateway_before", route="status", status=502, times=None))
+    with pytest.raises(errors.ServerError) as info:
+        await client.status(prediction.id)
+    assert info.value.prediction_id == prediction.id
+    emulator.inject(HttpFault("drop_before", route="cancel", times=None))
+    with pytest.raises(errors.TransportError) as dropped:
+        await client.cancel(prediction.id)
+    assert dropped.value.prediction_id == prediction.id
+    assert prediction.id in str(dropped.value)
 
 
 async def test_server_validation_both_shapes(client: AsyncFashn) -> None:
@@ -273,11 +296,12 @@ async def test_deadline(client: AsyncFashn, emulator: Emulator) -> None:
     """A deadline ends the wait, cancels remotely and raises DeadlineExceededError."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    with pytest.raises(errors.DeadlineExceededError):
+    with pytest.raises(errors.DeadlineExceededError) as info:
         await client.run(request_for(emulator), deadline=5.0)
     assert loop.time() - start == pytest.approx(5.0, abs=0.5)
     report = emulator.report()
     assert report.cancels == [report.accepted[0].id]
+    assert info.value.prediction_id == report.accepted[0].id
 
 
 async def test_bad_deadline(client: AsyncFashn, emulator: Emulator) -> None:

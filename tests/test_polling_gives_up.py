@@ -132,11 +132,15 @@ async def test_bulk_rows_whose_polling_gave_up_are_collected_by_a_rerun(
     out = tmp_path / "out"
     settings = bulk_settings(emulator, write_catalog(tmp_path, 3, models=1), out)
     fail_status(emulator, {"kind": "gateway_before", "status": 502})
-    code, said = await run_job(settings)
+    code, said = await run_job(attrs.evolve(settings, report=True))
     assert code == 1
     assert journal_counts(out) == {"submitted": 3}
     assert "3 submitted rows not collected yet: run the same command again" in said
     assert "not charged" not in said
+    page = (out / "report.html").read_text()  # they are listed as not done, and why
+    assert "<h2>Not done (3)</h2>" in page
+    not_done = page.split("<h2>All rows")[0]
+    assert not_done.count("not collected yet: run the same command again") == 3
     emulator.clear_faults()
     code, _ = await run_job(settings)
     assert code == 0
@@ -161,8 +165,12 @@ async def test_bulk_rows_are_uncertain_only_after_a_second_404(
     assert (await run_job(settings))[0] == 1
     assert journal_counts(out) == {"submitted": 2}
     for _ in range(2):  # the second 404, then a run that sends nothing again
-        assert (await run_job(settings))[0] == 1
+        code, said = await run_job(settings)
+        assert code == 1
         assert journal_counts(out) == {"uncertain": 2}
+        said = " ".join(said.split())  # the console wraps long lines
+        assert "POST may have landed" not in said  # it did land: it has an id
+    assert "2 uncertain rows, not re-sent: the API no longer finds their predictions" in said
     assert len(emulator.report().accepted) == 2
 
     emulator.clear_faults()

@@ -382,9 +382,9 @@ def next_steps(counts: Mapping[str, int]) -> list[str]:
         )
     if counts.get(State.UNCERTAIN):
         steps.append(
-            f"{plural(counts[State.UNCERTAIN], 'uncertain row')}: their POST may have landed "
-            f"and been charged; re-run with {RESEND_UNCERTAIN} to send them again (each may "
-            "then be charged twice)"
+            f"{plural(counts[State.UNCERTAIN], 'uncertain row')}: may have been charged (a "
+            "POST without an answer, or a prediction the API no longer finds); re-run with "
+            f"{RESEND_UNCERTAIN} to send them again (each may then be charged twice)"
         )
     if counts.get(State.FAILED):
         steps.append(

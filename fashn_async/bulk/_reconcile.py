@@ -73,20 +73,46 @@ def reconcile(journal: Journal, options: JobOptions, sendable: Container[int]) -
 
 
 def uncertain_note(records: Sequence[RowRecord]) -> str | None:
-    """What a person must know of the ``uncertain`` rows a run leaves alone, or None."""
+    """What a person must know of the ``uncertain`` rows a run leaves alone, or None.
+
+    Two kinds: a POST that went out and got no usable answer (no prediction id), and a
+    prediction the API answered 404 for twice (it may have stopped tracking it, NOTES.md).
+    Either may have been charged.
+    """
     uncertain = [r for r in records if r.state == State.UNCERTAIN]
     if not uncertain:
         return None
-    listed = ", ".join(f"line {r.line}" for r in uncertain[:_LISTED])
-    more = f" and {len(uncertain) - _LISTED} more" if len(uncertain) > _LISTED else ""
+    unanswered = [r for r in uncertain if r.prediction_id is None]
+    untracked = [r for r in uncertain if r.prediction_id is not None]
+    parts = []
+    if unanswered:
+        one = len(unanswered) == 1
+        parts.append(
+            f"{plural(len(unanswered), 'uncertain row')}, not re-sent: "
+            f"{'its' if one else 'their'} POST may have landed without an answer "
+            f"({_lines(unanswered)})."
+        )
+    if untracked:
+        one = len(untracked) == 1
+        parts.append(
+            f"{plural(len(untracked), 'uncertain row')}, not re-sent: the API no longer "
+            f"finds {'its prediction' if one else 'their predictions'} (404 twice; "
+            f"{_lines(untracked)}); {'it' if one else 'each'} may have finished and been "
+            "charged, its outputs out of reach."
+        )
     one = len(uncertain) == 1
-    return (
-        f"{plural(len(uncertain), 'uncertain row')}, not re-sent: "
-        f"{'its' if one else 'their'} POST may have landed without an answer "
-        f"({listed}{more}). Re-run with --resend-uncertain to send "
-        f"{'it' if one else 'them'} again; {'it' if one else 'each'} may then be charged "
-        "twice."
+    parts.append(
+        f"Re-run with --resend-uncertain to send {'it' if one else 'them'} again; "
+        f"{'it' if one else 'each'} may then be charged twice."
     )
+    return " ".join(parts)
+
+
+def _lines(records: Sequence[RowRecord]) -> str:
+    """``line 3, line 7`` (the first :data:`_LISTED`, then how many more)."""
+    listed = ", ".join(f"line {r.line}" for r in records[:_LISTED])
+    more = f" and {len(records) - _LISTED} more" if len(records) > _LISTED else ""
+    return listed + more
 
 
 def settle(

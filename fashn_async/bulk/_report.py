@@ -126,7 +126,9 @@ def render_report(
         sources += [directory / name for name in record.files]
     thumbs = _Thumbs(thumbnails(sources, directory), directory, embed=embed)
     counts = Counter(record.state for record in records)
-    failures = [r for r in records if r.state in State.NOT_DONE]
+    # With the rows a run left ``submitted`` after their polling gave up (an error is
+    # noted): created, maybe charged, not collected yet.
+    failures = [r for r in records if r.state in State.NOT_DONE or _gave_up(r)]
     parts = [_header(title, records, counts, runs, time_scale)]
     if failures:
         parts.append(f"<h2>Not done ({len(failures)})</h2>")
@@ -277,8 +279,14 @@ def _row(record: RowRecord, row: CatalogRow | None, directory: Path, thumbs: _Th
     )
 
 
+def _gave_up(record: RowRecord) -> bool:
+    """A row left ``submitted`` after its polling gave up (its error is noted)."""
+    return record.state == State.SUBMITTED and record.error_name is not None
+
+
 def _error(record: RowRecord) -> str:
-    return f"<b>{_e(record.error_name or '')}</b> {_e(record.error_message or '')}"
+    hint = " (not collected yet: run the same command again)" if _gave_up(record) else ""
+    return f"<b>{_e(record.error_name or '')}</b> {_e(record.error_message or '')}{hint}"
 
 
 def _badge(state: str) -> str:
