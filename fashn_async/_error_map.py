@@ -7,6 +7,7 @@ itself stays in ``errors``, which exports exception classes only.
 
 from __future__ import annotations
 
+import http
 from typing import Any
 
 from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
@@ -112,9 +113,23 @@ def api_error_from_response(
             cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
     if not issubclass(cls, RateLimitError) and cls is not OutOfCreditsError:
         retry_after = retry_after if status_code == 503 else None
+    if name is None and status_code > 500:
+        # Not the API's answer (a gateway's page, say): named by its HTTP status, not
+        # as the API's InternalServerError.
+        name = _status_name(status_code)
     return cls(
         message or f"the API answered HTTP {status_code}",
         name=name,
         status_code=status_code,
         retry_after=retry_after,
     )
+
+
+def _status_name(status_code: int) -> str:
+    """``BadGateway`` for 502: the HTTP reason phrase in the API's naming (``ServerError``
+    for a status without one)."""
+    try:
+        phrase = http.HTTPStatus(status_code).phrase
+    except ValueError:
+        return "ServerError"
+    return "".join(word[:1].upper() + word[1:] for word in phrase.replace("-", " ").split())

@@ -302,7 +302,8 @@ class OutOfCreditsError(APIError):
 
 
 class ServerError(APIError):
-    """5xx: the API failed before a prediction existed."""
+    """5xx: the API or a gateway before it failed (on a POST: before a prediction
+    existed); ``name`` is the API's, or else the HTTP status's (``BadGateway``)."""
 
     default_name = "InternalServerError"
 

@@ -57,6 +57,24 @@ def test_http_errors_without_a_body(status: int, cls: type) -> None:
     assert str(status) in str(error)
 
 
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [
+        (502, "BadGateway"),
+        (503, "ServiceUnavailable"),
+        (504, "GatewayTimeout"),
+        (599, "ServerError"),
+    ],
+)
+def test_a_gateway_page_is_named_by_its_status(status: int, name: str) -> None:
+    """A 5xx that is not the API's answer is named by its HTTP status, never as the
+    API's InternalServerError."""
+    error = api_error_from_response(status, "<html>Bad Gateway</html>")
+    assert error.name == name
+    api = api_error_from_response(status, {"error": "InternalServerError", "message": "m"})
+    assert api.name == "InternalServerError"  # the API's own name is kept
+
+
 def test_v1_validation_body_keeps_its_name() -> None:
     """A v1 400 body named InputValidationError is a BadRequestError keeping that name."""
     error = api_error_from_response(
