@@ -19,7 +19,7 @@ from fashn_async._options import check_batch_input, check_id
 from fashn_async._results import Result, TryOnResult
 from fashn_async._urls import check_url
 from fashn_async._validators import check_number, config_bool, config_int
-from fashn_async.errors import DeadlineExceededError, InvalidRequestError
+from fashn_async.errors import DeadlineExceededError, InvalidRequestError, SubmissionUncertainError
 
 __all__ = ["AsyncFashn"]
 
@@ -111,7 +111,8 @@ class AsyncFashn(BaseClient):
         Side effect: a prediction this client's ``submit()`` sent, seen ended here, gives
         its in-flight slot back (the server no longer counts it in progress).
 
-        Each error raised names the prediction asked about (``error.prediction_id``).
+        An error from the API or the network names the prediction asked about
+        (``error.prediction_id``).
 
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
@@ -135,7 +136,8 @@ class AsyncFashn(BaseClient):
 
         A prediction that has already ended is left as it is and its status returned.
 
-        Each error raised names the prediction asked about (``error.prediction_id``).
+        An error from the API or the network names the prediction asked about
+        (``error.prediction_id``).
 
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
@@ -216,16 +218,18 @@ class AsyncFashn(BaseClient):
             PredictionError: the prediction failed (its subclass names the reason:
                 PoseError, ImageLoadError, ..., UnknownPredictionError).
             PredictionCanceledError: it was canceled.
-            DeadlineExceededError: the deadline ran out; the prediction was cancelled
-                (``error.prediction_id`` names it; None if the POST had not been answered).
+            DeadlineExceededError: the deadline ran out; a cancel was sent to the
+                prediction (best effort), which ``error.prediction_id`` names (None: none
+                was created).
             InvalidRequestError: the request or ``deadline`` fails validation; nothing
                 was sent.
             ImageInputError: an image is a missing file, not an image, or a bad URL or
                 data URI; nothing was sent.
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
-            SubmissionUncertainError: the POST went out and no answer came back; the
-                prediction may exist and be charged, so it is not re-sent.
+            SubmissionUncertainError: the POST went out and no usable answer came back
+                (before the deadline, if one ran out first); the prediction may exist and
+                be charged, so it is not re-sent.
             OutOfCreditsError: final; nothing was created.
             BadRequestError: the API refused the body (400); nothing was created.
             AuthenticationError: the API key was refused (401); nothing was created.
@@ -247,9 +251,29 @@ class AsyncFashn(BaseClient):
         self._transport.session  # noqa: B018 - fail fast when closed
         prepared = await self._engine.prepare(req)
         created: list[str] = []
+        unanswered = False  # a POST is out whose answer has not shown that nothing exists
+
+        def sending() -> None:
+            nonlocal unanswered
+            unanswered = True
+
+        def not_created() -> None:
+            nonlocal unanswered
+            unanswered = False
+
         with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
-            status = await self._engine.submit_and_wait(prepared, on_submitted=created.append)
+            status = await self._engine.submit_and_wait(
+                prepared,
+                on_sending=sending,
+                on_submitted=created.append,
+                on_not_created=not_created,
+            )
         if scope.cancelled_caught:
+            if unanswered and not created:
+                raise SubmissionUncertainError(
+                    f"the deadline of {deadline:g} s ran out before POST /v1/run had a usable "
+                    "answer; the prediction may exist and be charged, so it is not re-sent"
+                )
             raise DeadlineExceededError(
                 f"no result within the deadline of {deadline:g} s",
                 prediction_id=created[-1] if created else None,

@@ -107,7 +107,7 @@ class Submitter:
                 counted = True  # unless the server cannot have counted it
                 result: Response | TransportError
                 try:
-                    result = await self._send_run(prepared, on_created)
+                    result = await self._send_run(prepared, on_created, on_not_created)
                 except TransportError as exc:
                     result = exc
                 outcome = outcome_of("run", result)
@@ -156,13 +156,16 @@ class Submitter:
         return prediction_id
 
     async def _send_run(
-        self, prepared: Prepared, on_created: Callable[[str], None] | None
+        self,
+        prepared: Prepared,
+        on_created: Callable[[str], None] | None,
+        on_not_created: Callable[[], None] | None,
     ) -> Response:
         """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.
 
         Once sent, the request is let finish (shielded); if it created a prediction while
         we were being cancelled, ``on_created`` hears of it and it is cancelled on the
-        server.
+        server; if its answer proves nothing was created, ``on_not_created`` hears of it.
         """
         task = asyncio.ensure_future(
             self.transport.request("POST", "/v1/run", body=prepared.payload, params=prepared.params)
@@ -182,8 +185,16 @@ class Submitter:
                         if on_created is not None:
                             on_created(prediction_id)
                         await self._cancel_quietly(prediction_id)
+                elif on_not_created is not None and self._proves_none(response):
+                    on_not_created()
                 raise
         raise AssertionError("unreachable: a shield scope swallows nothing")  # for mypy
+
+    def _proves_none(self, response: Response) -> bool:
+        """Whether an answer without an id proves no prediction was created (an API
+        error answer), as the decision table reads it; a gateway's page proves nothing."""
+        decision = decide("run", outcome_of("run", response), Tries(), self.retry, self._rng)
+        return decision.action not in (Action.UNCERTAIN, Action.RETURN)
 
 
 def _prediction_id(response: Response) -> str | None:

@@ -20,7 +20,7 @@ nothing from aiohttp or cattrs ever reaches the caller::
     │   ├── ConnectionDroppedError    the connection broke after the request went out
     │   ├── RemoteProtocolError       the answer broke HTTP (malformed status line, headers)
     │   └── SubmissionUncertainError  POST /v1/run may have created a prediction; not re-sent
-    ├── APIError                      an HTTP error answer: no prediction was created
+    ├── APIError                      an HTTP error answer (to a POST: nothing created)
     │   ├── BadRequestError           400 BadRequest (and v1 InputValidationError bodies)
     │   ├── AuthenticationError       401 UnauthorizedAccess
     │   ├── NotFoundError             404 NotFound
@@ -28,7 +28,7 @@ nothing from aiohttp or cattrs ever reaches the caller::
     │   │   ├── RateLimitExceededError        RateLimitExceeded
     │   │   └── ConcurrencyLimitExceededError ConcurrencyLimitExceeded
     │   ├── OutOfCreditsError         429 OutOfCredits: final, waiting does not help
-    │   └── ServerError               5xx, InternalServerError
+    │   └── ServerError               5xx: InternalServerError, a gateway's BadGateway...
     ├── PredictionError               a prediction ended with status "failed"
     │   ├── PipelineError, RequestError, ImageLoadError, NSFWError, PoseError,
     │   │   InputValidationError, PhotoTypeError                     (v1 names)
@@ -39,7 +39,7 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── PredictionCanceledError       the prediction ended with status "canceled"
     ├── PollingError                  a created prediction's status calls kept failing;
     │                                 it was not cancelled (.prediction_id names it)
-    ├── DeadlineExceededError         run(deadline=...) ran out (TimeoutError)
+    ├── DeadlineExceededError         run(deadline=...) ran out; a cancel was sent (TimeoutError)
     └── DownloadError                 an output could not be fetched or written
         └── SaveError                 writing it failed: the folder is a file, no room, ...
 
@@ -396,7 +396,7 @@ class PollingError(FashnError):
 
 
 class DeadlineExceededError(FashnError, TimeoutError):
-    """``run(..., deadline=...)`` ran out; the prediction was cancelled on the server."""
+    """``run(..., deadline=...)`` ran out; a cancel was sent to ``prediction_id``."""
 
     default_name = "DeadlineExceeded"
 

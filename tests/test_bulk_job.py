@@ -163,7 +163,7 @@ async def test_a_row_caught_mid_post_is_uncertain_until_resent_on_request(
     # The summary, the last thing printed, says how to send it again.
     hint = printed.splitlines()[-1]
     assert hint.startswith("1 uncertain row: may have been charged (a POST without an answer")
-    assert "re-run with --resend-uncertain to send them again" in hint
+    assert "re-run with --resend-uncertain to send it again (it may then be" in hint
     code, printed = await _run(emulator, catalog, out, resend_uncertain=True)
     assert code == 0
     assert "uncertain" not in printed.splitlines()[-1]

@@ -304,6 +304,35 @@ async def test_deadline(client: AsyncFashn, emulator: Emulator) -> None:
     assert info.value.prediction_id == report.accepted[0].id
 
 
+@pytest.mark.parametrize(
+    ("answer", "created", "raised"),
+    [
+        ("drop_after", 1, errors.SubmissionUncertainError),  # created, the answer lost
+        ("gateway_after", 1, errors.SubmissionUncertainError),  # created, a gateway's page
+        ("gateway_before", 0, errors.SubmissionUncertainError),  # proves nothing either
+        ("throttle", 0, errors.DeadlineExceededError),  # the API's 429: nothing exists
+        (None, 1, errors.DeadlineExceededError),  # answered with an id: cancelled
+    ],
+)
+async def test_a_deadline_during_the_post_never_hides_a_prediction_that_may_exist(
+    client: AsyncFashn, emulator: Emulator, answer: str | None, created: int, raised: type
+) -> None:
+    """The deadline runs out while POST /v1/run is on the wire: an answer that proves
+    nothing (lost, a gateway's page) is SubmissionUncertainError, never a
+    DeadlineExceededError a caller would retry (paying twice); the API's refusal is a
+    DeadlineExceededError naming no prediction; an id is named, and cancelled."""
+    emulator.inject(HttpFault("slow", route="run", delay=30.0, times=1))
+    if answer is not None:
+        emulator.inject(HttpFault(answer, route="run", status=502, times=1))
+    with pytest.raises(raised) as info:
+        await client.run(request_for(emulator), deadline=5.0)
+    report = emulator.report()
+    assert len(report.accepted) == created
+    if raised is errors.DeadlineExceededError:
+        assert info.value.prediction_id == (report.accepted[0].id if created else None)
+        assert report.cancels == [a.id for a in report.accepted]
+
+
 async def test_bad_deadline(client: AsyncFashn, emulator: Emulator) -> None:
     """A non-positive deadline is refused before sending."""
     with pytest.raises(errors.InvalidRequestError, match="deadline"):

@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Prediction, RetryPolicy, TryOnRequest, errors
+from fashn_async.bulk import Journal, load_catalog
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions
 from fashn_async.testing import Emulator, HttpFault
@@ -184,6 +185,33 @@ async def test_bulk_rows_are_uncertain_only_after_a_second_404(
     report = emulator.report()
     assert len(report.accepted) == 4  # 2 per folder (the same catalog: sent once each)
     assert report.requests_by_route["run"] == 4
+
+
+async def test_a_second_round_of_the_same_run_leaves_a_gave_up_row_to_the_rerun(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row whose polling gave up on a 404 is not polled again in a later round of the
+    same run (one started by a row found canceled, sent again): two 404s milliseconds
+    apart prove nothing, so it stays ``submitted`` for the re-run, never ``uncertain``."""
+    out = tmp_path / "out"
+    settings = bulk_settings(emulator, write_catalog(tmp_path, 2, models=2), out)
+    loaded = load_catalog(settings.catalog)
+    meta = {"base_url": emulator.url, "model_name": None, "output_format": None}
+    with Journal.open(out, meta=meta, rows=loaded.rows) as journal:
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+            first, second = loaded.rows
+            assert first.request is not None
+            journal.sending(first.row)
+            canceled = await client.submit(first.request)
+            journal.submitted(first.row, canceled.id)
+            await client.cancel(canceled.id)  # by hand: the job sends it again
+            journal.sending(second.row)
+            journal.submitted(second.row, "gone-from-the-api")  # its status answers 404
+    code, said = await run_job(settings)
+    assert code == 1
+    assert journal_counts(out) == {"done": 1, "submitted": 1}
+    assert "uncertain" not in said
+    assert len(emulator.report().accepted) == 2  # the canceled row sent again, once
 
 
 @pytest.mark.emulator(in_flight_limit=1)

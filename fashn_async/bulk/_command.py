@@ -381,10 +381,12 @@ def next_steps(counts: Mapping[str, int]) -> list[str]:
             f"same command again to collect {'it' if one else 'them'} (polled, not sent again)"
         )
     if counts.get(State.UNCERTAIN):
+        one = counts[State.UNCERTAIN] == 1
         steps.append(
             f"{plural(counts[State.UNCERTAIN], 'uncertain row')}: may have been charged (a "
             "POST without an answer, or a prediction the API no longer finds); re-run with "
-            f"{RESEND_UNCERTAIN} to send them again (each may then be charged twice)"
+            f"{RESEND_UNCERTAIN} to send {'it' if one else 'them'} again "
+            f"({'it' if one else 'each'} may then be charged twice)"
         )
     if counts.get(State.FAILED):
         steps.append(

@@ -197,10 +197,10 @@ class BulkJob:
         """Work until nothing is left; rows found canceled on the server go round twice."""
         while True:
             records = self._journal.records()
-            polls = [
+            polls = [  # not those whose polling gave up in this run: left to a re-run
                 r
                 for r in records
-                if r.state == State.SUBMITTED
+                if (r.state == State.SUBMITTED and r.row not in self._gave_up)
                 or (r.state == State.CANCELED and r.prediction_id and r.row in self._requests)
             ]
             sends = [r for r in records if r.state == State.PENDING and r.row in self._requests]
