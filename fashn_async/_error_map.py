@@ -106,11 +106,12 @@ def api_error_from_response(
     """Build the error for an HTTP error answer, from either body shape."""
     name, message = _error_fields(body)
     cls = _API_ERRORS_BY_NAME.get(name or "")
-    if cls is None or (cls is ServerError and status_code < 500):
-        if status_code >= 500:
-            cls = ServerError
-        else:
-            cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
+    # The status decides the kind where a name does not fit it (NOTES.md pairs each code
+    # with its status): a 502 saying "OutOfCredits" is a server's failure, not a final one.
+    if status_code >= 500:
+        cls = ServerError
+    elif cls is None or cls is ServerError:
+        cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
     if not issubclass(cls, RateLimitError) and cls is not OutOfCreditsError:
         retry_after = retry_after if status_code == 503 else None
     if name is None and status_code > 500:

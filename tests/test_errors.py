@@ -75,6 +75,18 @@ def test_a_gateway_page_is_named_by_its_status(status: int, name: str) -> None:
     assert api.name == "InternalServerError"  # the API's own name is kept
 
 
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [(502, "NotFound"), (503, "UnauthorizedAccess"), (500, "BadRequest"), (502, "OutOfCredits")],
+)
+def test_a_5xx_is_a_server_error_whatever_name_it_carries(status: int, name: str) -> None:
+    """A 5xx whose body names a 4xx code is a ServerError (keeping the name): never a
+    final OutOfCreditsError or AuthenticationError that would stop a batch."""
+    error = api_error_from_response(status, {"error": name, "message": "m"})
+    assert type(error) is errors.ServerError
+    assert (error.name, error.status_code) == (name, status)
+
+
 def test_v1_validation_body_keeps_its_name() -> None:
     """A v1 400 body named InputValidationError is a BadRequestError keeping that name."""
     error = api_error_from_response(
