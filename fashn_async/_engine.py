@@ -32,6 +32,7 @@ from fashn_async._payload import Prepared, prepare_request
 from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
+from fashn_async._shield import outlive_cancels
 from fashn_async._submitter import Submitter
 from fashn_async._turnbull import EPSILON
 from fashn_async._validators import shorten
@@ -206,12 +207,18 @@ class Engine:
         return status
 
     async def cancel_quietly(self, prediction_id: str) -> None:
-        """Best-effort remote cancel, shielded, bounded in time; never raises."""
-        with (
-            anyio.CancelScope(shield=True),
-            anyio.move_on_after(CANCEL_TIMEOUT),
-            contextlib.suppress(FashnError),
-        ):
+        """Best-effort remote cancel, bounded in time, which outlives the caller being
+        cancelled (anyio's scopes or asyncio's ``task.cancel()``, any number of times);
+        raises nothing of its own, only such a cancellation once the cancel is done."""
+        task = asyncio.ensure_future(self._cancel_within(prediction_id))
+        with anyio.CancelScope(shield=True):
+            cancelled = await outlive_cancels(task)
+        task.result()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _cancel_within(self, prediction_id: str) -> None:
+        with anyio.move_on_after(CANCEL_TIMEOUT), contextlib.suppress(FashnError):
             await self.cancel(prediction_id)
 
     # -- polling (the loop lives in fashn_async._poller) ---------------------------------

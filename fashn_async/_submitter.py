@@ -22,6 +22,7 @@ from fashn_async._inflight import InFlight
 from fashn_async._limits import RateLimiter
 from fashn_async._payload import Prepared
 from fashn_async._retry import RetryPolicy
+from fashn_async._shield import outlive_cancels
 from fashn_async.errors import FashnError, SubmissionUncertainError, TransportError
 
 __all__ = ["Submitter"]
@@ -170,25 +171,23 @@ class Submitter:
         task = asyncio.ensure_future(
             self.transport.request("POST", "/v1/run", body=prepared.payload, params=prepared.params)
         )
-        with anyio.CancelScope(shield=True):
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                try:
-                    response = await asyncio.shield(task)
-                except BaseException:
-                    task.cancel()
-                    raise asyncio.CancelledError from None
-                prediction_id = _prediction_id(response)
-                if prediction_id is not None:
-                    with contextlib.suppress(FashnError):
-                        if on_created is not None:
-                            on_created(prediction_id)
-                        await self._cancel_quietly(prediction_id)
-                elif on_not_created is not None and self._proves_none(response):
-                    on_not_created()
-                raise
-        raise AssertionError("unreachable: a shield scope swallows nothing")  # for mypy
+        with anyio.CancelScope(shield=True):  # anyio's cancellations: held off
+            cancelled = await outlive_cancels(task)  # asyncio's: outlived
+        if not cancelled:
+            return task.result()
+        try:
+            response = task.result()
+        except BaseException:  # no answer: nothing to cancel by id
+            raise asyncio.CancelledError from None
+        prediction_id = _prediction_id(response)
+        if prediction_id is not None:
+            with contextlib.suppress(FashnError):
+                if on_created is not None:
+                    on_created(prediction_id)
+                await self._cancel_quietly(prediction_id)
+        elif on_not_created is not None and self._proves_none(response):
+            on_not_created()
+        raise asyncio.CancelledError
 
     def _proves_none(self, response: Response) -> bool:
         """Whether an answer without an id proves no prediction was created (an API

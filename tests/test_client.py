@@ -276,18 +276,40 @@ async def test_cancelling_run_cancels_remotely(client: AsyncFashn, emulator: Emu
     assert client._engine.in_flight.in_use == 0
 
 
-async def test_cancel_while_post_in_flight(client: AsyncFashn, emulator: Emulator) -> None:
-    """A cancel landing while the POST is on the wire still cancels what it created."""
-    from fashn_async.testing import HttpFault
-
+@pytest.mark.parametrize("cancels", [1, 2, 3])
+async def test_cancel_while_post_in_flight(
+    client: AsyncFashn, emulator: Emulator, cancels: int
+) -> None:
+    """A cancel landing while the POST is on the wire still cancels what it created,
+    however many times the task is cancelled (a timeout, then a shutdown)."""
     emulator.inject(HttpFault(kind="slow", route="run", delay=2.0, times=1))
     task = asyncio.ensure_future(client.run(request_for(emulator)))
     await asyncio.sleep(1.0)  # the POST is being answered slowly
-    task.cancel()
+    for _ in range(cancels):
+        task.cancel()
+        await asyncio.sleep(0.01)
     with pytest.raises(asyncio.CancelledError):
         await task
     report = emulator.report()
     assert len(report.accepted) == 1
+    assert report.cancels == [report.accepted[0].id]
+
+
+@pytest.mark.emulator(latency=(20.0, 20.0))
+async def test_the_remote_cancel_outlives_more_cancels(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """Cancelled again while its remote cancel is on the wire (a timeout, then a
+    shutdown), run() still lets that cancel finish: nothing is left running."""
+    emulator.inject(HttpFault(kind="slow", route="cancel", delay=2.0, times=1))
+    task = asyncio.ensure_future(client.run(request_for(emulator)))
+    await asyncio.sleep(3.0)  # polling
+    task.cancel()
+    await asyncio.sleep(0.5)  # the cancel is being answered slowly
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = emulator.report()
     assert report.cancels == [report.accepted[0].id]
 
 

@@ -59,7 +59,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "_coordination",
         ],
     ),
-    ("http", ["_retry", "_decisions", "_http"]),
+    ("http", ["_shield", "_retry", "_decisions", "_http"]),
     ("submitter", ["_submitter"]),
     ("poller", ["_polling", "_turnbull", "_survival", "_plan", "_poller", "_engine"]),
     ("results", ["_outputs", "_results"]),
