@@ -5,6 +5,7 @@ that is retried and passes)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,38 @@ async def test_a_second_round_of_the_same_run_leaves_a_gave_up_row_to_the_rerun(
     assert journal_counts(out) == {"done": 1, "submitted": 1}
     assert "uncertain" not in said
     assert len(emulator.report().accepted) == 2  # the canceled row sent again, once
+
+
+@pytest.mark.emulator(latency=(50.0, 60.0))
+async def test_a_row_canceled_again_is_left_canceled_not_sent_without_end(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A server (an operator, another tool) that cancels every prediction it creates: a
+    row found canceled is sent again once in a run, then left ``canceled`` for a re-run,
+    so the run ends (it used to send again round after round, 339 POSTs in 10 s)."""
+    out = tmp_path / "out"
+    settings = bulk_settings(emulator, write_catalog(tmp_path, 1, models=1), out)
+
+    async def cancel_each(client: AsyncFashn) -> None:
+        canceled: set[str] = set()
+        while True:
+            for accepted in emulator.report().accepted:
+                if accepted.id not in canceled:
+                    canceled.add(accepted.id)
+                    await client.cancel(accepted.id)
+            await asyncio.sleep(0.5)
+
+    async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+        canceller = asyncio.ensure_future(cancel_each(client))
+        try:
+            assert (await run_job(settings))[0] == 1
+            assert journal_counts(out) == {"canceled": 1}
+            assert len(emulator.report().accepted) == 2  # the first send, then once more
+            assert (await run_job(settings))[0] == 1  # a re-run: once more, no more
+            assert journal_counts(out) == {"canceled": 1}
+            assert len(emulator.report().accepted) == 3
+        finally:
+            canceller.cancel()
 
 
 @pytest.mark.emulator(in_flight_limit=1)

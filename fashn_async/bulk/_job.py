@@ -48,14 +48,9 @@ from fashn_async.bulk._reconcile import pace_restart, reconcile, settle, uncerta
 from fashn_async.bulk._rows import JournalWriteError, RowRecord, State, disk_failure
 from fashn_async.bulk._thumbs import thumbnail
 from fashn_async.bulk._writes import JournalWrites
-from fashn_async.errors import (
-    FashnError,
-    OutOfCreditsError,
-)
+from fashn_async.errors import FashnError, OutOfCreditsError
 
-__all__ = [
-    "BulkJob",
-]
+__all__ = ["BulkJob"]
 
 
 @attrs.frozen
@@ -91,6 +86,8 @@ class BulkJob:
         self._states: dict[int, str] = {}
         #: Submitted rows whose polling gave up: left running, out of the batch.
         self._gave_up: set[int] = set()
+        #: Rows sent again in this run, their prediction found canceled (once per run).
+        self._resent: set[int] = set()
         #: Submitted rows whose polling gave up on a 404 before (noted NOT_FOUND).
         self._not_found_before: set[int] = set()
         self._counts: Counter[str] = Counter()
@@ -187,21 +184,21 @@ class BulkJob:
         for record in records:
             self._move(record.row, record.state, notify=False)
         self._display.update(self._counts, len(records))
-        note = uncertain_note(records)
-        if note is not None:
+        if (note := uncertain_note(records)) is not None:
             self._display.note(note)
 
     # -- during ---------------------------------------------------------------------
 
     async def _rounds(self) -> None:
-        """Work until nothing is left; rows found canceled on the server go round twice."""
+        """Work until nothing is left; a row found canceled is sent again once a run."""
         while True:
             records = self._journal.records()
-            polls = [  # not those whose polling gave up in this run: left to a re-run
+            resend = self._requests.keys() - self._resent
+            polls = [  # not those left to a re-run: polling gave up, or canceled twice
                 r
                 for r in records
                 if (r.state == State.SUBMITTED and r.row not in self._gave_up)
-                or (r.state == State.CANCELED and r.prediction_id and r.row in self._requests)
+                or (r.state == State.CANCELED and r.prediction_id and r.row in resend)
             ]
             sends = [r for r in records if r.state == State.PENDING and r.row in self._requests]
             saves = [r for r in records if r.state == State.COMPLETED]
@@ -333,8 +330,13 @@ class BulkJob:
                 f"line {self._line(row)}: polling prediction {result.prediction_id} gave up "
                 "(it was not canceled); run the same command again to collect it"
             )
+        elif outcome is Outcome.SEND_AGAIN and row in self._resent:
+            note = "its prediction was canceled again; a re-run sends it once more"
+            self._writes(self._journal.canceled, [row], note)
+            self._move(row, State.CANCELED)
         elif outcome in (Outcome.SEND_AGAIN, Outcome.NOT_CREATED):
-            again = outcome is Outcome.SEND_AGAIN
+            if again := outcome is Outcome.SEND_AGAIN:
+                self._resent.add(row)
             note = "its prediction was canceled; sent again"
             self._writes(
                 self._journal.reset, [row], note if again else f"not sent: {name}: {message}"
