@@ -211,8 +211,7 @@ class Engine:
         cancelled (anyio's scopes or asyncio's ``task.cancel()``, any number of times);
         raises nothing of its own, only such a cancellation once the cancel is done."""
         task = asyncio.ensure_future(self._cancel_within(prediction_id))
-        with anyio.CancelScope(shield=True):
-            cancelled = await outlive_cancels(task)
+        cancelled = await outlive_cancels(task)
         task.result()
         if cancelled:
             raise asyncio.CancelledError

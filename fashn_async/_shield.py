@@ -11,20 +11,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
+
 __all__ = ["outlive_cancels"]
 
 
 async def outlive_cancels(task: asyncio.Future[Any]) -> bool:
-    """Wait for ``task`` to end, through any number of cancellations of the waiting task.
+    """Wait for ``task`` to end, through any number of cancellations of the waiting task
+    (anyio's cancellations are held off by a shielded scope, asyncio's outlived).
 
     Returns:
         Whether the waiting task was cancelled meanwhile (then it is the caller's to
         raise ``asyncio.CancelledError`` once done with the task's outcome).
     """
     cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            cancelled = True
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                cancelled = True
     return cancelled

@@ -171,9 +171,7 @@ class Submitter:
         task = asyncio.ensure_future(
             self.transport.request("POST", "/v1/run", body=prepared.payload, params=prepared.params)
         )
-        with anyio.CancelScope(shield=True):  # anyio's cancellations: held off
-            cancelled = await outlive_cancels(task)  # asyncio's: outlived
-        if not cancelled:
+        if not await outlive_cancels(task):
             return task.result()
         try:
             response = task.result()

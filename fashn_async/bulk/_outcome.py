@@ -171,7 +171,7 @@ def failure_outcome(
     if isinstance(error, PollingError):
         # Created, and maybe done and charged: never "failed" (that is sent again for
         # free). A re-run polls it by id. A 404 may be passing: only a second one (in a
-        # later round or run) says the API no longer tracks it (NOTES.md), and then it
+        # later run) says the API no longer tracks it (NOTES.md), and then it
         # may be done, its outputs out of reach: only --resend-uncertain sends it again.
         not_found = error.status_code == 404
         return Outcome.UNCERTAIN if not_found and not_found_before else Outcome.COLLECT_LATER
