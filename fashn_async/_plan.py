@@ -4,12 +4,17 @@ Pure policy; the loop that sleeps and calls is :mod:`fashn_async._poller`, the m
 :mod:`fashn_async._survival`.
 
 :class:`PollPlan` plans one prediction's polls: the first poll one spacing after the 1 %
-quantile (for 30 % of predictions, up to half a spacing earlier, so that first polls
-below the believed start show whether completions come sooner), then one every spacing
-while completions are likely, skipping only stretches the model holds empty and wider
-than four spacings (a bimodal mix), and the tail of a mode before such a stretch once
-fewer than 2 % of the predictions still running are expected to complete in it, and
-backing off geometrically past everything seen.
+quantile, or after the lowest completion extrapolated from those seen if that is
+earlier (:attr:`CompletionModel.ends`; for 30 % of predictions, up to half a spacing
+earlier still, so that first polls below the believed start show whether completions
+come sooner), then one every spacing while completions are likely, skipping only
+stretches the model holds empty and wider than four spacings (a bimodal mix), and the
+tail of a mode before such a stretch once fewer than 2 % of the predictions still
+running are expected to complete in it. Polling goes on at every spacing
+up to the highest completion extrapolated, and backs off geometrically past it. While
+a class has seen fewer than six completions, the tail of what it believes (its last
+10 %) is polled every two spacings: the first predictions of a class whose prior is
+wrong (a model slower than documented) would otherwise poll densely through all of it.
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
 early, and a stretch held empty crossed with a poll every four spacings.
 """
@@ -30,6 +35,11 @@ WARMUP = 12
 #: first polls spread below it show whether completions come sooner.
 DITHER = -0.5
 DITHER_SHARE = 0.3
+#: Spacing, in spacings, in the tail of the belief (its last LEARNING_TAIL) while a class
+#: has seen fewer than WARMUP // 2 completions (the predictions sent first, at most one
+#: per slot in progress: their lag is allowed up to 2 s).
+LEARNING = 2.0
+LEARNING_TAIL = 0.1
 
 
 class PollPlan:
@@ -63,11 +73,15 @@ class PollPlan:
         model, polling = self.model, self.model.polling
         after = self.last_running
         likely = model.next_likely(after)
-        if likely is None and (
-            model.remaining(after) > 0
-            or (model.samples < WARMUP and after < 3 * model.quantile(1 - EPSILON))
-        ):
-            likely = after  # in the thin tail of what was seen, or still learning: keep on
+        step = gap
+        if model.samples < WARMUP // 2 and model.cdf(after) > 1 - LEARNING_TAIL:
+            step = LEARNING * gap  # still learning, in the tail of the belief: sparser
+        if likely is None:
+            ends = model.ends
+            if model.remaining(after) > 0 or (ends is not None and after < ends[1]):
+                likely = after  # in the thin tail of what was seen, or just past it
+            elif model.samples < WARMUP and after < 3 * model.quantile(1 - EPSILON):
+                likely = after  # still learning: keep on
         if likely is None:  # past everything seen: back off
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + min(max(previous * polling.backoff, gap), polling.max_interval)
@@ -76,14 +90,17 @@ class PollPlan:
             later = model.past_mode(after, gap)
             if later is not None:  # the tail of a mode before a gap: skip it too
                 likely, skip = later, True
-        due = likely if skip else after + gap
+        due = likely if skip else after + step
         if skip and self._probe and self.polls:
             # An explorer crosses a stretch the model holds empty with a poll every
             # MIN_GAP spacings (the narrowest gap skipped): enough to show whether
             # completions come there, at a fraction of the polls of a dense crossing.
-            due = min(likely, after + MIN_GAP * gap)
+            due = min(due, after + MIN_GAP * gap)
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
-            first = max(model.quantile(FIRST), after)
+            first = model.quantile(FIRST)
+            if model.ends is not None:
+                first = min(first, model.ends[0])
+            first = max(first, after)
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)

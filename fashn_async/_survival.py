@@ -5,13 +5,22 @@ and done at ``t2`` ended somewhere in ``(t1, t2]``, and one found done at its fi
 ended anywhere in ``(0, t2]``. :class:`CompletionModel` keeps those intervals and fits
 them with Turnbull's self-consistency EM for interval-censored data (as survival
 libraries such as lifelines do), on a grid of bins, with a prior mixed in whose weight
-fades with every observation. Two departures from the plain NPMLE, both for planning:
-a share of each narrow interval is spread evenly over it (the NPMLE piles mass at the
-latest point the data allow, which would make the first poll creep later), and an
-interval that spans a stretch the plan skipped is spread over it entirely (it is the
-evidence that the stretch is not empty). The fit is then smoothed by a small triangular
-kernel. Reading a censored observation as an exact time teaches the model that
-completions never come before the first poll; the fitted intervals cannot.
+fades with every observation. The prior is a mixture (the documented timing and a
+broad one, octave by octave): the observations reweight its modes first (EM for the
+mixture weights), so that a documented timing they contradict loses its weight within a
+few of them and the broad prior keeps only the octaves they fall in. Two departures
+from the plain NPMLE, both for planning: a share of each narrow interval is spread
+evenly over it (the NPMLE piles mass at the latest point the data allow, which would
+make the first poll creep later), and a share of an interval that spans a stretch the
+plan skipped is spread over it (the evidence that the stretch is not empty). The fit
+is then smoothed by a small triangular kernel. Reading a censored observation as an
+exact time teaches the model that completions never come before the first poll; the
+fitted intervals cannot.
+
+With ``n`` completions seen, the next one falls below the lowest (above the highest)
+with probability ``1 / (n + 1)``, where any fit of the ``n`` puts no mass:
+:attr:`CompletionModel.ends` extrapolates past both from the spacing of the few
+nearest each end, and the plan polls out to them.
 
 Pure: a refit is a function of copies (:meth:`CompletionModel.refit_job`), which the
 poller runs in a worker thread.
@@ -32,6 +41,8 @@ from fashn_async._turnbull import (
     Fit,
     cumulative,
     dense_region,
+    mixed,
+    mixture_weights,
     turnbull_fit,
 )
 
@@ -42,6 +53,21 @@ __all__ = ["FIRST", "CompletionModel", "done_probability"]
 FIRST = 0.01
 #: Share of its time over which a completion found done at its first poll is spread.
 LEFT_SPAN = 0.125
+#: Share of the completions seen ending by a first poll that, seen ending before its
+#: LEFT_SPAN, make a completion found done there read as censored plainly, ``(0, poll]``.
+CONTRADICTED = 0.5
+#: What the prior's own mixture weights are worth, in observations, when the
+#: observations reweight its modes (a documented timing the completions contradict
+#: loses its weight within a few of them).
+PRIOR_COUNT = 0.2
+#: Lowest (highest) completions read to extrapolate the next lowest (highest) one...
+END_SAMPLES = 5
+#: ... that far beyond the lowest (highest) seen, in their mean spacings: with n seen,
+#: the next lies beyond the lowest by chance 1 / (n + 1), by about one spacing.
+END_REACH = 2.0
+#: Past the highest seen, at least this share of the range seen: polls there cost only
+#: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
+HIGH_REACH = 0.25
 
 
 class CompletionModel:
@@ -62,7 +88,12 @@ class CompletionModel:
         self._step = polling.target_lag / 4
         self._edges = [0.0]
         self._extend(max(hi for _, hi, _ in prior))
-        self._prior_mass = self._discretize(prior)
+        # Each mode of the prior on its own (the observations reweight them), and mixed.
+        self._modes = [self._discretize(((lo, hi, 1.0),)) for lo, hi, _ in prior]
+        total = sum(w for *_, w in prior)
+        self._mode_weights = [w / total for *_, w in prior]
+        self._prior_mass = mixed(self._modes, self._mode_weights)
+        self._ends: tuple[float, float] | None = None
         self._fit = list(self._prior_mass)
         self._mass = list(self._prior_mass)
         self._cum = cumulative(self._mass)
@@ -70,6 +101,8 @@ class CompletionModel:
         self._weight = polling.prior_weight
         self._next_dense = dense_region(self._coarse, self._edges, MIN_GAP * polling.target_lag)
         self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
+        self._at_first_poll: deque[bool] = deque(maxlen=polling.memory)
+        self._points: deque[float] = deque(maxlen=polling.memory)
         self._stale = 0
 
     def __repr__(self) -> str:
@@ -106,6 +139,14 @@ class CompletionModel:
         first = bisect.bisect_right(self._edges, low) - 1
         last = max(bisect.bisect_left(self._edges, high), first + 1)
         self._seen.append((first, last))
+        self._at_first_poll.append(at_first_poll)
+        # Where it ended, for the ends: the middle of its last spacing (of the interval if
+        # narrower), or the first poll's time if it was found done there: upper ends, as
+        # the midpoint of a wide interval (a probe's, say) may lie far below the
+        # completion, and the extrapolation below the lowest covers what they miss.
+        width = 0.0 if at_first_poll else min(high - low, self.polling.target_lag)
+        self._points.append(seen_done - width / 2)
+        self._ends = _predictive_ends(sorted(self._points))
         self._stale += 1
         if at_first_poll:
             # Done by the first poll: completions may come sooner than believed, and the
@@ -140,6 +181,14 @@ class CompletionModel:
         share = (p - cum[j]) / mass if mass > 0 else 1.0
         return edges[j] + (edges[j + 1] - edges[j]) * min(max(share, 0.0), 1.0)
 
+    @property
+    def ends(self) -> tuple[float, float] | None:
+        """``(low, high)`` seconds: how early and how late the next completion may come,
+        extrapolated past the lowest and the highest seen (:data:`END_REACH` of their
+        mean spacings; past the highest, at least :data:`HIGH_REACH` of the range);
+        None before two are seen."""
+        return self._ends
+
     def next_likely(self, after: float) -> float | None:
         """The earliest time from ``after`` on where completions are likely, if any.
 
@@ -152,6 +201,10 @@ class CompletionModel:
             return None
         j = self._bin(after)
         k = self._next_dense[j]
+        if self._ends is not None and k >= 0:
+            low = self._ends[0]
+            if low < edges[k] and (j == 0 or self._next_dense[0] == k):
+                return max(low, after)  # below the lowest seen: the next may come there
         return None if k < 0 else max(edges[k], after)
 
     def past_mode(self, after: float, within: float) -> float | None:
@@ -197,6 +250,8 @@ class CompletionModel:
             added += 1
         if added and hasattr(self, "_mass"):
             self._prior_mass.extend([0.0] * added)
+            for mode in self._modes:
+                mode.extend([0.0] * added)
             self._fit.extend([0.0] * added)
             self._mass.extend([0.0] * added)
             self._cum = cumulative(self._mass)
@@ -240,11 +295,13 @@ class CompletionModel:
             return None
         self._stale = 0
         weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
+        seen = _censored_plainly(list(self._seen), list(self._at_first_poll))
         return functools.partial(
-            turnbull_fit,
-            list(self._seen),
+            _fit,
+            seen,
             list(self._edges),
-            [weight * m for m in self._prior_mass],
+            [list(mode) for mode in self._modes],
+            list(self._mode_weights),
             weight,
             list(self._fit),
             2.5 * self.polling.target_lag,  # bracketed by polls a spacing apart
@@ -262,6 +319,56 @@ class CompletionModel:
         self._cum = fit.cum + [fit.cum[-1]] * added
         self._coarse = fit.coarse + [fit.coarse[-1]] * added
         self._next_dense = fit.next_dense + [-1] * added
+
+
+def _fit(
+    seen: list[tuple[int, int]],
+    edges: list[float],
+    modes: list[list[float]],
+    weights: list[float],
+    weight: float,
+    start: list[float],
+    narrow: float,
+    shortest: float,
+) -> Fit:
+    """One refit: the prior's modes reweighted by what was seen, weighted by ``weight``,
+    then :func:`turnbull_fit` (arguments as there; ``modes`` and ``weights``: the prior's
+    modes per bin and their weights). Pure."""
+    prior = mixed(modes, mixture_weights(modes, weights, seen, PRIOR_COUNT))
+    return turnbull_fit(seen, edges, [weight * m for m in prior], weight, start, narrow, shortest)
+
+
+def _censored_plainly(
+    seen: list[tuple[int, int]], at_first_poll: list[bool]
+) -> list[tuple[int, int]]:
+    """``seen`` with each completion found done at its first poll read as ``(0, poll]``
+    rather than as its last :data:`LEFT_SPAN`, where that reading is contradicted: more
+    than :data:`CONTRADICTED` of the completions seen ending by that poll were seen
+    ending before the span (the first poll was late for what came to be known, so the
+    fit, not the poll's time, should place it). Pure."""
+    uppers = sorted(last for _, last in seen)
+    return [
+        (0, last)
+        if left
+        and first > 0
+        and bisect.bisect_right(uppers, first) > CONTRADICTED * bisect.bisect_right(uppers, last)
+        else (first, last)
+        for (first, last), left in zip(seen, at_first_poll, strict=True)
+    ]
+
+
+def _predictive_ends(values: list[float]) -> tuple[float, float] | None:
+    """(low, high): :data:`END_REACH` mean spacings beyond the lowest and the highest of
+    sorted ``values``, each spacing read from the :data:`END_SAMPLES` nearest that end."""
+    n = len(values)
+    if n < 2:
+        return None
+    k = min(n, END_SAMPLES)
+    low = values[0] - END_REACH * (values[k - 1] - values[0]) / (k - 1)
+    high = values[-1] + max(
+        END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
+    )
+    return max(low, 0.0), high
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:

@@ -27,6 +27,8 @@ __all__ = [
     "Fit",
     "cumulative",
     "dense_region",
+    "mixed",
+    "mixture_weights",
     "smooth",
     "turnbull_fit",
 ]
@@ -35,11 +37,17 @@ __all__ = [
 EPSILON = 0.02
 #: Share of a bracketed observation spread evenly over its interval in the fit.
 SPREAD = 0.3
+#: Share of a wide interval (one that spans a skipped stretch) spread evenly over it: the
+#: evidence that the stretch is not empty, but one such interval must not fill a gap
+#: that dozens of observations left empty.
+WIDE_SPREAD = 0.3
 #: Shortest stretch, in spacings (and at least 15 % of the time it starts at), that may
 #: be skipped as empty.
 MIN_GAP = 4.0
-#: Completions a stretch must have missed, by the density on its sides, to be a gap.
+#: Completions a stretch must have missed, by the density on its sides, to be a gap...
 GAP_EVIDENCE = 6.0
+#: ... the density on each side read over this share of the stretch's width.
+SIDE = 0.5
 #: Most EM iterations per refit (warm-started from the previous fit)...
 ITERATIONS = 25
 #: ... which stops sooner once an iteration moves less than this much probability mass
@@ -98,7 +106,7 @@ def dense_region(
             and j > 0
             and (
                 width < max(shortest, 0.15 * edges[j])
-                or samples * width * _side_density(cum, edges, j, k) < GAP_EVIDENCE
+                or samples * width * _side_density(cum, edges, j, k, shortest) < GAP_EVIDENCE
             )
         ):
             dense[j:k] = [True] * (k - j)
@@ -135,10 +143,13 @@ def _likely(cum: list[float], edges: list[float]) -> list[bool]:
     return dense
 
 
-def _side_density(cum: list[float], edges: list[float], j: int, k: int) -> float:
+def _side_density(cum: list[float], edges: list[float], j: int, k: int, shortest: float) -> float:
     """The lower of the densities (share per second) just before bin ``j`` and from ``k``,
-    each read over as many seconds as the hole ``[j, k)`` is wide."""
+    each read over :data:`SIDE` of the width of the hole ``[j, k)`` (at least ``shortest``
+    seconds, at most the width): a narrow mode beside a wide gap is read over itself,
+    not diluted by the emptiness past it."""
     width = edges[k] - edges[j]
+    width = max(SIDE * width, min(width, shortest))
     before = bisect.bisect_left(edges, edges[j] - width)
     after = min(bisect.bisect_right(edges, edges[k] + width), len(edges) - 1)
     left = (cum[j] - cum[before]) / max(edges[j] - edges[before], 1e-12)
@@ -195,6 +206,47 @@ class Fit:
         return cls(mass, smoothed, cum, coarse, following, samples)
 
 
+def mixture_weights(
+    modes: list[list[float]], weights: list[float], seen: list[tuple[int, int]], count: float
+) -> list[float]:
+    """The weights of a mixture's components given the observed intervals: EM for the
+    weights alone (the components fixed), the given ``weights`` worth ``count``
+    observations (a posterior mean under a Dirichlet prior).
+
+    Args:
+        modes: Each component's mass per bin (each summing to 1).
+        weights: Their weights before any observation (summing to 1).
+        seen: Observations as bin ranges ``[first, last)``.
+        count: What ``weights`` are worth, in observations.
+    """
+    if len(weights) < 2 or not seen:
+        return list(weights)
+    cums = [cumulative(mode) for mode in modes]
+    counts = Counter(seen)
+    current = list(weights)
+    for _ in range(ITERATIONS):
+        shares = [count * w for w in weights]
+        for (first, last), times in counts.items():
+            likes = [w * (c[last] - c[first]) for w, c in zip(current, cums, strict=True)]
+            total = sum(likes)
+            if total > 0:
+                for k, like in enumerate(likes):
+                    shares[k] += times * like / total
+        norm = sum(shares)
+        current = [share / norm for share in shares]
+        let_go()
+    return current
+
+
+def mixed(modes: list[list[float]], weights: list[float]) -> list[float]:
+    """The mixture's mass per bin: ``sum(weight * mode)`` over its components."""
+    mass = [0.0] * len(modes[0])
+    for weight, mode in zip(weights, modes, strict=True):
+        if weight > 0:
+            mass = [m + weight * x for m, x in zip(mass, mode, strict=True)]
+    return mass
+
+
 def turnbull_fit(
     seen: list[tuple[int, int]],
     edges: list[float],
@@ -228,10 +280,10 @@ def turnbull_fit(
         # interval rather than all piled where the others are (the NPMLE's habit, which
         # puts the lowest completions as late as the data allow). A wide one ended inside
         # a stretch that was skipped (the poll after a skip lands where completions are
-        # likely again): all of it is spread over the stretch, the evidence that the
-        # stretch is not empty.
+        # likely again): WIDE_SPREAD of it is spread over the stretch, the evidence that
+        # the stretch is not empty.
         span = edges[last] - edges[first]
-        spread = (SPREAD if span <= narrow else 1.0) if first else 0.0
+        spread = (SPREAD if span <= narrow else WIDE_SPREAD) if first else 0.0
         intervals.append((first, last, count, spread, count * spread / span))
     norm = 1.0 / (n + weight)
     for _ in range(ITERATIONS):

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_async import ModelRequest, Polling, TryOnRequest, _turnbull
+from fashn_async import ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import PollPlan
 from fashn_async._polling import BROAD, latency_class, prior_for, spacing
 from fashn_async._survival import CompletionModel, done_probability
@@ -150,15 +150,15 @@ def test_found_done_at_the_first_poll_is_read_as_just_before_it() -> None:
 
 def test_a_low_end_learned_too_high_comes_down() -> None:
     """A class that first saw 46-120 s, then meets completions from 30 s: they are found
-    done at their first poll, and within 20 of them the first poll is below 35 s."""
+    done at their first poll, and within 10 of them the first poll is below 35 s."""
     polling = Polling(explore=0.0)
     model = CompletionModel(polling, prior_for(TRYON, polling))
     rng = random.Random(2)
     for _ in range(20):
-        model.observe(rng.uniform(46.0, 119.0), rng.uniform(46.0, 120.0) + 1.0)
-    first = PollPlan(model, rng).next_poll(0.95)
-    assert first >= 45.0
-    for _ in range(20):
+        done = rng.uniform(46.0, 120.0)
+        model.observe(done - 0.95, done)  # bracketed by polls a spacing apart
+    assert PollPlan(model, rng).next_poll(0.95) >= 38.0
+    for _ in range(10):
         latency = rng.uniform(30.0, 46.0)
         plan = PollPlan(model, rng)
         due = plan.next_poll(0.95)
@@ -167,6 +167,7 @@ def test_a_low_end_learned_too_high_comes_down() -> None:
             due = plan.next_poll(0.95)
         plan.done(due, completed=True)
     assert model.quantile(0.01) <= 35.0
+    assert PollPlan(model, rng).next_poll(0.95) <= 35.0
 
 
 def test_skips_an_empty_gap_and_polls_both_modes() -> None:
@@ -260,6 +261,75 @@ def test_stragglers_back_off() -> None:
         polls += 1
     assert polls < 60
     assert plan.next_poll(0.95) - plan.last_running <= 10.0
+
+
+def test_a_prior_the_completions_contradict_loses_its_weight() -> None:
+    """tryon-v1.6's documented 5-11 s, then six completions at 22-39 s: the next first
+    poll is past 12 s (the prior's modes reweighted; a fixed mixture kept it near 6 s)."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    assert PollPlan(model, random.Random(0)).next_poll(0.95) < 5.0
+    for done in (25.0, 31.0, 36.0, 22.0, 28.0, 39.0):
+        model.observe(done - 0.95, done)
+    firsts = [PollPlan(model, random.Random(seed)).next_poll(0.95) for seed in range(10)]
+    assert min(firsts) >= 12.0
+    assert max(firsts) <= 22.0
+
+
+def test_the_first_predictions_poll_the_tail_of_the_belief_sparsely() -> None:
+    """While a class has seen fewer than six completions, past the last 10 % of what it
+    believes (10.7 s for the 5-11 s prior) polls come every two spacings."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    plan = PollPlan(model, random.Random(0))
+    polls: list[float] = []
+    while plan.last_running < 30.0:
+        polls.append(plan.next_poll(0.95))
+        plan.running(polls[-1])
+    tail = model.quantile(0.9)
+    steps = [(a, round(b - a, 6)) for a, b in itertools.pairwise(polls)]
+    assert {step for a, step in steps if a < tail} == {0.95}
+    assert {step for a, step in steps if a > tail} == {1.9}
+
+
+def test_polls_go_on_past_the_highest_seen_before_backing_off() -> None:
+    """With 40 completions of 5-11 s seen, a prediction still running past the highest is
+    polled every spacing out to the extrapolated end (the next record), then backs off."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, ((5.0, 11.0, 1.0),))
+    rng = random.Random(0)
+    for _ in range(40):
+        done = rng.uniform(5.0, 11.0)
+        model.observe(done - 0.95, done)
+    assert model.ends is not None
+    high = model.ends[1]
+    highest = max(model._points)
+    assert high >= highest + 0.25 * (highest - min(model._points))
+    plan = PollPlan(model, random.Random(0))
+    polls: list[float] = []
+    while plan.last_running < 20.0:
+        polls.append(plan.next_poll(0.95))
+        plan.running(polls[-1])
+    dense = [b - a for a, b in itertools.pairwise(polls) if a < high]
+    assert len(dense) >= 8
+    assert max(dense) == pytest.approx(0.95)
+    assert polls[-1] - polls[-2] > 1.5  # then backing off
+
+
+def test_a_probe_s_wide_interval_does_not_drag_the_low_end() -> None:
+    """A probe seen running at 3.2 s and done at 5.1 s (5-11 s class): the interval's middle,
+    4.15 s, is no completion time; the low end moves by under a spacing."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(0)
+    for _ in range(30):
+        done = rng.uniform(5.0, 11.0)
+        model.observe(done - 0.95, done)
+    before = PollPlan(model, random.Random(0)).next_poll(0.95)
+    model.observe(3.2, 5.1)
+    after = PollPlan(model, random.Random(0)).next_poll(0.95)
+    assert before - 0.95 < after <= before
+    assert after >= 4.5
 
 
 def test_spare_budget_tightens_the_spacing() -> None:
@@ -360,11 +430,24 @@ def test_bad_config(kwargs: dict[str, object], match: str) -> None:
 
 def reference_fit(model: CompletionModel) -> list[float]:
     """Self-consistency EM written the plain way: every interval's bins, one by one."""
-    seen = list(model._seen)
+    seen = _survival._censored_plainly(list(model._seen), list(model._at_first_poll))
     edges = model._edges
     n = len(seen)
     weight = model.polling.prior_weight * math.exp(-n / (2.5 * model.polling.prior_weight))
-    prior = [weight * m for m in model._prior_mass]
+    # The prior's modes reweighted by the observations: EM for the mixture weights, the
+    # prior's own weights worth PRIOR_COUNT observations, one observation at a time.
+    modes, weights = model._modes, list(model._mode_weights)
+    for _ in range(_turnbull.ITERATIONS):
+        shares = [_survival.PRIOR_COUNT * w for w in model._mode_weights]
+        for first, last in seen:
+            likes = [w * sum(mode[first:last]) for w, mode in zip(weights, modes, strict=True)]
+            for k, like in enumerate(likes):
+                shares[k] += like / sum(likes) if sum(likes) > 0 else 0.0
+        weights = [share / sum(shares) for share in shares]
+    prior = [
+        weight * sum(w * mode[j] for w, mode in zip(weights, modes, strict=True))
+        for j in range(len(modes[0]))
+    ]
     size = len(prior)
     mass = [m + 1e-6 / size for m in model._fit]
     narrow = 2.5 * model.polling.target_lag
@@ -373,7 +456,9 @@ def reference_fit(model: CompletionModel) -> list[float]:
         for first, last in seen:
             total = sum(mass[first:last])
             span = edges[last] - edges[first]
-            spread = (_turnbull.SPREAD if span <= narrow else 1.0) if first else 0.0
+            spread = (
+                (_turnbull.SPREAD if span <= narrow else _turnbull.WIDE_SPREAD) if first else 0.0
+            )
             for j in range(first, last):
                 acc[j] += mass[j] * (1 - spread) / total + spread / span * (edges[j + 1] - edges[j])
         previous, mass = mass, [a / (n + weight) for a in acc]
