@@ -148,6 +148,28 @@ def test_found_done_at_the_first_poll_is_read_as_just_before_it() -> None:
     assert model.cdf(9.25) == pytest.approx(0.5, abs=0.1)
 
 
+def test_a_late_first_poll_find_is_read_plainly_once_contradicted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found done at a first poll at 8 s, after ten completions seen at 3-4.5 s: most of
+    what ended by 8 s ended before 7 s, so it is read as (0, 8] and the fit places it
+    with them, not in 7-8 s (where the LEFT_SPAN reading would put 1 in 11 of the mass)."""
+
+    def fitted(contradicted: float) -> CompletionModel:
+        monkeypatch.setattr(_survival, "CONTRADICTED", contradicted)
+        model = CompletionModel(Polling(), prior_for(TRYON, Polling()))
+        for k in range(10):
+            model.observe(3.0 + 0.1 * k, 3.6 + 0.1 * k)
+        model.observe(None, 8.0)
+        model.cdf(0.0)  # refit now, with CONTRADICTED as set
+        return model
+
+    plain = fitted(_survival.CONTRADICTED)
+    assert plain.cdf(8.0) - plain.cdf(6.5) < 0.02
+    spanned = fitted(2.0)  # never contradicted: the LEFT_SPAN reading
+    assert spanned.cdf(8.0) - spanned.cdf(6.5) > 0.05
+
+
 def test_a_low_end_learned_too_high_comes_down() -> None:
     """A class that first saw 46-120 s, then meets completions from 30 s: they are found
     done at their first poll, and within 10 of them the first poll is below 35 s."""
