@@ -92,10 +92,9 @@ class CompletionModel:
         self._modes = [self._discretize(((lo, hi, 1.0),)) for lo, hi, _ in prior]
         total = sum(w for *_, w in prior)
         self._mode_weights = [w / total for *_, w in prior]
-        self._prior_mass = mixed(self._modes, self._mode_weights)
         self._ends: tuple[float, float] | None = None
-        self._fit = list(self._prior_mass)
-        self._mass = list(self._prior_mass)
+        self._fit = mixed(self._modes, self._mode_weights)
+        self._mass = list(self._fit)
         self._cum = cumulative(self._mass)
         self._coarse = list(self._cum)
         self._weight = polling.prior_weight
@@ -249,7 +248,6 @@ class CompletionModel:
             edges.append(edges[-1] + max(self._step, 0.01 * edges[-1]))
             added += 1
         if added and hasattr(self, "_mass"):
-            self._prior_mass.extend([0.0] * added)
             for mode in self._modes:
                 mode.extend([0.0] * added)
             self._fit.extend([0.0] * added)
