@@ -192,6 +192,20 @@ def test_a_low_end_learned_too_high_comes_down() -> None:
     assert PollPlan(model, rng).next_poll(0.95) <= 35.0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, open (README, polling): a low end learned from a run of late first "
+    "completions steps down about 0.05 s per first-poll find at 5-11 s",
+)
+def test_a_run_of_late_first_completions_does_not_hold_the_low_end_up() -> None:
+    """Seed 36 of the many-seed simulation: its first 20 or so completions all come at
+    7.2-11 s, then faster ones are found done at their first poll near 7.9 s. The lag goal
+    after the 12th must still hold (it does not yet: p95 1.76 s)."""
+    lags, _, latencies = simulate(DISTRIBUTIONS["5-11"], seed=36)
+    assert min(latencies[:20]) > 7.0  # the case this test is about
+    assert p95(lags[12:]) <= 1.0
+
+
 def test_skips_an_empty_gap_and_polls_both_modes() -> None:
     """Bimodal 3-5 / 25-30 s, after learning: no poll between 8 and 23 s."""
     polling = Polling(explore=0.0)
