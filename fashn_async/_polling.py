@@ -22,7 +22,10 @@ import attrs
 
 from fashn_async._validators import (
     MAX_SECONDS,
+    MIN_TIMEOUT,
     at_least_one,
+    config_number,
+    config_seconds,
     in_range,
     is_finite_number,
     positive,
@@ -61,13 +64,15 @@ PRIORS: Mapping[tuple[str, str], Modes] = {
 }
 #: Share of the broad prior mixed into a documented one (the documentation may be old).
 BROAD_SHARE = 0.1
+#: Largest ``Polling.scale``: the broad prior's 256 s scaled stays within a day.
+MAX_SCALE = MAX_SECONDS / BROAD[-1][1]
 
 
 def _modes(value: object) -> Modes | None:
     """``(low, high)`` or ``[(low, high, weight), ...]`` -> Modes; None stays None."""
     if value is None:
         return None
-    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes | bytearray) or not value:
         raise ConfigurationError(
             f"prior must be (low, high) or ((low, high, weight), ...), got {shorten(value)}"
         )
@@ -77,6 +82,7 @@ def _modes(value: object) -> Modes | None:
     for mode in value:
         if (
             not isinstance(mode, Sequence)
+            or isinstance(mode, str | bytes | bytearray)
             or len(mode) != 3
             or not all(is_finite_number(v) for v in mode)
             or not 0 < mode[0] <= mode[1]
@@ -96,9 +102,38 @@ def _check_explore(instance: object, attribute: attrs.Attribute[float], value: o
         raise ConfigurationError(f"explore must be a probability in [0, 1], got {shorten(value)}")
 
 
-def _check_idle(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        seconds(instance, attribute, value)
+def _check_lag(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A spacing: from :data:`MIN_TIMEOUT` (1 ms, below which a timer is not kept) to a
+    day."""
+    config_seconds(attribute.name, value, low=MIN_TIMEOUT, strict=False)
+
+
+def _check_idle(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    _check_lag(instance, attribute, value)
+    if value > instance.target_lag:
+        raise ConfigurationError(
+            f"idle_lag ({shorten(value)} s) must not exceed target_lag "
+            f"({shorten(instance.target_lag)} s): it is the spacing with the status budget "
+            "idle, the tighter one"
+        )
+
+
+def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not in_range(value, 1.0):
+        raise ConfigurationError(
+            f"backoff must be a finite number >= 1 (the growth of the spacing; 1: none), "
+            f"got {shorten(value)}"
+        )
+
+
+def _check_scale(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not in_range(value, 0.0, MAX_SCALE, open_low=True):
+        raise ConfigurationError(
+            f"scale must be a number above 0 and at most {MAX_SCALE:g} (the broad prior's "
+            f"{BROAD[-1][1]:g} s scaled stays within a day), got {shorten(value)}"
+        )
 
 
 def _check_max_interval(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -123,12 +158,13 @@ class Polling:
             (:data:`PRIORS`), mixed with a broad prior, or the broad prior (0.5-256 s)
             for a model it does not list.
         target_lag: Poll spacing where completions are likely, in seconds, when the status
-            budget is busy: the worst detection lag there.
+            budget is busy: the worst detection lag there. 1 ms to a day.
         idle_lag: The spacing when the status budget is idle (None: 0.9 x ``target_lag``);
-            between the two as the budget fills.
+            between the two as the budget fills. 1 ms up to ``target_lag``.
         max_interval: Longest pause between two polls of one prediction, seconds; at
             least ``target_lag`` and ``idle_lag``.
-        backoff: Growth of the spacing once a prediction runs longer than any seen.
+        backoff: Growth of the spacing once a prediction runs longer than any seen: at
+            least 1 (1: none).
         memory: Finished predictions each latency class remembers.
         explore: Share of predictions that explore: the first poll one to three spacings
             early (a probe for faster completions), and a stretch the model holds empty
@@ -136,23 +172,25 @@ class Polling:
         prior_weight: What the prior is worth, in finished predictions; it fades as
             ``exp(-n / (2.5 * prior_weight))`` with ``n`` predictions seen (a larger
             weight for a prior known to be right).
-        scale: Multiplies the built-in priors (set by :meth:`scaled`).
+        scale: Multiplies the built-in priors (set by :meth:`scaled`): above 0, at most
+            :data:`MAX_SCALE` (337.5, so that the broad prior stays within a day).
 
     Raises:
         ConfigurationError: a setting out of range, naming it. Durations are seconds
             above 0 and at most a day (``MAX_SECONDS``); an int too big for a float
-            (``10**400``) is out of every range.
+            (``10**400``) is out of every range; a prior given as text or bytes is not a
+            sequence of numbers.
     """
 
     prior: Modes | None = attrs.field(default=None, converter=_modes)
-    target_lag: float = attrs.field(default=0.95, validator=seconds)
+    target_lag: float = attrs.field(default=0.95, validator=_check_lag)
     idle_lag: float | None = attrs.field(default=None, validator=_check_idle)
     max_interval: float = attrs.field(default=10.0, validator=_check_max_interval)
-    backoff: float = attrs.field(default=1.5, validator=positive)
+    backoff: float = attrs.field(default=1.5, validator=_check_backoff)
     memory: int = attrs.field(default=200, validator=at_least_one)
     explore: float = attrs.field(default=0.05, validator=_check_explore)
     prior_weight: float = attrs.field(default=2.0, validator=positive)
-    scale: float = attrs.field(default=1.0, validator=positive)
+    scale: float = attrs.field(default=1.0, validator=_check_scale)
 
     @property
     def lag_range(self) -> tuple[float, float]:
@@ -161,7 +199,13 @@ class Polling:
         return min(idle, self.target_lag), self.target_lag
 
     def scaled(self, factor: float) -> Polling:
-        """This policy with every duration multiplied by ``factor`` (for a fast emulator)."""
+        """This policy with every duration multiplied by ``factor`` (for a fast emulator).
+
+        Raises:
+            ConfigurationError: ``factor`` not a finite number above 0, or a duration it
+                gives out of its range.
+        """
+        config_number("factor", factor)
         prior = self.prior
         return attrs.evolve(
             self,
