@@ -354,6 +354,8 @@ class BulkJob:
         out = self._options.out
         async with receive:
             async for save in receive:
+                if self._writes.problem is not None:  # the freed reserve is the journal's
+                    return  # (the row stays completed: the next run downloads it)
                 try:
                     if save.result is not None:
                         paths = await save.result.save(out, stem=save.key)
@@ -368,16 +370,14 @@ class BulkJob:
                     text = getattr(error, "message", None) or str(error)
                     name = getattr(error, "name", None) or type(error).__name__
                     self._writes(self._journal.note_error, save.row, name, text)
-                    self._display.note(
-                        f"line {self._line(save.row)}: download failed, a re-run tries "
-                        f"again: {text}"
-                    )
+                    line = self._line(save.row)
+                    self._display.note(f"line {line}: download failed, re-run to retry: {text}")
                     continue
                 if not self._writes(self._journal.saved, save.row, [p.name for p in paths]):
                     return
                 self._move(save.row, State.DONE)
-                if self._options.thumbnails:  # for the report, while there is time
-                    for path in paths:
+                if self._options.thumbnails and self._writes.problem is None:
+                    for path in paths:  # for the report, while there is time
                         try:
                             await in_worker(thumbnail, path, out)
                         except OSError:  # a preview is not worth stopping for
