@@ -22,7 +22,6 @@ import attrs
 
 from fashn_async._validators import (
     MAX_SECONDS,
-    MIN_TIMEOUT,
     at_least_one,
     config_number,
     config_seconds,
@@ -66,6 +65,10 @@ PRIORS: Mapping[tuple[str, str], Modes] = {
 BROAD_SHARE = 0.1
 #: Largest ``Polling.scale``: the broad prior's 256 s scaled stays within a day.
 MAX_SCALE = MAX_SECONDS / BROAD[-1][1]
+#: Narrowest poll spacing, seconds: 1 us. Narrower is a unit mistake (``1e-300`` would
+#: have the model's bins, a quarter spacing wide, number in the tens of thousands); an
+#: emulator at time scale 0.001 still polls at 0.95 ms.
+MIN_LAG = 1e-6
 
 
 def _modes(value: object) -> Modes | None:
@@ -103,9 +106,8 @@ def _check_explore(instance: object, attribute: attrs.Attribute[float], value: o
 
 
 def _check_lag(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A spacing: from :data:`MIN_TIMEOUT` (1 ms, below which a timer is not kept) to a
-    day."""
-    config_seconds(attribute.name, value, low=MIN_TIMEOUT, strict=False)
+    """A spacing: from :data:`MIN_LAG` (1 us) to a day."""
+    config_seconds(attribute.name, value, low=MIN_LAG, strict=False)
 
 
 def _check_idle(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -158,9 +160,9 @@ class Polling:
             (:data:`PRIORS`), mixed with a broad prior, or the broad prior (0.5-256 s)
             for a model it does not list.
         target_lag: Poll spacing where completions are likely, in seconds, when the status
-            budget is busy: the worst detection lag there. 1 ms to a day.
+            budget is busy: the worst detection lag there. 1 us to a day.
         idle_lag: The spacing when the status budget is idle (None: 0.9 x ``target_lag``);
-            between the two as the budget fills. 1 ms up to ``target_lag``.
+            between the two as the budget fills. 1 us up to ``target_lag``.
         max_interval: Longest pause between two polls of one prediction, seconds; at
             least ``target_lag`` and ``idle_lag``.
         backoff: Growth of the spacing once a prediction runs longer than any seen: at

@@ -495,6 +495,11 @@ def test_bad_config(kwargs: dict[str, object], match: str) -> None:
         Polling(**kwargs)  # type: ignore[arg-type]
 
 
+def test_a_fast_emulator_s_time_scale_is_accepted() -> None:
+    """An emulator at time scale 0.001 polls at 0.95 ms: above the 1 us floor."""
+    assert Polling().scaled(0.001).target_lag == pytest.approx(0.00095)
+
+
 @pytest.mark.parametrize("factor", [0, -1, True, math.nan, math.inf, "2", 1e6])
 def test_bad_scale_factor(factor: object) -> None:
     """``scaled`` takes a finite number above 0 whose durations stay in range."""
