@@ -123,11 +123,7 @@ def _check_idle(instance: Any, attribute: attrs.Attribute[Any], value: object) -
 
 
 def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not in_range(value, 1.0):
-        raise ConfigurationError(
-            f"backoff must be a finite number >= 1 (the growth of the spacing; 1: none), "
-            f"got {shorten(value)}"
-        )
+    config_number(attribute.name, value, low=1.0, strict=False)  # a growth; 1: none
 
 
 def _check_scale(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -140,13 +136,12 @@ def _check_scale(instance: object, attribute: attrs.Attribute[Any], value: objec
 
 def _check_max_interval(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     seconds(instance, attribute, value)
-    for name in ("target_lag", "idle_lag"):
-        lag = getattr(instance, name)
-        if lag is not None and lag > value:
-            raise ConfigurationError(
-                f"{name} ({shorten(lag)} s) must not exceed max_interval "
-                f"({shorten(value)} s): the spacing of polls is capped by max_interval"
-            )
+    lag = instance.target_lag  # (idle_lag is refused above target_lag already)
+    if lag > value:
+        raise ConfigurationError(
+            f"target_lag ({shorten(lag)} s) must not exceed max_interval "
+            f"({shorten(value)} s): the spacing of polls is capped by max_interval"
+        )
 
 
 @attrs.frozen(kw_only=True)
