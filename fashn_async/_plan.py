@@ -40,6 +40,8 @@ DITHER_SHARE = 0.3
 #: per slot in progress: their lag is allowed up to 2 s).
 LEARNING = 2.0
 LEARNING_TAIL = 0.1
+#: Where the first poll lands, as a share of its time, while first polls surprise.
+SURPRISED = 0.5
 
 
 class PollPlan:
@@ -104,6 +106,8 @@ class PollPlan:
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)
+            if model.surprised:  # first polls find them done: look much earlier
+                due = max(SURPRISED * due, gap / 2)
         return due
 
     def priority(self, elapsed: float) -> float:
@@ -113,11 +117,15 @@ class PollPlan:
     def running(self, sent: float) -> None:
         """A poll sent at ``sent`` found it still running."""
         self.polls += 1
+        if self.polls == 1:
+            self.model.first_poll(sent, found_done=False)
         self.previous_gap = sent - self.last_running if self.polls > 1 else None
         self.last_running = max(sent, self.last_running)
 
     def done(self, answered: float, *, completed: bool) -> None:
         """A poll answered at ``answered`` found it terminal; learn if it completed."""
         self.polls += 1
+        if self.polls == 1:
+            self.model.first_poll(answered, found_done=True)
         if self.learn and completed:
             self.model.observe(self.last_running if self.polls > 1 else None, answered)

@@ -32,7 +32,7 @@ import bisect
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fashn_async._polling import Modes, Polling
 from fashn_async._turnbull import (
@@ -46,7 +46,7 @@ from fashn_async._turnbull import (
     turnbull_fit,
 )
 
-__all__ = ["FIRST", "CompletionModel", "done_probability"]
+__all__ = ["FIRST", "CompletionModel", "done_probability", "surprised"]
 
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
@@ -68,6 +68,13 @@ END_REACH = 2.0
 #: Past the highest seen, at least this share of the range seen: polls there cost only
 #: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
 HIGH_REACH = 0.25
+#: First polls remembered to judge whether they find predictions done more often than
+#: the model expected of them...
+SURPRISE_WINDOW = 8
+#: ... which they do when at least SURPRISE_FINDS found it done, more than expected by
+#: SURPRISE_SIGMA binomial standard deviations.
+SURPRISE_FINDS = 2
+SURPRISE_SIGMA = 2.5
 
 
 class CompletionModel:
@@ -103,6 +110,8 @@ class CompletionModel:
         self._at_first_poll: deque[bool] = deque(maxlen=polling.memory)
         self._points: deque[float] = deque(maxlen=polling.memory)
         self._stale = 0
+        self._first_polls: deque[tuple[bool, float]] = deque(maxlen=SURPRISE_WINDOW)
+        self._surprised = False
 
     def __repr__(self) -> str:
         return (
@@ -151,6 +160,18 @@ class CompletionModel:
             # Done by the first poll: completions may come sooner than believed, and the
             # first polls of the predictions submitted next depend on it: refit now.
             self._stale = max(self._stale, len(self._seen) // 8)
+
+    def first_poll(self, at: float, *, found_done: bool) -> None:
+        """Note what a prediction's first poll, ``at`` seconds after submission, found."""
+        self._first_polls.append((found_done, self.cdf(at)))
+        self._surprised = surprised(self._first_polls)
+
+    @property
+    def surprised(self) -> bool:
+        """Whether the last first polls found predictions done far more often than the
+        model expected of them (:func:`surprised`): completions come sooner than it
+        believes, and the plan should look earlier."""
+        return self._surprised
 
     def cdf(self, elapsed: float, *, coarse: bool = False) -> float:
         """Estimated probability of completion within ``elapsed`` seconds of submission.
@@ -367,6 +388,21 @@ def _predictive_ends(values: list[float]) -> tuple[float, float] | None:
         END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
     )
     return max(low, 0.0), high
+
+
+def surprised(first_polls: Iterable[tuple[bool, float]]) -> bool:
+    """Whether first polls found predictions done far more often than expected.
+
+    ``first_polls``: ``(found done, the probability the model gave that)`` per first poll.
+    True when at least :data:`SURPRISE_FINDS` found it done, more than the expected
+    count by :data:`SURPRISE_SIGMA` binomial standard deviations. Pure.
+    """
+    found = expected = variance = 0.0
+    for done, p in first_polls:
+        found += done
+        expected += p
+        variance += p * (1.0 - p)
+    return found >= SURPRISE_FINDS and found > expected + SURPRISE_SIGMA * math.sqrt(variance)
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:
