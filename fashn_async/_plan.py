@@ -16,7 +16,11 @@ a class has seen fewer than six completions, the tail of what it believes (its l
 10 %) is polled every two spacings: the first predictions of a class whose prior is
 wrong (a model slower than documented) would otherwise poll densely through all of it.
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
-early, and a stretch held empty crossed with a poll every four spacings.
+early, and a stretch held empty crossed with a poll every four spacings. While first
+polls find predictions done far more often than the model expected of them
+(:attr:`CompletionModel.surprised`: completions come sooner than it believes), first
+polls land at half their time, so that the class relearns its low end from polls that
+find predictions running, not from finds that each move it a little.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class PollPlan:
     Args:
         model: Its latency class's model.
         rng: Draws whether the first poll is a probe.
-        learn: Whether its completion teaches the model.
+        learn: Whether its completion, and what its first poll finds, teach the model.
     """
 
     __slots__ = ("_dither", "_probe", "last_running", "learn", "model", "polls", "previous_gap")
@@ -117,7 +121,7 @@ class PollPlan:
     def running(self, sent: float) -> None:
         """A poll sent at ``sent`` found it still running."""
         self.polls += 1
-        if self.polls == 1:
+        if self.polls == 1 and self.learn:
             self.model.first_poll(sent, found_done=False)
         self.previous_gap = sent - self.last_running if self.polls > 1 else None
         self.last_running = max(sent, self.last_running)
@@ -125,7 +129,7 @@ class PollPlan:
     def done(self, answered: float, *, completed: bool) -> None:
         """A poll answered at ``answered`` found it terminal; learn if it completed."""
         self.polls += 1
-        if self.polls == 1:
+        if self.polls == 1 and self.learn and completed:  # (a failure is no completion)
             self.model.first_poll(answered, found_done=True)
         if self.learn and completed:
             self.model.observe(self.last_running if self.polls > 1 else None, answered)

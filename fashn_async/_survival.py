@@ -22,6 +22,10 @@ with probability ``1 / (n + 1)``, where any fit of the ``n`` puts no mass:
 :attr:`CompletionModel.ends` extrapolates past both from the spacing of the few
 nearest each end, and the plan polls out to them.
 
+What first polls find is also checked against what the model expected of them
+(:func:`surprised`): a run of finds it gave little chance to tells the plan to look
+earlier (a class that became faster, or one whose first completions all came late).
+
 Pure: a refit is a function of copies (:meth:`CompletionModel.refit_job`), which the
 poller runs in a worker thread.
 """

@@ -10,12 +10,14 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_polling import TRYON, _learned_bimodal, _polls_until
 
 from fashn_async import Polling
-from fashn_async._plan import WARMUP, PollPlan
+from fashn_async._plan import SURPRISED, WARMUP, PollPlan
 from fashn_async._polling import prior_for
-from fashn_async._survival import CompletionModel
+from fashn_async._survival import SURPRISE_FINDS, SURPRISE_WINDOW, CompletionModel, surprised
 
 GAP = 0.95
 
@@ -97,3 +99,80 @@ def test_a_completion_at_its_first_poll_refits_at_once() -> None:
     assert job is not None
     model.apply(job())
     assert model.quantile(0.01) < before
+
+
+first_polls = st.lists(st.tuples(st.booleans(), st.floats(0.0, 1.0)), max_size=SURPRISE_WINDOW)
+
+
+@given(first_polls)
+def test_surprise_needs_finds_and_grows_with_them(polls: list[tuple[bool, float]]) -> None:
+    """Never surprised by fewer than SURPRISE_FINDS finds; one more find (the same
+    probabilities) never ends a surprise; a find the model was sure of (p = 1) adds none."""
+    finds = sum(done for done, _ in polls)
+    if finds < SURPRISE_FINDS:
+        assert not surprised(polls)
+    for k, (done, p) in enumerate(polls):
+        if not done and surprised(polls):
+            assert surprised([*polls[:k], (True, p), *polls[k + 1 :]])
+    certain = [(done, 1.0 if done else p) for done, p in polls]
+    assert not surprised(certain)
+
+
+def test_first_polls_found_done_as_often_as_expected_rarely_surprise() -> None:
+    """Outcomes drawn from the probabilities the model gave: windows that surprise are
+    rare (under 5 % of 2,000; about 4 % at 0.1, where
+    three finds in eight are past 2.5 standard deviations), at every level of those probabilities."""
+    rng = random.Random(5)
+    for level in (0.02, 0.1, 0.33, 0.6):
+        hits = 0
+        for _ in range(2000):
+            polls = []
+            for _ in range(SURPRISE_WINDOW):
+                p = min(max(rng.gauss(level, level / 3), 0.0), 1.0)
+                polls.append((rng.random() < p, p))
+            hits += surprised(polls)
+        assert hits < 100, (level, hits)
+
+
+def test_first_polls_that_surprise_move_the_next_first_poll_earlier() -> None:
+    """A class learned at 20-30 s, its first polls one spacing past the 1 % quantile
+    (the model gives each about 10 % of finding it done): three of eight find
+    predictions done, and the next prediction's first poll lands at SURPRISED (half) of
+    where it would have; eight that find them running end the surprise."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(1)
+    for _ in range(30):
+        done = rng.uniform(20.0, 30.0)
+        model.observe(done - 0.95, done)
+    for _ in range(SURPRISE_WINDOW):  # first polls that found them running
+        plan = PollPlan(model, rng)
+        plan.running(plan.next_poll(0.95))
+    assert not model.surprised
+    usual = [PollPlan(model, random.Random(k)).next_poll(0.95) for k in range(20)]
+    assert min(usual) >= 18.0
+    for _ in range(3):
+        plan = PollPlan(model, rng)
+        plan.done(plan.next_poll(0.95), completed=True)
+    assert model.surprised
+    after = [PollPlan(model, random.Random(k)).next_poll(0.95) for k in range(20)]
+    assert all(a <= SURPRISED * u + 1e-9 for a, u in zip(after, usual, strict=True))
+    for _ in range(SURPRISE_WINDOW):  # then first polls find them running again
+        plan = PollPlan(model, rng)
+        plan.running(plan.next_poll(0.95))
+    assert not model.surprised
+
+
+def test_failures_and_resumed_predictions_do_not_surprise() -> None:
+    """A prediction that failed at its first poll ended, but did not complete: no
+    surprise. Nor does one whose submission time is not known (``learn=False``)."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(4)
+    for _ in range(SURPRISE_WINDOW):
+        PollPlan(model, rng).done(1.0, completed=False)
+        PollPlan(model, rng, learn=False).done(1.0, completed=True)
+    assert not model.surprised
+    for _ in range(SURPRISE_FINDS + 1):
+        PollPlan(model, rng).done(1.0, completed=True)  # 1 s, from a 5-11 s prior
+    assert model.surprised
