@@ -46,6 +46,10 @@ LEARNING = 2.0
 LEARNING_TAIL = 0.1
 #: Where the first poll lands, as a share of its time, while first polls surprise.
 SURPRISED = 0.5
+#: ... if it lands more than this many spacings after submission: nearer, a surprise
+#: costs little lag, and a poll more for each prediction of a fast class crowds a busy
+#: status budget.
+SURPRISED_FROM = 4.0
 
 
 class PollPlan:
@@ -110,8 +114,8 @@ class PollPlan:
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)
-            if model.surprised:  # first polls find them done: look much earlier
-                due = max(SURPRISED * due, gap / 2)
+            if model.surprised and due > SURPRISED_FROM * gap:
+                due = SURPRISED * due  # first polls find them done: look much earlier
         return due
 
     def priority(self, elapsed: float) -> float:

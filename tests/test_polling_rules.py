@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_polling import TRYON, _learned_bimodal, _polls_until
 
 from fashn_async import Polling
-from fashn_async._plan import SURPRISED, WARMUP, PollPlan
+from fashn_async._plan import SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
 from fashn_async._polling import prior_for
 from fashn_async._survival import SURPRISE_FINDS, SURPRISE_WINDOW, CompletionModel, surprised
 
