@@ -120,8 +120,8 @@ def test_surprise_needs_finds_and_grows_with_them(polls: list[tuple[bool, float]
 
 def test_first_polls_found_done_as_often_as_expected_rarely_surprise() -> None:
     """Outcomes drawn from the probabilities the model gave: windows that surprise are
-    rare (under 5 % of 2,000; about 4 % at 0.1, where
-    three finds in eight are past 2.5 standard deviations), at every level of those probabilities."""
+    rare at every level of those probabilities (under 5 % of 2,000; about 4 % at 0.1,
+    where three finds in eight are past 2.5 standard deviations)."""
     rng = random.Random(5)
     for level in (0.02, 0.1, 0.33, 0.6):
         hits = 0
@@ -176,3 +176,21 @@ def test_failures_and_resumed_predictions_do_not_surprise() -> None:
     for _ in range(SURPRISE_FINDS + 1):
         PollPlan(model, rng).done(1.0, completed=True)  # 1 s, from a 5-11 s prior
     assert model.surprised
+
+
+def test_a_surprise_leaves_first_polls_near_submission_alone() -> None:
+    """A class learned at 2-4 s polls first about 2.7 s after submission, within
+    SURPRISED_FROM spacings: a surprise does not move it (a poll more per prediction
+    of a fast class would crowd a busy status budget, for little lag)."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(6)
+    for _ in range(40):
+        done = rng.uniform(2.0, 4.0)
+        model.observe(done - 0.95, done)
+    usual = [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)]
+    assert max(usual) <= SURPRISED_FROM * GAP
+    for _ in range(SURPRISE_WINDOW):
+        model.first_poll(0.5, found_done=True)  # done by 0.5 s: far sooner than believed
+    assert model.surprised
+    assert [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)] == usual
