@@ -19,8 +19,8 @@ wrong (a model slower than documented) would otherwise poll densely through all 
 early, and a stretch held empty crossed with a poll every four spacings. While first
 polls find predictions done far more often than the model expected of them
 (:attr:`CompletionModel.surprised`: completions come sooner than it believes), first
-polls land at half their time, so that the class relearns its low end from polls that
-find predictions running, not from finds that each move it a little.
+polls more than four spacings after submission land at half their time, so that the
+class relearns its low end from finds near it, not by one 12.5 % step per find.
 """
 
 from __future__ import annotations

@@ -397,12 +397,14 @@ def _predictive_ends(values: list[float]) -> tuple[float, float] | None:
 def surprised(first_polls: Iterable[tuple[bool, float]]) -> bool:
     """Whether first polls found predictions done far more often than expected.
 
-    ``first_polls``: ``(found done, the probability the model gave that)`` per first poll.
+    ``first_polls``: ``(found done, the probability the model gave that)`` per first poll
+    (a probability outside [0, 1] is clamped into it, NaN read as 0).
     True when at least :data:`SURPRISE_FINDS` found it done, more than the expected
     count by :data:`SURPRISE_SIGMA` binomial standard deviations. Pure.
     """
     found = expected = variance = 0.0
-    for done, p in first_polls:
+    for done, given in first_polls:
+        p = min(given, 1.0) if given >= 0.0 else 0.0  # a probability; NaN: none
         found += done
         expected += p
         variance += p * (1.0 - p)

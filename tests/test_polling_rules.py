@@ -194,3 +194,9 @@ def test_a_surprise_leaves_first_polls_near_submission_alone() -> None:
         model.first_poll(0.5, found_done=True)  # done by 0.5 s: far sooner than believed
     assert model.surprised
     assert [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)] == usual
+
+
+def test_surprise_reads_any_number_as_a_probability() -> None:
+    """Out of [0, 1] is clamped, NaN is none: never a math error from the poll loop."""
+    assert surprised([(True, 2.0), (True, 1.0)]) is False  # both certain: none unexpected
+    assert surprised([(True, -0.5), (True, float("nan")), (False, float("inf"))]) is True
