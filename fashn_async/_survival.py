@@ -72,11 +72,9 @@ END_REACH = 2.0
 #: Past the highest seen, at least this share of the range seen: polls there cost only
 #: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
 HIGH_REACH = 0.25
-#: First polls remembered to judge whether they find predictions done more often than
-#: the model expected of them...
+#: First polls remembered to judge whether they surprise: at least SURPRISE_FINDS found
+#: it done, more than expected by SURPRISE_SIGMA binomial standard deviations.
 SURPRISE_WINDOW = 8
-#: ... which they do when at least SURPRISE_FINDS found it done, more than expected by
-#: SURPRISE_SIGMA binomial standard deviations.
 SURPRISE_FINDS = 2
 SURPRISE_SIGMA = 2.5
 
