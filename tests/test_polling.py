@@ -90,6 +90,17 @@ def simulate(
     return lags, [plan.polls for plan in plans], latencies
 
 
+def learned(low: float, high: float, n: int, rng: random.Random) -> CompletionModel:
+    """A model (explore off) that saw ``n`` completions drawn from ``low``-``high`` s, each
+    bracketed by polls a spacing (0.95 s) apart."""
+    polling = Polling(explore=0.0)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    for _ in range(n):
+        done = rng.uniform(low, high)
+        model.observe(done - 0.95, done)
+    return model
+
+
 def p95(values: list[float]) -> float:
     """The 95th percentile by nearest rank below."""
     ordered = sorted(values)
@@ -385,12 +396,7 @@ def test_polls_go_on_past_the_highest_seen_before_backing_off() -> None:
 def test_a_probe_s_wide_interval_does_not_drag_the_low_end() -> None:
     """A probe seen running at 3.2 s and done at 5.1 s (5-11 s class): the interval's middle,
     4.15 s, is no completion time; the low end moves by under a spacing."""
-    polling = Polling(explore=0.0)
-    model = CompletionModel(polling, prior_for(TRYON, polling))
-    rng = random.Random(0)
-    for _ in range(30):
-        done = rng.uniform(5.0, 11.0)
-        model.observe(done - 0.95, done)
+    model = learned(5.0, 11.0, 30, random.Random(0))
     before = PollPlan(model, random.Random(0)).next_poll(0.95)
     model.observe(3.2, 5.1)
     after = PollPlan(model, random.Random(0)).next_poll(0.95)

@@ -12,7 +12,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_polling import TRYON, _learned_bimodal, _polls_until
+from test_polling import TRYON, _learned_bimodal, _polls_until, learned
 
 from fashn_async import Polling
 from fashn_async._plan import SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
@@ -139,12 +139,8 @@ def test_first_polls_that_surprise_move_the_next_first_poll_earlier() -> None:
     (the model gives each about 10 % of finding it done): three of eight find
     predictions done, and the next prediction's first poll lands at SURPRISED (half) of
     where it would have; eight that find them running end the surprise."""
-    polling = Polling(explore=0.0)
-    model = CompletionModel(polling, prior_for(TRYON, polling))
     rng = random.Random(1)
-    for _ in range(30):
-        done = rng.uniform(20.0, 30.0)
-        model.observe(done - 0.95, done)
+    model = learned(20.0, 30.0, 30, rng)
     for _ in range(SURPRISE_WINDOW):  # first polls that found them running
         plan = PollPlan(model, rng)
         plan.running(plan.next_poll(0.95))
@@ -182,12 +178,7 @@ def test_a_surprise_leaves_first_polls_near_submission_alone() -> None:
     """A class learned at 2-4 s polls first about 2.7 s after submission, within
     SURPRISED_FROM spacings: a surprise does not move it (a poll more per prediction
     of a fast class would crowd a busy status budget, for little lag)."""
-    polling = Polling(explore=0.0)
-    model = CompletionModel(polling, prior_for(TRYON, polling))
-    rng = random.Random(6)
-    for _ in range(40):
-        done = rng.uniform(2.0, 4.0)
-        model.observe(done - 0.95, done)
+    model = learned(2.0, 4.0, 40, random.Random(6))
     usual = [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)]
     assert max(usual) <= SURPRISED_FROM * GAP
     for _ in range(SURPRISE_WINDOW):
