@@ -10,8 +10,9 @@ earlier still, so that first polls below the believed start show whether complet
 come sooner), then one every spacing while completions are likely, skipping only
 stretches the model holds empty and wider than four spacings (a bimodal mix), and the
 tail of a mode before such a stretch once fewer than 2 % of the predictions still
-running are expected to complete in it. Polling goes on at every spacing
-up to the highest completion extrapolated, and backs off geometrically past it. While
+running are expected to complete in it and none was seen completing within the next
+spacing. Polling goes on at every spacing up to the highest completion extrapolated,
+and backs off geometrically past it. While
 a class has seen fewer than six completions, the tail of what it believes (its last
 10 %) is polled every two spacings: the first predictions of a class whose prior is
 wrong (a model slower than documented) would otherwise poll densely through all of it.

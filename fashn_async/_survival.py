@@ -19,15 +19,10 @@ fitted intervals cannot.
 
 With ``n`` completions seen, the next one falls below the lowest (above the highest)
 with probability ``1 / (n + 1)``, where any fit of the ``n`` puts no mass:
-:attr:`CompletionModel.ends` extrapolates past both from the spacing of the few
-nearest each end, and the plan polls out to them.
-
-What first polls find is also checked against what the model expected of them
-(:func:`surprised`): a run of finds it gave little chance to tells the plan to look
-earlier (a class that became faster, or one whose first completions all came late).
-
-Pure: a refit is a function of copies (:meth:`CompletionModel.refit_job`), which the
-poller runs in a worker thread.
+:attr:`CompletionModel.ends` extrapolates past both, and the plan polls out to them.
+What first polls find is checked against what the model expected (:func:`surprised`):
+finds it gave little chance to tell the plan to look earlier. Pure: a refit is a
+function of copies (:meth:`CompletionModel.refit_job`), run in a worker thread.
 """
 
 from __future__ import annotations
@@ -111,6 +106,7 @@ class CompletionModel:
         self._seen: deque[tuple[int, int]] = deque(maxlen=polling.memory)
         self._at_first_poll: deque[bool] = deque(maxlen=polling.memory)
         self._points: deque[float] = deque(maxlen=polling.memory)
+        self._sorted: list[float] = []
         self._stale = 0
         self._first_polls: deque[tuple[bool, float]] = deque(maxlen=SURPRISE_WINDOW)
         self._surprised = False
@@ -137,7 +133,7 @@ class CompletionModel:
         at_first_poll = seen_running is None
         if at_first_poll:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
-            # spread evenly over the last LEFT_SPAN of it (at least one spacing): the
+            # spread evenly over the last LEFT_SPAN of it (at least one bin): the
             # plain reading piles it where the fit already has mass, just below the
             # first poll (the NPMLE's ratchet: first polls could then never move
             # earlier), or, with no mass there, smears it over the prior.
@@ -156,7 +152,8 @@ class CompletionModel:
         # completion, and the extrapolation below the lowest covers what they miss.
         width = 0.0 if at_first_poll else min(high - low, self.polling.target_lag)
         self._points.append(seen_done - width / 2)
-        self._ends = _predictive_ends(sorted(self._points))
+        self._sorted = sorted(self._points)
+        self._ends = _predictive_ends(self._sorted)
         self._stale += 1
         if at_first_poll:
             # Done by the first poll: completions may come sooner than believed, and the
@@ -170,9 +167,8 @@ class CompletionModel:
 
     @property
     def surprised(self) -> bool:
-        """Whether the last first polls found predictions done far more often than the
-        model expected of them (:func:`surprised`): completions come sooner than it
-        believes, and the plan should look earlier."""
+        """Whether the last first polls found predictions done far more often than
+        expected (:func:`surprised`): completions come sooner than the model believes."""
         return self._surprised
 
     def cdf(self, elapsed: float, *, coarse: bool = False) -> float:
@@ -231,10 +227,10 @@ class CompletionModel:
 
     def past_mode(self, after: float, within: float) -> float | None:
         """Where completions are likely again past the stretch of likely ones holding
-        ``after``, if it ends within ``within`` seconds and fewer than :data:`EPSILON` of
-        the predictions still running at ``after`` are expected to complete in what is
-        left of it; None otherwise (or with nothing likely past it). ``after`` and the
-        result are seconds since submission, ``within`` seconds.
+        ``after`` (seconds since submission, as the result), if it ends within ``within``
+        seconds, fewer than :data:`EPSILON` of those still running at ``after`` are
+        expected to complete in what is left of it, and none was seen completing there
+        (a tail the fit holds thin: a class that became faster, say); None otherwise.
 
         The tail of a mode before a gap: a poll there would find little done. (The gap's
         own mass is not checked again: the dense region leaves it out only under EPSILON.)
@@ -247,6 +243,9 @@ class CompletionModel:
         while j < len(dense) and dense[j] == j and edges[j] < after + within:
             j += 1
         if j >= len(dense) or dense[j] <= j or edges[j] >= after + within:
+            return None
+        seen = bisect.bisect_right(self._sorted, after)
+        if seen < len(self._sorted) and self._sorted[seen] <= after + within:
             return None
         before = self.cdf(after)
         if self.cdf(edges[j]) - before >= EPSILON * (1.0 - before):

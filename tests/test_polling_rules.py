@@ -46,6 +46,20 @@ def test_the_tail_is_polled_while_enough_of_those_running_end_there() -> None:
     assert model.past_mode(26.0, GAP) is None  # inside the last mode: nothing past it
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_tail_is_polled_where_completions_were_seen(seed: int) -> None:
+    """Where ``past_mode`` would skip the rest of a mode, a completion seen within the next
+    poll's reach keeps that poll in the mode, whatever the fit says; one seen further on
+    does not (a class that became faster keeps its old mode in memory, and the new mode's
+    tail is thin in the fit)."""
+    model = _learned_bimodal(seed)
+    after = next(t for t in (5.0, 5.1, 5.2, 5.3, 5.4) if model.past_mode(t, GAP) is not None)
+    model.observe(after + 1.5, after + 2.0)  # past the next poll: the skip stands
+    assert model.past_mode(after, GAP) is not None
+    model.observe(after, after + 0.5)
+    assert model.past_mode(after, GAP) is None
+
+
 def _spacings_past(model: CompletionModel, start: float, end: float) -> list[float]:
     plan = PollPlan(model, random.Random(3))
     plan.running(start)
