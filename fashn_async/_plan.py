@@ -21,7 +21,11 @@ early, and a stretch held empty crossed with a poll every four spacings. While f
 polls find predictions done far more often than the model expected of them
 (:attr:`CompletionModel.surprised`: completions come sooner than it believes), first
 polls more than four spacings after submission land at half their time, so that the
-class relearns its low end from finds near it, not by one 12.5 % step per find.
+class relearns its low end from finds near it, not by one 12.5 % step per find. While
+the first polls past a stretch held empty find predictions done far more often than
+expected (:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end
+of the mode before it), no mode's tail is skipped and every prediction crosses such a
+stretch as an explorer does.
 """
 
 from __future__ import annotations
@@ -65,7 +69,16 @@ class PollPlan:
         learn: Whether its completion, and what its first poll finds, teach the model.
     """
 
-    __slots__ = ("_dither", "_probe", "last_running", "learn", "model", "polls", "previous_gap")
+    __slots__ = (
+        "_dither",
+        "_past_gap",
+        "_probe",
+        "last_running",
+        "learn",
+        "model",
+        "polls",
+        "previous_gap",
+    )
 
     def __init__(self, model: CompletionModel, rng: random.Random, *, learn: bool = True) -> None:
         self.model = model
@@ -74,6 +87,7 @@ class PollPlan:
         #: When it was last known running (0: at submission, as far as we know).
         self.last_running = 0.0
         self.previous_gap: float | None = None
+        self._past_gap = False  # whether the poll planned is the first past a gap
         explore = model.polling.explore
         self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
         dither = rng.random() < DITHER_SHARE
@@ -97,16 +111,20 @@ class PollPlan:
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + min(max(previous * polling.backoff, gap), polling.max_interval)
         skip = likely >= after + gap
-        if not skip and self.polls:
+        doubted = model.gaps_surprised  # polls past gaps find too many done
+        if not skip and self.polls and not doubted:
             later = model.past_mode(after, gap)
             if later is not None:  # the tail of a mode before a gap: skip it too
                 likely, skip = later, True
         due = likely if skip else after + step
-        if skip and self._probe and self.polls:
+        if skip and (self._probe or doubted) and self.polls:
             # An explorer crosses a stretch the model holds empty with a poll every
             # MIN_GAP spacings (the narrowest gap skipped): enough to show whether
             # completions come there, at a fraction of the polls of a dense crossing.
+            # So does every prediction while polls past gaps surprise.
             due = min(due, after + MIN_GAP * gap)
+        # (A skip from before the first likely completion, a probe's, is no gap's.)
+        self._past_gap = skip and self.polls > 0 and model.cdf(after) >= EPSILON
         if self.polls == 0:  # the first poll: one spacing after the first likely completion
             first = model.quantile(FIRST)
             if model.ends is not None:
@@ -128,6 +146,8 @@ class PollPlan:
         self.polls += 1
         if self.polls == 1 and self.learn:
             self.model.first_poll(sent, found_done=False)
+        elif self._past_gap and self.learn:
+            self.model.past_gap(sent, self.last_running, found_done=False)
         self.previous_gap = sent - self.last_running if self.polls > 1 else None
         self.last_running = max(sent, self.last_running)
 
@@ -136,5 +156,7 @@ class PollPlan:
         self.polls += 1
         if self.polls == 1 and self.learn and completed:  # (a failure is no completion)
             self.model.first_poll(answered, found_done=True)
+        elif self._past_gap and self.learn and completed:
+            self.model.past_gap(answered, self.last_running, found_done=True)
         if self.learn and completed:
             self.model.observe(self.last_running if self.polls > 1 else None, answered)

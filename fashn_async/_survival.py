@@ -31,9 +31,10 @@ import bisect
 import functools
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from fashn_async._polling import Modes, Polling
+from fashn_async._surprise import Surprise
 from fashn_async._turnbull import (
     EPSILON,
     MIN_GAP,
@@ -45,7 +46,7 @@ from fashn_async._turnbull import (
     turnbull_fit,
 )
 
-__all__ = ["FIRST", "CompletionModel", "done_probability", "surprised"]
+__all__ = ["FIRST", "CompletionModel", "done_probability"]
 
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
@@ -67,12 +68,6 @@ END_REACH = 2.0
 #: Past the highest seen, at least this share of the range seen: polls there cost only
 #: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
 HIGH_REACH = 0.25
-#: First polls remembered to judge whether they surprise: at least SURPRISE_FINDS found
-#: it done, more than expected by SURPRISE_SIGMA binomial standard deviations.
-SURPRISE_WINDOW = 8
-SURPRISE_FINDS = 2
-SURPRISE_SIGMA = 2.5
-
 
 class CompletionModel:
     """The distribution of completion times of one latency class.
@@ -108,8 +103,8 @@ class CompletionModel:
         self._points: deque[float] = deque(maxlen=polling.memory)
         self._sorted: list[float] = []
         self._stale = 0
-        self._first_polls: deque[tuple[bool, float]] = deque(maxlen=SURPRISE_WINDOW)
-        self._surprised = False
+        self._first_polls = Surprise()
+        self._past_gaps = Surprise()
 
     def __repr__(self) -> str:
         return (
@@ -162,14 +157,26 @@ class CompletionModel:
 
     def first_poll(self, at: float, *, found_done: bool) -> None:
         """Note what a prediction's first poll, ``at`` seconds after submission, found."""
-        self._first_polls.append((found_done, self.cdf(at)))
-        self._surprised = surprised(self._first_polls)
+        self._first_polls.note(found_done, self.cdf(at))
+
+    def past_gap(self, at: float, after: float, *, found_done: bool) -> None:
+        """Note what the first poll past a stretch the model holds empty found: sent
+        ``at`` seconds after submission, to a prediction last seen running at ``after``."""
+        self._past_gaps.note(found_done, done_probability(self, at, after))
 
     @property
     def surprised(self) -> bool:
         """Whether the last first polls found predictions done far more often than
-        expected (:func:`surprised`): completions come sooner than the model believes."""
-        return self._surprised
+        expected (:func:`fashn_async._surprise.surprised`): completions come sooner
+        than the model believes."""
+        return self._first_polls.surprised
+
+    @property
+    def gaps_surprised(self) -> bool:
+        """Whether the last polls past a stretch held empty found predictions done far
+        more often than expected: completions come in that stretch, or in the end of
+        the mode before it (a class that became faster, its old mode still in memory)."""
+        return self._past_gaps.surprised
 
     def cdf(self, elapsed: float, *, coarse: bool = False) -> float:
         """Estimated probability of completion within ``elapsed`` seconds of submission.
@@ -389,23 +396,6 @@ def _predictive_ends(values: list[float]) -> tuple[float, float] | None:
         END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
     )
     return max(low, 0.0), high
-
-
-def surprised(first_polls: Iterable[tuple[bool, float]]) -> bool:
-    """Whether first polls found predictions done far more often than expected.
-
-    ``first_polls``: ``(found done, the probability the model gave that)`` per first poll
-    (a probability outside [0, 1] is clamped into it, NaN read as 0).
-    True when at least :data:`SURPRISE_FINDS` found it done, more than the expected
-    count by :data:`SURPRISE_SIGMA` binomial standard deviations. Pure.
-    """
-    found = expected = variance = 0.0
-    for done, given in first_polls:
-        p = min(given, 1.0) if given >= 0.0 else 0.0  # a probability; NaN: none
-        found += done
-        expected += p
-        variance += p * (1.0 - p)
-    return found >= SURPRISE_FINDS and found > expected + SURPRISE_SIGMA * math.sqrt(variance)
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:

@@ -96,7 +96,9 @@ def _authority_problem(netloc: str) -> str | None:
         return "the URL holds a backslash before its path (use / or percent-encode it)"
     if _BAD_ESCAPE.search(netloc):
         return "a % before the URL's path must start a %XX escape (two hex digits)"
-    host_port = netloc.rpartition("@")[2]
+    user, _, host_port = netloc.rpartition("@")
+    if "[" in user or "]" in user:  # RFC 3986 section 3.2.1: not in a user part
+        return "square brackets in a URL's user part must be percent-encoded (%5B, %5D)"
     if host_port.startswith("["):
         after = host_port.partition("]")[2]
         if after and not after.startswith(":"):

@@ -200,9 +200,11 @@ def _small_disk(path: Path, size: str, *options: str) -> Iterator[Path]:
 
 
 def _fill(folder: Path) -> Path:
-    """Take every free byte of ``folder``'s file system; returns the filler file."""
+    """Take every free byte of ``folder``'s file system; returns the filler file, which
+    exists already (made before the job: opening it needs no space, even on a disk the
+    job's own writes have filled first)."""
     filler = folder / "filler.bin"
-    with filler.open("wb") as fh:
+    with filler.open("ab") as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
@@ -225,6 +227,7 @@ async def test_a_disk_that_fills_mid_job_stops_it_cleanly(
     catalog = write_catalog(tmp_path, 24, models=6)
     with _small_disk(tmp_path / "disk", "16m") as disk:
         out = disk / "results"
+        (disk / "filler.bin").touch()
         cue = _Cue(lambda counts: counts.get("done", 0) >= 3)
         filler: list[Path] = []
         cue.action = lambda: filler.append(_fill(disk))

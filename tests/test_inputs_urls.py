@@ -6,7 +6,7 @@ import json
 
 import pytest
 from helpers import PNG
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fashn_async import AsyncFashn, TryOnRequest, errors
@@ -79,6 +79,8 @@ def emulator_refusal(url: str) -> str | None:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(urls())
+@example("http://[::1]:@a")  # brackets in the user part (found by hypothesis)
+@example("http://a]@[::1]/x.png")
 def test_every_url_the_client_accepts_the_emulator_accepts(url: str) -> None:
     """Generated URLs: whatever check_url lets through, the emulator's validator takes."""
     if client_accepts(url):

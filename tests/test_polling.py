@@ -2,7 +2,8 @@
 
 The many-seed simulation drives :class:`PollPlan` and :class:`CompletionModel` exactly as
 the loop in ``fashn_async._poller`` does (no copy of the plan): six predictions in flight,
-a new one submitted when one is seen done, each poll at the time the plan gives.
+a new one submitted when one is seen done, each poll at the time the plan gives, a wait
+longer than ``REPLAN`` spacings planned again part way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from fashn_async import ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import PollPlan
+from fashn_async._poller import REPLAN
 from fashn_async._polling import BROAD, latency_class, prior_for, spacing
 from fashn_async._survival import CompletionModel, done_probability
 from fashn_async._turnbull import COARSE, EPSILON, SMOOTHING, cumulative, dense_region, smooth
@@ -64,20 +66,29 @@ def simulate(
         draw(rng, then[1] if then is not None and i >= then[0] else modes) for i in range(n)
     ]
     gap = spacing(polling, 1.0)
+    replan = REPLAN * polling.target_lag
     plans: list[PollPlan] = []
     starts: list[float] = []
     lags = [math.nan] * n
-    queue: list[tuple[float, int]] = []
+    queue: list[tuple[float, int, bool]] = []  # (when, prediction, only to plan again)
+
+    def schedule(i: int, now: float) -> None:
+        # As the loop: a wait longer than REPLAN spacings is planned again part way.
+        due = max(starts[i] + plans[i].next_poll(gap), now + 1e-6)
+        heapq.heappush(queue, (now + replan, i, True) if due - now > replan else (due, i, False))
 
     def submit(now: float) -> None:
         plans.append(PollPlan(model, rng))
         starts.append(now)
-        heapq.heappush(queue, (now + plans[-1].next_poll(gap), len(plans) - 1))
+        schedule(len(plans) - 1, now)
 
     for _ in range(min(in_flight, n)):
         submit(0.0)
     while queue:
-        now, i = heapq.heappop(queue)
+        now, i, again = heapq.heappop(queue)
+        if again:
+            schedule(i, now)
+            continue
         plan, elapsed = plans[i], now - starts[i]
         if elapsed >= latencies[i]:
             plan.done(elapsed, completed=True)
@@ -86,7 +97,7 @@ def simulate(
                 submit(now)
         else:
             plan.running(elapsed)
-            heapq.heappush(queue, (starts[i] + max(plan.next_poll(gap), elapsed + 1e-6), i))
+            schedule(i, now)
     return lags, [plan.polls for plan in plans], latencies
 
 
@@ -112,13 +123,12 @@ DISTRIBUTIONS: dict[str, Modes] = {
     "2-4": [(2.0, 4.0, 1.0)],
     "5-11": [(5.0, 11.0, 1.0)],
     "20-40": [(20.0, 40.0, 1.0)],
+    "30-120": [(30.0, 120.0, 1.0)],
     "3-5/25-30": [(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)],
 }
 
 
-# 30-120 s is not claimed at 60 predictions: from a 5-11 s prior it needs about 100 to
-# meet the goal in every seed (see the README).
-@pytest.mark.parametrize("name", ["1-3", "2-4", "5-11", "20-40", "3-5/25-30"])
+@pytest.mark.parametrize("name", ["1-3", "2-4", "5-11", "20-40", "30-120", "3-5/25-30"])
 def test_no_seed_misses_the_lag_goal_after_12(name: str) -> None:
     """Over 10 seeds of 60 predictions from the 5-11 s prior: p95 lag <= 1 s after the 12th."""
     modes = DISTRIBUTIONS[name]
@@ -131,13 +141,18 @@ def test_no_seed_misses_the_lag_goal_after_12(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["1-3", "5-11"])
 def test_calls_within_the_goal(name: str) -> None:
-    """Status calls per prediction <= 1.25 x what a client knowing the distribution needs
-    + 0.5, learning from the wrong prior included (3 seeds of 100)."""
+    """Status calls per prediction, learning from the wrong prior included, over 10 seeds
+    of 100: on average <= 1.25 x what a client knowing the distribution needs + 0.5, and
+    no seed past 1.05 x that (at 5-11 s a false alarm of first polls that surprise, see
+    the README, costs a few seeds a poll more per prediction for a while)."""
     modes = DISTRIBUTIONS[name]
-    for seed in range(3):
+    ratios = []
+    for seed in range(10):
         _, calls, latencies = simulate(modes, seed, n=100)
         need = statistics.mean(needed(x, modes) for x in latencies)
-        assert statistics.mean(calls) <= 1.25 * need + 0.5
+        ratios.append(statistics.mean(calls) / (1.25 * need + 0.5))
+    assert statistics.mean(ratios) <= 1.0
+    assert max(ratios) <= 1.05
 
 
 def test_learns_that_completions_come_sooner() -> None:
@@ -214,27 +229,34 @@ def test_a_low_end_learned_too_high_comes_down() -> None:
     assert PollPlan(model, rng).next_poll(0.95) <= 35.0
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_a_class_that_becomes_faster_relearns_its_low_end(seed: int) -> None:
-    """50 predictions at 20-30 s, then 2-4 s: the lag goal holds again over predictions
-    70-110. Before first polls that surprise looked earlier: p95 12-15 s, every one found
-    at its first poll, for 40-100 predictions; before a mode's tail was polled wherever
-    completions were seen: 15-17 s in seeds 3, 7 and 8 (the 200 remembered predictions
-    keep the old mode, and a prediction in the new mode's thin tail skipped to it)."""
-    lags, _, _ = simulate([(20.0, 30.0, 1.0)], seed, n=110, then=(50, [(2.0, 4.0, 1.0)]))
-    assert p95(lags[70:]) <= 1.0
+#: A class that becomes faster: (before, after) the 50th prediction.
+SHIFTS: dict[str, tuple[Modes, Modes]] = {
+    "20-30 -> 2-4": ([(20.0, 30.0, 1.0)], [(2.0, 4.0, 1.0)]),
+    "40-60 -> 20-30": ([(40.0, 60.0, 1.0)], [(20.0, 30.0, 1.0)]),
+}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, open (README, polling): a low end learned from a run of late first "
-    "completions at 5-11 s comes down, once first polls surprise, a few predictions late",
-)
+@pytest.mark.parametrize("name", SHIFTS)
+def test_a_class_that_becomes_faster_relearns(name: str) -> None:
+    """50 predictions from one distribution, then from a faster one: over 10 seeds, the
+    lag goal holds again over predictions 70-110. The class remembers its 200 last
+    predictions, the old mode's among them, and the new mode's tail is thin in the fit:
+    a prediction running there skipped to the old mode, and its completion, found
+    there, was read as the old mode's (p95 15-17 s in 3 seeds of 10 at 20-30 -> 2-4 s,
+    9-10 s in 2 at 40-60 -> 20-30 s). Now the tail is polled where completions were
+    seen, and while polls past a gap find too many done."""
+    before, after = SHIFTS[name]
+    worst = max(
+        p95(simulate(before, seed, n=110, then=(50, after))[0][70:]) for seed in range(10)
+    )
+    assert worst <= 1.0
+
+
 def test_a_run_of_late_first_completions_does_not_hold_the_low_end_up() -> None:
     """Seed 36 of the many-seed simulation: its first 20 or so completions all come at
-    7.2-11 s, then faster ones are found done at their first poll near 7.9 s. The lag goal
-    after the 12th must still hold (it does not yet: p95 1.24 s, 1.76 s before first polls
-    that surprise looked earlier)."""
+    7.2-11 s (a draw of chance about 4 in 100,000), then faster ones are found done at
+    their first poll near 7.9 s. The lag goal after the 12th holds: first polls that
+    surprise look earlier, and the predictions already waiting are planned again."""
     lags, _, latencies = simulate(DISTRIBUTIONS["5-11"], seed=36)
     assert min(latencies[:20]) > 7.0  # the case this test is about
     assert p95(lags[12:]) <= 1.0

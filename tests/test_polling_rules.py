@@ -12,12 +12,14 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_polling import TRYON, _learned_bimodal, _polls_until, learned
+from test_polling import TRYON, _learned_bimodal, _polls_until, learned, simulate
 
 from fashn_async import Polling
 from fashn_async._plan import SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
 from fashn_async._polling import prior_for
-from fashn_async._survival import SURPRISE_FINDS, SURPRISE_WINDOW, CompletionModel, surprised
+from fashn_async._surprise import FINDS, WINDOW, surprised
+from fashn_async._survival import CompletionModel
+from fashn_async._turnbull import MIN_GAP
 
 GAP = 0.95
 
@@ -115,15 +117,15 @@ def test_a_completion_at_its_first_poll_refits_at_once() -> None:
     assert model.quantile(0.01) < before
 
 
-first_polls = st.lists(st.tuples(st.booleans(), st.floats(0.0, 1.0)), max_size=SURPRISE_WINDOW)
+first_polls = st.lists(st.tuples(st.booleans(), st.floats(0.0, 1.0)), max_size=WINDOW)
 
 
 @given(first_polls)
 def test_surprise_needs_finds_and_grows_with_them(polls: list[tuple[bool, float]]) -> None:
-    """Never surprised by fewer than SURPRISE_FINDS finds; one more find (the same
+    """Never surprised by fewer than FINDS finds; one more find (the same
     probabilities) never ends a surprise; a find the model was sure of (p = 1) adds none."""
     finds = sum(done for done, _ in polls)
-    if finds < SURPRISE_FINDS:
+    if finds < FINDS:
         assert not surprised(polls)
     for k, (done, p) in enumerate(polls):
         if not done and surprised(polls):
@@ -141,7 +143,7 @@ def test_first_polls_found_done_as_often_as_expected_rarely_surprise() -> None:
         hits = 0
         for _ in range(2000):
             polls = []
-            for _ in range(SURPRISE_WINDOW):
+            for _ in range(WINDOW):
                 p = min(max(rng.gauss(level, level / 3), 0.0), 1.0)
                 polls.append((rng.random() < p, p))
             hits += surprised(polls)
@@ -155,7 +157,7 @@ def test_first_polls_that_surprise_move_the_next_first_poll_earlier() -> None:
     where it would have; eight that find them running end the surprise."""
     rng = random.Random(1)
     model = learned(20.0, 30.0, 30, rng)
-    for _ in range(SURPRISE_WINDOW):  # first polls that found them running
+    for _ in range(WINDOW):  # first polls that found them running
         plan = PollPlan(model, rng)
         plan.running(plan.next_poll(0.95))
     assert not model.surprised
@@ -167,7 +169,7 @@ def test_first_polls_that_surprise_move_the_next_first_poll_earlier() -> None:
     assert model.surprised
     after = [PollPlan(model, random.Random(k)).next_poll(0.95) for k in range(20)]
     assert all(a <= SURPRISED * u + 1e-9 for a, u in zip(after, usual, strict=True))
-    for _ in range(SURPRISE_WINDOW):  # then first polls find them running again
+    for _ in range(WINDOW):  # then first polls find them running again
         plan = PollPlan(model, rng)
         plan.running(plan.next_poll(0.95))
     assert not model.surprised
@@ -179,11 +181,11 @@ def test_failures_and_resumed_predictions_do_not_surprise() -> None:
     polling = Polling(explore=0.0)
     model = CompletionModel(polling, prior_for(TRYON, polling))
     rng = random.Random(4)
-    for _ in range(SURPRISE_WINDOW):
+    for _ in range(WINDOW):
         PollPlan(model, rng).done(1.0, completed=False)
         PollPlan(model, rng, learn=False).done(1.0, completed=True)
     assert not model.surprised
-    for _ in range(SURPRISE_FINDS + 1):
+    for _ in range(FINDS + 1):
         PollPlan(model, rng).done(1.0, completed=True)  # 1 s, from a 5-11 s prior
     assert model.surprised
 
@@ -195,7 +197,7 @@ def test_a_surprise_leaves_first_polls_near_submission_alone() -> None:
     model = learned(2.0, 4.0, 40, random.Random(6))
     usual = [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)]
     assert max(usual) <= SURPRISED_FROM * GAP
-    for _ in range(SURPRISE_WINDOW):
+    for _ in range(WINDOW):
         model.first_poll(0.5, found_done=True)  # done by 0.5 s: far sooner than believed
     assert model.surprised
     assert [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)] == usual
@@ -205,3 +207,78 @@ def test_surprise_reads_any_number_as_a_probability() -> None:
     """Out of [0, 1] is clamped, NaN is none: never a math error from the poll loop."""
     assert surprised([(True, 2.0), (True, 1.0)]) is False  # both certain: none unexpected
     assert surprised([(True, -0.5), (True, float("nan")), (False, float("inf"))]) is True
+
+
+def _running_past_the_first_mode(model: CompletionModel) -> tuple[PollPlan, float]:
+    """A plan (explore off) still running where its next poll skips to the second mode."""
+    plan = PollPlan(model, random.Random(2))
+    due = plan.next_poll(GAP)
+    while due < 20.0:
+        sent = due
+        plan.running(sent)
+        due = plan.next_poll(GAP)
+    return plan, sent
+
+
+def test_polls_past_a_gap_that_surprise_poll_the_tail_and_cross_the_gap() -> None:
+    """A 3-5 / 25-30 s class: a prediction still running near the first mode's end skips
+    to the second. Once polls past the gap find predictions done that the model gave
+    little chance to (completions have come to the gap, or the first mode's tail), the
+    tail is polled and the gap crossed with a poll every MIN_GAP spacings; polls past it
+    that find them running again end that."""
+    model = _learned_bimodal(0)
+    model.polling = Polling(explore=0.0)
+    after = next(t for t in (5.0, 5.1, 5.2, 5.3, 5.4) if model.past_mode(t, GAP) is not None)
+    in_tail = PollPlan(model, random.Random(2))
+    in_tail.running(after)
+    plan, sent = _running_past_the_first_mode(model)
+    assert in_tail.next_poll(GAP) >= 23.0 and plan.next_poll(GAP) >= 23.0
+    assert not model.gaps_surprised
+    for _ in range(FINDS):
+        model.past_gap(24.5, sent, found_done=True)
+    assert model.gaps_surprised
+    assert in_tail.next_poll(GAP) <= after + GAP + 1e-9  # the tail
+    polls = [sent]
+    while polls[-1] < 23.0:
+        polls.append(plan.next_poll(GAP))
+        plan.running(polls[-1])
+    assert max(b - a for a, b in itertools.pairwise(polls)) <= MIN_GAP * GAP + 1e-9
+    for _ in range(WINDOW):
+        model.past_gap(24.5, sent, found_done=False)
+    assert not model.gaps_surprised
+
+
+def test_polls_past_a_gap_count_only_completions_of_known_submissions() -> None:
+    """The plan notes what its first poll past a gap found: a failure there, or a
+    prediction whose submission time is not known (``learn=False``), does not count;
+    FINDS completions do."""
+    model = _learned_bimodal(1)
+    model.polling = Polling(explore=0.0)
+    for learn, completed in [(True, False), (False, True)] * WINDOW:
+        plan, _ = _running_past_the_first_mode(model)
+        plan.learn = learn
+        plan.done(plan.next_poll(GAP), completed=completed)
+    assert not model.gaps_surprised
+    for _ in range(FINDS):
+        plan, _ = _running_past_the_first_mode(model)
+        plan.done(plan.next_poll(GAP), completed=True)
+    assert model.gaps_surprised
+
+
+def test_polls_past_a_gap_rarely_surprise_a_class_that_keeps_its_modes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """3-5 / 25-30 s throughout, 10 seeds of 100: under 5 % of the polls past the gap
+    leave the class surprised."""
+    states: list[bool] = []
+    note = CompletionModel.past_gap
+
+    def noted(self: CompletionModel, at: float, after: float, *, found_done: bool) -> None:
+        note(self, at, after, found_done=found_done)
+        states.append(self.gaps_surprised)
+
+    monkeypatch.setattr(CompletionModel, "past_gap", noted)
+    for seed in range(10):
+        simulate([(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)], seed, n=100)
+    assert len(states) > 300
+    assert sum(states) < 0.05 * len(states)
