@@ -41,10 +41,11 @@ def shown_url(url: object) -> str:
     Masked: the password of the authority (``user:***@host``; a user name without a
     password is taken for a token: ``***@host``), the value of every query parameter
     outside :data:`SAFE_QUERY_NAMES` (``?password=***&db=0``), a query item without a
-    value, and the fragment. The authority is taken up to the last ``@`` before the query,
-    so a password holding an unescaped ``/`` is masked too (``?`` and ``#`` start the
-    query and fragment, as in every URL parser). Control characters (which
-    URL parsers drop) are removed first. Never raises.
+    value, and the fragment. The user part is taken up to the last ``@`` of the text, so
+    a password holding an unescaped ``/``, ``?``, ``#`` or ``@`` is masked too (a URL
+    parser would read a query or a fragment there: the user meant a password), and the
+    user name is shown only if none of ``/?#@`` is in it. Control characters (which URL
+    parsers drop) are removed first. Never raises.
 
     Args:
         url: A URL, or any object (its ``str()``, so a ``yarl.URL`` is masked too).
@@ -62,16 +63,18 @@ def shown_url(url: object) -> str:
         found = _SCHEME.match(text, 0, 32)
         return f"{found.group(0) if found else ''}<{len(text)} characters>"
     text = "".join(char for char in text if char.isprintable())
-    head, hash_sep, fragment = text.partition("#")
-    head, query_sep, query = head.partition("?")
-    scheme, slashes, rest = head.partition("//")
+    scheme, slashes, rest = text.partition("//")
     if not slashes:
-        scheme, rest = "", head
-    userinfo, at, hostpath = rest.rpartition("@")
+        scheme, rest = "", text
+    shown = f"{scheme}{slashes}"
+    userinfo, at, rest = rest.rpartition("@")
     if at:
         user, colon, _password = userinfo.partition(":")
-        rest = f"{user}:{_MASK}@{hostpath}" if colon else f"{_MASK}@{hostpath}"
-    shown = f"{scheme}{slashes}{rest}"
+        named = colon and not any(char in user for char in "/?#@")
+        shown += f"{user}:{_MASK}@" if named else f"{_MASK}@"
+    head, hash_sep, fragment = rest.partition("#")
+    head, query_sep, query = head.partition("?")
+    shown += head
     if query_sep:
         shown += "?" + "&".join(_shown_item(item) for item in query.replace(";", "&").split("&"))
     if hash_sep:

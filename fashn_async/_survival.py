@@ -69,6 +69,7 @@ END_REACH = 2.0
 #: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
 HIGH_REACH = 0.25
 
+
 class CompletionModel:
     """The distribution of completion times of one latency class.
 
@@ -187,7 +188,7 @@ class CompletionModel:
         edges = self._edges
         if elapsed >= edges[-1]:
             return 1.0
-        if elapsed <= 0:
+        if not elapsed > 0:  # (NaN too)
             return 0.0
         cum = self._coarse if coarse else self._cum
         j = bisect.bisect_right(edges, elapsed) - 1

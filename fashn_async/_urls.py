@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import unicodedata
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -83,6 +84,9 @@ def check_url(
         raise fail("the URL's host is not a valid domain name or IP address (IDNA 2008)")
 
 
+_DELIMITERS = str.maketrans("", "", "@:#?")
+
+
 def _authority_problem(netloc: str) -> str | None:
     """What makes the part between ``//`` and the path unusable, if anything.
 
@@ -96,6 +100,16 @@ def _authority_problem(netloc: str) -> str | None:
         return "the URL holds a backslash before its path (use / or percent-encode it)"
     if _BAD_ESCAPE.search(netloc):
         return "a % before the URL's path must start a %XX escape (two hex digits)"
+    if not netloc.isascii():
+        # As yarl and urllib check: a character that NFKC normalization (IDNA's)
+        # turns into a delimiter or a "%" would make another URL of it.
+        plain = netloc.translate(_DELIMITERS)
+        normal = unicodedata.normalize("NFKC", plain)
+        if normal != plain and any(char in normal for char in "/?#@:%"):
+            return (
+                "the URL's host or user part holds a character that NFKC normalization "
+                "turns into / ? # @ : or % (write it plainly or percent-encode it)"
+            )
     user, _, host_port = netloc.rpartition("@")
     if "[" in user or "]" in user:  # RFC 3986 section 3.2.1: not in a user part
         return "square brackets in a URL's user part must be percent-encoded (%5B, %5D)"

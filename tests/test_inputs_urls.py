@@ -81,6 +81,8 @@ def emulator_refusal(url: str) -> str | None:
 @given(urls())
 @example("http://[::1]:@a")  # brackets in the user part (found by hypothesis)
 @example("http://a]@[::1]/x.png")
+@example("http://u:p%40ss\u00b2@example.com/x.png")  # NFKC: "²" -> "2" beside a "%"
+@example("http://\uff05@example.com/x.png")  # a full-width "%"
 def test_every_url_the_client_accepts_the_emulator_accepts(url: str) -> None:
     """Generated URLs: whatever check_url lets through, the emulator's validator takes."""
     if client_accepts(url):

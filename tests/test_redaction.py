@@ -25,9 +25,9 @@ from fashn_async._redact import SAFE_QUERY_NAMES, shown_url
 API_KEY = "fa-KEY0123456789secretkey"
 
 #: Secrets: a marker no fixed part of a URL or a message holds, then URL-safe characters
-#: (a password's reserved characters are percent-encoded; ``/`` unescaped is allowed).
+#: and the delimiters a pasted password may hold unescaped (``/``, ``?``, ``#``, ``@``).
 secrets = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%/!$'()*+,",
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%/!$'()*+,?#@",
     min_size=4,
     max_size=20,
 ).map(lambda tail: f"Qx{tail}")
@@ -103,6 +103,9 @@ def test_shown_url_keeps_what_is_not_secret() -> None:
     assert shown_url("https://api.fashn.ai") == "https://api.fashn.ai"
     assert shown_url("http://tok@h/") == "http://***@h/"
     assert shown_url("http://u:p\nw@h") == "http://u:***@h"
+    # A password holding "#" or "?" unescaped (a parser reads a fragment or a query).
+    assert shown_url("http://u:hunter2#x@example.com/x.png") == "http://u:***@example.com/x.png"
+    assert shown_url("http://u:hunter2?x@example.com/x.png") == "http://u:***@example.com/x.png"
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
