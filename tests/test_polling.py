@@ -245,9 +245,10 @@ def test_a_class_that_becomes_faster_relearns(name: str) -> None:
     lag goal holds again over predictions 70-110. The class remembers its 200 last
     predictions, the old mode's among them, and the new mode's tail is thin in the fit:
     a prediction running there skipped to the old mode, and its completion, found
-    there, was read as the old mode's (p95 15-17 s in 3 seeds of 10 at 20-30 -> 2-4 s,
-    9-10 s in 2 at 40-60 -> 20-30 s). Now the tail is polled where completions were
-    seen, and while polls past a gap find too many done."""
+    there, was read as the old mode's (9-10 s in 2 seeds of 10 at 40-60 -> 20-30 s;
+    15-17 s in 3 at 20-30 -> 2-4 s while the simulation planned each poll once). Now
+    the tail is polled where completions were seen, and while polls past a gap find too
+    many done."""
     before, after = SHIFTS[name]
     worst = max(p95(simulate(before, seed, n=110, then=(50, after))[0][70:]) for seed in range(10))
     assert worst <= 1.0
