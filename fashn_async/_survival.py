@@ -20,8 +20,8 @@ fitted intervals cannot.
 With ``n`` completions seen, the next one falls below the lowest (above the highest)
 with probability ``1 / (n + 1)``, where any fit of the ``n`` puts no mass:
 :attr:`CompletionModel.ends` extrapolates past both, and the plan polls out to them.
-What first polls find is checked against what the model expected (:func:`surprised`):
-finds it gave little chance to tell the plan to look earlier. Pure: a refit is a
+What first polls find is checked against what the model expected
+(:mod:`fashn_async._surprise`), and so is what polls past a gap find. Pure: a refit is a
 function of copies (:meth:`CompletionModel.refit_job`), run in a worker thread.
 """
 

@@ -94,7 +94,9 @@ def _authority_problem(netloc: str) -> str | None:
     following the WHATWG URL standard (``http://x.com\\@y.com/`` is host ``x.com`` to
     them, ``y.com`` to ``urlsplit``): the host would be ambiguous. A ``%`` there starts
     a ``%XX`` escape (RFC 3986 section 2.1). After an IPv6 literal's ``]`` only
-    ``:port`` may follow, brackets appear nowhere else, and a port is ASCII digits.
+    ``:port`` may follow, brackets appear nowhere else (a user part included), and a
+    port is ASCII digits. A character that NFKC normalization turns into a delimiter or
+    a ``%`` is refused, as yarl (the emulator's parser) refuses it.
     """
     if "\\" in netloc:
         return "the URL holds a backslash before its path (use / or percent-encode it)"
