@@ -202,13 +202,13 @@ def _small_disk(path: Path, size: str, *options: str) -> Iterator[Path]:
 def _fill(folder: Path) -> Path:
     """Take every free byte of ``folder``'s file system; returns the filler file, which
     exists already (made before the job: opening it needs no space, even on a disk the
-    job's own writes have filled first)."""
+    job's own writes have filled first). Unbuffered: a buffered file would hold the
+    bytes the full disk refused and raise ENOSPC again when closed."""
     filler = folder / "filler.bin"
-    with filler.open("ab") as fh:
+    with filler.open("ab", buffering=0) as fh:
         try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
+            while fh.write(b"\0" * 65536):
+                pass
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
