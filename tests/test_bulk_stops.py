@@ -8,6 +8,7 @@ import contextlib
 import errno
 import io
 import os
+import re
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -430,11 +431,21 @@ def test_the_cli_on_a_disk_too_small_exits_2_with_one_line(tmp_path: Path) -> No
         assert "Group" not in job_output
         _remount(disk, "size=64m")
         again = run_cli(*args, FASHN_API_KEY=KEY)
+        # A POST answered just as the disk filled leaves its row uncertain (its id could
+        # not be written: it may have been charged), and the re-run sends it again only
+        # when told to: it says so and exits 1 (seen in 1 of about 10 runs).
+        uncertain = re.search(
+            r"(\d+) uncertain", again.stderr.splitlines()[-1] if again.stderr else ""
+        )
+        extra = int(uncertain.group(1)) if uncertain and again.returncode == 1 else 0
+        if extra:
+            assert "--resend-uncertain" in again.stderr
+            again = run_cli(*args, "--resend-uncertain", FASHN_API_KEY=KEY)
         manifest = read_manifest(disk / "results")
         report = control(url, "GET", "/_emulator/report")
     assert again.returncode == 0, again.stderr
     assert {e["status"] for e in manifest} == {"done"}
-    assert report["credits_used"] == 60
+    assert 60 <= report["credits_used"] <= 60 + extra  # paid twice only if told to resend
     assert report["rejected"] == {}
 
 
