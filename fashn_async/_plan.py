@@ -97,6 +97,7 @@ class PollPlan:
         """When to poll next, seconds since submission, at poll spacing ``gap``."""
         model, polling = self.model, self.model.polling
         after = self.last_running
+        self._past_gap = False  # (set below only for a skip: a back-off is none)
         likely = model.next_likely(after)
         step = gap
         if model.samples < WARMUP // 2 and model.cdf(after) > 1 - LEARNING_TAIL:
