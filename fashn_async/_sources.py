@@ -308,9 +308,14 @@ def let_go() -> None:
     each of its system calls. Sleeping :data:`HAND_OVER` lets it in. The cost is that
     pause per chunk in the worker (about 30 ms of wall time, no CPU, per 8 MiB image),
     so a loop of tiny steps calls it every :data:`STEPS_PER_PAUSE` steps. On the event
-    loop's own thread it does nothing: there the loop must keep the GIL.
+    loop's own thread it does nothing: there the loop must keep the GIL; nor on the main
+    thread with no loop running (plain synchronous use, as a simulation refitting in
+    line: there is no loop to hand the GIL to, and the pauses would add up).
     """
-    if asyncio._get_running_loop() is None:  # the C-level check, no exception
+    if (
+        asyncio._get_running_loop() is None  # the C-level check, no exception
+        and threading.current_thread() is not threading.main_thread()
+    ):
         time.sleep(HAND_OVER)
 
 

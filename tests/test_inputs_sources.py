@@ -310,21 +310,25 @@ def test_join_is_bytes_join(parts: list[bytes], slice_size: int) -> None:
 
 def test_let_go_keeps_the_gil_on_the_loop_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Between chunks a worker thread sleeps HAND_OVER, the GIL released; the loop's
-    thread never does."""
+    thread never does, nor the main thread with no loop (synchronous use)."""
     import asyncio
+    import threading
     import time
 
     from fashn_async import _sources
 
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
-    _sources.let_go()  # no running loop here: a worker's view
+    worker = threading.Thread(target=_sources.let_go)  # no running loop there
+    worker.start()
+    worker.join()
     assert slept == [_sources.HAND_OVER]
 
     async def on_the_loop() -> None:
         _sources.let_go()
 
     asyncio.run(on_the_loop())
+    _sources.let_go()  # the main thread, no loop running
     assert slept == [_sources.HAND_OVER]
 
 
