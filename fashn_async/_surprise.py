@@ -15,6 +15,7 @@ forgets what came before.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -78,46 +79,51 @@ class Surprise:
         self.surprised = surprised(self._polls)
 
 
-def shifted(older: Sequence[float], recent: Sequence[float]) -> bool:
+def shifted(older: Sequence[float], recent: Sequence[float], resolution: float = 0.0) -> bool:
     """Whether completion times ``recent`` come from another distribution than ``older``.
 
-    The two-sample Kolmogorov-Smirnov statistic (:func:`distance`) over its critical
-    value at level :data:`SHIFT_LEVEL` (the asymptotic ``c(a) * sqrt((n + m) / (n *
-    m))``, ``c(a) = sqrt(-ln(a / 2) / 2)``); False while either holds fewer than
+    The two-sample Kolmogorov-Smirnov statistic (:func:`distance`, blind to moves of up
+    to ``resolution`` seconds: the times are read from polls that far apart) over its
+    critical value at level :data:`SHIFT_LEVEL` (the asymptotic ``c(a) * sqrt((n + m) /
+    (n * m))``, ``c(a) = sqrt(-ln(a / 2) / 2)``); False while either holds fewer than
     :data:`RECENT`. Pure.
     """
     n, m = len(older), len(recent)
     if n < RECENT or m < RECENT:
         return False
     critical = math.sqrt(-math.log(SHIFT_LEVEL / 2) / 2) * math.sqrt((n + m) / (n * m))
-    return distance(older, recent) > critical
+    return distance(older, recent, resolution) > critical
 
 
-def shift_start(times: Sequence[float]) -> int | None:
+def shift_start(times: Sequence[float], resolution: float = 0.0) -> int | None:
     """Where the latency shifted in ``times`` (oldest first), or None if it did not.
 
-    None unless the last :data:`RECENT` are :func:`shifted` from those before them;
-    then the index, among the last RECENT, that splits ``times`` into the two most
-    unlike parts (the shift is usually seen before RECENT times come after it). Pure.
+    None unless the last :data:`RECENT` are :func:`shifted` from those before them (at
+    ``resolution``, seconds); then the index, among the last RECENT, that splits
+    ``times`` into the two most unlike parts (the shift is usually seen before RECENT
+    times come after it). Pure.
     """
     n = len(times)
-    if not shifted(times[: n - RECENT], times[n - RECENT :]):
+    if not shifted(times[: n - RECENT], times[n - RECENT :], resolution):
         return None
-    return max(range(n - RECENT, n), key=lambda k: distance(times[:k], times[k:]))
+    return max(range(n - RECENT, n), key=lambda k: distance(times[:k], times[k:], resolution))
 
 
-def distance(a: Sequence[float], b: Sequence[float]) -> float:
-    """The widest distance between the empirical distribution functions of ``a`` and
-    ``b`` (both non-empty): the Kolmogorov-Smirnov statistic. Pure."""
+def distance(a: Sequence[float], b: Sequence[float], resolution: float = 0.0) -> float:
+    """How far apart the empirical distribution functions ``Fa``, ``Fb`` of ``a`` and
+    ``b`` (both non-empty) are, beyond moving either by up to ``resolution``: the
+    largest of ``Fb(x - resolution) - Fa(x)`` and ``Fa(x - resolution) - Fb(x)`` over
+    all ``x`` (at 0, the Kolmogorov-Smirnov statistic). Each term is largest at a jump
+    of its first function. Pure."""
     a, b = sorted(a), sorted(b)
     n, m = len(a), len(b)
-    i = j = 0
     widest = 0.0
-    while i < n and j < m:
-        x = min(a[i], b[j])
-        while i < n and a[i] <= x:
-            i += 1
-        while j < m and b[j] <= x:
-            j += 1
-        widest = max(widest, abs(i / n - j / m))
+    for x in b:
+        widest = max(
+            widest, (bisect.bisect_right(b, x) / m) - bisect.bisect_right(a, x + resolution) / n
+        )
+    for x in a:
+        widest = max(
+            widest, (bisect.bisect_right(a, x) / n) - bisect.bisect_right(b, x + resolution) / m
+        )
     return widest

@@ -145,7 +145,7 @@ class CompletionModel:
         # completion, and the extrapolation below the lowest covers what they miss.
         width = 0.0 if at_first_poll else min(high - low, self.polling.target_lag)
         self._points.append(seen_done - width / 2)
-        shift = shift_start(list(self._points))
+        shift = shift_start(list(self._points), self.polling.target_lag)
         if shift is not None:  # the latency shifted: forget what came before
             self._forget(shift)
         self._sorted = sorted(self._points)

@@ -12,12 +12,20 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_polling import TRYON, _learned_bimodal, _polls_until, learned, simulate
+from test_polling import DISTRIBUTIONS, TRYON, _learned_bimodal, _polls_until, learned, simulate
 
 from fashn_async import Polling
 from fashn_async._plan import LEARNING, SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
 from fashn_async._polling import prior_for
-from fashn_async._surprise import FINDS, RECENT, WINDOW, shift_start, shifted, surprised
+from fashn_async._surprise import (
+    FINDS,
+    RECENT,
+    WINDOW,
+    distance,
+    shift_start,
+    shifted,
+    surprised,
+)
 from fashn_async._survival import CompletionModel
 from fashn_async._turnbull import EPSILON, MIN_GAP
 
@@ -366,3 +374,33 @@ def test_a_shift_starts_where_the_times_change(times: list[float], new: int) -> 
     start = shift_start([*times, *later])
     assert start is not None or new < RECENT
     assert start is None or len(times) - RECENT < start <= len(times)
+
+
+@given(_TIMES, st.floats(0.0, 5.0))
+def test_moves_within_the_resolution_are_no_shift(times: list[float], resolution: float) -> None:
+    """Times moved by up to ``resolution`` (a poll spacing: the times are read from
+    polls) are at distance 0 from the times: a new grid of polls is no shift."""
+    assert distance(times, [t + resolution for t in times], resolution) == 0.0
+    assert distance([t + resolution for t in times], times, resolution) == 0.0
+    assert not shifted(times, [t + resolution for t in times], resolution)
+
+
+@pytest.mark.parametrize("name", ["1-3", "2-4"])
+def test_a_class_that_keeps_its_latency_is_not_taken_for_shifted(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10 seeds of 200 predictions from one distribution: the class never forgets. Its
+    first completions, polled from the 5-11 s prior, are seen on another grid of polls
+    than the later ones (3 false shifts in 20 seeds at 1-3 s before the test allowed
+    moves of one spacing)."""
+    forgets: list[int] = []
+    forget = CompletionModel._forget
+
+    def counted(self: CompletionModel, start: int) -> None:
+        forgets.append(start)
+        forget(self, start)
+
+    monkeypatch.setattr(CompletionModel, "_forget", counted)
+    for seed in range(10):
+        simulate(DISTRIBUTIONS[name], seed, n=200)
+    assert forgets == []
