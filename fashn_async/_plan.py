@@ -12,8 +12,7 @@ stretches the model holds empty and wider than four spacings (a bimodal mix), an
 tail of a mode before such a stretch once fewer than 2 % of the predictions still
 running are expected to complete in it and none was seen completing within the next
 spacing. Polling goes on at every spacing up to the highest completion extrapolated,
-and backs off geometrically past it (while a class has seen fewer than 12, every two
-spacings up to three times its 98 % time first). While
+and backs off geometrically past it. While
 a class has seen fewer than six completions, the tail of what it believes (its last
 10 %) is polled every two spacings: the first predictions of a class whose prior is
 wrong (a model slower than documented) would otherwise poll densely through all of it.
@@ -46,9 +45,8 @@ WARMUP = 12
 DITHER = -0.5
 DITHER_SHARE = 0.3
 #: Spacing, in spacings, in the tail of the belief (its last LEARNING_TAIL) while a class
-#: has seen fewer than WARMUP // 2 completions, and past everything seen while it has
-#: seen fewer than WARMUP (the predictions sent first, at most one per slot in
-#: progress: their lag is allowed up to 2 s).
+#: has seen fewer than WARMUP // 2 completions (the predictions sent first, at most one
+#: per slot in progress: their lag is allowed up to 2 s).
 LEARNING = 2.0
 LEARNING_TAIL = 0.1
 #: Where the first poll lands, as a share of its time, while first polls surprise.
@@ -111,8 +109,7 @@ class PollPlan:
             if model.remaining(after) > 0 or (ends is not None and after < ends[1]):
                 likely = after  # in the thin tail of what was seen, or just past it
             elif model.samples < WARMUP and after < 3 * model.quantile(1 - EPSILON):
-                likely = after  # still learning, past everything seen: keep on, sparser
-                step = LEARNING * gap
+                likely = after  # still learning: keep on
         if likely is None:  # past everything seen: back off
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + min(max(previous * polling.backoff, gap), polling.max_interval)

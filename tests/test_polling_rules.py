@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_polling import DISTRIBUTIONS, TRYON, _learned_bimodal, _polls_until, learned, simulate
 
 from fashn_async import Polling
-from fashn_async._plan import LEARNING, SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
+from fashn_async._plan import SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
 from fashn_async._polling import prior_for
 from fashn_async._surprise import (
     FINDS,
@@ -27,7 +27,7 @@ from fashn_async._surprise import (
     surprised,
 )
 from fashn_async._survival import CompletionModel
-from fashn_async._turnbull import EPSILON, MIN_GAP
+from fashn_async._turnbull import MIN_GAP
 
 GAP = 0.95
 
@@ -93,27 +93,6 @@ def test_a_prediction_that_never_ends_backs_off_while_learning_too(seen: int) ->
     gaps = _spacings_past(model, 12.0, 3600.0)
     assert max(gaps) == pytest.approx(polling.max_interval)
     assert len(gaps) < 700  # every 1.7 s: about 2,100 polls in the hour
-
-
-def test_while_learning_a_prediction_past_everything_seen_is_polled_every_two_spacings() -> None:
-    """Fewer than WARMUP completions seen (8, at 3-5 s): a prediction still running past
-    all of them is polled every LEARNING spacings (it is one of the first predictions of
-    its class, whose lag may reach 2 s) up to three times the 98 % time, then backs off.
-    Every spacing, through 20 s of a 3-5 / 25-30 s class, cost the mix's first slow
-    predictions about 15 polls each."""
-    polling = Polling(explore=0.0)
-    model = CompletionModel(polling, prior_for(TRYON, polling))
-    for k in range(8):
-        model.observe(3.0 + 0.25 * k, 3.9 + 0.25 * k)
-    assert model.samples < WARMUP
-    assert model.ends is not None
-    start, until = model.ends[1] + GAP, 3 * model.quantile(1 - EPSILON)
-    gaps = _spacings_past(model, start, 2 * until)
-    sent = list(itertools.accumulate([start, *gaps]))
-    learning = [gap for at, gap in zip(sent, gaps, strict=False) if at + gap <= until]
-    assert len(learning) >= 4
-    assert all(gap == pytest.approx(LEARNING * GAP) for gap in learning)
-    assert max(gaps) > LEARNING * GAP  # then backs off
 
 
 def test_once_learned_stragglers_back_off_to_max_interval() -> None:
