@@ -27,7 +27,7 @@ from fashn_async._surprise import (
     surprised,
 )
 from fashn_async._survival import CompletionModel
-from fashn_async._turnbull import MIN_GAP
+from fashn_async._turnbull import EPSILON, MIN_GAP
 
 GAP = 0.95
 
