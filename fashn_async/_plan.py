@@ -71,7 +71,6 @@ class PollPlan:
 
     __slots__ = (
         "_dither",
-        "_epoch",
         "_past_gap",
         "_probe",
         "last_running",
@@ -89,7 +88,6 @@ class PollPlan:
         self.last_running = 0.0
         self.previous_gap: float | None = None
         self._past_gap = False  # whether the poll planned is the first past a gap
-        self._epoch = model.epoch  # a prediction sent before a shift teaches nothing after
         explore = model.polling.explore
         self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
         dither = rng.random() < DITHER_SHARE
@@ -161,5 +159,5 @@ class PollPlan:
             self.model.first_poll(answered, found_done=True)
         elif self._past_gap and self.learn and completed:
             self.model.past_gap(answered, self.last_running, found_done=True)
-        if self.learn and completed and self._epoch == self.model.epoch:
+        if self.learn and completed:
             self.model.observe(self.last_running if self.polls > 1 else None, answered)

@@ -21,9 +21,7 @@ With ``n`` completions seen, the next one falls below the lowest (above the high
 with probability ``1 / (n + 1)``, where any fit of the ``n`` puts no mass:
 :attr:`CompletionModel.ends` extrapolates past both, and the plan polls out to them.
 What first polls find is checked against what the model expected
-(:mod:`fashn_async._surprise`), and so is what polls past a gap find; completions
-unlike those before them (:func:`~fashn_async._surprise.shift_start`: a model that
-became faster or slower) make the model forget what came before the shift. Pure: a refit is a
+(:mod:`fashn_async._surprise`), and so is what polls past a gap find. Pure: a refit is a
 function of copies (:meth:`CompletionModel.refit_job`), run in a worker thread.
 """
 
@@ -36,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 
 from fashn_async._polling import Modes, Polling
-from fashn_async._surprise import Surprise, shift_start
+from fashn_async._surprise import Surprise
 from fashn_async._turnbull import (
     EPSILON,
     MIN_GAP,
@@ -45,7 +43,6 @@ from fashn_async._turnbull import (
     dense_region,
     mixed,
     mixture_weights,
-    predictive_ends,
     turnbull_fit,
 )
 
@@ -63,6 +60,14 @@ CONTRADICTED = 0.5
 #: observations reweight its modes (a documented timing the completions contradict
 #: loses its weight within a few of them).
 PRIOR_COUNT = 0.2
+#: Lowest (highest) completions read to extrapolate the next lowest (highest) one...
+END_SAMPLES = 5
+#: ... that far beyond the lowest (highest) seen, in their mean spacings: with n seen,
+#: the next lies beyond the lowest by chance 1 / (n + 1), by about one spacing.
+END_REACH = 2.0
+#: Past the highest seen, at least this share of the range seen: polls there cost only
+#: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
+HIGH_REACH = 0.25
 
 
 class CompletionModel:
@@ -98,8 +103,6 @@ class CompletionModel:
         self._at_first_poll: deque[bool] = deque(maxlen=polling.memory)
         self._points: deque[float] = deque(maxlen=polling.memory)
         self._sorted: list[float] = []
-        #: Times the latency was found shifted, each time forgetting what came before.
-        self.epoch = 0
         self._stale = 0
         self._first_polls = Surprise()
         self._past_gaps = Surprise()
@@ -145,25 +148,13 @@ class CompletionModel:
         # completion, and the extrapolation below the lowest covers what they miss.
         width = 0.0 if at_first_poll else min(high - low, self.polling.target_lag)
         self._points.append(seen_done - width / 2)
-        shift = shift_start(list(self._points), self.polling.target_lag)
-        if shift is not None:  # the latency shifted: forget what came before
-            self._forget(shift)
         self._sorted = sorted(self._points)
-        self._ends = predictive_ends(self._sorted)
+        self._ends = _predictive_ends(self._sorted)
         self._stale += 1
         if at_first_poll:
             # Done by the first poll: completions may come sooner than believed, and the
             # first polls of the predictions submitted next depend on it: refit now.
             self._stale = max(self._stale, len(self._seen) // 8)
-
-    def _forget(self, start: int) -> None:
-        """Keep only the observations from the ``start``-th on: the latency shifted."""
-        memory = self.polling.memory
-        self._seen = deque(list(self._seen)[start:], maxlen=memory)
-        self._at_first_poll = deque(list(self._at_first_poll)[start:], maxlen=memory)
-        self._points = deque(list(self._points)[start:], maxlen=memory)
-        self.epoch += 1
-        self._stale = len(self._seen)  # refit now
 
     def first_poll(self, at: float, *, found_done: bool) -> None:
         """Note what a prediction's first poll, ``at`` seconds after submission, found."""
@@ -219,8 +210,8 @@ class CompletionModel:
     @property
     def ends(self) -> tuple[float, float] | None:
         """``(low, high)`` seconds: how early and how late the next completion may come,
-        extrapolated past the lowest and the highest seen
-        (:func:`fashn_async._turnbull.predictive_ends`);
+        extrapolated past the lowest and the highest seen (:data:`END_REACH` of their
+        mean spacings; past the highest, at least :data:`HIGH_REACH` of the range);
         None before two are seen."""
         return self._ends
 
@@ -392,6 +383,20 @@ def _censored_plainly(
         else (first, last)
         for (first, last), left in zip(seen, at_first_poll, strict=True)
     ]
+
+
+def _predictive_ends(values: list[float]) -> tuple[float, float] | None:
+    """(low, high): :data:`END_REACH` mean spacings beyond the lowest and the highest of
+    sorted ``values``, each spacing read from the :data:`END_SAMPLES` nearest that end."""
+    n = len(values)
+    if n < 2:
+        return None
+    k = min(n, END_SAMPLES)
+    low = values[0] - END_REACH * (values[k - 1] - values[0]) / (k - 1)
+    high = values[-1] + max(
+        END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
+    )
+    return max(low, 0.0), high
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:

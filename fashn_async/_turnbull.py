@@ -3,8 +3,7 @@ planning views of its result: pure functions over lists, no state.
 
 :func:`turnbull_fit` fits observed intervals ``(t1, t2]`` on a grid of bins with a fading
 prior; :class:`Fit` carries the estimate smoothed for planning and the dense region
-(where completions are likely) derived from it; :func:`predictive_ends`
-extrapolates how early and how late the next completion may come. Used by
+(where completions are likely) derived from it. Used by
 :class:`fashn_async._survival.CompletionModel`, which keeps the observations; the
 poller runs a fit in a worker thread (it lets go of the GIL between iterations).
 """
@@ -22,10 +21,7 @@ from fashn_async._sources import let_go
 
 __all__ = [
     "COARSE",
-    "END_REACH",
-    "END_SAMPLES",
     "EPSILON",
-    "HIGH_REACH",
     "MIN_GAP",
     "SMOOTHING",
     "Fit",
@@ -33,7 +29,6 @@ __all__ = [
     "dense_region",
     "mixed",
     "mixture_weights",
-    "predictive_ends",
     "smooth",
     "turnbull_fit",
 ]
@@ -66,14 +61,6 @@ SMOOTHING = 2
 #: The wider kernel behind the decision to skip a stretch of time: only a gap wider than
 #: about 2 x 8 bins (4 s at 5 s, 16 % of the time beyond 24 s) is believed empty.
 COARSE = 4
-#: Lowest (highest) completions read to extrapolate the next lowest (highest) one...
-END_SAMPLES = 5
-#: ... that far beyond the lowest (highest) seen, in their mean spacings: with n seen,
-#: the next lies beyond the lowest by chance 1 / (n + 1), by about one spacing.
-END_REACH = 2.0
-#: Past the highest seen, at least this share of the range seen: polls there cost only
-#: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
-HIGH_REACH = 0.25
 
 
 def dense_region(
@@ -329,17 +316,3 @@ def turnbull_fit(
             break
         let_go()
     return Fit.of(mass, edges, shortest, n)
-
-
-def predictive_ends(values: list[float]) -> tuple[float, float] | None:
-    """(low, high): :data:`END_REACH` mean spacings beyond the lowest and the highest of
-    sorted ``values``, each spacing read from the :data:`END_SAMPLES` nearest that end."""
-    n = len(values)
-    if n < 2:
-        return None
-    k = min(n, END_SAMPLES)
-    low = values[0] - END_REACH * (values[k - 1] - values[0]) / (k - 1)
-    high = values[-1] + max(
-        END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
-    )
-    return max(low, 0.0), high

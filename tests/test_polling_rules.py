@@ -12,22 +12,14 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_polling import DISTRIBUTIONS, TRYON, _learned_bimodal, _polls_until, learned, simulate
+from test_polling import TRYON, _learned_bimodal, _polls_until, learned, simulate
 
 from fashn_async import Polling
 from fashn_async._plan import SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
 from fashn_async._polling import prior_for
-from fashn_async._surprise import (
-    FINDS,
-    RECENT,
-    WINDOW,
-    distance,
-    shift_start,
-    shifted,
-    surprised,
-)
+from fashn_async._surprise import FINDS, WINDOW, surprised
 from fashn_async._survival import CompletionModel
-from fashn_async._turnbull import EPSILON, MIN_GAP
+from fashn_async._turnbull import MIN_GAP
 
 GAP = 0.95
 
@@ -291,95 +283,3 @@ def test_polls_past_a_gap_rarely_surprise_a_class_that_keeps_its_modes(
         simulate([(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)], seed, n=100)
     assert len(states) > 300
     assert sum(states) < 0.05 * len(states)
-
-
-_TIMES = st.lists(st.floats(0.1, 300.0), min_size=RECENT, max_size=60)
-
-
-@given(_TIMES, _TIMES, st.floats(0.01, 100.0), st.randoms(use_true_random=False))
-def test_a_shift_is_judged_by_ranks_alone(
-    older: list[float], recent: list[float], scale: float, rng: random.Random
-) -> None:
-    """``shifted`` reads only the order of the times: the same for any scale and any
-    order of either list (a Kolmogorov-Smirnov test, free of the distribution)."""
-    judged = shifted(older, recent)
-    shuffled = rng.sample(recent, len(recent))
-    assert shifted([scale * t for t in older], [scale * t for t in shuffled]) == judged
-    assert not shifted(older, list(older))
-
-
-@given(st.lists(st.floats(0.1, 300.0), min_size=2 * RECENT, max_size=60), st.floats(1.5, 10.0))
-def test_times_all_beyond_those_before_are_a_shift(times: list[float], factor: float) -> None:
-    """Enough recent times all past (or all before) every older one are a shift; fewer
-    than RECENT on either side never are."""
-    older = times[RECENT:]
-    later = [factor * max(older) + t for t in times[:RECENT]]
-    sooner = [min(older) / factor * t / max(times) for t in times[:RECENT]]
-    assert shifted(older, later)
-    assert shifted(older, sooner)
-    assert not shifted(older, later[:-1])
-    assert not shifted(older[: RECENT - 1], later)
-
-
-def test_a_class_that_shifts_forgets_what_came_before() -> None:
-    """40 completions at 30-60 s, then 8-12 s ones: within RECENT of them the model
-    forgets all before the shift (its 98 % time falls below 15 s), and a prediction sent
-    before it (its plan made in the old epoch) teaches it nothing more."""
-    polling = Polling(explore=0.0)
-    model = CompletionModel(polling, prior_for(TRYON, polling))
-    rng = random.Random(5)
-    for _ in range(40):
-        t = rng.uniform(30.0, 60.0)
-        model.observe(t - GAP, t)
-    stale = PollPlan(model, rng)
-    stale.running(30.0)
-    new = 0
-    while model.epoch == 0:
-        assert new < RECENT
-        t = rng.uniform(8.0, 12.0)
-        model.observe(t - GAP, t)
-        new += 1
-    assert model.samples == new
-    assert model.quantile(1 - EPSILON) < 15.0
-    stale.done(45.0, completed=True)
-    assert model.samples == new
-
-
-@given(st.lists(st.floats(0.1, 300.0), min_size=RECENT, max_size=40), st.integers(1, RECENT))
-def test_a_shift_starts_where_the_times_change(times: list[float], new: int) -> None:
-    """Times, then ``new`` far later ones: RECENT of them are always found a shift; a
-    shift found keeps every one of them (it starts at the first or before)."""
-    later = [1000.0 + t for t in times[:new]]
-    start = shift_start([*times, *later])
-    assert start is not None or new < RECENT
-    assert start is None or len(times) - RECENT < start <= len(times)
-
-
-@given(_TIMES, st.floats(0.0, 5.0))
-def test_moves_within_the_resolution_are_no_shift(times: list[float], resolution: float) -> None:
-    """Times moved by up to ``resolution`` (a poll spacing: the times are read from
-    polls) are at distance 0 from the times: a new grid of polls is no shift."""
-    assert distance(times, [t + resolution for t in times], resolution) == 0.0
-    assert distance([t + resolution for t in times], times, resolution) == 0.0
-    assert not shifted(times, [t + resolution for t in times], resolution)
-
-
-@pytest.mark.parametrize("name", ["1-3", "2-4"])
-def test_a_class_that_keeps_its_latency_is_not_taken_for_shifted(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """10 seeds of 200 predictions from one distribution: the class never forgets. Its
-    first completions, polled from the 5-11 s prior, are seen on another grid of polls
-    than the later ones (3 false shifts in 20 seeds at 1-3 s before the test allowed
-    moves of one spacing)."""
-    forgets: list[int] = []
-    forget = CompletionModel._forget
-
-    def counted(self: CompletionModel, start: int) -> None:
-        forgets.append(start)
-        forget(self, start)
-
-    monkeypatch.setattr(CompletionModel, "_forget", counted)
-    for seed in range(10):
-        simulate(DISTRIBUTIONS[name], seed, n=200)
-    assert forgets == []
