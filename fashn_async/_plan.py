@@ -70,12 +70,14 @@ class PollPlan:
     """
 
     __slots__ = (
+        "__weakref__",
         "_dither",
         "_past_gap",
         "_probe",
         "last_running",
         "learn",
         "model",
+        "number",
         "polls",
         "previous_gap",
     )
@@ -88,6 +90,8 @@ class PollPlan:
         self.last_running = 0.0
         self.previous_gap: float | None = None
         self._past_gap = False  # whether the poll planned is the first past a gap
+        #: Its number in its class, in submission order (None if it does not learn).
+        self.number = model.submitted(self) if learn else None
         explore = model.polling.explore
         self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
         dither = rng.random() < DITHER_SHARE
@@ -160,4 +164,7 @@ class PollPlan:
         elif self._past_gap and self.learn and completed:
             self.model.past_gap(answered, self.last_running, found_done=True)
         if self.learn and completed:
-            self.model.observe(self.last_running if self.polls > 1 else None, answered)
+            seen_running = self.last_running if self.polls > 1 else None
+            self.model.observe(seen_running, answered, self.number)
+        elif self.number is not None:
+            self.model.ended(self.number)

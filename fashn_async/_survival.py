@@ -34,15 +34,18 @@ from collections import deque
 from collections.abc import Callable
 
 from fashn_async._polling import Modes, Polling
+from fashn_async._shift import MARGIN, Running, Shift
 from fashn_async._surprise import Surprise
 from fashn_async._turnbull import (
     EPSILON,
     MIN_GAP,
     Fit,
+    censored_plainly,
     cumulative,
     dense_region,
     mixed,
     mixture_weights,
+    predictive_ends,
     turnbull_fit,
 )
 
@@ -53,21 +56,10 @@ __all__ = ["FIRST", "CompletionModel", "done_probability"]
 FIRST = 0.01
 #: Share of its time over which a completion found done at its first poll is spread.
 LEFT_SPAN = 0.125
-#: Share of the completions seen ending by a first poll that, seen ending before its
-#: LEFT_SPAN, make a completion found done there read as censored plainly, ``(0, poll]``.
-CONTRADICTED = 0.5
 #: What the prior's own mixture weights are worth, in observations, when the
 #: observations reweight its modes (a documented timing the completions contradict
 #: loses its weight within a few of them).
 PRIOR_COUNT = 0.2
-#: Lowest (highest) completions read to extrapolate the next lowest (highest) one...
-END_SAMPLES = 5
-#: ... that far beyond the lowest (highest) seen, in their mean spacings: with n seen,
-#: the next lies beyond the lowest by chance 1 / (n + 1), by about one spacing.
-END_REACH = 2.0
-#: Past the highest seen, at least this share of the range seen: polls there cost only
-#: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
-HIGH_REACH = 0.25
 
 
 class CompletionModel:
@@ -106,6 +98,9 @@ class CompletionModel:
         self._stale = 0
         self._first_polls = Surprise()
         self._past_gaps = Surprise()
+        self._numbers: deque[int] = deque(maxlen=polling.memory)
+        self._shift = Shift(polling.memory)
+        self._since = 0  # predictions numbered below were forgotten (a shift)
 
     def __repr__(self) -> str:
         return (
@@ -118,14 +113,31 @@ class CompletionModel:
         """Finished predictions the model remembers."""
         return len(self._seen)
 
-    def observe(self, seen_running: float | None, seen_done: float) -> None:
+    def submitted(self, plan: Running) -> int:
+        """Number a prediction of this class, in submission order, and follow it (held
+        weakly) until it is observed or :meth:`ended`: the shift test reads it."""
+        return self._shift.submitted(plan)
+
+    def ended(self, number: int) -> None:
+        """Prediction ``number`` ended without completing (failed, canceled)."""
+        self._shift.ended(number)
+
+    def observe(
+        self, seen_running: float | None, seen_done: float, number: int | None = None
+    ) -> None:
         """Learn that one completion lies in ``(seen_running, seen_done]``.
 
         Args:
             seen_running: Seconds after submission it was last known running, or None
                 when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
+            number: Its number from :meth:`submitted`, if it has one: a completion of a
+                prediction sent before a shift (:mod:`fashn_async._shift`) teaches
+                nothing, and the newest predictions are tested for a shift.
         """
+        if number is not None and number < self._since:
+            self._shift.ended(number)
+            return
         at_first_poll = seen_running is None
         if at_first_poll:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
@@ -149,12 +161,33 @@ class CompletionModel:
         width = 0.0 if at_first_poll else min(high - low, self.polling.target_lag)
         self._points.append(seen_done - width / 2)
         self._sorted = sorted(self._points)
-        self._ends = _predictive_ends(self._sorted)
+        self._ends = predictive_ends(self._sorted)
+        self._numbers.append(self._since - 1 if number is None else number)
         self._stale += 1
         if at_first_poll:
             # Done by the first poll: completions may come sooner than believed, and the
             # first polls of the predictions submitted next depend on it: refit now.
             self._stale = max(self._stale, len(self._seen) // 8)
+        if number is not None:
+            self._shift.completed(number, 0.0 if at_first_poll else low, high)
+            since = self._shift.test(MARGIN * self.polling.target_lag)
+            if since is not None:
+                self._forget(since)
+
+    def _forget(self, since: int) -> None:
+        """Forget the completions of predictions numbered below ``since`` (the class
+        shifted): they, and what first polls and polls past gaps found, mislead."""
+        kept = [k for k, number in enumerate(self._numbers) if number >= since]
+        for name in ("_seen", "_at_first_poll", "_points", "_numbers"):
+            old = getattr(self, name)
+            setattr(self, name, deque((old[k] for k in kept), maxlen=old.maxlen))
+        self._sorted = sorted(self._points)
+        self._ends = predictive_ends(self._sorted)
+        self._since = since
+        self._shift.forget(since)
+        self._first_polls, self._past_gaps = Surprise(), Surprise()
+        self._fit = mixed(self._modes, self._mode_weights)  # start the EM afresh
+        self._stale = max(len(self._seen), 1)  # refit now
 
     def first_poll(self, at: float, *, found_done: bool) -> None:
         """Note what a prediction's first poll, ``at`` seconds after submission, found."""
@@ -210,9 +243,9 @@ class CompletionModel:
     @property
     def ends(self) -> tuple[float, float] | None:
         """``(low, high)`` seconds: how early and how late the next completion may come,
-        extrapolated past the lowest and the highest seen (:data:`END_REACH` of their
-        mean spacings; past the highest, at least :data:`HIGH_REACH` of the range);
-        None before two are seen."""
+        extrapolated past the lowest and the highest seen (``END_REACH`` of their mean
+        spacings; past the highest, at least ``HIGH_REACH`` of the range, both in
+        :mod:`fashn_async._turnbull`); None before two are seen."""
         return self._ends
 
     def next_likely(self, after: float) -> float | None:
@@ -323,7 +356,7 @@ class CompletionModel:
             return None
         self._stale = 0
         weight = self.polling.prior_weight * math.exp(-n / (2.5 * self.polling.prior_weight))
-        seen = _censored_plainly(list(self._seen), list(self._at_first_poll))
+        seen = censored_plainly(list(self._seen), list(self._at_first_poll))
         return functools.partial(
             _fit,
             seen,
@@ -364,39 +397,6 @@ def _fit(
     modes per bin and their weights). Pure."""
     prior = mixed(modes, mixture_weights(modes, weights, seen, PRIOR_COUNT))
     return turnbull_fit(seen, edges, [weight * m for m in prior], weight, start, narrow, shortest)
-
-
-def _censored_plainly(
-    seen: list[tuple[int, int]], at_first_poll: list[bool]
-) -> list[tuple[int, int]]:
-    """``seen`` with each completion found done at its first poll read as ``(0, poll]``
-    rather than as its last :data:`LEFT_SPAN`, where that reading is contradicted: more
-    than :data:`CONTRADICTED` of the completions seen ending by that poll were seen
-    ending before the span (the first poll was late for what came to be known, so the
-    fit, not the poll's time, should place it). Pure."""
-    uppers = sorted(last for _, last in seen)
-    return [
-        (0, last)
-        if left
-        and first > 0
-        and bisect.bisect_right(uppers, first) > CONTRADICTED * bisect.bisect_right(uppers, last)
-        else (first, last)
-        for (first, last), left in zip(seen, at_first_poll, strict=True)
-    ]
-
-
-def _predictive_ends(values: list[float]) -> tuple[float, float] | None:
-    """(low, high): :data:`END_REACH` mean spacings beyond the lowest and the highest of
-    sorted ``values``, each spacing read from the :data:`END_SAMPLES` nearest that end."""
-    n = len(values)
-    if n < 2:
-        return None
-    k = min(n, END_SAMPLES)
-    low = values[0] - END_REACH * (values[k - 1] - values[0]) / (k - 1)
-    high = values[-1] + max(
-        END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
-    )
-    return max(low, 0.0), high
 
 
 def done_probability(model: CompletionModel, elapsed: float, last_running: float) -> float:

@@ -21,14 +21,20 @@ from fashn_async._sources import let_go
 
 __all__ = [
     "COARSE",
+    "CONTRADICTED",
+    "END_REACH",
+    "END_SAMPLES",
+    "HIGH_REACH",
     "EPSILON",
     "MIN_GAP",
     "SMOOTHING",
     "Fit",
+    "censored_plainly",
     "cumulative",
     "dense_region",
     "mixed",
     "mixture_weights",
+    "predictive_ends",
     "smooth",
     "turnbull_fit",
 ]
@@ -61,6 +67,18 @@ SMOOTHING = 2
 #: The wider kernel behind the decision to skip a stretch of time: only a gap wider than
 #: about 2 x 8 bins (4 s at 5 s, 16 % of the time beyond 24 s) is believed empty.
 COARSE = 4
+
+#: Share of the completions seen ending by a first poll that, seen ending before its
+#: LEFT_SPAN, make a completion found done there read as censored plainly, ``(0, poll]``.
+CONTRADICTED = 0.5
+#: Lowest (highest) completions read to extrapolate the next lowest (highest) one...
+END_SAMPLES = 5
+#: ... that far beyond the lowest (highest) seen, in their mean spacings: with n seen,
+#: the next lies beyond the lowest by chance 1 / (n + 1), by about one spacing.
+END_REACH = 2.0
+#: Past the highest seen, at least this share of the range seen: polls there cost only
+#: the predictions that get there (the next record, about 1 in n + 1, or one stuck).
+HIGH_REACH = 0.25
 
 
 def dense_region(
@@ -316,3 +334,36 @@ def turnbull_fit(
             break
         let_go()
     return Fit.of(mass, edges, shortest, n)
+
+
+def censored_plainly(
+    seen: list[tuple[int, int]], at_first_poll: list[bool]
+) -> list[tuple[int, int]]:
+    """``seen`` with each completion found done at its first poll read as ``(0, poll]``
+    rather than as its last LEFT_SPAN (of _survival), where that reading is contradicted: more
+    than CONTRADICTED of the completions seen ending by that poll were seen
+    ending before the span (the first poll was late for what came to be known, so the
+    fit, not the poll's time, should place it). Pure."""
+    uppers = sorted(last for _, last in seen)
+    return [
+        (0, last)
+        if left
+        and first > 0
+        and bisect.bisect_right(uppers, first) > CONTRADICTED * bisect.bisect_right(uppers, last)
+        else (first, last)
+        for (first, last), left in zip(seen, at_first_poll, strict=True)
+    ]
+
+
+def predictive_ends(values: list[float]) -> tuple[float, float] | None:
+    """(low, high): END_REACH mean spacings beyond the lowest and the highest of
+    sorted ``values``, each spacing read from the END_SAMPLES nearest that end."""
+    n = len(values)
+    if n < 2:
+        return None
+    k = min(n, END_SAMPLES)
+    low = values[0] - END_REACH * (values[k - 1] - values[0]) / (k - 1)
+    high = values[-1] + max(
+        END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
+    )
+    return max(low, 0.0), high

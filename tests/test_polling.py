@@ -196,7 +196,7 @@ def test_a_late_first_poll_find_is_read_plainly_once_contradicted(
     with them, not in 7-8 s (where the LEFT_SPAN reading would put 1 in 11 of the mass)."""
 
     def fitted(contradicted: float) -> CompletionModel:
-        monkeypatch.setattr(_survival, "CONTRADICTED", contradicted)
+        monkeypatch.setattr(_turnbull, "CONTRADICTED", contradicted)
         model = CompletionModel(Polling(), prior_for(TRYON, Polling()))
         for k in range(10):
             model.observe(3.0 + 0.1 * k, 3.6 + 0.1 * k)
@@ -204,7 +204,7 @@ def test_a_late_first_poll_find_is_read_plainly_once_contradicted(
         model.cdf(0.0)  # refit now, with CONTRADICTED as set
         return model
 
-    plain = fitted(_survival.CONTRADICTED)
+    plain = fitted(_turnbull.CONTRADICTED)
     assert plain.cdf(8.0) - plain.cdf(6.5) < 0.02
     spanned = fitted(2.0)  # never contradicted: the LEFT_SPAN reading
     assert spanned.cdf(8.0) - spanned.cdf(6.5) > 0.05
