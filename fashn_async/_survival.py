@@ -45,6 +45,7 @@ from fashn_async._turnbull import (
     mixture_weights,
     turnbull_fit,
 )
+from fashn_async._validators import in_range, shorten
 
 __all__ = ["FIRST", "CompletionModel", "done_probability"]
 
@@ -125,7 +126,16 @@ class CompletionModel:
             seen_running: Seconds after submission it was last known running, or None
                 when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
+
+        Raises:
+            ValueError: ``seen_done`` not a finite number above 0, or ``seen_running``
+                neither None nor a finite number from 0 to ``seen_done``; nothing is learned.
         """
+        if not in_range(seen_done, 0.0, open_low=True):
+            raise ValueError(f"seen_done must be a finite number > 0, got {shorten(seen_done)}")
+        if seen_running is not None and not in_range(seen_running, 0.0, seen_done):
+            bound = f"a finite number from 0 to seen_done ({seen_done:g})"
+            raise ValueError(f"seen_running must be None or {bound}, got {shorten(seen_running)}")
         at_first_poll = seen_running is None
         if at_first_poll:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
@@ -135,8 +145,7 @@ class CompletionModel:
             # earlier), or, with no mass there, smears it over the prior.
             span = LEFT_SPAN * seen_done
             seen_running = seen_done - span if span < seen_done else None
-        low = max(seen_running or 0.0, 0.0)
-        high = max(seen_done, low)
+        low, high = seen_running or 0.0, seen_done
         self._extend(high)
         first = bisect.bisect_right(self._edges, low) - 1
         last = max(bisect.bisect_left(self._edges, high), first + 1)
