@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fashn_async import ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import PollPlan
 from fashn_async._poller import REPLAN
-from fashn_async._polling import BROAD, latency_class, prior_for, spacing
+from fashn_async._polling import BROAD, MAX_MEMORY, latency_class, prior_for, spacing
 from fashn_async._survival import CompletionModel, done_probability
 from fashn_async._turnbull import COARSE, EPSILON, SMOOTHING, cumulative, dense_region, smooth
 from fashn_async.errors import ConfigurationError
@@ -546,6 +546,9 @@ def test_observations_at_the_bounds_are_learned(
         ({"idle_lag": -1}, "idle_lag"),
         ({"backoff": -1}, "backoff"),
         ({"memory": 0}, "memory"),
+        ({"memory": MAX_MEMORY + 1}, "memory"),
+        ({"memory": True}, "memory"),
+        ({"memory": 200.0}, "memory"),
         ({"explore": 2}, "explore"),
         ({"prior_weight": 0}, "prior_weight"),
         ({"prior": b"ab"}, "prior"),
@@ -561,6 +564,13 @@ def test_bad_config(kwargs: dict[str, object], match: str) -> None:
     """A bad Polling setting fails at construction, naming the setting."""
     with pytest.raises(ValueError, match=match):
         Polling(**kwargs)  # type: ignore[arg-type]
+
+
+def test_memory_is_bounded_for_the_cost_of_a_refit() -> None:
+    """``memory`` goes up to MAX_MEMORY (10 000), the limit named when it is exceeded."""
+    assert Polling(memory=MAX_MEMORY).memory == MAX_MEMORY == 10_000
+    with pytest.raises(ConfigurationError, match="memory must be an integer from 1 to 10000"):
+        Polling(memory=10**6)
 
 
 def test_a_fast_emulator_s_time_scale_is_accepted() -> None:
