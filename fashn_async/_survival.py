@@ -48,6 +48,7 @@ from fashn_async._turnbull import (
     predictive_ends,
     turnbull_fit,
 )
+from fashn_async._validators import in_range, shorten
 
 __all__ = ["FIRST", "CompletionModel", "done_probability"]
 
@@ -134,7 +135,16 @@ class CompletionModel:
             number: Its number from :meth:`submitted`, if it has one: a completion of a
                 prediction sent before a shift (:mod:`fashn_async._shift`) teaches
                 nothing, and the newest predictions are tested for a shift.
+
+        Raises:
+            ValueError: ``seen_done`` not a finite number above 0, or ``seen_running``
+                neither None nor a finite number from 0 to ``seen_done``; nothing is learned.
         """
+        if not in_range(seen_done, 0.0, open_low=True):
+            raise ValueError(f"seen_done must be a finite number > 0, got {shorten(seen_done)}")
+        if seen_running is not None and not in_range(seen_running, 0.0, seen_done):
+            bound = f"a finite number from 0 to seen_done ({seen_done:g})"
+            raise ValueError(f"seen_running must be None or {bound}, got {shorten(seen_running)}")
         if number is not None and number < self._since:
             self._shift.ended(number)
             return
@@ -147,8 +157,7 @@ class CompletionModel:
             # earlier), or, with no mass there, smears it over the prior.
             span = LEFT_SPAN * seen_done
             seen_running = seen_done - span if span < seen_done else None
-        low = max(seen_running or 0.0, 0.0)
-        high = max(seen_done, low)
+        low, high = seen_running or 0.0, seen_done
         self._extend(high)
         first = bisect.bisect_right(self._edges, low) - 1
         last = max(bisect.bisect_left(self._edges, high), first + 1)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fashn_async import ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import PollPlan
 from fashn_async._poller import REPLAN
-from fashn_async._polling import BROAD, latency_class, prior_for, spacing
+from fashn_async._polling import BROAD, MAX_MEMORY, latency_class, prior_for, spacing
 from fashn_async._survival import CompletionModel, done_probability
 from fashn_async._turnbull import COARSE, EPSILON, SMOOTHING, cumulative, dense_region, smooth
 from fashn_async.errors import ConfigurationError
@@ -497,6 +497,45 @@ def test_any_observations_give_a_distribution(
         assert model.cdf(model.quantile(p)) == pytest.approx(p, abs=1e-6)
 
 
+TIMES = st.floats(0.001, 1e6)
+NOT_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
+#: (seen_running, seen_done, the argument blamed): a time not finite, seen_done not above
+#: 0, seen_running below 0 or after seen_done.
+BAD_OBSERVATIONS = st.one_of(
+    st.tuples(st.none() | TIMES, NOT_FINITE | st.floats(max_value=0.0), st.just("seen_done")),
+    st.tuples(NOT_FINITE | st.floats(max_value=-1e-300), TIMES, st.just("seen_running")),
+    st.builds(lambda done, extra: (done + extra, done, "seen_running"), TIMES, TIMES),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(BAD_OBSERVATIONS)
+def test_a_bad_observation_is_refused_and_learns_nothing(
+    bad: tuple[float | None, float, str],
+) -> None:
+    """A time not finite, negative or reversed raises ValueError naming the argument, and
+    the model is left as it was."""
+    seen_running, seen_done, blamed = bad
+    model = CompletionModel(Polling(), BROAD)
+    model.observe(2.0, 3.0)
+    model.observe(None, 4.0)
+    before = (model.samples, list(model._edges), list(model._seen), model.ends)
+    with pytest.raises(ValueError, match=blamed):
+        model.observe(seen_running, seen_done)
+    assert (model.samples, list(model._edges), list(model._seen), model.ends) == before
+
+
+@pytest.mark.parametrize(("seen_running", "seen_done"), [(0, 5), (5, 5), (None, 5e-324)])
+def test_observations_at_the_bounds_are_learned(
+    seen_running: float | None, seen_done: float
+) -> None:
+    """Seen running at 0 or at the very time it was seen done, or done at the least time
+    above 0: each is a completion learned."""
+    model = CompletionModel(Polling(), BROAD)
+    model.observe(seen_running, seen_done)
+    assert model.samples == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -507,6 +546,9 @@ def test_any_observations_give_a_distribution(
         ({"idle_lag": -1}, "idle_lag"),
         ({"backoff": -1}, "backoff"),
         ({"memory": 0}, "memory"),
+        ({"memory": MAX_MEMORY + 1}, "memory"),
+        ({"memory": True}, "memory"),
+        ({"memory": 200.0}, "memory"),
         ({"explore": 2}, "explore"),
         ({"prior_weight": 0}, "prior_weight"),
         ({"prior": b"ab"}, "prior"),
@@ -522,6 +564,13 @@ def test_bad_config(kwargs: dict[str, object], match: str) -> None:
     """A bad Polling setting fails at construction, naming the setting."""
     with pytest.raises(ValueError, match=match):
         Polling(**kwargs)  # type: ignore[arg-type]
+
+
+def test_memory_is_bounded_for_the_cost_of_a_refit() -> None:
+    """``memory`` goes up to MAX_MEMORY (10 000), the limit named when it is exceeded."""
+    assert Polling(memory=MAX_MEMORY).memory == MAX_MEMORY == 10_000
+    with pytest.raises(ConfigurationError, match="memory must be an integer from 1 to 10000"):
+        Polling(memory=10**6)
 
 
 def test_a_fast_emulator_s_time_scale_is_accepted() -> None:
