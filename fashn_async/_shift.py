@@ -28,7 +28,9 @@ __all__ = ["MARGIN", "NEWEST", "THRESHOLD", "Shift", "logrank", "shifted"]
 
 #: The newest predictions compared with those before them (at least as many).
 NEWEST = 12
-#: Standard normal deviates past which the two groups differ (one-sided, about 3e-7 by the normal approximation; the tails of a test of 12 are heavier).
+#: Standard normal deviates past which the two groups differ: about 3e-7 one-sided by
+#: the normal approximation, but a test of 12 has heavier tails, and a class is tested
+#: at every completion (the most a steady class reached: 4.3, over 40 seeds of 150).
 THRESHOLD = 5.0
 #: Moves smaller than this many spacings are no shift.
 MARGIN = 2.0
