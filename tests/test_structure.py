@@ -61,7 +61,19 @@ STAGES: list[tuple[str, list[str]]] = [
     ),
     ("http", ["_shield", "_retry", "_decisions", "_http"]),
     ("submitter", ["_submitter"]),
-    ("poller", ["_polling", "_turnbull", "_surprise", "_survival", "_plan", "_poller", "_engine"]),
+    (
+        "poller",
+        [
+            "_polling",
+            "_turnbull",
+            "_surprise",
+            "_shift",
+            "_survival",
+            "_plan",
+            "_poller",
+            "_engine",
+        ],
+    ),
     ("results", ["_outputs", "_results"]),
     ("batch", ["_events", "_stream", "_batch_item", "_batch_run", "_batch"]),
     (

@@ -1,0 +1,154 @@
+"""The shift test: the newest predictions of a class against those before them, by the
+log-rank test in submission order (fashn_async._shift), and what the model forgets."""
+
+from __future__ import annotations
+
+import gc
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_polling import DISTRIBUTIONS, TRYON, simulate
+
+from fashn_async import Polling, _survival
+from fashn_async._polling import prior_for
+from fashn_async._shift import MARGIN, NEWEST, THRESHOLD, Shift, logrank, shifted
+from fashn_async._survival import CompletionModel
+
+
+class Plan:
+    """What the shift test reads of a plan: when it was last known running."""
+
+    def __init__(self) -> None:
+        self.last_running = 0.0
+
+
+def test_logrank_by_hand() -> None:
+    """older completes at 1 and 3 s; newer at 2 s, and runs past 4 s. Mantel-Haenszel,
+    by hand: observed - expected of newer -1/2 + 1/3 - 1/2, variance 1/4 + 2/9 + 1/4."""
+    z = logrank([(1.0, True), (3.0, True)], [(2.0, True), (4.0, False)])
+    assert z == pytest.approx((-0.5 + 1 / 3 - 0.5) / (0.25 + 2 / 9 + 0.25) ** 0.5)
+
+
+subjects = st.lists(
+    st.tuples(st.floats(0.0, 100.0, allow_nan=False), st.booleans()), min_size=0, max_size=30
+)
+
+
+@given(subjects, subjects)
+def test_logrank_is_antisymmetric(
+    older: list[tuple[float, bool]], newer: list[tuple[float, bool]]
+) -> None:
+    assert logrank(older, newer) == pytest.approx(-logrank(newer, older), abs=1e-9)
+
+
+def test_logrank_reads_running_as_censored() -> None:
+    """Twelve running past every completion of the others are no evidence of being
+    sooner: the statistic is negative (later), not 0 or positive."""
+    older = [(float(t), True) for t in range(20, 32)]
+    assert logrank(older, [(40.0, False)] * NEWEST) < -3
+    assert logrank(older, []) == 0.0
+
+
+def test_shifted_is_blind_within_the_margin() -> None:
+    older = [(t - 1.0, t) for t in [20.0 + 0.5 * k for k in range(24)]]
+    sooner_a_little = [(t - 1.0, t) for t in [18.5 + 0.5 * k for k in range(NEWEST)]]
+    much_sooner = [(t - 1.0, t) for t in [5.0 + 0.5 * k for k in range(NEWEST)]]
+    much_later = [(60.0, None)] * NEWEST  # still running at 60 s
+    assert not shifted(older, sooner_a_little, margin=2.0)
+    assert shifted(older, much_sooner, margin=2.0)
+    assert shifted(older, much_later, margin=2.0)
+
+
+def test_wide_intervals_are_no_shift() -> None:
+    """Found done at a late first poll, (0, 30], against the same completions bracketed
+    a spacing wide: not sooner, not later (each side read where it favours no shift)."""
+    times = [20.0 + 0.4 * k for k in range(36)]
+    older = [(0.0, 30.0)] * 24  # a class still learning: first polls late
+    newer = [(t - 0.95, t) for t in times[:NEWEST]]
+    assert not shifted(older, newer, margin=1.9)
+    assert not shifted(newer * 2, [(0.0, 30.0)] * NEWEST, margin=1.9)
+
+
+def test_a_burst_completing_in_order_of_latency_is_no_shift() -> None:
+    """60 submitted at once from 20-40 s: they complete fastest first, so the last 12
+    completions are the slowest (by completion order, a shift to slower). By submission
+    order, with those still running counted as running, never."""
+    rng = random.Random(5)
+    shift = Shift(memory=200)
+    plans = [Plan() for _ in range(60)]
+    numbers = [shift.submitted(plan) for plan in plans]
+    latencies = [rng.uniform(20.0, 40.0) for _ in plans]
+    by_completion = []
+    for k in sorted(range(60), key=latencies.__getitem__):
+        now = latencies[k]
+        for plan, latency in zip(plans, latencies, strict=True):
+            plan.last_running = min(latency, now) - 0.5  # polled every second or so
+        shift.completed(numbers[k], now - 0.95, now)
+        by_completion.append((now - 0.95, now))
+        assert shift.test(MARGIN * 0.95) is None
+    plain = [(high, True) for _, high in by_completion]
+    assert logrank(plain[:-NEWEST], plain[-NEWEST:]) < -THRESHOLD
+
+
+def test_a_shift_is_found_and_named_by_its_first_prediction() -> None:
+    rng = random.Random(2)
+    shift = Shift(memory=200)
+    found = None
+    for k in range(60):
+        number = shift.submitted(Plan())
+        latency = rng.uniform(20.0, 30.0) if k < 40 else rng.uniform(5.0, 11.0)
+        shift.completed(number, latency - 0.95, latency)
+        found = shift.test(MARGIN * 0.95)
+        if found is not None:
+            break
+    assert found is not None
+    assert 40 <= found <= k - NEWEST + 1
+
+
+def test_a_plan_given_up_on_is_no_longer_counted() -> None:
+    shift = Shift(memory=200)
+    plan = Plan()
+    plan.last_running = 5.0
+    number = shift.submitted(plan)
+    assert number in shift._running
+    del plan
+    gc.collect()
+    assert number not in shift._running
+
+
+def test_the_model_forgets_what_came_before_a_shift() -> None:
+    """40 completions at 20-30 s, then 5-11 s: the model forgets the old ones (keeps at
+    most the newest 12 and what came after), and a completion of a prediction sent before
+    the shift, seen later, teaches it nothing."""
+    rng = random.Random(2)
+    model = CompletionModel(Polling(), prior_for(TRYON, Polling()))
+    early = Plan()
+    early_number = model.submitted(early)
+    for k in range(60):
+        number = model.submitted(Plan())
+        latency = rng.uniform(20.0, 30.0) if k < 40 else rng.uniform(5.0, 11.0)
+        model.observe(latency - 0.95, latency, number)
+    assert model.samples < 25
+    assert model.quantile(0.99) < 15.0
+    samples = model.samples
+    model.observe(24.0, 25.0, early_number)
+    assert model.samples == samples
+
+
+@pytest.mark.parametrize("in_flight", [6, 50])
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_a_steady_class_is_never_taken_for_shifted(
+    name: str, in_flight: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 seeds of 150 predictions at 6 and at 50 in progress: the test never fires (at
+    50 the first burst completes in order of latency). (Off the suite, 200 seeds of 60
+    and 20 of 400 at 6 in progress, and 10 of 200 at 16 and 50: never either.)"""
+    fired = []
+    monkeypatch.setattr(
+        _survival.CompletionModel, "_forget", lambda self, since: fired.append(since)
+    )
+    for seed in range(5):
+        simulate(DISTRIBUTIONS[name], seed, n=150, in_flight=in_flight)
+    assert fired == []
