@@ -100,7 +100,7 @@ class CompletionModel:
         self._first_polls = Surprise()
         self._past_gaps = Surprise()
         self._numbers: deque[int] = deque(maxlen=polling.memory)
-        self._shift = Shift(polling.memory)
+        self._shift = Shift()
         self._since = 0  # predictions numbered below were forgotten (a shift)
 
     def __repr__(self) -> str:
