@@ -163,8 +163,8 @@ class PollPlan:
             self.model.first_poll(answered, found_done=True)
         elif self._past_gap and self.learn and completed:
             self.model.past_gap(answered, self.last_running, found_done=True)
-        if self.learn and completed:
-            seen_running = self.last_running if self.polls > 1 else None
+        if self.learn and completed and answered > 0:  # (a clock that went back: none)
+            seen_running = min(self.last_running, answered) if self.polls > 1 else None
             self.model.observe(seen_running, answered, self.number)
         elif self.number is not None:
             self.model.ended(self.number)
