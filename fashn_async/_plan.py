@@ -21,7 +21,9 @@ early, and a stretch held empty crossed with a poll every four spacings. While f
 polls find predictions done far more often than the model expected of them
 (:attr:`CompletionModel.surprised`: completions come sooner than it believes), first
 polls more than four spacings after submission land at half their time, so that the
-class relearns its low end from finds near it, not by one 12.5 % step per find. While
+class relearns its low end from finds near it, not by one 12.5 % step per find (and a
+prediction that looked early crosses the rest of the stretch below the low end every
+two spacings rather than skipping it). While
 the first polls past a stretch held empty find predictions done far more often than
 expected (:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end
 of the mode before it), no mode's tail is skipped and every prediction crosses such a
@@ -116,6 +118,10 @@ class PollPlan:
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + min(max(previous * polling.backoff, gap), polling.max_interval)
         skip = likely >= after + gap
+        if skip and self.polls and model.surprised and model.cdf(after) < EPSILON:
+            # First polls surprise (completions come before the model's low end): one
+            # that looked early crosses what is left below the low end, not skips it.
+            return after + LEARNING * gap
         doubted = model.gaps_surprised  # polls past gaps find too many done
         if not skip and self.polls and not doubted:
             later = model.past_mode(after, gap)
