@@ -132,20 +132,20 @@ class CompletionModel:
             seen_running: Seconds after submission it was last known running, or None
                 when the first poll already found it done (then it is ``(0, seen_done]``).
             seen_done: Seconds after submission it was first seen done.
-            number: Its number from :meth:`submitted`, if it has one: a completion of a
-                prediction sent before a shift (:mod:`fashn_async._shift`) teaches
-                nothing, and the newest predictions are tested for a shift.
+            number: Its number from :meth:`submitted`, if any: one sent before a shift
+                (:mod:`fashn_async._shift`) teaches nothing; the newest are tested.
 
         Raises:
-            ValueError: ``seen_done`` not a finite number above 0, or ``seen_running``
-                neither None nor a finite number from 0 to ``seen_done``; nothing is learned.
+            ValueError: ``seen_done`` not a finite number above 0, ``seen_running`` not
+                None or a number from 0 to ``seen_done``, or ``number`` not one
+                :meth:`submitted` gave; nothing is learned.
         """
         if not in_range(seen_done, 0.0, open_low=True):
             raise ValueError(f"seen_done must be a finite number > 0, got {shorten(seen_done)}")
         if seen_running is not None and not in_range(seen_running, 0.0, seen_done):
             bound = f"a finite number from 0 to seen_done ({seen_done:g})"
             raise ValueError(f"seen_running must be None or {bound}, got {shorten(seen_running)}")
-        if number is not None and number < self._since:
+        if number is not None and self._shift.check(number) < self._since:
             self._shift.ended(number)
             return
         at_first_poll = seen_running is None
