@@ -169,7 +169,8 @@ class Shift:
         if number >= self._floor():
             self._completed[number] = (low, high)
         if len(self._completed) > 2 * SUBJECTS:  # now and then, drop those out of it
-            self.forget(self._floor())
+            floor = self._floor()
+            self._completed = {n: done for n, done in self._completed.items() if n >= floor}
 
     def forget(self, before: int) -> None:
         """Drop the predictions numbered below ``before``."""
