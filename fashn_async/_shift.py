@@ -134,7 +134,8 @@ class Shift:
 
     def __init__(self) -> None:
         self._next = 0
-        self._since = 0  # numbers below were forgotten
+        #: Predictions numbered below were forgotten (a shift).
+        self.since = 0
         self._running: weakref.WeakValueDictionary[int, Running] = weakref.WeakValueDictionary()
         self._completed: dict[int, tuple[float, float]] = {}
         self._seen = 0  # consecutive tests that found the newest shifted
@@ -175,11 +176,11 @@ class Shift:
     def forget(self, before: int) -> None:
         """Drop the predictions numbered below ``before``."""
         self._seen = 0
-        self._since = max(self._since, before)
+        self.since = max(self.since, before)
         self._completed = {n: done for n, done in self._completed.items() if n >= before}
 
     def _floor(self) -> int:
-        return max(self._next - SUBJECTS, self._since)
+        return max(self._next - SUBJECTS, self.since)
 
     def test(self, margin: float) -> int | None:
         """The number of the first of the newest :data:`NEWEST` predictions once they

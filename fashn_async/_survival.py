@@ -101,7 +101,6 @@ class CompletionModel:
         self._past_gaps = Surprise()
         self._numbers: deque[int] = deque(maxlen=polling.memory)
         self._shift = Shift()
-        self._since = 0  # predictions numbered below were forgotten (a shift)
 
     def __repr__(self) -> str:
         return (
@@ -145,7 +144,7 @@ class CompletionModel:
         if seen_running is not None and not in_range(seen_running, 0.0, seen_done):
             bound = f"a finite number from 0 to seen_done ({seen_done:g})"
             raise ValueError(f"seen_running must be None or {bound}, got {shorten(seen_running)}")
-        if number is not None and self._shift.check(number) < self._since:
+        if number is not None and self._shift.check(number) < self._shift.since:
             self._shift.ended(number)
             return
         at_first_poll = seen_running is None
@@ -171,7 +170,7 @@ class CompletionModel:
         self._points.append(seen_done - width / 2)
         self._sorted = sorted(self._points)
         self._ends = predictive_ends(self._sorted)
-        self._numbers.append(self._since - 1 if number is None else number)
+        self._numbers.append(self._shift.since - 1 if number is None else number)
         self._stale += 1
         if at_first_poll:
             # Done by the first poll: completions may come sooner than believed, and the
@@ -192,7 +191,6 @@ class CompletionModel:
             setattr(self, name, deque((old[k] for k in kept), maxlen=old.maxlen))
         self._sorted = sorted(self._points)
         self._ends = predictive_ends(self._sorted)
-        self._since = since
         self._shift.forget(since)
         self._first_polls, self._past_gaps = Surprise(), Surprise()
         self._fit = mixed(self._modes, self._mode_weights)  # start the EM afresh
