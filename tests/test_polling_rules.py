@@ -283,3 +283,27 @@ def test_polls_past_a_gap_rarely_surprise_a_class_that_keeps_its_modes(
         simulate([(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)], seed, n=100)
     assert len(states) > 300
     assert sum(states) < 0.05 * len(states)
+
+
+@pytest.mark.parametrize("answered", [0.0, -1.0])
+def test_a_completion_at_or_before_submission_teaches_nothing(answered: float) -> None:
+    """A status answer timed at or before submission (a clock that went back) is no
+    completion time: the model learns nothing, and the prediction no longer counts as
+    running."""
+    polling = Polling()
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    plan = PollPlan(model, random.Random(0))
+    plan.done(answered, completed=True)
+    assert model.samples == 0
+    assert plan.number not in model._shift._running
+
+
+def test_a_completion_answered_before_the_last_running_poll_is_learned() -> None:
+    """Answers can be timed out of order (the last 'running' sent later than the 'done'
+    answer was timed): the interval is clamped, not refused."""
+    polling = Polling()
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    plan = PollPlan(model, random.Random(0))
+    plan.running(5.0)
+    plan.done(4.5, completed=True)
+    assert model.samples == 1

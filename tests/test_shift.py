@@ -13,7 +13,7 @@ from test_polling import DISTRIBUTIONS, TRYON, p95, simulate
 
 from fashn_async import Polling, _survival
 from fashn_async._polling import prior_for
-from fashn_async._shift import CONFIRM, MARGIN, NEWEST, THRESHOLD, Shift, logrank, shifted
+from fashn_async._shift import CONFIRM, MARGIN, NEWEST, SUBJECTS, THRESHOLD, Shift, logrank, shifted
 from fashn_async._survival import CompletionModel
 
 
@@ -237,3 +237,28 @@ def test_a_class_that_becomes_slower_keeps_its_rare_early_mode() -> None:
     for seed in (6, 0, 1):
         lags, _, _ = simulate(before, seed, n=110, then=(50, after))
         assert p95(lags[70:]) <= 1.0
+
+
+def _first_confirmed(steady: int) -> list[int | None]:
+    """What the test says at each of NEWEST + CONFIRM fast completions after ``steady``
+    identical slow ones: None, or the first prediction it names, counted from the first
+    fast one."""
+    shift = Shift()
+    for _ in range(steady):
+        shift.completed(shift.submitted(Plan()), 20.0, 21.0)
+    results = []
+    for k in range(NEWEST + CONFIRM):
+        shift.completed(shift.submitted(Plan()), 4.0 + 0.1 * k, 5.0 + 0.1 * k)
+        found = shift.test(MARGIN * 0.95)
+        results.append(None if found is None else found - steady)
+    return results
+
+
+@pytest.mark.parametrize("at", range(1, NEWEST + CONFIRM + 1))
+def test_dropping_old_completions_keeps_a_streak_in_progress(at: int) -> None:
+    """Completions out of the window are dropped once more than 2 x SUBJECTS are kept;
+    a drop at any of the fast completions (``at``) leaves the tests in a row as they
+    were: the shift is confirmed at the same completion as with no drop."""
+    without = _first_confirmed(SUBJECTS + 100)  # (no drop within the run)
+    assert any(result is not None for result in without)
+    assert _first_confirmed(2 * SUBJECTS + 1 - at) == without
