@@ -27,7 +27,10 @@ two spacings rather than skipping it). While
 the first polls past a stretch held empty find predictions done far more often than
 expected (:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end
 of the mode before it), no mode's tail is skipped and every prediction crosses such a
-stretch as an explorer does.
+stretch as an explorer does. After the first poll, no two polls of a prediction are
+further apart than ``Polling.max_interval``, skips included: a stretch the model holds
+empty may be one that sampling left empty by chance (a thin tail), and a prediction
+ending there would otherwise wait out the whole stretch.
 """
 
 from __future__ import annotations
@@ -100,7 +103,15 @@ class PollPlan:
         self._dither = DITHER + (1.0 - DITHER) * rng.random() if dither else 1.0
 
     def next_poll(self, gap: float) -> float:
-        """When to poll next, seconds since submission, at poll spacing ``gap``."""
+        """When to poll next, seconds since submission, at poll spacing ``gap``: after the
+        first poll, at most ``Polling.max_interval`` after the last, whatever the model
+        holds empty (a stretch it skips may be a gap that sampling left by chance)."""
+        due = self._next_poll(gap)
+        if self.polls:
+            due = min(due, self.last_running + self.model.polling.max_interval)
+        return due
+
+    def _next_poll(self, gap: float) -> float:
         model, polling = self.model, self.model.polling
         after = self.last_running
         self._past_gap = False  # (set below only for a skip: a back-off is none)
@@ -116,7 +127,7 @@ class PollPlan:
                 likely = after  # still learning: keep on
         if likely is None:  # past everything seen: back off
             previous = self.previous_gap if self.previous_gap is not None else gap
-            return after + min(max(previous * polling.backoff, gap), polling.max_interval)
+            return after + max(previous * polling.backoff, gap)  # (capped by next_poll)
         skip = likely >= after + gap
         if skip and self.polls and model.surprised and model.cdf(after) < EPSILON:
             # First polls surprise (completions come before the model's low end): one

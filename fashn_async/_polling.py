@@ -171,8 +171,10 @@ class Polling:
             budget is busy: the worst detection lag there. 1 us to a day.
         idle_lag: The spacing when the status budget is idle (None: 0.9 x ``target_lag``);
             between the two as the budget fills. 1 us up to ``target_lag``.
-        max_interval: Longest pause between two polls of one prediction, seconds; at
-            least ``target_lag`` and ``idle_lag``.
+        max_interval: Longest pause between two polls of one prediction, seconds, a
+            stretch the model holds empty included (the first poll waits for the
+            class's completions and may come later); at least ``target_lag`` and
+            ``idle_lag``.
         backoff: Growth of the spacing once a prediction runs longer than any seen: at
             least 1 (1: none).
         memory: Finished predictions each latency class remembers: an int from 1 to

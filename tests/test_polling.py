@@ -287,13 +287,11 @@ def test_a_prediction_that_looked_early_crosses_below_the_low_end() -> None:
     assert p95(lags[12:]) <= 1.0
 
 
-def test_skips_an_empty_gap_and_polls_both_modes() -> None:
-    """Bimodal 3-5 / 25-30 s, after learning: no poll between 8 and 23 s."""
-    polling = Polling(explore=0.0)
+def _trained(polling: Polling, modes: Modes, rng: random.Random, n: int) -> CompletionModel:
+    """A model that planned and saw ``n`` predictions drawn from ``modes``."""
     model = CompletionModel(polling, prior_for(TRYON, polling))
-    rng = random.Random(3)
-    for _ in range(80):
-        latency = draw(rng, [(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)])
+    for _ in range(n):
+        latency = draw(rng, modes)
         plan = PollPlan(model, rng)
         while True:
             due = plan.next_poll(0.95)
@@ -301,31 +299,66 @@ def test_skips_an_empty_gap_and_polls_both_modes() -> None:
                 plan.done(due, completed=True)
                 break
             plan.running(due)
-    plan = PollPlan(model, rng)
-    polls = []
-    while len(polls) < 40 and (not polls or polls[-1] < 30.0):
-        polls.append(plan.next_poll(0.95))
-        plan.running(polls[-1])
-    assert not [t for t in polls if 8.0 < t < 23.0]
-    assert len([t for t in polls if 25.0 <= t <= 30.0]) >= 5
-
-
-def _learned_bimodal(seed: int) -> CompletionModel:
-    """A model that has seen 80 predictions of 3-5 / 25-30 s, polled by the plan."""
-    polling = Polling(explore=0.0)
-    model = CompletionModel(polling, prior_for(TRYON, polling))
-    rng = random.Random(seed)
-    for _ in range(80):
-        latency = draw(rng, [(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)])
-        plan = PollPlan(model, rng)
-        while (due := plan.next_poll(0.95)) < latency:
-            plan.running(due)
-        plan.done(due, completed=True)
     return model
 
 
+def _walk(model: CompletionModel, rng: random.Random, until: float) -> list[float]:
+    """The polls of a prediction still running at ``until`` seconds (at most 200)."""
+    plan = PollPlan(model, rng)
+    polls: list[float] = []
+    while len(polls) < 200 and (not polls or polls[-1] < until):
+        polls.append(plan.next_poll(0.95))
+        plan.running(polls[-1])
+    return polls
+
+
+@pytest.mark.parametrize("max_interval", [10.0, 30.0])
+def test_skips_an_empty_gap_and_polls_both_modes(max_interval: float) -> None:
+    """Bimodal 3-5 / 25-30 s, after learning: no poll between 8 and 23 s with
+    max_interval 30 s; with the default 10 s, one, to keep the promise of no longer pause."""
+    polling = Polling(explore=0.0, max_interval=max_interval)
+    rng = random.Random(3)
+    model = _trained(polling, [(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)], rng, 80)
+    polls = _walk(model, rng, 30.0)
+    in_gap = [t for t in polls if 8.0 < t < 23.0]
+    assert len(in_gap) == (0 if max_interval == 30.0 else 1)
+    assert len([t for t in polls if 25.0 <= t <= 30.0]) >= 5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    modes=st.lists(
+        st.tuples(st.floats(0.5, 200.0), st.floats(0.0, 100.0), st.floats(0.01, 1.0)).map(
+            lambda m: (m[0], m[0] + m[1], m[2])
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    max_interval=st.sampled_from([1.0, 5.0, 10.0, 40.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_no_pause_between_two_polls_exceeds_max_interval(
+    modes: list[tuple[float, float, float]], max_interval: float, seed: int
+) -> None:
+    """Whatever a class's completions look like (gaps, thin tails, far modes) and whatever
+    the model came to hold empty, two polls of one prediction are never further apart
+    than ``Polling.max_interval`` (the first may come later: it waits for completions)."""
+    rng = random.Random(seed)
+    polling = Polling(max_interval=max_interval)
+    model = _trained(polling, modes, rng, 40)
+    polls = _walk(model, rng, 1.5 * max(high for _, high, _ in modes))
+    assert all(b - a <= max_interval + 1e-9 for a, b in itertools.pairwise(polls))
+
+
+def _learned_bimodal(seed: int) -> CompletionModel:
+    """A model that has seen 80 predictions of 3-5 / 25-30 s, polled by the plan (with
+    max_interval 30 s: the gap, about 19 s, is skipped whole)."""
+    polling = Polling(explore=0.0, max_interval=30.0)
+    return _trained(polling, [(3.0, 5.0, 1.0), (25.0, 30.0, 1.0)], random.Random(seed), 80)
+
+
 def _polls_until(model: CompletionModel, end: float, *, explore: float) -> list[float]:
-    model.polling = Polling(explore=explore)
+    model.polling = Polling(explore=explore, max_interval=30.0)
     plan = PollPlan(model, random.Random(1))
     polls: list[float] = []
     while len(polls) < 60 and (not polls or polls[-1] < end):

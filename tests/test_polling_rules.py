@@ -227,7 +227,7 @@ def test_polls_past_a_gap_that_surprise_poll_the_tail_and_cross_the_gap() -> Non
     tail is polled and the gap crossed with a poll every MIN_GAP spacings; polls past it
     that find them running again end that."""
     model = _learned_bimodal(0)
-    model.polling = Polling(explore=0.0)
+    model.polling = Polling(explore=0.0, max_interval=30.0)
     after = next(t for t in (5.0, 5.1, 5.2, 5.3, 5.4) if model.past_mode(t, GAP) is not None)
     in_tail = PollPlan(model, random.Random(2))
     in_tail.running(after)
