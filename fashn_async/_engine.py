@@ -134,11 +134,15 @@ class Engine:
         *,
         limiter: RateLimiter | None,
         priority: float = USER_PRIORITY,
+        deadline: float | None = None,
         prediction_id: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> Response:
         """GET ``path`` (status, cancel or credits), repeated as ``_decisions`` says.
 
-        ``prediction_id``: the prediction the call is about; an error raised names it.
+        ``priority`` and ``deadline``: the caller's place in ``limiter``'s queue
+        (:meth:`WindowLimiter.acquire`). ``prediction_id``: the prediction the call is
+        about; an error raised names it. ``on_send``: called as each attempt goes out.
 
         Returns:
             The answer, with the route's expected body.
@@ -153,10 +157,16 @@ class Engine:
             limiter = self.credits_limiter
         tries = Tries()
         while True:
-            grant = None if limiter is None else await limiter.acquire(priority=priority)
+            grant = (
+                None
+                if limiter is None
+                else await limiter.acquire(priority=priority, deadline=deadline)
+            )
             counted = True
             try:
                 result: Response | TransportError
+                if on_send is not None:
+                    on_send()
                 try:
                     result = await self.transport.request("GET", path)
                 except TransportError as exc:
@@ -222,8 +232,21 @@ class Engine:
 
     # -- polling (the loop lives in fashn_async._poller) ---------------------------------
 
-    async def _poll_status(self, prediction_id: str, priority: float) -> PredictionStatus:
-        return await self.status(prediction_id, priority=priority)
+    async def _poll_status(
+        self, prediction_id: str, priority: float, deadline: float | None
+    ) -> tuple[PredictionStatus, float]:
+        """A poller's status call: the status, and the loop time its request went out."""
+        sent: list[float] = []
+        loop = asyncio.get_running_loop()
+        response = await self.get(
+            f"/v1/status/{_quote(prediction_id)}",
+            limiter=self.status_budget,
+            priority=priority,
+            deadline=deadline,
+            prediction_id=prediction_id,
+            on_send=lambda: sent.append(loop.time()),
+        )
+        return _structure_status(response, prediction_id), sent[-1]
 
     async def wait(
         self,

@@ -152,8 +152,11 @@ class RateLimiter(Protocol):
         """The limit and its window."""
         ...
 
-    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> Grant:
-        """Wait until ``amount`` units fit, then take them; ValueError if they never can."""
+    async def acquire(
+        self, amount: int = 1, *, priority: float = 0.0, deadline: float | None = None
+    ) -> Grant:
+        """Wait until ``amount`` units fit, then take them (past ``deadline``, loop time,
+        ahead of every finite priority); ValueError if they never can."""
         ...
 
     def settle(self, grant: Grant, *, counted: bool) -> None:
@@ -314,11 +317,16 @@ class WindowLimiter:
         self.store.seed(history)
         self.wake()
 
-    async def acquire(self, amount: int = 1, *, priority: float = 0.0) -> Grant:
+    async def acquire(
+        self, amount: int = 1, *, priority: float = 0.0, deadline: float | None = None
+    ) -> Grant:
         """Wait until ``amount`` units fit in the window, then take them.
 
-        Higher ``priority`` goes first; equal priorities go in arrival order. Report the
-        request's answer with :meth:`settle`; until then the grant counts as "now".
+        Higher ``priority`` goes first; equal priorities go in arrival order. Past
+        ``deadline`` (loop time; None: never) the caller goes ahead of every finite
+        priority, callers past theirs in order of deadline: a low priority waits while
+        others matter more, but not past it. Report the request's answer with
+        :meth:`settle`; until then the grant counts as "now".
 
         Raises:
             ValueError: ``amount`` can never fit.
@@ -326,6 +334,7 @@ class WindowLimiter:
         if not 1 <= amount <= self.rate.limit:
             raise ValueError(f"amount must be from 1 to {self.rate.limit}, got {amount}")
         waiter = Waiter(priority, next(self._arrivals))
+        timer = waiter.overdue_at(deadline, self._reorder) if deadline is not None else None
         heapq.heappush(self._queue, waiter)
         try:
             while True:
@@ -340,10 +349,17 @@ class WindowLimiter:
                 if not waiter.woken:
                     await waiter.sleep(max(wait, _MIN_STEP))
         finally:
+            if timer is not None:
+                timer.cancel()
             if waiter in self._queue:
                 self._queue.remove(waiter)
                 heapq.heapify(self._queue)
             self.wake()
+
+    def _reorder(self) -> None:
+        """A waiter's place changed (its deadline passed): the new head asks."""
+        heapq.heapify(self._queue)
+        self.wake()
 
     def settle(self, grant: Grant, *, counted: bool) -> None:
         """The request of ``grant`` was answered (or failed): date it now, or drop it.

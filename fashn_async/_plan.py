@@ -30,7 +30,9 @@ of the mode before it), no mode's tail is skipped and every prediction crosses s
 stretch as an explorer does. After the first poll, no two polls of a prediction are
 further apart than ``Polling.max_interval``, skips included: a stretch the model holds
 empty may be one that sampling left empty by chance (a thin tail), and a prediction
-ending there would otherwise wait out the whole stretch.
+ending there would otherwise wait out the whole stretch. (That is the plan; the loop,
+:mod:`fashn_async._poller`, gives a poll past it a place ahead in the status budget's
+queue, so that a busy budget does not stretch it either.)
 """
 
 from __future__ import annotations

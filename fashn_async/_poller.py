@@ -28,8 +28,10 @@ __all__ = ["Poller", "StatusCall"]
 
 #: Longest sleep before a planned poll is planned again, in poll spacings (``target_lag``).
 REPLAN = 4.0
-#: One status call: (prediction id, priority) -> its status.
-StatusCall = Callable[[str, float], Awaitable[PredictionStatus]]
+#: One status call through the status budget: (prediction id, priority, deadline: the
+#: loop time past which it goes ahead of every finite priority, or None) -> (its status,
+#: the loop time its request went out).
+StatusCall = Callable[[str, float, float | None], Awaitable[tuple[PredictionStatus, float]]]
 #: Cancels a prediction on the server, best effort, never raising.
 CancelCall = Callable[[str], Awaitable[None]]
 
@@ -118,15 +120,26 @@ class Poller:
                 await anyio.sleep(max(wait, 0.0))
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)
+                # Past max_interval since it was last seen running, its call goes ahead
+                # of every poller's that is not: a prediction the model gives little
+                # chance to must not wait out a busy budget (the first poll has none).
+                deadline = (
+                    submitted_at + plan.last_running + self.polling.max_interval
+                    if plan.polls
+                    else None
+                )
                 try:
-                    status = await self._status(prediction_id, plan.priority(sent))
+                    status, on_wire = await self._status(
+                        prediction_id, plan.priority(sent), deadline
+                    )
                 except FashnError as exc:  # after the status call's own retries
                     raise PollingError.after(exc, prediction_id) from exc
                 answered = loop.time() - submitted_at
                 if status.done:
                     plan.done(answered, completed=status.status == "completed")
                     return status
-                plan.running(sent)
+                # Running when its request went out, not when it joined the budget's queue.
+                plan.running(on_wire - submitted_at)
         finally:
             self._likely.discard(plan)
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["MemoryWindow", "Pacer", "Waiter"]
+__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Waiter"]
 
 
 def _loop_time() -> float:
@@ -142,15 +143,42 @@ class Pacer:
         return max(0.0, (min(amount, self.burst) - self.tokens) / self.refill)
 
 
+#: The priority of a waiter past its deadline: ahead of every finite priority, behind
+#: only an infinite one (a call a person asked for).
+OVERDUE = sys.float_info.max
+
+
 class Waiter:
-    """A caller queued for a grant; heaps order waiters by (-priority, arrival)."""
+    """A caller queued for a grant; heaps order waiters by ``key``: (-priority, deadline
+    once past it, arrival)."""
 
     __slots__ = ("_wakeup", "key", "woken")
 
     def __init__(self, priority: float, arrival: int) -> None:
-        self.key = (-priority, arrival)
+        self.key = (-priority, math.inf, arrival)
         self.woken = False
         self._wakeup: asyncio.Future[None] | None = None
+
+    def overdue(self, deadline: float) -> None:
+        """Its deadline (loop time) passed: it goes ahead of every finite priority, those
+        past theirs in order of deadline."""
+        self.key = (min(self.key[0], -OVERDUE), deadline, self.key[2])
+
+    def overdue_at(
+        self, deadline: float, reorder: Callable[[], None]
+    ) -> asyncio.TimerHandle | None:
+        """Go :meth:`overdue` at ``deadline`` (loop time), then call ``reorder`` (its
+        queue's order changed); at once if it has passed. Returns the timer to cancel."""
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            self.overdue(deadline)
+            return None
+
+        def due() -> None:
+            self.overdue(deadline)
+            reorder()
+
+        return loop.call_at(deadline, due)
 
     def __lt__(self, other: Waiter) -> bool:
         return self.key < other.key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 
 import aiolimiter
@@ -306,3 +307,67 @@ async def test_seeding_wakes_no_one_early_and_holds_a_waiter_back() -> None:
     limiter.seed([(0.0, 1)])  # a send the limiter did not know of, just now
     await waiter
     assert loop.time() == pytest.approx(15.0)
+
+
+async def test_a_waiter_past_its_deadline_goes_ahead_of_every_finite_priority() -> None:
+    """A low priority waits while higher ones keep coming, but not past its deadline: then
+    it goes next, behind only an infinite priority (a person's call); two past theirs go in
+    order of deadline; one with no deadline waits for the stream to end."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 1.0))
+    start = loop.time()
+    granted: dict[str, float] = {}
+
+    async def waiter(name: str, priority: float, deadline: float | None = None) -> None:
+        at = None if deadline is None else start + deadline
+        grant = await limiter.acquire(priority=priority, deadline=at)
+        limiter.settle(grant, counted=True)
+        granted[name] = loop.time() - start
+
+    async def stream() -> None:  # a busier caller: a likelier waiter every 0.5 s, for 20 s
+        tasks = []
+        for k in range(40):
+            tasks.append(asyncio.ensure_future(waiter(f"high{k}", 0.9)))
+            await asyncio.sleep(0.5)
+        await asyncio.gather(*tasks)
+
+    async def person() -> None:
+        await asyncio.sleep(3.6)
+        await waiter("person", math.inf)
+
+    await take(limiter)  # (the window is full: everyone queues)
+    await asyncio.gather(
+        stream(),
+        waiter("low", 0.1, deadline=3.5),
+        waiter("later", 0.2, deadline=5.5),
+        waiter("none", 0.3),
+        person(),
+    )
+    assert 3.5 <= granted["low"] <= 3.5 + 2.0
+    assert granted["person"] < granted["low"]
+    assert granted["low"] < granted["later"] <= 5.5 + 1.0
+    assert granted["none"] > max(t for name, t in granted.items() if name.startswith("high"))
+
+
+async def test_a_deadline_already_past_goes_first_at_once() -> None:
+    """A waiter whose deadline has passed when it joins is served before waiting higher
+    priorities; a cancelled one leaves no timer behind."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 1.0))
+    await take(limiter)
+    order: list[str] = []
+
+    async def waiter(name: str, priority: float, deadline: float | None) -> None:
+        grant = await limiter.acquire(priority=priority, deadline=deadline)
+        limiter.settle(grant, counted=True)
+        order.append(name)
+
+    high = asyncio.ensure_future(waiter("high", 0.9, None))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(waiter("gone", 0.5, loop.time() + 0.2))
+    await asyncio.sleep(0)
+    gone.cancel()
+    late = asyncio.ensure_future(waiter("late", 0.1, loop.time() - 1.0))
+    await asyncio.gather(high, late)
+    assert order == ["late", "high"]
+    assert limiter.waiting == 0

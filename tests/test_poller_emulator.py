@@ -7,6 +7,7 @@ emulator draws latency per model and mode, so one client meets several latency c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import statistics
@@ -118,11 +119,12 @@ async def test_poller_alone_over_http(client: AsyncFashn, emulator: Emulator) ->
     """A Poller built directly over the client's status call polls a submission to its end
     and learns one interval that holds the true latency."""
     loop = asyncio.get_running_loop()
-    poller = Poller(
-        Polling(),
-        lambda pid, priority: client.status(pid),
-        rng=random.Random(1),
-    )
+
+    async def status(pid: str, priority: float, deadline: float | None) -> tuple[object, float]:
+        sent = loop.time()
+        return await client.status(pid), sent
+
+    poller = Poller(Polling(), status, rng=random.Random(1))  # type: ignore[arg-type]
     prediction = await client.submit(tryons(emulator, 1)[0])
     submitted = loop.time()
     status = await poller.wait(prediction.id, submitted, latency_class=("v1", "", 1))
@@ -138,7 +140,7 @@ async def test_poller_alone_over_http(client: AsyncFashn, emulator: Emulator) ->
 async def test_pressure_follows_the_budget() -> None:
     """No budget: idle (pressure 0); 50 per 10 s with nobody polling: 0."""
 
-    async def never(pid: str, priority: float) -> object:
+    async def never(pid: str, priority: float, deadline: float | None) -> object:
         raise AssertionError("not called")
 
     assert Poller(Polling(), never).pressure() == 0.0  # type: ignore[arg-type]
@@ -178,9 +180,12 @@ async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
     calls: list[float] = []
     start = loop.time()
 
-    async def status(pid: str, priority: float) -> PredictionStatus:
+    async def status(
+        pid: str, priority: float, deadline: float | None
+    ) -> tuple[PredictionStatus, float]:
         calls.append(loop.time() - start)
-        return PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
+        done = PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
+        return done, loop.time()
 
     poller = Poller(Polling(prior=(40.0, 50.0), explore=0.0), status, rng=random.Random(1))
     model = poller.model(("v1", "", 1))
@@ -191,3 +196,23 @@ async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
     await waiting
     assert calls == [pytest.approx(calls[0])]
     assert 5.0 <= calls[0] <= 14.0  # re-planned within REPLAN spacings, not at ~41 s
+
+
+@pytest.mark.emulator(latency=(30.0, 120.0), in_flight_limit=None, submit_limit=None)
+@pytest.mark.client(limits=Limits(in_flight=12, submit=None))
+async def test_no_pause_past_max_interval_while_the_status_budget_is_busy(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """12 in progress of 30-120 s: the budget (5 calls/s) goes first to the predictions
+    likeliest done, but a prediction last seen running max_interval (10 s) ago goes ahead
+    of them (1.2 calls/s would do for all 12): no two of its status calls, as the server
+    saw them, more than 10 s apart, plus the time for the budget's next grant."""
+    client._engine.poller._rng = random.Random(5)  # a repeatable run
+    results = [r async for r in client.batch(tryons(emulator, 36))]
+    assert all(r.ok for r in results)
+    report = emulator.report()
+    pauses = [
+        b - a for times in report.status_call_times.values() for a, b in itertools.pairwise(times)
+    ]
+    assert max(pauses) <= 10.0 + 0.5
+    assert report.rejected == {}

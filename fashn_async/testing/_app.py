@@ -251,6 +251,7 @@ async def _status(request: web.Request) -> web.Response:
     if prediction is None:
         return _not_found(pid)
     state.ledger.status_calls[pid] += 1
+    state.ledger.status_call_times[pid].append(state.clock.now())
     if state.expired(prediction, state.clock.now()):
         return _no_longer_tracked(pid)
     status, now = await state.current(prediction)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,6 +75,8 @@ class EmulatorReport:
         dropped: Connections closed without an answer by faults.
         status_calls: Admitted status calls per known prediction id.
         status_calls_total: Admitted status calls, unknown ids included.
+        status_call_times: When each admitted status call of a known prediction arrived,
+            per prediction id, in order (the pauses between one prediction's polls).
         terminal_at: When each prediction that has ended ended.
         first_seen_terminal: When a status answer first showed each one ended.
         statuses: Each prediction's status now.
@@ -102,6 +104,7 @@ class EmulatorReport:
     dropped: int
     status_calls: dict[str, int]
     status_calls_total: int
+    status_call_times: dict[str, list[float]]
     terminal_at: dict[str, float]
     first_seen_terminal: dict[str, float]
     statuses: dict[str, str]
@@ -145,6 +148,7 @@ class Ledger:
         self.dropped = 0
         self.status_calls: Counter[str] = Counter()
         self.status_calls_total = 0
+        self.status_call_times: defaultdict[str, list[float]] = defaultdict(list)
         self.first_seen_terminal: dict[str, float] = {}
         self.cancels: list[str] = []
         self.image_fetches: list[str] = []

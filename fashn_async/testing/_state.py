@@ -364,6 +364,10 @@ class EmulatorState:
             dropped=ledger.dropped,
             status_calls=dict(ledger.status_calls),
             status_calls_total=ledger.status_calls_total,
+            status_call_times={
+                pid: [api(when) for when in times]
+                for pid, times in ledger.status_call_times.items()
+            },
             terminal_at=terminal,
             first_seen_terminal={
                 pid: api(when) for pid, when in ledger.first_seen_terminal.items()
