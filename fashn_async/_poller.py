@@ -120,14 +120,14 @@ class Poller:
                 await anyio.sleep(max(wait, 0.0))
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)
-                # Past max_interval since it was last seen running, its call goes ahead
-                # of every poller's that is not: a prediction the model gives little
-                # chance to must not wait out a busy budget (the first poll has none).
-                deadline = (
-                    submitted_at + plan.last_running + self.polling.max_interval
-                    if plan.polls
-                    else None
-                )
+                # Its call goes ahead of every poller's that is not once the prediction was
+                # last seen running max_interval ago, less a spacing (room for the budget's
+                # pacing and for others due at once); a first poll, once it has waited that
+                # long past its plan: a prediction the model gives little chance to (an
+                # early first poll's is 0) must not wait out a busy budget.
+                since = plan.last_running if plan.polls else sent
+                polling = self.polling
+                deadline = submitted_at + since + polling.max_interval - polling.target_lag
                 try:
                     status, on_wire = await self._status(
                         prediction_id, plan.priority(sent), deadline

@@ -174,9 +174,11 @@ class Polling:
         max_interval: Longest pause between two polls of one prediction, seconds, a
             stretch the model holds empty included (the first poll waits for the
             class's completions and may come later); at least ``target_lag`` and
-            ``idle_lag``. A poll past it goes ahead of the others in the status budget's
-            queue, which keeps the bound while the predictions in progress divided by it
-            ask no more than the budget's rate; a 429's ``Retry-After`` pauses all.
+            ``idle_lag``. A poll near it (a spacing short), or a first poll that has
+            waited that long past its plan, goes ahead of the others in the status
+            budget's queue: the bound holds, give or take the budget's next grant, while
+            the predictions in progress divided by it ask no more than the budget's rate
+            (less the caller's own status calls); a 429's ``Retry-After`` pauses all.
         backoff: Growth of the spacing once a prediction runs longer than any seen: at
             least 1 (1: none).
         memory: Finished predictions each latency class remembers: an int from 1 to

@@ -216,3 +216,39 @@ async def test_no_pause_past_max_interval_while_the_status_budget_is_busy(
     ]
     assert max(pauses) <= 10.0 + 0.5
     assert report.rejected == {}
+
+
+@pytest.mark.emulator(
+    latency={"tryon-v1.6": {"performance": (2.0, 4.0)}, "tryon-max": (60.0, 120.0)},
+    in_flight_limit=None,
+    submit_limit=None,
+)
+@pytest.mark.client(limits=Limits(in_flight=None, submit=None))
+async def test_a_first_poll_waits_out_no_busy_budget(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """2-4 s try-ons (6 at a time) beside 12 of 60-120 s, whose polls fill the budget: a
+    first poll the model gives ~0 chance (an early one) goes ahead once it has waited
+    max_interval (10 s) less a spacing past its plan, so no fast prediction is seen more
+    than about 10 s late (it was 64 s, and 106 s beside 40 slow ones)."""
+    client._engine.poller._rng = random.Random(5)  # a repeatable run
+    fast = model_request(emulator, "tryon-v1.6", mode="performance")
+    slow = model_request(emulator, "tryon-max")
+    fast_slots, slow_slots = asyncio.Semaphore(6), asyncio.Semaphore(12)
+
+    async def run(request: ModelRequest, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            await client.run(request)
+
+    await asyncio.gather(
+        *(run(fast, fast_slots) for _ in range(60)), *(run(slow, slow_slots) for _ in range(24))
+    )
+    report = emulator.report()
+    fast_lags = [
+        report.first_seen_terminal[a.id] - report.terminal_at[a.id]
+        for a in report.accepted
+        if a.model_name == "tryon-v1.6"
+    ]
+    assert len(fast_lags) == 60
+    assert max(fast_lags) <= 10.0 + 0.5
+    assert report.rejected == {}
