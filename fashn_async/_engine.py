@@ -193,14 +193,22 @@ class Engine:
             tries = decision.tries
 
     async def status(
-        self, prediction_id: str, *, priority: float = USER_PRIORITY
+        self,
+        prediction_id: str,
+        *,
+        priority: float = USER_PRIORITY,
+        deadline: float | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> PredictionStatus:
-        """One status call through the shared budget; a read, changing nothing here."""
+        """One status call through the shared budget; a read, changing nothing here.
+        ``priority``, ``deadline`` and ``on_send`` as in :meth:`get`."""
         response = await self.get(
             f"/v1/status/{_quote(prediction_id)}",
             limiter=self.status_budget,
             priority=priority,
+            deadline=deadline,
             prediction_id=prediction_id,
+            on_send=on_send,
         )
         return _structure_status(response, prediction_id)
 
@@ -238,15 +246,13 @@ class Engine:
         """A poller's status call: the status, and the loop time its request went out."""
         sent: list[float] = []
         loop = asyncio.get_running_loop()
-        response = await self.get(
-            f"/v1/status/{_quote(prediction_id)}",
-            limiter=self.status_budget,
+        status = await self.status(
+            prediction_id,
             priority=priority,
             deadline=deadline,
-            prediction_id=prediction_id,
             on_send=lambda: sent.append(loop.time()),
         )
-        return _structure_status(response, prediction_id), sent[-1]
+        return status, sent[-1]
 
     async def wait(
         self,
