@@ -250,9 +250,9 @@ async def _status(request: web.Request) -> web.Response:
     prediction = state.predictions.get(pid)
     if prediction is None:
         return _not_found(pid)
-    state.ledger.status_calls[pid] += 1
-    state.ledger.status_call_times[pid].append(state.clock.now())
-    if state.expired(prediction, state.clock.now()):
+    arrived = state.clock.now()
+    state.ledger.status_call_times[pid].append(arrived)
+    if state.expired(prediction, arrived):
         return _no_longer_tracked(pid)
     status, now = await state.current(prediction)
     headers: dict[str, str] = {}

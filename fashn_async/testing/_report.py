@@ -146,8 +146,9 @@ class Ledger:
         self.bad_requests = 0
         self.errors_5xx = 0
         self.dropped = 0
-        self.status_calls: Counter[str] = Counter()
         self.status_calls_total = 0
+        #: Per known prediction id, when each admitted status call arrived (their count
+        #: is the report's ``status_calls``).
         self.status_call_times: defaultdict[str, list[float]] = defaultdict(list)
         self.first_seen_terminal: dict[str, float] = {}
         self.cancels: list[str] = []

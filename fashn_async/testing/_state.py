@@ -362,7 +362,7 @@ class EmulatorState:
             bad_requests=ledger.bad_requests,
             errors_5xx=ledger.errors_5xx,
             dropped=ledger.dropped,
-            status_calls=dict(ledger.status_calls),
+            status_calls={pid: len(times) for pid, times in ledger.status_call_times.items()},
             status_calls_total=ledger.status_calls_total,
             status_call_times={
                 pid: [api(when) for when in times]
