@@ -358,13 +358,9 @@ def _learned_bimodal(seed: int) -> CompletionModel:
 
 
 def _polls_until(model: CompletionModel, end: float, *, explore: float) -> list[float]:
+    """:func:`_walk` to ``end`` with ``explore`` (max_interval 30 s: gaps skipped whole)."""
     model.polling = Polling(explore=explore, max_interval=30.0)
-    plan = PollPlan(model, random.Random(1))
-    polls: list[float] = []
-    while len(polls) < 60 and (not polls or polls[-1] < end):
-        polls.append(plan.next_poll(0.95))
-        plan.running(polls[-1])
-    return polls
+    return _walk(model, random.Random(1), end)
 
 
 def test_a_gap_is_skipped_from_the_edges_of_its_modes() -> None:
