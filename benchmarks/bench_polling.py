@@ -18,7 +18,8 @@ predictions after the first 12 accepted. "need": what a client knowing the distr
 needs, one poll a second through each latency mode up to the prediction's latency
 (sum over modes starting before it of ceil(min(latency, high) - low), at least 1).
 Goals (ours): 0 x 429; p95 lag <= 1.0 s after 12 and <= 2.0 s over all; status calls per
-prediction <= 1.25 x need + 0.5.
+prediction <= 1.25 x need + 0.5. The JSON keeps each prediction's latency, lag and poll
+times (``predictions``, in acceptance order, API seconds since it was accepted).
 
     python benchmarks/bench_polling.py [--quick] [--n 100] [--scale 0.05] [--only 2-4 ...]
 """
@@ -58,6 +59,25 @@ def needed_calls(latency: float, modes: list[list[float]]) -> int:
     return max(calls, 1)
 
 
+def prediction_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each accepted prediction, in acceptance order: its latency, its detection lag
+    (None for one not seen ended) and when it was polled, API seconds since it was
+    accepted: what a run's figures are made of, kept so an outlier can be traced."""
+    terminal, seen = report["terminal_at"], report["first_seen_terminal"]
+    times = report["status_call_times"]
+    rows = []
+    for item in sorted(report["accepted"], key=lambda a: a["time"]):
+        i, start = item["id"], item["time"]
+        rows.append(
+            {
+                "latency_s": terminal[i] - start if i in terminal else None,
+                "lag_s": max(seen[i] - terminal[i], 0.0) if i in terminal and i in seen else None,
+                "polls_s": [round(t - start, 4) for t in times.get(i, [])],
+            }
+        )
+    return rows
+
+
 def _spec(client: str, url: str, n: int, scale: float, modes: list[list[float]]) -> dict[str, Any]:
     spec = h.client_spec(client, url, n, scale=scale)
     if client == "official":
@@ -88,10 +108,9 @@ def measure(n: int, scale: float, only: list[str] | None) -> list[dict[str, Any]
             with h.emulator(config) as emu:
                 result = h.run_client(_spec(client, emu.url, n, scale, modes))
                 report = emu.report()
-            terminal, seen = report["terminal_at"], report["first_seen_terminal"]
-            order = [a["id"] for a in sorted(report["accepted"], key=lambda a: a["time"])]
-            lag = {i: max(seen[i] - terminal[i], 0.0) for i in terminal if i in seen}
-            late = [lag[i] for i in order[WARMUP:] if i in lag]
+            predictions = prediction_rows(report)
+            lags = [row["lag_s"] for row in predictions if row["lag_s"] is not None]
+            late = [row["lag_s"] for row in predictions[WARMUP:] if row["lag_s"] is not None]
             latencies = an.accepted_latencies(report)
             need = sum(needed_calls(x, modes) for x in latencies) / max(len(latencies), 1)
             completed = max(result["completed"], 1)
@@ -106,14 +125,15 @@ def measure(n: int, scale: float, only: list[str] | None) -> list[dict[str, Any]
                     "calls_per_prediction": report["status_calls_total"] / completed,
                     "need_per_prediction": need,
                     "calls_goal": GOAL_CALLS[0] * need + GOAL_CALLS[1],
-                    "lag_p50_s": an.percentile(lag.values(), 50),
-                    "lag_p95_s": an.percentile(lag.values(), 95),
+                    "lag_p50_s": an.percentile(lags, 50),
+                    "lag_p95_s": an.percentile(lags, 95),
                     "lag_p95_after_12_s": an.percentile(late, 95),
-                    "lag_max_s": max(lag.values(), default=float("nan")),
+                    "lag_max_s": max(lags, default=float("nan")),
                     "rejected_429": rejected,
                     "max_status_in_window": report["max_status_in_window"],
                     "wall_api_s": result["wall_s"] / scale,
                     "client_cpu_s": result["cpu_s"],
+                    "predictions": predictions,
                 }
             )
     return runs

@@ -150,3 +150,27 @@ def test_emulator_config_from_json() -> None:
     assert config.status_limit is None
     assert config.latency == {"*": Latency(((0.0, 0.0, 1.0),))}
     assert config.api_key == "k"
+
+
+def test_polling_rows_trace_each_prediction_in_acceptance_order() -> None:
+    """bench_polling keeps each prediction's latency, lag and polls, API seconds since
+    it was accepted, in acceptance order; one not ended or not seen ended has no lag."""
+    sys.modules.setdefault("_analysis", an)  # (bench_polling imports them by name)
+    sys.modules.setdefault("_harness", harness)
+    polling = _load("bench_polling")
+    report = {
+        "accepted": [
+            {"id": "b", "time": 12.0},
+            {"id": "a", "time": 10.0},
+            {"id": "c", "time": 13.0},
+        ],
+        "terminal_at": {"a": 13.5, "b": 20.0},
+        "first_seen_terminal": {"a": 14.0},
+        "status_call_times": {"a": [11.0, 14.0], "c": [14.5]},
+    }
+    rows = polling.prediction_rows(report)
+    assert rows == [
+        {"latency_s": 3.5, "lag_s": 0.5, "polls_s": [1.0, 4.0]},
+        {"latency_s": 8.0, "lag_s": None, "polls_s": []},
+        {"latency_s": None, "lag_s": None, "polls_s": [1.5]},
+    ]
