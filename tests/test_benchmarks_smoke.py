@@ -174,3 +174,26 @@ def test_polling_rows_trace_each_prediction_in_acceptance_order() -> None:
         {"latency_s": 8.0, "lag_s": None, "polls_s": []},
         {"latency_s": None, "lag_s": None, "polls_s": [1.5]},
     ]
+
+
+def test_learning_bench_times_completions_and_checks_the_readme_figures() -> None:
+    """bench_learning times the model's per-completion work with the shift test and
+    without, and judges each count in progress against the README's figure for it."""
+    sys.modules.setdefault("_harness", harness)
+    learning = _load("bench_learning")
+    (run,) = learning.measure(20, [6])
+    assert run["with_shift_test"]["median_ms"] > 0
+    assert run["without"]["median_ms"] > 0
+    assert run["ratio"] == pytest.approx(
+        run["with_shift_test"]["median_ms"] / run["without"]["median_ms"]
+    )
+    fast = {"with_shift_test": {"median_ms": 0.5, "refit_median_ms": 9.0}, "ratio": 30.0}
+    slow = {"with_shift_test": {"median_ms": 2.0, "refit_median_ms": 20.0}, "ratio": 60.0}
+    lines = learning.goals([{"in_progress": 6, **fast}, {"in_progress": 1000, **slow}])
+    assert [line.split()[0] for line in lines] == ["MET", "MET", "MISSED"]
+    assert "<= 1 ms" in lines[0]
+    assert "<= 3 ms" in lines[1]
+    assert "20.0 ms" in lines[2]
+    (between, _) = learning.goals([{"in_progress": 50, **slow}])  # the next count's figure
+    assert between.startswith("MET")
+    assert "<= 3 ms" in between
