@@ -129,15 +129,18 @@ class BaseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close open batches (cancelling their predictions on the server, awaited), close
-        the HTTP session, leave Redis."""
+        """Close open batches (cancelling their predictions on the server, awaited), stop
+        the latency models' refits, close the HTTP session, leave Redis."""
         self._transport.check_loop()
         try:
             await self._batches.aclose()
         finally:
             self._engine.in_flight.close()
             try:
-                await self._transport.close()
+                await self._engine.poller.aclose()
             finally:
-                if self._coordinator is not None:
-                    await self._coordinator.aclose()
+                try:
+                    await self._transport.close()
+                finally:
+                    if self._coordinator is not None:
+                        await self._coordinator.aclose()

@@ -21,7 +21,7 @@ from fashn_async._plan import PollPlan
 from fashn_async._polling import LatencyClass, Polling, prior_for, spacing
 from fashn_async._sources import in_worker
 from fashn_async._survival import CompletionModel
-from fashn_async._turnbull import EPSILON
+from fashn_async._turnbull import EPSILON, Fit
 from fashn_async.errors import FashnError, PollingError
 
 __all__ = ["Poller", "StatusCall"]
@@ -61,7 +61,8 @@ class Poller:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not security
         self.models: dict[LatencyClass | None, CompletionModel] = {}
         self._likely: set[PollPlan] = set()  # being polled where completions are likely
-        self._refitting: set[CompletionModel] = set()
+        #: Each model's refit under way, in the background (:meth:`_start_refit`).
+        self._refits: dict[CompletionModel, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
         return f"<Poller classes={len(self.models)} polling={len(self._likely)} likely>"
@@ -108,16 +109,21 @@ class Poller:
         plan = PollPlan(self.model(latency_class), self._rng, learn=learn)
         try:
             while True:
-                await self._refit(plan.model)  # what finished predictions taught, if due
+                refit = self._start_refit(plan.model)  # what finished ones taught, if due
                 due = plan.next_poll(spacing(self.polling, self.pressure()))
                 wait = submitted_at + due - loop.time()
-                if wait > (replan := REPLAN * self.polling.target_lag):
-                    # A long wait is planned again part way: what other predictions
-                    # finish meanwhile may move it (a first poll planned before the
-                    # model learned that completions come sooner, say).
-                    await anyio.sleep(replan)
+                # A long wait is planned again part way, and any wait once a refit is in:
+                # what other predictions finish meanwhile may move it (a first poll
+                # planned before the model learned that completions come sooner, say).
+                sleep = min(wait, REPLAN * self.polling.target_lag)
+                if refit is not None and sleep > 0:
+                    done, _ = await asyncio.wait({refit}, timeout=sleep)
+                    if done:
+                        continue
+                else:
+                    await anyio.sleep(max(sleep, 0.0))
+                if sleep < wait:
                     continue
-                await anyio.sleep(max(wait, 0.0))
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)
                 # Its call goes ahead of every poller's that is not once the prediction was
@@ -180,21 +186,38 @@ class Poller:
                 await cancel(prediction_id)
             raise
 
-    async def _refit(self, model: CompletionModel) -> None:
-        """Refit ``model`` in a worker thread if due: the fit is pure Python, milliseconds
-        long, and would hold the event loop; meanwhile the model answers from its last fit.
-        One refit per model at a time (one due while another runs waits for the next).
+    def _start_refit(self, model: CompletionModel) -> asyncio.Task[None] | None:
+        """Start ``model``'s refit in the worker thread if one is due, in the background;
+        return the refit under way, if any.
+
+        The fit is pure Python, milliseconds long, and would hold the event loop; the
+        worker is shared with image preparation, which may keep it seconds. No poller
+        waits for it (meanwhile the model answers from its last fit, and polls go on), and
+        one cancelled meanwhile loses nothing: the refit is applied when it is in, and
+        the pollers of its class plan again. One refit per model at a time.
         """
-        if model in self._refitting:
-            return
+        running = self._refits.get(model)
+        if running is not None:
+            return running
         job = model.refit_job()
         if job is None:
-            return
-        self._refitting.add(model)
+            return None
+        task = asyncio.get_running_loop().create_task(self._refit(model, job))
+        self._refits[model] = task
+        return task
+
+    async def _refit(self, model: CompletionModel, job: Callable[[], Fit]) -> None:
         try:
             model.apply(await in_worker(job))
         finally:
-            self._refitting.discard(model)
+            self._refits.pop(model, None)
+
+    async def aclose(self) -> None:
+        """Cancel the refits under way (the client is closing) and wait for them."""
+        tasks = list(self._refits.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _track(self, plan: PollPlan, elapsed: float) -> None:
         """Count the prediction towards the pressure while completions are likely."""

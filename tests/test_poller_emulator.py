@@ -11,10 +11,11 @@ import itertools
 import math
 import random
 import statistics
+from collections.abc import Callable
 
 import pytest
 
-from fashn_async import AsyncFashn, Limits, ModelRequest, Polling, TryOnRequest
+from fashn_async import AsyncFashn, Limits, ModelRequest, Polling, TryOnRequest, _poller
 from fashn_async._limits import Rate, WindowLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._poller import Poller
@@ -252,3 +253,103 @@ async def test_a_first_poll_waits_out_no_busy_budget(
     assert len(fast_lags) == 60
     assert max(fast_lags) <= 10.0 + 0.5
     assert report.rejected == {}
+
+
+class BusyWorker:
+    """Stands in for the worker thread while image preparation holds it: each job
+    waits until :meth:`free`."""
+
+    def __init__(self) -> None:
+        self.freed = asyncio.Event()
+        self.jobs = 0
+
+    async def __call__(self, job: Callable[[], object]) -> object:
+        self.jobs += 1
+        await self.freed.wait()
+        return job()
+
+    def free(self) -> None:
+        self.freed.set()
+
+
+KEY = ("v1", "", 1)
+
+
+async def test_polls_go_on_while_a_refit_waits_for_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refit due while the worker thread is busy (seconds of image preparation) holds
+    up no poll: the prediction is polled on the fit before it, and the refit is applied
+    once the worker is free. (Before, the poller waited for it: polls 2.5 s late.)"""
+    worker = BusyWorker()
+    monkeypatch.setattr(_poller, "in_worker", worker)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    calls: list[float] = []
+
+    async def status(
+        pid: str, priority: float, deadline: float | None
+    ) -> tuple[PredictionStatus, float]:
+        calls.append(loop.time() - start)
+        done = loop.time() - start >= 20.0
+        return PredictionStatus(id=pid, status="completed" if done else "processing"), loop.time()
+
+    poller = Poller(Polling(prior=(5.0, 11.0), explore=0.0), status, rng=random.Random(1))
+    model = poller.model(KEY)
+    for _ in range(8):  # others of the class finished: a refit is due
+        model.observe(8.0, 9.0)
+    assert model.cdf(9.0) - model.cdf(8.0) < 0.25  # (not refit yet: the prior's)
+    waiting = asyncio.ensure_future(poller.wait("p", start, latency_class=KEY))
+    await asyncio.sleep(15.0)
+    assert worker.jobs == 1
+    assert not worker.freed.is_set()
+    assert len(calls) >= 5  # polled through 5-11 s meanwhile, about once a spacing
+    assert max(b - a for a, b in itertools.pairwise(calls)) <= 2 * Polling().target_lag
+    worker.free()
+    status_seen = await waiting
+    assert status_seen.status == "completed"
+    assert poller._refits == {}
+    assert model.cdf(9.0) - model.cdf(8.0) > 0.5  # the refit was applied: (8, 9] x 8
+
+
+async def test_a_refit_outlives_the_poller_that_started_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run cancelled while its refit waits for the worker loses nothing: the refit is
+    applied when the worker is free (before, it was dropped, and the class stayed on its
+    old fit until n // 8 more completions); closing the poller cancels one still waiting."""
+    worker = BusyWorker()
+    monkeypatch.setattr(_poller, "in_worker", worker)
+    loop = asyncio.get_running_loop()
+
+    async def status(
+        pid: str, priority: float, deadline: float | None
+    ) -> tuple[PredictionStatus, float]:
+        return PredictionStatus(id=pid, status="processing"), loop.time()
+
+    poller = Poller(Polling(prior=(5.0, 11.0), explore=0.0), status, rng=random.Random(1))
+    model = poller.model(KEY)
+    for _ in range(8):  # the class is slower than its prior: 29-30 s
+        model.observe(29.0, 30.0)
+    assert model.quantile(0.5) < 12.0  # (not refit yet)
+    waiting = asyncio.ensure_future(poller.wait("p", loop.time(), latency_class=KEY))
+    await asyncio.sleep(1.0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    worker.free()
+    await asyncio.sleep(0.1)
+    assert model.quantile(0.5) > 25.0  # applied, though its poller is gone
+    assert model.refit_job() is None
+
+    worker.freed.clear()
+    for _ in range(8):
+        model.observe(29.0, 30.0)
+    again = asyncio.ensure_future(poller.wait("q", loop.time(), latency_class=KEY))
+    await asyncio.sleep(1.0)
+    again.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await again
+    await poller.aclose()
+    assert worker.jobs == 2
+    assert poller._refits == {}
