@@ -20,11 +20,12 @@ stops counting at ``t + window``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Waiter"]
+__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Priority", "Waiter", "refresh"]
 
 
 def _loop_time() -> float:
@@ -148,16 +149,30 @@ class Pacer:
 OVERDUE = sys.float_info.max
 
 
+#: A waiter's priority: a number, or a function giving it now (one that grows while the
+#: caller waits, such as the chance that a prediction is done).
+Priority = float | Callable[[], float]
+
+
 class Waiter:
     """A caller queued for a grant; heaps order waiters by ``key``: (-priority, deadline
     once past it, arrival)."""
 
-    __slots__ = ("_wakeup", "key", "woken")
+    __slots__ = ("_rank", "_wakeup", "key", "woken")
 
-    def __init__(self, priority: float, arrival: int) -> None:
-        self.key = (-priority, math.inf, arrival)
+    def __init__(self, priority: Priority, arrival: int) -> None:
+        self._rank = priority if callable(priority) else None
+        self.key = (-(priority() if callable(priority) else priority), math.inf, arrival)
         self.woken = False
         self._wakeup: asyncio.Future[None] | None = None
+
+    def refresh(self) -> bool:
+        """Read its priority again, if it is a function and the waiter is not overdue;
+        whether it may have moved."""
+        if self._rank is None or self.key[1] != math.inf:
+            return False
+        self.key = (-self._rank(), math.inf, self.key[2])
+        return True
 
     def overdue(self, deadline: float) -> None:
         """Its deadline (loop time) passed: it goes ahead of every finite priority, those
@@ -200,3 +215,16 @@ class Waiter:
             self._wakeup = None
             if timer is not None:
                 timer.cancel()
+
+
+def refresh(queue: list[Waiter]) -> bool:
+    """Read again the priorities of a heap of waiters that are given as functions, and
+    restore the heap: whether its head is unchanged (else the new head is woken, to ask
+    in the old one's place)."""
+    head = queue[0]
+    if sum(waiter.refresh() for waiter in queue):
+        heapq.heapify(queue)
+    if queue[0] is head:
+        return True
+    queue[0].wake()
+    return False

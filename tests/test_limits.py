@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Callable
 
 import aiolimiter
 import pytest
@@ -347,6 +348,35 @@ async def test_a_waiter_past_its_deadline_goes_ahead_of_every_finite_priority() 
     assert granted["person"] < granted["low"]
     assert granted["low"] < granted["later"] <= 5.5 + 1.0
     assert granted["none"] > max(t for name, t in granted.items() if name.startswith("high"))
+
+
+async def test_a_priority_given_as_a_function_is_read_at_each_grant() -> None:
+    """A waiter whose priority grows while it waits (the chance that its prediction is
+    done) is served by what it is when a grant is made, not by what it was when it
+    joined: it passes a fixed priority it was below then (which a number, read once,
+    never did). Numbers still work beside functions; an infinite one still goes first."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 1.0))
+    start = loop.time()
+    order: list[str] = []
+
+    def growing(joined: float) -> Callable[[], float]:
+        return lambda: (loop.time() - joined) / 10.0  # 0.1 a second waited
+
+    async def waiter(name: str, priority: float | Callable[[], float], delay: float) -> None:
+        await asyncio.sleep(delay)
+        grant = await limiter.acquire(priority=priority)
+        limiter.settle(grant, counted=True)
+        order.append(name)
+
+    await take(limiter)  # (the window is full: a grant a second from 1 s on)
+    await asyncio.gather(
+        waiter("fixed", 0.15, 0.0),
+        waiter("growing", growing(start), 0.0),  # 0 when it joins, 0.2 at 2 s
+        waiter("later", growing(start + 0.5), 0.5),  # 0.15 at 2 s, 0.25 at 3 s
+        waiter("person", math.inf, 0.9),
+    )
+    assert order == ["person", "growing", "later", "fixed"]
 
 
 async def test_a_deadline_already_past_goes_first_at_once() -> None:
