@@ -52,7 +52,8 @@ CONFIRM = 3
 #: Moves smaller than this many spacings are no shift.
 MARGIN = 2.0
 #: Predictions compared (the last sent): the test runs on the event loop at every
-#: completion, about 0.7 ms for 200, and more says little more of 12.
+#: completion, about 0.8 ms for 200 (benchmarks/bench_learning.py), and more says
+#: little more of 12.
 SUBJECTS = 200
 
 #: (seconds since submission, completed): completed then, or last known running then.

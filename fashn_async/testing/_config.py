@@ -330,8 +330,9 @@ class EmulatorConfig:
 
     Args:
         api_key: The bearer token accepted; any other is refused with 401.
-        time_scale: Multiplies every duration (latency, windows, Retry-After, delays):
-            0.01 runs an API minute in 0.6 s.
+        time_scale: Multiplies every duration (latency, windows, the Retry-After of its
+            limits' 429s, delays): 0.01 runs an API minute in 0.6 s. (A ``throttle``
+            fault's ``retry_after`` is sent verbatim, as given.)
         latency: Seconds from submission to the terminal status. ``(low, high)`` (drawn
             uniformly) or a :class:`Latency` mixture applies to every model; a dict by
             model name, each a range, a Latency, or a dict by ``mode``, overrides the

@@ -101,7 +101,8 @@ class Emulator:
         The client gets :attr:`api_key` and :attr:`url`, and its limits, polling and
         retry backoff are scaled by ``config.time_scale``, so a fast emulator is met by a
         client as fast (``_emulator_clock.scaled_timing``, as the command line does;
-        network timeouts are not scaled). Without this,
+        network timeouts are not scaled, nor are the durations given to a call, such as
+        ``run(..., deadline=)``: those are real seconds). Without this,
         a client waits out the real API's 60 s windows against an emulator whose windows
         last 0.6 s.
 
