@@ -154,6 +154,11 @@ OVERDUE = sys.float_info.max
 Priority = float | Callable[[], float]
 
 
+def _rank(priority: float) -> float:
+    """A priority as a heap's key: negated, NaN read as 0 (no ordering would hold)."""
+    return -priority if priority == priority else -0.0
+
+
 class Waiter:
     """A caller queued for a grant; heaps order waiters by ``key``: (-priority, deadline
     once past it, arrival)."""
@@ -162,7 +167,7 @@ class Waiter:
 
     def __init__(self, priority: Priority, arrival: int) -> None:
         self._rank = priority if callable(priority) else None
-        self.key = (-(priority() if callable(priority) else priority), math.inf, arrival)
+        self.key = (_rank(priority() if callable(priority) else priority), math.inf, arrival)
         self.woken = False
         self._wakeup: asyncio.Future[None] | None = None
 
@@ -171,7 +176,7 @@ class Waiter:
         whether it may have moved."""
         if self._rank is None or self.key[1] != math.inf:
             return False
-        self.key = (-self._rank(), math.inf, self.key[2])
+        self.key = (_rank(self._rank()), math.inf, self.key[2])
         return True
 
     def overdue(self, deadline: float) -> None:

@@ -379,6 +379,33 @@ async def test_a_priority_given_as_a_function_is_read_at_each_grant() -> None:
     assert order == ["person", "growing", "later", "fixed"]
 
 
+async def test_a_nan_priority_is_read_as_zero() -> None:
+    """A priority that is NaN (a number or what a function gives) orders as 0: below a
+    positive one, above a negative one, and its deadline still puts it ahead."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 1.0))
+    start = loop.time()
+    order: list[str] = []
+
+    async def waiter(
+        name: str, priority: float | Callable[[], float], deadline: float | None
+    ) -> None:
+        at = None if deadline is None else start + deadline
+        grant = await limiter.acquire(priority=priority, deadline=at)
+        limiter.settle(grant, counted=True)
+        order.append(name)
+
+    await take(limiter)  # (a grant a second from 1 s on)
+    await asyncio.gather(
+        waiter("positive", 0.5, None),
+        waiter("nan", math.nan, None),
+        waiter("nan function", lambda: math.nan, None),
+        waiter("negative", -1.0, None),
+        waiter("nan, due", lambda: math.nan, 0.5),
+    )
+    assert order == ["nan, due", "positive", "nan", "nan function", "negative"]
+
+
 async def test_a_deadline_already_past_goes_first_at_once() -> None:
     """A waiter whose deadline has passed when it joins is served before waiting higher
     priorities; a cancelled one leaves no timer behind."""
