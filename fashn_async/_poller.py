@@ -199,8 +199,9 @@ class Poller:
         the pollers of its class plan again. One refit per model at a time.
         """
         running = self._refits.get(model)
-        if running is not None:
+        if running is not None and not running.done():
             return running
+        self._refits.pop(model, None)  # (one cancelled before it started ran no finally)
         job = model.refit_job()
         if job is None:
             return None
@@ -217,6 +218,7 @@ class Poller:
     async def aclose(self) -> None:
         """Cancel the refits under way (the client is closing) and wait for them."""
         tasks = list(self._refits.values())
+        self._refits.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -163,20 +163,27 @@ class Waiter:
     """A caller queued for a grant; heaps order waiters by ``key``: (-priority, deadline
     once past it, arrival)."""
 
-    __slots__ = ("_rank", "_wakeup", "key", "woken")
+    __slots__ = ("_rank", "_wakeup", "handed", "key", "woken")
 
     def __init__(self, priority: Priority, arrival: int) -> None:
         self._rank = priority if callable(priority) else None
         self.key = (_rank(priority() if callable(priority) else priority), math.inf, arrival)
         self.woken = False
+        #: Made the head by a reading of the priorities: it asks without reading again.
+        self.handed = False
         self._wakeup: asyncio.Future[None] | None = None
 
     def refresh(self) -> bool:
         """Read its priority again, if it is a function and the waiter is not overdue;
-        whether it may have moved."""
+        whether it may have moved. A function that raises leaves the last reading (the
+        error is its caller's to see, not every waiter's that reads the queue)."""
         if self._rank is None or self.key[1] != math.inf:
             return False
-        self.key = (_rank(self._rank()), math.inf, self.key[2])
+        try:
+            value = self._rank()
+        except Exception:  # (see above)
+            return False
+        self.key = (_rank(value), math.inf, self.key[2])
         return True
 
     def overdue(self, deadline: float) -> None:
@@ -225,11 +232,15 @@ class Waiter:
 def refresh(queue: list[Waiter]) -> bool:
     """Read again the priorities of a heap of waiters that are given as functions, and
     restore the heap: whether its head is unchanged (else the new head is woken, to ask
-    in the old one's place)."""
+    in the old one's place without reading them again)."""
     head = queue[0]
+    if head.handed:  # made the head by the last reading: it asks (a reading that moves
+        head.handed = False  # at every read must not hand the turn on for ever)
+        return True
     if sum(waiter.refresh() for waiter in queue):
         heapq.heapify(queue)
     if queue[0] is head:
         return True
+    queue[0].handed = True
     queue[0].wake()
     return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -428,3 +429,39 @@ async def test_a_deadline_already_past_goes_first_at_once() -> None:
     await asyncio.gather(high, late)
     assert order == ["late", "high"]
     assert limiter.waiting == 0
+
+
+async def test_priorities_that_move_at_every_reading_still_get_grants() -> None:
+    """Priorities read as functions that rank the waiters differently at every reading
+    (or raise, after the first) cannot keep the head handing its turn on: every waiter is
+    granted, one every 0.5 s, and one whose function raises fails no other waiter."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 0.5))
+    readings = itertools.count()
+    start = loop.time()
+    granted: list[float] = []
+
+    def shifting(i: int) -> Callable[[], float]:
+        return lambda: float((next(readings) + i) % 10)
+
+    def raising() -> Callable[[], float]:
+        calls = itertools.count()
+
+        def read() -> float:
+            if next(calls):
+                raise RuntimeError("bad priority")
+            return 0.5
+
+        return read
+
+    async def waiter(priority: Callable[[], float]) -> None:
+        grant = await limiter.acquire(priority=priority)
+        limiter.settle(grant, counted=True)
+        granted.append(loop.time() - start)
+
+    await take(limiter)
+    await asyncio.wait_for(
+        asyncio.gather(*(waiter(shifting(i)) for i in range(10)), waiter(raising())), 30.0
+    )
+    assert len(granted) == 11
+    assert max(granted) <= 11 * 0.5 + 0.5

@@ -371,3 +371,30 @@ async def test_a_spacing_finer_than_the_budget_allows_costs_no_lag(
     assert all(r.ok for r in results)
     assert p95(lags_in_order(emulator)) <= 1.9
     assert emulator.report().rejected == {}
+
+
+async def test_a_refit_cancelled_before_it_started_leaves_nothing_behind() -> None:
+    """Closing the poller in the same turn as a refit starts (its task cancelled before
+    its first step, so its own cleanup never runs) leaves no refit on the books: the
+    class refits again when due, and no poller waits on a task that is already done
+    (it spun on it until its poll was due)."""
+
+    async def never(pid: str, priority: object, deadline: float | None) -> object:
+        raise AssertionError("not called")
+
+    poller = Poller(Polling(), never)  # type: ignore[arg-type]
+    model = poller.model(KEY)
+    for _ in range(8):
+        model.observe(8.0, 9.0)
+    started = poller._start_refit(model)
+    assert started is not None
+    await poller.aclose()
+    assert started.cancelled()
+    assert poller._refits == {}
+    for _ in range(8):
+        model.observe(8.0, 9.0)
+    again = poller._start_refit(model)
+    assert again is not None
+    assert again is not started
+    await again
+    assert poller._refits == {}
