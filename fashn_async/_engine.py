@@ -36,7 +36,6 @@ from fashn_async._shield import outlive_cancels
 from fashn_async._submitter import Submitter
 from fashn_async._turnbull import EPSILON
 from fashn_async._validators import shorten
-from fashn_async._window import Priority
 from fashn_async.errors import APIError, FashnError, PollingError, TransportError
 
 if TYPE_CHECKING:
@@ -134,7 +133,7 @@ class Engine:
         path: str,
         *,
         limiter: RateLimiter | None,
-        priority: Priority = USER_PRIORITY,
+        priority: float = USER_PRIORITY,
         deadline: float | None = None,
         prediction_id: str | None = None,
         on_send: Callable[[], None] | None = None,
@@ -197,7 +196,7 @@ class Engine:
         self,
         prediction_id: str,
         *,
-        priority: Priority = USER_PRIORITY,
+        priority: float = USER_PRIORITY,
         deadline: float | None = None,
         on_send: Callable[[], None] | None = None,
     ) -> PredictionStatus:
@@ -242,7 +241,7 @@ class Engine:
     # -- polling (the loop lives in fashn_async._poller) ---------------------------------
 
     async def _poll_status(
-        self, prediction_id: str, priority: Priority, deadline: float | None
+        self, prediction_id: str, priority: float, deadline: float | None
     ) -> tuple[PredictionStatus, float]:
         """A poller's status call: the status, and the loop time its request went out."""
         sent: list[float] = []

@@ -17,8 +17,8 @@ never reached the server, or the server said it did not count it).
 
 GET /v1/credits gets a strict :class:`WindowLimiter` too (30 per 10 s, NOTES.md; the
 engine's own, also under coordination, as credit checks are rare): a leaky bucket would
-let about twice the limit into one rolling window. Waiters are served by priority
-(read at each grant), then arrival; a cancelled waiter takes no capacity; a 429 pauses all.
+let about twice the limit into one rolling window. Waiters are served
+by priority, then arrival; a cancelled waiter takes no capacity; a 429 pauses all.
 
 One algorithm, :class:`WindowLimiter`, over a :class:`WindowStore`: the in-process
 :class:`~fashn_async._window.MemoryWindow`, or the Redis store of
@@ -45,7 +45,7 @@ from fashn_async._validators import (
     optional_at_least_one,
     seconds,
 )
-from fashn_async._window import MemoryWindow, Pacer, Priority, Waiter, refresh
+from fashn_async._window import MemoryWindow, Pacer, Waiter
 from fashn_async.errors import ConfigurationError
 
 __all__ = [
@@ -153,11 +153,10 @@ class RateLimiter(Protocol):
         ...
 
     async def acquire(
-        self, amount: int = 1, *, priority: Priority = 0.0, deadline: float | None = None
+        self, amount: int = 1, *, priority: float = 0.0, deadline: float | None = None
     ) -> Grant:
-        """Wait until ``amount`` units fit, then take them (``priority``: a number, or a
-        function read at each grant; past ``deadline``, loop time, ahead of every finite
-        priority); ValueError if they never can."""
+        """Wait until ``amount`` units fit, then take them (past ``deadline``, loop time,
+        ahead of every finite priority); ValueError if they never can."""
         ...
 
     def settle(self, grant: Grant, *, counted: bool) -> None:
@@ -319,14 +318,15 @@ class WindowLimiter:
         self.wake()
 
     async def acquire(
-        self, amount: int = 1, *, priority: Priority = 0.0, deadline: float | None = None
+        self, amount: int = 1, *, priority: float = 0.0, deadline: float | None = None
     ) -> Grant:
         """Wait until ``amount`` units fit in the window, then take them.
 
-        Higher ``priority`` goes first (a function is read again at each grant: a chance
-        that grows while the caller waits), then arrival; past ``deadline`` (loop time),
-        ahead of every finite priority, those past theirs by deadline. Report the
-        answer with :meth:`settle`; until then the grant counts as "now".
+        Higher ``priority`` goes first; equal priorities go in arrival order. Past
+        ``deadline`` (loop time; None: never) the caller goes ahead of every finite
+        priority, callers past theirs in order of deadline: a low priority waits while
+        others matter more, but not past it. Report the request's answer with
+        :meth:`settle`; until then the grant counts as "now".
 
         Raises:
             ValueError: ``amount`` can never fit.
@@ -342,7 +342,7 @@ class WindowLimiter:
                     raise self._failed
                 wait = math.inf
                 waiter.woken = False  # a wake-up from here on cuts the next sleep short
-                if self._queue[0] is waiter and refresh(self._queue):
+                if self._queue[0] is waiter:
                     grant, wait = await self._ask(amount)
                     if grant is not None:
                         return grant

@@ -28,12 +28,10 @@ __all__ = ["Poller", "StatusCall"]
 
 #: Longest sleep before a planned poll is planned again, in poll spacings (``target_lag``).
 REPLAN = 4.0
-#: One status call through the status budget: (prediction id, priority: read again at
-#: each grant, deadline: the loop time past which it goes ahead of every finite
-#: priority, or None) -> (its status, the loop time its request went out).
-StatusCall = Callable[
-    [str, Callable[[], float], float | None], Awaitable[tuple[PredictionStatus, float]]
-]
+#: One status call through the status budget: (prediction id, priority, deadline: the
+#: loop time past which it goes ahead of every finite priority, or None) -> (its status,
+#: the loop time its request went out).
+StatusCall = Callable[[str, float, float | None], Awaitable[tuple[PredictionStatus, float]]]
 #: Cancels a prediction on the server, best effort, never raising.
 CancelCall = Callable[[str], Awaitable[None]]
 
@@ -138,7 +136,7 @@ class Poller:
                 deadline = submitted_at + since + polling.max_interval - polling.target_lag
                 try:
                     status, on_wire = await self._status(
-                        prediction_id, _chance(plan, submitted_at), deadline
+                        prediction_id, plan.priority(sent), deadline
                     )
                 except FashnError as exc:  # after the status call's own retries
                     raise PollingError.after(exc, prediction_id) from exc
@@ -230,11 +228,3 @@ class Poller:
             self._likely.add(plan)
         else:
             self._likely.discard(plan)
-
-
-def _chance(plan: PollPlan, submitted_at: float) -> Callable[[], float]:
-    """The poll's priority: the chance its prediction is done by now, read at each grant
-    of the status budget, so that it grows while the poll waits for one (fixed when it
-    joined the queue, a poll of little chance waited behind newer ones of more)."""
-    loop = asyncio.get_running_loop()
-    return lambda: plan.priority(loop.time() - submitted_at)

@@ -20,12 +20,11 @@ stops counting at ``t + window``.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Priority", "Waiter", "refresh"]
+__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Waiter"]
 
 
 def _loop_time() -> float:
@@ -149,42 +148,17 @@ class Pacer:
 OVERDUE = sys.float_info.max
 
 
-#: A waiter's priority: a number, or a function giving it now (one that grows while the
-#: caller waits, such as the chance that a prediction is done).
-Priority = float | Callable[[], float]
-
-
-def _rank(priority: float) -> float:
-    """A priority as a heap's key: negated, NaN read as 0 (no ordering would hold)."""
-    return -priority if priority == priority else -0.0
-
-
 class Waiter:
     """A caller queued for a grant; heaps order waiters by ``key``: (-priority, deadline
     once past it, arrival)."""
 
-    __slots__ = ("_rank", "_wakeup", "handed", "key", "woken")
+    __slots__ = ("_wakeup", "key", "woken")
 
-    def __init__(self, priority: Priority, arrival: int) -> None:
-        self._rank = priority if callable(priority) else None
-        self.key = (_rank(priority() if callable(priority) else priority), math.inf, arrival)
+    def __init__(self, priority: float, arrival: int) -> None:
+        # (NaN read as 0: no ordering would hold, and the queue's waiters hung.)
+        self.key = (-priority if priority == priority else -0.0, math.inf, arrival)
         self.woken = False
-        #: Made the head by a reading of the priorities: it asks without reading again.
-        self.handed = False
         self._wakeup: asyncio.Future[None] | None = None
-
-    def refresh(self) -> bool:
-        """Read its priority again, if it is a function and the waiter is not overdue;
-        whether it may have moved. A function that raises leaves the last reading (the
-        error is its caller's to see, not every waiter's that reads the queue)."""
-        if self._rank is None or self.key[1] != math.inf:
-            return False
-        try:
-            value = self._rank()
-        except Exception:  # (see above)
-            return False
-        self.key = (_rank(value), math.inf, self.key[2])
-        return True
 
     def overdue(self, deadline: float) -> None:
         """Its deadline (loop time) passed: it goes ahead of every finite priority, those
@@ -227,20 +201,3 @@ class Waiter:
             self._wakeup = None
             if timer is not None:
                 timer.cancel()
-
-
-def refresh(queue: list[Waiter]) -> bool:
-    """Read again the priorities of a heap of waiters that are given as functions, and
-    restore the heap: whether its head is unchanged (else the new head is woken, to ask
-    in the old one's place without reading them again)."""
-    head = queue[0]
-    if head.handed:  # made the head by the last reading: it asks (a reading that moves
-        head.handed = False  # at every read must not hand the turn on for ever)
-        return True
-    if sum(waiter.refresh() for waiter in queue):
-        heapq.heapify(queue)
-    if queue[0] is head:
-        return True
-    queue[0].handed = True
-    queue[0].wake()
-    return False
