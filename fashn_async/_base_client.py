@@ -8,6 +8,7 @@ calls. The options are documented on :class:`~fashn_async.AsyncFashn`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Self
 
@@ -132,15 +133,10 @@ class BaseClient:
         """Close open batches (cancelling their predictions on the server, awaited), stop
         the latency models' refits, close the HTTP session, leave Redis."""
         self._transport.check_loop()
-        try:
+        async with contextlib.AsyncExitStack() as closing:  # each step even if one before fails
+            if self._coordinator is not None:
+                closing.push_async_callback(self._coordinator.aclose)
+            closing.push_async_callback(self._transport.close)
+            closing.push_async_callback(self._engine.poller.aclose)
+            closing.callback(self._engine.in_flight.close)
             await self._batches.aclose()
-        finally:
-            self._engine.in_flight.close()
-            try:
-                await self._engine.poller.aclose()
-            finally:
-                try:
-                    await self._transport.close()
-                finally:
-                    if self._coordinator is not None:
-                        await self._coordinator.aclose()
