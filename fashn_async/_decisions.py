@@ -137,6 +137,12 @@ class Outcome:
     error_name: str | None = None
     retry_after: float | None = None
 
+    @property
+    def answered(self) -> bool:
+        """Whether an answer came: the server counted the request, if at all, before it.
+        (Without one it may count it later still: a server slow to act on it.)"""
+        return self.happened is Happened.ANSWERED
+
     @classmethod
     def answer(
         cls,

@@ -162,7 +162,7 @@ class Engine:
                 if limiter is None
                 else await limiter.acquire(priority=priority, deadline=deadline)
             )
-            counted = True
+            counted, answered = True, False  # (a cancel: it may be out, unanswered)
             try:
                 result: Response | TransportError
                 if on_send is not None:
@@ -172,10 +172,10 @@ class Engine:
                 except TransportError as exc:
                     result = exc
                 outcome = outcome_of(route, result)
-                counted = counted_by_server(outcome)
+                counted, answered = counted_by_server(outcome), outcome.answered
             finally:
                 if grant is not None and limiter is not None:
-                    limiter.settle(grant, counted=counted)
+                    limiter.settle(grant, counted=counted, answered=answered)
             decision = decide(route, outcome, tries, self.retry, self._rng)
             action = decision.action
             if action is Action.RETURN:

@@ -10,10 +10,10 @@ window (plus ``margin``) later.
 
 A grant is dated by when its request was *answered*, not when it was granted: the server
 dated it somewhere in between, so a window counted from the answer can never end before
-the server's does, however slow the network (a TLS handshake, a loaded machine). Until it
-is answered a grant counts as "now". The caller reports the answer with
-:meth:`~WindowLimiter.settle`: ``counted=False`` gives the capacity back (the request
-never reached the server, or the server said it did not count it).
+the server's does, however slow the network (a TLS handshake, a loaded machine); one that
+got no answer, later still (``_window.counted_by``). Until then it counts as "now".
+:meth:`~WindowLimiter.settle` reports the end: ``counted=False`` gives the capacity back
+(the request never reached the server, or the server said it did not count it).
 
 GET /v1/credits gets a strict :class:`WindowLimiter` too (30 per 10 s, NOTES.md; the
 engine's own, also under coordination, as credit checks are rare): a leaky bucket would
@@ -114,10 +114,8 @@ class Limits:
     status_burst: int | None = attrs.field(default=10, validator=optional_at_least_one)
 
     def scaled(self, factor: float) -> Limits:
-        """These limits with every window (and the margin) multiplied by ``factor``.
-
-        For an emulator whose time runs ``1/factor`` times faster.
-        """
+        """These limits with every window (and the margin) multiplied by ``factor``: for
+        an emulator whose time runs ``1/factor`` times faster."""
 
         def rate(value: Rate | None) -> Rate | None:
             return Rate(value.limit, value.period * factor) if value is not None else None
@@ -159,8 +157,8 @@ class RateLimiter(Protocol):
         ahead of every finite priority); ValueError if they never can."""
         ...
 
-    def settle(self, grant: Grant, *, counted: bool) -> None:
-        """The request of ``grant`` was answered: date it now, or give it back."""
+    def settle(self, grant: Grant, *, counted: bool, answered: bool = True) -> None:
+        """The request of ``grant`` ended: date it (later if unanswered), or give it back."""
         ...
 
     def pause(self, seconds: float) -> None:
@@ -219,8 +217,8 @@ class WindowStore(Protocol):
         until it could (infinite: only an answer still to come can make room)."""
         ...
 
-    def answer(self, grant: Grant, *, counted: bool) -> None:
-        """The grant's request was answered: date it now, or drop it if not ``counted``."""
+    def answer(self, grant: Grant, *, counted: bool, answered: bool = True) -> None:
+        """The grant's request ended: date it (``counted_by``), or drop it if not ``counted``."""
         ...
 
     def pause(self, seconds: float) -> None:
@@ -361,15 +359,17 @@ class WindowLimiter:
         heapq.heapify(self._queue)
         self.wake()
 
-    def settle(self, grant: Grant, *, counted: bool) -> None:
-        """The request of ``grant`` was answered (or failed): date it now, or drop it.
+    def settle(self, grant: Grant, *, counted: bool, answered: bool = True) -> None:
+        """The request of ``grant`` ended: date it, or drop it.
 
         Args:
             grant: What :meth:`acquire` returned; a second settle is ignored.
             counted: False when the request cannot have counted on the server (never
                 sent, or refused uncounted): the capacity comes back at once.
+            answered: False when none came (timeout, dropped connection, cancel): then
+                it is dated as long again after now as it was out (at most a window).
         """
-        self.store.answer(grant, counted=counted)
+        self.store.answer(grant, counted=counted, answered=answered)
         self.wake()
 
     def wake(self) -> None:

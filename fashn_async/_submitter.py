@@ -99,7 +99,7 @@ class Submitter:
         limiter = self.limiter
         while True:
             grant = None if limiter is None else await limiter.acquire(prepared.generations)
-            counted = False  # until the request may go out
+            counted, answered = False, False  # until the request may go out
             try:
                 if on_sending is not None:
                     written = on_sending()
@@ -113,10 +113,10 @@ class Submitter:
                     result = exc
                 outcome = outcome_of("run", result)
                 decision = decide("run", outcome, tries, self.retry, self._rng)
-                counted = counted_by_server(outcome)
+                counted, answered = counted_by_server(outcome), outcome.answered
             finally:
                 if grant is not None and limiter is not None:
-                    limiter.settle(grant, counted=counted)
+                    limiter.settle(grant, counted=counted, answered=answered)
             action = decision.action
             if action is Action.RETURN:
                 assert isinstance(result, Response)

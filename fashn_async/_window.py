@@ -6,8 +6,8 @@ This one lives in the process; ``fashn_async._coordination._window.RedisWindow``
 the same operations as Lua scripts on a Redis server, shared by many processes.
 
 - ``take(amount)``: add a grant of ``amount`` if it fits, or say how long until it could.
-- ``answer(grant, counted=...)``: the grant's request was answered: date it now, or drop
-  it (it cannot have counted on the server).
+- ``answer(grant, counted=..., answered=...)``: the grant's request ended: date it when
+  the server may have counted it (:func:`counted_by`), or drop it (it cannot have).
 - ``pause(seconds)``: grant nothing until then (a 429 was seen); extends, never shortens.
 - ``seed(history)``: grants made before this store existed (a restarted job's sends),
   as ``(age in seconds, amount)`` pairs; those still inside the window count.
@@ -24,21 +24,36 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Waiter"]
+__all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Waiter", "counted_by"]
 
 
 def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+def counted_by(now: float, granted: float, window: float, *, answered: bool) -> float:
+    """When a server may have counted, at the latest, a request granted at ``granted`` and
+    ended at ``now`` (seconds on one clock): ``now`` if it answered (it counted the
+    request before answering); if no answer came (a timeout, a dropped connection, the
+    caller cancelled), as long again after ``now`` as the request was out, at most one
+    ``window``: a server slow to act on a request counts it when it acts, maybe after the
+    client gave up on it (the fifth break-it helper's server answered a quarter of
+    status calls after 6-8 s; booked when given up, at a 3-5 s timeout, 4-10 x 429)."""
+    if answered:
+        return now
+    return now + min(max(now - granted, 0.0), window)
+
+
 class _Entry:
-    """One grant in the log: its amount, and its time (infinite until answered)."""
+    """One grant in the log: its amount, when it was made, and its time (infinite until
+    its request ended)."""
 
-    __slots__ = ("amount", "time")
+    __slots__ = ("amount", "granted", "time")
 
-    def __init__(self, amount: int, time: float = math.inf) -> None:
+    def __init__(self, amount: int, time: float = math.inf, granted: float = 0.0) -> None:
         self.amount = amount
         self.time = time
+        self.granted = granted
 
     def __repr__(self) -> str:
         return f"<grant {self.amount} at {self.time:g}>"
@@ -87,7 +102,7 @@ class MemoryWindow:
         self._expire(now)
         excess = self._used() + amount - self.limit
         if excess <= 0:
-            entry = _Entry(amount)
+            entry = _Entry(amount, granted=now)
             self._log.append(entry)
             return entry, 0.0
         ready = math.inf
@@ -98,12 +113,13 @@ class MemoryWindow:
                 break
         return None, ready - now
 
-    def answer(self, grant: object, *, counted: bool) -> None:
-        """Date an unanswered ``grant`` now, or drop it; anything else is ignored."""
+    def answer(self, grant: object, *, counted: bool, answered: bool = True) -> None:
+        """Date a ``grant`` whose request ended (:func:`counted_by`), or drop it if not
+        ``counted``; a grant already dated, or anything else, is ignored."""
         if not isinstance(grant, _Entry) or grant.time != math.inf or grant not in self._log:
             return
         if counted:
-            grant.time = self._now()
+            grant.time = counted_by(self._now(), grant.granted, self.window, answered=answered)
         else:
             self._log.remove(grant)
 

@@ -9,8 +9,16 @@ from collections.abc import Iterator
 import attrs
 import pytest
 
-from fashn_async import AsyncFashn, BatchProgress, Limits, Prediction, TryOnRequest, errors
-from fashn_async.testing import Emulator, HttpFault, PredictionFault
+from fashn_async import (
+    AsyncFashn,
+    BatchProgress,
+    Limits,
+    Prediction,
+    Rate,
+    TryOnRequest,
+    errors,
+)
+from fashn_async.testing import Emulator, HttpFault, PredictionFault, WindowLimit
 
 
 def requests_for(emulator: Emulator, n: int, **fields: object) -> list[TryOnRequest]:
@@ -377,3 +385,47 @@ async def test_batch_running_is_read_from_the_one_in_flight_owner(
     assert max(s.running for s in snapshots) == 2  # never more than the 2 slots allow
     assert batch.progress == BatchProgress(read=5, submitted=5, running=0, done=5, failed=0)
     assert "in_use=0 running=0 held=0" in repr(in_flight)
+
+
+@pytest.mark.emulator(
+    status_limit=WindowLimit(1, 10.0),
+    faults=[HttpFault("slow", route="status", delay=1.5, times=1)],
+)
+@pytest.mark.client(limits=Limits(status=Rate(1, 10.0), margin=0.0, status_burst=None), timeout=1.0)
+async def test_a_status_call_that_got_no_answer_is_counted_later(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A server slow to act counts a call when it acts: here 1.5 s after it came, past the
+    client's 1 s timeout. The grant is booked as long again as it was out (to 2 s), so the
+    retry waits for the server's window; booked when given up (1 s), it drew a 429."""
+    pid = (await client.submit(requests_for(emulator, 1)[0])).id
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    prediction = await client.status(pid)
+    report = emulator.report()
+    assert prediction.id == pid
+    assert report.requests_by_route["status"] == 2  # the one given up on, and the retry
+    assert report.rejected == {}
+    assert loop.time() - start >= 12.0  # the retry waited for the late booking
+
+
+@pytest.mark.emulator(
+    submit_limit=WindowLimit(1, 60.0),
+    faults=[HttpFault("slow", route="run", delay=1.5, times=1)],
+)
+@pytest.mark.client(limits=Limits(submit=Rate(1, 60.0), margin=0.0), timeout=1.0)
+async def test_a_submission_that_got_no_answer_is_counted_later(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """The same on POST /v1/run: the server creates the prediction when it acts, 1.5 s
+    after the POST came and past the client's 1 s timeout; the next submission waits for
+    the server's window (booked when given up, it drew a 429)."""
+    first, second = requests_for(emulator, 2)
+    given_up = asyncio.create_task(client.submit(first))
+    await asyncio.sleep(0.1)  # (the first has its grant)
+    await client.submit(second)  # waits for the window, behind the first
+    with pytest.raises(errors.SubmissionUncertainError):
+        await given_up  # (after the hold: as long as it would likely have run)
+    report = emulator.report()
+    assert report.rejected == {}
+    assert [round(a.time, 1) for a in report.accepted] == [1.5, 62.0]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from redis_support import RedisServer
 
 from fashn_async._coordination import _scripts
-from fashn_async._window import MemoryWindow
+from fashn_async._window import MemoryWindow, counted_by
 
 pytestmark = pytest.mark.looptime(False)  # nothing here awaits: the clock is a variable
 
@@ -61,9 +61,10 @@ class RedisLog:
         granted, value = self._call("WINDOW_ACQUIRE", self._keys, args)
         return (f"{grant}:{amount}", 0.0) if granted else (None, int(value) / 1000)
 
-    def answer(self, member: str, *, counted: bool) -> None:
+    def answer(self, member: str, *, counted: bool, later: int = 0) -> None:
+        """Date ``member`` ``later`` ms after now (as RedisWindow.answer), or drop it."""
         if counted:
-            self._call("RESTAMP", self._keys[:1], [WINDOW_MS * 1000, member])
+            self._call("RESTAMP", self._keys[:1], [WINDOW_MS * 1000, later * 1000, member])
         else:
             self._client.zrem(self._keys[0], member)
 
@@ -82,7 +83,13 @@ OPS = st.lists(
         st.tuples(
             st.just("advance"), st.sampled_from([0, 1, 500, 999, 1000]) | st.integers(0, 1500)
         ),
-        st.tuples(st.just("take"), st.integers(1, LIMIT), st.booleans()),
+        st.tuples(
+            st.just("take"),
+            st.integers(1, LIMIT),
+            st.booleans(),  # counted
+            st.sampled_from([0, 1, 999, 1000, 2500]) | st.integers(0, 2500),  # out, ms
+            st.booleans(),  # answered
+        ),
         st.tuples(st.just("pause"), st.integers(0, 1200)),
     ),
     max_size=25,
@@ -94,13 +101,24 @@ HISTORY = st.lists(st.tuples(st.integers(0, 1500), st.integers(1, LIMIT)), max_s
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(history=HISTORY, ops=OPS)
-@example(history=[], ops=[("take", LIMIT, True), ("advance", WINDOW_MS), ("take", 1, True)])
-@example(history=[(WINDOW_MS, 1), (WINDOW_MS - 1, LIMIT)], ops=[("take", 1, False)])
-@example(history=[], ops=[("pause", 10), ("take", 1, True), ("advance", 10), ("take", 1, True)])
+@example(
+    history=[],
+    ops=[("take", LIMIT, True, 0, True), ("advance", WINDOW_MS), ("take", 1, True, 0, True)],
+)
+@example(history=[(WINDOW_MS, 1), (WINDOW_MS - 1, LIMIT)], ops=[("take", 1, False, 0, True)])
+@example(
+    history=[],
+    ops=[("pause", 10), ("take", 1, True, 0, True), ("advance", 10), ("take", 1, True, 0, True)],
+)
+@example(  # out 400 ms, no answer: dated 400 ms after it ended, counted until 1800
+    history=[],
+    ops=[("take", LIMIT, True, 400, False), ("advance", 1399), ("take", 1, True, 0, True)],
+)
 def test_redis_scripts_answer_as_the_memory_window(
     redis_client: redis.Redis, history: list[tuple[int, int]], ops: list[tuple[Any, ...]]
 ) -> None:
-    """Seed, take (answered at once, counted or not), pause, advance: same grants, same waits."""
+    """Seed, take (each request out for a while, then answered or not, counted or not),
+    pause, advance: same grants, same waits."""
     clock = [10_000]
     memory = MemoryWindow(LIMIT, float(WINDOW_MS), clock=lambda: float(clock[0]))
     shared = RedisLog(redis_client, clock)
@@ -113,13 +131,16 @@ def test_redis_scripts_answer_as_the_memory_window(
             memory.pause(float(op[1]))
             shared.pause(op[1])
         else:
-            _, amount, counted = op
+            _, amount, counted, out, answered = op
             entry, wait = memory.take_now(amount)
             member, shared_wait = shared.take(amount)
             assert (entry is None, wait) == (member is None, shared_wait), op
             if entry is not None and member is not None:
-                memory.answer(entry, counted=counted)
-                shared.answer(member, counted=counted)
+                granted = clock[0]
+                clock[0] += out  # (nothing else happens while it is out)
+                memory.answer(entry, counted=counted, answered=answered)
+                later = counted_by(clock[0], granted, WINDOW_MS, answered=answered) - clock[0]
+                shared.answer(member, counted=counted, later=round(later))
 
 
 def test_a_grant_answered_after_its_window_counts_again_from_the_answer(
@@ -134,3 +155,18 @@ def test_a_grant_answered_after_its_window_counts_again_from_the_answer(
     assert shared.take(LIMIT)[0] is not None  # Redis let a new one in meanwhile ...
     shared.answer(member, counted=True)  # ... and the old one is dated now, counted again
     assert shared.take(1) == (None, float(WINDOW_MS))
+
+
+def test_a_request_that_got_no_answer_is_dated_as_long_again_as_it_was_out() -> None:
+    """Out 400 ms, no answer: the server may count it up to 400 ms after the client gave
+    up, so the grant counts until 400 + 400 + window; answered, until 400 + window."""
+    clock = [0]
+    memory = MemoryWindow(LIMIT, float(WINDOW_MS), clock=lambda: float(clock[0]))
+    unanswered, _ = memory.take_now(LIMIT)
+    clock[0] = 400
+    memory.answer(unanswered, counted=True, answered=False)
+    assert memory.take_now(1) == (None, 800.0 + WINDOW_MS - 400)
+    assert counted_by(400.0, 0.0, 1000.0, answered=True) == 400.0
+    assert counted_by(400.0, 0.0, 1000.0, answered=False) == 800.0
+    assert counted_by(5000.0, 0.0, 1000.0, answered=False) == 6000.0  # at most a window
+    assert counted_by(400.0, 900.0, 1000.0, answered=False) == 400.0  # (a clock gone back)

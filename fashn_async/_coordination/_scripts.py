@@ -2,7 +2,8 @@
 
 Times are integer microseconds from Redis ``TIME``; they stay exact in Lua's doubles (2**53
 us is 285 years) and are written back with ``%d`` so no digit is lost. Windows are
-half-open like the local limiter's: a grant at ``t`` stops counting at ``t + window``.
+half-open like the local limiter's: a grant at ``t`` stops counting at ``t + window``. A
+grant may be dated up to a window ahead (``RESTAMP``), so a log key lives two windows.
 Scripts that read ``TIME`` and then write need effect replication (Redis >= 5).
 """
 
@@ -44,7 +45,7 @@ for i = 1, #log, 2 do
 end
 if used + amount <= limit then
   redis.call('ZADD', KEYS[1], int(now), ARGV[4] .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
   return {1, now}
 end
 local excess = used + amount - limit
@@ -85,23 +86,25 @@ for i = 2, #ARGV, 2 do
     redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
   end
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
 return #ARGV
 """
 )
 
-#: KEYS: grant log. ARGV: window (us), then members whose requests were answered.
-#: Dates each grant now, the answer's time, putting back one that outlived the window
-#: unanswered: the server dated the request before now, so a window counted from here
-#: never ends before the server's.
+#: KEYS: grant log. ARGV: window (us), then pairs of (us after now, member) for grants
+#: whose requests ended. Dates each grant that long after now: 0 for an answer (the
+#: server counted the request before it), more when none came (``counted_by`` in
+#: ``fashn_async._window``). Puts back one that outlived the window unanswered, so a
+#: window counted from here never ends before the server's.
 RESTAMP = (
     _NOW
     + """
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], int(now), ARGV[i])
+local window = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[i])), ARGV[i + 1])
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
-return #ARGV - 1
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
+return (#ARGV - 1) / 2
 """
 )
 

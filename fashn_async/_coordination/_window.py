@@ -7,8 +7,9 @@ scripts of ``_scripts`` (each atomic on the server), so the one limiter algorith
 ``pause`` and ``seed`` are synchronous, applied here at once and written to Redis by
 :meth:`RedisWindow.run` (or before the next ``take``).
 
-A grant in Redis is dated when it is made and re-dated to its answer (``RESTAMP``), so the
-grants of a process that died expire with the window instead of holding it forever.
+A grant in Redis is dated when it is made and re-dated when its request ends
+(``RESTAMP``: to its answer, or later when none came), so the grants of a process that
+died expire with the window instead of holding it forever.
 
 While Redis is away (:meth:`~RedisWindow.go_local`) grants come from a local
 :class:`~fashn_async._window.MemoryWindow` holding a ``1/peers`` share of the limit,
@@ -30,19 +31,21 @@ from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
 from fashn_async._coordination._link import Link
-from fashn_async._window import MemoryWindow
+from fashn_async._window import MemoryWindow, counted_by
 
 __all__ = ["RedisWindow"]
 
 
 class _Grant:
-    """A grant: its member in the Redis log (None if made locally), and the local share's."""
+    """A grant: its member in the Redis log (None if made locally), the local share's, and
+    when it was made (loop time)."""
 
-    __slots__ = ("member", "settled", "share")
+    __slots__ = ("granted", "member", "settled", "share")
 
-    def __init__(self, member: str | None, share: object | None) -> None:
+    def __init__(self, member: str | None, share: object | None, granted: float) -> None:
         self.member = member
         self.share = share
+        self.granted = granted
         self.settled = False
 
 
@@ -66,7 +69,7 @@ class RedisWindow:
         self._pause_unshared = False
         self._replay_pending = False
         self._refunds: list[str] = []
-        self._restamps: list[str] = []
+        self._restamps: list[tuple[int, str]] = []  # (microseconds after now, member)
         self._mine: deque[tuple[float, str]] = deque()  # (loop time, member), for replay
         self._share: MemoryWindow | None = None
         self._share_until = math.inf
@@ -96,7 +99,7 @@ class RedisWindow:
                 return None, wait
         if not self._link.online:
             self._remember(f"{self._link.owner}.{next(self._ids)}:{amount}")
-            return _Grant(None, entry), 0.0
+            return _Grant(None, entry, now), 0.0
         if self._paused_until > now:
             self._drop(entry)
             return None, self._paused_until - now
@@ -118,19 +121,22 @@ class RedisWindow:
             self._drop(entry)
             return None, int(value) / 1e6
         self._remember(member)
-        return _Grant(member, entry), 0.0
+        return _Grant(member, entry, now), 0.0
 
-    def answer(self, grant: object, *, counted: bool) -> None:
-        """Re-date ``grant`` to now in Redis, or drop it; a second answer is ignored."""
+    def answer(self, grant: object, *, counted: bool, answered: bool = True) -> None:
+        """Re-date ``grant`` in Redis to when the server may have counted it
+        (:func:`~fashn_async._window.counted_by`), or drop it; a second answer is ignored."""
         if not isinstance(grant, _Grant) or grant.settled:
             return
         grant.settled = True
         if grant.share is not None and self._share is not None:
-            self._share.answer(grant.share, counted=counted)
+            self._share.answer(grant.share, counted=counted, answered=answered)
         if grant.member is None:
             return
         if counted:
-            self._restamps.append(grant.member)
+            now = self._now()
+            later = counted_by(now, grant.granted, self.window, answered=answered) - now
+            self._restamps.append((round(later * 1e6), grant.member))
             self._dirty.set()
         else:
             self._refund(grant.member)
@@ -184,9 +190,11 @@ class RedisWindow:
             self._replay_pending = False
             await self.replay()
         if self._restamps:
-            members, self._restamps = self._restamps, []
-            window = round(self.window * 1e6)
-            await self._link.call(_scripts.RESTAMP, self._keys[:1], [window, *members])
+            restamps, self._restamps = self._restamps, []
+            args: list[object] = [round(self.window * 1e6)]
+            for later, member in restamps:
+                args += [later, member]
+            await self._link.call(_scripts.RESTAMP, self._keys[:1], args)
         if self._refunds:
             members, self._refunds = self._refunds, []
             await self._link.zrem(self._keys[0], members)
