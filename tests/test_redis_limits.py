@@ -149,6 +149,26 @@ async def test_a_slow_answer_dates_the_grant_for_every_client(
     assert before + round(wait * 1e6) <= answered_at + window <= after + round(wait * 1e6)
 
 
+async def test_a_grant_that_got_no_answer_is_dated_later_in_redis(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """settle(answered=False) after 0.3 s out: re-dated at least 0.3 s past the moment it
+    was given up (as long again as it was out), so at least 0.6 s past its grant."""
+    async with joined(redis_server.url, rate=Rate(1, 100.0)) as (coordinator, first, _s1):
+        log = coordinator.key("submit")
+        grant = await first.acquire()
+        [(member, granted_at)] = await peek.zrange(log, 0, -1, withscores=True)
+        await asyncio.sleep(0.3)  # (real time: Redis's clock runs on)
+        first.settle(grant, counted=True, answered=False)
+
+        async def restamped() -> bool:
+            return bool(await peek.zscore(log, member) != granted_at)
+
+        await until(restamped)
+        dated = await peek.zscore(log, member)
+    assert dated >= granted_at + 600_000
+
+
 async def test_an_uncounted_grant_is_removed_from_redis(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:
