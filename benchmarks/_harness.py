@@ -260,6 +260,11 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def verdict(met: bool, text: str) -> str:
+    """One goal's line in a report: ``MET`` or ``MISSED``, then what was measured."""
+    return f"{'MET   ' if met else 'MISSED'} {text}"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (it reads in a terminal and pastes into the README)."""
     cells = [[fmt(cell) for cell in row] for row in rows]

@@ -218,7 +218,7 @@ def goals(run: dict[str, Any]) -> list[str]:
             "an uncertain prediction keeps its in-flight slot while it may run)",
         ),
     ]
-    return [f"{'MET   ' if ok else 'MISSED'} {text}" for ok, text in checks]
+    return [h.verdict(ok, text) for ok, text in checks]
 
 
 def main() -> None:

@@ -139,14 +139,20 @@ def goals(runs: list[dict[str, Any]]) -> list[str]:
         )
         median = run["with_shift_test"]["median_ms"]
         lines.append(
-            f"{'MET   ' if median <= claim else 'MISSED'} {run['in_progress']} in progress: "
-            f"{median:.2f} ms of the loop per completion (README: <= {claim:g} ms), "
-            f"{run['ratio']:.1f} x the baseline without the shift test"
+            h.verdict(
+                median <= claim,
+                f"{run['in_progress']} in progress: "
+                f"{median:.2f} ms of the loop per completion (README: <= {claim:g} ms), "
+                f"{run['ratio']:.1f} x the baseline without the shift test",
+            )
         )
     refit = max(run["with_shift_test"]["refit_median_ms"] for run in runs)
     lines.append(
-        f"{'MET   ' if refit <= REFIT_CLAIM_MS else 'MISSED'} refit of 200 in a worker thread: "
-        f"{refit:.1f} ms median (MAX_MEMORY's figure: <= {REFIT_CLAIM_MS:g} ms)"
+        h.verdict(
+            refit <= REFIT_CLAIM_MS,
+            f"refit of 200 in a worker thread: "
+            f"{refit:.1f} ms median (MAX_MEMORY's figure: <= {REFIT_CLAIM_MS:g} ms)",
+        )
     )
     return lines
 

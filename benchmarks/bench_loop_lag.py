@@ -237,9 +237,12 @@ def main() -> None:
             )
             continue
         verdicts.append(
-            f"{'MET   ' if ok else 'MISSED'} loop lag, {form}: max {line['ours']:.1f} ms "
-            f"(goal < {GOAL_MS:g} ms); main {line['main']:.1f} ms, "
-            f"ratio {line['ours'] / line['main']:.3f}"
+            h.verdict(
+                ok,
+                f"loop lag, {form}: max {line['ours']:.1f} ms "
+                f"(goal < {GOAL_MS:g} ms); main {line['main']:.1f} ms, "
+                f"ratio {line['ours'] / line['main']:.3f}",
+            )
         )
     headers = [
         "form",

@@ -101,9 +101,12 @@ def goals(runs: list[dict[str, Any]]) -> list[str]:
             and run["completed"] == run["n"]
         )
         lines.append(
-            f"{'MET   ' if met else 'MISSED'} memory N={run['n']:,}: peak RSS growth "
-            f"{run['growth_mb']:.1f} MB (goal <= {GOAL_MB:g}), "
-            f"{run['growth_mb'] - base:+.1f} MB over N={runs[0]['n']:,} (flat: <= {FLAT_MB:g})"
+            h.verdict(
+                met,
+                f"memory N={run['n']:,}: peak RSS growth "
+                f"{run['growth_mb']:.1f} MB (goal <= {GOAL_MB:g}), "
+                f"{run['growth_mb'] - base:+.1f} MB over N={runs[0]['n']:,} (flat: <= {FLAT_MB:g})",
+            )
         )
     return lines
 

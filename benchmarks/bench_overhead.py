@@ -137,8 +137,11 @@ def main() -> None:
     text = render(summary, n, rounds)
     ratio = summary["cpu_ratio"]
     verdicts = [
-        f"{'MET   ' if ratio <= GOAL_RATIO else 'MISSED'} overhead: ours uses {ratio:.3f}x "
-        f"the official SDK's CPU per prediction (goal <= {GOAL_RATIO})"
+        h.verdict(
+            ratio <= GOAL_RATIO,
+            f"overhead: ours uses {ratio:.3f}x "
+            f"the official SDK's CPU per prediction (goal <= {GOAL_RATIO})",
+        )
     ]
     h.report(
         args.results,

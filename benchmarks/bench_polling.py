@@ -195,9 +195,12 @@ def goals(runs: list[dict[str, Any]]) -> list[str]:
             and run["completed"] == run["n"]
         )
         lines.append(
-            f"{'MET   ' if met else 'MISSED'} {run['distribution']} s: {calls:.2f} calls "
-            f"(goal <= {goal:.2f}), p95 lag {late:.3f} s after 12 (goal <= {GOAL_P95_LATE:g}),"
-            f" {every:.3f} s over all (goal <= {GOAL_P95_ALL:g}), 429s {errors} (goal 0)"
+            h.verdict(
+                met,
+                f"{run['distribution']} s: {calls:.2f} calls "
+                f"(goal <= {goal:.2f}), p95 lag {late:.3f} s after 12 (goal <= {GOAL_P95_LATE:g}),"
+                f" {every:.3f} s over all (goal <= {GOAL_P95_ALL:g}), 429s {errors} (goal 0)",
+            )
         )
     return lines
 

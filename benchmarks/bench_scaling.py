@@ -124,8 +124,11 @@ def goals(runs: list[dict[str, Any]]) -> list[str]:
     worst = max((r[f"cpu_vs_n{BASELINE_N}"] for r in ours), default=float("nan"))
     met = worst <= FLAT and all(r["completed"] == r["n"] for r in ours)
     return [
-        f"{'MET   ' if met else 'MISSED'} scaling: ours' CPU per prediction at N >= "
-        f"{BASELINE_N:,} is at most {worst:.2f}x that at N={BASELINE_N:,} (flat: <= {FLAT})"
+        h.verdict(
+            met,
+            f"scaling: ours' CPU per prediction at N >= "
+            f"{BASELINE_N:,} is at most {worst:.2f}x that at N={BASELINE_N:,} (flat: <= {FLAT})",
+        )
     ]
 
 

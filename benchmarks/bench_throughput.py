@@ -204,8 +204,11 @@ def goals(runs: list[dict[str, Any]], goal: float = GOAL_RATIO) -> list[str]:
         errors = run["rejected_429"]["total"]
         met = run["ratio"] <= goal and errors == 0 and run["completed"] == run["n"]
         lines.append(
-            f"{'MET   ' if met else 'MISSED'} {run['scenario']} N={run['n']}: "
-            f"wall/bound {run['ratio']:.4f} (goal <= {goal}), 429s {errors} (goal 0)"
+            h.verdict(
+                met,
+                f"{run['scenario']} N={run['n']}: "
+                f"wall/bound {run['ratio']:.4f} (goal <= {goal}), 429s {errors} (goal 0)",
+            )
         )
     return lines
 
