@@ -33,7 +33,6 @@ from fashn_async._prepare import ImagePreparation
 from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
-from fashn_async.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -62,46 +61,56 @@ class BaseClient:
         coordination: str | RedisCoordination | None = None,
         prepare_images: ImagePreparation | bool | None = None,
     ) -> None:
-        key = checked_api_key(api_key if api_key is not None else os.environ.get("FASHN_API_KEY"))
-        limits = limits if limits is not None else Limits()
-        if not isinstance(limits, Limits):
-            raise ConfigurationError(f"limits must be a Limits, got {type(limits).__name__}")
-        self.base_url = check_base_url(base_url)
-        check_options(
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_connections=max_connections,
-            polling=polling,
-            retry=retry,
-        )
-        self.prepare_images = ImagePreparation.from_option(prepare_images)
-        self.limits = limits
-        self.coordination = check_coordination(coordination)
-        self._coordinator: Coordinator | None = (
-            self.coordination.coordinator(api_key=key) if self.coordination else None
-        )
-        self._transport = Transport(
-            base_url=self.base_url,
-            api_key=key,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
-            connections=max_connections,
-            user_agent=f"fashn-async/{__version__}",
-            proxy=check_proxy(proxy),
-            trust_env=check_flag("trust_env", trust_env),
-        )
-        self._engine = Engine(
-            self._transport,
-            limits=limits,
-            polling=polling or Polling(),
-            retry=retry or RetryPolicy(),
-            backend=self._coordinator,
-            preparer=self.prepare_images.preparer() if self.prepare_images else None,
-        )
+        key = None
+        try:
+            key = checked_api_key(
+                api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
+            )
+            self.base_url = check_base_url(base_url)
+            check_options(
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                max_connections=max_connections,
+                limits=limits,
+                polling=polling,
+                retry=retry,
+            )
+            limits = limits if limits is not None else Limits()
+            self.prepare_images = ImagePreparation.from_option(prepare_images)
+            self.limits = limits
+            self.coordination = check_coordination(coordination)
+            self._coordinator: Coordinator | None = (
+                self.coordination.coordinator(api_key=key) if self.coordination else None
+            )
+            self._transport = Transport(
+                base_url=self.base_url,
+                api_key=key,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
+                connections=max_connections,
+                user_agent=f"fashn-async/{__version__}",
+                proxy=check_proxy(proxy),
+                trust_env=check_flag("trust_env", trust_env),
+            )
+            self._engine = Engine(
+                self._transport,
+                limits=limits,
+                polling=polling or Polling(),
+                retry=retry or RetryPolicy(),
+                backend=self._coordinator,
+                preparer=self.prepare_images.preparer() if self.prepare_images else None,
+            )
+        except BaseException:
+            # A traceback's frame locals (what error reporters such as Sentry capture)
+            # must not hold the key: neither the argument nor the checked one.
+            api_key = key = None
+            raise
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()
 
     def __repr__(self) -> str:
-        engine = self._engine
+        engine = getattr(self, "_engine", None)
+        if engine is None:  # (refused while being built: in a traceback's frame locals)
+            return f"<{type(self).__name__} not built>"
         shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
         return (
             f"<{type(self).__name__} {shown_url(self.base_url)} api_key='***' "

@@ -367,7 +367,7 @@ class WindowLimiter:
             counted: False when the request cannot have counted on the server (never
                 sent, or refused uncounted): the capacity comes back at once.
             answered: False when none came (timeout, dropped connection, cancel): then
-                it is dated as long again after now as it was out (at most a window).
+                it is dated as long again after now as it was out.
         """
         self.store.answer(grant, counted=counted, answered=answered)
         self.wake()

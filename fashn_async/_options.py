@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fashn_async._coordination import RedisCoordination
+from fashn_async._limits import Limits
 from fashn_async._models import ModelRequest, TryOnRequest
 from fashn_async._polling import Polling
 from fashn_async._redact import shown_url
@@ -41,22 +42,30 @@ def checked_api_key(key: object) -> str:
         ConfigurationError: no key, or one holding a space, line break or other control
             character inside (an HTTP header cannot carry it); the key is never shown.
     """
+    problem = _api_key_problem(key)
+    if problem is not None:
+        del key  # (a traceback's frame locals, shown by error reporters, must not hold it)
+        raise ConfigurationError(problem)
+    assert isinstance(key, str)
+    return key.strip()
+
+
+def _api_key_problem(key: object) -> str | None:
+    """What is wrong with an API key, in words that do not show it; None if nothing."""
     if not key or not isinstance(key, str) or not key.strip():
-        raise ConfigurationError(
-            "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
-        )
+        return "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
     key = key.strip()
     if any(char.isspace() or not char.isprintable() for char in key):
-        raise ConfigurationError(
+        return (
             "the API key holds a space, line break or other control character inside it "
             "(not shown here); an HTTP header cannot carry it: check how it was copied"
         )
     if not key.isascii():
-        raise ConfigurationError(
+        return (
             "the API key holds a non-ASCII character (not shown here); API keys are "
             "ASCII: check how it was copied (a typographic quote or dash, say)"
         )
-    return key
+    return None
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -141,12 +150,23 @@ def check_base_url(base_url: str) -> str:
 
 
 def check_options(
-    *, timeout: Any, connect_timeout: Any, max_connections: Any, polling: Any, retry: Any
+    *,
+    timeout: Any,
+    connect_timeout: Any,
+    max_connections: Any,
+    limits: Any,
+    polling: Any,
+    retry: Any,
 ) -> None:
     timeout_seconds("timeout", timeout)
     timeout_seconds("connect_timeout", connect_timeout)
     config_int("max_connections", max_connections)
-    for name, value, kind in (("polling", polling, Polling), ("retry", retry, RetryPolicy)):
+    kinds = (
+        ("limits", limits, Limits),
+        ("polling", polling, Polling),
+        ("retry", retry, RetryPolicy),
+    )
+    for name, value, kind in kinds:
         if value is not None and not isinstance(value, kind):
             raise ConfigurationError(
                 f"{name} must be a {kind.__name__} or None, got {type(value).__name__}"

@@ -31,17 +31,18 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
-def counted_by(now: float, granted: float, window: float, *, answered: bool) -> float:
-    """When a server may have counted, at the latest, a request granted at ``granted`` and
-    ended at ``now`` (seconds on one clock): ``now`` if it answered (it counted the
-    request before answering); if no answer came (a timeout, a dropped connection, the
-    caller cancelled), as long again after ``now`` as the request was out, at most one
-    ``window``: a server slow to act on a request counts it when it acts, maybe after the
-    client gave up on it (the fifth break-it helper's server answered a quarter of
-    status calls after 6-8 s; booked when given up, at a 3-5 s timeout, 4-10 x 429)."""
+def counted_by(now: float, granted: float, *, answered: bool) -> float:
+    """When to date a request granted at ``granted`` and ended at ``now`` (seconds on one
+    clock): ``now`` if it was answered (the server counted it before answering); if no
+    answer came (a timeout, a dropped connection, the caller cancelled), as long again
+    after ``now`` as it was out. A server slow to act on a request counts it when it
+    acts, maybe after the client gave up on it (the fifth break-it helper's server acted
+    on a quarter of status calls 6-8 s late; booked when given up, at a 3-5 s timeout,
+    4-10 x 429): one acting up to twice as long after the send as the client waited is
+    covered."""
     if answered:
         return now
-    return now + min(max(now - granted, 0.0), window)
+    return now + max(now - granted, 0.0)
 
 
 class _Entry:
@@ -119,7 +120,7 @@ class MemoryWindow:
         if not isinstance(grant, _Entry) or grant.time != math.inf or grant not in self._log:
             return
         if counted:
-            grant.time = counted_by(self._now(), grant.granted, self.window, answered=answered)
+            grant.time = counted_by(self._now(), grant.granted, answered=answered)
         else:
             self._log.remove(grant)
 

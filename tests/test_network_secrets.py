@@ -216,3 +216,30 @@ def test_foreign_loop_error_holds_no_key() -> None:
     finally:
         first.run_until_complete(client.aclose())
         first.close()
+
+
+@pytest.mark.parametrize(
+    ("spoiled", "options"),
+    [
+        (" x", {}),  # a space inside
+        ("\nx", {}),  # a line break inside
+        ("\u2013x", {}),  # non-ASCII (a typographic dash)
+        ("", {"timeout": -1.0}),  # a good key, a bad option after it
+        ("", {"limits": "fast"}),
+        ("", {"base_url": "ftp://example.invalid"}),
+        ("", {"proxy": "not a url"}),
+        ("", {"coordination": 42}),
+        ("", {"trust_env": "no"}),
+    ],
+)
+def test_a_client_refused_at_construction_shows_no_key(
+    spoiled: str, options: dict[str, Any]
+) -> None:
+    """A ConfigurationError from ``AsyncFashn(...)``, the key's own or another option's:
+    nothing reachable from it shows the key, its traceback's frame locals included (what
+    Sentry or ``pytest --showlocals`` capture), and formatting them raises nothing (the
+    half-built client's repr among them). (The key is built in the call, so that this
+    test's own frame does not hold it.)"""
+    with pytest.raises(errors.ConfigurationError) as caught:
+        AsyncFashn(api_key=KEY + spoiled, **options)
+    assert_no_key(caught.value)

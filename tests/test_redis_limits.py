@@ -104,7 +104,7 @@ async def test_two_clients_share_one_rolling_window(
         log = coordinator.key("submit")
 
         async def take(limiter: WindowLimiter) -> None:
-            await limiter.acquire()
+            limiter.settle(await limiter.acquire(), counted=True)  # answered at once
             # Read at once: the log drops a grant only a window after its date.
             for member, micros in await peek.zrange(log, 0, -1, withscores=True):
                 dated.setdefault(member, round(micros))
@@ -169,6 +169,27 @@ async def test_a_grant_that_got_no_answer_is_dated_later_in_redis(
     assert dated >= granted_at + 600_000
 
 
+async def test_a_grant_whose_request_is_out_longer_than_the_window_still_counts(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """Redis dates a grant when it is made; while its request is out (here 2.4 windows, an
+    answer slower than the window) the client dates it "now" again every third of a
+    window, so no other client gets its capacity: the server may still count it."""
+    rate = Rate(1, 0.6)
+    async with (
+        joined(redis_server.url, rate=rate) as (_c1, first, _s1),
+        joined(redis_server.url, rate=rate) as (_c2, second, _s2),
+    ):
+        grant = await first.acquire()
+        for _ in range(30):  # 1.5 s of real time, 2.4 windows of 0.63 s
+            await asyncio.sleep(0.05)
+            nothing, wait = await second.store.take(1)
+            assert nothing is None
+            assert wait > 0
+        first.settle(grant, counted=True)
+        await second.acquire()  # one window after the answer
+
+
 async def test_an_uncounted_grant_is_removed_from_redis(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:
@@ -223,7 +244,7 @@ async def test_a_redis_that_lost_its_data_is_told_the_window_again(
     ):
         start = loop.time()
         for _ in range(5):
-            await first.acquire()
+            first.settle(await first.acquire(), counted=True)
         await peek.flushall()
         await until(lambda: peek.exists(coordinator.key("submit")))
         await second.acquire()

@@ -3,7 +3,7 @@
 Times are integer microseconds from Redis ``TIME``; they stay exact in Lua's doubles (2**53
 us is 285 years) and are written back with ``%d`` so no digit is lost. Windows are
 half-open like the local limiter's: a grant at ``t`` stops counting at ``t + window``. A
-grant may be dated up to a window ahead (``RESTAMP``), so a log key lives two windows.
+grant may be dated ahead (``RESTAMP``), so a log key's expiry is only ever extended.
 Scripts that read ``TIME`` and then write need effect replication (Redis >= 5).
 """
 
@@ -24,6 +24,10 @@ else
   now = tonumber(clock)
 end
 local function int(x) return string.format('%d', x) end
+local function extend(key, ms)  -- the key's expiry, never shortened
+  local left = redis.call('PTTL', key)
+  if left == -1 or (left >= 0 and left < ms) then redis.call('PEXPIRE', key, ms) end
+end
 """
 
 #: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time), pause-until.
@@ -45,7 +49,7 @@ for i = 1, #log, 2 do
 end
 if used + amount <= limit then
   redis.call('ZADD', KEYS[1], int(now), ARGV[4] .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
+  extend(KEYS[1], math.ceil(window / 1000) + 1000)
   return {1, now}
 end
 local excess = used + amount - limit
@@ -86,7 +90,7 @@ for i = 2, #ARGV, 2 do
     redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
   end
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
+extend(KEYS[1], math.ceil(window / 1000) + 1000)
 return #ARGV
 """
 )
@@ -99,11 +103,13 @@ return #ARGV
 RESTAMP = (
     _NOW
     + """
-local window = tonumber(ARGV[1])
+local window, latest = tonumber(ARGV[1]), 0
 for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[i])), ARGV[i + 1])
+  local later = tonumber(ARGV[i])
+  redis.call('ZADD', KEYS[1], int(now + later), ARGV[i + 1])
+  latest = math.max(latest, later)
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
+extend(KEYS[1], math.ceil((window + latest) / 1000) + 1000)
 return (#ARGV - 1) / 2
 """
 )

@@ -7,9 +7,12 @@ scripts of ``_scripts`` (each atomic on the server), so the one limiter algorith
 ``pause`` and ``seed`` are synchronous, applied here at once and written to Redis by
 :meth:`RedisWindow.run` (or before the next ``take``).
 
-A grant in Redis is dated when it is made and re-dated when its request ends
-(``RESTAMP``: to its answer, or later when none came), so the grants of a process that
-died expire with the window instead of holding it forever.
+A grant in Redis is dated when it is made, dated again to "now" every third of a window
+while its request is out (:meth:`RedisWindow.run`: it counts as "now" until it ends, as
+in the in-process log), and re-dated when its request ends (``RESTAMP``: to its answer,
+or later when none came). So the grants of a process that died expire within a window
+instead of holding it forever, and a request whose answer takes longer than a window
+still counts meanwhile.
 
 While Redis is away (:meth:`~RedisWindow.go_local`) grants come from a local
 :class:`~fashn_async._window.MemoryWindow` holding a ``1/peers`` share of the limit,
@@ -27,6 +30,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 
+import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
@@ -70,6 +74,7 @@ class RedisWindow:
         self._replay_pending = False
         self._refunds: list[str] = []
         self._restamps: list[tuple[int, str]] = []  # (microseconds after now, member)
+        self._out: dict[str, float] = {}  # member -> loop time last dated, request out
         self._mine: deque[tuple[float, str]] = deque()  # (loop time, member), for replay
         self._share: MemoryWindow | None = None
         self._share_until = math.inf
@@ -121,6 +126,9 @@ class RedisWindow:
             self._drop(entry)
             return None, int(value) / 1e6
         self._remember(member)
+        self._out[member] = now
+        if len(self._out) == 1:
+            self._dirty.set()  # (:meth:`run` starts dating it again)
         return _Grant(member, entry, now), 0.0
 
     def answer(self, grant: object, *, counted: bool, answered: bool = True) -> None:
@@ -133,9 +141,10 @@ class RedisWindow:
             self._share.answer(grant.share, counted=counted, answered=answered)
         if grant.member is None:
             return
+        self._out.pop(grant.member, None)
         if counted:
             now = self._now()
-            later = counted_by(now, grant.granted, self.window, answered=answered) - now
+            later = counted_by(now, grant.granted, answered=answered) - now
             self._restamps.append((round(later * 1e6), grant.member))
             self._dirty.set()
         else:
@@ -169,10 +178,13 @@ class RedisWindow:
     # -- writing to Redis ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Write what changed here to Redis as it changes; owned by the coordinator."""
+        """Write what changed here to Redis as it changes, and date the grants whose
+        requests are out "now" again every third of a window; owned by the coordinator."""
         while True:
-            await self._dirty.wait()
+            with anyio.move_on_after(self.window / 3 if self._out else math.inf):
+                await self._dirty.wait()
             self._dirty.clear()
+            self._refresh()
             if self._link.online:
                 try:
                     await self.flush()
@@ -198,6 +210,16 @@ class RedisWindow:
         if self._refunds:
             members, self._refunds = self._refunds, []
             await self._link.zrem(self._keys[0], members)
+
+    def _refresh(self) -> None:
+        """Date again, "now", each grant whose request is out and was dated a third of a
+        window ago or more (Redis dates a grant when made, and would let it leave the
+        window while the server may still count its request)."""
+        now = self._now()
+        for member, dated in self._out.items():
+            if now - dated >= self.window / 3:
+                self._restamps.append((0, member))
+                self._out[member] = now
 
     def _remember(self, member: str | None) -> None:
         now = self._now()
