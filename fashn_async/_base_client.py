@@ -30,7 +30,7 @@ from fashn_async._options import (
 )
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
-from fashn_async._redact import shown_url
+from fashn_async._redact import Secret, shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
 
@@ -61,10 +61,11 @@ class BaseClient:
         coordination: str | RedisCoordination | None = None,
         prepare_images: ImagePreparation | bool | None = None,
     ) -> None:
-        key = None
         try:
-            key = checked_api_key(
-                api_key if api_key is not None else os.environ.get("FASHN_API_KEY")
+            # Held as a Secret from here on: frame locals, which error reporters show,
+            # hold only it (the argument itself is cleared below if anything raises).
+            key = Secret(
+                checked_api_key(api_key if api_key is not None else os.environ.get("FASHN_API_KEY"))
             )
             self.base_url = check_base_url(base_url)
             check_options(
@@ -100,9 +101,7 @@ class BaseClient:
                 preparer=self.prepare_images.preparer() if self.prepare_images else None,
             )
         except BaseException:
-            # A traceback's frame locals (what error reporters such as Sentry capture)
-            # must not hold the key: neither the argument nor the checked one.
-            api_key = key = None
+            api_key = None  # (a traceback's frame locals must not show it)
             raise
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()

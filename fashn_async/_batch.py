@@ -45,6 +45,7 @@ import anyio
 
 from fashn_async._batch_run import BatchInput, _Run
 from fashn_async._events import BatchEvents, BatchProgress
+from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult
 from fashn_async.errors import BatchClosedError, ClientClosedError
 
@@ -77,6 +78,7 @@ class BatchGroup:
         self._group: TaskGroup | None = None
         self._closed = False
 
+    @safe_repr
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<BatchGroup {state} batches={len(self._runs)}>"
@@ -182,6 +184,7 @@ class Batch:
         if self._run is not None:
             self._run.cancel_on_exit = False
 
+    @safe_repr
     def __repr__(self) -> str:
         if self._closed is not None:
             state = "closed"

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from fashn_async._redact import safe_repr
 from fashn_async._validators import shorten
 from fashn_async.errors import ConfigurationError
 
@@ -120,6 +121,7 @@ class CallbackEvents(BatchEvents):
         self._on_not_created = on_not_created
         self._on_progress = on_progress
 
+    @safe_repr
     def __repr__(self) -> str:
         names = ("on_sending", "on_submitted", "on_not_created", "on_progress")
         given = [name for name in names if getattr(self, f"_{name}") is not None]

@@ -28,7 +28,7 @@ import attrs
 from fashn_async._decisions import Happened, Outcome, Route, body_shape
 from fashn_async._error_map import api_error_from_response
 from fashn_async._payload import JsonBody
-from fashn_async._redact import shown_url
+from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async._retry import parse_retry_after
 from fashn_async.errors import (
     APIError,
@@ -89,21 +89,6 @@ def outcome_of(route: Route, result: Response | TransportError) -> Outcome:
     return Outcome.answer(result.status, shape, name, result.retry_after)
 
 
-class _Secret:
-    """Holds the API key; its repr never shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-    def reveal(self) -> str:
-        return self._value
-
-
 class Transport:
     """One aiohttp session for one client; opened and closed with the client.
 
@@ -122,7 +107,7 @@ class Transport:
         self,
         *,
         base_url: str,
-        api_key: str,
+        api_key: Secret | str,
         timeout: aiohttp.ClientTimeout,
         connections: int,
         user_agent: str,
@@ -130,7 +115,7 @@ class Transport:
         trust_env: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._key = _Secret(api_key)
+        self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
         self._timeout = timeout
         self._connections = connections
         self._user_agent = user_agent
@@ -140,6 +125,7 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
+    @safe_repr
     def __repr__(self) -> str:
         state = "open" if self._session else ("closed" if self._closed else "new")
         proxy = f" proxy={shown_url(self._proxy)!r}" if self._proxy else ""

@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Iterable
 
 from fashn_async._limits import Lease, SlotGate
+from fashn_async._redact import safe_repr
 
 __all__ = ["InFlight"]
 
@@ -40,6 +41,7 @@ class InFlight:
         #: Slots held for predictions this client did not make, until a loop time.
         self._until: dict[asyncio.TimerHandle, Lease] = {}
 
+    @safe_repr
     def __repr__(self) -> str:
         return (
             f"<InFlight in_use={self.in_use} running={sum(self._running.values())} "

@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
 
+from fashn_async._redact import safe_repr
 from fashn_async._validators import (
     at_least_one,
     non_negative_seconds,
@@ -198,10 +199,8 @@ class LimiterBackend(Protocol):
         margin: float,
         burst: int | None = None,
     ) -> RateLimiter:
-        """A rolling-window limiter; ``name`` tells apart the limits of one key.
-
-        ``burst``: grants allowed back to back before pacing at ``rate`` (None: no pacing).
-        """
+        """A rolling-window limiter; ``name`` tells apart the limits of one key; ``burst``:
+        grants allowed back to back before pacing at ``rate`` (None: no pacing)."""
         ...
 
     def slots(self, capacity: int | None) -> SlotGate:
@@ -287,6 +286,7 @@ class WindowLimiter:
         self._arrivals = itertools.count()
         self._failed: BaseException | None = None
 
+    @safe_repr
     def __repr__(self) -> str:
         return (
             f"<WindowLimiter {self.rate.limit}/{self.rate.period:g}s {self.store!r} "
@@ -308,10 +308,8 @@ class WindowLimiter:
         self.wake()
 
     def seed(self, history: Iterable[tuple[float, int]]) -> None:
-        """Count grants made before this limiter: ``(age in seconds, amount)`` pairs.
-
-        A restarted job's sends still inside the window hold back its new ones.
-        """
+        """Count grants made before this limiter, ``(age in seconds, amount)`` pairs: a
+        restarted job's sends still inside the window hold back its new ones."""
         self.store.seed(history)
         self.wake()
 
@@ -403,6 +401,7 @@ class Slots:
         self.in_use = 0
         self._leases = itertools.count(1)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<Slots {self.in_use}/{self.capacity if self.capacity is not None else 'inf'}>"
 

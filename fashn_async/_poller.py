@@ -19,6 +19,7 @@ from fashn_async._limits import RateLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._plan import PollPlan
 from fashn_async._polling import LatencyClass, Polling, prior_for, spacing
+from fashn_async._redact import safe_repr
 from fashn_async._sources import in_worker
 from fashn_async._survival import CompletionModel
 from fashn_async._turnbull import EPSILON, Fit
@@ -64,6 +65,7 @@ class Poller:
         #: Each model's refit under way, in the background (:meth:`_start_refit`).
         self._refits: dict[CompletionModel, asyncio.Task[None]] = {}
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<Poller classes={len(self.models)} polling={len(self._likely)} likely>"
 

@@ -29,6 +29,7 @@ from typing import Any, Final
 import attrs
 
 from fashn_async._images import check_image_bytes, to_data_uri
+from fashn_async._redact import safe_repr
 from fashn_async._sources import in_worker, offload
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
@@ -121,6 +122,7 @@ class Preparer:
         #: Images prepared (cache misses), for tests and benchmarks.
         self.prepared = 0
 
+    @safe_repr
     def __repr__(self) -> str:
         return (
             f"<Preparer max_edge={self.config.max_edge} cached={len(self._cache)} "

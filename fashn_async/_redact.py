@@ -8,10 +8,12 @@ good one: a bad URL's error message is where a pasted secret is most likely to b
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
-__all__ = ["LONGEST_SHOWN", "SAFE_QUERY_NAMES", "shown_url"]
+__all__ = ["LONGEST_SHOWN", "SAFE_QUERY_NAMES", "Secret", "safe_repr", "shown_url"]
 
 #: Query parameters shown with their value: known Redis options that are not secrets.
 #: Every other parameter's value (``password``, ``token``, ``api_key``...) is masked.
@@ -87,3 +89,41 @@ def _shown_item(item: str) -> str:
     if not equals:
         return _MASK if item else item
     return f"{name}={_value}" if name.lower() in SAFE_QUERY_NAMES else f"{name}={_MASK}"
+
+
+_T = TypeVar("_T")
+
+
+class Secret:
+    """Holds the API key from the moment it is checked; its repr never shows it, so a
+    traceback's frame locals (what error reporters capture) hold only this."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    def reveal(self) -> str:
+        """The key itself, for the one header that carries it (and its hash)."""
+        return self._value
+
+
+def safe_repr(method: Callable[[_T], str]) -> Callable[[_T], str]:
+    """A ``__repr__`` that works on an object whose ``__init__`` raised part way.
+
+    Such an object is in the raising frame's locals, which error reporters (Sentry,
+    ``traceback.TracebackException(capture_locals=True)``, ``pytest --showlocals``)
+    show with ``repr``; one that raised AttributeError there broke the report itself.
+    """
+
+    @functools.wraps(method)
+    def __repr__(self: Any) -> str:
+        try:
+            return method(self)
+        except AttributeError:
+            return f"<{type(self).__name__} (not fully built)>"
+
+    return __repr__

@@ -11,6 +11,7 @@ from collections import deque
 
 import anyio
 
+from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult
 
 __all__ = ["ResultStream"]
@@ -31,6 +32,7 @@ class ResultStream:
         #: The consumer left: results are dropped.
         self.dropped = False
 
+    @safe_repr
     def __repr__(self) -> str:
         state = "dropped" if self.dropped else "ended" if self.ended else "open"
         return f"<ResultStream {state} kept={len(self._items)}>"

@@ -21,6 +21,7 @@ from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
 from fashn_async._limits import RateLimiter
 from fashn_async._payload import Prepared
+from fashn_async._redact import safe_repr
 from fashn_async._retry import RetryPolicy
 from fashn_async._shield import outlive_cancels
 from fashn_async.errors import FashnError, SubmissionUncertainError, TransportError
@@ -62,6 +63,7 @@ class Submitter:
         self._uncertain_hold = uncertain_hold
         self._rng = random.Random()  # noqa: S311 - jitter only
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<Submitter {self.in_flight!r} limiter={self.limiter!r}>"
 

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 
 from fashn_async._polling import Modes, Polling
+from fashn_async._redact import safe_repr
 from fashn_async._shift import MARGIN, Running, Shift
 from fashn_async._surprise import Surprise
 from fashn_async._turnbull import (
@@ -102,6 +103,7 @@ class CompletionModel:
         self._numbers: deque[int] = deque(maxlen=polling.memory)
         self._shift = Shift()
 
+    @safe_repr
     def __repr__(self) -> str:
         return (
             f"<CompletionModel samples={self.samples} "

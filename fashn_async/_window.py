@@ -24,6 +24,8 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 
+from fashn_async._redact import safe_repr
+
 __all__ = ["OVERDUE", "MemoryWindow", "Pacer", "Waiter", "counted_by"]
 
 
@@ -56,6 +58,7 @@ class _Entry:
         self.time = time
         self.granted = granted
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<grant {self.amount} at {self.time:g}>"
 
@@ -78,6 +81,7 @@ class MemoryWindow:
         self._log: list[_Entry] = []  # at most ``limit`` entries: scans are cheap
         self._paused_until = 0.0
 
+    @safe_repr
     def __repr__(self) -> str:
         unanswered = sum(1 for entry in self._log if entry.time == math.inf)
         return f"<MemoryWindow {self._used()}/{self.limit} unanswered={unanswered}>"

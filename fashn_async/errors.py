@@ -57,6 +57,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fashn_async._redact import safe_repr
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -146,6 +148,7 @@ class FashnError(Exception):
         prefix = f"[{', '.join(parts)}] " if parts else ""
         return f"{prefix}{self.message}"
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, name={self.name!r})"
 
@@ -162,11 +165,9 @@ def _rebuild(cls: type[FashnError], message: str, state: dict[str, Any]) -> Fash
 
 
 class ConfigurationError(FashnError, ValueError):
-    """A configuration value is wrong (no API key, ``Limits(margin=nan)``, ``timeout="5"``).
-
-    Raised when the option is given, by every configuration class and keyword option;
-    the message names the option, the value and what is accepted.
-    """
+    """A configuration value is wrong (no API key, ``Limits(margin=nan)``, ``timeout="5"``),
+    raised when the option is given, by every configuration class and keyword option;
+    the message names the option, the value and what is accepted."""
 
 
 class InvalidRequestError(FashnError, ValueError):
@@ -293,10 +294,8 @@ class ConcurrencyLimitExceededError(RateLimitError):
 
 
 class OutOfCreditsError(APIError):
-    """429 OutOfCredits: the account has no credits left. Final: retrying cannot help.
-
-    Not a :class:`RateLimitError` (whose waits help), so a retry-on-429 loop stops.
-    """
+    """429 OutOfCredits: the account has no credits left. Final: retrying cannot help;
+    not a :class:`RateLimitError` (whose waits help), so a retry-on-429 loop stops."""
 
     default_name = "OutOfCredits"
 

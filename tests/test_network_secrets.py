@@ -230,6 +230,10 @@ def test_foreign_loop_error_holds_no_key() -> None:
         ("", {"proxy": "not a url"}),
         ("", {"coordination": 42}),
         ("", {"trust_env": "no"}),
+        # A Redis URL that passes the check but not redis-py's (refused while the
+        # coordinator is built, three frames below the client's).
+        ("", {"coordination": "redis://127.0.0.1:1/0?socket_timeout=abc"}),
+        ("", {"coordination": "redis://127.0.0.1:1/0?health_check_interval=x"}),
     ],
 )
 def test_a_client_refused_at_construction_shows_no_key(
@@ -243,3 +247,47 @@ def test_a_client_refused_at_construction_shows_no_key(
     with pytest.raises(errors.ConfigurationError) as caught:
         AsyncFashn(api_key=KEY + spoiled, **options)
     assert_no_key(caught.value)
+
+
+@pytest.mark.parametrize("spoiled", [" x", ""])
+def test_a_key_from_the_environment_refused_at_construction_shows_no_key(
+    spoiled: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through ``FASHN_API_KEY``: a malformed key, or a good one with a Redis URL
+    refused while the coordinator is built."""
+    monkeypatch.setenv("FASHN_API_KEY", KEY + spoiled)
+    options = {} if spoiled else {"coordination": "redis://127.0.0.1:1/0?socket_timeout=abc"}
+    with pytest.raises(errors.ConfigurationError) as caught:
+        AsyncFashn(**options)  # type: ignore[arg-type]
+    assert_no_key(caught.value)
+
+
+def _hand_written_reprs() -> list[type]:
+    """Every class of the package (its emulator aside) with a ``__repr__`` of its own,
+    not one attrs generated."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import fashn_async
+
+    found: dict[str, type] = {}
+    for info in pkgutil.walk_packages(fashn_async.__path__, "fashn_async."):
+        if info.name.startswith("fashn_async.testing"):
+            continue
+        for cls in vars(importlib.import_module(info.name)).values():
+            if (
+                inspect.isclass(cls)
+                and cls.__module__.startswith("fashn_async")
+                and "__repr__" in cls.__dict__
+                and not hasattr(cls, "__attrs_attrs__")
+            ):
+                found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return [found[name] for name in sorted(found)]
+
+
+@pytest.mark.parametrize("cls", _hand_written_reprs(), ids=lambda cls: cls.__qualname__)
+def test_a_repr_works_on_an_object_not_fully_built(cls: type) -> None:
+    """An object whose ``__init__`` raised part way is in that frame's locals, which
+    error reporters show with ``repr``: a repr that raised there broke the report."""
+    assert repr(cls.__new__(cls))

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from fashn_async._redact import shown_url
+from fashn_async._redact import Secret, shown_url
 from fashn_async._validators import positive, shorten
 from fashn_async.errors import ConfigurationError
 
@@ -67,7 +67,7 @@ class RedisCoordination:
     timeout: float = attrs.field(default=2.0, validator=positive, kw_only=True)
     prefix: str = attrs.field(default="fashn", validator=_check_prefix, kw_only=True)
 
-    def coordinator(self, *, api_key: str) -> Coordinator:
+    def coordinator(self, *, api_key: str | Secret) -> Coordinator:
         """The per-client coordinator; needs the ``redis`` extra.
 
         Raises:

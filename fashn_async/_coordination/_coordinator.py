@@ -16,6 +16,7 @@ from fashn_async._coordination._leases import SharedSlots
 from fashn_async._coordination._link import Link, Settings
 from fashn_async._coordination._window import RedisWindow
 from fashn_async._limits import Rate, Slots, WindowLimiter
+from fashn_async._redact import Secret, safe_repr
 from fashn_async.errors import ClientClosedError, CoordinationError
 
 __all__ = ["Coordinator"]
@@ -37,7 +38,11 @@ class Coordinator:
     """
 
     def __init__(
-        self, config: Settings, *, api_key: str, clock: Callable[[], float] | None = None
+        self,
+        config: Settings,
+        *,
+        api_key: str | Secret,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.link = Link(config, api_key=api_key, clock=clock)
@@ -47,6 +52,7 @@ class Coordinator:
         self._slots: list[SharedSlots] = []
         self._task: asyncio.Future[None] | None = None
 
+    @safe_repr
     def __repr__(self) -> str:
         link = self.link
         state = "online" if link.online else f"local share of 1/{link.peers}"

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from fashn_async._coordination import _scripts
 from fashn_async._coordination._link import Link
 from fashn_async._limits import Lease
+from fashn_async._redact import safe_repr
 
 __all__ = ["SharedSlots"]
 
@@ -46,6 +47,7 @@ class SharedSlots:
         self._queued = False  # whether this process has a place in the queue in Redis
         self._failed: BaseException | None = None
 
+    @safe_repr
     def __repr__(self) -> str:
         where = "shared" if self._share is None else f"local share {self._share}"
         return (

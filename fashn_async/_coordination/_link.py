@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from fashn_async._redact import shown_url
+from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async.errors import ClientClosedError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -66,11 +66,17 @@ class Link:
     """
 
     def __init__(
-        self, config: Settings, *, api_key: str, clock: Callable[[], float] | None = None
+        self,
+        config: Settings,
+        *,
+        api_key: str | Secret,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.url = shown_url(config.url)
-        self.namespace = key_namespace(config.prefix, api_key)
+        self.namespace = key_namespace(  # (no local holds the key: frame locals get shown)
+            config.prefix, api_key.reveal() if isinstance(api_key, Secret) else api_key
+        )
         #: This client's name in Redis (a random id, nothing about the host).
         self.owner = secrets.token_hex(6)
         #: Whether Redis answers; while not, each limiter keeps to a local share.
@@ -92,6 +98,7 @@ class Link:
             raise ConfigurationError(f"the Redis URL {self.url!r} cannot be read") from None
         self._scripts: dict[str, AsyncScript] = {}
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<Link {self.url} {self.state} online={self.online}>"
 

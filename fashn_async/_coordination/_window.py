@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
 from fashn_async._coordination._link import Link
+from fashn_async._redact import safe_repr
 from fashn_async._window import MemoryWindow, counted_by
 
 __all__ = ["RedisWindow"]
@@ -79,6 +80,7 @@ class RedisWindow:
         self._share: MemoryWindow | None = None
         self._share_until = math.inf
 
+    @safe_repr
     def __repr__(self) -> str:
         where = "shared" if self._share is None else f"local share {self._share.limit}"
         return f"<RedisWindow {self.name} {where}>"

@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from fashn_async._batch import Batch
 from fashn_async._client import AsyncFashn
 from fashn_async._models import Prediction, Request
+from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult, TryOnResult
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog
@@ -99,15 +100,14 @@ class BulkJob:
         self._writes = JournalWrites(journal, self._stop_for_disk)
         self._stopped_running = 0
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<BulkJob {self._options.out} {dict(self._counts)}>"
 
     def interrupt(self) -> None:
-        """Stop the run (from a signal handler, say); :meth:`run` then returns.
-
-        Running rows are marked canceled in the journal *before* they are canceled, so
-        a re-run sends them again even if the process dies during the cancels.
-        """
+        """Stop the run (from a signal handler, say); :meth:`run` then returns. Running
+        rows are marked canceled in the journal *before* they are canceled, so a re-run
+        sends them again even if the process dies during the cancels."""
         if self._interrupted:
             return
         self._interrupted = True

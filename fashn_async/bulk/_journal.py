@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
+from fashn_async._redact import safe_repr
 from fashn_async._sources import in_io_thread
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import canonical_json
@@ -86,6 +87,7 @@ class Journal(JournalOpening):
         self.catalog: dict[int, CatalogRow] = {}
         self.edits: list[str] = []
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from fashn_async._redact import safe_repr
 from fashn_async.bulk._rows import State
 from fashn_async.bulk._words import counted
 
@@ -111,6 +112,7 @@ class LineDisplay:
         self._last: float | None = None
         self._figures: Figures | None = None
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<LineDisplay {self._figures}>"
 
@@ -161,6 +163,7 @@ class RichDisplay:
         self._task = self._progress.add_task("try-ons", total=None, figures="", pace="")
         self._pace = _Pace(time.monotonic, time_scale)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<RichDisplay {self._progress.tasks[0].completed}>"
 

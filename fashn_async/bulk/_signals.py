@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from fashn_async._redact import safe_repr
 from fashn_async.bulk._outcome import EXIT_INTERRUPTED
 
 __all__ = ["STOP_SIGNALS", "StopOnSignals", "stopped_by_signals"]
@@ -42,6 +43,7 @@ class StopOnSignals:  # used like a function, as contextlib's helpers are
         self._loop: asyncio.AbstractEventLoop | None = None
         self._before: dict[signal.Signals, Any] = {}
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<StopOnSignals received={self.received}>"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fashn_async._redact import safe_repr
 from fashn_async.bulk._journal import Journal
 from fashn_async.bulk._rows import JournalWriteError
 
@@ -29,6 +30,7 @@ class JournalWrites:
         self._stop = stop
         self._deferred: list[Callable[[], None]] = []  # writes a failed disk refused
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"<JournalWrites problem={self.problem!r} deferred={len(self._deferred)}>"
 
