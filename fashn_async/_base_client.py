@@ -101,7 +101,7 @@ class BaseClient:
                 preparer=self.prepare_images.preparer() if self.prepare_images else None,
             )
         except BaseException:
-            api_key = None  # (a traceback's frame locals must not show it)
+            api_key = key = None  # (a traceback's frame locals: not even inside the Secret)
             raise
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()
