@@ -98,8 +98,8 @@ class Limits:
         status: Status calls per rolling window, shared by every poller of the client.
         in_flight: Predictions submitted and not yet seen finished.
         credits: GET /v1/credits calls per rolling window (a strict window, as the others).
-        margin: Seconds added to every window, so network jitter between two requests
-            can never make a strict server see R+1 in one window.
+        margin: Seconds added to every window, for the API's own rounding and clock
+            (grants are dated by their answers, so network delay needs none).
         status_burst: Status calls granted back to back before the rest are paced at
             ``status.limit / status.period`` a second (``None``: no pacing). Without
             pacing, 25 pollers spend 50 calls in 2 s and then wait 8 s for the window to

@@ -38,10 +38,9 @@ def counted_by(now: float, granted: float, *, answered: bool) -> float:
     clock): ``now`` if it was answered (the server counted it before answering); if no
     answer came (a timeout, a dropped connection, the caller cancelled), as long again
     after ``now`` as it was out. A server slow to act on a request counts it when it
-    acts, maybe after the client gave up on it (the fifth break-it helper's server acted
-    on a quarter of status calls 6-8 s late; booked when given up, at a 3-5 s timeout,
-    4-10 x 429): one acting up to twice as long after the send as the client waited is
-    covered."""
+    acts, maybe after the client gave up on it (a break-it helper's server acted on a
+    quarter of status calls 7 s late; booked when given up, at a 4 s timeout, 8 x 429):
+    one acting up to twice as long after the send as the client waited is covered."""
     if answered:
         return now
     return now + max(now - granted, 0.0)
