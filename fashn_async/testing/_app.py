@@ -115,6 +115,7 @@ async def _http_faults(request: web.Request, handler: Handler) -> web.StreamResp
     state.ledger.arrive(route, state.clock.now())
     plan = state.faults.for_request(route, state.scale)
     if plan.delay > 0:
+        state.ledger.faults[f"{route}:slow"] += 1  # (once, however many slow rules fired)
         # A slow server has the request in hand and is slow to act on it: read the body
         # first, so a client that gives up meanwhile still leaves its submission behind.
         length = request.content_length

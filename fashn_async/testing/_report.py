@@ -92,7 +92,8 @@ class EmulatorReport:
         requests_by_route: Requests that reached each API route, faults and 429s included.
         max_requests_per_second: The most requests to each API route within any one API
             second (a hot loop shows here).
-        faults: Requests disturbed by HTTP faults (``slow`` aside), by ``"route:kind"``.
+        faults: Requests disturbed by HTTP faults, by ``"route:kind"`` (a request both
+            delayed and disturbed otherwise counts under both).
     """
 
     now: float

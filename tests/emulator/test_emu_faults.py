@@ -171,6 +171,7 @@ async def test_slow_answers_after_the_delay() -> None:
         reply = await api.request("GET", "/v1/credits")
         assert reply.status == 200
         assert now() - start == pytest.approx(15.0)
+        assert api.emu.report().faults == {"credits:slow": 1}  # (it shows in the report)
         start = now()
         await api.request("GET", "/v1/credits")
         assert now() - start == pytest.approx(0.0)
