@@ -30,7 +30,7 @@ from fashn_async._options import (
 )
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
-from fashn_async._redact import Secret, shown_url
+from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
 
@@ -106,10 +106,9 @@ class BaseClient:
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()
 
+    @safe_repr  # (refused while being built, it is in a traceback's frame locals)
     def __repr__(self) -> str:
-        engine = getattr(self, "_engine", None)
-        if engine is None:  # (refused while being built: in a traceback's frame locals)
-            return f"<{type(self).__name__} not built>"
+        engine = self._engine
         shared = f" coordination={self._coordinator!r}" if self._coordinator else ""
         return (
             f"<{type(self).__name__} {shown_url(self.base_url)} api_key='***' "
