@@ -215,6 +215,10 @@ class Transport:
                 return Response(response.status, parsed, dict(response.headers), is_json, len(raw))
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused to connect us
             failure = ConnectError(f"{method} {path}: the proxy answered HTTP {exc.status}")
+        except aiohttp.ClientProxyConnectionError as exc:  # (its host and port: no password)
+            failure = ConnectError(
+                f"{method} {path}: cannot connect to the proxy {_host_port(exc)}: {exc.os_error}"
+            )
         except aiohttp.ClientConnectorError as exc:
             failure = ConnectError(f"cannot connect to {shown_url(self.base_url)}: {exc.os_error}")
         except aiohttp.ConnectionTimeoutError:
@@ -252,6 +256,12 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _host_port(exc: aiohttp.ClientConnectorError) -> str:
+    """``host:port`` of the address a connection failed to (``[v6]:port``)."""
+    host = exc.host
+    return f"[{host}]:{exc.port}" if ":" in host else f"{host}:{exc.port}"
 
 
 def _safe(text: object) -> str:

@@ -101,24 +101,23 @@ class Submitter:
         limiter = self.limiter
         while True:
             grant = None if limiter is None else await limiter.acquire(prepared.generations)
-            counted, answered = False, False  # until the request may go out
+            counted, answered, cancelled = False, False, False  # until it may go out
             try:
                 if on_sending is not None:
                     written = on_sending()
                     if written is not None:  # a journal writing off the event loop
                         await written
                 counted = True  # unless the server cannot have counted it
-                result: Response | TransportError
-                try:
-                    result = await self._send_run(prepared, on_created, on_not_created)
-                except TransportError as exc:
-                    result = exc
+                result, cancelled = await self._send_run(prepared)
                 outcome = outcome_of("run", result)
                 decision = decide("run", outcome, tries, self.retry, self._rng)
                 counted, answered = counted_by_server(outcome), outcome.answered
             finally:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted, answered=answered)
+            if cancelled:
+                await self._after_cancel(result, on_created, on_not_created)
+                raise asyncio.CancelledError
             action = decision.action
             if action is Action.RETURN:
                 assert isinstance(result, Response)
@@ -158,36 +157,47 @@ class Submitter:
         self.in_flight.hold(prediction_id, lease)
         return prediction_id
 
-    async def _send_run(
-        self,
-        prepared: Prepared,
-        on_created: Callable[[str], None] | None,
-        on_not_created: Callable[[], None] | None,
-    ) -> Response:
-        """Send POST /v1/run once, so that being cancelled cannot orphan a prediction.
+    async def _send_run(self, prepared: Prepared) -> tuple[Response | TransportError, bool]:
+        """Send POST /v1/run once, so that being cancelled cannot orphan a prediction:
+        once sent, the request is let finish (shielded).
 
-        Once sent, the request is let finish (shielded); if it created a prediction while
-        we were being cancelled, ``on_created`` hears of it and it is cancelled on the
-        server; if its answer proves nothing was created, ``on_not_created`` hears of it.
+        Returns:
+            Its answer or failure, and whether the caller was cancelled meanwhile (then
+            the caller books the answer, hands it to :meth:`_after_cancel` and raises
+            ``asyncio.CancelledError``).
         """
         task = asyncio.ensure_future(
             self.transport.request("POST", "/v1/run", body=prepared.payload, params=prepared.params)
         )
-        if not await outlive_cancels(task):
-            return task.result()
+        cancelled = await outlive_cancels(task)
         try:
-            response = task.result()
-        except BaseException:  # no answer: nothing to cancel by id
-            raise asyncio.CancelledError from None
-        prediction_id = _prediction_id(response)
+            return task.result(), cancelled
+        except TransportError as exc:
+            return exc, cancelled
+        except BaseException:  # (the request itself cancelled: a loop shutting down)
+            if cancelled:  # no answer: nothing to cancel by id
+                return TransportError("POST /v1/run: no answer before the cancel"), True
+            raise
+
+    async def _after_cancel(
+        self,
+        result: Response | TransportError,
+        on_created: Callable[[str], None] | None,
+        on_not_created: Callable[[], None] | None,
+    ) -> None:
+        """A POST answered while its caller was being cancelled: if it created a
+        prediction, ``on_created`` hears of it and it is cancelled on the server; if its
+        answer proves nothing was created, ``on_not_created`` hears of it."""
+        if not isinstance(result, Response):  # no answer: nothing to cancel by id
+            return
+        prediction_id = _prediction_id(result)
         if prediction_id is not None:
             with contextlib.suppress(FashnError):
                 if on_created is not None:
                     on_created(prediction_id)
                 await self._cancel_quietly(prediction_id)
-        elif on_not_created is not None and self._proves_none(response):
+        elif on_not_created is not None and self._proves_none(result):
             on_not_created()
-        raise asyncio.CancelledError
 
     def _proves_none(self, response: Response) -> bool:
         """Whether an answer without an id proves no prediction was created (an API

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -28,3 +29,10 @@ def system_program(name: str, package: str) -> str:
     if os.environ.get("FASHN_TESTS_REQUIRE_SYSTEM") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 with nothing listening right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -24,16 +24,9 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import system_program
+from helpers import free_port, system_program
 
 WORKER = Path(__file__).resolve()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -429,3 +429,25 @@ async def test_a_submission_that_got_no_answer_is_counted_later(
     report = emulator.report()
     assert report.rejected == {}
     assert [round(a.time, 1) for a in report.accepted] == [1.5, 62.0]
+
+
+@pytest.mark.emulator(
+    submit_limit=WindowLimit(1, 60.0),
+    faults=[HttpFault("slow", route="run", delay=10.0, times=1)],
+)
+@pytest.mark.client(limits=Limits(submit=Rate(1, 60.0), margin=0.0), timeout=30.0)
+async def test_a_submission_answered_after_its_caller_was_cancelled_is_booked_answered(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A POST let finish past its caller's cancel (so that what it created can be
+    cancelled by id) got its answer: the server counted it by then, so the window dates it
+    at the answer (10 s), not as a request with no answer (as long again: 20 s), and the
+    next submission goes out a window after the answer."""
+    first, second = requests_for(emulator, 2)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.submit(first), 2.0)  # (returns once answered)
+    await client.submit(second)
+    report = emulator.report()
+    assert report.rejected == {}
+    assert [round(a.time, 1) for a in report.accepted] == [10.0, 70.0]
+    assert report.requests_by_route.get("cancel") == 1  # the first, cancelled by its id

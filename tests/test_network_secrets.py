@@ -10,7 +10,6 @@ It is run over every kind of error the client can raise, each produced for real.
 from __future__ import annotations
 
 import asyncio
-import socket
 import traceback
 import types
 from collections.abc import Iterator, Mapping
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers import free_port
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -101,12 +101,6 @@ async def _raised(call: Any) -> BaseException:
     raise AssertionError("no error was raised")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.emulator(api_key=KEY)
 @pytest.mark.client(retry=RetryPolicy(attempts=1, rate_limit_waits=1), timeout=5.0)
 async def test_no_http_error_kind_holds_the_key(client: AsyncFashn, emulator: Emulator) -> None:
@@ -179,7 +173,7 @@ async def test_no_connection_error_kind_holds_the_key(emulator: Emulator) -> Non
     found: list[BaseException] = []
     policy = RetryPolicy(attempts=1)
     async with AsyncFashn(
-        api_key=KEY, base_url=f"http://127.0.0.1:{_free_port()}", retry=policy
+        api_key=KEY, base_url=f"http://127.0.0.1:{free_port()}", retry=policy
     ) as c:
         found.append(await _raised(c.credits()))
     with StalledPort() as stalled:
@@ -188,7 +182,7 @@ async def test_no_connection_error_kind_holds_the_key(emulator: Emulator) -> Non
         ) as c:
             found.append(await _raised(c.credits()))
     async with AsyncFashn(
-        api_key=KEY, base_url=emulator.url, retry=policy, proxy=f"http://127.0.0.1:{_free_port()}"
+        api_key=KEY, base_url=emulator.url, retry=policy, proxy=f"http://127.0.0.1:{free_port()}"
     ) as c:
         found.append(await _raised(c.credits()))
     async with AsyncFashn(api_key=KEY, base_url=emulator.url, limits=Limits()) as c:

@@ -16,9 +16,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import system_program
+from helpers import free_port, system_program
 
-from fashn_async import AsyncFashn, Limits, Polling, errors
+from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy, errors
 from fashn_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.looptime(False)  # a real proxy process, real time
@@ -31,9 +31,7 @@ class Tinyproxy:
     """One tinyproxy process on 127.0.0.1, foreground, logging to a file."""
 
     def __init__(self, directory: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         self.log = directory / "tinyproxy.log"
         self.config = directory / "tinyproxy.conf"
         self.config.write_text(
@@ -187,6 +185,22 @@ def test_a_bad_proxy_is_refused_at_construction(proxy: object) -> None:
     """proxy= must be an http(s) URL: anything else is a ConfigurationError at once."""
     with pytest.raises(errors.ConfigurationError, match="proxy must be"):
         AsyncFashn(api_key="k", proxy=proxy)  # type: ignore[arg-type]
+
+
+async def test_a_proxy_that_refuses_connections_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    """A proxy on a port nobody listens on: the ConnectError names the proxy (its host
+    and port, never its password), not the API it was to reach."""
+    port = free_port()
+    async with _emulator() as emu:
+        proxy = f"http://user:hunter2@127.0.0.1:{port}"
+        client = _client(emu, proxy=proxy, retry=RetryPolicy(attempts=1))
+        async with client:
+            with pytest.raises(errors.ConnectError) as info:
+                await client.credits()
+        assert emu.report().requests_by_route.get("credits", 0) == 0
+    message = str(info.value)
+    assert f"cannot connect to the proxy 127.0.0.1:{port}" in message
+    assert "hunter2" not in message
 
 
 def test_a_proxy_password_never_shows() -> None:

@@ -14,9 +14,9 @@ import traceback
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_support import free_port
 
 from fashn_async import AsyncFashn, RedisCoordination, errors
 from fashn_async._emulator_clock import describe

@@ -443,12 +443,25 @@ async def test_redis_down_at_start_is_a_clear_error() -> None:
         (6379, ConfigurationError, "coordination"),
         ("redis:///0", ConfigurationError, "no host"),
         (RedisCoordination.__name__, ConfigurationError, "redis://"),
+        # redis-py reads these as database 0, or refuses them only at the first call:
+        ("redis://:hunter2@127.0.0.1/notanint", ConfigurationError, "names database 'notanint'"),
+        ("redis://:hunter2@127.0.0.1/cache/", ConfigurationError, "names database 'cache'"),
+        ("redis://:hunter2@127.0.0.1/0?foo=bar", ConfigurationError, "does not know: 'foo'"),
+        ("redis://:hunter2@127.0.0.1/?db=x", ConfigurationError, "cannot be read"),
     ],
 )
 def test_bad_coordination_option(option: object, error: type[Exception], match: str) -> None:
-    """A bad coordination option fails at construction, naming the problem."""
-    with pytest.raises(error, match=match):
+    """A bad coordination option fails at construction, naming the problem (a password
+    in it never shown)."""
+    with pytest.raises(error, match=match) as info:
         AsyncFashn(api_key="k", coordination=option)  # type: ignore[arg-type]
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1/0", "redis://127.0.0.1/", "rediss://h:1/15"])
+def test_good_coordination_urls_are_taken(url: str) -> None:
+    """A database given as a number, or none, is taken."""
+    AsyncFashn(api_key="k", coordination=url)
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
+from helpers import free_port
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
 from fashn_async.testing import Emulator, HttpFault
@@ -18,13 +18,6 @@ def request_for(emulator: Emulator) -> TryOnRequest:
         garment_image=emulator.sample_image_url("garment"),
         category="tops",
     )
-
-
-def free_port() -> int:
-    """A loopback port with nothing listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_post_5xx_is_resent(client: AsyncFashn, emulator: Emulator) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
@@ -35,6 +35,13 @@ def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) ->
         parts.port  # noqa: B018 - parsing it is the check
     except ValueError:
         raise ConfigurationError(f"the Redis URL {shown_url(value)!r} has a bad port") from None
+    # redis-py reads a path that is not a number as database 0, silently: name it here.
+    database = unquote(parts.path).strip("/")
+    if parts.scheme != "unix" and database and not (database.isascii() and database.isdigit()):
+        raise ConfigurationError(
+            f"the Redis URL {shown_url(value)!r} names database {shorten(database)}: "
+            "a database is a number (redis://host:6379/0)"
+        )
 
 
 def _check_prefix(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
@@ -59,6 +66,12 @@ class RedisCoordination:
             slot another process holds (one of its own is handed over at once).
         timeout: Seconds one Redis call may take before Redis counts as gone.
         prefix: The first part of every Redis key.
+
+    Raises:
+        ConfigurationError: ``url`` not such a URL, naming no host, with a bad port, or
+            naming a database that is not a number (redis-py would read ``/cache`` as
+            database 0); a setting out of range. A query option no Redis connection takes
+            (``?foo=1``) is refused when a client is made with it. The password is masked.
     """
 
     url: str = attrs.field(validator=_check_url, repr=shown_url)

@@ -94,8 +94,15 @@ class Link:
                 socket_connect_timeout=config.timeout,
                 retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), _RETRIES),
             )
+            pool = self.redis.connection_pool
+            pool.connection_class(**pool.connection_kwargs)  # (redis-py checks at first use)
         except ValueError:  # its message may quote the URL, password and all
             raise ConfigurationError(f"the Redis URL {self.url!r} cannot be read") from None
+        except TypeError as exc:  # an option in its query no connection takes
+            unknown = str(exc).rpartition(" ")[2]  # (the option's name: no value)
+            raise ConfigurationError(
+                f"the Redis URL {self.url!r} has an option redis-py does not know: {unknown}"
+            ) from None
         self._scripts: dict[str, AsyncScript] = {}
 
     @safe_repr
