@@ -251,6 +251,75 @@ async def test_a_redis_that_lost_its_data_is_told_the_window_again(
         assert loop.time() - start >= 1.0
 
 
+async def test_a_grant_is_told_again_with_its_answer_s_date(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """Redis emptied after a grant's answer came 0.5 s after it was made: the grant is
+    written back dated at its answer (as Redis had it), not when it was made, so the
+    window it fills ends a window after the answer."""
+    loop = asyncio.get_running_loop()
+    url, rate = redis_server.url, Rate(2, 1.0)
+    async with (
+        joined(url, rate=rate, lease_ttl=0.3) as (coordinator, first, _s1),
+        joined(url, rate=rate, lease_ttl=0.3) as (_, second, _s2),
+    ):
+        start = loop.time()
+        grant = await first.acquire()
+        await asyncio.sleep(0.5)
+        first.settle(grant, counted=True)  # answered: dated now, in Redis
+        await until(lambda: peek.exists(coordinator.key("submit")))
+        await peek.flushall()
+        await until(lambda: peek.exists(coordinator.key("submit")))  # (the heartbeat's)
+        await second.acquire()
+        await second.acquire()
+        assert loop.time() - start >= 1.5
+
+
+async def test_a_redis_that_lost_its_data_grants_nothing_until_each_process_wrote_its_own(
+    redis_server: RedisServer, peek: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis emptied (a restart, a FLUSHALL) and a client asks at once, before the other's
+    heartbeat: it is not granted from the empty log (the other's four still count on the
+    API's side) but held until every live process has written its own grants back, and
+    then waits for the window the five fill."""
+    loop = asyncio.get_running_loop()
+    url, rate, options = redis_server.url, Rate(5, 3.0), {"lease_ttl": 1.5, "timeout": 0.2}
+    async with (
+        joined(url, rate=rate, **options) as (_, first, _s1),
+        joined(url, rate=rate, **options) as (_, second, _s2),
+    ):
+        start = loop.time()
+        second.settle(await second.acquire(), counted=True)  # (it knows the log's epoch)
+        for _ in range(4):
+            first.settle(await first.acquire(), counted=True)
+        await peek.flushall()
+        await second.acquire()
+        assert loop.time() - start >= 3.0
+    assert "lost the submit window" in caplog.text
+
+
+async def test_a_redis_that_lost_its_leases_grants_no_slot_until_each_wrote_its_own(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """The same for in-flight slots: two held of two, Redis emptied, and the next ask is
+    not granted from the empty set; once the heartbeats have written both back, it waits
+    for one to be released."""
+    url, options = redis_server.url, {"lease_ttl": 1.5, "timeout": 0.2}
+    async with (
+        joined(url, capacity=2, **options) as (_, _w1, first),
+        joined(url, capacity=2, **options) as (_, _w2, second),
+    ):
+        held = await first.acquire()
+        await second.acquire()  # (it knows the leases' epoch)
+        await peek.flushall()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.5):  # past the hold (a heartbeat, 0.5 s, + 0.2 s)
+                await second.acquire()
+        first.release(held)
+        async with asyncio.timeout(1.0):
+            await second.acquire()
+
+
 async def test_a_seeded_history_is_shared_with_every_client(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:

@@ -48,6 +48,7 @@ class RedisLog:
         self._clock = clock
         prefix = f"test:{{{secrets.token_hex(6)}}}"
         self._keys = [f"{prefix}:submit", f"{prefix}:submit:pause"]
+        self._epoch_key, self._epoch = f"{prefix}:submit:epoch", b""
         self._scripts = {name: client.register_script(getattr(_scripts, name)) for name in NAMES}
         self._ids = itertools.count()
         self._client = client
@@ -57,8 +58,10 @@ class RedisLog:
 
     def take(self, amount: int) -> tuple[str | None, float]:
         grant = f"g{next(self._ids)}"
-        args = [LIMIT, WINDOW_MS * 1000, amount, grant]
-        granted, value = self._call("WINDOW_ACQUIRE", self._keys, args)
+        args = [LIMIT, WINDOW_MS * 1000, amount, grant, self._epoch, grant, 0]
+        granted, value, self._epoch = self._call(
+            "WINDOW_ACQUIRE", [*self._keys, self._epoch_key], args
+        )
         return (f"{grant}:{amount}", 0.0) if granted else (None, int(value) / 1000)
 
     def answer(self, member: str, *, counted: bool, later: int = 0) -> None:

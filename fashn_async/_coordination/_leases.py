@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 from collections import deque
 
@@ -18,6 +19,9 @@ from fashn_async._redact import safe_repr
 __all__ = ["SharedSlots"]
 
 
+logger = logging.getLogger("fashn_async")
+
+
 class SharedSlots:
     """At most ``capacity`` leases held at once by all the clients of one key.
 
@@ -30,13 +34,19 @@ class SharedSlots:
 
     While Redis is away, this process holds at most a ``1/peers`` share of the capacity
     (the leases it holds count). Once Redis is back, the heartbeat writes its leases back,
-    and the share keeps applying, on top of Redis, for one more ``lease_ttl``.
+    and the share keeps applying, on top of Redis, for one more ``lease_ttl``. A Redis
+    that lost the leases without a call failing shows it by a new epoch
+    (``LEASE_ACQUIRE``): no slot is taken by anyone for ``hold`` seconds, by when every
+    live process has written its leases back (the heartbeat).
     """
 
-    def __init__(self, link: Link, capacity: int) -> None:
+    def __init__(self, link: Link, capacity: int, *, hold: float) -> None:
         self.capacity = capacity
         self._co = link
         self._keys = [link.key("leases"), link.key("queue"), link.key("members")]
+        self._keys += [link.key("leases:epoch"), link.key("leases:hold")]
+        self._epoch = ""  # the leases' epoch as last seen ("": none seen yet)
+        self._hold = hold
         self._held: set[str] = set()
         self._waiters: deque[asyncio.Future[str]] = deque()
         self._released: list[str] = []
@@ -129,11 +139,23 @@ class SharedSlots:
                     round(self._co.config.lease_ttl * 1e6),
                     lease,
                     self._co.owner,
+                    self._epoch,
+                    lease,
+                    round(self._hold * 1e6),
                 ]
-                granted, _ = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
+                granted, _, epoch = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
             except RedisError as exc:
                 self._co.lost(exc)
                 continue
+            self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+            if granted == 2:  # Redis lost the leases: every process holds until all wrote
+                granted = 0  # theirs back (the heartbeat), then asks again
+                logger.warning(
+                    "Redis at %s lost the in-flight leases (a restart or a flush): no "
+                    "slot is taken for %.1f s while every process writes its own back",
+                    self._co.url,
+                    self._hold,
+                )
             self._queued = not granted
             if granted:
                 self._grant(lease)

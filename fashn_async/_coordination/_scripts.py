@@ -28,18 +28,45 @@ local function extend(key, ms)  -- the key's expiry, never shortened
   local left = redis.call('PTTL', key)
   if left == -1 or (left >= 0 and left < ms) then redis.call('PEXPIRE', key, ms) end
 end
+-- The epoch at key ("<token>@<start, us>"), begun with token if Redis has none; and
+-- whether the caller knew another (Redis lost its data since: a restart, a FLUSHALL).
+-- Then hold_key (a time, us) is set to the new epoch's start + hold: nothing is granted
+-- until every live process has written its own grants back (at its next heartbeat).
+local function epoch_of(key, known, token, hold_key, hold)
+  local epoch = redis.call('GET', key)
+  if not epoch then
+    epoch = token .. '@' .. int(now)
+    redis.call('SET', key, epoch)
+  end
+  if known == '' or known == epoch then return epoch, false end
+  local held = tonumber(string.match(epoch, '@(%d+)$')) + hold
+  if held > now and held > tonumber(redis.call('GET', hold_key) or '0') then
+    redis.call('SET', hold_key, int(held), 'PX', math.ceil((held - now) / 1000) + 1000)
+  end
+  return epoch, true
+end
 """
 
-#: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time), pause-until.
-#: ARGV: limit, window (us), amount, grant id.
-#: Returns {1, now} when granted, or {0, microseconds until it could be}.
+#: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time), pause-until,
+#: epoch ("<token>@<start, us>", no expiry: the log's life; a new one when Redis forgot).
+#: ARGV: limit, window (us), amount, grant id, the epoch the caller knows ("" if none), a
+#: token for a new epoch, hold (us).
+#: Returns {1, now, epoch} when granted, {0, microseconds until it could be, epoch}, or
+#: {2, microseconds, epoch} when the epoch the caller knew is gone (Redis lost the log
+#: since: a restart, a FLUSHALL): nothing granted, and no process is granted anything
+#: until ``hold`` after the new epoch began, by when every live process has written its
+#: own grants of the last window back (its heartbeat, in ``_coordinator``).
 WINDOW_ACQUIRE = (
     _NOW
     + """
 local limit, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local epoch, forgot = epoch_of(KEYS[3], ARGV[5], ARGV[6], KEYS[2], tonumber(ARGV[7]))
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if forgot then
+  return {2, math.max(paused - now, 0), epoch}
+end
 if paused > now then
-  return {0, paused - now}
+  return {0, paused - now, epoch}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
 local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -50,16 +77,16 @@ end
 if used + amount <= limit then
   redis.call('ZADD', KEYS[1], int(now), ARGV[4] .. ':' .. ARGV[3])
   extend(KEYS[1], math.ceil(window / 1000) + 1000)
-  return {1, now}
+  return {1, now, epoch}
 end
 local excess = used + amount - limit
 for i = 1, #log, 2 do
   excess = excess - tonumber(string.match(log[i], ':(%d+)$'))
   if excess <= 0 then
-    return {0, tonumber(log[i + 1]) + window - now}
+    return {0, tonumber(log[i + 1]) + window - now, epoch}
   end
 end
-return {0, window}
+return {0, window, epoch}
 """
 )
 
@@ -115,15 +142,25 @@ return (#ARGV - 1) / 2
 )
 
 #: KEYS: leases (zset of lease ids scored by expiry), queue (zset of owners scored by
-#: arrival), members (zset of live owners scored by expiry).
-#: ARGV: capacity, lease ttl (us), lease id, owner.
+#: arrival), members (zset of live owners scored by expiry), epoch, hold-until.
+#: ARGV: capacity, lease ttl (us), lease id, owner, the epoch the caller knows ("" if
+#: none), a token for a new epoch, hold (us).
 #: The owners waiting are served in arrival order; one that died leaves the queue when
-#: its membership expires. Returns {1, free slots left} or {0, owners ahead of us}.
+#: its membership expires. Returns {1, free slots left, epoch}, {0, owners ahead of us,
+#: epoch}, or {2, 0, epoch} when the epoch the caller knew is gone (as WINDOW_ACQUIRE);
+#: nothing is granted until the hold's end.
 LEASE_ACQUIRE = (
     _NOW
     + """
 local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local owner = ARGV[4]
+local epoch, forgot = epoch_of(KEYS[4], ARGV[5], ARGV[6], KEYS[5], tonumber(ARGV[7]))
+if forgot then
+  return {2, 0, epoch}
+end
+if tonumber(redis.call('GET', KEYS[5]) or '0') > now then
+  return {0, 1, epoch}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
 redis.call('ZADD', KEYS[3], int(now + ttl), owner)
@@ -140,12 +177,12 @@ if ahead < free then
   redis.call('ZREM', KEYS[2], owner)
   redis.call('PEXPIRE', KEYS[1], keep)
   redis.call('PEXPIRE', KEYS[3], keep)
-  return {1, free - 1}
+  return {1, free - 1, epoch}
 end
 redis.call('ZADD', KEYS[2], 'NX', int(now), owner)
 redis.call('PEXPIRE', KEYS[2], keep)
 redis.call('PEXPIRE', KEYS[3], keep)
-return {0, ahead - math.max(free, 0) + 1}
+return {0, ahead - math.max(free, 0) + 1, epoch}
 """
 )
 

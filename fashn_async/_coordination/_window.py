@@ -18,16 +18,22 @@ While Redis is away (:meth:`~RedisWindow.go_local`) grants come from a local
 :class:`~fashn_async._window.MemoryWindow` holding a ``1/peers`` share of the limit,
 which starts paused for one window: grants made through Redis just before it went away
 still count on the API's side. Once Redis answers again (:meth:`~RedisWindow.rejoined`),
-this process's grants of the last window are written back (``REPLAY``) and the share
-keeps applying, on top of Redis, for one more window: other processes may not be back.
+this process's grants of the last window are written back (``REPLAY``, each dated as
+Redis had it: at its answer, or "now" while its request is out) and the share keeps
+applying, on top of Redis, for one more window: other processes may not be back.
+
+A Redis that lost the log without a call failing (a restart between two calls, a
+FLUSHALL) shows it by a new epoch (``WINDOW_ACQUIRE``): this process writes its grants
+back, and nothing is granted to anyone until every live process has (the coordinator's
+``hold``: each writes its own back at its next heartbeat).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
-from collections import deque
 from collections.abc import Iterable
 
 import anyio
@@ -39,6 +45,8 @@ from fashn_async._redact import safe_repr
 from fashn_async._window import MemoryWindow, counted_by
 
 __all__ = ["RedisWindow"]
+
+logger = logging.getLogger("fashn_async")
 
 
 class _Grant:
@@ -62,12 +70,16 @@ class RedisWindow:
         name: Which window of the key (``"submit"``, ``"status"``).
         limit: Units allowed in one window.
         window: The window in seconds (the API's period plus the margin).
+        hold: Seconds nothing is granted after Redis lost the log (a new epoch).
     """
 
-    def __init__(self, link: Link, name: str, limit: int, window: float) -> None:
+    def __init__(self, link: Link, name: str, limit: int, window: float, *, hold: float) -> None:
         self.name, self.limit, self.window = name, limit, window
         self._link = link
         self._keys = [link.key(name), link.key(f"{name}:pause")]
+        self._epoch_key = link.key(f"{name}:epoch")
+        self._epoch = ""  # the log's epoch as last seen ("": none seen yet)
+        self._hold = hold
         self._ids = itertools.count(1)
         self._dirty = asyncio.Event()
         self._paused_until = 0.0  # loop time
@@ -76,7 +88,8 @@ class RedisWindow:
         self._refunds: list[str] = []
         self._restamps: list[tuple[int, str]] = []  # (microseconds after now, member)
         self._out: dict[str, float] = {}  # member -> loop time last dated, request out
-        self._mine: deque[tuple[float, str]] = deque()  # (loop time, member), for replay
+        #: member -> loop time it counts from (made, or its answer's date), for replay.
+        self._mine: dict[str, float] = {}
         self._share: MemoryWindow | None = None
         self._share_until = math.inf
 
@@ -113,9 +126,12 @@ class RedisWindow:
         grant = f"{self._link.owner}.{next(self._ids)}"
         member = f"{grant}:{amount}"
         args = [self.limit, round(self.window * 1e6), amount, grant]
+        args += [self._epoch, grant, round(self._hold * 1e6)]
         try:
             await self.flush()
-            granted, value = await self._link.call(_scripts.WINDOW_ACQUIRE, self._keys, args)
+            granted, value, epoch = await self._link.call(
+                _scripts.WINDOW_ACQUIRE, [*self._keys, self._epoch_key], args
+            )
         except RedisError as exc:
             self._drop(entry)
             self._link.lost(exc)
@@ -124,6 +140,20 @@ class RedisWindow:
             self._drop(entry)
             self._refund(member)  # if the script ran; removing a missing member is harmless
             raise
+        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if granted == 2:  # Redis lost the log: write ours back; all hold until all have
+            self._drop(entry)
+            self._paused_until = max(self._paused_until, now + int(value) / 1e6)
+            self._replay_pending = True
+            self._dirty.set()
+            logger.warning(
+                "Redis at %s lost the %s window (a restart or a flush): every process "
+                "holds its grants %.1f s while each writes its own back",
+                self._link.url,
+                self.name,
+                int(value) / 1e6,
+            )
+            return None, int(value) / 1e6
         if not granted:
             self._drop(entry)
             return None, int(value) / 1e6
@@ -148,6 +178,8 @@ class RedisWindow:
             now = self._now()
             later = counted_by(now, grant.granted, answered=answered) - now
             self._restamps.append((round(later * 1e6), grant.member))
+            if grant.member in self._mine:  # (replayed with the date Redis has)
+                self._mine[grant.member] = now + later
             self._dirty.set()
         else:
             self._refund(grant.member)
@@ -165,8 +197,7 @@ class RedisWindow:
         now, history = self._now(), list(history)
         for age, amount in history:
             if 0 <= age < self.window:
-                self._mine.append((now - age, f"{self._link.owner}.s{next(self._ids)}:{amount}"))
-        self._mine = deque(sorted(self._mine))
+                self._mine[f"{self._link.owner}.s{next(self._ids)}:{amount}"] = now - age
         if self._share is not None:
             self._share.seed(history)
         self._replay_pending = True
@@ -175,7 +206,7 @@ class RedisWindow:
     def in_window(self) -> int:
         """Units this process was granted in the window that ends now (Redis knows all)."""
         self._remember(None)
-        return sum(int(member.rpartition(":")[2]) for _, member in self._mine)
+        return sum(int(member.rpartition(":")[2]) for member in self._mine)
 
     # -- writing to Redis ---------------------------------------------------------------
 
@@ -226,13 +257,14 @@ class RedisWindow:
     def _remember(self, member: str | None) -> None:
         now = self._now()
         if member is not None:
-            self._mine.append((now, member))
-        while self._mine and now - self._mine[0][0] >= self.window:
-            self._mine.popleft()
+            self._mine[member] = now
+        for old in [m for m, when in self._mine.items() if now - when >= self.window]:
+            if old not in self._out:  # (one whose request is out counts as "now")
+                del self._mine[old]
 
     def _refund(self, member: str) -> None:
         self._refunds.append(member)
-        self._mine = deque(item for item in self._mine if item[1] != member)
+        self._mine.pop(member, None)
         self._dirty.set()
 
     def _drop(self, entry: object | None) -> None:
@@ -259,7 +291,9 @@ class RedisWindow:
         self._remember(None)
         now = self._now()
         args: list[object] = [round(self.window * 1e6)]
-        for when, member in self._mine:
+        for member, when in self._mine.items():
+            if member in self._out:
+                when = now  # its request is out: it counts as "now"
             args += [round((now - when) * 1e6), member]
         await self._link.call(_scripts.REPLAY, self._keys[:1], args)
 
