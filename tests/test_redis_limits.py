@@ -251,6 +251,24 @@ async def test_a_redis_that_lost_its_data_is_told_the_window_again(
         assert loop.time() - start >= 1.0
 
 
+async def test_a_client_that_joined_is_counted_at_the_next_grant_not_heartbeat(
+    redis_server: RedisServer,
+) -> None:
+    """The clients of a key, whose count sets each one's share if Redis goes away, are
+    read at every grant: a client that joins is counted by the others at their next
+    grant (here long before their next heartbeat, 10 s away), so that an outage right
+    after it joined does not leave shares adding up to more than the limit."""
+    url = redis_server.url
+    async with joined(url, lease_ttl=30.0) as (coordinator, first, slots):
+        first.settle(await first.acquire(), counted=True)
+        assert coordinator.peers == 1
+        async with joined(url, lease_ttl=30.0):
+            first.settle(await first.acquire(), counted=True)
+            assert coordinator.peers == 2
+            slots.release(await slots.acquire())
+            assert coordinator.peers == 2
+
+
 async def test_a_grant_is_told_again_with_its_answer_s_date(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:

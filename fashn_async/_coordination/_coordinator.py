@@ -74,7 +74,8 @@ class Coordinator:
 
     @property
     def peers(self) -> int:
-        """Clients of this key seen alive at the last heartbeat (this one included)."""
+        """Clients of this key seen alive at the last grant, slot or heartbeat (this one
+        included)."""
         return self.link.peers
 
     def key(self, name: str) -> str:

@@ -143,11 +143,13 @@ class SharedSlots:
                     lease,
                     round(self._hold * 1e6),
                 ]
-                granted, _, epoch = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
+                result = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
+                granted, _, epoch, live = result
             except RedisError as exc:
                 self._co.lost(exc)
                 continue
             self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+            self._co.peers = max(int(live), 1)  # (fresher than the last heartbeat's)
             if granted == 2:  # Redis lost the leases: every process holds until all wrote
                 granted = 0  # theirs back (the heartbeat), then asks again
                 logger.warning(

@@ -81,7 +81,8 @@ class Link:
         self.owner = secrets.token_hex(6)
         #: Whether Redis answers; while not, each limiter keeps to a local share.
         self.online = True
-        #: Clients of this key seen alive at the last heartbeat (this one included).
+        #: Clients of this key seen alive at the last grant, slot or heartbeat (this one
+        #: included): sets the share each keeps to while Redis is away.
         self.peers = 1
         self.state: Literal["new", "open", "closed"] = "new"
         #: Called once when Redis stops answering (the coordinator moves to local shares).

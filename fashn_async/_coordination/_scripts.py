@@ -48,11 +48,13 @@ end
 """
 
 #: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time), pause-until,
-#: epoch ("<token>@<start, us>", no expiry: the log's life; a new one when Redis forgot).
+#: epoch ("<token>@<start, us>", no expiry: the log's life; a new one when Redis forgot),
+#: members (the heartbeat's zset of live clients, scored by expiry).
 #: ARGV: limit, window (us), amount, grant id, the epoch the caller knows ("" if none), a
 #: token for a new epoch, hold (us).
-#: Returns {1, now, epoch} when granted, {0, microseconds until it could be, epoch}, or
-#: {2, microseconds, epoch} when the epoch the caller knew is gone (Redis lost the log
+#: Returns {1, now, epoch, live clients} when granted, {0, microseconds until it could
+#: be, epoch, live clients}, or {2, microseconds, epoch, live clients} when the epoch the
+#: caller knew is gone (Redis lost the log
 #: since: a restart, a FLUSHALL): nothing granted, and no process is granted anything
 #: until ``hold`` after the new epoch began, by when every live process has written its
 #: own grants of the last window back (its heartbeat, in ``_coordinator``).
@@ -61,12 +63,13 @@ WINDOW_ACQUIRE = (
     + """
 local limit, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local epoch, forgot = epoch_of(KEYS[3], ARGV[5], ARGV[6], KEYS[2], tonumber(ARGV[7]))
+local live = redis.call('ZCOUNT', KEYS[4], '(' .. int(now), '+inf')
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if forgot then
-  return {2, math.max(paused - now, 0), epoch}
+  return {2, math.max(paused - now, 0), epoch, live}
 end
 if paused > now then
-  return {0, paused - now, epoch}
+  return {0, paused - now, epoch, live}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
 local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -77,16 +80,16 @@ end
 if used + amount <= limit then
   redis.call('ZADD', KEYS[1], int(now), ARGV[4] .. ':' .. ARGV[3])
   extend(KEYS[1], math.ceil(window / 1000) + 1000)
-  return {1, now, epoch}
+  return {1, now, epoch, live}
 end
 local excess = used + amount - limit
 for i = 1, #log, 2 do
   excess = excess - tonumber(string.match(log[i], ':(%d+)$'))
   if excess <= 0 then
-    return {0, tonumber(log[i + 1]) + window - now, epoch}
+    return {0, tonumber(log[i + 1]) + window - now, epoch, live}
   end
 end
-return {0, window, epoch}
+return {0, window, epoch, live}
 """
 )
 
@@ -146,24 +149,26 @@ return (#ARGV - 1) / 2
 #: ARGV: capacity, lease ttl (us), lease id, owner, the epoch the caller knows ("" if
 #: none), a token for a new epoch, hold (us).
 #: The owners waiting are served in arrival order; one that died leaves the queue when
-#: its membership expires. Returns {1, free slots left, epoch}, {0, owners ahead of us,
-#: epoch}, or {2, 0, epoch} when the epoch the caller knew is gone (as WINDOW_ACQUIRE);
-#: nothing is granted until the hold's end.
+#: its membership expires. Returns {1, free slots left, epoch, live clients}, {0, owners
+#: ahead of us, epoch, live clients}, or {2, 0, epoch, live clients} when the epoch the
+#: caller knew is gone (as WINDOW_ACQUIRE); nothing is granted until the hold's end.
 LEASE_ACQUIRE = (
     _NOW
     + """
 local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local owner = ARGV[4]
 local epoch, forgot = epoch_of(KEYS[4], ARGV[5], ARGV[6], KEYS[5], tonumber(ARGV[7]))
+local live = redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
 if forgot then
-  return {2, 0, epoch}
+  return {2, 0, epoch, live}
 end
 if tonumber(redis.call('GET', KEYS[5]) or '0') > now then
-  return {0, 1, epoch}
+  return {0, 1, epoch, live}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
 redis.call('ZADD', KEYS[3], int(now + ttl), owner)
+live = redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
 for _, waiting in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if not redis.call('ZSCORE', KEYS[3], waiting) then
     redis.call('ZREM', KEYS[2], waiting)
@@ -177,12 +182,12 @@ if ahead < free then
   redis.call('ZREM', KEYS[2], owner)
   redis.call('PEXPIRE', KEYS[1], keep)
   redis.call('PEXPIRE', KEYS[3], keep)
-  return {1, free - 1, epoch}
+  return {1, free - 1, epoch, live}
 end
 redis.call('ZADD', KEYS[2], 'NX', int(now), owner)
 redis.call('PEXPIRE', KEYS[2], keep)
 redis.call('PEXPIRE', KEYS[3], keep)
-return {0, ahead - math.max(free, 0) + 1, epoch}
+return {0, ahead - math.max(free, 0) + 1, epoch, live}
 """
 )
 

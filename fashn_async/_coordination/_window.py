@@ -77,7 +77,7 @@ class RedisWindow:
         self.name, self.limit, self.window = name, limit, window
         self._link = link
         self._keys = [link.key(name), link.key(f"{name}:pause")]
-        self._epoch_key = link.key(f"{name}:epoch")
+        self._epoch_key, self._members = link.key(f"{name}:epoch"), link.key("members")
         self._epoch = ""  # the log's epoch as last seen ("": none seen yet)
         self._hold = hold
         self._ids = itertools.count(1)
@@ -129,8 +129,8 @@ class RedisWindow:
         args += [self._epoch, grant, round(self._hold * 1e6)]
         try:
             await self.flush()
-            granted, value, epoch = await self._link.call(
-                _scripts.WINDOW_ACQUIRE, [*self._keys, self._epoch_key], args
+            granted, value, epoch, live = await self._link.call(
+                _scripts.WINDOW_ACQUIRE, [*self._keys, self._epoch_key, self._members], args
             )
         except RedisError as exc:
             self._drop(entry)
@@ -141,6 +141,7 @@ class RedisWindow:
             self._refund(member)  # if the script ran; removing a missing member is harmless
             raise
         self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        self._link.peers = max(int(live), 1)  # (fresher than the last heartbeat's)
         if granted == 2:  # Redis lost the log: write ours back; all hold until all have
             self._drop(entry)
             self._paused_until = max(self._paused_until, now + int(value) / 1e6)
