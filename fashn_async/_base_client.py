@@ -81,7 +81,9 @@ class BaseClient:
             self.limits = limits
             self.coordination = check_coordination(coordination)
             self._coordinator: Coordinator | None = (
-                self.coordination.coordinator(api_key=key) if self.coordination else None
+                self.coordination.coordinator(api_key=key, request_timeout=timeout)
+                if self.coordination
+                else None
             )
             self._transport = Transport(
                 base_url=self.base_url,

@@ -131,11 +131,12 @@ async def test_a_slow_answer_dates_the_grant_for_every_client(
     ):
         log = coordinator.key("submit")
         grant = await first.acquire()
-        [(member, granted_at)] = await peek.zrange(log, 0, -1, withscores=True)
+        [(member, dated_ahead)] = await peek.zrange(log, 0, -1, withscores=True)
+        granted_at = dated_ahead - round(coordinator.horizon * 1e6)  # (dated ahead while out)
         first.settle(grant, counted=True)
 
         async def restamped() -> bool:
-            return bool(await peek.zscore(log, member) != granted_at)
+            return bool(await peek.zscore(log, member) != dated_ahead)
 
         await until(restamped)
         answered_at = await peek.zscore(log, member)
@@ -157,16 +158,37 @@ async def test_a_grant_that_got_no_answer_is_dated_later_in_redis(
     async with joined(redis_server.url, rate=Rate(1, 100.0)) as (coordinator, first, _s1):
         log = coordinator.key("submit")
         grant = await first.acquire()
-        [(member, granted_at)] = await peek.zrange(log, 0, -1, withscores=True)
+        [(member, dated_ahead)] = await peek.zrange(log, 0, -1, withscores=True)
+        granted_at = dated_ahead - round(coordinator.horizon * 1e6)  # (dated ahead while out)
         await asyncio.sleep(0.3)  # (real time: Redis's clock runs on)
         first.settle(grant, counted=True, answered=False)
 
         async def restamped() -> bool:
-            return bool(await peek.zscore(log, member) != granted_at)
+            return bool(await peek.zscore(log, member) != dated_ahead)
 
         await until(restamped)
         dated = await peek.zscore(log, member)
     assert dated >= granted_at + 600_000
+
+
+async def test_a_grant_whose_process_died_with_its_request_out_counts_for_the_horizon(
+    redis_server: RedisServer,
+) -> None:
+    """A process that dies (its coordinator gone without settling) with a request out: the
+    server may still act on that request up to twice the client's timeout later, so its
+    grant keeps counting that long, and the next client waits for it (a horizon of 1 s
+    here, 0.5 s timeout); before, it left a window after its last dating."""
+    loop = asyncio.get_running_loop()
+    url, rate = redis_server.url, Rate(1, 1.0)
+    dying = RedisCoordination(url).coordinator(api_key="key-1", request_timeout=0.5)
+    limiter = dying.window("submit", rate, margin=0.03)
+    await dying.start()
+    start = loop.time()
+    await limiter.acquire()  # (its request out, never settled)
+    await dying.aclose()  # (as a SIGKILL would leave Redis: the grant as it was dated)
+    async with joined(url, rate=rate) as (_, second, _s2):
+        second.settle(await second.acquire(), counted=True)
+    assert loop.time() - start >= 1.0 + 1.0
 
 
 async def test_a_grant_whose_request_is_out_longer_than_the_window_still_counts(

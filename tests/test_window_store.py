@@ -58,7 +58,7 @@ class RedisLog:
 
     def take(self, amount: int) -> tuple[str | None, float]:
         grant = f"g{next(self._ids)}"
-        args = [LIMIT, WINDOW_MS * 1000, amount, grant, self._epoch, grant, 0]
+        args = [LIMIT, WINDOW_MS * 1000, amount, grant, self._epoch, grant, 0, 0]
         granted, value, self._epoch, _ = self._call(
             "WINDOW_ACQUIRE", [*self._keys, self._epoch_key, f"{self._epoch_key}:members"], args
         )

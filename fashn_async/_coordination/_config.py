@@ -80,8 +80,9 @@ class RedisCoordination:
     timeout: float = attrs.field(default=2.0, validator=positive, kw_only=True)
     prefix: str = attrs.field(default="fashn", validator=_check_prefix, kw_only=True)
 
-    def coordinator(self, *, api_key: str | Secret) -> Coordinator:
-        """The per-client coordinator; needs the ``redis`` extra.
+    def coordinator(self, *, api_key: str | Secret, request_timeout: float = 60.0) -> Coordinator:
+        """The per-client coordinator; needs the ``redis`` extra. ``request_timeout``:
+        the client's ``timeout``, seconds.
 
         Raises:
             ConfigurationError: the ``redis`` package is not installed.
@@ -93,4 +94,4 @@ class RedisCoordination:
                 "coordination through Redis needs the redis extra: "
                 f"pip install 'fashn-async[redis]' ({exc})"
             ) from None
-        return Coordinator(self, api_key=api_key)
+        return Coordinator(self, api_key=api_key, request_timeout=request_timeout)

@@ -33,6 +33,7 @@ class Coordinator:
     Args:
         config: The coordination settings.
         api_key: Hashed into every key's name, never stored.
+        request_timeout: The client's ``timeout``, seconds (the horizon is twice it).
         clock: The scripts' "now", in seconds, for tests on fake loop time; ``None`` (the
             default) dates everything by the Redis server's ``TIME``.
     """
@@ -42,9 +43,14 @@ class Coordinator:
         config: Settings,
         *,
         api_key: str | Secret,
+        request_timeout: float = 60.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        #: Seconds ahead a grant is dated while its request is out: a server slow to act
+        #: may count a request with no answer up to twice the client's ``timeout`` after
+        #: it was sent (``_window.counted_by``), also when its process died.
+        self.horizon = 2 * request_timeout
         self.link = Link(config, api_key=api_key, clock=clock)
         self.link.on_lost = self._go_local
         self.heartbeat = config.lease_ttl / 3
@@ -96,7 +102,10 @@ class Coordinator:
 
         ``burst`` (pacing) is not applied across processes: their pollers are not in step.
         """
-        store = RedisWindow(self.link, name, rate.limit, rate.period + margin, hold=self.hold)
+        period = rate.period + margin
+        store = RedisWindow(
+            self.link, name, rate.limit, period, hold=self.hold, horizon=self.horizon
+        )
         limiter = WindowLimiter(rate, margin=margin, store=store)
         self._windows.append((limiter, store))
         return limiter

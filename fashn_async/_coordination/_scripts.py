@@ -51,7 +51,9 @@ end
 #: epoch ("<token>@<start, us>", no expiry: the log's life; a new one when Redis forgot),
 #: members (the heartbeat's zset of live clients, scored by expiry).
 #: ARGV: limit, window (us), amount, grant id, the epoch the caller knows ("" if none), a
-#: token for a new epoch, hold (us).
+#: token for a new epoch, hold (us), horizon (us). A grant is dated ``horizon`` ahead
+#: while its request is out (re-dated by ``RESTAMP`` when it ends): should its process
+#: die, the server may still act on the request that long.
 #: Returns {1, now, epoch, live clients} when granted, {0, microseconds until it could
 #: be, epoch, live clients}, or {2, microseconds, epoch, live clients} when the epoch the
 #: caller knew is gone (Redis lost the log
@@ -77,16 +79,17 @@ local used = 0
 for i = 1, #log, 2 do
   used = used + tonumber(string.match(log[i], ':(%d+)$'))
 end
+local horizon = tonumber(ARGV[8])
 if used + amount <= limit then
-  redis.call('ZADD', KEYS[1], int(now), ARGV[4] .. ':' .. ARGV[3])
-  extend(KEYS[1], math.ceil(window / 1000) + 1000)
+  redis.call('ZADD', KEYS[1], int(now + horizon), ARGV[4] .. ':' .. ARGV[3])
+  extend(KEYS[1], math.ceil((window + horizon) / 1000) + 1000)
   return {1, now, epoch, live}
 end
 local excess = used + amount - limit
 for i = 1, #log, 2 do
   excess = excess - tonumber(string.match(log[i], ':(%d+)$'))
-  if excess <= 0 then
-    return {0, tonumber(log[i + 1]) + window - now, epoch, live}
+  if excess <= 0 then  -- (one dated ahead, its request out, may end any time: ask again)
+    return {0, math.min(tonumber(log[i + 1]), now) + window - now, epoch, live}
   end
 end
 return {0, window, epoch, live}
@@ -113,14 +116,15 @@ return current
 REPLAY = (
     _NOW
     + """
-local window = tonumber(ARGV[1])
+local window, ahead = tonumber(ARGV[1]), 0
 for i = 2, #ARGV, 2 do
-  local age = tonumber(ARGV[i])
+  local age = tonumber(ARGV[i])  -- (below 0: dated ahead, its request out)
   if age < window then
     redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
+    ahead = math.max(ahead, -age)
   end
 end
-extend(KEYS[1], math.ceil(window / 1000) + 1000)
+extend(KEYS[1], math.ceil((window + ahead) / 1000) + 1000)
 return #ARGV
 """
 )

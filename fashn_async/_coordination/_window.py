@@ -7,12 +7,13 @@ scripts of ``_scripts`` (each atomic on the server), so the one limiter algorith
 ``pause`` and ``seed`` are synchronous, applied here at once and written to Redis by
 :meth:`RedisWindow.run` (or before the next ``take``).
 
-A grant in Redis is dated when it is made, dated again to "now" every third of a window
-while its request is out (:meth:`RedisWindow.run`: it counts as "now" until it ends, as
-in the in-process log), and re-dated when its request ends (``RESTAMP``: to its answer,
-or later when none came). So the grants of a process that died expire within a window
-instead of holding it forever, and a request whose answer takes longer than a window
-still counts meanwhile.
+A grant in Redis is dated a horizon ahead of when it is made (twice the client's
+``timeout``), dated so again every third of a window while its request is out
+(:meth:`RedisWindow.run`), and re-dated when its request ends (``RESTAMP``: to its
+answer, or later when none came). While its process lives it counts until its request
+ends, as "now" does in the in-process log; should the process die with the request out
+(SIGKILL), it counts on for the horizon, as long as a server slow to act may still
+count the request, and then leaves the window instead of holding it forever.
 
 While Redis is away (:meth:`~RedisWindow.go_local`) grants come from a local
 :class:`~fashn_async._window.MemoryWindow` holding a ``1/peers`` share of the limit,
@@ -71,15 +72,20 @@ class RedisWindow:
         limit: Units allowed in one window.
         window: The window in seconds (the API's period plus the margin).
         hold: Seconds nothing is granted after Redis lost the log (a new epoch).
+        horizon: Seconds ahead a grant is dated while its request is out: how long after
+            it the server may still count the request should this process die then
+            (twice the client's ``timeout``: the rule for a request with no answer).
     """
 
-    def __init__(self, link: Link, name: str, limit: int, window: float, *, hold: float) -> None:
+    def __init__(
+        self, link: Link, name: str, limit: int, window: float, *, hold: float, horizon: float
+    ) -> None:
         self.name, self.limit, self.window = name, limit, window
         self._link = link
         self._keys = [link.key(name), link.key(f"{name}:pause")]
         self._epoch_key, self._members = link.key(f"{name}:epoch"), link.key("members")
         self._epoch = ""  # the log's epoch as last seen ("": none seen yet)
-        self._hold = hold
+        self._hold, self._horizon = hold, horizon
         self._ids = itertools.count(1)
         self._dirty = asyncio.Event()
         self._paused_until = 0.0  # loop time
@@ -126,7 +132,7 @@ class RedisWindow:
         grant = f"{self._link.owner}.{next(self._ids)}"
         member = f"{grant}:{amount}"
         args = [self.limit, round(self.window * 1e6), amount, grant]
-        args += [self._epoch, grant, round(self._hold * 1e6)]
+        args += [self._epoch, grant, round(self._hold * 1e6), round(self._horizon * 1e6)]
         try:
             await self.flush()
             granted, value, epoch, live = await self._link.call(
@@ -158,7 +164,7 @@ class RedisWindow:
         if not granted:
             self._drop(entry)
             return None, int(value) / 1e6
-        self._remember(member)
+        self._remember(member, now + self._horizon)
         self._out[member] = now
         if len(self._out) == 1:
             self._dirty.set()  # (:meth:`run` starts dating it again)
@@ -246,19 +252,20 @@ class RedisWindow:
             await self._link.zrem(self._keys[0], members)
 
     def _refresh(self) -> None:
-        """Date again, "now", each grant whose request is out and was dated a third of a
-        window ago or more (Redis dates a grant when made, and would let it leave the
-        window while the server may still count its request)."""
+        """Date again, a horizon ahead of now, each grant whose request is out and was
+        dated a third of a window ago or more (its request may stay out longer than
+        the horizon: a slow journal write before it, say)."""
         now = self._now()
         for member, dated in self._out.items():
             if now - dated >= self.window / 3:
-                self._restamps.append((0, member))
+                self._restamps.append((round(self._horizon * 1e6), member))
                 self._out[member] = now
+                self._mine[member] = now + self._horizon
 
-    def _remember(self, member: str | None) -> None:
+    def _remember(self, member: str | None, dated: float | None = None) -> None:
         now = self._now()
         if member is not None:
-            self._mine[member] = now
+            self._mine[member] = now if dated is None else dated
         for old in [m for m, when in self._mine.items() if now - when >= self.window]:
             if old not in self._out:  # (one whose request is out counts as "now")
                 del self._mine[old]
@@ -293,9 +300,7 @@ class RedisWindow:
         now = self._now()
         args: list[object] = [round(self.window * 1e6)]
         for member, when in self._mine.items():
-            if member in self._out:
-                when = now  # its request is out: it counts as "now"
-            args += [round((now - when) * 1e6), member]
+            args += [round((now - when) * 1e6), member]  # (below 0: dated ahead)
         await self._link.call(_scripts.REPLAY, self._keys[:1], args)
 
     def rejoined(self) -> None:
