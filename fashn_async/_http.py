@@ -213,6 +213,11 @@ class Transport:
                 raw = await response.read()
                 parsed, is_json = _parse_json(raw)
                 return Response(response.status, parsed, dict(response.headers), is_json, len(raw))
+        except aiohttp.InvalidURL:  # (its text may quote a proxy's password)
+            failure = ConnectError(
+                f"{method} {path}: a URL to go through cannot be read, not sent (a proxy "
+                "in HTTP_PROXY or HTTPS_PROXY without its http:// scheme?)"
+            )
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused to connect us
             failure = ConnectError(f"{method} {path}: the proxy answered HTTP {exc.status}")
         except aiohttp.ClientProxyConnectionError as exc:  # (its host and port: no password)

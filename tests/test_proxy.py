@@ -203,6 +203,21 @@ async def test_a_proxy_that_refuses_connections_is_named(clean_env: pytest.Monke
     assert "hunter2" not in message
 
 
+async def test_a_proxy_from_the_environment_without_a_scheme_is_a_connect_error(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY without its http:// (aiohttp cannot read it): a ConnectError saying so,
+    nothing sent, the password nowhere (aiohttp's error quotes the URL)."""
+    clean_env.setenv("HTTP_PROXY", "user:hunter2@127.0.0.1:6")
+    async with _emulator() as emu:
+        async with _client(emu, retry=RetryPolicy(attempts=1)) as client:
+            with pytest.raises(errors.ConnectError, match="cannot be read") as info:
+                await client.credits()
+        assert emu.report().requests_by_route.get("credits", 0) == 0
+    shown = [str(info.value), repr(info.value.__context__), repr(info.value.__cause__)]
+    assert not any("hunter2" in text for text in shown), shown
+
+
 def test_a_proxy_password_never_shows() -> None:
     """A proxy URL's password is masked in the client's repr."""
     client = AsyncFashn(api_key="k", proxy="http://user:hunter2@127.0.0.1:3128")

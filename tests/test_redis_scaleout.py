@@ -125,7 +125,10 @@ async def test_killed_process_releases_its_slots_within_the_lease_ttl(
                     seconds, micros = await peek.time()
                     dead_at = int(seconds) * 1_000_000 + int(micros)  # the server's clock
                     expiries = [
-                        score for _, score in await peek.zrange(leases, 0, -1, withscores=True)
+                        score
+                        for _, score in await peek.zrangebyscore(
+                            leases, "-inf", "(inf", withscores=True
+                        )
                     ]
                 finally:
                     await peek.aclose()

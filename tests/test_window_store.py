@@ -48,7 +48,7 @@ class RedisLog:
         self._clock = clock
         prefix = f"test:{{{secrets.token_hex(6)}}}"
         self._keys = [f"{prefix}:submit", f"{prefix}:submit:pause"]
-        self._epoch_key, self._epoch = f"{prefix}:submit:epoch", b""
+        self._epoch = b""
         self._scripts = {name: client.register_script(getattr(_scripts, name)) for name in NAMES}
         self._ids = itertools.count()
         self._client = client
@@ -60,7 +60,7 @@ class RedisLog:
         grant = f"g{next(self._ids)}"
         args = [LIMIT, WINDOW_MS * 1000, amount, grant, self._epoch, grant, 0, 0]
         granted, value, self._epoch, _ = self._call(
-            "WINDOW_ACQUIRE", [*self._keys, self._epoch_key, f"{self._epoch_key}:members"], args
+            "WINDOW_ACQUIRE", [*self._keys, f"{self._keys[0]}:members"], args
         )
         return (f"{grant}:{amount}", 0.0) if granted else (None, int(value) / 1000)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
@@ -20,10 +20,15 @@ _SCHEMES = ("redis", "rediss", "unix")
 
 
 def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
+    """Raised outside the ``except`` blocks: a parser's error may quote the password (one
+    holding a ``/`` is read as the path), and ``from None`` keeps it in ``__context__``."""
     try:
         parts = urlsplit(value) if isinstance(value, str) else None
+        readable = True
     except ValueError:  # an unreadable IPv6 literal
-        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} cannot be read") from None
+        parts, readable = None, False
+    if not readable:
+        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} cannot be read")
     if parts is None or parts.scheme not in _SCHEMES:
         raise ConfigurationError(
             "coordination must be a redis://, rediss:// or unix:// URL, "
@@ -32,15 +37,22 @@ def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) ->
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigurationError(f"the Redis URL {shown_url(value)!r} names no host")
     try:
-        parts.port  # noqa: B018 - parsing it is the check
+        port_ok = parts.port is None or parts.port >= 0
     except ValueError:
-        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} has a bad port") from None
-    # redis-py reads a path that is not a number as database 0, silently: name it here.
-    database = unquote(parts.path).strip("/")
-    if parts.scheme != "unix" and database and not (database.isascii() and database.isdigit()):
+        port_ok = False
+    if not port_ok:
         raise ConfigurationError(
-            f"the Redis URL {shown_url(value)!r} names database {shorten(database)}: "
-            "a database is a number (redis://host:6379/0)"
+            f"the Redis URL {shown_url(value)!r} has a bad port (a password holding '/' "
+            "must be written %2F)"
+        )
+    # redis-py reads a path or a ?db= that is not a number as database 0, or fails at the
+    # first call: name it here (not its text: a password holding a "/" lands there).
+    databases = [unquote(parts.path).strip("/")] if parts.scheme != "unix" else []
+    databases += parse_qs(parts.query).get("db", [])
+    if any(db and not (db.isascii() and db.isdigit()) for db in databases):
+        raise ConfigurationError(
+            f"the Redis URL {shown_url(value)!r} names a database that is not a number "
+            "from 0 (redis://host:6379/0); a password holding '/' must be written %2F"
         )
 
 

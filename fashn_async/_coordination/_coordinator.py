@@ -138,6 +138,13 @@ class Coordinator:
                 f"cannot reach Redis at {link.url} to share the limits: {exc}"
             ) from exc
         link.state = "open"
+        try:  # (each learns the epoch of its data: lost later, it knows at once)
+            for _, store in self._windows:
+                await store.check()
+            for slots in self._slots:
+                await slots.check()
+        except RedisError as exc:
+            link.lost(exc)
         self._task = asyncio.ensure_future(self._run())
 
     async def aclose(self) -> None:
@@ -209,7 +216,9 @@ class Coordinator:
         """Renew membership and leases; while Redis is away, try to rejoin.
 
         A Redis that forgot this client (restarted between two calls, say) is told this
-        process's grants of the last window again, as on a rejoin.
+        process's grants of the last window again, as on a rejoin; one that lost a
+        window's log or the leases (a new epoch, :meth:`RedisWindow.check`) holds every
+        grant or slot until every live process has written its own back.
         """
         link = self.link
         while True:
@@ -219,6 +228,11 @@ class Coordinator:
                 if not link.online or not known:
                     for _, store in self._windows:
                         await store.replay()
+                if link.online:
+                    for _, store in self._windows:
+                        await store.check()
+                    for slots in self._slots:
+                        await slots.check()
             except RedisError as exc:
                 link.lost(exc)
                 continue

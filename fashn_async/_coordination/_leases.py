@@ -44,7 +44,7 @@ class SharedSlots:
         self.capacity = capacity
         self._co = link
         self._keys = [link.key("leases"), link.key("queue"), link.key("members")]
-        self._keys += [link.key("leases:epoch"), link.key("leases:hold")]
+        self._keys += [link.key("leases:hold")]
         self._epoch = ""  # the leases' epoch as last seen ("": none seen yet)
         self._hold = hold
         self._held: set[str] = set()
@@ -152,18 +152,21 @@ class SharedSlots:
             self._co.peers = max(int(live), 1)  # (fresher than the last heartbeat's)
             if granted == 2:  # Redis lost the leases: every process holds until all wrote
                 granted = 0  # theirs back (the heartbeat), then asks again
-                logger.warning(
-                    "Redis at %s lost the in-flight leases (a restart or a flush): no "
-                    "slot is taken for %.1f s while every process writes its own back",
-                    self._co.url,
-                    self._hold,
-                )
+                self._lost()
             self._queued = not granted
             if granted:
                 self._grant(lease)
                 continue
             with anyio.move_on_after(self._co.config.poll_interval):
                 await self._wake.wait()
+
+    def _lost(self) -> None:
+        logger.warning(
+            "Redis at %s lost the in-flight leases (a restart, a flush, an eviction): no "
+            "slot is taken for %.1f s while every process writes its own back",
+            self._co.url,
+            self._hold,
+        )
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -197,6 +200,17 @@ class SharedSlots:
         self._released.clear()
         self._queued = False
         self._wake.set()
+
+    async def check(self) -> None:
+        """Whether Redis lost the leases since this process last asked for a slot (at
+        each heartbeat, which writes this process's leases back): if so, no process
+        takes a slot until all have."""
+        token = f"{self._co.owner}.e{next(self._ids)}"
+        args = [self._epoch, token, round(self._hold * 1e6)]
+        epoch, forgot = await self._co.call(_scripts.EPOCH, self._keys[::3], args)
+        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if forgot:
+            self._lost()
 
     def rejoined(self) -> None:
         """Redis is back, our leases written back: keep the share one ``lease_ttl`` more.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async.errors import ClientClosedError, ConfigurationError
@@ -88,6 +89,8 @@ class Link:
         #: Called once when Redis stops answering (the coordinator moves to local shares).
         self.on_lost: Callable[[], None] = lambda: None
         self._clock = clock
+        # Raised outside the except blocks: redis-py's errors may quote the URL.
+        problem = None
         try:
             self.redis = aioredis.Redis.from_url(
                 config.url,
@@ -98,12 +101,13 @@ class Link:
             pool = self.redis.connection_pool
             pool.connection_class(**pool.connection_kwargs)  # (redis-py checks at first use)
         except ValueError:  # its message may quote the URL, password and all
-            raise ConfigurationError(f"the Redis URL {self.url!r} cannot be read") from None
+            problem = "cannot be read"
         except TypeError as exc:  # an option in its query no connection takes
-            unknown = str(exc).rpartition(" ")[2]  # (the option's name: no value)
-            raise ConfigurationError(
-                f"the Redis URL {self.url!r} has an option redis-py does not know: {unknown}"
-            ) from None
+            problem = f"has an option redis-py does not know: {str(exc).rpartition(' ')[2]}"
+        except RedisError as exc:  # an option's value redis-py refuses (?protocol=9)
+            problem = f"has an option redis-py refuses ({type(exc).__name__})"
+        if problem is not None:
+            raise ConfigurationError(f"the Redis URL {self.url!r} {problem}")
         self._scripts: dict[str, AsyncScript] = {}
 
     @safe_repr

@@ -3,13 +3,22 @@
 Times are integer microseconds from Redis ``TIME``; they stay exact in Lua's doubles (2**53
 us is 285 years) and are written back with ``%d`` so no digit is lost. Windows are
 half-open like the local limiter's: a grant at ``t`` stops counting at ``t + window``. A
-grant may be dated ahead (``RESTAMP``), so a log key's expiry is only ever extended.
+log and the leases never expire: each holds its epoch (``epoch_of``), which must live
+and die with the data.
 Scripts that read ``TIME`` and then write need effect replication (Redis >= 5).
 """
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "LEASE_ACQUIRE", "PAUSE", "REPLAY", "RESTAMP", "WINDOW_ACQUIRE"]
+__all__ = [
+    "EPOCH",
+    "HEARTBEAT",
+    "LEASE_ACQUIRE",
+    "PAUSE",
+    "REPLAY",
+    "RESTAMP",
+    "WINDOW_ACQUIRE",
+]
 
 #: Every script's first ARGV is the clock: ``""`` for the server's ``TIME`` (always, in
 #: use), or a time in microseconds (tests that drive the scripts on fake loop time). It is
@@ -24,20 +33,18 @@ else
   now = tonumber(clock)
 end
 local function int(x) return string.format('%d', x) end
-local function extend(key, ms)  -- the key's expiry, never shortened
-  local left = redis.call('PTTL', key)
-  if left == -1 or (left >= 0 and left < ms) then redis.call('PEXPIRE', key, ms) end
-end
--- The epoch at key ("<token>@<start, us>"), begun with token if Redis has none; and
--- whether the caller knew another (Redis lost its data since: a restart, a FLUSHALL).
--- Then hold_key (a time, us) is set to the new epoch's start + hold: nothing is granted
--- until every live process has written its own grants back (at its next heartbeat).
+-- The epoch of key, a sorted set: its member scored +inf ("epoch@<token>@<start, us>"),
+-- begun with token if it has none (the set then never expires: the epoch lives and dies
+-- with the data, evicted, deleted or flushed together). Also whether the caller knew
+-- another (the data was lost since): then hold_key (a time, us) is set to the new
+-- epoch's start + hold, by when every live process has written its own back.
 local function epoch_of(key, known, token, hold_key, hold)
-  local epoch = redis.call('GET', key)
+  local epoch = redis.call('ZRANGEBYSCORE', key, '+inf', '+inf', 'LIMIT', 0, 1)[1]
   if not epoch then
-    epoch = token .. '@' .. int(now)
-    redis.call('SET', key, epoch)
+    epoch = 'epoch@' .. token .. '@' .. int(now)
+    redis.call('ZADD', key, '+inf', epoch)
   end
+  redis.call('PERSIST', key)
   if known == '' or known == epoch then return epoch, false end
   local held = tonumber(string.match(epoch, '@(%d+)$')) + hold
   if held > now and held > tonumber(redis.call('GET', hold_key) or '0') then
@@ -45,27 +52,31 @@ local function epoch_of(key, known, token, hold_key, hold)
   end
   return epoch, true
 end
+-- The amount of a grant in a log ("<grant id>:<amount>"; nil for the epoch).
+local function amount_of(member)
+  local amount = string.match(member, ':(%d+)$')
+  return amount and tonumber(amount)
+end
 """
 
-#: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time), pause-until,
-#: epoch ("<token>@<start, us>", no expiry: the log's life; a new one when Redis forgot),
-#: members (the heartbeat's zset of live clients, scored by expiry).
+#: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time, and its epoch),
+#: pause-until, members (the heartbeat's zset of live clients, scored by expiry).
 #: ARGV: limit, window (us), amount, grant id, the epoch the caller knows ("" if none), a
 #: token for a new epoch, hold (us), horizon (us). A grant is dated ``horizon`` ahead
 #: while its request is out (re-dated by ``RESTAMP`` when it ends): should its process
 #: die, the server may still act on the request that long.
 #: Returns {1, now, epoch, live clients} when granted, {0, microseconds until it could
 #: be, epoch, live clients}, or {2, microseconds, epoch, live clients} when the epoch the
-#: caller knew is gone (Redis lost the log
-#: since: a restart, a FLUSHALL): nothing granted, and no process is granted anything
-#: until ``hold`` after the new epoch began, by when every live process has written its
-#: own grants of the last window back (its heartbeat, in ``_coordinator``).
+#: caller knew is gone (Redis lost the log since: a restart, a FLUSHALL, an eviction, a
+#: DEL): nothing granted, and no process is granted anything until ``hold`` after the new
+#: epoch began, by when every live process has written its own grants of the last
+#: window back (its heartbeat, in ``_coordinator``).
 WINDOW_ACQUIRE = (
     _NOW
     + """
 local limit, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local epoch, forgot = epoch_of(KEYS[3], ARGV[5], ARGV[6], KEYS[2], tonumber(ARGV[7]))
-local live = redis.call('ZCOUNT', KEYS[4], '(' .. int(now), '+inf')
+local epoch, forgot = epoch_of(KEYS[1], ARGV[5], ARGV[6], KEYS[2], tonumber(ARGV[7]))
+local live = redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if forgot then
   return {2, math.max(paused - now, 0), epoch, live}
@@ -77,22 +88,33 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
 local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local used = 0
 for i = 1, #log, 2 do
-  used = used + tonumber(string.match(log[i], ':(%d+)$'))
+  used = used + (amount_of(log[i]) or 0)
 end
 local horizon = tonumber(ARGV[8])
 if used + amount <= limit then
   redis.call('ZADD', KEYS[1], int(now + horizon), ARGV[4] .. ':' .. ARGV[3])
-  extend(KEYS[1], math.ceil((window + horizon) / 1000) + 1000)
   return {1, now, epoch, live}
 end
 local excess = used + amount - limit
 for i = 1, #log, 2 do
-  excess = excess - tonumber(string.match(log[i], ':(%d+)$'))
+  excess = excess - (amount_of(log[i]) or 0)
   if excess <= 0 then  -- (one dated ahead, its request out, may end any time: ask again)
     return {0, math.min(tonumber(log[i + 1]), now) + window - now, epoch, live}
   end
 end
 return {0, window, epoch, live}
+"""
+)
+
+#: KEYS: a log or the leases, its pause- or hold-until. ARGV: the epoch the caller knows
+#: ("" if none), a token for a new epoch, hold (us). Returns {epoch, 1 if the caller knew
+#: another (then the hold is set, as WINDOW_ACQUIRE and LEASE_ACQUIRE do) or 0}: how a
+#: process that asks for nothing learns at its heartbeat that Redis lost the data.
+EPOCH = (
+    _NOW
+    + """
+local epoch, forgot = epoch_of(KEYS[1], ARGV[1], ARGV[2], KEYS[2], tonumber(ARGV[3]))
+return {epoch, forgot and 1 or 0}
 """
 )
 
@@ -116,15 +138,13 @@ return current
 REPLAY = (
     _NOW
     + """
-local window, ahead = tonumber(ARGV[1]), 0
+local window = tonumber(ARGV[1])
 for i = 2, #ARGV, 2 do
   local age = tonumber(ARGV[i])  -- (below 0: dated ahead, its request out)
   if age < window then
     redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
-    ahead = math.max(ahead, -age)
   end
 end
-extend(KEYS[1], math.ceil((window + ahead) / 1000) + 1000)
 return #ARGV
 """
 )
@@ -137,19 +157,15 @@ return #ARGV
 RESTAMP = (
     _NOW
     + """
-local window, latest = tonumber(ARGV[1]), 0
 for i = 2, #ARGV, 2 do
-  local later = tonumber(ARGV[i])
-  redis.call('ZADD', KEYS[1], int(now + later), ARGV[i + 1])
-  latest = math.max(latest, later)
+  redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[i])), ARGV[i + 1])
 end
-extend(KEYS[1], math.ceil((window + latest) / 1000) + 1000)
 return (#ARGV - 1) / 2
 """
 )
 
-#: KEYS: leases (zset of lease ids scored by expiry), queue (zset of owners scored by
-#: arrival), members (zset of live owners scored by expiry), epoch, hold-until.
+#: KEYS: leases (zset of lease ids scored by expiry, and their epoch), queue (zset of
+#: owners scored by arrival), members (zset of live owners scored by expiry), hold-until.
 #: ARGV: capacity, lease ttl (us), lease id, owner, the epoch the caller knows ("" if
 #: none), a token for a new epoch, hold (us).
 #: The owners waiting are served in arrival order; one that died leaves the queue when
@@ -161,12 +177,12 @@ LEASE_ACQUIRE = (
     + """
 local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local owner = ARGV[4]
-local epoch, forgot = epoch_of(KEYS[4], ARGV[5], ARGV[6], KEYS[5], tonumber(ARGV[7]))
+local epoch, forgot = epoch_of(KEYS[1], ARGV[5], ARGV[6], KEYS[4], tonumber(ARGV[7]))
 local live = redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
 if forgot then
   return {2, 0, epoch, live}
 end
-if tonumber(redis.call('GET', KEYS[5]) or '0') > now then
+if tonumber(redis.call('GET', KEYS[4]) or '0') > now then
   return {0, 1, epoch, live}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
@@ -178,13 +194,12 @@ for _, waiting in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     redis.call('ZREM', KEYS[2], waiting)
   end
 end
-local free = capacity - redis.call('ZCARD', KEYS[1])
+local free = capacity - redis.call('ZCOUNT', KEYS[1], '-inf', '(+inf')  -- (the epoch aside)
 local ahead = redis.call('ZRANK', KEYS[2], owner) or redis.call('ZCARD', KEYS[2])
 local keep = math.ceil(ttl / 1000) * 2
 if ahead < free then
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[3])
   redis.call('ZREM', KEYS[2], owner)
-  redis.call('PEXPIRE', KEYS[1], keep)
   redis.call('PEXPIRE', KEYS[3], keep)
   return {1, free - 1, epoch, live}
 end
@@ -209,9 +224,6 @@ redis.call('ZADD', KEYS[2], int(now + ttl), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], keep)
 for i = 3, #ARGV do
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[i])
-end
-if #ARGV > 2 then
-  redis.call('PEXPIRE', KEYS[1], keep)
 end
 return {redis.call('ZCARD', KEYS[2]), known}
 """

@@ -83,7 +83,7 @@ class RedisWindow:
         self.name, self.limit, self.window = name, limit, window
         self._link = link
         self._keys = [link.key(name), link.key(f"{name}:pause")]
-        self._epoch_key, self._members = link.key(f"{name}:epoch"), link.key("members")
+        self._members = link.key("members")
         self._epoch = ""  # the log's epoch as last seen ("": none seen yet)
         self._hold, self._horizon = hold, horizon
         self._ids = itertools.count(1)
@@ -136,7 +136,7 @@ class RedisWindow:
         try:
             await self.flush()
             granted, value, epoch, live = await self._link.call(
-                _scripts.WINDOW_ACQUIRE, [*self._keys, self._epoch_key, self._members], args
+                _scripts.WINDOW_ACQUIRE, [*self._keys, self._members], args
             )
         except RedisError as exc:
             self._drop(entry)
@@ -153,13 +153,7 @@ class RedisWindow:
             self._paused_until = max(self._paused_until, now + int(value) / 1e6)
             self._replay_pending = True
             self._dirty.set()
-            logger.warning(
-                "Redis at %s lost the %s window (a restart or a flush): every process "
-                "holds its grants %.1f s while each writes its own back",
-                self._link.url,
-                self.name,
-                int(value) / 1e6,
-            )
+            self._lost()
             return None, int(value) / 1e6
         if not granted:
             self._drop(entry)
@@ -169,6 +163,15 @@ class RedisWindow:
         if len(self._out) == 1:
             self._dirty.set()  # (:meth:`run` starts dating it again)
         return _Grant(member, entry, now), 0.0
+
+    def _lost(self) -> None:
+        logger.warning(
+            "Redis at %s lost the %s window (a restart, a flush, an eviction): no process "
+            "is granted anything for %.1f s while each writes its own grants back",
+            self._link.url,
+            self.name,
+            self._hold,
+        )
 
     def answer(self, grant: object, *, counted: bool, answered: bool = True) -> None:
         """Re-date ``grant`` in Redis to when the server may have counted it
@@ -302,6 +305,18 @@ class RedisWindow:
         for member, when in self._mine.items():
             args += [round((now - when) * 1e6), member]  # (below 0: dated ahead)
         await self._link.call(_scripts.REPLAY, self._keys[:1], args)
+
+    async def check(self) -> None:
+        """Whether Redis lost the log since this process last asked for a grant (at each
+        heartbeat: an idle process learns of it here); if so, write its grants back, and
+        no process is granted anything until all have (as in :meth:`take`)."""
+        token = f"{self._link.owner}.e{next(self._ids)}"
+        args = [self._epoch, token, round(self._hold * 1e6)]
+        epoch, forgot = await self._link.call(_scripts.EPOCH, self._keys, args)
+        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if forgot:
+            self._lost()
+            await self.replay()
 
     def rejoined(self) -> None:
         """Redis is back: keep the local share one more window, then Redis alone."""
