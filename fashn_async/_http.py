@@ -213,7 +213,7 @@ class Transport:
                 raw = await response.read()
                 parsed, is_json = _parse_json(raw)
                 return Response(response.status, parsed, dict(response.headers), is_json, len(raw))
-        except aiohttp.InvalidURL:  # (its text may quote a proxy's password)
+        except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
             failure = ConnectError(
                 f"{method} {path}: a URL to go through cannot be read, not sent (a proxy "
                 "in HTTP_PROXY or HTTPS_PROXY without its http:// scheme?)"

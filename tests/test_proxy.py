@@ -203,12 +203,14 @@ async def test_a_proxy_that_refuses_connections_is_named(clean_env: pytest.Monke
     assert "hunter2" not in message
 
 
-async def test_a_proxy_from_the_environment_without_a_scheme_is_a_connect_error(
-    clean_env: pytest.MonkeyPatch,
+@pytest.mark.parametrize("proxy", ["user:hunter2@127.0.0.1:6", "http://u:hunter2@127.0.0.1:9:x"])
+async def test_a_proxy_from_the_environment_aiohttp_cannot_read_is_a_connect_error(
+    clean_env: pytest.MonkeyPatch, proxy: str
 ) -> None:
-    """HTTP_PROXY without its http:// (aiohttp cannot read it): a ConnectError saying so,
-    nothing sent, the password nowhere (aiohttp's error quotes the URL)."""
-    clean_env.setenv("HTTP_PROXY", "user:hunter2@127.0.0.1:6")
+    """HTTP_PROXY without its http://, or with a bad port (aiohttp cannot read it): a
+    ConnectError saying so, nothing sent, the password nowhere (aiohttp's error quotes
+    the URL)."""
+    clean_env.setenv("HTTP_PROXY", proxy)
     async with _emulator() as emu:
         async with _client(emu, retry=RetryPolicy(attempts=1)) as client:
             with pytest.raises(errors.ConnectError, match="cannot be read") as info:

@@ -299,6 +299,25 @@ async def test_a_client_that_joined_is_counted_at_the_next_grant_not_heartbeat(
             assert coordinator.peers == 2
 
 
+async def test_a_count_lost_with_redis_s_data_does_not_fall(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """The members set lost (a FLUSHALL, an eviction) and a grant asked before the others
+    have counted themselves in again: the count stays 2, not 1 (were Redis to go away
+    then, each client would keep to half, not all, of the limit); a later heartbeat may
+    lower it once the others are back."""
+    url = redis_server.url
+    async with (
+        joined(url, lease_ttl=30.0) as (coordinator, first, _s1),
+        joined(url, lease_ttl=30.0),
+    ):
+        first.settle(await first.acquire(), counted=True)
+        assert coordinator.peers == 2
+        await peek.delete(coordinator.key("members"))
+        first.settle(await first.acquire(), counted=True)
+        assert coordinator.peers == 2
+
+
 async def test_a_grant_is_told_again_with_its_answer_s_date(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:
@@ -616,6 +635,7 @@ async def test_redis_down_at_start_is_a_clear_error() -> None:
         ("redis://:hunter2@127.0.0.1/?db=x", ConfigurationError, "not a number"),
         ("redis://:hunter2@127.0.0.1/0?db=-1", ConfigurationError, "not a number"),
         ("redis://:hunter2@127.0.0.1/0?protocol=9", ConfigurationError, "refuses"),
+        ("redis://:hunter2@127.0.0.1/1?db=2", ConfigurationError, "two databases"),
         # A password holding an unescaped "/": the parser reads it as the path, or port.
         ("redis://u:12/hunter2@127.0.0.1/0", ConfigurationError, "not a number"),
         ("redis://u:hunter2/x@127.0.0.1:6379/0", ConfigurationError, "bad port"),

@@ -54,6 +54,8 @@ def _check_url(instance: object, attribute: attrs.Attribute[str], value: Any) ->
             f"the Redis URL {shown_url(value)!r} names a database that is not a number "
             "from 0 (redis://host:6379/0); a password holding '/' must be written %2F"
         )
+    if len({int(db) for db in databases if db}) > 1:  # (redis-py would pick one)
+        raise ConfigurationError(f"the Redis URL {shown_url(value)!r} names two databases")
 
 
 def _check_prefix(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:

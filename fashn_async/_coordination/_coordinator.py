@@ -57,7 +57,7 @@ class Coordinator:
         #: Seconds nothing is granted after Redis lost its data (a restart, a FLUSHALL):
         #: by then every live process has written its own grants and leases back, at its
         #: next heartbeat (a heartbeat and a call's timeout).
-        self.hold = self.heartbeat + config.timeout
+        self.hold = self.link.hold
         self._windows: list[tuple[WindowLimiter, RedisWindow]] = []
         self._slots: list[SharedSlots] = []
         self._task: asyncio.Future[None] | None = None
@@ -225,6 +225,8 @@ class Coordinator:
             await anyio.sleep(self.heartbeat)
             try:
                 peers, known = await self._beat()
+                if link.online and not known:
+                    link.data_lost()
                 if not link.online or not known:
                     for _, store in self._windows:
                         await store.replay()
@@ -236,7 +238,7 @@ class Coordinator:
             except RedisError as exc:
                 link.lost(exc)
                 continue
-            link.peers = peers
+            link.count(peers, settled=True)
             if not link.online:
                 link.online = True
                 logger.warning("Redis at %s answers again; limits are shared again", link.url)

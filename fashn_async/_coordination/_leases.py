@@ -12,7 +12,7 @@ import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
-from fashn_async._coordination._link import Link
+from fashn_async._coordination._link import Link, text
 from fashn_async._limits import Lease
 from fashn_async._redact import safe_repr
 
@@ -148,8 +148,8 @@ class SharedSlots:
             except RedisError as exc:
                 self._co.lost(exc)
                 continue
-            self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
-            self._co.peers = max(int(live), 1)  # (fresher than the last heartbeat's)
+            self._epoch = text(epoch)
+            self._co.count(int(live))
             if granted == 2:  # Redis lost the leases: every process holds until all wrote
                 granted = 0  # theirs back (the heartbeat), then asks again
                 self._lost()
@@ -161,6 +161,7 @@ class SharedSlots:
                 await self._wake.wait()
 
     def _lost(self) -> None:
+        self._co.data_lost()
         logger.warning(
             "Redis at %s lost the in-flight leases (a restart, a flush, an eviction): no "
             "slot is taken for %.1f s while every process writes its own back",
@@ -208,7 +209,7 @@ class SharedSlots:
         token = f"{self._co.owner}.e{next(self._ids)}"
         args = [self._epoch, token, round(self._hold * 1e6)]
         epoch, forgot = await self._co.call(_scripts.EPOCH, self._keys[::3], args)
-        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        self._epoch = text(epoch)
         if forgot:
             self._lost()
 

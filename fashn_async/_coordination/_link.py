@@ -6,8 +6,10 @@ the coordinator (``_coordinator``) makes the link and them, so imports run one w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -23,7 +25,7 @@ from fashn_async.errors import ClientClosedError, ConfigurationError
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
-__all__ = ["Link", "Settings", "key_namespace"]
+__all__ = ["Link", "Settings", "key_namespace", "text"]
 
 logger = logging.getLogger("fashn_async")
 
@@ -56,6 +58,11 @@ def key_namespace(prefix: str, api_key: str) -> str:
     return f"{prefix}:{{{digest}}}"
 
 
+def text(reply: object) -> str:
+    """A script's string reply as text (redis-py gives bytes without ``decode_responses``)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 class Link:
     """One client's connection to Redis, and whether Redis answers.
 
@@ -82,9 +89,11 @@ class Link:
         self.owner = secrets.token_hex(6)
         #: Whether Redis answers; while not, each limiter keeps to a local share.
         self.online = True
-        #: Clients of this key seen alive at the last grant, slot or heartbeat (this one
-        #: included): sets the share each keeps to while Redis is away.
+        #: Clients of this key alive (this one included), as last counted
+        #: (:meth:`count`): sets the share each keeps to while Redis is away.
         self.peers = 1
+        #: Loop time Redis was last found to have lost data (:meth:`data_lost`).
+        self.lost_at = -math.inf
         self.state: Literal["new", "open", "closed"] = "new"
         #: Called once when Redis stops answering (the coordinator moves to local shares).
         self.on_lost: Callable[[], None] = lambda: None
@@ -113,6 +122,29 @@ class Link:
     @safe_repr
     def __repr__(self) -> str:
         return f"<Link {self.url} {self.state} online={self.online}>"
+
+    @property
+    def hold(self) -> float:
+        """Seconds nothing is granted after Redis lost its data: by then every live
+        client has written its own back and counted itself in again, at its next
+        heartbeat (a heartbeat, ``lease_ttl / 3``, and a call's ``timeout``)."""
+        return self.config.lease_ttl / 3 + self.config.timeout
+
+    def count(self, live: int, *, settled: bool = False) -> None:
+        """Take a count of the key's live clients from Redis. A grant or a slot only
+        raises :attr:`peers` (a client that joined); a heartbeat (``settled``) may lower
+        it (one that left), but not within a :attr:`hold` of a loss of data, while the
+        others are still counting themselves in: a count that fell with the data would
+        leave each client too large a share were Redis to go away then."""
+        now = asyncio.get_running_loop().time()
+        if settled and now - self.lost_at >= self.hold:
+            self.peers = max(live, 1)
+        else:
+            self.peers = max(self.peers, live, 1)
+
+    def data_lost(self) -> None:
+        """Redis lost data (a new epoch, or this client no longer known to it)."""
+        self.lost_at = asyncio.get_running_loop().time()
 
     def key(self, name: str) -> str:
         """The Redis key ``name`` of this API key."""

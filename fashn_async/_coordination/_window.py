@@ -20,13 +20,14 @@ While Redis is away (:meth:`~RedisWindow.go_local`) grants come from a local
 which starts paused for one window: grants made through Redis just before it went away
 still count on the API's side. Once Redis answers again (:meth:`~RedisWindow.rejoined`),
 this process's grants of the last window are written back (``REPLAY``, each dated as
-Redis had it: at its answer, or "now" while its request is out) and the share keeps
-applying, on top of Redis, for one more window: other processes may not be back.
+Redis had it: at its answer, or a horizon ahead while its request is out) and the share
+keeps applying, on top of Redis, for one more window: other processes may not be back.
 
 A Redis that lost the log without a call failing (a restart between two calls, a
-FLUSHALL) shows it by a new epoch (``WINDOW_ACQUIRE``): this process writes its grants
-back, and nothing is granted to anyone until every live process has (the coordinator's
-``hold``: each writes its own back at its next heartbeat).
+FLUSHALL, an eviction or a DEL of the log) shows it by a new epoch, at the next grant
+(``WINDOW_ACQUIRE``) or heartbeat (:meth:`RedisWindow.check`): this process writes its
+grants back, and nothing is granted to anyone until every live process has (the
+coordinator's ``hold``: each learns of it and writes its own back at its next heartbeat).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
-from fashn_async._coordination._link import Link
+from fashn_async._coordination._link import Link, text
 from fashn_async._redact import safe_repr
 from fashn_async._window import MemoryWindow, counted_by
 
@@ -146,8 +147,8 @@ class RedisWindow:
             self._drop(entry)
             self._refund(member)  # if the script ran; removing a missing member is harmless
             raise
-        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
-        self._link.peers = max(int(live), 1)  # (fresher than the last heartbeat's)
+        self._epoch = text(epoch)
+        self._link.count(int(live))
         if granted == 2:  # Redis lost the log: write ours back; all hold until all have
             self._drop(entry)
             self._paused_until = max(self._paused_until, now + int(value) / 1e6)
@@ -165,6 +166,7 @@ class RedisWindow:
         return _Grant(member, entry, now), 0.0
 
     def _lost(self) -> None:
+        self._link.data_lost()
         logger.warning(
             "Redis at %s lost the %s window (a restart, a flush, an eviction): no process "
             "is granted anything for %.1f s while each writes its own grants back",
@@ -270,7 +272,7 @@ class RedisWindow:
         if member is not None:
             self._mine[member] = now if dated is None else dated
         for old in [m for m, when in self._mine.items() if now - when >= self.window]:
-            if old not in self._out:  # (one whose request is out counts as "now")
+            if old not in self._out:  # (one whose request is out still counts)
                 del self._mine[old]
 
     def _refund(self, member: str) -> None:
@@ -313,7 +315,7 @@ class RedisWindow:
         token = f"{self._link.owner}.e{next(self._ids)}"
         args = [self._epoch, token, round(self._hold * 1e6)]
         epoch, forgot = await self._link.call(_scripts.EPOCH, self._keys, args)
-        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        self._epoch = text(epoch)
         if forgot:
             self._lost()
             await self.replay()
