@@ -139,10 +139,7 @@ class Coordinator:
             ) from exc
         link.state = "open"
         try:  # (each learns the epoch of its data: lost later, it knows at once)
-            for _, store in self._windows:
-                await store.check()
-            for slots in self._slots:
-                await slots.check()
+            await self._check_epochs()
         except RedisError as exc:
             link.lost(exc)
         self._task = asyncio.ensure_future(self._run())
@@ -204,6 +201,14 @@ class Coordinator:
         for slots in self._slots:
             slots.go_local(self.link.peers)
 
+    async def _check_epochs(self) -> None:
+        """Whether Redis lost a window's log or the leases since this client last asked
+        (each writes its own back, and holds every grant or slot, if so)."""
+        for _, store in self._windows:
+            await store.check()
+        for slots in self._slots:
+            await slots.check()
+
     async def _beat(self) -> tuple[int, bool]:
         """Renew; how many clients are alive, and whether Redis still knew this one."""
         held = [lease for slots in self._slots for lease in slots.held]
@@ -231,10 +236,7 @@ class Coordinator:
                     for _, store in self._windows:
                         await store.replay()
                 if link.online:
-                    for _, store in self._windows:
-                        await store.check()
-                    for slots in self._slots:
-                        await slots.check()
+                    await self._check_epochs()
             except RedisError as exc:
                 link.lost(exc)
                 continue
