@@ -318,6 +318,33 @@ async def test_a_count_lost_with_redis_s_data_does_not_fall(
         assert coordinator.peers == 2
 
 
+async def test_a_count_does_not_fall_at_a_rejoin_to_a_redis_that_lost_it(
+    redis_server: RedisServer,
+) -> None:
+    """Redis restarted empty: the first client back finds itself alone in it, but its
+    count stays 2 (the other is counting itself in again), from the restart on."""
+    url, seen = redis_server.url, []
+    async with (
+        joined(url, lease_ttl=0.3) as (first, _w1, _s1),
+        joined(url, lease_ttl=0.3) as (second, _w2, _s2),
+    ):
+        await until(lambda: first.peers == second.peers == 2)
+        await asyncio.to_thread(redis_server.stop)
+        await until(lambda: not first.online and not second.online)
+        await asyncio.to_thread(redis_server.start)
+
+        async def watch() -> None:
+            while True:
+                seen.append(min(first.peers, second.peers))
+                await asyncio.sleep(0.001)
+
+        watcher = asyncio.ensure_future(watch())
+        await until(lambda: first.online and second.online, within=5.0)
+        await asyncio.sleep(0.3)
+        watcher.cancel()
+    assert min(seen) == 2
+
+
 async def test_a_grant_is_told_again_with_its_answer_s_date(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:

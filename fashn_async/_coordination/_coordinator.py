@@ -230,7 +230,7 @@ class Coordinator:
             await anyio.sleep(self.heartbeat)
             try:
                 peers, known = await self._beat()
-                if link.online and not known:
+                if not known:  # (Redis lost this client: restarted, flushed, evicted)
                     link.data_lost()
                 if not link.online or not known:
                     for _, store in self._windows:
