@@ -54,10 +54,6 @@ class Coordinator:
         self.link = Link(config, api_key=api_key, clock=clock)
         self.link.on_lost = self._go_local
         self.heartbeat = config.lease_ttl / 3
-        #: Seconds nothing is granted after Redis lost its data (a restart, a FLUSHALL):
-        #: by then every live process has written its own grants and leases back, at its
-        #: next heartbeat (a heartbeat and a call's timeout).
-        self.hold = self.link.hold
         self._windows: list[tuple[WindowLimiter, RedisWindow]] = []
         self._slots: list[SharedSlots] = []
         self._task: asyncio.Future[None] | None = None
@@ -103,9 +99,7 @@ class Coordinator:
         ``burst`` (pacing) is not applied across processes: their pollers are not in step.
         """
         period = rate.period + margin
-        store = RedisWindow(
-            self.link, name, rate.limit, period, hold=self.hold, horizon=self.horizon
-        )
+        store = RedisWindow(self.link, name, rate.limit, period, horizon=self.horizon)
         limiter = WindowLimiter(rate, margin=margin, store=store)
         self._windows.append((limiter, store))
         return limiter
@@ -114,7 +108,7 @@ class Coordinator:
         """In-flight leases shared by every client of the key (no cap: local slots)."""
         if capacity is None:
             return Slots(None)
-        slots = SharedSlots(self.link, capacity, hold=self.hold)
+        slots = SharedSlots(self.link, capacity)
         self._slots.append(slots)
         return slots
 

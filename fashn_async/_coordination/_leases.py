@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import math
 from collections import deque
 
@@ -12,14 +11,11 @@ import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
-from fashn_async._coordination._link import Link, text
+from fashn_async._coordination._link import Epoch, Link
 from fashn_async._limits import Lease
 from fashn_async._redact import safe_repr
 
 __all__ = ["SharedSlots"]
-
-
-logger = logging.getLogger("fashn_async")
 
 
 class SharedSlots:
@@ -36,17 +32,16 @@ class SharedSlots:
     (the leases it holds count). Once Redis is back, the heartbeat writes its leases back,
     and the share keeps applying, on top of Redis, for one more ``lease_ttl``. A Redis
     that lost the leases without a call failing shows it by a new epoch
-    (``LEASE_ACQUIRE``): no slot is taken by anyone for ``hold`` seconds, by when every
+    (``LEASE_ACQUIRE``): no slot is taken by anyone for the link's ``hold``, by when every
     live process has written its leases back (the heartbeat).
     """
 
-    def __init__(self, link: Link, capacity: int, *, hold: float) -> None:
+    def __init__(self, link: Link, capacity: int) -> None:
         self.capacity = capacity
         self._co = link
         self._keys = [link.key("leases"), link.key("queue"), link.key("members")]
         self._keys += [link.key("leases:hold")]
-        self._epoch = ""  # the leases' epoch as last seen ("": none seen yet)
-        self._hold = hold
+        self._epoch = Epoch(link, "the in-flight leases")
         self._held: set[str] = set()
         self._waiters: deque[asyncio.Future[str]] = deque()
         self._released: list[str] = []
@@ -139,35 +134,23 @@ class SharedSlots:
                     round(self._co.config.lease_ttl * 1e6),
                     lease,
                     self._co.owner,
-                    self._epoch,
-                    lease,
-                    round(self._hold * 1e6),
+                    *self._epoch.args(lease),
                 ]
                 result = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
                 granted, _, epoch, live = result
             except RedisError as exc:
                 self._co.lost(exc)
                 continue
-            self._epoch = text(epoch)
+            self._epoch.seen(epoch, forgot=granted == 2)
             self._co.count(int(live))
             if granted == 2:  # Redis lost the leases: every process holds until all wrote
                 granted = 0  # theirs back (the heartbeat), then asks again
-                self._lost()
             self._queued = not granted
             if granted:
                 self._grant(lease)
                 continue
             with anyio.move_on_after(self._co.config.poll_interval):
                 await self._wake.wait()
-
-    def _lost(self) -> None:
-        self._co.data_lost()
-        logger.warning(
-            "Redis at %s lost the in-flight leases (a restart, a flush, an eviction): no "
-            "slot is taken for %.1f s while every process writes its own back",
-            self._co.url,
-            self._hold,
-        )
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -206,12 +189,7 @@ class SharedSlots:
         """Whether Redis lost the leases since this process last asked for a slot (at
         each heartbeat, which writes this process's leases back): if so, no process
         takes a slot until all have."""
-        token = f"{self._co.owner}.e{next(self._ids)}"
-        args = [self._epoch, token, round(self._hold * 1e6)]
-        epoch, forgot = await self._co.call(_scripts.EPOCH, self._keys[::3], args)
-        self._epoch = text(epoch)
-        if forgot:
-            self._lost()
+        await self._epoch.check(self._keys[::3])
 
     def rejoined(self) -> None:
         """Redis is back, our leases written back: keep the share one ``lease_ttl`` more.

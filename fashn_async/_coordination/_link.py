@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import math
 import secrets
@@ -19,13 +20,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from fashn_async._coordination import _scripts
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async.errors import ClientClosedError, ConfigurationError
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
-__all__ = ["Link", "Settings", "key_namespace", "text"]
+__all__ = ["Epoch", "Link", "Settings", "key_namespace", "text"]
 
 logger = logging.getLogger("fashn_async")
 
@@ -183,3 +185,53 @@ class Link:
             self.peers,
         )
         self.on_lost()
+
+
+class Epoch:
+    """The epoch of one piece of data in Redis (a window's log, the leases) as this
+    client last saw it: how a loss of that data shows (``epoch_of`` in ``_scripts``).
+
+    Args:
+        link: The client's link.
+        what: The data, for the warning (``"the submit window"``).
+    """
+
+    def __init__(self, link: Link, what: str) -> None:
+        self.link, self.what = link, what
+        self.known = ""  # ("": none seen yet)
+        self._tokens = itertools.count(1)
+
+    @safe_repr
+    def __repr__(self) -> str:
+        return f"<Epoch of {self.what} {self.known!r}>"
+
+    def args(self, token: str) -> list[object]:
+        """A script's arguments for it: the epoch known, ``token`` for a new one, and
+        the hold (us) after a loss."""
+        return [self.known, token, round(self.link.hold * 1e6)]
+
+    def seen(self, epoch: object, *, forgot: bool) -> None:
+        """Note a script's answer: the epoch, and whether the one known was lost (then
+        the link hears of it, and a warning is logged)."""
+        self.known = text(epoch)
+        if forgot:
+            self.link.data_lost()
+            logger.warning(
+                "Redis at %s lost %s (a restart, a flush, an eviction): nothing is "
+                "granted from it for %.1f s while every process writes its own back",
+                self.link.url,
+                self.what,
+                self.link.hold,
+            )
+
+    async def check(self, keys: list[str]) -> bool:
+        """Whether the data at ``keys`` (it, and its pause or hold key) was lost since
+        this client last saw its epoch (at each heartbeat: an idle client learns of it).
+
+        Raises:
+            RedisError: Redis did not answer.
+        """
+        token = f"{self.link.owner}.e{next(self._tokens)}"
+        epoch, forgot = await self.link.call(_scripts.EPOCH, keys, self.args(token))
+        self.seen(epoch, forgot=bool(forgot))
+        return bool(forgot)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import math
 from collections.abc import Iterable
 
@@ -42,13 +41,11 @@ import anyio
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
-from fashn_async._coordination._link import Link, text
+from fashn_async._coordination._link import Epoch, Link
 from fashn_async._redact import safe_repr
 from fashn_async._window import MemoryWindow, counted_by
 
 __all__ = ["RedisWindow"]
-
-logger = logging.getLogger("fashn_async")
 
 
 class _Grant:
@@ -72,21 +69,18 @@ class RedisWindow:
         name: Which window of the key (``"submit"``, ``"status"``).
         limit: Units allowed in one window.
         window: The window in seconds (the API's period plus the margin).
-        hold: Seconds nothing is granted after Redis lost the log (a new epoch).
         horizon: Seconds ahead a grant is dated while its request is out: how long after
             it the server may still count the request should this process die then
             (twice the client's ``timeout``: the rule for a request with no answer).
     """
 
-    def __init__(
-        self, link: Link, name: str, limit: int, window: float, *, hold: float, horizon: float
-    ) -> None:
+    def __init__(self, link: Link, name: str, limit: int, window: float, *, horizon: float) -> None:
         self.name, self.limit, self.window = name, limit, window
         self._link = link
         self._keys = [link.key(name), link.key(f"{name}:pause")]
         self._members = link.key("members")
-        self._epoch = ""  # the log's epoch as last seen ("": none seen yet)
-        self._hold, self._horizon = hold, horizon
+        self._epoch = Epoch(link, f"the {name} window")
+        self._horizon = horizon
         self._ids = itertools.count(1)
         self._dirty = asyncio.Event()
         self._paused_until = 0.0  # loop time
@@ -133,7 +127,7 @@ class RedisWindow:
         grant = f"{self._link.owner}.{next(self._ids)}"
         member = f"{grant}:{amount}"
         args = [self.limit, round(self.window * 1e6), amount, grant]
-        args += [self._epoch, grant, round(self._hold * 1e6), round(self._horizon * 1e6)]
+        args += [*self._epoch.args(grant), round(self._horizon * 1e6)]
         try:
             await self.flush()
             granted, value, epoch, live = await self._link.call(
@@ -147,14 +141,13 @@ class RedisWindow:
             self._drop(entry)
             self._refund(member)  # if the script ran; removing a missing member is harmless
             raise
-        self._epoch = text(epoch)
+        self._epoch.seen(epoch, forgot=granted == 2)
         self._link.count(int(live))
         if granted == 2:  # Redis lost the log: write ours back; all hold until all have
             self._drop(entry)
             self._paused_until = max(self._paused_until, now + int(value) / 1e6)
             self._replay_pending = True
             self._dirty.set()
-            self._lost()
             return None, int(value) / 1e6
         if not granted:
             self._drop(entry)
@@ -164,16 +157,6 @@ class RedisWindow:
         if len(self._out) == 1:
             self._dirty.set()  # (:meth:`run` starts dating it again)
         return _Grant(member, entry, now), 0.0
-
-    def _lost(self) -> None:
-        self._link.data_lost()
-        logger.warning(
-            "Redis at %s lost the %s window (a restart, a flush, an eviction): no process "
-            "is granted anything for %.1f s while each writes its own grants back",
-            self._link.url,
-            self.name,
-            self._hold,
-        )
 
     def answer(self, grant: object, *, counted: bool, answered: bool = True) -> None:
         """Re-date ``grant`` in Redis to when the server may have counted it
@@ -312,12 +295,7 @@ class RedisWindow:
         """Whether Redis lost the log since this process last asked for a grant (at each
         heartbeat: an idle process learns of it here); if so, write its grants back, and
         no process is granted anything until all have (as in :meth:`take`)."""
-        token = f"{self._link.owner}.e{next(self._ids)}"
-        args = [self._epoch, token, round(self._hold * 1e6)]
-        epoch, forgot = await self._link.call(_scripts.EPOCH, self._keys, args)
-        self._epoch = text(epoch)
-        if forgot:
-            self._lost()
+        if await self._epoch.check(self._keys):
             await self.replay()
 
     def rejoined(self) -> None:
