@@ -28,6 +28,7 @@ deletes, so that a job stopped by a full disk still has room to record its stop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from fashn_async._redact import safe_repr
+from fashn_async._shield import outlive_cancels
 from fashn_async._sources import in_io_thread
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import canonical_json
@@ -47,6 +49,7 @@ from fashn_async.bulk._opening import JournalOpening
 from fashn_async.bulk._rows import (
     COLUMNS,
     SCHEMA,
+    JournalWriteError,
     RowRecord,
     State,
     disk_problem,
@@ -224,13 +227,19 @@ class Journal(JournalOpening):
     async def sending_off_loop(self, row: int) -> None:
         """:meth:`sending` in an I/O thread: its fsync never stalls the event loop.
 
-        Once started, the write completes even if the caller is canceled meanwhile
-        (the row is then ``submitting``; the caller puts it back).
+        The write completes even if the caller is canceled meanwhile, and the cancel
+        reaches the caller only once it is done (the row may then be ``submitting``; the
+        caller puts it back, a write that must come after this one).
 
         Raises:
             JournalWriteError: the write failed; nothing changed.
         """
-        await in_io_thread(self.sending, row)
+        write = asyncio.ensure_future(in_io_thread(self.sending, row))
+        if await outlive_cancels(write):
+            with contextlib.suppress(JournalWriteError, asyncio.CancelledError):
+                write.result()  # retrieved: the cancel is what the caller hears of
+            raise asyncio.CancelledError
+        write.result()
 
     @writes
     def submitted(self, row: int, prediction_id: str, *, canceling: bool = False) -> None:
