@@ -8,7 +8,9 @@ leaves the target as it was and removes its temporary file.
 
 Used for downloaded outputs (:func:`fashn_async._outputs.save_output`, which streams
 into the temporary file with :func:`append` and ends with :func:`commit`) and the bulk
-job's manifest, report, thumbnails and disk reserve (:func:`write_atomically`).
+job's manifest, report, thumbnails and disk reserve (:func:`write_atomically`). The one
+write that is not whole or nothing, :func:`overwrite`, is for a full disk: it writes
+into space a file already holds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["append", "commit", "partial_path", "write_atomically"]
+__all__ = ["append", "commit", "overwrite", "partial_path", "write_atomically"]
 
 
 def partial_path(target: Path, *, unique: bool = False) -> Path:
@@ -90,6 +92,22 @@ def commit(partial: Path, target: Path) -> None:
         os.close(fd)
     os.replace(partial, target)
     _sync_folder(target.parent)
+
+
+def overwrite(path: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` over bytes ``path`` holds, from ``offset``, and flush it to the
+    disk. It takes no new space (where the file system does not copy on write), so it
+    works on a full disk; but a crash may leave part of ``data`` written, which the
+    reader must tell from a whole record.
+
+    Raises:
+        OSError: the file is missing, or the write failed.
+    """
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _sync_folder(folder: Path) -> None:

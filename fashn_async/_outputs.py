@@ -2,7 +2,9 @@
 
 Outputs are streamed to a temporary file, flushed to the disk and renamed into place
 (:mod:`fashn_async._atomic`), so a file on disk is always whole; any failure to write
-names the path (:class:`SaveError`). Every disk step runs in a worker thread.
+names the path (:class:`SaveError`). Every disk step runs in a worker thread, and a
+cancelled download waits for it to end (:func:`~fashn_async._shield.to_the_end`) before
+it removes its temporary file: once the cancel is through, nothing of it writes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import anyio
 
 from fashn_async._atomic import append, commit, partial_path, write_atomically
 from fashn_async._images import data_uri_type, from_data_uri, is_data_uri
+from fashn_async._shield import to_the_end
 from fashn_async._sources import in_io_thread, offload
 from fashn_async.errors import DownloadError, ImageInputError, SaveError
 
@@ -85,14 +88,15 @@ async def save_output(
     finally:
         if partial is not None:
             with anyio.CancelScope(shield=True):
-                await in_io_thread(_unlink, partial)
+                await to_the_end(in_io_thread, _unlink, partial)
     return target
 
 
 async def _on_disk(what: str, path: Path, func: Any, *args: Any) -> Any:
-    """``func(*args)`` in an I/O thread; an OSError becomes a SaveError naming ``path``."""
+    """``func(*args)`` in an I/O thread, to its end even if cancelled meanwhile; an
+    OSError becomes a SaveError naming ``path``."""
     try:
-        return await in_io_thread(func, *args)
+        return await to_the_end(in_io_thread, func, *args)
     except OSError as exc:
         raise SaveError(f"cannot {what} {path}: {_why(exc)}", path=str(path)) from exc
 

@@ -1,6 +1,7 @@
 """A stop that meets a journal write half done: the `submitting` write in its worker
-thread, or a disk that refuses the k-th write on. Rows whose POST never went out must
-not be `uncertain`, rows sent must not be sent again, and a re-run must finish."""
+thread, a disk that refuses the k-th write on, or a download still writing. Rows whose
+POST never went out must not be `uncertain`, rows sent must not be sent again (nor lose
+their prediction id), and a re-run must finish."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ import anyio
 import pytest
 from rich.console import Console
 
-from fashn_async import AsyncFashn
+from fashn_async import AsyncFashn, _outputs
+from fashn_async._atomic import overwrite
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog
 from fashn_async.bulk._command import BatchSettings, run_batch
-from fashn_async.bulk._folder import RESERVE_NAME
+from fashn_async.bulk._folder import RESERVE_BYTES, RESERVE_NAME
+from fashn_async.bulk._rescue import kept
+from fashn_async.bulk._rows import JournalWriteError
+from fashn_async.bulk._writes import JournalWrites
 from fashn_async.testing import Emulator
 from tests.bulk_support import read_manifest, write_catalog
 
@@ -150,15 +155,22 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
 
 
 class _FillingDisk:
-    """A journal database on a disk that fills: from its ``full_at``-th write on (a
-    write: a transaction, or a statement outside one) it refuses them, as SQLite does
-    on a full disk, until the job frees its reserve; reads always work."""
+    """A journal database on a disk that refuses writes (a write: a transaction, or a
+    statement outside one) as SQLite does on a full disk; reads always work.
 
-    def __init__(self, real: sqlite3.Connection, reserve: Path, full_at: int) -> None:
+    From the ``k``-th write on: ``"until freed"``, until the job frees its reserve;
+    ``"k..k+2"``, three writes whatever the reserve (the space it freed taken meanwhile
+    by another writer), so that a refused write, its retry and the stop's own records may
+    all be refused; ``"from k on"``, every write (a failing disk) until space returns for
+    the re-run.
+    """
+
+    def __init__(self, real: sqlite3.Connection, reserve: Path, k: int, mode: str) -> None:
         self.real = real
         self.writes = 0
         self._reserve = reserve
-        self._full_at = full_at
+        self._k = k
+        self._mode = mode
         self._in_transaction = False
 
     def execute(self, sql: str, *args: Any) -> object:
@@ -178,7 +190,13 @@ class _FillingDisk:
 
     def _refuse_when_full(self) -> None:
         self.writes += 1
-        if self.writes >= self._full_at and self._reserve.exists():
+        if self._mode == "until freed":
+            full = self.writes >= self._k and self._reserve.stat().st_size == RESERVE_BYTES
+        elif self._mode == "from k on":
+            full = self.writes >= self._k
+        else:
+            full = self._k <= self.writes <= self._k + 2
+        if full:
             raise sqlite3.OperationalError("database or disk is full")
 
     def close(self) -> None:
@@ -188,20 +206,22 @@ class _FillingDisk:
 _CLEAN_RUN_WRITES = 15  # of a clean run of the 3-row catalog below (checked by k = 16)
 
 
-@pytest.mark.parametrize("full_at", range(1, _CLEAN_RUN_WRITES + 2))
+@pytest.mark.parametrize("mode", ["until freed", "k..k+2", "from k on"])
+@pytest.mark.parametrize("k", range(1, _CLEAN_RUN_WRITES + 2))
 async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
-    emulator: Emulator, tmp_path: Path, full_at: int
+    emulator: Emulator, tmp_path: Path, k: int, mode: str
 ) -> None:
-    """The disk fills at the k-th journal write, for every k of a run: the job stops
-    with no row `submitting` or `uncertain` (none was sent without the journal knowing
-    its id) and nothing charged the journal does not know of; once space returns a
-    re-run finishes, each row paid once, only rows canceled by the stop sent again."""
+    """The disk refuses journal writes from the k-th on (see _FillingDisk), for every k
+    of a run: the job stops, and every prediction charged is known to the journal or
+    kept in its reserve (no row was sent without its id written somewhere); once space
+    returns a re-run collects each, finishes, and pays each row once, only rows
+    canceled by the stop sent again."""
     catalog = write_catalog(tmp_path, 3, models=3)
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
         real = journal._db
-        disk = _FillingDisk(real, out / RESERVE_NAME, full_at)
+        disk = _FillingDisk(real, out / RESERVE_NAME, k, mode)
         journal._db = disk  # type: ignore[assignment]
         try:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
@@ -210,20 +230,139 @@ async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
         finally:
             journal._db = real
         records = journal.records()
-    if full_at > _CLEAN_RUN_WRITES:
+    if k > _CLEAN_RUN_WRITES:
         assert summary.exit_code == 0
         assert disk.writes == _CLEAN_RUN_WRITES, "a run writes more or less: update the range"
         return
     assert summary.stopped == "disk", summary
-    states = {r.row: r.state for r in records}
-    assert not set(states.values()) & {"submitting", "uncertain"}, states
     known = {r.prediction_id for r in records if r.prediction_id}
+    rescued = {r.row: r.prediction_id for r in kept(out)}
     charged = {p for p, status in emulator.report().statuses.items() if status == "completed"}
-    assert charged <= known
-    canceled = sum(state == "canceled" for state in states.values())
+    assert charged <= known | set(rescued.values())
+    for record in records:  # a row whose POST may have landed has its id somewhere
+        if record.state in ("submitting", "uncertain"):
+            assert record.row in rescued, (record, rescued)
+    canceled = sum(r.state == "canceled" for r in records)
     code, printed = await _rerun(emulator, catalog, out)
     assert code == 0, printed
     assert {e["status"] for e in read_manifest(out)} == {"done"}
     report = emulator.report()
     assert report.duplicates <= canceled
     assert report.credits_used == 3
+    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+        known = {r.prediction_id for r in journal.records() if r.prediction_id}
+    assert {p for p, status in report.statuses.items() if status == "completed"} <= known
+
+
+def test_refused_writes_are_retried_in_order_row_by_row() -> None:
+    """Writes kept after a refusal are tried again in order: one the disk still refuses
+    does not drop later writes to other rows, and no write is made before an earlier
+    one to its rows that waits (live or on retry)."""
+    refusing = {"a1", "e"}
+    made: list[str] = []
+
+    def write(rows: object, name: str) -> None:
+        if name in refusing:
+            raise JournalWriteError("cannot write the journal: the disk is full")
+        made.append(name)
+
+    stops: list[bool] = []
+    writes = JournalWrites(lambda: stops.append(True))
+    assert not writes(write, 1, "a1")  # refused: the job stops
+    assert not writes(write, 1, "a2")  # waits for a1, not tried
+    assert writes(write, 2, "b")
+    assert not writes(write, [1, 3], "c")  # waits for a1
+    assert not writes(write, 3, "d")  # waits for c
+    assert not writes(write, 4, "e")  # refused
+    assert writes(write, 5, "f", rows=())
+    assert made == ["b", "f"]
+    assert stops == [True]
+    refusing = {"a1"}  # space for all but a1
+    writes.retry()
+    assert made == ["b", "f", "e"]  # a1 dropped with a2, c and d; e made
+    writes.retry()
+    assert made == ["b", "f", "e"]  # each tried again once
+
+
+async def test_a_disk_stop_frees_the_reserve_only_once_no_download_writes(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk stop while an output's temporary file is being written in a worker thread:
+    the reserve is freed for the stop's records only once that write is done and the
+    file removed (no download of the job can take the space meant for them); a re-run
+    finishes, the row paid once."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    out = tmp_path / "out"
+    loaded = load_catalog(catalog)
+    go = threading.Event()
+    writing: list[Path] = []
+    seen: list[tuple[bool, list[str]]] = []  # at the release: a write under way, its file
+    append = _outputs.append
+    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+            job = BulkJob(client, loaded, journal, JobOptions(out=out), _Display())
+            loop = asyncio.get_running_loop()
+
+            def stop_for_disk() -> None:  # as a download meeting a full disk does
+                job._writes.failed(JournalWriteError("cannot write to out: the disk is full"))
+                go.set()
+
+            def slow_append(partial: Path, chunks: Iterable[bytes]) -> None:
+                writing.append(partial)
+                if not go.is_set():
+                    loop.call_soon_threadsafe(stop_for_disk)
+                    go.wait(timeout=30)
+                try:
+                    append(partial, chunks)
+                finally:
+                    writing.remove(partial)
+
+            release = journal.release_reserve
+
+            def release_and_look() -> bool:
+                seen.append((bool(writing), [p.name for p in out.glob(".*.part")]))
+                return release()
+
+            monkeypatch.setattr(_outputs, "append", slow_append)
+            journal.release_reserve = release_and_look  # type: ignore[method-assign]
+            summary = await job.run()
+    assert summary.stopped == "disk"
+    assert seen == [(False, [])]
+    monkeypatch.undo()
+    code, printed = await _rerun(emulator, catalog, out)
+    assert code == 0, printed
+    assert emulator.report().credits_used == 1
+
+
+def test_an_id_kept_in_the_reserve_goes_back_only_to_the_send_it_answers(
+    tmp_path: Path,
+) -> None:
+    """Ids the journal refused are kept in the reserve's head (past a record a crash cut
+    short) and survive its release; the next opening takes each back for a row still
+    waiting for it (`submitting`, or `uncertain` with no id) from the same send, not
+    one sent again since, says so, and makes the reserve whole again."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    out = tmp_path / "out"
+    rows = load_catalog(catalog).rows
+    reserve = out / RESERVE_NAME
+    with Journal.open(out, meta={}, rows=rows) as journal:
+        for row in (1, 2, 3):
+            journal.sending(row)
+        assert journal.rescue(1, "p1")
+        cut = reserve.read_bytes().index(b"\0")
+        overwrite(reserve, cut, b'{"row":2,"se')  # a crash mid-write
+        assert journal.rescue(2, "p2")
+        assert journal.rescue(3, "p3")
+        journal.ended(2, "uncertain", "SubmissionUncertain", "stopped mid-POST")
+        journal.reset([3])
+        journal.sending(3)  # sent again: "p3" answered the send before
+        assert journal.release_reserve()
+        assert reserve.stat().st_size < RESERVE_BYTES
+    assert [(r.row, r.prediction_id) for r in kept(out)] == [(1, "p1"), (2, "p2"), (3, "p3")]
+    with Journal.open(out, meta={}, rows=rows) as journal:
+        states = {r.row: (r.state, r.prediction_id) for r in journal.records()}
+        edits = journal.edits
+    assert states == {1: ("submitted", "p1"), 2: ("submitted", "p2"), 3: ("submitting", None)}
+    assert [e.split(",")[0] for e in edits] == ["line 2: prediction p1", "line 3: prediction p2"]
+    assert kept(out) == []
+    assert reserve.stat().st_size == RESERVE_BYTES

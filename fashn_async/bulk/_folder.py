@@ -4,8 +4,10 @@
   folder is refused (:class:`JournalBusyError`); the kernel releases it on any exit,
   ``kill -9`` included. The file stays: deleting a lock file others may wait on is unsafe.
 - ``.journal.reserve``: :data:`RESERVE_BYTES` kept free for the journal; a job stopped
-  by a full disk deletes it (:func:`release_reserve`) so that it can still record its
-  stop, and the next run makes it again.
+  by a full disk frees all but its head (:func:`release_reserve`) so that it can still
+  record its stop, and the next run makes it whole again. The head
+  (:data:`RESCUE_BYTES`) holds the prediction ids the journal itself refused
+  (:mod:`fashn_async.bulk._rescue`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fashn_async.errors import ConfigurationError
 __all__ = [
     "EARLIER_JOB_FILES",
     "LOCK_NAME",
+    "RESCUE_BYTES",
     "RESERVE_BYTES",
     "RESERVE_NAME",
     "lock",
@@ -33,12 +36,19 @@ LOCK_NAME: Final = ".journal.lock"
 RESERVE_NAME: Final = ".journal.reserve"
 #: Bytes kept free for the journal: enough for a stop to record every row's state.
 RESERVE_BYTES: Final = 256 * 1024
+#: The reserve's head, which releasing it keeps: written in place, it takes prediction
+#: ids on a disk too full for the journal.
+RESCUE_BYTES: Final = 16 * 1024
 
 
 def release_reserve(directory: Path) -> bool:
-    """Free the reserve file's space; False when there was none."""
+    """Free the reserve's space but its head (:data:`RESCUE_BYTES`); False when there
+    was none to free."""
+    path = directory / RESERVE_NAME
     try:
-        (directory / RESERVE_NAME).unlink()
+        if path.stat().st_size <= RESCUE_BYTES:
+            return False
+        os.truncate(path, RESCUE_BYTES)
     except OSError:
         return False
     return True

@@ -11,30 +11,32 @@ Every kind of stop leaves the journal matching the server, row by row:
 - :meth:`BulkJob.interrupt` (Ctrl-C): running predictions are canceled on the server
   and their rows recorded ``canceled`` (a re-run sends them again), or with
   ``leave_running`` left running for a later run to collect;
-- a journal write that fails (a full disk): the job stops as if interrupted, after
-  freeing the journal's reserve so that the stop can still be recorded; the POST whose
-  ``submitting`` write failed is never sent;
+- a journal write that fails (a full disk): the job stops as if interrupted: nothing
+  more is sent (the POST whose ``submitting`` write failed never goes out), the
+  downloads stop first (:meth:`Downloads.stop`), and only once nothing of theirs writes
+  is the journal's reserve freed, so that the stop can still be recorded; a prediction
+  id the journal refuses even then is kept in the reserve's head
+  (:meth:`Journal.rescue`), and the journal takes it back before anything is sent;
 - out of credits: nothing more is sent; rows not sent stay ``pending``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 
 import anyio
-import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from fashn_async._batch import Batch
 from fashn_async._client import AsyncFashn
 from fashn_async._models import Prediction, Request
 from fashn_async._redact import safe_repr
-from fashn_async._results import BatchResult, TryOnResult
-from fashn_async._sources import in_worker
+from fashn_async._results import BatchResult
 from fashn_async.bulk._catalog import Catalog
+from fashn_async.bulk._downloads import Downloads, Save
 from fashn_async.bulk._journal import Journal
 from fashn_async.bulk._outcome import (
     CANCELED_BY_STOP,
@@ -46,21 +48,11 @@ from fashn_async.bulk._outcome import (
     failure_outcome,
 )
 from fashn_async.bulk._reconcile import pace_restart, reconcile, settle, uncertain_note
-from fashn_async.bulk._rows import JournalWriteError, RowRecord, State, disk_failure
-from fashn_async.bulk._thumbs import thumbnail
+from fashn_async.bulk._rows import JournalWriteError, RowRecord, State
 from fashn_async.bulk._writes import JournalWrites
-from fashn_async.errors import FashnError, OutOfCreditsError
+from fashn_async.errors import EventHookError, OutOfCreditsError
 
 __all__ = ["BulkJob"]
-
-
-@attrs.frozen
-class _Save:
-    row: int
-    key: str
-    prediction_id: str
-    outputs: tuple[str, ...]
-    result: BatchResult | None = None
 
 
 class BulkJob:
@@ -97,7 +89,11 @@ class BulkJob:
         self._batch: Batch | None = None  # the batch of the current round
         self._interrupted = False
         self._stopped: str | None = None
-        self._writes = JournalWrites(journal, self._stop_for_disk)
+        self._writes = JournalWrites(self._stop_for_disk)
+        self._downloads = Downloads(
+            journal, self._writes, options, note=display.note, line=self._line, move=self._move
+        )
+        self._freed = False  # the reserve, for the records of a disk stop
         self._stopped_running = 0
 
     @safe_repr
@@ -119,14 +115,25 @@ class BulkJob:
 
     def _stop_for_disk(self) -> None:
         self._stopped = "disk"
-        self._stop()
+        if not self._downloads.stop():  # else once they have stopped
+            self._free_and_stop()
+
+    def _free_and_stop(self) -> None:
+        """After a disk problem, once nothing else of ours writes: free the reserve for
+        the stop's records, and stop."""
+        if self._problem is not None and not self._freed:
+            self._freed = True
+            self._journal.release_reserve()
+            self._stop()
 
     def _stop(self) -> None:
         if not self._options.leave_running:
             running = [
                 row
                 for row, state in self._states.items()
-                if state == State.SUBMITTED and row not in self._gave_up
+                if state == State.SUBMITTED
+                and row not in self._gave_up
+                and not self._writes.waits(row)  # its id not written yet: nothing to mark
             ]
             if not self._writes(self._journal.request_cancel, running) and self._batch:
                 # The journal cannot record the cancels: leave them running, so that its
@@ -156,7 +163,7 @@ class BulkJob:
             outcome = "disk"
         finally:  # plain calls: nothing here can be canceled
             self._settle()
-            self._writes(self._journal.end_run, run, outcome)
+            self._writes(self._journal.end_run, run, outcome, rows=())
         counts = self._journal.counts()
         # The last progress line shows what the journal holds, as the summary does (a
         # stop may have failed to record what the display counted).
@@ -243,19 +250,18 @@ class BulkJob:
                 stopping = self._interrupted or self._problem is not None
                 canceling = stopping and not self._options.leave_running
                 write = functools.partial(self._journal.submitted, canceling=canceling)
-                self._writes(write, order[index], prediction_id)
+                if not self._writes(write, order[index], prediction_id):
+                    self._rescue(order[index], prediction_id)
                 self._move(order[index], State.SUBMITTED)
 
-        send, receive = anyio.create_memory_object_stream[_Save](math.inf)
+        send, receive = anyio.create_memory_object_stream[Save](math.inf)
         async with anyio.create_task_group() as tg:
-            for _ in range(self._options.downloads):
-                tg.start_soon(self._saver, receive.clone())
-            receive.close()
+            self._downloads.start(tg, receive, then=self._free_and_stop)
             async with send:
                 for record in saves:
                     assert record.prediction_id is not None
                     pid, outputs = record.prediction_id, tuple(record.outputs)
-                    await send.send(_Save(record.row, record.key, pid, outputs))
+                    await send.send(Save(record.row, record.key, pid, outputs))
                 if not (polls or sends):
                     return False
                 batch = self._client.batch(
@@ -272,8 +278,8 @@ class BulkJob:
                             row = order[result.index]
                             if result.ok:
                                 save = self._completed(row, result)
-                                if save is not None:
-                                    await send.send(save)
+                                if save is not None and self._problem is None:
+                                    await send.send(save)  # (else the downloads stop)
                             else:
                                 again |= self._failed(row, result)
                 except OutOfCreditsError as error:
@@ -282,11 +288,20 @@ class BulkJob:
                         f"the job stopped submitting: {error.message}. Rows not sent stay "
                         "pending; add credits and run the same command again to resume."
                     )
+                except EventHookError as error:
+                    if self._problem is None or not isinstance(error.__cause__, JournalWriteError):
+                        raise
+                    # A `submitting` write refused: the batch stopped sending. Its
+                    # predictions are left (or canceled) only once the downloads have
+                    # stopped and the reserve is freed: then the stop cancels this wait.
+                    await anyio.sleep_forever()
         return again
 
     async def _sending(self, row: int) -> None:
         """Write ``submitting`` in a worker thread (the fsync off the event loop, while
         the submit grant waits); raising keeps the POST from going out."""
+        if self._problem is not None:  # a disk stop under way: nothing more goes out
+            raise JournalWriteError(self._problem)
         try:
             await self._journal.sending_off_loop(row)
         except JournalWriteError as error:
@@ -297,12 +312,22 @@ class BulkJob:
             raise
         self._move(row, State.SUBMITTING)
 
-    def _completed(self, row: int, result: BatchResult) -> _Save | None:
+    def _rescue(self, row: int, prediction_id: str) -> None:
+        """The journal refused the row's prediction id: keep it where the next run finds
+        it, or else name it, so that a person can still collect it."""
+        if not self._journal.rescue(row, prediction_id):
+            self._display.note(
+                f"line {self._line(row)}: prediction {prediction_id} was created, but the "
+                "disk refused to record its id; it may be charged: collect it by that id "
+                "(the row is not sent again unless asked, --resend-uncertain)"
+            )
+
+    def _completed(self, row: int, result: BatchResult) -> Save | None:
         assert result.prediction_id is not None
         self._move(row, State.COMPLETED)
         if not self._writes(self._journal.completed, row, result.prediction_id, result.output):
             return None
-        return _Save(row, self._key(row), result.prediction_id, result.output, result)
+        return Save(row, self._key(row), result.prediction_id, result.output, result)
 
     def _failed(self, row: int, result: BatchResult) -> bool:
         """Record a result that is not a success (see :func:`failure_outcome`); True
@@ -350,44 +375,14 @@ class BulkJob:
             self._display.note(f"line {self._line(row)}: {state}: {name}: {message}")
         return False
 
-    async def _saver(self, receive: MemoryObjectReceiveStream[_Save]) -> None:
-        out = self._options.out
-        async with receive:
-            async for save in receive:
-                if self._writes.problem is not None:  # the freed reserve is the journal's
-                    return  # (the row stays completed: the next run downloads it)
-                try:
-                    if save.result is not None:
-                        paths = await save.result.save(out, stem=save.key)
-                    else:
-                        result = TryOnResult(id=save.prediction_id, output=save.outputs)
-                        paths = await result.save(out, stem=save.key)
-                except (FashnError, OSError) as error:
-                    problem = disk_failure(error)
-                    if problem is not None:
-                        self._writes.failed(JournalWriteError(f"cannot write to {out}: {problem}"))
-                        return
-                    text = getattr(error, "message", None) or str(error)
-                    name = getattr(error, "name", None) or type(error).__name__
-                    self._writes(self._journal.note_error, save.row, name, text)
-                    line = self._line(save.row)
-                    self._display.note(f"line {line}: download failed, re-run to retry: {text}")
-                    continue
-                if not self._writes(self._journal.saved, save.row, [p.name for p in paths]):
-                    return
-                self._move(save.row, State.DONE)
-                if self._options.thumbnails and self._writes.problem is None:
-                    for path in paths:  # for the report, while there is time
-                        try:
-                            await in_worker(thumbnail, path, out)
-                        except OSError:  # a preview is not worth stopping for
-                            break
-
     # -- after ----------------------------------------------------------------------
 
     def _settle(self) -> None:
         """Write down what a stop left behind (runs after any stop, plain calls only)."""
+        self._free_and_stop()  # (done already, unless no round ran)
         self._writes.retry()
+        with contextlib.suppress(JournalWriteError):  # else the next run takes them
+            self._journal.take_rescued()  # the ids it refused, if it takes them now
         try:
             self._settle_rows()
         except JournalWriteError as error:

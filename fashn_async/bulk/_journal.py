@@ -23,7 +23,10 @@ settings under the same journal is refused, with the reason.
 
 A write that fails (a full or broken disk) raises :class:`JournalWriteError`. The folder
 keeps a small reserve file (``.journal.reserve``) that :meth:`Journal.release_reserve`
-deletes, so that a job stopped by a full disk still has room to record its stop.
+frees, so that a job stopped by a full disk still has room to record its stop; a
+prediction id the journal refused all the same is kept in the reserve's head
+(:meth:`Journal.rescue`) and taken back (:meth:`Journal.take_rescued`) before anything
+is sent again.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from fashn_async.bulk._edits import canonical_json
 from fashn_async.bulk._folder import lock as hold
 from fashn_async.bulk._folder import refuse_an_orphaned_job, release_reserve, reserve
 from fashn_async.bulk._opening import JournalOpening
+from fashn_async.bulk._rescue import forget, keep, kept, taken_note
 from fashn_async.bulk._rows import (
     COLUMNS,
     SCHEMA,
@@ -108,6 +112,8 @@ class Journal(JournalOpening):
         """
         try:
             return cls._open(directory, meta, rows)
+        except JournalWriteError as exc:  # taking back the ids the last run kept aside
+            raise ConfigurationError(f"{exc.message}; free some space") from None
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise ConfigurationError(
@@ -148,7 +154,9 @@ class Journal(JournalOpening):
                 db.executescript(SCHEMA)
                 if known:
                     journal._check(known, meta)
+                    taken = journal.take_rescued()  # before the reserve is made whole
                     journal._sync(rows)
+                    journal.edits += [taken_note(journal.catalog.get(r), p) for r, p in taken]
                 else:
                     journal._create(meta, rows)
                 reserve(directory)
@@ -161,8 +169,21 @@ class Journal(JournalOpening):
         return journal
 
     def release_reserve(self) -> bool:
-        """Free the reserve file's space for the journal; False when there was none."""
+        """Free the reserve file's space for the journal (but its head, where
+        :meth:`rescue` writes); False when there was none to free."""
         return release_reserve(self.path.parent)
+
+    def rescue(self, row: int, prediction_id: str) -> bool:
+        """Keep the id of the prediction ``row``'s last POST created, which the journal
+        refused to record, in the reserve's head (written in place: no new space
+        needed), for :meth:`take_rescued`; False when even that failed."""
+        try:
+            with self.guard:
+                found = self._db.execute("SELECT sends FROM rows WHERE row = ?", (row,))
+                sends = found.fetchone()
+                return sends is not None and keep(self.path.parent, row, sends[0], prediction_id)
+        except sqlite3.Error:
+            return False
 
     def close(self) -> None:
         """Close the database and let another job have the folder."""
@@ -336,6 +357,34 @@ class Journal(JournalOpening):
             self._db.executemany(
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
             )
+
+    @writes
+    def take_rescued(self) -> list[tuple[int, str]]:
+        """Record the prediction ids :meth:`rescue` kept, then forget them; returns the
+        ``(row, prediction id)`` recorded.
+
+        A row takes its id back only while it is still waiting for it: ``submitting``,
+        or ``uncertain`` with no id, and not sent again since (the same count of POSTs).
+        It becomes ``submitted``: polled by its id, never sent again.
+        """
+        rescued = kept(self.path.parent)
+        if not rescued:
+            return []
+        taken = []
+        with self._transaction():
+            for r in rescued:
+                cursor = self._db.execute(
+                    "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
+                    "error_name = NULL, error_message = NULL, finished_at = NULL, "
+                    "cancel_requested = 0 WHERE row = ? AND sends = ? AND prediction_id IS NULL "
+                    "AND state IN (?, ?)",
+                    (State.SUBMITTED, r.prediction_id, time.time(), r.row, r.sends,
+                     State.SUBMITTING, State.UNCERTAIN),
+                )  # fmt: skip
+                if cursor.rowcount:
+                    taken.append((r.row, r.prediction_id))
+        forget(self.path.parent)  # recorded, or stale (the row went on without it)
+        return taken
 
     @writes
     def begin_run(self) -> int:
