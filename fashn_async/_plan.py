@@ -66,13 +66,16 @@ SURPRISED = 0.5
 #: costs little lag, and a poll more for each prediction of a fast class crowds a busy
 #: status budget.
 SURPRISED_FROM = 4.0
-#: A class that has seen fewer completions than this is young: its low end may be
-#: learned far too high, its first completions having all come late by chance (the
-#: lowest of n draws from a density that rises from its start lies about 1 / sqrt(n) of
-#: the spread above that start). A young class's first poll planned more than
-#: YOUNG_FROM spacings after submission lands earlier by 1 / sqrt(n + 1) of its time, n
-#: the completions seen (at least one: before any, the prior is all there is), and the
+#: A class that remembers fewer completions than this (and than ``Polling.memory``,
+#: which would keep it young for good) is young: its low end may be learned far too
+#: high, its first completions having all come late by chance. A young class's first
+#: poll planned more than YOUNG_FROM spacings after submission lands earlier by
+#: 1 / sqrt(n + 1) of its time, n the completions remembered (at least one: before any,
+#: the prior is all there is), but not before SURPRISED_FROM spacings, and the
 #: prediction crosses what is left below the low end with a poll every MIN_GAP spacings.
+#: (1 / sqrt(n): how far above its start the lowest of n draws lies, as a share of the
+#: spread, for a density that rises gently from its start; 1 / (n + 1) for one that
+#: starts sharply, the safer of the two for the lag, the dearer in polls.)
 #: Nearer first polls are left: there the poll more costs more than it saves (at 5-11 s,
 #: 5-10 % more status calls for a tenth of a second of lag in a few seeds of a hundred).
 YOUNG = 24
@@ -178,9 +181,11 @@ class PollPlan:
             due = max(first + self._dither * gap, gap / 2)
             if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)
+            young = 0 < model.samples < min(YOUNG, model.polling.memory)
+            self._young = False  # (planned again: as the class is now)
             if model.surprised and due > SURPRISED_FROM * gap:
                 due = SURPRISED * due  # first polls find them done: look much earlier
-            elif 0 < model.samples < YOUNG and due > YOUNG_FROM * gap:
+            elif young and due > YOUNG_FROM * gap:
                 # A young class's low end may be far too high: land early, then cross.
                 self._young = True
                 early = due * (1.0 - 1.0 / math.sqrt(model.samples + 1))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import http.client
+import io
 import json
 import os
 import sqlite3
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import yarl
+from rich.console import Console
 
 from fashn_async import TryOnRequest
 from fashn_async._payload import prepare_request
-from fashn_async.testing import sample_image
+from fashn_async.bulk import JobOptions
+from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.testing import Emulator, sample_image
 from fashn_async.testing._state import payload_digest
 
 KEY = "bulk-test-key"
@@ -155,3 +159,18 @@ def run_cli(
         cwd=cwd,
         check=False,
     )
+
+
+async def rerun(emulator: Emulator, catalog: Path, out: Path) -> tuple[int, str]:
+    """Run the bulk job on ``catalog`` into ``out`` again, as a person would after a
+    stop: (exit code, what it printed)."""
+    buffer = io.StringIO()
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="lines",
+        report=False,
+    )
+    return await run_batch(settings, Console(file=buffer, width=300)), buffer.getvalue()

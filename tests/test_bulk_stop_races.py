@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import io
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -17,18 +16,16 @@ from typing import Any
 
 import anyio
 import pytest
-from rich.console import Console
 
 from fashn_async import AsyncFashn, _outputs
 from fashn_async._atomic import overwrite
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog
-from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._folder import RESERVE_BYTES, RESERVE_NAME
 from fashn_async.bulk._rescue import kept
 from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.bulk._writes import JournalWrites
 from fashn_async.testing import Emulator
-from tests.bulk_support import read_manifest, write_catalog
+from tests.bulk_support import read_manifest, rerun, write_catalog
 
 
 class _Display:
@@ -43,19 +40,6 @@ class _Display:
 
 def _meta(emulator: Emulator) -> dict[str, str | None]:
     return {"base_url": emulator.url, "model_name": None, "output_format": None}
-
-
-async def _rerun(emulator: Emulator, catalog: Path, out: Path) -> tuple[int, str]:
-    buffer = io.StringIO()
-    settings = BatchSettings(
-        catalog=catalog,
-        options=JobOptions(out=out),
-        api_key=emulator.api_key,
-        base_url=emulator.url,
-        display="lines",
-        report=False,
-    )
-    return await run_batch(settings, Console(file=buffer, width=300)), buffer.getvalue()
 
 
 class _HeldAtTheDoor:
@@ -146,7 +130,7 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
     assert not states & {"submitting", "uncertain"}, [(r.row, r.state) for r in records]
     sent = [r for r in records if r.prediction_id is not None]
     assert len(emulator.report().accepted) == len(sent)  # the held row's POST never went out
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     assert {e["status"] for e in read_manifest(out)} == {"done"}
     report = emulator.report()
@@ -243,7 +227,7 @@ async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
         if record.state in ("submitting", "uncertain"):
             assert record.row in rescued, (record, rescued)
     canceled = sum(r.state == "canceled" for r in records)
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     assert {e["status"] for e in read_manifest(out)} == {"done"}
     report = emulator.report()
@@ -329,7 +313,7 @@ async def test_a_disk_stop_frees_the_reserve_only_once_no_download_writes(
     assert summary.stopped == "disk"
     assert seen == [(False, [])]
     monkeypatch.undo()
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     assert emulator.report().credits_used == 1
 

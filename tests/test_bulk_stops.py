@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import sqlite3
 import subprocess
@@ -14,12 +13,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from fashn_async import AsyncFashn, RetryPolicy
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
-from fashn_async.bulk._command import BatchSettings, _summarize, run_batch
+from fashn_async.bulk._command import _summarize
 from fashn_async.bulk._outcome import JobSummary
 from fashn_async.bulk._report import render_report
 from fashn_async.bulk._rescue import keep
@@ -30,6 +28,7 @@ from tests.bulk_support import (
     KEY,
     control,
     read_manifest,
+    rerun,
     run_cli,
     standalone_emulator,
     write_catalog,
@@ -76,19 +75,6 @@ async def _run_job(
     return summary.exit_code, summary.problem
 
 
-async def _rerun(emulator: Emulator, catalog: Path, out: Path) -> tuple[int, str]:
-    buffer = io.StringIO()
-    settings = BatchSettings(
-        catalog=catalog,
-        options=JobOptions(out=out),
-        api_key=emulator.api_key,
-        base_url=emulator.url,
-        display="lines",
-        report=False,
-    )
-    return await run_batch(settings, Console(file=buffer, width=300)), buffer.getvalue()
-
-
 async def test_ctrl_c_records_cancelled_rows_as_canceled(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -112,7 +98,7 @@ async def test_ctrl_c_records_cancelled_rows_as_canceled(
     not_done = page.split("<h2>Not done", 1)[1].split("<h2>All rows", 1)[0]
     assert not_done.count("badge canceled") == len(canceled)
 
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     report = emulator.report()
     assert report.credits_used == 12  # cancelled predictions are not charged
@@ -136,7 +122,7 @@ async def test_ctrl_c_whose_cancels_fail_loses_nothing_and_pays_once(
     assert all("sent a cancel" in (e.get("error_message") or "") for e in stopped), stopped
     assert emulator.report().cancels == []  # none reached the server
     emulator.clear_faults()
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     report = emulator.report()
     assert {e["status"] for e in read_manifest(out)} == {"done"}
@@ -248,7 +234,7 @@ async def test_a_disk_that_fills_mid_job_stops_it_cleanly(
         charged = {pid for pid, status in statuses.items() if status == "completed"}
         assert charged <= known  # every charged prediction is in the journal
         filler[0].unlink()
-        code, printed = await _rerun(emulator, catalog, out)
+        code, printed = await rerun(emulator, catalog, out)
         manifest = read_manifest(out)
     assert code == 0, printed
     assert "Canceled" not in printed
@@ -302,7 +288,7 @@ async def test_a_journal_that_fails_every_write_leaves_its_predictions_running(
     assert submitted
     statuses = emulator.report().statuses
     assert all(statuses[pid] != "canceled" for pid in submitted), statuses
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     # Rows whose "submitted" the disk refused had their ids kept in the reserve's head:
     # the re-run collects them too.
     assert code == 0, printed
@@ -359,7 +345,7 @@ async def test_cancels_the_journal_could_not_record_are_sent_again(
                 prediction = await client.submit(row.request)
                 journal.submitted(row.row, prediction.id)
                 await client.cancel(prediction.id)  # and the disk refused to record it
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     assert "Canceled" not in printed
     assert {e["status"] for e in read_manifest(out)} == {"done"}
@@ -370,11 +356,11 @@ async def test_an_unwritable_out_cannot_start(emulator: Emulator, tmp_path: Path
     """--out under a file, or on a read-only file system: 'cannot start', exit 2."""
     catalog = write_catalog(tmp_path, 2, models=2)
     (tmp_path / "a-file").write_text("x")
-    code, printed = await _rerun(emulator, catalog, tmp_path / "a-file" / "results")
+    code, printed = await rerun(emulator, catalog, tmp_path / "a-file" / "results")
     assert code == 2
     assert printed.startswith("cannot start: cannot write to ")
     with _small_disk(tmp_path / "ro", "1m", "ro") as readonly:
-        code, printed = await _rerun(emulator, catalog, readonly / "results")
+        code, printed = await rerun(emulator, catalog, readonly / "results")
     assert code == 2
     assert "cannot start" in printed
     assert "read-only" in printed
@@ -393,7 +379,7 @@ async def test_a_restart_after_kill_9_draws_no_429(emulator: Emulator, tmp_path:
                 journal.sending(row.row)  # then kill -9: the POST lands, no answer read
                 assert row.request is not None
                 await client.submit(row.request)
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     report = emulator.report()
     assert sum(report.rejected.values()) == 0, report.rejected
     assert code == 1  # the six are uncertain, not re-sent
@@ -502,7 +488,7 @@ async def test_an_edited_canceled_row_is_sent_and_recorded_with_its_new_values(
     text = catalog.read_text(encoding="utf-8")
     assert "sku-1,images/model_0.png,images/garment_0.png,tops" in text
     catalog.write_text(text.replace("garment_0.png,tops", f"garment_0.png,{category}", 1))
-    code, printed = await _rerun(emulator, catalog, out)
+    code, printed = await rerun(emulator, catalog, out)
     if category == "hats":  # the edit is invalid: nothing sent, the old values kept
         assert "changed after it was sent (canceled)" in printed
         assert "the new ones are not sent: category: must be one of" in printed

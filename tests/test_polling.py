@@ -339,6 +339,23 @@ def test_a_class_past_young_or_a_near_first_poll_is_not_brought_forward() -> Non
         assert (first < planned - 1.0) is young, (low, n, first, planned)
 
 
+def test_a_memory_below_young_does_not_keep_a_class_young() -> None:
+    """With ``Polling(memory=10)`` a class never remembers 24 completions: once it
+    remembers 10 (its memory full), its first polls are planned as for a class past
+    young, not brought forward for good (the third break-it helper: 20-40 s calls 1.12 x
+    the goal, every seed over)."""
+    polling = Polling(explore=0.0, memory=10)
+    model = CompletionModel(polling, prior_for(TRYON, polling))
+    rng = random.Random(4)
+    for _ in range(30):
+        done = rng.uniform(30.0, 60.0)
+        model.observe(done - 0.95, done)
+    assert model.samples == 10
+    assert model.ends is not None
+    planned = min(model.quantile(FIRST), model.ends[0]) + 0.95
+    assert PollPlan(model, random.Random(0)).next_poll(0.95) == pytest.approx(planned)
+
+
 #: Seeds of simulate() whose first completions came late by chance (the low end learned
 #: far too high): p95 lag after the 12th was 1.1-6.2 s before young classes' first polls
 #: landed early.
