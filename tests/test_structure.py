@@ -51,6 +51,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "_limits",
             "_inflight",
             "_coordination._scripts",
+            "_coordination._probation",
             "_coordination._link",
             "_coordination._window",
             "_coordination._leases",

@@ -124,7 +124,7 @@ class Coordinator:
         if link.state != "new":
             raise ClientClosedError("a client can be opened only once")
         try:
-            link.peers, _ = await self._beat()
+            link.peers, _, marked = await self._beat()
         except RedisError as exc:
             link.state = "closed"
             await link.redis.aclose()
@@ -132,6 +132,7 @@ class Coordinator:
                 f"cannot reach Redis at {link.url} to share the limits: {exc}"
             ) from exc
         link.state = "open"
+        link.marked(marked)  # (others on probation: so is this one, from the start)
         try:  # (each learns the epoch of its data: lost later, it knows at once)
             await self._check_epochs()
         except RedisError as exc:
@@ -188,9 +189,14 @@ class Coordinator:
     # -- Redis away and back -----------------------------------------------------------
 
     def _go_local(self) -> None:
-        """Redis stopped answering: every limiter keeps to its local share."""
+        """Redis stopped answering, or went on probation: every limiter keeps to its
+        local share. On probation, a window's first two holds too: each other client
+        learns of it at its next heartbeat (this one's marks it in Redis at its next)
+        and keeps to its share from then on."""
+        link = self.link
+        extra = 2 * link.hold if link.on_probation else 0.0
         for limiter, store in self._windows:
-            store.go_local(self.link.peers)
+            store.go_local(link.peers, extra=extra)
             limiter.wake()
         for slots in self._slots:
             slots.go_local(self.link.peers)
@@ -203,13 +209,16 @@ class Coordinator:
         for slots in self._slots:
             await slots.check()
 
-    async def _beat(self) -> tuple[int, bool]:
-        """Renew; how many clients are alive, and whether Redis still knew this one."""
+    async def _beat(self) -> tuple[int, bool, float]:
+        """Renew, and mark this client's probation; how many clients are alive, whether
+        Redis still knew this one, and the key's probation left (seconds, 0: none)."""
         held = [lease for slots in self._slots for lease in slots.held]
-        args = [round(self.config.lease_ttl * 1e6), self.link.owner, *held]
-        keys = [self.key("leases"), self.key("members")]
-        peers, known = await self.link.call(_scripts.HEARTBEAT, keys, args)
-        return max(int(peers), 1), bool(known)
+        link = self.link
+        args = [round(self.config.lease_ttl * 1e6), link.owner]
+        args += [round(link.probation_left() * 1e6), *held]
+        keys = [self.key("leases"), self.key("members"), self.key("probation")]
+        peers, known, marked = await link.call(_scripts.HEARTBEAT, keys, args)
+        return max(int(peers), 1), bool(known), int(marked) / 1e6
 
     async def _heartbeats(self) -> None:
         """Renew membership and leases; while Redis is away, try to rejoin.
@@ -217,25 +226,27 @@ class Coordinator:
         A Redis that forgot this client (restarted between two calls, say) is told this
         process's grants of the last window again, as on a rejoin; one that lost a
         window's log or the leases (a new epoch, :meth:`RedisWindow.check`) holds every
-        grant or slot until every live process has written its own back.
+        grant or slot until every live process has written its own back. On probation
+        (``_probation``: Redis flapped) it goes on writing them back and checking, and
+        rejoins once the probation has run out (here and in Redis's mark).
         """
         link = self.link
         while True:
             await anyio.sleep(self.heartbeat)
             try:
-                peers, known = await self._beat()
+                peers, known, marked = await self._beat()
                 if not known:  # (Redis lost this client: restarted, flushed, evicted)
                     link.data_lost()
                 if not link.online or not known:
                     for _, store in self._windows:
                         await store.replay()
-                if link.online:
-                    await self._check_epochs()
+                await self._check_epochs()
             except RedisError as exc:
                 link.lost(exc)
                 continue
             link.count(peers, settled=True)
-            if not link.online:
+            link.marked(marked)
+            if not link.online and not link.on_probation:
                 link.online = True
                 logger.warning("Redis at %s answers again; limits are shared again", link.url)
                 for limiter, store in self._windows:

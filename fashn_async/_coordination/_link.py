@@ -21,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from fashn_async._coordination import _scripts
+from fashn_async._coordination._probation import Probation
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async.errors import ClientClosedError, ConfigurationError
 
@@ -33,6 +34,13 @@ logger = logging.getLogger("fashn_async")
 
 #: Redis calls retried by the client itself before Redis counts as gone.
 _RETRIES = 2
+#: The first probation (:mod:`._probation`), in holds: 10 (2 minutes by default, two
+#: submit windows). A restart or a flush loses each piece of data once; the same piece
+#: lost again within it is a Redis that cannot keep the data. Losses further apart
+#: each cost a hold (at most a tenth of the time) and are shared through.
+_PROBATION_HOLDS = 10
+#: The longest probation, in first ones (16 minutes by default).
+_PROBATION_CAP = 8
 
 
 class Settings(Protocol):
@@ -97,8 +105,13 @@ class Link:
         #: Loop time Redis was last found to have lost data (:meth:`data_lost`).
         self.lost_at = -math.inf
         self.state: Literal["new", "open", "closed"] = "new"
-        #: Called once when Redis stops answering (the coordinator moves to local shares).
+        #: Called once when Redis stops answering or goes on probation (the coordinator
+        #: moves to local shares).
         self.on_lost: Callable[[], None] = lambda: None
+        #: Whether Redis, though it answers, flapped: then :attr:`online` stays False.
+        self.probation = Probation(
+            _PROBATION_HOLDS * self.hold, _PROBATION_HOLDS * _PROBATION_CAP * self.hold
+        )
         self._clock = clock
         # Raised outside the except blocks: redis-py's errors may quote the URL.
         problem = None
@@ -123,7 +136,7 @@ class Link:
 
     @safe_repr
     def __repr__(self) -> str:
-        return f"<Link {self.url} {self.state} online={self.online}>"
+        return f"<Link {self.url} {self.state} online={self.online} {self.probation!r}>"
 
     @property
     def hold(self) -> float:
@@ -144,9 +157,61 @@ class Link:
         else:
             self.peers = max(self.peers, live, 1)
 
-    def data_lost(self) -> None:
-        """Redis lost data (a new epoch, or this client no longer known to it)."""
-        self.lost_at = asyncio.get_running_loop().time()
+    @property
+    def on_probation(self) -> bool:
+        """Whether Redis, though it may answer, is not used for grants (it flapped)."""
+        return self.probation.active(asyncio.get_running_loop().time())
+
+    def probation_left(self) -> float:
+        """Seconds this client's probation has still to run (0: none)."""
+        return max(self.probation.until - asyncio.get_running_loop().time(), 0.0)
+
+    def data_lost(self, what: str | None = None) -> None:
+        """Redis lost data: ``what`` (a new epoch of it), or this client (``None``: no
+        longer known to it). A loss of ``what`` is logged, unless on probation, and
+        begins one when it is the second within a period."""
+        now = self.lost_at = asyncio.get_running_loop().time()
+        if what is None:
+            return
+        quiet = self.on_probation
+        since = self.probation.trouble(what, now)
+        if since is not None:
+            self._suspend(f"lost {what} again {since:.1f} s after the last time")
+        elif not quiet:
+            logger.warning(
+                "Redis at %s lost %s (a restart, a flush, an eviction): nothing is "
+                "granted from it for %.1f s while every process writes its own back",
+                self.url,
+                what,
+                self.hold,
+            )
+
+    def marked(self, left: float) -> None:
+        """Another client put Redis on probation, ``left`` seconds more (its heartbeat's
+        mark in Redis): so does this one, or its grants through Redis and the others'
+        local shares could add up to more than the limit."""
+        if left > 0 and self.state == "open":
+            now = asyncio.get_running_loop().time()
+            if self.probation.join(now + left, now):
+                self._suspend("is on probation for another client of this API key")
+
+    def _suspend(self, reason: str) -> None:
+        """Begin a probation: grants from the local share, as while Redis is away."""
+        was_online, self.online = self.online, False
+        logger.warning(
+            "Redis at %s %s (a tiny maxmemory evicting keys? repeated flushes or "
+            "restarts?): on probation for %.0f s; each of the %d clients of this API key "
+            "keeps to a 1/%d share of the limits, starting after one window and %.0f s "
+            "without grants, until Redis has kept its data and answered that long",
+            self.url,
+            reason,
+            self.probation.period,
+            self.peers,
+            self.peers,
+            2 * self.hold,
+        )
+        if was_online:
+            self.on_lost()
 
     def key(self, name: str) -> str:
         """The Redis key ``name`` of this API key."""
@@ -171,8 +236,19 @@ class Link:
             raise ClientClosedError("the client is not open: use `async with AsyncFashn(...)`")
 
     def lost(self, error: BaseException) -> None:
-        """Redis stopped answering: every limiter falls back to its local share."""
-        if not self.online or self.state != "open":
+        """Redis stopped answering: every limiter falls back to its local share (the
+        second time within a probation period, a probation begins)."""
+        if self.state != "open":
+            return
+        now = asyncio.get_running_loop().time()
+        if not self.online:
+            if self.on_probation:  # (Redis must answer for a whole period)
+                self.probation.trouble("answers", now)
+            return
+        since = self.probation.trouble("answers", now)
+        if since is not None:
+            why = f"stopped answering ({type(error).__name__}) again {since:.1f} s after"
+            self._suspend(f"{why} the last time")
             return
         self.online = False
         logger.warning(
@@ -212,17 +288,12 @@ class Epoch:
 
     def seen(self, epoch: object, *, forgot: bool) -> None:
         """Note a script's answer: the epoch, and whether the one known was lost (then
-        the link hears of it, and a warning is logged)."""
-        self.known = text(epoch)
-        if forgot:
-            self.link.data_lost()
-            logger.warning(
-                "Redis at %s lost %s (a restart, a flush, an eviction): nothing is "
-                "granted from it for %.1f s while every process writes its own back",
-                self.link.url,
-                self.what,
-                self.link.hold,
-            )
+        the link hears of it, and logs it). Two calls in flight at once (a grant and
+        the heartbeat's check) may both find the one known lost: one loss, heard once."""
+        epoch, known = text(epoch), self.known
+        self.known = epoch
+        if forgot and epoch != known:
+            self.link.data_lost(self.what)
 
     async def check(self, keys: list[str]) -> bool:
         """Whether the data at ``keys`` (it, and its pause or hold key) was lost since

@@ -210,21 +210,28 @@ return {0, ahead - math.max(free, 0) + 1, epoch, live}
 """
 )
 
-#: KEYS: leases, members. ARGV: ttl (us), owner, then the lease ids the owner holds.
-#: Renews the owner and its leases (putting back any that were lost). Returns how many
-#: owners are alive, and 1 if the owner was still known (0: Redis lost its data).
+#: KEYS: leases, members, probation-until. ARGV: ttl (us), owner, the caller's probation
+#: left (us, 0 if none), then the lease ids the owner holds.
+#: Renews the owner and its leases (putting back any that were lost), and extends the
+#: key's probation mark to the caller's. Returns how many owners are alive, 1 if the
+#: owner was still known (0: Redis lost its data), and the probation left (us, 0: none).
 HEARTBEAT = (
     _NOW
     + """
-local ttl = tonumber(ARGV[1])
+local ttl, probation = tonumber(ARGV[1]), tonumber(ARGV[3])
 local keep = math.ceil(ttl / 1000) * 2
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 local known = redis.call('ZSCORE', KEYS[2], ARGV[2]) and 1 or 0
 redis.call('ZADD', KEYS[2], int(now + ttl), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], keep)
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[i])
 end
-return {redis.call('ZCARD', KEYS[2]), known}
+local marked = tonumber(redis.call('GET', KEYS[3]) or '0')
+if probation > 0 and now + probation > marked then
+  marked = now + probation
+  redis.call('SET', KEYS[3], int(marked), 'PX', math.ceil(probation / 1000) + 1000)
+end
+return {redis.call('ZCARD', KEYS[2]), known, math.max(marked - now, 0)}
 """
 )

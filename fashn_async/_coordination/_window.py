@@ -274,10 +274,11 @@ class RedisWindow:
             self._share = None
         return self._share
 
-    def go_local(self, peers: int) -> None:
-        """Redis is gone: grant from a local share, after one window of nothing."""
+    def go_local(self, peers: int, *, extra: float = 0.0) -> None:
+        """Redis is gone: grant from a local share, after one window (and ``extra``
+        seconds) of nothing."""
         share = MemoryWindow(max(1, self.limit // peers), self.window)
-        share.pause(max(self.window, self._paused_until - self._now()))
+        share.pause(max(self.window + extra, self._paused_until - self._now()))
         self._share, self._share_until = share, math.inf
         self._refunds.clear()
         self._restamps.clear()
