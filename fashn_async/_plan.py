@@ -24,7 +24,7 @@ polls more than four spacings after submission land at half their time, so that 
 class relearns its low end from finds near it, not by one 12.5 % step per find (and a
 prediction that looked early crosses the rest of the stretch below the low end every
 two spacings rather than skipping it). A young class's (fewer than :data:`YOUNG`
-completions seen) first polls far from submission land early and cross what is left
+completions remembered) first polls far from submission land early and cross what is left
 below the low end sparsely: its first completions may all have come late by chance.
 While
 the first polls past a stretch held empty find predictions done far more often than
