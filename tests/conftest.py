@@ -1,4 +1,4 @@
-"""Fixtures: a real emulator on 127.0.0.1 and a client pointed at it.
+"""Fixtures: a real emulator on 127.0.0.1, a client pointed at it, and a real redis-server.
 
 ``@pytest.mark.emulator(**EmulatorConfig kwargs)`` and ``@pytest.mark.client(**AsyncFashn
 kwargs)`` configure them per test. All loop time is fast-forwarded (looptime), so the
@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
+from redis_support import RedisServer
 
 from fashn_async import AsyncFashn
 from fashn_async.testing import Emulator, EmulatorConfig
@@ -98,6 +100,24 @@ async def client(emulator: Emulator, request: pytest.FixtureRequest) -> AsyncIte
         api_key=emulator.api_key, base_url=emulator.url, **(marker.kwargs if marker else {})
     ) as fashn:
         yield fashn
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port (tests/redis_support.py)."""
+    with RedisServer.running() as server:
+        yield server
+
+
+@pytest.fixture
+async def peek(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A plain Redis client on ``redis_server``, strings decoded: to look at what the
+    coordinators wrote, or to lose it."""
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -72,23 +72,6 @@ def test_joining_another_client_s_probation() -> None:
     assert not probation.join(7.0, 1.0)  # (already on it: extended, not begun again)
     assert probation.until == 7.0
     assert not probation.join(3.0, 8.0)  # (a mark already run out)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port."""
-    with RedisServer.running() as server:
-        yield server
-
-
-@pytest.fixture
-async def peek(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    """A plain Redis client, to lose the clients' data."""
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -30,23 +30,6 @@ from fashn_async.errors import ClientClosedError, ConfigurationError, Coordinati
 from fashn_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.looptime(False)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port."""
-    with RedisServer.running() as server:
-        yield server
-
-
-@pytest.fixture
-async def peek(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    """A plain Redis client, to look at what the coordinators wrote."""
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -26,13 +25,6 @@ from fashn_async import AsyncFashn, Limits, Polling, RedisCoordination, TryOnReq
 from fashn_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.looptime(False)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port."""
-    with RedisServer.running() as server:
-        yield server
 
 
 SCALE = 0.04  # API seconds -> real seconds
