@@ -151,13 +151,14 @@ class PollPlan:
             previous = self.previous_gap if self.previous_gap is not None else gap
             return after + max(previous * polling.backoff, gap)  # (capped by next_poll)
         skip = likely >= after + gap
-        if skip and self.polls and model.surprised and model.cdf(after) < EPSILON:
-            # First polls surprise (completions come before the model's low end): one
-            # that looked early crosses what is left below the low end, not skips it.
+        # Polled, and still below the low end: what is left of it is crossed, not skipped,
+        # when first polls surprise (completions come before the model's low end), and
+        # sparsely up to where the first poll would have been when a young class's first
+        # poll landed early.
+        below = skip and self.polls > 0 and model.cdf(after) < EPSILON
+        if below and model.surprised:
             return after + LEARNING * gap
-        if skip and self._young and self.polls and model.cdf(after) < EPSILON:
-            # Its first poll landed early, its class young: cross what is left below the
-            # low end sparsely, up to where its first poll would have been.
+        if below and self._young:
             return min(after + MIN_GAP * gap, likely + gap)
         doubted = model.gaps_surprised  # polls past gaps find too many done
         if not skip and self.polls and not doubted:
