@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis_support import RedisServer
 
 from fashn_async import AsyncFashn, Limits, Polling, RedisCoordination, TryOnRequest
+from fashn_async._coordination._leases import local_room
 from fashn_async._coordination._probation import Probation
 from fashn_async.testing import Emulator, EmulatorConfig, EmulatorReport
 
@@ -74,18 +75,38 @@ def test_joining_another_client_s_probation() -> None:
     assert not probation.join(3.0, 8.0)  # (a mark already run out)
 
 
-@contextlib.asynccontextmanager
-async def clients(url: str, count: int) -> AsyncIterator[tuple[Emulator, list[AsyncFashn]]]:
-    """The emulator (the API's limits, time x25) and ``count`` clients sharing through
-    Redis (6 in flight in all, margin 30 ms of real time)."""
+def test_a_local_share_of_slots_leaves_what_the_others_hold_beyond_theirs() -> None:
+    """6 slots, 2 clients: 3 each, less what the other holds beyond its 3."""
+    assert local_room(3, 6, 0) == 3
+    assert local_room(3, 6, 3) == 3
+    assert local_room(3, 6, 5) == 1
+    assert local_room(3, 6, 6) == 0
+    assert local_room(1, 6, 9) == 0  # (a count with leases not yet expired: none)
+
+
+def client(emu: Emulator, url: str) -> AsyncFashn:
+    """A client of ``emu`` sharing through Redis at ``url`` (the API's limits, time x25, 6
+    in flight in all, margin 30 ms of real time)."""
     limits = Limits().scaled(SCALE)
     limits = Limits(submit=limits.submit, status=limits.status, in_flight=6, margin=0.03)
     coordination = RedisCoordination(url, **COORDINATION)  # type: ignore[arg-type]
-    async with Emulator(EmulatorConfig(time_scale=SCALE, seed=5)) as emu:
-        options = {"api_key": emu.api_key, "base_url": emu.url, "limits": limits}
-        options |= {"polling": Polling().scaled(SCALE), "coordination": coordination}
+    return AsyncFashn(
+        api_key=emu.api_key,
+        base_url=emu.url,
+        limits=limits,
+        polling=Polling().scaled(SCALE),
+        coordination=coordination,
+    )
+
+
+@contextlib.asynccontextmanager
+async def clients(
+    url: str, count: int, config: EmulatorConfig | None = None
+) -> AsyncIterator[tuple[Emulator, list[AsyncFashn]]]:
+    """The emulator (``config``: time x25, seed 5) and ``count`` clients (:func:`client`)."""
+    async with Emulator(config or EmulatorConfig(time_scale=SCALE, seed=5)) as emu:
         async with contextlib.AsyncExitStack() as stack:
-            started = [await stack.enter_async_context(AsyncFashn(**options)) for _ in range(count)]
+            started = [await stack.enter_async_context(client(emu, url)) for _ in range(count)]
             yield emu, started
 
 
@@ -235,3 +256,63 @@ async def test_a_client_that_starts_while_another_is_on_probation_is_on_it_too(
             await second.aclose()
     finally:
         await first.aclose()
+
+
+async def test_a_client_over_its_share_when_redis_goes_away_leaves_the_others_less(
+    redis_server: RedisServer,
+) -> None:
+    """One client holds 5 of the 6 slots, another 1, when Redis goes away: each keeps to a
+    3-slot share, but the second may not take 2 more while the first still holds its 5
+    (they outlive the window's pause: 100-120 API-s); nothing is refused for too many in
+    progress, and every try-on ends once Redis is back."""
+    config = EmulatorConfig(time_scale=SCALE, seed=5, latency=(100.0, 120.0))
+    async with clients(redis_server.url, 2, config) as (emu, [first, second]):
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
+            runs = [tg.create_task(saturate(emu, first, 5))]
+            while emu.report().in_progress < 5:
+                await asyncio.sleep(0.01)
+            runs.append(tg.create_task(saturate(emu, second, 4)))
+            while emu.report().in_progress < 6:
+                await asyncio.sleep(0.01)
+            redis_server.stop()
+            await asyncio.sleep(4.0)  # (the share's window, then 1.6 s of local slots)
+            assert emu.report().in_progress <= 6
+            redis_server.start()
+        report = emu.report()
+    assert [run.result() for run in runs] == [[True] * 5, [True] * 4]
+    assert report.rejected == {}
+    assert report.max_in_progress <= 6
+
+
+async def test_a_client_that_joins_a_probation_shrinks_the_others_shares(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """A client alone on probation keeps to its share of 1/1, the whole limit; one that
+    starts then takes 1/2, and the first's share shrinks to 1/2 at its next heartbeat:
+    nothing refused, never more than 25 in a window."""
+    async with clients(redis_server.url, 1) as (emu, [first]):
+        co = first._coordinator
+        assert co is not None
+
+        async def flap() -> None:  # (the submit log deleted every 0.3 s)
+            while not done.is_set():
+                await peek.delete(co.key("submit"))
+                await asyncio.sleep(0.3)
+
+        async def late() -> list[bool]:
+            while not co.link.on_probation:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)
+            async with client(emu, redis_server.url) as second:
+                return await saturate(emu, second, 40)
+
+        done = asyncio.Event()
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
+            tg.create_task(flap())
+            runs = [tg.create_task(saturate(emu, first, 60)), tg.create_task(late())]
+            await asyncio.wait(runs)
+            done.set()
+        report = emu.report()
+    assert [run.result() for run in runs] == [[True] * 60, [True] * 40]
+    assert report.rejected == {}
+    assert report.max_submissions_in_window <= 25

@@ -53,6 +53,7 @@ class Coordinator:
         self.horizon = 2 * request_timeout
         self.link = Link(config, api_key=api_key, clock=clock)
         self.link.on_lost = self._go_local
+        self.link.on_joined = self._reshare
         self.heartbeat = config.lease_ttl / 3
         self._windows: list[tuple[WindowLimiter, RedisWindow]] = []
         self._slots: list[SharedSlots] = []
@@ -124,7 +125,7 @@ class Coordinator:
         if link.state != "new":
             raise ClientClosedError("a client can be opened only once")
         try:
-            link.peers, _, marked = await self._beat()
+            link.peers, _, marked, leases = await self._beat()
         except RedisError as exc:
             link.state = "closed"
             await link.redis.aclose()
@@ -132,6 +133,7 @@ class Coordinator:
                 f"cannot reach Redis at {link.url} to share the limits: {exc}"
             ) from exc
         link.state = "open"
+        self._others_hold(leases)
         link.marked(marked)  # (others on probation: so is this one, from the start)
         try:  # (each learns the epoch of its data: lost later, it knows at once)
             await self._check_epochs()
@@ -201,6 +203,21 @@ class Coordinator:
         for slots in self._slots:
             slots.go_local(self.link.peers)
 
+    def _reshare(self) -> None:
+        """A client joined while each keeps to a local share (one that started during a
+        probation): every share shrinks to the new count's, or the shares would add up to
+        more than the limit once the newcomer's begins (after its window and two holds)."""
+        for _, store in self._windows:
+            store.reshare(self.link.peers)
+        for slots in self._slots:
+            slots.reshare(self.link.peers)
+
+    def _others_hold(self, leases: int) -> None:
+        """Redis counted ``leases`` live, this client's (just written back) included."""
+        mine = sum(slots.in_use for slots in self._slots)
+        for slots in self._slots:
+            slots.others_hold(max(leases - mine, 0))
+
     async def _check_epochs(self) -> None:
         """Whether Redis lost a window's log or the leases since this client last asked
         (each writes its own back, and holds every grant or slot, if so)."""
@@ -209,16 +226,17 @@ class Coordinator:
         for slots in self._slots:
             await slots.check()
 
-    async def _beat(self) -> tuple[int, bool, float]:
+    async def _beat(self) -> tuple[int, bool, float, int]:
         """Renew, and mark this client's probation; how many clients are alive, whether
-        Redis still knew this one, and the key's probation left (seconds, 0: none)."""
+        Redis still knew this one, the key's probation left (seconds, 0: none), and the
+        leases live (every client's)."""
         held = [lease for slots in self._slots for lease in slots.held]
         link = self.link
         args = [round(self.config.lease_ttl * 1e6), link.owner]
         args += [round(link.probation_left() * 1e6), *held]
         keys = [self.key("leases"), self.key("members"), self.key("probation")]
-        peers, known, marked = await link.call(_scripts.HEARTBEAT, keys, args)
-        return max(int(peers), 1), bool(known), int(marked) / 1e6
+        peers, known, marked, leases = await link.call(_scripts.HEARTBEAT, keys, args)
+        return max(int(peers), 1), bool(known), int(marked) / 1e6, int(leases)
 
     async def _heartbeats(self) -> None:
         """Renew membership and leases; while Redis is away, try to rejoin.
@@ -234,7 +252,7 @@ class Coordinator:
         while True:
             await anyio.sleep(self.heartbeat)
             try:
-                peers, known, marked = await self._beat()
+                peers, known, marked, leases = await self._beat()
                 if not known:  # (Redis lost this client: restarted, flushed, evicted)
                     link.data_lost()
                 if not link.online or not known:
@@ -244,6 +262,7 @@ class Coordinator:
             except RedisError as exc:
                 link.lost(exc)
                 continue
+            self._others_hold(leases)
             link.count(peers, settled=True)
             link.marked(marked)
             if not link.online and not link.on_probation:

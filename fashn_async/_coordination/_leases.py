@@ -15,7 +15,14 @@ from fashn_async._coordination._link import Epoch, Link
 from fashn_async._limits import Lease
 from fashn_async._redact import safe_repr
 
-__all__ = ["SharedSlots"]
+__all__ = ["SharedSlots", "local_room"]
+
+
+def local_room(share: int, capacity: int, others: int) -> int:
+    """Leases a client keeping to a local ``share`` of ``capacity`` may hold, the others
+    holding ``others``: its share, less what they hold beyond theirs (never below 0).
+    Each client holding no more keeps the sum within ``capacity``. Pure."""
+    return max(min(share, capacity - others), 0)
 
 
 class SharedSlots:
@@ -29,8 +36,12 @@ class SharedSlots:
     slots to itself. A slot another process frees is noticed within ``poll_interval``.
 
     While Redis is away, this process holds at most a ``1/peers`` share of the capacity
-    (the leases it holds count). Once Redis is back, the heartbeat writes its leases back,
-    and the share keeps applying, on top of Redis, for one more ``lease_ttl``. A Redis
+    (the leases it holds count), and no more than the others leave: others may hold more
+    than their shares when the local shares begin (they took them through Redis) or when
+    a client joins a probation, so what the heartbeats last counted others holding comes
+    out of the capacity (:func:`local_room`). Once Redis is back, the heartbeat writes
+    its leases back, and the share keeps applying, on top of Redis, for one more
+    ``lease_ttl``. A Redis
     that lost the leases without a call failing shows it by a new epoch
     (``LEASE_ACQUIRE``): no slot is taken by anyone for the link's ``hold``, by when every
     live process has written its leases back (the heartbeat).
@@ -48,6 +59,7 @@ class SharedSlots:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._share: int | None = None  # at most this many held: Redis is or was away
+        self._others: deque[tuple[float, int]] = deque()  # (when, leases others held)
         self._share_until = math.inf
         self._queued = False  # whether this process has a place in the queue in Redis
         self._failed: BaseException | None = None
@@ -111,7 +123,9 @@ class SharedSlots:
             while self._waiters and self._waiters[0].done():
                 self._waiters.popleft()
             share = self._current_share()
-            room = share is None or len(self._held) < share
+            room = share is None or len(self._held) < local_room(
+                share, self.capacity, max((others for _, others in self._others), default=0)
+            )
             if not self._co.online:
                 if self._waiters and room:
                     self._grant(f"{self._co.owner}.{next(self._ids)}")
@@ -176,6 +190,23 @@ class SharedSlots:
             await self._co.zrem(self._keys[0], leases)
 
     # -- Redis away and back -----------------------------------------------------------
+
+    def others_hold(self, leases: int) -> None:
+        """A heartbeat counted ``leases`` held by the other clients. The largest count of
+        the last ``lease_ttl`` stands (a Redis that just lost the leases counts too few,
+        until every client has written its own back), and the last one does while no
+        heartbeat counts (Redis away)."""
+        now = self._now()
+        self._others.append((now, leases))
+        while self._others[0][0] < now - self._co.config.lease_ttl:
+            self._others.popleft()
+        self._wake.set()
+
+    def reshare(self, peers: int) -> None:
+        """More clients than when the local share was taken: it shrinks to ``1/peers``
+        (leases held count; none more until they fit under it)."""
+        if self._share is not None:
+            self._share = min(self._share, max(1, self.capacity // peers))
 
     def go_local(self, peers: int) -> None:
         """Redis is gone: hold at most a 1/peers share of the capacity."""

@@ -108,6 +108,9 @@ class Link:
         #: Called once when Redis stops answering or goes on probation (the coordinator
         #: moves to local shares).
         self.on_lost: Callable[[], None] = lambda: None
+        #: Called when :attr:`peers` rises while each limiter keeps to a local share (the
+        #: coordinator shrinks the shares).
+        self.on_joined: Callable[[], None] = lambda: None
         #: Whether Redis, though it answers, flapped: then :attr:`online` stays False.
         self.probation = Probation(
             _PROBATION_HOLDS * self.hold, _PROBATION_HOLDS * _PROBATION_CAP * self.hold
@@ -150,12 +153,15 @@ class Link:
         raises :attr:`peers` (a client that joined); a heartbeat (``settled``) may lower
         it (one that left), but not within a :attr:`hold` of a loss of data, while the
         others are still counting themselves in: a count that fell with the data would
-        leave each client too large a share were Redis to go away then."""
-        now = asyncio.get_running_loop().time()
+        leave each client too large a share were Redis to go away then. A rise while
+        the limiters keep to local shares calls :attr:`on_joined`."""
+        now, before = asyncio.get_running_loop().time(), self.peers
         if settled and now - self.lost_at >= self.hold:
             self.peers = max(live, 1)
         else:
             self.peers = max(self.peers, live, 1)
+        if self.peers > before and not self.online and self.state == "open":
+            self.on_joined()  # (a client started during a probation: the shares shrink)
 
     @property
     def on_probation(self) -> bool:

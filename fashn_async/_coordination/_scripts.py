@@ -232,6 +232,8 @@ if probation > 0 and now + probation > marked then
   marked = now + probation
   redis.call('SET', KEYS[3], int(marked), 'PX', math.ceil(probation / 1000) + 1000)
 end
-return {redis.call('ZCARD', KEYS[2]), known, math.max(marked - now, 0)}
+-- Leases live now, every client's (the epoch, scored +inf, left out).
+local leases = redis.call('ZCOUNT', KEYS[1], int(now), '(+inf')
+return {redis.call('ZCARD', KEYS[2]), known, math.max(marked - now, 0), leases}
 """
 )

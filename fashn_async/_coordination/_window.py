@@ -283,6 +283,12 @@ class RedisWindow:
         self._refunds.clear()
         self._restamps.clear()
 
+    def reshare(self, peers: int) -> None:
+        """More clients than when the local share was taken: it shrinks to ``1/peers``
+        (grants already in the window count; none more until they fit under it)."""
+        if self._share is not None:
+            self._share.limit = min(self._share.limit, max(1, self.limit // peers))
+
     async def replay(self) -> None:
         """Write this process's grants of the last window back to Redis."""
         self._remember(None)
