@@ -316,3 +316,35 @@ async def test_a_client_that_joins_a_probation_shrinks_the_others_shares(
     assert [run.result() for run in runs] == [[True] * 60, [True] * 40]
     assert report.rejected == {}
     assert report.max_submissions_in_window <= 25
+
+
+async def test_a_log_put_back_as_it_was_earlier_is_a_loss(redis_server: RedisServer) -> None:
+    """The submit log put back as it was 22 grants earlier (a restart from a snapshot, a
+    failover to a replica that lagged, a backup restored: the epoch is the same, it was
+    in the copy): its version is lower than the clients knew, so it is a loss, and the
+    grants since are written back before anything more is granted."""
+    raw = aioredis.Redis.from_url(redis_server.url)  # (DUMP's bytes are no text)
+    try:
+        async with clients(redis_server.url, 2) as (emu, [first, second]):
+            co = first._coordinator
+            assert co is not None
+
+            async def roll_back() -> None:
+                while len(emu.report().accepted) < 3:
+                    await asyncio.sleep(0.001)
+                snapshot = await raw.dump(co.key("submit"))
+                while len(emu.report().accepted) < 25:
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(0.1)
+                await raw.restore(co.key("submit"), 0, snapshot, replace=True)
+
+            async with asyncio.timeout(60):
+                results = await asyncio.gather(
+                    saturate(emu, first, 30), saturate(emu, second, 30), roll_back()
+                )
+            report = emu.report()
+    finally:
+        await raw.aclose()
+    assert results[:2] == [[True] * 30, [True] * 30]
+    assert report.rejected == {}
+    assert report.max_submissions_in_window <= 25

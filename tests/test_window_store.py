@@ -48,7 +48,7 @@ class RedisLog:
         self._clock = clock
         prefix = f"test:{{{secrets.token_hex(6)}}}"
         self._keys = [f"{prefix}:submit", f"{prefix}:submit:pause"]
-        self._epoch = b""
+        self._epoch, self._version = b"", 0
         self._scripts = {name: client.register_script(getattr(_scripts, name)) for name in NAMES}
         self._ids = itertools.count()
         self._client = client
@@ -58,8 +58,8 @@ class RedisLog:
 
     def take(self, amount: int) -> tuple[str | None, float]:
         grant = f"g{next(self._ids)}"
-        args = [LIMIT, WINDOW_MS * 1000, amount, grant, self._epoch, grant, 0, 0]
-        granted, value, self._epoch, _ = self._call(
+        args = [LIMIT, WINDOW_MS * 1000, amount, grant, self._epoch, grant, 0, self._version, 0]
+        granted, value, self._epoch, _, self._version = self._call(
             "WINDOW_ACQUIRE", [*self._keys, f"{self._keys[0]}:members"], args
         )
         return (f"{grant}:{amount}", 0.0) if granted else (None, int(value) / 1000)
@@ -197,3 +197,27 @@ def test_a_request_that_got_no_answer_is_dated_as_long_again_as_it_was_out() -> 
     assert counted_by(400.0, 0.0, answered=False) == 800.0
     assert counted_by(5000.0, 0.0, answered=False) == 10000.0  # longer than a window too
     assert counted_by(400.0, 900.0, answered=False) == 400.0  # (a clock gone back)
+
+
+@pytest.mark.parametrize("lost", [0, 1, 2])
+def test_an_older_copy_of_the_log_is_a_new_epoch(redis_client: redis.Redis, lost: int) -> None:
+    """The log put back as it was ``lost`` grants earlier (a snapshot loaded, a replica
+    that lagged): the epoch member is the same, the version lower than the caller knew,
+    so the caller is told the data was lost (2), and a new epoch begins; the same copy
+    put back with no grant since is no loss."""
+    log = RedisLog(redis_client, [0])
+    key = log._keys[0]
+    assert log.take(1)[0] is not None
+    snapshot = redis_client.dump(key)
+    assert snapshot is not None
+    for _ in range(lost):
+        assert log.take(1)[0] is not None
+    epoch, version = log._epoch, log._version
+    redis_client.restore(key, 0, snapshot, replace=True)
+    args = [LIMIT, WINDOW_MS * 1000, 1, "g", epoch, "t", 0, version, 0]
+    granted, _, new_epoch, _, new_version = log._call(
+        "WINDOW_ACQUIRE", [*log._keys, f"{key}:members"], args
+    )
+    assert (granted == 2) is (lost > 0)
+    assert (new_epoch != epoch) is (lost > 0)
+    assert new_version == (0 if lost else version + 1)

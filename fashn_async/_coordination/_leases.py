@@ -151,17 +151,19 @@ class SharedSlots:
                     *self._epoch.args(lease),
                 ]
                 result = await self._co.call(_scripts.LEASE_ACQUIRE, self._keys, args)
-                granted, _, epoch, live = result
+                granted, _, epoch, live, version, leases = result
             except RedisError as exc:
                 self._co.lost(exc)
                 continue
-            self._epoch.seen(epoch, forgot=granted == 2)
+            self._epoch.seen(epoch, version, forgot=granted == 2)
             self._co.count(int(live))
             if granted == 2:  # Redis lost the leases: every process holds until all wrote
                 granted = 0  # theirs back (the heartbeat), then asks again
             self._queued = not granted
             if granted:
                 self._grant(lease)
+            self.others_hold(max(int(leases) - len(self._held) - len(self._released), 0))
+            if granted:
                 continue
             with anyio.move_on_after(self._co.config.poll_interval):
                 await self._wake.wait()
@@ -192,10 +194,10 @@ class SharedSlots:
     # -- Redis away and back -----------------------------------------------------------
 
     def others_hold(self, leases: int) -> None:
-        """A heartbeat counted ``leases`` held by the other clients. The largest count of
-        the last ``lease_ttl`` stands (a Redis that just lost the leases counts too few,
-        until every client has written its own back), and the last one does while no
-        heartbeat counts (Redis away)."""
+        """Redis counted ``leases`` held by the other clients (at a heartbeat, or asked for
+        a slot). The largest count of the last ``lease_ttl`` stands (a Redis that just
+        lost the leases counts too few, until every client has written its own back), and
+        the last one does while none comes (Redis away)."""
         now = self._now()
         self._others.append((now, leases))
         while self._others[0][0] < now - self._co.config.lease_ttl:

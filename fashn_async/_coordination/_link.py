@@ -281,6 +281,9 @@ class Epoch:
     def __init__(self, link: Link, what: str) -> None:
         self.link, self.what = link, what
         self.known = ""  # ("": none seen yet)
+        #: Its version as last seen: the grants taken from it (a lower one of the same
+        #: epoch is an older copy of the data, put back: a loss too).
+        self.version = 0
         self._tokens = itertools.count(1)
 
     @safe_repr
@@ -288,16 +291,20 @@ class Epoch:
         return f"<Epoch of {self.what} {self.known!r}>"
 
     def args(self, token: str) -> list[object]:
-        """A script's arguments for it: the epoch known, ``token`` for a new one, and
-        the hold (us) after a loss."""
-        return [self.known, token, round(self.link.hold * 1e6)]
+        """A script's arguments for it: the epoch known, ``token`` for a new one, the
+        hold (us) after a loss, and the epoch's version known."""
+        return [self.known, token, round(self.link.hold * 1e6), self.version]
 
-    def seen(self, epoch: object, *, forgot: bool) -> None:
-        """Note a script's answer: the epoch, and whether the one known was lost (then
-        the link hears of it, and logs it). Two calls in flight at once (a grant and
-        the heartbeat's check) may both find the one known lost: one loss, heard once."""
+    def seen(self, epoch: object, version: object, *, forgot: bool) -> None:
+        """Note a script's answer: the epoch, its version, and whether the one known was
+        lost (then the link hears of it, and logs it). Two calls in flight at once (a
+        grant and the heartbeat's check) may both find the one known lost: one loss,
+        heard once; and their versions may come back in either order: the higher
+        stands."""
         epoch, known = text(epoch), self.known
         self.known = epoch
+        seen = int(text(version))
+        self.version = seen if epoch != known else max(self.version, seen)
         if forgot and epoch != known:
             self.link.data_lost(self.what)
 
@@ -309,6 +316,6 @@ class Epoch:
             RedisError: Redis did not answer.
         """
         token = f"{self.link.owner}.e{next(self._tokens)}"
-        epoch, forgot = await self.link.call(_scripts.EPOCH, keys, self.args(token))
-        self.seen(epoch, forgot=bool(forgot))
+        epoch, forgot, version = await self.link.call(_scripts.EPOCH, keys, self.args(token))
+        self.seen(epoch, version, forgot=bool(forgot))
         return bool(forgot)

@@ -35,22 +35,41 @@ end
 local function int(x) return string.format('%d', x) end
 -- The epoch of key, a sorted set: its member scored +inf ("epoch@<token>@<start, us>"),
 -- begun with token if it has none (the set then never expires: the epoch lives and dies
--- with the data, evicted, deleted or flushed together). Also whether the caller knew
--- another (the data was lost since): then hold_key (a time, us) is set to the new
+-- with the data, evicted, deleted or flushed together), and its version, the grants it
+-- has taken (a member "version@<n>", also scored +inf; see bump). A version below the
+-- one the caller knew (known_version) of the same epoch is an older copy of the data (a
+-- restart from a snapshot, a failover to a replica that lagged, a backup restored): the
+-- grants since are lost, as in a flush, so a new epoch begins. Also whether the caller
+-- knew another (the data was lost since): then hold_key (a time, us) is set to the new
 -- epoch's start + hold, by when every live process has written its own back.
-local function epoch_of(key, known, token, hold_key, hold)
-  local epoch = redis.call('ZRANGEBYSCORE', key, '+inf', '+inf', 'LIMIT', 0, 1)[1]
+local function epoch_of(key, known, token, hold_key, hold, known_version)
+  local epoch, version = nil, 0
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '+inf', '+inf')) do
+    local n = string.match(member, '^version@(%d+)$')
+    if n then version = tonumber(n) elseif not epoch then epoch = member end
+  end
+  if epoch and epoch == known and version < tonumber(known_version) then
+    redis.call('ZREM', key, epoch)
+    epoch = nil
+  end
   if not epoch then
-    epoch = 'epoch@' .. token .. '@' .. int(now)
+    redis.call('ZREM', key, 'version@' .. int(version))
+    epoch, version = 'epoch@' .. token .. '@' .. int(now), 0
     redis.call('ZADD', key, '+inf', epoch)
   end
   redis.call('PERSIST', key)
-  if known == '' or known == epoch then return epoch, false end
+  if known == '' or known == epoch then return epoch, false, version end
   local held = tonumber(string.match(epoch, '@(%d+)$')) + hold
   if held > now and held > tonumber(redis.call('GET', hold_key) or '0') then
     redis.call('SET', hold_key, int(held), 'PX', math.ceil((held - now) / 1000) + 1000)
   end
-  return epoch, true
+  return epoch, true, version
+end
+-- A grant taken from key: its version one up (returned).
+local function bump(key, version)
+  redis.call('ZREM', key, 'version@' .. int(version))
+  redis.call('ZADD', key, '+inf', 'version@' .. int(version + 1))
+  return version + 1
 end
 -- The amount of a grant in a log ("<grant id>:<amount>"; nil for the epoch).
 local function amount_of(member)
@@ -62,27 +81,31 @@ end
 #: KEYS: grant log (zset of "<grant id>:<amount>" scored by grant time, and its epoch),
 #: pause-until, members (the heartbeat's zset of live clients, scored by expiry).
 #: ARGV: limit, window (us), amount, grant id, the epoch the caller knows ("" if none), a
-#: token for a new epoch, hold (us), horizon (us). A grant is dated ``horizon`` ahead
-#: while its request is out (re-dated by ``RESTAMP`` when it ends): should its process
-#: die, the server may still act on the request that long.
-#: Returns {1, now, epoch, live clients} when granted, {0, microseconds until it could
-#: be, epoch, live clients}, or {2, microseconds, epoch, live clients} when the epoch the
-#: caller knew is gone (Redis lost the log since: a restart, a FLUSHALL, an eviction, a
-#: DEL): nothing granted, and no process is granted anything until ``hold`` after the new
-#: epoch began, by when every live process has written its own grants of the last
-#: window back (its heartbeat, in ``_coordinator``).
+#: token for a new epoch, hold (us), the epoch's version the caller knows (0 if none),
+#: horizon (us). A grant is dated ``horizon`` ahead while its request is out (re-dated
+#: by ``RESTAMP`` when it ends): should its process die, the server may still act on the
+#: request that long.
+#: Returns {1, now, epoch, live clients, version} when granted, {0, microseconds until
+#: it could be, epoch, live clients, version}, or {2, microseconds, epoch, live clients,
+#: version} when the epoch the caller knew is gone (Redis lost the log since: a restart,
+#: a FLUSHALL, an eviction, a DEL, an older copy put back): nothing granted, and no
+#: process is granted anything until ``hold`` after the new epoch began, by when every
+#: live process has written its own grants of the last window back (its heartbeat, in
+#: ``_coordinator``).
 WINDOW_ACQUIRE = (
     _NOW
     + """
 local limit, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local epoch, forgot = epoch_of(KEYS[1], ARGV[5], ARGV[6], KEYS[2], tonumber(ARGV[7]))
+local epoch, forgot, version = epoch_of(
+  KEYS[1], ARGV[5], ARGV[6], KEYS[2], tonumber(ARGV[7]), ARGV[8]
+)
 local live = redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if forgot then
-  return {2, math.max(paused - now, 0), epoch, live}
+  return {2, math.max(paused - now, 0), epoch, live, version}
 end
 if paused > now then
-  return {0, paused - now, epoch, live}
+  return {0, paused - now, epoch, live, version}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
 local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -90,31 +113,34 @@ local used = 0
 for i = 1, #log, 2 do
   used = used + (amount_of(log[i]) or 0)
 end
-local horizon = tonumber(ARGV[8])
+local horizon = tonumber(ARGV[9])
 if used + amount <= limit then
   redis.call('ZADD', KEYS[1], int(now + horizon), ARGV[4] .. ':' .. ARGV[3])
-  return {1, now, epoch, live}
+  return {1, now, epoch, live, bump(KEYS[1], version)}
 end
 local excess = used + amount - limit
 for i = 1, #log, 2 do
   excess = excess - (amount_of(log[i]) or 0)
   if excess <= 0 then  -- (one dated ahead, its request out, may end any time: ask again)
-    return {0, math.min(tonumber(log[i + 1]), now) + window - now, epoch, live}
+    return {0, math.min(tonumber(log[i + 1]), now) + window - now, epoch, live, version}
   end
 end
-return {0, window, epoch, live}
+return {0, window, epoch, live, version}
 """
 )
 
 #: KEYS: a log or the leases, its pause- or hold-until. ARGV: the epoch the caller knows
-#: ("" if none), a token for a new epoch, hold (us). Returns {epoch, 1 if the caller knew
-#: another (then the hold is set, as WINDOW_ACQUIRE and LEASE_ACQUIRE do) or 0}: how a
-#: process that asks for nothing learns at its heartbeat that Redis lost the data.
+#: ("" if none), a token for a new epoch, hold (us), the epoch's version the caller knows
+#: (0 if none). Returns {epoch, 1 if the caller knew another (then the hold is set, as
+#: WINDOW_ACQUIRE and LEASE_ACQUIRE do) or 0, version}: how a process that asks for
+#: nothing learns at its heartbeat that Redis lost the data.
 EPOCH = (
     _NOW
     + """
-local epoch, forgot = epoch_of(KEYS[1], ARGV[1], ARGV[2], KEYS[2], tonumber(ARGV[3]))
-return {epoch, forgot and 1 or 0}
+local epoch, forgot, version = epoch_of(
+  KEYS[1], ARGV[1], ARGV[2], KEYS[2], tonumber(ARGV[3]), ARGV[4]
+)
+return {epoch, forgot and 1 or 0, version}
 """
 )
 
@@ -167,23 +193,28 @@ return (#ARGV - 1) / 2
 #: KEYS: leases (zset of lease ids scored by expiry, and their epoch), queue (zset of
 #: owners scored by arrival), members (zset of live owners scored by expiry), hold-until.
 #: ARGV: capacity, lease ttl (us), lease id, owner, the epoch the caller knows ("" if
-#: none), a token for a new epoch, hold (us).
+#: none), a token for a new epoch, hold (us), the epoch's version the caller knows.
 #: The owners waiting are served in arrival order; one that died leaves the queue when
-#: its membership expires. Returns {1, free slots left, epoch, live clients}, {0, owners
-#: ahead of us, epoch, live clients}, or {2, 0, epoch, live clients} when the epoch the
-#: caller knew is gone (as WINDOW_ACQUIRE); nothing is granted until the hold's end.
+#: its membership expires. Returns {1, free slots left, epoch, live clients, version,
+#: leases}, {0, owners ahead of us, epoch, live clients, version, leases}, or {2, 0,
+#: epoch, live clients, version, leases} when the epoch the caller knew is gone (as
+#: WINDOW_ACQUIRE); nothing is granted until the hold's end. ``leases``: those live
+#: after the call, every client's.
 LEASE_ACQUIRE = (
     _NOW
     + """
 local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local owner = ARGV[4]
-local epoch, forgot = epoch_of(KEYS[1], ARGV[5], ARGV[6], KEYS[4], tonumber(ARGV[7]))
+local epoch, forgot, version = epoch_of(
+  KEYS[1], ARGV[5], ARGV[6], KEYS[4], tonumber(ARGV[7]), ARGV[8]
+)
 local live = redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
+local function leases() return redis.call('ZCOUNT', KEYS[1], int(now), '(+inf') end
 if forgot then
-  return {2, 0, epoch, live}
+  return {2, 0, epoch, live, version, leases()}
 end
 if tonumber(redis.call('GET', KEYS[4]) or '0') > now then
-  return {0, 1, epoch, live}
+  return {0, 1, epoch, live, version, leases()}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
@@ -201,12 +232,12 @@ if ahead < free then
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[3])
   redis.call('ZREM', KEYS[2], owner)
   redis.call('PEXPIRE', KEYS[3], keep)
-  return {1, free - 1, epoch, live}
+  return {1, free - 1, epoch, live, bump(KEYS[1], version), leases()}
 end
 redis.call('ZADD', KEYS[2], 'NX', int(now), owner)
 redis.call('PEXPIRE', KEYS[2], keep)
 redis.call('PEXPIRE', KEYS[3], keep)
-return {0, ahead - math.max(free, 0) + 1, epoch, live}
+return {0, ahead - math.max(free, 0) + 1, epoch, live, version, leases()}
 """
 )
 

@@ -130,7 +130,7 @@ class RedisWindow:
         args += [*self._epoch.args(grant), round(self._horizon * 1e6)]
         try:
             await self.flush()
-            granted, value, epoch, live = await self._link.call(
+            granted, value, epoch, live, version = await self._link.call(
                 _scripts.WINDOW_ACQUIRE, [*self._keys, self._members], args
             )
         except RedisError as exc:
@@ -141,7 +141,7 @@ class RedisWindow:
             self._drop(entry)
             self._refund(member)  # if the script ran; removing a missing member is harmless
             raise
-        self._epoch.seen(epoch, forgot=granted == 2)
+        self._epoch.seen(epoch, version, forgot=granted == 2)
         self._link.count(int(live))
         if granted == 2:  # Redis lost the log: write ours back; all hold until all have
             self._drop(entry)
