@@ -1,8 +1,10 @@
-"""Shared helpers of the bulk and CLI tests: catalogs, a standalone emulator, the CLI."""
+"""Shared helpers of the bulk and CLI tests: catalogs, a standalone emulator, the CLI, and
+a journal whose writes are held or refused (a full disk) at a chosen moment."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import csv
 import http.client
@@ -12,8 +14,10 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import yarl
@@ -23,6 +27,7 @@ from fashn_async import TryOnRequest
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import JobOptions
 from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._folder import RESERVE_BYTES
 from fashn_async.testing import Emulator, sample_image
 from fashn_async.testing._state import payload_digest
 
@@ -174,3 +179,114 @@ async def rerun(emulator: Emulator, catalog: Path, out: Path) -> tuple[int, str]
         report=False,
     )
     return await run_batch(settings, Console(file=buffer, width=300)), buffer.getvalue()
+
+
+class QuietDisplay:
+    """A display that shows nothing."""
+
+    def update(self, counts: object, total: int) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def job_meta(emulator: Emulator) -> dict[str, str | None]:
+    """The settings a bulk job on ``emulator`` opens its journal with."""
+    return {"base_url": emulator.url, "model_name": None, "output_format": None}
+
+
+class HeldAtTheDoor:
+    """The journal's guard, except that the first write from a worker thread (a row's
+    `submitting` write: :attr:`row`) waits before taking it until :meth:`let_go`;
+    meanwhile it runs ``meanwhile`` on the loop, then lets go."""
+
+    def __init__(self, lock: threading.Lock, meanwhile: Callable[[], Awaitable[None]]) -> None:
+        self._lock = lock
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._meanwhile = meanwhile
+        self._held: int | None = None  # the held thread, once it came
+        self.rows: dict[int, int] = {}  # the row each thread writes
+        self.row: int | None = None
+        self._go = threading.Event()
+        self.written = threading.Event()
+        self.done: concurrent.futures.Future[None] | None = None  # of ``meanwhile``
+
+    def __enter__(self) -> None:
+        here = threading.get_ident()
+        if here != self._loop_thread and self._held is None:
+            self._held, self.row = here, self.rows[here]
+            self.done = asyncio.run_coroutine_threadsafe(self._run_meanwhile(), self._loop)
+            self._go.wait(timeout=30)
+        self._lock.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.release()
+        if threading.get_ident() == self._held:
+            self.written.set()
+
+    async def _run_meanwhile(self) -> None:
+        await self._meanwhile()
+        self._go.set()
+
+    def let_go(self) -> None:
+        """Let the held write begin, and wait until it is done (from the loop's thread)."""
+        if self._held is not None and not self.written.is_set():
+            self._go.set()
+            self.written.wait(timeout=30)
+
+
+class FillingDisk:
+    """A journal database on a disk that refuses writes (a write: a transaction, or a
+    statement outside one) as SQLite does on a full disk; reads always work.
+
+    From the ``k``-th write on: ``"until freed"``, until the job frees its reserve;
+    ``"k..k+2"``, three writes whatever the reserve (the space it freed taken meanwhile
+    by another writer), so that a refused write, its retry and the stop's own records may
+    all be refused; ``"from k on"``, every write (a failing disk) until space returns for
+    the re-run.
+    """
+
+    def __init__(self, real: sqlite3.Connection, reserve: Path, k: int, mode: str) -> None:
+        self.real = real
+        self.writes = 0
+        self._reserve = reserve
+        self._k = k
+        self._mode = mode
+        self._in_transaction = False
+
+    def refuse_from(self, later: int = 1) -> None:
+        """Refuse (as the mode says) from the ``later``-th write from now on."""
+        self._k = self.writes + later
+
+    def execute(self, sql: str, *args: Any) -> object:
+        verb = sql.lstrip().split()[0].upper()
+        if verb not in ("SELECT", "PRAGMA", "COMMIT", "ROLLBACK") and not self._in_transaction:
+            self._refuse_when_full()
+        self._in_transaction = (self._in_transaction or verb == "BEGIN") and verb not in (
+            "COMMIT",
+            "ROLLBACK",
+        )
+        return self.real.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> object:
+        if not self._in_transaction:
+            self._refuse_when_full()
+        return self.real.executemany(sql, *args)
+
+    def _refuse_when_full(self) -> None:
+        self.writes += 1
+        if self._mode == "until freed":
+            full = self.writes >= self._k and self._reserve.stat().st_size == RESERVE_BYTES
+        elif self._mode == "from k on":
+            full = self.writes >= self._k
+        else:
+            full = self._k <= self.writes <= self._k + 2
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def close(self) -> None:
+        self.real.close()

@@ -6,13 +6,9 @@ their prediction id), and a re-run must finish."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 import anyio
 import pytest
@@ -25,64 +21,15 @@ from fashn_async.bulk._rescue import kept
 from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.bulk._writes import JournalWrites
 from fashn_async.testing import Emulator
-from tests.bulk_support import read_manifest, rerun, write_catalog
-
-
-class _Display:
-    """A display that shows nothing."""
-
-    def update(self, counts: object, total: int) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-
-def _meta(emulator: Emulator) -> dict[str, str | None]:
-    return {"base_url": emulator.url, "model_name": None, "output_format": None}
-
-
-class _HeldAtTheDoor:
-    """The journal's guard, except that the first write from a worker thread (a row's
-    `submitting` write: :attr:`row`) waits before taking it until :meth:`let_go`;
-    meanwhile it runs ``meanwhile`` on the loop, then lets go."""
-
-    def __init__(self, lock: threading.Lock, meanwhile: Callable[[], Awaitable[None]]) -> None:
-        self._lock = lock
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._meanwhile = meanwhile
-        self._held: int | None = None  # the held thread, once it came
-        self.rows: dict[int, int] = {}  # the row each thread writes
-        self.row: int | None = None
-        self._go = threading.Event()
-        self.written = threading.Event()
-        self.done: concurrent.futures.Future[None] | None = None  # of ``meanwhile``
-
-    def __enter__(self) -> None:
-        here = threading.get_ident()
-        if here != self._loop_thread and self._held is None:
-            self._held, self.row = here, self.rows[here]
-            self.done = asyncio.run_coroutine_threadsafe(self._run_meanwhile(), self._loop)
-            self._go.wait(timeout=30)
-        self._lock.acquire()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._lock.release()
-        if threading.get_ident() == self._held:
-            self.written.set()
-
-    async def _run_meanwhile(self) -> None:
-        await self._meanwhile()
-        self._go.set()
-
-    def let_go(self) -> None:
-        """Let the held write begin, and wait until it is done (from the loop's thread)."""
-        if self._held is not None and not self.written.is_set():
-            self._go.set()
-            self.written.wait(timeout=30)
+from tests.bulk_support import (
+    FillingDisk,
+    HeldAtTheDoor,
+    QuietDisplay,
+    job_meta,
+    read_manifest,
+    rerun,
+    write_catalog,
+)
 
 
 async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
@@ -95,9 +42,9 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
     catalog = write_catalog(tmp_path, 4, models=2)
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
-    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
         async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
-            job = BulkJob(client, loaded, journal, JobOptions(out=out), _Display())
+            job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
 
             async def meanwhile() -> None:
                 job.interrupt()
@@ -105,7 +52,7 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
                 # past the row's reset, which then let the write go).
                 await anyio.wait_all_tasks_blocked()
 
-            door = _HeldAtTheDoor(journal.guard, meanwhile)
+            door = HeldAtTheDoor(journal.guard, meanwhile)
             reset, sending = journal.reset, journal.sending
 
             def sending_in(row: int) -> None:
@@ -138,56 +85,7 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
     assert report.credits_used == 4
 
 
-class _FillingDisk:
-    """A journal database on a disk that refuses writes (a write: a transaction, or a
-    statement outside one) as SQLite does on a full disk; reads always work.
-
-    From the ``k``-th write on: ``"until freed"``, until the job frees its reserve;
-    ``"k..k+2"``, three writes whatever the reserve (the space it freed taken meanwhile
-    by another writer), so that a refused write, its retry and the stop's own records may
-    all be refused; ``"from k on"``, every write (a failing disk) until space returns for
-    the re-run.
-    """
-
-    def __init__(self, real: sqlite3.Connection, reserve: Path, k: int, mode: str) -> None:
-        self.real = real
-        self.writes = 0
-        self._reserve = reserve
-        self._k = k
-        self._mode = mode
-        self._in_transaction = False
-
-    def execute(self, sql: str, *args: Any) -> object:
-        verb = sql.lstrip().split()[0].upper()
-        if verb not in ("SELECT", "PRAGMA", "COMMIT", "ROLLBACK") and not self._in_transaction:
-            self._refuse_when_full()
-        self._in_transaction = (self._in_transaction or verb == "BEGIN") and verb not in (
-            "COMMIT",
-            "ROLLBACK",
-        )
-        return self.real.execute(sql, *args)
-
-    def executemany(self, sql: str, *args: Any) -> object:
-        if not self._in_transaction:
-            self._refuse_when_full()
-        return self.real.executemany(sql, *args)
-
-    def _refuse_when_full(self) -> None:
-        self.writes += 1
-        if self._mode == "until freed":
-            full = self.writes >= self._k and self._reserve.stat().st_size == RESERVE_BYTES
-        elif self._mode == "from k on":
-            full = self.writes >= self._k
-        else:
-            full = self._k <= self.writes <= self._k + 2
-        if full:
-            raise sqlite3.OperationalError("database or disk is full")
-
-    def close(self) -> None:
-        self.real.close()
-
-
-_CLEAN_RUN_WRITES = 15  # of a clean run of the 3-row catalog below (checked by k = 16)
+_CLEAN_RUN_WRITES = 14  # of a clean run of the 3-row catalog below (checked by k = 15)
 
 
 @pytest.mark.parametrize("mode", ["until freed", "k..k+2", "from k on"])
@@ -195,7 +93,7 @@ _CLEAN_RUN_WRITES = 15  # of a clean run of the 3-row catalog below (checked by 
 async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
     emulator: Emulator, tmp_path: Path, k: int, mode: str
 ) -> None:
-    """The disk refuses journal writes from the k-th on (see _FillingDisk), for every k
+    """The disk refuses journal writes from the k-th on (see FillingDisk), for every k
     of a run: the job stops, and every prediction charged is known to the journal or
     kept in its reserve (no row was sent without its id written somewhere); once space
     returns a re-run collects each, finishes, and pays each row once, only rows
@@ -203,13 +101,13 @@ async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
     catalog = write_catalog(tmp_path, 3, models=3)
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
-    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
         real = journal._db
-        disk = _FillingDisk(real, out / RESERVE_NAME, k, mode)
+        disk = FillingDisk(real, out / RESERVE_NAME, k, mode)
         journal._db = disk  # type: ignore[assignment]
         try:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
-                job = BulkJob(client, loaded, journal, JobOptions(out=out), _Display())
+                job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
                 summary = await job.run()
         finally:
             journal._db = real
@@ -233,7 +131,7 @@ async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
     report = emulator.report()
     assert report.duplicates <= canceled
     assert report.credits_used == 3
-    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
         known = {r.prediction_id for r in journal.records() if r.prediction_id}
     assert {p for p, status in report.statuses.items() if status == "completed"} <= known
 
@@ -282,9 +180,9 @@ async def test_a_disk_stop_frees_the_reserve_only_once_no_download_writes(
     writing: list[Path] = []
     seen: list[tuple[bool, list[str]]] = []  # at the release: a write under way, its file
     append = _outputs.append
-    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
         async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
-            job = BulkJob(client, loaded, journal, JobOptions(out=out), _Display())
+            job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
             loop = asyncio.get_running_loop()
 
             def stop_for_disk() -> None:  # as a download meeting a full disk does

@@ -104,6 +104,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "bulk._progress",
             "bulk._reconcile",
             "bulk._writes",
+            "bulk._answers",
             "bulk._downloads",
             "bulk._job",
             "bulk._signals",

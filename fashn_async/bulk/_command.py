@@ -349,14 +349,17 @@ def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str]
     if report:
         say(f"report: {out / REPORT_NAME}")
     running = ""
-    if summary.stopped_running:
-        predictions = plural(summary.stopped_running, "running prediction")
+    if summary.left_running and summary.stopped_running:
+        running = f" ({plural(summary.stopped_running, 'running prediction')} left running)"
+    elif summary.stopped_running:
         # A cancel is best effort (a gateway may refuse it): say it was sent, no more.
-        running = (
-            f" ({predictions} left running)"
-            if summary.left_running
-            else f" (a cancel sent to {predictions})"
-        )
+        sent, kept = summary.stopped_running - summary.not_canceled, summary.not_canceled
+        parts = [f"a cancel sent to {plural(sent, 'running prediction')}"] if sent else []
+        if kept:
+            parts.append(
+                f"{plural(kept, 'running prediction')} not canceled: collected by a re-run"
+            )
+        running = f" ({'; '.join(parts)})"
     if summary.problem is not None:
         say(f"stopped{running}: {summary.problem}; free some space (or fix {out}) and run "
             "the same command again to resume")  # fmt: skip

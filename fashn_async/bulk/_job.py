@@ -14,16 +14,17 @@ Every kind of stop leaves the journal matching the server, row by row:
 - a journal write that fails (a full disk): the job stops as if interrupted: nothing
   more is sent (the POST whose ``submitting`` write failed never goes out), the
   downloads stop first (:meth:`Downloads.stop`), and only once nothing of theirs writes
-  is the journal's reserve freed, so that the stop can still be recorded; a prediction
-  id the journal refuses even then is kept in the reserve's head
-  (:meth:`Journal.rescue`), and the journal takes it back before anything is sent;
+  is the journal's reserve freed, so that the stop can still be recorded; a POST's
+  answer the journal refuses even then (a prediction id, or that the POST created
+  nothing) is kept in the reserve's head (:mod:`~fashn_async.bulk._answers`), and the
+  journal takes it back before anything is sent; a stop whose cancels the journal
+  cannot record sends none, and leaves the rows ``submitted``;
 - out of credits: nothing more is sent; rows not sent stay ``pending``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
@@ -35,6 +36,7 @@ from fashn_async._client import AsyncFashn
 from fashn_async._models import Prediction, Request
 from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult
+from fashn_async.bulk._answers import record_created, record_not_created
 from fashn_async.bulk._catalog import Catalog
 from fashn_async.bulk._downloads import Downloads, Save
 from fashn_async.bulk._journal import Journal
@@ -94,7 +96,10 @@ class BulkJob:
             journal, self._writes, options, note=display.note, line=self._line, move=self._move
         )
         self._freed = False  # the reserve, for the records of a disk stop
+        #: Whether the stop asked for its cancels (None: not yet): recorded, and sent.
+        self._cancels: bool | None = None
         self._stopped_running = 0
+        self._not_canceled = 0  # of those, the ones the journal did not record canceled
 
     @safe_repr
     def __repr__(self) -> str:
@@ -127,17 +132,21 @@ class BulkJob:
             self._stop()
 
     def _stop(self) -> None:
-        if not self._options.leave_running:
+        if not self._options.leave_running and self._cancels is None:
+            self._cancels = False  # asked once (a refusal stops the job, which comes here)
             running = [
                 row
                 for row, state in self._states.items()
-                if state == State.SUBMITTED
-                and row not in self._gave_up
-                and not self._writes.waits(row)  # its id not written yet: nothing to mark
+                if state == State.SUBMITTED and row not in self._gave_up
             ]
-            if not self._writes(self._journal.request_cancel, running) and self._batch:
-                # The journal cannot record the cancels: leave them running, so that its
-                # "submitted" stays true (a re-run polls them by id).
+            waiting = {row for row in running if self._writes.waits(row)}  # for their ids
+            now = [row for row in running if row not in waiting]
+            self._cancels = self._writes(self._journal.request_cancel, now, keep=False)
+            for row in waiting if self._cancels else ():  # marked once its id is written
+                self._writes(self._journal.request_cancel, [row])
+            if not self._cancels and self._batch:
+                # The journal cannot record the cancels: send none, leave them running,
+                # so that its "submitted" stays true (a re-run polls them by id).
                 self._batch.leave_running()
         if self._scope is not None:
             self._scope.cancel()
@@ -175,6 +184,7 @@ class BulkJob:
             problem=self._problem,
             stopped_running=self._stopped_running,
             left_running=self._options.leave_running,
+            not_canceled=0 if self._options.leave_running else self._not_canceled,
         )
 
     def _disk_summary(self, error: JournalWriteError) -> JobSummary:
@@ -241,18 +251,15 @@ class BulkJob:
         def not_created(index: int) -> None:
             # A 429, a 5xx or a refused connection: nothing exists, so a crash before the
             # re-send must not leave the row "uncertain".
-            self._writes(self._journal.reset, [order[index]])
-            self._move(order[index], State.PENDING)
+            self._not_created(order[index])
 
         def submitted(index: int, prediction_id: str) -> None:
-            if self._states[order[index]] != State.SUBMITTED:
-                # An answer that arrives after a stop: the engine cancels it next.
-                stopping = self._interrupted or self._problem is not None
-                canceling = stopping and not self._options.leave_running
-                write = functools.partial(self._journal.submitted, canceling=canceling)
-                if not self._writes(write, order[index], prediction_id):
-                    self._rescue(order[index], prediction_id)
-                self._move(order[index], State.SUBMITTED)
+            row = order[index]
+            if self._states[row] != State.SUBMITTED:
+                # After a stop that asked for its cancels, the engine cancels it next.
+                canceling, say = bool(self._cancels), self._display.note
+                record_created(self._journal, self._writes, row, prediction_id, canceling, say)
+                self._move(row, State.SUBMITTED)
 
         send, receive = anyio.create_memory_object_stream[Save](math.inf)
         async with anyio.create_task_group() as tg:
@@ -308,19 +315,14 @@ class BulkJob:
             self._writes.failed(error)
             raise
         except anyio.get_cancelled_exc_class():
-            self._writes(self._journal.reset, [row])  # written, but the POST never goes out
+            self._not_created(row)  # written, but the POST never goes out
             raise
         self._move(row, State.SUBMITTING)
 
-    def _rescue(self, row: int, prediction_id: str) -> None:
-        """The journal refused the row's prediction id: keep it where the next run finds
-        it, or else name it, so that a person can still collect it."""
-        if not self._journal.rescue(row, prediction_id):
-            self._display.note(
-                f"line {self._line(row)}: prediction {prediction_id} was created, but the "
-                "disk refused to record its id; it may be charged: collect it by that id "
-                "(the row is not sent again unless asked, --resend-uncertain)"
-            )
+    def _not_created(self, row: int, note: str | None = None) -> None:
+        """The row's last POST created nothing, or never went out: ``pending`` again."""
+        record_not_created(self._journal, self._writes, row, note, say=self._display.note)
+        self._move(row, State.PENDING)
 
     def _completed(self, row: int, result: BatchResult) -> Save | None:
         assert result.prediction_id is not None
@@ -359,15 +361,13 @@ class BulkJob:
             note = "its prediction was canceled again; a re-run sends it once more"
             self._writes(self._journal.canceled, [row], note)
             self._move(row, State.CANCELED)
-        elif outcome in (Outcome.SEND_AGAIN, Outcome.NOT_CREATED):
-            if again := outcome is Outcome.SEND_AGAIN:
-                self._resent.add(row)
-            note = "its prediction was canceled; sent again"
-            self._writes(
-                self._journal.reset, [row], note if again else f"not sent: {name}: {message}"
-            )
+        elif outcome is Outcome.NOT_CREATED:
+            self._not_created(row, f"not sent: {name}: {message}")
+        elif outcome is Outcome.SEND_AGAIN:
+            self._resent.add(row)
+            self._writes(self._journal.reset, [row], "its prediction was canceled; sent again")
             self._move(row, State.PENDING)
-            return again
+            return True
         else:
             state = outcome.value
             self._writes(self._journal.ended, row, state, name, message, result.prediction_id)
@@ -382,7 +382,8 @@ class BulkJob:
         self._free_and_stop()  # (done already, unless no round ran)
         self._writes.retry()
         with contextlib.suppress(JournalWriteError):  # else the next run takes them
-            self._journal.take_rescued()  # the ids it refused, if it takes them now
+            for row, prediction_id in self._journal.take_rescued():  # if it takes them now
+                self._move(row, State.SUBMITTED if prediction_id else State.PENDING)
         try:
             self._settle_rows()
         except JournalWriteError as error:
@@ -395,8 +396,9 @@ class BulkJob:
         )
         for row, state in moved:
             self._move(row, state)
-        if stopped:
-            self._stopped_running = running  # the summary says what became of them
+        if stopped:  # the summary says what became of them
+            self._stopped_running = running
+            self._not_canceled = running - sum(state == State.CANCELED for _, state in moved)
 
     def _key(self, row: int) -> str:
         return self._keys.get(row) or f"row{row:05d}"

@@ -23,10 +23,15 @@ settings under the same journal is refused, with the reason.
 
 A write that fails (a full or broken disk) raises :class:`JournalWriteError`. The folder
 keeps a small reserve file (``.journal.reserve``) that :meth:`Journal.release_reserve`
-frees, so that a job stopped by a full disk still has room to record its stop; a
-prediction id the journal refused all the same is kept in the reserve's head
-(:meth:`Journal.rescue`) and taken back (:meth:`Journal.take_rescued`) before anything
-is sent again.
+frees, so that a job stopped by a full disk still has room to record its stop; a POST's
+answer the journal refused all the same (a prediction id, or that it created nothing) is
+kept in the reserve's head (:meth:`Journal.rescue`) and taken back
+(:meth:`Journal.take_rescued`) before anything is sent again.
+
+A stop records the cancels it is about to send (:meth:`Journal.request_cancel`, the
+``cancel_requested`` column) before sending them, and then records ``canceled`` only the
+rows it recorded so: where the journal refused, it sent none, and the rows stay
+``submitted``.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from fashn_async.bulk._edits import canonical_json
 from fashn_async.bulk._folder import lock as hold
 from fashn_async.bulk._folder import refuse_an_orphaned_job, release_reserve, reserve
 from fashn_async.bulk._opening import JournalOpening
-from fashn_async.bulk._rescue import forget, keep, kept, taken_note
+from fashn_async.bulk._rescue import JournalRescue, taken_note
 from fashn_async.bulk._rows import (
     COLUMNS,
     SCHEMA,
@@ -72,7 +77,7 @@ JOURNAL_NAME: Final = "journal.sqlite3"
 SENDS_KEPT: Final = 3600.0
 
 
-class Journal(JournalOpening):
+class Journal(JournalOpening, JournalRescue):
     """The durable state of one bulk job; open it with :meth:`open`.
 
     Methods write at once (one transaction each, fsynced): the write must be on disk
@@ -172,18 +177,6 @@ class Journal(JournalOpening):
         """Free the reserve file's space for the journal (but its head, where
         :meth:`rescue` writes); False when there was none to free."""
         return release_reserve(self.path.parent)
-
-    def rescue(self, row: int, prediction_id: str) -> bool:
-        """Keep the id of the prediction ``row``'s last POST created, which the journal
-        refused to record, in the reserve's head (written in place: no new space
-        needed), for :meth:`take_rescued`; False when even that failed."""
-        try:
-            with self.guard:
-                found = self._db.execute("SELECT sends FROM rows WHERE row = ?", (row,))
-                sends = found.fetchone()
-                return sends is not None and keep(self.path.parent, row, sends[0], prediction_id)
-        except sqlite3.Error:
-            return False
 
     def close(self) -> None:
         """Close the database and let another job have the folder."""
@@ -352,47 +345,27 @@ class Journal(JournalOpening):
 
     @writes
     def request_cancel(self, rows: Iterable[int]) -> None:
-        """These submitted rows were canceled on the server when the job was stopped."""
+        """A stop is about to send these submitted rows' predictions a cancel (written
+        first: :func:`~fashn_async.bulk._reconcile.settle` records ``canceled`` only the
+        rows so marked)."""
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
             )
 
     @writes
-    def take_rescued(self) -> list[tuple[int, str]]:
-        """Record the prediction ids :meth:`rescue` kept, then forget them; returns the
-        ``(row, prediction id)`` recorded.
-
-        A row takes its id back only while it is still waiting for it: ``submitting``,
-        or ``uncertain`` with no id, and not sent again since (the same count of POSTs).
-        It becomes ``submitted``: polled by its id, never sent again.
-        """
-        rescued = kept(self.path.parent)
-        if not rescued:
-            return []
-        taken = []
-        with self._transaction():
-            for r in rescued:
-                cursor = self._db.execute(
-                    "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
-                    "error_name = NULL, error_message = NULL, finished_at = NULL, "
-                    "cancel_requested = 0 WHERE row = ? AND sends = ? AND prediction_id IS NULL "
-                    "AND state IN (?, ?)",
-                    (State.SUBMITTED, r.prediction_id, time.time(), r.row, r.sends,
-                     State.SUBMITTING, State.UNCERTAIN),
-                )  # fmt: skip
-                if cursor.rowcount:
-                    taken.append((r.row, r.prediction_id))
-        forget(self.path.parent)  # recorded, or stale (the row went on without it)
-        return taken
-
-    @writes
     def begin_run(self) -> int:
-        """Record that a run starts (forgetting sends older than :data:`SENDS_KEPT`);
-        returns its id."""
+        """Record that a run starts (forgetting sends older than :data:`SENDS_KEPT`, and
+        cancels an earlier run asked for and never settled: killed mid-stop, it says
+        nothing of this run's stop); returns its id."""
         now = time.time()
-        self._db.execute("DELETE FROM sends WHERE at < ?", (now - SENDS_KEPT,))
-        cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (now,))
+        with self._transaction():
+            self._db.execute("DELETE FROM sends WHERE at < ?", (now - SENDS_KEPT,))
+            self._db.execute(
+                "UPDATE rows SET cancel_requested = 0 WHERE cancel_requested AND state = ?",
+                (State.SUBMITTED,),
+            )
+            cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (now,))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 

@@ -108,6 +108,9 @@ class JobSummary:
         stopped_running: Predictions running when it was stopped (sent a cancel,
             or with ``left_running`` left running).
         left_running: The stop left them running (``--leave-running``).
+        not_canceled: Of ``stopped_running``, those not recorded ``canceled``: the
+            journal refused to record their cancels, so none was sent (or, its id not
+            yet written, the stop cannot tell), and a re-run collects them.
     """
 
     counts: Mapping[str, int]
@@ -116,6 +119,7 @@ class JobSummary:
     problem: str | None = None
     stopped_running: int = 0
     left_running: bool = False
+    not_canceled: int = 0
 
     @property
     def total(self) -> int:

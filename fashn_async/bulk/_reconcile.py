@@ -5,8 +5,10 @@ Before (:func:`reconcile`): rows caught mid-POST by a crash become ``uncertain``
 the options send again become ``pending``, done rows whose files are gone ``completed``
 (downloaded again); :func:`pace_restart` seeds the client's limits with what the dead
 run may still have in flight. After (:func:`settle`): rows still running when a stop
-left the batch are recorded ``canceled`` (a re-run sends them again) unless left
-running, and rows still mid-POST ``uncertain``.
+left the batch are recorded ``canceled`` (a re-run sends them again) where the stop
+recorded their cancel before sending it, else they stay ``submitted``; rows still
+mid-POST become ``uncertain``, unless the answer to their POST waits in the reserve's
+head (:mod:`~fashn_async.bulk._rescue`) for the next run to take back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fashn_async.bulk._outcome import (
     JobOptions,
 )
 from fashn_async.bulk._pacing import carryover, hold_for_predecessors, seed_submit_window
+from fashn_async.bulk._rescue import kept
 from fashn_async.bulk._rows import RowRecord, State
 from fashn_async.bulk._words import plural
 
@@ -121,7 +124,9 @@ def settle(
     """Record what a run left behind (see the module docstring); plain calls only.
 
     ``gave_up``: submitted rows whose polling gave up in this run; the batch had let
-    them go, so the stop sent them no cancel: they stay ``submitted``.
+    them go, so the stop sent them no cancel: they stay ``submitted``, as do rows whose
+    cancel the journal did not record (``cancel_requested``: then none was sent, or it
+    was not the stop's to claim).
 
     Returns:
         The rows moved, as ``(row, new state)``, and how many predictions were running
@@ -132,14 +137,16 @@ def settle(
     """
     records = journal.records()
     moved: list[tuple[int, str]] = []
-    running = [r.row for r in records if r.state == State.SUBMITTED and r.row not in gave_up]
-    if stopped and running and not options.leave_running:
+    running = [r for r in records if r.state == State.SUBMITTED and r.row not in gave_up]
+    canceled = [r.row for r in running if r.cancel_requested]
+    if stopped and canceled and not options.leave_running:
         # Sent a cancel as the batch left: recorded, a re-run checks them (and collects
         # one that had finished anyway, or that the cancel did not reach).
-        journal.canceled(running, CANCELED_BY_STOP)
-        moved += [(row, State.CANCELED) for row in running]
+        journal.canceled(canceled, CANCELED_BY_STOP)
+        moved += [(row, State.CANCELED) for row in canceled]
+    answered = {(r.row, r.sends) for r in kept(journal.path.parent)}
     for record in records:
-        if record.state == State.SUBMITTING:
+        if record.state == State.SUBMITTING and (record.row, record.sends) not in answered:
             journal.ended(record.row, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_STOP)
             moved.append((record.row, State.UNCERTAIN))
     return moved, len(running)

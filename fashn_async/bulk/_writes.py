@@ -6,7 +6,8 @@ stop can still be recorded). Each refused write is kept and tried again once the
 has stopped (:meth:`JournalWrites.retry`), in order, row by row: a write is never
 applied after an earlier one to the same row that the disk refused (the row's record
 would skip a step, or take an older state back), and never before it. What the journal
-still cannot take, the next run reconciles.
+still cannot take, the next run reconciles. A write whose moment passes with its refusal
+(the cancels a stop is about to send, which it then does not send) is not kept.
 """
 
 from __future__ import annotations
@@ -41,18 +42,25 @@ class JournalWrites:
         return f"<JournalWrites problem={self.problem!r} deferred={len(self._deferred)}>"
 
     def __call__(
-        self, write: Callable[..., None], *args: object, rows: Iterable[int] | None = None
+        self,
+        write: Callable[..., None],
+        *args: object,
+        rows: Iterable[int] | None = None,
+        keep: bool = True,
     ) -> bool:
         """``write(*args)``; False when it is not made now: the disk refused it, or an
-        earlier write to one of its rows waits (then it is kept for :meth:`retry`)."""
+        earlier write to one of its rows waits (then it is kept for :meth:`retry`, unless
+        ``keep`` is False: then it is dropped)."""
         changed = frozenset(_rows_of(args[0]) if rows is None else rows)
         if changed & self._held:
-            self._defer(changed, write, args)
+            if keep:
+                self._defer(changed, write, args)
             return False
         try:
             write(*args)
         except JournalWriteError as error:
-            self._defer(changed, write, args)
+            if keep:
+                self._defer(changed, write, args)
             self.failed(error)
             return False
         return True
