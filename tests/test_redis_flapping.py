@@ -84,12 +84,12 @@ def test_a_local_share_of_slots_leaves_what_the_others_hold_beyond_theirs() -> N
     assert local_room(1, 6, 9) == 0  # (a count with leases not yet expired: none)
 
 
-def client(emu: Emulator, url: str) -> AsyncFashn:
+def client(emu: Emulator, url: str, **options: float) -> AsyncFashn:
     """A client of ``emu`` sharing through Redis at ``url`` (the API's limits, time x25, 6
-    in flight in all, margin 30 ms of real time)."""
+    in flight in all, margin 30 ms of real time; ``options``: of RedisCoordination)."""
     limits = Limits().scaled(SCALE)
     limits = Limits(submit=limits.submit, status=limits.status, in_flight=6, margin=0.03)
-    coordination = RedisCoordination(url, **COORDINATION)  # type: ignore[arg-type]
+    coordination = RedisCoordination(url, **(COORDINATION | options))  # type: ignore[arg-type]
     return AsyncFashn(
         api_key=emu.api_key,
         base_url=emu.url,
@@ -346,5 +346,27 @@ async def test_a_log_put_back_as_it_was_earlier_is_a_loss(redis_server: RedisSer
     finally:
         await raw.aclose()
     assert results[:2] == [[True] * 30, [True] * 30]
+    assert report.rejected == {}
+    assert report.max_submissions_in_window <= 25
+
+
+async def test_clients_whose_heartbeats_differ_hold_as_long_as_the_slowest(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """A client with a heartbeat of 0.2 s and one of 10 s (``lease_ttl`` 30, a rolling
+    deploy changing it, say) that took 12 of the window's 25 and idles: after a FLUSHALL
+    the first notices first, and holds until the second has written its 12 back (the
+    longest hold of the live clients), not for its own 0.4 s."""
+    async with Emulator(EmulatorConfig(time_scale=SCALE, seed=5)) as emu:
+        async with (
+            client(emu, redis_server.url) as first,
+            client(emu, redis_server.url, lease_ttl=30.0) as second,
+        ):
+            assert await saturate(emu, first, 13) == [True] * 13
+            assert await saturate(emu, second, 12) == [True] * 12
+            await peek.flushall()
+            async with asyncio.timeout(60):
+                assert await saturate(emu, first, 40) == [True] * 40
+        report = emu.report()
     assert report.rejected == {}
     assert report.max_submissions_in_window <= 25

@@ -125,7 +125,7 @@ class Coordinator:
         if link.state != "new":
             raise ClientClosedError("a client can be opened only once")
         try:
-            link.peers, _, marked, leases = await self._beat()
+            link.peers, _, marked, leases, longest = await self._beat()
         except RedisError as exc:
             link.state = "closed"
             await link.redis.aclose()
@@ -133,6 +133,7 @@ class Coordinator:
                 f"cannot reach Redis at {link.url} to share the limits: {exc}"
             ) from exc
         link.state = "open"
+        link.heard_hold(longest)
         self._others_hold(leases)
         link.marked(marked)  # (others on probation: so is this one, from the start)
         try:  # (each learns the epoch of its data: lost later, it knows at once)
@@ -226,17 +227,19 @@ class Coordinator:
         for slots in self._slots:
             await slots.check()
 
-    async def _beat(self) -> tuple[int, bool, float, int]:
+    async def _beat(self) -> tuple[int, bool, float, int, float]:
         """Renew, and mark this client's probation; how many clients are alive, whether
-        Redis still knew this one, the key's probation left (seconds, 0: none), and the
-        leases live (every client's)."""
+        Redis still knew this one, the key's probation left (seconds, 0: none), the
+        leases live (every client's), and the longest hold of a live client (seconds)."""
         held = [lease for slots in self._slots for lease in slots.held]
         link = self.link
         args = [round(self.config.lease_ttl * 1e6), link.owner]
-        args += [round(link.probation_left() * 1e6), *held]
+        args += [round(link.probation_left() * 1e6), round(link.own_hold * 1e6), *held]
         keys = [self.key("leases"), self.key("members"), self.key("probation")]
-        peers, known, marked, leases = await link.call(_scripts.HEARTBEAT, keys, args)
-        return max(int(peers), 1), bool(known), int(marked) / 1e6, int(leases)
+        keys.append(self.key("holds"))
+        reply = await link.call(_scripts.HEARTBEAT, keys, args)
+        peers, known, marked, leases, longest = reply
+        return max(int(peers), 1), bool(known), int(marked) / 1e6, int(leases), int(longest) / 1e6
 
     async def _heartbeats(self) -> None:
         """Renew membership and leases; while Redis is away, try to rejoin.
@@ -252,7 +255,7 @@ class Coordinator:
         while True:
             await anyio.sleep(self.heartbeat)
             try:
-                peers, known, marked, leases = await self._beat()
+                peers, known, marked, leases, longest = await self._beat()
                 if not known:  # (Redis lost this client: restarted, flushed, evicted)
                     link.data_lost()
                 if not link.online or not known:
@@ -263,6 +266,7 @@ class Coordinator:
                 link.lost(exc)
                 continue
             self._others_hold(leases)
+            link.heard_hold(longest)
             link.count(peers, settled=True)
             link.marked(marked)
             if not link.online and not link.on_probation:

@@ -99,6 +99,8 @@ class Link:
         self.owner = secrets.token_hex(6)
         #: Whether Redis answers; while not, each limiter keeps to a local share.
         self.online = True
+        #: The longest hold of the other live clients, seconds (:meth:`heard_hold`).
+        self.longest_hold = 0.0
         #: Clients of this key alive (this one included), as last counted
         #: (:meth:`count`): sets the share each keeps to while Redis is away.
         self.peers = 1
@@ -142,11 +144,29 @@ class Link:
         return f"<Link {self.url} {self.state} online={self.online} {self.probation!r}>"
 
     @property
+    def own_hold(self) -> float:
+        """This client's part of :attr:`hold`: its heartbeat, ``lease_ttl / 3``, and a
+        call's ``timeout``, seconds."""
+        return self.config.lease_ttl / 3 + self.config.timeout
+
+    @property
     def hold(self) -> float:
         """Seconds nothing is granted after Redis lost its data: by then every live
         client has written its own back and counted itself in again, at its next
-        heartbeat (a heartbeat, ``lease_ttl / 3``, and a call's ``timeout``)."""
-        return self.config.lease_ttl / 3 + self.config.timeout
+        heartbeat: the longest :attr:`own_hold` of the live clients, as the heartbeats
+        last told it (clients whose ``lease_ttl`` or ``timeout`` differ, a rolling
+        deploy changing them, say, hold as long as the slowest)."""
+        return max(self.own_hold, self.longest_hold)
+
+    def heard_hold(self, longest: float) -> None:
+        """A heartbeat's longest hold of the live clients, seconds. It may fall (a slow
+        client left), but not within a :attr:`hold` of a loss of data, while the others
+        are still telling theirs again (as :meth:`count`)."""
+        now = asyncio.get_running_loop().time()
+        if now - self.lost_at >= self.hold:
+            self.longest_hold = longest
+        else:
+            self.longest_hold = max(self.longest_hold, longest)
 
     def count(self, live: int, *, settled: bool = False) -> None:
         """Take a count of the key's live clients from Redis. A grant or a slot only

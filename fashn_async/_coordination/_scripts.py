@@ -241,11 +241,14 @@ return {0, ahead - math.max(free, 0) + 1, epoch, live, version, leases()}
 """
 )
 
-#: KEYS: leases, members, probation-until. ARGV: ttl (us), owner, the caller's probation
-#: left (us, 0 if none), then the lease ids the owner holds.
-#: Renews the owner and its leases (putting back any that were lost), and extends the
-#: key's probation mark to the caller's. Returns how many owners are alive, 1 if the
-#: owner was still known (0: Redis lost its data), and the probation left (us, 0: none).
+#: KEYS: leases, members, probation-until, holds (a hash: each live owner's hold, us).
+#: ARGV: ttl (us), owner, the caller's probation left (us, 0 if none), the caller's hold
+#: (us), then the lease ids the owner holds.
+#: Renews the owner and its leases (putting back any that were lost), notes its hold,
+#: and extends the key's probation mark to the caller's. Returns how many owners are
+#: alive, 1 if the owner was still known (0: Redis lost its data), the probation left
+#: (us, 0: none), the leases live (every owner's), and the longest hold of a live owner
+#: (the caller's included: clients whose heartbeats differ hold as long as the slowest).
 HEARTBEAT = (
     _NOW
     + """
@@ -255,7 +258,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 local known = redis.call('ZSCORE', KEYS[2], ARGV[2]) and 1 or 0
 redis.call('ZADD', KEYS[2], int(now + ttl), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], keep)
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[i])
 end
 local marked = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -263,8 +266,19 @@ if probation > 0 and now + probation > marked then
   marked = now + probation
   redis.call('SET', KEYS[3], int(marked), 'PX', math.ceil(probation / 1000) + 1000)
 end
--- Leases live now, every client's (the epoch, scored +inf, left out).
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+local longest = tonumber(ARGV[4])
+local holds = redis.call('HGETALL', KEYS[4])
+for i = 1, #holds, 2 do
+  if redis.call('ZSCORE', KEYS[2], holds[i]) then
+    longest = math.max(longest, tonumber(holds[i + 1]))
+  else
+    redis.call('HDEL', KEYS[4], holds[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[4], keep)
+-- Leases live now, every client's (the epoch and its version, scored +inf, left out).
 local leases = redis.call('ZCOUNT', KEYS[1], int(now), '(+inf')
-return {redis.call('ZCARD', KEYS[2]), known, math.max(marked - now, 0), leases}
+return {redis.call('ZCARD', KEYS[2]), known, math.max(marked - now, 0), leases, longest}
 """
 )
