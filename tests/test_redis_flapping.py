@@ -304,16 +304,16 @@ async def test_a_client_that_joins_a_probation_shrinks_the_others_shares(
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.5)
             async with client(emu, redis_server.url) as second:
-                return await saturate(emu, second, 40)
+                return await saturate(emu, second, 30)
 
         done = asyncio.Event()
         async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
             tg.create_task(flap())
-            runs = [tg.create_task(saturate(emu, first, 60)), tg.create_task(late())]
+            runs = [tg.create_task(saturate(emu, first, 45)), tg.create_task(late())]
             await asyncio.wait(runs)
             done.set()
         report = emu.report()
-    assert [run.result() for run in runs] == [[True] * 60, [True] * 40]
+    assert [run.result() for run in runs] == [[True] * 45, [True] * 30]
     assert report.rejected == {}
     assert report.max_submissions_in_window <= 25
 
@@ -353,14 +353,14 @@ async def test_a_log_put_back_as_it_was_earlier_is_a_loss(redis_server: RedisSer
 async def test_clients_whose_heartbeats_differ_hold_as_long_as_the_slowest(
     redis_server: RedisServer, peek: aioredis.Redis
 ) -> None:
-    """A client with a heartbeat of 0.2 s and one of 10 s (``lease_ttl`` 30, a rolling
-    deploy changing it, say) that took 12 of the window's 25 and idles: after a FLUSHALL
-    the first notices first, and holds until the second has written its 12 back (the
-    longest hold of the live clients), not for its own 0.4 s."""
+    """A client with a heartbeat of 0.2 s and one of 5 s (``lease_ttl`` 15, a rolling deploy
+    changing it, say) that took 12 of the window's 25 and idles: after a FLUSHALL the
+    first notices first, and holds until the second has written its 12 back (the longest
+    hold of the live clients, 5.2 s), not for its own 0.4 s."""
     async with Emulator(EmulatorConfig(time_scale=SCALE, seed=5)) as emu:
         async with (
             client(emu, redis_server.url) as first,
-            client(emu, redis_server.url, lease_ttl=30.0) as second,
+            client(emu, redis_server.url, lease_ttl=15.0) as second,
         ):
             assert await saturate(emu, first, 13) == [True] * 13
             assert await saturate(emu, second, 12) == [True] * 12
