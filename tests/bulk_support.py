@@ -27,7 +27,8 @@ from fashn_async import TryOnRequest
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import JobOptions
 from fashn_async.bulk._command import BatchSettings, run_batch
-from fashn_async.bulk._folder import RESERVE_BYTES
+from fashn_async.bulk._folder import RESERVE_BYTES, RESERVE_NAME
+from fashn_async.bulk._journal import Journal
 from fashn_async.testing import Emulator, sample_image
 from fashn_async.testing._state import payload_digest
 
@@ -237,6 +238,19 @@ class HeldAtTheDoor:
         if self._held is not None and not self.written.is_set():
             self._go.set()
             self.written.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def filling_disk(journal: Journal, k: int, mode: str) -> Iterator[FillingDisk]:
+    """``journal``'s connection behind a :class:`FillingDisk` (``k``, ``mode``: as there;
+    its reserve beside the journal) for the block, the real one back after it."""
+    real = journal._db
+    disk = FillingDisk(real, journal.path.parent / RESERVE_NAME, k, mode)
+    journal._db = disk  # type: ignore[assignment]
+    try:
+        yield disk
+    finally:
+        journal._db = real
 
 
 class FillingDisk:

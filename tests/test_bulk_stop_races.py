@@ -22,9 +22,9 @@ from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.bulk._writes import JournalWrites
 from fashn_async.testing import Emulator
 from tests.bulk_support import (
-    FillingDisk,
     HeldAtTheDoor,
     QuietDisplay,
+    filling_disk,
     job_meta,
     read_manifest,
     rerun,
@@ -145,15 +145,10 @@ async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        real = journal._db
-        disk = FillingDisk(real, out / RESERVE_NAME, k, mode)
-        journal._db = disk  # type: ignore[assignment]
-        try:
+        with filling_disk(journal, k, mode) as disk:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
                 job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
                 summary = await job.run()
-        finally:
-            journal._db = real
         records = journal.records()
     if k > _CLEAN_RUN_WRITES:
         assert summary.exit_code == 0

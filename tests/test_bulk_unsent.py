@@ -15,13 +15,12 @@ import pytest
 from fashn_async import AsyncFashn
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog
 from fashn_async.bulk._command import _summarize
-from fashn_async.bulk._folder import RESERVE_NAME
 from fashn_async.bulk._rescue import keep, kept
 from fashn_async.testing import Emulator, HttpFault
 from tests.bulk_support import (
-    FillingDisk,
     HeldAtTheDoor,
     QuietDisplay,
+    filling_disk,
     job_meta,
     read_manifest,
     rerun,
@@ -65,15 +64,10 @@ async def test_a_disk_full_at_any_write_after_posts_created_nothing_leaves_none_
     emulator.inject(HttpFault("throttle" if k % 2 else "error_5xx", route="run", times=3))
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        real = journal._db
-        disk = FillingDisk(real, out / RESERVE_NAME, k, mode)
-        journal._db = disk  # type: ignore[assignment]
-        try:
+        with filling_disk(journal, k, mode) as disk:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
                 job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
                 summary = await job.run()
-        finally:
-            journal._db = real
         records = journal.records()
     if k > _REFUSED_POSTS_RUN_WRITES:
         assert summary.exit_code == 0, summary
@@ -110,10 +104,7 @@ async def test_a_stop_during_a_submitting_write_then_a_full_disk_leaves_the_row_
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        real = journal._db
-        disk = FillingDisk(real, out / RESERVE_NAME, 10**6, mode)
-        journal._db = disk  # type: ignore[assignment]
-        try:
+        with filling_disk(journal, 10**6, mode) as disk:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
                 job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
 
@@ -134,8 +125,6 @@ async def test_a_stop_during_a_submitting_write_then_a_full_disk_leaves_the_row_
                 summary = await job.run()
                 assert door.done is not None
                 await anyio.to_thread.run_sync(door.done.result)
-        finally:
-            journal._db = real
         records = journal.records()
     assert summary.interrupted
     assert door.row is not None  # the write was held: the case happened
@@ -160,10 +149,7 @@ async def test_a_stop_whose_cancels_the_journal_refuses_claims_no_cancel(
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        real = journal._db
-        disk = FillingDisk(real, out / RESERVE_NAME, 10**6, mode)
-        journal._db = disk  # type: ignore[assignment]
-        try:
+        with filling_disk(journal, 10**6, mode) as disk:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
                 cue = _Cue(lambda counts: counts.get("submitted", 0) >= 3)
                 job = BulkJob(client, loaded, journal, JobOptions(out=out), cue)
@@ -174,8 +160,6 @@ async def test_a_stop_whose_cancels_the_journal_refuses_claims_no_cancel(
 
                 cue.action = stop
                 summary = await job.run()
-        finally:
-            journal._db = real
         records = journal.records()
     assert cue.fired
     cancels = set(emulator.report().cancels)
@@ -215,10 +199,7 @@ async def test_a_cancel_asked_by_an_earlier_run_is_not_taken_for_this_runs(
         journal.submitted(1, prediction.id)
         journal.request_cancel([1])  # and killed before sending it
     with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        real = journal._db
-        disk = FillingDisk(real, out / RESERVE_NAME, 10**6, "until freed")
-        journal._db = disk  # type: ignore[assignment]
-        try:
+        with filling_disk(journal, 10**6, "until freed") as disk:
             async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
                 cue = _Cue(lambda counts: counts.get("submitted", 0) >= 3)
                 job = BulkJob(client, loaded, journal, JobOptions(out=out), cue)
@@ -229,8 +210,6 @@ async def test_a_cancel_asked_by_an_earlier_run_is_not_taken_for_this_runs(
 
                 cue.action = stop
                 await job.run()
-        finally:
-            journal._db = real
         states = {r.row: r.state for r in journal.records()}
     assert cue.fired
     assert emulator.report().cancels == []
