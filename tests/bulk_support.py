@@ -240,6 +240,10 @@ class HeldAtTheDoor:
             self.written.wait(timeout=30)
 
 
+#: FillingDisk's modes.
+MODES = ["until freed", "k..k+2", "from k on"]
+
+
 @contextlib.contextmanager
 def filling_disk(journal: Journal, k: int, mode: str) -> Iterator[FillingDisk]:
     """``journal``'s connection behind a :class:`FillingDisk` (``k``, ``mode``: as there;

@@ -20,8 +20,9 @@ from fashn_async.bulk._folder import RESERVE_BYTES, RESERVE_NAME
 from fashn_async.bulk._rescue import kept
 from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.bulk._writes import JournalWrites
-from fashn_async.testing import Emulator
+from fashn_async.testing import Emulator, HttpFault
 from tests.bulk_support import (
+    MODES,
     HeldAtTheDoor,
     QuietDisplay,
     filling_disk,
@@ -128,21 +129,30 @@ async def test_a_disk_stop_during_a_submitting_write_sends_nothing_more(
     assert report.credits_used == 4
 
 
-_CLEAN_RUN_WRITES = 14  # of a clean run of the 3-row catalog below (checked by k = 15)
+#: Journal writes of a clean run of the 3-row catalog below, its POSTs all creating a
+#: prediction, or the first 3 answered "not created" (429 or 500) and sent again.
+_RUN_WRITES = {"created": 14, "not created first": 20}
 
 
-@pytest.mark.parametrize("mode", ["until freed", "k..k+2", "from k on"])
-@pytest.mark.parametrize("k", range(1, _CLEAN_RUN_WRITES + 2))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("posts", "k"), [(p, k) for p, writes in _RUN_WRITES.items() for k in range(1, writes + 2)]
+)
 async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
-    emulator: Emulator, tmp_path: Path, k: int, mode: str
+    emulator: Emulator, tmp_path: Path, posts: str, k: int, mode: str
 ) -> None:
     """The disk refuses journal writes from the k-th on (see FillingDisk), for every k
-    of a run: the job stops, and every prediction charged is known to the journal or
-    kept in its reserve (no row was sent without its id written somewhere); once space
-    returns a re-run collects each, finishes, and pays each row once, only rows
-    canceled by the stop sent again."""
+    of a run (and one past it, which checks the count): the job stops, and every
+    prediction charged is known to the journal or kept in its reserve (no row was sent
+    without its id written somewhere); once space returns a re-run collects each,
+    finishes, and pays each row once, only rows canceled by the stop sent again. With
+    the first 3 POSTs answered 429 (odd k) or 500 (even k), each row reset to `pending`
+    and sent again, no row ends `uncertain`: a reset the journal refused is kept in the
+    reserve's head too, and taken back."""
     catalog = write_catalog(tmp_path, 3, models=3)
     out = tmp_path / "out"
+    if posts == "not created first":
+        emulator.inject(HttpFault("throttle" if k % 2 else "error_5xx", route="run", times=3))
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
         with filling_disk(journal, k, mode) as disk:
@@ -150,16 +160,18 @@ async def test_a_disk_full_at_any_journal_write_loses_nothing_and_pays_once(
                 job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
                 summary = await job.run()
         records = journal.records()
-    if k > _CLEAN_RUN_WRITES:
-        assert summary.exit_code == 0
-        assert disk.writes == _CLEAN_RUN_WRITES, "a run writes more or less: update the range"
+    if k > _RUN_WRITES[posts]:
+        assert summary.exit_code == 0, summary
+        assert disk.writes == _RUN_WRITES[posts], "a run writes more or less: update the count"
         return
     assert summary.stopped == "disk", summary
+    if posts == "not created first":
+        assert not [r for r in records if r.state == "uncertain"], records
     known = {r.prediction_id for r in records if r.prediction_id}
     rescued = {r.row: r.prediction_id for r in kept(out)}
     charged = {p for p, status in emulator.report().statuses.items() if status == "completed"}
-    assert charged <= known | set(rescued.values())
-    for record in records:  # a row whose POST may have landed has its id somewhere
+    assert charged <= known | {p for p in rescued.values() if p}
+    for record in records:  # a row whose POST may have landed has its answer kept
         if record.state in ("submitting", "uncertain"):
             assert record.row in rescued, (record, rescued)
     canceled = sum(r.state == "canceled" for r in records)

@@ -16,8 +16,9 @@ from fashn_async import AsyncFashn
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog
 from fashn_async.bulk._command import _summarize
 from fashn_async.bulk._rescue import keep, kept
-from fashn_async.testing import Emulator, HttpFault
+from fashn_async.testing import Emulator
 from tests.bulk_support import (
+    MODES,
     HeldAtTheDoor,
     QuietDisplay,
     filling_disk,
@@ -26,11 +27,6 @@ from tests.bulk_support import (
     rerun,
     write_catalog,
 )
-
-MODES = ["until freed", "k..k+2", "from k on"]
-#: Journal writes of a clean run of the 3-row catalog below whose first 3 POSTs are
-#: answered "not created" (checked by the largest k).
-_REFUSED_POSTS_RUN_WRITES = 20
 
 
 class _Cue(QuietDisplay):
@@ -45,50 +41,6 @@ class _Cue(QuietDisplay):
         if not self.fired and self.when(counts):
             self.fired = True
             self.action()
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("k", range(1, _REFUSED_POSTS_RUN_WRITES + 2))
-async def test_a_disk_full_at_any_write_after_posts_created_nothing_leaves_none_uncertain(
-    emulator: Emulator, tmp_path: Path, k: int, mode: str
-) -> None:
-    """The first 3 POSTs are answered 429 (odd k) or 500 (even k: both faults at every
-    mode, at half the runs of each at every k): nothing created, each row reset to
-    `pending` and sent again; the disk refuses journal writes from the k-th on (see
-    FillingDisk), for every k of a run. No row ends `uncertain`: a reset the journal
-    refused is kept in the reserve's head and taken back; every prediction charged is
-    known to the journal or the reserve; once space returns a plain re-run finishes and
-    pays each row once."""
-    catalog = write_catalog(tmp_path, 3, models=3)
-    out = tmp_path / "out"
-    emulator.inject(HttpFault("throttle" if k % 2 else "error_5xx", route="run", times=3))
-    loaded = load_catalog(catalog)
-    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        with filling_disk(journal, k, mode) as disk:
-            async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
-                job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
-                summary = await job.run()
-        records = journal.records()
-    if k > _REFUSED_POSTS_RUN_WRITES:
-        assert summary.exit_code == 0, summary
-        assert disk.writes == _REFUSED_POSTS_RUN_WRITES, "a run writes more or less"
-        return
-    assert summary.stopped == "disk", summary
-    assert not [r for r in records if r.state == "uncertain"], records
-    rescued = {r.row: r.prediction_id for r in kept(out)}
-    for record in records:  # left mid-POST: what its POST did is kept in the reserve
-        if record.state == "submitting":
-            assert record.row in rescued, (record, rescued)
-    known = {r.prediction_id for r in records if r.prediction_id}
-    charged = {p for p, status in emulator.report().statuses.items() if status == "completed"}
-    assert charged <= known | {p for p in rescued.values() if p}
-    canceled = sum(r.state == "canceled" for r in records)
-    code, printed = await rerun(emulator, catalog, out)
-    assert code == 0, printed
-    assert {e["status"] for e in read_manifest(out)} == {"done"}
-    report = emulator.report()
-    assert report.duplicates <= canceled
-    assert report.credits_used == 3
 
 
 @pytest.mark.parametrize("mode", MODES)
