@@ -33,11 +33,13 @@ from tests.bulk_support import (
 )
 
 
+@pytest.mark.parametrize("stop", ["interrupted", "disk"])
 async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, stop: str
 ) -> None:
-    """Ctrl-C while a row's `submitting` write is in its worker thread, not yet begun:
-    its POST never goes out, and the row ends `pending`, not `submitting` or
+    """Ctrl-C, or another write failing for lack of disk, while a row's `submitting`
+    write is in its worker thread, not yet begun: its POST never goes out (nothing more
+    is sent once a stop is under way), and the row ends `pending`, not `submitting` or
     `uncertain` (the reset must come after that write); a re-run finishes, each row
     paid once."""
     catalog = write_catalog(tmp_path, 4, models=2)
@@ -48,7 +50,10 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
             job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
 
             async def meanwhile() -> None:
-                job.interrupt()
+                if stop == "disk":
+                    job._writes.failed(JournalWriteError("the disk is full"))
+                else:
+                    job.interrupt()
                 # Every task waits: the job for the held write (or, if it did not wait,
                 # past the row's reset, which then let the write go).
                 await anyio.wait_all_tasks_blocked()
@@ -73,54 +78,13 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
             assert door.done is not None
             await asyncio.wrap_future(door.done)
         records = journal.records()
-    assert summary.interrupted
+    assert summary.interrupted if stop == "interrupted" else summary.problem is not None
     states = {r.state for r in records}
     assert not states & {"submitting", "uncertain"}, [(r.row, r.state) for r in records]
-    sent = [r for r in records if r.prediction_id is not None]
-    assert len(emulator.report().accepted) == len(sent)  # the held row's POST never went out
-    code, printed = await rerun(emulator, catalog, out)
-    assert code == 0, printed
-    assert {e["status"] for e in read_manifest(out)} == {"done"}
-    report = emulator.report()
-    assert report.duplicates == 0
-    assert report.credits_used == 4
-
-
-async def test_a_disk_stop_during_a_submitting_write_sends_nothing_more(
-    emulator: Emulator, tmp_path: Path
-) -> None:
-    """Another write fails for lack of disk while a row's `submitting` write is in its
-    worker thread: that write lands, but its POST never goes out (nothing more is sent
-    once a disk stop is under way), and the row ends `pending`; a re-run finishes, each
-    row paid once."""
-    catalog = write_catalog(tmp_path, 4, models=2)
-    out = tmp_path / "out"
-    loaded = load_catalog(catalog)
-    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
-        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
-            job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
-
-            async def meanwhile() -> None:
-                job._writes.failed(JournalWriteError("the disk is full"))
-
-            door = HeldAtTheDoor(journal.guard, meanwhile)
-            sending = journal.sending
-
-            def sending_in(row: int) -> None:
-                door.rows[threading.get_ident()] = row
-                sending(row)
-
-            journal.guard = door  # type: ignore[assignment]
-            journal.sending = sending_in  # type: ignore[method-assign]
-            summary = await job.run()
-            assert door.done is not None
-            await asyncio.wrap_future(door.done)
-        records = journal.records()
-    assert summary.problem is not None
     held = next(r for r in records if r.row == door.row)
     assert (held.state, held.prediction_id) == ("pending", None)
     sent = [r for r in records if r.prediction_id is not None]
-    assert len(emulator.report().accepted) == len(sent)
+    assert len(emulator.report().accepted) == len(sent)  # the held row's POST never went out
     code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     assert {e["status"] for e in read_manifest(out)} == {"done"}
