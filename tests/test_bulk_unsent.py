@@ -13,8 +13,10 @@ import anyio
 import pytest
 
 from fashn_async import AsyncFashn
+from fashn_async._atomic import overwrite
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog
 from fashn_async.bulk._command import _summarize
+from fashn_async.bulk._folder import RESCUE_BYTES, RESERVE_NAME
 from fashn_async.bulk._rescue import keep, kept
 from fashn_async.testing import Emulator
 from tests.bulk_support import (
@@ -210,3 +212,39 @@ def test_a_post_kept_as_unsent_goes_back_only_to_the_send_it_answers(tmp_path: P
     assert [e.split(":")[0] for e in edits] == ["line 2", "line 3"]
     assert all("sent again" in e for e in edits), edits
     assert kept(out) == []
+
+
+def test_a_reserve_head_garbled_between_runs_is_cleared_at_the_next_open(tmp_path: Path) -> None:
+    """The reserve's head holds bytes that are no record and no zero (a file torn by a
+    crash): the next open clears it, so that the next disk stop can still keep an id
+    there (a break-it helper's case: every later rescue refused, the paid id only
+    printed)."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    rows = load_catalog(catalog).rows
+    with Journal.open(out, meta={}, rows=rows):
+        pass
+    overwrite(out / RESERVE_NAME, 0, b"\xff" * RESCUE_BYTES)
+    with Journal.open(out, meta={}, rows=rows) as journal:
+        journal.sending(1)
+        assert journal.rescue(1, "p1")
+
+
+async def test_resend_uncertain_after_a_kill_mid_post_sends_the_row_again(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row left `submitting` (killed mid-POST), then a run with --resend-uncertain: the
+    row, now `uncertain`, is sent again in that run, not only in the next (a break-it
+    helper's case: exit 1, "re-run with --resend-uncertain", the flag just given)."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    loaded = load_catalog(catalog)
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
+        journal.sending(1)  # (killed mid-POST)
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+            options = JobOptions(out=out, resend_uncertain=True)
+            summary = await BulkJob(client, loaded, journal, options, QuietDisplay()).run()
+        states = [r.state for r in journal.records()]
+    assert states == ["done", "done"], states
+    assert summary.exit_code == 0

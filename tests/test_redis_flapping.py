@@ -370,3 +370,66 @@ async def test_clients_whose_heartbeats_differ_hold_as_long_as_the_slowest(
         report = emu.report()
     assert report.rejected == {}
     assert report.max_submissions_in_window <= 25
+
+
+async def test_a_short_lease_ttl_does_not_cut_the_shared_keys_expiry(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """A client with ``lease_ttl`` 0.6 no longer shortens the members set's and the holds
+    hash's expiry to its 1.2 s, which dropped a slower client's (``lease_ttl`` 15,
+    heartbeat 5 s) hold with them: a client started after the quick one left hears the
+    slow one's hold, and after a FLUSHALL holds until the slow one's 12 grants are back
+    (a break-it helper's case: it held 0.4 s, 1-2 x 429 in 5 runs of 5)."""
+    config = EmulatorConfig(time_scale=SCALE, seed=5, latency=(2.0, 4.0))
+    async with Emulator(config) as emu:
+        async with client(emu, redis_server.url, lease_ttl=15.0) as slow:
+            async with client(emu, redis_server.url) as quick:
+                await asyncio.sleep(0.3)
+                assert quick._coordinator is not None
+                assert quick._coordinator.link.hold > 5
+            busy = asyncio.ensure_future(saturate(emu, slow, 12))
+            await asyncio.sleep(1.25)  # (past the quick one's 1.2 s)
+            async with client(emu, redis_server.url) as restarted:
+                assert await busy == [True] * 12  # (then the slow client idles)
+                await peek.flushall()
+                async with asyncio.timeout(30):
+                    assert await saturate(emu, restarted, 20) == [True] * 20
+        report = emu.report()
+    assert report.rejected == {}
+    assert report.max_submissions_in_window <= 25
+
+
+async def test_grants_written_back_make_an_older_copy_show(
+    redis_server: RedisServer, peek: aioredis.Redis
+) -> None:
+    """After a FLUSHALL the clients write their grants back (a new epoch, version 0); a
+    copy of the log taken as the new epoch began, put back during the hold, lacks them.
+    Writing them back raised the version, so the copy shows as older and they are
+    written back again (a break-it helper's case: 1-2 x 429 in 5 runs of 5)."""
+    raw = aioredis.Redis.from_url(redis_server.url)  # (DUMP's bytes are no text)
+    config = EmulatorConfig(time_scale=SCALE, seed=5, latency=(2.0, 4.0))
+    try:
+        async with Emulator(config) as emu, client(emu, redis_server.url) as active:
+            async with client(emu, redis_server.url, lease_ttl=1.5, timeout=1.0) as idle:
+                assert active._coordinator is not None
+                key = active._coordinator.key("submit")
+
+                async def roll_back() -> None:
+                    while len(emu.report().accepted) < 20:
+                        await asyncio.sleep(0.005)
+                    await peek.flushall()
+                    while not await peek.zrangebyscore(key, "+inf", "+inf"):
+                        await asyncio.sleep(0.001)
+                    snapshot = await raw.dump(key)
+                    await asyncio.sleep(0.8)  # (the idle one wrote its 12 back; hold 1.5 s)
+                    await raw.restore(key, 0, snapshot, replace=True)
+
+                async with asyncio.timeout(60):
+                    assert await saturate(emu, idle, 12) == [True] * 12  # (then idles)
+                    results = await asyncio.gather(saturate(emu, active, 30), roll_back())
+            report = emu.report()
+    finally:
+        await raw.aclose()
+    assert results[0] == [True] * 30
+    assert report.rejected == {}
+    assert report.max_submissions_in_window <= 25

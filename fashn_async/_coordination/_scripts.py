@@ -65,7 +65,20 @@ local function epoch_of(key, known, token, hold_key, hold, known_version)
   end
   return epoch, true, version
 end
--- A grant taken from key: its version one up (returned).
+-- Sets key's expiry to ms unless it already lasts longer: clients whose lease_ttl differ
+-- share the members, queue and holds keys, and the shortest must not cut the others'.
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+-- The version of key (see epoch_of), 0 if none.
+local function version_of(key)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '+inf', '+inf')) do
+    local n = string.match(member, '^version@(%d+)$')
+    if n then return tonumber(n) end
+  end
+  return 0
+end
+-- A grant taken from key, or grants written back to it: its version one up (returned).
 local function bump(key, version)
   redis.call('ZREM', key, 'version@' .. int(version))
   redis.call('ZADD', key, '+inf', 'version@' .. int(version + 1))
@@ -160,16 +173,20 @@ return current
 )
 
 #: KEYS: grant log. ARGV: window (us), then pairs of (age in us, member).
-#: Puts back grants made while Redis was away (or lost with it), dated by their age.
+#: Puts back grants made while Redis was away (or lost with it), dated by their age,
+#: and bumps the log's version if any was missing (an older copy then shows).
 REPLAY = (
     _NOW
     + """
-local window = tonumber(ARGV[1])
+local window, added = tonumber(ARGV[1]), 0
 for i = 2, #ARGV, 2 do
   local age = tonumber(ARGV[i])  -- (below 0: dated ahead, its request out)
   if age < window then
-    redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
+    added = added + redis.call('ZADD', KEYS[1], 'NX', int(now - age), ARGV[i + 1])
   end
+end
+if added > 0 then  -- (a copy from before these were written back is older)
+  bump(KEYS[1], version_of(KEYS[1]))
 end
 return #ARGV
 """
@@ -231,12 +248,12 @@ local keep = math.ceil(ttl / 1000) * 2
 if ahead < free then
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[3])
   redis.call('ZREM', KEYS[2], owner)
-  redis.call('PEXPIRE', KEYS[3], keep)
+  extend(KEYS[3], keep)
   return {1, free - 1, epoch, live, bump(KEYS[1], version), leases()}
 end
 redis.call('ZADD', KEYS[2], 'NX', int(now), owner)
-redis.call('PEXPIRE', KEYS[2], keep)
-redis.call('PEXPIRE', KEYS[3], keep)
+extend(KEYS[2], keep)
+extend(KEYS[3], keep)
 return {0, ahead - math.max(free, 0) + 1, epoch, live, version, leases()}
 """
 )
@@ -257,7 +274,7 @@ local keep = math.ceil(ttl / 1000) * 2
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 local known = redis.call('ZSCORE', KEYS[2], ARGV[2]) and 1 or 0
 redis.call('ZADD', KEYS[2], int(now + ttl), ARGV[2])
-redis.call('PEXPIRE', KEYS[2], keep)
+extend(KEYS[2], keep)
 for i = 5, #ARGV do
   redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[i])
 end
@@ -276,7 +293,7 @@ for i = 1, #holds, 2 do
     redis.call('HDEL', KEYS[4], holds[i])
   end
 end
-redis.call('PEXPIRE', KEYS[4], keep)
+extend(KEYS[4], keep)
 -- Leases live now, every client's (the epoch and its version, scored +inf, left out).
 local leases = redis.call('ZCOUNT', KEYS[1], int(now), '(+inf')
 return {redis.call('ZCARD', KEYS[2]), known, math.max(marked - now, 0), leases, longest}

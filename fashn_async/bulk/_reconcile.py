@@ -65,7 +65,8 @@ def reconcile(journal: Journal, options: JobOptions, sendable: Container[int]) -
         state, number = record.state, record.row
         if state == State.SUBMITTING:
             journal.ended(number, State.UNCERTAIN, "SubmissionUncertain", UNCERTAIN_AFTER_CRASH)
-        elif (state == State.UNCERTAIN and options.resend_uncertain) or (
+            state = State.UNCERTAIN  # (sent again below, if asked)
+        if (state == State.UNCERTAIN and options.resend_uncertain) or (
             state == State.FAILED and options.retry_failed
         ):
             if number in sendable:

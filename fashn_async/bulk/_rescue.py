@@ -86,7 +86,8 @@ class JournalRescue:
             JournalWriteError: the journal refused the records; the answers stay kept.
         """
         rescued = kept(self.path.parent)
-        if not rescued:
+        if not rescued:  # (a head garbled by a crash would refuse every later record)
+            forget(self.path.parent)
             return []
         taken = []
         with self._transaction():
