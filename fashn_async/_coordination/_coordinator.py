@@ -215,9 +215,8 @@ class Coordinator:
 
     def _others_hold(self, leases: int) -> None:
         """Redis counted ``leases`` live, this client's (just written back) included."""
-        mine = sum(slots.in_use for slots in self._slots)
         for slots in self._slots:
-            slots.others_hold(max(leases - mine, 0))
+            slots.counted(leases)
 
     async def _check_epochs(self) -> None:
         """Whether Redis lost a window's log or the leases since this client last asked

@@ -41,10 +41,9 @@ class SharedSlots:
     a client joins a probation, so what the heartbeats last counted others holding comes
     out of the capacity (:func:`local_room`). Once Redis is back, the heartbeat writes
     its leases back, and the share keeps applying, on top of Redis, for one more
-    ``lease_ttl``. A Redis
-    that lost the leases without a call failing shows it by a new epoch
-    (``LEASE_ACQUIRE``): no slot is taken by anyone for the link's ``hold``, by when every
-    live process has written its leases back (the heartbeat).
+    ``lease_ttl``. A Redis that lost the leases without a call failing shows it by a new
+    epoch (``LEASE_ACQUIRE``): no slot is taken by anyone for the link's ``hold``, by
+    when every live process has written its leases back (the heartbeat).
     """
 
     def __init__(self, link: Link, capacity: int) -> None:
@@ -162,7 +161,7 @@ class SharedSlots:
             self._queued = not granted
             if granted:
                 self._grant(lease)
-            self.others_hold(max(int(leases) - len(self._held) - len(self._released), 0))
+            self.counted(int(leases))
             if granted:
                 continue
             with anyio.move_on_after(self._co.config.poll_interval):
@@ -193,13 +192,15 @@ class SharedSlots:
 
     # -- Redis away and back -----------------------------------------------------------
 
-    def others_hold(self, leases: int) -> None:
-        """Redis counted ``leases`` held by the other clients (at a heartbeat, or asked for
-        a slot). The largest count of the last ``lease_ttl`` stands (a Redis that just
-        lost the leases counts too few, until every client has written its own back), and
-        the last one does while none comes (Redis away)."""
+    def counted(self, leases: int) -> None:
+        """Redis counted ``leases`` live, every client's (at a heartbeat, or asked for a
+        slot): the others hold those not this process's (held, or released and not yet
+        removed from Redis). The largest count of the others' in the last ``lease_ttl``
+        stands (a Redis that just lost the leases counts too few, until every client has
+        written its own back), and the last one does while none comes (Redis away)."""
         now = self._now()
-        self._others.append((now, leases))
+        others = max(leases - len(self._held) - len(self._released), 0)
+        self._others.append((now, others))
         while self._others[0][0] < now - self._co.config.lease_ttl:
             self._others.popleft()
         self._wake.set()

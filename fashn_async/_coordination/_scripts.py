@@ -41,13 +41,18 @@ local function int(x) return string.format('%d', x) end
 -- restart from a snapshot, a failover to a replica that lagged, a backup restored): the
 -- grants since are lost, as in a flush, so a new epoch begins. Also whether the caller
 -- knew another (the data was lost since): then hold_key (a time, us) is set to the new
--- epoch's start + hold, by when every live process has written its own back.
-local function epoch_of(key, known, token, hold_key, hold, known_version)
+-- epoch's start + hold, by when every live process has written its own back. (marks:
+-- the epoch member and the version of key, nil and 0 if none.)
+local function marks(key)
   local epoch, version = nil, 0
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '+inf', '+inf')) do
     local n = string.match(member, '^version@(%d+)$')
     if n then version = tonumber(n) elseif not epoch then epoch = member end
   end
+  return epoch, version
+end
+local function epoch_of(key, known, token, hold_key, hold, known_version)
+  local epoch, version = marks(key)
   if epoch and epoch == known and version < tonumber(known_version) then
     redis.call('ZREM', key, epoch)
     epoch = nil
@@ -69,14 +74,6 @@ end
 -- share the members, queue and holds keys, and the shortest must not cut the others'.
 local function extend(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
-end
--- The version of key (see epoch_of), 0 if none.
-local function version_of(key)
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '+inf', '+inf')) do
-    local n = string.match(member, '^version@(%d+)$')
-    if n then return tonumber(n) end
-  end
-  return 0
 end
 -- A grant taken from key, or grants written back to it: its version one up (returned).
 local function bump(key, version)
@@ -186,7 +183,7 @@ for i = 2, #ARGV, 2 do
   end
 end
 if added > 0 then  -- (a copy from before these were written back is older)
-  bump(KEYS[1], version_of(KEYS[1]))
+  bump(KEYS[1], select(2, marks(KEYS[1])))
 end
 return #ARGV
 """
