@@ -48,6 +48,7 @@ from fashn_async._turnbull import (
     mixture_weights,
     predictive_ends,
     turnbull_fit,
+    uniform_mass,
 )
 from fashn_async._validators import in_range, shorten
 
@@ -56,8 +57,12 @@ __all__ = ["FIRST", "CompletionModel", "done_probability"]
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
 FIRST = 0.01
-#: Share of its time over which a completion found done at its first poll is spread.
+#: Share of its time over which a completion found done at its first poll is spread; at
+#: least its last spacing (``Polling.target_lag``) for a near first poll, one at most
+#: NEAR + 1 spacings after submission (the plan's, a spacing past the first likely
+#: completion, near if that is at most NEAR spacings after submission).
 LEFT_SPAN = 0.125
+NEAR = 4.0
 #: What the prior's own mixture weights are worth, in observations, when the
 #: observations reweight its modes (a documented timing the completions contradict
 #: loses its weight within a few of them).
@@ -83,7 +88,7 @@ class CompletionModel:
         self._edges = [0.0]
         self._extend(max(hi for _, hi, _ in prior))
         # Each mode of the prior on its own (the observations reweight them), and mixed.
-        self._modes = [self._discretize(((lo, hi, 1.0),)) for lo, hi, _ in prior]
+        self._modes = [uniform_mass(lo, hi, self._edges) for lo, hi, _ in prior]
         total = sum(w for *_, w in prior)
         self._mode_weights = [w / total for *_, w in prior]
         self._ends: tuple[float, float] | None = None
@@ -97,6 +102,8 @@ class CompletionModel:
         self._at_first_poll: deque[bool] = deque(maxlen=polling.memory)
         self._points: deque[float] = deque(maxlen=polling.memory)
         self._sorted: list[float] = []
+        #: The points of completions seen between two polls (not at a first poll), sorted.
+        self._bracketed: list[float] = []
         self._stale = 0
         self._first_polls = Surprise()
         self._past_gaps = Surprise()
@@ -152,11 +159,13 @@ class CompletionModel:
         at_first_poll = seen_running is None
         if at_first_poll:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
-            # spread evenly over the last LEFT_SPAN of it (at least one bin): the
-            # plain reading piles it where the fit already has mass, just below the
-            # first poll (the NPMLE's ratchet: first polls could then never move
-            # earlier), or, with no mass there, smears it over the prior.
+            # spread evenly over the last LEFT_SPAN of it (a near first poll's: at least
+            # its last spacing), and at least one bin: the plain reading piles it where
+            # the fit already has mass, just below the first poll (the NPMLE's ratchet:
+            # first polls could never move earlier), or, with none, smears it over the prior.
             span = LEFT_SPAN * seen_done
+            if seen_done <= (NEAR + 1.0) * self.polling.target_lag:
+                span = max(span, self.polling.target_lag)  # a near first poll's find
             seen_running = seen_done - span if span < seen_done else None
         low, high = seen_running or 0.0, seen_done
         self._extend(high)
@@ -170,8 +179,7 @@ class CompletionModel:
         # completion, and the extrapolation below the lowest covers what they miss.
         width = 0.0 if at_first_poll else min(high - low, self.polling.target_lag)
         self._points.append(seen_done - width / 2)
-        self._sorted = sorted(self._points)
-        self._ends = predictive_ends(self._sorted)
+        self._sort()
         self._numbers.append(self._shift.since - 1 if number is None else number)
         self._stale += 1
         if at_first_poll:
@@ -191,8 +199,7 @@ class CompletionModel:
         for name in ("_seen", "_at_first_poll", "_points", "_numbers"):
             old = getattr(self, name)
             setattr(self, name, deque((old[k] for k in kept), maxlen=old.maxlen))
-        self._sorted = sorted(self._points)
-        self._ends = predictive_ends(self._sorted)
+        self._sort()
         self._shift.forget(since)
         self._first_polls, self._past_gaps = Surprise(), Surprise()
         self._fit = mixed(self._modes, self._mode_weights)  # start the EM afresh
@@ -275,12 +282,20 @@ class CompletionModel:
                 return max(low, after)  # below the lowest seen: the next may come there
         return None if k < 0 else max(edges[k], after)
 
+    def _sort(self) -> None:
+        self._sorted = sorted(self._points)
+        self._ends = predictive_ends(self._sorted)
+        self._bracketed = sorted(
+            p for p, first in zip(self._points, self._at_first_poll, strict=True) if not first
+        )
+
     def past_mode(self, after: float, within: float) -> float | None:
         """Where completions are likely again past the stretch of likely ones holding
         ``after`` (seconds since submission, as the result), if it ends within ``within``
         seconds, fewer than :data:`EPSILON` of those still running at ``after`` are
         expected to complete in what is left of it, and none was seen completing there
-        (a tail the fit holds thin: a class that became faster, say); None otherwise.
+        (a tail the fit holds thin: a class that became faster, say; a completion found
+        at a first poll there was seen only to come before it); None otherwise.
 
         The tail of a mode before a gap: a poll there would find little done. (The gap's
         own mass is not checked again: the dense region leaves it out only under EPSILON.)
@@ -294,8 +309,8 @@ class CompletionModel:
             j += 1
         if j >= len(dense) or dense[j] <= j or edges[j] >= after + within:
             return None
-        seen = bisect.bisect_right(self._sorted, after)
-        if seen < len(self._sorted) and self._sorted[seen] <= after + within:
+        seen = bisect.bisect_right(self._bracketed, after)
+        if seen < len(self._bracketed) and self._bracketed[seen] <= after + within:
             return None
         before = self.cdf(after)
         if self.cdf(edges[j]) - before >= EPSILON * (1.0 - before):
@@ -327,20 +342,6 @@ class CompletionModel:
             self._cum = cumulative(self._mass)
             self._coarse.extend([self._coarse[-1]] * added)
             self._next_dense.extend([-1] * added)
-
-    def _discretize(self, modes: Modes) -> list[float]:
-        edges = self._edges
-        total = sum(w for *_, w in modes)
-        mass = [0.0] * (len(edges) - 1)
-        for low, high, weight in modes:
-            width = max(high - low, 1e-12)
-            for j in range(len(mass)):
-                overlap = min(high, edges[j + 1]) - max(low, edges[j])
-                if high == low and edges[j] < low <= edges[j + 1]:
-                    overlap = width
-                if overlap > 0:
-                    mass[j] += weight / total * overlap / width
-        return mass
 
     def _refit(self) -> None:
         """Refit now if enough is new, unless the owner refits (``deferred``)."""

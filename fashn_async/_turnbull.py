@@ -37,6 +37,7 @@ __all__ = [
     "predictive_ends",
     "smooth",
     "turnbull_fit",
+    "uniform_mass",
 ]
 
 #: Conditional probability below which a stretch of time is "no completion expected".
@@ -367,3 +368,16 @@ def predictive_ends(values: list[float]) -> tuple[float, float] | None:
         END_REACH * (values[-1] - values[-k]) / (k - 1), HIGH_REACH * (values[-1] - values[0])
     )
     return max(low, 0.0), high
+
+
+def uniform_mass(low: float, high: float, edges: list[float]) -> list[float]:
+    """Mass per bin (``edges``, seconds) of the uniform distribution on ``[low, high]``
+    seconds; all of it in the bin holding ``low`` when the two are equal."""
+    width = max(high - low, 1e-12)
+    mass = []
+    for j in range(len(edges) - 1):
+        overlap = min(high, edges[j + 1]) - max(low, edges[j])
+        if high == low and edges[j] < low <= edges[j + 1]:
+            overlap = width
+        mass.append(overlap / width if overlap > 0 else 0.0)
+    return mass
