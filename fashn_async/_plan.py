@@ -4,41 +4,36 @@ Pure policy; the loop that sleeps and calls is :mod:`fashn_async._poller`, the m
 :mod:`fashn_async._survival`.
 
 :class:`PollPlan` plans one prediction's polls: the first poll one spacing after the 1 %
-quantile, or after the lowest completion extrapolated from those seen if that is earlier
-(:attr:`CompletionModel.ends`; for 30 % of predictions, up to half a spacing earlier
-still, so that first polls below the believed start show whether completions come
-sooner; 15 % where that start is near, at most four spacings after submission, where a
-find at the first poll is read as lying anywhere in its last spacing), then one every
-spacing while completions are likely, skipping only stretches the model holds empty and
-wider than four spacings (a bimodal mix), and the tail of a mode before such a stretch
-once fewer than 2 % of the predictions still running are expected to complete in it and
-none was seen completing within the next spacing. Polling goes on at every spacing up to
-the highest completion extrapolated, and backs off geometrically past it. While a class
-has seen fewer than six completions, the tail of what it believes (its last 10 %) is
-polled every two spacings: the first predictions of a class whose prior is wrong (a
-model slower than documented) would otherwise poll densely through all of it.
-
-``Polling.explore`` of the predictions explore: a first poll one to three spacings early
-(where the believed start is more than four spacings after submission), and a stretch
-held empty crossed with a poll every four spacings.
-
-While first polls find predictions done far more often than the model expected of them
+quantile, or after the lowest completion extrapolated from those seen if that is
+earlier (:attr:`CompletionModel.ends`; for 30 % of predictions, up to half a spacing
+earlier still, so that first polls below the believed start show whether completions
+come sooner), then one every spacing while completions are likely, skipping only
+stretches the model holds empty and wider than four spacings (a bimodal mix), and the
+tail of a mode before such a stretch once fewer than 2 % of the predictions still
+running are expected to complete in it and none was seen completing within the next
+spacing. Polling goes on at every spacing up to the highest completion extrapolated,
+and backs off geometrically past it. While
+a class has seen fewer than six completions, the tail of what it believes (its last
+10 %) is polled every two spacings: the first predictions of a class whose prior is
+wrong (a model slower than documented) would otherwise poll densely through all of it.
+``Polling.explore`` of the predictions explore: a first poll one to three spacings
+early, and a stretch held empty crossed with a poll every four spacings. While first
+polls find predictions done far more often than the model expected of them
 (:attr:`CompletionModel.surprised`: completions come sooner than it believes), first
 polls more than four spacings after submission land at half their time, so that the
 class relearns its low end from finds near it, not by one 12.5 % step per find (and a
-prediction that looked early crosses the rest of the stretch below the low end every two
-spacings rather than skipping it). A young class's (fewer than :data:`YOUNG` completions
-remembered) first polls far from submission land early and cross what is left below the
-low end sparsely: its first completions may all have come late by chance. While the
-first polls past a stretch held empty find predictions done far more often than expected
-(:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end of the
-mode before it), no mode's tail is skipped and every prediction crosses such a stretch
-as an explorer does.
-
-After the first poll, no two polls of a prediction are further apart than
-``Polling.max_interval``, skips included: a stretch the model holds empty may be one
-that sampling left empty by chance (a thin tail), and a prediction ending there would
-otherwise wait out the whole stretch. (That is the plan; the loop,
+prediction that looked early crosses the rest of the stretch below the low end every
+two spacings rather than skipping it). A young class's (fewer than :data:`YOUNG`
+completions remembered) first polls far from submission land early and cross what is left
+below the low end sparsely: its first completions may all have come late by chance.
+While
+the first polls past a stretch held empty find predictions done far more often than
+expected (:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end
+of the mode before it), no mode's tail is skipped and every prediction crosses such a
+stretch as an explorer does. After the first poll, no two polls of a prediction are
+further apart than ``Polling.max_interval``, skips included: a stretch the model holds
+empty may be one that sampling left empty by chance (a thin tail), and a prediction
+ending there would otherwise wait out the whole stretch. (That is the plan; the loop,
 :mod:`fashn_async._poller`, gives a poll past it a place ahead in the status budget's
 queue, so that a busy budget does not stretch it either.)
 """
@@ -48,7 +43,7 @@ from __future__ import annotations
 import math
 import random
 
-from fashn_async._survival import FIRST, NEAR, CompletionModel, done_probability
+from fashn_async._survival import FIRST, CompletionModel, done_probability
 from fashn_async._turnbull import EPSILON, MIN_GAP
 
 __all__ = ["PollPlan"]
@@ -56,19 +51,10 @@ __all__ = ["PollPlan"]
 #: Predictions of a class before it may back off past everything seen: until then
 #: everything beyond is unexplored, and a wide interval there would blur the model.
 WARMUP = 12
-#: The first poll lands from DITHER to 1 spacing after the first likely completion for
-#: DITHER_SHARE of predictions: first polls spread below it show whether completions
-#: come sooner.
+#: The first poll lands from DITHER to 1 spacing after the first likely completion:
+#: first polls spread below it show whether completions come sooner.
 DITHER = -0.5
 DITHER_SHARE = 0.3
-#: Where the first likely completion is near (at most NEAR spacings after submission,
-#: :data:`fashn_async._survival.NEAR`), only NEAR_DITHER_SHARE of first polls dither and
-#: none probes. A find at a near first poll is read as lying anywhere in its last spacing
-#: (:meth:`CompletionModel.observe`), which places the low end no later than the truth
-#: unless the first polls are already late; the first polls spread below it need only
-#: correct that, and each costs a fast class a poll more per prediction (at 2-4 s, 30 %
-#: of them cost 0.2 calls a prediction against a goal 0.8 above the need).
-NEAR_DITHER_SHARE = 0.15
 #: Spacing, in spacings, in the tail of the belief (its last LEARNING_TAIL) while a class
 #: has seen fewer than WARMUP // 2 completions (the predictions sent first, at most one
 #: per slot in progress: their lag is allowed up to 2 s).
@@ -135,12 +121,8 @@ class PollPlan:
         self.number = model.submitted(self) if learn else None
         explore = model.polling.explore
         self._probe = 1.0 + 2.0 * rng.random() if explore and rng.random() < explore else 0.0
-        # Where its first poll lands if it dithers; whether it does is known at that poll
-        # (near or not, by the model then): below NEAR_DITHER_SHARE, or DITHER_SHARE if
-        # not near (1.0 above both: it does not).
-        draw = rng.random()
-        early = DITHER + (1.0 - DITHER) * rng.random() if draw < DITHER_SHARE else 1.0
-        self._dither = (draw, early)
+        dither = rng.random() < DITHER_SHARE
+        self._dither = DITHER + (1.0 - DITHER) * rng.random() if dither else 1.0
 
     def next_poll(self, gap: float) -> float:
         """When to poll next, seconds since submission, at poll spacing ``gap``: after the
@@ -197,11 +179,8 @@ class PollPlan:
             if model.ends is not None:
                 first = min(first, model.ends[0])
             first = max(first, after)
-            near = first <= NEAR * gap
-            draw, early = self._dither
-            dither = early if draw < (NEAR_DITHER_SHARE if near else DITHER_SHARE) else 1.0
-            due = max(first + dither * gap, gap / 2)
-            if self._probe and not near:
+            due = max(first + self._dither * gap, gap / 2)
+            if self._probe and first > gap:
                 due = max(due - self._probe * gap, gap / 2)
             young = 0 < model.samples < min(YOUNG, model.polling.memory)
             self._young = False  # (planned again: as the class is now)

@@ -184,10 +184,8 @@ class Polling:
         memory: Finished predictions each latency class remembers: an int from 1 to
             :data:`MAX_MEMORY` (10 000; a refit costs time in proportion).
         explore: Share of predictions that explore: the first poll one to three spacings
-            early (a probe for faster completions; only where the first likely
-            completion is more than four spacings after submission), and a stretch the
-            model holds empty crossed with a poll every four spacings rather than
-            skipped.
+            early (a probe for faster completions), and a stretch the model holds empty
+            crossed with a poll every four spacings rather than skipped.
         prior_weight: What the prior is worth, in finished predictions; it fades as
             ``exp(-n / (2.5 * prior_weight))`` with ``n`` predictions seen (a larger
             weight for a prior known to be right).

@@ -57,12 +57,8 @@ __all__ = ["FIRST", "CompletionModel", "done_probability"]
 #: Share of completions expected before the first poll's target: few, since each of them
 #: is found a whole spacing late or more.
 FIRST = 0.01
-#: Share of its time over which a completion found done at its first poll is spread; at
-#: least its last spacing (``Polling.target_lag``) for a near first poll, one at most
-#: NEAR + 1 spacings after submission (the plan's, a spacing past the first likely
-#: completion, near if that is at most NEAR spacings after submission).
+#: Share of its time over which a completion found done at its first poll is spread.
 LEFT_SPAN = 0.125
-NEAR = 4.0
 #: What the prior's own mixture weights are worth, in observations, when the
 #: observations reweight its modes (a documented timing the completions contradict
 #: loses its weight within a few of them).
@@ -159,13 +155,11 @@ class CompletionModel:
         at_first_poll = seen_running is None
         if at_first_poll:
             # Done at the first poll: somewhere in (0, seen_done]. Read as "just before",
-            # spread evenly over the last LEFT_SPAN of it (a near first poll's: at least
-            # its last spacing), and at least one bin: the plain reading piles it where
-            # the fit already has mass, just below the first poll (the NPMLE's ratchet:
-            # first polls could never move earlier), or, with none, smears it over the prior.
+            # spread evenly over the last LEFT_SPAN of it (at least one bin): the
+            # plain reading piles it where the fit already has mass, just below the
+            # first poll (the NPMLE's ratchet: first polls could then never move
+            # earlier), or, with no mass there, smears it over the prior.
             span = LEFT_SPAN * seen_done
-            if seen_done <= (NEAR + 1.0) * self.polling.target_lag:
-                span = max(span, self.polling.target_lag)  # a near first poll's find
             seen_running = seen_done - span if span < seen_done else None
         low, high = seen_running or 0.0, seen_done
         self._extend(high)
