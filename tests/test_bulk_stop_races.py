@@ -85,11 +85,15 @@ async def test_a_stop_during_a_submitting_write_leaves_the_row_pending(
     assert (held.state, held.prediction_id) == ("pending", None)
     sent = [r for r in records if r.prediction_id is not None]
     assert len(emulator.report().accepted) == len(sent)  # the held row's POST never went out
+    # A row sent before the stop and still running is canceled, and the re-run sends it
+    # again: a duplicate payload, not a second charge (whether one is still running
+    # depends on timing: about 1 run in 25).
+    canceled = sum(r.state == "canceled" for r in records)
     code, printed = await rerun(emulator, catalog, out)
     assert code == 0, printed
     assert {e["status"] for e in read_manifest(out)} == {"done"}
     report = emulator.report()
-    assert report.duplicates == 0
+    assert report.duplicates <= canceled
     assert report.credits_used == 4
 
 
