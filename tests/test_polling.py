@@ -8,6 +8,7 @@ longer than ``REPLAN`` spacings planned again part way.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import math
@@ -62,10 +63,14 @@ def simulate(
     in_flight: int = 6,
     polling: Polling | None = None,
     then: tuple[int, Modes] | None = None,
+    budget: tuple[int, float] | None = None,
 ) -> tuple[list[float], list[int], list[float]]:
     """Run n predictions through the policy: (lags, calls, latencies) in submission order.
 
     ``then``: ``(k, other)``, the predictions from the k-th on drawn from ``other``.
+    ``budget``: ``(calls, seconds)``, a status budget as the API's (50 per 10 s): a poll
+    due while the window is full waits until its oldest call leaves it, first come first
+    served (the loop serves the likeliest done first). None: every poll is sent when due.
     """
     polling = polling or Polling()
     rng = random.Random(seed)
@@ -79,6 +84,7 @@ def simulate(
     starts: list[float] = []
     lags = [math.nan] * n
     queue: list[tuple[float, int, bool]] = []  # (when, prediction, only to plan again)
+    sent: collections.deque[float] = collections.deque()  # the budget's window
 
     def schedule(i: int, now: float) -> None:
         # As the loop: a wait longer than REPLAN spacings is planned again part way.
@@ -100,6 +106,13 @@ def simulate(
         if again:
             schedule(i, now)
             continue
+        if budget is not None:
+            while sent and sent[0] <= now - budget[1]:
+                sent.popleft()
+            if len(sent) >= budget[0]:  # the window is full: wait for its oldest call
+                heapq.heappush(queue, (sent[0] + budget[1] + 1e-6, i, False))
+                continue
+            sent.append(now)
         plan, elapsed = plans[i], now - starts[i]
         if elapsed >= latencies[i]:
             plan.done(elapsed, completed=True)
@@ -148,6 +161,19 @@ def test_no_seed_misses_the_lag_goal_after_12(name: str) -> None:
         lags, _, _ = simulate(modes, seed)
         worst = max(worst, p95(lags[12:]))
     assert worst <= 1.0
+
+
+def test_a_fast_class_meets_the_lag_goal_under_the_status_budget() -> None:
+    """1-3 s at 6 in progress against the API's status budget (50 calls per 10 s), 20
+    seeds of 100: the polls planned ask more than the budget gives, so some wait. p95 lag
+    after the 12th <= 1 s in 19 seeds of 20. (A reading of near first-poll finds that
+    brought first polls below the class's start, 497358d, met the goal in every seed
+    without the budget and missed it in 6 with it, as in the bench.)"""
+    missed = 0
+    for seed in range(20):
+        lags, _, _ = simulate(DISTRIBUTIONS["1-3"], seed, n=100, budget=(50, 10.0))
+        missed += p95(lags[12:]) > 1.0
+    assert missed <= 1
 
 
 @pytest.mark.parametrize("name", ["1-3", "5-11"])
