@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fashn_async.testing import EmulatorConfig, Latency, WindowLimit
@@ -155,9 +157,7 @@ def test_emulator_config_from_json() -> None:
 def test_polling_rows_trace_each_prediction_in_acceptance_order() -> None:
     """bench_polling keeps each prediction's latency, lag and polls, API seconds since
     it was accepted, in acceptance order; one not ended or not seen ended has no lag."""
-    sys.modules.setdefault("_analysis", an)  # (bench_polling imports them by name)
-    sys.modules.setdefault("_harness", harness)
-    polling = _load("bench_polling")
+    polling = _bench_polling()
     report = {
         "accepted": [
             {"id": "b", "time": 12.0},
@@ -174,6 +174,52 @@ def test_polling_rows_trace_each_prediction_in_acceptance_order() -> None:
         {"latency_s": 8.0, "lag_s": None, "polls_s": []},
         {"latency_s": None, "lag_s": None, "polls_s": [1.5]},
     ]
+
+
+def _bench_polling() -> ModuleType:
+    sys.modules.setdefault("_analysis", an)  # (bench_polling imports them by name)
+    sys.modules.setdefault("_harness", harness)
+    return _load("bench_polling")
+
+
+def test_the_polling_bound_counts_polls_at_the_sdks_spacing_and_cap() -> None:
+    """bench_polling's bound: a client knowing 3-5/25-30 s, at 0.95 s and max_interval 10 s.
+    One ending at 27.5 s polls at 3.95, 4.9, 5.85 (the mode crossed), twice in the gap
+    (25.95 - 5.85 = 20.1 s: three stretches of at most 10 s), then 25.95, 26.9, 27.85: 8; one at
+    4.2 s polls at 3.95 and 4.9: 2. Without the cap the gap takes none; at a 1 s spacing
+    and no cap it is ``needed_calls``."""
+    polling = _bench_polling()
+    mix = [[3.0, 5.0, 1.0], [25.0, 30.0, 1.0]]
+    assert polling.bound_calls(27.5, mix) == 3 + 2 + 3
+    assert polling.bound_calls(4.2, mix) == 2
+    assert polling.bound_calls(27.5, mix, max_interval=1e9) == 3 + 3
+    assert polling.bound_calls(2.5, mix) == 1  # (before the first mode: one poll finds it)
+    assert polling.bound_calls(27.5, mix, spacing=1.0, max_interval=1e9) == 2 + 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    starts=st.lists(st.integers(1, 800), min_size=1, max_size=4, unique=True),
+    widths=st.lists(st.integers(1, 240), min_size=4, max_size=4),
+    at=st.integers(0, 64),
+    spacing=st.floats(0.1, 1.0),
+)
+def test_the_polling_bound_is_the_need_at_a_1s_spacing_and_never_below_it(
+    starts: list[int], widths: list[int], at: int, spacing: float
+) -> None:
+    """For modes at least 1 s apart (on a grid of 1/8 s, which floats hold exactly): with
+    no cap, at a 1 s spacing the bound is exactly ``needed_calls`` (one poll a second
+    through each mode so far), and at any spacing up to 1 s, cap or none, never below it."""
+    polling = _bench_polling()
+    modes, end = [], -1.0
+    for start, width in zip(sorted(starts), widths, strict=False):
+        low = max(start / 8, end + 1.0)
+        modes.append([low, low + width / 8, 1.0])
+        end = low + width / 8
+    latency = modes[0][0] + at / 64 * (end - modes[0][0]) + 1 / 64
+    need = polling.needed_calls(latency, modes)
+    assert polling.bound_calls(latency, modes, spacing=1.0, max_interval=1e9) == need
+    assert polling.bound_calls(latency, modes, spacing=spacing) >= need
 
 
 def test_learning_bench_times_completions_and_checks_the_readme_figures() -> None:
