@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis_support import RedisServer, free_port
 
 from fashn_async import AsyncFashn, Limits, Polling, Rate, RedisCoordination, TryOnRequest
+from fashn_async._coordination import _scripts
 from fashn_async._coordination._coordinator import Coordinator
 from fashn_async._coordination._leases import SharedSlots
 from fashn_async._coordination._link import key_namespace
@@ -565,6 +566,36 @@ async def test_slots_go_to_waiting_processes_in_arrival_order(
         early.release(early_lease)
         late.release(await asyncio.wait_for(second, timeout=2))
         await until(lambda: leases(0))  # every release reached Redis
+
+
+async def test_a_process_waiting_for_a_slot_asks_redis_once_a_poll_interval(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process whose waiter finds every slot taken asks Redis again after
+    ``poll_interval``, not at once: the count of leases each answer brings (which wakes
+    the task serving the waiters, for a local share's room) must not wake it from its
+    own ask (it did: 4,724 asks in the second, the process spinning on Redis)."""
+    url = redis_server.url
+    async with (
+        joined(url, poll_interval=0.1) as (_, _w1, holder),
+        joined(url, poll_interval=0.1) as (coordinator, _w2, waiter),
+    ):
+        lease = await holder.acquire()
+        asks: list[float] = []
+        call = coordinator.link.call
+
+        async def counting(script: str, keys: list[str], args: list[Any]) -> Any:
+            if script == _scripts.LEASE_ACQUIRE:
+                asks.append(asyncio.get_running_loop().time())
+            return await call(script, keys, args)
+
+        monkeypatch.setattr(coordinator.link, "call", counting)
+        waiting = asyncio.ensure_future(waiter.acquire())
+        await asyncio.sleep(1.0)
+        assert not waiting.done()
+        assert 1 <= len(asks) <= 12, f"{len(asks)} asks in 1 s"  # (10, and a wake or two)
+        holder.release(lease)
+        waiter.release(await asyncio.wait_for(waiting, timeout=2))
 
 
 async def test_a_process_that_stops_waiting_leaves_the_queue(

@@ -161,7 +161,7 @@ class SharedSlots:
             self._queued = not granted
             if granted:
                 self._grant(lease)
-            self.counted(int(leases))
+            self.counted(int(leases), wake=False)  # (it asks again after poll_interval)
             if granted:
                 continue
             with anyio.move_on_after(self._co.config.poll_interval):
@@ -192,18 +192,23 @@ class SharedSlots:
 
     # -- Redis away and back -----------------------------------------------------------
 
-    def counted(self, leases: int) -> None:
+    def counted(self, leases: int, *, wake: bool = True) -> None:
         """Redis counted ``leases`` live, every client's (at a heartbeat, or asked for a
         slot): the others hold those not this process's (held, or released and not yet
         removed from Redis). The largest count of the others' in the last ``lease_ttl``
         stands (a Redis that just lost the leases counts too few, until every client has
-        written its own back), and the last one does while none comes (Redis away)."""
+        written its own back), and the last one does while none comes (Redis away).
+        Wakes :meth:`run` (a local share may have room now), unless ``wake`` is False:
+        its own ask's count, which must not wake it from its wait of ``poll_interval``
+        (it did: a process waiting for a slot asked Redis again at once, thousands of
+        times a second)."""
         now = self._now()
         others = max(leases - len(self._held) - len(self._released), 0)
         self._others.append((now, others))
         while self._others[0][0] < now - self._co.config.lease_ttl:
             self._others.popleft()
-        self._wake.set()
+        if wake:
+            self._wake.set()
 
     def reshare(self, peers: int) -> None:
         """More clients than when the local share was taken: it shrinks to ``1/peers``
