@@ -240,8 +240,9 @@ def goals(runs: list[dict[str, Any]]) -> list[str]:
                 met,
                 f"{run['distribution']} s: {calls:.2f} calls (goal <= {goal:.2f}; a client "
                 f"knowing the distribution, at 0.95 s and 10 s max_interval: "
-                f"{run['bound_per_prediction']:.2f}), p95 lag {late:.3f} s after 12 (goal <= {GOAL_P95_LATE:g}),"
-                f" {every:.3f} s over all (goal <= {GOAL_P95_ALL:g}), 429s {errors} (goal 0)",
+                f"{run['bound_per_prediction']:.2f}), p95 lag {late:.3f} s after 12 "
+                f"(goal <= {GOAL_P95_LATE:g}), {every:.3f} s over all (goal <= "
+                f"{GOAL_P95_ALL:g}), 429s {errors} (goal 0)",
             )
         )
     return lines
