@@ -37,6 +37,7 @@ from fashn_async._turnbull import (
     dense_region,
     smooth,
 )
+from fashn_async._window import Pacer
 from fashn_async.errors import ConfigurationError
 
 Modes = list[tuple[float, float, float]]
@@ -63,14 +64,14 @@ def needed(latency: float, modes: Modes) -> int:
 class StatusBudget:
     """The client's status budget as :mod:`fashn_async._limits` grants it, on simulated
     time: at most ``limit`` calls per ``period`` + ``margin`` seconds, granted back to back
-    up to ``burst`` and then paced at ``limit / period`` a second (``Limits.status_burst``),
-    the calls waiting served by priority (the chance their prediction is done), then in
-    arrival order, and one past its deadline ahead of every other."""
+    up to ``burst`` and then paced by the client's own :class:`Pacer` (``limit`` per
+    ``period`` + ``margin``; ``Limits.status_burst``), the calls waiting served by
+    priority (the chance their prediction is done), then in arrival order, and one past
+    its deadline ahead of every other."""
 
     def __init__(self, limit: int, period: float, burst: int = 10, margin: float = 0.25) -> None:
-        self.limit, self.window, self.burst = limit, period + margin, burst
-        self.refill = limit / self.window
-        self.tokens, self.at = float(burst), 0.0
+        self.limit, self.window = limit, period + margin
+        self.pacer = Pacer(burst, limit / self.window)  # (as WindowLimiter builds it)
         self.sent: collections.deque[float] = collections.deque()
         #: (deadline, -priority, arrival, prediction) of each call waiting.
         self.waiting: list[tuple[float, float, int, int]] = []
@@ -79,16 +80,13 @@ class StatusBudget:
         """The earliest time from ``now`` on that a call may go."""
         while self.sent and self.sent[0] <= now - self.window:
             self.sent.popleft()
-        at = now
-        if len(self.sent) >= self.limit:
-            at = self.sent[0] + self.window
-        tokens = min(self.burst, self.tokens + (now - self.at) * self.refill)
-        return max(at, now + (1.0 - tokens) / self.refill) if tokens < 1.0 else at
+        at = self.sent[0] + self.window if len(self.sent) >= self.limit else now
+        return max(at, now + self.pacer.wait(1, now))
 
     def take(self, now: float) -> int:
         """Grant the call that goes first at ``now``; its prediction."""
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.refill) - 1.0
-        self.at = now
+        self.pacer.wait(1, now)  # (brings its tokens up to now)
+        self.pacer.tokens -= 1
         self.sent.append(now)
         overdue = [w for w in self.waiting if w[0] <= now]
         best = min(overdue) if overdue else min(self.waiting, key=lambda w: w[1:])
