@@ -193,6 +193,23 @@ class PollPlan:
                 due = max(early, SURPRISED_FROM * gap)
         return due
 
+    def likely_soon(self, elapsed: float) -> bool:
+        """Whether completions are likely within ``target_lag`` of ``elapsed`` (seconds
+        since submission): the prediction counts towards the status budget's pressure."""
+        likely = self.model.next_likely(elapsed)
+        return likely is not None and likely <= elapsed + self.model.polling.target_lag
+
+    def overdue_after(self, sent: float) -> float:
+        """Seconds since submission past which a poll sent at ``sent`` goes ahead of
+        every call in the status budget's queue that is not: ``max_interval``, less a
+        spacing, after it was last seen running (room for the budget's pacing and for
+        others due at once); a first poll's once it has waited that long past ``sent``
+        (a prediction the model gives little chance to, an early first poll's 0, must
+        not wait out a busy budget)."""
+        polling = self.model.polling
+        since = self.last_running if self.polls else sent
+        return since + polling.max_interval - polling.target_lag
+
     def priority(self, elapsed: float) -> float:
         """Chance it is done by ``elapsed``, given it was running at the last poll."""
         return done_probability(self.model, elapsed, self.last_running)

@@ -18,7 +18,7 @@ import anyio
 from fashn_async._limits import RateLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._plan import PollPlan
-from fashn_async._polling import LatencyClass, Polling, prior_for, spacing
+from fashn_async._polling import LatencyClass, Polling, pressure, prior_for, spacing
 from fashn_async._redact import safe_repr
 from fashn_async._sources import in_worker
 from fashn_async._survival import CompletionModel
@@ -83,8 +83,7 @@ class Poller:
         if self._budget is None:
             return 0.0
         rate = self._budget.rate
-        planned = len(self._likely) / self.polling.target_lag
-        return planned / (rate.limit / rate.period)
+        return pressure(self.polling, len(self._likely), rate.limit / rate.period)
 
     async def wait(
         self,
@@ -128,14 +127,7 @@ class Poller:
                     continue
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)
-                # Its call goes ahead of every poller's that is not once the prediction was
-                # last seen running max_interval ago, less a spacing (room for the budget's
-                # pacing and for others due at once); a first poll, once it has waited that
-                # long past its plan: a prediction the model gives little chance to (an
-                # early first poll's is 0) must not wait out a busy budget.
-                since = plan.last_running if plan.polls else sent
-                polling = self.polling
-                deadline = submitted_at + since + polling.max_interval - polling.target_lag
+                deadline = submitted_at + plan.overdue_after(sent)
                 try:
                     status, on_wire = await self._status(
                         prediction_id, plan.priority(sent), deadline
@@ -225,8 +217,7 @@ class Poller:
 
     def _track(self, plan: PollPlan, elapsed: float) -> None:
         """Count the prediction towards the pressure while completions are likely."""
-        likely = plan.model.next_likely(elapsed)
-        if likely is not None and likely <= elapsed + self.polling.target_lag:
+        if plan.likely_soon(elapsed):
             self._likely.add(plan)
         else:
             self._likely.discard(plan)

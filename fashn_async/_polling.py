@@ -39,6 +39,7 @@ __all__ = [
     "Modes",
     "Polling",
     "latency_class",
+    "pressure",
     "prior_for",
     "spacing",
 ]
@@ -267,6 +268,12 @@ def prior_for(key: LatencyClass | None, polling: Polling) -> Modes:
         modes += [(lo, hi, BROAD_SHARE * w / total) for lo, hi, w in BROAD]
     factor = polling.scale
     return tuple((lo * factor, hi * factor, w) for lo, hi, w in modes)
+
+
+def pressure(polling: Polling, likely: int, rate: float) -> float:
+    """The status budget's pressure with ``likely`` predictions polled where completions
+    are likely, one every ``target_lag``, against its ``rate`` (calls a second)."""
+    return likely / polling.target_lag / rate
 
 
 def spacing(polling: Polling, pressure: float) -> float:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from fashn_async import ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import YOUNG, PollPlan
 from fashn_async._poller import REPLAN
-from fashn_async._polling import BROAD, MAX_MEMORY, latency_class, prior_for, spacing
+from fashn_async._polling import BROAD, MAX_MEMORY, latency_class, pressure, prior_for, spacing
 from fashn_async._survival import FIRST, CompletionModel, done_probability
 from fashn_async._turnbull import (
     COARSE,
@@ -137,8 +137,8 @@ def simulate(
         # As the loop: a wait longer than REPLAN spacings is planned again part way; with
         # a budget, at the spacing of its pressure (the predictions polled where
         # completions are likely, as the loop counts them, against the budget's rate).
-        pressure = len(likely) / polling.target_lag / (budget[0] / budget[1]) if budget else 1.0
-        due = max(starts[i] + plans[i].next_poll(spacing(polling, pressure)), now + 1e-6)
+        busy = pressure(polling, len(likely), budget[0] / budget[1]) if budget else 1.0
+        due = max(starts[i] + plans[i].next_poll(spacing(polling, busy)), now + 1e-6)
         # (The loop's wait is measured after the answer, a little under a crossing's
         # four spacings; here it is exactly that, give or take a rounding.)
         again = due - now > replan + 1e-6
@@ -158,8 +158,7 @@ def simulate(
 
     def poll(i: int, now: float) -> None:
         plan, elapsed = plans[i], now - starts[i]
-        soon = model.next_likely(elapsed)
-        if soon is not None and soon <= elapsed + polling.target_lag:
+        if plan.likely_soon(elapsed):
             likely.add(i)
         else:
             likely.discard(i)
@@ -189,8 +188,7 @@ def simulate(
             continue
         if what == 0:  # it joins the calls waiting, as the loop's does
             plan = plans[i]
-            since = plan.last_running if plan.polls else now - starts[i]
-            deadline = starts[i] + since + polling.max_interval - polling.target_lag
+            deadline = starts[i] + plan.overdue_after(now - starts[i])
             priority = plan.priority(now - starts[i])
             status.waiting.append((deadline, -priority, next(arrivals), i))
         while status.waiting:
