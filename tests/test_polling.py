@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_async import ModelRequest, Polling, TryOnRequest, _survival, _turnbull
+from fashn_async import Limits, ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import YOUNG, PollPlan
 from fashn_async._poller import REPLAN
 from fashn_async._polling import BROAD, MAX_MEMORY, latency_class, pressure, prior_for, spacing
@@ -41,6 +41,8 @@ from fashn_async._window import Pacer
 from fashn_async.errors import ConfigurationError
 
 Modes = list[tuple[float, float, float]]
+#: The client's margin on every window, seconds (``Limits.margin``).
+MARGIN = Limits().margin
 TRYON = ("tryon-v1.6", "balanced", 1)
 
 
@@ -69,7 +71,7 @@ class StatusBudget:
     priority (the chance their prediction is done), then in arrival order, and one past
     its deadline ahead of every other."""
 
-    def __init__(self, limit: int, period: float, burst: int = 10, margin: float = 0.25) -> None:
+    def __init__(self, limit: int, period: float, burst: int = 10, margin: float = MARGIN) -> None:
         self.limit, self.window = limit, period + margin
         self.pacer = Pacer(burst, limit / self.window)  # (as WindowLimiter builds it)
         self.sent: collections.deque[float] = collections.deque()
@@ -146,10 +148,11 @@ def simulate(
 
     def submit(now: float) -> None:
         if submits is not None:
-            while accepted and accepted[0] <= now - submits[1] - 0.25:
+            window = submits[1] + MARGIN
+            while accepted and accepted[0] <= now - window:
                 accepted.popleft()
             if len(accepted) >= submits[0]:
-                heapq.heappush(queue, (accepted[0] + submits[1] + 0.25 + 1e-6, -1, 3))
+                heapq.heappush(queue, (accepted[0] + window + 1e-6, -1, 3))
                 return
             accepted.append(now)
         plans.append(PollPlan(model, rng))
