@@ -19,7 +19,8 @@ from fashn_async import AsyncFashn, Limits, ModelRequest, Polling, TryOnRequest,
 from fashn_async._limits import Rate, WindowLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._poller import Poller
-from fashn_async._polling import latency_class
+from fashn_async._polling import latency_class, prior_for, spacing
+from fashn_async._survival import FIRST, CompletionModel
 from fashn_async._turnbull import EPSILON
 from fashn_async.testing import Emulator, EmulatorConfig, Latency
 from fashn_async.testing._config import latency_for
@@ -197,6 +198,36 @@ async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
     await waiting
     assert calls == [pytest.approx(calls[0])]
     assert 5.0 <= calls[0] <= 14.0  # re-planned within REPLAN spacings, not at ~41 s
+
+
+async def test_a_first_poll_explores_only_while_the_status_budget_has_room() -> None:
+    """The loop asks the status budget before an exploring first poll (every prediction
+    explores here): with the window empty it goes early; with half the window's calls used
+    (25 of 50, seeded) it goes as a first poll that does not explore, one spacing after the
+    first likely completion."""
+    loop = asyncio.get_running_loop()
+    polling = Polling(prior=(5.0, 11.0), explore=1.0)
+
+    async def first_poll(used: int) -> float:
+        start, calls = loop.time(), []
+
+        async def status(
+            pid: str, priority: float, deadline: float | None
+        ) -> tuple[PredictionStatus, float]:
+            calls.append(loop.time() - start)
+            done = PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
+            return done, loop.time()
+
+        budget = WindowLimiter(Rate(50, 10.0))
+        budget.seed([(0.0, used)])
+        poller = Poller(polling, status, budget=budget, rng=random.Random(0))
+        await poller.wait("p", start, latency_class=KEY)
+        return calls[0]
+
+    early, regular = await first_poll(0), await first_poll(25)
+    model = CompletionModel(polling, prior_for(KEY, polling))
+    assert regular == pytest.approx(model.quantile(FIRST) + spacing(polling, 0.0), abs=1e-3)
+    assert early < regular - 0.5
 
 
 @pytest.mark.emulator(latency=(30.0, 120.0), in_flight_limit=None, submit_limit=None)
