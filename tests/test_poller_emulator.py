@@ -175,12 +175,10 @@ def test_bad_emulator_latency(latency: object) -> None:
         EmulatorConfig(latency=latency)
 
 
-async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
-    """A first poll planned 40 s out is planned again part way: once the class learns that
-    completions come at 10 s, the waiting prediction is polled near 10 s, not at 40 s."""
+def completed_at_once(calls: list[float], start: float) -> _poller.StatusCall:
+    """A status call that notes when it was made (loop time since ``start``, into
+    ``calls``) and finds the prediction completed."""
     loop = asyncio.get_running_loop()
-    calls: list[float] = []
-    start = loop.time()
 
     async def status(
         pid: str, priority: float, deadline: float | None
@@ -189,6 +187,15 @@ async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
         done = PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
         return done, loop.time()
 
+    return status
+
+
+async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
+    """A first poll planned 40 s out is planned again part way: once the class learns that
+    completions come at 10 s, the waiting prediction is polled near 10 s, not at 40 s."""
+    start = asyncio.get_running_loop().time()
+    calls: list[float] = []
+    status = completed_at_once(calls, start)
     poller = Poller(Polling(prior=(40.0, 50.0), explore=0.0), status, rng=random.Random(1))
     model = poller.model(("v1", "", 1))
     waiting = asyncio.ensure_future(poller.wait("p", start, latency_class=("v1", "", 1)))
@@ -210,17 +217,11 @@ async def test_a_first_poll_explores_only_while_the_status_budget_has_room() -> 
 
     async def first_poll(used: int) -> float:
         start, calls = loop.time(), []
-
-        async def status(
-            pid: str, priority: float, deadline: float | None
-        ) -> tuple[PredictionStatus, float]:
-            calls.append(loop.time() - start)
-            done = PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
-            return done, loop.time()
-
         budget = WindowLimiter(Rate(50, 10.0))
         budget.seed([(0.0, used)])
-        poller = Poller(polling, status, budget=budget, rng=random.Random(0))
+        poller = Poller(
+            polling, completed_at_once(calls, start), budget=budget, rng=random.Random(0)
+        )
         await poller.wait("p", start, latency_class=KEY)
         return calls[0]
 
