@@ -17,8 +17,8 @@ got no answer, later still (``_window.counted_by``). Until then it counts as "no
 
 GET /v1/credits gets a strict :class:`WindowLimiter` too (30 per 10 s, NOTES.md; the
 engine's own, also under coordination, as credit checks are rare): a leaky bucket would
-let about twice the limit into one rolling window. Waiters are served by priority, then
-arrival; a cancelled waiter takes no capacity; a 429 pauses all.
+let about twice the limit into one rolling window. Waiters are served
+by priority, then arrival; a cancelled waiter takes no capacity; a 429 pauses all.
 
 One algorithm, :class:`WindowLimiter`, over a :class:`WindowStore`: the in-process
 :class:`~fashn_async._window.MemoryWindow`, or the Redis store of
@@ -63,8 +63,9 @@ __all__ = [
     "WindowStore",
 ]
 
-# A timer that fires a hair early (float residue in loop time) is re-armed at least this far
-# ahead, never spinning; admission is exact: a strict server never sees R+1 in one window.
+# A timer that fires a hair before an event leaves the window (float residue in loop
+# time) is re-armed at least this far ahead, so it can never spin in place. Admission
+# itself is exact: never early, so a strict server never sees R+1 in one window.
 _MIN_STEP = 1e-6
 
 
@@ -83,8 +84,9 @@ class Rate:
 
 def _check_rate(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, Rate):
-        got = type(value).__name__
-        raise ConfigurationError(f"{attribute.name} must be a Rate or None, got {got}")
+        raise ConfigurationError(
+            f"{attribute.name} must be a Rate or None, got {type(value).__name__}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -167,9 +169,6 @@ class RateLimiter(Protocol):
     def seed(self, history: Iterable[tuple[float, int]]) -> None:
         """Count earlier sends, as ``(age in seconds, amount)`` pairs."""
         ...
-
-    def in_window(self) -> int:
-        """Units counted in the window that ends now (of a shared one, this process's)."""
 
 
 class SlotGate(Protocol):

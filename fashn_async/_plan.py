@@ -17,10 +17,7 @@ a class has seen fewer than six completions, the tail of what it believes (its l
 10 %) is polled every two spacings: the first predictions of a class whose prior is
 wrong (a model slower than documented) would otherwise poll densely through all of it.
 ``Polling.explore`` of the predictions explore: a first poll one to three spacings
-early, and a stretch held empty crossed with a poll every four spacings. A first poll
-that explores (dithered below, or a probe's) goes so only while the status budget has
-room to spare (the loop asks :func:`~fashn_async._polling.spare`; otherwise
-:meth:`PollPlan.forgo_exploring`). While first
+early, and a stretch held empty crossed with a poll every four spacings. While first
 polls find predictions done far more often than the model expected of them
 (:attr:`CompletionModel.surprised`: completions come sooner than it believes), first
 polls more than four spacings after submission land at half their time, so that the
@@ -195,18 +192,6 @@ class PollPlan:
                 early = due * (1.0 - 1.0 / math.sqrt(model.samples + 1))
                 due = max(early, SURPRISED_FROM * gap)
         return due
-
-    @property
-    def exploring(self) -> bool:
-        """Whether its first poll, not yet sent, explores: lands early (dithered below the
-        first likely completion, or a probe's), to show whether completions come sooner.
-        Exploring is spent from spare status budget only (:func:`~fashn_async._polling.spare`)."""
-        return not self.polls and (self._dither < 1.0 or self._probe > 0.0)
-
-    def forgo_exploring(self) -> None:
-        """Plan its polls as a prediction that does not explore (the status budget has no
-        room to spare): the first one spacing after the first likely completion."""
-        self._dither, self._probe = 1.0, 0.0
 
     def likely_soon(self, elapsed: float) -> bool:
         """Whether completions are likely within ``target_lag`` of ``elapsed`` (seconds

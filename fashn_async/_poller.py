@@ -18,7 +18,7 @@ import anyio
 from fashn_async._limits import RateLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._plan import PollPlan
-from fashn_async._polling import LatencyClass, Polling, pressure, prior_for, spacing, spare
+from fashn_async._polling import LatencyClass, Polling, pressure, prior_for, spacing
 from fashn_async._redact import safe_repr
 from fashn_async._sources import in_worker
 from fashn_async._survival import CompletionModel
@@ -85,11 +85,6 @@ class Poller:
         rate = self._budget.rate
         return pressure(self.polling, len(self._likely), rate.limit / rate.period)
 
-    def _spare(self) -> bool:
-        """Whether the status budget has room to spare for exploring (always, without one)."""
-        budget = self._budget
-        return budget is None or spare(budget.in_window(), budget.rate.limit)
-
     async def wait(
         self,
         prediction_id: str,
@@ -129,9 +124,6 @@ class Poller:
                 else:
                     await anyio.sleep(max(sleep, 0.0))
                 if sleep < wait:
-                    continue
-                if plan.exploring and not self._spare():
-                    plan.forgo_exploring()  # (exploring is spent from spare budget only)
                     continue
                 sent = loop.time() - submitted_at
                 self._track(plan, sent)

@@ -5,8 +5,7 @@ completion times are alike (model name, mode, ``num_samples``), and :func:`prior
 gives each class the timing NOTES.md documents for its model (:data:`PRIORS`) mixed with
 a broad prior, or the broad prior alone for a model it does not list. The spacing
 tightens from ``target_lag`` towards ``idle_lag`` while the status budget has room to
-spare (:func:`spacing`), and first polls explore (placed early) only while it has room
-to spare (:func:`spare`).
+spare (:func:`spacing`).
 
 The estimator is :mod:`fashn_async._survival`, the plan of each poll
 :mod:`fashn_async._plan`, the loop :mod:`fashn_async._poller`. (tests/test_polling.py
@@ -43,7 +42,6 @@ __all__ = [
     "pressure",
     "prior_for",
     "spacing",
-    "spare",
 ]
 
 #: A distribution as uniform pieces: ``((low, high, weight), ...)``, seconds.
@@ -188,8 +186,7 @@ class Polling:
             :data:`MAX_MEMORY` (10 000; a refit costs time in proportion).
         explore: Share of predictions that explore: the first poll one to three spacings
             early (a probe for faster completions), and a stretch the model holds empty
-            crossed with a poll every four spacings rather than skipped. A first poll
-            explores only while the status budget has room to spare (:func:`spare`).
+            crossed with a poll every four spacings rather than skipped.
         prior_weight: What the prior is worth, in finished predictions; it fades as
             ``exp(-n / (2.5 * prior_weight))`` with ``n`` predictions seen (a larger
             weight for a prior known to be right).
@@ -283,21 +280,3 @@ def spacing(polling: Polling, pressure: float) -> float:
     """Poll spacing for a status budget at ``pressure`` (0: idle, >= 1: fully used)."""
     idle, busy = polling.lag_range
     return idle + (busy - idle) * min(max(pressure, 0.0), 1.0)
-
-
-#: Share of the status window's calls that may be in use for a first poll to explore
-#: (land early: a dithered or a probing one, :mod:`fashn_async._plan`). Exploring is
-#: spent from spare budget: in a burst of predictions (25 submitted at the start of each
-#: minute) the calls of a fast class ask nearly all the window gives, and an early first
-#: poll that finds its prediction running costs a call more, which then waits the likeliest
-#: done out of a full window. Half: the simulation of the client's status budget
-#: (tests/test_polling.py, 100 seeds of 100 predictions) gave fewer seeds past the lag
-#: goal at 1-3 s than at none (7 of seeds 0-99 -> 5; 25 of 100-299 -> 7) and fewer calls
-#: (2-4 s 2.33 -> 2.15), with 30-120 s as before; at 40 %, 30-120 s did worse.
-SPARE = 0.5
-
-
-def spare(in_window: int, limit: int) -> bool:
-    """Whether a status budget of ``limit`` calls per window, ``in_window`` of them used
-    (unanswered ones included), has room to spare for a first poll that explores."""
-    return in_window < SPARE * limit

@@ -19,8 +19,7 @@ from fashn_async import AsyncFashn, Limits, ModelRequest, Polling, TryOnRequest,
 from fashn_async._limits import Rate, WindowLimiter
 from fashn_async._models import PredictionStatus
 from fashn_async._poller import Poller
-from fashn_async._polling import latency_class, prior_for, spacing
-from fashn_async._survival import FIRST, CompletionModel
+from fashn_async._polling import latency_class
 from fashn_async._turnbull import EPSILON
 from fashn_async.testing import Emulator, EmulatorConfig, Latency
 from fashn_async.testing._config import latency_for
@@ -175,10 +174,12 @@ def test_bad_emulator_latency(latency: object) -> None:
         EmulatorConfig(latency=latency)
 
 
-def completed_at_once(calls: list[float], start: float) -> _poller.StatusCall:
-    """A status call that notes when it was made (loop time since ``start``, into
-    ``calls``) and finds the prediction completed."""
+async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
+    """A first poll planned 40 s out is planned again part way: once the class learns that
+    completions come at 10 s, the waiting prediction is polled near 10 s, not at 40 s."""
     loop = asyncio.get_running_loop()
+    calls: list[float] = []
+    start = loop.time()
 
     async def status(
         pid: str, priority: float, deadline: float | None
@@ -187,15 +188,6 @@ def completed_at_once(calls: list[float], start: float) -> _poller.StatusCall:
         done = PredictionStatus(id=pid, status="completed", output=("http://x/y.png",))
         return done, loop.time()
 
-    return status
-
-
-async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
-    """A first poll planned 40 s out is planned again part way: once the class learns that
-    completions come at 10 s, the waiting prediction is polled near 10 s, not at 40 s."""
-    start = asyncio.get_running_loop().time()
-    calls: list[float] = []
-    status = completed_at_once(calls, start)
     poller = Poller(Polling(prior=(40.0, 50.0), explore=0.0), status, rng=random.Random(1))
     model = poller.model(("v1", "", 1))
     waiting = asyncio.ensure_future(poller.wait("p", start, latency_class=("v1", "", 1)))
@@ -205,30 +197,6 @@ async def test_a_long_wait_is_planned_again_when_the_model_learns() -> None:
     await waiting
     assert calls == [pytest.approx(calls[0])]
     assert 5.0 <= calls[0] <= 14.0  # re-planned within REPLAN spacings, not at ~41 s
-
-
-async def test_a_first_poll_explores_only_while_the_status_budget_has_room() -> None:
-    """The loop asks the status budget before an exploring first poll (every prediction
-    explores here): with the window empty it goes early; with half the window's calls used
-    (25 of 50, seeded) it goes as a first poll that does not explore, one spacing after the
-    first likely completion."""
-    loop = asyncio.get_running_loop()
-    polling = Polling(prior=(5.0, 11.0), explore=1.0)
-
-    async def first_poll(used: int) -> float:
-        start, calls = loop.time(), []
-        budget = WindowLimiter(Rate(50, 10.0))
-        budget.seed([(0.0, used)])
-        poller = Poller(
-            polling, completed_at_once(calls, start), budget=budget, rng=random.Random(0)
-        )
-        await poller.wait("p", start, latency_class=KEY)
-        return calls[0]
-
-    early, regular = await first_poll(0), await first_poll(25)
-    model = CompletionModel(polling, prior_for(KEY, polling))
-    assert regular == pytest.approx(model.quantile(FIRST) + spacing(polling, 0.0), abs=1e-3)
-    assert early < regular - 0.5
 
 
 @pytest.mark.emulator(latency=(30.0, 120.0), in_flight_limit=None, submit_limit=None)

@@ -23,26 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_async import (
-    Limits,
-    ModelRequest,
-    Polling,
-    TryOnRequest,
-    _polling,
-    _survival,
-    _turnbull,
-)
+from fashn_async import Limits, ModelRequest, Polling, TryOnRequest, _survival, _turnbull
 from fashn_async._plan import YOUNG, PollPlan
 from fashn_async._poller import REPLAN
-from fashn_async._polling import (
-    BROAD,
-    MAX_MEMORY,
-    latency_class,
-    pressure,
-    prior_for,
-    spacing,
-    spare,
-)
+from fashn_async._polling import BROAD, MAX_MEMORY, latency_class, pressure, prior_for, spacing
 from fashn_async._survival import FIRST, CompletionModel, done_probability
 from fashn_async._turnbull import (
     COARSE,
@@ -94,15 +78,10 @@ class StatusBudget:
         #: (deadline, -priority, arrival, prediction) of each call waiting.
         self.waiting: list[tuple[float, float, int, int]] = []
 
-    def in_window(self, now: float) -> int:
-        """Calls in the window that ends at ``now``."""
-        while self.sent and self.sent[0] <= now - self.window:
-            self.sent.popleft()
-        return len(self.sent)
-
     def free_at(self, now: float) -> float:
         """The earliest time from ``now`` on that a call may go."""
-        self.in_window(now)
+        while self.sent and self.sent[0] <= now - self.window:
+            self.sent.popleft()
         at = self.sent[0] + self.window if len(self.sent) >= self.limit else now
         return max(at, now + self.pacer.wait(1, now))
 
@@ -212,10 +191,6 @@ def simulate(
             continue
         if what == 0:  # it joins the calls waiting, as the loop's does
             plan = plans[i]
-            if plan.exploring and not spare(status.in_window(now), status.limit):
-                plan.forgo_exploring()  # (as the loop: exploring on spare budget only)
-                schedule(i, now)
-                continue
             deadline = starts[i] + plan.overdue_after(now - starts[i])
             priority = plan.priority(now - starts[i])
             status.waiting.append((deadline, -priority, next(arrivals), i))
@@ -727,54 +702,6 @@ def test_spare_budget_tightens_the_spacing() -> None:
     assert spacing(polling, 0.0) == pytest.approx(0.9)
     assert spacing(polling, 1.0) == spacing(polling, 5.0) == 1.0
     assert 0.9 < spacing(polling, 0.5) < 1.0
-
-
-def test_a_first_poll_explores_only_on_spare_budget() -> None:
-    """A first poll explores (lands early: dithered, or a probe's) only while fewer than
-    half the status window's calls are used; otherwise it is planned as one that does
-    not, one spacing after the first likely completion."""
-    assert spare(0, 50)
-    assert spare(24, 50)
-    assert not spare(25, 50)
-    assert not spare(50, 50)
-    polling = Polling(explore=1.0)
-    model = CompletionModel(polling, ((5.0, 11.0, 1.0),))
-    plan = PollPlan(model, random.Random(0))
-    regular = model.quantile(FIRST) + 1.0
-    assert plan.exploring
-    assert plan.next_poll(1.0) < regular - 0.5
-    plan.forgo_exploring()
-    assert not plan.exploring
-    assert plan.next_poll(1.0) == pytest.approx(regular)
-    plan = PollPlan(CompletionModel(Polling(explore=0.0), ((5.0, 11.0, 1.0),)), random.Random(0))
-    plan.running(plan.next_poll(1.0))
-    assert not plan.exploring  # (past its first poll, nothing to forgo)
-
-
-@pytest.mark.parametrize("name", ["1-3", "2-4"])
-def test_exploring_on_spare_budget_saves_calls_in_a_burst(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Fast classes as the bench runs them (the status budget, 25 submissions at the start
-    of each minute), 20 seeds of 100: with exploring spent from spare budget only, fewer
-    calls a prediction than when it explores whatever the budget (1-3 s: 2.02 -> 1.90,
-    2-4 s: 2.33 -> 2.15 over 100 seeds), and no more seeds past the lag goal."""
-
-    def run() -> tuple[float, int]:
-        calls, missed = [], 0
-        for seed in range(20):
-            lags, polls, _ = simulate(
-                DISTRIBUTIONS[name], seed, n=100, budget=(50, 10.0), submits=(25, 60.0)
-            )
-            calls.append(statistics.mean(polls))
-            missed += p95(lags[12:]) > 1.0
-        return statistics.mean(calls), missed
-
-    calls, missed = run()
-    monkeypatch.setattr(_polling, "SPARE", 1.01)  # (any use of the window is spare)
-    calls_always, missed_always = run()
-    assert calls <= calls_always - 0.1
-    assert missed <= missed_always
 
 
 def test_done_probability_ranks_overdue_first() -> None:
