@@ -23,13 +23,13 @@ polls find predictions done far more often than the model expected of them
 polls more than four spacings after submission land at half their time, so that the
 class relearns its low end from finds near it, not by one 12.5 % step per find (and a
 prediction that looked early crosses the rest of the stretch below the low end every
-two spacings rather than skipping it). A young class's (fewer than :data:`YOUNG`
-completions remembered) first polls far from submission land early and cross what is left
-below the low end sparsely: its first completions may all have come late by chance.
-While
-the first polls past a stretch held empty find predictions done far more often than
-expected (:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end
-of the mode before it), no mode's tail is skipped and every prediction crosses such a
+two spacings rather than skipping it), and nearer ones half a spacing earlier. A young
+class's (fewer than :data:`YOUNG` completions remembered) first polls far from
+submission land early and cross what is left below the low end sparsely: its first
+completions may all have come late by chance. While the first polls past a stretch held
+empty find predictions done far more often than expected
+(:attr:`CompletionModel.gaps_surprised`: completions come in it, or in the end of the
+mode before it), no mode's tail is skipped and every prediction crosses such a
 stretch as an explorer does. After the first poll, no two polls of a prediction are
 further apart than ``Polling.max_interval``, skips included: a stretch the model holds
 empty may be one that sampling left empty by chance (a thin tail), and a prediction
@@ -62,10 +62,13 @@ LEARNING = 2.0
 LEARNING_TAIL = 0.1
 #: Where the first poll lands, as a share of its time, while first polls surprise.
 SURPRISED = 0.5
-#: ... if it lands more than this many spacings after submission: nearer, a surprise
-#: costs little lag, and a poll more for each prediction of a fast class crowds a busy
-#: status budget.
+#: ... if it lands more than this many spacings after submission. Nearer, it lands
+#: SURPRISED_NEAR spacings earlier (not before half a spacing): a near class that became
+#: faster (2-4 -> 1-3 s) otherwise relearns its low end only from the finds at its first
+#: polls, over some 50 predictions, while half its time would put a poll more on every
+#: prediction of a fast class, crowding a busy status budget.
 SURPRISED_FROM = 4.0
+SURPRISED_NEAR = 0.5
 #: A class that remembers fewer completions than this (and than ``Polling.memory``,
 #: which would keep it young for good) is young: its low end may be learned far too
 #: high, its first completions having all come late by chance. A young class's first
@@ -186,6 +189,8 @@ class PollPlan:
             self._young = False  # (planned again: as the class is now)
             if model.surprised and due > SURPRISED_FROM * gap:
                 due = SURPRISED * due  # first polls find them done: look much earlier
+            elif model.surprised:
+                due = max(due - SURPRISED_NEAR * gap, gap / 2)  # near: a little earlier
             elif young and due > YOUNG_FROM * gap:
                 # A young class's low end may be far too high: land early, then cross.
                 self._young = True

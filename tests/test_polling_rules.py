@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_polling import TRYON, _learned_bimodal, _polls_until, learned, simulate
 
 from fashn_async import Polling
-from fashn_async._plan import SURPRISED, SURPRISED_FROM, WARMUP, PollPlan
+from fashn_async._plan import SURPRISED, SURPRISED_FROM, SURPRISED_NEAR, WARMUP, PollPlan
 from fashn_async._polling import prior_for
 from fashn_async._surprise import FINDS, WINDOW, surprised
 from fashn_async._survival import CompletionModel
@@ -190,17 +190,19 @@ def test_failures_and_resumed_predictions_do_not_surprise() -> None:
     assert model.surprised
 
 
-def test_a_surprise_leaves_first_polls_near_submission_alone() -> None:
+def test_a_surprise_moves_near_first_polls_half_a_spacing_earlier() -> None:
     """A class learned at 2-4 s polls first about 2.7 s after submission, within
-    SURPRISED_FROM spacings: a surprise does not move it (a poll more per prediction
-    of a fast class would crowd a busy status budget, for little lag)."""
+    SURPRISED_FROM spacings: a surprise lands each first poll SURPRISED_NEAR (half) a
+    spacing earlier, not at half its time (a poll more per prediction of a fast class
+    would crowd a busy status budget), and never before half a spacing."""
     model = learned(2.0, 4.0, 40, random.Random(6))
     usual = [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)]
     assert max(usual) <= SURPRISED_FROM * GAP
     for _ in range(WINDOW):
         model.first_poll(0.5, found_done=True)  # done by 0.5 s: far sooner than believed
     assert model.surprised
-    assert [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)] == usual
+    after = [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)]
+    assert after == [pytest.approx(max(u - SURPRISED_NEAR * GAP, GAP / 2)) for u in usual]
 
 
 def test_surprise_reads_any_number_as_a_probability() -> None:
