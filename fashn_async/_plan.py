@@ -23,8 +23,8 @@ polls find predictions done far more often than the model expected of them
 polls more than four spacings after submission land at half their time, so that the
 class relearns its low end from finds near it, not by one 12.5 % step per find (and a
 prediction that looked early crosses the rest of the stretch below the low end every
-two spacings rather than skipping it), and nearer ones half a spacing earlier. A young
-class's (fewer than :data:`YOUNG` completions remembered) first polls far from
+two spacings rather than skipping it), and nearer ones a quarter of a spacing earlier.
+A young class's (fewer than :data:`YOUNG` completions remembered) first polls far from
 submission land early and cross what is left below the low end sparsely: its first
 completions may all have come late by chance. While the first polls past a stretch held
 empty find predictions done far more often than expected
@@ -66,9 +66,10 @@ SURPRISED = 0.5
 #: SURPRISED_NEAR spacings earlier (not before half a spacing): a near class that became
 #: faster (2-4 -> 1-3 s) otherwise relearns its low end only from the finds at its first
 #: polls, over some 50 predictions, while half its time would put a poll more on every
-#: prediction of a fast class, crowding a busy status budget.
+#: prediction of a fast class, crowding a busy status budget (half a spacing: shifts
+#: are seen sooner still, but a busy budget is crowded too).
 SURPRISED_FROM = 4.0
-SURPRISED_NEAR = 0.5
+SURPRISED_NEAR = 0.25
 #: A class that remembers fewer completions than this (and than ``Polling.memory``,
 #: which would keep it young for good) is young: its low end may be learned far too
 #: high, its first completions having all come late by chance. A young class's first

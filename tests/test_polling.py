@@ -424,7 +424,7 @@ def test_a_class_that_becomes_faster_near_submission_is_seen_soon(name: str) -> 
     12th after the shift on in at least 18. While a surprise left near first polls where
     they were, the class relearned its low end only from the finds at its first polls,
     over some 50 predictions: 100 seeds missed in 29 (2-4 -> 1-3 s) and 21 (5-11 -> 1-3
-    s); a surprise now lands them half a spacing earlier (4 and 1)."""
+    s); a surprise now lands them a quarter of a spacing earlier (11 and 8)."""
     before, after = NEAR_SHIFTS[name]
     missed = 0
     for seed in range(20):

@@ -190,11 +190,11 @@ def test_failures_and_resumed_predictions_do_not_surprise() -> None:
     assert model.surprised
 
 
-def test_a_surprise_moves_near_first_polls_half_a_spacing_earlier() -> None:
+def test_a_surprise_moves_near_first_polls_a_quarter_spacing_earlier() -> None:
     """A class learned at 2-4 s polls first about 2.7 s after submission, within
-    SURPRISED_FROM spacings: a surprise lands each first poll SURPRISED_NEAR (half) a
-    spacing earlier, not at half its time (a poll more per prediction of a fast class
-    would crowd a busy status budget), and never before half a spacing."""
+    SURPRISED_FROM spacings: a surprise lands each first poll SURPRISED_NEAR (a quarter
+    of) a spacing earlier, not at half its time (a poll more per prediction of a fast
+    class would crowd a busy status budget), and never before half a spacing."""
     model = learned(2.0, 4.0, 40, random.Random(6))
     usual = [PollPlan(model, random.Random(k)).next_poll(GAP) for k in range(20)]
     assert max(usual) <= SURPRISED_FROM * GAP
