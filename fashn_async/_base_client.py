@@ -79,6 +79,8 @@ class BaseClient:
             limits = limits if limits is not None else Limits()
             self.prepare_images = ImagePreparation.from_option(prepare_images)
             self.limits = limits
+            #: Seconds one HTTP request may take in all.
+            self.timeout = timeout
             self.coordination = check_coordination(coordination)
             self._coordinator: Coordinator | None = (
                 self.coordination.coordinator(api_key=key, request_timeout=timeout)

@@ -17,6 +17,7 @@ from fashn_async import Rate
 from fashn_async._options import checked_api_key
 from fashn_async.bulk._command import EXIT_CANNOT_START
 from fashn_async.bulk._outcome import EXIT_SOME_FAILED
+from fashn_async.bulk._rows import disk_problem, disk_remedy
 from fashn_async.errors import (
     ConfigurationError,
     DeadlineExceededError,
@@ -114,7 +115,8 @@ def _api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 
 
 def folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot take output files, or None; a missing one is made here.
+    """Why ``folder`` cannot take output files, and what to do, or None; a missing one is
+    made here.
 
     A file is written and deleted in it: that proves it on a read-only file system or
     under a read-only parent, where permission bits alone say nothing (root ignores them).
@@ -126,7 +128,7 @@ def folder_problem(folder: Path) -> str | None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        return f"cannot write to {folder}: {exc.strerror or exc}"
+        return f"cannot write to {folder}: {disk_problem(exc)}; {disk_remedy(exc)}"
     return None
 
 

@@ -351,7 +351,7 @@ def run(
 
     problem = folder_problem(out)
     if problem is not None:  # known before anything is sent (and charged)
-        console.print(f"cannot start: {problem}; give --out a folder this user can write to",
+        console.print(f"cannot start: {problem}",
                       markup=False, highlight=False)  # fmt: skip
         sys.exit(EXIT_CANNOT_START)
 

@@ -6,6 +6,7 @@ resuming; the emulator's report says what was really submitted.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -21,11 +22,11 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from fashn_async import AsyncFashn, errors
+from fashn_async import AsyncFashn, Limits, errors
 from fashn_async.bulk import Journal, load_catalog
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions, Outcome, failure_outcome
-from fashn_async.bulk._pacing import carryover
+from fashn_async.bulk._pacing import carryover, counted_at
 from fashn_async.bulk._rows import JournalWriteError
 from fashn_async.testing import Emulator, HttpFault, PredictionFault
 from tests.bulk_support import journal_counts, read_manifest, write_catalog
@@ -373,6 +374,51 @@ async def test_a_restart_waits_for_the_window_its_predecessor_filled(
     assert sum(report.rejected.values()) == 0
 
 
+@pytest.mark.emulator(in_flight_limit=None)
+async def test_a_restart_dates_its_predecessors_sends_by_their_answers(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """25 POSTs the server acted on 5 s after the journal wrote them (a slow upload, a
+    slow server): a restart right after dates them by their answers, not by their
+    ``submitting`` writes, and its first POST meets no 429."""
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(time, "time", lambda: 1.7e9 + loop.time())  # wall clock, on loop time
+    catalog = write_catalog(tmp_path, 30, models=6)
+    out = tmp_path / "out"
+    loaded = load_catalog(catalog)
+    emulator.inject(HttpFault("slow", route="run", delay=5.0, times=25))
+    with Journal.open(out, meta=_meta(catalog, emulator), rows=loaded.rows) as journal:
+        async with AsyncFashn(
+            api_key=emulator.api_key, base_url=emulator.url, limits=Limits(in_flight=None)
+        ) as client:
+
+            async def send(row: Any) -> None:
+                journal.sending(row.row)
+                journal.submitted(row.row, (await client.submit(row.request)).id)
+
+            async with anyio.create_task_group() as group:
+                for row in loaded.rows[:25]:
+                    group.start_soon(send, row)
+    acted = max(a.time for a in emulator.report().accepted)
+    code, printed = await _run(emulator, catalog, out)
+    report = emulator.report()
+    assert sum(report.rejected.values()) == 0, report.rejected
+    assert code == 0, printed
+    assert len(report.accepted) == 30
+    later = sorted(a.time for a in report.accepted)[25:]
+    assert min(later) >= acted + 60.0  # out of the server's window
+
+
+def test_a_send_is_dated_by_its_answer_or_the_latest_it_could_have_counted() -> None:
+    """Answered: when the answer came. Unanswered (a run died mid-POST): the request's
+    timeout after it went out, but not after now; never before it went out."""
+    assert counted_at(100.0, 103.5, now=500.0, timeout=60.0) == 103.5
+    assert counted_at(100.0, None, now=500.0, timeout=60.0) == 160.0
+    assert counted_at(100.0, None, now=120.0, timeout=60.0) == 120.0
+    assert counted_at(100.0, 99.0, now=500.0, timeout=60.0) == 100.0  # a clock set back
+    assert counted_at(100.0, None, now=90.0, timeout=60.0) == 100.0
+
+
 def test_a_restart_seeds_its_limiter_with_the_ages_of_earlier_sends() -> None:
     """Earlier sends' wall-clock times become (age, generations) for the limiter's seed;
     one dated in the future (a clock set back) counts as sent now."""
@@ -395,11 +441,11 @@ def test_the_journal_keeps_every_send_for_a_restart(
         journal.sending(2)
         journal.reset([1, 2], "canceled by a stop")
         assert all(record.sent_at is None for record in journal.records())
-        assert journal.sends() == [(1, 1_000_000.0), (2, 1_000_005.0)]
+        assert journal.sends() == [(1, 1_000_000.0, 1_000_005.0), (2, 1_000_005.0, 1_000_005.0)]
         clock[0] += 3597.0  # the first send is now 3602 s old, the second 3597 s
         journal.sending(3)
         journal.begin_run()
-        assert journal.sends() == [(2, 1_000_005.0), (3, clock[0])]
+        assert journal.sends() == [(2, 1_000_005.0, 1_000_005.0), (3, clock[0], None)]
 
 
 @pytest.mark.parametrize("journal", ["emptied", "deleted", "damaged"])

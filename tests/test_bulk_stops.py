@@ -4,14 +4,17 @@ fast-forwarded; the disk is a real small tmpfs where the machine allows mounting
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import anyio
 import pytest
 
 from fashn_async import AsyncFashn, RetryPolicy
@@ -353,7 +356,8 @@ async def test_cancels_the_journal_could_not_record_are_sent_again(
 
 
 async def test_an_unwritable_out_cannot_start(emulator: Emulator, tmp_path: Path) -> None:
-    """--out under a file, or on a read-only file system: 'cannot start', exit 2."""
+    """--out under a file, on a read-only file system, or on a full disk: 'cannot start',
+    exit 2, and what to do: another folder, or (a full disk) free some space."""
     catalog = write_catalog(tmp_path, 2, models=2)
     (tmp_path / "a-file").write_text("x")
     code, printed = await rerun(emulator, catalog, tmp_path / "a-file" / "results")
@@ -364,21 +368,41 @@ async def test_an_unwritable_out_cannot_start(emulator: Emulator, tmp_path: Path
     assert code == 2
     assert "cannot start" in printed
     assert "read-only" in printed
+    assert "this user can write to" in printed
+    with _small_disk(tmp_path / "full", "64k") as full:  # below the journal's reserve
+        code, printed = await rerun(emulator, catalog, full / "results")
+    assert code == 2
+    assert printed.startswith("cannot start: cannot write to ")
+    assert "the disk is full" in printed
+    assert "free some space" in printed  # not another folder: this one may do, freed
     assert emulator.report().accepted == []
 
 
-async def test_a_restart_after_kill_9_draws_no_429(emulator: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("slow", [0.0, 25.0])
+async def test_a_restart_after_kill_9_draws_no_429(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slow: float
+) -> None:
     """A dead run's 6 rows were mid-POST and landed (running on the server, unknown to the
-    journal): the restart counts them against the in-flight cap and meets no 429."""
+    journal): the restart counts them against the in-flight cap and meets no 429. Also
+    when the server started them ``slow`` seconds after the journal wrote them (a slow
+    upload): up to 11 s runs then end 36 s after those writes, past the 33 s the restart
+    holds a slot from a send, so it holds them from when the server may have acted."""
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(time, "time", lambda: 1.7e9 + loop.time())  # wall clock, on loop time
+    if slow:
+        emulator.inject(HttpFault("slow", route="run", delay=slow, times=6))
     catalog = write_catalog(tmp_path, 12, models=4)
     out = tmp_path / "out"
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
-        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+        async with (
+            AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client,
+            anyio.create_task_group() as group,
+        ):
             for row in loaded.rows[:6]:
                 journal.sending(row.row)  # then kill -9: the POST lands, no answer read
                 assert row.request is not None
-                await client.submit(row.request)
+                group.start_soon(client.submit, row.request)
     code, printed = await rerun(emulator, catalog, out)
     report = emulator.report()
     assert sum(report.rejected.values()) == 0, report.rejected

@@ -352,7 +352,7 @@ def test_run_refuses_an_out_it_cannot_write_before_sending(
     finally:
         if mounted.returncode == 0:
             subprocess.run(["umount", "-l", str(readonly)], check=False)  # noqa: S603, S607
-    assert mounted.returncode != 0 or "Read-only file system" in done.stderr
+    assert mounted.returncode != 0 or "the file system is read-only" in done.stderr
     assert len(control(emulator_url, "GET", "/_emulator/report")["accepted"]) == before
 
 

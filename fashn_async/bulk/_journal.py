@@ -62,6 +62,7 @@ from fashn_async.bulk._rows import (
     RowRecord,
     State,
     disk_problem,
+    disk_remedy,
     record_of,
     writes,
 )
@@ -122,8 +123,7 @@ class Journal(JournalOpening, JournalRescue):
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
                 raise ConfigurationError(
-                    f"cannot write to {directory}: {disk_problem(exc)}; give --out a folder "
-                    "this user can write to"
+                    f"cannot write to {directory}: {disk_problem(exc)}; {disk_remedy(exc)}"
                 ) from None
             raise ConfigurationError(
                 f"the journal {directory / JOURNAL_NAME} is damaged ({exc}); its rows may "
@@ -132,8 +132,7 @@ class Journal(JournalOpening, JournalRescue):
             ) from None
         except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(
-                f"cannot write to {directory}: {disk_problem(exc)}; give --out a folder "
-                "this user can write to"
+                f"cannot write to {directory}: {disk_problem(exc)}; {disk_remedy(exc)}"
             ) from None
 
     @classmethod
@@ -157,6 +156,7 @@ class Journal(JournalOpening, JournalRescue):
                 if not known:
                     refuse_an_orphaned_job(directory, JOURNAL_NAME)
                 db.executescript(SCHEMA)
+                _add_answers(db)
                 if known:
                     journal._check(known, meta)
                     taken = journal.take_rescued()  # before the reserve is made whole
@@ -204,11 +204,14 @@ class Journal(JournalOpening, JournalRescue):
         with self.guard:
             return [record_of(values) for values in self._db.execute(query).fetchall()]
 
-    def sends(self) -> list[tuple[int, float]]:
-        """Every POST recorded in the last :data:`SENDS_KEPT` seconds, as ``(row,
-        wall-clock time)``: kept apart from the rows, whose ``sent_at`` a reset clears."""
+    def sends(self) -> list[tuple[int, float, float | None]]:
+        """Every POST recorded in the last :data:`SENDS_KEPT` seconds, as ``(row, sent,
+        answered)`` wall-clock times: when it was about to go out, and when its answer
+        came (None: none was recorded, the run died or was stopped mid-POST, or the
+        journal predates answers). Kept apart from the rows, whose ``sent_at`` a reset
+        clears."""
         with self.guard:
-            return list(self._db.execute("SELECT row, at FROM sends ORDER BY at"))
+            return list(self._db.execute("SELECT row, at, answered FROM sends ORDER BY at"))
 
     def counts(self) -> dict[str, int]:
         """Rows per state."""
@@ -259,11 +262,14 @@ class Journal(JournalOpening, JournalRescue):
     def submitted(self, row: int, prediction_id: str, *, canceling: bool = False) -> None:
         """The server answered with the row's prediction id (``canceling``: too late,
         the job is stopping and cancels it)."""
-        self._db.execute(
-            "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
-            "cancel_requested = ? WHERE row = ?",
-            (State.SUBMITTED, prediction_id, time.time(), int(canceling), row),
-        )
+        now = time.time()
+        with self._transaction():
+            self._db.execute(
+                "UPDATE rows SET state = ?, prediction_id = ?, submitted_at = ?, "
+                "cancel_requested = ? WHERE row = ?",
+                (State.SUBMITTED, prediction_id, now, int(canceling), row),
+            )
+            self._answered([row], now)
 
     @writes
     def completed(self, row: int, prediction_id: str, outputs: Sequence[str]) -> None:
@@ -317,6 +323,8 @@ class Journal(JournalOpening, JournalRescue):
         """
         rows = list(rows)
         with self._transaction():
+            # A POST that created nothing was answered (or never went out) by now.
+            self._answered(rows, time.time())
             self._db.executemany(
                 "UPDATE rows SET state = ?, prediction_id = NULL, outputs = '[]', files = '[]', "
                 "error_name = NULL, error_message = ?, cancel_requested = 0, sent_at = NULL, "
@@ -353,6 +361,15 @@ class Journal(JournalOpening, JournalRescue):
                 "UPDATE rows SET cancel_requested = 1 WHERE row = ?", [(row,) for row in rows]
             )
 
+    def _answered(self, rows: Iterable[int], at: float) -> None:
+        """Date the answer to each row's last POST, unless one is dated already (a
+        restart dates a send by its answer: the server counted it by then)."""
+        self._db.executemany(
+            "UPDATE sends SET answered = coalesce(answered, ?) "
+            "WHERE rowid = (SELECT max(rowid) FROM sends WHERE row = ?)",
+            [(at, row) for row in rows],
+        )
+
     @writes
     def begin_run(self) -> int:
         """Record that a run starts (forgetting sends older than :data:`SENDS_KEPT`, and
@@ -385,3 +402,11 @@ class Journal(JournalOpening, JournalRescue):
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _add_answers(db: sqlite3.Connection) -> None:
+    """Give a journal written before sends were dated by their answers the column (its
+    sends have none: a restart dates them as unanswered)."""
+    columns = {name for _, name, *_ in db.execute("PRAGMA table_info(sends)")}
+    if "answered" not in columns:
+        db.execute("ALTER TABLE sends ADD COLUMN answered REAL")

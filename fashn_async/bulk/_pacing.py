@@ -7,6 +7,13 @@ when each row was last sent: the limiter is seeded with those sends
 (:func:`seed_submit_window`, through the limiter's own ``seed``: no second window
 algorithm here), so new requests wait until they leave the window.
 
+Each send is dated as the live limiter dates it (:func:`counted_by`): when the server may
+have counted it, never earlier. The journal writes a send before its POST goes out (an
+fsync, a body's upload, a slow server may come between), so a send is dated by its
+answer, and one with no answer recorded (the run died, or was stopped, mid-POST) by the
+latest the server could have acted on it, the client's ``timeout`` after it went out,
+or now if that is sooner (:func:`counted_at`).
+
 The same holds for the in-flight cap: a row the dead run was sending may have landed
 and still be running on the server, unknown to this run. :func:`hold_for_predecessors`
 counts each one against the cap, in the client's one in-flight owner (``InFlight``),
@@ -26,7 +33,17 @@ import anyio
 if TYPE_CHECKING:
     from fashn_async._client import AsyncFashn
 
-__all__ = ["carryover", "hold_for_predecessors", "seed_submit_window"]
+__all__ = ["carryover", "counted_at", "hold_for_predecessors", "seed_submit_window"]
+
+
+def counted_at(sent: float, answered: float | None, now: float, timeout: float) -> float:
+    """When the server may have counted a POST the journal dated ``sent``: its answer's
+    time ``answered`` (the server counts a request before answering it); with none
+    recorded, as late as the request may have lasted (``timeout`` seconds), but not after
+    ``now``. Wall-clock seconds; never before ``sent``."""
+    if answered is not None:
+        return max(answered, sent)
+    return max(min(sent + timeout, now), sent)
 
 
 def carryover(sent: Iterable[tuple[float, int]], now: float) -> list[tuple[float, int]]:
@@ -40,8 +57,9 @@ def carryover(sent: Iterable[tuple[float, int]], now: float) -> list[tuple[float
 
 async def hold_for_predecessors(client: AsyncFashn, sent: Iterable[float], longest: float) -> int:
     """Count an earlier run's possibly-running predictions against ``client``'s in-flight
-    cap (its one owner, ``InFlight``): each sent at wall-clock time ``sent`` holds a slot
-    until ``longest`` seconds after it. Returns how many are held."""
+    cap (its one owner, ``InFlight``): each that the server may have started at wall-clock
+    time ``sent`` (:func:`counted_at`) holds a slot until ``longest`` seconds after it.
+    Returns how many are held."""
     cap = client.limits.in_flight
     if cap is None:
         return 0

@@ -25,7 +25,12 @@ from fashn_async.bulk._outcome import (
     UNCERTAIN_AFTER_STOP,
     JobOptions,
 )
-from fashn_async.bulk._pacing import carryover, hold_for_predecessors, seed_submit_window
+from fashn_async.bulk._pacing import (
+    carryover,
+    counted_at,
+    hold_for_predecessors,
+    seed_submit_window,
+)
 from fashn_async.bulk._rescue import kept
 from fashn_async.bulk._rows import RowRecord, State
 from fashn_async.bulk._words import plural
@@ -48,11 +53,19 @@ async def pace_restart(
     hour (kept apart from the rows, so a row reset or canceled still counts its send),
     and count the dead run's possibly-running predictions against its in-flight cap.
     Call it before :func:`reconcile`, which resets rows."""
-    sent = [(at, getattr(requests.get(row), "generations", 1)) for row, at in journal.sends()]
-    seed_submit_window(client, carryover(sent, time.time()))
+    now, timeout = time.time(), client.timeout
+    sent = [
+        (counted_at(at, answered, now, timeout), getattr(requests.get(row), "generations", 1))
+        for row, at, answered in journal.sends()
+    ]
+    seed_submit_window(client, carryover(sent, now))
     await hold_for_predecessors(
         client,
-        [r.sent_at for r in journal.records() if r.state in _MAY_RUN and r.sent_at is not None],
+        [
+            counted_at(r.sent_at, None, now, timeout)  # (no answer: else not in _MAY_RUN)
+            for r in journal.records()
+            if r.state in _MAY_RUN and r.sent_at is not None
+        ],
         options.longest_latency,
     )
 

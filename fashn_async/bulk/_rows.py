@@ -24,6 +24,7 @@ __all__ = [
     "State",
     "disk_failure",
     "disk_problem",
+    "disk_remedy",
     "record_of",
     "writes",
 ]
@@ -129,6 +130,15 @@ def disk_problem(exc: BaseException) -> str:
     return text
 
 
+def disk_remedy(exc: BaseException) -> str:
+    """What to do about a folder that cannot be written (``exc``): free space on a full
+    disk (or quota), else choose another folder."""
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or (not isinstance(exc, OSError) and "full" in str(exc)):
+        return "free some space (or give --out a folder on another disk)"
+    return "give --out a folder this user can write to"
+
+
 SCHEMA_VERSION: Final = "2"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -155,7 +165,7 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT
 );
-CREATE TABLE IF NOT EXISTS sends (row INTEGER NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sends (row INTEGER NOT NULL, at REAL NOT NULL, answered REAL);
 """
 COLUMNS = (
     "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
