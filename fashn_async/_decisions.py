@@ -9,8 +9,10 @@ hypothesis.
 
 ``run`` is ``POST /v1/run``, which creates (and charges) a prediction; the GETs are
 ``status``, ``cancel`` and ``credits``, safe to repeat. "API body" means the API's own
-error shape, ``{"error": "<Name>", ...}`` or ``{"error": {"name": ...}}``; "expected"
-means the route's success shape (``id``; ``status``; ``credits``)::
+error: its shape, ``{"error": "<Name>", ...}`` or ``{"error": {"name": ...}}``, with a
+name the API gives (:data:`API_ERROR_NAMES`); the same shape with any other name
+(``{"error": "Bad Gateway"}``, a gateway's own JSON) is not the API's, and proves
+nothing. "Expected" means the route's success shape (``id``; ``status``; ``credits``)::
 
     what happened                                  POST /v1/run            GET
     ---------------------------------------------  ----------------------  ---------------
@@ -57,9 +59,15 @@ from typing import Any, Literal
 
 import attrs
 
+from fashn_async._names import (
+    CURRENT_PREDICTION_ERRORS,
+    HTTP_ERROR_CODES,
+    V1_PREDICTION_ERRORS,
+)
 from fashn_async._retry import RetryPolicy
 
 __all__ = [
+    "API_ERROR_NAMES",
     "Action",
     "Decision",
     "Happened",
@@ -73,6 +81,14 @@ __all__ = [
 ]
 
 Route = Literal["run", "status", "cancel", "credits"]
+
+#: The error names the API gives: NOTES.md's codes of answers that carry no prediction,
+#: and the v1 reference's and NOTES.md's names of failed predictions (a bad v1 body is
+#: answered 400 with one). A body in the API's shape with any other name is a gateway's
+#: or a load balancer's own: it may come after the API created the prediction.
+API_ERROR_NAMES: frozenset[str] = frozenset(
+    (*HTTP_ERROR_CODES, *V1_PREDICTION_ERRORS, *CURRENT_PREDICTION_ERRORS)
+)
 
 #: The field each route's success body has.
 _EXPECTED_FIELD: dict[str, str] = {
@@ -111,9 +127,9 @@ class Shape(enum.Enum):
 
     #: A JSON object with the route's success field (``id``, ``status``, ``credits``).
     EXPECTED = "expected"
-    #: The API's own error shape, with an error name.
+    #: The API's own error: its shape, with a name it gives (:data:`API_ERROR_NAMES`).
     API_ERROR = "api_error"
-    #: JSON, but neither of the above.
+    #: JSON, but neither of the above (the API's shape with a name it never gives too).
     OTHER_JSON = "other_json"
     #: Not JSON: an HTML gateway page, plain text, a truncated document, nothing.
     NOT_JSON = "not_json"
@@ -191,7 +207,9 @@ class Decision:
 
 
 def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | None]:
-    """Classify a parsed body for ``route``; return its shape and any API error name."""
+    """Classify a parsed body for ``route``; return its shape and any API error name
+    (one of :data:`API_ERROR_NAMES`: the API's shape with another name is
+    ``OTHER_JSON``)."""
     if not is_json:
         return Shape.NOT_JSON, None
     if not isinstance(data, dict):
@@ -206,7 +224,7 @@ def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | 
         return Shape.EXPECTED, None
     error = data.get("error")
     name = error.get("name") if isinstance(error, dict) else error
-    if isinstance(name, str) and name:
+    if isinstance(name, str) and name in API_ERROR_NAMES:
         return Shape.API_ERROR, name
     return Shape.OTHER_JSON, None
 

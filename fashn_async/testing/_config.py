@@ -27,6 +27,8 @@ HttpFaultKind = Literal[
     "slow",
     "gateway_before",
     "gateway_after",
+    "gateway_json_before",
+    "gateway_json_after",
     "throttle",
     "truncated",
     "not_json",
@@ -162,6 +164,9 @@ class HttpFault:
             as a proxy in front of the API does; nothing is created.
         ``gateway_after``: handle the request (a submission is created and counted), then
             answer ``status`` with the gateway's HTML page instead of the API's answer.
+        ``gateway_json_before``, ``gateway_json_after``: as the two above, with the JSON
+            error a gateway or load balancer of its own sends (``{"error": "Bad Gateway",
+            "message": ...}``): the API's shape, with a name the API never gives.
         ``throttle``: answer 429 ``{"error": code, ...}`` with ``Retry-After:
             retry_after`` (sent verbatim: ``"0"``, an HTTP-date in the past...; ``None``
             sends none); nothing is created or counted.

@@ -22,6 +22,7 @@ __all__ = [
     "StalledPort",
     "disturb",
     "fault_from_json",
+    "gateway_json",
     "gateway_page",
 ]
 
@@ -144,6 +145,8 @@ NETWORK_KINDS = frozenset(
     {
         "gateway_before",
         "gateway_after",
+        "gateway_json_before",
+        "gateway_json_after",
         "throttle",
         "truncated",
         "not_json",
@@ -155,7 +158,16 @@ NETWORK_KINDS = frozenset(
 )
 #: Kinds that replace the answer after the request was handled (a submission exists).
 AFTER_KINDS = frozenset(
-    {"gateway_after", "truncated", "not_json", "no_id", "other_id", "cut_off", "bad_status_line"}
+    {
+        "gateway_after",
+        "gateway_json_after",
+        "truncated",
+        "not_json",
+        "no_id",
+        "other_id",
+        "cut_off",
+        "bad_status_line",
+    }
 )
 
 _REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out"}
@@ -168,6 +180,16 @@ def gateway_page(status: int) -> str:
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
         f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
         "</body>\r\n</html>\r\n"
+    )
+
+
+def gateway_json(status: int) -> web.Response:
+    """The JSON error a gateway of its own sends: the API's shape, and a name (the
+    status's reason phrase) the API never gives."""
+    reason = _REASONS.get(status, "Server Error")
+    return web.json_response(
+        {"error": reason, "message": f"{status} {reason}: the upstream did not answer"},
+        status=status,
     )
 
 
@@ -195,6 +217,8 @@ async def disturb(
         return web.Response(
             status=fault.status, text=gateway_page(fault.status), content_type="text/html"
         )
+    if kind == "gateway_json_before":
+        return gateway_json(fault.status)
     if kind == "throttle":
         headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
         return web.json_response(
@@ -209,6 +233,8 @@ async def disturb(
         return web.Response(
             status=fault.status, text=gateway_page(fault.status), content_type="text/html"
         )
+    if kind == "gateway_json_after":
+        return gateway_json(fault.status)
     if kind == "truncated":
         return web.Response(
             status=response.status, body=data[: len(data) // 2], content_type="application/json"
