@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict
 
 from fashn_async._decisions import Happened, Outcome, Route, body_shape
 from fashn_async._error_map import api_error_from_response
@@ -210,9 +211,12 @@ class Transport:
                 params=params,
                 allow_redirects=False,
             ) as response:
-                raw = await response.read()
+                # A server or proxy may repeat the request's Authorization: the key
+                # never goes further than this.
+                raw = self._key.scrub(await response.read())
                 parsed, is_json = _parse_json(raw)
-                return Response(response.status, parsed, dict(response.headers), is_json, len(raw))
+                headers = _answer_headers(response.headers, self._key)
+                return Response(response.status, parsed, headers, is_json, len(raw))
         except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
             failure = ConnectError(
                 f"{method} {path}: a URL to go through cannot be read, not sent (a proxy "
@@ -254,6 +258,17 @@ class Transport:
         if json_body:
             headers["Content-Type"] = "application/json"
         return headers
+
+
+def _answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:
+    """An answer's headers (names in any case), the key scrubbed from their values; of
+    Retry-After sent more than once, the longest wait (a second, longer one must not be
+    lost to a first ``0``)."""
+    kept = CIMultiDict((name, key.scrub_text(value)) for name, value in headers.items())
+    waits = kept.getall("Retry-After", [])
+    if len(waits) > 1:
+        kept["Retry-After"] = max(waits, key=lambda value: parse_retry_after(value) or 0.0)
+    return kept
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

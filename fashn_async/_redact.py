@@ -9,6 +9,7 @@ good one: a bad URL's error message is where a pasted secret is most likely to b
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -109,6 +110,18 @@ class Secret:
     def reveal(self) -> str:
         """The key itself, for the one header that carries it (and its hash)."""
         return self._value
+
+    def scrub(self, data: bytes) -> bytes:
+        """``data`` (an answer's body) with the key, as sent or JSON-escaped, shown as
+        ``***``: a server or proxy that repeats the request's ``Authorization`` in its
+        answer must not put the key in an error, a status or a log."""
+        for form in {self._value, json.dumps(self._value)[1:-1]}:
+            data = data.replace(form.encode("utf-8"), b"***")
+        return data
+
+    def scrub_text(self, text: str) -> str:
+        """:meth:`scrub` for text (an answer's header)."""
+        return text.replace(self._value, "***")
 
 
 def safe_repr(method: Callable[[_T], str]) -> Callable[[_T], str]:

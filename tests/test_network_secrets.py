@@ -168,6 +168,51 @@ async def test_no_http_error_kind_holds_the_key(client: AsyncFashn, emulator: Em
     await asyncio.sleep(1000)
 
 
+@pytest.mark.emulator(api_key=KEY)
+@pytest.mark.client(retry=RetryPolicy(attempts=1, rate_limit_waits=1), timeout=5.0)
+async def test_an_answer_that_repeats_the_key_shows_it_nowhere(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A server or proxy that repeats the request's Authorization in its answer (in the
+    API's error message, a header, an HTML page and its Content-Type, a failed
+    prediction's error): the key is in no error, no status answer and no result; the
+    rest of the message is kept, the key shown as ``***``."""
+    found: dict[str, BaseException] = {}
+    pid = (await client.submit(_request(emulator))).id
+    calls = {
+        "run": lambda: client.submit(_request(emulator)),
+        "status": lambda: client.status(pid),
+        "cancel": lambda: client.cancel(pid),
+        "credits": client.credits,
+    }
+    for kind in ("echo_key", "echo_key_page"):
+        for route, call in calls.items():
+            emulator.clear_faults()
+            emulator.inject(HttpFault(kind, route=route))  # type: ignore[arg-type]
+            found[f"{route} {kind}"] = await _raised(call())
+    emulator.clear_faults()
+    emulator.inject(HttpFault("echo_key", route="status"))
+    found["polling"] = await _raised(client.run(_request(emulator)))
+    emulator.clear_faults()
+    emulator.inject(PredictionFault("PipelineError", message=f"failed for Bearer {KEY}"))
+    found["failed"] = await _raised(client.run(_request(emulator)))
+    failed = await client.status(found["failed"].prediction_id)  # type: ignore[attr-defined]
+    emulator.clear_faults()
+    assert {type(e).__name__ for e in found.values()} >= {
+        "ServerError",
+        "SubmissionUncertainError",
+        "PollingError",
+        "PipelineError",
+    }
+    for error in found.values():
+        assert_no_key(error)
+    assert KEY not in repr(failed)
+    assert failed.error is not None
+    assert failed.error.message == "failed for Bearer ***"
+    assert "Authorization: Bearer ***" in str(found["credits echo_key"])
+    await asyncio.sleep(1000)
+
+
 async def test_no_connection_error_kind_holds_the_key(emulator: Emulator) -> None:
     """Refused, timed-out and proxy-refused connections, a wrong key, a closed client."""
     found: list[BaseException] = []
@@ -285,3 +330,18 @@ def test_a_repr_works_on_an_object_not_fully_built(cls: type) -> None:
     """An object whose ``__init__`` raised part way is in that frame's locals, which
     error reporters show with ``repr``: a repr that raised there broke the report."""
     assert repr(cls.__new__(cls))
+
+
+def test_an_answers_headers_keep_the_longest_retry_after_and_no_key() -> None:
+    """Headers read in any case; Retry-After sent twice (``0``, then ``3``) waits the
+    longer; the key in any header, or JSON-escaped in a body, is shown as ``***``."""
+    from fashn_async._http import Response, _answer_headers
+    from fashn_async._redact import Secret
+
+    sent = CIMultiDict([("retry-after", "0"), ("RETRY-AFTER", "3"), ("X-Echo", f"Bearer {KEY}")])
+    kept = _answer_headers(CIMultiDictProxy(sent), Secret(KEY))
+    assert kept.getall("Retry-After") == ["3"]
+    assert kept["x-echo"] == "Bearer ***"
+    assert Response(429, None, kept, is_json=False).retry_after == 3.0
+    odd = 'k"ey\\'
+    assert Secret(odd).scrub(b'{"m": "k\\"ey\\\\"}') == b'{"m": "***"}'

@@ -29,6 +29,8 @@ HttpFaultKind = Literal[
     "gateway_after",
     "gateway_json_before",
     "gateway_json_after",
+    "echo_key",
+    "echo_key_page",
     "throttle",
     "truncated",
     "not_json",
@@ -167,6 +169,11 @@ class HttpFault:
         ``gateway_json_before``, ``gateway_json_after``: as the two above, with the JSON
             error a gateway or load balancer of its own sends (``{"error": "Bad Gateway",
             "message": ...}``): the API's shape, with a name the API never gives.
+        ``echo_key``: answer ``status`` in the API's error shape (InternalServerError),
+            its message and an ``X-Echo-Authorization`` header repeating the request's
+            ``Authorization`` (as a careless server or a debugging proxy does); nothing is
+            created. ``echo_key_page``: the same as an HTML page, the key in its
+            ``Content-Type`` too.
         ``throttle``: answer 429 ``{"error": code, ...}`` with ``Retry-After:
             retry_after`` (sent verbatim: ``"0"``, an HTTP-date in the past...; ``None``
             sends none); nothing is created or counted.

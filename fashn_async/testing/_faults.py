@@ -147,6 +147,8 @@ NETWORK_KINDS = frozenset(
         "gateway_after",
         "gateway_json_before",
         "gateway_json_after",
+        "echo_key",
+        "echo_key_page",
         "throttle",
         "truncated",
         "not_json",
@@ -193,6 +195,20 @@ def gateway_json(status: int) -> web.Response:
     )
 
 
+def _echo(request: web.Request, status: int, *, page: bool) -> web.Response:
+    """An answer that repeats the request's ``Authorization`` header (the key)."""
+    auth = request.headers.get("Authorization", "")
+    headers = {"X-Echo-Authorization": auth}
+    if not page:
+        message = f"the request with Authorization: {auth} could not be served"
+        return web.json_response(
+            {"error": "InternalServerError", "message": message}, status=status, headers=headers
+        )
+    token = auth.split()[-1] if auth.split() else ""
+    headers["Content-Type"] = f"text/html; charset=utf-8; echo={token}"
+    return web.Response(status=status, body=f"<p>{auth}</p>".encode(), headers=headers)
+
+
 def _write_raw(request: web.Request, data: bytes) -> None:
     """Write bytes straight to the socket and close it: whatever HTTP says."""
     transport = request.transport
@@ -219,6 +235,8 @@ async def disturb(
         )
     if kind == "gateway_json_before":
         return gateway_json(fault.status)
+    if kind in ("echo_key", "echo_key_page"):
+        return _echo(request, fault.status, page=kind == "echo_key_page")
     if kind == "throttle":
         headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
         return web.json_response(
