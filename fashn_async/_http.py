@@ -8,6 +8,11 @@ timeout, a dropped connection, a cut-off body or a malformed answer
 (:class:`RemoteProtocolError`) came after sending. :func:`outcome_of` turns either into
 the :class:`~fashn_async._decisions.Outcome` that ``_decisions.decide`` reads.
 
+Whether anything was sent is known, not guessed: aiohttp tells (its trace signal
+``on_request_headers_sent``) when it is about to write a request's headers, and a failure
+before that (a proxy that answers its CONNECT with garbage, or closes it) is a
+:class:`ConnectError` whatever aiohttp raised: nothing reached the API.
+
 Secrets: aiohttp's errors carry the request's headers (``request_info``), and so the
 ``Authorization`` header. None of them is kept: each is translated into one of ours,
 raised outside the ``except`` block that caught it, so neither ``__cause__`` nor
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -143,6 +149,7 @@ class Transport:
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._connections),
             timeout=self._timeout,
+            trace_configs=[_SENDING],
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
             proxy=self._proxy,
             trust_env=self._trust_env,
@@ -200,6 +207,7 @@ class Transport:
         elif body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
         failure: TransportError
+        sending = _Sending()
         try:
             async with session.request(
                 method,
@@ -210,6 +218,7 @@ class Transport:
                 headers=self._headers(json_body=data is not None),
                 params=params,
                 allow_redirects=False,
+                trace_request_ctx=sending,
             ) as response:
                 # A server or proxy may repeat the request's Authorization: the key
                 # never goes further than this.
@@ -250,6 +259,10 @@ class Transport:
             )
         except aiohttp.ClientError as exc:
             failure = ConnectionDroppedError(f"{method} {path}: {type(exc).__name__}")
+        if not sending.started and not isinstance(failure, ConnectError):
+            # It failed before its headers were written (setting up a proxy's tunnel,
+            # say): nothing was sent, whatever the error looked like.
+            failure = ConnectError(f"nothing was sent: {failure.message}")
         # Raised here, outside the except blocks: no aiohttp error in __context__.
         raise failure
 
@@ -258,6 +271,31 @@ class Transport:
         if json_body:
             headers["Content-Type"] = "application/json"
         return headers
+
+
+class _Sending:
+    """One request's trace context: whether aiohttp began to send its headers."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = False
+
+
+async def _headers_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    sending = context.trace_request_ctx
+    if isinstance(sending, _Sending):
+        sending.started = True
+
+
+#: The one trace of every session: it marks each request whose headers went out.
+_SENDING = aiohttp.TraceConfig()
+_SENDING.on_request_headers_sent.append(_headers_sent)
+_SENDING.freeze()
 
 
 def _answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:

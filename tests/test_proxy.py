@@ -8,6 +8,7 @@ the proof a request went through it (and that a bypassed one did not). Real time
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -201,6 +202,45 @@ async def test_a_proxy_that_refuses_connections_is_named(clean_env: pytest.Monke
     message = str(info.value)
     assert f"cannot connect to the proxy 127.0.0.1:{port}" in message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "answer", [b"garbage\r\n\r\n", b"HTTP/1.1 200 Connection established\r\n", b""]
+)
+async def test_a_proxy_that_breaks_its_tunnel_sent_nothing(
+    clean_env: pytest.MonkeyPatch, answer: bytes
+) -> None:
+    """An https API through a proxy that answers its CONNECT with garbage, cuts the
+    answer short, or closes the connection: the request never reached the API, so a POST
+    is a ConnectError, tried again while attempts last, never SubmissionUncertainError."""
+    connects = 0
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connects
+        await reader.readuntil(b"\r\n\r\n")
+        connects += 1
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with (
+        server,
+        AsyncFashn(
+            api_key="fa-key",
+            base_url=f"https://127.0.0.1:{free_port()}",
+            proxy=f"http://127.0.0.1:{port}",
+            retry=RetryPolicy(attempts=3, initial=0.01, min_delay=0.01),
+        ) as client,
+    ):
+        with pytest.raises(errors.ConnectError, match="nothing was sent"):
+            await client.submit(
+                model_image="https://127.0.0.1/model.png",
+                garment_image="https://127.0.0.1/garment.png",
+                category="tops",
+            )
+    assert connects == 3  # each attempt reached the proxy, none the API
 
 
 @pytest.mark.parametrize("proxy", ["user:hunter2@127.0.0.1:6", "http://u:hunter2@127.0.0.1:9:x"])
