@@ -49,7 +49,7 @@ class BaseClient:
         self,
         *,
         api_key: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         limits: Limits | None = None,
         polling: Polling | None = None,
         retry: RetryPolicy | None = None,
@@ -67,6 +67,8 @@ class BaseClient:
             key = Secret(
                 checked_api_key(api_key if api_key is not None else os.environ.get("FASHN_API_KEY"))
             )
+            if base_url is None:
+                base_url = os.environ.get("FASHN_BASE_URL") or DEFAULT_BASE_URL
             self.base_url = check_base_url(base_url)
             check_options(
                 timeout=timeout,

@@ -32,7 +32,8 @@ class AsyncFashn(BaseClient):
 
     Args:
         api_key: The API key; ``None`` reads ``FASHN_API_KEY``.
-        base_url: The API's address (an emulator's, in tests).
+        base_url: The API's address (an emulator's, in tests); ``None`` reads
+            ``FASHN_BASE_URL``, else ``https://api.fashn.ai``.
         limits: The key's limits, respected by every call of this client together.
         polling: How status polls are planned.
         retry: Retries of GETs and of submissions that cannot have landed.
@@ -86,9 +87,9 @@ class AsyncFashn(BaseClient):
             ImageInputError: an image is a missing file, not an image, or a bad URL or
                 data URI; nothing was sent.
             SubmissionUncertainError: the POST may have reached the API and no usable
-                answer came back (see the README's decision table); it is not re-sent,
-                and it is raised once the prediction would likely have ended, its
-                in-flight slot held until then.
+                answer came back (see the README's decision table); it is not re-sent.
+                Raised at once; its in-flight slot stays taken until the prediction
+                would likely have ended.
             OutOfCreditsError: final; nothing was created.
             BadRequestError: the API refused the body (400); nothing was created.
             AuthenticationError: the API key was refused (401).

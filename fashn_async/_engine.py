@@ -27,7 +27,7 @@ from fashn_async._limits import (
     RateLimiter,
     WindowLimiter,
 )
-from fashn_async._models import PredictionStatus, Request, converter
+from fashn_async._models import PredictionStatus, Request, status_answer
 from fashn_async._payload import Prepared, prepare_request
 from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
@@ -35,8 +35,12 @@ from fashn_async._retry import RetryPolicy
 from fashn_async._shield import outlive_cancels
 from fashn_async._submitter import Submitter
 from fashn_async._turnbull import EPSILON
-from fashn_async._validators import shorten
-from fashn_async.errors import APIError, FashnError, PollingError, TransportError
+from fashn_async.errors import (
+    FashnError,
+    PollingError,
+    SubmissionUncertainError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from fashn_async._prepare import Preparer
@@ -210,7 +214,7 @@ class Engine:
             prediction_id=prediction_id,
             on_send=on_send,
         )
-        return _structure_status(response, prediction_id)
+        return status_answer(response.data, response.status, prediction_id)
 
     async def cancel(self, prediction_id: str) -> PredictionStatus:
         """GET /v1/cancel/:id (cancel calls have no budget of their own).
@@ -220,7 +224,7 @@ class Engine:
         response = await self.get(
             f"/v1/cancel/{_quote(prediction_id)}", limiter=None, prediction_id=prediction_id
         )
-        status = _structure_status(response, prediction_id)
+        status = status_answer(response.data, response.status, prediction_id)
         self.in_flight.seen_done(prediction_id)
         return status
 
@@ -297,14 +301,18 @@ class Engine:
                 on_submitted(prediction_id)
 
         lease = await self.in_flight.acquire()
-        free_at = None
+        free_at = None  # (loop time) till when one that may still run keeps its slot
         try:
-            prediction_id = await self.submitter.post_run(
-                prepared,
-                on_sending=on_sending,
-                on_not_created=on_not_created,
-                on_created=on_created,
-            )
+            try:
+                prediction_id = await self.submitter.post_run(
+                    prepared,
+                    on_sending=on_sending,
+                    on_not_created=on_not_created,
+                    on_created=on_created,
+                )
+            except SubmissionUncertainError:
+                free_at = self.submitter.uncertain_until(prepared)
+                raise
             submitted_at = asyncio.get_running_loop().time()
             key = latency_class(prepared.request)
             try:
@@ -390,28 +398,3 @@ class Engine:
 
 def _quote(prediction_id: str) -> str:
     return quote(prediction_id, safe="")
-
-
-def _structure_status(response: Response, prediction_id: str) -> PredictionStatus:
-    data = response.data
-    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
-        raise APIError(
-            "the status answer is not a status object",
-            status_code=response.status,
-            prediction_id=prediction_id,
-        )
-    if data.get("id", prediction_id) != prediction_id:  # about another prediction
-        raise APIError(
-            f"the status answer is about prediction {shorten(data['id'])}, not this one",
-            status_code=response.status,
-            prediction_id=prediction_id,
-        )
-    data = {**data, "id": prediction_id}
-    try:
-        return converter.structure(data, PredictionStatus)
-    except Exception as exc:  # cattrs' errors never reach callers
-        raise APIError(
-            f"the status answer could not be read: {exc}",
-            status_code=response.status,
-            prediction_id=prediction_id,
-        ) from None

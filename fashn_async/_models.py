@@ -38,6 +38,7 @@ __all__ = [
     "Request",
     "TryOnRequest",
     "converter",
+    "status_answer",
 ]
 
 Category = Literal["tops", "bottoms", "one-pieces"]
@@ -361,3 +362,32 @@ def _structure_output(value: Any, _: type) -> tuple[str, ...] | None:
 
 
 converter.register_structure_hook(tuple[str, ...] | None, _structure_output)
+
+
+def status_answer(data: Any, status_code: int, prediction_id: str) -> PredictionStatus:
+    """The :class:`PredictionStatus` in a status (or cancel) answer's JSON ``data``.
+
+    Raises:
+        APIError: ``data`` is no status object, is about another prediction, or cannot
+            be read (its ``prediction_id`` is set).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        raise APIError(
+            "the status answer is not a status object",
+            status_code=status_code,
+            prediction_id=prediction_id,
+        )
+    if data.get("id", prediction_id) != prediction_id:  # about another prediction
+        raise APIError(
+            f"the status answer is about prediction {shorten(data['id'])}, not this one",
+            status_code=status_code,
+            prediction_id=prediction_id,
+        )
+    try:
+        return converter.structure({**data, "id": prediction_id}, PredictionStatus)
+    except Exception as exc:  # cattrs' errors never reach callers
+        raise APIError(
+            f"the status answer could not be read: {exc}",
+            status_code=status_code,
+            prediction_id=prediction_id,
+        ) from None

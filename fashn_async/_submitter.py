@@ -40,9 +40,10 @@ class Submitter:
         cancel_quietly: Best-effort remote cancel, for a prediction created while the
             caller was being cancelled.
         uncertain_hold: Seconds (given the request) a prediction whose POST went
-            unanswered may run: its caller's in-flight slot stays taken that long
-            before the error is raised, as the server counts it in progress (else the
-            next POST meets ConcurrencyLimitExceeded). ``None``: no hold.
+            unanswered may run: its caller's in-flight slot stays taken that long after
+            the error is raised (:meth:`uncertain_until`), as the server counts it in
+            progress (else the next POST meets ConcurrencyLimitExceeded). ``None``: no
+            hold.
     """
 
     def __init__(
@@ -91,8 +92,9 @@ class Submitter:
         Raises:
             SubmissionUncertainError: the request may have reached the server and no
                 usable answer came back (a timeout, a dropped connection, a gateway's
-                5xx page, a 200 without an id); it is not re-sent. Raised once the
-                prediction would likely have ended (``uncertain_hold``).
+                5xx page, a 200 without an id); it is not re-sent. Raised at once; the
+                caller holding an in-flight slot gives it back only once the prediction
+                would likely have ended (:meth:`uncertain_until`).
             OutOfCreditsError: final; nothing more can be submitted.
             ConnectError: no connection could be made, after the policy's attempts.
             APIError: the API refused the request (its subclass says why).
@@ -126,13 +128,11 @@ class Submitter:
                     on_created(prediction_id)
                 return prediction_id
             if action is Action.UNCERTAIN:
-                if self._uncertain_hold is not None:
-                    await anyio.sleep(
-                        self._uncertain_hold(prepared)
-                    )  # the caller's slot stays taken
+                # An answer, but not the API's: a wrong address answers so every time.
+                hint = " (is base_url the API's address?)" if outcome.answered else ""
                 raise SubmissionUncertainError(
-                    f"POST /v1/run: {decision.reason}; the prediction may exist and be "
-                    "charged, so it is not re-sent",
+                    f"POST /v1/run: {decision.reason}{hint}; the prediction may exist and "
+                    "be charged, so it is not re-sent",
                     status_code=outcome.status,
                 ) from (result if isinstance(result, TransportError) else None)
             if on_not_created is not None:
@@ -145,12 +145,23 @@ class Submitter:
                 await anyio.sleep(decision.delay)
             tries = decision.tries
 
+    def uncertain_until(self, prepared: Prepared) -> float:
+        """Loop time until which the in-flight slot of a POST that raised
+        SubmissionUncertainError stays taken (:meth:`InFlight.release_at`): the
+        prediction may exist, and the server counts it in progress until it would likely
+        have ended (``uncertain_hold``). The caller is not kept waiting."""
+        hold = self._uncertain_hold(prepared) if self._uncertain_hold is not None else 0.0
+        return asyncio.get_running_loop().time() + hold
+
     async def submit_holding(self, prepared: Prepared) -> str:
         """Take an in-flight slot, submit, and hold the slot until the id is seen done
-        (:meth:`InFlight.seen_done`)."""
+        (:meth:`InFlight.seen_done`), or while an uncertain one may run."""
         lease = await self.in_flight.acquire()
         try:
             prediction_id = await self.post_run(prepared)
+        except SubmissionUncertainError:
+            self.in_flight.release_at(lease, self.uncertain_until(prepared))
+            raise
         except BaseException:
             self.in_flight.release(lease)
             raise

@@ -277,8 +277,9 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     "minute in 0.6 s.",
 )  # fmt: skip
 @click.option(
-    "--latency", default="5,11", show_default=True,
-    help="Prediction latency range LOW,HIGH in seconds.",
+    "--latency", default=None,
+    help="Prediction latency range LOW,HIGH in seconds, for every model and mode. "
+    "Default: each model's and mode's documented latency (NOTES.md), as EmulatorConfig's.",
 )  # fmt: skip
 @click.option("--no-limits", is_flag=True, help="Switch every rate and concurrency limit off.")
 @click.option(
@@ -286,26 +287,34 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
     help="Seed of every random draw: runs repeat exactly.",
 )  # fmt: skip
 def emulator(
-    host: str, port: int, key: str, time_scale: float, latency: str, no_limits: bool, seed: int
+    host: str,
+    port: int,
+    key: str,
+    time_scale: float,
+    latency: str | None,
+    no_limits: bool,
+    seed: int,
 ) -> None:
     """Serve the FASHN API emulator (for tests, benchmarks and demos)."""
     from fashn_async.testing import EmulatorConfig, serve
 
-    try:
-        low, high = (float(v) for v in latency.split(","))
-    except ValueError:
-        raise click.BadParameter("expected LOW,HIGH seconds", param_hint="--latency") from None
-    kwargs: dict[str, Any] = {
-        "api_key": key,
-        "time_scale": time_scale,
-        "latency": (low, high),
-        "seed": seed,
-    }
+    kwargs: dict[str, Any] = {"api_key": key, "time_scale": time_scale, "seed": seed}
+    if latency is not None:
+        try:
+            low, high = (float(v) for v in latency.split(","))
+        except ValueError:
+            raise click.BadParameter("expected LOW,HIGH seconds", param_hint="--latency") from None
+        kwargs["latency"] = (low, high)
     if no_limits:
         kwargs.update(
             submit_limit=None, status_limit=None, credits_limit=None, in_flight_limit=None
         )
-    serve(EmulatorConfig(**kwargs), host=host, port=port)
+    try:
+        serve(EmulatorConfig(**kwargs), host=host, port=port)
+    except OSError as exc:  # the port taken, say: one line, as the other commands
+        console.print(f"cannot start: cannot listen on {host}:{port}: {exc.strerror or exc}",
+                      markup=False, highlight=False)  # fmt: skip
+        sys.exit(EXIT_CANNOT_START)
 
 
 @main.command(short_help="Run one try-on and save its outputs.")

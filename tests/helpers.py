@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
@@ -36,3 +37,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def assert_uncertain_slot_held_then_given_back(client: object) -> None:
+    """After an uncertain POST, raised at once: its in-flight slot stays taken (the server
+    may count the prediction in progress) and is given back once it would likely have
+    ended, within 1000 s (fast-forwarded loop time)."""
+    in_flight = client._engine.in_flight  # type: ignore[attr-defined]
+    assert in_flight.in_use == 1
+    await asyncio.sleep(1000)
+    assert in_flight.in_use == 0

@@ -392,3 +392,20 @@ async def test_a_status_read_changes_nothing_the_client_status_names_its_release
         assert (await client.status(prediction.id)).done  # a second sight releases nothing
         assert in_flight.in_use == 0
         assert "in_use=0 running=0 held=0" in repr(in_flight)
+
+
+async def test_base_url_none_reads_fashn_base_url(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``base_url=None`` reads ``FASHN_BASE_URL`` (as ``api_key=None`` reads
+    ``FASHN_API_KEY``), else the API's address; one given wins over it."""
+    monkeypatch.setenv("FASHN_BASE_URL", emulator.url)
+    async with AsyncFashn(api_key=emulator.api_key) as client:
+        assert client.base_url == emulator.url
+        await client.credits()
+    assert AsyncFashn(api_key="k", base_url="http://127.0.0.1:1").base_url == "http://127.0.0.1:1"
+    monkeypatch.delenv("FASHN_BASE_URL")
+    assert AsyncFashn(api_key="k").base_url == "https://api.fashn.ai"
+    monkeypatch.setenv("FASHN_BASE_URL", "ftp://127.0.0.1")
+    with pytest.raises(errors.ConfigurationError, match="base_url"):
+        AsyncFashn(api_key="k")

@@ -11,9 +11,11 @@ import io
 from pathlib import Path
 
 import pytest
+from helpers import assert_uncertain_slot_held_then_given_back
 from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
+from fashn_async._polling import latency_class
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions
 from fashn_async.testing import Emulator, HttpFault, StalledPort
@@ -132,7 +134,7 @@ async def test_post_gateway_page_is_uncertain(
     report = emulator.report()
     assert report.requests_by_route["run"] == 1
     assert len(report.accepted) == (1 if kind.endswith("_after") else 0)
-    assert client._engine.in_flight.in_use == 0
+    await assert_uncertain_slot_held_then_given_back(client)
 
 
 async def test_post_api_shaped_5xx_is_resent(client: AsyncFashn, emulator: Emulator) -> None:
@@ -341,6 +343,31 @@ async def test_bulk_row_stays_uncertain_and_a_rerun_does_not_charge_it_again(
     assert await run_job() == 1
     assert journal_counts(out) == {"done": 2, "uncertain": 1}
     assert len(emulator.report().accepted) == 3  # the uncertain one was created, once
+
+
+@pytest.mark.emulator(in_flight_limit=1)
+@pytest.mark.client(limits=Limits(in_flight=1))
+@pytest.mark.parametrize("call", ["submit", "run"])
+async def test_an_uncertain_post_is_raised_at_once_and_its_slot_kept(
+    client: AsyncFashn, emulator: Emulator, call: str
+) -> None:
+    """An uncertain POST raises at once (a request handler is not kept waiting), while
+    its in-flight slot stays taken until the prediction would likely have ended: the next
+    POST waits for it and meets no ConcurrencyLimitExceeded."""
+    emulator.inject(HttpFault("gateway_after", route="run", times=1))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    send = client.submit if call == "submit" else client.run
+    with pytest.raises(errors.SubmissionUncertainError):
+        await send(request_for(emulator))
+    assert loop.time() - started < 1.0
+    assert client._engine.in_flight.in_use == 1  # held on
+    hold = client._engine.poller.model(latency_class(request_for(emulator))).quantile(0.99)
+    await send(request_for(emulator))
+    report = emulator.report()
+    assert report.rejected == {}
+    first, second = sorted(a.time for a in report.accepted)
+    assert second - first >= hold - 1.0
 
 
 @pytest.mark.emulator(in_flight_limit=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import free_port
+from helpers import assert_uncertain_slot_held_then_given_back, free_port
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
 from fashn_async.testing import Emulator, HttpFault
@@ -52,7 +52,7 @@ async def test_post_dropped_is_uncertain(client: AsyncFashn, emulator: Emulator,
     report = emulator.report()
     assert len(report.accepted) == (1 if kind == "drop_after" else 0)
     assert report.duplicates == 0
-    assert client._engine.in_flight.in_use == 0
+    await assert_uncertain_slot_held_then_given_back(client)
 
 
 @pytest.mark.client(timeout=5.0)
