@@ -120,7 +120,7 @@ def test_could_not_start_exits_2(
     ("name", "text", "message"),
     [
         ("missing.csv", None, "no such file"),
-        ("catalog.csv", "model_image,garment_image,category,size\n", "unknown column size"),
+        ("catalog.csv", "model_image,garment_image,category,size\n", "unknown column 'size'"),
     ],
 )
 def test_an_unreadable_catalog_exits_2(

@@ -188,10 +188,16 @@ def iter_catalog(
             yield reader.row(number, line, values)
 
 
+def _columns(names: list[str]) -> str:
+    """Column names as a message shows them: quoted, an empty one explained."""
+    shown = ", ".join(repr(name) for name in names)
+    return shown + (" (an empty name: a comma too many in the header?)" if "" in names else "")
+
+
 def _check_header(path: Path, header: list[str], *, model_name: str | None) -> None:
     if len(set(header)) != len(header):
         repeated = sorted({name for name in header if header.count(name) > 1})
-        raise CatalogError(f"{path}: line 1: repeated column {', '.join(repeated)}")
+        raise CatalogError(f"{path}: line 1: repeated column {_columns(repeated)}")
     missing = [name for name in IMAGE_COLUMNS if name not in header]
     if missing:
         raise CatalogError(
@@ -200,7 +206,7 @@ def _check_header(path: Path, header: list[str], *, model_name: str | None) -> N
         )
     unknown = [n for n in header if n not in _V1_TYPES and n != LABEL_COLUMN]
     if model_name is None and unknown:
-        raise CatalogError(f"{path}: line 1: unknown column {', '.join(unknown)} ({_KNOWN})")
+        raise CatalogError(f"{path}: line 1: unknown column {_columns(unknown)} ({_KNOWN})")
 
 
 # -- validating rows ---------------------------------------------------------------
