@@ -78,6 +78,7 @@ __all__ = [
     "body_shape",
     "counted_by_server",
     "decide",
+    "unexpected",
 ]
 
 Route = Literal["run", "status", "cancel", "credits"]
@@ -227,6 +228,20 @@ def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | 
     if isinstance(name, str) and name in API_ERROR_NAMES:
         return Shape.API_ERROR, name
     return Shape.OTHER_JSON, None
+
+
+def unexpected(route: Route, data: Any) -> str:
+    """What keeps a 2xx JSON answer from being ``route``'s, for a message: the success
+    field (``id``, ``status``, ``credits``) missing, or not of its type."""
+    field = _EXPECTED_FIELD[route]
+    if not isinstance(data, dict):
+        return f"the answer is a JSON {type(data).__name__}, not an object"
+    if field not in data:
+        return f"the answer has no {field!r}"
+    kind = "an object" if route == "credits" else "a string"
+    value = repr(data[field])
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    return f"its {field!r} is {shown}, not {kind}"
 
 
 def counted_by_server(outcome: Outcome) -> bool:

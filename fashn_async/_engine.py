@@ -186,7 +186,7 @@ class Engine:
                 assert isinstance(result, Response)
                 return result
             if action is not Action.RETRY and action is not Action.PAUSE:  # FINAL
-                error = result if isinstance(result, TransportError) else result.error()
+                error = result if isinstance(result, TransportError) else result.error(route)
                 if error.prediction_id is None:
                     error.prediction_id = prediction_id
                 raise error

@@ -32,7 +32,7 @@ import aiohttp
 import attrs
 from multidict import CIMultiDict
 
-from fashn_async._decisions import Happened, Outcome, Route, body_shape
+from fashn_async._decisions import Happened, Outcome, Route, Shape, body_shape, unexpected
 from fashn_async._error_map import api_error_from_response
 from fashn_async._payload import JsonBody
 from fashn_async._redact import Secret, safe_repr, shown_url
@@ -75,12 +75,17 @@ class Response:
         """The Retry-After header in seconds, if present and readable."""
         return parse_retry_after(self.headers.get("Retry-After"))
 
-    def error(self) -> APIError:
-        """The typed error this answer stands for (a non-2xx or an unreadable one)."""
+    def error(self, route: Route | None = None) -> APIError:
+        """The typed error this answer stands for (a non-2xx or an unreadable one);
+        ``route`` names what a 2xx JSON answer lacks."""
         data = self.data
         if not self.is_json:  # the text is not kept: it is not the API's own
             kind = self.headers.get("Content-Type", "no content type").split(";")[0]
             data = {"message": f"HTTP {self.status}, not JSON ({kind}, {self.size} bytes)"}
+        elif route is not None and 200 <= self.status < 300:
+            shape, _ = body_shape(route, data, is_json=True)
+            if shape is not Shape.API_ERROR:
+                data = {"message": f"HTTP {self.status}, but {unexpected(route, data)}"}
         return api_error_from_response(self.status, data, retry_after=self.retry_after)
 
 

@@ -15,6 +15,7 @@ from helpers import assert_uncertain_slot_held_then_given_back
 from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
+from fashn_async._http import Response
 from fashn_async._polling import latency_class
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions
@@ -219,6 +220,25 @@ async def test_status_garbage_forever_ends_in_an_error(
     with pytest.raises(errors.APIError, match="not JSON"):
         await client.status(prediction.id)
     assert emulator.report().requests_by_route["status"] == 3
+    emulator.clear_faults()
+    emulator.inject(HttpFault("no_id", route="status"))  # JSON, with no status
+    with pytest.raises(errors.APIError, match="HTTP 200, but the answer has no 'status'"):
+        await client.status(prediction.id)
+
+
+@pytest.mark.parametrize(
+    ("data", "wrong"),
+    [
+        ({"id": "p", "status": 123}, "its 'status' is 123, not a string"),
+        ({"id": "p", "status": None}, "its 'status' is None, not a string"),
+        ([], "the answer is a JSON list, not an object"),
+        ({"id": "p"}, "the answer has no 'status'"),
+    ],
+)
+def test_an_unreadable_status_answer_says_what_is_wrong(data: object, wrong: str) -> None:
+    """A 2xx answer in JSON that is not a status answer: the error names what is amiss."""
+    error = Response(200, data, {}, is_json=True).error("status")
+    assert str(error).endswith(f"HTTP 200, but {wrong}")
 
 
 # -- connect timeouts: nothing was sent, so even a POST is sent again -------------------
