@@ -227,10 +227,15 @@ class Transport:
             ) as response:
                 # A server or proxy may repeat the request's Authorization: the key
                 # never goes further than this.
-                raw = self._key.scrub(await response.read())
-                parsed, is_json = _parse_json(raw)
-                headers = _answer_headers(response.headers, self._key)
-                return Response(response.status, parsed, headers, is_json, len(raw))
+                body = await _read_capped(response)
+                if body is not None:
+                    raw = self._key.scrub(body)
+                    parsed, is_json = _parse_json(raw)
+                    headers = _answer_headers(response.headers, self._key)
+                    return Response(response.status, parsed, headers, is_json, len(raw))
+                failure = RemoteProtocolError(
+                    f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
+                )
         except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
             failure = ConnectError(
                 f"{method} {path}: a URL to go through cannot be read, not sent (a proxy "
@@ -276,6 +281,24 @@ class Transport:
         if json_body:
             headers["Content-Type"] = "application/json"
         return headers
+
+
+#: Largest answer read, bytes: a status answer with base64 outputs (``return_base64``,
+#: up to 4 samples) is some MiB; a server or proxy that sends far more is not the API.
+MAX_ANSWER_BYTES = 64 << 20
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The answer's body, or None (the connection dropped) past MAX_ANSWER_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            response.close()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _Sending:

@@ -15,6 +15,7 @@ from helpers import assert_uncertain_slot_held_then_given_back
 from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
+from fashn_async import _http as http
 from fashn_async._http import Response
 from fashn_async._polling import latency_class
 from fashn_async.bulk._command import BatchSettings, run_batch
@@ -406,3 +407,18 @@ async def test_an_uncertain_prediction_keeps_its_slot_while_it_may_run(
     report = emulator.report()
     assert report.rejected == {}
     assert len(report.accepted) == 2
+
+
+@pytest.mark.client(retry=RetryPolicy(attempts=2, initial=0.01, min_delay=0.01))
+async def test_an_answer_past_the_size_cap_is_not_read(
+    client: AsyncFashn, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer larger than the cap (64 MiB; here 10 bytes) is not read into memory: a
+    GET fails as a broken answer after its retries, a POST is uncertain (it was sent)."""
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 10)
+    with pytest.raises(errors.RemoteProtocolError, match="an answer over"):
+        await client.credits()
+    assert emulator.report().requests_by_route["credits"] == 2
+    with pytest.raises(errors.SubmissionUncertainError, match="answer"):
+        await client.submit(request_for(emulator))
+    assert emulator.report().requests_by_route["run"] == 1
