@@ -10,8 +10,10 @@ hypothesis.
 ``run`` is ``POST /v1/run``, which creates (and charges) a prediction; the GETs are
 ``status``, ``cancel`` and ``credits``, safe to repeat. "API body" means the API's own
 error: its shape, ``{"error": "<Name>", ...}`` or ``{"error": {"name": ...}}``, with a
-name the API gives (:data:`API_ERROR_NAMES`); the same shape with any other name
-(``{"error": "Bad Gateway"}``, a gateway's own JSON) is not the API's, and proves
+name the API gives (:data:`API_ERROR_NAMES`) at a status it gives that name with
+(:func:`apis_own`: a limit's name with 429, InternalServerError with a 5xx, the others
+with a 2xx or another 4xx). The same shape with any other name (``{"error": "Bad
+Gateway"}``, a gateway's own JSON) or at another status is not the API's, and proves
 nothing. "Expected" means the route's success shape (``id``; ``status``; ``credits``)::
 
     what happened                                  POST /v1/run            GET
@@ -25,7 +27,7 @@ nothing. "Expected" means the route's success shape (``id``; ``status``; ``credi
       JSON without id)
     429 OutOfCredits                               FINAL                   FINAL
     429 ConcurrencyLimitExceeded, API body         RETRY d  [2]            RETRY d  [2]
-    429 RateLimitExceeded / other API body         PAUSE d  [2]            PAUSE d  [2]
+    429 RateLimitExceeded, API body                PAUSE d  [2]            PAUSE d  [2]
     429, body not the API's                        UNCERTAIN               PAUSE d  [2]
     5xx, API body                                  RETRY d  [1] [3]        RETRY d  [1]
     5xx, body not the API's (HTML gateway page)    UNCERTAIN               RETRY d  [1]
@@ -75,6 +77,7 @@ __all__ = [
     "Route",
     "Shape",
     "Tries",
+    "apis_own",
     "body_shape",
     "counted_by_server",
     "decide",
@@ -90,6 +93,12 @@ Route = Literal["run", "status", "cancel", "credits"]
 API_ERROR_NAMES: frozenset[str] = frozenset(
     (*HTTP_ERROR_CODES, *V1_PREDICTION_ERRORS, *CURRENT_PREDICTION_ERRORS)
 )
+
+#: The names the API's own 429 and 5xx answers carry (NOTES.md pairs each code with its
+#: status); the others come with a 2xx or another 4xx (a bad v1 body's 400 carries a
+#: prediction error's name).
+_LIMIT_NAMES = frozenset(name for name, status in HTTP_ERROR_CODES.items() if status == 429)
+_SERVER_NAMES = frozenset(name for name, status in HTTP_ERROR_CODES.items() if status >= 500)
 
 #: The field each route's success body has.
 _EXPECTED_FIELD: dict[str, str] = {
@@ -244,6 +253,21 @@ def unexpected(route: Route, data: Any) -> str:
     return f"its {field!r} is {shown}, not {kind}"
 
 
+def apis_own(outcome: Outcome) -> bool:
+    """Whether an answer is the API's own error: its shape, with a name it gives
+    (:func:`body_shape`), at a status it gives that name with: a 429 for the limits and
+    credits, a 5xx for InternalServerError, a 2xx or another 4xx for the rest; never a
+    1xx, a 3xx or a status past 599. Anything else may be a gateway's."""
+    if outcome.shape is not Shape.API_ERROR or outcome.error_name not in API_ERROR_NAMES:
+        return False
+    name, status = outcome.error_name, outcome.status or 0
+    if status == 429:
+        return name in _LIMIT_NAMES
+    if 500 <= status <= 599:
+        return name in _SERVER_NAMES
+    return (200 <= status < 300 or 400 <= status < 500) and name not in _LIMIT_NAMES
+
+
 def counted_by_server(outcome: Outcome) -> bool:
     """Whether the server's rolling window counted this try: the one booking rule.
 
@@ -265,7 +289,7 @@ def counted_by_server(outcome: Outcome) -> bool:
     """
     if outcome.happened is Happened.NOT_SENT:
         return False
-    return not (outcome.status == 429 and outcome.shape is Shape.API_ERROR)
+    return not (outcome.status == 429 and apis_own(outcome))
 
 
 def decide(
@@ -299,7 +323,7 @@ def decide(
 
     status = outcome.status if outcome.status is not None else 0
     shape = outcome.shape if outcome.shape is not None else Shape.NOT_JSON
-    api_body = shape is Shape.API_ERROR
+    api_body = apis_own(outcome)
     retry_after = outcome.retry_after
     if 200 <= status < 300:
         if shape is Shape.EXPECTED:

@@ -214,28 +214,12 @@ class Transport:
         failure: TransportError
         sending = _Sending()
         try:
-            async with session.request(
-                method,
-                f"{self.base_url}{path}",
-                data=data,
-                # Built inline, never a local: a traceback formatted with its locals
-                # shows no key.
-                headers=self._headers(json_body=data is not None),
-                params=params,
-                allow_redirects=False,
-                trace_request_ctx=sending,
-            ) as response:
-                # A server or proxy may repeat the request's Authorization: the key
-                # never goes further than this.
-                body = await _read_capped(response)
-                if body is not None:
-                    raw = self._key.scrub(body)
-                    parsed, is_json = _parse_json(raw)
-                    headers = _answer_headers(response.headers, self._key)
-                    return Response(response.status, parsed, headers, is_json, len(raw))
-                failure = RemoteProtocolError(
-                    f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
-                )
+            answer = await self._exchange(session, method, path, data, params, sending)
+            if answer is not None:
+                return answer
+            failure = RemoteProtocolError(
+                f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
+            )
         except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
             failure = ConnectError(
                 f"{method} {path}: a URL to go through cannot be read, not sent (a proxy "
@@ -261,11 +245,11 @@ class Transport:
             failure = ConnectionDroppedError(f"{method} {path}: the answer was cut off")
         except aiohttp.ClientResponseError as exc:  # malformed status line or headers
             failure = RemoteProtocolError(
-                f"{method} {path}: the answer broke HTTP ({_safe(exc.message)})"
+                f"{method} {path}: the answer broke HTTP ({self._safe(exc.message)})"
             )
         except aiohttp.ClientOSError as exc:
             failure = ConnectionDroppedError(
-                f"{method} {path}: connection error: {_safe(exc.strerror)}"
+                f"{method} {path}: connection error: {self._safe(exc.strerror)}"
             )
         except aiohttp.ClientError as exc:
             failure = ConnectionDroppedError(f"{method} {path}: {type(exc).__name__}")
@@ -275,6 +259,48 @@ class Transport:
             failure = ConnectError(f"nothing was sent: {failure.message}")
         # Raised here, outside the except blocks: no aiohttp error in __context__.
         raise failure
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        data: Any,
+        params: Mapping[str, str] | None,
+        sending: _Sending,
+    ) -> Response | None:
+        """One request and its answer, read whole (None: over MAX_ANSWER_BYTES).
+
+        A server or proxy may repeat the request's Authorization: the key goes no
+        further than here (:meth:`Secret.scrub`, :meth:`Secret.scrub_json`). aiohttp's
+        response, whose repr shows the raw headers, is a local of this frame only, which
+        no error :meth:`request` raises holds.
+        """
+        async with session.request(
+            method,
+            f"{self.base_url}{path}",
+            data=data,
+            # Built inline, never a local: a traceback formatted with its locals shows
+            # no key.
+            headers=self._headers(json_body=data is not None),
+            params=params,
+            allow_redirects=False,
+            trace_request_ctx=sending,
+        ) as response:
+            body = await _read_capped(response)
+            if body is None:
+                return None
+            raw = self._key.scrub(body)
+            parsed, is_json = _parse_json(raw)
+            headers = _answer_headers(response.headers, self._key)
+            return Response(
+                response.status, self._key.scrub_json(parsed), headers, is_json, len(raw)
+            )
+
+    def _safe(self, text: object) -> str:
+        """A short, single-line description from a library error's text field, which
+        may quote what the server sent (a bad status line, a header): the key scrubbed."""
+        return " ".join(self._key.scrub_text(str(text or "")).split())[:200]
 
     def _headers(self, *, json_body: bool) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._key.reveal()}"}
@@ -348,11 +374,6 @@ def _host_port(exc: aiohttp.ClientConnectorError) -> str:
     """``host:port`` of the address a connection failed to (``[v6]:port``)."""
     host = exc.host
     return f"[{host}]:{exc.port}" if ":" in host else f"{host}:{exc.port}"
-
-
-def _safe(text: object) -> str:
-    """A short, single-line description from a library error's text field."""
-    return " ".join(str(text or "").split())[:200]
 
 
 def _parse_json(raw: bytes) -> tuple[Any, bool]:

@@ -8,9 +8,11 @@ good one: a bad URL's error message is where a pasted secret is most likely to b
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -112,16 +114,64 @@ class Secret:
         return self._value
 
     def scrub(self, data: bytes) -> bytes:
-        """``data`` (an answer's body) with the key, as sent or JSON-escaped, shown as
+        """``data`` (an answer's raw body) with the key, as sent or JSON-escaped, shown as
         ``***``: a server or proxy that repeats the request's ``Authorization`` in its
-        answer must not put the key in an error, a status or a log."""
+        answer must not put the key in an error, a status or a log. (A parsed body is
+        walked again by :meth:`scrub_json`: other escapes and encodings decode to it.)"""
         for form in {self._value, json.dumps(self._value)[1:-1]}:
             data = data.replace(form.encode("utf-8"), b"***")
         return data
 
     def scrub_text(self, text: str) -> str:
-        """:meth:`scrub` for text (an answer's header)."""
-        return text.replace(self._value, "***")
+        """``text`` with the key shown as ``***``: as it is, in any case, percent-encoded
+        (a URL's query, a Location header) or in base64 (say ``Basic`` or ``Bearer``
+        base64-encoded)."""
+        key = self._value
+        if "%" in text and key.casefold() in urllib.parse.unquote(text).casefold():
+            text = urllib.parse.unquote(text)
+        text = re.sub(re.escape(key), _MASK, text, flags=re.IGNORECASE)
+        for core in _base64_cores(key):
+            text = text.replace(core, _MASK)
+        return text
+
+    def scrub_json(self, value: Any) -> Any:
+        """A parsed JSON ``value`` with :meth:`scrub_text` applied to every string in it,
+        keys included; lists and objects are changed in place (iteratively: any depth)."""
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        stack = [value]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                for name in list(node):
+                    item = node.pop(name) if isinstance(name, str) else node[name]
+                    node[self.scrub_text(name) if isinstance(name, str) else name] = (
+                        self.scrub_text(item) if isinstance(item, str) else item
+                    )
+                    if isinstance(item, dict | list):
+                        stack.append(item)
+            elif isinstance(node, list):
+                for index, item in enumerate(node):
+                    if isinstance(item, str):
+                        node[index] = self.scrub_text(item)
+                    elif isinstance(item, dict | list):
+                        stack.append(item)
+        return value
+
+
+def _base64_cores(key: str) -> list[str]:
+    """The part of the key's base64 that does not depend on what precedes or follows it,
+    at each of the three alignments (what base64 of ``Bearer <key>`` holds)."""
+    raw = key.encode("utf-8")
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
+        start = -(-offset * 4 // 3)  # characters touched by the padding before it
+        stop = (offset + len(raw)) * 4 // 3  # ... and by what comes after
+        core = encoded[start + 1 : stop - 1]
+        if len(core) >= 8:
+            cores.append(core)
+    return cores
 
 
 def safe_repr(method: Callable[[_T], str]) -> Callable[[_T], str]:

@@ -123,7 +123,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     digits or other whitespace make it unusable. Any
     delay, however many digits, is read up to a day (``MAX_SECONDS``): the policy's
     ``max_retry_after`` caps it further. A date in the past (the client's clock ahead
-    of the server's) reads as 0 seconds; the policy's ``min_delay`` then applies.
+    of the server's) reads as 0 seconds; the policy's ``min_delay`` then applies. Values
+    folded into one line by a proxy (``0, 3``) read as the longest.
     """
     if value is None:
         return None
@@ -133,7 +134,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+        # Sent twice and folded into one line by a proxy ("0, 3"): the longest.
+        parts = [parse_retry_after(part) for part in value.split(",")] if "," in value else []
+        return max((p for p in parts if p is not None), default=None)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:

@@ -10,8 +10,10 @@ It is run over every kind of error the client can raise, each produced for real.
 from __future__ import annotations
 
 import asyncio
+import json
 import traceback
 import types
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from fashn_async import AsyncFashn, Limits, RetryPolicy, TryOnRequest, errors
+from fashn_async._redact import _base64_cores
 from fashn_async.testing import Emulator, HttpFault, PredictionFault, StalledPort
 
 KEY = "sk-live-SECRET-0123456789abcdef"
@@ -345,3 +348,102 @@ def test_an_answers_headers_keep_the_longest_retry_after_and_no_key() -> None:
     assert Response(429, None, kept, is_json=False).retry_after == 3.0
     odd = 'k"ey\\'
     assert Secret(odd).scrub(b'{"m": "k\\"ey\\\\"}') == b'{"m": "***"}'
+
+
+#: How a hostile server or proxy may repeat the key in an answer, each as raw bytes
+#: (``{auth}``: the request's Authorization value; ``{key}``: the key alone).
+_ECHOES = {
+    "unicode-escaped JSON": (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        b"Content-Length: {n}\r\n\r\n{json_escaped}"
+    ),
+    "UTF-16 JSON": (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        b"Content-Length: {n}\r\n\r\n{utf16}"
+    ),
+    "other forms in a message": (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        b"Content-Length: {n}\r\n\r\n{forms}"
+    ),
+    "a bad status line": b"HTTP/1.1 2OO {auth}\r\n\r\n",
+    "a header line without a colon": b"HTTP/1.1 200 OK\r\n{auth}\r\n\r\n",
+    "an echo header, then the body cut off": (
+        b"HTTP/1.1 200 OK\r\nX-Echo: {auth}\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 500\r\n\r\n{"id":'
+    ),
+}
+
+
+def _echo_bytes(template: bytes, auth: str) -> bytes:
+    key = auth.split()[-1]
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    import base64
+    import urllib.parse
+
+    forms = json.dumps(
+        {
+            "error": "BadRequest",
+            "message": f"{key.upper()} | {base64.b64encode(auth.encode()).decode()} | "
+            f"{urllib.parse.quote(key, safe='')} | {''.join(f'%{b:02X}' for b in key.encode())}",
+        }
+    ).encode()
+    bodies = {
+        b"{json_escaped}": f'{{"error": "BadRequest", "message": "bad {escaped}"}}'.encode(),
+        b"{utf16}": json.dumps({"error": "BadRequest", "message": f"bad {key}"}).encode("utf-16"),
+        b"{forms}": forms,
+    }
+    data = template.replace(b"{auth}", auth.encode())
+    for marker, body in bodies.items():
+        if marker in data:
+            data = data.replace(marker, body).replace(b"{n}", str(len(body)).encode())
+    return data
+
+
+@pytest.mark.parametrize("echo", list(_ECHOES))
+@pytest.mark.parametrize("route", ["run", "credits"])
+async def test_no_form_of_an_echoed_key_reaches_an_error(echo: str, route: str) -> None:
+    """A server that repeats the key escaped, in UTF-16, upper-cased, in base64 or
+    percent-encoded, in a broken status or header line (which aiohttp's errors quote),
+    or in a header before cutting the body off: no error, chain or frame local shows it."""
+    template = _ECHOES[echo]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        auth = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"authorization:")
+        )
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")),
+            0,
+        )  # fmt: skip
+        await reader.readexactly(length)
+        writer.write(_echo_bytes(template, auth))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with (
+        server,
+        AsyncFashn(api_key=KEY, base_url=url, retry=RetryPolicy(attempts=1)) as client,
+    ):
+        call = (
+            client.credits()
+            if route == "credits"
+            else client.submit(
+                model_image="https://127.0.0.1/m.png",
+                garment_image="https://127.0.0.1/g.png",
+                category="tops",
+            )
+        )
+        error = await _raised(call)
+    assert_no_key(error)
+    cores = _base64_cores(KEY)
+    for text in reachable_texts(error):
+        shown = urllib.parse.unquote(text).casefold()
+        assert KEY[:12].casefold() not in shown, text[:300]
+        assert KEY[-12:].casefold() not in shown, text[:300]
+        assert not any(core in text for core in cores), text[:300]

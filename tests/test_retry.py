@@ -55,10 +55,15 @@ def test_retry_after_wins_and_is_capped() -> None:
         ("soon", None),
         ("nan", None),
         (None, None),
+        ("0, 3", 3.0),  # sent twice, folded into one line by a proxy: the longest
+        ("3,0", 3.0),
+        ("soon, 2", 2.0),
+        (" , ", None),
     ],
 )
 def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
-    """Delay-seconds parse; nonsense is ignored rather than trusted."""
+    """Delay-seconds parse; nonsense is ignored rather than trusted; folded values read
+    as the longest."""
     assert parse_retry_after(value) == expected
 
 
