@@ -10,7 +10,8 @@ the same operations as Lua scripts on a Redis server, shared by many processes.
   the server may have counted it (:func:`counted_by`), or drop it (it cannot have).
 - ``pause(seconds)``: grant nothing until then (a 429 was seen); extends, never shortens.
 - ``seed(history)``: grants made before this store existed (a restarted job's sends),
-  as ``(age in seconds, amount)`` pairs; those still inside the window count.
+  as ``(age in seconds, amount)`` pairs; those still inside the window count (a
+  negative age: dated ahead, as an unanswered request may be counted later still).
 
 A grant here counts as "now" until answered: a request on the wire can only be dated
 later by the server, never earlier. Windows are half-open: a grant answered at ``t``
@@ -132,11 +133,11 @@ class MemoryWindow:
         self._paused_until = max(self._paused_until, self._now() + max(seconds, 0.0))
 
     def seed(self, history: Iterable[tuple[float, int]]) -> None:
-        """Count grants made ``age`` seconds ago: ``(age, amount)`` pairs, answered then."""
+        """Count grants made ``age`` seconds ago: ``(age, amount)`` pairs, answered then (a
+        negative age: one the server may count that much later still, as an unanswered
+        request is dated, :func:`counted_by`)."""
         now = self._now()
-        self._log += [
-            _Entry(amount, now - age) for age, amount in history if 0 <= age < self.window
-        ]
+        self._log += [_Entry(amount, now - age) for age, amount in history if age < self.window]
 
     def _used(self) -> int:
         return sum(entry.amount for entry in self._log)

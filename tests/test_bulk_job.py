@@ -411,12 +411,17 @@ async def test_a_restart_dates_its_predecessors_sends_by_their_answers(
 
 def test_a_send_is_dated_by_its_answer_or_the_latest_it_could_have_counted() -> None:
     """Answered: when the answer came. Unanswered (a run died mid-POST): the request's
-    timeout after it went out, but not after now; never before it went out."""
-    assert counted_at(100.0, 103.5, now=500.0, timeout=60.0) == 103.5
-    assert counted_at(100.0, None, now=500.0, timeout=60.0) == 160.0
-    assert counted_at(100.0, None, now=120.0, timeout=60.0) == 120.0
-    assert counted_at(100.0, 99.0, now=500.0, timeout=60.0) == 100.0  # a clock set back
-    assert counted_at(100.0, None, now=90.0, timeout=60.0) == 100.0
+    timeout after it went out (a server slow to act counts it then, even after a
+    restart); never before it went out."""
+    assert counted_at(100.0, 103.5, timeout=60.0) == 103.5
+    assert counted_at(100.0, None, timeout=60.0) == 160.0
+    assert counted_at(100.0, 99.0, timeout=60.0) == 100.0  # a clock set back
+
+
+def test_a_restart_seeds_sends_dated_ahead_up_to_the_timeout() -> None:
+    """A send dated after now (unanswered, the server may count it later) gets a negative
+    age, down to ``-ahead``; one further ahead (a clock set back) counts as ``-ahead``."""
+    assert carryover([(130.0, 1), (500.0, 1)], now=120.0, ahead=60.0) == [(-10.0, 1), (-60.0, 1)]
 
 
 def test_a_restart_seeds_its_limiter_with_the_ages_of_earlier_sends() -> None:

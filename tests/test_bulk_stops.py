@@ -411,6 +411,39 @@ async def test_a_restart_after_kill_9_draws_no_429(
     assert {e["status"] for e in read_manifest(out)} == {"done", "uncertain"}
 
 
+async def test_a_restart_counts_posts_the_server_acts_on_after_it_began(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead run's 6 rows were mid-POST, and the server acts on them 40 s later, after
+    the restart began (a slow server, counting a request when it acts): the restart
+    counts each against the cap and the window until the client's timeout (60 s) after it
+    went out, so neither those POSTs nor its own meet a 429."""
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(time, "time", lambda: 1.7e9 + loop.time())  # wall clock, on loop time
+    catalog = write_catalog(tmp_path, 30, models=6)
+    out = tmp_path / "out"
+    loaded = load_catalog(catalog)
+    with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
+        for row in loaded.rows[:6]:
+            journal.sending(row.row)  # then kill -9, the POSTs on the wire
+
+    async def acted_on_late() -> None:
+        await anyio.sleep(40.0)
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as late:
+            for row in loaded.rows[:6]:
+                assert row.request is not None
+                await late.submit(row.request)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(acted_on_late)
+        code, printed = await rerun(emulator, catalog, out)
+    report = emulator.report()
+    assert sum(report.rejected.values()) == 0, report.rejected
+    assert code == 1  # the six are uncertain, not re-sent
+    assert "6 uncertain rows" in printed
+    assert len(report.accepted) == 30
+
+
 @pytest.mark.looptime(False)  # real processes, real time
 def test_the_cli_on_a_disk_too_small_exits_2_with_one_line(tmp_path: Path) -> None:
     """`fashn-async batch` with --out on a 1 MiB tmpfs that fills mid-job: exit 2, the

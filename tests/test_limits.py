@@ -297,6 +297,18 @@ async def test_a_seeded_history_holds_back_new_grants() -> None:
     assert limiter.in_window() == 2
 
 
+async def test_a_grant_seeded_ahead_counts_until_a_window_after_that() -> None:
+    """A negative age (a send the server may count that much later still) holds the
+    window until a whole window after that time."""
+    loop = asyncio.get_running_loop()
+    limiter = WindowLimiter(Rate(1, 10.0))
+    limiter.seed([(-5.0, 1)])
+    start = loop.time()
+    assert limiter.in_window() == 1
+    await take(limiter)
+    assert loop.time() - start == pytest.approx(15.0)
+
+
 async def test_seeding_wakes_no_one_early_and_holds_a_waiter_back() -> None:
     """A history seeded while a caller waits makes it wait for that history too."""
     loop = asyncio.get_running_loop()

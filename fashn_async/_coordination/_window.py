@@ -188,10 +188,11 @@ class RedisWindow:
         self._dirty.set()
 
     def seed(self, history: Iterable[tuple[float, int]]) -> None:
-        """Count earlier grants (``(age in seconds, amount)``) in Redis, as on a rejoin."""
+        """Count earlier grants (``(age in seconds, amount)``; a negative age: one the
+        server may count that much later still) in Redis, as on a rejoin."""
         now, history = self._now(), list(history)
         for age, amount in history:
-            if 0 <= age < self.window:
+            if age < self.window:
                 self._mine[f"{self._link.owner}.s{next(self._ids)}:{amount}"] = now - age
         if self._share is not None:
             self._share.seed(history)

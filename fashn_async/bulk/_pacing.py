@@ -11,8 +11,9 @@ Each send is dated as the live limiter dates it (:func:`counted_by`): when the s
 have counted it, never earlier. The journal writes a send before its POST goes out (an
 fsync, a body's upload, a slow server may come between), so a send is dated by its
 answer, and one with no answer recorded (the run died, or was stopped, mid-POST) by the
-latest the server could have acted on it, the client's ``timeout`` after it went out,
-or now if that is sooner (:func:`counted_at`).
+latest the server could act on it, the client's ``timeout`` after it went out: a server
+slow to act may count it, and start its prediction, after the restart
+(:func:`counted_at`).
 
 The same holds for the in-flight cap: a row the dead run was sending may have landed
 and still be running on the server, unknown to this run. :func:`hold_for_predecessors`
@@ -36,23 +37,27 @@ if TYPE_CHECKING:
 __all__ = ["carryover", "counted_at", "hold_for_predecessors", "seed_submit_window"]
 
 
-def counted_at(sent: float, answered: float | None, now: float, timeout: float) -> float:
+def counted_at(sent: float, answered: float | None, timeout: float) -> float:
     """When the server may have counted a POST the journal dated ``sent``: its answer's
     time ``answered`` (the server counts a request before answering it); with none
-    recorded, as late as the request may have lasted (``timeout`` seconds), but not after
-    ``now``. Wall-clock seconds; never before ``sent``."""
+    recorded, as late as the request may have lasted (``timeout`` seconds: a server slow
+    to act counts it when it acts, the client gone or not). Wall-clock seconds; never
+    before ``sent``; it may be after now."""
     if answered is not None:
         return max(answered, sent)
-    return max(min(sent + timeout, now), sent)
+    return sent + timeout
 
 
-def carryover(sent: Iterable[tuple[float, int]], now: float) -> list[tuple[float, int]]:
+def carryover(
+    sent: Iterable[tuple[float, int]], now: float, ahead: float = 0.0
+) -> list[tuple[float, int]]:
     """The history a restart seeds its submit limiter with (``WindowLimiter.seed``):
     ``(age in seconds, generations)`` of each earlier send, from ``(wall-clock time it
-    was sent, generations)`` pairs and the wall-clock time ``now``. Sends dated in the
-    future (a clock set back) count as sent now; the limiter drops those already out of
-    its window."""
-    return [(max(0.0, now - when), generations) for when, generations in sent]
+    may be counted, generations)`` pairs and the wall-clock time ``now``. A send may be
+    dated up to ``ahead`` seconds after now (a negative age: not answered, and maybe
+    counted later still); one dated further ahead (a clock set back) counts as dated
+    ``ahead``. The limiter drops those already out of its window."""
+    return [(max(-ahead, now - when), generations) for when, generations in sent]
 
 
 async def hold_for_predecessors(client: AsyncFashn, sent: Iterable[float], longest: float) -> int:
@@ -64,7 +69,8 @@ async def hold_for_predecessors(client: AsyncFashn, sent: Iterable[float], longe
     if cap is None:
         return 0
     wall, now = time.time(), anyio.current_time()
-    until = sorted(now + longest - (wall - when) for when in sent if 0 <= wall - when < longest)
+    # (``when`` may be ahead: a POST the server may still act on; it holds longer.)
+    until = sorted(now + longest - (wall - when) for when in sent if wall - when < longest)
     # The server runs at most ``cap`` of them at once: hold the last to end (which never
     # waits, at start-up every slot is free).
     # AsyncFashn has no public seam for this: the bulk job is the client's own caller

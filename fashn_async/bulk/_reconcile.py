@@ -53,16 +53,17 @@ async def pace_restart(
     hour (kept apart from the rows, so a row reset or canceled still counts its send),
     and count the dead run's possibly-running predictions against its in-flight cap.
     Call it before :func:`reconcile`, which resets rows."""
-    now, timeout = time.time(), client.timeout
+    timeout, wall = client.timeout, time.time()
     sent = [
-        (counted_at(at, answered, now, timeout), getattr(requests.get(row), "generations", 1))
+        (counted_at(at, answered, timeout), getattr(requests.get(row), "generations", 1))
         for row, at, answered in journal.sends()
     ]
-    seed_submit_window(client, carryover(sent, now))
+    seed_submit_window(client, carryover(sent, wall, ahead=timeout))
     await hold_for_predecessors(
         client,
         [
-            counted_at(r.sent_at, None, now, timeout)  # (no answer: else not in _MAY_RUN)
+            # (No answer: else not in _MAY_RUN. A clock set back: not past the timeout.)
+            min(counted_at(r.sent_at, None, timeout), wall + timeout)
             for r in journal.records()
             if r.state in _MAY_RUN and r.sent_at is not None
         ],
