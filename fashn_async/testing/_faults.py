@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from ._config import Fault, HttpFault, PredictionFault
+from ._config import _HTTP_FAULT_KINDS, Fault, HttpFault, PredictionFault
 
 __all__ = [
     "AFTER_KINDS",
@@ -140,37 +140,18 @@ def fault_from_json(data: Mapping[str, Any]) -> Fault:
 
 # -- answering as the network does -------------------------------------------------------
 
+#: Kinds the emulator answers itself (its own errors, drops, delays and 404s).
+_OWN_KINDS = frozenset({"error_5xx", "drop_before", "drop_after", "slow", "untracked"})
 #: Kinds answered by :func:`disturb`: what proxies, gateways and broken servers send.
-NETWORK_KINDS = frozenset(
-    {
-        "gateway_before",
-        "gateway_after",
-        "gateway_json_before",
-        "gateway_json_after",
-        "echo_key",
-        "echo_key_page",
-        "throttle",
-        "truncated",
-        "not_json",
-        "no_id",
-        "other_id",
-        "cut_off",
-        "bad_status_line",
-    }
-)
+NETWORK_KINDS = frozenset(_HTTP_FAULT_KINDS) - _OWN_KINDS
 #: Kinds that replace the answer after the request was handled (a submission exists).
-AFTER_KINDS = frozenset(
-    {
-        "gateway_after",
-        "gateway_json_after",
-        "truncated",
-        "not_json",
-        "no_id",
-        "other_id",
-        "cut_off",
-        "bad_status_line",
-    }
-)
+AFTER_KINDS = NETWORK_KINDS - {
+    "gateway_before",
+    "gateway_json_before",
+    "echo_key",
+    "echo_key_page",
+    "throttle",
+}
 
 _REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out"}
 
