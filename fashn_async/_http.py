@@ -353,10 +353,12 @@ _SENDING.freeze()
 
 
 def _answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:
-    """An answer's headers (names in any case), the key scrubbed from their values; of
+    """An answer's headers (names in any case), the key scrubbed from names and values; of
     Retry-After sent more than once, the longest wait (a second, longer one must not be
     lost to a first ``0``)."""
-    kept = CIMultiDict((name, key.scrub_text(value)) for name, value in headers.items())
+    kept = CIMultiDict(
+        (key.scrub_text(name), key.scrub_text(value)) for name, value in headers.items()
+    )
     waits = kept.getall("Retry-After", [])
     if len(waits) > 1:
         kept["Retry-After"] = max(waits, key=lambda value: parse_retry_after(value) or 0.0)

@@ -64,6 +64,7 @@ async def save_output(
         await _on_disk("write", target, _atomic_write, target, [data])
         return target
     partial: Path | None = None
+    failure: str | None = None
     try:
         async with session.get(source, raise_for_status=False) as response:
             if response.status != 200:
@@ -84,11 +85,15 @@ async def save_output(
         await _on_disk("write", target, commit, partial, target)
         partial = None
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise DownloadError(f"downloading output {index} failed: {type(exc).__name__}") from exc
+        # Not chained: aiohttp's error quotes the URLs it was sent to (a redirect's
+        # Location, which a hostile server fills as it likes).
+        failure = f"downloading output {index} failed: {type(exc).__name__}"
     finally:
         if partial is not None:
             with anyio.CancelScope(shield=True):
                 await to_the_end(in_io_thread, _unlink, partial)
+    if failure is not None:
+        raise DownloadError(failure)
     return target
 
 

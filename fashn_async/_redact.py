@@ -124,11 +124,17 @@ class Secret:
 
     def scrub_text(self, text: str) -> str:
         """``text`` with the key shown as ``***``: as it is, in any case, percent-encoded
-        (a URL's query, a Location header) or in base64 (say ``Basic`` or ``Bearer``
-        base64-encoded)."""
+        (a URL's query, a Location header; up to four times over) or in base64 (say
+        ``Basic`` or ``Bearer`` base64-encoded)."""
         key = self._value
-        if "%" in text and key.casefold() in urllib.parse.unquote(text).casefold():
-            text = urllib.parse.unquote(text)
+        decoded = text
+        for _ in range(4):  # percent-encoded, maybe more than once (proxies re-encode)
+            unquoted = urllib.parse.unquote(decoded) if "%" in decoded else decoded
+            if unquoted == decoded:
+                break
+            decoded = unquoted
+        if decoded != text and key.casefold() in decoded.casefold():
+            text = decoded
         text = re.sub(re.escape(key), _MASK, text, flags=re.IGNORECASE)
         for core in _base64_cores(key):
             text = text.replace(core, _MASK)

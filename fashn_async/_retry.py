@@ -115,6 +115,26 @@ def compute_backoff(
     return min(maximum, base + spread)
 
 
+#: Day names an HTTP-date opens with, before its one comma (IMF-fixdate, RFC 850).
+_DAYS = frozenset(
+    {"mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesday", "wednesday"}
+    | {"thursday", "friday", "saturday", "sunday"}
+)
+
+
+def _unfolded(value: str) -> list[str]:
+    """The values of a header line a proxy folded (``"0, 3"``, ``"<date>, 4"``): split at
+    its commas, but not at the one after an HTTP-date's day name."""
+    parts = [part.strip(" \t") for part in value.split(",")]
+    values: list[str] = []
+    for part in parts:
+        if values and values[-1].casefold() in _DAYS:
+            values[-1] = f"{values[-1]}, {part}"
+        else:
+            values.append(part)
+    return values
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds from a Retry-After header (delay-seconds or HTTP-date); None if unusable.
 
@@ -128,15 +148,17 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     """
     if value is None:
         return None
+    values = _unfolded(value)
+    if len(values) > 1:  # sent twice, folded into one line by a proxy: the longest
+        waits = [parse_retry_after(part, now=now) for part in values]
+        return max((wait for wait in waits if wait is not None), default=None)
     value = value.strip(" \t")  # HTTP's optional whitespace: no other space counts
     if _DELAY_SECONDS.fullmatch(value):
         return min(float(value), MAX_SECONDS)  # 400 digits read as inf: capped
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
-        # Sent twice and folded into one line by a proxy ("0, 3"): the longest.
-        parts = [parse_retry_after(part) for part in value.split(",")] if "," in value else []
-        return max((p for p in parts if p is not None), default=None)
+        return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:

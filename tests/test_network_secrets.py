@@ -15,6 +15,7 @@ import traceback
 import types
 import urllib.parse
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -341,10 +342,19 @@ def test_an_answers_headers_keep_the_longest_retry_after_and_no_key() -> None:
     from fashn_async._http import Response, _answer_headers
     from fashn_async._redact import Secret
 
-    sent = CIMultiDict([("retry-after", "0"), ("RETRY-AFTER", "3"), ("X-Echo", f"Bearer {KEY}")])
+    sent = CIMultiDict(
+        [
+            ("retry-after", "0"),
+            ("RETRY-AFTER", "3"),
+            ("X-Echo", f"Bearer {KEY}"),
+            (f"X-{KEY}", "1"),  # in a header's name too
+        ]
+    )
     kept = _answer_headers(CIMultiDictProxy(sent), Secret(KEY))
     assert kept.getall("Retry-After") == ["3"]
     assert kept["x-echo"] == "Bearer ***"
+    assert kept["X-***"] == "1"
+    assert not any(KEY in name for name in kept)
     assert Response(429, None, kept, is_json=False).retry_after == 3.0
     odd = 'k"ey\\'
     assert Secret(odd).scrub(b'{"m": "k\\"ey\\\\"}') == b'{"m": "***"}'
@@ -384,7 +394,8 @@ def _echo_bytes(template: bytes, auth: str) -> bytes:
         {
             "error": "BadRequest",
             "message": f"{key.upper()} | {base64.b64encode(auth.encode()).decode()} | "
-            f"{urllib.parse.quote(key, safe='')} | {''.join(f'%{b:02X}' for b in key.encode())}",
+            f"{urllib.parse.quote(key, safe='')} | {''.join(f'%{b:02X}' for b in key.encode())}"
+            f" | {urllib.parse.quote(''.join(f'%{b:02X}' for b in key.encode()))}",
         }
     ).encode()
     bodies = {
@@ -447,3 +458,32 @@ async def test_no_form_of_an_echoed_key_reaches_an_error(echo: str, route: str) 
         assert KEY[:12].casefold() not in shown, text[:300]
         assert KEY[-12:].casefold() not in shown, text[:300]
         assert not any(core in text for core in cores), text[:300]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1/{key}\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: http://[{key}\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+async def test_a_download_error_chains_no_library_error(answer: bytes, tmp_path: Path) -> None:
+    """An output whose server redirects to a URL holding the key (a hostile one, which
+    knows it): the DownloadError says what failed, with no aiohttp error chained (those
+    quote the URLs they were sent to)."""
+    from fashn_async._outputs import save_output
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer.replace(b"{key}", KEY.encode()))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/out.png"
+    async with server, aiohttp.ClientSession() as session:
+        error = await _raised(save_output(session, url, tmp_path, "r", 0))
+    assert isinstance(error, errors.DownloadError)
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    assert KEY not in str(error)

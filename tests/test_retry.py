@@ -44,6 +44,21 @@ def test_retry_after_wins_and_is_capped() -> None:
     assert policy.delay(1, 3600) == 30
 
 
+def test_parse_retry_after_folded_dates_read_as_the_longest() -> None:
+    """Folded values with HTTP-dates among them (whose day name has a comma of its own):
+    each read, the longest wins."""
+    now = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+    later = "Thu, 03 Dec 2026 12:00:08 GMT"
+    sooner = "Thu, 03 Dec 2026 12:00:02 GMT"
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert parse_retry_after(f"{past}, 4", now=now) == 4.0
+    assert parse_retry_after(f"{sooner}, {later}", now=now) == 8.0
+    assert parse_retry_after(f"{later}, {sooner}", now=now) == 8.0
+    assert parse_retry_after(f"3, {sooner}", now=now) == 3.0
+    assert parse_retry_after("Thursday, 03-Dec-26 12:00:05 GMT, 1", now=now) == 5.0
+    assert parse_retry_after(later, now=now) == 8.0
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
