@@ -62,6 +62,9 @@ class Response:
         headers: The answer's headers.
         is_json: Whether the body parsed as JSON (an empty body does not).
         size: Length of the body in bytes.
+        sends: How many times the request went out for it: aiohttp sends a GET again,
+            at once, when a kept-alive connection turns out closed (RFC 9112 9.3.1), and
+            the server may have counted the first too.
     """
 
     status: int
@@ -69,6 +72,7 @@ class Response:
     headers: Mapping[str, str]
     is_json: bool = True
     size: int = 0
+    sends: int = 1
 
     @property
     def retry_after(self) -> float | None:
@@ -216,7 +220,7 @@ class Transport:
         try:
             answer = await self._exchange(session, method, path, data, params, sending)
             if answer is not None:
-                return answer
+                return attrs.evolve(answer, sends=max(sending.sends, 1))
             failure = RemoteProtocolError(
                 f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
             )
@@ -328,12 +332,16 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
 
 
 class _Sending:
-    """One request's trace context: whether aiohttp began to send its headers."""
+    """One request's trace context: how many times aiohttp began to send its headers."""
 
-    __slots__ = ("started",)
+    __slots__ = ("sends",)
 
     def __init__(self) -> None:
-        self.started = False
+        self.sends = 0
+
+    @property
+    def started(self) -> bool:
+        return self.sends > 0
 
 
 async def _headers_sent(
@@ -343,7 +351,7 @@ async def _headers_sent(
 ) -> None:
     sending = context.trace_request_ctx
     if isinstance(sending, _Sending):
-        sending.started = True
+        sending.sends += 1
 
 
 #: The one trace of every session: it marks each request whose headers went out.

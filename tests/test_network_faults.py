@@ -422,3 +422,38 @@ async def test_an_answer_past_the_size_cap_is_not_read(
     with pytest.raises(errors.SubmissionUncertainError, match="answer"):
         await client.submit(request_for(emulator))
     assert emulator.report().requests_by_route["run"] == 1
+
+
+async def test_a_get_aiohttp_sends_again_is_booked_twice() -> None:
+    """A GET whose kept-alive connection turns out closed is sent again at once by
+    aiohttp itself (RFC 9112 9.3.1): the server may have counted the first, so the
+    route's window books both."""
+    requests = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            requests += 1
+            if requests == 2:  # the second, on the kept-alive connection: dropped
+                break
+            body = b'{"credits": {"total": 5, "subscription": 0, "on_demand": 5}}'
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            )
+            writer.write(head.encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, AsyncFashn(api_key="fa-key", base_url=url) as client:
+        await client.credits()
+        await client.credits()
+        limiter = client._engine.credits_limiter
+        assert limiter is not None
+        assert requests == 3
+        assert limiter.in_window() == 3
