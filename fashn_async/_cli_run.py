@@ -93,6 +93,8 @@ def batch_command(
             leave_running=leave_running,
             downloads=downloads,
             longest_latency=timing.seconds(LONGEST_LATENCY),
+            # The client's timeout (60 s) in the emulator's time: its delays scale.
+            server_acts_within=timing.seconds(60.0),
         ),
         api_key=api_key,
         base_url=base_url,

@@ -234,7 +234,11 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
             code = await run_batch(
                 BatchSettings(
                     catalog=catalog,
-                    options=JobOptions(out=out, longest_latency=timing.seconds(LONGEST_LATENCY)),
+                    options=JobOptions(
+                        out=out,
+                        longest_latency=timing.seconds(LONGEST_LATENCY),
+                        server_acts_within=timing.seconds(60.0),
+                    ),
                     api_key=emu.api_key,
                     base_url=emu.url,
                     limits=timing.limits,

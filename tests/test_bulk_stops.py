@@ -408,6 +408,7 @@ async def test_a_restart_after_kill_9_draws_no_429(
     assert sum(report.rejected.values()) == 0, report.rejected
     assert code == 1  # the six are uncertain, not re-sent
     assert "6 uncertain rows" in printed
+    assert "the last run left 6 rows mid-POST, which may be running" in printed
     assert {e["status"] for e in read_manifest(out)} == {"done", "uncertain"}
 
 

@@ -160,7 +160,9 @@ class BulkJob:
         outcome = "crashed"
         try:
             # What earlier runs sent, read before reconciling (which resets rows).
-            await pace_restart(self._client, self._journal, self._requests, self._options)
+            held = await pace_restart(self._client, self._journal, self._requests, self._options)
+            if held is not None:
+                self._display.note(held)
             self._reconcile()
             with anyio.CancelScope() as self._scope:
                 if self._interrupted or self._problem:

@@ -84,7 +84,11 @@ class JobOptions:
         longest_latency: Seconds a prediction may run at most (the API's tryon class
             takes 5 to 11 s, ``Polling.prior``; three times that by default). A
             restarted job counts its predecessor's possibly-running predictions against
-            the in-flight cap for this long after they were sent.
+            the in-flight cap for this long after the server may have started them.
+        server_acts_within: Seconds after a POST went out by which the server has acted
+            on it (counted it, started its prediction) at the latest; a restarted job
+            dates its predecessor's unanswered POSTs so. None: the client's ``timeout``
+            (the CLI scales it with ``--time-scale``, as the emulator's delays are).
     """
 
     out: Path
@@ -94,6 +98,9 @@ class JobOptions:
     downloads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     thumbnails: bool = True
     longest_latency: float = attrs.field(default=LONGEST_LATENCY, validator=attrs.validators.gt(0))
+    server_acts_within: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -60,14 +60,16 @@ def carryover(
     return [(max(-ahead, now - when), generations) for when, generations in sent]
 
 
-async def hold_for_predecessors(client: AsyncFashn, sent: Iterable[float], longest: float) -> int:
+async def hold_for_predecessors(
+    client: AsyncFashn, sent: Iterable[float], longest: float
+) -> tuple[int, float]:
     """Count an earlier run's possibly-running predictions against ``client``'s in-flight
     cap (its one owner, ``InFlight``): each that the server may have started at wall-clock
     time ``sent`` (:func:`counted_at`) holds a slot until ``longest`` seconds after it.
-    Returns how many are held."""
+    Returns how many are held, and for how long at most (seconds from now)."""
     cap = client.limits.in_flight
     if cap is None:
-        return 0
+        return 0, 0.0
     wall, now = time.time(), anyio.current_time()
     # (``when`` may be ahead: a POST the server may still act on; it holds longer.)
     until = sorted(now + longest - (wall - when) for when in sent if wall - when < longest)
@@ -75,7 +77,8 @@ async def hold_for_predecessors(client: AsyncFashn, sent: Iterable[float], longe
     # waits, at start-up every slot is free).
     # AsyncFashn has no public seam for this: the bulk job is the client's own caller
     # stage, and reaches its engine's one in-flight owner as the client does.
-    return await client._engine.in_flight.hold_until(until[-cap:])
+    held = await client._engine.in_flight.hold_until(until[-cap:])
+    return held, (until[-1] - now if held else 0.0)
 
 
 def seed_submit_window(client: AsyncFashn, history: Iterable[tuple[float, int]]) -> bool:

@@ -13,6 +13,7 @@ head (:mod:`~fashn_async.bulk._rescue`) for the next run to take back.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Container, Mapping, Sequence
 
@@ -48,18 +49,20 @@ async def pace_restart(
     journal: Journal,
     requests: Mapping[int, Request],
     options: JobOptions,
-) -> None:
+) -> str | None:
     """Seed ``client``'s submit window with every POST the journal recorded in the last
     hour (kept apart from the rows, so a row reset or canceled still counts its send),
     and count the dead run's possibly-running predictions against its in-flight cap.
-    Call it before :func:`reconcile`, which resets rows."""
-    timeout, wall = client.timeout, time.time()
+    Call it before :func:`reconcile`, which resets rows. Returns a note for the person
+    running the job when slots are held, else None."""
+    timeout = options.server_acts_within
+    timeout, wall = (client.timeout if timeout is None else timeout), time.time()
     sent = [
         (counted_at(at, answered, timeout), getattr(requests.get(row), "generations", 1))
         for row, at, answered in journal.sends()
     ]
     seed_submit_window(client, carryover(sent, wall, ahead=timeout))
-    await hold_for_predecessors(
+    held, seconds = await hold_for_predecessors(
         client,
         [
             # (No answer: else not in _MAY_RUN. A clock set back: not past the timeout.)
@@ -68,6 +71,12 @@ async def pace_restart(
             if r.state in _MAY_RUN and r.sent_at is not None
         ],
         options.longest_latency,
+    )
+    if not held:
+        return None
+    return (
+        f"the last run left {plural(held, 'row')} mid-POST, which may be running on the "
+        f"server: {held} fewer run at once for up to {math.ceil(seconds)} s"
     )
 
 
