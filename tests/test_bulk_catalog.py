@@ -346,6 +346,16 @@ def test_rows_are_identified_by_id_else_content(folder: Path) -> None:
     assert [r.identity for r in load_catalog(path).rows] == ["id:new", *first]
 
 
+def test_rows_repeating_an_earlier_ones_values_without_an_id_are_named(folder: Path) -> None:
+    """Rows with no id whose values repeat an earlier row's: each named with the first
+    (each is sent and paid for); rows with ids, or differing in any value, are not."""
+    base = "images/model_0.png,images/garment_0.png,tops"
+    other = "images/model_1.png,images/garment_0.png,tops"
+    text = f"id,model_image,garment_image,category\n,{base}\na,{base}\n,{other}\n,{base}\n,{base}\n"
+    catalog = load_catalog(_csv(folder, text))
+    assert [(row.line, first.line) for row, first in catalog.repeats] == [(5, 2), (6, 2)]
+
+
 def test_a_dry_run_streams_the_catalog(folder: Path) -> None:
     """iter_catalog yields rows one at a time: the first row comes before the file is
     read to its end (a dry run holds one row at a time)."""

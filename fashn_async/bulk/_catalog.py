@@ -110,6 +110,19 @@ class Catalog:
         """The rows that cannot be sent."""
         return [row for row in self.rows if not row.ok]
 
+    @property
+    def repeats(self) -> list[tuple[CatalogRow, CatalogRow]]:
+        """Rows with no ``id`` whose values repeat an earlier row's, each with the first
+        of them: each is a row of its own, sent and paid for."""
+        first: dict[str, CatalogRow] = {}
+        found = []
+        for row in self.rows:
+            if not row.label:
+                seen = first.setdefault(identity_of(row.inputs), row)
+                if seen is not row:
+                    found.append((row, seen))
+        return found
+
 
 def load_catalog(
     path: str | Path,

@@ -180,6 +180,14 @@ async def _run_batch(
             say(f"{catalog.path}: line {row.line}: {row.error}")
         if len(invalid) > LISTED_BAD_ROWS:
             say(f"... and {len(invalid) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
+        repeats = catalog.repeats
+        for row, first in repeats[:LISTED_BAD_ROWS]:
+            say(
+                f"{catalog.path}: line {row.line} repeats line {first.line} (the same values, "
+                "no id): each is sent and paid for; give each an id, or remove the repeat"
+            )
+        if len(repeats) > LISTED_BAD_ROWS:
+            say(f"... and {len(repeats) - LISTED_BAD_ROWS} more repeated rows")
         work = _work_left(journal, settings.options)
         try:
             # Nothing to send: no key needed (the client is then never used).
