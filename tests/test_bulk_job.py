@@ -671,7 +671,7 @@ async def test_a_repeated_row_without_an_id_is_named_before_it_is_paid_for(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     """A catalog row that repeats an earlier one's values, with no id: the job says so
-    (each is sent and paid for), then sends both."""
+    (each is sent and paid for), then sends both; a re-run, sending nothing, does not."""
     extra = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
     catalog = write_catalog(tmp_path, 2, models=2)
     text = catalog.read_text(encoding="utf-8")
@@ -680,6 +680,9 @@ async def test_a_repeated_row_without_an_id_is_named_before_it_is_paid_for(
     assert code == 0, printed
     assert "line 5 repeats line 4 (the same values, no id)" in printed
     assert len(emulator.report().accepted) == 4
+    code, printed = await _run(emulator, catalog, tmp_path / "out")
+    assert code == 0, printed
+    assert "repeats" not in printed
 
 
 async def test_ids_like_a_repeats_suffix_are_never_charged_again(

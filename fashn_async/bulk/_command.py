@@ -180,7 +180,11 @@ async def _run_batch(
             say(f"{catalog.path}: line {row.line}: {row.error}")
         if len(invalid) > LISTED_BAD_ROWS:
             say(f"... and {len(invalid) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
-        repeats = catalog.repeats
+        states = {record.row: record.state for record in journal.records()}
+        # Repeats still to be sent: a note on a run that sends them, not on every run.
+        repeats = [
+            (row, first) for row, first in catalog.repeats if states.get(row.row) == State.PENDING
+        ]
         for row, first in repeats[:LISTED_BAD_ROWS]:
             say(
                 f"{catalog.path}: line {row.line} repeats line {first.line} (the same values, "
