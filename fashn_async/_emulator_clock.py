@@ -162,6 +162,8 @@ async def emulator_time_scale(base_url: str, api_key: str) -> float | None:
 
 def describe(base_url: str, scale: float) -> str:
     """The line the command line prints when it learned a time scale."""
+    if scale == 1:
+        return f"{shown_url(base_url)} is a fashn-async emulator, at the API's own speed"
     return (
         f"{shown_url(base_url)} is a fashn-async emulator running time x{1 / scale:g} "
         f"(/_emulator/config): limits, polling and retry backoff scaled by {scale:g} to match "

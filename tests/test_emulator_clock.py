@@ -15,6 +15,7 @@ from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy
 from fashn_async import cli as cli_module
 from fashn_async._emulator_clock import (
     TimingOptions,
+    describe,
     emulator_time_scale,
     learn_time_scale,
     scaled_timing,
@@ -92,6 +93,16 @@ def test_learn_time_scale_says_what_it_learned() -> None:
     said: list[str] = []
     assert learn_time_scale("http://127.0.0.1:9", None, said.append) == 1.0
     assert said == []
+
+
+def test_the_line_about_an_emulator_says_its_speed() -> None:
+    """Scaled: its factor and what was scaled; at the API's own speed, just that."""
+    assert describe("http://127.0.0.1:8000", 0.02).startswith(
+        "http://127.0.0.1:8000 is a fashn-async emulator running time x50 "
+    )
+    assert describe("http://127.0.0.1:8000", 1.0) == (
+        "http://127.0.0.1:8000 is a fashn-async emulator, at the API's own speed"
+    )
 
 
 @pytest.mark.looptime(False)  # real processes, real time
