@@ -220,7 +220,7 @@ class Transport:
         try:
             answer = await self._exchange(session, method, path, data, params, sending)
             if answer is not None:
-                return attrs.evolve(answer, sends=max(sending.sends, 1))
+                return answer
             failure = RemoteProtocolError(
                 f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
             )
@@ -276,7 +276,8 @@ class Transport:
         """One request and its answer, read whole (None: over MAX_ANSWER_BYTES).
 
         A server or proxy may repeat the request's Authorization: the key goes no
-        further than here (:meth:`Secret.scrub`, :meth:`Secret.scrub_json`). aiohttp's
+        further than here (:meth:`Secret.scrub_json`; a body that is not JSON is not
+        kept). aiohttp's
         response, whose repr shows the raw headers, is a local of this frame only, which
         no error :meth:`request` raises holds.
         """
@@ -294,11 +295,14 @@ class Transport:
             body = await _read_capped(response)
             if body is None:
                 return None
-            raw = self._key.scrub(body)
-            parsed, is_json = _parse_json(raw)
-            headers = _answer_headers(response.headers, self._key)
+            parsed, is_json = _parse_json(body)
             return Response(
-                response.status, self._key.scrub_json(parsed), headers, is_json, len(raw)
+                response.status,
+                self._key.scrub_json(parsed),
+                _answer_headers(response.headers, self._key),
+                is_json,
+                len(body),
+                sends=max(sending.sends, 1),
             )
 
     def _safe(self, text: object) -> str:

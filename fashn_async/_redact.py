@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -101,10 +100,13 @@ class Secret:
     """Holds the API key from the moment it is checked; its repr never shows it, so a
     traceback's frame locals (what error reporters capture) hold only this."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_cores", "_pattern", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # What scrub_text looks for, found once: the key in any case, and in base64.
+        self._pattern = re.compile(re.escape(value), flags=re.IGNORECASE)
+        self._cores = _base64_cores(value)
 
     def __repr__(self) -> str:
         return "'***'"
@@ -113,19 +115,12 @@ class Secret:
         """The key itself, for the one header that carries it (and its hash)."""
         return self._value
 
-    def scrub(self, data: bytes) -> bytes:
-        """``data`` (an answer's raw body) with the key, as sent or JSON-escaped, shown as
-        ``***``: a server or proxy that repeats the request's ``Authorization`` in its
-        answer must not put the key in an error, a status or a log. (A parsed body is
-        walked again by :meth:`scrub_json`: other escapes and encodings decode to it.)"""
-        for form in {self._value, json.dumps(self._value)[1:-1]}:
-            data = data.replace(form.encode("utf-8"), b"***")
-        return data
-
     def scrub_text(self, text: str) -> str:
         """``text`` with the key shown as ``***``: as it is, in any case, percent-encoded
         (a URL's query, a Location header; up to four times over) or in base64 (say
-        ``Basic`` or ``Bearer`` base64-encoded)."""
+        ``Basic`` or ``Bearer`` base64-encoded). A server or proxy that repeats the
+        request's ``Authorization`` in its answer must not put the key in an error, a
+        status or a log."""
         key = self._value
         decoded = text
         for _ in range(4):  # percent-encoded, maybe more than once (proxies re-encode)
@@ -135,23 +130,24 @@ class Secret:
             decoded = unquoted
         if decoded != text and key.casefold() in decoded.casefold():
             text = decoded
-        text = re.sub(re.escape(key), _MASK, text, flags=re.IGNORECASE)
-        for core in _base64_cores(key):
+        text = self._pattern.sub(_MASK, text)
+        for core in self._cores:
             text = text.replace(core, _MASK)
         return text
 
     def scrub_json(self, value: Any) -> Any:
         """A parsed JSON ``value`` with :meth:`scrub_text` applied to every string in it,
-        keys included; lists and objects are changed in place (iteratively: any depth)."""
+        keys included (any escape or encoding JSON allows has been decoded by then);
+        lists and objects are changed in place (iteratively: any depth)."""
         if isinstance(value, str):
             return self.scrub_text(value)
         stack = [value]
         while stack:
             node = stack.pop()
             if isinstance(node, dict):
-                for name in list(node):
-                    item = node.pop(name) if isinstance(name, str) else node[name]
-                    node[self.scrub_text(name) if isinstance(name, str) else name] = (
+                for name in list(node):  # (JSON's names are strings)
+                    item = node.pop(name)
+                    node[self.scrub_text(name)] = (
                         self.scrub_text(item) if isinstance(item, str) else item
                     )
                     if isinstance(item, dict | list):
