@@ -117,8 +117,9 @@ class Catalog:
         first: dict[str, CatalogRow] = {}
         found = []
         for row in self.rows:
-            if not row.label:
-                seen = first.setdefault(identity_of(row.inputs), row)
+            # A row with no id is known by its values' hash, a repeat's with "#2", ...
+            if row.identity.startswith("sha:"):
+                seen = first.setdefault(row.identity.partition("#")[0], row)
                 if seen is not row:
                     found.append((row, seen))
         return found

@@ -170,17 +170,17 @@ async def _run_batch(
         say(f"cannot start: {error.message}")
         return EXIT_CANNOT_START
     with journal:
+        states = {record.row: record.state for record in journal.records()}
         # Only rows still invalid: a done row whose input file is gone since is no news.
         invalid = [
-            journal.catalog[r.row]
-            for r in journal.records()
-            if r.state == State.INVALID and r.row in journal.catalog
+            journal.catalog[row]
+            for row, state in states.items()
+            if state == State.INVALID and row in journal.catalog
         ]
         for row in invalid[:LISTED_BAD_ROWS]:
             say(f"{catalog.path}: line {row.line}: {row.error}")
         if len(invalid) > LISTED_BAD_ROWS:
             say(f"... and {len(invalid) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
-        states = {record.row: record.state for record in journal.records()}
         # Repeats still to be sent: a note on a run that sends them, not on every run.
         repeats = [
             (row, first) for row, first in catalog.repeats if states.get(row.row) == State.PENDING
