@@ -18,7 +18,7 @@ from fashn_async import Limits, Rate
 from fashn_async._emulator_clock import learn_time_scale, scaled_timing
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._command import dry_run as check_catalog
-from fashn_async.bulk._outcome import LONGEST_LATENCY, JobOptions
+from fashn_async.bulk._outcome import LONGEST_LATENCY, SERVER_ACTS_WITHIN, JobOptions
 
 __all__ = ["batch_command", "console", "say"]
 
@@ -93,8 +93,7 @@ def batch_command(
             leave_running=leave_running,
             downloads=downloads,
             longest_latency=timing.seconds(LONGEST_LATENCY),
-            # The client's timeout (60 s) in the emulator's time: its delays scale.
-            server_acts_within=timing.seconds(60.0),
+            server_acts_within=timing.seconds(SERVER_ACTS_WITHIN),
         ),
         api_key=api_key,
         base_url=base_url,

@@ -42,6 +42,7 @@ from fashn_async.bulk._outcome import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     LONGEST_LATENCY,
+    SERVER_ACTS_WITHIN,
     JobOptions,
 )
 from fashn_async.bulk._signals import stopped_by_signals
@@ -237,7 +238,7 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
                     options=JobOptions(
                         out=out,
                         longest_latency=timing.seconds(LONGEST_LATENCY),
-                        server_acts_within=timing.seconds(60.0),
+                        server_acts_within=timing.seconds(SERVER_ACTS_WITHIN),
                     ),
                     api_key=emu.api_key,
                     base_url=emu.url,

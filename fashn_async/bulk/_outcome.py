@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "LONGEST_LATENCY",
+    "SERVER_ACTS_WITHIN",
     "UNCERTAIN_AFTER_CRASH",
     "UNCERTAIN_AFTER_STOP",
     "Display",
@@ -42,6 +43,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Seconds a prediction runs at most: three times the upper end of the tryon class's
 #: 5 to 11 s (the API docs, as ``Polling.prior``).
 LONGEST_LATENCY = 33.0
+#: Seconds by which a server has acted on a POST at the latest: the client's default
+#: ``timeout`` (``AsyncFashn``), which the command line scales with an emulator's time.
+SERVER_ACTS_WITHIN = 60.0
 
 UNCERTAIN_AFTER_CRASH = (
     "the job stopped while this row's POST was on the wire: the prediction may exist and "
