@@ -9,15 +9,13 @@ the proof a request went through it (and that a bypassed one did not). Real time
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import free_port, system_program
+from helpers import free_port
+from proxy_support import Tinyproxy
 
 from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy, errors
 from fashn_async.testing import Emulator, EmulatorConfig
@@ -26,63 +24,6 @@ pytestmark = pytest.mark.looptime(False)  # a real proxy process, real time
 
 SCALE = 0.01
 _PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-class Tinyproxy:
-    """One tinyproxy process on 127.0.0.1, foreground, logging to a file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.log = directory / "tinyproxy.log"
-        self.config = directory / "tinyproxy.conf"
-        self.config.write_text(
-            f"Port {self.port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\n"
-            f'LogFile "{self.log}"\nLogLevel Connect\nMaxClients 50\n'
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start it and wait until it accepts connections."""
-        binary = system_program("tinyproxy", "tinyproxy")
-        self.process = subprocess.Popen(  # noqa: S603 - the system's tinyproxy, fixed args
-            [binary, "-d", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"tinyproxy did not start on port {self.port}")
-                time.sleep(0.02)
-            else:
-                return
-
-    def stop(self) -> None:
-        """Stop it and wait for it to exit."""
-        process, self.process = self.process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def forwarded(self, path: str) -> int:
-        """How many requests for ``path`` it forwarded, by its log."""
-        if not self.log.exists():
-            return 0
-        lines = self.log.read_text(errors="replace").splitlines()
-        return sum(1 for line in lines if "Request (" in line and path in line)
 
 
 @pytest.fixture
