@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
@@ -32,6 +33,7 @@ from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async._retry import RetryPolicy
+from fashn_async._tls import check_verify
 from fashn_async._version import __version__
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ class BaseClient:
         max_connections: int = 100,
         proxy: str | None = None,
         trust_env: bool = True,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
         coordination: str | RedisCoordination | None = None,
         prepare_images: ImagePreparation | bool | None = None,
     ) -> None:
@@ -97,6 +100,7 @@ class BaseClient:
                 user_agent=f"fashn-async/{__version__}",
                 proxy=check_proxy(proxy),
                 trust_env=check_flag("trust_env", trust_env),
+                verify=check_verify(verify),
             )
             self._engine = Engine(
                 self._transport,

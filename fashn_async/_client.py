@@ -44,6 +44,13 @@ class AsyncFashn(BaseClient):
             ``user:password@`` if it needs them). ``None`` leaves it to ``trust_env``.
         trust_env: Honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (and
             ``.netrc``) from the environment, as httpx and requests do.
+        verify: The TLS certificates trusted, as httpx's option: ``True`` for the
+            system's store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name another), the path
+            of a PEM bundle of CA certificates or of a folder of them (trusted instead of
+            the system's: a proxy that inspects TLS needs its company's CA), or an
+            :class:`ssl.SSLContext`. ``False`` is refused: the API key would go to
+            anyone between you and the API. A certificate not trusted raises
+            :class:`~fashn_async.errors.CertificateError` at once, nothing sent.
         prepare_images: Prepare image bytes before sending them (needs the ``images``
             extra): an :class:`ImagePreparation`, ``True`` for its defaults, or ``None``
             / ``False`` to send the bytes as given.
@@ -52,7 +59,8 @@ class AsyncFashn(BaseClient):
             :class:`RedisCoordination`. ``None`` keeps them in this process.
 
     Raises:
-        ConfigurationError: no API key, or a bad option.
+        ConfigurationError: no API key, or a bad option (``verify`` a path with no
+            file, or a file with no certificate OpenSSL reads).
         EventLoopError: (on any call) the client is used from an event loop other than
             the one its ``async with`` ran on.
         CoordinationError: (on ``async with``) the Redis server cannot be reached.

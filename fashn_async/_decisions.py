@@ -19,6 +19,7 @@ nothing. "Expected" means the route's success shape (``id``; ``status``; ``credi
     what happened                                  POST /v1/run            GET
     ---------------------------------------------  ----------------------  ---------------
     no connection made (refused, connect timeout)  RETRY d  [1]            RETRY d  [1]
+    TLS certificate not trusted (nothing sent)     FINAL                   FINAL
     sent, then no answer (read timeout, dropped,   UNCERTAIN               RETRY d  [1]
       malformed status line, body cut off)
     2xx, expected body                             RETURN                  RETURN
@@ -124,6 +125,9 @@ class Happened(enum.Enum):
 
     #: No connection was made (refused, unreachable, connect timeout): nothing was sent.
     NOT_SENT = "not_sent"
+    #: No connection was made: the server's TLS certificate is not trusted (``verify``).
+    #: Nothing was sent, and sending again cannot help.
+    UNTRUSTED = "untrusted"
     #: Sent; no answer came in time.
     TIMEOUT = "timeout"
     #: Sent; the connection broke, the status line was malformed or the body cut off.
@@ -274,7 +278,8 @@ def counted_by_server(outcome: Outcome) -> bool:
     Both request paths (GET in ``_engine``, POST in ``_submitter``) settle their limiter
     grant with it, so a window's books agree with the server's whatever the route:
 
-    - never sent (no connection made): not counted, the server never saw it;
+    - never sent (no connection made, or a certificate not trusted): not counted, the
+      server never saw it;
     - a 429 with the API's own body (RateLimitExceeded, ConcurrencyLimitExceeded,
       OutOfCredits): not counted. The API refused it before admitting it: for
       ``POST /v1/run`` the limit counts generations (fashn-api-v1.txt: "25
@@ -287,7 +292,7 @@ def counted_by_server(outcome: Outcome) -> bool:
       429 whose body is not the API's, a timeout, a dropped connection): counted, as it
       may have been admitted.
     """
-    if outcome.happened is Happened.NOT_SENT:
+    if outcome.happened in (Happened.NOT_SENT, Happened.UNTRUSTED):
         return False
     return not (outcome.status == 429 and apis_own(outcome))
 
@@ -315,6 +320,8 @@ def decide(
     happened = outcome.happened
     if happened is Happened.NOT_SENT:
         return _failure("no connection was made; nothing was sent", tries, policy, rng, None)
+    if happened is Happened.UNTRUSTED:
+        return Decision(Action.FINAL, "the TLS certificate is not trusted; nothing was sent", tries)
     if happened is not Happened.ANSWERED:
         what = "no answer came in time" if happened is Happened.TIMEOUT else "the answer was lost"
         if post:

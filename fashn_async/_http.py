@@ -37,8 +37,10 @@ from fashn_async._error_map import api_error_from_response
 from fashn_async._payload import JsonBody
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async._retry import parse_retry_after
+from fashn_async._tls import Verify, context_for
 from fashn_async.errors import (
     APIError,
+    CertificateError,
     ClientClosedError,
     ConnectError,
     ConnectionDroppedError,
@@ -95,6 +97,8 @@ class Response:
 
 def outcome_of(route: Route, result: Response | TransportError) -> Outcome:
     """What happened, in the terms of the decision table."""
+    if isinstance(result, CertificateError):
+        return Outcome(Happened.UNTRUSTED)
     if isinstance(result, ConnectError):  # connect timeouts included
         return Outcome(Happened.NOT_SENT)
     if isinstance(result, NetworkTimeoutError):
@@ -117,6 +121,8 @@ class Transport:
         proxy: A proxy URL for every request; ``None`` leaves it to ``trust_env``.
         trust_env: Read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` (and ``.netrc``)
             from the environment, as httpx and requests do.
+        verify: The TLS certificates trusted: ``True`` (the system's store) or a
+            context (``_tls.check_verify``).
     """
 
     def __init__(
@@ -129,8 +135,10 @@ class Transport:
         user_agent: str,
         proxy: str | None = None,
         trust_env: bool = True,
+        verify: Verify = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._verify = verify
         self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
         self._timeout = timeout
         self._connections = connections
@@ -156,7 +164,7 @@ class Transport:
         is closed or belongs to another event loop. Call on the loop that will use it.
         """
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._connections),
+            connector=aiohttp.TCPConnector(limit=self._connections, ssl=context_for(self._verify)),
             timeout=self._timeout,
             trace_configs=[_SENDING],
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
@@ -223,6 +231,12 @@ class Transport:
                 return answer
             failure = RemoteProtocolError(
                 f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
+            )
+        except aiohttp.ClientConnectorCertificateError as exc:  # (a ValueError too)
+            failure = CertificateError(
+                f"{method} {path}: {shown_url(self.base_url)} showed a TLS certificate not "
+                f"trusted ({_verify_message(exc)}); nothing was sent. Behind a proxy that "
+                "inspects TLS, trust its CA: AsyncFashn(verify='ca.pem') or SSL_CERT_FILE"
             )
         except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
             failure = ConnectError(
@@ -382,6 +396,13 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _verify_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """OpenSSL's words for why the certificate failed (``self-signed certificate in
+    certificate chain``, ``Hostname mismatch...``)."""
+    error = exc.certificate_error
+    return str(getattr(error, "verify_message", None) or getattr(error, "reason", None) or error)
 
 
 def _host_port(exc: aiohttp.ClientConnectorError) -> str:

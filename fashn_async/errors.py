@@ -15,7 +15,8 @@ nothing from aiohttp or cattrs ever reaches the caller::
     ├── CoordinationError             the Redis server sharing the limits is unreachable
     ├── TransportError                the network failed us
     │   ├── ConnectError              no connection: the request was never sent
-    │   │   └── ConnectTimeoutError   no connection within the timeout (TimeoutError too)
+    │   │   ├── ConnectTimeoutError   no connection within the timeout (TimeoutError too)
+    │   │   └── CertificateError      the server's TLS certificate is not trusted (verify=)
     │   ├── NetworkTimeoutError       no answer in time (TimeoutError)
     │   ├── ConnectionDroppedError    the connection broke after the request went out
     │   ├── RemoteProtocolError       the answer broke HTTP (malformed status line, headers)
@@ -65,6 +66,7 @@ __all__ = [
     "BadRequestError",
     "BatchClosedError",
     "BatchInputError",
+    "CertificateError",
     "ClientClosedError",
     "ConcurrencyLimitExceededError",
     "ConfigurationError",
@@ -188,35 +190,25 @@ class BatchClosedError(FashnError, RuntimeError):
 
 
 class BatchInputError(FashnError):
-    """The iterable given to ``batch()`` raised while the batch read it.
-
-    Raised by the batch after the items read before it have finished and been yielded;
-    the input's own exception is ``__cause__``.
-    """
+    """The iterable given to ``batch()`` raised while the batch read it: raised after the
+    items read before it have finished and been yielded; its exception is ``__cause__``."""
 
 
 class EventHookError(FashnError):
-    """A hook of a batch's :class:`~fashn_async.BatchEvents` raised.
-
-    It fails the item the hook was called for, and the batch raises one after its running
-    items finish; the hook's own exception is ``__cause__``.
-    """
+    """A hook of a batch's :class:`~fashn_async.BatchEvents` raised: it fails that item,
+    and the batch raises one after its running items finish; ``__cause__`` is the hook's."""
 
 
 class EventLoopError(FashnError, RuntimeError):
-    """The client was used from an event loop other than the one it was opened on.
-
-    An aiohttp session, and so a client, belongs to the loop of its ``async with``;
-    make one client per event loop (per ``asyncio.run()``).
-    """
+    """The client was used from an event loop other than the one it was opened on: an
+    aiohttp session, and so a client, belongs to the loop of its ``async with``; make one
+    client per event loop (per ``asyncio.run()``)."""
 
 
 class CoordinationError(FashnError):
-    """The Redis server that shares the key's limits could not be reached at start.
-
-    The message names the server's URL with any password masked. Once running, losing
-    Redis is not an error: each process keeps to its share of the limits until it is back.
-    """
+    """The Redis server that shares the key's limits could not be reached at start (the
+    message names its URL, any password masked). Once running, losing Redis is not an
+    error: each process keeps to its share of the limits until it is back."""
 
 
 class TransportError(FashnError):
@@ -233,6 +225,11 @@ class NetworkTimeoutError(TransportError, TimeoutError):
 
 class ConnectTimeoutError(ConnectError, NetworkTimeoutError):
     """No connection was made within ``connect_timeout``; the request was never sent."""
+
+
+class CertificateError(ConnectError):
+    """The server (or a proxy inspecting TLS) showed a certificate the client does not
+    trust (``AsyncFashn(verify=...)``); nothing was sent, and it is not tried again."""
 
 
 class RemoteProtocolError(TransportError):

@@ -84,10 +84,11 @@ TRIES = st.builds(Tries, st.integers(0, 60), st.integers(0, 60))
 def may_have_created(outcome: Outcome) -> bool:
     """The oracle, written apart from the table: can a POST with this outcome have landed?
 
-    Only a connection never made, an API-shaped error answer, or a success with an id
-    tells for sure; every other thing (no answer, a body not the API's) proves nothing.
+    Only a connection never made (a TLS handshake refused on the certificate is one: the
+    request is written only after it), an API-shaped error answer, or a success with an
+    id tells for sure; every other thing (no answer, a body not the API's) proves nothing.
     """
-    if outcome.happened is Happened.NOT_SENT:
+    if outcome.happened in (Happened.NOT_SENT, Happened.UNTRUSTED):
         return False
     if outcome.happened is not Happened.ANSWERED:
         return True
@@ -145,11 +146,13 @@ def test_every_discrete_input_exhaustively() -> None:
     bodies += [(Shape.API_ERROR, name) for name in NAMES]
     checked = 0
     for route in ROUTES:
-        for happened in (Happened.NOT_SENT, Happened.TIMEOUT, Happened.LOST):
+        for happened in (Happened.NOT_SENT, Happened.UNTRUSTED, Happened.TIMEOUT, Happened.LOST):
             decision = decide(route, Outcome(happened), Tries(), policy, rng)
             assert (decision.action is Action.UNCERTAIN) == (
-                route == "run" and happened is not Happened.NOT_SENT
+                route == "run" and happened in (Happened.TIMEOUT, Happened.LOST)
             )
+            # Sending again cannot make a certificate trusted: raised at once.
+            assert (decision.action is Action.FINAL) == (happened is Happened.UNTRUSTED)
         for status in range(100, 600):
             for shape, name in bodies:
                 for retry_after in (None, 0.0, 0.35, 7.0, 1e9):
@@ -227,6 +230,8 @@ API = Shape.API_ERROR
 ROWS: list[tuple[str, Outcome, Action]] = [
     ("run", Outcome(Happened.NOT_SENT), Action.RETRY),
     ("status", Outcome(Happened.NOT_SENT), Action.RETRY),
+    ("run", Outcome(Happened.UNTRUSTED), Action.FINAL),
+    ("status", Outcome(Happened.UNTRUSTED), Action.FINAL),
     ("run", Outcome(Happened.TIMEOUT), Action.UNCERTAIN),
     ("run", Outcome(Happened.LOST), Action.UNCERTAIN),
     ("status", Outcome(Happened.TIMEOUT), Action.RETRY),
@@ -384,7 +389,7 @@ def test_one_booking_rule_for_every_route(
     back for POST /v1/run always stands for an outcome that proves nothing was created.
     """
     refused = outcome.status == 429 and the_apis_own(outcome)
-    expected = not (outcome.happened is Happened.NOT_SENT or refused)
+    expected = not (outcome.happened in (Happened.NOT_SENT, Happened.UNTRUSTED) or refused)
     assert counted_by_server(outcome) is expected
     if route == "run" and not counted_by_server(outcome):
         assert decide(route, outcome, tries, policy, random.Random(0)).nothing_created

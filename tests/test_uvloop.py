@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from proxy_support import Tinyproxy
 from test_network_secrets import assert_no_key
 
@@ -186,3 +188,31 @@ def test_a_cancelled_run_cancels_its_prediction_on_uvloop() -> None:
     assert created == 1
     assert len(cancels) == 1
     assert statuses[cancels[0]] == "canceled"
+
+
+def test_https_through_a_proxy_tunnel_on_uvloop(tmp_path: Path) -> None:
+    """HTTPS with a company CA (``verify=``) through tinyproxy's CONNECT tunnel, on
+    uvloop: done and saved; the proxy saw tunnels, never a path."""
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(served)
+    bundle = tmp_path / "corp-ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    proxy = Tinyproxy(tmp_path)
+    proxy.start()
+
+    async def main() -> tuple[int, str]:
+        async with Emulator(EmulatorConfig(time_scale=SCALE), ssl=served) as emu:
+            options = {"proxy": proxy.url, "trust_env": False, "verify": bundle}
+            async with _client(emu, **options) as client:
+                result = await client.run(_request(emu))
+                saved = await result.save(tmp_path / "out")
+            return len(saved), emu.url.rsplit(":", 1)[1]
+
+    try:
+        saved, port = run_on(uvloop_factory(), main)
+    finally:
+        proxy.stop()
+    assert saved == 1
+    assert proxy.forwarded(f"CONNECT 127.0.0.1:{port}") >= 1
+    assert proxy.forwarded("/v1/") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl as _ssl
 import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -44,16 +45,28 @@ class Emulator:
         config: How it behaves; the defaults follow the real API.
         host: Interface to listen on.
         port: Port to listen on; 0 picks a free one (read :attr:`url`).
+        ssl: A server-side SSL context (its certificate loaded) to serve HTTPS, as the
+            API does: then :attr:`url` is ``https://``, and a client must trust the
+            certificate's CA (``AsyncFashn(verify=...)``). The emulator fetches image
+            URLs (loopback only) without checking certificates.
     """
 
-    __slots__ = ("_config", "_host", "_port", "_runner", "_session", "_state", "_url")
+    __slots__ = ("_config", "_host", "_port", "_runner", "_session", "_ssl", "_state", "_url")
 
     def __init__(
-        self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
         self._config = config if config is not None else EmulatorConfig()
         self._host = host
         self._port = port
+        self._ssl = ssl
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._state: EmulatorState | None = None
@@ -146,12 +159,15 @@ class Emulator:
         """Start listening; prefer ``async with``."""
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
-        session = aiohttp.ClientSession(trust_env=False)
+        # Image URLs are loopback ones (its own samples, a test's server): with TLS on,
+        # its own certificate is not checked.
+        fetching = aiohttp.TCPConnector(ssl=False) if self._ssl is not None else None
+        session = aiohttp.ClientSession(trust_env=False, connector=fetching)
         state = EmulatorState(self._config, session)
         runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         try:
             await runner.setup()
-            site = web.TCPSite(runner, self._host, self._port)
+            site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -161,7 +177,8 @@ class Emulator:
         host = f"[{self._host}]" if ":" in self._host else self._host
         if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 - a wildcard bind is reached on loopback
             host = "127.0.0.1"
-        self._url = state.base_url = f"http://{host}:{port}"
+        scheme = "https" if self._ssl is not None else "http"
+        self._url = state.base_url = f"{scheme}://{host}:{port}"
         self._runner, self._session, self._state = runner, session, state
 
     async def aclose(self) -> None:
