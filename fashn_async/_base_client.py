@@ -17,7 +17,7 @@ import aiohttp
 
 from fashn_async._batch import BatchGroup
 from fashn_async._coordination import RedisCoordination
-from fashn_async._engine import Engine
+from fashn_async._engine import CANCEL_TIMEOUT, Engine
 from fashn_async._http import Transport
 from fashn_async._limits import Limits
 from fashn_async._options import (
@@ -156,4 +156,6 @@ class BaseClient:
             closing.push_async_callback(self._transport.close)
             closing.push_async_callback(self._engine.poller.aclose)
             closing.callback(self._engine.in_flight.close)
+            # First of all: calls being cancelled finish (their POSTs, their remote cancels).
+            closing.push_async_callback(self._engine.calls.settle, self.timeout + CANCEL_TIMEOUT)
             await self._batches.aclose()

@@ -32,7 +32,7 @@ from fashn_async._payload import Prepared, prepare_request
 from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
-from fashn_async._shield import outlive_cancels
+from fashn_async._shield import Calls, a_call, outlive_cancels
 from fashn_async._submitter import Submitter
 from fashn_async._turnbull import EPSILON
 from fashn_async.errors import (
@@ -104,6 +104,8 @@ class Engine:
         )
         #: The one owner of in-flight slots and of the predictions holding one.
         self.in_flight = InFlight(backend.slots(limits.in_flight))
+        #: run(), submit() and wait() in progress: closing lets the cancelled ones finish.
+        self.calls = Calls()
         self.poller = Poller(polling, self._poll_status, budget=self.status_budget)
         self._rng = random.Random()  # noqa: S311 - jitter only
         self.submitter = Submitter(
@@ -126,6 +128,7 @@ class Engine:
 
     # -- submitting (the submitter's) ---------------------------------------------------
 
+    @a_call
     async def submit_holding(self, prepared: Prepared) -> str:
         """Slot, submit, hold the slot until seen done: see :meth:`Submitter.submit_holding`."""
         return await self.submitter.submit_holding(prepared)
@@ -273,6 +276,7 @@ class Engine:
             prediction_id, submitted_at, latency_class=latency_class, learn=learn
         )
 
+    @a_call
     async def submit_and_wait(
         self,
         prepared: Prepared,
@@ -333,6 +337,7 @@ class Engine:
             if created:
                 self.in_flight.ended(owner)
 
+    @a_call
     async def wait_existing(
         self,
         prediction_id: str,

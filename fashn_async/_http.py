@@ -25,12 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict
 
 from fashn_async._decisions import Happened, Outcome, Route, Shape, body_shape, unexpected
 from fashn_async._error_map import api_error_from_response
@@ -38,6 +37,17 @@ from fashn_async._payload import JsonBody
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async._retry import parse_retry_after
 from fashn_async._tls import Verify, context_for
+from fashn_async._wire import (
+    MAX_ANSWER_BYTES,
+    SENDING,
+    Sending,
+    answer_headers,
+    host_port,
+    parse_json,
+    proxy_passwords,
+    read_capped,
+    verify_message,
+)
 from fashn_async.errors import (
     APIError,
     CertificateError,
@@ -139,13 +149,16 @@ class Transport:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._verify = verify
-        self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+        key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+        # A proxy may echo its Proxy-Authorization: its password is scrubbed as the key is.
+        self._key = key.also(proxy_passwords(proxy, trust_env))
         self._timeout = timeout
         self._connections = connections
         self._user_agent = user_agent
         self._proxy = proxy
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
+        self._posts: aiohttp.ClientSession | None = None  # POST /v1/run: fresh connections
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -155,18 +168,27 @@ class Transport:
         proxy = f" proxy={shown_url(self._proxy)!r}" if self._proxy else ""
         return f"<Transport {shown_url(self.base_url)} {state}{proxy} trust_env={self._trust_env}>"
 
-    def new_session(self) -> aiohttp.ClientSession:
+    def new_session(self, *, fresh: bool = False) -> aiohttp.ClientSession:
         """A new aiohttp session with this client's settings: the one place sessions are made.
 
         Pool size, timeouts, User-Agent, ``proxy`` and ``trust_env`` are the client's; no
         key is in it (``Authorization`` is added per API request). :meth:`open` makes the
         client's session with it, and ``Result.save()`` a short-lived one when the client
         is closed or belongs to another event loop. Call on the loop that will use it.
+
+        ``fresh``: every request on a connection of its own, closed after its answer
+        (POST /v1/run's session). A kept-alive connection may hold what a broken server
+        or proxy sent unasked (an answer twice, a ``408`` written while it was idle),
+        which aiohttp would read as the next request's answer: for a POST, another
+        prediction's id (and this one's never collected) or a refusal of a request that
+        never reached the server. At 25 POSTs a minute, a connection each costs little.
         """
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._connections, ssl=context_for(self._verify)),
+            connector=aiohttp.TCPConnector(
+                limit=self._connections, ssl=context_for(self._verify), force_close=fresh
+            ),
             timeout=self._timeout,
-            trace_configs=[_SENDING],
+            trace_configs=[SENDING],
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
             proxy=self._proxy,
             trust_env=self._trust_env,
@@ -181,15 +203,18 @@ class Transport:
         if self._session is None:
             self._loop = asyncio.get_running_loop()
             self._session = self.new_session()
+            self._posts = self.new_session(fresh=True)
 
     async def close(self) -> None:
         """Close the session and wait for its connections to go."""
         if self._session is not None:
             self.check_loop()
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        sessions = (self._session, self._posts)
+        self._session = self._posts = None
+        for session in sessions:
+            if session is not None:
+                await session.close()
 
     def check_loop(self) -> None:
         """Raise EventLoopError unless called on the event loop the client was opened on."""
@@ -216,15 +241,22 @@ class Transport:
         body: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send one request, once; map every failure to our errors (none chained)."""
+        """Send one request, once; map every failure to our errors (none chained).
+
+        A cancellation passes through with none of aiohttp's frames (they hold the
+        request's headers, so the key): a caller's ``asyncio.timeout`` chains it to its
+        ``TimeoutError``, which error reporters show with each frame's locals.
+        """
         session = self.session
+        if method == "POST" and self._posts is not None:
+            session = self._posts
         data: Any = None
         if isinstance(body, bytes | bytearray):  # encoded already (off the loop if large)
             data = JsonBody(body)
         elif body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
         failure: TransportError
-        sending = _Sending()
+        sending = Sending()
         try:
             answer = await self._exchange(session, method, path, data, params, sending)
             if answer is not None:
@@ -232,10 +264,19 @@ class Transport:
             failure = RemoteProtocolError(
                 f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
             )
+        except _OutOfStepError as exc:
+            failure = RemoteProtocolError(
+                f"{method} {path}: the answer is about prediction "
+                f"{self._safe(exc.args[0])!r}, another request's: the connection was out of "
+                "step (a proxy or server sent something twice, say); it was dropped"
+            )
+        except asyncio.CancelledError as cancel:
+            cancel.__traceback__ = cancel.__context__ = cancel.__cause__ = None
+            raise  # (from this frame up only)
         except aiohttp.ClientConnectorCertificateError as exc:  # (a ValueError too)
             failure = CertificateError(
                 f"{method} {path}: {shown_url(self.base_url)} showed a TLS certificate not "
-                f"trusted ({_verify_message(exc)}); nothing was sent. Behind a proxy that "
+                f"trusted ({verify_message(exc)}); nothing was sent. Behind a proxy that "
                 "inspects TLS, trust its CA: AsyncFashn(verify='ca.pem') or SSL_CERT_FILE"
             )
         except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
@@ -247,7 +288,7 @@ class Transport:
             failure = ConnectError(f"{method} {path}: the proxy answered HTTP {exc.status}")
         except aiohttp.ClientProxyConnectionError as exc:  # (its host and port: no password)
             failure = ConnectError(
-                f"{method} {path}: cannot connect to the proxy {_host_port(exc)}: {exc.os_error}"
+                f"{method} {path}: cannot connect to the proxy {host_port(exc)}: {exc.os_error}"
             )
         except aiohttp.ClientConnectorError as exc:
             failure = ConnectError(f"cannot connect to {shown_url(self.base_url)}: {exc.os_error}")
@@ -271,6 +312,9 @@ class Transport:
             )
         except aiohttp.ClientError as exc:
             failure = ConnectionDroppedError(f"{method} {path}: {type(exc).__name__}")
+        except Exception as exc:  # aiohttp's own assert when the client closed under it, say
+            why = "the client was closed under it" if session.closed else type(exc).__name__
+            failure = ConnectionDroppedError(f"{method} {path}: {why}")
         if not sending.started and not isinstance(failure, ConnectError):
             # It failed before its headers were written (setting up a proxy's tunnel,
             # say): nothing was sent, whatever the error looked like.
@@ -285,7 +329,7 @@ class Transport:
         path: str,
         data: Any,
         params: Mapping[str, str] | None,
-        sending: _Sending,
+        sending: Sending,
     ) -> Response | None:
         """One request and its answer, read whole (None: over MAX_ANSWER_BYTES).
 
@@ -306,14 +350,18 @@ class Transport:
             allow_redirects=False,
             trace_request_ctx=sending,
         ) as response:
-            body = await _read_capped(response)
+            body = await read_capped(response)
             if body is None:
                 return None
-            parsed, is_json = _parse_json(body)
+            parsed, is_json = parse_json(body)
+            other = _about_another(method, path, parsed)
+            if other is not None:
+                response.close()  # out of step: each answer after it would be off by one
+                raise _OutOfStepError(other)
             return Response(
                 response.status,
                 self._key.scrub_json(parsed),
-                _answer_headers(response.headers, self._key),
+                answer_headers(response.headers, self._key),
                 is_json,
                 len(body),
                 sends=max(sending.sends, 1),
@@ -331,64 +379,21 @@ class Transport:
         return headers
 
 
-#: Largest answer read, bytes: a status answer with base64 outputs (``return_base64``,
-#: up to 4 samples) is some MiB; a server or proxy that sends far more is not the API.
-MAX_ANSWER_BYTES = 64 << 20
+class _OutOfStepError(Exception):
+    """An answer meant for another request came on the connection."""
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
-    """The answer's body, or None (the connection dropped) past MAX_ANSWER_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            response.close()
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class _Sending:
-    """One request's trace context: how many times aiohttp began to send its headers."""
-
-    __slots__ = ("sends",)
-
-    def __init__(self) -> None:
-        self.sends = 0
-
-    @property
-    def started(self) -> bool:
-        return self.sends > 0
-
-
-async def _headers_sent(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    sending = context.trace_request_ctx
-    if isinstance(sending, _Sending):
-        sending.sends += 1
-
-
-#: The one trace of every session: it marks each request whose headers went out.
-_SENDING = aiohttp.TraceConfig()
-_SENDING.on_request_headers_sent.append(_headers_sent)
-_SENDING.freeze()
-
-
-def _answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:
-    """An answer's headers (names in any case), the key scrubbed from names and values; of
-    Retry-After sent more than once, the longest wait (a second, longer one must not be
-    lost to a first ``0``)."""
-    kept = CIMultiDict(
-        (key.scrub_text(name), key.scrub_text(value)) for name, value in headers.items()
-    )
-    waits = kept.getall("Retry-After", [])
-    if len(waits) > 1:
-        kept["Retry-After"] = max(waits, key=lambda value: parse_retry_after(value) or 0.0)
-    return kept
+def _about_another(method: str, path: str, data: Any) -> str | None:
+    """The prediction a GET of ``/v1/status/<id>`` or ``/v1/cancel/<id>`` was answered
+    about, when it is another one (an answer left on a kept-alive connection, read as
+    this request's: aiohttp#13656); else None."""
+    route, _, quoted = path.removeprefix("/v1/").partition("/")
+    if method != "GET" or route not in ("status", "cancel") or not isinstance(data, dict):
+        return None
+    answered = data.get("id")
+    if isinstance(answered, str) and answered != unquote(quoted):
+        return answered
+    return None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -396,25 +401,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _verify_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
-    """OpenSSL's words for why the certificate failed (``self-signed certificate in
-    certificate chain``, ``Hostname mismatch...``)."""
-    error = exc.certificate_error
-    return str(getattr(error, "verify_message", None) or getattr(error, "reason", None) or error)
-
-
-def _host_port(exc: aiohttp.ClientConnectorError) -> str:
-    """``host:port`` of the address a connection failed to (``[v6]:port``)."""
-    host = exc.host
-    return f"[{host}]:{exc.port}" if ":" in host else f"{host}:{exc.port}"
-
-
-def _parse_json(raw: bytes) -> tuple[Any, bool]:
-    if not raw:
-        return None, False
-    try:
-        return json.loads(raw), True
-    except (ValueError, RecursionError):
-        return None, False

@@ -12,7 +12,7 @@ import base64
 import functools
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
 __all__ = ["LONGEST_SHOWN", "SAFE_QUERY_NAMES", "Secret", "safe_repr", "shown_url"]
@@ -98,15 +98,26 @@ _T = TypeVar("_T")
 
 class Secret:
     """Holds the API key from the moment it is checked; its repr never shows it, so a
-    traceback's frame locals (what error reporters capture) hold only this."""
+    traceback's frame locals (what error reporters capture) hold only this.
 
-    __slots__ = ("_cores", "_pattern", "_value")
+    ``also``: other secrets an answer may repeat and the scrubbing hides the same way (a
+    proxy's password, which a proxy may echo in its ``Proxy-Authorization``); shorter
+    than 3 characters they are not searched for (they would mask every such letter).
+    """
 
-    def __init__(self, value: str) -> None:
+    __slots__ = ("_cores", "_folded", "_pattern", "_value")
+
+    def __init__(self, value: str, also: Iterable[str] = ()) -> None:
         self._value = value
-        # What scrub_text looks for, found once: the key in any case, and in base64.
-        self._pattern = re.compile(re.escape(value), flags=re.IGNORECASE)
-        self._cores = _base64_cores(value)
+        hidden = sorted({value, *(v for v in also if len(v) >= 3)}, key=len, reverse=True)
+        # What scrub_text looks for, found once: each in any case, and in base64.
+        self._pattern = re.compile("|".join(map(re.escape, hidden)), flags=re.IGNORECASE)
+        self._folded = [v.casefold() for v in hidden]
+        self._cores = [core for v in hidden for core in _base64_cores(v)]
+
+    def also(self, values: Iterable[str]) -> Secret:
+        """The same key, hiding ``values`` too."""
+        return Secret(self._value, [*values])
 
     def __repr__(self) -> str:
         return "'***'"
@@ -121,14 +132,13 @@ class Secret:
         ``Basic`` or ``Bearer`` base64-encoded). A server or proxy that repeats the
         request's ``Authorization`` in its answer must not put the key in an error, a
         status or a log."""
-        key = self._value
         decoded = text
         for _ in range(4):  # percent-encoded, maybe more than once (proxies re-encode)
             unquoted = urllib.parse.unquote(decoded) if "%" in decoded else decoded
             if unquoted == decoded:
                 break
             decoded = unquoted
-        if decoded != text and key.casefold() in decoded.casefold():
+        if decoded != text and any(v in decoded.casefold() for v in self._folded):
             text = decoded
         text = self._pattern.sub(_MASK, text)
         for core in self._cores:

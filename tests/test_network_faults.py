@@ -15,7 +15,7 @@ from helpers import assert_uncertain_slot_held_then_given_back
 from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
-from fashn_async import _http as http
+from fashn_async import _wire as wire
 from fashn_async._http import Response
 from fashn_async._polling import latency_class
 from fashn_async.bulk._command import BatchSettings, run_batch
@@ -199,15 +199,22 @@ async def test_status_garbage_once_is_retried_and_nothing_cancelled(
     assert report.faults == {f"status:{kind}": 1}
 
 
+@pytest.mark.parametrize("route", ["status", "cancel"])
 async def test_a_status_answer_about_another_prediction_is_refused(
-    client: AsyncFashn, emulator: Emulator
+    client: AsyncFashn, emulator: Emulator, route: str
 ) -> None:
-    """A status answer whose id is another prediction's is an APIError, never taken as
-    this prediction's status (its outputs would be saved under the other's id)."""
+    """A status (or cancel) answer whose id is another prediction's is never taken as this
+    prediction's (its outputs would be saved under the other's id): the connection is
+    out of step, so it is dropped and the GET sent again; one that stays so ends in
+    RemoteProtocolError naming both."""
     prediction = await client.submit(request_for(emulator))
-    emulator.inject(HttpFault("other_id", route="status"))
-    with pytest.raises(errors.APIError, match="about prediction 'other-than-") as info:
-        await client.status(prediction.id)
+    emulator.inject(HttpFault("other_id", route=route, times=1))  # type: ignore[arg-type]
+    call = client.status if route == "status" else client.cancel
+    assert (await call(prediction.id)).id == prediction.id
+    assert emulator.report().requests_by_route[route] == 2
+    emulator.inject(HttpFault("other_id", route=route))  # type: ignore[arg-type]
+    with pytest.raises(errors.RemoteProtocolError, match="about prediction 'other-than-") as info:
+        await call(prediction.id)
     assert info.value.prediction_id == prediction.id
 
 
@@ -415,7 +422,7 @@ async def test_an_answer_past_the_size_cap_is_not_read(
 ) -> None:
     """An answer larger than the cap (64 MiB; here 10 bytes) is not read into memory: a
     GET fails as a broken answer after its retries, a POST is uncertain (it was sent)."""
-    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 10)
+    monkeypatch.setattr(wire, "MAX_ANSWER_BYTES", 10)
     with pytest.raises(errors.RemoteProtocolError, match="an answer over"):
         await client.credits()
     assert emulator.report().requests_by_route["credits"] == 2
@@ -457,3 +464,47 @@ async def test_a_get_aiohttp_sends_again_is_booked_twice() -> None:
         assert limiter is not None
         assert requests == 3
         assert limiter.in_window() == 3
+
+
+# -- a kept-alive connection holding what was not asked for: POSTs go on fresh ones ----
+
+
+async def test_an_answer_sent_twice_is_not_read_as_the_next_posts(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A proxy out of step sends a POST's answer twice (aiohttp#13656): the copy left on
+    the connection must not become the next POST's answer (another prediction's id, and
+    the one it created never collected). Each POST goes on a connection of its own."""
+    emulator.inject(HttpFault("answer_twice", route="run", times=1))
+    first = await client.submit(request_for(emulator))
+    await asyncio.sleep(0.5)  # the copy came
+    second = await client.submit(request_for(emulator))
+    report = emulator.report()
+    assert [s.id for s in report.accepted] == [first.id, second.id]
+    assert first.id != second.id
+
+
+async def test_a_408_on_an_idle_connection_does_not_answer_the_next_post(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A server closing an idle kept-alive connection with ``408 Request Timeout``: a POST
+    sent on it would read the 408 (uncertain, though it never reached the server). A POST
+    never goes on a kept-alive connection."""
+    emulator.inject(HttpFault("idle_408", route="run", times=1))
+    first = await client.submit(request_for(emulator))
+    await asyncio.sleep(0.5)  # the 408 came; the connection is not closed yet
+    second = await client.submit(request_for(emulator))
+    assert [s.id for s in emulator.report().accepted] == [first.id, second.id]
+
+
+@pytest.mark.parametrize("kind", ["answer_twice", "idle_408"])
+async def test_a_status_answer_left_on_a_connection_is_not_taken_for_another(
+    client: AsyncFashn, emulator: Emulator, kind: str
+) -> None:
+    """The same on the status route, where connections are kept alive: every try-on of
+    several polled at once ends with its own prediction's result."""
+    emulator.inject(HttpFault(kind, route="status", times=3))  # type: ignore[arg-type]
+    results = await asyncio.gather(*(client.run(request_for(emulator)) for _ in range(4)))
+    report = emulator.report()
+    assert sorted(r.id for r in results) == sorted(s.id for s in report.accepted)
+    assert report.requests_by_route["run"] == 4

@@ -10,6 +10,7 @@ It is run over every kind of error the client can raise, each produced for real.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import traceback
 import types
@@ -20,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from helpers import free_port
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -339,8 +341,9 @@ def test_a_repr_works_on_an_object_not_fully_built(cls: type) -> None:
 def test_an_answers_headers_keep_the_longest_retry_after_and_no_key() -> None:
     """Headers read in any case; Retry-After sent twice (``0``, then ``3``) waits the
     longer; the key in any header, or JSON-escaped in a body, is shown as ``***``."""
-    from fashn_async._http import Response, _answer_headers
+    from fashn_async._http import Response
     from fashn_async._redact import Secret
+    from fashn_async._wire import answer_headers
 
     sent = CIMultiDict(
         [
@@ -350,7 +353,7 @@ def test_an_answers_headers_keep_the_longest_retry_after_and_no_key() -> None:
             (f"X-{KEY}", "1"),  # in a header's name too
         ]
     )
-    kept = _answer_headers(CIMultiDictProxy(sent), Secret(KEY))
+    kept = answer_headers(CIMultiDictProxy(sent), Secret(KEY))
     assert kept.getall("Retry-After") == ["3"]
     assert kept["x-echo"] == "Bearer ***"
     assert kept["X-***"] == "1"
@@ -487,3 +490,90 @@ async def test_a_download_error_chains_no_library_error(answer: bytes, tmp_path:
     assert error.__cause__ is None
     assert error.__context__ is None
     assert KEY not in str(error)
+
+
+@pytest.mark.emulator(api_key=KEY)
+@pytest.mark.parametrize("how", ["timeout", "wait_for", "cancel"])
+@pytest.mark.parametrize("route", ["status", "run", "credits"])
+async def test_a_call_its_caller_gives_up_on_holds_no_key(
+    emulator: Emulator, how: str, route: str
+) -> None:
+    """``asyncio.timeout``, ``wait_for`` or ``task.cancel()`` around a call whose request
+    is on the wire (a web handler's timeout): the TimeoutError or CancelledError, its
+    chain and every frame's locals show no key (aiohttp's frames hold the request's
+    headers; they are not in the cancellation the caller sees)."""
+    async with AsyncFashn(api_key=KEY, base_url=emulator.url) as client:
+        prediction = await client.submit(_request(emulator))
+        emulator.inject(HttpFault("slow", route=route, delay=30.0))  # type: ignore[arg-type]
+        calls = {
+            "status": lambda: client.status(prediction.id),
+            "run": lambda: client.run(_request(emulator)),
+            "credits": client.credits,
+        }
+        call = calls[route]
+        error: BaseException | None = None
+        try:
+            if how == "timeout":
+                async with asyncio.timeout(5):
+                    await call()
+            elif how == "wait_for":
+                await asyncio.wait_for(call(), 5)
+            else:
+                task = asyncio.ensure_future(call())
+                await asyncio.sleep(5)
+                task.cancel()
+                await task
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            error = exc
+    assert error is not None
+    assert_no_key(error)
+
+
+async def test_a_proxy_that_repeats_its_credentials_shows_no_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy answering 407 with the ``Proxy-Authorization`` it got (in its JSON and a
+    header): the proxy's password (and its Basic base64) is scrubbed from the answer as
+    the key is, set by ``proxy=`` or by ``HTTP_PROXY``."""
+    password = "S3cret-Pass"
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+
+    async def refuse(request: web.Request) -> web.Response:
+        given = request.headers.get("Proxy-Authorization", "")
+        return web.json_response(
+            {"error": "ProxyAuthenticationRequired", "message": f"denied {given}"},
+            status=407,
+            headers={"X-Seen": given},
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    proxy = f"http://alice:{password}@127.0.0.1:{port}"
+    found: list[BaseException] = []
+    try:
+        for env in (False, True):
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            if env:
+                monkeypatch.setenv("HTTP_PROXY", proxy)
+            options: dict[str, Any] = {} if env else {"proxy": proxy, "trust_env": False}
+            async with AsyncFashn(
+                api_key=KEY,
+                base_url="http://127.0.0.1:9",
+                retry=RetryPolicy(attempts=1),
+                **options,
+            ) as client:
+                found.append(await _raised(client.credits()))
+                found.append(await _raised(client.status("p1")))
+    finally:
+        await runner.cleanup()
+    assert {type(e).__name__ for e in found} == {"APIError"}
+    for error in found:
+        for text in reachable_texts(error):
+            assert password not in text, text[:300]
+            assert basic[8:-4] not in text, text[:300]

@@ -60,7 +60,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "_coordination",
         ],
     ),
-    ("http", ["_shield", "_retry", "_tls", "_decisions", "_http"]),
+    ("http", ["_shield", "_retry", "_tls", "_wire", "_decisions", "_http"]),
     ("submitter", ["_submitter"]),
     (
         "poller",

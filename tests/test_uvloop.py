@@ -25,6 +25,7 @@ from test_network_secrets import assert_no_key
 
 from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy, TryOnRequest, errors
 from fashn_async.testing import Emulator, EmulatorConfig, HttpFault
+from fashn_async.testing._config import _HTTP_FAULT_KINDS
 
 try:
     import uvloop
@@ -36,30 +37,7 @@ pytestmark = pytest.mark.looptime(False)  # uvloop's own clock: real time
 SCALE = 0.01
 KEY = "sk-live-SECRET-0123456789abcdef"
 #: Every kind the emulator can disturb an answer with, on the two routes a try-on uses.
-#: ``untracked`` is a status answer (404: no longer tracked); ``no_id`` and ``other_id``
-#: are answers to POST.
-FAULTS = [
-    (kind, route)
-    for kind in (
-        "error_5xx",
-        "drop_before",
-        "drop_after",
-        "slow",
-        "gateway_before",
-        "gateway_after",
-        "gateway_json_before",
-        "gateway_json_after",
-        "echo_key",
-        "echo_key_page",
-        "throttle",
-        "truncated",
-        "not_json",
-        "cut_off",
-        "bad_status_line",
-    )
-    for route in ("run", "status")
-]
-FAULTS += [("no_id", "run"), ("other_id", "run"), ("other_id", "status"), ("untracked", "status")]
+FAULTS = [(kind, route) for kind in _HTTP_FAULT_KINDS for route in ("run", "status")]
 
 Loop = Callable[[], asyncio.AbstractEventLoop]
 

@@ -39,6 +39,8 @@ HttpFaultKind = Literal[
     "cut_off",
     "bad_status_line",
     "untracked",
+    "answer_twice",
+    "idle_408",
 ]
 HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
 
@@ -190,6 +192,13 @@ class HttpFault:
             close the connection.
         ``untracked``: answer 404 ``{"error": "NotFound", ...}``, as the API does for the
             status of a prediction it no longer tracks (NOTES.md); nothing is handled.
+        ``answer_twice``: handle the request and answer it, then send the answer again
+            once the connection idles, as a proxy out of step does (aiohttp#13656): the
+            next request on that kept-alive connection reads the copy as its own answer.
+        ``idle_408``: handle the request and answer it, then, the connection idle, send
+            ``408 Request Timeout`` with ``Connection: close``, and close it 2 s later, as
+            busy servers do to idle connections: a request sent on it meanwhile reads the
+            408.
 
     Args:
         kind: One of the kinds above.

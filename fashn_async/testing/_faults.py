@@ -3,6 +3,7 @@ that mimic real networks (gateway pages, 429 bursts, truncated bodies, broken HT
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import socket
@@ -190,6 +191,29 @@ def _echo(request: web.Request, status: int, *, page: bool) -> web.Response:
     return web.Response(status=status, body=f"<p>{auth}</p>".encode(), headers=headers)
 
 
+#: Loop seconds after its answer that an ``answer_twice`` copy or an ``idle_408`` comes,
+#: and that an ``idle_408`` connection is then closed.
+STRAY_AFTER = 0.05
+IDLE_408_CLOSE = 2.0
+_IDLE_408 = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+def _raw_answer(status: int, body: bytes) -> bytes:
+    """A whole HTTP/1.1 JSON answer, to be written as it is."""
+    head = (
+        f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _write_open(request: web.Request, data: bytes) -> None:
+    """Write bytes straight to the socket, leaving it open."""
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        transport.write(data)
+
+
 def _write_raw(request: web.Request, data: bytes) -> None:
     """Write bytes straight to the socket and close it: whatever HTTP says."""
     transport = request.transport
@@ -247,16 +271,21 @@ async def disturb(
         if isinstance(answer, dict):
             answer["id"] = f"other-than-{answer.get('id')}"
         return web.json_response(answer, status=response.status)
-    if kind == "cut_off":
-        head = (
-            f"HTTP/1.1 {response.status} OK\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n"
-        )
-        _write_raw(request, head.encode() + data[: len(data) // 2])
+    if kind == "cut_off":  # the head, and half the body it announces
+        _write_raw(request, _raw_answer(response.status, data)[: -(len(data) - len(data) // 2)])
         return web.Response()
     if kind == "bad_status_line":
         _write_raw(request, b"HTTP/1.1 2OO SURE\r\nContent-Length: 2\r\n\r\n{}")
         return web.Response()
+    transport = request.transport
+    later = asyncio.get_running_loop().call_later
+    if kind == "answer_twice" and transport is not None:  # the copy once it idles
+        later(STRAY_AFTER, _write_open, request, _raw_answer(response.status, data))
+        return response
+    if kind == "idle_408" and transport is not None:  # closed a while after, as busy ones do
+        later(STRAY_AFTER, _write_open, request, _IDLE_408)
+        later(STRAY_AFTER + IDLE_408_CLOSE, _write_raw, request, b"")
+        return response
     raise AssertionError(f"not a network fault kind: {kind}")
 
 

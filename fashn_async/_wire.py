@@ -1,0 +1,130 @@
+"""What comes over the wire, read before anything else sees it: an answer's body (capped),
+its headers (scrubbed), whether a request's headers went out (aiohttp's trace), and the
+words of aiohttp's connection errors. The parts of :mod:`fashn_async._http`'s exchange
+that hold no state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies
+
+import aiohttp
+from multidict import CIMultiDict
+
+from fashn_async._redact import Secret
+from fashn_async._retry import parse_retry_after
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "SENDING",
+    "Sending",
+    "answer_headers",
+    "host_port",
+    "parse_json",
+    "proxy_passwords",
+    "read_capped",
+    "verify_message",
+]
+
+
+#: Largest answer read, bytes: a status answer with base64 outputs (``return_base64``,
+#: up to 4 samples) is some MiB; a server or proxy that sends far more is not the API.
+MAX_ANSWER_BYTES = 64 << 20
+
+
+async def read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The answer's body, or None (the connection dropped) past MAX_ANSWER_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            response.close()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Sending:
+    """One request's trace context: how many times aiohttp began to send its headers."""
+
+    __slots__ = ("sends",)
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    @property
+    def started(self) -> bool:
+        return self.sends > 0
+
+
+async def _headers_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    sending = context.trace_request_ctx
+    if isinstance(sending, Sending):
+        sending.sends += 1
+
+
+#: The one trace of every session: it marks each request whose headers went out.
+SENDING = aiohttp.TraceConfig()
+SENDING.on_request_headers_sent.append(_headers_sent)
+SENDING.freeze()
+
+
+def answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:
+    """An answer's headers (names in any case), the key scrubbed from names and values; of
+    Retry-After sent more than once, the longest wait (a second, longer one must not be
+    lost to a first ``0``)."""
+    kept = CIMultiDict(
+        (key.scrub_text(name), key.scrub_text(value)) for name, value in headers.items()
+    )
+    waits = kept.getall("Retry-After", [])
+    if len(waits) > 1:
+        kept["Retry-After"] = max(waits, key=lambda value: parse_retry_after(value) or 0.0)
+    return kept
+
+
+def proxy_passwords(proxy: str | None, trust_env: bool) -> list[str]:
+    """The passwords of the proxies a request may go through (``proxy``, else those of
+    ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` when ``trust_env``), as written in the
+    URL and percent-decoded (as they are sent)."""
+    urls = [proxy] if proxy else list(getproxies().values()) if trust_env else []
+    found = []
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:  # an unreadable URL (aiohttp refuses it: nothing is sent)
+            continue
+        if password:
+            found += [password, unquote(password)]
+    return found
+
+
+def verify_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """OpenSSL's words for why the certificate failed (``self-signed certificate in
+    certificate chain``, ``Hostname mismatch...``)."""
+    error = exc.certificate_error
+    return str(getattr(error, "verify_message", None) or getattr(error, "reason", None) or error)
+
+
+def host_port(exc: aiohttp.ClientConnectorError) -> str:
+    """``host:port`` of the address a connection failed to (``[v6]:port``)."""
+    host = exc.host
+    return f"[{host}]:{exc.port}" if ":" in host else f"{host}:{exc.port}"
+
+
+def parse_json(raw: bytes) -> tuple[Any, bool]:
+    if not raw:
+        return None, False
+    try:
+        return json.loads(raw), True
+    except (ValueError, RecursionError):
+        return None, False

@@ -1,0 +1,105 @@
+"""Closing a client under calls in flight: a web server's shutdown cancels its handlers,
+then closes the client at once. What the cancelled calls started must still be cancelled
+on the server (else it runs on and is charged, with nobody to collect it), and a call the
+close cuts short raises one of our errors, never aiohttp's own, nor the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from test_network_secrets import KEY, assert_no_key
+
+from fashn_async import AsyncFashn, TryOnRequest, errors
+from fashn_async.testing import Emulator, HttpFault
+
+
+def request_for(emulator: Emulator) -> TryOnRequest:
+    return TryOnRequest(
+        model_image=emulator.sample_image_url("model"),
+        garment_image=emulator.sample_image_url("garment"),
+        category="tops",
+    )
+
+
+async def until(condition: object, step: float = 0.25) -> None:
+    """Sleep (loop time) until ``condition()`` holds."""
+    while not condition():  # type: ignore[operator]
+        await asyncio.sleep(step)
+
+
+@pytest.mark.emulator(latency=(30, 40))
+@pytest.mark.parametrize("when", ["polling", "posting"])
+async def test_runs_cancelled_as_the_client_closes_are_cancelled_on_the_server(
+    emulator: Emulator, when: str
+) -> None:
+    """10 run()s (6 may be in progress), cancelled, and the client closed at once: every
+    prediction they created is cancelled on the server before aclose() returns, those
+    whose POST was on the wire included (let finish, then cancelled)."""
+    client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
+    await client.__aenter__()
+    if when == "posting":
+        emulator.inject(HttpFault("slow", route="run", delay=5.0))
+    tasks = [asyncio.create_task(client.run(request_for(emulator))) for _ in range(10)]
+    if when == "polling":
+        await until(lambda: len(emulator.report().accepted) == 6)
+    else:
+        await until(lambda: emulator.report().faults.get("run:slow", 0) == 6)
+    for task in tasks:
+        task.cancel()
+    await client.aclose()
+    ended = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(e, asyncio.CancelledError) for e in ended), ended
+    report = emulator.report()
+    assert len(report.accepted) == 6
+    assert sorted(report.cancels) == sorted(s.id for s in report.accepted)
+    assert set(report.statuses.values()) == {"canceled"}
+    assert report.credits_used == 0
+
+
+@pytest.mark.emulator(latency=(30, 40))
+async def test_a_gather_cancelled_inside_async_with_cancels_its_predictions(
+    emulator: Emulator,
+) -> None:
+    """``async with AsyncFashn() as c: await asyncio.gather(*runs)``, the task cancelled
+    (Ctrl-C, a handler's timeout): leaving the block cancels every prediction first."""
+
+    async def handler() -> None:
+        async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+            await asyncio.gather(*(client.run(request_for(emulator)) for _ in range(6)))
+
+    task = asyncio.create_task(handler())
+    await until(lambda: len(emulator.report().accepted) == 6)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = emulator.report()
+    assert sorted(report.cancels) == sorted(s.id for s in report.accepted)
+    assert report.credits_used == 0
+
+
+@pytest.mark.emulator(api_key=KEY)
+@pytest.mark.parametrize("turns", range(8))
+async def test_calls_cut_short_by_a_close_raise_only_our_errors(
+    emulator: Emulator, turns: int
+) -> None:
+    """The client closed ``turns`` loop turns after calls began (a request between the
+    session check and its first byte, on the wire, waiting for the budget): each call
+    raises one of our errors (aiohttp asserts when its session closes under a request
+    starting), and none holds the key."""
+    client = AsyncFashn(api_key=KEY, base_url=emulator.url)
+    await client.__aenter__()
+    prediction = await client.submit(request_for(emulator))
+    emulator.inject(HttpFault("slow", route="status", delay=2.0, probability=0.5))
+    calls = [client.status(prediction.id) for _ in range(6)]
+    calls += [client.credits() for _ in range(4)]
+    calls += [client.run(request_for(emulator)) for _ in range(4)]
+    tasks = [asyncio.create_task(call) for call in calls]  # type: ignore[arg-type]
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await client.aclose()
+    for ended in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(ended, BaseException):
+            assert isinstance(ended, errors.FashnError), repr(ended)
+            assert_no_key(ended)
