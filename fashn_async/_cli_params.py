@@ -16,6 +16,7 @@ import click
 from fashn_async import Rate
 from fashn_async._options import checked_api_key
 from fashn_async.bulk._command import EXIT_CANNOT_START
+from fashn_async.bulk._journal import JOURNAL_NAME
 from fashn_async.bulk._outcome import EXIT_SOME_FAILED
 from fashn_async.bulk._rows import disk_problem, disk_remedy
 from fashn_async.errors import (
@@ -128,7 +129,9 @@ def folder_problem(folder: Path) -> str | None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        return f"cannot write to {folder}: {disk_problem(exc)}; {disk_remedy(exc)}"
+        problem = disk_problem(exc, folder)
+        resumable = (folder / JOURNAL_NAME).exists()
+        return f"cannot write to {folder}: {problem}; {disk_remedy(problem, resumable=resumable)}"
     return None
 
 

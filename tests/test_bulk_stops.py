@@ -24,7 +24,7 @@ from fashn_async.bulk._command import _summarize
 from fashn_async.bulk._outcome import JobSummary
 from fashn_async.bulk._report import render_report
 from fashn_async.bulk._rescue import keep
-from fashn_async.bulk._rows import JournalWriteError
+from fashn_async.bulk._rows import JournalWriteError, disk_remedy
 from fashn_async.testing import Emulator, HttpFault
 from fashn_async.testing._state import payload_digest
 from tests.bulk_support import (
@@ -376,6 +376,37 @@ async def test_an_unwritable_out_cannot_start(emulator: Emulator, tmp_path: Path
     assert "the disk is full" in printed
     assert "free some space" in printed  # not another folder: this one may do, freed
     assert emulator.report().accepted == []
+
+
+async def test_a_job_whose_disk_is_still_full_is_not_sent_to_another_folder(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A job that has sent rows, re-run on a disk still full (SQLite says 'disk I/O
+    error' then): the disk is named full, and the advice keeps this --out (its journal
+    knows what was paid for), never another folder (a new journal: every row paid again);
+    freed, the same command finishes without paying for any row twice."""
+    catalog = write_catalog(tmp_path, 3, models=3)
+    with _small_disk(tmp_path / "small", "3m") as small:
+        out = small / "results"
+        assert (await rerun(emulator, catalog, out))[0] == 0
+        filler = _fill(small)
+        code, printed = await rerun(emulator, catalog, out)
+        assert code == 2, printed
+        assert "the disk is full" in printed
+        assert "same command again with this --out" in printed
+        assert "give --out" not in printed
+        filler.unlink()
+        assert (await rerun(emulator, catalog, out))[0] == 0
+    assert emulator.report().credits_used == 3
+
+
+@pytest.mark.parametrize(
+    "problem", ["the disk is full (x)", "the file system is read-only", "permission denied"]
+)
+def test_the_remedy_for_a_folder_with_a_journal_keeps_it(problem: str) -> None:
+    assert "give --out" not in disk_remedy(problem, resumable=True)
+    assert "this --out" in disk_remedy(problem, resumable=True)
+    assert "--out" in disk_remedy(problem, resumable=False)
 
 
 @pytest.mark.parametrize("slow", [0.0, 25.0])

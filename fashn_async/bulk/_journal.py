@@ -116,14 +116,19 @@ class Journal(JournalOpening, JournalRescue):
             JournalBusyError: another job holds the folder.
             JournalMismatchError: the journal was made for another catalog or API.
         """
+        resumable = (directory / JOURNAL_NAME).exists()
         try:
             return cls._open(directory, meta, rows)
         except JournalWriteError as exc:  # taking back the ids the last run kept aside
-            raise ConfigurationError(f"{exc.message}; free some space") from None
+            raise ConfigurationError(
+                f"{exc.message}; {disk_remedy('the disk is full', resumable=True)}"
+            ) from None
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
+                problem = disk_problem(exc, directory)
                 raise ConfigurationError(
-                    f"cannot write to {directory}: {disk_problem(exc)}; {disk_remedy(exc)}"
+                    f"cannot write to {directory}: {problem}; "
+                    f"{disk_remedy(problem, resumable=resumable)}"
                 ) from None
             raise ConfigurationError(
                 f"the journal {directory / JOURNAL_NAME} is damaged ({exc}); its rows may "
@@ -131,8 +136,10 @@ class Journal(JournalOpening, JournalRescue):
                 "folder (or move the journal away) once you have checked what was sent"
             ) from None
         except (sqlite3.Error, OSError) as exc:
+            problem = disk_problem(exc, directory)
             raise ConfigurationError(
-                f"cannot write to {directory}: {disk_problem(exc)}; {disk_remedy(exc)}"
+                f"cannot write to {directory}: {problem}; "
+                f"{disk_remedy(problem, resumable=resumable)}"
             ) from None
 
     @classmethod

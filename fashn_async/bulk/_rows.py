@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import shutil
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 import attrs
@@ -114,29 +116,51 @@ def disk_failure(error: BaseException) -> str | None:
     return None
 
 
-def disk_problem(exc: BaseException) -> str:
-    """What a disk or SQLite failure means to a person."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "the disk is full (no space left on device)"
+def disk_problem(exc: BaseException, folder: Path | None = None) -> str:
+    """What a disk or SQLite failure means to a person. ``folder``: where it happened; a
+    disk with no room left there is called full whatever the error said (SQLite reports
+    a full disk as ``disk I/O error`` at times)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (no space left on device, or the quota is used up)"
+    if "full" in str(exc) and not isinstance(exc, OSError):
+        return "the disk is full (database or disk is full)"
+    if folder is not None and _no_room(folder):
+        return f"the disk is full ({_words(exc)})"
     if isinstance(exc, OSError) and exc.errno == errno.EROFS:
         return "the file system is read-only"
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
         return "it may no longer be written (permission denied)"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    text = str(exc)
-    if "full" in text:
-        return "the disk is full (database or disk is full)"
-    return text
+    return _words(exc)
 
 
-def disk_remedy(exc: BaseException) -> str:
-    """What to do about a folder that cannot be written (``exc``): free space on a full
-    disk (or quota), else choose another folder."""
-    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    if full or (not isinstance(exc, OSError) and "full" in str(exc)):
+def disk_remedy(problem: str, *, resumable: bool) -> str:
+    """What to do about a folder that cannot be written, given :func:`disk_problem`'s
+    words. A folder holding a journal (``resumable``) is never traded for another: a new
+    ``--out`` starts a new journal, which would send every row again, and pay for it."""
+    full = problem.startswith("the disk is full")
+    if resumable:
+        fix = "free some space" if full else "fix that"
+        return (
+            f"{fix}, then run the same command again with this --out (its journal knows "
+            "what was sent and paid for; another folder would pay for every row again)"
+        )
+    if full:
         return "free some space (or give --out a folder on another disk)"
     return "give --out a folder this user can write to"
+
+
+def _words(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def _no_room(folder: Path) -> bool:
+    """Whether the disk of ``folder`` (or of its nearest existing parent) has under 1 MiB free."""
+    for place in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(place).free < 1 << 20
+        except OSError:
+            continue
+    return False
 
 
 SCHEMA_VERSION: Final = "2"
