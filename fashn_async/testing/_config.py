@@ -39,6 +39,7 @@ HttpFaultKind = Literal[
     "cut_off",
     "bad_status_line",
     "untracked",
+    "patched",
 ]
 HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
 
@@ -190,6 +191,8 @@ class HttpFault:
             close the connection.
         ``untracked``: answer 404 ``{"error": "NotFound", ...}``, as the API does for the
             status of a prediction it no longer tracks (NOTES.md); nothing is handled.
+        ``patched``: handle the request, then answer 200 with its JSON object updated
+            with ``patch`` (a status ``"Aborted"``, an output ``[null]``, an id ``".."``).
 
     Args:
         kind: One of the kinds above.
@@ -201,6 +204,7 @@ class HttpFault:
         code: Error name of ``throttle`` answers (``RateLimitExceeded``,
             ``ConcurrencyLimitExceeded``...).
         retry_after: ``Retry-After`` value of ``throttle`` answers; ``None``: no header.
+        patch: The fields a ``patched`` answer gets (any JSON values).
     """
 
     kind: HttpFaultKind = attrs.field(validator=v.in_(_HTTP_FAULT_KINDS))
@@ -211,6 +215,7 @@ class HttpFault:
     delay: float = attrs.field(default=30.0, converter=_real, validator=_number(0.0))
     code: str = attrs.field(default="RateLimitExceeded", validator=_text)
     retry_after: str | None = attrs.field(default="0", validator=_optional_str)
+    patch: dict[str, Any] = attrs.field(factory=dict, hash=False, validator=v.instance_of(dict))
 
 
 Fault = PredictionFault | HttpFault
