@@ -43,7 +43,8 @@ class AsyncFashn(BaseClient):
         proxy: Send every request through this HTTP proxy (``http://host:port``, with
             ``user:password@`` if it needs them). ``None`` leaves it to ``trust_env``.
         trust_env: Honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (and
-            ``.netrc``) from the environment, as httpx and requests do.
+            ``.netrc``) from the environment; ``NO_PROXY`` by urllib's rules (host
+            names and suffixes, no CIDR ranges: README "Proxies").
         verify: The TLS certificates trusted, as httpx's option: ``True`` for the
             system's store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name another), the path
             of a PEM bundle of CA certificates or of a folder of them (trusted instead of

@@ -120,7 +120,7 @@ class Transport:
         user_agent: The User-Agent header.
         proxy: A proxy URL for every request; ``None`` leaves it to ``trust_env``.
         trust_env: Read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` (and ``.netrc``)
-            from the environment, as httpx and requests do.
+            from the environment (``NO_PROXY`` by urllib's rules: README "Proxies").
         verify: The TLS certificates trusted: ``True`` (the system's store) or a
             context (``_tls.check_verify``).
     """
