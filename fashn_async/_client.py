@@ -43,7 +43,8 @@ class AsyncFashn(BaseClient):
         proxy: Send every request through this HTTP proxy (``http://host:port``, with
             ``user:password@`` if it needs them). ``None`` leaves it to ``trust_env``.
         trust_env: Honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (and
-            ``.netrc``) from the environment, as httpx and requests do.
+            ``.netrc``) from the environment; ``NO_PROXY`` by urllib's rules (host
+            names and suffixes, no CIDR ranges: README "Proxies").
         verify: The TLS certificates trusted, as httpx's option: ``True`` for the
             system's store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name another), the path
             of a PEM bundle of CA certificates or of a folder of them (trusted instead of
@@ -126,11 +127,16 @@ class AsyncFashn(BaseClient):
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
-            InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            InvalidRequestError: ``prediction_id`` is unusable in a URL path (empty,
+                ``.`` or ``..``, a ``/`` or a control character: ``_answers.id_problem``);
+                nothing is sent.
             NotFoundError: no such prediction, or one too old to be tracked (404).
             AuthenticationError: the API key was refused (401).
             RateLimitError: 429 answers outlasted ``retry.attempts``.
             ServerError: 5xx answers outlasted ``retry.attempts``.
+            APIError: an answer about another prediction (at once), or 2xx answers
+                without a ``status`` or with an ``output`` not null or a list of
+                non-empty strings, past ``retry.attempts``.
             TransportError: the network failed ``retry.attempts`` times (ConnectError,
                 NetworkTimeoutError or ConnectionDroppedError).
         """
@@ -151,10 +157,15 @@ class AsyncFashn(BaseClient):
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
-            InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            InvalidRequestError: ``prediction_id`` is unusable in a URL path (empty,
+                ``.`` or ``..``, a ``/`` or a control character: ``_answers.id_problem``);
+                nothing is sent.
             NotFoundError: no such prediction, or one too old to be tracked (404).
             AuthenticationError: the API key was refused (401).
             ServerError: 5xx answers outlasted ``retry.attempts``.
+            APIError: an answer about another prediction (at once), or 2xx answers
+                without a ``status`` or with an ``output`` not null or a list of
+                non-empty strings, past ``retry.attempts``.
             TransportError: the network failed ``retry.attempts`` times (ConnectError,
                 NetworkTimeoutError or ConnectionDroppedError).
         """
@@ -176,14 +187,17 @@ class AsyncFashn(BaseClient):
         Raises:
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
-            InvalidRequestError: ``prediction_id`` is not a non-empty string.
+            InvalidRequestError: ``prediction_id`` is unusable in a URL path (empty,
+                ``.`` or ``..``, a ``/`` or a control character: ``_answers.id_problem``);
+                nothing is sent.
             ConfigurationError: ``cancel_on_exit`` is not a bool.
             PollingError: a status call failed for good, after its retries (its
                 ``__cause__``: NotFoundError when there is no such prediction or it is
                 too old to be tracked, 404, not retried; AuthenticationError;
                 RateLimitError past ``retry.rate_limit_waits``; ServerError or
                 TransportError past ``retry.attempts``; APIError for an answer that is
-                not this prediction's status); the prediction is not cancelled.
+                not this prediction's status, or whose ``output`` is not null or a list
+                of non-empty strings); the prediction is not cancelled.
         """
         self._transport.check_loop()
         config_bool("cancel_on_exit", cancel_on_exit)

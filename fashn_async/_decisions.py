@@ -25,7 +25,8 @@ nothing. "Expected" means the route's success shape (``id``; ``status``; ``credi
     2xx, expected body                             RETURN                  RETURN
     2xx, API body without the expected fields      FINAL (API's error)     FINAL
     2xx, anything else (not JSON, truncated,       UNCERTAIN               RETRY d  [1]
-      JSON without id)
+      JSON without id, an id unusable in a URL
+      path, an output not a list of strings)
     429 OutOfCredits                               FINAL                   FINAL
     429 ConcurrencyLimitExceeded, API body         RETRY d  [2]            RETRY d  [2]
     429 RateLimitExceeded, API body                PAUSE d  [2]            PAUSE d  [2]
@@ -62,6 +63,7 @@ from typing import Any, Literal
 
 import attrs
 
+from fashn_async._answers import id_problem, output_problem
 from fashn_async._names import (
     CURRENT_PREDICTION_ERRORS,
     HTTP_ERROR_CODES,
@@ -223,18 +225,20 @@ class Decision:
 def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | None]:
     """Classify a parsed body for ``route``; return its shape and any API error name
     (one of :data:`API_ERROR_NAMES`: the API's shape with another name is
-    ``OTHER_JSON``)."""
+    ``OTHER_JSON``).
+
+    Expected (the route's success) means: for ``run`` an ``id`` usable as a path
+    segment (:func:`fashn_async._answers.id_problem`: not ``..``, which would poll
+    ``/v1/``); for ``status`` and ``cancel`` a string ``status`` and an ``output`` that
+    is absent, null or a list of non-empty strings (fashn-api-v1.txt shows a list of
+    URLs); for ``credits`` a ``credits`` object. An answer with the field but not so is
+    not the route's: a POST's outcome is then uncertain, a GET is retried
+    (:func:`unexpected` says what is amiss)."""
     if not is_json:
         return Shape.NOT_JSON, None
     if not isinstance(data, dict):
         return Shape.OTHER_JSON, None
-    field = _EXPECTED_FIELD[route]
-    value = data.get(field)
-    if (
-        (route == "run" and isinstance(value, str) and value)
-        or (route in ("status", "cancel") and isinstance(value, str))
-        or (route == "credits" and isinstance(value, dict))
-    ):
+    if _amiss(route, data) is None:
         return Shape.EXPECTED, None
     error = data.get("error")
     name = error.get("name") if isinstance(error, dict) else error
@@ -245,16 +249,36 @@ def body_shape(route: Route, data: Any, *, is_json: bool) -> tuple[Shape, str | 
 
 def unexpected(route: Route, data: Any) -> str:
     """What keeps a 2xx JSON answer from being ``route``'s, for a message: the success
-    field (``id``, ``status``, ``credits``) missing, or not of its type."""
-    field = _EXPECTED_FIELD[route]
+    field (``id``, ``status``, ``credits``) missing, or not of its type; an ``id`` not
+    usable in a URL path; an ``output`` that is not a list of non-empty strings."""
     if not isinstance(data, dict):
         return f"the answer is a JSON {type(data).__name__}, not an object"
+    return _amiss(route, data) or "the answer is not the expected one"
+
+
+def _amiss(route: Route, data: dict[str, Any]) -> str | None:
+    """What keeps the JSON object ``data`` from being ``route``'s success body, or None."""
+    field = _EXPECTED_FIELD[route]
     if field not in data:
         return f"the answer has no {field!r}"
-    kind = "an object" if route == "credits" else "a string"
-    value = repr(data[field])
-    shown = value if len(value) <= 40 else value[:37] + "..."
-    return f"its {field!r} is {shown}, not {kind}"
+    value = data[field]
+    if route == "credits":
+        return (
+            None if isinstance(value, dict) else f"its {field!r} is {_shown(value)}, not an object"
+        )
+    if not isinstance(value, str):
+        return f"its {field!r} is {_shown(value)}, not a string"
+    if route == "run":
+        problem = id_problem(value)
+        if problem is not None:
+            return f"its 'id' is {_shown(value)}, unusable in a URL path: {problem}"
+        return None
+    return output_problem(data.get("output"))
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def apis_own(outcome: Outcome) -> bool:

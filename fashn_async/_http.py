@@ -130,7 +130,7 @@ class Transport:
         user_agent: The User-Agent header.
         proxy: A proxy URL for every request; ``None`` leaves it to ``trust_env``.
         trust_env: Read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` (and ``.netrc``)
-            from the environment, as httpx and requests do.
+            from the environment (``NO_PROXY`` by urllib's rules: README "Proxies").
         verify: The TLS certificates trusted: ``True`` (the system's store) or a
             context (``_tls.check_verify``).
     """
@@ -159,6 +159,7 @@ class Transport:
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._posts: aiohttp.ClientSession | None = None  # POST /v1/run: fresh connections
+        self._retired: list[aiohttp.ClientSession] = []  # out of step (:meth:`_retire`)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -205,13 +206,23 @@ class Transport:
             self._session = self.new_session()
             self._posts = self.new_session(fresh=True)
 
+    def _retire(self, session: aiohttp.ClientSession) -> None:
+        """Use a new session from now on: one of ``session``'s kept-alive connections is
+        out of step (aiohttp has no way to drop one connection of its pool, and the
+        answer gave its connection back before it was read). Requests on it finish; it
+        is closed with the client."""
+        if session is self._session:
+            self._retired.append(session)
+            self._session = self.new_session()
+
     async def close(self) -> None:
         """Close the session and wait for its connections to go."""
         if self._session is not None:
             self.check_loop()
         self._closed = True
-        sessions = (self._session, self._posts)
+        sessions = (self._session, self._posts, *self._retired)
         self._session = self._posts = None
+        self._retired = []
         for session in sessions:
             if session is not None:
                 await session.close()
@@ -265,10 +276,11 @@ class Transport:
                 f"{method} {path}: an answer over {MAX_ANSWER_BYTES >> 20} MiB, not read"
             )
         except _OutOfStepError as exc:
+            self._retire(session)
             failure = RemoteProtocolError(
                 f"{method} {path}: the answer is about prediction "
                 f"{self._safe(exc.args[0])!r}, another request's: the connection was out of "
-                "step (a proxy or server sent something twice, say); it was dropped"
+                "step (a proxy or server sent something twice, say); new connections are used"
             )
         except asyncio.CancelledError as cancel:
             cancel.__traceback__ = cancel.__context__ = cancel.__cause__ = None
@@ -355,8 +367,7 @@ class Transport:
                 return None
             parsed, is_json = parse_json(body)
             other = _about_another(method, path, parsed)
-            if other is not None:
-                response.close()  # out of step: each answer after it would be off by one
+            if other is not None:  # out of step: each answer after it would be off by one
                 raise _OutOfStepError(other)
             return Response(
                 response.status,

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 import cattrs
 
+from fashn_async._answers import output_problem, read_status
 from fashn_async._error_map import prediction_error_from_payload
 from fashn_async._images import ImageInput, check_image_input
 from fashn_async._names import TERMINAL_STATUSES
@@ -286,7 +287,9 @@ class ErrorInfo:
 class PredictionStatus:
     """One answer of GET /v1/status/:id.
 
-    ``status`` keeps values this version does not know; only completed, failed and
+    ``status`` is read by :func:`~fashn_async._answers.read_status`: a documented
+    status in any case, an unknown one with an error object as failed; other values
+    this version does not know are kept (still running). Only completed, failed and
     canceled are terminal.
     """
 
@@ -354,11 +357,11 @@ converter.register_structure_hook(ErrorInfo | None, _structure_error)
 
 
 def _structure_output(value: Any, _: type) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(item) for item in value)
+    """``output`` by :func:`~fashn_async._answers.output_problem`'s rule."""
+    problem = output_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return None if value is None else tuple(value)
 
 
 converter.register_structure_hook(tuple[str, ...] | None, _structure_output)
@@ -367,9 +370,16 @@ converter.register_structure_hook(tuple[str, ...] | None, _structure_output)
 def status_answer(data: Any, status_code: int, prediction_id: str) -> PredictionStatus:
     """The :class:`PredictionStatus` in a status (or cancel) answer's JSON ``data``.
 
+    The status is read by :func:`~fashn_async._answers.read_status`: ``"Completed"``
+    is completed, an unknown status with an ``error`` object is failed, any other
+    unknown status is kept (still running). ``output`` is null (a ``completed``
+    answer with none: a success with no outputs) or a list of non-empty strings
+    (:func:`~fashn_async._answers.output_problem`).
+
     Raises:
         APIError: ``data`` is no status object, is about another prediction, or cannot
-            be read (its ``prediction_id`` is set).
+            be read (an ``output`` that is not null or a list of non-empty strings);
+            its ``prediction_id`` is set.
     """
     if not isinstance(data, dict) or not isinstance(data.get("status"), str):
         raise APIError(
@@ -383,8 +393,18 @@ def status_answer(data: Any, status_code: int, prediction_id: str) -> Prediction
             status_code=status_code,
             prediction_id=prediction_id,
         )
+    problem = output_problem(data.get("output"))
+    if problem is not None:
+        raise APIError(
+            f"the status answer is unreadable: {problem}",
+            status_code=status_code,
+            prediction_id=prediction_id,
+        )
+    status = read_status(data["status"], data.get("error"))
     try:
-        return converter.structure({**data, "id": prediction_id}, PredictionStatus)
+        return converter.structure(
+            {**data, "id": prediction_id, "status": status}, PredictionStatus
+        )
     except Exception as exc:  # cattrs' errors never reach callers
         raise APIError(
             f"the status answer could not be read: {exc}",

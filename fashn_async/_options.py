@@ -10,6 +10,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from fashn_async._answers import id_problem
 from fashn_async._coordination import RedisCoordination
 from fashn_async._limits import Limits
 from fashn_async._models import ModelRequest, TryOnRequest
@@ -186,18 +187,16 @@ def check_batch_input(requests: object) -> None:
 
 
 def check_id(prediction_id: str) -> str:
-    """A prediction id as the API gives it: non-empty text UTF-8 can carry.
+    """A prediction id usable as the last segment of ``/v1/status/:id`` (the rule of
+    :func:`fashn_async._answers.id_problem`): not empty, printable text UTF-8 can carry,
+    not a dot segment (``.``, ``..``), no ``/`` or ``\\``.
 
     Raises:
-        InvalidRequestError: naming the id (shortened) and what is accepted.
+        InvalidRequestError: naming the id (shortened) and what is amiss; nothing is sent.
     """
-    if not isinstance(prediction_id, str) or not prediction_id.strip():
+    problem = id_problem(prediction_id)
+    if problem is not None:
         raise InvalidRequestError(
-            f"a prediction id must be a non-empty string, got {shorten(prediction_id)}"
-        )
-    if not encodable(prediction_id) or any(not ch.isprintable() for ch in prediction_id):
-        raise InvalidRequestError(
-            "a prediction id must be printable text without lone surrogate code points, "
-            f"got {shorten(prediction_id)}"
+            f"a prediction id must be usable in a URL path; got {shorten(prediction_id)}: {problem}"
         )
     return prediction_id

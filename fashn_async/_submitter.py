@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from fashn_async._decisions import Action, Tries, counted_by_server, decide
+from fashn_async._answers import id_problem
+from fashn_async._decisions import Action, Tries, counted_by_server, decide, unexpected
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
 from fashn_async._limits import RateLimiter
@@ -130,6 +131,8 @@ class Submitter:
             if action is Action.UNCERTAIN:
                 # An answer, but not the API's: a wrong address answers so every time.
                 hint = " (is base_url the API's address?)" if outcome.answered else ""
+                if isinstance(result, Response) and result.is_json and 200 <= result.status < 300:
+                    hint = f": {unexpected('run', result.data)}{hint}"  # what is amiss
                 raise SubmissionUncertainError(
                     f"POST /v1/run: {decision.reason}{hint}; the prediction may exist and "
                     "be charged, so it is not re-sent",
@@ -218,10 +221,11 @@ class Submitter:
 
 
 def _prediction_id(response: Response) -> str | None:
-    """The id of a successful answer, or None."""
+    """The id of a successful answer, or None (none, or one unusable in a URL path:
+    ``_answers.id_problem``, the rule ``_decisions.body_shape`` reads answers by)."""
     data = response.data
     if 200 <= response.status < 300 and isinstance(data, dict):
         prediction_id = data.get("id")
-        if isinstance(prediction_id, str) and prediction_id:
+        if isinstance(prediction_id, str) and id_problem(prediction_id) is None:
             return prediction_id
     return None

@@ -205,7 +205,7 @@ async def test_a_status_answer_about_another_prediction_is_refused(
 ) -> None:
     """A status (or cancel) answer whose id is another prediction's is never taken as this
     prediction's (its outputs would be saved under the other's id): the connection is
-    out of step, so it is dropped and the GET sent again; one that stays so ends in
+    out of step, so the GET is sent again on new connections; one that stays so ends in
     RemoteProtocolError naming both."""
     prediction = await client.submit(request_for(emulator))
     emulator.inject(HttpFault("other_id", route=route, times=1))  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """Proxies for real: a tinyproxy process on loopback, reached through the environment
-(``HTTP_PROXY`` / ``NO_PROXY``, honoured by default as httpx does) and through ``proxy=``.
+(``HTTP_PROXY`` / ``NO_PROXY``, honoured by default by urllib's rules, as aiohttp reads
+them) and through ``proxy=``.
 
 tinyproxy is the Debian package (``.ci/run`` installs it); missing, these tests skip with
 the install command, or fail in CI. Its log names every request it forwarded: that is
@@ -92,6 +93,30 @@ async def test_no_proxy_bypasses_it(tinyproxy: Tinyproxy, clean_env: pytest.Monk
         await _use(_client(emu), emu)
         assert emu.report().requests_by_route["run"] == 1
     assert tinyproxy.forwarded("/v1/") == 0
+
+
+def _no_proxy_rows() -> list[tuple[str, bool]]:
+    """The README's NO_PROXY table: each entry, and whether the API is reached directly."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    table = text.split("<!-- no-proxy-table:", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[3:]:
+        entry, goes = (cell.strip() for cell in line.strip("|").split("|"))
+        rows.append((entry.split("`")[1], goes == "direct"))
+    return rows
+
+
+@pytest.mark.parametrize(("no_proxy", "direct"), _no_proxy_rows())
+async def test_no_proxy_entries_match_as_the_readme_says(
+    tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch, no_proxy: str, direct: bool
+) -> None:
+    """Each NO_PROXY row of the README (host, suffix, '*'; no CIDR, port or wildcard):
+    the request goes direct or through the proxy, as the row says."""
+    clean_env.setenv("HTTP_PROXY", tinyproxy.url)
+    clean_env.setenv("NO_PROXY", no_proxy)
+    async with _emulator() as emu, _client(emu) as client:
+        await client.credits()
+    assert tinyproxy.forwarded("/v1/credits") == (0 if direct else 1)
 
 
 async def test_explicit_proxy_option(tinyproxy: Tinyproxy, clean_env: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ STAGES: list[tuple[str, list[str]]] = [
         "foundation",
         [
             "_names",
+            "_answers",
             "_redact",
             "_version",
             "_window",

@@ -41,6 +41,7 @@ HttpFaultKind = Literal[
     "untracked",
     "answer_twice",
     "idle_408",
+    "patched",
 ]
 HttpRoute = Literal["run", "status", "cancel", "credits", "any"]
 
@@ -199,6 +200,8 @@ class HttpFault:
             ``408 Request Timeout`` with ``Connection: close``, and close it 2 s later, as
             busy servers do to idle connections: a request sent on it meanwhile reads the
             408.
+        ``patched``: handle the request, then answer 200 with its JSON object updated
+            with ``patch`` (a status ``"Aborted"``, an output ``[null]``, an id ``".."``).
 
     Args:
         kind: One of the kinds above.
@@ -210,6 +213,7 @@ class HttpFault:
         code: Error name of ``throttle`` answers (``RateLimitExceeded``,
             ``ConcurrencyLimitExceeded``...).
         retry_after: ``Retry-After`` value of ``throttle`` answers; ``None``: no header.
+        patch: The fields a ``patched`` answer gets (any JSON values).
     """
 
     kind: HttpFaultKind = attrs.field(validator=v.in_(_HTTP_FAULT_KINDS))
@@ -220,6 +224,7 @@ class HttpFault:
     delay: float = attrs.field(default=30.0, converter=_real, validator=_number(0.0))
     code: str = attrs.field(default="RateLimitExceeded", validator=_text)
     retry_after: str | None = attrs.field(default="0", validator=_optional_str)
+    patch: dict[str, Any] = attrs.field(factory=dict, hash=False, validator=v.instance_of(dict))
 
 
 Fault = PredictionFault | HttpFault

@@ -230,8 +230,8 @@ async def disturb(
     """Answer ``request`` as ``fault`` says, for the kinds that mimic real networks.
 
     The ``*_after`` kinds (and ``truncated``, ``not_json``, ``no_id``, ``other_id``,
-    ``cut_off``, ``bad_status_line``) run the handler first, so a submission is created and counted,
-    and then replace its answer.
+    ``patched``, ``cut_off``, ``bad_status_line``) run the handler first, so a
+    submission is created and counted, and then replace its answer.
     """
     kind = fault.kind
     if kind == "gateway_before":
@@ -271,6 +271,9 @@ async def disturb(
         if isinstance(answer, dict):
             answer["id"] = f"other-than-{answer.get('id')}"
         return web.json_response(answer, status=response.status)
+    if kind == "patched":
+        answer = json.loads(data) if data else {}
+        return web.json_response({**answer, **fault.patch} if isinstance(answer, dict) else answer)
     if kind == "cut_off":  # the head, and half the body it announces
         _write_raw(request, _raw_answer(response.status, data)[: -(len(data) - len(data) // 2)])
         return web.Response()
