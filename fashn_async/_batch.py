@@ -203,6 +203,8 @@ class Batch:
         Raises:
             StopAsyncIteration: every result was yielded.
             BatchClosedError: the batch was closed.
+            EventLoopError: called on an event loop other than the client's (nothing is
+                started there; the batch stays usable on its own loop).
             OutOfCreditsError, BatchInputError, EventHookError: what ended the batch
                 early, once the results before it were yielded.
             FashnError: with ``raise_on_error``, the first failure (the batch is closed).
@@ -258,10 +260,17 @@ class Batch:
         Results not yet yielded are dropped; iterating afterwards raises
         :class:`~fashn_async.errors.BatchClosedError`. Closing again does nothing more;
         called while another close is under way, it returns once that one is complete.
+        A cancelled caller still waits for all that, then raises ``CancelledError``.
+
+        Raises:
+            EventLoopError: called on an event loop other than the client's, the batch
+                started; nothing was done.
         """
         await self._close("aclose() was called")
 
     async def _close(self, reason: str) -> None:
+        if self._run is not None:
+            self._engine.transport.check_loop()  # its tasks and events are that loop's
         if self._closed is not None:  # closing or closed: return once it is done
             if self._close_done is not None:
                 with anyio.CancelScope(shield=True):
@@ -278,8 +287,16 @@ class Batch:
             done.set()
 
     def _open(self) -> _Run:
+        """The run, started at the first call.
+
+        Raises:
+            BatchClosedError: the batch was closed.
+            EventLoopError: called on a loop other than the client's; nothing started.
+            ClientClosedError: the client was closed before the run could start.
+        """
         if self._closed is not None:
             raise BatchClosedError(f"this batch was closed: {self._closed}")
+        self._engine.transport.check_loop()  # before any task: the group would live there
         if self._run is None:
             run = _Run(
                 self._engine,

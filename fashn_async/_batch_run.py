@@ -9,7 +9,10 @@ raising, a hook raising) is kept in :attr:`_Run.stop` and raised by the handle a
 results before it; from then on no item that was not sent is sent. A ``BaseException``
 that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised by the input
 or a hook is kept in :attr:`_Run.fatal`: the run is cancelled and the handle re-raises it
-as is; it never reaches the client's task group.
+as is; it never reaches the client's task group. A ``CancelledError`` that user code
+raises while nothing cancels the batch is that code's failure, as an ``Exception`` is
+(:func:`~fashn_async._batch_item.is_failure`); only the batch's own cancellation ends it
+quietly.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from fashn_async._batch_item import HookCalls, Item, fatal_in
+from fashn_async._batch_item import HookCalls, Item, fatal_in, is_failure
 from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._models import Prediction, PredictionStatus, Request
@@ -131,15 +134,15 @@ class _Run(HookCalls):
             with self.scope:
                 async with anyio.create_task_group() as workers:
                     await self._read(workers)
-        except Exception as exc:  # a bug of ours: end the batch with it, never a raw group
-            error = FashnError(f"the batch failed: {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            self._stop(error)
         except BaseException as exc:
-            fatal = fatal_in(exc)
-            if fatal is None:  # cancelled from outside: the client is closing
+            if is_failure(exc):  # a bug of ours: end the batch with it, never a raw group
+                error = FashnError(f"the batch failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._stop(error)
+            elif (fatal := fatal_in(exc)) is not None:
+                self._fatal(fatal)  # never into the client's task group
+            else:  # cancelled from outside: the client is closing
                 raise
-            self._fatal(fatal)  # never into the client's task group
         finally:
             self.results.end()
             self.ended.set()
@@ -181,17 +184,17 @@ class _Run(HookCalls):
                     await source.aclose()
 
     def _input_raised(self, index: int, exc: BaseException) -> None:
-        """The input raised, opened or read at ``index``: an Exception ends the batch
-        (BatchInputError), another BaseException reaches the consumer as is, and our own
-        cancellation goes on up."""
-        if isinstance(exc, Exception):
+        """The input raised, opened or read at ``index``: its failure (an Exception, a
+        CancelledError of its own) ends the batch (BatchInputError), another
+        BaseException reaches the consumer as is, and our own cancellation goes on up."""
+        if is_failure(exc):
             self._input_failed(index, exc)
         elif fatal_in(exc) is None:
             raise exc
         else:
             self._fatal(exc)
 
-    def _input_failed(self, index: int, exc: Exception) -> None:
+    def _input_failed(self, index: int, exc: BaseException) -> None:
         error = BatchInputError(
             f"reading item {index} of the batch's input raised {type(exc).__name__}: {exc} "
             f"(the {index} item(s) read before it were finished first)"
@@ -257,15 +260,14 @@ class _Run(HookCalls):
                 status.raise_for_status()
         except FashnError as exc:
             error = exc
-        except Exception as exc:  # a bug of ours, reported as this item's failure
+        except BaseException as exc:  # a bug of ours, KeyboardInterrupt reading the item...
+            if not is_failure(exc):  # ...or a CancelledError of a Mapping item's own
+                fatal = fatal_in(exc)
+                if fatal is None:  # cancelled: the batch is closing
+                    raise
+                self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
             error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
-        except BaseException as exc:  # KeyboardInterrupt reading the item, say
-            fatal = fatal_in(exc)
-            if fatal is None:  # cancelled: the batch is closing
-                raise
-            self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
-            error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
         finally:
             self._unsent.discard(item)
         refused = item.refusal is not None and item.hook_error is None
