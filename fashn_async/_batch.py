@@ -47,6 +47,7 @@ from fashn_async._batch_run import BatchInput, _Run
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult
+from fashn_async._shield import outlive_cancels, until_set
 from fashn_async.errors import BatchClosedError, ClientClosedError
 
 if TYPE_CHECKING:
@@ -120,15 +121,20 @@ class BatchGroup:
             self._live.discard(run)
 
     async def aclose(self) -> None:
-        """Close every open batch (cancelling on the server what they run) and wait."""
+        """Close every open batch (cancelling on the server what they run) and wait until
+        every task has ended, however often the caller is cancelled meanwhile.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled meanwhile (once all ended).
+        """
         self._closed = True
         for run in list(self._runs):
             run.cancel("its client was closed")
         host, self._host = self._host, None
+        cancelled = False
         if host is not None:
             host.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait([host])
+            cancelled = await outlive_cancels(host)  # every task ended, cancelled or not
             self._group = None
             if not host.cancelled() and host.exception() is not None:  # a bug of ours
                 logger.error("the batch task group failed", exc_info=host.exception())
@@ -136,6 +142,8 @@ class BatchGroup:
             run.never_ran()
         self._live.clear()
         self._queued.clear()
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 class Batch:
@@ -272,9 +280,8 @@ class Batch:
         if self._run is not None:
             self._engine.transport.check_loop()  # its tasks and events are that loop's
         if self._closed is not None:  # closing or closed: return once it is done
-            if self._close_done is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._close_done.wait()
+            if self._close_done is not None and await until_set(self._close_done):
+                raise asyncio.CancelledError
             return
         self._closed = reason
         self._close_done = done = anyio.Event()

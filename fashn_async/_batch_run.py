@@ -17,6 +17,7 @@ quietly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
+from fashn_async._shield import until_set
 from fashn_async._stream import ResultStream
 from fashn_async.errors import (
     BatchInputError,
@@ -105,10 +107,15 @@ class _Run(HookCalls):
             self.forget(self)
 
     async def close(self, reason: str) -> None:
-        """:meth:`cancel`, then wait until every task of the run has ended."""
+        """:meth:`cancel`, then wait until every task of the run has ended, its remote
+        cancels sent, however often the caller is cancelled meanwhile.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled meanwhile (once all ended).
+        """
         self.cancel(reason)
-        with anyio.CancelScope(shield=True):
-            await self.ended.wait()
+        if await until_set(self.ended):
+            raise asyncio.CancelledError
 
     def never_ran(self) -> None:
         """Its task was cancelled before it began: end the stream all the same."""

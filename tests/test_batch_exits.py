@@ -251,3 +251,55 @@ async def test_client_closed_as_the_batch_starts(emulator: Emulator, turns: int)
             await first
     assert emulator.report().in_progress == 0
     assert client._engine.in_flight.in_use == 0
+
+
+@SLOW
+@MANY
+@pytest.mark.parametrize("turns", [(1,), (2,), (4,), (1, 3)], ids=str)
+async def test_cancelled_aclose_ends_everything_first(
+    client: AsyncFashn, emulator: Emulator, turns: tuple[int, ...]
+) -> None:
+    """The task awaiting batch.aclose() cancelled (once, or twice) after that many loop
+    turns: CancelledError reaches it only after every running prediction was cancelled
+    on the server and every task of the batch ended; the batch is closed."""
+    batch = client.batch(distinct(emulator, N))
+    await anext(batch)
+    closing = asyncio.ensure_future(batch.aclose())
+    for turn in range(max(turns) + 1):
+        if turn in turns:
+            closing.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    report = emulator.report()
+    assert len(report.accepted) == N
+    assert report.in_progress == 0
+    assert_all_cancelled(emulator)
+    assert_idle(client, emulator)
+    with pytest.raises(errors.BatchClosedError, match="aclose"):
+        await anext(batch)
+
+
+@SLOW
+@MANY
+async def test_cancelled_client_aclose_ends_every_batch_first(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """The task awaiting client.aclose() cancelled: CancelledError reaches it only after
+    every batch's predictions were cancelled on the server and their tasks ended."""
+    batches = [client.batch(distinct(emulator, 2 * N)[i::2]) for i in range(2)]
+    for batch in batches:
+        await anext(batch)
+    closing = asyncio.ensure_future(client.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    report = emulator.report()
+    assert len(report.accepted) == 2 * N
+    assert report.in_progress == 0
+    assert_all_cancelled(emulator)
+    assert client._engine.in_flight.in_use == 0
+    for batch in batches:
+        with pytest.raises(errors.BatchClosedError, match="client was closed"):
+            await anext(batch)
