@@ -27,9 +27,16 @@ The iteration contract (tested in ``tests/test_batch_stream.py`` and
 - The handle dropped before its end (``break`` out of ``async for r in
   client.batch(...)``, an exception in that loop's body, its consumer cancelled) closes
   the batch in the same way, the moment the interpreter frees the handle (at once on
-  CPython); ``async with`` makes this explicit and awaited on any interpreter. A handle
-  that is kept (``b = client.batch(...)``) stays open after a ``break``: it keeps at most
-  ``max_pending`` items going, for the next ``async for`` to yield.
+  CPython); ``async with`` makes this explicit and awaited on any interpreter. What
+  escapes ``anext()`` never holds the handle (not in its traceback's frames), so an
+  exception kept afterwards (a stored TimeoutError, an anyio task group's cancel) does
+  not keep a dropped batch going. A handle that is kept (``b = client.batch(...)``)
+  stays open after a ``break`` or a cancellation: it keeps at most ``max_pending`` items
+  going, for the next ``async for`` to yield.
+- User code the batch calls (the input, a hook, an image's ``read()``) raising a
+  ``CancelledError`` while nothing cancels the batch fails as if it raised an Exception.
+- A batch is driven on its client's event loop only: ``anext()`` elsewhere raises
+  :class:`~fashn_async.errors.EventLoopError` and starts nothing.
 """
 
 from __future__ import annotations
@@ -223,14 +230,19 @@ class Batch:
         run = self._open()
         if self._exhausted:
             raise StopAsyncIteration
-        results = run.results
-        while (result := results.take()) is None:  # taken at once: a cancel loses nothing
+        try:
+            result = await _next_result(run)
+        except BaseException:
+            # What escapes keeps this frame in its traceback, and the traceback may be
+            # kept (a TimeoutError stored for a report, an anyio task group's cancel):
+            # not the handle with it, or a batch nobody else keeps would go on sending.
+            del self
+            raise
+        if result is None:
             if run.fatal is not None:
                 await self._close(run.closed or "its input or a hook raised")
                 raise run.fatal
-            if results.ended or results.dropped:
-                self._end(run)
-            await results.changed()
+            self._end(run)
         run.room.release()  # once per result taken
         if self._raise_on_error and result.error is not None:
             await self._close("raise_on_error raised its first failure")
@@ -322,6 +334,18 @@ class Batch:
             self._finalizer = weakref.finalize(self, _dropped, run, asyncio.get_running_loop())
             self._finalizer.atexit = False
         return self._run
+
+
+async def _next_result(run: _Run) -> BatchResult | None:
+    """The next result of ``run``'s stream, or None once none will come (the stream
+    ended, or the input or a hook raised a BaseException). It holds the run, never the
+    handle: a cancellation escaping it must not keep the handle alive."""
+    results = run.results
+    while (result := results.take()) is None:  # taken at once: a cancel loses nothing
+        if run.fatal is not None or results.ended or results.dropped:
+            return None
+        await results.changed()
+    return result
 
 
 def _dropped(run: _Run, loop: asyncio.AbstractEventLoop) -> None:
