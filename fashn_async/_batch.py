@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
-from fashn_async._batch_run import BatchInput, _Run
+from fashn_async._batch_run import _Run
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._redact import safe_repr
-from fashn_async._results import BatchResult
+from fashn_async._results import BatchInput, BatchResult
 from fashn_async._shield import outlive_cancels, until_set
 from fashn_async.errors import BatchClosedError, ClientClosedError
 

@@ -34,8 +34,8 @@ class Item:
     """One item's state while a worker carries it."""
 
     index: int
+    #: The item as given; its result's ``request``.
     raw: Any
-    request: Any = None
     prediction_id: str | None = None
     hook_error: EventHookError | None = None
     #: Why the item was not sent: the batch stopped before its POST went out.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -46,12 +46,7 @@ if TYPE_CHECKING:
 
     from fashn_async._engine import Engine
 
-__all__ = ["BatchInput"]
-
-#: What one batch item may be: a request, a dict of TryOnRequest fields (or of
-#: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
-#: :class:`Prediction` submitted earlier, which is polled and never submitted again.
-BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
+__all__: list[str] = []
 
 
 class _Run(HookCalls):
@@ -180,7 +175,7 @@ class _Run(HookCalls):
                     self._input_raised(index, exc)
                     return
                 self.progress.read += 1
-                work = Item(index, item, item)
+                work = Item(index, item)
                 self._unsent.add(work)
                 self._notify(work)
                 workers.start_soon(self._work, work)
@@ -279,7 +274,7 @@ class _Run(HookCalls):
             self._unsent.discard(item)
         refused = item.refusal is not None and item.hook_error is None
         if refused and status is None and item.prediction_id is None:
-            return BatchResult(index=item.index, request=item.request, error=item.refusal)
+            return BatchResult(index=item.index, request=item.raw, error=item.refusal)
         if item.hook_error is not None:
             error = item.hook_error
             if item.prediction_id is not None and status is None and not self.cancel_on_exit:
@@ -289,14 +284,14 @@ class _Run(HookCalls):
         if error is not None:
             return BatchResult(
                 index=item.index,
-                request=item.request,
+                request=item.raw,
                 prediction_id=item.prediction_id,
                 error=error,
             )
         assert status is not None  # the item's scope is cancelled only with a hook error
         return BatchResult(
             index=item.index,
-            request=item.request,
+            request=item.raw,
             prediction_id=status.id,
             output=status.output or (),
             transport=self.engine.transport,
@@ -333,7 +328,7 @@ class _Run(HookCalls):
                 owner=self,
                 on_started=lambda: self._submitted(item, raw.id),
             )
-        item.request = request = _request_at(item.index, raw)
+        request = _request_at(item.index, raw)
         try:
             prepared = await self.engine.prepare(request)
         except InvalidRequestError as exc:
