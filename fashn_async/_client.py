@@ -319,8 +319,10 @@ class AsyncFashn(BaseClient):
         return when that is done; the batch is then closed (iterating it raises
         BatchClosedError). ``break`` (or an exception, or cancellation) out of ``async for
         r in client.batch(...)`` frees the batch, which closes it the same way at once on
-        CPython; a batch kept in a variable stays open for the next ``async for`` and keeps
-        at most ``max_pending`` items going until it is closed.
+        CPython, even if the exception is kept; a batch kept in a variable stays open
+        (after a ``break`` or a cancellation) for the next ``async for`` and keeps at most
+        ``max_pending`` items going until it is closed. A cancelled ``aclose()`` still
+        finishes all that before raising CancelledError.
 
         A bad item (of no accepted type, with unknown or missing fields, or a value that
         fails validation) is a failed result whose InvalidRequestError names its index.
@@ -329,8 +331,9 @@ class AsyncFashn(BaseClient):
             requests: Any iterable or async iterable of TryOnRequest, ModelRequest,
                 ``Prediction`` (submitted earlier: polled, never submitted again), dicts
                 of request fields, or ``(model_image, garment_image, category)`` tuples;
-                read lazily, in this client's event loop. A generator that raises ends
-                the batch with BatchInputError once the items read before have finished.
+                read lazily, in this client's event loop. A generator that raises (an
+                Exception, or a CancelledError while nothing cancels the batch) ends the
+                batch with BatchInputError once the items read before have finished.
             events: A :class:`BatchEvents` told of each step (a journal, a display).
             raise_on_error: Raise the first failure instead of yielding it (the batch is
                 closed first).
@@ -362,6 +365,7 @@ class AsyncFashn(BaseClient):
                 exception is ``__cause__``).
             EventHookError: in the loop, likewise: a hook of ``events`` raised.
             BatchClosedError: the batch is iterated after it was closed.
+            EventLoopError: the batch is iterated on another event loop (nothing starts).
             FashnError: with ``raise_on_error``, the first failed item's error, in the loop.
         """
         self._transport.session  # noqa: B018 - fail fast when closed
