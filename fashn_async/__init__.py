@@ -6,7 +6,6 @@ polling, and streaming batches that cancel what they started when you leave.
 
 from fashn_async import errors
 from fashn_async._batch import Batch
-from fashn_async._batch_run import BatchInput
 from fashn_async._client import AsyncFashn
 from fashn_async._coordination import RedisCoordination
 from fashn_async._events import BatchEvents, BatchProgress
@@ -23,7 +22,7 @@ from fashn_async._models import (
 )
 from fashn_async._polling import Polling
 from fashn_async._prepare import ImagePreparation
-from fashn_async._results import BatchResult, Result, TryOnResult
+from fashn_async._results import BatchInput, BatchResult, Result, TryOnResult
 from fashn_async._retry import RetryPolicy
 from fashn_async._version import __version__
 

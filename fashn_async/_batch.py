@@ -27,9 +27,16 @@ The iteration contract (tested in ``tests/test_batch_stream.py`` and
 - The handle dropped before its end (``break`` out of ``async for r in
   client.batch(...)``, an exception in that loop's body, its consumer cancelled) closes
   the batch in the same way, the moment the interpreter frees the handle (at once on
-  CPython); ``async with`` makes this explicit and awaited on any interpreter. A handle
-  that is kept (``b = client.batch(...)``) stays open after a ``break``: it keeps at most
-  ``max_pending`` items going, for the next ``async for`` to yield.
+  CPython); ``async with`` makes this explicit and awaited on any interpreter. What
+  escapes ``anext()`` never holds the handle (not in its traceback's frames), so an
+  exception kept afterwards (a stored TimeoutError, an anyio task group's cancel) does
+  not keep a dropped batch going. A handle that is kept (``b = client.batch(...)``)
+  stays open after a ``break`` or a cancellation: it keeps at most ``max_pending`` items
+  going, for the next ``async for`` to yield.
+- User code the batch calls (the input, a hook, an image's ``read()``) raising a
+  ``CancelledError`` while nothing cancels the batch fails as if it raised an Exception.
+- A batch is driven on its client's event loop only: ``anext()`` elsewhere raises
+  :class:`~fashn_async.errors.EventLoopError` and starts nothing.
 """
 
 from __future__ import annotations
@@ -43,10 +50,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
-from fashn_async._batch_run import BatchInput, _Run
+from fashn_async._batch_run import _Run
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._redact import safe_repr
-from fashn_async._results import BatchResult
+from fashn_async._results import BatchInput, BatchResult
+from fashn_async._shield import outlive_cancels, until_set
 from fashn_async.errors import BatchClosedError, ClientClosedError
 
 if TYPE_CHECKING:
@@ -120,15 +128,20 @@ class BatchGroup:
             self._live.discard(run)
 
     async def aclose(self) -> None:
-        """Close every open batch (cancelling on the server what they run) and wait."""
+        """Close every open batch (cancelling on the server what they run) and wait until
+        every task has ended, however often the caller is cancelled meanwhile.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled meanwhile (once all ended).
+        """
         self._closed = True
         for run in list(self._runs):
             run.cancel("its client was closed")
         host, self._host = self._host, None
+        cancelled = False
         if host is not None:
             host.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait([host])
+            cancelled = await outlive_cancels(host)  # every task ended, cancelled or not
             self._group = None
             if not host.cancelled() and host.exception() is not None:  # a bug of ours
                 logger.error("the batch task group failed", exc_info=host.exception())
@@ -136,6 +149,8 @@ class BatchGroup:
             run.never_ran()
         self._live.clear()
         self._queued.clear()
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 class Batch:
@@ -203,6 +218,8 @@ class Batch:
         Raises:
             StopAsyncIteration: every result was yielded.
             BatchClosedError: the batch was closed.
+            EventLoopError: called on an event loop other than the client's (nothing is
+                started there; the batch stays usable on its own loop).
             OutOfCreditsError, BatchInputError, EventHookError: what ended the batch
                 early, once the results before it were yielded.
             FashnError: with ``raise_on_error``, the first failure (the batch is closed).
@@ -213,14 +230,19 @@ class Batch:
         run = self._open()
         if self._exhausted:
             raise StopAsyncIteration
-        results = run.results
-        while (result := results.take()) is None:  # taken at once: a cancel loses nothing
+        try:
+            result = await _next_result(run)
+        except BaseException:
+            # What escapes keeps this frame in its traceback, and the traceback may be
+            # kept (a TimeoutError stored for a report, an anyio task group's cancel):
+            # not the handle with it, or a batch nobody else keeps would go on sending.
+            del self
+            raise
+        if result is None:
             if run.fatal is not None:
                 await self._close(run.closed or "its input or a hook raised")
                 raise run.fatal
-            if results.ended or results.dropped:
-                self._end(run)
-            await results.changed()
+            self._end(run)
         run.room.release()  # once per result taken
         if self._raise_on_error and result.error is not None:
             await self._close("raise_on_error raised its first failure")
@@ -258,14 +280,20 @@ class Batch:
         Results not yet yielded are dropped; iterating afterwards raises
         :class:`~fashn_async.errors.BatchClosedError`. Closing again does nothing more;
         called while another close is under way, it returns once that one is complete.
+        A cancelled caller still waits for all that, then raises ``CancelledError``.
+
+        Raises:
+            EventLoopError: called on an event loop other than the client's, the batch
+                started; nothing was done.
         """
         await self._close("aclose() was called")
 
     async def _close(self, reason: str) -> None:
+        if self._run is not None:
+            self._engine.transport.check_loop()  # its tasks and events are that loop's
         if self._closed is not None:  # closing or closed: return once it is done
-            if self._close_done is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._close_done.wait()
+            if self._close_done is not None and await until_set(self._close_done):
+                raise asyncio.CancelledError
             return
         self._closed = reason
         self._close_done = done = anyio.Event()
@@ -278,8 +306,16 @@ class Batch:
             done.set()
 
     def _open(self) -> _Run:
+        """The run, started at the first call.
+
+        Raises:
+            BatchClosedError: the batch was closed.
+            EventLoopError: called on a loop other than the client's; nothing started.
+            ClientClosedError: the client was closed before the run could start.
+        """
         if self._closed is not None:
             raise BatchClosedError(f"this batch was closed: {self._closed}")
+        self._engine.transport.check_loop()  # before any task: the group would live there
         if self._run is None:
             run = _Run(
                 self._engine,
@@ -298,6 +334,18 @@ class Batch:
             self._finalizer = weakref.finalize(self, _dropped, run, asyncio.get_running_loop())
             self._finalizer.atexit = False
         return self._run
+
+
+async def _next_result(run: _Run) -> BatchResult | None:
+    """The next result of ``run``'s stream, or None once none will come (the stream
+    ended, or the input or a hook raised a BaseException). It holds the run, never the
+    handle: a cancellation escaping it must not keep the handle alive."""
+    results = run.results
+    while (result := results.take()) is None:  # taken at once: a cancel loses nothing
+        if run.fatal is not None or results.ended or results.dropped:
+            return None
+        await results.changed()
+    return result
 
 
 def _dropped(run: _Run, loop: asyncio.AbstractEventLoop) -> None:

@@ -4,6 +4,10 @@
 run (:class:`~fashn_async._batch_run._Run`) that the engine calls synchronously around
 each POST (``sending``, ``submitted``, ``not_created``) and that reports progress: a hook
 that raises fails its item and stops the batch, and a POST never goes out unrecorded.
+
+What user code the batch calls raises is sorted by :func:`is_failure` and :func:`fatal_in`:
+its failure (an ``Exception``, or a ``CancelledError`` nothing asked of the task), a
+``BaseException`` to hand the consumer as is, or the batch's own cancellation.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import anyio
 import attrs
 
 from fashn_async._events import BatchEvents, BatchProgress
+from fashn_async._shield import foreign_cancel
 from fashn_async.errors import BatchClosedError, EventHookError, FashnError
 
 if TYPE_CHECKING:
     from fashn_async._engine import Engine
 
-__all__ = ["HookCalls", "Item", "fatal_in"]
+__all__ = ["HookCalls", "Item", "fatal_in", "is_failure"]
 
 
 @attrs.define(eq=False)  # by identity: kept in a set
@@ -29,8 +34,8 @@ class Item:
     """One item's state while a worker carries it."""
 
     index: int
+    #: The item as given; its result's ``request``.
     raw: Any
-    request: Any = None
     prediction_id: str | None = None
     hook_error: EventHookError | None = None
     #: Why the item was not sent: the batch stopped before its POST went out.
@@ -124,7 +129,7 @@ class HookCalls:
     def _hook_failed(self, item: Item, name: str, exc: BaseException) -> None:
         """A hook raised: fail the item, stop its work and the batch (a BaseException
         that is not an Exception cancels the run and reaches the consumer as is)."""
-        if not isinstance(exc, Exception):
+        if not is_failure(exc):
             if fatal_in(exc) is None:  # our own cancellation, seen through the hook
                 raise exc
             self._fatal(exc)
@@ -139,6 +144,16 @@ class HookCalls:
             stop.__cause__ = exc
             self._unsent.discard(item)  # it fails with its hook's error, not as unsent
             self._stop(stop)
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by user code the batch called (its input, a hook, an
+    image's ``read()``), is that code's failure, to report as a value or an error: an
+    ``Exception``, or a ``CancelledError`` it raised while nothing cancels the batch (it
+    awaited a future someone else cancelled, say). Propagated, such a CancelledError
+    would end the batch silently, as if it had finished, and break the client's group.
+    """
+    return isinstance(exc, Exception) or foreign_cancel(exc)
 
 
 def fatal_in(exc: BaseException) -> BaseException | None:

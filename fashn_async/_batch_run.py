@@ -9,25 +9,30 @@ raising, a hook raising) is kept in :attr:`_Run.stop` and raised by the handle a
 results before it; from then on no item that was not sent is sent. A ``BaseException``
 that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised by the input
 or a hook is kept in :attr:`_Run.fatal`: the run is cancelled and the handle re-raises it
-as is; it never reaches the client's task group.
+as is; it never reaches the client's task group. A ``CancelledError`` that user code
+raises while nothing cancels the batch is that code's failure, as an ``Exception`` is
+(:func:`~fashn_async._batch_item.is_failure`); only the batch's own cancellation ends it
+quietly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import attrs
 
-from fashn_async._batch_item import HookCalls, Item, fatal_in
+from fashn_async._batch_item import HookCalls, Item, fatal_in, is_failure
 from fashn_async._coerce import coerce_request
 from fashn_async._events import BatchEvents, BatchProgress
 from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
+from fashn_async._shield import until_set
 from fashn_async._stream import ResultStream
 from fashn_async.errors import (
     BatchInputError,
@@ -41,12 +46,7 @@ if TYPE_CHECKING:
 
     from fashn_async._engine import Engine
 
-__all__ = ["BatchInput"]
-
-#: What one batch item may be: a request, a dict of TryOnRequest fields (or of
-#: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
-#: :class:`Prediction` submitted earlier, which is polled and never submitted again.
-BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
+__all__: list[str] = []
 
 
 class _Run(HookCalls):
@@ -102,10 +102,15 @@ class _Run(HookCalls):
             self.forget(self)
 
     async def close(self, reason: str) -> None:
-        """:meth:`cancel`, then wait until every task of the run has ended."""
+        """:meth:`cancel`, then wait until every task of the run has ended, its remote
+        cancels sent, however often the caller is cancelled meanwhile.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled meanwhile (once all ended).
+        """
         self.cancel(reason)
-        with anyio.CancelScope(shield=True):
-            await self.ended.wait()
+        if await until_set(self.ended):
+            raise asyncio.CancelledError
 
     def never_ran(self) -> None:
         """Its task was cancelled before it began: end the stream all the same."""
@@ -131,15 +136,15 @@ class _Run(HookCalls):
             with self.scope:
                 async with anyio.create_task_group() as workers:
                     await self._read(workers)
-        except Exception as exc:  # a bug of ours: end the batch with it, never a raw group
-            error = FashnError(f"the batch failed: {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            self._stop(error)
         except BaseException as exc:
-            fatal = fatal_in(exc)
-            if fatal is None:  # cancelled from outside: the client is closing
+            if is_failure(exc):  # a bug of ours: end the batch with it, never a raw group
+                error = FashnError(f"the batch failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._stop(error)
+            elif (fatal := fatal_in(exc)) is not None:
+                self._fatal(fatal)  # never into the client's task group
+            else:  # cancelled from outside: the client is closing
                 raise
-            self._fatal(fatal)  # never into the client's task group
         finally:
             self.results.end()
             self.ended.set()
@@ -170,7 +175,7 @@ class _Run(HookCalls):
                     self._input_raised(index, exc)
                     return
                 self.progress.read += 1
-                work = Item(index, item, item)
+                work = Item(index, item)
                 self._unsent.add(work)
                 self._notify(work)
                 workers.start_soon(self._work, work)
@@ -181,17 +186,17 @@ class _Run(HookCalls):
                     await source.aclose()
 
     def _input_raised(self, index: int, exc: BaseException) -> None:
-        """The input raised, opened or read at ``index``: an Exception ends the batch
-        (BatchInputError), another BaseException reaches the consumer as is, and our own
-        cancellation goes on up."""
-        if isinstance(exc, Exception):
+        """The input raised, opened or read at ``index``: its failure (an Exception, a
+        CancelledError of its own) ends the batch (BatchInputError), another
+        BaseException reaches the consumer as is, and our own cancellation goes on up."""
+        if is_failure(exc):
             self._input_failed(index, exc)
         elif fatal_in(exc) is None:
             raise exc
         else:
             self._fatal(exc)
 
-    def _input_failed(self, index: int, exc: Exception) -> None:
+    def _input_failed(self, index: int, exc: BaseException) -> None:
         error = BatchInputError(
             f"reading item {index} of the batch's input raised {type(exc).__name__}: {exc} "
             f"(the {index} item(s) read before it were finished first)"
@@ -257,20 +262,19 @@ class _Run(HookCalls):
                 status.raise_for_status()
         except FashnError as exc:
             error = exc
-        except Exception as exc:  # a bug of ours, reported as this item's failure
+        except BaseException as exc:  # a bug of ours, KeyboardInterrupt reading the item...
+            if not is_failure(exc):  # ...or a CancelledError of a Mapping item's own
+                fatal = fatal_in(exc)
+                if fatal is None:  # cancelled: the batch is closing
+                    raise
+                self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
             error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
-        except BaseException as exc:  # KeyboardInterrupt reading the item, say
-            fatal = fatal_in(exc)
-            if fatal is None:  # cancelled: the batch is closing
-                raise
-            self._fatal(fatal)  # never out of this task (asyncio would re-raise it)
-            error = FashnError(f"batch item {item.index}: {type(exc).__name__}: {exc}")
         finally:
             self._unsent.discard(item)
         refused = item.refusal is not None and item.hook_error is None
         if refused and status is None and item.prediction_id is None:
-            return BatchResult(index=item.index, request=item.request, error=item.refusal)
+            return BatchResult(index=item.index, request=item.raw, error=item.refusal)
         if item.hook_error is not None:
             error = item.hook_error
             if item.prediction_id is not None and status is None and not self.cancel_on_exit:
@@ -280,14 +284,14 @@ class _Run(HookCalls):
         if error is not None:
             return BatchResult(
                 index=item.index,
-                request=item.request,
+                request=item.raw,
                 prediction_id=item.prediction_id,
                 error=error,
             )
         assert status is not None  # the item's scope is cancelled only with a hook error
         return BatchResult(
             index=item.index,
-            request=item.request,
+            request=item.raw,
             prediction_id=status.id,
             output=status.output or (),
             transport=self.engine.transport,
@@ -324,7 +328,7 @@ class _Run(HookCalls):
                 owner=self,
                 on_started=lambda: self._submitted(item, raw.id),
             )
-        item.request = request = _request_at(item.index, raw)
+        request = _request_at(item.index, raw)
         try:
             prepared = await self.engine.prepare(request)
         except InvalidRequestError as exc:

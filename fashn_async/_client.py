@@ -11,12 +11,11 @@ import anyio
 
 from fashn_async._base_client import BaseClient
 from fashn_async._batch import Batch
-from fashn_async._batch_run import BatchInput
 from fashn_async._coerce import request_from
 from fashn_async._events import BatchEvents, BatchProgress, events_from
 from fashn_async._models import Credits, Prediction, PredictionStatus, Request
 from fashn_async._options import check_batch_input, check_id
-from fashn_async._results import Result, TryOnResult
+from fashn_async._results import BatchInput, Result, TryOnResult
 from fashn_async._urls import check_url
 from fashn_async._validators import check_number, config_bool, config_int
 from fashn_async.errors import DeadlineExceededError, InvalidRequestError, SubmissionUncertainError
@@ -334,8 +333,10 @@ class AsyncFashn(BaseClient):
         return when that is done; the batch is then closed (iterating it raises
         BatchClosedError). ``break`` (or an exception, or cancellation) out of ``async for
         r in client.batch(...)`` frees the batch, which closes it the same way at once on
-        CPython; a batch kept in a variable stays open for the next ``async for`` and keeps
-        at most ``max_pending`` items going until it is closed.
+        CPython, even if the exception is kept; a batch kept in a variable stays open
+        (after a ``break`` or a cancellation) for the next ``async for`` and keeps at most
+        ``max_pending`` items going until it is closed. A cancelled ``aclose()`` still
+        finishes all that before raising CancelledError.
 
         A bad item (of no accepted type, with unknown or missing fields, or a value that
         fails validation) is a failed result whose InvalidRequestError names its index.
@@ -344,8 +345,9 @@ class AsyncFashn(BaseClient):
             requests: Any iterable or async iterable of TryOnRequest, ModelRequest,
                 ``Prediction`` (submitted earlier: polled, never submitted again), dicts
                 of request fields, or ``(model_image, garment_image, category)`` tuples;
-                read lazily, in this client's event loop. A generator that raises ends
-                the batch with BatchInputError once the items read before have finished.
+                read lazily, in this client's event loop. A generator that raises (an
+                Exception, or a CancelledError while nothing cancels the batch) ends the
+                batch with BatchInputError once the items read before have finished.
             events: A :class:`BatchEvents` told of each step (a journal, a display).
             raise_on_error: Raise the first failure instead of yielding it (the batch is
                 closed first).
@@ -377,6 +379,7 @@ class AsyncFashn(BaseClient):
                 exception is ``__cause__``).
             EventHookError: in the loop, likewise: a hook of ``events`` raised.
             BatchClosedError: the batch is iterated after it was closed.
+            EventLoopError: the batch is iterated on another event loop (nothing starts).
             FashnError: with ``raise_on_error``, the first failed item's error, in the loop.
         """
         self._transport.session  # noqa: B018 - fail fast when closed

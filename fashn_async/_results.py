@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,12 @@ from fashn_async.errors import FashnError, InvalidRequestError
 if TYPE_CHECKING:
     from fashn_async._http import Transport
 
-__all__ = ["BatchResult", "Result", "TryOnResult"]
+__all__ = ["BatchInput", "BatchResult", "Result", "TryOnResult"]
+
+#: What one batch item may be: a request, a dict of TryOnRequest fields (or of
+#: ``model_name``/``inputs``), a ``(model_image, garment_image, category)`` tuple, or a
+#: :class:`Prediction` submitted earlier, which is polled and never submitted again.
+BatchInput = Request | Prediction | Mapping[str, Any] | tuple[Any, ...]
 
 
 def _check_save_args(directory: Any, stem: Any) -> None:
@@ -149,15 +154,17 @@ class BatchResult(Result):
     """One input of a batch, finished: ``output`` on success, else ``error``.
 
     Attributes:
-        index: Position of the request in the batch's input.
-        request: The request as given (a :class:`Prediction` for one submitted earlier).
+        index: Position of the item in the batch's input.
+        request: The item exactly as given, the same object, whatever its type (a
+            dict or tuple is not replaced by the request it was read as; a bad item is
+            there too); ``index`` also matches results to inputs.
         prediction_id: The prediction's id, once one was created.
         output: Output URLs or data URIs (empty on failure).
         error: The typed exception of a failure, or None.
     """
 
     index: int
-    request: Request | Prediction
+    request: BatchInput
     prediction_id: str | None = None
     output: tuple[str, ...] = ()
     error: FashnError | None = None

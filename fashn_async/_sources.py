@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+from fashn_async._shield import foreign_cancel
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
@@ -158,7 +159,8 @@ async def read_object(field: str, value: Any) -> bytes | bytearray:
 
     Raises:
         ImageInputError: the object is closed, ``read()`` fails (the message keeps the
-            reader's own error), gives text or no bytes, or more than the cap.
+            reader's own error; a ``CancelledError`` it raises while nothing cancels
+            this task included), gives text or no bytes, or more than the cap.
     """
     if getattr(value, "closed", False) is True:
         raise ImageInputError(f"{field}: the file object is closed; pass an open one")
@@ -195,7 +197,9 @@ async def _read_once(
             result, sized = await in_io_thread(_call_read, read, size, sized)
             if inspect.isawaitable(result):  # a read() that returns an awaitable
                 result = await result
-    except Exception as exc:
+    except BaseException as exc:  # a CancelledError of the reader's own is its failure too
+        if not isinstance(exc, Exception) and not foreign_cancel(exc):
+            raise
         raise ImageInputError(
             f"{field}: the file object's read() failed: {type(exc).__name__}: {exc}"
         ) from exc

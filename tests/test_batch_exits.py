@@ -251,3 +251,162 @@ async def test_client_closed_as_the_batch_starts(emulator: Emulator, turns: int)
             await first
     assert emulator.report().in_progress == 0
     assert client._engine.in_flight.in_use == 0
+
+
+@SLOW
+@MANY
+@pytest.mark.parametrize("turns", [(1,), (2,), (4,), (1, 3)], ids=str)
+async def test_cancelled_aclose_ends_everything_first(
+    client: AsyncFashn, emulator: Emulator, turns: tuple[int, ...]
+) -> None:
+    """The task awaiting batch.aclose() cancelled (once, or twice) after that many loop
+    turns: CancelledError reaches it only after every running prediction was cancelled
+    on the server and every task of the batch ended; the batch is closed."""
+    batch = client.batch(distinct(emulator, N))
+    await anext(batch)
+    closing = asyncio.ensure_future(batch.aclose())
+    for turn in range(max(turns) + 1):
+        if turn in turns:
+            closing.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    report = emulator.report()
+    assert len(report.accepted) == N
+    assert report.in_progress == 0
+    assert_all_cancelled(emulator)
+    assert_idle(client, emulator)
+    with pytest.raises(errors.BatchClosedError, match="aclose"):
+        await anext(batch)
+
+
+@SLOW
+@MANY
+async def test_cancelled_client_aclose_ends_every_batch_first(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """The task awaiting client.aclose() cancelled: CancelledError reaches it only after
+    every batch's predictions were cancelled on the server and their tasks ended."""
+    batches = [client.batch(distinct(emulator, 2 * N)[i::2]) for i in range(2)]
+    for batch in batches:
+        await anext(batch)
+    closing = asyncio.ensure_future(client.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    report = emulator.report()
+    assert len(report.accepted) == 2 * N
+    assert report.in_progress == 0
+    assert_all_cancelled(emulator)
+    assert client._engine.in_flight.in_use == 0
+    for batch in batches:
+        with pytest.raises(errors.BatchClosedError, match="client was closed"):
+            await anext(batch)
+
+
+#: The hook that notes when each POST goes out (loop time).
+Sending = Callable[[int], None]
+
+
+async def task_group_cancelled_inline(
+    client: AsyncFashn, items: list[TryOnRequest], on_sending: Sending
+) -> list[BaseException]:
+    """An anyio task group running `async for r in client.batch(...)` is cancelled."""
+    first = anyio.Event()
+
+    async def consume() -> None:
+        async for _ in client.batch(items, on_sending=on_sending):
+            first.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(consume)
+        await first.wait()
+        group.cancel_scope.cancel()
+    return []
+
+
+async def timeout_kept_inline(
+    client: AsyncFashn, items: list[TryOnRequest], on_sending: Sending
+) -> list[BaseException]:
+    """asyncio.timeout ends `async for r in client.batch(...)`; the TimeoutError is kept."""
+    kept: list[BaseException] = []
+    try:
+        async with asyncio.timeout(25):
+            async for _ in client.batch(items, on_sending=on_sending):
+                pass
+    except TimeoutError as error:
+        kept.append(error)
+    return kept
+
+
+async def cancelled_kept_inline(
+    client: AsyncFashn, items: list[TryOnRequest], on_sending: Sending
+) -> list[BaseException]:
+    """The task running `async for r in client.batch(...)` is cancelled; the
+    CancelledError it raised is kept."""
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in client.batch(items, on_sending=on_sending):
+            first.set()
+
+    task = asyncio.ensure_future(consume())
+    await first.wait()
+    task.cancel()
+    kept: list[BaseException] = []
+    try:
+        await task
+    except asyncio.CancelledError as error:
+        kept.append(error)
+    return kept
+
+
+@SLOW
+@pytest.mark.client(limits=Limits(in_flight=2))
+@pytest.mark.parametrize(
+    "leave",
+    [task_group_cancelled_inline, timeout_kept_inline, cancelled_kept_inline],
+    ids=lambda f: f.__name__,
+)
+async def test_dropped_by_cancellation_sends_nothing_more(
+    client: AsyncFashn,
+    emulator: Emulator,
+    leave: Callable[[AsyncFashn, list[TryOnRequest], Sending], Awaitable[list[BaseException]]],
+) -> None:
+    """An unkept batch left by a cancellation whose exception outlives the loop (held by
+    an anyio task group, or kept by the caller) is closed at once: no POST goes out
+    after the exit, every running prediction is cancelled within a second. (Before: the
+    exception's traceback kept the handle alive, and the batch went on sending.)"""
+    loop = asyncio.get_running_loop()
+    sends: list[float] = []
+    kept = await leave(client, distinct(emulator, 3 * N), lambda _: sends.append(loop.time()))
+    left_at = loop.time()
+    await settle(client, within=1.0)
+    await asyncio.sleep(60)  # the rest would have been sent by now, were it open
+    assert [at for at in sends if at > left_at] == []
+    report = emulator.report()
+    assert len(report.accepted) == len(sends) < 3 * N
+    assert report.in_progress == 0
+    assert_all_cancelled(emulator)
+    assert_idle(client, emulator)
+    assert all(isinstance(error, BaseException) for error in kept)  # kept until here
+
+
+@SLOW
+@MANY
+async def test_kept_batch_left_by_cancellation_stays_open(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A batch kept in a variable and left by a timeout stays open, as after a break: a
+    later `async for` yields the rest, each index once, each item submitted once."""
+    batch = client.batch(distinct(emulator, N))
+    first: list[int] = []
+    with anyio.move_on_after(25):
+        async for result in batch:
+            first.append(result.index)
+    assert len(first) < N
+    rest = [r.index async for r in batch]
+    assert sorted(first + rest) == list(range(N))
+    assert len(emulator.report().accepted) == N
+    assert_idle(client, emulator)

@@ -81,13 +81,33 @@ async def test_each_kind_of_bad_item_is_a_failed_result(
         error = results[index].error
         assert isinstance(error, errors.InvalidRequestError), (name, error)
         assert f"batch item {index}:" in error.message, (name, error.message)
-        # The item as given, or the request it was read as when only its images failed.
-        request = results[index].request
-        assert request is items[index] or isinstance(request, TryOnRequest), name
+        assert results[index].request is items[index], name  # the item as given
         assert results[index].prediction_id is None
     assert results[0].ok
     assert results[len(items) - 1].ok
     assert len(emulator.report().accepted) == 2
+    assert_idle(client, emulator)
+
+
+async def test_each_result_holds_its_item_as_given(client: AsyncFashn, emulator: Emulator) -> None:
+    """A result's request is its item, the same object, whatever form it took: a dict
+    or a tuple is not replaced by the TryOnRequest it was read as."""
+    model, garment = emulator.sample_image_url("model"), emulator.sample_image_url("garment")
+    items: list[Any] = [
+        {"model_image": model, "garment_image": garment, "category": "tops", "seed": 1},
+        (model, garment, "bottoms"),
+        TryOnRequest(model_image=model, garment_image=garment, category="tops", seed=2),
+        ModelRequest(
+            model_name="tryon-v1.6",
+            inputs={"model_image": model, "garment_image": garment, "seed": 3},
+        ),
+    ]
+    results = {r.index: r async for r in client.batch(items)}
+    assert sorted(results) == list(range(len(items)))
+    for index, item in enumerate(items):
+        assert results[index].ok, results[index].error
+        assert results[index].request is item
+    assert len(emulator.report().accepted) == len(items)
     assert_idle(client, emulator)
 
 

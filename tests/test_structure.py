@@ -28,6 +28,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "_version",
             "_window",
             "_atomic",
+            "_shield",
             "errors",
             "_validators",
             "_error_map",
@@ -61,7 +62,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "_coordination",
         ],
     ),
-    ("http", ["_shield", "_retry", "_tls", "_wire", "_decisions", "_http"]),
+    ("http", ["_retry", "_tls", "_wire", "_decisions", "_http"]),
     ("submitter", ["_submitter"]),
     (
         "poller",
