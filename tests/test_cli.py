@@ -503,3 +503,28 @@ def test_a_signal_during_start_up_stops_cleanly(
     assert stderr.strip().splitlines()[-1] == STOPPED_STARTING
     assert journal_counts(out).get("pending", 0) in (0, 2)  # nothing sent
     assert not journal_counts(out).keys() - {"pending"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_python_loads_the_package_leaves_nothing(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGINT or SIGTERM sent as `batch` starts, while Python still loads the package
+    (before the command's own handlers, as the README says): the process ends by the
+    signal, and nothing was read, written or sent (no --out, no connection)."""
+    catalog = write_catalog(tmp_path, 2, models=2)
+    out = tmp_path / "out"
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        args = ["batch", str(catalog), "--out", str(out), "--base-url",
+                f"http://127.0.0.1:{port}"]  # fmt: skip
+        with subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            cli(*args), env=cli_env(FASHN_API_KEY=KEY), stderr=subprocess.PIPE, text=True
+        ) as process:
+            process.send_signal(signum)  # at once: the imports take a few hundred ms
+            process.communicate(timeout=60)
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.accept()  # nobody connected
+    assert process.returncode == -signum
+    assert not out.exists()

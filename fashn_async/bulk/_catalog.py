@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import stat
 import threading
+import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -59,6 +61,8 @@ _KNOWN: Final = (
     "--model-name sends any columns as model inputs"
 )
 _FORMATS: Final = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The Unicode forms an image path is looked for in when it is not found as written.
+_FORMS: Final = ("NFC", "NFD")
 #: Distinct image files whose check is remembered while reading (a bounded cache).
 _CHECKED_FILES: Final = 4096
 
@@ -203,9 +207,9 @@ def iter_catalog(
 
 
 def _columns(names: list[str]) -> str:
-    """Column names as a message shows them: quoted, an empty one explained."""
-    shown = ", ".join(repr(name) for name in names)
-    return shown + (" (an empty name: a comma too many in the header?)" if "" in names else "")
+    """Column names as a message shows them: quoted (a column with no name is never
+    among them: :func:`delimited` leaves those out)."""
+    return ", ".join(repr(name) for name in names)
 
 
 def _check_header(path: Path, header: list[str], *, model_name: str | None) -> None:
@@ -216,7 +220,7 @@ def _check_header(path: Path, header: list[str], *, model_name: str | None) -> N
     if missing:
         raise CatalogError(
             f"{path}: line 1: missing column {', '.join(missing)} "
-            f"(the header has: {', '.join(header)})"
+            f"(the header has: {', '.join(header) or 'no column names'})"
         )
     unknown = [n for n in header if n not in _V1_TYPES and n != LABEL_COLUMN]
     if model_name is None and unknown:
@@ -332,6 +336,11 @@ class _RowReader:
 
     def _check_path(self, text: str) -> tuple[Path, str | None]:
         path = self.base / Path(text).expanduser()
+        if not os.path.lexists(path):
+            # The same name as another system wrote it: macOS decomposes accents (NFD),
+            # most others compose them (NFC); the file may be in either form.
+            forms = (self.base / Path(unicodedata.normalize(f, text)).expanduser() for f in _FORMS)
+            path = next((other for other in forms if os.path.lexists(other)), path)
         return path, _check_file(path)
 
 

@@ -1,24 +1,41 @@
 """Reading a catalog file into records, before any row is validated.
 
-Bytes become text line by line (a byte that is not UTF-8 is kept as a lone surrogate,
-so that only its row is refused: :func:`not_utf8`); text becomes records: CSV/TSV rows
-of the header's columns (:func:`delimited`), or JSON objects (:func:`jsonl`). Each
-record is ``(line, values)``, or ``(line, problem)`` when it cannot be read at all.
-Only a file that cannot be read as a catalog raises :class:`CatalogError`.
+Bytes become text line by line: UTF-8, or UTF-16/UTF-32 when the file starts with
+their byte-order mark (Excel's "Unicode Text"); a byte that is not UTF-8 is kept as a
+lone surrogate, so that only its row is refused (:func:`not_utf8`). Text becomes
+records: CSV/TSV rows of the header's columns (:func:`delimited`), or JSON objects
+(:func:`jsonl`). Each record is ``(line, values)``, or ``(line, problem)`` when it
+cannot be read at all. Only a file that cannot be read as a catalog raises
+:class:`CatalogError`.
+
+A CSV as spreadsheets export it is read as meant: a header with no comma is split at
+semicolons (European Excel), else at tabs; a column with no name (Excel's trailing
+``,,``) is ignored while its cells are empty, and so are empty values past the header's
+last column.
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import csv
+import functools
+import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from fashn_async.errors import ConfigurationError
 
-__all__ = ["MAX_CELL", "CatalogError", "delimited", "jsonl", "not_utf8", "text_lines"]
+__all__ = [
+    "MAX_CELL",
+    "CatalogError",
+    "delimited",
+    "jsonl",
+    "not_utf8",
+    "text_lines",
+]
 
 #: The longest CSV cell read (bytes): a data URI of a large photo fits; Python's default
 #: of 128 KiB does not.
@@ -29,18 +46,59 @@ class CatalogError(ConfigurationError):
     """The file cannot be read as a catalog at all (missing, unknown format, bad header)."""
 
 
-def text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
+def text_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
     """The file's lines as text (``\n`` kept), the BOM dropped.
 
     A byte that is not UTF-8 is kept as a lone surrogate (``surrogateescape``): the row
     holding it is then one invalid row (:func:`not_utf8`), not the whole file. Only the
-    header line must be UTF-8.
+    header line must be UTF-8. A UTF-16 or UTF-32 byte-order mark selects that encoding
+    (a broken code unit reads as U+FFFD, which no path or option matches).
     """
-    for number, raw in enumerate(handle, start=1):
-        text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="surrogateescape")
+    head = handle.read(4)
+    handle.seek(0)
+    encoding = next((name for bom, name in _BOMS if head.startswith(bom)), None)
+    lines: Iterator[str]
+    if encoding is None:
+        lines = (
+            raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="surrogateescape")
+            for number, raw in enumerate(handle, start=1)
+        )
+    else:
+        lines = _decoded_lines(handle, encoding)
+    for number, text in enumerate(lines, start=1):
         if number == 1 and not_utf8(text) is not None:
             raise CatalogError(f"{path}: line 1: the header is {not_utf8(text)}")
+        if number == 1 and "\x00" in text:
+            raise CatalogError(
+                f"{path}: line 1: the header holds NUL characters: UTF-16 text with no "
+                "byte-order mark? save it as CSV UTF-8"
+            )
         yield text
+
+
+def _decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[str]:
+    """The lines of a file in ``encoding``, each ending at ``\n`` (kept) as UTF-8 lines do."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    line: list[str] = []  # the pieces of the line read so far
+    for chunk in iter(functools.partial(handle.read, 1 << 16), b""):
+        *ends, rest = decoder.decode(chunk).split("\n")
+        for end in ends:
+            yield "".join([*line, end, "\n"])
+            line = []
+        line.append(rest)
+    last = "".join([*line, decoder.decode(b"", final=True)])
+    if last:
+        yield last
+
+
+#: Byte-order marks of the encodings read besides UTF-8 (UTF-32's before UTF-16's,
+#: whose little-endian mark begins UTF-32's).
+_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def not_utf8(text: str) -> str | None:
@@ -60,20 +118,23 @@ def delimited(
 ) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """The records of a CSV or TSV file: ``(line, values)``, or ``(line, problem)`` for
     a record that cannot be read; ``check_header`` raises :class:`CatalogError` for a
-    header it refuses."""
+    header it refuses (it is given the named columns)."""
     if csv.field_size_limit() < MAX_CELL:
         csv.field_size_limit(MAX_CELL)
-    delimiter = "\t" if kind == "tsv" else ","
-    source = _Taken(lines, delimiter)
+    first = next(lines, None)
+    if first is None:
+        raise CatalogError(f"{path}: the file is empty")
+    delimiter = _separator(first, kind)
+    source = _Taken(itertools.chain([first], lines), delimiter)
     reader = csv.reader(source, delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise CatalogError(f"{path}: the file is empty") from None
     except csv.Error as exc:
         raise CatalogError(f"{path}: line 1: {_csv_words(exc)}") from None
-    check_header(header)
-    source.columns = len(header)
+    check_header([name for name in header if name])
+    # Values past the last named column may be left out (Excel's trailing ",,").
+    source.columns = width = 1 + max((i for i, name in enumerate(header) if name), default=0)
+    named = f"{width} values ({', '.join(name for name in header if name)})"
     start = len(source.take()) + 1  # the line the next record starts on
     while True:
         try:
@@ -106,10 +167,35 @@ def delimited(
         if problem is not None:
             yield line, problem
             continue
-        if len(record) != len(header):
-            yield line, f"expected {len(header)} values ({', '.join(header)}), got {len(record)}"
-            continue
-        yield line, {name: cell for name, cell in zip(header, record, strict=True) if cell != ""}
+        yield line, _values(header, record, width, named)
+
+
+def _separator(header: str, kind: str) -> str:
+    """The delimiter of a file whose header line is ``header``: a tab in a TSV; in a CSV
+    a comma, else a semicolon (European Excel), else a tab, whichever the header has."""
+    if kind == "tsv":
+        return "\t"
+    return next((sep for sep in (",", ";", "\t") if sep in header), ",")
+
+
+def _values(header: list[str], record: list[str], width: int, named: str) -> dict[str, str] | str:
+    """A record's values by column, or what is wrong with it: too few or too many values
+    (empty ones past the last named column do not count), or a value under a column
+    with no name."""
+    given = len(record)
+    while given > width and not record[given - 1].strip():
+        given -= 1
+    if len(record) < width or given > len(header):
+        return f"expected {named}, got {given}"
+    # (given <= len(header) here: a shorter row leaves later nameless columns empty)
+    for column, (name, cell) in enumerate(zip(header, record[:given], strict=False), start=1):
+        if not name and cell.strip():
+            return (
+                f"column {column} has no name in the header but holds {cell!r:.60}: "
+                "name the column in line 1, or empty the cell"
+            )
+    values = zip(header, record, strict=False)  # a value past the header is empty here
+    return {name: cell for name, cell in values if name and cell != ""}
 
 
 class _RowInAValue(Exception):

@@ -1,5 +1,6 @@
 """Signals that stop a bulk command cleanly: Ctrl-C, SIGTERM, and SIGHUP from a closed
-terminal, from the command's first line to its last."""
+terminal, from the command's first line to its last (its first line runs once Python has
+loaded the package and click has read the options: nothing is read or sent before)."""
 
 from __future__ import annotations
 
