@@ -90,6 +90,7 @@ STAGES: list[tuple[str, list[str]]] = [
             "bulk._records",
             "bulk._identity",
             "bulk._rows",
+            "bulk._cells",
             "bulk._catalog",
             "bulk._edits",
             "bulk._folder",

@@ -19,21 +19,23 @@ values) by which the journal recognises it when the file is edited between runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import stat
 import threading
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from fashn_async._coerce import coerce_request
 from fashn_async._images import check_image_input, image_file_problem, is_given_url
 from fashn_async._models import Request, TryOnRequest
+from fashn_async.bulk._cells import guess_cell, parse_cell
 from fashn_async.bulk._identity import (
     LABEL_COLUMN,
     file_sha256,
@@ -45,17 +47,20 @@ from fashn_async.bulk._records import CatalogError, delimited, jsonl, text_lines
 from fashn_async.errors import InvalidRequestError
 
 __all__ = [
+    "Asks",
     "Catalog",
     "CatalogRow",
     "iter_catalog",
     "load_catalog",
+    "request_keys",
 ]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
+#: What a row's values ask for (:meth:`_RowReader.asks`, made by :func:`request_keys`).
+Asks: TypeAlias = Callable[[Mapping[str, Any]], str]
 #: A free-text column naming the row in the manifest and the report; never sent.
 _V1_TYPES: Final = {field.name: field.type for field in attrs.fields(TryOnRequest)}
 _V1_REQUIRED: Final = ("model_image", "garment_image", "category")
-_TRUE, _FALSE = frozenset({"true", "yes", "1", "on"}), frozenset({"false", "no", "0", "off"})
 _KNOWN: Final = (
     f"the columns are {', '.join(_V1_TYPES)} and {LABEL_COLUMN}; "
     "--model-name sends any columns as model inputs"
@@ -83,6 +88,8 @@ class CatalogRow:
         request: The validated request; None when the row is bad.
         error: What is wrong with the row, naming the column; None when it is good.
         images: Each image column's resolved source: a Path, or a URL / data URI.
+        asks: What a good row asks for, however written (:func:`request_keys`); "" for a
+            bad one.
     """
 
     row: int
@@ -94,6 +101,7 @@ class CatalogRow:
     request: Request | None = None
     error: str | None = None
     images: Mapping[str, Path | str] = attrs.field(factory=dict)
+    asks: str = ""
 
     @property
     def ok(self) -> bool:
@@ -164,6 +172,15 @@ def load_catalog(
     if not rows:
         raise CatalogError(f"{path}: the catalog has no rows")
     return Catalog(path=path, sha256=file_sha256(path), rows=rows)
+
+
+def request_keys(
+    path: str | Path, *, model_name: str | None = None, output_format: str | None = None
+) -> Asks:
+    """What the rows of the catalog at ``path`` ask for (:attr:`CatalogRow.asks`), for any
+    values: a journal's rows read as this catalog's would be (arguments as for
+    :func:`load_catalog`)."""
+    return _RowReader(Path(path).resolve().parent, model_name, output_format).asks
 
 
 def iter_catalog(
@@ -302,7 +319,28 @@ class _RowReader:
             request=request,
             error="; ".join(problems) or None,
             images=images,
+            asks="" if request is None else self.asks(values),
         )
+
+    def asks(self, values: Mapping[str, Any]) -> str:
+        """``req:<hash>`` of what ``values`` ask for, the same however they are written:
+        the id and empty cells left out, each option read as its type (``TRUE``, ``1``),
+        text stripped, an image path made absolute and normal (``./a.jpg``, ``a.jpg`` and
+        ``/full/a.jpg`` are one, in either Unicode form). Reads no file."""
+        given: dict[str, Any] = {}
+        for column, value in values.items():
+            if column == LABEL_COLUMN or value is None or not str(value).strip():
+                continue
+            if column in IMAGE_COLUMNS and isinstance(value, str):
+                text = value.strip()
+                if not is_given_url(text):
+                    text = os.path.normpath(self.base / Path(text).expanduser())
+                given[column] = unicodedata.normalize("NFC", text)
+                continue
+            with contextlib.suppress(ValueError):  # a bad cell: as written
+                value = self._option(column, value)
+            given[column] = value.strip() if isinstance(value, str) else value
+        return f"req:{identity_of(given).removeprefix('sha:')}"  # (given holds no id)
 
     def _request(self, fields: dict[str, Any]) -> Request:
         if self.model_name is None:
@@ -316,8 +354,8 @@ class _RowReader:
             kind = _V1_TYPES.get(column)
             if kind is None:
                 raise ValueError(f"unknown column ({_KNOWN})")
-            return _parse(value, str(kind))
-        return _guess(value)
+            return parse_cell(value, str(kind))
+        return guess_cell(value)
 
     def _image(self, column: str, value: Any) -> tuple[Path | str, str | None]:
         if not isinstance(value, str) or not value.strip():
@@ -355,40 +393,6 @@ def _check_file(path: Path) -> str | None:
     if problem is None or str(path) in problem:
         return problem
     return f"{problem}: {path}"
-
-
-def _parse(value: Any, kind: str) -> Any:
-    """A CSV cell (a string) as the option's type; JSON values pass as they are."""
-    if not isinstance(value, str) or kind not in ("bool", "int", "float"):
-        return value
-    text = value.strip()
-    if kind == "bool":
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ValueError(f"expected true or false, got {value!r:.60}")
-    try:
-        return int(text) if kind == "int" else float(text)
-    except ValueError:
-        raise ValueError(
-            f"expected {'an integer' if kind == 'int' else 'a number'}, got {value!r:.60}"
-        ) from None
-
-
-def _guess(value: Any) -> Any:
-    """A CSV cell of a model input: true/false, an integer, a number, or the text."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return value
 
 
 def _json_type(value: Any) -> str:

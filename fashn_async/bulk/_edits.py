@@ -21,7 +21,7 @@ from typing import Any, Final
 import attrs
 
 from fashn_async._redact import shown_url
-from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._catalog import Asks, CatalogRow
 from fashn_async.bulk._rows import SCHEMA_VERSION, RowRecord, State
 
 __all__ = [
@@ -68,6 +68,8 @@ class SyncPlan:
         kept: ``(row,)`` of sent rows no longer in the catalog (their record stays).
         fresh: Catalog rows new to the journal.
         edits: What changed in rows already sent, one sentence each.
+        renamed: ``(identity, label, row)`` of sent rows found under another identity
+            (the same request written another way: :func:`plan_sync`).
     """
 
     matched: dict[int, CatalogRow]
@@ -77,6 +79,7 @@ class SyncPlan:
     kept: list[tuple[int]]
     fresh: list[CatalogRow]
     edits: list[str]
+    renamed: list[tuple[str, str | None, int]] = attrs.field(factory=list)
 
 
 def settings_problem(
@@ -102,8 +105,16 @@ def settings_problem(
     return None
 
 
-def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncPlan:
-    """Match ``rows`` (the catalog now) to ``records`` (the journal) by identity."""
+def plan_sync(
+    records: Sequence[RowRecord],
+    rows: Sequence[CatalogRow],
+    asks: Asks | None = None,
+) -> SyncPlan:
+    """Match ``rows`` (the catalog now) to ``records`` (the journal) by identity; then a
+    row new by identity to a row already sent that the catalog no longer has, when both
+    ask for the same (``asks``, as :attr:`CatalogRow.asks`): the same request written
+    another way (a path with ``./`` or made absolute, an empty column added, an id
+    re-saved by a spreadsheet, ``000`` to ``0``) is the row already paid for."""
     # Identities are unique in a catalog (unique_identities); a journal written before
     # they were may hold one twice: each record is matched at most once all the same.
     known: dict[str, list[RowRecord]] = {}
@@ -129,11 +140,15 @@ def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncP
             )  # fmt: skip
             continue
         plan.places.append((current.line, current.row, record.row))
-        if canonical_json(current.inputs) != canonical_json(record.inputs):
+        if canonical_json(current.inputs) != canonical_json(record.inputs) and (
+            asks is None or not current.asks or asks(record.inputs) != current.asks
+        ):  # changed, not only written another way
             plan.edits.append(
                 f"line {current.line}{_named(current.label)} changed after it was sent "
                 f"({record.state}): {_after_edit(record.state, current)}"
             )
+    if asks is not None:
+        _match_by_request(plan, known, asks)
     for matches in known.values():
         for record in matches:
             if record.state in State.UNSENT:
@@ -145,6 +160,38 @@ def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncP
                 f"({record.state}): its record is kept"
             )
     return plan
+
+
+def _match_by_request(plan: SyncPlan, known: dict[str, list[RowRecord]], asks: Asks) -> None:
+    """Match ``plan.fresh`` rows to sent records left in ``known`` that ask for the same;
+    each record at most once (a repeat of the request stays new: it is sent, as
+    documented)."""
+    sent: dict[str, list[RowRecord]] = {}
+    for matches in known.values():
+        for record in matches:
+            if record.state not in State.UNSENT:
+                sent.setdefault(asks(record.inputs), []).append(record)
+    if not sent:
+        return
+    fresh = []
+    for current in plan.fresh:
+        same = sent.get(current.asks) if current.asks else None
+        if not same:
+            fresh.append(current)
+            continue
+        record = same.pop(0)
+        known[record.identity].remove(record)
+        plan.matched[record.row] = current
+        plan.places.append((current.line, current.row, record.row))
+        plan.renamed.append((current.identity, current.label, record.row))
+    if len(fresh) < len(plan.fresh):
+        count = len(plan.fresh) - len(fresh)
+        plan.edits.append(
+            f"{count} row{'s' if count > 1 else ''} of the catalog ask for what rows "
+            "already sent asked for, written another way (a path, an id, an empty column): "
+            "taken for those rows, not sent again"
+        )
+    plan.fresh[:] = fresh
 
 
 def _after_edit(state: str, current: CatalogRow) -> str:

@@ -15,9 +15,11 @@ a re-run can act on without paying twice:
 Rows are known by their identity (the ``id`` column, else a hash of their values), not
 by their place in the file: rows not sent yet may be edited, added or removed between
 runs; a row already sent keeps its record, and an edit to it is reported
-(:attr:`Journal.edits`). A row sent again (canceled, ``--retry-failed``,
-``--resend-uncertain``) is sent as the catalog has it now, and its record takes those
-values (:meth:`Journal.reset`): the journal always holds what was last sent. What
+(:attr:`Journal.edits`). A row new by identity that asks for what a sent row no longer
+in the catalog asked for is that row, written another way (``plan_sync``). A row sent
+again (canceled, ``--retry-failed``, ``--resend-uncertain``) is sent as the catalog has
+it now, and its record takes those values (:meth:`Journal.reset`): the journal always
+holds what was last sent. What
 decides every request (base URL, model, output format) must not change: a run with other
 settings under the same journal is refused, with the reason.
 
@@ -49,11 +51,11 @@ from typing import IO, Final
 from fashn_async._redact import safe_repr
 from fashn_async._shield import outlive_cancels
 from fashn_async._sources import in_io_thread
-from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._catalog import Asks, CatalogRow
 from fashn_async.bulk._edits import canonical_json
 from fashn_async.bulk._folder import lock as hold
 from fashn_async.bulk._folder import refuse_an_orphaned_job, release_reserve, reserve
-from fashn_async.bulk._opening import JournalOpening
+from fashn_async.bulk._opening import JournalOpening, opening_error
 from fashn_async.bulk._rescue import JournalRescue, taken_note
 from fashn_async.bulk._rows import (
     COLUMNS,
@@ -61,8 +63,6 @@ from fashn_async.bulk._rows import (
     JournalWriteError,
     RowRecord,
     State,
-    disk_problem,
-    disk_remedy,
     record_of,
     writes,
 )
@@ -108,9 +108,15 @@ class Journal(JournalOpening, JournalRescue):
 
     @classmethod
     def open(
-        cls, directory: Path, *, meta: Mapping[str, str | None], rows: Sequence[CatalogRow]
+        cls,
+        directory: Path,
+        *,
+        meta: Mapping[str, str | None],
+        rows: Sequence[CatalogRow],
+        asks: Asks | None = None,
     ) -> Journal:
-        """Open the folder's journal, or create it with ``rows`` as ``pending``/``invalid``.
+        """Open the folder's journal, or create it with ``rows`` as ``pending``/``invalid``;
+        ``asks`` (the catalog's ``request_keys``) knows a sent row written another way.
 
         Raises:
             JournalBusyError: another job holds the folder.
@@ -118,33 +124,17 @@ class Journal(JournalOpening, JournalRescue):
         """
         resumable = (directory / JOURNAL_NAME).exists()
         try:
-            return cls._open(directory, meta, rows)
-        except JournalWriteError as exc:  # taking back the ids the last run kept aside
-            raise ConfigurationError(
-                f"{exc.message}; {disk_remedy('the disk is full', resumable=True)}"
-            ) from None
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):
-                problem = disk_problem(exc, directory)
-                raise ConfigurationError(
-                    f"cannot write to {directory}: {problem}; "
-                    f"{disk_remedy(problem, resumable=resumable)}"
-                ) from None
-            raise ConfigurationError(
-                f"the journal {directory / JOURNAL_NAME} is damaged ({exc}); its rows may "
-                "already be paid for: keep the folder, and start over only in a new --out "
-                "folder (or move the journal away) once you have checked what was sent"
-            ) from None
-        except (sqlite3.Error, OSError) as exc:
-            problem = disk_problem(exc, directory)
-            raise ConfigurationError(
-                f"cannot write to {directory}: {problem}; "
-                f"{disk_remedy(problem, resumable=resumable)}"
-            ) from None
+            return cls._open(directory, meta, rows, asks)
+        except (JournalWriteError, sqlite3.Error, OSError) as exc:
+            raise opening_error(exc, directory / JOURNAL_NAME, resumable=resumable) from None
 
     @classmethod
     def _open(
-        cls, directory: Path, meta: Mapping[str, str | None], rows: Sequence[CatalogRow]
+        cls,
+        directory: Path,
+        meta: Mapping[str, str | None],
+        rows: Sequence[CatalogRow],
+        asks: Asks | None,
     ) -> Journal:
         if directory.exists() and not directory.is_dir():
             raise ConfigurationError(f"{directory} exists and is not a folder")
@@ -167,7 +157,7 @@ class Journal(JournalOpening, JournalRescue):
                 if known:
                     journal._check(known, meta)
                     taken = journal.take_rescued()  # before the reserve is made whole
-                    journal._sync(rows)
+                    journal._sync(rows, asks)
                     journal.edits += [taken_note(journal.catalog.get(r), p) for r, p in taken]
                 else:
                     journal._create(meta, rows)

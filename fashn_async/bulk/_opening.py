@@ -13,15 +13,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._catalog import Asks, CatalogRow
 from fashn_async.bulk._edits import CHECKED, at_line, canonical_json, plan_sync, settings_problem
 from fashn_async.bulk._identity import identity_of, unique_identities
-from fashn_async.bulk._rows import SCHEMA_VERSION, JournalMismatchError, State
+from fashn_async.bulk._rows import (
+    SCHEMA_VERSION,
+    JournalMismatchError,
+    JournalWriteError,
+    State,
+    disk_problem,
+    disk_remedy,
+)
+from fashn_async.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from fashn_async.bulk._rows import RowRecord
 
-__all__ = ["JournalOpening"]
+__all__ = ["JournalOpening", "opening_error"]
 
 
 class JournalOpening:
@@ -94,9 +102,10 @@ class JournalOpening:
             ],
         )
 
-    def _sync(self, rows: Sequence[CatalogRow]) -> None:
-        """Match the catalog to the journal by identity (see :func:`plan_sync`)."""
-        plan = plan_sync(self.records(), rows)
+    def _sync(self, rows: Sequence[CatalogRow], asks: Asks | None) -> None:
+        """Match the catalog to the journal by identity, then by what rows ask for
+        (``asks``; see :func:`plan_sync`)."""
+        plan = plan_sync(self.records(), rows, asks)
         self.catalog.update(plan.matched)
         self.edits += plan.edits
         with self._transaction():
@@ -110,6 +119,9 @@ class JournalOpening:
             )
             self._db.executemany("DELETE FROM rows WHERE row = ?", plan.deletes)
             self._db.executemany("UPDATE rows SET position = NULL WHERE row = ?", plan.kept)
+            self._db.executemany(
+                "UPDATE rows SET identity = ?, label = ? WHERE row = ?", plan.renamed
+            )
             start = 1 + (self._db.execute("SELECT max(row) FROM rows").fetchone()[0] or 0)
             self._insert(plan.fresh, start=start)
         self.catalog.update(dict(enumerate(plan.fresh, start=start)))
@@ -134,3 +146,23 @@ class JournalOpening:
             "SELECT EXISTS (SELECT 1 FROM rows WHERE sends > 0 OR prediction_id IS NOT NULL)"
         ).fetchone()
         return bool(row[0])
+
+
+def opening_error(exc: BaseException, path: Path, *, resumable: bool) -> ConfigurationError:
+    """Why the journal at ``path`` cannot be opened (``exc``), and what to do: a folder
+    holding one is never traded for another (:func:`disk_remedy`), and a damaged one is
+    kept, its rows maybe paid for."""
+    if isinstance(exc, JournalWriteError):  # taking back the ids the last run kept aside
+        return ConfigurationError(
+            f"{exc.message}; {disk_remedy('the disk is full', resumable=True)}"
+        )
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return ConfigurationError(
+            f"the journal {path} is damaged ({exc}); its rows may already be paid for: keep "
+            "the folder, and start over only in a new --out folder (or move the journal "
+            "away) once you have checked what was sent"
+        )
+    problem = disk_problem(exc, path.parent)
+    return ConfigurationError(
+        f"cannot write to {path.parent}: {problem}; {disk_remedy(problem, resumable=resumable)}"
+    )

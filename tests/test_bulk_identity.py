@@ -1,0 +1,119 @@
+"""A row already sent, written another way, is not sent (and paid for) again.
+
+Rows are known by their id, else by a hash of their values; a catalog re-exported, moved
+or tidied between runs spells the same requests differently (``./images/a.png``, an
+absolute path, an empty column added, ``TRUE`` for ``true``, an id a spreadsheet re-saved
+``000`` as ``0``). Each such row is matched to the row already sent by what it asks for;
+a new request, or a repeat of one within the catalog, is still sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from bulk_support import journal_counts, rerun, write_images
+
+from fashn_async.testing import Emulator
+
+Row = dict[str, str]
+COLUMNS = ["id", "model_image", "garment_image", "category", "restore_background"]
+
+
+def write(path: Path, rows: list[Row], columns: list[str] = COLUMNS) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def first_rows(folder: Path, *, ids: bool) -> list[Row]:
+    """Four distinct requests; two model photos under names with accents."""
+    write_images(folder, 2, 2)
+    for n in range(2):
+        (folder / "images" / f"model_{n}.png").rename(folder / "images" / f"modèle été {n}.png")
+    return [
+        {
+            "id": f"00{n}" if ids else "",
+            "model_image": f"images/modèle été {n % 2}.png",
+            "garment_image": f"images/garment_{n // 2}.png",
+            "category": "tops",
+            "restore_background": "true",
+        }
+        for n in range(4)
+    ]
+
+
+#: Ways a spreadsheet, a script or a person writes the same rows again.
+SPELLINGS: dict[str, Callable[[Path, Row], Row]] = {
+    "./ paths": lambda _, r: {**r, "model_image": "./" + r["model_image"]},
+    "absolute paths": lambda folder, r: {
+        **r,
+        "model_image": str(folder / r["model_image"]),
+        "garment_image": str(folder / r["garment_image"]),
+    },
+    "the other Unicode form": lambda _, r: {
+        **r,
+        "model_image": unicodedata.normalize("NFD", r["model_image"]),
+    },
+    "TRUE for true": lambda _, r: {**r, "restore_background": "TRUE"},
+    "ids re-saved as numbers": lambda _, r: {**r, "id": str(int(r["id"])) if r["id"] else ""},
+    "every way at once": lambda folder, r: {
+        **r,
+        "id": str(int(r["id"])) if r["id"] else "",
+        "model_image": "./" + unicodedata.normalize("NFD", r["model_image"]),
+        "garment_image": str(folder / r["garment_image"]),
+        "restore_background": "TRUE",
+    },
+}
+
+
+@pytest.mark.parametrize("ids", [False, True], ids=["no ids", "ids"])
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+async def test_rows_already_sent_written_another_way_are_not_sent_again(
+    emulator: Emulator, tmp_path: Path, spelling: str, ids: bool
+) -> None:
+    """The job done, the catalog written again another way (an empty column added too):
+    a re-run sends nothing, every row stays done, and it says why; the next re-run (the
+    journal now knows the new spelling) says nothing of it."""
+    rows = first_rows(tmp_path, ids=ids)
+    out = tmp_path / "out"
+    code, printed = await rerun(emulator, write(tmp_path / "catalog.csv", rows), out)
+    assert code == 0, printed
+    assert emulator.report().credits_used == 4
+    again = [SPELLINGS[spelling](tmp_path, row) for row in rows]
+    catalog = write(tmp_path / "again.csv", again, [*COLUMNS, "seed"])  # seed left empty
+    code, printed = await rerun(emulator, catalog, out)
+    assert code == 0, printed
+    assert emulator.report().credits_used == 4, printed
+    assert journal_counts(out) == {"done": 4}
+    assert "changed after it was sent" not in printed  # the same requests
+    new_ids = any(a["id"] != r["id"] for a, r in zip(again, rows, strict=True))
+    renamed = again != rows and (not ids or new_ids)
+    assert ("written another way" in printed) == renamed
+    code, printed = await rerun(emulator, catalog, out)
+    assert code == 0, printed
+    assert "written another way" not in printed
+    assert emulator.report().credits_used == 4
+
+
+async def test_a_new_request_and_a_repeat_are_still_sent(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Next to rows written another way: a row asking for something new is sent, and a
+    second row asking for what another row of the catalog asks for (a repeat, without an
+    id) is sent as documented: only rows already sent are matched, each once."""
+    rows = first_rows(tmp_path, ids=False)
+    out = tmp_path / "out"
+    assert (await rerun(emulator, write(tmp_path / "catalog.csv", rows), out))[0] == 0
+    again = [{**row, "model_image": "./" + row["model_image"]} for row in rows]
+    again.append({**rows[0], "category": "bottoms"})  # new
+    again.append({**rows[1]})  # a repeat of a row the catalog has
+    code, printed = await rerun(emulator, write(tmp_path / "again.csv", again), out)
+    assert code == 0, printed
+    assert emulator.report().credits_used == 6
+    assert journal_counts(out) == {"done": 6}
