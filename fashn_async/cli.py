@@ -99,6 +99,14 @@ def main() -> None:
     help="Output image format of rows that set none (needs --model-name).",
 )
 @click.option(
+    "--prepare-images/--as-is",
+    default=True,
+    show_default=True,
+    help="Resize image files to a longest edge of 2000 px, apply their EXIF orientation and "
+    "re-encode them (JPEG q95, PNG where transparent) before sending, as the API advises; "
+    "--as-is sends the files' bytes (a request over 16 MiB is then a bad row).",
+)
+@click.option(
     "--downloads", type=click.IntRange(1, 64), default=8, show_default=True,
     help="Output images downloaded at once.",
 )  # fmt: skip
@@ -148,6 +156,7 @@ def batch(
     status_rate: Rate | None,
     model_name: str | None,
     output_format: str | None,
+    prepare_images: bool,
     downloads: int,
     resend_uncertain: bool,
     retry_failed: bool,

@@ -23,7 +23,7 @@ from typing import Any
 import yarl
 from rich.console import Console
 
-from fashn_async import TryOnRequest
+from fashn_async import ImagePreparation, TryOnRequest
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import JobOptions
 from fashn_async.bulk._command import BatchSettings, run_batch
@@ -94,10 +94,12 @@ def journal_counts(out: Path) -> dict[str, int]:
 
 
 def row_digests(catalog: Path) -> dict[str, int]:
-    """The emulator's payload digest of each row's request body -> row number."""
+    """The emulator's payload digest of each row's request body -> row number, its images
+    prepared as the command line prepares them by default (``--prepare-images``)."""
 
     async def digests() -> dict[str, int]:
         found = {}
+        preparer = ImagePreparation().preparer()
         with catalog.open(newline="", encoding="utf-8") as fh:
             for number, row in enumerate(csv.DictReader(fh), start=1):
                 request = TryOnRequest(
@@ -105,7 +107,8 @@ def row_digests(catalog: Path) -> dict[str, int]:
                     garment_image=catalog.parent / row["garment_image"],
                     category=row["category"],  # type: ignore[arg-type]
                 )
-                found[payload_digest((await prepare_request(request)).body)] = number
+                prepared = await prepare_request(request, preparer=preparer)
+                found[payload_digest(prepared.body)] = number
         return found
 
     return asyncio.run(digests())

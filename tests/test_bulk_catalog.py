@@ -302,14 +302,14 @@ def test_any_exception_while_reading_a_row_makes_it_invalid(
         "images/model_0.png,images/garment_0.png,tops,1\n"
         "images/model_0.png,images/garment_0.png,tops,2\n",
     )
-    real = _catalog._parse
+    real = _catalog.parse_cell
 
     def parse(value: Any, kind: str) -> Any:
         if value == "1":
             raise MemoryError("a surprise")
         return real(value, kind)
 
-    monkeypatch.setattr(_catalog, "_parse", parse)
+    monkeypatch.setattr(_catalog, "parse_cell", parse)
     first, second = load_catalog(path).rows
     assert (first.ok, first.line) == (False, 2)
     assert first.error == "cannot read this row: MemoryError: a surprise"

@@ -35,7 +35,7 @@ import attrs
 from fashn_async._coerce import coerce_request
 from fashn_async._images import check_image_input, image_file_problem, is_given_url
 from fashn_async._models import Request, TryOnRequest
-from fashn_async.bulk._cells import guess_cell, parse_cell
+from fashn_async.bulk._cells import body_problem, guess_cell, json_type, parse_cell, printable
 from fashn_async.bulk._identity import (
     LABEL_COLUMN,
     file_sha256,
@@ -143,6 +143,7 @@ def load_catalog(
     model_name: str | None = None,
     output_format: str | None = None,
     stop: threading.Event | None = None,
+    prepared: bool = False,
 ) -> Catalog:
     """Read and validate every row of a CSV, TSV or JSONL catalog.
 
@@ -154,6 +155,8 @@ def load_catalog(
         output_format: Default ``output_format`` input of rows that do not set one
             (only with ``model_name``).
         stop: Set from another thread to stop reading (between two rows).
+        prepared: Images are resized and re-encoded before sending; else a row whose
+            files make a request over the API's limit is bad (``_cells.body_problem``).
 
     Raises:
         CatalogError: the file is missing, unreadable, not a regular file (a FIFO would
@@ -161,7 +164,9 @@ def load_catalog(
     """
     path = Path(path)
     read = []
-    for row in iter_catalog(path, model_name=model_name, output_format=output_format):
+    for row in iter_catalog(
+        path, model_name=model_name, output_format=output_format, prepared=prepared
+    ):
         if stop is not None and stop.is_set():
             raise CatalogError(f"{path}: reading stopped")
         read.append(row)
@@ -175,16 +180,24 @@ def load_catalog(
 
 
 def request_keys(
-    path: str | Path, *, model_name: str | None = None, output_format: str | None = None
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    output_format: str | None = None,
+    prepared: bool = False,
 ) -> Asks:
     """What the rows of the catalog at ``path`` ask for (:attr:`CatalogRow.asks`), for any
     values: a journal's rows read as this catalog's would be (arguments as for
     :func:`load_catalog`)."""
-    return _RowReader(Path(path).resolve().parent, model_name, output_format).asks
+    return _RowReader(Path(path).resolve().parent, model_name, output_format, prepared).asks
 
 
 def iter_catalog(
-    path: str | Path, *, model_name: str | None = None, output_format: str | None = None
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    output_format: str | None = None,
+    prepared: bool = False,
 ) -> Iterator[CatalogRow]:
     """The rows of a catalog one by one, as read (memory does not grow with rows).
 
@@ -218,7 +231,7 @@ def iter_catalog(
             records = delimited(
                 path, lines, kind, functools.partial(_check_header, path, model_name=model_name)
             )
-        reader = _RowReader(path.resolve().parent, model_name, output_format)
+        reader = _RowReader(path.resolve().parent, model_name, output_format, prepared)
         for number, (line, values) in enumerate(records, start=1):
             yield reader.row(number, line, values)
 
@@ -248,10 +261,13 @@ def _check_header(path: Path, header: list[str], *, model_name: str | None) -> N
 
 
 class _RowReader:
-    def __init__(self, base: Path, model_name: str | None, output_format: str | None) -> None:
+    def __init__(
+        self, base: Path, model_name: str | None, output_format: str | None, prepared: bool
+    ) -> None:
         self.base = base
         self.model_name = model_name
         self.output_format = output_format
+        self.prepared = prepared  # images prepared before sending: no body-size limit here
         # One read per distinct path text, remembered for the last few thousand.
         self._file = functools.lru_cache(maxsize=_CHECKED_FILES)(self._check_path)
 
@@ -268,9 +284,9 @@ class _RowReader:
             return CatalogRow(
                 row=number,
                 line=line,
-                inputs=_printable(values),
-                key=row_key(number, _printable(values)),
-                identity=identity_of(_printable(values)),
+                inputs=printable(values),
+                key=row_key(number, printable(values)),
+                identity=identity_of(printable(values)),
                 error=f"cannot read this row: {type(exc).__name__}: {exc!s:.200}",
             )
 
@@ -284,7 +300,7 @@ class _RowReader:
             # else has no stable text to recognise the row by across runs.
             problems.append(
                 f"{LABEL_COLUMN}: expected a string or an integer, got "
-                f"{_json_type(label)} {json.dumps(label, default=str)[:60]}"
+                f"{json_type(label)} {json.dumps(label, default=str)[:60]}"
             )
         label = None if label is None else str(label)
         fields: dict[str, Any] = {}
@@ -304,6 +320,8 @@ class _RowReader:
                 problems.append(f"{column}: {exc}")
         required = _V1_REQUIRED if self.model_name is None else IMAGE_COLUMNS
         problems += [f"{name}: is required" for name in required if name not in inputs]
+        too_large = None if self.prepared or problems else body_problem(images.values())
+        problems += [too_large] if too_large else []
         request = None
         if not problems:
             try:
@@ -393,17 +411,3 @@ def _check_file(path: Path) -> str | None:
     if problem is None or str(path) in problem:
         return problem
     return f"{problem}: {path}"
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type (``object``, ``array``, ``boolean``...)."""
-    names = {dict: "an object", list: "an array", bool: "a boolean", float: "a number"}
-    return names.get(type(value), "null" if value is None else type(value).__name__)
-
-
-def _printable(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The row's values as JSON can hold them (anything else as its text)."""
-    try:
-        return dict(json.loads(json.dumps(values, ensure_ascii=False, default=str)))
-    except (ValueError, RecursionError, TypeError):
-        return {}

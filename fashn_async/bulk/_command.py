@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -90,6 +90,7 @@ class BatchSettings:
     log_interval: float = 10.0
     report: bool = True
     time_scale: float = 1.0
+    prepare_images: bool = False  # resized and re-encoded before sending (NOTES.md)
 
 
 def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
@@ -99,9 +100,7 @@ def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
     """
     rows = bad = 0
     try:
-        for row in iter_catalog(
-            settings.catalog, model_name=settings.model_name, output_format=settings.output_format
-        ):
+        for row in iter_catalog(settings.catalog, **_reading(settings)):
             rows += 1
             if not row.ok:
                 bad += 1
@@ -165,11 +164,7 @@ async def _run_batch(
                 "output_format": settings.output_format,
             },
             rows=catalog.rows,
-            asks=request_keys(
-                catalog.path,
-                model_name=settings.model_name,
-                output_format=settings.output_format,
-            ),
+            asks=request_keys(catalog.path, **_reading(settings)),
         )
     except ConfigurationError as error:
         say(f"cannot start: {error.message}")
@@ -250,6 +245,7 @@ def _client(settings: BatchSettings, *, api_key: str | None) -> AsyncFashn:
         limits=settings.limits,
         polling=settings.polling,
         retry=settings.retry,
+        prepare_images=settings.prepare_images,
     )
 
 
@@ -320,12 +316,16 @@ async def _load_off_loop(settings: BatchSettings) -> Catalog:
 
 
 def _load(settings: BatchSettings, stop: threading.Event | None = None) -> Catalog:
-    return load_catalog(
-        settings.catalog,
-        model_name=settings.model_name,
-        output_format=settings.output_format,
-        stop=stop,
-    )
+    return load_catalog(settings.catalog, stop=stop, **_reading(settings))
+
+
+def _reading(settings: BatchSettings) -> dict[str, Any]:
+    """How the catalog is read, as the run will send it."""
+    return {
+        "model_name": settings.model_name,
+        "output_format": settings.output_format,
+        "prepared": settings.prepare_images,
+    }
 
 
 def _work_left(journal: Journal, options: JobOptions) -> bool:
