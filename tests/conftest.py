@@ -11,9 +11,11 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from proxy_support import Tinyproxy
 from redis_support import RedisServer
 
 from fashn_async import AsyncFashn
@@ -127,3 +129,35 @@ async def _no_stray_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     stray = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not stray, f"tasks left running: {stray}"
+
+
+#: What the environment may say of proxies and certificates.
+NETWORK_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Tinyproxy]:
+    """A running tinyproxy on a free loopback port (tests/proxy_support.py)."""
+    proxy = Tinyproxy(tmp_path)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy or certificate variables from the machine (either case): each test sets
+    its own."""
+    for name in NETWORK_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch

@@ -7,6 +7,7 @@ import base64
 import os
 import shutil
 import socket
+import subprocess
 
 import pytest
 
@@ -47,3 +48,15 @@ async def assert_uncertain_slot_held_then_given_back(client: object) -> None:
     assert in_flight.in_use == 1
     await asyncio.sleep(1000)
     assert in_flight.in_use == 0
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server process the tests started (SIGTERM, then SIGKILL after 10 s) and
+    wait for it to exit."""
+    if process is not None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, system_program
+from helpers import free_port, stop_process, system_program
 
 
 class Tinyproxy:
@@ -56,13 +56,7 @@ class Tinyproxy:
     def stop(self) -> None:
         """Stop it and wait for it to exit."""
         process, self.process = self.process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
     def forwarded(self, path: str) -> int:
         """How many requests for ``path`` it forwarded, by its log."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import free_port, system_program
+from helpers import free_port, stop_process, system_program
 
 WORKER = Path(__file__).resolve()
 
@@ -63,13 +63,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop it (SIGTERM) and wait for it to exit."""
         process, self.process = self.process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
     def _answers(self) -> bool:
         try:

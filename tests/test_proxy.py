@@ -10,7 +10,6 @@ the proof a request went through it (and that a bypassed one did not). Real time
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,27 +23,6 @@ from fashn_async.testing import Emulator, EmulatorConfig
 pytestmark = pytest.mark.looptime(False)  # a real proxy process, real time
 
 SCALE = 0.01
-_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-@pytest.fixture
-def tinyproxy(tmp_path: Path) -> Iterator[Tinyproxy]:
-    """A running tinyproxy on a free loopback port."""
-    proxy = Tinyproxy(tmp_path)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No proxy variables from the machine: each test sets its own."""
-    for name in _PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
 
 
 def _emulator() -> Emulator:

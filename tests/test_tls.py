@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,13 @@ import trustme
 from helpers import system_program
 from proxy_support import Tinyproxy
 
-from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy, errors
+from fashn_async import AsyncFashn, errors
 from fashn_async._tls import check_verify
 from fashn_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.looptime(False)  # a real proxy process, real time
 
 SCALE = 0.01
-_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +39,6 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
     path = tmp_path / "corp-ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No proxy or certificate variables from the machine: each test sets its own."""
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
-
-
-@pytest.fixture
-def tinyproxy(tmp_path: Path) -> Iterator[Tinyproxy]:
-    proxy = Tinyproxy(tmp_path)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 class Handshakes:
@@ -77,17 +56,6 @@ class Handshakes:
 
 def _emulator(server: Handshakes) -> Emulator:
     return Emulator(EmulatorConfig(time_scale=SCALE), ssl=server.context)
-
-
-def _client(emu: Emulator, **options: Any) -> AsyncFashn:
-    return AsyncFashn(
-        api_key=emu.api_key,
-        base_url=emu.url,
-        limits=Limits().scaled(SCALE),
-        polling=Polling().scaled(SCALE),
-        retry=RetryPolicy().scaled(SCALE),
-        **options,
-    )
 
 
 async def _try_on(client: AsyncFashn, emu: Emulator, folder: Path) -> list[Path]:
@@ -121,7 +89,7 @@ async def test_https_with_the_company_ca(
     server = Handshakes(ca, "127.0.0.1")
     async with _emulator(server) as emu:
         assert emu.url.startswith("https://127.0.0.1:")
-        saved = await _try_on(_client(emu, verify=verify), emu, tmp_path / "out")
+        saved = await _try_on(emu.client(verify=verify), emu, tmp_path / "out")
         assert emu.report().requests_by_route["run"] == 1
     assert len(saved) == 1
     assert saved[0].read_bytes().startswith(b"\x89PNG")
@@ -145,7 +113,7 @@ async def test_ssl_cert_file_names_the_store(
     """verify=True (the default) reads SSL_CERT_FILE, as the command line relies on."""
     clean_env.setenv("SSL_CERT_FILE", str(ca_file))
     async with _emulator(Handshakes(ca, "127.0.0.1")) as emu:
-        saved = await _try_on(_client(emu), emu, tmp_path)
+        saved = await _try_on(emu.client(), emu, tmp_path)
     assert len(saved) == 1
 
 
@@ -168,7 +136,7 @@ async def test_https_through_a_proxy_tunnel(
         clean_env.setenv("HTTPS_PROXY", tinyproxy.url)
     async with _emulator(Handshakes(ca, "127.0.0.1")) as emu:
         port = emu.url.rsplit(":", 1)[1]
-        saved = await _try_on(_client(emu, **options), emu, tmp_path / "out")
+        saved = await _try_on(emu.client(**options), emu, tmp_path / "out")
         report = emu.report()
     assert len(saved) == 1
     assert report.requests_by_route["run"] == 1
@@ -197,7 +165,7 @@ async def test_a_certificate_not_trusted_is_final_and_sends_nothing(
     server = Handshakes(ca, *names)
     options = {"verify": ca_file} if verify else {}
     async with _emulator(server) as emu:
-        async with _client(emu, **options) as client:
+        async with emu.client(**options) as client:
             with pytest.raises(errors.CertificateError) as info:
                 await client.submit(
                     model_image=emu.sample_image_url("model"),

@@ -23,7 +23,7 @@ import trustme
 from proxy_support import Tinyproxy
 from test_network_secrets import assert_no_key
 
-from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy, TryOnRequest, errors
+from fashn_async import TryOnRequest, errors
 from fashn_async.testing import Emulator, EmulatorConfig, HttpFault
 from fashn_async.testing._config import _HTTP_FAULT_KINDS
 
@@ -82,23 +82,12 @@ def _request(emu: Emulator) -> TryOnRequest:
     )
 
 
-def _client(emu: Emulator, **options: Any) -> AsyncFashn:
-    return AsyncFashn(
-        api_key=emu.api_key,
-        base_url=emu.url,
-        limits=Limits().scaled(SCALE),
-        polling=Polling().scaled(SCALE),
-        retry=RetryPolicy().scaled(SCALE),
-        **options,
-    )
-
-
 async def _outcome(kind: str, route: str) -> tuple[str, int, int, int]:
     """One try-on with one answer disturbed: what it ended in (its status, or the error's
     type), the POSTs sent, the predictions created, and the cancels sent."""
     async with Emulator(EmulatorConfig(api_key=KEY, time_scale=SCALE)) as emu:
         emu.inject(HttpFault(kind, route=route, times=1, delay=5.0))  # type: ignore[arg-type]
-        async with _client(emu, timeout=5.0) as client:
+        async with emu.client(timeout=5.0) as client:
             try:
                 result = await client.run(_request(emu))
             except errors.FashnError as error:
@@ -130,7 +119,7 @@ def test_a_batch_through_a_real_proxy_on_uvloop(tmp_path: Path) -> None:
 
     async def main() -> tuple[int, int, Any]:
         async with Emulator(EmulatorConfig(time_scale=SCALE)) as emu:
-            async with _client(emu, proxy=proxy.url, trust_env=False) as client:
+            async with emu.client(proxy=proxy.url, trust_env=False) as client:
                 pairs = [_request(emu) for _ in range(30)]
                 done = 0
                 async for result in client.batch(pairs):
@@ -155,7 +144,7 @@ def test_a_cancelled_run_cancels_its_prediction_on_uvloop() -> None:
 
     async def main() -> tuple[list[str], int, dict[str, str]]:
         async with Emulator(EmulatorConfig(time_scale=SCALE, latency=(30, 40))) as emu:
-            async with _client(emu) as client:
+            async with emu.client() as client:
                 with pytest.raises(TimeoutError):
                     async with asyncio.timeout(0.1):  # 10 API s: polling
                         await client.run(_request(emu))
@@ -182,7 +171,7 @@ def test_https_through_a_proxy_tunnel_on_uvloop(tmp_path: Path) -> None:
     async def main() -> tuple[int, str]:
         async with Emulator(EmulatorConfig(time_scale=SCALE), ssl=served) as emu:
             options = {"proxy": proxy.url, "trust_env": False, "verify": bundle}
-            async with _client(emu, **options) as client:
+            async with emu.client(**options) as client:
                 result = await client.run(_request(emu))
                 saved = await result.save(tmp_path / "out")
             return len(saved), emu.url.rsplit(":", 1)[1]
