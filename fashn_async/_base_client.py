@@ -147,8 +147,11 @@ class BaseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close open batches (cancelling their predictions on the server, awaited), stop
-        the latency models' refits, close the HTTP session, leave Redis."""
+        """Close open batches (cancelling their predictions on the server, awaited), end
+        every ``run()``, ``submit()`` and ``wait()`` in progress as a cancel would (a
+        POST on the wire let finish, what it created cancelled on the server; the call
+        raises ClientClosedError), stop the latency models' refits, close the HTTP
+        session, leave Redis."""
         self._transport.check_loop()
         async with contextlib.AsyncExitStack() as closing:  # each step even if one before fails
             if self._coordinator is not None:
@@ -156,6 +159,7 @@ class BaseClient:
             closing.push_async_callback(self._transport.close)
             closing.push_async_callback(self._engine.poller.aclose)
             closing.callback(self._engine.in_flight.close)
-            # First of all: calls being cancelled finish (their POSTs, their remote cancels).
-            closing.push_async_callback(self._engine.calls.settle, self.timeout + CANCEL_TIMEOUT)
+            # First of all: every call in progress ends as a cancel would (its POST let
+            # finish, what it created cancelled on the server) while the session is open.
+            closing.push_async_callback(self._engine.calls.end_all, self.timeout + CANCEL_TIMEOUT)
             await self._batches.aclose()

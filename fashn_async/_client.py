@@ -89,7 +89,7 @@ class AsyncFashn(BaseClient):
             webhook_url: Where the API POSTs the final status.
 
         Raises:
-            ClientClosedError: the client is not open (use ``async with``).
+            ClientClosedError: not open (``async with``), or closed during the call (aclose).
             EventLoopError: used from an event loop other than the one it was opened on.
             InvalidRequestError: a field or ``webhook_url`` is bad; nothing was sent.
             ImageInputError: an image is a missing file, not an image, or a bad URL or
@@ -184,7 +184,7 @@ class AsyncFashn(BaseClient):
             cancel_on_exit: Cancel the prediction on the server if this call is cancelled.
 
         Raises:
-            ClientClosedError: the client is not open (use ``async with``).
+            ClientClosedError: not open (``async with``), or closed during the call (aclose).
             EventLoopError: used from an event loop other than the one it was opened on.
             InvalidRequestError: ``prediction_id`` is unusable in a URL path (empty,
                 ``.`` or ``..``, a ``/`` or a control character: ``_answers.id_problem``);
@@ -247,7 +247,7 @@ class AsyncFashn(BaseClient):
                 was sent.
             ImageInputError: an image is a missing file, not an image, or a bad URL or
                 data URI; nothing was sent.
-            ClientClosedError: the client is not open (use ``async with``).
+            ClientClosedError: not open (``async with``), or closed during the call (aclose).
             EventLoopError: used from an event loop other than the one it was opened on.
             SubmissionUncertainError: the POST went out and no usable answer came back
                 (before the deadline, if one ran out first); the prediction may exist and

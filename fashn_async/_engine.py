@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import anyio
 
+from fashn_async._calls import Calls, a_call
 from fashn_async._decisions import Action, Route, Tries, counted_by_server, decide
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
@@ -32,7 +33,7 @@ from fashn_async._payload import Prepared, prepare_request
 from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
-from fashn_async._shield import Calls, a_call, outlive_cancels
+from fashn_async._shield import outlive_cancels
 from fashn_async._submitter import Submitter
 from fashn_async._turnbull import EPSILON
 from fashn_async.errors import (
@@ -104,7 +105,7 @@ class Engine:
         )
         #: The one owner of in-flight slots and of the predictions holding one.
         self.in_flight = InFlight(backend.slots(limits.in_flight))
-        #: run(), submit() and wait() in progress: closing lets the cancelled ones finish.
+        #: run(), submit() and wait() in progress: closing ends each as a cancel would.
         self.calls = Calls()
         self.poller = Poller(polling, self._poll_status, budget=self.status_budget)
         self._rng = random.Random()  # noqa: S311 - jitter only

@@ -14,17 +14,15 @@ the task running it (:func:`foreign_cancel`) is that code's failure, not a cance
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Calls", "a_call", "foreign_cancel", "outlive_cancels", "to_the_end", "until_set"]
+__all__ = ["foreign_cancel", "outlive_cancels", "to_the_end", "until_set"]
 
 _T = TypeVar("_T")
-_P = ParamSpec("_P")
 
 
 def foreign_cancel(exc: BaseException) -> bool:
@@ -93,58 +91,3 @@ async def to_the_end(run: Callable[..., Awaitable[_T]], *args: Any) -> _T:
     result = task.result()
     await anyio.lowlevel.checkpoint_if_cancelled()  # a cancel held off by the wait
     return result
-
-
-class Calls:
-    """The calls in progress (``run()``, ``submit()``, ``wait()``), so that closing the
-    client lets those being cancelled finish first: a POST on the wire is let finish, and
-    what it created is cancelled on the server. A session closed under them (a web
-    server's shutdown cancels its handlers, then closes the client) would leave their
-    predictions running and charged, with nobody to collect them."""
-
-    def __init__(self) -> None:
-        #: Each call's end, with the task that made it.
-        self._ends: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}
-
-    async def run(self, call: Awaitable[_T]) -> _T:
-        """``await call``, counted in progress until it ends."""
-        ended = asyncio.get_running_loop().create_future()
-        self._ends[ended] = asyncio.current_task()
-        try:
-            return await call
-        finally:
-            del self._ends[ended]
-            ended.set_result(None)
-
-    async def settle(self, limit: float) -> None:
-        """Wait until no call is being cancelled, up to ``limit`` seconds, through any
-        cancellation of the waiting task (raised once done). Calls not being cancelled
-        are not waited for: their next request meets the closed client."""
-        task = asyncio.ensure_future(self._settle(limit))
-        if await outlive_cancels(task):
-            raise asyncio.CancelledError
-        task.result()
-
-    async def _settle(self, limit: float) -> None:
-        with anyio.move_on_after(limit):
-            while pending := [e for e, t in self._ends.items() if t is not None and t.cancelling()]:
-                await asyncio.wait(pending)
-
-
-class _Calling(Protocol):
-    calls: Calls
-
-
-_S = TypeVar("_S", bound=_Calling)
-
-
-def a_call(
-    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
-    """Count each call of ``method`` in its object's :class:`Calls`."""
-
-    async def counted(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return await self.calls.run(method(self, *args, **kwargs))
-
-    functools.update_wrapper(counted, method)
-    return counted

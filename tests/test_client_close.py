@@ -103,3 +103,55 @@ async def test_calls_cut_short_by_a_close_raise_only_our_errors(
         if isinstance(ended, BaseException):
             assert isinstance(ended, errors.FashnError), repr(ended)
             assert_no_key(ended)
+
+
+@pytest.mark.emulator(latency=(30, 40))
+@pytest.mark.parametrize("when", ["polling", "posting"])
+async def test_calls_in_progress_when_the_client_closes_end_as_a_cancel_would(
+    emulator: Emulator, when: str
+) -> None:
+    """run()s not cancelled at all, the client closed under them (its POST on the wire, or
+    polling): each prediction created is cancelled on the server before aclose() returns
+    (none runs on, charged and lost), and each run() raises ClientClosedError."""
+    client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
+    await client.__aenter__()
+    if when == "posting":
+        emulator.inject(HttpFault("slow", route="run", delay=5.0))
+    tasks = [asyncio.create_task(client.run(request_for(emulator))) for _ in range(6)]
+    if when == "polling":
+        await until(lambda: len(emulator.report().accepted) == 6)
+    else:
+        await until(lambda: emulator.report().faults.get("run:slow", 0) == 6)
+    await client.aclose()
+    ended = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(e, errors.ClientClosedError) for e in ended), ended
+    report = emulator.report()
+    assert len(report.accepted) == 6
+    assert sorted(report.cancels) == sorted(s.id for s in report.accepted)
+    assert report.credits_used == 0
+    with pytest.raises(errors.ClientClosedError):
+        await client.run(request_for(emulator))
+
+
+@pytest.mark.emulator(latency=(30, 40))
+@pytest.mark.parametrize("turns", [0, 1, 2, 3, 5, 8])
+async def test_a_cancel_that_comes_while_the_client_closes_loses_nothing(
+    emulator: Emulator, turns: int
+) -> None:
+    """aclose() begun, then the run()'s task cancelled ``turns`` loop turns later (a web
+    app that closes its client on shutdown, then cancels its handlers): the prediction is
+    cancelled on the server all the same."""
+    client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
+    await client.__aenter__()
+    task = asyncio.create_task(client.run(request_for(emulator)))
+    await until(lambda: len(emulator.report().accepted) == 1)
+    closing = asyncio.create_task(client.aclose())
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    await closing
+    with pytest.raises((asyncio.CancelledError, errors.ClientClosedError)):
+        await task
+    report = emulator.report()
+    assert report.cancels == [report.accepted[0].id]
+    assert report.credits_used == 0

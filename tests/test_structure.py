@@ -52,6 +52,7 @@ STAGES: list[tuple[str, list[str]]] = [
         [
             "_limits",
             "_inflight",
+            "_calls",
             "_coordination._scripts",
             "_coordination._probation",
             "_coordination._link",
