@@ -104,6 +104,7 @@ class HookCalls:
 
     def _submitted(self, item: Item, prediction_id: str) -> None:
         item.prediction_id = prediction_id
+        self._unsent.discard(item)  # it exists: a stop no longer refuses it
         self.progress.submitted += 1
         self._hook(item, "submitted", item.index, prediction_id)
         self._notify(item)

@@ -35,6 +35,7 @@ from fashn_async._results import BatchResult
 from fashn_async._shield import until_set
 from fashn_async._stream import ResultStream
 from fashn_async.errors import (
+    BatchClosedError,
     BatchInputError,
     FashnError,
     InvalidRequestError,
@@ -169,14 +170,18 @@ class _Run(HookCalls):
                     return
                 try:
                     item = await anext(source) if is_async else next(source)
-                except (StopIteration, StopAsyncIteration):
+                except (StopAsyncIteration, StopIteration) as exc:
+                    if isinstance(exc, StopAsyncIteration) == is_async:  # its own end
+                        return
+                    self._input_raised(index, exc)  # the other: a failure of the input
                     return
                 except BaseException as exc:
                     self._input_raised(index, exc)
                     return
                 self.progress.read += 1
                 work = Item(index, item)
-                self._unsent.add(work)
+                if not isinstance(item, Prediction):  # (submitted before: never refused)
+                    self._unsent.add(work)
                 self._notify(work)
                 workers.start_soon(self._work, work)
                 index += 1
@@ -288,7 +293,9 @@ class _Run(HookCalls):
                 prediction_id=item.prediction_id,
                 error=error,
             )
-        assert status is not None  # the item's scope is cancelled only with a hook error
+        if status is None:  # its scope cancelled, neither refused nor by a hook: closing
+            error = BatchClosedError(f"batch item {item.index}: the batch was closed")
+            return BatchResult(index=item.index, request=item.raw, error=error)
         return BatchResult(
             index=item.index,
             request=item.raw,

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import anyio
 
 from fashn_async._calls import Calls, a_call
-from fashn_async._decisions import Action, Route, Tries, counted_by_server, decide
+from fashn_async._decisions import Action, Route, Tries, apis_own, counted_by_server, decide
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
 from fashn_async._limits import (
@@ -163,7 +163,7 @@ class Engine:
         route = cast(Route, path.split("/")[2])
         if limiter is None and route == "credits":
             limiter = self.credits_limiter
-        tries = Tries()
+        tries, fresh = Tries(), False
         while True:
             grant = (
                 None
@@ -176,7 +176,7 @@ class Engine:
                 if on_send is not None:
                     on_send()
                 try:
-                    result = await self.transport.request("GET", path)
+                    result = await self.transport.request("GET", path, fresh=fresh)
                 except TransportError as exc:
                     result = exc
                 outcome = outcome_of(route, result)
@@ -191,6 +191,11 @@ class Engine:
             if action is Action.RETURN:
                 assert isinstance(result, Response)
                 return result
+            if action is Action.FINAL and apis_own(outcome) and not fresh:
+                # Believed once a connection of its own gives it too: on a kept-alive one it
+                # may be another request's answer, left there by a proxy out of step.
+                fresh = True
+                continue
             if action is not Action.RETRY and action is not Action.PAUSE:  # FINAL
                 error = result if isinstance(result, TransportError) else result.error(route)
                 if error.prediction_id is None:

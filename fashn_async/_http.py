@@ -36,6 +36,7 @@ from fashn_async._error_map import api_error_from_response
 from fashn_async._payload import JsonBody
 from fashn_async._redact import Secret, safe_repr, shown_url
 from fashn_async._retry import parse_retry_after
+from fashn_async._shield import outlive_cancels
 from fashn_async._tls import Verify, context_for
 from fashn_async._wire import (
     MAX_ANSWER_BYTES,
@@ -216,16 +217,19 @@ class Transport:
             self._session = self.new_session()
 
     async def close(self) -> None:
-        """Close the session and wait for its connections to go."""
+        """Close the sessions and wait for their connections to go, all of them, through
+        any cancellation of the caller (raised once done)."""
         if self._session is not None:
             self.check_loop()
         self._closed = True
-        sessions = (self._session, self._posts, *self._retired)
+        sessions = [s for s in (self._session, self._posts, *self._retired) if s is not None]
         self._session = self._posts = None
         self._retired = []
-        for session in sessions:
-            if session is not None:
-                await session.close()
+        closing = asyncio.ensure_future(asyncio.gather(*(s.close() for s in sessions)))
+        cancelled = await outlive_cancels(closing)
+        closing.result()  # (a session that failed to close says so)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def check_loop(self) -> None:
         """Raise EventLoopError unless called on the event loop the client was opened on."""
@@ -251,16 +255,18 @@ class Transport:
         *,
         body: Any = None,
         params: Mapping[str, str] | None = None,
+        fresh: bool = False,
     ) -> Response:
         """Send one request, once; map every failure to our errors (none chained).
 
         A cancellation passes through with none of aiohttp's frames (they hold the
         request's headers, so the key): a caller's ``asyncio.timeout`` chains it to its
-        ``TimeoutError``, which error reporters show with each frame's locals.
+        ``TimeoutError``, which error reporters show with each frame's locals. ``fresh``
+        (always for POST): on a connection of its own (:meth:`new_session`).
         """
         session = self.session
-        if method == "POST" and self._posts is not None:
-            session = self._posts
+        if (method == "POST" or fresh) and self._posts is not None:
+            session = self._posts  # a connection of its own
         data: Any = None
         if isinstance(body, bytes | bytearray):  # encoded already (off the loop if large)
             data = JsonBody(body)

@@ -188,3 +188,66 @@ async def test_first_anext_from_another_loop_raises_and_starts_nothing(
     await later_batch_works(client, emulator, range(3, 5))
     assert_each_submitted_once(emulator, 5)
     assert_idle(client, emulator)
+
+
+class _EndsWrongly:
+    """A sync iterator whose ``__next__`` raises StopAsyncIteration: not its end."""
+
+    def __init__(self, items: list[TryOnRequest]) -> None:
+        self._items = iter(items)
+
+    def __iter__(self) -> _EndsWrongly:
+        return self
+
+    def __next__(self) -> TryOnRequest:
+        item = next(self._items, None)
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+
+async def test_the_other_kind_of_stop_is_an_input_error(
+    client: AsyncFashn, emulator: Emulator
+) -> None:
+    """A sync input raising StopAsyncIteration has not ended (only StopIteration ends it):
+    BatchInputError after the items read before it. (Before: the batch ended as if done.)"""
+    items = distinct(emulator, AT)
+    results: list[BatchResult] = []
+    with pytest.raises(errors.BatchInputError, match="StopAsyncIteration"):
+        async for result in client.batch(_EndsWrongly(items)):
+            results.append(result)
+    assert sorted(r.index for r in results) == list(range(AT))
+
+
+@pytest.mark.emulator(latency=(30, 40))
+@pytest.mark.parametrize("stop", ["credits", "hook"])
+async def test_a_stop_lets_predictions_given_as_items_finish(
+    client: AsyncFashn, emulator: Emulator, stop: str
+) -> None:
+    """Predictions submitted earlier, given as items, then requests: a stop (out of
+    credits, a hook raising) refuses only what was not sent; the given predictions, never
+    sent by the batch, are polled to their end and yielded, not cancelled. (Before: an
+    AssertionError ended every worker and they were cancelled on the server.)"""
+    earlier = [await client.submit(item) for item in distinct(emulator, 2)]
+    requests = distinct(emulator, 5)[2:]
+
+    class Raising(BatchEvents):
+        def submitted(self, index: int, prediction_id: str) -> None:
+            if index == 3:
+                raise RuntimeError("a hook of the user's")
+
+    if stop == "credits":
+        emulator.inject(HttpFault("throttle", route="run", code="OutOfCredits"))
+    events = Raising() if stop == "hook" else None
+    results: list[BatchResult] = []
+    expected = errors.OutOfCreditsError if stop == "credits" else errors.EventHookError
+    with pytest.raises(expected):
+        async for result in client.batch([*earlier, *requests], events=events):
+            results.append(result)
+    by_index = {r.index: r for r in results}
+    assert by_index[0].ok
+    assert by_index[1].ok
+    report = emulator.report()
+    assert report.statuses[earlier[0].id] == report.statuses[earlier[1].id] == "completed"
+    assert earlier[0].id not in report.cancels
+    assert earlier[1].id not in report.cancels

@@ -155,3 +155,21 @@ async def test_a_cancel_that_comes_while_the_client_closes_loses_nothing(
     report = emulator.report()
     assert report.cancels == [report.accepted[0].id]
     assert report.credits_used == 0
+
+
+async def test_a_cancelled_aclose_still_closes_every_session(emulator: Emulator) -> None:
+    """aclose() cancelled again and again while it closes: it finishes closing (every
+    aiohttp session closed, the GETs' and the POSTs'), then raises the cancel."""
+    client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
+    await client.__aenter__()
+    await client.submit(request_for(emulator))  # both sessions have a connection
+    await client.credits()
+    transport = client._transport
+    sessions = [transport._session, transport._posts]
+    closing = asyncio.create_task(client.aclose())
+    for _ in range(20):
+        await asyncio.sleep(0)
+        closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert all(session is not None and session.closed for session in sessions)

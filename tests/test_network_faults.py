@@ -10,6 +10,7 @@ import asyncio
 import io
 from pathlib import Path
 
+import attrs
 import pytest
 from helpers import assert_uncertain_slot_held_then_given_back
 from rich.console import Console
@@ -508,3 +509,30 @@ async def test_a_status_answer_left_on_a_connection_is_not_taken_for_another(
     report = emulator.report()
     assert sorted(r.id for r in results) == sorted(s.id for s in report.accepted)
     assert report.requests_by_route["run"] == 4
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        HttpFault("untracked", route="status"),
+        HttpFault("throttle", route="status", code="OutOfCredits"),
+    ],
+    ids=["404 NotFound", "429 OutOfCredits"],
+)
+async def test_a_final_error_answer_to_a_get_is_asked_again_on_a_fresh_connection(
+    client: AsyncFashn, emulator: Emulator, fault: HttpFault
+) -> None:
+    """An API error that would end a poll (a 404, OutOfCredits), seen once: it may be
+    another request's answer left on a kept-alive connection (a proxy out of step), so the
+    GET is asked again on a connection of its own, and the try-on completes; seen twice
+    (the check too), it is raised."""
+    emulator.inject(attrs.evolve(fault, times=1))
+    result = await client.run(request_for(emulator))
+    assert emulator.report().statuses[result.id] == "completed"
+    emulator.clear_faults()
+    prediction = await client.submit(request_for(emulator))
+    emulator.inject(attrs.evolve(fault, times=2))
+    before = emulator.report().requests_by_route["status"]
+    with pytest.raises(errors.APIError):
+        await client.status(prediction.id)
+    assert emulator.report().requests_by_route["status"] == before + 2
