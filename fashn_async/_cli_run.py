@@ -26,30 +26,39 @@ __all__ = ["batch_command", "console", "say"]
 class _BestEffortStderr:
     """``sys.stderr`` (looked up at each write, as click's test runner swaps it) that a
     closed pipe or terminal cannot crash: what a person is told is best effort, and a
-    job goes on to record its stop (``batch ... | head -3`` must not end it)."""
+    job goes on to record its stop (``batch ... | head -3`` must not end it).
+
+    A live display (rich's ``Live``) may put a proxy in ``sys.stderr`` that writes to
+    this very console: the stream under it is used, or each write would come back here
+    (rich 15 recursed without end, the command hung)."""
+
+    @staticmethod
+    def _stream() -> Any:
+        stream = sys.stderr
+        return getattr(stream, "rich_proxied_file", stream)
 
     def write(self, text: str) -> int:
         try:
-            return sys.stderr.write(text)
+            return int(self._stream().write(text))
         except (OSError, ValueError):  # a broken pipe, a closed terminal or file
             return len(text)
 
     def flush(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
+            self._stream().flush()
 
     def isatty(self) -> bool:
         try:
-            return sys.stderr.isatty()
+            return bool(self._stream().isatty())
         except (OSError, ValueError):
             return False
 
     def fileno(self) -> int:
-        return sys.stderr.fileno()
+        return int(self._stream().fileno())
 
     @property
     def encoding(self) -> str:
-        return getattr(sys.stderr, "encoding", None) or "utf-8"
+        return getattr(self._stream(), "encoding", None) or "utf-8"
 
 
 console = Console(file=_BestEffortStderr(), soft_wrap=True)  # type: ignore[arg-type]

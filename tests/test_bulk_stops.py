@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fashn_async import AsyncFashn, RetryPolicy
+from fashn_async import AsyncFashn, Limits, RetryPolicy
 from fashn_async._payload import prepare_request
 from fashn_async.bulk import BulkJob, JobOptions, Journal, load_catalog, write_manifest
 from fashn_async.bulk._command import _summarize
@@ -140,13 +140,18 @@ async def test_ctrl_c_after_a_row_gave_up_claims_no_cancel_for_it(
     it stays ``submitted`` (not ``canceled``) and the stop does not count it."""
     catalog = write_catalog(tmp_path, 8, models=4)
     out = tmp_path / "out"
-    emulator.inject(HttpFault("untracked", route="status", times=1))
+    # A 404 and its check on a connection of its own: one in progress at a time, so
+    # both reach the same prediction.
+    emulator.inject(HttpFault("untracked", route="status", times=2))
     cue = _Cue(lambda counts: False)
     cue.when = lambda counts: any("gave up" in note for note in cue.notes)
     loaded = load_catalog(catalog)
     with Journal.open(out, meta=_meta(emulator), rows=loaded.rows) as journal:
         async with AsyncFashn(
-            api_key=emulator.api_key, base_url=emulator.url, retry=RetryPolicy(attempts=2)
+            api_key=emulator.api_key,
+            base_url=emulator.url,
+            retry=RetryPolicy(attempts=2),
+            limits=Limits(in_flight=1),
         ) as client:
             job = BulkJob(client, loaded, journal, JobOptions(out=out), cue)
             cue.action = job.interrupt

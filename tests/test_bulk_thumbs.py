@@ -36,7 +36,7 @@ _MEASURE = textwrap.dedent(
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_thumbnails_of_large_pngs_are_made_one_at_a_time(tmp_path: Path) -> None:
     """Four 24-megapixel PNGs (96 MB each once decoded) in four threads: every thumbnail
-    is made, and memory grows by about one decoded image, under three, not four."""
+    is made, and memory grows by about one decoded image, under four, not eight."""
     width, height = 6000, 4000
     assert width * height > BIG_PIXELS
     sources = []
@@ -54,9 +54,9 @@ def test_thumbnails_of_large_pngs_are_made_one_at_a_time(tmp_path: Path) -> None
     result = json.loads(child.stdout)
     assert all(Path(made).is_file() for made in result["made"]), result
     decoded_kib = width * height * 4 // 1024  # Pillow keeps RGB in 4 bytes a pixel
-    # One at a time: about one decoded image (97 MB measured alone, up to 212 MB with the
-    # suite's other workers busy, the allocator's arenas); four at once is 4 (737 MB).
-    assert result["grew_kib"] < 3 * decoded_kib, result
+    # One at a time: about one decoded image (97 MB measured alone, up to 297 MB with the
+    # machine loaded: the allocator's arenas); four at once grew 737 MB, eight images.
+    assert result["grew_kib"] < 4 * decoded_kib, result
     assert child.stderr == ""
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import click
@@ -208,6 +212,38 @@ def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> N
     assert wrong_key.returncode == 2
     assert "refused the API key" in wrong_key.stderr
     assert "not-the-key" not in wrong_key.stdout + wrong_key.stderr
+
+
+@pytest.mark.timeout(90)
+def test_the_live_display_runs_on_a_real_terminal(tmp_path: Path) -> None:
+    """The README's first command on a terminal (a pty: the live progress bar, not the
+    log lines): it ends, exit 0, every row done. (With rich 15 the bar's stderr proxy
+    wrote back into the console that wrote to it: the command hung, deaf to Ctrl-C.)"""
+    master, slave = pty.openpty()
+    env = cli_env(COLUMNS="120", LINES="40", TERM="xterm")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+        cli("demo", "--out", str(tmp_path / "out"), "--count", "3"),
+        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    os.close(slave)
+    shown = bytearray()
+    deadline = time.monotonic() + 60  # (a hang ends the test, not the suite)
+    try:
+        while time.monotonic() < deadline:  # read what it draws: it never blocks on it
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    shown += os.read(master, 65536)
+                except OSError:  # the terminal closed: it has ended
+                    break
+            elif process.poll() is not None:
+                break
+        assert process.wait(timeout=1) == 0, shown.decode(errors="replace")[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    assert "3 rows: 3 done" in shown.decode(errors="replace")
 
 
 def test_the_demo_runs_the_whole_bulk_path(tmp_path: Path) -> None:

@@ -19,22 +19,23 @@ values) by which the journal recognises it when the file is edited between runs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import hashlib
 import json
 import os
 import stat
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import attrs
 
 from fashn_async._coerce import coerce_request
-from fashn_async._images import check_image_input, image_file_problem, is_given_url
-from fashn_async._models import Request, TryOnRequest
+from fashn_async._images import check_image_bytes, check_image_input, is_data_uri, is_given_url
+from fashn_async._models import ModelRequest, Request, TryOnRequest
+from fashn_async._sources import read_image_file
 from fashn_async.bulk._cells import body_problem, guess_cell, json_type, parse_cell, printable
 from fashn_async.bulk._identity import (
     LABEL_COLUMN,
@@ -44,20 +45,16 @@ from fashn_async.bulk._identity import (
     unique_identities,
 )
 from fashn_async.bulk._records import CatalogError, delimited, jsonl, text_lines
-from fashn_async.errors import InvalidRequestError
+from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
-    "Asks",
     "Catalog",
     "CatalogRow",
     "iter_catalog",
     "load_catalog",
-    "request_keys",
 ]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
-#: What a row's values ask for (:meth:`_RowReader.asks`, made by :func:`request_keys`).
-Asks: TypeAlias = Callable[[Mapping[str, Any]], str]
 #: A free-text column naming the row in the manifest and the report; never sent.
 _V1_TYPES: Final = {field.name: field.type for field in attrs.fields(TryOnRequest)}
 _V1_REQUIRED: Final = ("model_image", "garment_image", "category")
@@ -88,8 +85,7 @@ class CatalogRow:
         request: The validated request; None when the row is bad.
         error: What is wrong with the row, naming the column; None when it is good.
         images: Each image column's resolved source: a Path, or a URL / data URI.
-        asks: What a good row asks for, however written (:func:`request_keys`); "" for a
-            bad one.
+        asks: What a good row asks for, however written (:func:`asks`); "" for a bad one.
     """
 
     row: int
@@ -177,19 +173,6 @@ def load_catalog(
     if not rows:
         raise CatalogError(f"{path}: the catalog has no rows")
     return Catalog(path=path, sha256=file_sha256(path), rows=rows)
-
-
-def request_keys(
-    path: str | Path,
-    *,
-    model_name: str | None = None,
-    output_format: str | None = None,
-    prepared: bool = False,
-) -> Asks:
-    """What the rows of the catalog at ``path`` ask for (:attr:`CatalogRow.asks`), for any
-    values: a journal's rows read as this catalog's would be (arguments as for
-    :func:`load_catalog`)."""
-    return _RowReader(Path(path).resolve().parent, model_name, output_format, prepared).asks
 
 
 def iter_catalog(
@@ -305,9 +288,10 @@ class _RowReader:
         label = None if label is None else str(label)
         fields: dict[str, Any] = {}
         images: dict[str, Path | str] = {}
+        sources: dict[str, str] = {}  # each image as what it is (its bytes' hash, a URL)
         for column, value in inputs.items():
             if column in IMAGE_COLUMNS:
-                source, problem = self._image(column, value)
+                source, problem, sources[column] = self._image(column, value)
                 if problem is None:
                     images[column] = source
                     fields[column] = source
@@ -337,28 +321,8 @@ class _RowReader:
             request=request,
             error="; ".join(problems) or None,
             images=images,
-            asks="" if request is None else self.asks(values),
+            asks="" if request is None else asks(request, sources),
         )
-
-    def asks(self, values: Mapping[str, Any]) -> str:
-        """``req:<hash>`` of what ``values`` ask for, the same however they are written:
-        the id and empty cells left out, each option read as its type (``TRUE``, ``1``),
-        text stripped, an image path made absolute and normal (``./a.jpg``, ``a.jpg`` and
-        ``/full/a.jpg`` are one, in either Unicode form). Reads no file."""
-        given: dict[str, Any] = {}
-        for column, value in values.items():
-            if column == LABEL_COLUMN or value is None or not str(value).strip():
-                continue
-            if column in IMAGE_COLUMNS and isinstance(value, str):
-                text = value.strip()
-                if not is_given_url(text):
-                    text = os.path.normpath(self.base / Path(text).expanduser())
-                given[column] = unicodedata.normalize("NFC", text)
-                continue
-            with contextlib.suppress(ValueError):  # a bad cell: as written
-                value = self._option(column, value)
-            given[column] = value.strip() if isinstance(value, str) else value
-        return f"req:{identity_of(given).removeprefix('sha:')}"  # (given holds no id)
 
     def _request(self, fields: dict[str, Any]) -> Request:
         if self.model_name is None:
@@ -375,39 +339,61 @@ class _RowReader:
             return parse_cell(value, str(kind))
         return guess_cell(value)
 
-    def _image(self, column: str, value: Any) -> tuple[Path | str, str | None]:
+    def _image(self, column: str, value: Any) -> tuple[Path | str, str | None, str]:
+        """The image's source, what is wrong with it (or None), and what it is: a file's
+        bytes' hash, a URL as given, a data URI's hash."""
         if not isinstance(value, str) or not value.strip():
-            return "", f"{column}: expected a file path, URL or data URI, got {value!r:.60}"
+            return "", f"{column}: expected a file path, URL or data URI, got {value!r:.60}", ""
         text = value.strip()
         if is_given_url(text):
             try:
                 check_image_input(column, text)
             except InvalidRequestError as exc:
-                return "", exc.message
-            return text, None
+                return "", exc.message, ""
+            inline = is_data_uri(text)  # (held as its hash: it may be megabytes)
+            return text, None, f"inline:{_digest(text.encode())}" if inline else f"url:{text}"
         if "\x00" in text:
-            return "", f"{column}: a file path cannot hold a NUL byte"
-        path, problem = self._file(text)
-        return path, None if problem is None else f"{column}: {problem}"
+            return "", f"{column}: a file path cannot hold a NUL byte", ""
+        path, problem, digest = self._file(text)
+        return path, None if problem is None else f"{column}: {problem}", f"file:{digest}"
 
-    def _check_path(self, text: str) -> tuple[Path, str | None]:
+    def _check_path(self, text: str) -> tuple[Path, str | None, str]:
         path = self.base / Path(text).expanduser()
         if not os.path.lexists(path):
             # The same name as another system wrote it: macOS decomposes accents (NFD),
             # most others compose them (NFC); the file may be in either form.
             forms = (self.base / Path(unicodedata.normalize(f, text)).expanduser() for f in _FORMS)
             path = next((other for other in forms if os.path.lexists(other)), path)
-        return path, _check_file(path)
+        return (path, *_check_file(path))
 
 
-def _check_file(path: Path) -> str | None:
-    """What makes ``path`` unusable as an image, or None: the checks a request runs
-    before sending (:func:`image_file_problem`): a regular file (a FIFO, device or folder
-    is refused without being opened, so nothing blocks), within the size cap, a known
-    signature and a whole structure."""
-    problem = image_file_problem(path)
-    if problem is not None:
-        problem = problem.removeprefix("the data is ")  # "not an image (...)"
-    if problem is None or str(path) in problem:
-        return problem
-    return f"{problem}: {path}"
+def _check_file(path: Path) -> tuple[str | None, str]:
+    """What makes ``path`` unusable as an image (or None), and its bytes' hash: the
+    checks a request runs before sending (a regular file: a FIFO, device or folder is
+    refused without being opened, so nothing blocks; within the size cap, a known
+    signature and a whole structure), on the one read of the file."""
+    try:
+        data = read_image_file("file", path)
+        check_image_bytes("file", data)
+    except ImageInputError as exc:
+        problem = exc.message.removeprefix("file: ").removeprefix("the data is ")
+        return (problem if str(path) in problem else f"{problem}: {path}"), ""
+    return None, _digest(data)
+
+
+def asks(request: Request, sources: Mapping[str, str]) -> str:
+    """``req:<hash>`` of what a good row sends: the request as the API gets it (every
+    option, its default included: written out or left out, the same), each image as
+    what it is (``sources``: a file's bytes' hash, so one file however its path is
+    written, through a symlink or from a catalog moved, and a photo replaced under its
+    name another request; a URL exactly as given)."""
+    sent = attrs.asdict(request, recurse=False)
+    if isinstance(request, ModelRequest):
+        sent["inputs"] = {**sent["inputs"], **sources}
+    else:
+        sent.update(sources)
+    return f"req:{_digest(json.dumps(sent, sort_keys=True, default=str).encode())}"
+
+
+def _digest(data: bytes | bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]

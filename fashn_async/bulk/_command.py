@@ -25,7 +25,7 @@ from fashn_async._polling import Polling
 from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
-from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog, request_keys
+from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog
 from fashn_async.bulk._folder import EARLIER_JOB_FILES
 from fashn_async.bulk._job import BulkJob
 from fashn_async.bulk._journal import JOURNAL_NAME, Journal
@@ -164,7 +164,6 @@ async def _run_batch(
                 "output_format": settings.output_format,
             },
             rows=catalog.rows,
-            asks=request_keys(catalog.path, **_reading(settings)),
         )
     except ConfigurationError as error:
         say(f"cannot start: {error.message}")

@@ -14,14 +14,14 @@ it, or its removal, is reported in a sentence (:attr:`SyncPlan.edits`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
 from fashn_async._redact import shown_url
-from fashn_async.bulk._catalog import Asks, CatalogRow
+from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._rows import SCHEMA_VERSION, RowRecord, State
 
 __all__ = [
@@ -105,50 +105,47 @@ def settings_problem(
     return None
 
 
-def plan_sync(
-    records: Sequence[RowRecord],
-    rows: Sequence[CatalogRow],
-    asks: Asks | None = None,
-) -> SyncPlan:
-    """Match ``rows`` (the catalog now) to ``records`` (the journal) by identity; then a
-    row new by identity to a row already sent that the catalog no longer has, when both
-    ask for the same (``asks``, as :attr:`CatalogRow.asks`): the same request written
-    another way (a path with ``./`` or made absolute, an empty column added, an id
-    re-saved by a spreadsheet, ``000`` to ``0``) is the row already paid for."""
+def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncPlan:
+    """Match ``rows`` (the catalog now) to ``records`` (the journal), in three passes:
+
+    1. by identity, where both ask for the same (:attr:`CatalogRow.asks`; a record from
+       before rows kept it is matched by identity alone);
+    2. a row left to a record already sent that asks for the same, whatever the
+       identities: the same request written another way (a path with ``./``, made
+       absolute or through a symlink, a default written out, an id re-saved by a
+       spreadsheet, ``000`` to ``0`` or two ids made one) is the row already paid for;
+    3. by identity, the rest: an edit (the same id asking for something else).
+
+    Each record is matched at most once; a row left is new (a repeat of a request, sent
+    as documented)."""
     # Identities are unique in a catalog (unique_identities); a journal written before
     # they were may hold one twice: each record is matched at most once all the same.
     known: dict[str, list[RowRecord]] = {}
     for each in records:
         known.setdefault(each.identity, []).append(each)
     plan = SyncPlan({}, [], [], [], [], [], [])
-    for current in rows:
-        matches = known.get(current.identity)
-        record = matches.pop(0) if matches else None
-        if record is None:
+    left = [row for row in rows if not _match(plan, known, row, _same_identity_and_request)]
+    sent: dict[str, list[RowRecord]] = {}
+    for matches in known.values():
+        for record in matches:
+            if record.state not in State.UNSENT and record.asks:
+                sent.setdefault(record.asks, []).append(record)
+    written_another_way = 0
+    for current in left:
+        same = sent.get(current.asks) if current.asks else None
+        if same:
+            record = same.pop(0)
+            known[record.identity].remove(record)
+            _matched(plan, record, current)
+            written_another_way += record.identity != current.identity
+        elif not _match(plan, known, current, lambda _record, _row: True):
             plan.fresh.append(current)
-            continue
-        plan.matched[record.row] = current
-        if record.state in State.UNSENT:
-            plan.updates.append(
-                (
-                    current.line, current.key, current.row, current.label,
-                    canonical_json(current.inputs),
-                    State.PENDING if current.ok else State.INVALID,
-                    None if current.ok else "InvalidRow",
-                    None if current.ok else at_line(current), record.row,
-                )
-            )  # fmt: skip
-            continue
-        plan.places.append((current.line, current.row, record.row))
-        if canonical_json(current.inputs) != canonical_json(record.inputs) and (
-            asks is None or not current.asks or asks(record.inputs) != current.asks
-        ):  # changed, not only written another way
-            plan.edits.append(
-                f"line {current.line}{_named(current.label)} changed after it was sent "
-                f"({record.state}): {_after_edit(record.state, current)}"
-            )
-    if asks is not None:
-        _match_by_request(plan, known, asks)
+    if written_another_way:
+        plan.edits.append(
+            f"{written_another_way} row{'s' if written_another_way > 1 else ''} of the "
+            "catalog ask for what rows already sent asked for, written another way (a "
+            "path, an id, a default written out): taken for those rows, not sent again"
+        )
     for matches in known.values():
         for record in matches:
             if record.state in State.UNSENT:
@@ -162,36 +159,52 @@ def plan_sync(
     return plan
 
 
-def _match_by_request(plan: SyncPlan, known: dict[str, list[RowRecord]], asks: Asks) -> None:
-    """Match ``plan.fresh`` rows to sent records left in ``known`` that ask for the same;
-    each record at most once (a repeat of the request stays new: it is sent, as
-    documented)."""
-    sent: dict[str, list[RowRecord]] = {}
-    for matches in known.values():
-        for record in matches:
-            if record.state not in State.UNSENT:
-                sent.setdefault(asks(record.inputs), []).append(record)
-    if not sent:
+def _same_identity_and_request(record: RowRecord, current: CatalogRow) -> bool:
+    return not (record.asks and current.asks and record.asks != current.asks)
+
+
+def _match(
+    plan: SyncPlan,
+    known: dict[str, list[RowRecord]],
+    current: CatalogRow,
+    fits: Callable[[RowRecord, CatalogRow], bool],
+) -> bool:
+    """Match ``current`` to the first record of its identity that ``fits``; whether one did."""
+    for record in known.get(current.identity, []):
+        if fits(record, current):
+            known[current.identity].remove(record)
+            _matched(plan, record, current)
+            return True
+    return False
+
+
+def _matched(plan: SyncPlan, record: RowRecord, current: CatalogRow) -> None:
+    """Record ``current`` as ``record``: an unsent one takes the catalog's values; a sent
+    one keeps its record, and a change of what it asks for is reported."""
+    plan.matched[record.row] = current
+    if record.state in State.UNSENT:
+        plan.updates.append(
+            (
+                current.line, current.key, current.row, current.label,
+                canonical_json(current.inputs),
+                State.PENDING if current.ok else State.INVALID,
+                None if current.ok else "InvalidRow",
+                None if current.ok else at_line(current), current.asks or None, record.row,
+            )
+        )  # fmt: skip
         return
-    fresh = []
-    for current in plan.fresh:
-        same = sent.get(current.asks) if current.asks else None
-        if not same:
-            fresh.append(current)
-            continue
-        record = same.pop(0)
-        known[record.identity].remove(record)
-        plan.matched[record.row] = current
-        plan.places.append((current.line, current.row, record.row))
+    plan.places.append((current.line, current.row, record.row))
+    if record.identity != current.identity or record.label != current.label:
         plan.renamed.append((current.identity, current.label, record.row))
-    if len(fresh) < len(plan.fresh):
-        count = len(plan.fresh) - len(fresh)
+    if record.asks and current.asks:
+        changed = record.asks != current.asks  # (the same written another way: no)
+    else:  # a record from before rows kept what they ask for
+        changed = canonical_json(current.inputs) != canonical_json(record.inputs)
+    if changed:
         plan.edits.append(
-            f"{count} row{'s' if count > 1 else ''} of the catalog ask for what rows "
-            "already sent asked for, written another way (a path, an id, an empty column): "
-            "taken for those rows, not sent again"
+            f"line {current.line}{_named(current.label)} changed after it was sent "
+            f"({record.state}): {_after_edit(record.state, current)}"
         )
-    plan.fresh[:] = fresh
 
 
 def _after_edit(state: str, current: CatalogRow) -> str:

@@ -51,7 +51,7 @@ from typing import IO, Final
 from fashn_async._redact import safe_repr
 from fashn_async._shield import outlive_cancels
 from fashn_async._sources import in_io_thread
-from fashn_async.bulk._catalog import Asks, CatalogRow
+from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import canonical_json
 from fashn_async.bulk._folder import lock as hold
 from fashn_async.bulk._folder import refuse_an_orphaned_job, release_reserve, reserve
@@ -113,10 +113,8 @@ class Journal(JournalOpening, JournalRescue):
         *,
         meta: Mapping[str, str | None],
         rows: Sequence[CatalogRow],
-        asks: Asks | None = None,
     ) -> Journal:
-        """Open the folder's journal, or create it with ``rows`` as ``pending``/``invalid``;
-        ``asks`` (the catalog's ``request_keys``) knows a sent row written another way.
+        """Open the folder's journal, or create it with ``rows`` as ``pending``/``invalid``.
 
         Raises:
             JournalBusyError: another job holds the folder.
@@ -124,7 +122,7 @@ class Journal(JournalOpening, JournalRescue):
         """
         resumable = (directory / JOURNAL_NAME).exists()
         try:
-            return cls._open(directory, meta, rows, asks)
+            return cls._open(directory, meta, rows)
         except (JournalWriteError, sqlite3.Error, OSError) as exc:
             raise opening_error(exc, directory / JOURNAL_NAME, resumable=resumable) from None
 
@@ -134,7 +132,6 @@ class Journal(JournalOpening, JournalRescue):
         directory: Path,
         meta: Mapping[str, str | None],
         rows: Sequence[CatalogRow],
-        asks: Asks | None,
     ) -> Journal:
         if directory.exists() and not directory.is_dir():
             raise ConfigurationError(f"{directory} exists and is not a folder")
@@ -154,10 +151,11 @@ class Journal(JournalOpening, JournalRescue):
                     refuse_an_orphaned_job(directory, JOURNAL_NAME)
                 db.executescript(SCHEMA)
                 _add_answers(db)
+                _add_asks(db)
                 if known:
                     journal._check(known, meta)
                     taken = journal.take_rescued()  # before the reserve is made whole
-                    journal._sync(rows, asks)
+                    journal._sync(rows)
                     journal.edits += [taken_note(journal.catalog.get(r), p) for r, p in taken]
                 else:
                     journal._create(meta, rows)
@@ -330,9 +328,9 @@ class Journal(JournalOpening, JournalRescue):
             )
             current = [(row, self.catalog[row]) for row in rows if row in self.catalog]
             self._db.executemany(
-                "UPDATE rows SET line = ?, key = ?, label = ?, inputs = ? WHERE row = ?",
+                "UPDATE rows SET line = ?, key = ?, label = ?, inputs = ?, asks = ? WHERE row = ?",
                 [
-                    (c.line, c.key, c.label, canonical_json(c.inputs), row)
+                    (c.line, c.key, c.label, canonical_json(c.inputs), c.asks or None, row)
                     for row, c in current
                     if c.ok
                 ],
@@ -399,6 +397,13 @@ class Journal(JournalOpening, JournalRescue):
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _add_asks(db: sqlite3.Connection) -> None:
+    """Give a journal written before rows kept what they ask for the column (empty: such
+    a row is known by its identity only)."""
+    if "asks" not in {name for _, name, *_ in db.execute("PRAGMA table_info(rows)")}:
+        db.execute("ALTER TABLE rows ADD COLUMN asks TEXT")
 
 
 def _add_answers(db: sqlite3.Connection) -> None:

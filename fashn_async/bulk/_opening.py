@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashn_async.bulk._catalog import Asks, CatalogRow
+from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import CHECKED, at_line, canonical_json, plan_sync, settings_problem
 from fashn_async.bulk._identity import identity_of, unique_identities
 from fashn_async.bulk._rows import (
@@ -84,7 +84,7 @@ class JournalOpening:
     def _insert(self, rows: Sequence[CatalogRow], start: int) -> None:
         self._db.executemany(
             "INSERT INTO rows (row, line, key, identity, position, label, inputs, state, "
-            "error_name, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "error_name, error_message, asks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     number,
@@ -97,21 +97,22 @@ class JournalOpening:
                     State.PENDING if r.ok else State.INVALID,
                     None if r.ok else "InvalidRow",
                     None if r.ok else at_line(r),
+                    r.asks or None,
                 )
                 for number, r in enumerate(rows, start=start)
             ],
         )
 
-    def _sync(self, rows: Sequence[CatalogRow], asks: Asks | None) -> None:
-        """Match the catalog to the journal by identity, then by what rows ask for
-        (``asks``; see :func:`plan_sync`)."""
-        plan = plan_sync(self.records(), rows, asks)
+    def _sync(self, rows: Sequence[CatalogRow]) -> None:
+        """Match the catalog to the journal by identity and by what rows ask for (see
+        :func:`plan_sync`)."""
+        plan = plan_sync(self.records(), rows)
         self.catalog.update(plan.matched)
         self.edits += plan.edits
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET line = ?, key = ?, position = ?, label = ?, inputs = ?, "
-                "state = ?, error_name = ?, error_message = ? WHERE row = ?",
+                "state = ?, error_name = ?, error_message = ?, asks = ? WHERE row = ?",
                 plan.updates,
             )
             self._db.executemany(

@@ -184,7 +184,8 @@ CREATE TABLE IF NOT EXISTS rows (
     sends INTEGER NOT NULL DEFAULT 0,
     sent_at REAL,
     submitted_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    asks TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, outcome TEXT
@@ -193,7 +194,8 @@ CREATE TABLE IF NOT EXISTS sends (row INTEGER NOT NULL, at REAL NOT NULL, answer
 """
 COLUMNS = (
     "row, line, key, identity, position, label, inputs, state, prediction_id, outputs, "
-    "files, error_name, error_message, cancel_requested, sends, sent_at, submitted_at, finished_at"
+    "files, error_name, error_message, cancel_requested, sends, sent_at, submitted_at, "
+    "finished_at, asks"
 )
 
 
@@ -219,12 +221,15 @@ class RowRecord:
     sent_at: float | None
     submitted_at: float | None
     finished_at: float | None
+    #: What it asks for (``CatalogRow.asks``) when last sent or read; None in a journal
+    #: written before rows kept it.
+    asks: str | None = None
 
 
 def record_of(values: tuple[Any, ...]) -> RowRecord:
     """A row of the ``rows`` table (its columns in :data:`COLUMNS` order) as a record."""
     (row, line, key, identity, position, label, inputs, state, pid, outputs) = values[:10]
-    files, name, message, cancel, sends, sent_at, submitted_at, finished_at = values[10:]
+    files, name, message, cancel, sends, sent_at, submitted_at, finished_at, asks = values[10:]
     return RowRecord(
         row=row,
         line=line,
@@ -244,4 +249,5 @@ def record_of(values: tuple[Any, ...]) -> RowRecord:
         sent_at=sent_at,
         submitted_at=submitted_at,
         finished_at=finished_at,
+        asks=asks,
     )
