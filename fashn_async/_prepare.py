@@ -190,15 +190,17 @@ def prepare_image(field: str, data: bytes | bytearray, config: ImagePreparation)
             if max(image.size) > edge:
                 image.thumbnail((edge, edge), Image.Resampling.LANCZOS)
             out = io.BytesIO()
-            icc = opened.info.get("icc_profile")
             if _has_transparency(image):
-                image.convert("RGBA").save(out, format="PNG", icc_profile=icc)
-                mime = "image/png"
+                image, fmt, options = image.convert("RGBA"), "PNG", {}
             else:
+                fmt, options = "JPEG", {"quality": config.jpeg_quality}
                 if image.mode not in ("RGB", "L"):
                     image = image.convert("RGB")
-                image.save(out, format="JPEG", quality=config.jpeg_quality, icc_profile=icc)
-                mime = "image/jpeg"
+            # A profile describes the colours as stored: kept only where they still are
+            # (a CMYK profile on the RGB pixels converted from it would misread them).
+            icc = opened.info.get("icc_profile") if image.mode == opened.mode else None
+            image.save(out, format=fmt, icc_profile=icc, **options)
+            mime = f"image/{fmt.lower()}"
     except ImageInputError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -5,7 +5,9 @@ row in the dry run and in the run alike, never a surprise mid-job.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import random
 from pathlib import Path
 
@@ -95,3 +97,38 @@ def test_the_command_line_prepares_by_default(big_catalog: Path) -> None:
     as_is = run_cli(*args, "--as-is", FASHN_API_KEY="k")
     assert as_is.returncode == 1
     assert "--prepare-images" in as_is.stdout + as_is.stderr
+
+
+def test_as_is_a_data_uri_counts_toward_the_body(tmp_path: Path) -> None:
+    """A data URI in a cell is sent as it is: with a big file beside it, a request over the
+    limit is a bad row (the dry run said every row valid before)."""
+    from fashn_async.bulk import load_catalog
+
+    noisy_png(tmp_path / "model.png", 1600, 1)  # about 10 MiB as base64
+    inline = (
+        "data:image/png;base64," + base64.b64encode((tmp_path / "model.png").read_bytes()).decode()
+    )
+    path = tmp_path / "catalog.jsonl"
+    row = {"model_image": "model.png", "garment_image": inline, "category": "tops"}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (bad,) = load_catalog(path).rows
+    assert bad.error is not None
+    assert "--prepare-images" in bad.error
+    (good,) = load_catalog(path, prepared=True).rows
+    assert good.ok, good.error
+
+
+def test_a_model_jobs_json_values_are_sent_as_written(tmp_path: Path) -> None:
+    """--model-name with JSONL: a JSON string stays a string ("007", "1e3", "True": a
+    prompt or a name), as only a CSV cell is read for what it looks like."""
+    from fashn_async.bulk import load_catalog
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "m.png")
+    row = {"model_image": "m.png", "garment_image": "m.png", "prompt": "007", "x": "True"}
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (read,) = load_catalog(path, model_name="tryon-v1.6").rows
+    assert read.ok, read.error
+    inputs = read.request.inputs  # type: ignore[union-attr]
+    assert inputs["prompt"] == "007"
+    assert inputs["x"] == "True"

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from unittest import mock
 
 import anyio
 import pytest
@@ -24,7 +25,7 @@ from fashn_async.bulk._command import _summarize
 from fashn_async.bulk._outcome import JobSummary
 from fashn_async.bulk._report import render_report
 from fashn_async.bulk._rescue import keep
-from fashn_async.bulk._rows import JournalWriteError, disk_remedy
+from fashn_async.bulk._rows import JournalWriteError, disk_problem, disk_remedy
 from fashn_async.testing import Emulator, HttpFault
 from fashn_async.testing._state import payload_digest
 from tests.bulk_support import (
@@ -602,3 +603,13 @@ async def test_an_edited_canceled_row_is_sent_and_recorded_with_its_new_values(
     entry = next(e for e in read_manifest(out) if e["id"] == "sku-1")
     assert (entry["status"], entry["inputs"]["category"]) == ("done", "bottoms")
     assert entry["prediction_id"] == accepted[-1].id
+
+
+def test_a_read_only_disk_is_called_read_only_even_when_full(tmp_path: Path) -> None:
+    """A disk both read-only and nearly full: read-only is what to fix, not space."""
+    from fashn_async.bulk import _rows
+
+    error = OSError(errno.EROFS, "Read-only file system")
+    with mock.patch.object(_rows, "_no_room", return_value=True):
+        assert disk_problem(error, tmp_path) == "the file system is read-only"
+        assert disk_problem(OSError(errno.EIO, "I/O"), tmp_path).startswith("the disk is full")

@@ -187,3 +187,20 @@ async def test_too_many_pixels_is_an_image_input_error_unsent(
             await client.submit(model_image=data, garment_image=data, category="tops")
     report = emulator.report()
     assert (report.accepted, report.bad_requests, report.status_calls_total) == ([], 0, 0)
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("CMYK", False), ("RGB", True)])
+def test_a_colour_profile_is_kept_only_where_the_colours_stay(mode: str, kept: bool) -> None:
+    """A CMYK photo's profile describes CMYK: on the RGB pixels converted from it, it
+    would misread them, so it is dropped; an RGB photo keeps its profile."""
+    from fashn_async._images import from_data_uri
+    from fashn_async._prepare import prepare_image
+
+    profile = b"\0\0\0\x80" + b"fake-icc-profile" * 8
+    buffer = io.BytesIO()
+    Image.new(mode, (32, 32)).save(buffer, format="JPEG", icc_profile=profile)
+    prepared = prepare_image("model_image", buffer.getvalue(), ImagePreparation())
+    data = from_data_uri("model_image", prepared.decode())
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.mode == "RGB"
+        assert (out.info.get("icc_profile") == profile) is kept

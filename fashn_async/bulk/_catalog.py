@@ -215,6 +215,7 @@ def iter_catalog(
                 path, lines, kind, functools.partial(_check_header, path, model_name=model_name)
             )
         reader = _RowReader(path.resolve().parent, model_name, output_format, prepared)
+        reader.typed = kind == "jsonl"  # JSON values are as meant: "007" stays text
         for number, (line, values) in enumerate(records, start=1):
             yield reader.row(number, line, values)
 
@@ -251,6 +252,7 @@ class _RowReader:
         self.model_name = model_name
         self.output_format = output_format
         self.prepared = prepared  # images prepared before sending: no body-size limit here
+        self.typed = False  # values typed already (JSONL), not CSV cells to read
         # One read per distinct path text, remembered for the last few thousand.
         self._file = functools.lru_cache(maxsize=_CHECKED_FILES)(self._check_path)
 
@@ -337,7 +339,7 @@ class _RowReader:
             if kind is None:
                 raise ValueError(f"unknown column ({_KNOWN})")
             return parse_cell(value, str(kind))
-        return guess_cell(value)
+        return value if self.typed else guess_cell(value)
 
     def _image(self, column: str, value: Any) -> tuple[Path | str, str | None, str]:
         """The image's source, what is wrong with it (or None), and what it is: a file's

@@ -57,16 +57,18 @@ def guess_cell(value: Any) -> Any:
 
 
 def body_problem(images: Iterable[Path | str]) -> str | None:
-    """Why a request with these images (files sent as base64, URLs as they are) would be
-    refused before it is sent (over :data:`MAX_BODY_BYTES`, the limit the run checks), or
-    None; the remedy in the command line's words (``--prepare-images``)."""
+    """Why a request with these images (files sent as base64, data URIs and URLs as they
+    are) would be refused before it is sent (over :data:`MAX_BODY_BYTES`, the limit the
+    run checks), or None; the remedy in the command line's words (``--prepare-images``)."""
     size = _BODY_BESIDES_IMAGES
     for image in images:
-        if isinstance(image, Path):
-            try:
-                size += 4 * -(-os.path.getsize(image) // 3)
-            except OSError:  # (a file that cannot be read is refused by its own check)
-                continue
+        if not isinstance(image, Path):
+            size += len(image)  # a data URI is its own size as sent (ASCII)
+            continue
+        try:
+            size += 4 * -(-os.path.getsize(image) // 3)
+        except OSError:  # (a file that cannot be read is refused by its own check)
+            continue
     if size <= MAX_BODY_BYTES:
         return None
     return (

@@ -124,12 +124,12 @@ def disk_problem(exc: BaseException, folder: Path | None = None) -> str:
         return "the disk is full (no space left on device, or the quota is used up)"
     if "full" in str(exc) and not isinstance(exc, OSError):
         return "the disk is full (database or disk is full)"
-    if folder is not None and _no_room(folder):
-        return f"the disk is full ({_words(exc)})"
-    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+    if (isinstance(exc, OSError) and exc.errno == errno.EROFS) or "read-only" in str(exc):
         return "the file system is read-only"
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
         return "it may no longer be written (permission denied)"
+    if folder is not None and _no_room(folder):
+        return f"the disk is full ({_words(exc)})"
     return _words(exc)
 
 
