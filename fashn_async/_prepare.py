@@ -34,7 +34,14 @@ from fashn_async._sources import in_worker, offload
 from fashn_async._validators import at_least_one, config_int
 from fashn_async.errors import ConfigurationError, ImageInputError
 
-__all__ = ["MAX_PIXELS", "ImagePreparation", "Preparer", "prepare_image"]
+__all__ = [
+    "MAX_JPEG_PIXELS",
+    "MAX_PIXELS",
+    "ImagePreparation",
+    "Preparer",
+    "pixels_problem",
+    "prepare_image",
+]
 
 #: NOTES.md: "Longest edge at most 2000 px is recommended" (tryon-v1.6).
 DEFAULT_MAX_EDGE: Final = 2000
@@ -44,6 +51,10 @@ DEFAULT_MAX_EDGE: Final = 2000
 #: photo (8064x6048) fits; decoding one costs up to 3 bytes a pixel (150 MB) in a worker.
 #: Larger ones are refused before they are decoded (Pillow only warns up to 89 MP).
 MAX_PIXELS: Final = 50_000_000
+#: A JPEG is decoded already reduced (``draft``: 1/2 to 1/8 of each edge) to about the
+#: longest edge asked, so a 108 or 200 MP phone photo costs what a 12 MP one does; up to
+#: Pillow's own hard limit (twice ``Image.MAX_IMAGE_PIXELS``, about 179 MP).
+MAX_JPEG_PIXELS: Final = 178_956_970
 #: NOTES.md: integrators "re-encode (JPEG q95)".
 DEFAULT_JPEG_QUALITY: Final = 95
 
@@ -221,19 +232,29 @@ def _open(field: str, data: bytes | bytearray) -> Any:
     from PIL import Image
 
     with _OPEN_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (the cap is ours)
         try:
             opened = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        except Image.DecompressionBombError:
             opened = None
-    if opened is None or opened.width * opened.height > MAX_PIXELS:
+    cap = MAX_JPEG_PIXELS if opened is not None and opened.format == "JPEG" else MAX_PIXELS
+    if opened is None or opened.width * opened.height > cap:
         if opened is not None:
             opened.close()
         raise ImageInputError(
-            f"{field}: the image has more than {MAX_PIXELS // 1_000_000} megapixels "
+            f"{field}: the image has more than {cap // 1_000_000} megapixels "
             "(width x height), too many to prepare: resize it first"
         )
     return opened
+
+
+def pixels_problem(data: bytes | bytearray) -> str | None:
+    """Why image ``data`` has too many pixels to prepare (its header read only), or None."""
+    try:
+        _open("the image", data).close()
+    except ImageInputError as exc:
+        return exc.message.removeprefix("the image: ")
+    return None
 
 
 def _eight_bit(image: Any) -> Any:

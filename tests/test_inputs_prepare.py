@@ -204,3 +204,17 @@ def test_a_colour_profile_is_kept_only_where_the_colours_stay(mode: str, kept: b
     with Image.open(io.BytesIO(data)) as out:
         assert out.mode == "RGB"
         assert (out.info.get("icc_profile") == profile) is kept
+
+
+def test_a_phone_photo_past_50_megapixels_is_prepared_when_a_jpeg() -> None:
+    """A 108 MP JPEG (12000 x 9000, as phones of 2024 take) is decoded already reduced:
+    prepared to the 2000 px edge; the same pixels as a PNG are refused (decoded whole)."""
+    from fashn_async._prepare import pixels_problem, prepare_image
+
+    big = Image.new("RGB", (12_000, 9_000), (40, 90, 160))
+    jpeg = encoded(big, "JPEG")
+    assert pixels_problem(jpeg) is None
+    assert b"base64," in prepare_image("model_image", jpeg, ImagePreparation())
+    problem = pixels_problem(encoded(Image.new("1", (12_000, 9_000)), "PNG"))
+    assert problem is not None
+    assert "50 megapixels" in problem

@@ -35,6 +35,7 @@ import attrs
 from fashn_async._coerce import coerce_request
 from fashn_async._images import check_image_bytes, check_image_input, is_data_uri, is_given_url
 from fashn_async._models import ModelRequest, Request, TryOnRequest
+from fashn_async._prepare import pixels_problem
 from fashn_async._sources import read_image_file
 from fashn_async.bulk._cells import body_problem, guess_cell, json_type, parse_cell, printable
 from fashn_async.bulk._identity import (
@@ -366,19 +367,22 @@ class _RowReader:
             # most others compose them (NFC); the file may be in either form.
             forms = (self.base / Path(unicodedata.normalize(f, text)).expanduser() for f in _FORMS)
             path = next((other for other in forms if os.path.lexists(other)), path)
-        return (path, *_check_file(path))
+        return (path, *_check_file(path, self.prepared))
 
 
-def _check_file(path: Path) -> tuple[str | None, str]:
+def _check_file(path: Path, prepared: bool) -> tuple[str | None, str]:
     """What makes ``path`` unusable as an image (or None), and its bytes' hash: the
     checks a request runs before sending (a regular file: a FIFO, device or folder is
     refused without being opened, so nothing blocks; within the size cap, a known
-    signature and a whole structure), on the one read of the file."""
+    signature and a whole structure; ``prepared``: not too many pixels to prepare), on
+    the one read of the file."""
     try:
         data = read_image_file("file", path)
         check_image_bytes("file", data)
+        problem = pixels_problem(data) if prepared else None
     except ImageInputError as exc:
         problem = exc.message.removeprefix("file: ").removeprefix("the data is ")
+    if problem is not None:
         return (problem if str(path) in problem else f"{problem}: {path}"), ""
     return None, _digest(data)
 
