@@ -309,7 +309,8 @@ class Transport:
                 f"{method} {path}: cannot connect to the proxy {host_port(exc)}: {exc.os_error}"
             )
         except aiohttp.ClientConnectorError as exc:
-            failure = ConnectError(f"cannot connect to {shown_url(self.base_url)}: {exc.os_error}")
+            why = str(exc.os_error) or "closed before it was made (by a proxy's tunnel?)"
+            failure = ConnectError(f"cannot connect to {shown_url(self.base_url)}: {why}")
         except aiohttp.ConnectionTimeoutError:
             failure = ConnectTimeoutError(f"{method} {path}: no connection within the timeout")
         except TimeoutError:
@@ -361,8 +362,7 @@ class Transport:
             method,
             f"{self.base_url}{path}",
             data=data,
-            # Built inline, never a local: a traceback formatted with its locals shows
-            # no key.
+            # Built inline, never a local: no traceback's frame locals show the key.
             headers=self._headers(json_body=data is not None),
             params=params,
             allow_redirects=False,

@@ -15,7 +15,14 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
-__all__ = ["LONGEST_SHOWN", "SAFE_QUERY_NAMES", "Secret", "safe_repr", "shown_url"]
+__all__ = [
+    "LONGEST_SHOWN",
+    "SAFE_QUERY_NAMES",
+    "Secret",
+    "basic_credential",
+    "safe_repr",
+    "shown_url",
+]
 
 #: Query parameters shown with their value: known Redis options that are not secrets.
 #: Every other parameter's value (``password``, ``token``, ``api_key``...) is masked.
@@ -67,10 +74,12 @@ def shown_url(url: object) -> str:
         found = _SCHEME.match(text, 0, 32)
         return f"{found.group(0) if found else ''}<{len(text)} characters>"
     text = "".join(char for char in text if char.isprintable())
-    scheme, slashes, rest = text.partition("//")
-    if not slashes:
-        scheme, rest = "", text
-    shown = f"{scheme}{slashes}"
+    # The authority begins after "scheme://" (or a leading "//") only: a "//" further on
+    # (in a password or a query value) is not a scheme's.
+    found = _SCHEME.match(text)
+    start = found.end() if found else 0
+    slashes = text.startswith("//", start)
+    shown, rest = text[: start + 2 * slashes], text[start + 2 * slashes :]
     userinfo, at, rest = rest.rpartition("@")
     if at:
         user, colon, _password = userinfo.partition(":")
@@ -169,6 +178,11 @@ class Secret:
                     elif isinstance(item, dict | list):
                         stack.append(item)
         return value
+
+
+def basic_credential(user: str, password: str) -> str:
+    """What a ``Proxy-Authorization: Basic`` header carries: base64 of ``user:password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _base64_cores(key: str) -> list[str]:

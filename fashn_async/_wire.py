@@ -16,7 +16,7 @@ from urllib.request import getproxies
 import aiohttp
 from multidict import CIMultiDict
 
-from fashn_async._redact import Secret
+from fashn_async._redact import Secret, basic_credential
 from fashn_async._retry import parse_retry_after
 
 __all__ = [
@@ -93,18 +93,25 @@ def answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:
 
 
 def proxy_passwords(proxy: str | None, trust_env: bool) -> list[str]:
-    """The passwords of the proxies a request may go through (``proxy``, else those of
-    ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` when ``trust_env``), as written in the
-    URL and percent-decoded (as they are sent)."""
+    """The credentials of the proxies a request may go through (``proxy``, else those
+    of ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` when ``trust_env``): the password as
+    written and percent-decoded, or the user name when it comes alone (a token), and the
+    whole ``Basic`` credential as sent (base64 of ``user:password``: a short password's
+    own base64 is too short to be searched for alone)."""
     urls = [proxy] if proxy else list(getproxies().values()) if trust_env else []
     found = []
     for url in urls:
         try:
-            password = urlsplit(url).password
+            parts = urlsplit(url)
+            user, password = parts.username, parts.password
         except ValueError:  # an unreadable URL (aiohttp refuses it: nothing is sent)
             continue
-        if password:
-            found += [password, unquote(password)]
+        if not user and not password:
+            continue
+        secret = password if password else user
+        assert secret is not None
+        found += [secret, unquote(secret)]
+        found.append(basic_credential(unquote(user or ""), unquote(password or "")))
     return found
 
 
