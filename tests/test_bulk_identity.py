@@ -214,3 +214,28 @@ async def test_one_file_through_a_symlink_and_two_files_in_two_unicode_forms(
     code, printed = await rerun(emulator, write(tmp_path / "two.csv", two), out)
     assert code == 0, printed
     assert emulator.report().credits_used == 4
+
+
+async def test_an_edit_and_a_row_asking_for_the_old_request_in_either_order(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Row ``x`` sent; then ``x`` edited to ask for another garment, and a new row ``z``
+    asking for what ``x`` asked before, in either order: ``z`` is that sent row (taken,
+    named by its line), and ``x``'s new request is sent; once. (Before: with ``x`` first,
+    every run of that catalog ended in a ValueError before sending anything.)"""
+    write_images(tmp_path, 1, 2)
+    one = {"model_image": "images/model_0.png", "category": "tops"}
+    first = [{**one, "id": "x", "garment_image": "images/garment_0.png"}]
+    out = tmp_path / "out"
+    assert (await rerun(emulator, write(tmp_path / "c1.csv", first), out))[0] == 0
+    edited = {**one, "id": "x", "garment_image": "images/garment_1.png"}
+    old = {**one, "id": "z", "garment_image": "images/garment_0.png"}
+    for n, rows in enumerate([[edited, old], [old, edited]]):
+        folder = out if n == 0 else tmp_path / "out2"
+        if n == 1:
+            assert (await rerun(emulator, write(tmp_path / "c1.csv", first), folder))[0] == 0
+        code, printed = await rerun(emulator, write(tmp_path / f"c{n + 2}.csv", rows), folder)
+        assert code == 0, printed
+        line = 3 if rows[1] is old else 2
+        assert f"the row at line {line} asks for what rows already sent asked for" in printed
+    assert emulator.report().credits_used == 4  # per folder: x, then x's new request

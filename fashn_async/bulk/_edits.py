@@ -130,22 +130,23 @@ def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncP
         for record in matches:
             if record.state not in State.UNSENT and record.asks:
                 sent.setdefault(record.asks, []).append(record)
-    written_another_way = 0
-    for current in left:
+    written_another_way: list[int] = []  # their lines
+    still_left = []
+    for current in left:  # the whole second pass before the third
         same = sent.get(current.asks) if current.asks else None
-        if same:
-            record = same.pop(0)
-            known[record.identity].remove(record)
-            _matched(plan, record, current)
-            written_another_way += record.identity != current.identity
-        elif not _match(plan, known, current, lambda _record, _row: True):
+        if not same:
+            still_left.append(current)
+            continue
+        record = same.pop(0)
+        known[record.identity].remove(record)
+        _matched(plan, record, current)
+        if record.identity != current.identity:
+            written_another_way.append(current.line)
+    for current in still_left:
+        if not _match(plan, known, current, lambda _record, _row: True):
             plan.fresh.append(current)
     if written_another_way:
-        plan.edits.append(
-            f"{written_another_way} row{'s' if written_another_way > 1 else ''} of the "
-            "catalog ask for what rows already sent asked for, written another way (a "
-            "path, an id, a default written out): taken for those rows, not sent again"
-        )
+        plan.edits.append(_taken_note(written_another_way))
     for matches in known.values():
         for record in matches:
             if record.state in State.UNSENT:
@@ -157,6 +158,19 @@ def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncP
                 f"({record.state}): its record is kept"
             )
     return plan
+
+
+def _taken_note(lines: list[int]) -> str:
+    """The sentence for rows taken for rows already sent (by what they ask for)."""
+    shown = ", ".join(map(str, lines[:10])) + (
+        f" and {len(lines) - 10} more" if len(lines) > 10 else ""
+    )
+    which = f"the row at line {shown} asks" if len(lines) == 1 else f"the rows at lines {shown} ask"
+    return (
+        f"{which} for what rows already sent asked for, written another way (another id, "
+        "a path to the same file, a default written out): taken for those rows, not sent "
+        "again"
+    )
 
 
 def _same_identity_and_request(record: RowRecord, current: CatalogRow) -> bool:
