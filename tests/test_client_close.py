@@ -29,6 +29,30 @@ async def until(condition: object, step: float = 0.25) -> None:
         await asyncio.sleep(step)
 
 
+def assert_six_cancelled_none_charged(emulator: Emulator) -> None:
+    """Six predictions were created, each cancelled on the server, none charged."""
+    report = emulator.report()
+    assert len(report.accepted) == 6
+    assert sorted(report.cancels) == sorted(s.id for s in report.accepted)
+    assert set(report.statuses.values()) == {"canceled"}
+    assert report.credits_used == 0
+
+
+async def runs_in_flight(
+    emulator: Emulator, client: AsyncFashn, count: int, when: str
+) -> list[asyncio.Task[object]]:
+    """``count`` run()s under way: 6 polling (``when="polling"``), or 6 with their POST on
+    the wire (``"posting"``: the emulator holds each 5 s)."""
+    if when == "posting":
+        emulator.inject(HttpFault("slow", route="run", delay=5.0))
+    tasks = [asyncio.create_task(client.run(request_for(emulator))) for _ in range(count)]
+    if when == "polling":
+        await until(lambda: len(emulator.report().accepted) == 6)
+    else:
+        await until(lambda: emulator.report().faults.get("run:slow", 0) == 6)
+    return tasks  # type: ignore[return-value]
+
+
 @pytest.mark.emulator(latency=(30, 40))
 @pytest.mark.parametrize("when", ["polling", "posting"])
 async def test_runs_cancelled_as_the_client_closes_are_cancelled_on_the_server(
@@ -39,23 +63,13 @@ async def test_runs_cancelled_as_the_client_closes_are_cancelled_on_the_server(
     whose POST was on the wire included (let finish, then cancelled)."""
     client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
     await client.__aenter__()
-    if when == "posting":
-        emulator.inject(HttpFault("slow", route="run", delay=5.0))
-    tasks = [asyncio.create_task(client.run(request_for(emulator))) for _ in range(10)]
-    if when == "polling":
-        await until(lambda: len(emulator.report().accepted) == 6)
-    else:
-        await until(lambda: emulator.report().faults.get("run:slow", 0) == 6)
+    tasks = await runs_in_flight(emulator, client, 10, when)
     for task in tasks:
         task.cancel()
     await client.aclose()
     ended = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(e, asyncio.CancelledError) for e in ended), ended
-    report = emulator.report()
-    assert len(report.accepted) == 6
-    assert sorted(report.cancels) == sorted(s.id for s in report.accepted)
-    assert set(report.statuses.values()) == {"canceled"}
-    assert report.credits_used == 0
+    assert_six_cancelled_none_charged(emulator)
 
 
 @pytest.mark.emulator(latency=(30, 40))
@@ -115,20 +129,11 @@ async def test_calls_in_progress_when_the_client_closes_end_as_a_cancel_would(
     (none runs on, charged and lost), and each run() raises ClientClosedError."""
     client = AsyncFashn(api_key=emulator.api_key, base_url=emulator.url)
     await client.__aenter__()
-    if when == "posting":
-        emulator.inject(HttpFault("slow", route="run", delay=5.0))
-    tasks = [asyncio.create_task(client.run(request_for(emulator))) for _ in range(6)]
-    if when == "polling":
-        await until(lambda: len(emulator.report().accepted) == 6)
-    else:
-        await until(lambda: emulator.report().faults.get("run:slow", 0) == 6)
+    tasks = await runs_in_flight(emulator, client, 6, when)
     await client.aclose()
     ended = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(e, errors.ClientClosedError) for e in ended), ended
-    report = emulator.report()
-    assert len(report.accepted) == 6
-    assert sorted(report.cancels) == sorted(s.id for s in report.accepted)
-    assert report.credits_used == 0
+    assert_six_cancelled_none_charged(emulator)
     with pytest.raises(errors.ClientClosedError):
         await client.run(request_for(emulator))
 
