@@ -159,10 +159,6 @@ class RichDisplay:
             TextColumn("{task.fields[figures]}"),
             TextColumn("[cyan]{task.fields[pace]}"),
             console=console,
-            # Notes go through the console; a stream swapped for a proxy of it could
-            # write back into it (our console's own stream is sys.stderr).
-            redirect_stdout=False,
-            redirect_stderr=False,
         )
         self._task = self._progress.add_task("try-ons", total=None, figures="", pace="")
         self._pace = _Pace(time.monotonic, time_scale)
