@@ -51,6 +51,7 @@ __all__ = [
     "ImageInput",
     "check_image_bytes",
     "check_image_input",
+    "checked_image_file",
     "encode_base64",
     "encode_image",
     "from_data_uri",
@@ -274,14 +275,24 @@ def check_image_bytes(field: str, data: bytes | bytearray) -> str:
     return mime
 
 
-def image_file_problem(path: str | os.PathLike[str]) -> str | None:
-    """What makes ``path`` unusable as an input image, or None (blocking: use a thread).
+def checked_image_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the image file at ``path``, checked as a request checks them before
+    sending: a regular file, within the size cap, a known signature and a whole
+    structure (:func:`image_problem`). Blocking: use a thread.
 
-    The same checks a request runs before sending: a regular file, within the size cap,
-    a known signature and a whole structure (:func:`image_problem`). For dry runs.
+    Raises:
+        ImageInputError: naming the field ``file`` and what is wrong.
     """
+    data = read_image_file("file", path)
+    check_image_bytes("file", data)
+    return data
+
+
+def image_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """What makes ``path`` unusable as an input image (:func:`checked_image_file`), or
+    None. For dry runs."""
     try:
-        check_image_bytes("file", read_image_file("file", path))
+        checked_image_file(path)
     except ImageInputError as exc:
         return exc.message.removeprefix("file: ")
     return None

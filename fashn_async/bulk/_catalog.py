@@ -33,10 +33,9 @@ from typing import Any, Final
 import attrs
 
 from fashn_async._coerce import coerce_request
-from fashn_async._images import check_image_bytes, check_image_input, is_data_uri, is_given_url
+from fashn_async._images import check_image_input, checked_image_file, is_data_uri, is_given_url
 from fashn_async._models import ModelRequest, Request, TryOnRequest
 from fashn_async._prepare import pixels_problem
-from fashn_async._sources import read_image_file
 from fashn_async.bulk._cells import body_problem, guess_cell, json_type, parse_cell, printable
 from fashn_async.bulk._identity import (
     LABEL_COLUMN,
@@ -377,8 +376,7 @@ def _check_file(path: Path, prepared: bool) -> tuple[str | None, str]:
     signature and a whole structure; ``prepared``: not too many pixels to prepare), on
     the one read of the file."""
     try:
-        data = read_image_file("file", path)
-        check_image_bytes("file", data)
+        data = checked_image_file(path)
         problem = pixels_problem(data) if prepared else None
     except ImageInputError as exc:
         problem = exc.message.removeprefix("file: ").removeprefix("the data is ")
