@@ -11,7 +11,7 @@ A prediction id is sent as the last segment of ``/v1/status/:id`` and ``/v1/canc
 ``.`` and ``..`` are unreserved characters, sent as they are, and RFC 3986 (5.2.4,
 remove_dot_segments) removes them, so ``/v1/status/..`` becomes ``/v1/``, another route,
 whose answer may be taken for the prediction's. The same rule serves a caller's id
-(``_options.check_id``: refused before anything is sent) and the id in a
+(``_validators.check_id``: refused before anything is sent) and the id in a
 ``POST /v1/run`` answer (``_decisions.body_shape``: such an answer is not the expected
 one, so the POST's outcome is uncertain, never re-sent).
 """
@@ -30,12 +30,17 @@ __all__ = ["id_problem", "output_problem", "read_status"]
 #: gateways that decode them before routing (or read ``\\`` as ``/``, as some do) would
 #: see more path segments, and remove dot segments among them.
 _SEPARATORS = frozenset("/\\")
+#: Longest id accepted, in characters. The API's ids are about 40 (fashn-api-v1.txt:
+#: ``123a87r9-4129-4bb3-be18-9c9fb5bd7fc1-u1``); the status URL holding one must stay well
+#: within the 8 KiB request line common servers accept (``_urls.MAX_URL_LENGTH``).
+MAX_ID_LENGTH = 1024
 
 
 def id_problem(value: object) -> str | None:
     """Why ``value`` cannot stand as one path segment naming a prediction, or None.
 
-    Unusable: anything but a string; an empty (or all white space) string; text UTF-8
+    Unusable: anything but a string; an empty (or all white space) string; one over
+    :data:`MAX_ID_LENGTH` characters; text UTF-8
     cannot carry (a lone surrogate); a character ``str.isprintable`` refuses (control
     and format characters, line and paragraph separators, white space other than the
     ASCII space: invisible, and a CR or LF would break the request line); a dot segment
@@ -50,6 +55,8 @@ def id_problem(value: object) -> str | None:
         return f"not a string but {type(value).__name__}"
     if not value.strip():
         return "empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{len(value)} characters long, over {MAX_ID_LENGTH}"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -34,6 +34,7 @@ from fashn_async._models import Prediction, PredictionStatus, Request
 from fashn_async._results import BatchResult
 from fashn_async._shield import until_set
 from fashn_async._stream import ResultStream
+from fashn_async._validators import check_id
 from fashn_async.errors import (
     BatchClosedError,
     BatchInputError,
@@ -324,16 +325,15 @@ class _Run(HookCalls):
             raise item.hook_error
         raw = item.raw
         if isinstance(raw, Prediction):
-            if not isinstance(raw.id, str) or not raw.id.strip():
-                raise InvalidRequestError(
-                    f"batch item {item.index}: a Prediction's id must be a non-empty string, "
-                    f"got {raw.id!r:.40}"
-                )
+            try:
+                prediction_id = check_id(raw.id)  # the rule status() and cancel() apply
+            except InvalidRequestError as exc:
+                raise _at_index(item.index, exc) from None
             return await self.engine.wait_existing(
-                raw.id,
+                prediction_id,
                 cancel=lambda: self.cancel_on_exit,
                 owner=self,
-                on_started=lambda: self._submitted(item, raw.id),
+                on_started=lambda: self._submitted(item, prediction_id),
             )
         request = _request_at(item.index, raw)
         try:

@@ -14,10 +14,10 @@ from fashn_async._batch import Batch
 from fashn_async._coerce import request_from
 from fashn_async._events import BatchEvents, BatchProgress, events_from
 from fashn_async._models import Credits, Prediction, PredictionStatus, Request
-from fashn_async._options import check_batch_input, check_id
+from fashn_async._options import check_batch_input
 from fashn_async._results import BatchInput, Result, TryOnResult
 from fashn_async._urls import check_url
-from fashn_async._validators import check_number, config_bool, config_int
+from fashn_async._validators import check_id, check_number, config_bool, config_int
 from fashn_async.errors import DeadlineExceededError, InvalidRequestError, SubmissionUncertainError
 
 __all__ = ["AsyncFashn"]

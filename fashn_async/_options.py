@@ -10,7 +10,6 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from fashn_async._answers import id_problem
 from fashn_async._coordination import RedisCoordination
 from fashn_async._limits import Limits
 from fashn_async._models import ModelRequest, TryOnRequest
@@ -26,7 +25,6 @@ __all__ = [
     "check_batch_input",
     "check_coordination",
     "check_flag",
-    "check_id",
     "check_options",
     "check_proxy",
     "checked_api_key",
@@ -184,19 +182,3 @@ def check_batch_input(requests: object) -> None:
         raise InvalidRequestError(
             f"batch() takes an iterable of items, got {type(requests).__name__}"
         )
-
-
-def check_id(prediction_id: str) -> str:
-    """A prediction id usable as the last segment of ``/v1/status/:id`` (the rule of
-    :func:`fashn_async._answers.id_problem`): not empty, printable text UTF-8 can carry,
-    not a dot segment (``.``, ``..``), no ``/`` or ``\\``.
-
-    Raises:
-        InvalidRequestError: naming the id (shortened) and what is amiss; nothing is sent.
-    """
-    problem = id_problem(prediction_id)
-    if problem is not None:
-        raise InvalidRequestError(
-            f"a prediction id must be usable in a URL path; got {shorten(prediction_id)}: {problem}"
-        )
-    return prediction_id

@@ -30,6 +30,7 @@ from typing import Any, Final, TypeGuard
 
 import attrs
 
+from fashn_async._answers import id_problem
 from fashn_async.errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "at_least_one",
     "check_bool",
     "check_choice",
+    "check_id",
     "check_json",
     "check_number",
     "check_string",
@@ -312,3 +314,20 @@ def optional_at_least_one(instance: object, attribute: attrs.Attribute[Any], val
     """attrs validator: None, or an integer >= 1 (not a bool)."""
     if value is not None:
         config_int(f"{attribute.name} (None to turn it off)", value)
+
+
+def check_id(prediction_id: str) -> str:
+    """A prediction id usable as the last segment of ``/v1/status/:id`` (the rule of
+    :func:`fashn_async._answers.id_problem`): not empty, at most 1,024 characters,
+    printable text UTF-8 can carry, not a dot segment (``.``, ``..``), no ``/`` or ``\\``.
+    Checked for ``status()``, ``cancel()``, ``wait()`` and a batch's ``Prediction`` items.
+
+    Raises:
+        InvalidRequestError: naming the id (shortened) and what is amiss; nothing is sent.
+    """
+    problem = id_problem(prediction_id)
+    if problem is not None:
+        raise InvalidRequestError(
+            f"a prediction id must be usable in a URL path; got {shorten(prediction_id)}: {problem}"
+        )
+    return prediction_id

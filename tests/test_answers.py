@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fashn_async import AsyncFashn, RetryPolicy, TryOnRequest, errors
-from fashn_async._answers import id_problem, output_problem, read_status
+from fashn_async._answers import MAX_ID_LENGTH, id_problem, output_problem, read_status
 from fashn_async._decisions import Shape, body_shape, unexpected
 from fashn_async._engine import _quote
 from fashn_async._models import status_answer
 from fashn_async._names import RUNNING_STATUSES, TERMINAL_STATUSES
-from fashn_async._options import check_id
+from fashn_async._validators import check_id
 from fashn_async.testing import Emulator, HttpFault
 
 KNOWN = (*RUNNING_STATUSES, *TERMINAL_STATUSES)
@@ -86,6 +86,14 @@ def test_ids_that_move_a_request_elsewhere_are_refused(prediction_id: str) -> No
     """Empty, dot segments (also in NFKC), separators, control characters, surrogates."""
     assert id_problem(prediction_id) is not None
     assert not accepted(prediction_id)
+
+
+def test_an_id_is_at_most_max_id_length_characters() -> None:
+    """1,024 characters (the API's are about 40): a longer id would make a status URL
+    past what servers read, refused by the server's parser after it was sent."""
+    assert accepted("a" * MAX_ID_LENGTH)
+    assert not accepted("a" * (MAX_ID_LENGTH + 1))
+    assert "over 1024" in str(id_problem("a" * 10_000))
 
 
 async def test_a_callers_unusable_id_sends_nothing(emulator: Emulator, client: AsyncFashn) -> None:

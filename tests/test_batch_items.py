@@ -65,6 +65,13 @@ BAD_ITEMS: dict[str, Any] = {
     "missing file": {**GOOD, "model_image": Path("/nonexistent/person.jpg")},
     "prediction with an empty id": Prediction(""),
     "prediction with a non-string id": Prediction(5),  # type: ignore[arg-type]
+    # The rule status() applies (_answers.id_problem), not a laxer one of its own: these
+    # were polled (a 404 read as "may still be running") or failed as a UnicodeEncodeError.
+    "prediction with a path separator": Prediction("a/b"),
+    "prediction with a dot segment": Prediction(".."),
+    "prediction with a control character": Prediction("a\x00b"),
+    "prediction with a lone surrogate": Prediction("\ud800"),
+    "prediction with an id of 10,000 characters": Prediction("a" * 10_000),
 }
 
 
@@ -86,6 +93,8 @@ async def test_each_kind_of_bad_item_is_a_failed_result(
     assert results[0].ok
     assert results[len(items) - 1].ok
     assert len(emulator.report().accepted) == 2
+    report = emulator.report()  # every status call asked about a prediction it created
+    assert sum(report.status_calls.values()) == report.requests_by_route["status"]
     assert_idle(client, emulator)
 
 
