@@ -9,6 +9,7 @@ it removes its temporary file: once the cancel is through, nothing of it writes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterable
 from pathlib import Path
@@ -127,7 +128,10 @@ def _start_partial(target: Path, partial: Path) -> None:
 
 
 def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    # Cleanup after a failure: its own error (a name too long to have been made, say)
+    # must not replace the failure's. What is left is a ``.part`` file, never an output.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:

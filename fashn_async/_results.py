@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -50,10 +51,47 @@ def _check_save_args(directory: Any, stem: Any) -> None:
         )
     if stem is not None and (not isinstance(stem, str) or not encodable(stem)):
         raise InvalidRequestError(f"save(stem): must be None or text, got {shorten(stem)}")
+    problem = None if stem is None else stem_problem(stem)
+    if problem is not None:
+        raise InvalidRequestError(
+            f"save(stem): must name files in one folder as given, got {shorten(stem)}: {problem}"
+        )
 
 
-def _safe_stem(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._") or "output"
+#: Characters no file name holds on one system or another: ``/`` (and NUL) nowhere on
+#: POSIX, the rest on Windows. Refused everywhere, so a stem names the same files on each.
+_NOT_IN_NAMES = frozenset('/\\<>:"|?*')
+#: Longest stem, in UTF-8 bytes: file names are at most 255 bytes (ext4, APFS, NTFS in
+#: UTF-16 units), and ``.<stem>_<n>.<ext>.part``, the file written first, adds up to 20.
+MAX_STEM_BYTES = 200
+
+
+def stem_problem(stem: str) -> str | None:
+    """Why ``stem`` cannot name output files exactly as given, or None. A stem is never
+    rewritten: two stems rewritten alike (``.`` and ``..``, ``a/b`` and ``a_b``) would
+    write the same file, the second save replacing the first."""
+    if not stem.strip():
+        return "empty"
+    if stem in (".", ".."):
+        return "a dot segment, which names a folder"
+    if _NOT_IN_NAMES.intersection(stem):
+        return 'a file name cannot hold / \\ < > : " | ? *'
+    if not stem.isprintable():
+        return "it holds a control or invisible character"
+    if stem[-1] in ". ":
+        return "it ends in a dot or a space, which Windows drops from file names"
+    if len(stem.encode()) > MAX_STEM_BYTES:
+        return f"{len(stem.encode())} bytes in UTF-8, over {MAX_STEM_BYTES}"
+    return None
+
+
+def _default_stem(prediction_id: str) -> str:
+    """The id as it is when it can name files, else (an id of the API's own holding a
+    ``:``, say) a rewrite of it with its hash, so two ids never share a name."""
+    if stem_problem(prediction_id) is None:
+        return prediction_id
+    digest = hashlib.sha256(prediction_id.encode(errors="surrogatepass")).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', prediction_id)[:64].strip('._ ')}_{digest}"
 
 
 async def save_outputs(
@@ -67,7 +105,7 @@ async def save_outputs(
     paths: list[Path | None] = [None] * len(outputs)
 
     async def one(session: aiohttp.ClientSession, index: int, source: str) -> None:
-        paths[index] = await save_output(session, source, directory, _safe_stem(stem), index)
+        paths[index] = await save_output(session, source, directory, stem, index)
 
     async def all_of(session: aiohttp.ClientSession) -> None:
         async with anyio.create_task_group() as tg:
@@ -118,7 +156,9 @@ class Result:
 
         Files are named ``<stem>_<n>.<ext>`` and written whole or not at all. ``stem``
         defaults to the prediction id (``TryOnResult``) or the zero-padded index
-        (``BatchResult``). Works on a closed client too, or from another event loop,
+        (``BatchResult``); one given is used exactly as given, never rewritten (at most
+        200 UTF-8 bytes; no ``/ \\ < > : " | ? *``, control characters, ``.``, ``..``, or
+        a trailing dot or space). Works on a closed client too, or from another event loop,
         with a short-lived session made as the client's is (its proxy, ``trust_env``,
         timeouts and User-Agent: ``Transport.new_session``).
 
@@ -131,7 +171,8 @@ class Result:
                 It is a DownloadError, so ``except DownloadError`` catches both.
             DownloadError: an output could not be fetched.
             InvalidRequestError: ``directory`` is not a str or ``os.PathLike`` text path
-                (``None``, ``5``, ``b"/p"``, a NUL inside), or ``stem`` is not text.
+                (``None``, ``5``, ``b"/p"``, a NUL inside), or ``stem`` is not text or
+                cannot name files as given (:func:`stem_problem` says why).
         """
         _check_save_args(directory, stem)
         return await save_outputs(self._transport, self.output, directory, stem or self._stem())
@@ -146,7 +187,7 @@ class TryOnResult(Result):
     request: Request | None = attrs.field(default=None, repr=False)
 
     def _stem(self) -> str:
-        return self.id
+        return _default_stem(self.id)
 
 
 @attrs.frozen(kw_only=True)

@@ -8,9 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fashn_async import AsyncFashn, ModelRequest, TryOnResult, _outputs, errors
+from fashn_async._results import stem_problem
 from fashn_async.testing import Emulator, sample_image
 
 
@@ -95,3 +99,80 @@ async def test_a_canceled_save_waits_for_its_write_and_leaves_no_partial_file(
         go.set()
     assert still_writing == [False]
     assert list(tmp_path.iterdir()) == []
+
+
+# -- stems: used as given, or refused; never rewritten into another's name -------------
+
+#: Stems that were rewritten before (two of them to one name: the second save replaced
+#: the first, silently), now refused before anything is fetched or written.
+REFUSED_STEMS = {
+    ".": "a dot segment",
+    "..": "a dot segment",
+    "a/b": "cannot hold",
+    "a\\b": "cannot hold",
+    "x:y": "cannot hold",
+    "a\x00b": "cannot hold|control",
+    " ": "empty",
+    "\u200f": "control or invisible",
+    "tab\there": "control or invisible",
+    "trailing.": "ends in a dot or a space",
+    "s" * 201: "over 200",
+    "é" * 101: "over 200",  # 202 bytes in UTF-8
+}
+
+
+@pytest.mark.parametrize("stem", list(REFUSED_STEMS), ids=repr)
+async def test_a_stem_that_cannot_name_files_as_given_is_refused(
+    client: AsyncFashn, emulator: Emulator, tmp_path: Path, stem: str
+) -> None:
+    """InvalidRequestError naming save(stem) and why; nothing in the folder (a stem of 300
+    characters raised a bare OSError, the temporary file's cleanup failing after the
+    write did; '.' and '..' were both saved as output_0.png)."""
+    result = await finished(client, emulator, base64=True)
+    with pytest.raises(errors.InvalidRequestError, match=REFUSED_STEMS[stem]) as info:
+        await result.save(tmp_path, stem=stem)
+    assert "save(stem)" in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stems=st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=4, unique=True))
+async def test_stems_accepted_are_used_as_given_and_never_share_a_file(
+    client: AsyncFashn,
+    emulator: Emulator,
+    tmp_path_factory: pytest.TempPathFactory,
+    stems: list[str],
+) -> None:
+    """Any text: a stem either names its file exactly (``<stem>_0.png``) or is refused;
+    distinct stems accepted write distinct files, each kept."""
+    result = await finished(client, emulator, base64=True)
+    folder = tmp_path_factory.mktemp("stems")
+    written: dict[str, Path] = {}
+    for stem in stems:
+        try:
+            (path,) = await result.save(folder, stem=stem)
+        except errors.InvalidRequestError:
+            assert stem_problem(stem) is not None
+            continue
+        assert path.name == f"{stem}_0.png"
+        written[stem] = path
+    assert len(set(written.values())) == len(written)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in written.values())
+
+
+async def test_an_id_that_cannot_name_files_is_saved_under_a_name_of_its_own(
+    client: AsyncFashn, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The default stem is the prediction id as it is; an id no file name can hold (one
+    with a ':' from a server) is rewritten with its hash, so two such ids never share."""
+    result = await finished(client, emulator, base64=True)
+    names = []
+    for prediction_id in ("a:b", "a|b"):
+        (path,) = await attrs.evolve(result, id=prediction_id).save(tmp_path)
+        names.append(path.name)
+    assert names[0] != names[1]
+    assert all(name.startswith("a_b_") and name.endswith("_0.png") for name in names)
+    (path,) = await result.save(tmp_path)
+    assert path.name == f"{result.id}_0.png"
