@@ -176,3 +176,20 @@ async def test_an_id_that_cannot_name_files_is_saved_under_a_name_of_its_own(
     assert all(name.startswith("a_b_") and name.endswith("_0.png") for name in names)
     (path,) = await result.save(tmp_path)
     assert path.name == f"{result.id}_0.png"
+
+
+async def test_a_failed_cleanup_does_not_replace_the_failure(
+    client: AsyncFashn, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails, then a temporary file that cannot be removed either (a name
+    too long to have been made): the SaveError of the write comes out, not the cleanup's
+    bare OSError."""
+    result = await finished(client, emulator, base64=False)
+
+    def too_long(*_: object, **__: object) -> None:
+        raise OSError(36, "File name too long")
+
+    monkeypatch.setattr(_outputs, "_start_partial", too_long)
+    monkeypatch.setattr(Path, "unlink", too_long)
+    with pytest.raises(errors.SaveError, match="File name too long"):
+        await result.save(tmp_path)
