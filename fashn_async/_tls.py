@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import ssl
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def check_verify(verify: object) -> Verify:
     """``verify`` as the client keeps it: ``True``, or an SSL context (a path is read now).
 
     Raises:
-        ConfigurationError: ``False``; no file or folder at the path; a file holding no
-            certificate OpenSSL can read (the reason quoted); anything else.
+        ConfigurationError: ``False``; an empty path; no file or folder at the path; a
+            file holding no certificate OpenSSL can read (the reason quoted); a folder
+            holding none under the hashed names OpenSSL looks up; anything else.
     """
     if verify is True or isinstance(verify, ssl.SSLContext):
         return verify
@@ -50,6 +52,11 @@ def check_verify(verify: object) -> Verify:
             "or an ssl.SSLContext"
         )
     if isinstance(verify, str | os.PathLike) and isinstance(os.fspath(verify), str):
+        if not os.fspath(verify).strip():  # Path("") is ".", the current folder
+            raise ConfigurationError(
+                "verify='' names no file: pass True (the system's store), the path of a "
+                "CA bundle or folder, or an ssl.SSLContext"
+            )
         return _from_path(Path(os.fspath(verify)).expanduser())
     raise ConfigurationError(
         "verify must be True, a path to a CA bundle or folder, or an ssl.SSLContext, "
@@ -72,9 +79,21 @@ def _system_store(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext
     return ssl.create_default_context()
 
 
+#: How OpenSSL names the certificates of a CA folder: the subject's hash, then ``.0``
+#: (``.1``... for others of the same hash; ``.r0`` for revocation lists), as ``openssl
+#: rehash`` (``c_rehash``) makes them. It finds a certificate there by that name only.
+_HASHED = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")
+
+
 def _from_path(path: Path) -> ssl.SSLContext:
     try:
         if path.is_dir():
+            if not any(_HASHED.fullmatch(name) for name in os.listdir(path)):
+                raise ConfigurationError(
+                    f"verify: the folder {str(path)!r} holds no certificate named by its "
+                    "subject hash, the only names OpenSSL looks up in a CA folder: run "
+                    "'openssl rehash' on it, or pass a CA bundle file"
+                )
             return ssl.create_default_context(capath=str(path))
         if path.is_file():
             return ssl.create_default_context(cafile=str(path))

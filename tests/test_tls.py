@@ -191,6 +191,8 @@ async def test_a_certificate_not_trusted_is_final_and_sends_nothing(
         (0, "verify must be True, a path"),
         (b"ca.pem", "verify must be True, a path"),
         ("no-such-ca.pem", "no file or folder at 'no-such-ca.pem'"),
+        ("", "verify='' names no file"),  # Path("") is the current folder: trusted nothing
+        (" ", "verify='' names no file"),
     ],
 )
 def test_a_bad_verify_is_refused_at_construction(verify: object, match: str) -> None:
@@ -205,3 +207,13 @@ def test_a_file_with_no_certificate_is_refused(tmp_path: Path, content: bytes) -
     path.write_bytes(content)
     with pytest.raises(errors.ConfigurationError, match="holds no CA certificate"):
         check_verify(path)
+
+
+@pytest.mark.parametrize("names", [[], ["ca.pem", "notes.txt"], ["0a1b2c3d.pem"]])
+def test_a_folder_with_no_hashed_certificate_is_refused(tmp_path: Path, names: list[str]) -> None:
+    """A folder (".", an empty one, one of PEM files not rehashed) in which OpenSSL would
+    find nothing: refused at construction, not a client that trusts nobody."""
+    for name in names:
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(errors.ConfigurationError, match="openssl rehash"):
+        check_verify(tmp_path)
