@@ -106,7 +106,7 @@ class AsyncFashn(BaseClient):
         """
         req = request_from(request, fields)
         if webhook_url is not None:
-            check_url("webhook_url", webhook_url, error=InvalidRequestError)
+            check_url("webhook_url", webhook_url, error=InvalidRequestError, data_uris=False)
         self._transport.session  # noqa: B018 - fail fast when closed, before encoding
         prepared = await self._engine.prepare(req, webhook_url=webhook_url)
         return Prediction(await self._engine.submit_holding(prepared))

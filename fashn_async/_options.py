@@ -51,7 +51,9 @@ def checked_api_key(key: object) -> str:
 
 def _api_key_problem(key: object) -> str | None:
     """What is wrong with an API key, in words that do not show it; None if nothing."""
-    if not key or not isinstance(key, str) or not key.strip():
+    if key is not None and not isinstance(key, str):  # (its truth or length may raise)
+        return f"the API key must be a str, got {type(key).__name__} (not shown here)"
+    if not key or not key.strip():
         return "no API key: pass api_key=... or set the FASHN_API_KEY environment variable"
     key = key.strip()
     if any(char.isspace() or not char.isprintable() for char in key):

@@ -30,9 +30,16 @@ _PATH_HINT = re.compile(r"^(?:[A-Za-z]:[\\/]|[.~]{0,2}[\\/]|[^:/?#]+[\\/])|\.[A-
 
 
 def check_url(
-    field: str, value: Any, *, error: type[InvalidRequestError] = ImageInputError
+    field: str,
+    value: Any,
+    *,
+    error: type[InvalidRequestError] = ImageInputError,
+    data_uris: bool = True,
 ) -> None:
     """An http(s) URL the API can fetch: host valid under IDNA 2008, port 1-65535.
+
+    ``data_uris``: whether the field takes a data URI instead (an image field, which
+    reads one before this check), so that messages offer it; a ``webhook_url`` does not.
 
     Underscores are allowed in host labels (some CDNs use them); white space, control
     characters and URLs over :data:`MAX_URL_LENGTH` characters are not.
@@ -59,6 +66,11 @@ def check_url(
         port = parts.port
     except ValueError:
         raise fail("the URL's port must be a number from 1 to 65535") from None
+    expected = (
+        "an http(s) URL or a data:image/<type>;base64, URI" if data_uris else "an http(s) URL"
+    )
+    if parts.scheme.lower() == "data" and not data_uris:
+        raise fail("expected an http(s) URL, not a data URI")
     if parts.scheme.lower() == "data":  # DATA: or Data: (the API reads a lower-case data URI only)
         raise fail("a data URI starts with 'data:' in lowercase: data:image/<type>;base64,")
     if value.startswith("//"):
@@ -68,10 +80,7 @@ def check_url(
     if parts.scheme.lower() not in ("http", "https"):
         if len(parts.scheme) <= 1 and _looks_like_path(value):  # none, or a drive letter
             raise fail(_PATH_MESSAGE)
-        raise fail(
-            "expected an http(s) URL or a data:image/<type>;base64, URI "
-            f"(the scheme {parts.scheme or '(none)'!r} is not accepted)"
-        )
+        raise fail(f"expected {expected} (the scheme {parts.scheme or '(none)'!r} is not accepted)")
     if port == 0:
         raise fail("the URL's port must be a number from 1 to 65535")
     authority_problem = _authority_problem(parts.netloc)

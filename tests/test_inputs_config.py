@@ -113,10 +113,40 @@ async def test_bad_call_options_are_typed(client: AsyncFashn) -> None:
         client.batch([], max_pending=0)
     with pytest.raises(errors.ConfigurationError, match="on_progress must be callable"):
         client.batch([], on_progress="print")  # type: ignore[arg-type]
-    with pytest.raises(errors.InvalidRequestError, match="webhook_url"):
-        await client.submit(
-            model_image="http://127.0.0.1:1/a.png",
-            garment_image="http://127.0.0.1:1/b.png",
-            category="tops",
-            webhook_url="ftp://127.0.0.1/hook",
-        )
+    # A webhook is an http(s) URL the API calls back: its messages never offer a data URI
+    # (they did, and a lower-case one was told to start with 'data:' in lowercase).
+    for hook, match in (
+        ("ftp://127.0.0.1/hook", r"expected an http\(s\) URL \(the scheme 'ftp'"),
+        ("data:image/png;base64,iVBORw0KGgo=", r"expected an http\(s\) URL, not a data URI"),
+        ("DATA:image/png;base64,iVBORw0KGgo=", r"expected an http\(s\) URL, not a data URI"),
+    ):
+        with pytest.raises(errors.InvalidRequestError, match=match) as info:
+            await client.submit(
+                model_image="http://127.0.0.1:1/a.png",
+                garment_image="http://127.0.0.1:1/b.png",
+                category="tops",
+                webhook_url=hook,
+            )
+        assert info.value.message.startswith("webhook_url: ")
+        assert "data:image/<type>" not in info.value.message
+
+
+class _Raises:
+    """A key whose truth and length raise (a hostile object, or a lazy secret wrapper)."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("len")
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("bool")
+
+
+@pytest.mark.parametrize(
+    "key", [b"fashn-key", 123, ["fashn-key"], _Raises()], ids=["bytes", "int", "list", "raises"]
+)
+def test_an_api_key_not_a_str_is_refused_as_such(key: object) -> None:
+    """Not "no API key" (one was given) and not the object's own error: the type, named,
+    and the value never shown."""
+    with pytest.raises(errors.ConfigurationError, match="the API key must be a str") as info:
+        AsyncFashn(api_key=key)  # type: ignore[arg-type]
+    assert "fashn-key" not in str(info.value)
