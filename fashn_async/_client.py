@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,13 @@ from fashn_async._models import Credits, Prediction, PredictionStatus, Request
 from fashn_async._options import check_batch_input
 from fashn_async._results import BatchInput, Result, TryOnResult
 from fashn_async._urls import check_url
-from fashn_async._validators import check_id, check_number, config_bool, config_int
+from fashn_async._validators import (
+    check_id,
+    config_bool,
+    config_int,
+    in_range,
+    shorten,
+)
 from fashn_async.errors import DeadlineExceededError, InvalidRequestError, SubmissionUncertainError
 
 __all__ = ["AsyncFashn"]
@@ -266,10 +271,11 @@ class AsyncFashn(BaseClient):
                 ``client.wait(error.prediction_id)`` collects it later.
         """
         req = request_from(request, fields)
-        if deadline is not None:
-            check_number("deadline", deadline, 0.0, math.inf)
-            if not deadline > 0:
-                raise InvalidRequestError(f"deadline must be a positive number, got {deadline!r}")
+        if deadline is not None and not in_range(deadline, 0.0, open_low=True):
+            raise InvalidRequestError(
+                "deadline must be a finite number of seconds above 0, or None for none; "
+                f"got {shorten(deadline)}"
+            )
         self._transport.session  # noqa: B018 - fail fast when closed
         prepared = await self._engine.prepare(req)
         created: list[str] = []

@@ -190,9 +190,14 @@ def data_uri_type(value: str) -> str | None:
     return match.group(1) if match else None
 
 
+#: ``scheme://``, RFC 3986's scheme: a URL of any scheme (``ftp://``, ``HTTPS://``) is
+#: a URL to check, and refuse by its scheme, never a path to look for ("no such file").
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def is_given_url(value: str) -> bool:
     """Whether a text cell or argument names a URL or data URI, not a local path."""
-    return value.startswith(("http://", "https://")) or is_data_uri(value)
+    return _SCHEME.match(value) is not None or is_data_uri(value)
 
 
 def to_data_uri(mime: str, data: bytes | bytearray) -> bytes:

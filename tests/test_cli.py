@@ -61,6 +61,8 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
     extra = [
         dict(zip(columns, ("images/model_0.png", "images/gone.png", "tops"), strict=True)),
         dict(zip(columns, ("images/model_0.png", "images/garment_0.png", "hat"), strict=True)),
+        # A URL of another scheme is a URL refused by its scheme, not a path looked for.
+        dict(zip(columns, ("ftp://127.0.0.1/m.png", "images/garment_0.png", "tops"), strict=True)),
     ]
     catalog = write_catalog(tmp_path, 3, models=3, extra=extra)
     out = tmp_path / "out"
@@ -71,7 +73,9 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
         "line 5: garment_image: no such file: " + str(tmp_path / "images/gone.png")
     )
     assert "line 6: category: must be one of tops, bottoms, one-pieces (got 'hat')" in lines[1]
-    assert lines[-1] == "dry run: 5 rows, 3 valid, 2 bad; nothing sent"
+    assert "line 7: model_image: expected an http(s) URL" in lines[2]
+    assert "the scheme 'ftp' is not accepted" in lines[2]
+    assert lines[-1] == "dry run: 6 rows, 3 valid, 3 bad; nothing sent"
     assert not out.exists()
 
     clean = write_catalog(tmp_path / "clean", 2, models=2)
@@ -205,6 +209,12 @@ def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> N
     )  # fmt: skip
     assert missing.returncode == 2
     assert "no such file" in missing.stderr
+    ftp = run_cli(
+        "run", "--model", "ftp://127.0.0.1/m.png", "--garment", path, "--category", "tops",
+        "--base-url", emulator_url, FASHN_API_KEY=KEY,
+    )  # fmt: skip
+    assert ftp.returncode == 2
+    assert "the scheme 'ftp' is not accepted" in ftp.stderr  # it said "no such file: ftp:/m.png"
     wrong_key = run_cli(
         "batch", str(catalog), "--out", str(tmp_path / "other"), "--base-url", emulator_url,
         FASHN_API_KEY="not-the-key",

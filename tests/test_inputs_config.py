@@ -102,13 +102,14 @@ def test_pillow_missing_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch
 
 async def test_bad_call_options_are_typed(client: AsyncFashn) -> None:
     """run(deadline=...), batch(max_pending=...) and submit(webhook_url=...) are checked."""
-    with pytest.raises(errors.InvalidRequestError, match="deadline"):
-        await client.run(
-            model_image="http://127.0.0.1:1/a.png",
-            garment_image="http://127.0.0.1:1/b.png",
-            category="tops",
-            deadline="5",
-        )  # type: ignore[arg-type]
+    for deadline in ("5", 0, -1, math.inf, math.nan, True, 10**400):  # one message for all
+        with pytest.raises(errors.InvalidRequestError, match="deadline must be a finite number"):
+            await client.run(
+                model_image="http://127.0.0.1:1/a.png",
+                garment_image="http://127.0.0.1:1/b.png",
+                category="tops",
+                deadline=deadline,  # type: ignore[arg-type]
+            )
     with pytest.raises(errors.ConfigurationError, match="max_pending"):
         client.batch([], max_pending=0)
     with pytest.raises(errors.ConfigurationError, match="on_progress must be callable"):
