@@ -16,13 +16,7 @@ from fashn_async._models import Credits, Prediction, PredictionStatus, Request
 from fashn_async._options import check_batch_input
 from fashn_async._results import BatchInput, Result, TryOnResult
 from fashn_async._urls import check_url
-from fashn_async._validators import (
-    check_id,
-    config_bool,
-    config_int,
-    in_range,
-    shorten,
-)
+from fashn_async._validators import check_id, config_bool, config_int, in_range, shorten
 from fashn_async.errors import DeadlineExceededError, InvalidRequestError, SubmissionUncertainError
 
 __all__ = ["AsyncFashn"]

@@ -38,8 +38,11 @@ def checked_api_key(key: object) -> str:
     """The API key without surrounding whitespace (a line end pasted with it, say).
 
     Raises:
-        ConfigurationError: no key, or one holding a space, line break or other control
-            character inside (an HTTP header cannot carry it); the key is never shown.
+        ConfigurationError: no key, one not a str, one holding a space, line break or
+            other control character inside (an HTTP header cannot carry it), a non-ASCII
+            character, a quote, backslash, ``<``, ``>`` or ``&`` (escaped in a repr, JSON
+            or HTML, where scrubbing would not find it), or one over 4,096 characters;
+            the key is never shown.
     """
     problem = _api_key_problem(key)
     if problem is not None:
@@ -66,7 +69,26 @@ def _api_key_problem(key: object) -> str | None:
             "the API key holds a non-ASCII character (not shown here); API keys are "
             "ASCII: check how it was copied (a typographic quote or dash, say)"
         )
+    if _ESCAPED.intersection(key):
+        # A repr, JSON or HTML would show such a key escaped, where scrubbing cannot
+        # find it: refused, as no API key holds one.
+        return (
+            "the API key holds a quote, backslash, <, > or & (not shown here); API keys "
+            "do not: check how it was copied"
+        )
+    if len(key) > MAX_KEY_LENGTH:
+        return (
+            f"the API key is {len(key)} characters long (not shown here), more than an "
+            f"HTTP header line carries ({MAX_KEY_LENGTH}): check what was pasted"
+        )
     return None
+
+
+#: Characters a repr (``\'``, ``\\``), JSON (``\"``) or HTML (``&lt;``) escapes.
+_ESCAPED = frozenset("\"'\\<>&")
+#: Longest key sent: servers read header lines of 8 KiB at most (aiohttp 8,190 bytes,
+#: nginx's 8k buffers); the API's keys are far shorter.
+MAX_KEY_LENGTH = 4096
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -131,7 +153,7 @@ def check_base_url(base_url: str) -> str:
     problem = _url_text_problem(base_url) if isinstance(base_url, str) else None
     if problem:
         raise ConfigurationError(
-            f"base_url must be an http(s) URL: {problem}, got {shorten(base_url)}"
+            f"base_url must be an http(s) URL: {problem}, got {shorten(shown_url(base_url))}"
         )
     try:
         parts = urlsplit(base_url) if isinstance(base_url, str) else None

@@ -104,6 +104,19 @@ def _shown_item(item: str) -> str:
 
 _T = TypeVar("_T")
 
+#: The shortest piece of a secret hidden on its own: 8 characters of a random key tell
+#: little (48 bits of its base64 alphabet), and fewer would hide unrelated text.
+FRAGMENT = 8
+
+
+def _ascii_lower(text: str) -> str:
+    """``text`` with ASCII letters in lower case, every other character (and the length)
+    as it is: positions in it are positions in ``text``."""
+    return text.translate(_LOWER)
+
+
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
 
 class Secret:
     """Holds the API key from the moment it is checked; its repr never shows it, so a
@@ -114,7 +127,7 @@ class Secret:
     than 3 characters they are not searched for (they would mask every such letter).
     """
 
-    __slots__ = ("_cores", "_folded", "_pattern", "_value")
+    __slots__ = ("_cores", "_folded", "_grams", "_pattern", "_value")
 
     def __init__(self, value: str, also: Iterable[str] = ()) -> None:
         self._value = value
@@ -123,6 +136,13 @@ class Secret:
         self._pattern = re.compile("|".join(map(re.escape, hidden)), flags=re.IGNORECASE)
         self._folded = [v.casefold() for v in hidden]
         self._cores = [core for v in hidden for core in _base64_cores(v)]
+        # Each FRAGMENT-character piece of each, in ASCII lower case: where a piece of one
+        # begins (a server's "sk-abc...wxyz", a line cut at 100 bytes, a key over two lines).
+        self._grams = {
+            _ascii_lower(v[i : i + FRAGMENT]): _ascii_lower(v)
+            for v in hidden
+            for i in range(len(v) - FRAGMENT + 1)
+        }
 
     def also(self, values: Iterable[str]) -> Secret:
         """The same key, hiding ``values`` too."""
@@ -137,10 +157,11 @@ class Secret:
 
     def scrub_text(self, text: str) -> str:
         """``text`` with the key shown as ``***``: as it is, in any case, percent-encoded
-        (a URL's query, a Location header; up to four times over) or in base64 (say
-        ``Basic`` or ``Bearer`` base64-encoded). A server or proxy that repeats the
-        request's ``Authorization`` in its answer must not put the key in an error, a
-        status or a log."""
+        (a URL's query, a Location header; up to four times over), in base64 (say
+        ``Basic`` or ``Bearer`` base64-encoded), or any piece of it of FRAGMENT (8)
+        characters or more (a server's masked echo, a line cut short). A server or proxy
+        that repeats the request's ``Authorization`` in its answer must not put the key
+        in an error, a status or a log."""
         decoded = text
         for _ in range(4):  # percent-encoded, maybe more than once (proxies re-encode)
             unquoted = urllib.parse.unquote(decoded) if "%" in decoded else decoded
@@ -152,7 +173,26 @@ class Secret:
         text = self._pattern.sub(_MASK, text)
         for core in self._cores:
             text = text.replace(core, _MASK)
-        return text
+        return self._scrub_fragments(text)
+
+    def _scrub_fragments(self, text: str) -> str:
+        """``text`` with every run of FRAGMENT characters or more that is a piece of a
+        secret (in any ASCII case) shown as ``***``, each run as long as it goes on."""
+        if not self._grams or len(text) < FRAGMENT:
+            return text
+        lower = _ascii_lower(text)
+        kept, i, start = [], 0, 0
+        while i <= len(lower) - FRAGMENT:
+            whole = self._grams.get(lower[i : i + FRAGMENT])
+            if whole is None:
+                i += 1
+                continue
+            end = i + FRAGMENT
+            while end < len(lower) and lower[i : end + 1] in whole:
+                end += 1
+            kept += [text[start:i], _MASK]
+            i = start = end
+        return "".join([*kept, text[start:]])
 
     def scrub_json(self, value: Any) -> Any:
         """A parsed JSON ``value`` with :meth:`scrub_text` applied to every string in it,

@@ -59,7 +59,9 @@ def urls_with_secrets(draw: st.DrawFn, schemes: list[str]) -> tuple[str, list[st
         extra = draw(secrets)
         shown.append(extra)
         fragment = f"#{extra}"
-    return f"{scheme}{userinfo}{host}{path}{query}{fragment}", shown
+    # White space pasted with it (a URL refused for it was shown as given, secrets and all).
+    tail = draw(st.sampled_from(["", "", "", " ", "\t", "\u00a0", "\n"]))
+    return f"{scheme}{userinfo}{host}{path}{query}{fragment}{tail}", shown
 
 
 def chain(error: BaseException) -> list[BaseException]:
