@@ -265,8 +265,15 @@ async def test_a_second_job_on_the_same_folder_is_refused(
     out = tmp_path / "out"
     with Journal.open(out, meta=_meta(catalog, emulator), rows=load_catalog(catalog).rows):
         code, printed = await _run(emulator, catalog, out)
-    assert code == 2
-    assert "another fashn-async job" in printed
+        assert code == 2
+        assert "another fashn-async job" in printed
+        # The lock file deleted meanwhile (a cleanup of dotfiles, say): the folder's own
+        # lock still refuses it (a second job took a new lock file and paid rows again).
+        (out / ".journal.lock").unlink()
+        code, printed = await _run(emulator, catalog, out)
+        assert code == 2
+        assert "another fashn-async job" in printed
+    assert emulator.report().accepted == []
 
 
 @pytest.mark.emulator(api_key="sk-very-secret-test-key-1234")

@@ -3,6 +3,8 @@
 - ``.journal.lock``: an OS file lock held while a job runs, so a second job on the same
   folder is refused (:class:`JournalBusyError`); the kernel releases it on any exit,
   ``kill -9`` included. The file stays: deleting a lock file others may wait on is unsafe.
+  The folder itself is locked too (a lock on the lock file alone went with the file: a
+  second job started after it was deleted took a new one and paid for rows again).
 - ``.journal.reserve``: :data:`RESERVE_BYTES` kept free for the journal; a job stopped
   by a full disk frees all but its head (:func:`release_reserve`) so that it can still
   record its stop, and the next run makes it whole again. The head
@@ -22,6 +24,7 @@ from fashn_async.errors import ConfigurationError
 
 __all__ = [
     "EARLIER_JOB_FILES",
+    "Hold",
     "LOCK_NAME",
     "RESCUE_BYTES",
     "RESERVE_BYTES",
@@ -62,19 +65,42 @@ def reserve(directory: Path) -> None:
     write_atomically(path, b"\0" * RESERVE_BYTES)
 
 
-def lock(directory: Path) -> IO[str]:
-    """Hold the folder for this process (released by the kernel on any exit, kill -9 too)."""
+class Hold:
+    """The locks a job holds on its folder: the lock file's and the folder's own."""
+
+    def __init__(self, handle: IO[str], folder: int | None) -> None:
+        self._handle, self._folder = handle, folder
+
+    def close(self) -> None:
+        """Let go of both (the kernel does as much on any exit)."""
+        self._handle.close()
+        if self._folder is not None:
+            os.close(self._folder)
+            self._folder = None
+
+
+def lock(directory: Path) -> Hold:
+    """Hold the folder for this process (released by the kernel on any exit, kill -9 too).
+
+    Raises:
+        JournalBusyError: another process holds the lock file or the folder.
+    """
     handle = (directory / LOCK_NAME).open("a+", encoding="utf-8")
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks, no check
-        return handle
+        return Hold(handle, None)
+    folder = None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        folder = os.open(directory, os.O_RDONLY)
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "?"
         handle.close()
+        if folder is not None:
+            os.close(folder)
         raise JournalBusyError(
             f"another fashn-async job (pid {holder}) is running on {directory}; "
             "wait for it to end, or stop it first"
@@ -83,7 +109,7 @@ def lock(directory: Path) -> IO[str]:
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    return handle
+    return Hold(handle, folder)
 
 
 #: Files a job leaves in its folder besides the journal: their presence beside an empty

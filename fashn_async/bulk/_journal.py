@@ -46,15 +46,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 from fashn_async._redact import safe_repr
 from fashn_async._shield import outlive_cancels
 from fashn_async._sources import in_io_thread
 from fashn_async.bulk._catalog import CatalogRow
 from fashn_async.bulk._edits import canonical_json
+from fashn_async.bulk._folder import Hold, refuse_an_orphaned_job, release_reserve, reserve
 from fashn_async.bulk._folder import lock as hold
-from fashn_async.bulk._folder import refuse_an_orphaned_job, release_reserve, reserve
 from fashn_async.bulk._opening import JournalOpening, opening_error
 from fashn_async.bulk._rescue import JournalRescue, taken_note
 from fashn_async.bulk._rows import (
@@ -92,7 +92,7 @@ class Journal(JournalOpening, JournalRescue):
         edits: What the catalog changed since the last run, one sentence each.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, lock: IO[str] | None) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock: Hold | None) -> None:
         self.path = path
         self.guard = threading.Lock()
         self._db = connection
