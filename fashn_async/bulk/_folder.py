@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from fashn_async._atomic import write_atomically
 from fashn_async.bulk._rows import JournalBusyError
@@ -65,6 +65,28 @@ def reserve(directory: Path) -> None:
     write_atomically(path, b"\0" * RESERVE_BYTES)
 
 
+def _locked_folder(directory: Path, fcntl: Any) -> int | None:
+    """A descriptor of ``directory`` holding its lock; None where the file system cannot
+    lock a folder (some network ones), the lock file's lock then standing alone.
+
+    Raises:
+        BlockingIOError: another process holds it.
+    """
+    try:
+        folder = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
+        raise
+    except OSError:
+        os.close(folder)
+        return None
+    return folder
+
+
 class Hold:
     """The locks a job holds on its folder: the lock file's and the folder's own."""
 
@@ -93,14 +115,11 @@ def lock(directory: Path) -> Hold:
     folder = None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        folder = os.open(directory, os.O_RDONLY)
-        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        folder = _locked_folder(directory, fcntl)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "?"
         handle.close()
-        if folder is not None:
-            os.close(folder)
         raise JournalBusyError(
             f"another fashn-async job (pid {holder}) is running on {directory}; "
             "wait for it to end, or stop it first"
