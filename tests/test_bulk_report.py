@@ -293,3 +293,30 @@ def test_base64_lives_in_images_only() -> None:
         if '"data:' in path.read_text() and "testing" not in path.parts
     ]
     assert spelled == ["_images.py"]
+
+
+def test_a_partial_thumbnail_of_a_process_gone_is_removed(tmp_path: Path) -> None:
+    """A job stopped at once mid-write (a second signal, ``kill -9``) leaves its partial
+    thumbnail, named by its pid; the next report removes it. A live process's (this
+    one's) is left: it may still be writing."""
+    import os
+    import subprocess
+    import sys
+
+    from fashn_async.bulk._thumbs import THUMBS_DIR, thumbnails
+
+    folder = tmp_path / THUMBS_DIR
+    folder.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    orphan = folder / f".0e0d3fedf26cf3081098a09a.jpg.{gone}-140618277832384.part"
+    alive = folder / f".1f1e4fedf26cf3081098a09b.jpg.{os.getppid()}-1.part"
+    other = folder / "notes.txt"
+    for path in (orphan, alive, other):
+        path.write_bytes(b"x")
+    image = tmp_path / "a.png"
+    Image.new("RGB", (4, 4)).save(image)
+    thumbnails([image], tmp_path)
+    assert not orphan.exists()
+    assert alive.exists()
+    assert other.exists()

@@ -9,6 +9,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -574,3 +575,25 @@ def test_a_signal_while_python_loads_the_package_leaves_nothing(
             silent.accept()  # nobody connected
     assert process.returncode == -signum
     assert not out.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_as_the_program_exits_does_not_change_its_exit_code(
+    signum: signal.Signals,
+) -> None:
+    """A stop signal in the interpreter's last moments (a second SIGTERM just after a
+    clean stop, the third break-it helper: exit 143 in 2 of 10 gaps) is held until the
+    process is gone: the exit code is the command's. Here the command is ``--help``
+    (exit 0), and the signal comes from an exit handler, as late as one can."""
+    code = (
+        "import atexit, os, sys, time\n"
+        f"atexit.register(lambda: (os.kill(os.getpid(), {int(signum)}), time.sleep(0.2)))\n"
+        "sys.argv = ['fashn-async', '--help']\n"
+        "from fashn_async.__main__ import entry\n"
+        "entry()\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout

@@ -22,6 +22,8 @@ import contextlib
 import enum
 import hashlib
 import io
+import os
+import re
 import threading
 import warnings
 from collections.abc import Iterable
@@ -75,6 +77,7 @@ def thumbnails(
     """Thumbnails of many images, made in threads (Pillow decodes without the GIL); the
     ones past BIG_PIXELS after those, one by one in this thread."""
     unique = list(dict.fromkeys(sources))
+    _remove_orphaned_partials(directory / THUMBS_DIR)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         made = zip(unique, pool.map(_thumbnail, unique, [directory] * len(unique)), strict=True)
         first = dict(made)
@@ -82,6 +85,30 @@ def thumbnails(
         source: thumbnail(source, directory) if thumb is _Big.LATER else thumb
         for source, thumb in first.items()
     }
+
+
+#: A thumbnail being written: ``.<name>.<pid>-<thread>.part`` (``_atomic.partial_path``).
+_PARTIAL = re.compile(r"\..+\.(\d+)-\d+\.part")
+
+
+def _remove_orphaned_partials(folder: Path) -> None:
+    """Remove the partial thumbnails of processes that are gone (a job stopped at once,
+    by a second signal or ``kill -9``, mid-write); another live run's are left."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _PARTIAL.fullmatch(name)
+        if match is None or int(match[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+        except OSError:  # alive, another user's: left
+            continue
 
 
 def _thumbnail(source: Path | str, directory: Path, *, alone: bool = False) -> Thumb | _Big:
