@@ -460,6 +460,25 @@ def test_the_journal_keeps_every_send_for_a_restart(
         assert journal.sends() == [(2, 1_000_005.0, 1_000_005.0), (3, clock[0], None)]
 
 
+@pytest.mark.parametrize("left", ["row00001_0a1b2c3d_0.png", "row123456_ffffffff_1.jpg"])
+def test_an_earlier_jobs_outputs_without_its_journal_are_refused(tmp_path: Path, left: str) -> None:
+    """Its journal, manifest and report deleted, its outputs kept (the third break-it
+    helper: the re-run started afresh and paid for 11 rows again): refused, naming them.
+    Other images in the folder (not named as a job names its outputs) are no earlier
+    job's."""
+    rows = load_catalog(write_catalog(tmp_path, 2, models=2)).rows
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo_0.png").write_bytes(b"x")
+    Journal.open(out, meta={}, rows=rows).close()  # other images: a fresh job starts
+    for name in [p.name for p in out.iterdir()]:
+        if name != "photo_0.png":
+            (out / name).unlink()
+    (out / left).write_bytes(b"x")
+    with pytest.raises(errors.ConfigurationError, match=f"earlier job's outputs \\({left}"):
+        Journal.open(out, meta={}, rows=rows)
+
+
 @pytest.mark.parametrize("journal", ["emptied", "deleted", "damaged"])
 def test_an_earlier_jobs_folder_without_its_journal_is_refused(
     tmp_path: Path, journal: str

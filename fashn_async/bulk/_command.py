@@ -26,7 +26,7 @@ from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
 from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog
-from fashn_async.bulk._folder import EARLIER_JOB_FILES
+from fashn_async.bulk._folder import EARLIER_JOB_FILES, OUTPUT_NAME
 from fashn_async.bulk._job import BulkJob
 from fashn_async.bulk._journal import JOURNAL_NAME, Journal
 from fashn_async.bulk._manifest import MANIFEST_NAME, write_manifest
@@ -301,6 +301,10 @@ def fresh_start(out: Path, catalog: Path) -> None:
     names = (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", *EARLIER_JOB_FILES)
     for name in names:
         (out / name).unlink(missing_ok=True)
+    if out.is_dir():  # its outputs too: beside no journal, they would refuse the start
+        for path in out.iterdir():
+            if OUTPUT_NAME.fullmatch(path.name):
+                path.unlink(missing_ok=True)
 
 
 async def _load_off_loop(settings: BatchSettings) -> Catalog:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -28,9 +29,11 @@ __all__ = [
     "LOCK_NAME",
     "RESCUE_BYTES",
     "RESERVE_BYTES",
+    "OUTPUT_NAME",
     "RESERVE_NAME",
     "lock",
     "refuse_an_orphaned_job",
+    "earlier_outputs",
     "release_reserve",
     "reserve",
 ]
@@ -136,14 +139,32 @@ def lock(directory: Path) -> Hold:
 EARLIER_JOB_FILES: Final = ("manifest.jsonl", "report.html", RESERVE_NAME)
 
 
+#: An output a job saved: ``row<number>_<hash>_<n>.<ext>`` (``_identity.row_key``, then
+#: ``_outputs.output_filename``). Outputs left beside no journal were paid for.
+OUTPUT_NAME: Final = re.compile(r"row\d{5,}_[0-9a-f]{8}_\d+\.(?:png|jpe?g|webp|gif)")
+
+
+def earlier_outputs(directory: Path) -> list[str]:
+    """The names of an earlier job's outputs in ``directory`` (at most the first two)."""
+    try:
+        with os.scandir(directory) as entries:
+            found = (entry.name for entry in entries if OUTPUT_NAME.fullmatch(entry.name))
+            return [name for _, name in zip(range(2), found, strict=False)]
+    except OSError:
+        return []
+
+
 def refuse_an_orphaned_job(directory: Path, journal: str) -> None:
     """Refuse to start afresh where an earlier job left its files but no journal: its
     rows may be paid for, and a fresh journal would send them all again.
 
     Raises:
-        ConfigurationError: naming the files found.
+        ConfigurationError: naming the files found (its outputs among them).
     """
     found = [name for name in EARLIER_JOB_FILES if (directory / name).exists()]
+    outputs = earlier_outputs(directory)
+    if outputs:
+        found.append(f"outputs ({', '.join(outputs)}, ...)")
     if found:
         raise ConfigurationError(
             f"{directory} holds an earlier job's {', '.join(found)} but its journal "
