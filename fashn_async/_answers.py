@@ -30,17 +30,19 @@ __all__ = ["id_problem", "output_problem", "read_status"]
 #: gateways that decode them before routing (or read ``\\`` as ``/``, as some do) would
 #: see more path segments, and remove dot segments among them.
 _SEPARATORS = frozenset("/\\")
-#: Longest id accepted, in characters. The API's ids are about 40 (fashn-api-v1.txt:
-#: ``123a87r9-4129-4bb3-be18-9c9fb5bd7fc1-u1``); the status URL holding one must stay well
-#: within the 8 KiB request line common servers accept (``_urls.MAX_URL_LENGTH``).
-MAX_ID_LENGTH = 1024
+#: Longest id accepted, in UTF-8 bytes. The API's ids are about 40 (fashn-api-v1.txt:
+#: ``123a87r9-4129-4bb3-be18-9c9fb5bd7fc1-u1``); percent-encoded (up to 3 characters a
+#: byte), the status URL holding one stays well within the 8 KiB request line common
+#: servers accept (``_urls.MAX_URL_LENGTH``): 1,024 characters of others did not.
+MAX_ID_LENGTH = 256
 
 
 def id_problem(value: object) -> str | None:
     """Why ``value`` cannot stand as one path segment naming a prediction, or None.
 
     Unusable: anything but a string; an empty (or all white space) string; one over
-    :data:`MAX_ID_LENGTH` characters; text UTF-8
+    :data:`MAX_ID_LENGTH` bytes in UTF-8; a ``;`` (servers that read a path parameter
+    after it, Tomcat's and Spring's, read ``..;`` as ``..``); text UTF-8
     cannot carry (a lone surrogate); a character ``str.isprintable`` refuses (control
     and format characters, line and paragraph separators, white space other than the
     ASCII space: invisible, and a CR or LF would break the request line); a dot segment
@@ -55,8 +57,10 @@ def id_problem(value: object) -> str | None:
         return f"not a string but {type(value).__name__}"
     if not value.strip():
         return "empty"
-    if len(value) > MAX_ID_LENGTH:
-        return f"{len(value)} characters long, over {MAX_ID_LENGTH}"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} bytes in UTF-8"
+    if ";" in value:
+        return "holding a ';', after which some servers read a path parameter"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

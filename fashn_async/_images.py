@@ -191,8 +191,9 @@ def data_uri_type(value: str) -> str | None:
 
 
 #: ``scheme://``, RFC 3986's scheme: a URL of any scheme (``ftp://``, ``HTTPS://``) is
-#: a URL to check, and refuse by its scheme, never a path to look for ("no such file").
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: a URL to check, and refuse by its scheme, never a path to look for ("no such file");
+#: so is ``http:`` or ``https:`` without its ``//`` (``https:/host/a.png``, a typo).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|https?:", re.IGNORECASE)
 
 
 def is_given_url(value: str) -> bool:

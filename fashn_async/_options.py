@@ -41,7 +41,8 @@ def checked_api_key(key: object) -> str:
         ConfigurationError: no key, one not a str, one holding a space, line break or
             other control character inside (an HTTP header cannot carry it), a non-ASCII
             character, a quote, backslash, ``<``, ``>`` or ``&`` (escaped in a repr, JSON
-            or HTML, where scrubbing would not find it), or one over 4,096 characters;
+            or HTML, where scrubbing would not find it), or one under 12 or over 4,096
+            characters;
             the key is never shown.
     """
     problem = _api_key_problem(key)
@@ -76,6 +77,13 @@ def _api_key_problem(key: object) -> str | None:
             "the API key holds a quote, backslash, <, > or & (not shown here); API keys "
             "do not: check how it was copied"
         )
+    if len(key) < MIN_KEY_LENGTH:
+        # A short key is found inside the API's own answers (an id, a status, a URL),
+        # which scrubbing would then rewrite: the client would poll an id that is not.
+        return (
+            f"the API key is {len(key)} characters long (not shown here); API keys are "
+            f"at least {MIN_KEY_LENGTH}: check what was pasted"
+        )
     if len(key) > MAX_KEY_LENGTH:
         return (
             f"the API key is {len(key)} characters long (not shown here), more than an "
@@ -89,6 +97,9 @@ _ESCAPED = frozenset("\"'\\<>&")
 #: Longest key sent: servers read header lines of 8 KiB at most (aiohttp 8,190 bytes,
 #: nginx's 8k buffers); the API's keys are far shorter.
 MAX_KEY_LENGTH = 4096
+#: Shortest key accepted: every piece of the key is hidden wherever it appears, and a key
+#: of a few characters (or a word) appears in answers the client acts on.
+MIN_KEY_LENGTH = 12
 
 
 def check_flag(name: str, value: object) -> bool:

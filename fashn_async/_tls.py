@@ -54,7 +54,8 @@ def check_verify(verify: object) -> Verify:
     if isinstance(verify, str | os.PathLike) and isinstance(os.fspath(verify), str):
         if not os.fspath(verify).strip():  # Path("") is ".", the current folder
             raise ConfigurationError(
-                "verify='' names no file: pass True (the system's store), the path of a "
+                f"verify={os.fspath(verify)!r} names no file: pass True (the system's store), "
+                "the path of a "
                 "CA bundle or folder, or an ssl.SSLContext"
             )
         return _from_path(Path(os.fspath(verify)).expanduser())
@@ -80,9 +81,9 @@ def _system_store(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext
 
 
 #: How OpenSSL names the certificates of a CA folder: the subject's hash, then ``.0``
-#: (``.1``... for others of the same hash; ``.r0`` for revocation lists), as ``openssl
+#: (``.1``... for others of the same hash; ``.r0``, a revocation list, is none), as ``openssl
 #: rehash`` (``c_rehash``) makes them. It finds a certificate there by that name only.
-_HASHED = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")
+_HASHED = re.compile(r"[0-9a-f]{8}\.[0-9]+")
 
 
 def _from_path(path: Path) -> ssl.SSLContext:

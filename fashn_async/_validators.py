@@ -318,7 +318,7 @@ def optional_at_least_one(instance: object, attribute: attrs.Attribute[Any], val
 
 def check_id(prediction_id: str) -> str:
     """A prediction id usable as the last segment of ``/v1/status/:id`` (the rule of
-    :func:`fashn_async._answers.id_problem`): not empty, at most 1,024 characters,
+    :func:`fashn_async._answers.id_problem`): not empty, at most 256 UTF-8 bytes, no ``;``,
     printable text UTF-8 can carry, not a dot segment (``.``, ``..``), no ``/`` or ``\\``.
     Checked for ``status()``, ``cancel()``, ``wait()`` and a batch's ``Prediction`` items.
 

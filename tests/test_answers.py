@@ -88,12 +88,14 @@ def test_ids_that_move_a_request_elsewhere_are_refused(prediction_id: str) -> No
     assert not accepted(prediction_id)
 
 
-def test_an_id_is_at_most_max_id_length_characters() -> None:
-    """1,024 characters (the API's are about 40): a longer id would make a status URL
+def test_an_id_is_at_most_max_id_length_bytes_and_holds_no_semicolon() -> None:
+    """256 UTF-8 bytes (the API's ids are about 40): a longer id would make a status URL
     past what servers read, refused by the server's parser after it was sent."""
     assert accepted("a" * MAX_ID_LENGTH)
     assert not accepted("a" * (MAX_ID_LENGTH + 1))
-    assert "over 1024" in str(id_problem("a" * 10_000))
+    assert "longer than 256 bytes" in str(id_problem("a" * 10_000))
+    assert not accepted("\u00e9" * 129)  # 258 bytes: what is sent is bytes, encoded
+    assert not accepted("..;")  # Tomcat and Spring read it as ".."
 
 
 async def test_a_callers_unusable_id_sends_nothing(emulator: Emulator, client: AsyncFashn) -> None:

@@ -72,6 +72,7 @@ BAD_ITEMS: dict[str, Any] = {
     "prediction with a control character": Prediction("a\x00b"),
     "prediction with a lone surrogate": Prediction("\ud800"),
     "prediction with an id of 10,000 characters": Prediction("a" * 10_000),
+    "prediction with a path parameter": Prediction("..;"),
 }
 
 

@@ -20,6 +20,9 @@ from fashn_async.bulk import JobOptions
 from fashn_async.bulk._command import BatchSettings, dry_run, run_batch
 from fashn_async.testing import Emulator
 
+#: An API key of the shortest accepted length's kind (12 or more characters).
+K12 = "test-key-0123"
+
 
 def noisy_png(path: Path, side: int, seed: int) -> Path:
     """A PNG of random pixels, stored uncompressed: ``side`` x ``side`` x 3 bytes."""
@@ -93,8 +96,8 @@ def test_the_command_line_prepares_by_default(big_catalog: Path) -> None:
     """``fashn-async batch --dry-run``: every row valid (prepared); with --as-is, the big
     row is bad (exit 1) and the message says how to send it."""
     args = ["batch", str(big_catalog), "--out", str(big_catalog.parent / "out"), "--dry-run"]
-    assert run_cli(*args, FASHN_API_KEY="k").returncode == 0
-    as_is = run_cli(*args, "--as-is", FASHN_API_KEY="k")
+    assert run_cli(*args, FASHN_API_KEY=K12).returncode == 0
+    as_is = run_cli(*args, "--as-is", FASHN_API_KEY=K12)
     assert as_is.returncode == 1
     assert "--prepare-images" in as_is.stdout + as_is.stderr
 

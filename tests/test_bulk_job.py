@@ -316,7 +316,7 @@ async def test_an_unreachable_api_cannot_start(tmp_path: Path) -> None:
     settings = BatchSettings(
         catalog=catalog,
         options=JobOptions(out=tmp_path / "out"),
-        api_key="k",
+        api_key="test-key-0123",
         base_url=f"http://127.0.0.1:{port}",
         display="quiet",
     )

@@ -35,6 +35,9 @@ from tests.bulk_support import (
     write_catalog,
 )
 
+#: An API key of the shortest accepted length's kind (12 or more characters).
+K12 = "test-key-0123"
+
 pytestmark = pytest.mark.looptime(False)  # real processes, real time
 
 
@@ -64,6 +67,7 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
         dict(zip(columns, ("images/model_0.png", "images/garment_0.png", "hat"), strict=True)),
         # A URL of another scheme is a URL refused by its scheme, not a path looked for.
         dict(zip(columns, ("ftp://127.0.0.1/m.png", "images/garment_0.png", "tops"), strict=True)),
+        dict(zip(columns, ("https:/127.0.0.1/m.png", "images/garment_0.png", "tops"), strict=True)),
     ]
     catalog = write_catalog(tmp_path, 3, models=3, extra=extra)
     out = tmp_path / "out"
@@ -76,7 +80,9 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
     assert "line 6: category: must be one of tops, bottoms, one-pieces (got 'hat')" in lines[1]
     assert "line 7: model_image: expected an http(s) URL" in lines[2]
     assert "the scheme 'ftp' is not accepted" in lines[2]
-    assert lines[-1] == "dry run: 6 rows, 3 valid, 3 bad; nothing sent"
+    assert "line 8: model_image: " in lines[3]  # a URL missing its //: not a file
+    assert "no such file" not in lines[3]
+    assert lines[-1] == "dry run: 7 rows, 3 valid, 4 bad; nothing sent"
     assert not out.exists()
 
     clean = write_catalog(tmp_path / "clean", 2, models=2)
@@ -94,7 +100,7 @@ def test_a_catalog_the_job_would_overwrite_is_refused(tmp_path: Path, name: str)
     catalog = out / name
     text = (tmp_path / "catalog.csv").read_text()
     catalog.write_text(text)
-    code, stdout, stderr = _invoke("batch", str(catalog), "--out", str(out), FASHN_API_KEY="k")
+    code, stdout, stderr = _invoke("batch", str(catalog), "--out", str(out), FASHN_API_KEY=K12)
     assert code == 2
     assert f"a file this job writes in --out ({name})" in stdout + stderr
     assert catalog.read_text() == text
@@ -105,9 +111,9 @@ def test_a_catalog_the_job_would_overwrite_is_refused(tmp_path: Path, name: str)
     [
         (["--dry-run"], {}, None),  # the catalog below is fine: a control case
         ([], {}, "no API key"),
-        (["--output-format", "jpeg"], {"FASHN_API_KEY": "k"}, "--output-format needs --model-name"),
-        (["--submit-rate", "fast"], {"FASHN_API_KEY": "k"}, "expected N/SECONDS"),
-        (["--base-url", "ftp://x"], {"FASHN_API_KEY": "k"}, "base_url must be an http(s) URL"),
+        (["--output-format", "jpeg"], {"FASHN_API_KEY": K12}, "--output-format needs --model-name"),
+        (["--submit-rate", "fast"], {"FASHN_API_KEY": K12}, "expected N/SECONDS"),
+        (["--base-url", "ftp://x"], {"FASHN_API_KEY": K12}, "base_url must be an http(s) URL"),
     ],
 )
 def test_could_not_start_exits_2(
@@ -140,7 +146,7 @@ def test_an_unreadable_catalog_exits_2(
         (tmp_path / name).write_text(text)
     for extra in ([], ["--dry-run"]):
         code, stdout, stderr = _invoke(
-            "batch", str(tmp_path / name), "--out", str(tmp_path / "o"), *extra, FASHN_API_KEY="k"
+            "batch", str(tmp_path / name), "--out", str(tmp_path / "o"), *extra, FASHN_API_KEY=K12
         )
         assert code == 2
         assert message in stdout + stderr
@@ -498,14 +504,14 @@ def test_nonsense_numbers_are_refused_up_front(
     with the reason, exit 2, before anything runs: never a wait without end."""
     catalog = write_catalog(tmp_path, 1, models=1)
     code, stdout, stderr = _invoke(
-        "batch", str(catalog), "--out", str(tmp_path / "o"), option, value, FASHN_API_KEY="k"
+        "batch", str(catalog), "--out", str(tmp_path / "o"), option, value, FASHN_API_KEY=K12
     )
     assert code == 2, stdout + stderr
     assert f"Invalid value for '{option}'" in stderr
     assert why in stderr
     assert not (tmp_path / "o").exists()
     code, _, stderr = _invoke("run", "--model", "m.png", "--garment", "g.png", "--category",
-                              "tops", "--deadline", "nan", FASHN_API_KEY="k")  # fmt: skip
+                              "tops", "--deadline", "nan", FASHN_API_KEY=K12)  # fmt: skip
     assert code == 2
     assert "expected a finite number" in stderr
 

@@ -48,7 +48,7 @@ def test_no_key_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_base_url(url: str) -> None:
     """A base URL that is not http(s) fails at construction."""
     with pytest.raises(errors.ConfigurationError, match="base_url"):
-        AsyncFashn(api_key="k", base_url=url)
+        AsyncFashn(api_key="test-key-0123", base_url=url)
 
 
 async def test_closed_client_is_a_clear_error(emulator: Emulator) -> None:
@@ -403,9 +403,12 @@ async def test_base_url_none_reads_fashn_base_url(
     async with AsyncFashn(api_key=emulator.api_key) as client:
         assert client.base_url == emulator.url
         await client.credits()
-    assert AsyncFashn(api_key="k", base_url="http://127.0.0.1:1").base_url == "http://127.0.0.1:1"
+    assert (
+        AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:1").base_url
+        == "http://127.0.0.1:1"
+    )
     monkeypatch.delenv("FASHN_BASE_URL")
-    assert AsyncFashn(api_key="k").base_url == "https://api.fashn.ai"
+    assert AsyncFashn(api_key="test-key-0123").base_url == "https://api.fashn.ai"
     monkeypatch.setenv("FASHN_BASE_URL", "ftp://127.0.0.1")
     with pytest.raises(errors.ConfigurationError, match="base_url"):
-        AsyncFashn(api_key="k")
+        AsyncFashn(api_key="test-key-0123")

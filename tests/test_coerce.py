@@ -29,7 +29,7 @@ async def test_run_keyword_fields_and_batch_items_are_refused_alike(
     """run(**fields) and a batch item dict meet the same check, with the same message."""
     with pytest.raises(errors.InvalidRequestError, match=message) as by_fields:
         coerce_request(fields, kind=TryOnRequest)
-    client = AsyncFashn(api_key="k", base_url="http://127.0.0.1:9")  # never opened
+    client = AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9")  # never opened
     with pytest.raises(errors.InvalidRequestError) as by_run:
         await client.run(**fields)
     assert by_run.value.message == by_fields.value.message

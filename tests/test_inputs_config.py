@@ -97,7 +97,7 @@ def test_pillow_missing_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch
         importlib.util, "find_spec", lambda name, *a: None if name == "PIL" else real(name, *a)
     )
     with pytest.raises(errors.ConfigurationError, match=r"fashn-async\[images\]"):
-        AsyncFashn(api_key="k", prepare_images=True)
+        AsyncFashn(api_key="test-key-0123", prepare_images=True)
 
 
 async def test_bad_call_options_are_typed(client: AsyncFashn) -> None:

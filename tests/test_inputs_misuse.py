@@ -44,9 +44,9 @@ def test_base_url_and_proxy_with_space_control_or_surrogate_are_refused(bad: str
     if broken.strip() == url:  # at the very ends, white space is not inside the URL
         broken = url[:8] + bad + url[8:]
     with pytest.raises(errors.ConfigurationError, match="base_url"):
-        AsyncFashn(api_key="k", base_url=broken)
+        AsyncFashn(api_key="test-key-0123", base_url=broken)
     with pytest.raises(errors.ConfigurationError, match="proxy"):
-        AsyncFashn(api_key="k", proxy=broken)
+        AsyncFashn(api_key="test-key-0123", proxy=broken)
 
 
 @pytest.mark.parametrize("key", ["clé-secrète", "key\u2013dash", "“key”", "k\u00a0ey"])
@@ -61,4 +61,4 @@ def test_a_non_ascii_api_key_is_refused_without_showing_it(key: str) -> None:
 def test_trust_env_must_be_a_bool(value: Any) -> None:
     """trust_env="no" must not read as True: anything but a bool is a ConfigurationError."""
     with pytest.raises(errors.ConfigurationError, match="trust_env"):
-        AsyncFashn(api_key="k", trust_env=value)
+        AsyncFashn(api_key="test-key-0123", trust_env=value)

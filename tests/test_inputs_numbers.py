@@ -74,9 +74,9 @@ OPTIONS: list[tuple[str, Callable[[int], Any]]] = [
     ("max_edge", lambda n: ImagePreparation(max_edge=n)),
     ("jpeg_quality", lambda n: ImagePreparation(jpeg_quality=n)),
     ("cache_bytes", lambda n: ImagePreparation(cache_bytes=n)),
-    ("timeout", lambda n: AsyncFashn(api_key="k", timeout=n)),
-    ("connect_timeout", lambda n: AsyncFashn(api_key="k", connect_timeout=n)),
-    ("max_connections", lambda n: AsyncFashn(api_key="k", max_connections=n)),
+    ("timeout", lambda n: AsyncFashn(api_key="test-key-0123", timeout=n)),
+    ("connect_timeout", lambda n: AsyncFashn(api_key="test-key-0123", connect_timeout=n)),
+    ("max_connections", lambda n: AsyncFashn(api_key="test-key-0123", max_connections=n)),
 ]
 
 
@@ -118,7 +118,7 @@ DURATIONS: list[tuple[str, Callable[[float], Any]]] = [
     ("max_interval", lambda s: Polling(max_interval=s)),
     ("initial", lambda s: RetryPolicy(initial=s)),
     ("max_retry_after", lambda s: RetryPolicy(max_retry_after=s)),
-    ("timeout", lambda s: AsyncFashn(api_key="k", timeout=s)),
+    ("timeout", lambda s: AsyncFashn(api_key="test-key-0123", timeout=s)),
 ]
 
 
@@ -142,8 +142,8 @@ def test_durations_over_a_day_are_refused(
 def test_timeouts_under_a_millisecond_are_refused(name: str, seconds: float) -> None:
     """A network timeout below MIN_TIMEOUT (1 ms) is a unit mistake: refused by name."""
     with pytest.raises(errors.ConfigurationError, match=name):
-        AsyncFashn(api_key="k", **{name: seconds})
-    AsyncFashn(api_key="k", **{name: MIN_TIMEOUT})
+        AsyncFashn(api_key="test-key-0123", **{name: seconds})
+    AsyncFashn(api_key="test-key-0123", **{name: MIN_TIMEOUT})
 
 
 async def test_huge_ints_through_a_client_send_nothing(

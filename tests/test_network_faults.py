@@ -282,7 +282,10 @@ async def test_connect_timeout_is_a_connect_error_not_a_read_timeout() -> None:
     """A port that never accepts: ConnectTimeoutError (a ConnectError), after the attempts."""
     with StalledPort() as stalled:
         async with AsyncFashn(
-            api_key="k", base_url=stalled.url, connect_timeout=1.0, retry=RetryPolicy(attempts=2)
+            api_key="test-key-0123",
+            base_url=stalled.url,
+            connect_timeout=1.0,
+            retry=RetryPolicy(attempts=2),
         ) as client:
             with pytest.raises(errors.ConnectTimeoutError) as info:
                 await client.credits()
@@ -334,7 +337,7 @@ async def test_no_client_limit_on_credits_when_turned_off(
 
 def test_a_client_used_from_another_loop_says_so() -> None:
     """A client opened on one event loop and used on another raises EventLoopError."""
-    client = AsyncFashn(api_key="k", base_url="http://127.0.0.1:9")
+    client = AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9")
     first = asyncio.new_event_loop()
     try:
         first.run_until_complete(client.__aenter__())
@@ -458,7 +461,7 @@ async def test_a_get_aiohttp_sends_again_is_booked_twice() -> None:
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    async with server, AsyncFashn(api_key="fa-key", base_url=url) as client:
+    async with server, AsyncFashn(api_key="fa-key-0123456", base_url=url) as client:
         await client.credits()
         await client.credits()
         limiter = client._engine.credits_limiter

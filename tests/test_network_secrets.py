@@ -611,3 +611,14 @@ async def test_a_proxy_that_repeats_its_credentials_shows_no_password(
         for text in reachable_texts(error):
             assert secret not in text, text[:300]
             assert basic not in text, text[:300]
+
+
+@pytest.mark.parametrize("key", ["1", "d", "a", "completed", "fa-key"])
+def test_a_key_short_enough_to_be_in_the_apis_answers_is_refused(key: str) -> None:
+    """Every piece of the key is hidden wherever it appears: a key of a few characters, or
+    a word, is in the answers the client acts on (the fifth break-it helper: key "1"
+    rewrote prediction ids, which were then polled as other ids; "d" rewrote the field
+    name "id"; "completed" a status). Refused, under 12 characters, never shown."""
+    with pytest.raises(errors.ConfigurationError, match="at least 12") as info:
+        AsyncFashn(api_key=key)
+    assert repr(key) not in str(info.value)

@@ -129,7 +129,7 @@ async def test_trust_env_false_ignores_the_environment(
 def test_a_bad_proxy_is_refused_at_construction(proxy: object) -> None:
     """proxy= must be an http(s) URL: anything else is a ConfigurationError at once."""
     with pytest.raises(errors.ConfigurationError, match="proxy must be"):
-        AsyncFashn(api_key="k", proxy=proxy)  # type: ignore[arg-type]
+        AsyncFashn(api_key="test-key-0123", proxy=proxy)  # type: ignore[arg-type]
 
 
 async def test_a_proxy_that_refuses_connections_is_named(clean_env: pytest.MonkeyPatch) -> None:
@@ -172,7 +172,7 @@ async def test_a_proxy_that_breaks_its_tunnel_sent_nothing(
     async with (
         server,
         AsyncFashn(
-            api_key="fa-key",
+            api_key="fa-key-0123456",
             base_url=f"https://127.0.0.1:{free_port()}",
             proxy=f"http://127.0.0.1:{port}",
             retry=RetryPolicy(attempts=3, initial=0.01, min_delay=0.01),
@@ -206,7 +206,7 @@ async def test_a_proxy_from_the_environment_aiohttp_cannot_read_is_a_connect_err
 
 def test_a_proxy_password_never_shows() -> None:
     """A proxy URL's password is masked in the client's repr."""
-    client = AsyncFashn(api_key="k", proxy="http://user:hunter2@127.0.0.1:3128")
+    client = AsyncFashn(api_key="test-key-0123", proxy="http://user:hunter2@127.0.0.1:3128")
     assert "hunter2" not in repr(client)
     assert "user:***@127.0.0.1:3128" in repr(client)
 

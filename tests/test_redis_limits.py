@@ -652,14 +652,16 @@ async def test_keys_hold_a_hash_of_the_api_key_and_keys_do_not_mix(
 async def test_redis_down_at_start_is_a_clear_error() -> None:
     """No Redis: `async with` raises CoordinationError naming the URL, password masked."""
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
-    client = AsyncFashn(api_key="k", base_url="http://127.0.0.1:9", coordination=url)
+    client = AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9", coordination=url)
     assert "hunter2" not in repr(client)
     with pytest.raises(CoordinationError, match=r"redis://:\*\*\*@127\.0\.0\.1:\d+/0") as info:
         async with client:
             pass
     assert "hunter2" not in str(info.value)
     await client.aclose()  # closing again, or a client never opened, is harmless
-    await AsyncFashn(api_key="k", base_url="http://127.0.0.1:9", coordination=url).aclose()
+    await AsyncFashn(
+        api_key="test-key-0123", base_url="http://127.0.0.1:9", coordination=url
+    ).aclose()
 
 
 @pytest.mark.parametrize(
@@ -686,7 +688,7 @@ def test_bad_coordination_option(option: object, error: type[Exception], match: 
     """A bad coordination option fails at construction, naming the problem; a password
     in it is never shown, in the message or the chain (a parser's error may quote it)."""
     with pytest.raises(error, match=match) as info:
-        AsyncFashn(api_key="k", coordination=option)  # type: ignore[arg-type]
+        AsyncFashn(api_key="test-key-0123", coordination=option)  # type: ignore[arg-type]
     shown = [str(info.value), repr(info.value.__context__), repr(info.value.__cause__)]
     assert not any("hunter2" in text for text in shown), shown
 
@@ -694,7 +696,7 @@ def test_bad_coordination_option(option: object, error: type[Exception], match: 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1/0", "redis://127.0.0.1/", "rediss://h:1/15"])
 def test_good_coordination_urls_are_taken(url: str) -> None:
     """A database given as a number, or none, is taken."""
-    AsyncFashn(api_key="k", coordination=url)
+    AsyncFashn(api_key="test-key-0123", coordination=url)
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,9 @@ async def test_post_timeout_is_uncertain(client: AsyncFashn, emulator: Emulator)
 async def test_connect_error_is_retried_then_raised() -> None:
     """No connection at all: the request never left, so even a POST is retried, then raised."""
     async with AsyncFashn(
-        api_key="k", base_url=f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=3)
+        api_key="test-key-0123",
+        base_url=f"http://127.0.0.1:{free_port()}",
+        retry=RetryPolicy(attempts=3),
     ) as client:
         with pytest.raises(errors.ConnectError):
             await client.submit(

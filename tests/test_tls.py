@@ -192,12 +192,12 @@ async def test_a_certificate_not_trusted_is_final_and_sends_nothing(
         (b"ca.pem", "verify must be True, a path"),
         ("no-such-ca.pem", "no file or folder at 'no-such-ca.pem'"),
         ("", "verify='' names no file"),  # Path("") is the current folder: trusted nothing
-        (" ", "verify='' names no file"),
+        (" ", "verify=' ' names no file"),
     ],
 )
 def test_a_bad_verify_is_refused_at_construction(verify: object, match: str) -> None:
     with pytest.raises(errors.ConfigurationError, match=match):
-        AsyncFashn(api_key="k", verify=verify)  # type: ignore[arg-type]
+        AsyncFashn(api_key="test-key-0123", verify=verify)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a certificate\n", b"\x00\xff" * 40])
@@ -209,7 +209,10 @@ def test_a_file_with_no_certificate_is_refused(tmp_path: Path, content: bytes) -
         check_verify(path)
 
 
-@pytest.mark.parametrize("names", [[], ["ca.pem", "notes.txt"], ["0a1b2c3d.pem"]])
+@pytest.mark.parametrize(
+    "names",
+    [[], ["ca.pem", "notes.txt"], ["0a1b2c3d.pem"], ["0a1b2c3d.r0"]],  # .r0: a CRL
+)
 def test_a_folder_with_no_hashed_certificate_is_refused(tmp_path: Path, names: list[str]) -> None:
     """A folder (".", an empty one, one of PEM files not rehashed) in which OpenSSL would
     find nothing: refused at construction, not a client that trusts nobody."""

@@ -153,7 +153,8 @@ async def _run_batch(
     try:
         _refuse_a_catalog_the_job_writes(settings.catalog, out)
         catalog = await _load_off_loop(settings)
-        base_url = _client(settings, api_key="-").base_url  # normalized, as the client has it
+        # The base URL normalized, as the client has it (the key is not used).
+        base_url = _client(settings, api_key="placeholder-key").base_url
         journal = Journal.open(
             out,
             meta={
