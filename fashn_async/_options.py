@@ -100,6 +100,8 @@ MAX_KEY_LENGTH = 4096
 #: Shortest key accepted: every piece of the key is hidden wherever it appears, and a key
 #: of a few characters (or a word) appears in answers the client acts on.
 MIN_KEY_LENGTH = 12
+#: The key of a client that sends nothing (a finished bulk job re-run; a base URL read).
+UNUSED_KEY = "key-never-sent"
 
 
 def check_flag(name: str, value: object) -> bool:

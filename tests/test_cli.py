@@ -224,11 +224,11 @@ def test_batch_and_run_in_real_processes(tmp_path: Path, emulator_url: str) -> N
     assert "the scheme 'ftp' is not accepted" in ftp.stderr  # it said "no such file: ftp:/m.png"
     wrong_key = run_cli(
         "batch", str(catalog), "--out", str(tmp_path / "other"), "--base-url", emulator_url,
-        FASHN_API_KEY="not-the-key",
+        FASHN_API_KEY="not-the-right-key",
     )  # fmt: skip
     assert wrong_key.returncode == 2
     assert "refused the API key" in wrong_key.stderr
-    assert "not-the-key" not in wrong_key.stdout + wrong_key.stderr
+    assert "not-the-right-key" not in wrong_key.stdout + wrong_key.stderr
 
 
 @pytest.mark.timeout(90)

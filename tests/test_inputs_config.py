@@ -81,7 +81,7 @@ def test_bad_option_is_a_configuration_error_naming_it(
 ) -> None:
     """Each bad option fails at construction with ConfigurationError naming the option."""
     if cls is AsyncFashn:
-        options = {"api_key": "k", **options}
+        options = {"api_key": "test-key-0123", **options}
     with pytest.raises(errors.ConfigurationError, match=name) as info:
         cls(**options)
     assert isinstance(info.value, ValueError)

@@ -21,6 +21,7 @@ import attrs
 
 from fashn_async._client import AsyncFashn
 from fashn_async._limits import Limits
+from fashn_async._options import UNUSED_KEY
 from fashn_async._polling import Polling
 from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
@@ -153,8 +154,7 @@ async def _run_batch(
     try:
         _refuse_a_catalog_the_job_writes(settings.catalog, out)
         catalog = await _load_off_loop(settings)
-        # The base URL normalized, as the client has it (the key is not used).
-        base_url = _client(settings, api_key="placeholder-key").base_url
+        base_url = _client(settings, api_key=UNUSED_KEY).base_url  # normalized, as the client
         journal = Journal.open(
             out,
             meta={
@@ -196,7 +196,7 @@ async def _run_batch(
         try:
             # Nothing to send: no key needed (the client is then never used).
             client = _client(
-                settings, api_key=settings.api_key if work else settings.api_key or "-"
+                settings, api_key=settings.api_key if work else settings.api_key or UNUSED_KEY
             )
         except ConfigurationError as error:
             say(f"cannot start: {_cli_words(error.message)}")
@@ -302,10 +302,9 @@ def fresh_start(out: Path, catalog: Path) -> None:
     names = (JOURNAL_NAME, f"{JOURNAL_NAME}-wal", f"{JOURNAL_NAME}-shm", *EARLIER_JOB_FILES)
     for name in names:
         (out / name).unlink(missing_ok=True)
-    if out.is_dir():  # its outputs too: beside no journal, they would refuse the start
-        for path in out.iterdir():
-            if OUTPUT_NAME.fullmatch(path.name):
-                path.unlink(missing_ok=True)
+    for path in out.glob("row*"):  # its outputs: beside no journal, they refuse a start
+        if OUTPUT_NAME.fullmatch(path.name):
+            path.unlink(missing_ok=True)
 
 
 async def _load_off_loop(settings: BatchSettings) -> Catalog:
