@@ -57,14 +57,14 @@ def id_problem(value: object) -> str | None:
         return f"not a string but {type(value).__name__}"
     if not value.strip():
         return "empty"
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_LENGTH:
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not text UTF-8 can carry (a lone surrogate)"
+    if len(encoded) > MAX_ID_LENGTH:
         return f"longer than {MAX_ID_LENGTH} bytes in UTF-8"
     if ";" in value:
         return "holding a ';', after which some servers read a path parameter"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "not text UTF-8 can carry (a lone surrogate)"
     if not value.isprintable():
         return "not printable (a control, format or invisible character)"
     for form in (value, unicodedata.normalize("NFKC", value)):

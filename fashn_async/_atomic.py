@@ -16,11 +16,23 @@ into space a file already holds.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["append", "commit", "overwrite", "partial_path", "write_atomically"]
+__all__ = ["append", "commit", "overwrite", "partial_path", "partial_writer", "write_atomically"]
+
+
+#: A ``unique`` temporary file's name: ``.<name>.<pid>-<thread>.part``.
+_UNIQUE = re.compile(r"\..+\.(\d+)-\d+\.part")
+
+
+def partial_writer(name: str) -> int | None:
+    """The process id in a ``unique`` temporary file's ``name`` (:func:`partial_path`),
+    or None if it is no such name."""
+    match = _UNIQUE.fullmatch(name)
+    return None if match is None else int(match[1])
 
 
 def partial_path(target: Path, *, unique: bool = False) -> Path:

@@ -42,8 +42,7 @@ def checked_api_key(key: object) -> str:
             other control character inside (an HTTP header cannot carry it), a non-ASCII
             character, a quote, backslash, ``<``, ``>`` or ``&`` (escaped in a repr, JSON
             or HTML, where scrubbing would not find it), or one under 12 or over 4,096
-            characters;
-            the key is never shown.
+            characters; the key is never shown.
     """
     problem = _api_key_problem(key)
     if problem is not None:

@@ -55,8 +55,7 @@ def check_verify(verify: object) -> Verify:
         if not os.fspath(verify).strip():  # Path("") is ".", the current folder
             raise ConfigurationError(
                 f"verify={os.fspath(verify)!r} names no file: pass True (the system's store), "
-                "the path of a "
-                "CA bundle or folder, or an ssl.SSLContext"
+                "the path of a CA bundle or folder, or an ssl.SSLContext"
             )
         return _from_path(Path(os.fspath(verify)).expanduser())
     raise ConfigurationError(

@@ -69,10 +69,12 @@ def check_url(
     expected = (
         "an http(s) URL or a data:image/<type>;base64, URI" if data_uris else "an http(s) URL"
     )
-    if parts.scheme.lower() == "data" and not data_uris:
-        raise fail("expected an http(s) URL, not a data URI")
     if parts.scheme.lower() == "data":  # DATA: or Data: (the API reads a lower-case data URI only)
-        raise fail("a data URI starts with 'data:' in lowercase: data:image/<type>;base64,")
+        raise fail(
+            "a data URI starts with 'data:' in lowercase: data:image/<type>;base64,"
+            if data_uris
+            else "expected an http(s) URL, not a data URI"
+        )
     if value.startswith("//"):
         raise fail(
             "a URL needs its scheme: write https:" + shorten(shown_url(value), 40).strip("'\"")

@@ -154,7 +154,7 @@ async def _run_batch(
     try:
         _refuse_a_catalog_the_job_writes(settings.catalog, out)
         catalog = await _load_off_loop(settings)
-        base_url = _client(settings, api_key=UNUSED_KEY).base_url  # normalized, as the client
+        base_url = _client(settings, api_key=UNUSED_KEY).base_url  # as the client normalizes it
         journal = Journal.open(
             out,
             meta={

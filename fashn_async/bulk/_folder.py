@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Final
 
 from fashn_async._atomic import write_atomically
 from fashn_async.bulk._rows import JournalBusyError
@@ -68,13 +68,15 @@ def reserve(directory: Path) -> None:
     write_atomically(path, b"\0" * RESERVE_BYTES)
 
 
-def _locked_folder(directory: Path, fcntl: Any) -> int | None:
+def _locked_folder(directory: Path) -> int | None:
     """A descriptor of ``directory`` holding its lock; None where the file system cannot
     lock a folder (some network ones), the lock file's lock then standing alone.
 
     Raises:
         BlockingIOError: another process holds it.
     """
+    import fcntl  # (called only where there is one)
+
     try:
         folder = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -118,7 +120,7 @@ def lock(directory: Path) -> Hold:
     folder = None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        folder = _locked_folder(directory, fcntl)
+        folder = _locked_folder(directory)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "?"

@@ -23,7 +23,6 @@ import enum
 import hashlib
 import io
 import os
-import re
 import threading
 import warnings
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fashn_async._atomic import write_atomically
+from fashn_async._atomic import partial_writer, write_atomically
 from fashn_async._images import from_data_uri
 from fashn_async.errors import ImageInputError
 
@@ -87,10 +86,6 @@ def thumbnails(
     }
 
 
-#: A thumbnail being written: ``.<name>.<pid>-<thread>.part`` (``_atomic.partial_path``).
-_PARTIAL = re.compile(r"\..+\.(\d+)-\d+\.part")
-
-
 def _remove_orphaned_partials(folder: Path) -> None:
     """Remove the partial thumbnails of processes that are gone (a job stopped at once,
     by a second signal or ``kill -9``, mid-write); another live run's are left."""
@@ -99,11 +94,11 @@ def _remove_orphaned_partials(folder: Path) -> None:
     except OSError:
         return
     for name in names:
-        match = _PARTIAL.fullmatch(name)
-        if match is None or int(match[1]) == os.getpid():
+        writer = partial_writer(name)
+        if writer is None or writer == os.getpid():
             continue
         try:
-            os.kill(int(match[1]), 0)
+            os.kill(writer, 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
                 (folder / name).unlink()
