@@ -34,7 +34,7 @@ from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
 from fashn_async._shield import outlive_cancels
-from fashn_async._submitter import Submitter
+from fashn_async._submitter import Submitter, UncertainCancel
 from fashn_async._turnbull import EPSILON
 from fashn_async.errors import (
     FashnError,
@@ -322,7 +322,7 @@ class Engine:
                     on_not_created=on_not_created,
                     on_created=on_created,
                 )
-            except SubmissionUncertainError:
+            except (SubmissionUncertainError, UncertainCancel):
                 free_at = self.submitter.uncertain_until(prepared)
                 raise
             submitted_at = asyncio.get_running_loop().time()

@@ -203,7 +203,13 @@ class Transport:
         if self._closed:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         if self._session is None:
-            self._loop = asyncio.get_running_loop()
+            loop = _running_loop()
+            if loop is None:
+                raise EventLoopError(
+                    "AsyncFashn runs on an asyncio event loop (uvloop's included), and none "
+                    "is running here: under trio, or outside async code"
+                )
+            self._loop = loop
             self._session = self.new_session()
             self._posts = self.new_session(fresh=True)
 

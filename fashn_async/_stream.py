@@ -7,14 +7,18 @@ handle takes them.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 import anyio
 
 from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult
+from fashn_async.errors import SubmissionUncertainError
 
 __all__ = ["ResultStream"]
+
+logger = logging.getLogger("fashn_async")
 
 
 class ResultStream:
@@ -39,7 +43,9 @@ class ResultStream:
 
     def put(self, result: BatchResult) -> None:
         """Add a finished item's result (dropped if the consumer left)."""
-        if not self.dropped:
+        if self.dropped:
+            _unheard(result)
+        else:
             self._items.append(result)
             self._wake()
 
@@ -51,6 +57,8 @@ class ResultStream:
     def drop(self) -> None:
         """The consumer left: drop what is kept and what comes."""
         self.dropped = True
+        for result in self._items:
+            _unheard(result)
         self._items.clear()
         self._wake()
 
@@ -66,3 +74,13 @@ class ResultStream:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+
+def _unheard(result: BatchResult) -> None:
+    """A result dropped because the consumer left: if its POST may have created a
+    prediction no one can cancel (``SubmissionUncertainError``), a warning on the
+    ``fashn_async`` logger says so, as nothing else will."""
+    if isinstance(result.error, SubmissionUncertainError):
+        logger.warning(
+            "batch item %d was dropped with the batch, and %s", result.index, result.error
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import Awaitable, Callable
 
@@ -27,7 +28,16 @@ from fashn_async._retry import RetryPolicy
 from fashn_async._shield import outlive_cancels
 from fashn_async.errors import FashnError, SubmissionUncertainError, TransportError
 
-__all__ = ["Submitter"]
+logger = logging.getLogger("fashn_async")
+
+
+class UncertainCancel(asyncio.CancelledError):
+    """The cancel of a caller whose POST /v1/run was on the wire and came back with no
+    usable answer: the prediction may exist, be charged and run, with no id to cancel it
+    by. It is a cancellation like any other; the caller holding an in-flight slot keeps
+    it taken as for :class:`~fashn_async.errors.SubmissionUncertainError`."""
+
+__all__ = ["Submitter", "UncertainCancel"]
 
 
 class Submitter:
@@ -119,8 +129,12 @@ class Submitter:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted, answered=answered)
             if cancelled:
-                await self._after_cancel(result, on_created, on_not_created)
-                raise asyncio.CancelledError
+                if await self._after_cancel(result, on_created, on_not_created):
+                    raise asyncio.CancelledError
+                raise UncertainCancel(
+                    "POST /v1/run came back with no prediction id: the prediction may exist "
+                    "and be charged, with no id to cancel it by"
+                )
             action = decision.action
             if action is Action.RETURN:
                 assert isinstance(result, Response)
@@ -162,7 +176,7 @@ class Submitter:
         lease = await self.in_flight.acquire()
         try:
             prediction_id = await self.post_run(prepared)
-        except SubmissionUncertainError:
+        except (SubmissionUncertainError, UncertainCancel):
             self.in_flight.release_at(lease, self.uncertain_until(prepared))
             raise
         except BaseException:
@@ -198,20 +212,35 @@ class Submitter:
         result: Response | TransportError,
         on_created: Callable[[str], None] | None,
         on_not_created: Callable[[], None] | None,
-    ) -> None:
+    ) -> bool:
         """A POST answered while its caller was being cancelled: if it created a
         prediction, ``on_created`` hears of it and it is cancelled on the server; if its
-        answer proves nothing was created, ``on_not_created`` hears of it."""
-        if not isinstance(result, Response):  # no answer: nothing to cancel by id
-            return
-        prediction_id = _prediction_id(result)
+        answer proves nothing was created, ``on_not_created`` hears of it. Otherwise (no
+        answer, or one without an id that proves nothing) the prediction may exist and
+        be charged with no id to cancel it by: a warning on the ``fashn_async`` logger
+        says so, as a :class:`SubmissionUncertainError` would have.
+
+        Returns:
+            Whether the outcome is known (created and cancelled, or not created).
+        """
+        prediction_id = _prediction_id(result) if isinstance(result, Response) else None
         if prediction_id is not None:
             with contextlib.suppress(FashnError):
                 if on_created is not None:
                     on_created(prediction_id)
                 await self._cancel_quietly(prediction_id)
-        elif on_not_created is not None and self._proves_none(result):
-            on_not_created()
+            return True
+        if isinstance(result, Response) and self._proves_none(result):
+            if on_not_created is not None:
+                on_not_created()
+            return True
+        why = str(result) if isinstance(result, TransportError) else f"HTTP {result.status}"
+        logger.warning(
+            "POST /v1/run was cancelled by its caller and came back with no prediction id "
+            "(%s): the prediction may exist and be charged, and cannot be cancelled",
+            why,
+        )
+        return False
 
     def _proves_none(self, response: Response) -> bool:
         """Whether an answer without an id proves no prediction was created (an API

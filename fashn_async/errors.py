@@ -202,7 +202,8 @@ class EventHookError(FashnError):
 class EventLoopError(FashnError, RuntimeError):
     """The client was used from an event loop other than the one it was opened on: an
     aiohttp session, and so a client, belongs to the loop of its ``async with``; make one
-    client per event loop (per ``asyncio.run()``)."""
+    client per event loop (per ``asyncio.run()``). Also raised when it is opened with no
+    asyncio loop running (under trio: the client is asyncio's, uvloop's included)."""
 
 
 class CoordinationError(FashnError):

@@ -295,6 +295,55 @@ async def test_cancel_while_post_in_flight(
     assert report.cancels == [report.accepted[0].id]
 
 
+@pytest.mark.emulator(in_flight_limit=1)
+@pytest.mark.client(limits=Limits(in_flight=1))
+@pytest.mark.parametrize(
+    ("answer", "created", "uncertain"),
+    [
+        ("drop_after", 1, True),  # created, the answer lost
+        ("gateway_after", 1, True),  # created, a gateway's page
+        ("gateway_before", 0, True),  # a gateway's page proves nothing either
+        ("throttle", 0, False),  # the API's 429: nothing exists
+        (None, 1, False),  # answered with an id: cancelled by it
+    ],
+)
+@pytest.mark.parametrize("call", ["run", "submit"])
+async def test_a_cancel_during_a_post_that_proves_nothing_warns_and_keeps_the_slot(
+    client: AsyncFashn,
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+    call: str,
+    answer: str | None,
+    created: int,
+    uncertain: bool,
+) -> None:
+    """Cancelled while POST /v1/run is on the wire, and its answer then proves nothing
+    (lost, a gateway's page): the prediction may exist, charged, with no id to cancel it
+    by. A CancelledError can say nothing of it, so a warning on the ``fashn_async``
+    logger does, and the in-flight slot stays taken as for SubmissionUncertainError (the
+    next POST meets no ConcurrencyLimitExceeded). An answer that proves the outcome
+    warns of nothing."""
+    emulator.inject(HttpFault("slow", route="run", delay=30.0, times=1))
+    if answer is not None:
+        emulator.inject(HttpFault(answer, route="run", status=502, times=1))
+    send = client.run if call == "run" else client.submit
+    task = asyncio.ensure_future(send(request_for(emulator)))
+    await asyncio.sleep(1.0)  # the POST is on the wire
+    with caplog.at_level(logging.WARNING, logger="fashn_async"):
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    warned = [r.getMessage() for r in caplog.records if "may exist and be charged" in r.message]
+    assert len(warned) == uncertain, caplog.text
+    assert client._engine.in_flight.in_use == uncertain
+    await client.run(request_for(emulator))
+    report = emulator.report()
+    assert len(report.accepted) == created + 1
+    assert report.rejected == {}
+    if created and not uncertain:
+        assert report.cancels == [report.accepted[0].id]
+
+
 @pytest.mark.emulator(latency=(20.0, 20.0))
 async def test_the_remote_cancel_outlives_more_cancels(
     client: AsyncFashn, emulator: Emulator

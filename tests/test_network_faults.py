@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from pathlib import Path
 
 import attrs
@@ -350,6 +351,16 @@ def test_a_client_used_from_another_loop_says_so() -> None:
         first.close()
 
 
+def test_a_client_opened_with_no_asyncio_loop_says_so() -> None:
+    """Opened with no asyncio loop running (trio drives a coroutine so, stepping it by
+    hand), the client raises EventLoopError naming asyncio, not a bare RuntimeError."""
+    client = AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9")
+    opening = client.__aenter__()
+    with pytest.raises(errors.EventLoopError, match="asyncio event loop .* trio"):
+        opening.send(None)
+    opening.close()
+
+
 @pytest.mark.parametrize("kind", ["no_id", "gateway_after", "gateway_json_after"])
 async def test_bulk_row_stays_uncertain_and_a_rerun_does_not_charge_it_again(
     emulator: Emulator, tmp_path: Path, kind: str
@@ -418,6 +429,30 @@ async def test_an_uncertain_prediction_keeps_its_slot_while_it_may_run(
     report = emulator.report()
     assert report.rejected == {}
     assert len(report.accepted) == 2
+
+
+@pytest.mark.parametrize("answer", ["drop_after", "gateway_after", None])
+async def test_a_batch_left_during_a_post_that_proves_nothing_warns_of_the_item(
+    client: AsyncFashn, emulator: Emulator, caplog: pytest.LogCaptureFixture, answer: str | None
+) -> None:
+    """The consumer leaves the batch while an item's POST is on the wire, and its answer
+    then proves nothing: the item's SubmissionUncertainError has no one left to hear it,
+    so a warning on the ``fashn_async`` logger names the item. An item answered with an
+    id is cancelled by it, and warns of nothing."""
+    emulator.inject(HttpFault("slow", route="run", delay=30.0, times=1))
+    if answer is not None:
+        emulator.inject(HttpFault(answer, route="run", status=502, times=1))
+    with caplog.at_level(logging.WARNING, logger="fashn_async"):
+        async with client.batch([request_for(emulator)]) as batch:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):  # the POST is on the wire
+                    await anext(batch)
+    warned = [r.getMessage() for r in caplog.records if "dropped with the batch" in r.message]
+    assert len(warned) == (answer is not None), caplog.text
+    assert all(w.startswith("batch item 0 ") and "may exist" in w for w in warned)
+    report = emulator.report()
+    assert len(report.accepted) == 1
+    assert report.cancels == ([report.accepted[0].id] if answer is None else [])
 
 
 @pytest.mark.client(retry=RetryPolicy(attempts=2, initial=0.01, min_delay=0.01))
