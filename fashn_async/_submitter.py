@@ -37,6 +37,7 @@ class UncertainCancel(asyncio.CancelledError):
     by. It is a cancellation like any other; the caller holding an in-flight slot keeps
     it taken as for :class:`~fashn_async.errors.SubmissionUncertainError`."""
 
+
 __all__ = ["Submitter", "UncertainCancel"]
 
 
