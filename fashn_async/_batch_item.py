@@ -118,6 +118,15 @@ class HookCalls:
         self.progress.running = self.engine.in_flight.running(self)  # its one owner's count
         return self._hook(item, "progress", self.progress)
 
+    def _may_cancel(self, item: Item, prediction_id: str | None) -> bool:
+        """Whether ``item``'s prediction may be sent a cancel now (the ``may_cancel``
+        hook); one that raises fails the item, stops the batch, and keeps it running."""
+        try:
+            return prediction_id is None or bool(self.events.may_cancel(item.index, prediction_id))
+        except BaseException as exc:
+            self._hook_failed(item, "may_cancel", exc)
+            return False
+
     def _hook(self, item: Item, name: str, *args: Any) -> bool:
         """Call one hook; if it raises, fail the item, stop its work and the batch."""
         try:

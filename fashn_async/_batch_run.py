@@ -331,7 +331,7 @@ class _Run(HookCalls):
                 raise _at_index(item.index, exc) from None
             return await self.engine.wait_existing(
                 prediction_id,
-                cancel=lambda: self.cancel_on_exit,
+                cancel=lambda: self.cancel_on_exit and self._may_cancel(item, prediction_id),
                 owner=self,
                 on_started=lambda: self._submitted(item, prediction_id),
             )
@@ -351,7 +351,8 @@ class _Run(HookCalls):
             on_sending=lambda: self._sending(item),
             on_submitted=lambda prediction_id: self._submitted(item, prediction_id),
             on_not_created=lambda: self._not_created(item),
-            cancel=lambda: self.cancel_on_exit,
+            cancel=lambda: self.cancel_on_exit and self._may_cancel(item, item.prediction_id),
+            may_cancel=lambda prediction_id: self._may_cancel(item, prediction_id),
             owner=self,
         )
 

@@ -291,13 +291,15 @@ class Engine:
         on_submitted: Callable[[str], None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         cancel: Cancel = True,
+        may_cancel: Callable[[str], bool] | None = None,
         owner: object = None,
     ) -> PredictionStatus:
         """Slot, submit, poll to the end; if we are cancelled, so is what was started.
 
         With ``cancel=False`` a prediction already created is left running on the server
         (a resumable job collects it later); one whose POST is still on the wire is
-        cancelled all the same once answered (``on_submitted`` hears of it first). From
+        cancelled all the same once answered (``on_submitted`` hears of it first), unless
+        ``may_cancel``, asked with its id, says no (a journal that did not record it). From
         its creation until this returns, it counts as running for ``owner``. ``cancel``
         may be a function, asked when it comes to cancelling. If polling gives up
         (:class:`PollingError`, naming the prediction), nothing is cancelled.
@@ -321,6 +323,7 @@ class Engine:
                     on_sending=on_sending,
                     on_not_created=on_not_created,
                     on_created=on_created,
+                    may_cancel=may_cancel,
                 )
             except (SubmissionUncertainError, UncertainCancel):
                 free_at = self.submitter.uncertain_until(prepared)

@@ -97,6 +97,16 @@ class BatchEvents:
     def progress(self, progress: BatchProgress) -> None:
         """A count of the batch changed; ``progress`` is the batch's live object."""
 
+    def may_cancel(self, index: int, prediction_id: str) -> bool:
+        """Asked right before the batch sends the item's prediction a cancel (the batch
+        left early or stopped, with ``cancel_on_exit``; or, whatever that says, a
+        prediction whose POST was on the wire then, which would otherwise run unseen):
+        False leaves it running. A journal says yes only once it has recorded the cancel,
+        so that it never holds as running a prediction that was canceled. One that
+        raises fails its item as any hook does, and leaves the prediction running.
+        Default: True."""
+        return True
+
 
 class CallbackEvents(BatchEvents):
     """The keyword shorthands of ``AsyncFashn.batch`` as one :class:`BatchEvents`.
@@ -106,6 +116,7 @@ class CallbackEvents(BatchEvents):
         on_submitted: Called as :meth:`BatchEvents.submitted`.
         on_not_created: Called as :meth:`BatchEvents.not_created`.
         on_progress: Called as :meth:`BatchEvents.progress`.
+        may_cancel: Called as :meth:`BatchEvents.may_cancel` (None: always True).
     """
 
     def __init__(
@@ -115,11 +126,13 @@ class CallbackEvents(BatchEvents):
         on_submitted: Callable[[int, str], object] | None = None,
         on_not_created: Callable[[int], object] | None = None,
         on_progress: Callable[[BatchProgress], object] | None = None,
+        may_cancel: Callable[[int, str], bool] | None = None,
     ) -> None:
         self._on_sending = on_sending
         self._on_submitted = on_submitted
         self._on_not_created = on_not_created
         self._on_progress = on_progress
+        self._may_cancel = may_cancel
 
     @safe_repr
     def __repr__(self) -> str:
@@ -148,6 +161,10 @@ class CallbackEvents(BatchEvents):
         """Call ``on_progress(progress)``."""
         if self._on_progress is not None:
             self._on_progress(progress)
+
+    def may_cancel(self, index: int, prediction_id: str) -> bool:
+        """``may_cancel(index, prediction_id)``, or True if none was given."""
+        return self._may_cancel is None or bool(self._may_cancel(index, prediction_id))
 
 
 def events_from(

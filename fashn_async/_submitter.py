@@ -87,6 +87,7 @@ class Submitter:
         on_sending: Callable[[], Awaitable[None] | None] | None = None,
         on_not_created: Callable[[], None] | None = None,
         on_created: Callable[[str], None] | None = None,
+        may_cancel: Callable[[str], bool] | None = None,
     ) -> str:
         """POST /v1/run through the submit limiter; re-send only where nothing exists.
 
@@ -96,7 +97,8 @@ class Submitter:
         event loop, and if the hook fails nothing is sent and the grant is given back);
         ``on_not_created`` when the answer proves it does not (before waiting to send
         again, or raising); ``on_created`` with the id, as soon as it is known -- even
-        when we are being cancelled and the new prediction is about to be cancelled too.
+        when we are being cancelled and the new prediction is about to be cancelled too
+        (unless ``may_cancel``, asked with its id then, says no: it is left running).
 
         Returns:
             The new prediction's id.
@@ -130,7 +132,7 @@ class Submitter:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted, answered=answered)
             if cancelled:
-                if await self._after_cancel(result, on_created, on_not_created):
+                if await self._after_cancel(result, on_created, on_not_created, may_cancel):
                     raise asyncio.CancelledError
                 raise UncertainCancel(
                     "POST /v1/run came back with no prediction id: the prediction may exist "
@@ -213,9 +215,11 @@ class Submitter:
         result: Response | TransportError,
         on_created: Callable[[str], None] | None,
         on_not_created: Callable[[], None] | None,
+        may_cancel: Callable[[str], bool] | None = None,
     ) -> bool:
         """A POST answered while its caller was being cancelled: if it created a
-        prediction, ``on_created`` hears of it and it is cancelled on the server; if its
+        prediction, ``on_created`` hears of it and it is cancelled on the server (unless
+        ``may_cancel`` says no: then it is left running, its id with ``on_created``); if its
         answer proves nothing was created, ``on_not_created`` hears of it. Otherwise (no
         answer, or one without an id that proves nothing) the prediction may exist and
         be charged with no id to cancel it by: a warning on the ``fashn_async`` logger
@@ -229,7 +233,8 @@ class Submitter:
             with contextlib.suppress(FashnError):
                 if on_created is not None:
                     on_created(prediction_id)
-                await self._cancel_quietly(prediction_id)
+                if may_cancel is None or may_cancel(prediction_id):
+                    await self._cancel_quietly(prediction_id)
             return True
         if isinstance(result, Response) and self._proves_none(result):
             if on_not_created is not None:

@@ -11,8 +11,8 @@ import anyio
 import pytest
 from batch_support import assert_idle, distinct, settle
 
-from fashn_async import AsyncFashn, Limits, Prediction, TryOnRequest, errors
-from fashn_async.testing import Emulator, PredictionFault
+from fashn_async import AsyncFashn, BatchEvents, Limits, Prediction, TryOnRequest, errors
+from fashn_async.testing import Emulator, HttpFault, PredictionFault
 
 N = 8
 # Long enough that nothing finishes by itself in the second a prompt cancel may take.
@@ -410,3 +410,31 @@ async def test_kept_batch_left_by_cancellation_stays_open(
     assert sorted(first + rest) == list(range(N))
     assert len(emulator.report().accepted) == N
     assert_idle(client, emulator)
+
+
+@pytest.mark.parametrize("on_the_wire", [False, True])
+async def test_may_cancel_says_which_predictions_are_sent_a_cancel(
+    client: AsyncFashn, emulator: Emulator, on_the_wire: bool
+) -> None:
+    """``BatchEvents.may_cancel`` is asked, with the item's index and prediction id,
+    before the batch sends a prediction a cancel: those it says no to are left running
+    (a journal that did not record the cancel), the others cancelled, whether they were
+    being polled or their POST was on the wire when the batch was left."""
+    if on_the_wire:
+        emulator.inject(HttpFault("slow", route="run", delay=3.0, times=4))
+    asked: list[tuple[int, str]] = []
+
+    class Events(BatchEvents):
+        def may_cancel(self, index: int, prediction_id: str) -> bool:
+            asked.append((index, prediction_id))
+            return index % 2 == 0
+
+    async with client.batch(distinct(emulator, 4), events=Events()) as batch:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await anext(batch)
+    report = emulator.report()
+    assert sorted(i for i, _ in asked) == [0, 1, 2, 3]
+    assert sorted(report.cancels) == sorted(pid for i, pid in asked if i % 2 == 0)
+    assert {a.id for a in report.accepted} == {pid for _, pid in asked}
+    assert client._engine.in_flight.in_use == 0

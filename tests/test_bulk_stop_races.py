@@ -6,9 +6,11 @@ their prediction id), and a re-run must finish."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -23,6 +25,7 @@ from fashn_async.bulk._writes import JournalWrites
 from fashn_async.testing import Emulator, HttpFault
 from tests.bulk_support import (
     MODES,
+    FillingDisk,
     HeldAtTheDoor,
     QuietDisplay,
     filling_disk,
@@ -266,3 +269,54 @@ def test_an_id_kept_in_the_reserve_goes_back_only_to_the_send_it_answers(
     assert [e.split(",")[0] for e in edits] == ["line 2: prediction p1", "line 3: prediction p2"]
     assert kept(out) == []
     assert reserve.stat().st_size == RESERVE_BYTES
+
+
+class _RefusesAnswersAfterAStop(FillingDisk):
+    """Refuses the k-th write (the stop), then only the records of a POST's answer (its
+    prediction id): the stop's cancel requests rewrite pages the journal has, where a new
+    id needs one more, as under a file-size limit (`ulimit -f`: EFBIG, "disk I/O error")."""
+
+    def execute(self, sql: str, *args: Any) -> object:
+        if self.writes >= self._k and sql.startswith("UPDATE rows SET state = ?, prediction_id"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().execute(sql, *args)
+
+    def _refuse_when_full(self) -> None:
+        self.writes += 1
+        if self.writes == self._k:
+            raise sqlite3.OperationalError("disk I/O error")
+
+
+@pytest.mark.parametrize("k", range(2, 9))
+async def test_a_cancel_goes_only_where_the_journal_holds_it(
+    emulator: Emulator, tmp_path: Path, k: int
+) -> None:
+    """The k-th journal write is refused while POSTs are on the wire, and then the
+    records of their answers: the stop's cancels go only to predictions whose cancel
+    the journal holds (a row recorded ``canceled``, or asked to be). One whose answer
+    the journal could not take (its id kept in the reserve) is left running, so that a
+    re-run collects it rather than finding it canceled and paying for it again. (Before,
+    the batch cancelled every prediction it had created: under load, 1-3 rows of 40 were
+    paid twice after a `ulimit -f` stop.)"""
+    catalog = write_catalog(tmp_path, 6, models=3)
+    out = tmp_path / "out"
+    emulator.inject(HttpFault("slow", route="run", delay=3.0, times=6))
+    loaded = load_catalog(catalog)
+    with Journal.open(out, meta=job_meta(emulator), rows=loaded.rows) as journal:
+        disk = _RefusesAnswersAfterAStop(journal._db, out / RESERVE_NAME, k, "")
+        journal._db = disk  # type: ignore[assignment]
+        try:
+            async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+                job = BulkJob(client, loaded, journal, JobOptions(out=out), QuietDisplay())
+                summary = await job.run()
+        finally:
+            journal._db = disk.real
+        records = journal.records()
+    assert summary.stopped == "disk", summary
+    held = {r.prediction_id for r in records if r.cancel_requested or r.state == "canceled"}
+    assert set(emulator.report().cancels) <= held, (records, kept(out))
+    code, printed = await rerun(emulator, catalog, out)
+    assert code == 0, printed
+    report = emulator.report()
+    assert report.duplicates <= sum(r.state == "canceled" for r in records)
+    assert report.credits_used == 6

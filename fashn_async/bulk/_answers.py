@@ -26,17 +26,22 @@ def record_created(
     prediction_id: str,
     canceling: bool,
     say: Callable[[str], None],
-) -> None:
+) -> bool:
     """Record that ``row``'s POST created ``prediction_id`` (``canceling``: the job is
-    stopping, and it is sent a cancel next)."""
-    write = functools.partial(journal.submitted, canceling=canceling)
-    if writes(write, row, prediction_id) or journal.rescue(row, prediction_id):
-        return
+    stopping, and would send it a cancel). Returns whether the journal holds its cancel
+    request now, the only case in which the cancel may be sent: otherwise it is recorded
+    running (at once, later, or in the reserve's head), as it will stay."""
+    cancel = functools.partial(journal.submitted, canceling=True)
+    if canceling and writes(cancel, row, prediction_id, keep=False):
+        return True
+    if writes(journal.submitted, row, prediction_id) or journal.rescue(row, prediction_id):
+        return False
     say(
         f"line {_line(journal, row)}: prediction {prediction_id} was created, but the "
         "disk refused to record its id; it may be charged: collect it by that id (the row "
         "is not sent again unless asked, --resend-uncertain)"
     )
+    return False
 
 
 def record_not_created(

@@ -10,15 +10,12 @@ Every kind of stop leaves the journal matching the server, row by row:
 
 - :meth:`BulkJob.interrupt` (Ctrl-C): running predictions are canceled on the server
   and their rows recorded ``canceled`` (a re-run sends them again), or with
-  ``leave_running`` left running for a later run to collect;
-- a journal write that fails (a full disk): the job stops as if interrupted: nothing
-  more is sent (the POST whose ``submitting`` write failed never goes out), the
-  downloads stop first (:meth:`Downloads.stop`), and only once nothing of theirs writes
-  is the journal's reserve freed, so that the stop can still be recorded; a POST's
-  answer the journal refuses even then (a prediction id, or that the POST created
-  nothing) is kept in the reserve's head (:mod:`~fashn_async.bulk._answers`), and the
-  journal takes it back before anything is sent; a stop whose cancels the journal
-  cannot record sends none, and leaves the rows ``submitted``;
+  ``leave_running`` left running for a later run to collect; a cancel goes only to a
+  prediction whose cancel the journal holds (the others stay ``submitted``, running);
+- a journal write that fails (a full disk): the job stops as if interrupted, sending
+  nothing more; the downloads stop first, and only then is the journal's reserve freed
+  for the stop's records; a POST's answer the journal refuses even then is kept in the
+  reserve's head (:mod:`~fashn_async.bulk._answers`), taken back before anything is sent;
 - out of credits: nothing more is sent; rows not sent stay ``pending``.
 """
 
@@ -33,6 +30,7 @@ import anyio
 
 from fashn_async._batch import Batch
 from fashn_async._client import AsyncFashn
+from fashn_async._events import CallbackEvents
 from fashn_async._models import Prediction, Request
 from fashn_async._redact import safe_repr
 from fashn_async._results import BatchResult
@@ -79,6 +77,8 @@ class BulkJob:
             if row.request is not None
         }
         self._states: dict[int, str] = {}
+        #: Rows whose cancel the journal holds: the only ones the batch may send one.
+        self._cancel_recorded: set[int] = set()
         #: Submitted rows whose polling gave up: left running, out of the batch.
         self._gave_up: set[int] = set()
         #: Rows sent again in this run, their prediction found canceled (once per run).
@@ -139,11 +139,10 @@ class BulkJob:
                 for row, state in self._states.items()
                 if state == State.SUBMITTED and row not in self._gave_up
             ]
-            waiting = {row for row in running if self._writes.waits(row)}  # for their ids
-            now = [row for row in running if row not in waiting]
+            # Those whose id waits to be written are not sent a cancel: none is recorded.
+            now = [row for row in running if not self._writes.waits(row)]
             self._cancels = self._writes(self._journal.request_cancel, now, keep=False)
-            for row in waiting if self._cancels else ():  # marked once its id is written
-                self._writes(self._journal.request_cancel, [row])
+            self._cancel_recorded.update(now if self._cancels else ())
             if not self._cancels and self._batch:
                 # The journal cannot record the cancels: send none, leave them running,
                 # so that its "submitted" stays true (a re-run polls them by id).
@@ -156,7 +155,8 @@ class BulkJob:
         try:
             run = self._journal.begin_run()
         except JournalWriteError as error:
-            return self._disk_summary(error)
+            self._writes.problem = error.message
+            return JobSummary(counts=self._journal.counts(), stopped="disk", problem=error.message)
         outcome = "crashed"
         try:
             # What earlier runs sent, read before reconciling (which resets rows).
@@ -188,10 +188,6 @@ class BulkJob:
             left_running=self._options.leave_running,
             not_canceled=0 if self._options.leave_running else self._not_canceled,
         )
-
-    def _disk_summary(self, error: JournalWriteError) -> JobSummary:
-        self._writes.problem = error.message
-        return JobSummary(counts=self._journal.counts(), stopped="disk", problem=error.message)
 
     # -- before: what the journal says, against the disk ------------------------------
 
@@ -260,7 +256,8 @@ class BulkJob:
             if self._states[row] != State.SUBMITTED:
                 # After a stop that asked for its cancels, the engine cancels it next.
                 canceling, say = bool(self._cancels), self._display.note
-                record_created(self._journal, self._writes, row, prediction_id, canceling, say)
+                if record_created(self._journal, self._writes, row, prediction_id, canceling, say):
+                    self._cancel_recorded.add(row)
                 self._move(row, State.SUBMITTED)
 
         send, receive = anyio.create_memory_object_stream[Save](math.inf)
@@ -273,13 +270,14 @@ class BulkJob:
                     await send.send(Save(record.row, record.key, pid, outputs))
                 if not (polls or sends):
                     return False
-                batch = self._client.batch(
-                    items(),
+                events = CallbackEvents(
                     on_sending=sending,
                     on_submitted=submitted,
                     on_not_created=not_created,
-                    cancel_on_exit=not self._options.leave_running,
+                    may_cancel=lambda index, _: order[index] in self._cancel_recorded,
                 )
+                leave = self._options.leave_running
+                batch = self._client.batch(items(), events=events, cancel_on_exit=not leave)
                 self._batch = batch
                 try:
                     async with batch:
@@ -406,8 +404,7 @@ class BulkJob:
         return self._keys.get(row) or f"row{row:05d}"
 
     def _line(self, row: int) -> int:
-        current = self._journal.catalog.get(row)
-        return current.line if current is not None else 0
+        return getattr(self._journal.catalog.get(row), "line", 0)
 
     def _move(self, row: int, state: str, *, notify: bool = True) -> None:
         old = self._states.get(row)
