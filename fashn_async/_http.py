@@ -203,12 +203,8 @@ class Transport:
         if self._closed:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         if self._session is None:
-            loop = _running_loop()
-            if loop is None:
-                raise EventLoopError(
-                    "AsyncFashn runs on an asyncio event loop (uvloop's included), and none "
-                    "is running here: under trio, or outside async code"
-                )
+            if (loop := _running_loop()) is None:  # under trio, or no async code at all
+                raise EventLoopError("AsyncFashn needs a running asyncio loop (trio is not one)")
             self._loop = loop
             self._session = self.new_session()
             self._posts = self.new_session(fresh=True)
@@ -414,9 +410,7 @@ def _about_another(method: str, path: str, data: Any) -> str | None:
     if method != "GET" or route not in ("status", "cancel") or not isinstance(data, dict):
         return None
     answered = data.get("id")
-    if isinstance(answered, str) and answered != unquote(quoted):
-        return answered
-    return None
+    return answered if isinstance(answered, str) and answered != unquote(quoted) else None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

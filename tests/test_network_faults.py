@@ -356,7 +356,7 @@ def test_a_client_opened_with_no_asyncio_loop_says_so() -> None:
     hand), the client raises EventLoopError naming asyncio, not a bare RuntimeError."""
     client = AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9")
     opening = client.__aenter__()
-    with pytest.raises(errors.EventLoopError, match="asyncio event loop .* trio"):
+    with pytest.raises(errors.EventLoopError, match="needs a running asyncio loop"):
         opening.send(None)
     opening.close()
 
