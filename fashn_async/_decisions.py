@@ -81,6 +81,7 @@ __all__ = [
     "Shape",
     "Tries",
     "apis_own",
+    "may_be_stray",
     "body_shape",
     "counted_by_server",
     "decide",
@@ -294,6 +295,15 @@ def apis_own(outcome: Outcome) -> bool:
     if 500 <= status <= 599:
         return name in _SERVER_NAMES
     return (200 <= status < 300 or 400 <= status < 500) and name not in _LIMIT_NAMES
+
+
+def may_be_stray(outcome: Outcome) -> bool:
+    """Whether a final answer to a GET may be another request's, left on a kept-alive
+    connection by a proxy out of step (aiohttp#13656), and is asked again on a connection
+    of its own before it is believed: the API's own error, or any 4xx (a proxy's or a
+    firewall's page too). Not one final only after its retries (a 2xx it cannot read, a
+    5xx): those were asked again already."""
+    return apis_own(outcome) or 400 <= (outcome.status or 0) < 500
 
 
 def counted_by_server(outcome: Outcome) -> bool:

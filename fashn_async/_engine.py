@@ -18,7 +18,7 @@ from urllib.parse import quote
 import anyio
 
 from fashn_async._calls import Calls, a_call
-from fashn_async._decisions import Action, Route, Tries, apis_own, counted_by_server, decide
+from fashn_async._decisions import Action, Route, Tries, counted_by_server, decide, may_be_stray
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
 from fashn_async._limits import (
@@ -191,9 +191,8 @@ class Engine:
             if action is Action.RETURN:
                 assert isinstance(result, Response)
                 return result
-            if action is Action.FINAL and apis_own(outcome) and not fresh:
-                # Believed once a connection of its own gives it too: on a kept-alive one it
-                # may be another request's answer, left there by a proxy out of step.
+            if action is Action.FINAL and not fresh and may_be_stray(outcome):
+                # Believed once a connection of its own gives it too.
                 fresh = True
                 continue
             if action is not Action.RETRY and action is not Action.PAUSE:  # FINAL

@@ -8,6 +8,7 @@ itself stays in ``errors``, which exports exception classes only.
 from __future__ import annotations
 
 import http
+import re
 from typing import Any
 
 from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
@@ -66,6 +67,9 @@ _API_ERRORS_BY_NAME: dict[str, type[APIError]] = {
     "InternalServerError": ServerError,
 }
 
+#: An error code as the API names them (``OutOfCredits``, ``3rdPartyProviderError``).
+_CODE = re.compile(r"[A-Za-z0-9_]{1,100}")
+
 _API_ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -103,8 +107,20 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
 def api_error_from_response(
     status_code: int, body: Any, *, retry_after: float | None = None
 ) -> APIError:
-    """Build the error for an HTTP error answer, from either body shape."""
+    """Build the error for an HTTP error answer, from either body shape.
+
+    An answer that names no code (a proxy's or gateway's page, or its JSON whose
+    ``error`` is text such as ``"Bad Gateway"``: the API's names are codes, NOTES.md) is
+    named by its HTTP status (``Forbidden``, ``BadGateway``), never by one of the API's
+    codes (a firewall's 403 is no ``UnauthorizedAccess``), its text kept as the message;
+    its class is still the status's.
+    """
     name, message = _error_fields(body)
+    if name is not None and not _CODE.fullmatch(name):
+        message, name = message or f"HTTP {status_code}: {name}", None
+    if name is None:
+        name = _status_name(status_code)
+        message = message or f"HTTP {status_code}, not the API's answer (no error code)"
     cls = _API_ERRORS_BY_NAME.get(name or "")
     # The status decides the kind where a name does not fit it (NOTES.md pairs each code
     # with its status): a 502 saying "OutOfCredits" is a server's failure, not a final one.
@@ -114,10 +130,6 @@ def api_error_from_response(
         cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
     if not issubclass(cls, RateLimitError) and cls is not OutOfCreditsError:
         retry_after = retry_after if status_code == 503 else None
-    if name is None and status_code > 500:
-        # Not the API's answer (a gateway's page, say): named by its HTTP status, not
-        # as the API's InternalServerError.
-        name = _status_name(status_code)
     return cls(
         message or f"the API answered HTTP {status_code}",
         name=name,
@@ -133,4 +145,5 @@ def _status_name(status_code: int) -> str:
         phrase = http.HTTPStatus(status_code).phrase
     except ValueError:
         return "ServerError"
-    return "".join(word[:1].upper() + word[1:] for word in phrase.replace("-", " ").split())
+    words = re.sub(r"[^A-Za-z0-9]+", " ", phrase.replace("'", "")).split()
+    return "".join(word[:1].upper() + word[1:] for word in words)  # (418: ImATeapot)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fashn_async import errors
 from fashn_async._error_map import api_error_from_response, prediction_error_from_payload
@@ -133,3 +135,56 @@ def test_tree_is_documented() -> None:
         if isinstance(obj, type):
             assert name in doc, name
             assert issubclass(obj, errors.FashnError)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "name", "cls"),
+    [
+        (502, {"error": "Bad Gateway"}, "BadGateway", errors.ServerError),
+        (
+            503,
+            {"error": "upstream connect error or disconnect/reset"},
+            "ServiceUnavailable",
+            errors.ServerError,
+        ),
+        (
+            403,
+            "<html>Request blocked by the firewall</html>",
+            "Forbidden",
+            errors.AuthenticationError,
+        ),
+        (
+            403,
+            {"error": "Forbidden by policy", "message": "blocked"},
+            "Forbidden",
+            errors.AuthenticationError,
+        ),
+        (401, None, "Unauthorized", errors.AuthenticationError),
+        (404, {"error": "no route"}, "NotFound", errors.NotFoundError),
+    ],
+)
+def test_an_answer_naming_no_code_is_named_by_its_status(
+    status: int, body: object, name: str, cls: type
+) -> None:
+    """A proxy's, firewall's or gateway's answer (a page, or JSON whose ``error`` is text,
+    not one of the API's codes) is named by its HTTP status, never by its text nor as the
+    API's own code (a firewall's 403 is no ``UnauthorizedAccess``); its text is kept as
+    the message, and its class is the status's."""
+    error = api_error_from_response(status, body)
+    assert (type(error), error.name, error.status_code) == (cls, name, status)
+    if isinstance(body, dict):
+        assert body["error"] in error.message or body.get("message") == error.message
+
+
+@given(
+    status=st.integers(400, 599),
+    text=st.text(min_size=1, max_size=60).filter(
+        lambda s: not s.isascii() or not s.replace("_", "").isalnum()
+    ),
+)
+def test_no_text_is_taken_for_an_error_code(status: int, text: str) -> None:
+    """Whatever text an answer's ``error`` holds, if it is no code (letters, digits, _)
+    it is not the error's name: the name is the status's."""
+    error = api_error_from_response(status, {"error": text})
+    assert error.name != text
+    assert error.name.isalnum() or error.name == ""

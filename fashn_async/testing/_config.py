@@ -208,7 +208,7 @@ class HttpFault:
         route: ``run``, ``status``, ``cancel``, ``credits`` or ``any`` of them.
         probability: Chance that a matching request is disturbed (seeded RNG).
         times: Disturb only this many requests, then stop; ``None`` for no end.
-        status: HTTP status of ``error_5xx`` and ``gateway_*`` answers (500-599).
+        status: HTTP status of ``error_5xx`` (500-599) and ``gateway_*`` (400-599) answers.
         delay: API seconds a ``slow`` request waits.
         code: Error name of ``throttle`` answers (``RateLimitExceeded``,
             ``ConcurrencyLimitExceeded``...).
@@ -220,11 +220,15 @@ class HttpFault:
     route: HttpRoute = attrs.field(default="any", validator=v.in_(_HTTP_ROUTES))
     probability: float = attrs.field(default=1.0, converter=_real, validator=_probability)
     times: int | None = attrs.field(default=None, validator=_integer(0, optional=True))
-    status: int = attrs.field(default=500, validator=_integer(500, 599))
+    status: int = attrs.field(default=500, validator=_integer(400, 599))
     delay: float = attrs.field(default=30.0, converter=_real, validator=_number(0.0))
     code: str = attrs.field(default="RateLimitExceeded", validator=_text)
     retry_after: str | None = attrs.field(default="0", validator=_optional_str)
     patch: dict[str, Any] = attrs.field(factory=dict, hash=False, validator=v.instance_of(dict))
+
+    def __attrs_post_init__(self) -> None:
+        if self.status < 500 and not self.kind.startswith("gateway"):
+            raise ValueError(f"status must be within [500, 599] for {self.kind}")
 
 
 Fault = PredictionFault | HttpFault

@@ -154,12 +154,19 @@ AFTER_KINDS = NETWORK_KINDS - {
     "throttle",
 }
 
-_REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Time-out"}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Time-out",
+}
 
 
 def gateway_page(status: int) -> str:
     """The HTML error page a gateway (nginx, a load balancer) sends: not the API's shape."""
-    title = f"{status} {_REASONS.get(status, 'Server Error')}"
+    title = f"{status} {_REASONS.get(status, 'Server Error' if status >= 500 else 'Error')}"
     return (
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
         f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -170,7 +177,7 @@ def gateway_page(status: int) -> str:
 def gateway_json(status: int) -> web.Response:
     """The JSON error a gateway of its own sends: the API's shape, and a name (the
     status's reason phrase) the API never gives."""
-    reason = _REASONS.get(status, "Server Error")
+    reason = _REASONS.get(status, "Server Error" if status >= 500 else "Error")
     return web.json_response(
         {"error": reason, "message": f"{status} {reason}: the upstream did not answer"},
         status=status,
