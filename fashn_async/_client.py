@@ -208,7 +208,7 @@ class AsyncFashn(BaseClient):
             ClientClosedError: the client is not open (use ``async with``).
             EventLoopError: used from an event loop other than the one it was opened on.
             AuthenticationError: the API key was refused (401).
-            APIError: the answer is not a credits object.
+            APIError: the answer is not a credits object, or a balance is no finite number.
             RateLimitError: 429 answers outlasted ``retry.attempts``.
             ServerError: 5xx answers outlasted ``retry.attempts``.
             TransportError: the network failed ``retry.attempts`` times.

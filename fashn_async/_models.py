@@ -25,6 +25,7 @@ from fashn_async._validators import (
     check_json,
     check_number,
     check_string,
+    is_finite_number,
     shorten,
 )
 from fashn_async.errors import APIError, InvalidRequestError, PredictionCanceledError
@@ -325,15 +326,18 @@ class Credits:
         """The balance in GET /v1/credits' answer (``{"credits": {...}}``).
 
         Raises:
-            APIError: the answer is not a credits object.
+            APIError: the answer is not a credits object, or a balance in it is not a
+                finite number (NaN, a string, null, a bool: a server's or proxy's fault).
         """
         data: Any = answer.get("credits") if isinstance(answer, dict) else None
         try:
-            return cls(
-                total=data["total"], subscription=data["subscription"], on_demand=data["on_demand"]
-            )
+            values = {name: data[name] for name in ("total", "subscription", "on_demand")}
         except (TypeError, KeyError) as exc:
             raise APIError("the credits answer is not a credits object") from exc
+        for name, value in values.items():
+            if not is_finite_number(value):
+                raise APIError(f"the credits answer's {name} is {shorten(value)}, not a number")
+        return cls(**values)
 
 
 converter = cattrs.Converter(forbid_extra_keys=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,22 @@ async def test_credits(client: AsyncFashn) -> None:
     """credits() reads the balance."""
     credits = await client.credits()
     assert isinstance(credits, Credits)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [math.nan, math.inf, "12", None, [1], True, {"n": 1}],
+    ids=["nan", "inf", "str", "null", "list", "bool", "object"],
+)
+@pytest.mark.parametrize("field", ["total", "subscription", "on_demand"])
+def test_a_credits_answer_with_a_balance_not_a_number_is_refused(field: str, bad: object) -> None:
+    """A credits answer whose balance is no finite number (NaN, a string, null, a bool:
+    a server's or a proxy's fault) is an APIError naming the field, never a Credits whose
+    comparisons raise TypeError or are silently wrong."""
+    answer: dict[str, object] = {"total": 10, "subscription": 4.5, "on_demand": 5.5}
+    assert Credits.from_answer({"credits": answer}) == Credits(**answer)  # type: ignore[arg-type]
+    with pytest.raises(errors.APIError, match=f"credits answer's {field} is"):
+        Credits.from_answer({"credits": {**answer, field: bad}})
 
 
 async def test_cancel(client: AsyncFashn, emulator: Emulator) -> None:
