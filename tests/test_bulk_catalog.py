@@ -171,7 +171,20 @@ def test_keys_are_stable_and_differ_by_row(folder: Path) -> None:
         ("catalog.csv", "model_image,garment_image,category,model_image\n", "repeated column"),
         ("catalog.csv", "model_image,garment_image,category\n", "has no rows"),
         ("catalog.csv", "model_image,garment_image,category,colour\n", "unknown column 'colour'"),
-        ("catalog.csv", ",,,\n", "missing column model_image, garment_image (the header has: no"),
+        (
+            "catalog.csv",
+            ",,,\n",
+            "missing column model_image, garment_image, category (the header has: no",
+        ),
+        ("catalog.csv", "model_image,garment_image\n", "missing column category"),
+        (
+            "catalog.csv",
+            "Category;Garment-Image;model image;colour\n",
+            "missing column model_image, garment_image, category; unknown column 'Category', "
+            "'Garment-Image', 'model image', 'colour'; column names are exact (did you mean "
+            "model_image for 'model image', garment_image for 'Garment-Image', category for "
+            "'Category'?)",
+        ),
         ("catalog.csv", "model_image;garment_image;category;colour\n", "unknown column 'colour'"),
     ],
 )

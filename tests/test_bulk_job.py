@@ -24,7 +24,7 @@ from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, errors
 from fashn_async.bulk import Journal, load_catalog
-from fashn_async.bulk._command import BatchSettings, run_batch
+from fashn_async.bulk._command import BatchSettings, dry_run, run_batch
 from fashn_async.bulk._outcome import JobOptions, Outcome, failure_outcome
 from fashn_async.bulk._pacing import carryover, counted_at
 from fashn_async.bulk._rows import JournalWriteError
@@ -704,7 +704,7 @@ async def test_a_repeated_row_without_an_id_is_named_before_it_is_paid_for(
     catalog.write_text(text + f",{extra['model_image']},{extra['garment_image']},tops\n" * 2)
     code, printed = await _run(emulator, catalog, tmp_path / "out")
     assert code == 0, printed
-    assert "line 5 repeats line 4 (the same values, no id)" in printed
+    assert "line 5 repeats line 4 (it asks for the same, and has no id)" in printed
     assert len(emulator.report().accepted) == 4
     code, printed = await _run(emulator, catalog, tmp_path / "out")
     assert code == 0, printed
@@ -775,3 +775,40 @@ def test_the_manifest_is_strict_json(tmp_path: Path) -> None:
     assert entry["status"] == "invalid"
     assert "NaN" in line
     assert "Infinity" in line
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ({}, {"model_image": "./images/model_0.png"}),  # another path to the same file
+        ({}, {"seed": "42"}),  # the default written out
+        ({"seed": ""}, {"nsfw_filter": "true"}),  # a default left empty, another written
+        ({}, {"garment_image": "images//garment_0.png"}),
+    ],
+    ids=["./path", "default seed", "empty and written defaults", "double slash"],
+)
+async def test_a_repeat_written_another_way_is_named_before_it_is_paid_for(
+    emulator: Emulator, tmp_path: Path, first: dict[str, str], again: dict[str, str]
+) -> None:
+    """Rows with no id that ask for the same request however written (another path to
+    the same file, a default written out or left empty) are repeats: the dry run and the
+    job name them before anything is paid for (the check compared the text, and named
+    none of these, while both were sent)."""
+    base = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
+    base["category"] = "tops"
+    rows = [{**base, **first}, {**base, **again}]
+    catalog = write_catalog(tmp_path, 1, models=1)
+    columns = ["model_image", "garment_image", "category", "seed", "nsfw_filter"]
+    with catalog.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    said: list[str] = []
+    settings = BatchSettings(catalog=catalog, options=JobOptions(out=tmp_path / "out"))
+    assert dry_run(settings, said.append) == 0
+    named = f"{catalog}: line 3 repeats line 2 (it asks for the same, and has no id)"
+    assert any(line.startswith(named) for line in said), said
+    code, printed = await _run(emulator, catalog, tmp_path / "out")
+    assert code == 0, printed
+    assert named in printed
+    assert len(emulator.report().accepted) == 2  # each is sent: a row of its own

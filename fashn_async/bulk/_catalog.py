@@ -52,6 +52,7 @@ __all__ = [
     "CatalogRow",
     "iter_catalog",
     "load_catalog",
+    "repeat_key",
 ]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
@@ -120,17 +121,26 @@ class Catalog:
 
     @property
     def repeats(self) -> list[tuple[CatalogRow, CatalogRow]]:
-        """Rows with no ``id`` whose values repeat an earlier row's, each with the first
-        of them: each is a row of its own, sent and paid for."""
+        """Rows with no ``id`` that ask for what an earlier row with no id asks for,
+        however written (``./a.jpg`` and ``a.jpg``, a default left out or written:
+        :func:`asks`), each with the first of them: each is a row of its own, sent and
+        paid for."""
         first: dict[str, CatalogRow] = {}
         found = []
         for row in self.rows:
-            # A row with no id is known by its values' hash, a repeat's with "#2", ...
-            if row.identity.startswith("sha:"):
-                seen = first.setdefault(row.identity.partition("#")[0], row)
+            if (same := repeat_key(row)) is not None:
+                seen = first.setdefault(same, row)
                 if seen is not row:
                     found.append((row, seen))
         return found
+
+
+def repeat_key(row: CatalogRow) -> str | None:
+    """What makes rows with no ``id`` repeats of each other: what a good one asks for,
+    a bad one's values as written; None for a row with an id (ids tell rows apart)."""
+    if not identity_of(row.inputs).startswith("sha:"):
+        return None
+    return row.asks or identity_of(row.inputs)
 
 
 def load_catalog(
@@ -227,18 +237,25 @@ def _columns(names: list[str]) -> str:
 
 
 def _check_header(path: Path, header: list[str], *, model_name: str | None) -> None:
+    """Refuse a header that cannot make rows: every problem at once, and near names."""
     if len(set(header)) != len(header):
         repeated = sorted({name for name in header if header.count(name) > 1})
         raise CatalogError(f"{path}: line 1: repeated column {_columns(repeated)}")
-    missing = [name for name in IMAGE_COLUMNS if name not in header]
-    if missing:
-        raise CatalogError(
-            f"{path}: line 1: missing column {', '.join(missing)} "
-            f"(the header has: {', '.join(header) or 'no column names'})"
-        )
-    unknown = [n for n in header if n not in _V1_TYPES and n != LABEL_COLUMN]
-    if model_name is None and unknown:
-        raise CatalogError(f"{path}: line 1: unknown column {_columns(unknown)} ({_KNOWN})")
+    required = _V1_REQUIRED if model_name is None else IMAGE_COLUMNS
+    missing = [name for name in required if name not in header]
+    known = (*_V1_TYPES, LABEL_COLUMN)
+    unknown = [n for n in header if n not in known] if model_name is None else []
+    if not (missing or unknown):
+        return
+    problems = [f"missing column {', '.join(missing)}"] if missing else []
+    problems += [f"unknown column {_columns(unknown)}"] if unknown else []
+    loose = {"_".join(n.lower().replace("-", " ").split()): n for n in header if n not in known}
+    near = [f"{name} for {loose[name]!r}" for name in known if name in loose]
+    hint = f"; column names are exact (did you mean {', '.join(near)}?)" if near else ""
+    has = ", ".join(header) or "no column names"
+    raise CatalogError(
+        f"{path}: line 1: {'; '.join(problems)}{hint} (the header has: {has}; {_KNOWN})"
+    )
 
 
 # -- validating rows ---------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from fashn_async.bulk._rows import State
 
-__all__ = ["counted", "plural"]
+__all__ = ["counted", "plural", "repeated"]
 
 
 def plural(n: int, noun: str) -> str:
@@ -24,3 +24,12 @@ def counted(counts: Mapping[str, int], *, always: tuple[str, ...] = ()) -> str:
         if counts.get(state, 0) or state in always
     ]
     return ", ".join(parts) or "nothing"
+
+
+def repeated(catalog: object, line: int, first: int) -> str:
+    """What a row with no id that asks for what an earlier one does is told (the job's
+    start and ``--dry-run``)."""
+    return (
+        f"{catalog}: line {line} repeats line {first} (it asks for the same, and has no "
+        "id): each is sent and paid for; give each an id, or remove the repeat"
+    )
