@@ -109,6 +109,34 @@ async def test_ctrl_c_records_cancelled_rows_as_canceled(
     assert {e["status"] for e in read_manifest(out)} == {"done"}
 
 
+async def test_a_canceled_row_removed_from_the_catalog_ends_nothing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Ctrl-C with rows running, then the canceled rows removed from the catalog: they
+    are never sent again, so they count against no exit code: the re-run exits 0, its
+    summary names them apart (no longer in the catalog), and their manifest lines say so
+    rather than promise a re-send (before: every re-run exited 1, for good)."""
+    catalog = write_catalog(tmp_path, 12, models=4)
+    out = tmp_path / "out"
+    cue = _Cue(lambda counts: counts.get("submitted", 0) >= 4)
+    code, _ = await _run_job(emulator, catalog, out, cue, stop="interrupt")
+    assert code == 130
+    canceled = {e["id"] for e in read_manifest(out) if e["status"] == "canceled"}
+    assert canceled
+    lines = catalog.read_text(encoding="utf-8").splitlines(keepends=True)
+    catalog.write_text("".join(line for line in lines if line.split(",")[0] not in canceled))
+    code, printed = await rerun(emulator, catalog, out)
+    assert code == 0, printed
+    kept = f"no longer in the catalog: {len(canceled)} canceled"
+    assert f"{12 - len(canceled)} rows: {12 - len(canceled)} done; {kept}" in printed, printed
+    gone = [e for e in read_manifest(out) if e["row"] is None]
+    assert {e["id"] for e in gone} == canceled
+    assert all(e["error_message"].startswith("no longer in the catalog") for e in gone)
+    assert emulator.report().credits_used == 12 - len(canceled)
+    code, printed = await rerun(emulator, catalog, out)  # and again: the same
+    assert code == 0, printed
+
+
 async def test_ctrl_c_whose_cancels_fail_loses_nothing_and_pays_once(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -44,7 +44,7 @@ from fashn_async.bulk._report import REPORT_NAME, write_report
 from fashn_async.bulk._rows import State
 from fashn_async.bulk._signals import StopOnSignals
 from fashn_async.bulk._thumbs import THUMBS_DIR
-from fashn_async.bulk._words import counted, plural, repeated
+from fashn_async.bulk._words import plural, repeated
 from fashn_async.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -364,7 +364,7 @@ def _finishing() -> None:
 def _summarize(summary: JobSummary, out: Path, report: bool, say: Callable[[str], None]) -> None:
     """The summary: counts in the progress line's words, the files, and one line on why
     the job stopped (a disk problem: that line alone names it) and what to do next."""
-    say(f"{plural(summary.total, 'row')}: {counted(summary.counts, always=(State.DONE,))}")
+    say(summary.counts_line)
     say(f"manifest: {out / MANIFEST_NAME}")
     if report:
         say(f"report: {out / REPORT_NAME}")

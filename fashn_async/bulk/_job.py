@@ -156,7 +156,7 @@ class BulkJob:
             run = self._journal.begin_run()
         except JournalWriteError as error:
             self._writes.problem = error.message
-            return JobSummary(counts=self._journal.counts(), stopped="disk", problem=error.message)
+            return JobSummary.of(self._journal, stopped="disk", problem=error.message)
         outcome = "crashed"
         try:
             # What earlier runs sent, read before reconciling (which resets rows).
@@ -179,8 +179,8 @@ class BulkJob:
         # The last progress line shows what the journal holds, as the summary does (a
         # stop may have failed to record what the display counted).
         self._display.update(counts, sum(counts.values()))
-        return JobSummary(
-            counts=counts,
+        return JobSummary.of(
+            self._journal,
             interrupted=self._interrupted,
             stopped=self._stopped,
             problem=self._problem,

@@ -208,11 +208,14 @@ class Journal(JournalOpening, JournalRescue):
         with self.guard:
             return list(self._db.execute("SELECT row, at, answered FROM sends ORDER BY at"))
 
-    def counts(self) -> dict[str, int]:
-        """Rows per state."""
+    def counts(self, *, removed: bool | None = None) -> dict[str, int]:
+        """Rows per state: all of them, or (``removed``) only those no longer in the
+        catalog (sent before, their records kept), or only the others."""
+        where = {None: "", True: "WHERE position IS NULL", False: "WHERE position IS NOT NULL"}
         counts = dict.fromkeys(State.ALL, 0)
         with self.guard:
-            counts.update(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state"))
+            query = f"SELECT state, count(*) FROM rows {where[removed]} GROUP BY state"  # noqa: S608 - constant
+            counts.update(self._db.execute(query))
         return counts
 
     def runs(self) -> list[tuple[float, float | None, str | None]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fashn_async._atomic import write_atomically
-from fashn_async.bulk._rows import RowRecord
+from fashn_async.bulk._rows import RowRecord, State
 
 __all__ = ["MANIFEST_NAME", "manifest_line", "write_manifest"]
 
@@ -19,6 +19,10 @@ MANIFEST_NAME = "manifest.jsonl"
 def manifest_line(record: RowRecord) -> dict[str, Any]:
     """The manifest entry of one row (``row``: its place in the catalog, None for a row
     sent by an earlier run and since removed from the catalog)."""
+    message = record.error_message
+    if record.position is None and record.state != State.DONE:  # (its note spoke of re-runs)
+        gone = "no longer in the catalog: its record is kept, and it is never sent again"
+        message = f"{gone} (before: {message})" if message else gone
     return {
         "row": record.position,
         "line": record.line,
@@ -28,7 +32,7 @@ def manifest_line(record: RowRecord) -> dict[str, Any]:
         "status": record.state,
         "files": record.files,
         "error_name": record.error_name,
-        "error_message": record.error_message,
+        "error_message": message,
     }
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from fashn_async.bulk._rows import JournalWriteError, State
+from fashn_async.bulk._words import counted, plural
 from fashn_async.errors import (
     BadRequestError,
     FashnError,
@@ -20,6 +21,9 @@ from fashn_async.errors import (
     PredictionCanceledError,
     SubmissionUncertainError,
 )
+
+if TYPE_CHECKING:
+    from fashn_async.bulk._journal import Journal
 
 __all__ = [
     "CANCELED_BY_STOP",
@@ -112,7 +116,10 @@ class JobSummary:
     """How a run ended: rows per state, and whether it was stopped early.
 
     Attributes:
-        counts: Rows per state.
+        counts: Rows of the catalog per state.
+        removed: Rows no longer in the catalog per state (sent by an earlier run, their
+            records kept): reported, never counted against the exit code (a re-run
+            sends none of them again).
         interrupted: Stopped by :meth:`BulkJob.interrupt` (Ctrl-C).
         stopped: Why it stopped early otherwise (``out of credits``, ``disk``).
         problem: The disk problem that stopped it, in a sentence.
@@ -125,6 +132,7 @@ class JobSummary:
     """
 
     counts: Mapping[str, int]
+    removed: Mapping[str, int] = attrs.field(factory=dict)
     interrupted: bool = False
     stopped: str | None = None
     problem: str | None = None
@@ -132,10 +140,24 @@ class JobSummary:
     left_running: bool = False
     not_canceled: int = 0
 
+    @classmethod
+    def of(cls, journal: Journal, **how: Any) -> JobSummary:
+        """The summary of ``journal``'s rows as they are now; ``how``: how the run ended."""
+        return cls(
+            counts=journal.counts(removed=False), removed=journal.counts(removed=True), **how
+        )
+
     @property
     def total(self) -> int:
         """Rows in the catalog."""
         return sum(self.counts.values())
+
+    @property
+    def counts_line(self) -> str:
+        """``60 rows: 59 done, 1 failed; no longer in the catalog: 1 canceled``."""
+        line = f"{plural(self.total, 'row')}: {counted(self.counts, always=(State.DONE,))}"
+        gone = any(self.removed.values())
+        return f"{line}; no longer in the catalog: {counted(self.removed)}" if gone else line
 
     @property
     def exit_code(self) -> int:
