@@ -16,6 +16,7 @@ from rich.console import Console
 
 from fashn_async import Limits, Rate
 from fashn_async._emulator_clock import learn_time_scale, scaled_timing
+from fashn_async._validators import visible
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._command import dry_run as check_catalog
 from fashn_async.bulk._outcome import LONGEST_LATENCY, SERVER_ACTS_WITHIN, JobOptions
@@ -65,7 +66,7 @@ console = Console(file=_BestEffortStderr(), soft_wrap=True)  # type: ignore[arg-
 
 
 def say(text: str) -> None:
-    console.print(text, markup=False, highlight=False)
+    console.print(visible(text), markup=False, highlight=False)
 
 
 def batch_command(

@@ -44,7 +44,7 @@ from fashn_async._sources import (
 )
 from fashn_async._structure import image_problem
 from fashn_async._urls import check_url
-from fashn_async._validators import shorten
+from fashn_async._validators import shorten, visible
 from fashn_async.errors import ImageInputError
 
 __all__ = [
@@ -352,6 +352,7 @@ async def encode_image(
         # Always in a thread: even its size (os.stat) can block, and a file may be larger
         # than its size said (one still being written, /proc).
         data = await in_io_thread(read_image_file, field, value)
+        field = f"{field}: {visible(os.fspath(value))}"  # which file, in what is said of it
     else:
         data = await read_object(field, value)
     if preparer is not None:

@@ -239,11 +239,12 @@ def _open(field: str, data: bytes | bytearray) -> Any:
             opened = None
     cap = MAX_JPEG_PIXELS if opened is not None and opened.format == "JPEG" else MAX_PIXELS
     if opened is None or opened.width * opened.height > cap:
+        size = f" ({opened.width} x {opened.height} pixels)" if opened is not None else ""
         if opened is not None:
             opened.close()
         raise ImageInputError(
-            f"{field}: the image has more than {cap // 1_000_000} megapixels "
-            "(width x height), too many to prepare: resize it first"
+            f"{field}: the image has more than {cap // 1_000_000} megapixels{size}, "
+            "too many to prepare: resize it first"
         )
     return opened
 

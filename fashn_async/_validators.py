@@ -87,6 +87,17 @@ def shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: C0 and C1 control characters (and DEL), each shown as its escape: ``\n``, ``\x1b``.
+_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character shown as its escape, for a line a person
+    reads: a value from a file (a path with a newline, an escape sequence in a name) can
+    neither split a line nor drive the terminal."""
+    return text.translate(_CONTROLS)
+
+
 def encodable(value: str) -> bool:
     """Whether UTF-8 can carry ``value`` (no lone surrogate code points, ``"\\ud800"``):
     every string sent, as JSON or in a URL, is UTF-8."""

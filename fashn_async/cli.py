@@ -31,6 +31,7 @@ from fashn_async._cli_params import (
 from fashn_async._cli_run import batch_command, console, say
 from fashn_async._emulator_clock import learn_time_scale, scaled_timing
 from fashn_async._images import is_given_url
+from fashn_async._validators import visible
 from fashn_async.bulk._command import (
     EXIT_CANNOT_START,
     STOPPED_STARTING,
@@ -405,7 +406,7 @@ def run(
         if "no API key" in text:
             text = "no API key: pass --api-key or set the FASHN_API_KEY environment variable"
         prefix = "cannot start" if code == EXIT_CANNOT_START else type(error).__name__
-        console.print(f"{prefix}: {text}", markup=False, highlight=False)
+        console.print(visible(f"{prefix}: {text}"), markup=False, highlight=False)
     sys.exit(code)
 
 

@@ -812,3 +812,20 @@ async def test_a_repeat_written_another_way_is_named_before_it_is_paid_for(
     assert code == 0, printed
     assert named in printed
     assert len(emulator.report().accepted) == 2  # each is sent: a row of its own
+
+
+async def test_a_value_with_control_characters_neither_splits_a_line_nor_drives_the_terminal(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A catalog value with a newline or an escape sequence (a quoted CSV cell, a file
+    name) is printed with its controls escaped: it cannot split the job's lines into a
+    forged one, nor recolour or retitle the terminal (rich passes ESC through)."""
+    catalog = write_catalog(tmp_path, 1, models=1)
+    evil = "images/mod\nstopped: forged\x1b]0;title\x07\x1b[31m.png"
+    with catalog.open("a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(["sku-x", evil, "images/garment_0.png", "tops"])
+    code, printed = await _run(emulator, catalog, tmp_path / "out")
+    assert code == 1, printed
+    assert "\x1b" not in printed
+    assert "\\x1b]0;title\\x07\\x1b[31m" in printed
+    assert not [line for line in printed.splitlines() if line.startswith("stopped: forged")]

@@ -7,12 +7,14 @@ import base64
 import io
 import struct
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from fashn_async import AsyncFashn, ImagePreparation, TryOnRequest, errors
+from fashn_async._images import encode_image
 from fashn_async._payload import prepare_request
 from fashn_async._structure import image_problem
 from fashn_async.testing import Emulator
@@ -217,4 +219,13 @@ def test_a_phone_photo_past_50_megapixels_is_prepared_when_a_jpeg() -> None:
     assert b"base64," in prepare_image("model_image", jpeg, ImagePreparation())
     problem = pixels_problem(encoded(Image.new("1", (12_000, 9_000)), "PNG"))
     assert problem is not None
-    assert "50 megapixels" in problem
+    assert "50 megapixels (12000 x 9000 pixels)" in problem
+
+
+async def test_a_file_that_is_no_image_is_named_by_its_path(tmp_path: Path) -> None:
+    """A file whose content is refused names the file as well as the field (``run
+    --model text.jpg`` said only ``model_image: the data is not an image``)."""
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    with pytest.raises(errors.ImageInputError, match=f"model_image: {text}: the data is not"):
+        await encode_image("model_image", text)

@@ -26,6 +26,7 @@ from fashn_async._polling import Polling
 from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
+from fashn_async._validators import visible
 from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog, repeat_key
 from fashn_async.bulk._folder import EARLIER_JOB_FILES, OUTPUT_NAME
 from fashn_async.bulk._job import BulkJob
@@ -68,8 +69,7 @@ __all__ = [
 EXIT_CANNOT_START = 2
 #: What a stop during start-up prints (its exit code is 130).
 STOPPED_STARTING = "stopped while starting: nothing was sent; run the same command again"
-#: The options that send rows again (``fashn-async batch --help``).
-RESEND_UNCERTAIN, RETRY_FAILED = "--resend-uncertain", "--retry-failed"
+RESEND_UNCERTAIN, RETRY_FAILED = "--resend-uncertain", "--retry-failed"  # (send rows again)
 #: Bad rows listed when a job starts (a dry run lists them all; the manifest has all).
 LISTED_BAD_ROWS = 50
 
@@ -129,7 +129,7 @@ async def run_batch(settings: BatchSettings, console: Console) -> int:
     """
 
     def say(text: str) -> None:
-        console.print(text, markup=False, highlight=False)
+        console.print(visible(text), markup=False, highlight=False)
 
     task = asyncio.current_task()
     assert task is not None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from fashn_async._redact import safe_repr
+from fashn_async._validators import visible
 from fashn_async.bulk._rows import State
 from fashn_async.bulk._words import counted
 
@@ -187,7 +188,7 @@ class RichDisplay:
 
     def note(self, text: str) -> None:
         """Print a line above the live display."""
-        self._progress.console.print(text, markup=False, highlight=False)
+        self._progress.console.print(visible(text), markup=False, highlight=False)
 
 
 class QuietDisplay:
@@ -221,7 +222,7 @@ def make_display(
     (see :class:`LineDisplay`); rates in API time for an emulator's ``time_scale``."""
 
     def write(text: str) -> None:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(visible(text), markup=False, highlight=False, soft_wrap=True)
 
     if mode == "quiet":
         return QuietDisplay(write)
