@@ -34,12 +34,11 @@ from fashn_async._poller import Poller
 from fashn_async._polling import LatencyClass, Polling, latency_class
 from fashn_async._retry import RetryPolicy
 from fashn_async._shield import outlive_cancels
-from fashn_async._submitter import Submitter, UncertainCancel
+from fashn_async._submitter import Submitter
 from fashn_async._turnbull import EPSILON
 from fashn_async.errors import (
     FashnError,
     PollingError,
-    SubmissionUncertainError,
     TransportError,
 )
 
@@ -313,20 +312,22 @@ class Engine:
             if on_submitted is not None:
                 on_submitted(prediction_id)
 
+        free_at: float | None = None  # (loop time) till when one that may still run keeps its slot
+
+        def uncertain() -> None:
+            nonlocal free_at
+            free_at = self.submitter.uncertain_until(prepared)
+
         lease = await self.in_flight.acquire()
-        free_at = None  # (loop time) till when one that may still run keeps its slot
         try:
-            try:
-                prediction_id = await self.submitter.post_run(
-                    prepared,
-                    on_sending=on_sending,
-                    on_not_created=on_not_created,
-                    on_created=on_created,
-                    may_cancel=may_cancel,
-                )
-            except (SubmissionUncertainError, UncertainCancel):
-                free_at = self.submitter.uncertain_until(prepared)
-                raise
+            prediction_id = await self.submitter.post_run(
+                prepared,
+                on_sending=on_sending,
+                on_not_created=on_not_created,
+                on_created=on_created,
+                may_cancel=may_cancel,
+                on_uncertain=uncertain,
+            )
             submitted_at = asyncio.get_running_loop().time()
             key = latency_class(prepared.request)
             try:

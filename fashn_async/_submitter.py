@@ -30,15 +30,7 @@ from fashn_async.errors import FashnError, SubmissionUncertainError, TransportEr
 
 logger = logging.getLogger("fashn_async")
 
-
-class UncertainCancel(asyncio.CancelledError):
-    """The cancel of a caller whose POST /v1/run was on the wire and came back with no
-    usable answer: the prediction may exist, be charged and run, with no id to cancel it
-    by. It is a cancellation like any other; the caller holding an in-flight slot keeps
-    it taken as for :class:`~fashn_async.errors.SubmissionUncertainError`."""
-
-
-__all__ = ["Submitter", "UncertainCancel"]
+__all__ = ["Submitter"]
 
 
 class Submitter:
@@ -88,6 +80,7 @@ class Submitter:
         on_not_created: Callable[[], None] | None = None,
         on_created: Callable[[str], None] | None = None,
         may_cancel: Callable[[str], bool] | None = None,
+        on_uncertain: Callable[[], None] | None = None,
     ) -> str:
         """POST /v1/run through the submit limiter; re-send only where nothing exists.
 
@@ -99,6 +92,10 @@ class Submitter:
         again, or raising); ``on_created`` with the id, as soon as it is known -- even
         when we are being cancelled and the new prediction is about to be cancelled too
         (unless ``may_cancel``, asked with its id then, says no: it is left running).
+        ``on_uncertain`` right before the call ends with the prediction's existence
+        unknown: as SubmissionUncertainError is raised, or as a cancel that came while
+        the POST was on the wire ends it (a plain ``CancelledError``, never a subclass:
+        ``asyncio.timeout`` and task groups of Python 3.11 convert only the class itself).
 
         Returns:
             The new prediction's id.
@@ -132,12 +129,10 @@ class Submitter:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted, answered=answered)
             if cancelled:
-                if await self._after_cancel(result, on_created, on_not_created, may_cancel):
-                    raise asyncio.CancelledError
-                raise UncertainCancel(
-                    "POST /v1/run came back with no prediction id: the prediction may exist "
-                    "and be charged, with no id to cancel it by"
-                )
+                known = await self._after_cancel(result, on_created, on_not_created, may_cancel)
+                if not known and on_uncertain is not None:
+                    on_uncertain()
+                raise asyncio.CancelledError
             action = decision.action
             if action is Action.RETURN:
                 assert isinstance(result, Response)
@@ -150,6 +145,8 @@ class Submitter:
                 hint = " (is base_url the API's address?)" if outcome.answered else ""
                 if isinstance(result, Response) and result.is_json and 200 <= result.status < 300:
                     hint = f": {unexpected('run', result.data)}{hint}"  # what is amiss
+                if on_uncertain is not None:
+                    on_uncertain()
                 raise SubmissionUncertainError(
                     f"POST /v1/run: {decision.reason}{hint}; the prediction may exist and "
                     "be charged, so it is not re-sent",
@@ -177,13 +174,15 @@ class Submitter:
         """Take an in-flight slot, submit, and hold the slot until the id is seen done
         (:meth:`InFlight.seen_done`), or while an uncertain one may run."""
         lease = await self.in_flight.acquire()
+        uncertain: list[float] = []  # (till when the slot stays taken)
         try:
-            prediction_id = await self.post_run(prepared)
-        except (SubmissionUncertainError, UncertainCancel):
-            self.in_flight.release_at(lease, self.uncertain_until(prepared))
-            raise
+            on_uncertain = lambda: uncertain.append(self.uncertain_until(prepared))  # noqa: E731
+            prediction_id = await self.post_run(prepared, on_uncertain=on_uncertain)
         except BaseException:
-            self.in_flight.release(lease)
+            if uncertain:
+                self.in_flight.release_at(lease, uncertain[0])
+            else:
+                self.in_flight.release(lease)
             raise
         self.in_flight.hold(prediction_id, lease)
         return prediction_id

@@ -361,6 +361,35 @@ async def test_a_cancel_during_a_post_that_proves_nothing_warns_and_keeps_the_sl
         assert report.cancels == [report.accepted[0].id]
 
 
+@pytest.mark.parametrize("way", ["asyncio.timeout", "a task group"])
+async def test_a_cancel_during_an_uncertain_post_is_a_plain_cancellation(
+    client: AsyncFashn, emulator: Emulator, caplog: pytest.LogCaptureFixture, way: str
+) -> None:
+    """The cancel that ends a call whose POST proved nothing is asyncio's own
+    CancelledError, not a subclass: Python 3.11's ``asyncio.timeout`` and task groups
+    convert only the class itself, so the caller gets its TimeoutError, or the group its
+    sibling's error alone (with a subclass, the task itself ended cancelled)."""
+    emulator.inject(HttpFault("slow", route="run", delay=30.0, times=1))
+    emulator.inject(HttpFault("drop_after", route="run", times=1))
+    with caplog.at_level(logging.WARNING, logger="fashn_async"):
+        if way == "asyncio.timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await client.run(request_for(emulator))
+        else:
+
+            async def fail() -> None:
+                await asyncio.sleep(1.0)
+                raise ValueError("a sibling failed")
+
+            with pytest.raises(ExceptionGroup) as info:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(client.run(request_for(emulator)))
+                    group.create_task(fail())
+            assert [type(e) for e in info.value.exceptions] == [ValueError]
+    assert "may exist and be charged" in caplog.text
+
+
 @pytest.mark.emulator(latency=(20.0, 20.0))
 async def test_the_remote_cancel_outlives_more_cancels(
     client: AsyncFashn, emulator: Emulator

@@ -20,7 +20,6 @@ values) by which the journal recognises it when the file is edited between runs.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import stat
@@ -34,11 +33,13 @@ import attrs
 
 from fashn_async._coerce import coerce_request
 from fashn_async._images import check_image_input, checked_image_file, is_data_uri, is_given_url
-from fashn_async._models import ModelRequest, Request, TryOnRequest
+from fashn_async._models import Request, TryOnRequest
 from fashn_async._prepare import pixels_problem
 from fashn_async.bulk._cells import body_problem, guess_cell, json_type, parse_cell, printable
 from fashn_async.bulk._identity import (
     LABEL_COLUMN,
+    asks,
+    digest,
     file_sha256,
     identity_of,
     row_key,
@@ -370,11 +371,11 @@ class _RowReader:
             except InvalidRequestError as exc:
                 return "", exc.message, ""
             inline = is_data_uri(text)  # (held as its hash: it may be megabytes)
-            return text, None, f"inline:{_digest(text.encode())}" if inline else f"url:{text}"
+            return text, None, f"inline:{digest(text.encode())}" if inline else f"url:{text}"
         if "\x00" in text:
             return "", f"{column}: a file path cannot hold a NUL byte", ""
-        path, problem, digest = self._file(text)
-        return path, None if problem is None else f"{column}: {problem}", f"file:{digest}"
+        path, problem, sha = self._file(text)
+        return path, None if problem is None else f"{column}: {problem}", f"file:{sha}"
 
     def _check_path(self, text: str) -> tuple[Path, str | None, str]:
         path = self.base / Path(text).expanduser()
@@ -399,22 +400,4 @@ def _check_file(path: Path, prepared: bool) -> tuple[str | None, str]:
         problem = exc.message.removeprefix("file: ").removeprefix("the data is ")
     if problem is not None:
         return (problem if str(path) in problem else f"{problem}: {path}"), ""
-    return None, _digest(data)
-
-
-def asks(request: Request, sources: Mapping[str, str]) -> str:
-    """``req:<hash>`` of what a good row sends: the request as the API gets it (every
-    option, its default included: written out or left out, the same), each image as
-    what it is (``sources``: a file's bytes' hash, so one file however its path is
-    written, through a symlink or from a catalog moved, and a photo replaced under its
-    name another request; a URL exactly as given)."""
-    sent = attrs.asdict(request, recurse=False)
-    if isinstance(request, ModelRequest):
-        sent["inputs"] = {**sent["inputs"], **sources}
-    else:
-        sent.update(sources)
-    return f"req:{_digest(json.dumps(sent, sort_keys=True, default=str).encode())}"
-
-
-def _digest(data: bytes | bytearray) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
+    return None, digest(data)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fashn_async._sources import MAX_BODY_BYTES
+from fashn_async._validators import is_finite_number
 
 __all__ = ["body_problem", "guess_cell", "json_type", "parse_cell", "printable"]
 
@@ -23,7 +24,10 @@ _FALSE: Final = frozenset({"false", "no", "0", "off"})
 
 
 def parse_cell(value: Any, kind: str) -> Any:
-    """A CSV cell (a string) as the option's type; JSON values pass as they are."""
+    """A CSV cell (a string) as the option's type; JSON values pass as they are, but for
+    an integer given for a number, made one: ``2`` and ``2.0`` ask for the same."""
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value) if is_finite_number(value) else value  # (one too big: refused)
     if not isinstance(value, str) or kind not in ("bool", "int", "float"):
         return value
     text = value.strip()

@@ -15,7 +15,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["LABEL_COLUMN", "file_sha256", "identity_of", "row_key", "unique_identities"]
+import attrs
+
+from fashn_async._models import ModelRequest, Request
+
+__all__ = [
+    "LABEL_COLUMN",
+    "asks",
+    "digest",
+    "file_sha256",
+    "identity_of",
+    "row_key",
+    "unique_identities",
+]
 
 #: The column that names a row.
 LABEL_COLUMN: Final = "id"
@@ -69,3 +81,30 @@ def row_key(number: int, values: Mapping[str, Any] | str) -> str:
     canonical = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     digest = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()
     return f"row{number:05d}_{digest[:8]}"
+
+
+def asks(request: Request, sources: Mapping[str, str]) -> str:
+    """``req:<hash>`` of what a good row sends: the request as the API gets it (every
+    option, its default included: written out or left out, the same), each image as
+    what it is (``sources``: a file's bytes' hash, so one file however its path is
+    written, through a symlink or from a catalog moved, and a photo replaced under its
+    name another request; a URL exactly as given)."""
+    sent = attrs.asdict(request, recurse=False)
+    if isinstance(request, ModelRequest):  # (untyped: a whole number one way, as JSON has it)
+        sent["inputs"] = {**_whole(sent["inputs"]), **sources}
+    else:
+        sent.update(sources)
+    return f"req:{digest(json.dumps(sent, sort_keys=True, default=str).encode())}"
+
+
+def _whole(value: Any) -> Any:
+    """``value`` with every float that is a whole number as an int (``2.0``: ``2``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    return [_whole(item) for item in value] if isinstance(value, list) else value
+
+
+def digest(data: bytes | bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
