@@ -11,7 +11,7 @@ import http
 import re
 from typing import Any
 
-from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
+from fashn_async._names import CURRENT_PREDICTION_ERRORS, HTTP_ERROR_CODES, V1_PREDICTION_ERRORS
 from fashn_async.errors import (
     APIError,
     AuthenticationError,
@@ -126,8 +126,8 @@ def api_error_from_response(
     # with its status): a 502 saying "OutOfCredits" is a server's failure, not a final one.
     if status_code >= 500:
         cls = ServerError
-    elif cls is None or cls is ServerError:
-        cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)
+    elif cls is None or cls is ServerError or HTTP_ERROR_CODES.get(name) != status_code:
+        cls = _API_ERRORS_BY_STATUS.get(status_code, APIError)  # (a 403 "RateLimitExceeded")
     if not issubclass(cls, RateLimitError) and cls is not OutOfCreditsError:
         retry_after = retry_after if status_code == 503 else None
     return cls(

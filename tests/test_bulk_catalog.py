@@ -179,6 +179,14 @@ def test_keys_are_stable_and_differ_by_row(folder: Path) -> None:
         ("catalog.csv", "model_image,garment_image\n", "missing column category"),
         (
             "catalog.csv",
+            "Model Image,category,category,Seed\n",
+            "repeated column 'category'; missing column model_image, garment_image; unknown "
+            "column 'Model Image', 'Seed'; column names are exact (did you mean model_image "
+            "for 'Model Image', seed for 'Seed'?)",
+        ),
+        ("catalog.csv", "model_image,garment_image,category,Seed,seed\n", "'Seed' (the header"),
+        (
+            "catalog.csv",
             "Category;Garment-Image;model image;colour\n",
             "missing column model_image, garment_image, category; unknown column 'Category', "
             "'Garment-Image', 'model image', 'colour'; column names are exact (did you mean "

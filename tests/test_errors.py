@@ -188,3 +188,23 @@ def test_no_text_is_taken_for_an_error_code(status: int, text: str) -> None:
     error = api_error_from_response(status, {"error": text})
     assert error.name != text
     assert error.name.isalnum() or error.name == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "cls"),
+    [
+        (403, "RateLimitExceeded", errors.AuthenticationError),
+        (400, "OutOfCredits", errors.BadRequestError),
+        (404, "UnauthorizedAccess", errors.NotFoundError),
+        (418, "NotFound", errors.APIError),
+    ],
+)
+def test_a_4xx_naming_a_code_of_another_status_is_the_status_s_kind(
+    status: int, name: str, cls: type
+) -> None:
+    """An API code at a status NOTES.md never gives it with (a 403 saying
+    RateLimitExceeded) is the status's kind of error, its name kept, as a 5xx is a
+    ServerError whatever it names: never a retryable rate limit nor a final
+    OutOfCreditsError the status does not back."""
+    error = api_error_from_response(status, {"error": name, "message": "m"})
+    assert (type(error), error.name) == (cls, name)

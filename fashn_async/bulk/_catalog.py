@@ -239,19 +239,18 @@ def _columns(names: list[str]) -> str:
 
 def _check_header(path: Path, header: list[str], *, model_name: str | None) -> None:
     """Refuse a header that cannot make rows: every problem at once, and near names."""
-    if len(set(header)) != len(header):
-        repeated = sorted({name for name in header if header.count(name) > 1})
-        raise CatalogError(f"{path}: line 1: repeated column {_columns(repeated)}")
+    repeated = sorted({name for name in header if header.count(name) > 1})
     required = _V1_REQUIRED if model_name is None else IMAGE_COLUMNS
     missing = [name for name in required if name not in header]
     known = (*_V1_TYPES, LABEL_COLUMN)
     unknown = [n for n in header if n not in known] if model_name is None else []
-    if not (missing or unknown):
+    if not (repeated or missing or unknown):
         return
-    problems = [f"missing column {', '.join(missing)}"] if missing else []
+    problems = [f"repeated column {_columns(repeated)}"] if repeated else []
+    problems += [f"missing column {', '.join(missing)}"] if missing else []
     problems += [f"unknown column {_columns(unknown)}"] if unknown else []
     loose = {"_".join(n.lower().replace("-", " ").split()): n for n in header if n not in known}
-    near = [f"{name} for {loose[name]!r}" for name in known if name in loose]
+    near = [f"{n} for {loose[n]!r}" for n in known if n in loose and n not in header]
     hint = f"; column names are exact (did you mean {', '.join(near)}?)" if near else ""
     has = ", ".join(header) or "no column names"
     raise CatalogError(
