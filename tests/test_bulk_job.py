@@ -829,3 +829,31 @@ async def test_a_value_with_control_characters_neither_splits_a_line_nor_drives_
     assert "\x1b" not in printed
     assert "\\x1b]0;title\\x07\\x1b[31m" in printed
     assert not [line for line in printed.splitlines() if line.startswith("stopped: forged")]
+
+
+async def test_a_whole_number_in_jsonl_asks_what_its_float_does(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """JSONL keeps ``2`` an integer where the option is a number (``guidance_scale``):
+    read as ``2.0``, it asks for what ``2.0`` and the default do, so a catalog
+    re-exported by a tool that writes ``2`` (JavaScript, jq) is not paid for again, and
+    the two spellings in one catalog are named as a repeat (the second run paid again)."""
+    write_catalog(tmp_path, 1, models=1)  # the images
+    row = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
+    row["category"] = "tops"
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({**row, "guidance_scale": 2.0}) + "\n", encoding="utf-8")
+    code, printed = await _run(emulator, catalog, tmp_path / "out")
+    assert code == 0, printed
+    catalog.write_text(json.dumps({**row, "guidance_scale": 2}) + "\n", encoding="utf-8")
+    code, printed = await _run(emulator, catalog, tmp_path / "out")
+    assert code == 0, printed
+    assert len(emulator.report().accepted) == 1
+    both = [json.dumps({**row, "guidance_scale": value}) for value in (2, 2.0)]
+    catalog.write_text("\n".join(both) + "\n", encoding="utf-8")
+    said: list[str] = []
+    assert (
+        dry_run(BatchSettings(catalog=catalog, options=JobOptions(out=tmp_path / "o")), said.append)
+        == 0
+    )
+    assert any("line 2 repeats line 1" in line for line in said), said
