@@ -203,9 +203,8 @@ class Transport:
         if self._closed:
             raise ClientClosedError("this client was closed; create a new AsyncFashn")
         if self._session is None:
-            if (loop := _running_loop()) is None:  # under trio, or no async code at all
-                raise EventLoopError("AsyncFashn needs a running asyncio loop (trio is not one)")
-            self._loop = loop
+            self.check_loop()
+            self._loop = _running_loop()
             self._session = self.new_session()
             self._posts = self.new_session(fresh=True)
 
@@ -234,8 +233,11 @@ class Transport:
             raise asyncio.CancelledError
 
     def check_loop(self) -> None:
-        """Raise EventLoopError unless called on the event loop the client was opened on."""
-        if self._loop is not None and self._loop is not _running_loop():
+        """Raise EventLoopError unless called on an asyncio loop (under trio none runs),
+        the one the client was opened on."""
+        if (running := _running_loop()) is None:
+            raise EventLoopError("AsyncFashn needs a running asyncio loop (trio is not one)")
+        if self._loop is not None and self._loop is not running:
             raise EventLoopError(
                 "this AsyncFashn was opened on another event loop (a client belongs to the "
                 "loop of its 'async with'); create one client per event loop"
@@ -392,10 +394,8 @@ class Transport:
         return " ".join(self._key.scrub_text(str(text or "")).split())[:200]
 
     def _headers(self, *, json_body: bool) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self._key.reveal()}"}
-        if json_body:
-            headers["Content-Type"] = "application/json"
-        return headers
+        auth = {"Authorization": f"Bearer {self._key.reveal()}"}
+        return {**auth, "Content-Type": "application/json"} if json_body else auth
 
 
 class _OutOfStepError(Exception):

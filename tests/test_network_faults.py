@@ -359,6 +359,10 @@ def test_a_client_opened_with_no_asyncio_loop_says_so() -> None:
     with pytest.raises(errors.EventLoopError, match="needs a running asyncio loop"):
         opening.send(None)
     opening.close()
+    asking = client.credits()  # not opened: no bare RuntimeError from the limits either
+    with pytest.raises(errors.EventLoopError, match="needs a running asyncio loop"):
+        asking.send(None)
+    asking.close()
 
 
 @pytest.mark.parametrize("kind", ["no_id", "gateway_after", "gateway_json_after"])
