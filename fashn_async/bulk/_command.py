@@ -397,11 +397,10 @@ def next_steps(counts: Mapping[str, int]) -> list[str]:
     them), ``uncertain`` or ``failed`` (the option that sends them again, and what it
     costs)."""
     steps = []
-    if counts.get(State.SUBMITTED):
-        one = counts[State.SUBMITTED] == 1
+    if n := counts.get(State.SUBMITTED):
         steps.append(
-            f"{plural(counts[State.SUBMITTED], 'submitted row')} not collected yet: run the "
-            f"same command again to collect {'it' if one else 'them'} (polled, not sent again)"
+            f"{plural(n, 'submitted row')} not collected yet: run the same command again to "
+            f"collect {'it' if n == 1 else 'them'} (polled by id; sent again only if canceled)"
         )
     if counts.get(State.UNCERTAIN):
         one = counts[State.UNCERTAIN] == 1
