@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
@@ -115,6 +116,11 @@ class BaseClient:
             raise
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()
+        #: While open, this client in a list an async generator of its loop holds
+        #: (:func:`_closed_with_its_loop`); emptied when it is closed.
+        self._open: list[BaseClient] = []
+        self._with_loop: AsyncGenerator[None, None] | None = None
+        self._ended_with_loop = False
 
     @safe_repr  # (refused while being built, it is in a traceback's frame locals)
     def __repr__(self) -> str:
@@ -136,6 +142,10 @@ class BaseClient:
             if self._coordinator is not None:
                 await self._coordinator.aclose()
             raise
+        if not self._open:
+            self._open.append(self)
+            self._with_loop = _closed_with_its_loop(self._open)
+            await anext(self._with_loop)  # (now one of the loop's async generators)
         return self
 
     async def __aexit__(
@@ -151,8 +161,16 @@ class BaseClient:
         every ``run()``, ``submit()`` and ``wait()`` in progress as a cancel would (a
         POST on the wire let finish, what it created cancelled on the server; the call
         raises ClientClosedError), stop the latency models' refits, close the HTTP
-        session, leave Redis."""
+        session, leave Redis. Closed by its loop's end already, it does nothing."""
+        if self._ended_with_loop:
+            return
         self._transport.check_loop()
+        if self._open and self._with_loop is not None:
+            self._open.clear()
+            await self._with_loop.aclose()  # (it finds the list empty: nothing to close)
+        await self._close()
+
+    async def _close(self) -> None:
         async with contextlib.AsyncExitStack() as closing:  # each step even if one before fails
             if self._coordinator is not None:
                 closing.push_async_callback(self._coordinator.aclose)
@@ -163,3 +181,18 @@ class BaseClient:
             # finish, what it created cancelled on the server) while the session is open.
             closing.push_async_callback(self._engine.calls.end_all, self.timeout + CANCEL_TIMEOUT)
             await self._batches.aclose()
+
+
+async def _closed_with_its_loop(client: list[BaseClient]) -> AsyncGenerator[None, None]:
+    """Suspended while the client is open, as one of its loop's async generators: a loop
+    that ends (``asyncio.run()`` closes them after cancelling its tasks) with the client
+    still open closes it there, its calls ended as a cancel would, rather than leave
+    aiohttp's sessions to warn at garbage collection (a startup hook's client, say, with
+    no shutdown hook, or one on another loop, which could no longer close it)."""
+    try:
+        yield
+    finally:
+        if client:
+            ending = client.pop()
+            await ending._close()
+            ending._ended_with_loop = True  # (another loop's aclose() then does nothing)

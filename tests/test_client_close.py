@@ -7,12 +7,14 @@ close cuts short raises one of our errors, never aiohttp's own, nor the key.
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import pytest
 from test_network_secrets import KEY, assert_no_key
 
 from fashn_async import AsyncFashn, TryOnRequest, errors
-from fashn_async.testing import Emulator, HttpFault
+from fashn_async.testing import Emulator, EmulatorConfig, HttpFault
 
 
 def request_for(emulator: Emulator) -> TryOnRequest:
@@ -178,3 +180,51 @@ async def test_a_cancelled_aclose_still_closes_every_session(emulator: Emulator)
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert all(session is not None and session.closed for session in sessions)
+
+
+def test_a_client_left_open_is_closed_with_its_loop() -> None:
+    """A client opened in one ``asyncio.run()`` (a startup hook) and never closed there:
+    the loop's end cancels its calls (the prediction running is cancelled on the server,
+    the session still open for it) and then closes the client on that loop, so aiohttp
+    has no session left to warn about (the suite makes warnings errors); an ``aclose()``
+    from another loop afterwards does nothing (it raised EventLoopError, and the client
+    could never be closed)."""
+    ready, stop, box = threading.Event(), threading.Event(), dict[str, Any]()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with Emulator(EmulatorConfig(time_scale=0.01, latency=(600, 900))) as emu:
+                box["emu"] = emu
+                ready.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.01)
+                box["report"] = emu.report()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        emu: Emulator = box["emu"]
+        kept: dict[str, AsyncFashn] = {}
+        running: list[asyncio.Future[object]] = []
+
+        async def startup() -> None:
+            client = emu.client()
+            await client.__aenter__()
+            kept["client"] = client
+            running.append(asyncio.ensure_future(client.run(request_for(emu))))  # at its end
+            await asyncio.sleep(0.5)
+
+        asyncio.run(startup())
+        client = kept["client"]
+        assert "closed" in repr(client._transport)
+        asyncio.run(client.aclose())  # another loop, later: nothing left to do
+    finally:
+        stop.set()
+        thread.join(30)
+    report = box["report"]
+    assert len(report.accepted) == 1
+    assert report.cancels == [report.accepted[0].id]
+    assert running[0].cancelled()
