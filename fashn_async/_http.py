@@ -43,6 +43,7 @@ from fashn_async._wire import (
     SENDING,
     Sending,
     answer_headers,
+    failed_to,
     host_port,
     parse_json,
     proxy_passwords,
@@ -313,8 +314,7 @@ class Transport:
                 f"{method} {path}: cannot connect to the proxy {host_port(exc)}: {exc.os_error}"
             )
         except aiohttp.ClientConnectorError as exc:
-            why = str(exc.os_error) or "closed before it was made (by a proxy's tunnel?)"
-            failure = ConnectError(f"cannot connect to {shown_url(self.base_url)}: {why}")
+            failure = ConnectError(failed_to(exc, self.base_url))
         except aiohttp.ConnectionTimeoutError:
             failure = ConnectTimeoutError(f"{method} {path}: no connection within the timeout")
         except TimeoutError:

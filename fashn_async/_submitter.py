@@ -141,8 +141,16 @@ class Submitter:
                     on_created(prediction_id)
                 return prediction_id
             if action is Action.UNCERTAIN:
-                # An answer, but not the API's: a wrong address answers so every time.
-                hint = " (is base_url the API's address?)" if outcome.answered else ""
+                # An answer, but not the API's: a wrong address answers so every time, as
+                # does a proxy refusing its credentials (a 407, or its own 401 page).
+                hint = (
+                    " (a proxy's: check its credentials)"
+                    if outcome.status == 407
+                    else " (is base_url the API's address? or a proxy's answer: check its "
+                    "address and credentials)"
+                    if outcome.answered
+                    else ""
+                )
                 if isinstance(result, Response) and result.is_json and 200 <= result.status < 300:
                     hint = f": {unexpected('run', result.data)}{hint}"  # what is amiss
                 if on_uncertain is not None:

@@ -16,7 +16,7 @@ from urllib.request import getproxies
 import aiohttp
 from multidict import CIMultiDict
 
-from fashn_async._redact import Secret, basic_credential
+from fashn_async._redact import Secret, basic_credential, shown_url
 from fashn_async._retry import parse_retry_after
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "SENDING",
     "Sending",
     "answer_headers",
+    "failed_to",
     "host_port",
     "parse_json",
     "proxy_passwords",
@@ -126,6 +127,16 @@ def host_port(exc: aiohttp.ClientConnectorError) -> str:
     """``host:port`` of the address a connection failed to (``[v6]:port``)."""
     host = exc.host
     return f"[{host}]:{exc.port}" if ":" in host else f"{host}:{exc.port}"
+
+
+def failed_to(exc: aiohttp.ClientConnectorError, base_url: str) -> str:
+    """``cannot connect to <what>: <why>``, naming the API's address, or the proxy's when
+    the failure was the proxy's (its host, not the API's: a proxy whose name does not
+    resolve is not the API's fault)."""
+    why = str(exc.os_error) or "closed before it was made (by a proxy's tunnel?)"
+    api = (urlsplit(base_url).hostname or "").strip("[]").lower()
+    what = shown_url(base_url) if exc.host.strip("[]").lower() == api else None
+    return f"cannot connect to {what or f'the proxy {host_port(exc)}'}: {why}"
 
 
 def parse_json(raw: bytes) -> tuple[Any, bool]:

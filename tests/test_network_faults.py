@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 from pathlib import Path
 
 import attrs
@@ -582,3 +583,19 @@ async def test_a_final_error_answer_to_a_get_is_asked_again_on_a_fresh_connectio
     with pytest.raises(errors.APIError):
         await client.status(prediction.id)
     assert emulator.report().requests_by_route["status"] == before + 2
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [(407, "a proxy's: check its credentials"), (401, "or a proxy's answer: check its")],
+)
+async def test_a_proxy_refusing_its_credentials_is_named_in_the_uncertain_error(
+    client: AsyncFashn, emulator: Emulator, status: int, said: str
+) -> None:
+    """A POST answered by a page that is not the API's, at a proxy's status (a 407, or a
+    proxy's own 401 page): uncertain, as it may have been forwarded, and the error says
+    to look at the proxy's credentials, not only at base_url (a wrong proxy password over
+    plain HTTP read as "is base_url the API's address?")."""
+    emulator.inject(HttpFault("gateway_before", route="run", status=status, times=1))
+    with pytest.raises(errors.SubmissionUncertainError, match=re.escape(said)):
+        await client.submit(request_for(emulator))

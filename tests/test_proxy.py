@@ -13,11 +13,14 @@ import asyncio
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 from helpers import free_port
 from proxy_support import Tinyproxy
 
 from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy, errors
+from fashn_async._wire import failed_to
 from fashn_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.looptime(False)  # a real proxy process, real time
@@ -233,3 +236,22 @@ async def test_save_on_a_closed_client_goes_through_its_proxy(
         (saved,) = await result.save(tmp_path)
     assert saved.stat().st_size > 0
     assert tinyproxy.forwarded(path) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("host", "named"),
+    [
+        ("no-such-host.invalid", "the proxy no-such-host.invalid:3128"),
+        ("::1", "the proxy [::1]:3128"),
+        ("api.example", "https://api.example"),
+        ("API.example", "https://api.example"),
+    ],
+)
+def test_a_connection_failure_names_what_it_failed_to_reach(host: str, named: str) -> None:
+    """A connection that failed to a host other than the API's (a proxy's name that does
+    not resolve) names the proxy, never the API it was to reach (it said "cannot connect
+    to <the API>: Name or service not known"); one to the API's host names the API."""
+    key = ConnectionKey(host, 3128, False, True, None, None, None, None)
+    error = aiohttp.ClientConnectorError(key, OSError(-2, "Name or service not known"))
+    message = failed_to(error, "https://api.example")
+    assert message.startswith(f"cannot connect to {named}: "), message
