@@ -664,6 +664,24 @@ async def test_redis_down_at_start_is_a_clear_error() -> None:
     ).aclose()
 
 
+@pytest.mark.parametrize(("given", "said"), [(None, "asks for a password"), ("wrong", "invalid")])
+async def test_a_redis_that_asks_for_a_password_says_so(
+    redis_server: RedisServer, peek: aioredis.Redis, given: str | None, said: str
+) -> None:
+    """A Redis that asks for a password, given none: CoordinationError says it asks for
+    one (it said "cannot reach Redis" and quoted redis-py's HELLO message); given a wrong
+    one, Redis's own refusal; neither password shown."""
+    await peek.config_set("requirepass", "s3cret-pass")
+    url = redis_server.url if given is None else redis_server.url.replace("//", f"//:{given}@")
+    client = AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9", coordination=url)
+    with pytest.raises(CoordinationError, match=said) as info:
+        async with client:
+            pass
+    assert "s3cret-pass" not in str(info.value)
+    assert "wrong" not in str(info.value).replace("wrong password", "")
+    assert ("asks for a password" in str(info.value)) is (given is None)
+
+
 @pytest.mark.parametrize(
     ("option", "error", "match"),
     [

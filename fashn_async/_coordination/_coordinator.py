@@ -129,8 +129,11 @@ class Coordinator:
         except RedisError as exc:
             link.state = "closed"
             await link.redis.aclose()
+            text = str(exc)
+            if any(s in text for s in ("NOAUTH", "HELLO must be", "Authentication required")):
+                text = f"it asks for a password (redis://:PASSWORD@host/0): {text}"
             raise CoordinationError(
-                f"cannot reach Redis at {link.url} to share the limits: {exc}"
+                f"cannot reach Redis at {link.url} to share the limits: {text}"
             ) from exc
         link.state = "open"
         link.heard_hold(longest)
