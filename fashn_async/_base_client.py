@@ -120,7 +120,7 @@ class BaseClient:
         #: (:func:`_closed_with_its_loop`); emptied when it is closed.
         self._open: list[BaseClient] = []
         self._with_loop: AsyncGenerator[None, None] | None = None
-        self._ended_with_loop = False
+        self._closed = False  # (once closed, by aclose() or by its loop's end)
 
     @safe_repr  # (refused while being built, it is in a traceback's frame locals)
     def __repr__(self) -> str:
@@ -161,8 +161,9 @@ class BaseClient:
         every ``run()``, ``submit()`` and ``wait()`` in progress as a cancel would (a
         POST on the wire let finish, what it created cancelled on the server; the call
         raises ClientClosedError), stop the latency models' refits, close the HTTP
-        session, leave Redis. Closed by its loop's end already, it does nothing."""
-        if self._ended_with_loop:
+        session, leave Redis. Closed already (its loop's end included), it does nothing,
+        from any loop."""
+        if self._closed:
             return
         self._transport.check_loop()
         if self._open and self._with_loop is not None:
@@ -181,6 +182,7 @@ class BaseClient:
             # finish, what it created cancelled on the server) while the session is open.
             closing.push_async_callback(self._engine.calls.end_all, self.timeout + CANCEL_TIMEOUT)
             await self._batches.aclose()
+        self._closed = True  # (another loop's aclose() then does nothing)
 
 
 async def _closed_with_its_loop(client: list[BaseClient]) -> AsyncGenerator[None, None]:
@@ -195,4 +197,3 @@ async def _closed_with_its_loop(client: list[BaseClient]) -> AsyncGenerator[None
         if client:
             ending = client.pop()
             await ending._close()
-            ending._ended_with_loop = True  # (another loop's aclose() then does nothing)

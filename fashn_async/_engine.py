@@ -243,6 +243,9 @@ class Engine:
         raises nothing of its own, only such a cancellation once the cancel is done."""
         task = asyncio.ensure_future(self._cancel_within(prediction_id))
         cancelled = await outlive_cancels(task)
+        if task.cancelled():  # itself: every task was (asyncio.run's end), sent once more
+            task = asyncio.ensure_future(self._cancel_within(prediction_id))
+            cancelled = await outlive_cancels(task) or True
         task.result()
         if cancelled:
             raise asyncio.CancelledError

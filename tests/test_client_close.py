@@ -182,13 +182,16 @@ async def test_a_cancelled_aclose_still_closes_every_session(emulator: Emulator)
     assert all(session is not None and session.closed for session in sessions)
 
 
-def test_a_client_left_open_is_closed_with_its_loop() -> None:
+@pytest.mark.parametrize("ending", ["left running", "cancelled as the loop ends", "closed"])
+def test_a_client_left_open_is_closed_with_its_loop(ending: str) -> None:
     """A client opened in one ``asyncio.run()`` (a startup hook) and never closed there:
     the loop's end cancels its calls (the prediction running is cancelled on the server,
     the session still open for it) and then closes the client on that loop, so aiohttp
     has no session left to warn about (the suite makes warnings errors); an ``aclose()``
     from another loop afterwards does nothing (it raised EventLoopError, and the client
-    could never be closed)."""
+    could never be closed), nor after a client closed as usual. A call cancelled just
+    before the loop ends has its remote cancel cut by the loop's end (asyncio.run cancels
+    every task, that one's too): it is sent once more (it never reached the server)."""
     ready, stop, box = threading.Event(), threading.Event(), dict[str, Any]()
 
     def serve() -> None:
@@ -216,6 +219,10 @@ def test_a_client_left_open_is_closed_with_its_loop() -> None:
             kept["client"] = client
             running.append(asyncio.ensure_future(client.run(request_for(emu))))  # at its end
             await asyncio.sleep(0.5)
+            if ending == "cancelled as the loop ends":
+                running[0].cancel()  # (its remote cancel is under way as main returns)
+            elif ending == "closed":
+                await client.aclose()
 
         asyncio.run(startup())
         client = kept["client"]
@@ -227,4 +234,7 @@ def test_a_client_left_open_is_closed_with_its_loop() -> None:
     report = box["report"]
     assert len(report.accepted) == 1
     assert report.cancels == [report.accepted[0].id]
-    assert running[0].cancelled()
+    if ending == "closed":
+        assert isinstance(running[0].exception(), errors.ClientClosedError)
+    else:
+        assert running[0].cancelled()
