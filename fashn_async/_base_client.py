@@ -116,9 +116,7 @@ class BaseClient:
             raise
         #: The task group every batch of this client runs in; closed with the client.
         self._batches = BatchGroup()
-        #: While open, this client in a list an async generator of its loop holds
-        #: (:func:`_closed_with_its_loop`); emptied when it is closed.
-        self._open: list[BaseClient] = []
+        #: While open, one of its loop's async generators (:func:`_closed_with_its_loop`).
         self._with_loop: AsyncGenerator[None, None] | None = None
         self._closed = False  # (once closed, by aclose() or by its loop's end)
 
@@ -142,9 +140,8 @@ class BaseClient:
             if self._coordinator is not None:
                 await self._coordinator.aclose()
             raise
-        if not self._open:
-            self._open.append(self)
-            self._with_loop = _closed_with_its_loop(self._open)
+        if self._with_loop is None:
+            self._with_loop = _closed_with_its_loop(self)
             await anext(self._with_loop)  # (now one of the loop's async generators)
         return self
 
@@ -166,10 +163,10 @@ class BaseClient:
         if self._closed:
             return
         self._transport.check_loop()
-        if self._open and self._with_loop is not None:
-            self._open.clear()
-            await self._with_loop.aclose()  # (it finds the list empty: nothing to close)
         await self._close()
+        ending, self._with_loop = self._with_loop, None
+        if ending is not None:
+            await ending.aclose()  # (it finds the client closed: nothing left to do)
 
     async def _close(self) -> None:
         async with contextlib.AsyncExitStack() as closing:  # each step even if one before fails
@@ -185,7 +182,7 @@ class BaseClient:
         self._closed = True  # (another loop's aclose() then does nothing)
 
 
-async def _closed_with_its_loop(client: list[BaseClient]) -> AsyncGenerator[None, None]:
+async def _closed_with_its_loop(client: BaseClient) -> AsyncGenerator[None, None]:
     """Suspended while the client is open, as one of its loop's async generators: a loop
     that ends (``asyncio.run()`` closes them after cancelling its tasks) with the client
     still open closes it there, its calls ended as a cancel would, rather than leave
@@ -194,6 +191,5 @@ async def _closed_with_its_loop(client: list[BaseClient]) -> AsyncGenerator[None
     try:
         yield
     finally:
-        if client:
-            ending = client.pop()
-            await ending._close()
+        if not client._closed:
+            await client._close()
