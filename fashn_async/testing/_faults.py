@@ -164,9 +164,14 @@ _REASONS = {
 }
 
 
+def _reason(status: int) -> str:
+    """The reason phrase a gateway's answer of ``status`` carries."""
+    return _REASONS.get(status, "Server Error" if status >= 500 else "Error")
+
+
 def gateway_page(status: int) -> str:
     """The HTML error page a gateway (nginx, a load balancer) sends: not the API's shape."""
-    title = f"{status} {_REASONS.get(status, 'Server Error' if status >= 500 else 'Error')}"
+    title = f"{status} {_reason(status)}"
     return (
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
         f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -177,7 +182,7 @@ def gateway_page(status: int) -> str:
 def gateway_json(status: int) -> web.Response:
     """The JSON error a gateway of its own sends: the API's shape, and a name (the
     status's reason phrase) the API never gives."""
-    reason = _REASONS.get(status, "Server Error" if status >= 500 else "Error")
+    reason = _reason(status)
     return web.json_response(
         {"error": reason, "message": f"{status} {reason}: the upstream did not answer"},
         status=status,
