@@ -25,6 +25,7 @@ from fashn_async._options import (
     DEFAULT_BASE_URL,
     check_base_url,
     check_coordination,
+    check_env_proxy,
     check_flag,
     check_options,
     check_proxy,
@@ -93,6 +94,8 @@ class BaseClient:
                 if self.coordination
                 else None
             )
+            if proxy is None and check_flag("trust_env", trust_env):
+                check_env_proxy(self.base_url)
             self._transport = Transport(
                 base_url=self.base_url,
                 api_key=key,

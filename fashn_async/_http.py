@@ -305,7 +305,7 @@ class Transport:
         except (aiohttp.InvalidURL, ValueError):  # (its text may quote a proxy's password)
             failure = ConnectError(
                 f"{method} {path}: a URL to go through cannot be read, not sent (a proxy "
-                "in HTTP_PROXY or HTTPS_PROXY without its http:// scheme?)"
+                "in HTTP_PROXY or HTTPS_PROXY with a bad port?)"
             )
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused to connect us
             failure = ConnectError(f"{method} {path}: the proxy answered HTTP {exc.status}")

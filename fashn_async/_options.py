@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from fashn_async._coordination import RedisCoordination
 from fashn_async._limits import Limits
@@ -24,6 +25,7 @@ __all__ = [
     "check_base_url",
     "check_batch_input",
     "check_coordination",
+    "check_env_proxy",
     "check_flag",
     "check_options",
     "check_proxy",
@@ -154,6 +156,37 @@ def check_proxy(proxy: object) -> str | None:
             f"proxy must be an http(s) URL or None, got {shorten(shown_url(proxy))}"
         )
     return proxy
+
+
+def check_env_proxy(base_url: str) -> None:
+    """Refuse the environment's proxy for ``base_url`` (``HTTP_PROXY`` / ``HTTPS_PROXY``,
+    unless ``NO_PROXY`` exempts its host: as aiohttp reads them) when aiohttp cannot use
+    it: aiohttp takes only ``http://`` proxies from there. An ``https://`` one it ignores,
+    and requests would go direct, past the proxy; a ``socks5://`` one it would speak HTTP
+    to; one without a scheme it cannot read.
+
+    Raises:
+        ConfigurationError: naming the variable and the proxy (its password masked).
+    """
+    parts = urlsplit(base_url)
+    url = getproxies().get(parts.scheme)
+    if not url or (parts.hostname and proxy_bypass(parts.hostname)):
+        return
+    try:
+        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    except ValueError:
+        scheme = ""
+    if scheme == "http":
+        return
+    why = {
+        "https": "aiohttp ignores an https:// proxy given there, and requests would go direct",
+        "": "it has no http:// scheme",
+    }.get(scheme, f"aiohttp does not speak {scheme} to a proxy")
+    raise ConfigurationError(
+        f"{parts.scheme.upper()}_PROXY in the environment is {shorten(shown_url(url))}, "
+        f"which cannot be used for {shown_url(base_url)}: {why}. Give it as an http:// URL, "
+        "pass proxy='https://...' for a proxy that speaks TLS, or trust_env=False"
+    )
 
 
 def check_base_url(base_url: str) -> str:

@@ -257,6 +257,7 @@ def demo(out: Path, count: int, time_scale: float, progress: Any) -> None:
                     retry=timing.retry,
                     display=progress,
                     time_scale=time_scale,
+                    trust_env=False,  # the emulator is here, on loopback: no proxy reaches it
                 ),
                 console,
             )

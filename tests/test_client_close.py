@@ -218,7 +218,11 @@ def test_a_client_left_open_is_closed_with_its_loop(ending: str) -> None:
             await client.__aenter__()
             kept["client"] = client
             running.append(asyncio.ensure_future(client.run(request_for(emu))))  # at its end
-            await asyncio.sleep(0.5)
+            for _ in range(3000):  # its id back (a cancel then knows what to cancel)
+                if emu.report().accepted:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
             if ending == "cancelled as the loop ends":
                 running[0].cancel()  # (its remote cancel is under way as main returns)
             elif ending == "closed":

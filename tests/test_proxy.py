@@ -190,14 +190,12 @@ async def test_a_proxy_that_breaks_its_tunnel_sent_nothing(
     assert connects == 3  # each attempt reached the proxy, none the API
 
 
-@pytest.mark.parametrize("proxy", ["user:hunter2@127.0.0.1:6", "http://u:hunter2@127.0.0.1:9:x"])
 async def test_a_proxy_from_the_environment_aiohttp_cannot_read_is_a_connect_error(
-    clean_env: pytest.MonkeyPatch, proxy: str
+    clean_env: pytest.MonkeyPatch,
 ) -> None:
-    """HTTP_PROXY without its http://, or with a bad port (aiohttp cannot read it): a
-    ConnectError saying so, nothing sent, the password nowhere (aiohttp's error quotes
-    the URL)."""
-    clean_env.setenv("HTTP_PROXY", proxy)
+    """HTTP_PROXY with a bad port (aiohttp cannot read it): a ConnectError saying so,
+    nothing sent, the password nowhere (aiohttp's error quotes the URL)."""
+    clean_env.setenv("HTTP_PROXY", "http://u:hunter2@127.0.0.1:9:x")
     async with _emulator() as emu:
         async with _client(emu, retry=RetryPolicy(attempts=1)) as client:
             with pytest.raises(errors.ConnectError, match="cannot be read") as info:
@@ -205,6 +203,47 @@ async def test_a_proxy_from_the_environment_aiohttp_cannot_read_is_a_connect_err
         assert emu.report().requests_by_route.get("credits", 0) == 0
     shown = [str(info.value), repr(info.value.__context__), repr(info.value.__cause__)]
     assert not any("hunter2" in text for text in shown), shown
+
+
+@pytest.mark.parametrize(
+    ("proxy", "why"),
+    [
+        ("socks5://u:hunter2@127.0.0.1:1080", "does not speak socks5"),
+        ("SOCKS5H://hunter2@127.0.0.1:1080", "does not speak socks5h"),
+        ("https://u:hunter2@127.0.0.1:3129", "would go direct"),
+        ("user:hunter2@127.0.0.1:6", "no http:// scheme"),
+        ("127.0.0.1:3128", "no http:// scheme"),
+    ],
+)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_environment_proxy_aiohttp_cannot_use_is_refused_when_the_client_is_made(
+    clean_env: pytest.MonkeyPatch, proxy: str, why: str, scheme: str
+) -> None:
+    """aiohttp takes only http:// proxies from the environment: an https:// one it ignores
+    (requests went direct, past the proxy), a socks5:// one it spoke HTTP to, one with no
+    scheme it could not read. Each is refused as the client is made, naming the variable,
+    the proxy's password masked; NO_PROXY exempting the API's host lets it be."""
+    clean_env.setenv(f"{scheme.upper()}_PROXY", proxy)
+    base_url = f"{scheme}://127.0.0.1:{free_port()}"
+    with pytest.raises(errors.ConfigurationError, match=why) as info:
+        AsyncFashn(api_key="test-key-0123", base_url=base_url)
+    assert f"{scheme.upper()}_PROXY" in str(info.value)
+    assert "hunter2" not in str(info.value)
+    AsyncFashn(api_key="test-key-0123", base_url=base_url, trust_env=False)
+    AsyncFashn(api_key="test-key-0123", base_url=base_url, proxy="http://127.0.0.1:3128")
+    clean_env.setenv("NO_PROXY", "127.0.0.1")
+    AsyncFashn(api_key="test-key-0123", base_url=base_url)
+
+
+async def test_an_environment_proxy_for_the_other_scheme_is_not_refused(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """Only the proxy for the API's own scheme matters: HTTPS_PROXY=socks5://... with an
+    http:// base_url is never used, and the client works."""
+    clean_env.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    async with _emulator() as emu:
+        async with _client(emu) as client:
+            await client.credits()
 
 
 def test_a_proxy_password_never_shows() -> None:

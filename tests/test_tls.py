@@ -134,6 +134,7 @@ async def test_https_through_a_proxy_tunnel(
         options["proxy"] = tinyproxy.url
     else:
         clean_env.setenv("HTTPS_PROXY", tinyproxy.url)
+        options["trust_env"] = True  # (emu.client() leaves the environment out by default)
     async with _emulator(Handshakes(ca, "127.0.0.1")) as emu:
         port = emu.url.rsplit(":", 1)[1]
         saved = await _try_on(emu.client(**options), emu, tmp_path / "out")

@@ -92,6 +92,7 @@ class BatchSettings:
     report: bool = True
     time_scale: float = 1.0
     prepare_images: bool = False  # resized and re-encoded before sending (NOTES.md)
+    trust_env: bool = True  # HTTP_PROXY and the like (False: the demo's emulator, loopback)
 
 
 def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
@@ -246,6 +247,7 @@ def _client(settings: BatchSettings, *, api_key: str | None) -> AsyncFashn:
         polling=settings.polling,
         retry=settings.retry,
         prepare_images=settings.prepare_images,
+        trust_env=settings.trust_env,
     )
 
 
@@ -308,8 +310,7 @@ def fresh_start(out: Path, catalog: Path) -> None:
 
 
 async def _load_off_loop(settings: BatchSettings) -> Catalog:
-    """:func:`_load` in a worker thread, so that a signal stops the start-up at once (the
-    thread stops at the next row)."""
+    """:func:`_load` in a worker thread: a signal stops the start-up at its next row."""
     stop = threading.Event()
     try:
         catalog: Catalog = await in_worker(_load, settings, stop)

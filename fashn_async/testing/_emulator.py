@@ -122,7 +122,9 @@ class Emulator:
         Args:
             **options: Keyword arguments of ``AsyncFashn``. ``limits``, ``polling`` and
                 ``retry`` are given in API seconds, as for the real API, and scaled
-                like the defaults; the others are passed as they are.
+                like the defaults; the others are passed as they are. ``trust_env``
+                is False unless given (this emulator is on loopback, where a proxy from
+                ``HTTP_PROXY`` would not reach it).
 
         Raises:
             RuntimeError: The emulator is not running.
@@ -139,6 +141,7 @@ class Emulator:
         )
         options.setdefault("api_key", self.api_key)
         options.setdefault("base_url", self.url)
+        options.setdefault("trust_env", False)
         return AsyncFashn(**timing.client_options(), **options)
 
     def inject(self, fault: PredictionFault | HttpFault) -> None:
