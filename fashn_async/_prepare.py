@@ -18,6 +18,7 @@ pairs one model photo with 5,000 garments prepares that photo once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib.util
 import io
@@ -28,7 +29,7 @@ from typing import Any, Final
 
 import attrs
 
-from fashn_async._images import check_image_bytes, to_data_uri
+from fashn_async._images import check_image_bytes, sniff_mime, to_data_uri
 from fashn_async._redact import safe_repr
 from fashn_async._sources import in_worker, offload
 from fashn_async._validators import at_least_one, config_int
@@ -188,7 +189,9 @@ def prepare_image(field: str, data: bytes | bytearray, config: ImagePreparation)
     Raises:
         ImageInputError: the image does not decode in full.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
+
+    Image = _pillow()
 
     check_image_bytes(field, data)
     edge = config.max_edge
@@ -229,7 +232,7 @@ def _open(field: str, data: bytes | bytearray) -> Any:
     Pillow warns (``DecompressionBombWarning``) about a large image as it opens it; that
     warning is our ImageInputError here, as is any image over the cap.
     """
-    from PIL import Image
+    Image = _pillow()
 
     with _OPEN_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (the cap is ours)
@@ -237,6 +240,8 @@ def _open(field: str, data: bytes | bytearray) -> Any:
             opened = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
             opened = None
+        except (OSError, ValueError, SyntaxError):  # (Pillow's UnidentifiedImageError)
+            raise ImageInputError(f"{field}: {undecodable(data)}") from None
     cap = MAX_JPEG_PIXELS if opened is not None and opened.format == "JPEG" else MAX_PIXELS
     if opened is None or opened.width * opened.height > cap:
         size = f" ({opened.width} x {opened.height} pixels)" if opened is not None else ""
@@ -247,6 +252,33 @@ def _open(field: str, data: bytes | bytearray) -> Any:
             "too many to prepare: resize it first"
         )
     return opened
+
+
+@functools.cache
+def _pillow() -> Any:
+    """Pillow's ``Image``, with HEIF/HEIC (iPhone photos) readable where pillow-heif is
+    installed (the ``images`` extra): its opener registered once, on first use."""
+    from PIL import Image
+
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        pass
+    else:
+        register_heif_opener()
+    return Image
+
+
+def undecodable(data: bytes | bytearray) -> str:
+    """Why Pillow here cannot decode image ``data``, and what to do for a format it reads
+    only with a plugin (HEIC without pillow-heif)."""
+    mime = sniff_mime(bytes(data[:64]))
+    if mime == "image/heic":
+        return (
+            "a HEIC image (an iPhone photo?), which Pillow reads only with pillow-heif: "
+            "pip install pillow-heif (or 'fashn-async[images]'), or save it as JPEG"
+        )
+    return f"the image does not decode here ({mime or 'an unknown format'})"
 
 
 def pixels_problem(data: bytes | bytearray) -> str | None:

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,54 @@ async def test_a_file_that_is_no_image_is_named_by_its_path(tmp_path: Path) -> N
     text.write_text("hello")
     with pytest.raises(errors.ImageInputError, match=f"model_image: {text}: the data is not"):
         await encode_image("model_image", text)
+
+
+def _heic(size: tuple[int, int] = (300, 200), **options: Any) -> bytes:
+    """A HEIC photo, as an iPhone saves them (written by pillow-heif, without making
+    Pillow read HEIC: the client is what registers that)."""
+    from pillow_heif import from_pillow
+
+    out = io.BytesIO()
+    from_pillow(Image.new("RGB", size, "red")).save(out, format="HEIF", **options)
+    return out.getvalue()
+
+
+async def test_a_heic_phone_photo_is_prepared_as_jpeg() -> None:
+    """An iPhone's HEIC photo (pillow-heif, in the images extra, reads it) is sent as
+    JPEG, upright (its EXIF orientation applied) and without its metadata."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    mime, image = await prepared(_heic((300, 200), exif=exif.tobytes()))
+    assert mime == "image/jpeg"
+    assert image.size == (200, 300)
+    assert image.getexif().get(0x0112) is None
+
+
+def test_without_pillow_heif_a_heic_photo_says_what_to_do(tmp_path: Path) -> None:
+    """Where pillow-heif is not installed, a HEIC photo is refused naming its format and
+    what to do (it said ``UnidentifiedImageError: cannot identify image file
+    <_io.BytesIO object at 0x...>``), by the preparer and by the bulk job's check."""
+    photo = tmp_path / "phone.heic"
+    photo.write_bytes(_heic())
+    script = (
+        "import asyncio, sys\n"
+        "sys.modules['pillow_heif'] = None  # not installed\n"
+        "from fashn_async import ImagePreparation, errors\n"
+        "from fashn_async._prepare import pixels_problem\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "print(pixels_problem(data))\n"
+        "try:\n"
+        "    asyncio.run(ImagePreparation().preparer().data_uri('model_image', data))\n"
+        "except errors.ImageInputError as exc:\n"
+        "    print(exc.message)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", script, str(photo)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first.startswith(
+        "a HEIC image (an iPhone photo?), which Pillow reads only with pillow-heif"
+    )
+    assert second.startswith("model_image: a HEIC image")
+    assert "BytesIO" not in done.stdout
