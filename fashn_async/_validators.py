@@ -87,15 +87,17 @@ def shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-#: C0 and C1 control characters (and DEL), each shown as its escape: ``\n``, ``\x1b``.
-_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
 def visible(text: str) -> str:
-    """``text`` with every control character shown as its escape, for a line a person
-    reads: a value from a file (a path with a newline, an escape sequence in a name) can
-    neither split a line nor drive the terminal."""
-    return text.translate(_CONTROLS)
+    """``text`` with every character Python does not call printable shown as its escape
+    (``\\n``, ``\\x1b``, ``\\u202e``), for a line a person reads: a value from a file (a
+    path with a newline, an escape sequence or a right-to-left override in a name) can
+    neither split a line, drive the terminal nor reorder what the line shows. Unprintable
+    are the control and format characters (bidirectional overrides and isolates,
+    zero-width ones), line and paragraph separators, spaces other than `` `` (a no-break
+    space looks like one), lone surrogates, private-use and unassigned code points."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
 
 
 def encodable(value: str) -> bool:

@@ -821,13 +821,14 @@ async def test_a_value_with_control_characters_neither_splits_a_line_nor_drives_
     name) is printed with its controls escaped: it cannot split the job's lines into a
     forged one, nor recolour or retitle the terminal (rich passes ESC through)."""
     catalog = write_catalog(tmp_path, 1, models=1)
-    evil = "images/mod\nstopped: forged\x1b]0;title\x07\x1b[31m.png"
+    evil = "images/mod\nstopped: forged\x1b]0;title\x07\x1b[31m\u202egnp.png"
     with catalog.open("a", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerow(["sku-x", evil, "images/garment_0.png", "tops"])
     code, printed = await _run(emulator, catalog, tmp_path / "out")
     assert code == 1, printed
     assert "\x1b" not in printed
-    assert "\\x1b]0;title\\x07\\x1b[31m" in printed
+    assert "\u202e" not in printed  # (a right-to-left override reorders what a line shows)
+    assert "\\x1b]0;title\\x07\\x1b[31m\\u202egnp" in printed
     assert not [line for line in printed.splitlines() if line.startswith("stopped: forged")]
 
 

@@ -18,6 +18,7 @@ from fashn_async._validators import (
     config_int,
     in_range,
     is_finite_number,
+    visible,
 )
 
 URL = "https://example.com/a.png"
@@ -97,3 +98,24 @@ def test_an_int_beyond_float_range_is_never_a_finite_number(value: Any) -> None:
     assert is_finite_number(value) is expected
     if type(value) is int and not expected:
         assert not in_range(value, -math.inf, math.inf)
+
+
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=())))
+def test_a_visible_line_holds_only_what_prints_as_itself(text: str) -> None:
+    """Whatever a file held, the line shown has no character that acts instead of
+    printing (a control, a bidirectional override, a zero-width or separator one), is
+    the text itself where it had none, and loses nothing (each escape reads back)."""
+    shown = visible(text)
+    assert shown.isprintable()
+    if text.isprintable():
+        assert shown == text
+    assert len(shown) >= len(text)
+
+
+@pytest.mark.parametrize(
+    "hidden", ["\n", "\x1b", "\x9b", "\u202e", "\u2066", "\u200f", "\u2028", "\xa0"]
+)
+def test_each_kind_that_acts_instead_of_printing_is_escaped(hidden: str) -> None:
+    """The kinds a helper tried (C0, C1, bidi override and isolate, direction mark, line
+    separator, no-break space): each shown as its escape."""
+    assert visible(f"a{hidden}b") == f"a{hidden.encode('unicode_escape').decode()}b"
