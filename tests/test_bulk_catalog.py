@@ -451,6 +451,26 @@ def test_a_lone_surrogate_in_jsonl_is_an_invalid_row(folder: Path, row: str) -> 
         assert journal.counts()["invalid"] == 1
 
 
+@pytest.mark.parametrize(
+    ("row", "key"),
+    [
+        ('"garment_image": "images/garment_0.png", "garment_image": "images/model_0.png"',
+         "garment_image"),
+        ('"garment_image": "images/garment_0.png", "id": "a", "id": "b"', "id"),
+        ('"garment_image": "images/garment_0.png", "seed": {"k": 1, "k": 2}', "k"),
+    ],
+)  # fmt: skip
+def test_a_jsonl_row_naming_a_key_twice_is_an_invalid_row(folder: Path, row: str, key: str) -> None:
+    """A JSON object naming a key twice, a column or one nested: which was meant cannot
+    be known (a JSON reader keeps the last, silently: the row was sent with it, and a CSV
+    header repeating a column is refused). That row is invalid naming the key."""
+    line = f'{{"model_image": "images/model_0.png", "category": "tops", {row}}}'
+    catalog = load_catalog(_csv(folder, f"{line}\n", "catalog.jsonl"))
+    (bad,) = catalog.rows
+    assert not bad.ok
+    assert f"repeated key {key!r}" in str(bad.error)
+
+
 @pytest.mark.parametrize(("suffix", "sep"), [(".csv", ","), (".tsv", "\t")])
 @pytest.mark.parametrize("broken", ['"images/model_0.png', '"tops'])
 def test_an_unclosed_quote_is_a_bad_row_and_swallows_no_later_row(

@@ -257,7 +257,10 @@ def jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, problem
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_each_key_once)
+        except _RepeatedKey as exc:
+            yield number, f"repeated key {exc.args[0]!r} (JSON readers keep the last, silently)"
+            continue
         except RecursionError:
             yield number, "not valid JSON: nested too deep to read"
             continue
@@ -272,6 +275,19 @@ def jsonl(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, problem
             continue
         yield number, value
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object naming one key twice (``json`` keeps the last, silently)."""
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
 
 
 def _text_problem(value: dict[str, Any]) -> str | None:
