@@ -26,6 +26,7 @@ from fashn_async.bulk._outcome import JobSummary
 from fashn_async.bulk._report import render_report
 from fashn_async.bulk._rescue import keep
 from fashn_async.bulk._rows import JournalWriteError, disk_problem, disk_remedy
+from fashn_async.errors import ConfigurationError
 from fashn_async.testing import Emulator, HttpFault
 from fashn_async.testing._state import payload_digest
 from tests.bulk_support import (
@@ -641,3 +642,30 @@ def test_a_read_only_disk_is_called_read_only_even_when_full(tmp_path: Path) -> 
     with mock.patch.object(_rows, "_no_room", return_value=True):
         assert disk_problem(error, tmp_path) == "the file system is read-only"
         assert disk_problem(OSError(errno.EIO, "I/O"), tmp_path).startswith("the disk is full")
+
+
+@pytest.mark.parametrize(
+    "code", [errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EISDIR, errno.ELOOP]
+)
+def test_an_error_that_names_itself_is_not_called_a_full_disk(tmp_path: Path, code: int) -> None:
+    """Where the folder's file system shows no room (/proc, /sys: 0 bytes free, always),
+    an error that says what it is (no such folder, a name too long) is not taken for a
+    full disk: `--out /proc/self/x` said the disk was full. SQLite's words, and EIO, are
+    still read against the room left."""
+    from fashn_async.bulk import _rows
+
+    error = OSError(code, os.strerror(code))
+    with mock.patch.object(_rows, "_no_room", return_value=True):
+        assert disk_problem(error, tmp_path) == os.strerror(code)
+        assert disk_problem(sqlite3.OperationalError("disk I/O error"), tmp_path).startswith(
+            "the disk is full"
+        )
+
+
+@pytest.mark.parametrize("long", ["x" * 300, "/".join(["y" * 200] * 25)])
+def test_an_out_folder_whose_name_is_too_long_cannot_start(tmp_path: Path, long: str) -> None:
+    """A --out name past the file system's limits (255 bytes a name, 4,096 a path): the
+    job cannot start, saying so (a traceback, exit 1, before)."""
+    rows = load_catalog(write_catalog(tmp_path, 1)).rows
+    with pytest.raises(ConfigurationError, match="File name too long"):
+        Journal.open(tmp_path / long, meta={}, rows=rows)

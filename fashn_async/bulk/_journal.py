@@ -120,8 +120,9 @@ class Journal(JournalOpening, JournalRescue):
             JournalBusyError: another job holds the folder.
             JournalMismatchError: the journal was made for another catalog or API.
         """
-        resumable = (directory / JOURNAL_NAME).exists()
+        resumable = False
         try:
+            resumable = (directory / JOURNAL_NAME).exists()  # (a name too long raises)
             return cls._open(directory, meta, rows)
         except (JournalWriteError, sqlite3.Error, OSError) as exc:
             raise opening_error(exc, directory / JOURNAL_NAME, resumable=resumable) from None

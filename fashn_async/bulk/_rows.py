@@ -128,7 +128,8 @@ def disk_problem(exc: BaseException, folder: Path | None = None) -> str:
         return "the file system is read-only"
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
         return "it may no longer be written (permission denied)"
-    if folder is not None and _no_room(folder):
+    told = isinstance(exc, OSError) and exc.errno not in (None, errno.EIO)  # (its own words)
+    if folder is not None and not told and _no_room(folder):
         return f"the disk is full ({_words(exc)})"
     return _words(exc)
 
