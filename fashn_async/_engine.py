@@ -183,7 +183,7 @@ class Engine:
             finally:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted, answered=answered)
-            if isinstance(result, Response) and result.sends > 1 and limiter is not None:
+            if result.sends > 1 and limiter is not None:  # (answered or not)
                 limiter.seed([(0.0, result.sends - 1)])  # aiohttp sent it again itself
             decision = decide(route, outcome, tries, self.retry, self._rng)
             action = decision.action

@@ -215,6 +215,11 @@ class CoordinationError(FashnError):
 class TransportError(FashnError):
     """The network failed: no usable HTTP answer arrived."""
 
+    #: How many times the request went out before it failed: aiohttp sends a GET again
+    #: itself when a kept-alive connection drops, and each may have reached the server
+    #: (and counted against its limits); 0 when none went out.
+    sends: int = 1
+
 
 class ConnectError(TransportError):
     """No connection could be made; the request was never sent."""

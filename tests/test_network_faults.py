@@ -599,3 +599,42 @@ async def test_a_proxy_refusing_its_credentials_is_named_in_the_uncertain_error(
     emulator.inject(HttpFault("gateway_before", route="run", status=status, times=1))
     with pytest.raises(errors.SubmissionUncertainError, match=re.escape(said)):
         await client.submit(request_for(emulator))
+
+
+async def test_a_get_aiohttp_sends_again_is_booked_even_when_both_fail() -> None:
+    """aiohttp's own second send dropped too, the try failing: both sends are booked
+    (only an answered try's were: a status window at its limit then drew 429s from
+    the server, which counted both, under `HttpFault("drop_after")`)."""
+    requests = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            requests += 1
+            if requests >= 2:  # the kept-alive connection's, and aiohttp's own again
+                break
+            body = b'{"credits": {"total": 5, "subscription": 0, "on_demand": 5}}'
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            )
+            writer.write(head.encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, AsyncFashn(
+        api_key="test-key-0123", base_url=url, retry=RetryPolicy(attempts=1)
+    ) as client:
+        await client.credits()
+        with pytest.raises(errors.ConnectionDroppedError) as info:
+            await client.credits()
+        limiter = client._engine.credits_limiter
+        assert limiter is not None
+        assert requests == 3
+        assert info.value.sends == 2
+        assert limiter.in_window() == 3
