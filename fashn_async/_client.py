@@ -271,7 +271,6 @@ class AsyncFashn(BaseClient):
                 f"got {shorten(deadline)}"
             )
         self._transport.session  # noqa: B018 - fail fast when closed
-        prepared = await self._engine.prepare(req)
         created: list[str] = []
         unanswered = False  # a POST is out whose answer has not shown that nothing exists
 
@@ -283,7 +282,9 @@ class AsyncFashn(BaseClient):
             nonlocal unanswered
             unanswered = False
 
+        # The deadline covers everything the call does: preparing the images too.
         with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
+            prepared = await self._engine.prepare(req)
             status = await self._engine.submit_and_wait(
                 prepared,
                 on_sending=sending,
@@ -297,7 +298,8 @@ class AsyncFashn(BaseClient):
                     "answer; the prediction may exist and be charged, so it is not re-sent"
                 )
             raise DeadlineExceededError(
-                f"no result within the deadline of {deadline:g} s",
+                f"no result within the deadline of {deadline:g} s"
+                + ("" if created else " (no prediction was created)"),
                 prediction_id=created[-1] if created else None,
             )
         status.raise_for_status()

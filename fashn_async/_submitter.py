@@ -116,6 +116,9 @@ class Submitter:
             grant = None if limiter is None else await limiter.acquire(prepared.generations)
             counted, answered, cancelled = False, False, False  # until it may go out
             try:
+                # A cancel already due (a deadline run out while the grant came at once,
+                # or while the images were prepared) is taken here: nothing goes out.
+                await anyio.lowlevel.checkpoint()
                 if on_sending is not None:
                     written = on_sending()
                     if written is not None:  # a journal writing off the event loop

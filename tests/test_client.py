@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import PNG
+from PIL import Image
 
 from fashn_async import AsyncFashn, Credits, Limits, ModelRequest, RetryPolicy, TryOnRequest, errors
 from fashn_async._names import CURRENT_PREDICTION_ERRORS, V1_PREDICTION_ERRORS
@@ -419,6 +420,45 @@ async def test_deadline(client: AsyncFashn, emulator: Emulator) -> None:
     report = emulator.report()
     assert report.cancels == [report.accepted[0].id]
     assert info.value.prediction_id == report.accepted[0].id
+
+
+@pytest.mark.looptime(False)  # real time: it passes between the call and the send
+@pytest.mark.parametrize("deadline", [1e-9, 1e-6])
+async def test_a_deadline_run_out_before_the_post_sends_nothing(
+    client: AsyncFashn, emulator: Emulator, deadline: float
+) -> None:
+    """A deadline that runs out before POST /v1/run goes (the submit grant came at once,
+    with nothing to wait for: no chance for the deadline to act) sends nothing: a
+    prediction was created and cancelled each time, and charged where the cancel did
+    not take. The grant is given back. (A microsecond is far less than the call takes.)"""
+    with pytest.raises(errors.DeadlineExceededError, match="no prediction was created") as info:
+        await client.run(request_for(emulator), deadline=deadline)
+    assert info.value.prediction_id is None
+    report = emulator.report()
+    assert (report.accepted, report.requests_by_route.get("run", 0)) == ([], 0)
+    limiter = client._engine.submitter.limiter
+    assert limiter is not None
+    assert limiter.in_window() == 0
+
+
+async def test_the_deadline_covers_preparing_the_images(emulator: Emulator) -> None:
+    """Preparing large images (decode, resize, encode: in a worker thread) counts against
+    the deadline, and a deadline run out there sends nothing: the POST went out after
+    the deadline, the prediction created only to be cancelled."""
+    noise = io.BytesIO()
+    Image.effect_noise((3000, 3000), 64).convert("RGB").save(noise, format="PNG")
+    async with AsyncFashn(
+        api_key=emulator.api_key, base_url=emulator.url, prepare_images=True
+    ) as client:
+        with pytest.raises(errors.DeadlineExceededError) as info:
+            await client.run(
+                model_image=noise.getvalue(),
+                garment_image=noise.getvalue() + b"",
+                category="tops",
+                deadline=0.01,
+            )
+    assert info.value.prediction_id is None
+    assert emulator.report().requests_by_route.get("run", 0) == 0
 
 
 @pytest.mark.parametrize(
