@@ -19,6 +19,7 @@ __all__ = [
     "LONGEST_SHOWN",
     "SAFE_QUERY_NAMES",
     "Secret",
+    "map_strings",
     "basic_credential",
     "safe_repr",
     "shown_url",
@@ -198,26 +199,7 @@ class Secret:
         """A parsed JSON ``value`` with :meth:`scrub_text` applied to every string in it,
         keys included (any escape or encoding JSON allows has been decoded by then);
         lists and objects are changed in place (iteratively: any depth)."""
-        if isinstance(value, str):
-            return self.scrub_text(value)
-        stack = [value]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, dict):
-                for name in list(node):  # (JSON's names are strings)
-                    item = node.pop(name)
-                    node[self.scrub_text(name)] = (
-                        self.scrub_text(item) if isinstance(item, str) else item
-                    )
-                    if isinstance(item, dict | list):
-                        stack.append(item)
-            elif isinstance(node, list):
-                for index, item in enumerate(node):
-                    if isinstance(item, str):
-                        node[index] = self.scrub_text(item)
-                    elif isinstance(item, dict | list):
-                        stack.append(item)
-        return value
+        return map_strings(value, self.scrub_text)
 
 
 def basic_credential(user: str, password: str) -> str:
@@ -256,3 +238,27 @@ def safe_repr(method: Callable[[_T], str]) -> Callable[[_T], str]:
             return f"<{type(self).__name__} (not fully built)>"
 
     return __repr__
+
+
+def map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """A parsed JSON ``value`` with ``change`` applied to every string in it, the names
+    of objects included; lists and objects are changed in place (iteratively: any
+    depth)."""
+    if isinstance(value, str):
+        return change(value)
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name in list(node):  # (JSON's names are strings)
+                item = node.pop(name)
+                node[change(name)] = change(item) if isinstance(item, str) else item
+                if isinstance(item, dict | list):
+                    stack.append(item)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    node[index] = change(item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+    return value

@@ -16,7 +16,8 @@ from urllib.request import getproxies
 import aiohttp
 from multidict import CIMultiDict
 
-from fashn_async._redact import Secret, basic_credential, shown_url
+from fashn_async._redact import Secret, basic_credential, map_strings, shown_url
+from fashn_async._validators import encodable
 from fashn_async._retry import parse_retry_after
 
 __all__ = [
@@ -84,8 +85,9 @@ def answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:
     """An answer's headers (names in any case), the key scrubbed from names and values; of
     Retry-After sent more than once, the longest wait (a second, longer one must not be
     lost to a first ``0``)."""
-    kept = CIMultiDict(
-        (key.scrub_text(name), key.scrub_text(value)) for name, value in headers.items()
+    kept = CIMultiDict(  # (aiohttp reads bytes not UTF-8 as lone surrogates: escaped)
+        (_utf8(key.scrub_text(name)), _utf8(key.scrub_text(value)))
+        for name, value in headers.items()
     )
     waits = kept.getall("Retry-After", [])
     if len(waits) > 1:
@@ -140,9 +142,19 @@ def failed_to(exc: aiohttp.ClientConnectorError, base_url: str) -> str:
 
 
 def parse_json(raw: bytes) -> tuple[Any, bool]:
+    """An answer's body parsed as JSON, and whether it was JSON. Every string in it is
+    text UTF-8 can carry: a lone surrogate escape (``"\\ud800"``, valid JSON, which no
+    UTF-8 text holds) is kept as the escape's characters, so an error name or message
+    holding one can be printed, logged and written to a journal."""
     if not raw:
         return None, False
     try:
-        return json.loads(raw), True
+        return map_strings(json.loads(raw), _utf8), True
     except (ValueError, RecursionError):
         return None, False
+
+
+def _utf8(text: str) -> str:
+    if encodable(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
 from pathlib import Path
@@ -15,16 +16,19 @@ from pathlib import Path
 import attrs
 import pytest
 from helpers import assert_uncertain_slot_held_then_given_back
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
 from fashn_async import _wire as wire
 from fashn_async._http import Response
 from fashn_async._polling import latency_class
+from fashn_async._validators import encodable
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions
-from fashn_async.testing import Emulator, HttpFault, StalledPort
-from tests.bulk_support import journal_counts, write_catalog
+from fashn_async.testing import Emulator, HttpFault, PredictionFault, StalledPort
+from tests.bulk_support import journal_counts, read_manifest, write_catalog
 
 PAST = "Thu, 01 Jan 2015 00:00:00 GMT"
 
@@ -627,9 +631,10 @@ async def test_a_get_aiohttp_sends_again_is_booked_even_when_both_fail() -> None
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    async with server, AsyncFashn(
-        api_key="test-key-0123", base_url=url, retry=RetryPolicy(attempts=1)
-    ) as client:
+    async with (
+        server,
+        AsyncFashn(api_key="test-key-0123", base_url=url, retry=RetryPolicy(attempts=1)) as client,
+    ):
         await client.credits()
         with pytest.raises(errors.ConnectionDroppedError) as info:
             await client.credits()
@@ -638,3 +643,75 @@ async def test_a_get_aiohttp_sends_again_is_booked_even_when_both_fail() -> None
         assert requests == 3
         assert info.value.sends == 2
         assert limiter.in_window() == 3
+
+
+_SURROGATE_NAME, _SURROGATE_MESSAGE = "Pipe\ud800Error", "bad \udc80 thing"
+
+
+async def test_an_error_holding_a_lone_surrogate_can_be_printed(emulator: Emulator) -> None:
+    """A status answer whose error name and message hold a lone surrogate escape
+    (``"\\ud800"``: valid JSON, which no UTF-8 text holds): the typed error shows the
+    escape's characters, so it can be printed and logged (``str()`` raised
+    UnicodeEncodeError in any handler that encodes it)."""
+    emulator.inject(PredictionFault(_SURROGATE_NAME, message=_SURROGATE_MESSAGE))
+    async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+        with pytest.raises(errors.PredictionError) as info:
+            await client.run(request_for(emulator))
+    assert info.value.name == "Pipe\\ud800Error"
+    assert str(info.value).encode("utf-8").endswith(b"bad \\udc80 thing")
+
+
+async def test_a_bulk_row_failing_with_a_lone_surrogate_is_a_failed_row(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The same answer in a bulk job: each row is `failed` with the error's name,
+    manifest and report written, exit 1, and again on a re-run (the journal
+    refused the text: an ExceptionGroup, no manifest, each re-run the same)."""
+    catalog = write_catalog(tmp_path, 3, models=1)
+    out = tmp_path / "out"
+    emulator.inject(PredictionFault(_SURROGATE_NAME))
+    settings = BatchSettings(
+        catalog=catalog,
+        options=JobOptions(out=out),
+        api_key=emulator.api_key,
+        base_url=emulator.url,
+        display="quiet",
+    )
+    for _ in range(2):
+        assert await run_batch(settings, Console(file=io.StringIO(), width=200)) == 1
+        assert journal_counts(out)["failed"] == 3
+        failed = [e for e in read_manifest(out) if e["status"] == "failed"]
+        assert [e["error_name"] for e in failed] == ["Pipe\\ud800Error"] * 3
+        assert (out / "report.html").is_file()
+    assert len(emulator.report().accepted) == 3
+
+
+@given(
+    st.recursive(
+        st.text(alphabet=st.characters(codec=None, exclude_categories=())),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(alphabet=st.characters(codec=None)), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
+def test_every_string_of_an_answer_is_utf8_text(value: object) -> None:
+    """Whatever strings an answer's JSON holds (any escape, lone surrogates included, in
+    names and values, at any depth), each comes out as text UTF-8 carries; those that
+    were such text already, unchanged."""
+    parsed, is_json = wire.parse_json(json.dumps(value).encode())
+    assert is_json
+
+    def strings(node: object) -> list[str]:
+        if isinstance(node, str):
+            return [node]
+        if isinstance(node, dict):
+            return [s for name, item in node.items() for s in [name, *strings(item)]]
+        if isinstance(node, list):
+            return [s for item in node for s in strings(item)]
+        return []
+
+    assert all(encodable(text) for text in strings(parsed))
+    if all(encodable(text) for text in strings(value)):
+        assert parsed == value
