@@ -31,8 +31,8 @@ nothing. "Expected" means the route's success shape (``id``; ``status``; ``credi
     429 ConcurrencyLimitExceeded, API body         RETRY d  [2]            RETRY d  [2]
     429 RateLimitExceeded, API body                PAUSE d  [2]            PAUSE d  [2]
     429, body not the API's                        UNCERTAIN               PAUSE d  [2]
-    5xx, API body                                  RETRY d  [1] [3]        RETRY d  [1]
-    5xx, body not the API's (HTML gateway page)    UNCERTAIN               RETRY d  [1]
+    5xx, API body                                  RETRY d  [1] [3] [4]    RETRY d  [1] [4]
+    5xx, body not the API's (HTML gateway page)    UNCERTAIN               RETRY d  [1] [4]
     408, body not the API's                        UNCERTAIN               RETRY d  [1]
     any other status, API body (400, 401, 404...)  FINAL                   FINAL
     any other status, body not the API's           UNCERTAIN               FINAL
@@ -47,9 +47,13 @@ nothing. "Expected" means the route's success shape (``id``; ``status``; ``credi
          id was issued, so resending the same payload is safe." A 5xx whose body is not
          the API's own (a gateway's HTML page) may come after the backend created the
          prediction: it proves nothing, so it is UNCERTAIN.
+    [4]  with a Retry-After, PAUSE d instead: the server said when the service will be
+         back (RFC 9110 10.2.3, a 503's), which holds for every request on the route,
+         not only this one (each of the others would meet the outage page in turn).
 
 RETURN: the answer is the result. RETRY: wait d, send again. PAUSE: the key's rate limit
-was hit: pause the route's limiter for d (every request on it waits), send again. FINAL:
+was hit, or the server said when to come back: pause the route's limiter for d (every
+request on it waits), send again. FINAL:
 raise; for POST /v1/run nothing was created. UNCERTAIN: raise
 :class:`~fashn_async.errors.SubmissionUncertainError`: the request may have reached the
 server, so the prediction may exist and be charged; it is never re-sent.
@@ -404,8 +408,10 @@ def _failure(
     rng: random.Random | None,
     retry_after: float | None,
 ) -> Decision:
-    """RETRY after the backoff, or FINAL once the attempts are spent."""
+    """RETRY after the backoff (PAUSE the route where the server gave a Retry-After),
+    or FINAL once the attempts are spent."""
     after = Tries(tries.failures + 1, tries.refusals)
     if after.failures >= policy.attempts:
         return Decision(Action.FINAL, reason, tries)
-    return Decision(Action.RETRY, reason, after, policy.delay(after.failures, retry_after, rng=rng))
+    action = Action.RETRY if retry_after is None else Action.PAUSE
+    return Decision(action, reason, after, policy.delay(after.failures, retry_after, rng=rng))

@@ -251,7 +251,10 @@ ROWS: list[tuple[str, Outcome, Action]] = [
     ("run", Outcome.answer(429, Shape.NOT_JSON), Action.UNCERTAIN),
     ("status", Outcome.answer(429, Shape.NOT_JSON), Action.PAUSE),
     ("run", Outcome.answer(500, API, "InternalServerError"), Action.RETRY),
-    ("run", Outcome.answer(503, API, "InternalServerError", 3.0), Action.RETRY),
+    # A 5xx with a Retry-After: the server said when it is back, for every request.
+    ("run", Outcome.answer(503, API, "InternalServerError", 3.0), Action.PAUSE),
+    ("status", Outcome.answer(503, Shape.NOT_JSON, None, 5.0), Action.PAUSE),
+    ("status", Outcome.answer(502, API, "InternalServerError", 0.0), Action.PAUSE),
     ("run", Outcome.answer(502, Shape.NOT_JSON), Action.UNCERTAIN),
     ("run", Outcome.answer(504, Shape.NOT_JSON), Action.UNCERTAIN),
     ("status", Outcome.answer(502, Shape.NOT_JSON), Action.RETRY),
