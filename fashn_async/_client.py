@@ -130,7 +130,7 @@ class AsyncFashn(BaseClient):
                 nothing is sent.
             NotFoundError: no such prediction, or one too old to be tracked (404).
             AuthenticationError: the API key was refused (401).
-            RateLimitError: 429 answers outlasted ``retry.attempts``.
+            RateLimitError: 429 answers outlasted ``retry.rate_limit_waits``.
             ServerError: 5xx answers outlasted ``retry.attempts``.
             APIError: an answer about another prediction (at once), or 2xx answers
                 without a ``status`` or with an ``output`` not null or a list of
@@ -209,7 +209,7 @@ class AsyncFashn(BaseClient):
             EventLoopError: used from an event loop other than the one it was opened on.
             AuthenticationError: the API key was refused (401).
             APIError: the answer is not a credits object, or a balance is no finite number.
-            RateLimitError: 429 answers outlasted ``retry.attempts``.
+            RateLimitError: 429 answers outlasted ``retry.rate_limit_waits``.
             ServerError: 5xx answers outlasted ``retry.attempts``.
             TransportError: the network failed ``retry.attempts`` times.
         """

@@ -79,10 +79,24 @@ _API_ERRORS_BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+#: The most of a server's error name and message an error keeps, in characters (a
+#: 2 MB message was printed whole on one line).
+MAX_NAME, MAX_MESSAGE = 200, 2000
+
+
+def capped(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, saying how many more it had."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} characters more, not kept)"
+
+
 def prediction_error_from_payload(
     name: str | None, message: str | None, *, prediction_id: str | None
 ) -> PredictionError:
-    """Build the error of a failed prediction from its ``{name, message}``."""
+    """Build the error of a failed prediction from its ``{name, message}`` (each cut to
+    :data:`MAX_NAME` and :data:`MAX_MESSAGE` characters)."""
+    name, message = capped(name, MAX_NAME), capped(message, MAX_MESSAGE)
     name = name or "UnknownError"
     cls = _PREDICTION_ERRORS.get(name, UnknownPredictionError)
     return cls(message or "the prediction failed", name=name, prediction_id=prediction_id)
@@ -99,8 +113,8 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
     else:  # current: {"error": "<Code>", "message": ...}
         name = error
     return (
-        name if isinstance(name, str) else None,
-        message if isinstance(message, str) else None,
+        capped(name, MAX_NAME) if isinstance(name, str) else None,
+        capped(message, MAX_MESSAGE) if isinstance(message, str) else None,
     )
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from fashn_async import AsyncFashn, Limits, Rate, RetryPolicy, TryOnRequest, errors
 from fashn_async import _wire as wire
+from fashn_async._error_map import MAX_MESSAGE, api_error_from_response
 from fashn_async._http import Response
 from fashn_async._polling import latency_class
 from fashn_async._validators import encodable
@@ -715,3 +716,17 @@ def test_every_string_of_an_answer_is_utf8_text(value: object) -> None:
     assert all(encodable(text) for text in strings(parsed))
     if all(encodable(text) for text in strings(value)):
         assert parsed == value
+
+
+async def test_a_servers_error_text_is_kept_to_a_readable_length(emulator: Emulator) -> None:
+    """A failed prediction's 1 MB message, and an error answer's, are cut to a length a
+    person reads (MAX_MESSAGE characters, saying how much more there was): a 2 MB
+    message was printed whole, on one line, by the command line."""
+    emulator.inject(PredictionFault("PipelineError", message="x" * 1_000_000))
+    async with AsyncFashn(api_key=emulator.api_key, base_url=emulator.url) as client:
+        with pytest.raises(errors.PredictionError) as info:
+            await client.run(request_for(emulator))
+    assert info.value.message == "x" * MAX_MESSAGE + "... (998,000 characters more, not kept)"
+    answer = {"error": "BadRequest", "message": "y" * 5000}
+    error = api_error_from_response(400, answer)
+    assert error.message.startswith("y" * MAX_MESSAGE + "... (3,000 characters more")
