@@ -219,7 +219,7 @@ def test_a_byte_that_is_not_utf8_makes_one_invalid_row(
             "category": "tops"}  # fmt: skip
     if suffix == ".jsonl":
         lines = [json.dumps(good).encode(), b'{"id": "sku-' + bad + b'", "model_image": 1}',
-                 json.dumps(good).encode()]  # fmt: skip
+                 json.dumps({**good, "id": "c"}).encode()]  # fmt: skip
     else:
         sep = b"\t" if suffix == ".tsv" else b","
         header = sep.join([b"id", b"model_image", b"garment_image", b"category"])
@@ -280,9 +280,10 @@ def test_a_nul_byte_or_a_deep_json_line_is_one_invalid_row(folder: Path) -> None
         {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
          "category": "tops"}
     )  # fmt: skip
+    again = good_line.replace("{", '{"id": "again", ', 1)  # (not a repeat: not sent twice)
     jsonl = folder / "catalog.jsonl"
     jsonl.write_text(
-        f'{good_line}\n{{"model_image": {deep}}}\n{{"id": {deep}}}\n{good_line}\n', "utf-8"
+        f'{good_line}\n{{"model_image": {deep}}}\n{{"id": {deep}}}\n{again}\n', "utf-8"
     )
     rows = load_catalog(jsonl).rows
     assert [(r.line, r.ok) for r in rows] == [(1, True), (2, False), (3, False), (4, True)]
@@ -364,14 +365,27 @@ def test_rows_are_identified_by_id_else_content(folder: Path) -> None:
     assert [r.identity for r in load_catalog(path).rows] == ["id:new", *first]
 
 
-def test_rows_repeating_an_earlier_ones_values_without_an_id_are_named(folder: Path) -> None:
-    """Rows with no id whose values repeat an earlier row's: each named with the first
-    (each is sent and paid for); rows with ids, or differing in any value, are not."""
+def test_rows_repeating_an_earlier_ones_request_without_an_id_are_bad_rows(
+    folder: Path,
+) -> None:
+    """Rows with no id that ask for what an earlier good row asks for: each a bad row
+    naming the first, not sent (the same result, paid for again); rows with ids, or
+    differing in any value, are not; nor are repeats of a bad row (already bad)."""
     base = "images/model_0.png,images/garment_0.png,tops"
-    other = "images/model_1.png,images/garment_0.png,tops"
-    text = f"id,model_image,garment_image,category\n,{base}\na,{base}\n,{other}\n,{base}\n,{base}\n"
-    catalog = load_catalog(_csv(folder, text))
-    assert [(row.line, first.line) for row, first in catalog.repeats] == [(5, 2), (6, 2)]
+    other = "images/model_0.png,images/garment_0.png,bottoms"
+    bad = "images/none.png,images/garment_0.png,tops"
+    text = (
+        f"id,model_image,garment_image,category\n,{base}\na,{base}\n,{other}\n,{base}\n,{base}\n"
+        f",{bad}\n,{bad}\n"
+    )
+    rows = load_catalog(_csv(folder, text)).rows
+    assert [row.line for row in rows if row.ok] == [2, 3, 4]
+    repeats = [(row.line, row.error) for row in rows if not row.ok and "repeats" in str(row.error)]
+    assert [line for line, _ in repeats] == [5, 6]
+    assert all(
+        str(error).startswith("repeats line 2 (it asks for the same") for _, error in repeats
+    )
+    assert [r.line for r in rows if not r.ok and "no such file" in str(r.error)] == [7, 8]
 
 
 def test_a_dry_run_streams_the_catalog(folder: Path) -> None:
@@ -443,7 +457,8 @@ def test_a_lone_surrogate_in_jsonl_is_an_invalid_row(folder: Path, row: str) -> 
         {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png",
          "category": "tops"}
     )  # fmt: skip
-    catalog = load_catalog(_csv(folder, f"{good}\n{row}\n{good}\n", "catalog.jsonl"))
+    again = good.replace("{", '{"id": "again", ', 1)  # (not a repeat: not sent twice)
+    catalog = load_catalog(_csv(folder, f"{good}\n{row}\n{again}\n", "catalog.jsonl"))
     assert [r.ok for r in catalog.rows] == [True, False, True]
     assert catalog.rows[1].line == 2
     assert "lone surrogate" in str(catalog.rows[1].error)
@@ -481,8 +496,9 @@ def test_an_unclosed_quote_is_a_bad_row_and_swallows_no_later_row(
     so the totals are right (not 2 rows for a 1,002-row file)."""
     good = sep.join(("images/model_0.png", "images/garment_0.png", "tops"))
     bad = good.replace("images/model_0.png" if "model" in broken else "tops", broken, 1)
-    header = sep.join(("model_image", "garment_image", "category"))
-    text = "\n".join([header, good, bad, *[good] * 1000]) + "\n"
+    header = sep.join(("model_image", "garment_image", "category", "seed"))
+    good, bad = good + sep, bad + sep  # (each later row its own seed: no repeat of the first)
+    text = "\n".join([header, good, bad, *[f"{good}{seed}" for seed in range(1000, 2000)]]) + "\n"
     rows = load_catalog(_csv(folder, text, "catalog" + suffix)).rows
     assert len(rows) == 1002
     assert [row.line for row in rows] == list(range(2, 1004))

@@ -693,22 +693,33 @@ async def test_a_journal_of_the_previous_schema_resumes(emulator: Emulator, tmp_
     assert len(emulator.report().accepted) == 4  # row 3 sent again, as its journal said
 
 
-async def test_a_repeated_row_without_an_id_is_named_before_it_is_paid_for(
+async def test_a_repeated_row_without_an_id_is_not_paid_for_again(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """A catalog row that repeats an earlier one's values, with no id: the job says so
-    (each is sent and paid for), then sends both; a re-run, sending nothing, does not."""
+    """A catalog row that repeats an earlier one's request, with no id (a row pasted
+    twice): the same result would be paid for again (the seed, 42 by default, makes it
+    the same), so it is a bad row naming the first, never sent (it was sent and paid
+    for); given an id, it is sent; with the first removed, it is that row, not sent."""
     extra = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
     catalog = write_catalog(tmp_path, 2, models=2)
     text = catalog.read_text(encoding="utf-8")
     catalog.write_text(text + f",{extra['model_image']},{extra['garment_image']},tops\n" * 2)
-    code, printed = await _run(emulator, catalog, tmp_path / "out")
+    out = tmp_path / "out"
+    for _ in range(2):
+        code, printed = await _run(emulator, catalog, out)
+        assert code == 1, printed
+        assert "line 5: repeats line 4 (it asks for the same, and has no id): not sent" in printed
+        assert len(emulator.report().accepted) == 3
+    assert journal_counts(out)["invalid"] == 1
+    lines = catalog.read_text(encoding="utf-8").splitlines()
+    catalog.write_text("\n".join([*lines[:3], lines[4]]) + "\n")  # the first removed
+    code, printed = await _run(emulator, catalog, out)
     assert code == 0, printed
-    assert "line 5 repeats line 4 (it asks for the same, and has no id)" in printed
+    assert len(emulator.report().accepted) == 3
+    catalog.write_text("\n".join([*lines[:4], "again" + lines[4]]) + "\n")  # an id
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 0, printed
     assert len(emulator.report().accepted) == 4
-    code, printed = await _run(emulator, catalog, tmp_path / "out")
-    assert code == 0, printed
-    assert "repeats" not in printed
 
 
 async def test_ids_like_a_repeats_suffix_are_never_charged_again(
@@ -787,13 +798,13 @@ def test_the_manifest_is_strict_json(tmp_path: Path) -> None:
     ],
     ids=["./path", "default seed", "empty and written defaults", "double slash"],
 )
-async def test_a_repeat_written_another_way_is_named_before_it_is_paid_for(
+async def test_a_repeat_written_another_way_is_never_paid_for(
     emulator: Emulator, tmp_path: Path, first: dict[str, str], again: dict[str, str]
 ) -> None:
     """Rows with no id that ask for the same request however written (another path to
     the same file, a default written out or left empty) are repeats: the dry run and the
-    job name them before anything is paid for (the check compared the text, and named
-    none of these, while both were sent)."""
+    job name the second as a bad row, and only the first is sent (the check compared
+    the text and named none of these; then both were sent, and paid for)."""
     base = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
     base["category"] = "tops"
     rows = [{**base, **first}, {**base, **again}]
@@ -805,13 +816,13 @@ async def test_a_repeat_written_another_way_is_named_before_it_is_paid_for(
         writer.writerows(rows)
     said: list[str] = []
     settings = BatchSettings(catalog=catalog, options=JobOptions(out=tmp_path / "out"))
-    assert dry_run(settings, said.append) == 0
-    named = f"{catalog}: line 3 repeats line 2 (it asks for the same, and has no id)"
+    assert dry_run(settings, said.append) == 1
+    named = f"{catalog}: line 3: repeats line 2 (it asks for the same, and has no id)"
     assert any(line.startswith(named) for line in said), said
     code, printed = await _run(emulator, catalog, tmp_path / "out")
-    assert code == 0, printed
+    assert code == 1, printed
     assert named in printed
-    assert len(emulator.report().accepted) == 2  # each is sent: a row of its own
+    assert len(emulator.report().accepted) == 1
 
 
 async def test_a_value_with_control_characters_neither_splits_a_line_nor_drives_the_terminal(
@@ -855,6 +866,6 @@ async def test_a_whole_number_in_jsonl_asks_what_its_float_does(
     said: list[str] = []
     assert (
         dry_run(BatchSettings(catalog=catalog, options=JobOptions(out=tmp_path / "o")), said.append)
-        == 0
+        == 1
     )
-    assert any("line 2 repeats line 1" in line for line in said), said
+    assert any("line 2: repeats line 1" in line for line in said), said

@@ -46,6 +46,7 @@ from fashn_async.bulk._identity import (
     unique_identities,
 )
 from fashn_async.bulk._records import CatalogError, delimited, jsonl, text_lines
+from fashn_async.bulk._words import repeated
 from fashn_async.errors import ImageInputError, InvalidRequestError
 
 __all__ = [
@@ -120,25 +121,15 @@ class Catalog:
         """The rows that cannot be sent."""
         return [row for row in self.rows if not row.ok]
 
-    @property
-    def repeats(self) -> list[tuple[CatalogRow, CatalogRow]]:
-        """Rows with no ``id`` that ask for what an earlier row with no id asks for,
-        however written (``./a.jpg`` and ``a.jpg``, a default left out or written:
-        :func:`asks`), each with the first of them: each is a row of its own, sent and
-        paid for."""
-        first: dict[str, CatalogRow] = {}
-        found = []
-        for row in self.rows:
-            if (same := repeat_key(row)) is not None:
-                seen = first.setdefault(same, row)
-                if seen is not row:
-                    found.append((row, seen))
-        return found
-
 
 def repeat_key(row: CatalogRow) -> str | None:
     """What makes rows with no ``id`` repeats of each other: what a good one asks for,
-    a bad one's values as written; None for a row with an id (ids tell rows apart)."""
+    a bad one's values as written; None for a row with an id (ids tell rows apart).
+
+    A good row with no id that asks for what an earlier one does (however written:
+    ``./a.jpg`` and ``a.jpg``, a default left out or written, :func:`asks`) is read as a
+    bad row: it would be paid for again for the same result (the API's seed, 42 by
+    default, makes the same inputs give the same output)."""
     if not identity_of(row.inputs).startswith("sha:"):
         return None
     return row.asks or identity_of(row.inputs)
@@ -227,8 +218,14 @@ def iter_catalog(
             )
         reader = _RowReader(path.resolve().parent, model_name, output_format, prepared)
         reader.typed = kind == "jsonl"  # JSON values are as meant: "007" stays text
+        first: dict[int, int] = {}  # what a good row with no id asks for: its first line
         for number, (line, values) in enumerate(records, start=1):
-            yield reader.row(number, line, values)
+            row = reader.row(number, line, values)
+            if row.ok and (same := repeat_key(row)) is not None:
+                seen = first.setdefault(hash(same), row.line)
+                if seen != row.line:  # the same result, paid for again: not sent
+                    row = attrs.evolve(row, request=None, asks="", error=repeated(seen))
+            yield row
 
 
 def _columns(names: list[str]) -> str:

@@ -27,7 +27,7 @@ from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._sources import in_worker
 from fashn_async._validators import visible
-from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog, repeat_key
+from fashn_async.bulk._catalog import Catalog, iter_catalog, load_catalog
 from fashn_async.bulk._folder import EARLIER_JOB_FILES, OUTPUT_NAME
 from fashn_async.bulk._job import BulkJob
 from fashn_async.bulk._journal import JOURNAL_NAME, Journal
@@ -45,7 +45,7 @@ from fashn_async.bulk._report import REPORT_NAME, write_report
 from fashn_async.bulk._rows import State
 from fashn_async.bulk._signals import StopOnSignals
 from fashn_async.bulk._thumbs import THUMBS_DIR
-from fashn_async.bulk._words import plural, repeated
+from fashn_async.bulk._words import plural
 from fashn_async.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -96,20 +96,16 @@ class BatchSettings:
 
 
 def dry_run(settings: BatchSettings, say: Callable[[str], None]) -> int:
-    """Validate every row, list each bad one and each repeat (a row with no id asking for
+    """Validate every row, list each bad one (a repeat too: a row with no id asking for
     what an earlier one does) with its line; send and write nothing. Read as a stream:
     memory grows only by a small int per row with no id."""
-    rows, bad, first = 0, 0, dict[int, int]()
+    rows, bad = 0, 0
     try:
         for row in iter_catalog(settings.catalog, **_reading(settings)):
             rows += 1
             if not row.ok:
                 bad += 1
                 say(f"{settings.catalog}: line {row.line}: {row.error}")
-            elif (same := repeat_key(row)) is not None and (
-                line := first.setdefault(hash(same), row.line)
-            ) != row.line:
-                say(repeated(settings.catalog, row.line, line))
     except CatalogError as error:
         say(f"cannot read the catalog: {error.message}")
         return EXIT_CANNOT_START
@@ -185,14 +181,6 @@ async def _run_batch(
             say(f"{catalog.path}: line {row.line}: {row.error}")
         if len(invalid) > LISTED_BAD_ROWS:
             say(f"... and {len(invalid) - LISTED_BAD_ROWS} more bad rows (see the manifest)")
-        # Repeats still to be sent: a note on a run that sends them, not on every run.
-        repeats = [
-            (row, first) for row, first in catalog.repeats if states.get(row.row) == State.PENDING
-        ]
-        for row, first in repeats[:LISTED_BAD_ROWS]:
-            say(repeated(catalog.path, row.line, first.line))
-        if len(repeats) > LISTED_BAD_ROWS:
-            say(f"... and {len(repeats) - LISTED_BAD_ROWS} more repeated rows")
         work = _work_left(journal, settings.options)
         try:
             # Nothing to send: no key needed (the client is then never used).

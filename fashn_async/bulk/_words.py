@@ -26,10 +26,11 @@ def counted(counts: Mapping[str, int], *, always: tuple[str, ...] = ()) -> str:
     return ", ".join(parts) or "nothing"
 
 
-def repeated(catalog: object, line: int, first: int) -> str:
-    """What a row with no id that asks for what an earlier one does is told (the job's
-    start and ``--dry-run``)."""
+def repeated(first: int) -> str:
+    """Why a row with no id that asks for what an earlier one (on line ``first``) does is
+    not sent (the job's start and ``--dry-run`` name it, as a bad row)."""
     return (
-        f"{catalog}: line {line} repeats line {first} (it asks for the same, and has no "
-        "id): each is sent and paid for; give each an id, or remove the repeat"
+        f"repeats line {first} (it asks for the same, and has no id): not sent, as it "
+        "would be paid for again for the same result; give it an id to have it sent too, "
+        "or remove it"
     )
