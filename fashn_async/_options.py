@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from urllib.request import getproxies, proxy_bypass
 
 from fashn_async._coordination import RedisCoordination
@@ -190,7 +190,8 @@ def check_env_proxy(base_url: str) -> None:
 
 
 def check_base_url(base_url: str) -> str:
-    """An http(s) URL with a host and a port from 1 to 65535, as printable UTF-8 text.
+    """An http(s) URL with a host and a port from 1 to 65535, as printable UTF-8 text;
+    returned with its scheme and host in lower case and no trailing ``/``.
 
     Raises:
         ConfigurationError: naming base_url, the value (shortened) and what is wrong.
@@ -214,7 +215,8 @@ def check_base_url(base_url: str) -> str:
             f"base_url must not hold a user or password ({shown_url(base_url)}): "
             "the API key goes in api_key="
         )
-    return base_url.rstrip("/")
+    # Scheme and host in lower case (both are case-insensitive): one API, one spelling.
+    return urlunsplit(parts._replace(netloc=parts.netloc.lower())).rstrip("/")
 
 
 def check_options(

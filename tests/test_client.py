@@ -544,6 +544,13 @@ async def test_base_url_none_reads_fashn_base_url(
     )
     monkeypatch.delenv("FASHN_BASE_URL")
     assert AsyncFashn(api_key="test-key-0123").base_url == "https://api.fashn.ai"
+    # Scheme and host are case-insensitive: one spelling (a bulk job's journal compares
+    # it: `HTTP://` for `http://` was refused as another API's address).
+    for spelled in ("HTTPS://API.Fashn.AI/", "https://api.fashn.ai//"):
+        assert AsyncFashn(api_key="test-key-0123", base_url=spelled).base_url == (
+            "https://api.fashn.ai"
+        )
+    assert AsyncFashn(api_key="k" * 12, base_url="http://[::1]:8/A/").base_url == "http://[::1]:8/A"
     monkeypatch.setenv("FASHN_BASE_URL", "ftp://127.0.0.1")
     with pytest.raises(errors.ConfigurationError, match="base_url"):
         AsyncFashn(api_key="test-key-0123")
