@@ -67,8 +67,9 @@ _API_ERRORS_BY_NAME: dict[str, type[APIError]] = {
     "InternalServerError": ServerError,
 }
 
-#: An error code as the API names them (``OutOfCredits``, ``3rdPartyProviderError``).
-_CODE = re.compile(r"[A-Za-z0-9_]{1,100}")
+#: An error code as the API names them (``OutOfCredits``, ``3rdPartyProviderError``):
+#: letters, digits and ``_``, at least one letter or digit (``_`` alone names nothing).
+_CODE = re.compile(r"(?=\w{1,100}$)_*[A-Za-z0-9]\w*", re.ASCII)
 
 _API_ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,

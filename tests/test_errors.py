@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fashn_async import errors
@@ -182,9 +182,12 @@ def test_an_answer_naming_no_code_is_named_by_its_status(
         lambda s: not s.isascii() or not s.replace("_", "").isalnum()
     ),
 )
+@example(status=400, text="_")
+@example(status=502, text="__")
 def test_no_text_is_taken_for_an_error_code(status: int, text: str) -> None:
-    """Whatever text an answer's ``error`` holds, if it is no code (letters, digits, _)
-    it is not the error's name: the name is the status's."""
+    """Whatever text an answer's ``error`` holds, if it is no code (letters, digits, _,
+    at least one letter or digit: ``_`` alone was taken for one, found by hypothesis in
+    one fresh run of four) it is not the error's name: the name is the status's."""
     error = api_error_from_response(status, {"error": text})
     assert error.name != text
     assert error.name.isalnum() or error.name == ""
