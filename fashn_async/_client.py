@@ -282,8 +282,7 @@ class AsyncFashn(BaseClient):
             nonlocal unanswered
             unanswered = False
 
-        # The deadline covers everything the call does: preparing the images too.
-        with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
+        with anyio.move_on_after(deadline or float("inf")) as scope:  # (preparing too)
             prepared = await self._engine.prepare(req)
             status = await self._engine.submit_and_wait(
                 prepared,

@@ -342,9 +342,8 @@ class Transport:
             # It failed before its headers were written (setting up a proxy's tunnel,
             # say): nothing was sent, whatever the error looked like.
             failure = ConnectError(f"nothing was sent: {failure.message}")
-        failure.sends = sending.sends
-        # Raised here, outside the except blocks: no aiohttp error in __context__.
-        raise failure
+        failure.sends = sending.sends  # (raised outside the except blocks: no aiohttp
+        raise failure  # error in __context__)
 
     async def _exchange(
         self,

@@ -17,8 +17,8 @@ import aiohttp
 from multidict import CIMultiDict
 
 from fashn_async._redact import Secret, basic_credential, map_strings, shown_url
-from fashn_async._validators import encodable
 from fashn_async._retry import parse_retry_after
+from fashn_async._validators import encodable
 
 __all__ = [
     "MAX_ANSWER_BYTES",

@@ -215,9 +215,7 @@ class CoordinationError(FashnError):
 class TransportError(FashnError):
     """The network failed: no usable HTTP answer arrived."""
 
-    #: How many times the request went out before it failed: aiohttp sends a GET again
-    #: itself when a kept-alive connection drops, and each may have reached the server
-    #: (and counted against its limits); 0 when none went out.
+    #: Times the request went out (aiohttp resends a GET on a dropped kept-alive one).
     sends: int = 1
 
 
