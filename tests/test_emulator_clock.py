@@ -23,6 +23,7 @@ from fashn_async._emulator_clock import (
     time_scale_from,
 )
 from fashn_async.bulk import _command as bulk_command
+from fashn_async.errors import ConfigurationError
 from fashn_async.testing import Emulator, EmulatorConfig, sample_image
 from tests.bulk_support import KEY, control, run_cli, standalone_emulator, write_catalog
 
@@ -189,3 +190,32 @@ def test_scaled_timing_at_one_changes_nothing() -> None:
         RetryPolicy().scaled(0.5),
     )
     assert half.seconds(33.0) == 16.5
+
+
+@pytest.mark.looptime(False)  # a standalone emulator: another process, real time
+async def test_a_client_of_your_own_runs_on_a_standalone_emulators_clock() -> None:
+    """``client_timing(time_scale)`` gives a client built by hand the limits, polling and
+    retry of a standalone emulator's clock (only the CLI and ``emu.client()`` had them:
+    a web service pointed at ``--time-scale 0.01`` waited out real 60 s windows). Its
+    bad values are refused naming ``time_scale``."""
+    from fashn_async.testing import client_timing
+
+    with standalone_emulator("--time-scale", "0.01") as url:
+        async with AsyncFashn(
+            api_key=KEY, base_url=url, trust_env=False, **client_timing(0.01)
+        ) as client:
+            requests = [
+                client.run(
+                    model_image=f"{url}/samples/model.png",
+                    garment_image=f"{url}/samples/garment.png",
+                    category="tops",
+                    seed=seed,
+                )
+                for seed in range(30)  # past one window of 25 submissions
+            ]
+            results = await asyncio.wait_for(asyncio.gather(*requests), 60)
+        assert len(results) == 30
+        assert control(url, "GET", "/_emulator/report")["rejected_by_route"] == {}
+    for bad in (0, -1.0, True, "0.01", float("nan")):
+        with pytest.raises(ConfigurationError, match="time_scale"):
+            client_timing(bad)  # type: ignore[arg-type]

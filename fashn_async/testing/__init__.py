@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._config import EmulatorConfig, HttpFault, Latency, PredictionFault, WindowLimit
-    from ._emulator import Emulator, serve
+    from ._emulator import Emulator, client_timing, serve
     from ._faults import StalledPort
     from ._images import sample_image
     from ._report import AcceptedSubmission, EmulatorReport, WebhookAttempt
@@ -49,6 +49,7 @@ __all__ = [
     "StalledPort",
     "WebhookAttempt",
     "WindowLimit",
+    "client_timing",
     "sample_image",
     "serve",
 ]
@@ -64,6 +65,7 @@ _HOMES = {
     "StalledPort": "._faults",
     "WebhookAttempt": "._report",
     "WindowLimit": "._config",
+    "client_timing": "._emulator",
     "sample_image": "._images",
     "serve": "._emulator",
 }

@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 from aiohttp import web
 
+from fashn_async._validators import in_range
+from fashn_async.errors import ConfigurationError
+
 from ._app import build_app
 from ._config import EmulatorConfig, HttpFault, PredictionFault
 from ._report import EmulatorReport
 from ._state import EmulatorState
 
 if TYPE_CHECKING:
-    from fashn_async import AsyncFashn
+    from fashn_async import AsyncFashn, Limits, Polling, RetryPolicy
+    from fashn_async._emulator_clock import TimingOptions
 
-__all__ = ["Emulator", "serve"]
+__all__ = ["Emulator", "client_timing", "serve"]
 
 #: Real seconds a stopping server lets requests in progress finish.
 SHUTDOWN_GRACE = 1.0
@@ -245,3 +249,32 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
         port: Port to listen on; 0 picks a free one.
     """
     asyncio.run(_serve(config if config is not None else EmulatorConfig(), host, port))
+
+
+def client_timing(
+    time_scale: float,
+    *,
+    limits: Limits | None = None,
+    polling: Polling | None = None,
+    retry: RetryPolicy | None = None,
+) -> TimingOptions:
+    """``AsyncFashn``'s ``limits``, ``polling`` and ``retry`` on the clock of an emulator
+    run with ``time_scale`` (``python -m fashn_async emulator --time-scale 0.01``, in
+    another process), as :meth:`Emulator.client` sets them for one in this process::
+
+        AsyncFashn(base_url=url, api_key="fashn-test-key", **client_timing(0.01))
+
+    Args:
+        time_scale: The emulator's: seconds per API second, above 0 (1.0: unchanged).
+        limits, polling, retry: Given in API seconds, as for the real API (defaults:
+            ``Limits()``, ``Polling()``, ``RetryPolicy()``), and scaled like them.
+
+    Raises:
+        fashn_async.errors.ConfigurationError: ``time_scale`` is not a number above 0.
+    """
+    from fashn_async._emulator_clock import scaled_timing
+
+    if not in_range(time_scale, 0.0, open_low=True):  # (never a bool)
+        raise ConfigurationError(f"time_scale must be a number above 0, got {time_scale!r}")
+    timing = scaled_timing(time_scale, limits=limits, polling=polling, retry=retry)
+    return timing.client_options()
