@@ -21,13 +21,7 @@ from fashn_async._calls import Calls, a_call
 from fashn_async._decisions import Action, Route, Tries, counted_by_server, decide, may_be_stray
 from fashn_async._http import Response, Transport, outcome_of
 from fashn_async._inflight import InFlight
-from fashn_async._limits import (
-    LimiterBackend,
-    Limits,
-    LocalBackend,
-    RateLimiter,
-    WindowLimiter,
-)
+from fashn_async._limits import LimiterBackend, Limits, LocalBackend, RateLimiter, WindowLimiter
 from fashn_async._models import PredictionStatus, Request, status_answer
 from fashn_async._payload import Prepared, prepare_request
 from fashn_async._poller import Poller
@@ -145,11 +139,11 @@ class Engine:
         prediction_id: str | None = None,
         on_send: Callable[[], None] | None = None,
     ) -> Response:
-        """GET ``path`` (status, cancel or credits), repeated as ``_decisions`` says.
-
-        ``priority`` and ``deadline``: the caller's place in ``limiter``'s queue
-        (:meth:`WindowLimiter.acquire`). ``prediction_id``: the prediction the call is
-        about; an error raised names it. ``on_send``: called as each attempt goes out.
+        """GET ``path`` (status, cancel or credits), repeated as ``_decisions`` says, and
+        once more at once where a kept-alive connection turned out closed (RFC 9112
+        9.3.1), on one of its own: each try through ``limiter`` (``priority``,
+        ``deadline``: :meth:`WindowLimiter.acquire`). ``prediction_id``: what an error
+        raised names. ``on_send``: called as each try goes out.
 
         Returns:
             The answer, with the route's expected body.
@@ -183,8 +177,11 @@ class Engine:
             finally:
                 if grant is not None and limiter is not None:
                     limiter.settle(grant, counted=counted, answered=answered)
-            if result.sends > 1 and limiter is not None:  # (answered or not)
-                limiter.seed([(0.0, result.sends - 1)])  # aiohttp sent it again itself
+            if result.sends > 1 and limiter is not None:  # (aiohttp sent it again itself)
+                limiter.seed([(0.0, result.sends - 1)])
+            if isinstance(result, TransportError) and result.stale and not fresh:
+                fresh = True
+                continue
             decision = decide(route, outcome, tries, self.retry, self._rng)
             action = decision.action
             if action is Action.RETURN:

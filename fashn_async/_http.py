@@ -8,10 +8,9 @@ timeout, a dropped connection, a cut-off body or a malformed answer
 (:class:`RemoteProtocolError`) came after sending. :func:`outcome_of` turns either into
 the :class:`~fashn_async._decisions.Outcome` that ``_decisions.decide`` reads.
 
-Whether anything was sent is known, not guessed: aiohttp tells (its trace signal
-``on_request_headers_sent``) when it is about to write a request's headers, and a failure
-before that (a proxy that answers its CONNECT with garbage, or closes it) is a
-:class:`ConnectError` whatever aiohttp raised: nothing reached the API.
+Whether anything was sent is known, not guessed: aiohttp tells (``on_request_headers_sent``)
+when it writes a request's headers; a failure before that (a proxy's CONNECT answered
+with garbage) is a :class:`ConnectError` whatever aiohttp raised: nothing reached the API.
 
 Secrets: aiohttp's errors carry the request's headers (``request_info``), and so the
 ``Authorization`` header. None of them is kept: each is translated into one of ours,
@@ -48,6 +47,7 @@ from fashn_async._wire import (
     parse_json,
     proxy_passwords,
     read_capped,
+    sending_once,
     verify_message,
 )
 from fashn_async.errors import (
@@ -174,29 +174,28 @@ class Transport:
     def new_session(self, *, fresh: bool = False) -> aiohttp.ClientSession:
         """A new aiohttp session with this client's settings: the one place sessions are made.
 
-        Pool size, timeouts, User-Agent, ``proxy`` and ``trust_env`` are the client's; no
-        key is in it (``Authorization`` is added per API request). :meth:`open` makes the
-        client's session with it, and ``Result.save()`` a short-lived one when the client
-        is closed or belongs to another event loop. Call on the loop that will use it.
+        Pool size, timeouts, User-Agent, ``proxy``, ``trust_env``: the client's; no key
+        (added per API request). :meth:`open` makes the client's, ``Result.save()`` a
+        short-lived one (the client closed or another loop's). Call on its loop.
 
         ``fresh``: every request on a connection of its own, closed after its answer
-        (POST /v1/run's session). A kept-alive connection may hold what a broken server
-        or proxy sent unasked (an answer twice, a ``408`` written while it was idle),
-        which aiohttp would read as the next request's answer: for a POST, another
-        prediction's id (and this one's never collected) or a refusal of a request that
-        never reached the server. At 25 POSTs a minute, a connection each costs little.
-        """
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self._connections, ssl=context_for(self._verify), force_close=fresh
-            ),
-            timeout=self._timeout,
-            trace_configs=[SENDING],
-            headers={"User-Agent": self._user_agent, "Accept": "application/json"},
-            proxy=self._proxy,
-            trust_env=self._trust_env,
-            # raise_for_status stays off: every status is mapped here, without the
-            # request headers (and so the key) that aiohttp's errors would carry.
+        (POST /v1/run's): a kept-alive one may hold what a broken server or proxy sent
+        unasked (an answer twice, an idle ``408``), read as the next request's answer
+        (README "A connection out of step"). aiohttp never sends a GET twice by itself
+        (:func:`sending_once`)."""
+        return sending_once(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._connections, ssl=context_for(self._verify), force_close=fresh
+                ),
+                timeout=self._timeout,
+                trace_configs=[SENDING],
+                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+                proxy=self._proxy,
+                trust_env=self._trust_env,
+                # raise_for_status stays off: every status is mapped here, without the
+                # request headers (and so the key) that aiohttp's errors would carry.
+            )
         )
 
     async def open(self) -> None:
@@ -211,9 +210,8 @@ class Transport:
 
     def _retire(self, session: aiohttp.ClientSession) -> None:
         """Use a new session from now on: one of ``session``'s kept-alive connections is
-        out of step (aiohttp has no way to drop one connection of its pool, and the
-        answer gave its connection back before it was read). Requests on it finish; it
-        is closed with the client."""
+        out of step (aiohttp cannot drop one connection of a pool). Requests on it
+        finish; it is closed with the client."""
         if session is self._session:
             self._retired.append(session)
             self._session = self.new_session()
@@ -323,6 +321,7 @@ class Transport:
             failure = ConnectionDroppedError(
                 f"{method} {path}: the server closed the connection without answering"
             )
+            failure.stale = sending.reused  # (RFC 9112 9.3.1: it may go again)
         except aiohttp.ClientPayloadError:
             failure = ConnectionDroppedError(f"{method} {path}: the answer was cut off")
         except aiohttp.ClientResponseError as exc:  # malformed status line or headers
@@ -333,6 +332,7 @@ class Transport:
             failure = ConnectionDroppedError(
                 f"{method} {path}: connection error: {self._safe(exc.strerror)}"
             )
+            failure.stale = sending.reused  # (a kept-alive connection found closed)
         except aiohttp.ClientError as exc:
             failure = ConnectionDroppedError(f"{method} {path}: {type(exc).__name__}")
         except Exception as exc:  # aiohttp's own assert when the client closed under it, say

@@ -67,7 +67,7 @@ async def save_output(
     partial: Path | None = None
     failure: str | None = None
     try:
-        async with session.get(source, raise_for_status=False) as response:
+        async with await _get(session, source) as response:
             if response.status != 200:
                 raise DownloadError(
                     f"downloading output {index} failed: HTTP {response.status}",
@@ -96,6 +96,18 @@ async def save_output(
     if failure is not None:
         raise DownloadError(failure)
     return target
+
+
+async def _get(session: aiohttp.ClientSession, source: str) -> aiohttp.ClientResponse:
+    """GET ``source``, sent once more at once when its kept-alive connection turns out
+    closed (RFC 9112 9.3.1: the client's sessions leave that to their callers, so that
+    an API call sent again goes through its limiter; a download has none)."""
+    import aiohttp
+
+    try:
+        return await session.get(source, raise_for_status=False)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        return await session.get(source, raise_for_status=False)
 
 
 async def _on_disk(what: str, path: Path, func: Any, *args: Any) -> Any:

@@ -29,6 +29,7 @@ __all__ = [
     "host_port",
     "parse_json",
     "proxy_passwords",
+    "sending_once",
     "read_capped",
     "verify_message",
 ]
@@ -53,12 +54,14 @@ async def read_capped(response: aiohttp.ClientResponse) -> bytes | None:
 
 
 class Sending:
-    """One request's trace context: how many times aiohttp began to send its headers."""
+    """One request's trace context: how many times aiohttp began to send its headers, and
+    whether it went on a kept-alive connection (one that may turn out closed)."""
 
-    __slots__ = ("sends",)
+    __slots__ = ("reused", "sends")
 
     def __init__(self) -> None:
         self.sends = 0
+        self.reused = False
 
     @property
     def started(self) -> bool:
@@ -75,10 +78,33 @@ async def _headers_sent(
         sending.sends += 1
 
 
-#: The one trace of every session: it marks each request whose headers went out.
+async def _reused(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    sending = context.trace_request_ctx
+    if isinstance(sending, Sending):
+        sending.reused = True
+
+
+#: The one trace of every session: it marks each request whose headers went out, and
+#: each that went on a kept-alive connection.
 SENDING = aiohttp.TraceConfig()
 SENDING.on_request_headers_sent.append(_headers_sent)
+SENDING.on_connection_reuseconn.append(_reused)
 SENDING.freeze()
+
+
+def sending_once(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """``session``, with aiohttp's own second send of a GET turned off (it sends one again
+    at once, past the route's limiter, when a kept-alive connection turns out closed:
+    RFC 9112 9.3.1). The engine sends it again instead, through the limiter, on a
+    connection of its own (``TransportError.stale``). A private flag of aiohttp 3.x; with
+    no such flag, aiohttp's send is booked after the fact (``TransportError.sends``)."""
+    if "_retry_connection" in aiohttp.ClientSession.ATTRS:
+        session._retry_connection = False
+    return session
 
 
 def answer_headers(headers: Mapping[str, str], key: Secret) -> CIMultiDict[str]:

@@ -215,8 +215,8 @@ class CoordinationError(FashnError):
 class TransportError(FashnError):
     """The network failed: no usable HTTP answer arrived."""
 
-    #: Times the request went out (aiohttp resends a GET on a dropped kept-alive one).
-    sends: int = 1
+    sends: int = 1  #: times it went out (aiohttp may send a GET twice)
+    stale: bool = False  #: sent on a kept-alive connection found closed: may go again
 
 
 class ConnectError(TransportError):

@@ -127,9 +127,14 @@ ORDER: list[str] = [entry for _, entries in STAGES for entry in entries]
 #: The emulator is a second, independent reading of the API: it may import only pure data.
 EMULATOR_MAY_IMPORT = {"fashn_async._names"}
 #: ...except where it hands a client to its user: ``emu.client()`` builds one from the public
-#: surface (lazily, never to answer a request), and the pytest plugin's fixtures do too.
+#: surface (lazily, never to answer a request), ``client_timing`` its options (refusing a
+#: bad time scale with the client's ConfigurationError), and the pytest plugin's fixtures.
 CLIENT_FACTORIES = {
-    "fashn_async.testing._emulator": {"fashn_async", "fashn_async._emulator_clock"},
+    "fashn_async.testing._emulator": {
+        "fashn_async",
+        "fashn_async._emulator_clock",
+        "fashn_async.errors",
+    },
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import ssl as _ssl
 import sys
@@ -11,9 +12,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 from aiohttp import web
-
-from fashn_async._validators import in_range
-from fashn_async.errors import ConfigurationError
 
 from ._app import build_app
 from ._config import EmulatorConfig, HttpFault, PredictionFault
@@ -273,8 +271,10 @@ def client_timing(
         fashn_async.errors.ConfigurationError: ``time_scale`` is not a number above 0.
     """
     from fashn_async._emulator_clock import scaled_timing
+    from fashn_async.errors import ConfigurationError
 
-    if not in_range(time_scale, 0.0, open_low=True):  # (never a bool)
+    usable = isinstance(time_scale, int | float) and not isinstance(time_scale, bool)
+    if not (usable and 0 < time_scale < math.inf):
         raise ConfigurationError(f"time_scale must be a number above 0, got {time_scale!r}")
     timing = scaled_timing(time_scale, limits=limits, polling=polling, retry=retry)
     return timing.client_options()
