@@ -551,3 +551,18 @@ def test_reading_a_catalog_stops_when_asked(tmp_path: Path) -> None:
     stop.set()
     with pytest.raises(CatalogError, match="reading stopped"):
         load_catalog(catalog, stop=stop)
+
+
+def test_spaces_around_a_csv_option_are_not_part_of_it(folder: Path) -> None:
+    """A spreadsheet's ``tops `` or `` 2.5`` is the option itself, as spaces around an
+    image path or a number were already (``tops `` was refused: `category: must be one
+    of ...`), and asks for what the plain value does (no repeat paid for)."""
+    text = (
+        "id,model_image,garment_image,category,garment_photo_type,guidance_scale\n"
+        "a,images/model_0.png,images/garment_0.png,tops ,  flat-lay ,2.5\n"
+        "b,images/model_0.png,images/garment_0.png,tops,flat-lay, 2.5 \n"
+    )
+    first, second = load_catalog(_csv(folder, text)).rows
+    assert first.ok, first.error
+    assert first.request == second.request
+    assert first.asks == second.asks

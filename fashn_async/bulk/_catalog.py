@@ -352,6 +352,8 @@ class _RowReader:
             kind = _V1_TYPES.get(column)
             if kind is None:
                 raise ValueError(f"unknown column ({_KNOWN})")
+            if isinstance(value, str) and not self.typed:  # a CSV cell: `tops ` is `tops`
+                value = value.strip()  # (every v1 option is a number, a flag or a name)
             return parse_cell(value, str(kind))
         return value if self.typed else guess_cell(value)
 
