@@ -27,7 +27,7 @@ from fashn_async._redact import shown_url
 from fashn_async._retry import RetryPolicy
 from fashn_async._validators import in_range
 from fashn_async._version import __version__
-from fashn_async.errors import FashnError
+from fashn_async.errors import ConfigurationError, FashnError
 
 __all__ = [
     "CONFIG_PATH",
@@ -106,7 +106,13 @@ def scaled_timing(
     retry = retry if retry is not None else RetryPolicy()
     if factor == 1.0:
         return Timing(factor, limits, polling, retry)
-    return Timing(factor, limits.scaled(factor), polling.scaled(factor), retry.scaled(factor))
+    try:
+        return Timing(factor, limits.scaled(factor), polling.scaled(factor), retry.scaled(factor))
+    except ConfigurationError as exc:  # (it names the value scaled, not the one given)
+        raise ConfigurationError(
+            f"{exc.message}: a value given in API seconds, scaled by the time scale "
+            f"{factor:g}, is out of its range"
+        ) from None
 
 
 def should_ask(base_url: str) -> bool:

@@ -219,3 +219,12 @@ async def test_a_client_of_your_own_runs_on_a_standalone_emulators_clock() -> No
     for bad in (0, -1.0, True, "0.01", float("nan")):
         with pytest.raises(ConfigurationError, match="time_scale"):
             client_timing(bad)  # type: ignore[arg-type]
+
+
+def test_a_value_out_of_range_once_scaled_says_it_was_scaled() -> None:
+    """A setting valid in API seconds that scaling takes out of its range: the error says
+    the value shown is the one given, scaled (it quoted 5e-08 for a target_lag of 5e-06,
+    a value the user never wrote)."""
+    with pytest.raises(ConfigurationError, match="target_lag") as info:
+        scaled_timing(0.01, polling=Polling(target_lag=5e-6))
+    assert "scaled by the time scale 0.01" in info.value.message
