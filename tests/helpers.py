@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
@@ -60,3 +61,46 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class ClosingServer:
+    """A raw HTTP/1.1 server on 127.0.0.1 that answers ``body`` (200, ``content_type``)
+    on kept-alive connections, and closes the connection without answering the requests
+    ``dropped`` names (by their number, from 1): a server or proxy closing a kept-alive
+    connection, or losing an answer. ``requests`` counts every request it read.
+
+    ``async with ClosingServer(...) as server:`` then ``server.url``.
+    """
+
+    def __init__(self, body: bytes, content_type: str, dropped: Callable[[int], bool]) -> None:
+        self.body, self.content_type, self.dropped = body, content_type, dropped
+        self.requests = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            self.requests += 1
+            if self.dropped(self.requests):
+                break
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\n"
+                f"Content-Length: {len(self.body)}\r\n\r\n"
+            )
+            writer.write(head.encode() + self.body)
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> ClosingServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()

@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
+from helpers import ClosingServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -201,28 +202,16 @@ async def test_a_download_on_a_kept_alive_connection_found_closed_is_sent_again(
     """An output's GET on a kept-alive connection the CDN had closed is sent once more
     (RFC 9112 9.3.1): the client's sessions leave that to their callers (an API call
     sent again goes through its limiter), and downloads had none to do it."""
-    png, requests = sample_image("model"), 0
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            requests += 1
-            if requests == 2:  # the second, on the kept-alive connection: closed
-                break
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(png)}"
-            writer.write(head.encode() + b"\r\n\r\n" + png)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    async with server, AsyncFashn(api_key="test-key-0123", base_url=url) as client:
+    png = sample_image("model")
+    dropped = lambda n: n == 2  # noqa: E731 - the second, on the kept-alive connection
+    async with (
+        ClosingServer(png, "image/png", dropped) as server,
+        AsyncFashn(api_key="test-key-0123", base_url=server.url) as client,
+    ):
         for n in range(2):
-            result = TryOnResult(id=f"p{n}", output=(f"{url}/o.png",), transport=client._transport)
+            result = TryOnResult(
+                id=f"p{n}", output=(f"{server.url}/o.png",), transport=client._transport
+            )
             (saved,) = await result.save(tmp_path)
             assert saved.read_bytes() == png
-    assert requests == 3
+    assert server.requests == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import assert_uncertain_slot_held_then_given_back
+from helpers import ClosingServer, assert_uncertain_slot_held_then_given_back
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
@@ -29,7 +29,7 @@ from fashn_async._validators import encodable
 from fashn_async.bulk._command import BatchSettings, run_batch
 from fashn_async.bulk._outcome import JobOptions
 from fashn_async.testing import Emulator, HttpFault, PredictionFault, StalledPort
-from tests.bulk_support import journal_counts, read_manifest, write_catalog
+from tests.bulk_support import journal_counts, read_manifest, rerun, write_catalog
 
 PAST = "Thu, 01 Jan 2015 00:00:00 GMT"
 
@@ -481,37 +481,19 @@ async def test_an_answer_past_the_size_cap_is_not_read(
 
 
 async def test_a_get_aiohttp_sends_again_is_booked_twice() -> None:
-    """A GET whose kept-alive connection turns out closed is sent again at once by
-    aiohttp itself (RFC 9112 9.3.1): the server may have counted the first, so the
-    route's window books both."""
-    requests = 0
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            requests += 1
-            if requests == 2:  # the second, on the kept-alive connection: dropped
-                break
-            body = b'{"credits": {"total": 5, "subscription": 0, "on_demand": 5}}'
-            head = (
-                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-            )
-            writer.write(head.encode() + b"\r\n\r\n" + body)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    async with server, AsyncFashn(api_key="fa-key-0123456", base_url=url) as client:
+    """A GET whose kept-alive connection turns out closed is sent again at once (RFC
+    9112 9.3.1): the server may have counted the first, so the route's window books
+    both."""
+    dropped = lambda n: n == 2  # noqa: E731 - the second, on the kept-alive connection
+    async with (
+        ClosingServer(CREDITS, "application/json", dropped) as server,
+        AsyncFashn(api_key="fa-key-0123456", base_url=server.url) as client,
+    ):
         await client.credits()
         await client.credits()
         limiter = client._engine.credits_limiter
         assert limiter is not None
-        assert requests == 3
+        assert server.requests == 3
         assert limiter.in_window() == 3
 
 
@@ -614,31 +596,12 @@ async def test_a_get_sent_again_after_a_closed_kept_alive_connection_goes_throug
     of its route's window taken before it goes, not counted as an attempt. aiohttp's own
     second send went past the limiter: a status window at its limit then drew 429s from
     the server, which counted both (`HttpFault("drop_after")`, below)."""
-    requests = 0
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            requests += 1
-            if requests >= 2:  # the kept-alive connection's, and the one sent again
-                break
-            body = b'{"credits": {"total": 5, "subscription": 0, "on_demand": 5}}'
-            head = (
-                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-            )
-            writer.write(head.encode() + b"\r\n\r\n" + body)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    dropped = lambda n: n >= 2  # noqa: E731 - the kept-alive connection's, and the next
     async with (
-        server,
-        AsyncFashn(api_key="test-key-0123", base_url=url, retry=RetryPolicy(attempts=1)) as client,
+        ClosingServer(CREDITS, "application/json", dropped) as server,
+        AsyncFashn(
+            api_key="test-key-0123", base_url=server.url, retry=RetryPolicy(attempts=1)
+        ) as client,
     ):
         await client.credits()
         limiter = client._engine.credits_limiter
@@ -654,7 +617,7 @@ async def test_a_get_sent_again_after_a_closed_kept_alive_connection_goes_throug
         limiter.acquire = counting  # type: ignore[method-assign]
         with pytest.raises(errors.ConnectionDroppedError) as info:
             await client.credits()
-        assert requests == 3
+        assert server.requests == 3
         assert grants == 2  # one a send, each before it went
         assert info.value.sends == 1
         assert limiter.in_window() == 3
@@ -674,6 +637,9 @@ async def test_answers_dropped_after_handling_draw_no_429(emulator: Emulator) ->
     assert report.faults["status:drop_after"] > 20
     assert report.rejected_by_route == {}
 
+
+#: A credits answer, for the raw servers above.
+CREDITS = b'{"credits": {"total": 5, "subscription": 0, "on_demand": 5}}'
 
 _SURROGATE_NAME, _SURROGATE_MESSAGE = "Pipe\ud800Error", "bad \udc80 thing"
 
@@ -695,24 +661,17 @@ async def test_a_bulk_row_failing_with_a_lone_surrogate_is_a_failed_row(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     """The same answer in a bulk job: each row is `failed` with the error's name,
-    manifest and report written, exit 1, and again on a re-run (the journal
+    the manifest written, exit 1, and again on a re-run (the journal
     refused the text: an ExceptionGroup, no manifest, each re-run the same)."""
     catalog = write_catalog(tmp_path, 3, models=1)
     out = tmp_path / "out"
     emulator.inject(PredictionFault(_SURROGATE_NAME))
-    settings = BatchSettings(
-        catalog=catalog,
-        options=JobOptions(out=out),
-        api_key=emulator.api_key,
-        base_url=emulator.url,
-        display="quiet",
-    )
     for _ in range(2):
-        assert await run_batch(settings, Console(file=io.StringIO(), width=200)) == 1
+        code, printed = await rerun(emulator, catalog, out)
+        assert code == 1, printed
         assert journal_counts(out)["failed"] == 3
         failed = [e for e in read_manifest(out) if e["status"] == "failed"]
         assert [e["error_name"] for e in failed] == ["Pipe\\ud800Error"] * 3
-        assert (out / "report.html").is_file()
     assert len(emulator.report().accepted) == 3
 
 
