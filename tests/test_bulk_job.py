@@ -722,6 +722,37 @@ async def test_a_repeated_row_without_an_id_is_not_paid_for_again(
     assert len(emulator.report().accepted) == 4
 
 
+#: A row of the catalogs below: one request (a path with ``./`` is the same).
+ROW = "images/model_0.png,images/garment_0.png,tops"
+
+
+@pytest.mark.parametrize(
+    "then",
+    [[f"./{ROW}", ROW], [f"./{ROW}"], [f"sku1,{ROW}"], [f"sku1,{ROW}", f"./{ROW}"]],
+    ids=["swapped", "the first removed", "the first given an id", "after an id"],
+)
+async def test_a_repeat_is_never_paid_for_whatever_the_edit_after_it(
+    emulator: Emulator, tmp_path: Path, then: list[str]
+) -> None:
+    """A request sent once stays paid for once whatever is done to the two rows asking
+    it (a helper's finding on the first form: each edit here paid it twice, the
+    repeat's record taken by identity leaving the good row to be sent again); a row
+    with no id repeating a row with an id is a repeat too."""
+    write_catalog(tmp_path, 1, models=1)
+    catalog = tmp_path / "catalog.csv"
+    header = "model_image,garment_image,category"
+    catalog.write_text(f"{header}\n{ROW}\n./{ROW}\n")
+    out = tmp_path / "out"
+    code, printed = await _run(emulator, catalog, out)
+    assert code == 1, printed
+    if any(line.startswith("sku1") for line in then):  # an id column: ids of none empty
+        header, then = f"id,{header}", [line if "sku1" in line else f",{line}" for line in then]
+    catalog.write_text("\n".join([header, *then]) + "\n")
+    code, printed = await _run(emulator, catalog, out)
+    assert code == (1 if len(then) == 2 else 0), printed
+    assert len(emulator.report().accepted) == 1
+
+
 async def test_ids_like_a_repeats_suffix_are_never_charged_again(
     emulator: Emulator, tmp_path: Path
 ) -> None:

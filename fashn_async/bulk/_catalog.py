@@ -126,7 +126,8 @@ def repeat_key(row: CatalogRow) -> str | None:
     """What makes rows with no ``id`` repeats of each other: what a good one asks for,
     a bad one's values as written; None for a row with an id (ids tell rows apart).
 
-    A good row with no id that asks for what an earlier one does (however written:
+    A good row with no id that asks for what an earlier good row does, with an id or
+    without (however written:
     ``./a.jpg`` and ``a.jpg``, a default left out or written, :func:`asks`) is read as a
     bad row: it would be paid for again for the same result (the API's seed, 42 by
     default, makes the same inputs give the same output)."""
@@ -218,12 +219,12 @@ def iter_catalog(
             )
         reader = _RowReader(path.resolve().parent, model_name, output_format, prepared)
         reader.typed = kind == "jsonl"  # JSON values are as meant: "007" stays text
-        first: dict[int, int] = {}  # what a good row with no id asks for: its first line
+        first: dict[int, int] = {}  # what a good row asks for: the first line asking it
         for number, (line, values) in enumerate(records, start=1):
             row = reader.row(number, line, values)
-            if row.ok and (same := repeat_key(row)) is not None:
-                seen = first.setdefault(hash(same), row.line)
-                if seen != row.line:  # the same result, paid for again: not sent
+            if row.ok:
+                seen = first.setdefault(hash(row.asks), row.line)
+                if seen != row.line and repeat_key(row) is not None:  # (no id: a repeat)
                     row = attrs.evolve(row, request=None, asks="", error=repeated(seen))
             yield row
 
