@@ -217,8 +217,9 @@ def prepare_image(field: str, data: bytes | bytearray, config: ImagePreparation)
             mime = f"image/{fmt.lower()}"
     except ImageInputError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageInputError(f"{field}: the image does not decode ({exc})") from None
+    except Exception as exc:  # any decoder's (a damaged HEIC's EOFError, RuntimeError...)
+        why = str(exc) or type(exc).__name__
+        raise ImageInputError(f"{field}: the image does not decode ({why})") from None
     return to_data_uri(mime, out.getvalue())
 
 
@@ -240,7 +241,7 @@ def _open(field: str, data: bytes | bytearray) -> Any:
             opened = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
             opened = None
-        except (OSError, ValueError, SyntaxError):  # (Pillow's UnidentifiedImageError)
+        except Exception:  # (UnidentifiedImageError, or a plugin's own: EOFError...)
             raise ImageInputError(f"{field}: {undecodable(data)}") from None
     cap = MAX_JPEG_PIXELS if opened is not None and opened.format == "JPEG" else MAX_PIXELS
     if opened is None or opened.width * opened.height > cap:

@@ -282,3 +282,29 @@ def test_without_pillow_heif_a_heic_photo_says_what_to_do(tmp_path: Path) -> Non
     )
     assert second.startswith("model_image: a HEIC image")
     assert "BytesIO" not in done.stdout
+
+
+@pytest.mark.parametrize("raised", [EOFError("Unexpected end of file"), RuntimeError("no AV1")])
+async def test_whatever_a_decoder_raises_is_an_image_input_error(
+    monkeypatch: pytest.MonkeyPatch, raised: Exception
+) -> None:
+    """A decoder plugin's own exception (pillow-heif's EOFError for a damaged HEIC, its
+    RuntimeError for an AV1 file it was not built for) is an ImageInputError naming the
+    field, at opening or at decoding: they escaped as bare builtins from run(), and a
+    bulk job's thumbnails ended the command with a traceback, no report."""
+    from fashn_async.bulk import _thumbs
+
+    photo = encoded(Image.new("RGB", (64, 64), "red"), "PNG")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise raised
+
+    for where in ("load", "open"):
+        with monkeypatch.context() as patch:
+            if where == "load":
+                patch.setattr(Image.Image, "load", fail)
+            else:
+                patch.setattr(Image, "open", fail)
+            with pytest.raises(errors.ImageInputError, match="^model_image: "):
+                await prepared(photo)
+            assert _thumbs._jpeg(io.BytesIO(photo), alone=True) is None

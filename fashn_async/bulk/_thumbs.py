@@ -155,8 +155,8 @@ def _jpeg(source: Path | io.BytesIO, *, alone: bool) -> bytes | _Big | None:
                 image.alpha_composite(rgba)
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, "JPEG", quality=75)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
+    except Exception:  # (a decoder's own: EOFError, RuntimeError... a damaged HEIC)
+        return None  # no thumbnail: the row's own check says what is wrong
     return buffer.getvalue()
 
 
