@@ -119,6 +119,6 @@ def batch_command(
         report=not no_report,
         time_scale=time_scale,
     )
-    if dry_run:  # the bad rows on stdout, one per line
-        return check_catalog(settings, click.echo)
+    if dry_run:  # the bad rows on stdout, one per line, shown as every line is
+        return check_catalog(settings, lambda text: click.echo(visible(text)))
     return asyncio.run(run_batch(settings, console))

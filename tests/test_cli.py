@@ -69,6 +69,8 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
         # A URL of another scheme is a URL refused by its scheme, not a path looked for.
         dict(zip(columns, ("ftp://127.0.0.1/m.png", "images/garment_0.png", "tops"), strict=True)),
         dict(zip(columns, ("https:/127.0.0.1/m.png", "images/garment_0.png", "tops"), strict=True)),
+        # A name that would reorder the line, or split it: shown escaped, as a run shows it.
+        dict(zip(columns, ("images/\u202egnp.png", "images/garment_0.png", "tops\r"), strict=True)),
     ]
     catalog = write_catalog(tmp_path, 3, models=3, extra=extra)
     out = tmp_path / "out"
@@ -83,7 +85,10 @@ def test_dry_run_lists_every_bad_row_and_sends_nothing(tmp_path: Path) -> None:
     assert "the scheme 'ftp' is not accepted" in lines[2]
     assert "line 8: model_image: " in lines[3]  # a URL missing its //: not a file
     assert "no such file" not in lines[3]
-    assert lines[-1] == "dry run: 7 rows, 3 valid, 4 bad; nothing sent"
+    assert "line 9: model_image: no such file: " in lines[4]
+    assert lines[4].endswith("images/\\u202egnp.png")
+    assert "\u202e" not in stdout
+    assert lines[-1] == "dry run: 8 rows, 3 valid, 5 bad; nothing sent"
     assert not out.exists()
 
     clean = write_catalog(tmp_path / "clean", 2, models=2)
