@@ -89,6 +89,11 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+#: HEIF's brands (ISO/IEC 23008-12): any codec (``mif1``, ``msf1``), HEVC's (HEIC).
+_HEIF_ANY: Final = (b"mif1", b"msf1")
+_HEIC: Final = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs")
+
+
 def sniff_mime(data: bytes) -> str | None:
     """The image MIME type the bytes start with, or None when they are no image we know."""
     for offset, magic, mime in _MAGIC:
@@ -96,11 +101,11 @@ def sniff_mime(data: bytes) -> str | None:
             return mime
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in (b"avif", b"avis"):
+    if data[4:8] == b"ftyp":  # ISO BMFF: the major brand, then the compatible ones
+        brand, compatible = data[8:12], data[16 : int.from_bytes(data[:4], "big")]
+        if brand in (b"avif", b"avis") or (brand in _HEIF_ANY and b"avif" in compatible):
             return "image/avif"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
+        if brand in _HEIF_ANY or brand in _HEIC:
             return "image/heic"
     return None
 

@@ -6,6 +6,7 @@ InvalidRequestError for a call's arguments), naming the option and never the API
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -160,10 +161,11 @@ def check_proxy(proxy: object) -> str | None:
 
 def check_env_proxy(base_url: str) -> None:
     """Refuse the environment's proxy for ``base_url`` (``HTTP_PROXY`` / ``HTTPS_PROXY``,
-    unless ``NO_PROXY`` exempts its host: as aiohttp reads them) when aiohttp cannot use
-    it: aiohttp takes only ``http://`` proxies from there. An ``https://`` one it ignores,
-    and requests would go direct, past the proxy; a ``socks5://`` one it would speak HTTP
-    to; one without a scheme it cannot read.
+    either case, unless ``NO_PROXY`` exempts its host: as aiohttp reads them) when aiohttp
+    cannot use it: it takes only ``http://`` proxies with a host from there. An
+    ``https://`` one it ignores, and requests would go direct, past the proxy (so would
+    one with no host, ``http://``); a ``socks5://`` one it would speak HTTP to; one
+    without a scheme it cannot read.
 
     Raises:
         ConfigurationError: naming the variable and the proxy (its password masked).
@@ -173,19 +175,24 @@ def check_env_proxy(base_url: str) -> None:
     if not url or (parts.hostname and proxy_bypass(parts.hostname)):
         return
     try:
-        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    except ValueError:
-        scheme = ""
-    if scheme == "http":
+        proxy = urlsplit(url)
+        scheme, host = proxy.scheme.lower() if "://" in url else "", proxy.hostname
+    except ValueError:  # (an unreadable IPv6 literal, a bad port)
+        scheme, host = "?", None
+    if scheme == "http" and host:
         return
     why = {
-        "https": "aiohttp ignores an https:// proxy given there, and requests would go direct",
+        "https": "aiohttp ignores an https:// proxy given there: requests would go direct",
+        "http": "it names no host: requests would go direct",
         "": "it has no http:// scheme",
+        "?": "it cannot be read as a URL",
     }.get(scheme, f"aiohttp does not speak {scheme} to a proxy")
+    lower = f"{parts.scheme}_proxy"  # (urllib reads it first: the one in force)
+    name = lower if os.environ.get(lower) else lower.upper()
     raise ConfigurationError(
-        f"{parts.scheme.upper()}_PROXY in the environment is {shorten(shown_url(url))}, "
-        f"which cannot be used for {shown_url(base_url)}: {why}. Give it as an http:// URL, "
-        "pass proxy='https://...' for a proxy that speaks TLS, or trust_env=False"
+        f"{name} in the environment is {shorten(shown_url(url))}, which cannot be used "
+        f"for {shown_url(base_url)}: {why}. Set it to an http:// URL or unset it; in "
+        "Python, pass proxy='https://...' for a proxy that speaks TLS, or trust_env=False"
     )
 
 

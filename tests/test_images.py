@@ -28,6 +28,12 @@ WEBP_HEAD = b"RIFF\x00\x00\x00\x00WEBPVP8 "
         (b"GIF89a....", "image/gif"),
         (b"BM......", "image/bmp"),
         (b"\x00\x00\x00\x1cftypavif", "image/avif"),
+        # HEIF's generic brand: the compatible brands tell AVIF from HEIC; and HEVC's
+        # brands for image sequences (an iPhone's burst, say) are HEIC too.
+        (b"\x00\x00\x00\x20ftypmif1\x00\x00\x00\x00avifmif1miafMA1B", "image/avif"),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic", "image/heic"),
+        (b"\x00\x00\x00\x18ftyphevc\x00\x00\x00\x00msf1hevc", "image/heic"),
+        (b"\x00\x00\x00\x10ftypmif1\x00\x00\x00\x00avif", "image/heic"),  # (past its box)
         (b"hello world", None),
         (b"", None),
     ],

@@ -213,6 +213,9 @@ async def test_a_proxy_from_the_environment_aiohttp_cannot_read_is_a_connect_err
         ("https://u:hunter2@127.0.0.1:3129", "would go direct"),
         ("user:hunter2@127.0.0.1:6", "no http:// scheme"),
         ("127.0.0.1:3128", "no http:// scheme"),
+        ("http://", "names no host"),  # (aiohttp went direct)
+        ("http://u:hunter2@", "names no host"),
+        ("socks5://u:hunter2@[::1:1080", "cannot be read as a URL"),
     ],
 )
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -233,6 +236,13 @@ def test_an_environment_proxy_aiohttp_cannot_use_is_refused_when_the_client_is_m
     AsyncFashn(api_key="test-key-0123", base_url=base_url, proxy="http://127.0.0.1:3128")
     clean_env.setenv("NO_PROXY", "127.0.0.1")
     AsyncFashn(api_key="test-key-0123", base_url=base_url)
+
+
+def test_the_refusal_names_the_variable_in_force(clean_env: pytest.MonkeyPatch) -> None:
+    """``http_proxy`` (lower case, which urllib reads first) is named as it is set."""
+    clean_env.setenv("http_proxy", "socks5://127.0.0.1:1080")
+    with pytest.raises(errors.ConfigurationError, match="^http_proxy in the environment"):
+        AsyncFashn(api_key="test-key-0123", base_url="http://127.0.0.1:9")
 
 
 async def test_an_environment_proxy_for_the_other_scheme_is_not_refused(
