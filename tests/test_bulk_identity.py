@@ -103,12 +103,13 @@ async def test_rows_already_sent_written_another_way_are_not_sent_again(
     assert emulator.report().credits_used == 4
 
 
-async def test_a_new_request_and_a_repeat_are_still_sent(
+async def test_a_new_request_is_sent_and_a_repeat_is_not(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     """Next to rows written another way: a row asking for something new is sent, and a
     second row asking for what another row of the catalog asks for (a repeat, without an
-    id) is sent as documented: only rows already sent are matched, each once."""
+    id) is a bad row, not sent (it was sent, and paid for, before repeats were refused):
+    only rows already sent are matched, each once."""
     rows = first_rows(tmp_path, ids=False)
     out = tmp_path / "out"
     assert (await rerun(emulator, write(tmp_path / "catalog.csv", rows), out))[0] == 0
@@ -116,9 +117,10 @@ async def test_a_new_request_and_a_repeat_are_still_sent(
     again.append({**rows[0], "category": "bottoms"})  # new
     again.append({**rows[1]})  # a repeat of a row the catalog has
     code, printed = await rerun(emulator, write(tmp_path / "again.csv", again), out)
-    assert code == 0, printed
-    assert emulator.report().credits_used == 6
-    assert journal_counts(out) == {"done": 6}
+    assert code == 1, printed
+    assert "line 7: repeats line 3 (it asks for the same, and has no id): not sent" in printed
+    assert emulator.report().credits_used == 5
+    assert journal_counts(out) == {"done": 5, "invalid": 1}
 
 
 async def test_a_catalog_moved_matches_its_files_not_its_path_text(

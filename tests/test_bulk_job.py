@@ -700,10 +700,9 @@ async def test_a_repeated_row_without_an_id_is_not_paid_for_again(
     twice): the same result would be paid for again (the seed, 42 by default, makes it
     the same), so it is a bad row naming the first, never sent (it was sent and paid
     for); given an id, it is sent; with the first removed, it is that row, not sent."""
-    extra = {"model_image": "images/model_0.png", "garment_image": "images/garment_0.png"}
-    catalog = write_catalog(tmp_path, 2, models=2)
+    catalog = write_catalog(tmp_path, 2, models=2)  # (sku-1: tops, sku-2: bottoms)
     text = catalog.read_text(encoding="utf-8")
-    catalog.write_text(text + f",{extra['model_image']},{extra['garment_image']},tops\n" * 2)
+    catalog.write_text(text + ",images/model_0.png,images/garment_0.png,one-pieces\n" * 2)
     out = tmp_path / "out"
     for _ in range(2):
         code, printed = await _run(emulator, catalog, out)

@@ -108,20 +108,22 @@ def settings_problem(
 def plan_sync(records: Sequence[RowRecord], rows: Sequence[CatalogRow]) -> SyncPlan:
     """Match ``rows`` (the catalog now) to ``records`` (the journal), in three passes:
 
-    1. by identity, where both ask for the same request (:attr:`CatalogRow.asks`,
-       known on both sides: not a bad row's, nor a record's from before rows kept it);
+    1. by identity, where both ask for the same (:attr:`CatalogRow.asks`; a record from
+       before rows kept it, or a bad row, by its id alone; a row with no id only where
+       both sides' request is known and the same);
     2. a row left to a record already sent that asks for the same, whatever the
        identities: the same request written another way (a path with ``./``, made
        absolute or through a symlink, a default written out, an id re-saved by a
        spreadsheet, ``000`` to ``0`` or two ids made one) is the row already paid for;
     3. by identity, the rest: an edit (the same id asking for something else), a bad
-       row, a record from before rows kept what they ask for.
+       row with no id.
 
-    A bad row (a repeat of an earlier row, say) is matched only once every good row had
-    its chance at a record sent: taken first by identity, the record of a request paid
-    for left its good row to be sent again (rows swapped, the first of two repeats
-    removed or given an id: each paid twice). Each record is matched at most once; a
-    row left is new."""
+    A row with no id is known by the text of its values alone: a bad one (a repeat of
+    an earlier row, say) is matched only once every good row had its chance at a record
+    sent, as is a good one to an unsent record: taken first by that text, the record of a
+    request paid for left its good row to be sent again (rows swapped, the first of two
+    repeats removed or given an id: each paid twice). Each record is matched at most
+    once; a row left is new."""
     # Identities are unique in a catalog (unique_identities); a journal written before
     # they were may hold one twice: each record is matched at most once all the same.
     known: dict[str, list[RowRecord]] = {}
@@ -178,7 +180,9 @@ def _taken_note(lines: list[int]) -> str:
 
 
 def _same_identity_and_request(record: RowRecord, current: CatalogRow) -> bool:
-    return bool(current.asks) and record.asks == current.asks
+    if current.identity.startswith("sha:"):  # no id: its identity is only its text
+        return bool(current.asks) and record.asks == current.asks
+    return not (record.asks and current.asks and record.asks != current.asks)
 
 
 def _match(
