@@ -566,3 +566,19 @@ def test_spaces_around_a_csv_option_are_not_part_of_it(folder: Path) -> None:
     assert first.ok, first.error
     assert first.request == second.request
     assert first.asks == second.asks
+
+
+def test_a_csv_cell_of_spaces_is_an_empty_one(folder: Path) -> None:
+    """A cell holding only spaces is left out as an empty one is: an id of ``" "`` made
+    a row of its own (a repeat with it was sent, and paid for, again) and a seed of
+    ``" "`` was refused."""
+    text = (
+        "id,model_image,garment_image,category,seed\n"
+        ",images/model_0.png,images/garment_0.png,tops,\n"
+        " ,images/model_0.png,images/garment_0.png,tops,  \n"
+    )
+    first, second = load_catalog(_csv(folder, text)).rows
+    assert first.ok
+    assert second.error is not None
+    assert second.error.startswith("repeats line 2")
+    assert second.label is None

@@ -195,7 +195,9 @@ def _values(header: list[str], record: list[str], width: int, named: str) -> dic
                 "name the column in line 1, or empty the cell"
             )
     values = zip(header, record, strict=False)  # a value past the header is empty here
-    return {name: cell for name, cell in values if name and cell != ""}
+    # A cell of spaces is an empty one: left out (an id of " " named a row of its own,
+    # and a repeat with it was paid for again; a seed of " " was refused).
+    return {name: cell for name, cell in values if name and cell.strip()}
 
 
 class _RowInAValue(Exception):
