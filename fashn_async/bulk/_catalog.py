@@ -127,10 +127,9 @@ def repeat_key(row: CatalogRow) -> str | None:
     a bad one's values as written; None for a row with an id (ids tell rows apart).
 
     A good row with no id that asks for what an earlier good row does, with an id or
-    without (however written:
-    ``./a.jpg`` and ``a.jpg``, a default left out or written, :func:`asks`) is read as a
-    bad row: it would be paid for again for the same result (the API's seed, 42 by
-    default, makes the same inputs give the same output)."""
+    without (however written: ``./a.jpg`` and ``a.jpg``, a default left out or written,
+    :func:`asks`) is read as a bad row: it would be paid for again for the same result
+    (the API's seed, 42 by default, makes the same inputs give the same output)."""
     if not identity_of(row.inputs).startswith("sha:"):
         return None
     return row.asks or identity_of(row.inputs)
