@@ -191,7 +191,8 @@ def test_a_client_left_open_is_closed_with_its_loop(ending: str) -> None:
     from another loop afterwards does nothing (it raised EventLoopError, and the client
     could never be closed), nor after a client closed as usual. A call cancelled just
     before the loop ends has its remote cancel cut by the loop's end (asyncio.run cancels
-    every task, that one's too): it is sent once more (it never reached the server)."""
+    every task, that one's too): it is sent once more (it may not have reached the
+    server; twice is harmless, a cancel being idempotent)."""
     ready, stop, box = threading.Event(), threading.Event(), dict[str, Any]()
 
     def serve() -> None:
@@ -237,7 +238,10 @@ def test_a_client_left_open_is_closed_with_its_loop(ending: str) -> None:
         thread.join(30)
     report = box["report"]
     assert len(report.accepted) == 1
-    assert report.cancels == [report.accepted[0].id]
+    # Cancelled on the server: a cancel the loop's end cut is sent once more, so the
+    # server may hear it twice when the first had reached it (a cancel is idempotent).
+    assert report.cancels
+    assert set(report.cancels) == {report.accepted[0].id}
     if ending == "closed":
         assert isinstance(running[0].exception(), errors.ClientClosedError)
     else:
