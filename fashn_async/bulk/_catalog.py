@@ -54,7 +54,7 @@ __all__ = [
     "CatalogRow",
     "iter_catalog",
     "load_catalog",
-    "repeat_key",
+    "may_repeat",
 ]
 
 IMAGE_COLUMNS: Final = ("model_image", "garment_image")
@@ -122,17 +122,14 @@ class Catalog:
         return [row for row in self.rows if not row.ok]
 
 
-def repeat_key(row: CatalogRow) -> str | None:
-    """What makes rows with no ``id`` repeats of each other: what a good one asks for,
-    a bad one's values as written; None for a row with an id (ids tell rows apart).
+def may_repeat(row: CatalogRow) -> bool:
+    """Whether ``row`` has no ``id`` (ids tell rows apart), and so may repeat an earlier row.
 
     A good row with no id that asks for what an earlier good row does, with an id or
     without (however written: ``./a.jpg`` and ``a.jpg``, a default left out or written,
     :func:`asks`) is read as a bad row: it would be paid for again for the same result
     (the API's seed, 42 by default, makes the same inputs give the same output)."""
-    if not identity_of(row.inputs).startswith("sha:"):
-        return None
-    return row.asks or identity_of(row.inputs)
+    return identity_of(row.inputs).startswith("sha:")
 
 
 def load_catalog(
@@ -223,7 +220,7 @@ def iter_catalog(
             row = reader.row(number, line, values)
             if row.ok:
                 seen = first.setdefault(hash(row.asks), row.line)
-                if seen != row.line and repeat_key(row) is not None:  # (no id: a repeat)
+                if seen != row.line and may_repeat(row):
                     row = attrs.evolve(row, request=None, asks="", error=repeated(seen))
             yield row
 
