@@ -181,6 +181,6 @@ def parse_json(raw: bytes) -> tuple[Any, bool]:
 
 
 def _utf8(text: str) -> str:
-    if encodable(text):
+    if text.isascii() or encodable(text):  # (ASCII at once: a base64 output's megabytes)
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
