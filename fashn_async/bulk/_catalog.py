@@ -129,7 +129,7 @@ def may_repeat(row: CatalogRow) -> bool:
     without (however written: ``./a.jpg`` and ``a.jpg``, a default left out or written,
     :func:`asks`) is read as a bad row: it would be paid for again for the same result
     (the API's seed, 42 by default, makes the same inputs give the same output)."""
-    return identity_of(row.inputs).startswith("sha:")
+    return (row.identity or identity_of(row.inputs)).startswith("sha:")
 
 
 def load_catalog(

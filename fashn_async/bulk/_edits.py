@@ -21,7 +21,7 @@ from typing import Any, Final
 import attrs
 
 from fashn_async._redact import shown_url
-from fashn_async.bulk._catalog import CatalogRow
+from fashn_async.bulk._catalog import CatalogRow, may_repeat
 from fashn_async.bulk._rows import SCHEMA_VERSION, RowRecord, State
 
 __all__ = [
@@ -180,7 +180,7 @@ def _taken_note(lines: list[int]) -> str:
 
 
 def _same_identity_and_request(record: RowRecord, current: CatalogRow) -> bool:
-    if current.identity.startswith("sha:"):  # no id: its identity is only its text
+    if may_repeat(current):  # no id: its identity is only its text
         return bool(current.asks) and record.asks == current.asks
     return not (record.asks and current.asks and record.asks != current.asks)
 
